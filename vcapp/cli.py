@@ -1,0 +1,21 @@
+"""The `vcapp` command line: one click group, each component's commands attached to it."""
+
+from __future__ import annotations
+
+import click
+
+from vcapp import __version__
+from vcapp.dev.cli import dev
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vcapp")
+def cli() -> None:
+    """vcapp: turn a few machines behind NAT into one cluster you deploy to with git push."""
+
+
+cli.add_command(dev)
+
+
+def main() -> None:
+    cli()
