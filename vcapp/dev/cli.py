@@ -148,6 +148,10 @@ def nat(cluster: str, site: str, mode: str) -> None:
 def exec(cluster: str, node: str, cmd: tuple[str, ...]) -> None:
     """Run CMD on a machine: vcapp dev exec home-1 -- ip addr"""
     _require_root()
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        raise click.UsageError("say what to run: vcapp dev exec NODE -- CMD [ARGS...]")
     try:
         argv, env, cgroup = DevCluster(cluster).command(node, list(cmd))
     except (DevError, TopologyError) as e:

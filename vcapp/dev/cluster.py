@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -24,9 +25,15 @@ from vcapp.dev.topology import BACKBONE_PREFIX, Host, Topology, TopologyError
 
 DEFAULT_ROOT = Path(os.environ.get("VCAPP_DEV_ROOT", "/var/lib/vcapp-dev"))
 RUNC = "/usr/sbin/runc"
-# Explicit limits: these machines' defaults are huge, and a fork bomb in one simulated
-# machine must not take the whole host down.
-CONTAINER_ULIMITS = ("nofile=65536:65536", "nproc=4096:4096")
+# Explicit limits: runc cannot raise a limit above the caller's hard limit here (no
+# CAP_SYS_RESOURCE), and a fork bomb in one simulated machine must not take the host down.
+NOFILE_WANTED = 65536
+NPROC_LIMIT = 4096
+
+
+def container_ulimits() -> tuple[str, str]:
+    nofile = min(NOFILE_WANTED, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    return (f"nofile={nofile}:{nofile}", f"nproc={NPROC_LIMIT}:{NPROC_LIMIT}")
 
 
 class DevError(RuntimeError):
@@ -374,9 +381,16 @@ def apply_nat(router_ns: str, mode: str) -> None:
 
 
 def write_podman_config(hdir: Path) -> None:
-    """Per-host podman: its own storage, run state, network configs, runc and limits."""
+    """Per-host podman: its own storage, run state, locks, network configs, runc and limits.
+
+    Podman keeps some state in host-wide places (/run/runc, the /dev/shm lock table) that
+    real machines own alone; here each host gets its own, under its /run, so a power-off
+    loses them as it would on a real machine and hosts never share a lock."""
     etc, storage, run = hdir / "etc", hdir / "storage", hdir / "run"
-    ulimits = ", ".join(f'"{u}"' for u in CONTAINER_ULIMITS)
+    runc = etc / "runc"
+    runc.write_text(f'#!/bin/sh\nexec {RUNC} --root "{run}/runc" "$@"\n')
+    runc.chmod(0o755)
+    ulimits = ", ".join(f'"{u}"' for u in container_ulimits())
     (etc / "containers.conf").write_text(
         "[containers]\n"
         f"default_ulimits = [{ulimits}]\n\n"
@@ -384,11 +398,12 @@ def write_podman_config(hdir: Path) -> None:
         'runtime = "runc"\n'
         'cgroup_manager = "cgroupfs"\n'
         'events_logger = "file"\n'
+        'lock_type = "file"\n'
         f'tmp_dir = "{run}/libpod"\n'
         f'static_dir = "{storage}/libpod"\n'
         f'volume_path = "{storage}/volumes"\n\n'
         "[engine.runtimes]\n"
-        f'runc = ["{RUNC}"]\n\n'
+        f'runc = ["{runc}"]\n\n'
         "[network]\n"
         f'network_config_dir = "{etc}/networks"\n'
     )

@@ -1,0 +1,35 @@
+"""Base images made on this machine from Debian packages; nothing is pulled from a registry.
+
+`tiny`: a static busybox on `scratch` (2 MB), for tests and for tools that need a shell and
+nothing else. Language stacks for buildpacks are made with debootstrap (see buildpacks/).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+TINY_IMAGE = "localhost/vcapp/tiny:latest"
+BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: one binary, no shared libraries
+
+TINY_CONTAINERFILE = """\
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+CMD ["/bin/sh"]
+"""
+
+
+def tiny_context(dest: Path) -> Path:
+    """Write the build context of the tiny image into `dest` and return it."""
+    if not BUSYBOX.exists():
+        raise FileNotFoundError(f"{BUSYBOX} is missing: install Debian's busybox-static (scripts/install does)")
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(BUSYBOX, dest / "busybox")
+    (dest / "Containerfile").write_text(TINY_CONTAINERFILE)
+    return dest
+
+
+def tiny_build_command(context: Path, tag: str = TINY_IMAGE) -> list[str]:
+    """buildah command that builds the tiny image from `context` (runc, layer cache on)."""
+    return ["buildah", "bud", "--runtime", "/usr/sbin/runc", "--layers", "-t", tag, str(context)]
