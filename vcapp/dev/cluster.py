@@ -295,10 +295,12 @@ class DevCluster:
         """Start a long-running command on a host; it dies with the host."""
         argv, env, cgroup = self.command(name, cmd)
         out = open(log, "ab") if log else subprocess.DEVNULL
+        kw.setdefault("stdout", out)
+        kw.setdefault("stderr", subprocess.STDOUT if log else subprocess.DEVNULL)
+        kw.setdefault("stdin", subprocess.DEVNULL)
         try:
             return subprocess.Popen(
-                argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=lambda: power.join_cgroup(cgroup), **kw,
+                argv, env=env, start_new_session=True, preexec_fn=lambda: power.join_cgroup(cgroup), **kw
             )
         finally:
             if log:

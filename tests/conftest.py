@@ -1,0 +1,106 @@
+"""Shared fixtures: simulated clusters for multi-machine tests.
+
+`sim_cluster` (module scope) brings up the default topology under a unique name and tears
+it down after the module; `make_sim` builds other shapes. A `Sim` runs commands on hosts
+and fetches URLs from the client host, the way a person at that machine would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vcapp.dev.cluster import DevCluster, list_clusters
+from vcapp.dev.topology import Topology, default
+
+TEST_CLUSTER = re.compile(r"^t[0-9a-f]{4}$")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+
+class Sim:
+    """A running simulated cluster as tests see it."""
+
+    def __init__(self, dc: DevCluster):
+        self.dc = dc
+        self.name = dc.name
+
+    @property
+    def topology(self) -> Topology:
+        return self.dc.topology
+
+    def run(self, host: str, *cmd: str, check: bool = True, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+        """Run a command on a host; with check, a failure raises with its output."""
+        proc = self.dc.run(host, list(cmd), timeout=timeout, **kw)
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"on {host}: {' '.join(cmd)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    def spawn(self, host: str, *cmd: str, log: Path | None = None) -> subprocess.Popen:
+        return self.dc.spawn(host, list(cmd), log=log)
+
+    def fetch(self, url: str, *curl_args: str, host: str = "client", timeout: float = 10) -> subprocess.CompletedProcess:
+        """curl a URL from a host (the client on the backbone by default)."""
+        return self.run(host, "curl", "-sS", "--max-time", str(timeout), *curl_args, url, check=False,
+                        timeout=timeout + 5)
+
+    def addr(self, host: str) -> str:
+        return self.topology.host(host).addr
+
+    def ping(self, host: str, target: str, count: int = 1, wait: float = 1) -> bool:
+        return self.run(host, "ping", "-c", str(count), "-W", str(wait), target, check=False).returncode == 0
+
+
+def _require_root() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("multi-machine tests create network namespaces: run the suite as root (scripts/test)")
+
+
+def _new_name() -> str:
+    return "t" + secrets.token_hex(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_stale_test_clusters():
+    """A crashed earlier run can leave test clusters behind: remove them (never `dev`)."""
+    if os.geteuid() == 0:
+        for name in list_clusters():
+            if TEST_CLUSTER.match(name):
+                DevCluster(name).down()
+    yield
+
+
+@pytest.fixture(scope="module")
+def make_sim():
+    """Factory: make_sim(home=2, office=1, office_nat='easy') -> Sim, torn down after the module."""
+    made: list[DevCluster] = []
+
+    def make(home: int = 2, office: int = 1, office_nat: str = "easy") -> Sim:
+        _require_root()
+        dc = DevCluster(_new_name())
+        made.append(dc)
+        dc.up(default(dc.name, home, office, office_nat))
+        return Sim(dc)
+
+    yield make
+    for dc in made:
+        dc.down()
+
+
+@pytest.fixture(scope="module")
+def sim(make_sim) -> Sim:
+    """The default topology: home-1, home-2 behind the home NAT, office-1 behind the office NAT."""
+    return make_sim()
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
