@@ -1,0 +1,208 @@
+"""The buildpack table: language -> (detect, Containerfile template), and `detect(tree)`.
+
+Like Piku's dispatch table, one row per language, tried in order; the first whose detector
+answers wins. A detector reads only the top of the tree and returns the template's
+variables, or None when the tree is not in its language; it raises DetectError when the
+tree is in its language but cannot be started (no command), saying what to add.
+A Dockerfile or Containerfile at the root beats every row: it is built as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from buildpacks import procfile, templates
+from buildpacks.stacks import STACKS
+
+DEFAULT_PORT = 8080
+DOCKERFILES = ("Dockerfile", "Containerfile")
+PYTHON_MODULES = ("app.py", "main.py", "wsgi.py", "asgi.py", "server.py")
+NODE_ENTRIES = ("server.js", "index.js", "app.js")
+
+
+class DetectError(ValueError):
+    """The tree cannot be built; the message says what was looked for and what to add."""
+
+
+@dataclass(frozen=True)
+class Buildpack:
+    name: str
+    markers: tuple[str, ...]  # files at the top of the tree that mean "this language"
+    detect: Callable[[Path], dict | None]
+    template: str
+    stack: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to build a tree: a Dockerfile of the tree's own, or a generated Containerfile."""
+
+    language: str  # "dockerfile" or a buildpack name
+    containerfile: str | None  # generated text; None when the tree brings its own
+    dockerfile: Path | None  # the tree's own Dockerfile/Containerfile
+    command: str | None  # the web command a buildpack chose
+    stacks: tuple[str, ...]  # stack images the build needs, by name
+
+
+# ---- helpers (pure, read-only on the tree) ----------------------------------------------
+
+def _read(tree: Path, name: str) -> str:
+    path = tree / name
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
+def _has_dep(text: str, name: str) -> bool:
+    """Whether a requirements/pyproject/Pipfile text names a distribution (case-insensitive)."""
+    pattern = rf"(^|[\s\"'\[,]){re.escape(name)}(\s*$|[\s=<>~!\[;\"',@])"
+    return re.search(pattern, text.lower(), re.MULTILINE) is not None
+
+
+def _app_object(tree: Path) -> str | None:
+    """`module:name` of the first top-level module that assigns `app` or `application`."""
+    for filename in PYTHON_MODULES:
+        text = _read(tree, filename)
+        match = re.search(r"^(app|application)\s*[:=]", text, re.MULTILINE)
+        if match:
+            return f"{filename[:-3]}:{match.group(1)}"
+    return None
+
+
+def _first_file(tree: Path, names: tuple[str, ...]) -> str | None:
+    return next((n for n in names if (tree / n).is_file()), None)
+
+
+# ---- Python -------------------------------------------------------------------------------
+
+def _python_install(tree: Path) -> str:
+    if (tree / "requirements.txt").is_file():
+        return templates.PYTHON_REQUIREMENTS
+    if (tree / "Pipfile").is_file():
+        flags = "--deploy" if (tree / "Pipfile.lock").is_file() else "--skip-lock"
+        return templates.PYTHON_PIPFILE.format(pipenv_flags=flags)
+    if re.search(r"^\[(project|build-system)\]", _read(tree, "pyproject.toml"), re.MULTILINE):
+        return templates.PYTHON_PYPROJECT
+    return templates.PYTHON_PLAIN
+
+
+def _python_command(tree: Path, deps: str) -> str | None:
+    target = _app_object(tree)
+    if target and _has_dep(deps, "gunicorn"):
+        return f"gunicorn --bind 0.0.0.0:$PORT --access-logfile - {target}"
+    if target and _has_dep(deps, "uvicorn"):
+        return f"uvicorn --host 0.0.0.0 --port $PORT {target}"
+    if target and _has_dep(deps, "flask"):
+        return f"flask --app {target} run --host 0.0.0.0 --port $PORT"
+    module = _first_file(tree, PYTHON_MODULES)
+    return f"python3 {module}" if module else None
+
+
+def detect_python(tree: Path) -> dict | None:
+    markers = [m for m in ("requirements.txt", "pyproject.toml", "Pipfile") if (tree / m).is_file()]
+    if not markers:
+        return None
+    deps = "\n".join(_read(tree, m) for m in markers)
+    command = procfile.web_command(tree) or _python_command(tree, deps)
+    if command is None:
+        raise DetectError(
+            f"found a Python app ({', '.join(markers)}) but no way to start it: add a Procfile with "
+            f"`web: <command serving on $PORT>`, or one of {', '.join(PYTHON_MODULES)}"
+        )
+    return {"install": _python_install(tree), "command": command}
+
+
+# ---- Node.js ------------------------------------------------------------------------------
+
+def _package_json(tree: Path) -> dict:
+    try:
+        data = json.loads(_read(tree, "package.json"))
+    except json.JSONDecodeError as e:
+        raise DetectError(f"package.json is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg}): fix it") from None
+    if not isinstance(data, dict):
+        raise DetectError("package.json must hold a JSON object with a \"scripts\": {\"start\": ...} entry")
+    return data
+
+
+def detect_node(tree: Path) -> dict | None:
+    if not (tree / "package.json").is_file():
+        return None
+    package = _package_json(tree)
+    scripts = package.get("scripts") or {}
+    main = package.get("main") if isinstance(package.get("main"), str) else None
+    entry = main if main and (tree / main).is_file() else _first_file(tree, NODE_ENTRIES)
+    command = procfile.web_command(tree) or ("npm start" if scripts.get("start") else None)
+    command = command or (f"node {entry}" if entry else None)
+    if command is None:
+        raise DetectError(
+            "found a Node.js app (package.json) but no way to start it: add \"scripts\": "
+            "{\"start\": \"node server.js\"} to package.json, or a Procfile with `web: <command>`"
+        )
+    locked = (tree / "package-lock.json").is_file() or (tree / "npm-shrinkwrap.json").is_file()
+    if scripts.get("build"):
+        install, build = templates.NODE_INSTALL_ALL, templates.NODE_BUILD
+    else:
+        install, build = (templates.NODE_INSTALL_LOCKED if locked else templates.NODE_INSTALL), ""
+    return {"install": install, "build": build, "command": command}
+
+
+# ---- Go, static ---------------------------------------------------------------------------
+
+def detect_go(tree: Path) -> dict | None:
+    if not (tree / "go.mod").is_file():
+        return None
+    return {"command": procfile.web_command(tree) or "/app/server", "run_stack": STACKS["static"].image}
+
+
+def detect_static(tree: Path) -> dict | None:
+    if not (tree / "index.html").is_file():
+        return None
+    default = 'httpd -f -v -p "0.0.0.0:${PORT:-8080}" -h /srv/www'
+    return {"command": procfile.web_command(tree) or default}
+
+
+BUILDPACKS: tuple[Buildpack, ...] = (
+    Buildpack("python", ("requirements.txt", "pyproject.toml", "Pipfile"), detect_python, templates.PYTHON, "python"),
+    Buildpack("node", ("package.json",), detect_node, templates.NODE, "node"),
+    Buildpack("go", ("go.mod",), detect_go, templates.GO, "go"),
+    Buildpack("static", ("index.html",), detect_static, templates.STATIC, "static"),
+)
+
+
+def looked_for() -> tuple[str, ...]:
+    """Every file name detection looks for, in the order it tries them."""
+    return DOCKERFILES + tuple(m for pack in BUILDPACKS for m in pack.markers)
+
+
+def _nothing_to_build() -> DetectError:
+    names = looked_for()
+    return DetectError(
+        f"nothing to build: no {', '.join(names[:-1])} or {names[-1]} at the top of the tree: "
+        "add one (a Dockerfile, or the file your language's tools use)"
+    )
+
+
+def render(pack: Buildpack, variables: dict) -> str:
+    """The Containerfile text of a buildpack for the variables its detector returned."""
+    values = dict(variables, stack=STACKS[pack.stack].image, command=json.dumps(f"exec {variables['command']}"))
+    return pack.template.format(**values)
+
+
+def detect(tree: Path) -> Plan:
+    """Choose how to build `tree`; raises DetectError saying what is missing."""
+    if not tree.is_dir():
+        raise DetectError(f"{tree} is not a directory: pass the checked-out source tree")
+    own = _first_file(tree, DOCKERFILES)
+    if own:
+        return Plan("dockerfile", None, tree / own, None, ())
+    for pack in BUILDPACKS:
+        try:
+            variables = pack.detect(tree)
+        except procfile.ProcfileError as e:
+            raise DetectError(str(e)) from None
+        if variables is not None:
+            stacks = (pack.stack, "static") if pack.name == "go" else (pack.stack,)
+            return Plan(pack.name, render(pack, variables), None, variables["command"], stacks)
+    raise _nothing_to_build()
