@@ -1,0 +1,96 @@
+"""Building blocks of Caddy JSON config shared by the edge and the node router.
+
+Pure functions returning plain dicts. Every timer the data plane runs on is named here with
+the reason for its value; the edge and node configs only assemble these pieces.
+"""
+
+from __future__ import annotations
+
+import html
+
+# A mesh or LAN round trip is milliseconds: a connect that takes a second means the peer is
+# gone (powered off, black-holed), so give up and try another upstream.
+DIAL_TIMEOUT = "1s"
+# Keep trying other upstreams for this long before answering 502: long enough to step over a
+# node that died with requests in flight, short enough that a client still waits for it.
+TRY_DURATION = "5s"
+# Pause between attempts while every upstream looks down (e.g. during a failover).
+TRY_INTERVAL = "100ms"
+# Active health checks: a dead upstream leaves the rotation within about a second.
+HEALTH_INTERVAL = "1s"
+HEALTH_TIMEOUT = "1s"
+# Passive health: one failed request takes an upstream out for this long (the active check
+# brings it back sooner if it answers again, as it restarts within this window).
+FAIL_DURATION = "10s"
+MAX_FAILS = 1
+# An app may take a while to answer; a stuck upstream must not hold a connection forever.
+RESPONSE_HEADER_TIMEOUT = "60s"
+# The node router answers this virtual host itself, so the edge can health-check a node
+# without depending on any one app. ".invalid" can never be a real hostname (RFC 2606).
+# On a config change or stop, requests in flight get this long to finish before Caddy cuts
+# them; keep-alive idle connections close at once.
+SHUTDOWN_GRACE = "5s"
+# WebSockets outlive config reloads (routes change on every placement change) this long.
+STREAM_CLOSE_DELAY = "5m"
+NODE_HEALTH_HOST = "health.vcapp.invalid"
+NODE_HEALTH_PATH = "/.vcapp/health"
+
+
+def base_document(admin_socket: str, storage_dir: str) -> dict:
+    """Admin API on a unix socket (no TCP port to protect), config kept only in memory
+    (the controller pushes it again after a restart), certificates stored under storage_dir."""
+    return {
+        "admin": {"listen": f"unix/{admin_socket}", "config": {"persist": False}},
+        "storage": {"module": "file_system", "root": storage_dir},
+        "apps": {},
+    }
+
+
+def upstreams(addresses: tuple[str, ...] | list[str]) -> list[dict]:
+    return [{"dial": a} for a in addresses]
+
+
+def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | None,
+                  health_host: str | None = None) -> dict:
+    """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept."""
+    checks: dict = {"passive": {"fail_duration": FAIL_DURATION, "max_fails": MAX_FAILS}}
+    if health_path:
+        active: dict = {"uri": health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT}
+        if health_host:
+            active["headers"] = {"Host": [health_host]}
+        checks["active"] = active
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": upstreams(addresses),
+        "load_balancing": {
+            "selection_policy": {"policy": "round_robin"},
+            "try_duration": TRY_DURATION,
+            "try_interval": TRY_INTERVAL,
+        },
+        "health_checks": checks,
+        "stream_close_delay": STREAM_CLOSE_DELAY,
+        "transport": {
+            "protocol": "http",
+            "dial_timeout": DIAL_TIMEOUT,
+            "response_header_timeout": RESPONSE_HEADER_TIMEOUT,
+        },
+    }
+
+
+def html_page(status: int, title: str, text: str) -> dict:
+    """A static_response handler with a small, self-explaining HTML page."""
+    body = (
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>"
+        "<body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\">"
+        "<h1>{t}</h1><p>{x}</p></body></html>"
+    ).format(t=html.escape(title), x=html.escape(text))
+    return {
+        "handler": "static_response",
+        "status_code": status,
+        "headers": {"Content-Type": ["text/html; charset=utf-8"], "Cache-Control": ["no-store"]},
+        "body": body,
+    }
+
+
+def host_route(hosts: list[str], handlers: list[dict]) -> dict:
+    return {"match": [{"host": hosts}], "handle": handlers, "terminal": True}

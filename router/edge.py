@@ -1,0 +1,59 @@
+"""An edge: one Caddy serving the public hostnames, kept in step with an EdgeRoutes table.
+
+    edge = Edge(workdir, EdgeSettings-like options)   # nothing runs yet
+    edge.start()                                      # caddy up, admin socket answering
+    edge.update(EdgeRoutes.build(...))                # idempotent; loads only on change
+    edge.root_ca_pem()                                # dev mode: the CA clients must trust
+    edge.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from router import edge_config
+from router.caddy import CaddyError, CaddyProcess, Launcher
+from router.controller import Controller
+from router.routes import EdgeRoutes
+
+# The internal CA is created when the first config with a tls/pki app loads: milliseconds.
+CA_TIMEOUT = 10.0
+
+
+class Edge:
+    def __init__(self, workdir: str | Path, https_port: int = 443, http_port: int = 80, dev: bool = False,
+                 acme_email: str | None = None, ca_cert: str | None = None, ca_key: str | None = None,
+                 launcher: Launcher | None = None):
+        self.caddy = CaddyProcess(workdir, launcher)
+        self.settings = edge_config.EdgeSettings(
+            admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),
+            https_port=https_port, http_port=http_port, dev=dev, acme_email=acme_email,
+            ca_cert=ca_cert, ca_key=ca_key)
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        admin = self.caddy.start()
+        self.controller = Controller(admin, lambda routes: edge_config.render(routes, self.settings))
+
+    def update(self, routes: EdgeRoutes) -> bool:
+        """Make the edge serve `routes`. True when Caddy got a new config."""
+        if self.controller is None:
+            raise CaddyError("the edge is not started; call start() first")
+        return self.controller.apply(routes)
+
+    def root_ca_pem(self) -> str:
+        """The PEM root certificate of the dev CA (after the first update in dev mode)."""
+        deadline = time.monotonic() + CA_TIMEOUT
+        while True:
+            status, body = self.caddy.admin.request("GET", "/pki/ca/local")
+            if status == 200:
+                return json.loads(body)["root_certificate"]
+            if time.monotonic() > deadline:
+                raise CaddyError(f"no dev CA after {CA_TIMEOUT:.0f}s ({status}: {body!r}); "
+                                 "is the edge in dev mode and updated once?")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.caddy.stop()

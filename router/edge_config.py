@@ -1,0 +1,93 @@
+"""Caddy JSON for an edge: the public entry that terminates TLS and hands requests to nodes.
+
+Pure: EdgeRoutes + EdgeSettings -> dict. Every app hostname, api.D and the custom domains go
+to the node routers of the live nodes (each of which knows where every app runs), with
+active health checks on the nodes and retries, so a dying node costs at most the requests it
+was holding. Certificates: in dev mode one wildcard `*.D` from Caddy's internal CA (the
+client trusts its exported root); otherwise one certificate per hostname from ACME.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE, base_document,
+                              host_route, html_page, reverse_proxy)
+from router.routes import EdgeRoutes
+
+SERVER = "edge"
+
+
+@dataclass(frozen=True)
+class EdgeSettings:
+    """How this edge runs (not what it routes).
+
+    dev: internal CA instead of ACME. ca_cert/ca_key: a root to share between several dev
+    edges (otherwise each makes its own). acme_email: contact for the ACME account."""
+
+    admin_socket: str
+    storage_dir: str
+    https_port: int = 443
+    http_port: int = 80
+    dev: bool = False
+    acme_email: str | None = None
+    acme_directory: str | None = None
+    ca_cert: str | None = None
+    ca_key: str | None = None
+
+
+def _tls_app(routes: EdgeRoutes, s: EdgeSettings) -> dict:
+    if s.dev:
+        issuer = {"module": "internal", "ca": "local"}
+        return {
+            "certificates": {"automate": [f"*.{routes.domain}"]},
+            "automation": {"policies": [{"issuers": [issuer]}]},
+        }
+    acme: dict = {"module": "acme"}
+    if s.acme_email:
+        acme["email"] = s.acme_email
+    if s.acme_directory:
+        acme["ca"] = s.acme_directory
+    return {"automation": {"policies": [{"issuers": [acme]}]}}
+
+
+def _pki_app(s: EdgeSettings) -> dict:
+    ca: dict = {"name": "vcapp dev edge CA", "install_trust": False}
+    if s.ca_cert and s.ca_key:
+        ca["root"] = {"certificate": s.ca_cert, "private_key": s.ca_key, "format": "pem_file"}
+    return {"certificate_authorities": {"local": ca}}
+
+
+def _routes(routes: EdgeRoutes) -> list[dict]:
+    if routes.nodes:
+        to_nodes = reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)
+    else:
+        to_nodes = html_page(503, "No machine is serving right now",
+                             "The cluster has no live machine behind this edge. Try again in a minute; "
+                             "if it lasts, the cluster admin should run `vcapp status`.")
+    unknown = html_page(404, "No app here",
+                        "Nothing is deployed at this address. Check the spelling of the link.")
+    return [host_route(routes.hostnames(), [to_nodes]), {"handle": [unknown], "terminal": True}]
+
+
+def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
+    """The whole Caddy config document of an edge."""
+    doc = base_document(settings.admin_socket, settings.storage_dir)
+    doc["apps"] = {
+        "http": {
+            "http_port": settings.http_port,
+            "https_port": settings.https_port,
+            "grace_period": SHUTDOWN_GRACE,
+            "servers": {
+                SERVER: {
+                    "listen": [f":{settings.https_port}"],
+                    "routes": _routes(routes),
+                    "protocols": ["h1", "h2"],
+                }
+            },
+        },
+        "tls": _tls_app(routes, settings),
+    }
+    if settings.dev:
+        doc["apps"]["pki"] = _pki_app(settings)
+    return doc

@@ -1,0 +1,49 @@
+"""A node router: this machine's Caddy plus its token auth service, kept in step with a
+NodeRoutes table.
+
+    node = NodeRouter(workdir, listen="100.96.0.5:7080", lookup=store.lookup, key=cluster_key)
+    node.start()                         # auth service thread + caddy
+    node.update(NodeRoutes.build(...))   # idempotent; loads only on change
+    node.stop()
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from router import node_config
+from router.authserver import AuthServer
+from router.caddy import CaddyError, CaddyProcess, Launcher
+from router.controller import Controller
+from router.routes import NodeRoutes
+from router.tokencheck import Lookup
+
+
+class NodeRouter:
+    """listen: where Caddy serves ("addr:port"); auth_listen: where the auth service listens
+    (default: a unix socket in workdir, which Caddy dials)."""
+
+    def __init__(self, workdir: str | Path, listen: str, lookup: Lookup, key: bytes,
+                 auth_listen: str | None = None, launcher: Launcher | None = None):
+        self.caddy = CaddyProcess(workdir, launcher)
+        auth_listen = auth_listen or f"unix/{Path(workdir).resolve() / 'auth.sock'}"
+        self.auth = AuthServer(auth_listen, lookup, key)
+        self.settings = node_config.NodeSettings(
+            admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),
+            listen=listen, auth=auth_listen)
+        self.controller: Controller | None = None
+
+    def start(self) -> None:
+        self.auth.start()
+        admin = self.caddy.start()
+        self.controller = Controller(admin, lambda routes: node_config.render(routes, self.settings))
+
+    def update(self, routes: NodeRoutes) -> bool:
+        """Make this node route `routes`. True when Caddy got a new config."""
+        if self.controller is None:
+            raise CaddyError("the node router is not started; call start() first")
+        return self.controller.apply(routes)
+
+    def stop(self) -> None:
+        self.caddy.stop()
+        self.auth.stop()

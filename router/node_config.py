@@ -1,0 +1,100 @@
+"""Caddy JSON for a node router: the per-machine router that sends each request to an
+instance of its app, checking end-user tokens for apps whose policy is `token`.
+
+Pure: NodeRoutes + NodeSettings -> dict. Plain HTTP on the machine's cluster address (the
+mesh encrypts it); the edges are trusted proxies, so apps see the real client address and
+scheme in X-Forwarded-*. A `token` app's requests first go to the local auth service
+(Caddy's forward_auth pattern): a 2xx lets the request through with X-Vcapp-Token-Id set;
+anything else (401 page, 302 setting the session cookie) goes back to the client as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE, base_document,
+                              host_route, html_page, reverse_proxy)
+from router.routes import AppRoute, NodeRoutes, api_host, app_host
+
+SERVER = "node"
+AUTH_CHECK_PATH = "/check"
+TOKEN_ID_HEADER = "X-Vcapp-Token-Id"
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """How this node router runs. listen: "addr:port" (the machine's mesh address in
+    production). auth: where the auth service listens ("unix//path" or "127.0.0.1:port")."""
+
+    admin_socket: str
+    storage_dir: str
+    listen: str
+    auth: str
+
+
+def _forward_auth(app: str, auth: str) -> dict:
+    """What Caddy's `forward_auth` directive expands to, for one app."""
+    copy_id = {
+        "handler": "headers",
+        "request": {"set": {TOKEN_ID_HEADER: [f"{{http.reverse_proxy.header.{TOKEN_ID_HEADER}}}"]}},
+    }
+    return {
+        "handler": "reverse_proxy",
+        "upstreams": [{"dial": auth}],
+        "rewrite": {"method": "GET", "uri": f"{AUTH_CHECK_PATH}?app={quote(app)}"},
+        "headers": {"request": {"set": {
+            "X-Forwarded-Method": ["{http.request.method}"],
+            "X-Forwarded-Uri": ["{http.request.uri}"],
+        }}},
+        "handle_response": [{"match": {"status_code": [2]}, "routes": [{"handle": [copy_id]}]}],
+    }
+
+
+def _strip_identity() -> dict:
+    """A client must not be able to claim a token id: drop any it sent."""
+    return {"handler": "headers", "request": {"delete": [TOKEN_ID_HEADER]}}
+
+
+def _app_handlers(name: str, app: AppRoute, settings: NodeSettings) -> list[dict]:
+    handlers = [_strip_identity()]
+    if app.policy == "token":
+        handlers.append(_forward_auth(name, settings.auth))
+    if app.backends:
+        handlers.append(reverse_proxy(app.backends, app.health_path))
+    else:
+        handlers.append(html_page(503, f"{name} is not running",
+                                  "This app has no running instance right now. If it was just deployed "
+                                  "or its machine went down, it should be back within a minute."))
+    return handlers
+
+
+def _routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
+    health = {"match": [{"host": [NODE_HEALTH_HOST], "path": [NODE_HEALTH_PATH]}],
+              "handle": [{"handler": "static_response", "status_code": 200, "body": "ok\n"}],
+              "terminal": True}
+    out = [health]
+    for name, app in routes.apps:
+        hosts = [app_host(name, routes.domain), *app.domains]
+        out.append(host_route(hosts, _app_handlers(name, app, settings)))
+    if routes.api:
+        out.append(host_route([api_host(routes.domain)], [reverse_proxy(routes.api, None)]))
+    out.append({"handle": [html_page(404, "No app here",
+                                     "Nothing is deployed at this address. Check the spelling of the link.")],
+                "terminal": True})
+    return out
+
+
+def render(routes: NodeRoutes, settings: NodeSettings) -> dict:
+    """The whole Caddy config document of a node router."""
+    server: dict = {
+        "listen": [settings.listen],
+        "routes": _routes(routes, settings),
+        "automatic_https": {"disable": True},
+        "protocols": ["h1", "h2c"],
+    }
+    if routes.trusted_proxies:
+        server["trusted_proxies"] = {"source": "static", "ranges": list(routes.trusted_proxies)}
+    doc = base_document(settings.admin_socket, settings.storage_dir)
+    doc["apps"] = {"http": {"grace_period": SHUTDOWN_GRACE, "servers": {SERVER: server}}}
+    return doc

@@ -1,0 +1,141 @@
+"""The routes tables the router layers are driven from: plain data, no I/O.
+
+The control plane builds these from cluster state (which apps exist, where their instances
+run, which nodes are alive) and hands them to a controller; the controller turns them into
+Caddy JSON. Both tables are frozen values, so "did anything change" is an equality test.
+
+    EdgeRoutes   domain, apps (names), nodes (node-router addresses), custom domains
+    NodeRoutes   domain, apps: name -> AppRoute(backends, policy, health_path, domains),
+                 api backends, trusted proxies (the edges)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+POLICIES = ("public", "token")
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_HOSTNAME = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9]$")
+API_LABEL = "api"
+
+
+class RoutesError(ValueError):
+    """A routes table that cannot be served; the message says which entry and why."""
+
+
+def check_domain(domain: str) -> None:
+    if not _HOSTNAME.match(domain):
+        raise RoutesError(f"domain {domain!r} is not a DNS name like apps.example.com")
+
+
+def check_app(name: str) -> None:
+    if not _LABEL.match(name):
+        raise RoutesError(f"app name {name!r}: use lowercase letters, digits and '-' (a DNS label)")
+    if name == API_LABEL:
+        raise RoutesError(f"app name {name!r} is taken by the cluster API hostname")
+
+
+def check_address(addr: str) -> None:
+    """host:port (IPv4 or a name), or unix//path."""
+    if addr.startswith("unix//"):
+        return
+    host, _, port = addr.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise RoutesError(f"address {addr!r}: write it as host:port")
+
+
+def app_host(app: str, domain: str) -> str:
+    return f"{app}.{domain}"
+
+
+def api_host(domain: str) -> str:
+    return f"{API_LABEL}.{domain}"
+
+
+@dataclass(frozen=True)
+class EdgeRoutes:
+    """What an edge needs: every public hostname, and the node routers to send them to.
+
+    nodes: "addr:port" of each live node's router (mesh addresses in production).
+    domains: app -> extra hostnames (custom domains) served like the app's own."""
+
+    domain: str
+    apps: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
+    domains: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        check_domain(self.domain)
+        for app in self.apps:
+            check_app(app)
+        for node in self.nodes:
+            check_address(node)
+        for app, hosts in self.domains:
+            if app not in self.apps:
+                raise RoutesError(f"custom domain for unknown app {app!r}; add the app first")
+            for host in hosts:
+                check_domain(host)
+
+    def hostnames(self) -> list[str]:
+        """Every hostname this edge answers for, sorted: api, apps, custom domains."""
+        names = {api_host(self.domain)} | {app_host(a, self.domain) for a in self.apps}
+        names |= {h for _, hosts in self.domains for h in hosts}
+        return sorted(names)
+
+    @classmethod
+    def build(cls, domain: str, apps: list[str] | tuple[str, ...] = (), nodes: list[str] | tuple[str, ...] = (),
+              domains: dict[str, list[str]] | None = None) -> EdgeRoutes:
+        """From ordinary lists and dicts (order does not matter)."""
+        return cls(domain, tuple(sorted(set(apps))), tuple(sorted(set(nodes))),
+                   tuple(sorted((a, tuple(sorted(set(h)))) for a, h in (domains or {}).items())))
+
+
+@dataclass(frozen=True)
+class AppRoute:
+    """One app as a node router sees it.
+
+    backends: "addr:port" of the app's instances (local containers' published ports, or
+    other nodes' mesh addresses). health_path: polled on each backend; None = passive only."""
+
+    backends: tuple[str, ...] = ()
+    policy: str = "public"
+    health_path: str | None = None
+    domains: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise RoutesError(f"access policy {self.policy!r}: use one of {', '.join(POLICIES)}")
+        for backend in self.backends:
+            check_address(backend)
+        if self.health_path is not None and not self.health_path.startswith("/"):
+            raise RoutesError(f"health path {self.health_path!r} must start with '/'")
+        for host in self.domains:
+            check_domain(host)
+
+
+@dataclass(frozen=True)
+class NodeRoutes:
+    """What one node's router needs.
+
+    api: "addr:port" of the admin API / git server instances reachable from this node.
+    trusted_proxies: CIDRs of the edges, whose X-Forwarded-* headers are believed."""
+
+    domain: str
+    apps: tuple[tuple[str, AppRoute], ...] = ()
+    api: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        check_domain(self.domain)
+        for name, _ in self.apps:
+            check_app(name)
+        for backend in self.api:
+            check_address(backend)
+
+    @classmethod
+    def build(cls, domain: str, apps: dict[str, AppRoute] | None = None, api: list[str] | tuple[str, ...] = (),
+              trusted_proxies: list[str] | tuple[str, ...] = ()) -> NodeRoutes:
+        """From ordinary lists and dicts (order does not matter)."""
+        return cls(domain, tuple(sorted((apps or {}).items())), tuple(sorted(set(api))),
+                   tuple(sorted(set(trusted_proxies))))
