@@ -1,0 +1,215 @@
+"""The node agent's container loop on one machine: read desired, read podman, converge, report.
+
+`Agent.step(desired)` is one reconcile pass: it lists this machine's vcapp containers,
+checks their health, asks `reconcile` what to do, does it, and returns the status reports
+(the values for /vc/status/<node>/<app>/<instance>):
+    {"node": "home-1", "app": "blog", "instance": "0", "release": "3",
+     "container": "vc-blog-0-r3", "state": "running",     # running | exited | created | missing | failed
+     "health": "healthy",                                 # starting | healthy | unhealthy | -
+     "restarts": 2, "host_port": 20001,                   # where the router sends traffic
+     "cpu_percent": 1.5, "memory_mb": 3.2, "memory_limit_mb": 64,
+     "started_at": 1700000000.0, "message": "HTTP 200 from /healthz", "updated_at": 1700000003.2}
+The etcd glue calls `step` on every change of /vc/assign/... for this node and every
+LOOP_INTERVAL_S, and writes each report. Until then, `python -m runtime.agent` runs the
+same loop from a JSON file of assignments (used by the tests on simulated machines):
+    {"assignments": [<assignment JSON>, ...], "secrets": {"<app>": {"NAME": "value"}}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Iterator
+
+from runtime import health, usage
+from runtime.book import Book
+from runtime.podman import Container, PodmanDriver, PodmanError
+from runtime.reconcile import Action, Create, Observed, Remove, Replace, Restart, Wait, reconcile
+from runtime.replace import replace
+from runtime.spec import InstanceSpec, SpecError
+
+# Health checks and crash detection run this often; with a 1 s back-off first step, a crashed
+# instance is back within ~2 s, and podman is asked about twice a second at most.
+LOOP_INTERVAL_S = 1.0
+
+
+class Agent:
+    def __init__(self, driver: PodmanDriver, node: str, book_path: Path | None = None):
+        self.driver = driver
+        self.node = node
+        self.book_path = book_path
+        self.tracker = health.HealthTracker()
+        self.cpu_samples: dict[str, tuple[int, float]] = {}
+
+    def step(self, desired: list[InstanceSpec], errors: dict[str, str] | None = None) -> dict[str, dict]:
+        """One pass. `errors`: app/instance -> why its assignment could not become a spec."""
+        now = time.time()
+        specs = {s.key: s for s in desired}
+        containers = self.driver.list()
+        observed = [self._observe(c, specs.get(c.key), now) for c in containers]
+        book = Book.load(self.book_path)
+        notes: dict[str, str] = {}
+        actions = reconcile(desired, observed, book, now)
+        for action in actions:
+            notes.update(self._apply(action, book, containers))
+        book.forget_except(set(specs))
+        book.save(self.book_path)
+        if any(not isinstance(a, Wait) for a in actions):
+            containers = self.driver.list()
+            if any(isinstance(a, (Remove, Replace)) for a in actions):
+                self.driver.remove_unused_networks({c.app for c in containers} | {s.app for s in desired})
+        self.tracker.forget_except({c.id for c in containers})
+        reports = {k: self._report(s, containers, book, notes.get(k), now) for k, s in specs.items()}
+        for key, why in (errors or {}).items():
+            app, _, inst = key.partition("/")
+            reports[key] = {"node": self.node, "app": app, "instance": inst, "state": "failed", "health": "-",
+                            "message": why, "updated_at": now}
+        return reports
+
+    # ---- observe -----------------------------------------------------------------------
+
+    def _observe(self, c: Container, spec: InstanceSpec | None, now: float) -> Observed:
+        if not c.running or spec is None or spec.release != c.release:
+            rec = self.tracker.records.get(c.id)
+            return Observed(c, "starting" if rec is None else health.state(rec, spec.health if spec else
+                                                                           health.HealthCheck(), now))
+        rec = self.tracker.check(c.id, c.started_at, spec.health, c.host_port if spec.port else None)
+        return Observed(c, health.state(rec, spec.health, now), rec.failures)
+
+    # ---- act ---------------------------------------------------------------------------
+
+    def _apply(self, action: Action, book: Book, containers: list[Container]) -> dict[str, str]:
+        try:
+            return self._do(action, book, containers)
+        except (PodmanError, OSError) as e:
+            key = action.spec.key if isinstance(action, Create) else getattr(action, "key", "")
+            return {key: str(e)}
+
+    def _do(self, action: Action, book: Book, containers: list[Container]) -> dict[str, str]:
+        if isinstance(action, Create):
+            port = self.driver.pick_host_port({c.host_port for c in containers if c.host_port})
+            self.driver.run(action.spec, port if action.spec.port else None)
+            return {action.spec.key: f"started: {action.reason}"}
+        if isinstance(action, Restart):
+            (self.driver.restart if action.running else self.driver.start)(action.name)
+            book.restarts[action.key] = book.restarts.get(action.key, 0) + 1
+            book.streak[action.key] = action.streak
+            return {action.key: f"restarted: {action.reason}"}
+        if isinstance(action, Remove):
+            self.driver.remove(action.name)
+            return {}
+        if isinstance(action, Replace):
+            port = self.driver.pick_host_port({c.host_port for c in containers if c.host_port})
+            result = replace(self.driver, action.old, action.spec, port)
+            if result.promoted:
+                book.failed.pop(action.spec.key, None)
+                book.streak.pop(action.spec.key, None)
+            else:
+                book.failed[action.spec.key] = {"release": action.spec.release, "reason": result.reason,
+                                                "at": time.time()}
+            return {action.spec.key: result.reason}
+        return {action.key: action.reason}
+
+    # ---- report ------------------------------------------------------------------------
+
+    def _report(self, spec: InstanceSpec, containers: list[Container], book: Book, note: str | None,
+                now: float) -> dict:
+        mine = [c for c in containers if c.key == spec.key]
+        c = next((c for c in mine if c.release == spec.release), None) or next(
+            (c for c in mine if c.running), None)
+        rep = {"node": self.node, "app": spec.app, "instance": spec.instance, "release": spec.release,
+               "container": None, "state": "missing", "health": "-", "restarts": book.restarts.get(spec.key, 0),
+               "host_port": None, "started_at": None, "message": note or "", "updated_at": now}
+        if c is None:
+            return rep
+        rec = self.tracker.records.get(c.id)
+        rep.update(container=c.name, release=c.release, state=c.state, host_port=c.host_port,
+                   started_at=c.started_at or None,
+                   health=health.state(rec, spec.health, now) if c.running else "-")
+        if not rep["message"] and rec is not None:
+            rep["message"] = rec.message
+        rep.update(self._usage(c, now))
+        return rep
+
+    def _usage(self, c: Container, now: float) -> dict:
+        u = usage.read(c.pid) if c.running else None
+        if u is None:
+            return {"cpu_percent": None, "memory_mb": None, "memory_limit_mb": None}
+        prev = self.cpu_samples.get(c.id)
+        self.cpu_samples[c.id] = (u.cpu_ns, now)
+        pct = None
+        if prev and now > prev[1]:
+            pct = round(100.0 * (u.cpu_ns - prev[0]) / 1e9 / (now - prev[1]), 2)
+        return {"cpu_percent": pct, "memory_mb": round(u.memory_bytes / 2**20, 1),
+                "memory_limit_mb": round(u.memory_limit_bytes / 2**20) if u.memory_limit_bytes else None}
+
+    # ---- logs --------------------------------------------------------------------------
+
+    def logs(self, app: str, instance: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """Log lines of an instance (its current container: running, else the newest)."""
+        mine = [c for c in self.driver.list() if c.app == app and c.instance == instance]
+        if not mine:
+            raise PodmanError(f"no container for {app}/{instance} on {self.node}; `vcapp ps {app}` shows where it runs")
+        c = max(mine, key=lambda c: (c.running, c.started_at))
+        return self.driver.logs(c.name, follow=follow, tail=tail)
+
+
+def specs_from(doc: dict, node: str | None = None) -> tuple[list[InstanceSpec], dict[str, str]]:
+    """Specs (and per-instance errors) from {"assignments": [...], "secrets": {...}}."""
+    specs, errors = [], {}
+    for rec in doc.get("assignments", []):
+        if node and rec.get("node") not in (None, node):
+            continue
+        try:
+            specs.append(InstanceSpec.from_assignment(rec, doc.get("secrets", {}).get(rec.get("app"), {})))
+        except SpecError as e:
+            errors[f"{rec.get('app')}/{rec.get('instance')}"] = str(e)
+    return specs, errors
+
+
+def _write_json(path: Path, doc: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _rss_mb() -> float:
+    """This process's resident memory now (VmRSS), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m runtime.agent", description="Run this machine's instances "
+                                 "from a JSON file of assignments, writing status reports to another.")
+    ap.add_argument("--desired", type=Path, required=True)
+    ap.add_argument("--status", type=Path, required=True)
+    ap.add_argument("--node", default=os.environ.get("VCAPP_HOST") or os.uname().nodename)
+    ap.add_argument("--interval", type=float, default=LOOP_INTERVAL_S)
+    ap.add_argument("--once", action="store_true")
+    args = ap.parse_args(argv)
+    data_dir = os.environ.get("VCAPP_DATA_DIR")
+    agent = Agent(PodmanDriver.from_env(), args.node, Path(data_dir) / "runtime" / "book.json" if data_dir else None)
+    while True:
+        started = time.monotonic()
+        doc = json.loads(args.desired.read_text()) if args.desired.exists() else {}
+        specs, errors = specs_from(doc, args.node)
+        try:
+            reports, problem = agent.step(specs, errors), ""
+        except PodmanError as e:
+            reports, problem = {}, str(e)
+        _write_json(args.status, {"node": args.node, "instances": reports, "error": problem,
+                                  "step_s": round(time.monotonic() - started, 3),
+                                  "rss_mb": _rss_mb()})
+        if args.once:
+            return
+        time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
+
+
+if __name__ == "__main__":
+    main()
