@@ -235,7 +235,7 @@ class DeployReceivePackHandler(ReceivePackHandler):
             result = PushResult.failed(str(e))
         except Exception as e:
             log.exception("git: on_push for %s crashed", self.push.app)
-            result = PushResult.failed(f"deploy crashed: {type(e).__name__}: {e} (the server log has the traceback)")
+            result = PushResult.failed(f"internal error {type(e).__name__}: {e} (the server log has the traceback)")
         finally:
             finished.set()
         if not result.ok:
