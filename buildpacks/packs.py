@@ -171,6 +171,13 @@ BUILDPACKS: tuple[Buildpack, ...] = (
 )
 
 
+def stacks_named(dockerfile: str) -> tuple[str, ...]:
+    """Names of the stacks a Dockerfile builds FROM (by alias or exact image), in file order."""
+    refs = re.findall(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE)
+    by_ref = {ref: s.name for s in STACKS.values() for ref in (s.image, s.alias)}
+    return tuple(dict.fromkeys(by_ref[r] for r in refs if r in by_ref))
+
+
 def looked_for() -> tuple[str, ...]:
     """Every file name detection looks for, in the order it tries them."""
     return DOCKERFILES + tuple(m for pack in BUILDPACKS for m in pack.markers)
@@ -196,7 +203,7 @@ def detect(tree: Path) -> Plan:
         raise DetectError(f"{tree} is not a directory: pass the checked-out source tree")
     own = _first_file(tree, DOCKERFILES)
     if own:
-        return Plan("dockerfile", None, tree / own, None, ())
+        return Plan("dockerfile", None, tree / own, None, stacks_named(_read(tree, own)))
     for pack in BUILDPACKS:
         try:
             variables = pack.detect(tree)

@@ -59,6 +59,11 @@ class Stack:
         return f"localhost/vcapp/stack-{self.name}:{self.suite}-{self.key}"
 
     @property
+    def alias(self) -> str:
+        """Stable name for Dockerfiles to build FROM: the current recipe of this stack."""
+        return f"localhost/vcapp/stack-{self.name}:{self.suite}"
+
+    @property
     def environment(self) -> tuple[tuple[str, str], ...]:
         return COMMON_ENV + self.env
 

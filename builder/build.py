@@ -1,0 +1,192 @@
+"""Building a source tree into an OCI image with buildah, and pushing it to the registry.
+
+    build(tree, app, release, registry, on_line=...)
+      detect (buildpacks) -> stack images present? -> buildah bud --layers (limits, CA bundle,
+      time limit, log streamed) -> buildah push <registry>/apps/<app>:<release>
+
+A Dockerfile or Containerfile at the root of the tree is built as it is; otherwise the
+buildpack's Containerfile is written beside (never into) the tree. Nothing is pulled from
+a registry while building (`--pull-never`): FROM may name the local stack images only.
+Build steps run in a private network namespace of the machine that builds: they reach
+PyPI/npm when that machine does (a real machine; on a dev host, the host's namespace) and
+nothing when it has no internet (a simulated machine).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import secrets
+import signal
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from buildpacks.packs import DetectError, Plan, detect
+from buildpacks.stacks import CA_BUNDLE, STACKS
+from builder import proc, stacks
+from builder.errors import BuildError, BuildTimeout, NothingToBuild, PushError
+
+# A cold Python/Node build with a few dozen dependencies takes 1-3 minutes here; a step that
+# runs 15 minutes is hung or mining. Override per call (Limits) or with VCAPP_BUILD_TIMEOUT.
+BUILD_TIMEOUT = float(os.environ.get("VCAPP_BUILD_TIMEOUT", "900"))
+PUSH_TIMEOUT = 300.0  # a few hundred MB over the cluster network; minutes means the registry is gone
+DEFAULT_CPUS = 1.0  # a build may use one core: the machine keeps serving its apps meanwhile
+DEFAULT_MEMORY = "1g"  # pip/npm/go builds of small apps fit well below this
+CPU_PERIOD = 100_000  # µs: the kernel's default CFS period
+# Explicit limits: runc cannot raise nofile above our own hard limit (no CAP_SYS_RESOURCE).
+NOFILE_WANTED = 16384
+NPROC_LIMIT = 2048
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+IGNORED = (".git", ".hg", ".svn")  # never part of a buildpack image
+# Build steps run in a cgroup of their own below the machine's parent: runc removes a step's
+# cgroup when the step ends, and a killed build leaves nothing running outside it.
+DEFAULT_CGROUP_PARENT = "/vcapp-builds"
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one build may use: CPU cores (CFS quota), memory (no swap beyond), wall time."""
+
+    cpus: float = DEFAULT_CPUS
+    memory: str = DEFAULT_MEMORY
+    seconds: float = BUILD_TIMEOUT
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: str  # <registry>/apps/<app>:<release>
+    digest: str | None  # manifest digest in the registry (sha256:...), None when not pushed
+    language: str  # "dockerfile" or the buildpack's name
+    seconds: float
+    log_tail: list[str] = field(default_factory=list)
+
+
+def image_ref(registry: str | None, app: str, release: int | str) -> str:
+    """Where an app's release image lives: <registry>/apps/<app>:<release>."""
+    if not NAME.match(app):
+        raise ValueError(f"app name {app!r} must be lowercase letters, digits and dashes (at most 63)")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", str(release)):
+        raise ValueError(f"release {release!r} is not a valid image tag: use the release number")
+    return f"{registry or 'localhost'}/apps/{app}:{release}"
+
+
+def _ulimits() -> list[str]:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = NOFILE_WANTED if hard == resource.RLIM_INFINITY else min(NOFILE_WANTED, hard)
+    return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={NPROC_LIMIT}:{NPROC_LIMIT}"]
+
+
+def bud_command(context: Path, containerfile: Path, tag: str, limits: Limits,
+                cgroup_parent: str | None = None, ignorefile: Path | None = None) -> list[str]:
+    """The buildah bud command line for one build (pure: tested as data)."""
+    argv = ["buildah", "bud", "--layers", "--pull-never", "--format", "oci", "-f", str(containerfile), "-t", tag,
+            "--cpu-period", str(CPU_PERIOD), "--cpu-quota", str(int(limits.cpus * CPU_PERIOD)),
+            "--memory", limits.memory, "--memory-swap", limits.memory, *_ulimits()]
+    if HOST_CA_BUNDLE.is_file():
+        argv += ["--volume", f"{HOST_CA_BUNDLE}:{CA_BUNDLE}:ro"]
+    if cgroup_parent:
+        argv += ["--cgroup-parent", cgroup_parent]
+    if ignorefile:
+        argv += ["--ignorefile", str(ignorefile)]
+    return argv + [str(context)]
+
+
+def _plan(tree: Path, on_line: proc.LineSink) -> Plan:
+    try:
+        plan = detect(tree)
+    except DetectError as e:
+        raise NothingToBuild(str(e)) from None
+    what = "Dockerfile found: building it as it is" if plan.dockerfile else f"{plan.language} app detected"
+    on_line(f"-----> {what}")
+    if plan.command:
+        on_line(f"-----> web process: {plan.command}")
+    return plan
+
+
+def _write_buildpack_files(plan: Plan, tree: Path, work: Path) -> tuple[Path, Path]:
+    """The generated Containerfile and an ignore file (the tree's .dockerignore + VCS dirs)."""
+    containerfile = work / "Containerfile"
+    containerfile.write_text(plan.containerfile or "")
+    own = tree / ".dockerignore"
+    ignores = (own.read_text() + "\n" if own.is_file() else "") + "\n".join(IGNORED) + "\n"
+    ignorefile = work / "ignore"
+    ignorefile.write_text(ignores)
+    return containerfile, ignorefile
+
+
+def _failure(outcome: proc.Outcome, limits: Limits) -> BuildError:
+    if outcome.timed_out:
+        return BuildTimeout(
+            f"build killed: it ran over its time limit of {limits.seconds:.0f} s; make the slow step "
+            "faster or raise the limit (VCAPP_BUILD_TIMEOUT)", outcome.tail)
+    hint = "fix the failing step shown below and push again"
+    text = "\n".join(outcome.tail)
+    if "image not known" in text or "pull policy is" in text:
+        hint = (f"FROM names an image this cluster does not have; nothing is pulled from public registries: "
+                f"use a local stack image such as {STACKS['python'].image}, or drop the Dockerfile")
+    elif "Killed" in text or "exit status 137" in text:
+        hint = f"a step was killed, likely for using over the build memory limit ({limits.memory})"
+    return BuildError(f"build failed (buildah exited {outcome.returncode}): {hint}", outcome.tail)
+
+
+def _kill_cgroup(cgroup: str) -> None:
+    """SIGKILL whatever a killed build left running in its cgroup (buildah normally cleans up)."""
+    for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
+        procs = base / cgroup.lstrip("/") / "cgroup.procs"
+        if procs.is_file():
+            for pid in procs.read_text().split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            return
+
+
+def push(image: str, spawn: proc.Spawn, on_line: proc.LineSink, work: Path) -> str:
+    """Push a built image to its registry over plain HTTP; return the manifest digest."""
+    digestfile = work / "digest"
+    argv = ["buildah", "push", "--tls-verify=false", "--digestfile", str(digestfile), image, f"docker://{image}"]
+    outcome = proc.stream(spawn, argv, on_line, PUSH_TIMEOUT)
+    if outcome.returncode != 0:
+        registry = image.split("/", 1)[0]
+        raise PushError(f"built {image} but could not push it: is the cluster registry at {registry} up?",
+                        outcome.tail)
+    return digestfile.read_text().strip()
+
+
+def build(tree: Path, app: str, release: int | str, registry: str | None, *,
+          on_line: proc.LineSink | None = None, spawn: proc.Spawn | None = None,
+          limits: Limits = Limits(), cgroup_parent: str | None = None,
+          stack_cache: Path | None = None) -> BuildResult:
+    """Build `tree` into <registry>/apps/<app>:<release> and push it (no push when registry is None).
+
+    Log lines go to on_line as buildah prints them. Raises NothingToBuild (before starting
+    anything), BuildTimeout, BuildError (with the log tail), StackError or PushError."""
+    say = on_line or (lambda line: None)
+    spawn = spawn or proc.local()
+    start = time.monotonic()
+    tag = image_ref(registry, app, release)
+    plan = _plan(Path(tree), say)
+    for name in plan.stacks:
+        stacks.ensure_loaded(STACKS[name], spawn, say, stack_cache)
+    with tempfile.TemporaryDirectory(prefix=f"vcapp-build-{app}-") as tmp:
+        work = Path(tmp)
+        if plan.dockerfile:
+            containerfile, ignorefile = plan.dockerfile, None
+        else:
+            containerfile, ignorefile = _write_buildpack_files(plan, Path(tree), work)
+        cgroup = f"{(cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip('/')}/build-{app}-{secrets.token_hex(4)}"
+        argv = bud_command(Path(tree), containerfile, tag, limits, cgroup, ignorefile)
+        outcome = proc.stream(spawn, argv, say, limits.seconds)
+        if outcome.timed_out:
+            _kill_cgroup(cgroup)
+        if outcome.timed_out or outcome.returncode != 0:
+            raise _failure(outcome, limits)
+        digest = push(tag, spawn, say, work) if registry else None
+    seconds = time.monotonic() - start
+    say(f"-----> built {tag} in {seconds:.1f} s" + (f" ({digest})" if digest else ""))
+    return BuildResult(tag, digest, plan.language, seconds, outcome.tail)
