@@ -1,0 +1,156 @@
+"""Fixtures for router tests: an edge and node routers on a simulated cluster.
+
+Until the WireGuard mesh lands, the edge cannot reach machines behind NAT. `stand_in_mesh`
+gives it a direct path to the home LAN instead (a route on the edge via the home router and
+one FORWARD rule on that router accepting the edge's traffic): the node addresses the edge
+dials are then LAN addresses, where later they will be mesh addresses. Nothing else of the
+topology changes, and the rules go when the module ends.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from router.edge import Edge
+from router.node import NodeRouter
+from router.routes import AppRoute, EdgeRoutes, NodeRoutes
+from router.tokens import TokenRecord
+from tests.conftest import Sim
+from vcapp.dev import netns
+from vcapp.dev.cluster import DevCluster
+from vcapp.dev.topology import default
+
+WEBAPP = str(Path(__file__).resolve().parent / "webapp.py")
+DOMAIN = "apps.example.com"
+NODE_PORT = 7080
+APP_PORT = 9001
+HTTPS_PORT = 443
+# A python web app starts in well under a second; 10 s means it failed.
+APP_START_TIMEOUT = 10.0
+SESSION_KEY = b"k" * 32
+
+
+def launcher_on(sim, host: str):
+    """A CaddyProcess launcher that starts caddy on a simulated host."""
+    return lambda argv, log: sim.spawn(host, *argv, log=log)
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout}s")
+        time.sleep(interval)
+
+
+@dataclass
+class Tokens:
+    """The token store the test controls; the auth services look records up here."""
+
+    records: dict[str, TokenRecord] = field(default_factory=dict)
+    lookups: int = 0
+
+    def lookup(self, token_hash: str) -> TokenRecord | None:
+        self.lookups += 1
+        return self.records.get(token_hash)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """Like the suite's `sim`, but named rtXXXX: the suite's session fixture removes every
+    cluster named tXXXX when any pytest run starts, which would pull a router cluster out
+    from under these tests whenever another engineer starts a run at the same time."""
+    if os.geteuid() != 0:
+        pytest.fail("router cluster tests create network namespaces: run them as root")
+    dc = DevCluster("rt" + secrets.token_hex(2))
+    try:
+        dc.up(default(dc.name))
+        yield Sim(dc)
+    finally:
+        dc.down()
+
+
+@pytest.fixture(scope="module")
+def stand_in_mesh(sim):
+    edge, home_wan = sim.addr("edge"), sim.addr("home")
+    lan = "10.1.0.0/24"
+    home = sim.topology.ns("home")
+    sim.run("edge", "ip", "route", "replace", lan, "via", home_wan)
+    rule = ["FORWARD", "-i", "wan", "-o", "br-lan", "-s", edge, "-p", "tcp", "-j", "ACCEPT"]
+    netns.iptables(home, "-I", *rule[:1], "1", *rule[1:])
+    yield
+    netns.iptables(home, "-D", *rule, check=False)
+    sim.run("edge", "ip", "route", "del", lan, check=False)
+
+
+def start_webapp(sim, host: str, name: str, port: int = APP_PORT) -> subprocess.Popen:
+    proc = sim.dc.spawn(host, [sys.executable, WEBAPP, str(port), name], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready", f"web app {name} did not start on {host}"
+    return proc
+
+
+@dataclass
+class Stack:
+    """An edge, node routers on home-1 and home-2, the routes tables, the CA file."""
+
+    sim: object
+    edge: Edge
+    nodes: dict[str, NodeRouter]
+    tokens: Tokens
+    ca_file: Path
+    apps: dict[str, AppRoute] = field(default_factory=dict)
+    domains: dict[str, list[str]] = field(default_factory=dict)
+
+    def node_addr(self, host: str) -> str:
+        return f"{self.sim.addr(host)}:{NODE_PORT}"
+
+    def publish(self, live: list[str] | None = None) -> None:
+        """Push the current apps to every node router and the edge (nodes: `live` hosts)."""
+        live = live if live is not None else list(self.nodes)
+        node_routes = NodeRoutes.build(DOMAIN, self.apps, trusted_proxies=[f"{self.sim.addr('edge')}/32"])
+        for host in live:
+            self.nodes[host].update(node_routes)
+        self.edge.update(EdgeRoutes.build(DOMAIN, list(self.apps), [self.node_addr(h) for h in live],
+                                          self.domains))
+
+    def curl(self, host: str, path: str = "/", *args: str, timeout: float = 10):
+        """curl https://host/path from the client, resolved to the edge, trusting the dev CA."""
+        return self.sim.fetch(f"https://{host}{path}", "--cacert", str(self.ca_file),
+                              "--resolve", f"{host}:{HTTPS_PORT}:{self.sim.addr('edge')}", *args,
+                              timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def stack(sim, stand_in_mesh, tmp_path_factory):
+    work = tmp_path_factory.mktemp("router")
+    tokens = Tokens()
+    nodes = {h: NodeRouter(work / h, f"{sim.addr(h)}:{NODE_PORT}", tokens.lookup, SESSION_KEY,
+                           launcher=launcher_on(sim, h)) for h in ("home-1", "home-2")}
+    edge = Edge(work / "edge", https_port=HTTPS_PORT, dev=True, launcher=launcher_on(sim, "edge"))
+    apps = [start_webapp(sim, h, "blog") for h in ("home-1", "home-2")]
+    started = []
+    try:
+        for part in (*nodes.values(), edge):
+            part.start()
+            started.append(part)
+        s = Stack(sim, edge, nodes, tokens, work / "root.crt")
+        s.apps["blog"] = AppRoute((f"{sim.addr('home-1')}:{APP_PORT}",), "public", "/health")
+        s.publish()
+        s.ca_file.write_text(edge.root_ca_pem())
+        yield s
+    finally:
+        for part in started:
+            part.stop()
+        for proc in apps:
+            proc.kill()
