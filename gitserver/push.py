@@ -35,7 +35,7 @@ from dulwich.graph import can_fast_forward
 from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, CAPABILITY_SIDE_BAND_64K
 from dulwich.server import ReceivePackHandler
 
-from gitserver.repos import checkout_tree
+from gitserver.repos import RepoError, checkout_tree
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,11 @@ class DeployReceivePackHandler(ReceivePackHandler):
         app, out = self.push.app, self.out
         out.line(f"-----> Deploying {app} {new_sha.decode()[:7]} ({ref.decode()}) for {self.push.who}")
         with tempfile.TemporaryDirectory(prefix=f"vcapp-push-{app}-", dir=self.push.scratch_dir) as tmp:
-            source = checkout_tree(self.repo, new_sha, Path(tmp) / "src")
+            try:
+                source = checkout_tree(self.repo, new_sha, Path(tmp) / "src")
+            except RepoError as e:
+                out.line(f"!      {e}")
+                return one_line(str(e))
             with keepalive(out, self.push.keepalive_seconds):
                 reason = self._run_on_push(ref, old_sha, new_sha, source)
         return None if reason is None else one_line(reason)

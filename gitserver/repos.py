@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from dulwich.index import build_index_from_tree
+from dulwich.index import InvalidPathError, build_index_from_tree
 from dulwich.objects import Commit
 from dulwich.repo import Repo
 
@@ -89,6 +89,11 @@ def checkout_tree(repo: Repo, commit_sha: bytes, dest: Path) -> Path:
         raise RepoError(f"{commit_sha.decode()} is not a commit: push a branch, not a tag or tree")
     dest.mkdir(parents=True, exist_ok=True)
     index_path = dest.parent / (dest.name + ".index")
-    build_index_from_tree(str(dest), str(index_path), repo.object_store, commit.tree)
-    index_path.unlink(missing_ok=True)
+    try:
+        build_index_from_tree(str(dest), str(index_path), repo.object_store, commit.tree)
+    except InvalidPathError as e:
+        raise RepoError(f"the pushed tree has a path that cannot be checked out safely ({e}): "
+                        "remove it from the commit and push again") from e
+    finally:
+        index_path.unlink(missing_ok=True)
     return dest
