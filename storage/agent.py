@@ -1,0 +1,130 @@
+"""The per-machine storage agent: keeps this machine's SeaweedFS processes running as planned.
+
+One reconcile step, safe to run at any time and again after a crash:
+    desired  machine_processes(plan, me)              (storage/plan.py)
+    actual   <run_dir>/storage/<name>.json: pid + digest of the spec it was started with,
+             checked against /proc (a power-off wipes run_dir, so a booted machine starts
+             from "nothing runs")
+    converge start what is missing or dead, restart what runs with another spec
+
+Data lives under <data_dir>/storage/<process>/, logs under <data_dir>/storage/log/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from storage.host import Host, StorageError
+from storage.plan import (FILER_PORT, MASTER_PORT, VOLUME_PORT, ClusterPlan, ProcessSpec, machine_processes,
+                          storage_dir)
+
+STOP_TIMEOUT = 10.0  # weed flushes its volume index on SIGTERM; 10 s means it is stuck
+READY_TIMEOUT = 60.0  # masters elect a leader in ~5 s; volume servers register on the next heartbeat
+POLL = 0.25
+
+
+def spec_digest(spec: ProcessSpec) -> str:
+    blob = json.dumps([spec.argv, spec.cwd, sorted(spec.files.items())]).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _state_file(run_dir: Path, name: str) -> Path:
+    return Path(run_dir) / "storage" / f"{name}.json"
+
+
+def running(run_dir: Path, name: str) -> dict | None:
+    """What the agent started for process `name` and is still alive, else None."""
+    path = _state_file(run_dir, name)
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if _alive(state["pid"]) else None
+
+
+def stop(run_dir: Path, name: str) -> None:
+    """Stop process `name` if it runs: SIGTERM, then SIGKILL after STOP_TIMEOUT."""
+    state = running(run_dir, name)
+    if state:
+        pid = state["pid"]
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    _state_file(run_dir, name).unlink(missing_ok=True)
+
+
+def _start(host: Host, spec: ProcessSpec, data_dir: Path, run_dir: Path) -> int:
+    base = storage_dir(data_dir)
+    cwd = base / spec.cwd
+    cwd.mkdir(parents=True, exist_ok=True)
+    (base / "log").mkdir(parents=True, exist_ok=True)
+    for rel, content in spec.files.items():
+        (cwd / rel).write_text(content)
+    pid = host.spawn(list(spec.argv), cwd, base / "log" / f"{spec.name}.log")
+    state = _state_file(run_dir, spec.name)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"pid": pid, "digest": spec_digest(spec), "argv": list(spec.argv)}))
+    return pid
+
+
+def converge(plan: ClusterPlan, host: Host, data_dir: Path, run_dir: Path, weed: str) -> list[str]:
+    """Bring this machine's storage processes to the plan. Returns the names (re)started."""
+    desired = machine_processes(plan, host.name, weed)
+    changed = []
+    for spec in desired:
+        state = running(run_dir, spec.name)
+        if state and state["digest"] == spec_digest(spec):
+            continue
+        stop(run_dir, spec.name)
+        _start(host, spec, data_dir, run_dir)
+        changed.append(spec.name)
+    for extra in {"master", "volume", "filer"} - {s.name for s in desired}:
+        stop(run_dir, extra)
+    return changed
+
+
+def log_tail(data_dir: Path, name: str, lines: int = 15) -> str:
+    path = storage_dir(data_dir) / "log" / f"{name}.log"
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_ready(plan: ClusterPlan, host: Host, timeout: float = READY_TIMEOUT) -> None:
+    """Wait until, seen from `host`, a master leads and this machine's volume server and
+    filer answer. Raises StorageError naming what is not up."""
+    me = plan.machine(host.name)
+    checks = {
+        "master leader": f"http://{plan.masters[0].addr}:{MASTER_PORT}/cluster/status",
+        "volume server": f"http://{me.addr}:{VOLUME_PORT}/status",
+        "filer": f"http://{me.addr}:{FILER_PORT}/?pretty=y",
+    }
+    deadline = time.monotonic() + timeout
+    pending = dict(checks)
+    while pending:
+        for what, url in list(pending.items()):
+            out = host.run(["curl", "-sf", "--max-time", "2", "-H", "Accept: application/json", url], timeout=5)
+            if out.returncode == 0 and (what != "master leader" or '"Leader"' in out.stdout):
+                del pending[what]
+        if pending and time.monotonic() > deadline:
+            raise StorageError(f"on {host.name}: {', '.join(pending)} not answering after {timeout:.0f}s; "
+                               f"see the logs under $VCAPP_DATA_DIR/storage/log/")
+        if pending:
+            time.sleep(POLL)

@@ -1,0 +1,87 @@
+"""Per-app S3 buckets with their own keys, on the S3 gateway every filer runs.
+
+    bucket    <app>  (filer path /buckets/<app>/, SeaweedFS puts it in collection <app>),
+              owned by identity app-<app>
+    rule      fs.configure /buckets/<app>/: replication for the live machines, fsync
+    identity  s3.configure -user=app-<app> -actions=Read,Write,List,Tagging -buckets=<app>
+              with a random access/secret key pair. The identities live in the filer (so in
+              etcd) and every S3 gateway reloads them; once one identity exists, anonymous
+              requests are refused, and a key only opens the buckets listed for it.
+
+The app gets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3 and BUCKET_NAME.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+from storage import replication, shell
+from storage.host import Host, StorageError
+from storage.plan import S3_PORT, ClusterPlan
+from storage.volumes import BUCKETS_ROOT, check_names, rule_command
+
+ACTIONS = "Read,Write,List,Tagging"
+ACCESS_KEY_BYTES = 10  # 20 hex chars, the length of an AWS access key id
+SECRET_KEY_BYTES = 20  # 40 hex chars, as AWS secret keys
+
+
+def identity_name(app: str) -> str:
+    return f"app-{app}"
+
+
+def identities(plan: ClusterPlan, host: Host, weed: str) -> list[dict]:
+    """The S3 identities as s3.configure prints them."""
+    text = shell.run(plan, host, ["s3.configure"], weed)
+    start = text.find("{")
+    if start < 0:
+        return []
+    return json.loads(text[start:text.rfind("}") + 1]).get("identities", [])
+
+
+def _existing_keys(plan: ClusterPlan, host: Host, app: str, weed: str) -> dict | None:
+    for ident in identities(plan, host, weed):
+        if ident.get("name") == identity_name(app) and ident.get("credentials"):
+            cred = ident["credentials"][0]
+            return {"access_key": cred["accessKey"], "secret_key": cred["secretKey"]}
+    return None
+
+
+def create_bucket(plan: ClusterPlan, host: Host, app: str, live_sites: list[str], weed: str,
+                  endpoint_host: str | None = None) -> dict[str, str]:
+    """Create bucket `app` with its own key pair (idempotent: an existing pair is kept).
+    Returns the environment variables the app's instances get. `endpoint_host`: machine
+    whose S3 gateway the app should use (default: `host`)."""
+    check_names(app, "bucket")
+    keys = _existing_keys(plan, host, app, weed)
+    if keys is None:
+        keys = {"access_key": secrets.token_hex(ACCESS_KEY_BYTES).upper(),
+                "secret_key": secrets.token_hex(SECRET_KEY_BYTES)}
+        shell.run(plan, host, [
+            f"s3.configure -user={identity_name(app)} -actions={ACTIONS} -buckets={app} "
+            f"-access_key={keys['access_key']} -secret_key={keys['secret_key']} -apply",
+        ], weed)
+    code = replication.choose_code(live_sites)
+    commands = [rule_command(f"{BUCKETS_ROOT}/{app}/", "", code)]
+    if not _bucket_exists(plan, host, app, weed):
+        commands.insert(0, f"s3.bucket.create -name={app} -owner={identity_name(app)}")
+    shell.run(plan, host, commands, weed)
+    addr = plan.machine(endpoint_host or host.name).addr
+    return {
+        "AWS_ACCESS_KEY_ID": keys["access_key"],
+        "AWS_SECRET_ACCESS_KEY": keys["secret_key"],
+        "AWS_ENDPOINT_URL_S3": f"http://{addr}:{S3_PORT}",
+        "BUCKET_NAME": app,
+    }
+
+
+def _bucket_exists(plan: ClusterPlan, host: Host, app: str, weed: str) -> bool:
+    out = shell.run(plan, host, ["s3.bucket.list"], weed)
+    return any(line.split()[0] == app for line in out.splitlines() if line.strip())
+
+
+def delete_bucket_access(plan: ClusterPlan, host: Host, app: str, weed: str) -> None:
+    """Remove the app's identity (its keys stop working at once); the data stays."""
+    if _existing_keys(plan, host, app, weed) is None:
+        raise StorageError(f"app {app} has no bucket identity to remove")
+    shell.run(plan, host, [f"s3.configure -user={identity_name(app)} -delete -apply"], weed)

@@ -1,0 +1,137 @@
+"""Mounting a volume on a machine (FUSE, `weed mount`) and proving the mount is real.
+
+An instance must never start on a volume directory that is not mounted: a mount point whose
+FUSE daemon is still waiting for its filer (or died) is a plain local directory, and what an
+app writes there is lost when the instance moves. `verify_mounted` checks the kernel's own
+table (/proc/self/mountinfo: a fuse mount exactly at that path) and that the mount answers.
+
+    weed mount -filer=<local filer first, then the others> -filer.path=/volumes/<app>/<name>
+               -dir=<host path> -collection=vol_<app>_<name> -collectionQuotaMB=<size>
+               -df.logical   (quota counts the bytes the app wrote, not bytes x copies)
+               -cacheDir=<run_dir>/storage/cache/<app>_<name>
+
+The size limit is SeaweedFS's own: over quota, writes fail with ENOSPC ("No space left on
+device"), which is what apps already handle for a full disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from storage.host import Host, StorageError
+from storage.plan import ClusterPlan
+from storage.volumes import Volume, get_volume
+
+MOUNT_TIMEOUT = 30.0  # weed mount is up within ~2 s when a filer answers; 30 s means none does
+ANSWER_TIMEOUT = 5.0  # a live FUSE mount answers stat() in milliseconds; a hung one never does
+POLL = 0.1
+FUSE_TYPES = ("fuse.seaweedfs", "fuse")
+
+
+def _unescape(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
+    return field.encode().decode("unicode_escape")
+
+
+def mount_entry(path: Path, mountinfo: str = "/proc/self/mountinfo") -> dict | None:
+    """The mount table entry whose mount point is exactly `path` (the last, if stacked)."""
+    want, found = os.path.realpath(path), None
+    with open(mountinfo) as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fields, rest = left.split(), right.split()
+            if len(fields) >= 5 and rest and _unescape(fields[4]) == want:
+                found = {"point": want, "fstype": rest[0], "source": _unescape(rest[1]) if len(rest) > 1 else ""}
+    return found
+
+
+def _answers(path: Path, timeout: float) -> str | None:
+    """None if stat(path) succeeds within `timeout`, else why not."""
+    result: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            os.statvfs(path)
+            os.listdir(path)
+            result.append(None)
+        except OSError as e:
+            result.append(f"{e.strerror} (errno {e.errno})")
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout)
+    return result[0] if result else f"no answer within {timeout:.0f}s (hung FUSE daemon)"
+
+
+def verify_mounted(path: Path, timeout: float = ANSWER_TIMEOUT) -> dict:
+    """Raise StorageError unless `path` is a live FUSE mount; return its mount entry."""
+    entry = mount_entry(path)
+    if entry is None or entry["fstype"] not in FUSE_TYPES:
+        what = "nothing is mounted there" if entry is None else f"it is a {entry['fstype']} mount"
+        raise StorageError(f"{path} is not a mounted volume ({what}): refusing to use it; "
+                           "mount it with storage.mount.mount_volume first")
+    problem = _answers(path, timeout)
+    if problem:
+        raise StorageError(f"volume mount {path} is dead: {problem}; unmount it and mount again")
+    return entry
+
+
+def _state_file(run_dir: Path, vol: Volume) -> Path:
+    return Path(run_dir) / "storage" / "mounts" / f"{vol.app}_{vol.name}.json"
+
+
+def mount_command(plan: ClusterPlan, host_name: str, vol: Volume, host_path: Path, run_dir: Path,
+                  weed: str) -> list[str]:
+    cache = Path(run_dir) / "storage" / "cache" / f"{vol.app}_{vol.name}"
+    return [
+        weed, "mount", f"-filer={plan.filer_list(plan.machine(host_name))}", f"-filer.path={vol.path}",
+        f"-dir={host_path}", f"-collection={vol.collection}", f"-collectionQuotaMB={vol.size_mb}",
+        "-df.logical", f"-cacheDir={cache}",
+    ]
+
+
+def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: Path, run_dir: Path,
+                 weed: str, timeout: float = MOUNT_TIMEOUT) -> Path:
+    """Mount volume app/name at host_path on `host` and return host_path once the kernel
+    shows a live FUSE mount there (the path to bind-mount into the container).
+    Idempotent: an existing live mount is kept. Raises StorageError otherwise."""
+    host_path = Path(host_path)
+    vol = get_volume(plan, host, app, name)
+    if (entry := mount_entry(host_path)) and entry["fstype"] in FUSE_TYPES:
+        verify_mounted(host_path)
+        return host_path
+    host_path.mkdir(parents=True, exist_ok=True)
+    argv = mount_command(plan, host.name, vol, host_path, run_dir, weed)
+    Path(argv[-1].split("=", 1)[1]).mkdir(parents=True, exist_ok=True)
+    state = _state_file(run_dir, vol)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    log = state.with_suffix(".log")
+    pid = host.spawn(argv, state.parent, log)
+    state.write_text(json.dumps({"pid": pid, "path": str(host_path)}))
+    _wait_mounted(host_path, pid, log, timeout)
+    return host_path
+
+
+def _wait_mounted(path: Path, pid: int, log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        entry = mount_entry(path)
+        if entry and entry["fstype"] in FUSE_TYPES:
+            verify_mounted(path)
+            return
+        if not Path(f"/proc/{pid}").exists() or time.monotonic() > deadline:
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-8:]) if log.exists() else ""
+            raise StorageError(f"weed mount of {path} did not come up within {timeout:.0f}s "
+                               f"(is a filer reachable? is the directory empty?). Log tail:\n{tail}")
+        time.sleep(POLL)
+
+
+def unmount_volume(host_path: Path) -> None:
+    """Unmount (lazily, so a busy mount still goes) if something is mounted at host_path."""
+    if mount_entry(host_path):
+        subprocess.run(["umount", "-l", str(host_path)], capture_output=True, timeout=30)

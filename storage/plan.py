@@ -1,0 +1,150 @@
+"""The storage plan: which SeaweedFS processes each machine runs, with which flags.
+
+A pure function of the cluster's members (name, site, address) and its etcd endpoints:
+
+    masters   3 machines (Raft) when there are >= 3, else 1 — the first by name, so every
+              machine computes the same set without talking to the others
+    volume    every machine: -dataCenter=<site> -rack=<machine> (one rack per machine, so
+              copies land on distinct machines; see storage/replication.py)
+    filer+S3  every machine; the filer's metadata lives in the cluster's etcd (filer.toml
+              [etcd]), so any filer serves any path and no filer's disk is special
+
+Everything a machine stores lives under <data_dir>/storage/. No I/O here: the agent
+(storage/agent.py) turns a MachinePlan into running processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage import replication
+
+MASTER_PORT = 9333
+VOLUME_PORT = 8080
+FILER_PORT = 8888
+S3_PORT = 8333
+MASTER_COUNT = 3  # Raft needs an odd count; 3 survive the loss of any one machine
+# Small volumes: a volume is the unit of replication and repair, and copying 1 GB when a
+# machine returns takes seconds; SeaweedFS's default (30 GB) would take minutes.
+VOLUME_SIZE_LIMIT_MB = 1024
+# Volume files are sparse: slots cost no disk until written. Every volume (one per
+# collection and replication code) takes a slot on each machine holding a copy.
+VOLUME_SLOTS = 200
+# Keep 1 GiB free: below it SeaweedFS marks the machine's volumes read-only instead of
+# failing writes halfway through.
+MIN_FREE_SPACE = "1GiB"
+ETCD_KEY_PREFIX = "vcapp.seaweedfs."
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    site: str
+    addr: str
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One long-running process: its argv, its working directory (relative to the
+    machine's storage dir) and files it needs there."""
+
+    name: str
+    argv: tuple[str, ...]
+    cwd: str
+    files: dict[str, str] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.argv, self.cwd, tuple(sorted(self.files.items()))))
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    masters: tuple[Machine, ...]
+    machines: tuple[Machine, ...]
+    etcd: tuple[str, ...]
+    default_replication: str
+
+    @property
+    def master_list(self) -> str:
+        return ",".join(f"{m.addr}:{MASTER_PORT}" for m in self.masters)
+
+    def filer_list(self, first: Machine | None = None) -> str:
+        """Every filer, `first` (usually the local one) in front: weed mount fails over in order."""
+        order = sorted(self.machines, key=lambda m: (m != first, m.name))
+        return ",".join(f"{m.addr}:{FILER_PORT}" for m in order)
+
+    def machine(self, name: str) -> Machine:
+        for m in self.machines:
+            if m.name == name:
+                return m
+        raise KeyError(f"{name} is not a member of the storage cluster; add it to the cluster first")
+
+
+def plan_cluster(machines: list[Machine], etcd: list[str]) -> ClusterPlan:
+    """The cluster-wide plan from every member machine (alive or not) and etcd's endpoints."""
+    if not machines:
+        raise ValueError("a storage cluster needs at least one machine")
+    if not etcd:
+        raise ValueError("the filers keep their metadata in etcd: give its endpoints (host:port)")
+    ordered = tuple(sorted(machines, key=lambda m: m.name))
+    count = MASTER_COUNT if len(ordered) >= MASTER_COUNT else 1
+    return ClusterPlan(
+        masters=ordered[:count],
+        machines=ordered,
+        etcd=tuple(etcd),
+        default_replication=replication.choose_code([m.site for m in ordered]),
+    )
+
+
+def filer_toml(etcd: tuple[str, ...]) -> str:
+    """The filer store: the cluster's etcd, not a local leveldb."""
+    return (
+        "[filer.options]\nrecursive_delete = true\n\n"
+        "[leveldb2]\nenabled = false\n\n"
+        "[etcd]\nenabled = true\n"
+        f'servers = "{",".join(etcd)}"\n'
+        f'key_prefix = "{ETCD_KEY_PREFIX}"\n'
+        'timeout = "3s"\n'
+    )
+
+
+def machine_processes(plan: ClusterPlan, name: str, weed: str = "weed") -> list[ProcessSpec]:
+    """The processes machine `name` runs, in start order (master, volume, filer)."""
+    me = plan.machine(name)
+    specs = []
+    if me in plan.masters:
+        specs.append(_master(plan, me, weed))
+    specs.append(_volume(plan, me, weed))
+    specs.append(_filer(plan, me, weed))
+    return specs
+
+
+def _master(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
+    peers = plan.master_list if len(plan.masters) > 1 else "none"
+    return ProcessSpec("master", (
+        weed, "master", f"-ip={me.addr}", f"-port={MASTER_PORT}", "-mdir=.", f"-peers={peers}",
+        f"-defaultReplication={plan.default_replication}",
+        f"-volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
+    ), cwd="master")
+
+
+def _volume(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
+    return ProcessSpec("volume", (
+        weed, "volume", f"-ip={me.addr}", f"-port={VOLUME_PORT}", "-dir=.", f"-max={VOLUME_SLOTS}",
+        f"-master={plan.master_list}", f"-dataCenter={me.site}", f"-rack={me.name}",
+        f"-minFreeSpace={MIN_FREE_SPACE}", "-index=leveldb",
+    ), cwd="volume")
+
+
+def _filer(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
+    return ProcessSpec("filer", (
+        weed, "filer", f"-ip={me.addr}", f"-port={FILER_PORT}", f"-master={plan.master_list}",
+        f"-defaultReplicaPlacement={plan.default_replication}",
+        f"-dataCenter={me.site}", f"-rack={me.name}",
+        "-s3", f"-s3.port={S3_PORT}",
+    ), cwd="filer", files={"filer.toml": filer_toml(plan.etcd)})
+
+
+def storage_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "storage"

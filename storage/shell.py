@@ -1,0 +1,60 @@
+"""`weed shell` driven from Python: run admin commands against the storage cluster.
+
+Commands go on stdin; `weed shell` exits non-zero when a command fails, and its output is
+returned for the caller to parse. The shell also takes SeaweedFS's cluster-wide admin lock
+(`lock`/`unlock`) around commands that move volumes, as its docs require.
+"""
+
+from __future__ import annotations
+
+import re
+
+from storage.host import Host, StorageError
+from storage.plan import FILER_PORT, ClusterPlan
+
+SHELL_TIMEOUT = 120.0  # volume.fix.replication copies whole volumes (up to 1 GB each)
+MUTATING = ("volume.fix.replication", "volume.configure.replication", "volume.delete", "volume.balance")
+
+
+def run(plan: ClusterPlan, host: Host, commands: list[str], weed: str, timeout: float = SHELL_TIMEOUT) -> str:
+    """Run shell commands from `host` (talking to its local filer). Returns stdout."""
+    me = plan.machine(host.name)
+    if any(c.split()[0] in MUTATING for c in commands):
+        commands = ["lock", *commands, "unlock"]
+    argv = [weed, "shell", f"-master={plan.master_list}", f"-filer={me.addr}:{FILER_PORT}"]
+    out = host.run(argv, input="\n".join(commands) + "\n", timeout=timeout)
+    if out.returncode != 0 or _failed(out.stdout + out.stderr):
+        raise StorageError(
+            f"weed shell on {host.name} failed ({'; '.join(commands)}): {(out.stderr or out.stdout).strip()[-600:]}"
+            " — check that the masters and this machine's filer run (storage agent logs)"
+        )
+    return out.stdout
+
+
+def _failed(text: str) -> bool:
+    return any(line.startswith("error:") or line.startswith("error ") for line in text.splitlines())
+
+
+VOLUME_LINE = re.compile(
+    r"volume Id:(?P<id>\d+), Size:(?P<size>\d+), ReplicaPlacement:(?P<rp>\d{3}), Collection:(?P<coll>[^,]*),"
+    r".*?FileCount:(?P<files>\d+).*?ReadOnly:(?P<ro>\w+)"
+)
+NODE_LINE = re.compile(r"DataNode (?P<node>\S+) ")
+
+
+def parse_volume_list(text: str) -> list[dict]:
+    """volume.list output -> one dict per volume copy: id, collection, replication, node, read_only."""
+    copies, node = [], None
+    for line in text.splitlines():
+        if m := NODE_LINE.search(line):
+            node = m["node"]
+        elif m := VOLUME_LINE.search(line):
+            copies.append({
+                "id": int(m["id"]), "collection": m["coll"], "replication": m["rp"], "node": node,
+                "size": int(m["size"]), "files": int(m["files"]), "read_only": m["ro"] == "true",
+            })
+    return copies
+
+
+def volume_copies(plan: ClusterPlan, host: Host, weed: str) -> list[dict]:
+    return parse_volume_list(run(plan, host, ["volume.list"], weed))

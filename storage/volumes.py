@@ -1,0 +1,162 @@
+"""App volumes: a filer directory per volume with its own storage rule, degrade and heal.
+
+    filer path    /volumes/<app>/<name>/           what `weed mount` serves
+    rule          fs.configure locationPrefix=/volumes/<app>/<name>/
+                  collection=vol_<app>_<name> (its own SeaweedFS volumes, so its size can
+                  be measured and capped), replication=<code for the live machines>, fsync
+    record        /vcapp/volumes/<app>/<name>.json in the filer: {"size_mb": ...}
+
+SeaweedFS writes every copy (W=N) and a volume that lost a copy stops taking writes, so the
+rule's replication follows the machines alive: 3 copies with >= 3 alive, 2 with 2 (degraded).
+New data then lands on new volumes that fit; `converge_replication` raises the rules back and
+copies the degraded-period volumes to a third machine (`volume.configure.replication` +
+`volume.fix.replication`) when machines return.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from storage import replication, shell
+from storage.host import Host, StorageError
+from storage.plan import FILER_PORT, ClusterPlan
+
+VOLUMES_ROOT = "/volumes"
+RECORDS_ROOT = "/vcapp/volumes"
+BUCKETS_ROOT = "/buckets"
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+MAX_FIX_ROUNDS = 3  # volume.fix.replication adds one copy per volume per run; 2 -> 3 needs one
+
+
+@dataclass(frozen=True)
+class Volume:
+    app: str
+    name: str
+    size_mb: int
+
+    @property
+    def path(self) -> str:
+        return f"{VOLUMES_ROOT}/{self.app}/{self.name}"
+
+    @property
+    def collection(self) -> str:
+        return collection(self.app, self.name)
+
+
+def collection(app: str, name: str) -> str:
+    return f"vol_{app}_{name}".replace("-", "_")
+
+
+def check_names(app: str, name: str) -> None:
+    for what, value in (("app", app), ("volume", name)):
+        if not NAME.match(value):
+            raise StorageError(f"{what} name {value!r} must be lowercase letters, digits and '-' (max 41)")
+
+
+def rule_command(prefix: str, coll: str, code: str) -> str:
+    """fs.configure line for a path rule (volumeGrowthCount must be a multiple of the copies).
+    `coll` empty: keep SeaweedFS's own (a bucket's collection is its name and may not be set)."""
+    collection_flag = f"-collection={coll} " if coll else ""
+    return (f"fs.configure -locationPrefix={prefix} {collection_flag}-replication={code} -fsync "
+            f"-volumeGrowthCount={replication.copies(code)} -apply")
+
+
+def create_volume(plan: ClusterPlan, host: Host, app: str, name: str, size_mb: int,
+                  live_sites: list[str], weed: str) -> Volume:
+    """Create (or resize) volume `name` of `app`; idempotent. `live_sites`: site of each live machine."""
+    check_names(app, name)
+    if size_mb <= 0:
+        raise StorageError(f"volume size must be positive, got {size_mb} MB")
+    vol = Volume(app, name, size_mb)
+    code = replication.choose_code(live_sites)
+    shell.run(plan, host, [f"fs.mkdir {vol.path}", rule_command(vol.path + "/", vol.collection, code)], weed)
+    _put_record(plan, host, vol)
+    return vol
+
+
+def _filer_url(plan: ClusterPlan, host: Host, path: str) -> str:
+    return f"http://{plan.machine(host.name).addr}:{FILER_PORT}{path}"
+
+
+def _put_record(plan: ClusterPlan, host: Host, vol: Volume) -> None:
+    url = _filer_url(plan, host, f"{RECORDS_ROOT}/{vol.app}/{vol.name}.json")
+    body = json.dumps({"app": vol.app, "name": vol.name, "size_mb": vol.size_mb})
+    out = host.run(["curl", "-sf", "--max-time", "10", "-X", "PUT", "-H", "Content-Type: application/json",
+                    "--data-binary", "@-", url], input=body, timeout=15)
+    if out.returncode != 0:
+        raise StorageError(f"could not record volume {vol.app}/{vol.name} in the filer ({url}): {out.stderr.strip()}")
+
+
+def get_volume(plan: ClusterPlan, host: Host, app: str, name: str) -> Volume:
+    """The volume's record; raises if it was never created."""
+    check_names(app, name)
+    url = _filer_url(plan, host, f"{RECORDS_ROOT}/{app}/{name}.json")
+    out = host.run(["curl", "-sf", "--max-time", "10", url], timeout=15)
+    if out.returncode != 0:
+        raise StorageError(f"volume {app}/{name} does not exist (or the filer on {host.name} is down): "
+                           f"create it with `vcapp volumes create {app} {name} --size ...`")
+    rec = json.loads(out.stdout)
+    return Volume(app, name, int(rec["size_mb"]))
+
+
+def rules(plan: ClusterPlan, host: Host, weed: str) -> list[dict]:
+    """The filer's path rules (fs.configure's JSON)."""
+    text = shell.run(plan, host, ["fs.configure"], weed)
+    start = text.find("{")
+    return json.loads(text[start:text.rfind("}") + 1]).get("locations", []) if start >= 0 else []
+
+
+def converge_replication(plan: ClusterPlan, host: Host, live_sites: list[str], weed: str) -> dict:
+    """Make every app data rule use the code that fits the live machines; when that code
+    has the full copy count, raise degraded-period volumes to it and copy them (heal).
+    Returns {"code": ..., "state": healthy|degraded, "changed_rules": n, "healed": [ids]}."""
+    code = replication.choose_code(live_sites)
+    changed = [r for r in rules(plan, host, weed)
+               if r["locationPrefix"].startswith((VOLUMES_ROOT + "/", BUCKETS_ROOT + "/"))
+               and r.get("replication") != code]
+    if changed:
+        shell.run(plan, host, [rule_command(r["locationPrefix"], r.get("collection", ""), code) for r in changed], weed)
+    healed: list[int] = []
+    if replication.state(code) == "healthy":
+        healed = heal(plan, host, code, weed)
+    return {"code": code, "state": replication.state(code), "changed_rules": len(changed), "healed": healed}
+
+
+def under_replicated(copies: list[dict], code: str) -> dict[int, dict]:
+    """Volumes (by id) whose code is lower than `code` or that have fewer copies than their code."""
+    by_id: dict[int, list[dict]] = {}
+    for c in copies:
+        by_id.setdefault(c["id"], []).append(c)
+    want = replication.copies(code)
+    found = {}
+    for vid, cs in by_id.items():
+        rp = cs[0]["replication"]
+        if replication.copies(rp) < want or len(cs) < replication.copies(rp):
+            found[vid] = {"replication": rp, "copies": len(cs), "collection": cs[0]["collection"]}
+    return found
+
+
+def heal(plan: ClusterPlan, host: Host, code: str, weed: str) -> list[int]:
+    """Give every volume `code`'s copy count again. Returns the ids that were short."""
+    short = under_replicated(shell.volume_copies(plan, host, weed), code)
+    if not short:
+        return []
+    raise_cmds = [f"volume.configure.replication -volumeId={vid} -replication={code}"
+                  for vid, v in short.items() if replication.copies(v["replication"]) < replication.copies(code)]
+    for _ in range(MAX_FIX_ROUNDS):
+        shell.run(plan, host, [*raise_cmds, "volume.fix.replication -apply"], weed)
+        raise_cmds = []
+        if not under_replicated(shell.volume_copies(plan, host, weed), code):
+            break
+    return sorted(short)
+
+
+def replica_report(plan: ClusterPlan, host: Host, vol: Volume, weed: str) -> dict[int, int]:
+    """volume id -> number of copies, for the volumes holding `vol`'s data."""
+    counts: dict[int, int] = {}
+    for c in shell.volume_copies(plan, host, weed):
+        if c["collection"] == vol.collection:
+            counts[c["id"]] = counts.get(c["id"], 0) + 1
+    return counts
