@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from dulwich.errors import GitProtocolError
 from dulwich.graph import can_fast_forward
-from dulwich.protocol import SIDE_BAND_CHANNEL_PROGRESS, CAPABILITY_SIDE_BAND_64K
+from dulwich.protocol import CAPABILITY_ATOMIC, CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_PROGRESS
 from dulwich.server import ReceivePackHandler
 
 from gitserver.repos import RepoError, checkout_tree
@@ -164,11 +165,34 @@ class DeployReceivePackHandler(ReceivePackHandler):
         self._lock_file = None
         self._out: SidebandLog | None = None
 
+    def capabilities(self):
+        # No `atomic`: in an atomic push a later ref's failure would un-update main after its
+        # release already went live. Without it, `git push --atomic` stops in the client.
+        return [cap for cap in super().capabilities() if cap != CAPABILITY_ATOMIC]
+
     def handle(self) -> None:
         try:
             super().handle()
+        except GitProtocolError as e:
+            if not isinstance(e.__cause__, (BrokenPipeError, ConnectionResetError)):
+                raise
+            # Refs are already updated when the status report is written; only the report is lost.
+            log.info("git: %s: the pusher hung up before the status report (%s)", self.push.app, e)
         finally:
+            self._point_head_at_a_deploy_branch()
             self._finish()
+
+    def _point_head_at_a_deploy_branch(self) -> None:
+        """HEAD starts on main; if only master was pushed, move it there so clones check it out."""
+        refs = self.repo.refs
+        target = refs.get_symrefs().get(b"HEAD")
+        if target is None or target in refs:
+            return
+        for branch in self.push.deploy_branches:
+            ref = b"refs/heads/" + branch.encode()
+            if ref in refs:
+                refs.set_symbolic_ref(b"HEAD", ref)
+                return
 
     @property
     def out(self) -> SidebandLog:

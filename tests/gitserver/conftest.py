@@ -3,6 +3,7 @@ real `git` client with an isolated HOME, plus a way to watch a push's stderr liv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -195,6 +196,12 @@ class LivePush:
     def text(self) -> str:
         return "\n".join(line for _, line in self.lines)
 
+    def hang_up(self) -> None:
+        """Kill git and its git-remote-http helper (which holds the connection), like Ctrl-C."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
     def finish(self, timeout: float = GIT_SECONDS) -> int:
         rc = self.proc.wait(timeout=timeout)
         self.reader.join(timeout=5)
@@ -207,7 +214,7 @@ def live_push(git_env):
 
     def start(cwd: Path, *args: str) -> LivePush:
         proc = subprocess.Popen(["git", "push", *args], cwd=cwd, env=git_env, stderr=subprocess.PIPE,
-                                stdout=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, start_new_session=True)
         push = LivePush(proc)
         push.reader = threading.Thread(target=push.read, daemon=True)
         push.reader.start()
@@ -216,6 +223,4 @@ def live_push(git_env):
 
     yield start
     for push in started:
-        if push.proc.poll() is None:
-            push.proc.kill()
-            push.proc.wait(timeout=10)
+        push.hang_up()

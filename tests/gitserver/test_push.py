@@ -259,3 +259,45 @@ def test_the_token_never_reaches_the_server_log(git_server, git, tmp_path):
     log = git_server.log_path.read_text()
     assert "POST /git/" + app + ".git/git-receive-pack" in log, "the access log is on, so the check means something"
     assert git_server.token not in log and "wrong-token-zzz" not in log
+
+
+def test_pusher_hanging_up_mid_deploy_does_not_stop_it(git_server, git, tmp_path, live_push):
+    app = git_server.new_app()
+    work = git.workdir(tmp_path, git_server.remote(app))
+    sha = git.commit_files(work, {"app.py": "1\n"})
+    git_server.set_mode("gate")
+    push = live_push(work, "origin", "main")
+    push.wait_line(r"^remote: line 1 ", LIVE_LINE_SECONDS)
+
+    push.hang_up()  # Ctrl-C while the build runs
+    (git_server.ctl / "gate-open").touch()
+
+    deadline = time.monotonic() + LIVE_LINE_SECONDS
+    while git_server.refs(app) != {"refs/heads/main": sha} and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert git_server.refs(app) == {"refs/heads/main": sha}, "the release went live, so main must point at it"
+
+
+def test_master_works_like_main_and_clones_check_it_out(git_server, git, tmp_path):
+    app = git_server.new_app()
+    work = git.workdir(tmp_path, git_server.remote(app))
+    sha = git.commit_files(work, {"app.py": "1\n"})
+
+    push = git("push", "origin", "main:master", cwd=work)
+    clone = git("clone", git_server.remote(app), str(tmp_path / "c"), cwd=tmp_path)
+
+    assert "-----> Released v" in push.stderr
+    assert git_server.calls(app)[-1]["ref"] == "refs/heads/master"
+    assert "warning" not in clone.stderr, clone.stderr
+    assert git.head(tmp_path / "c") == sha
+
+
+def test_atomic_push_is_refused_by_the_client(git_server, git, tmp_path):
+    app = git_server.new_app()
+    work = git.workdir(tmp_path, git_server.remote(app))
+    git.commit_files(work, {"app.py": "1\n"})
+
+    push = git("push", "--atomic", "origin", "main", "main:feature", cwd=work, check=False)
+
+    assert push.returncode != 0 and "does not support --atomic" in push.stderr
+    assert git_server.refs(app) == {} and git_server.calls(app) == []
