@@ -14,7 +14,7 @@ import secrets
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -118,7 +118,8 @@ class Stack:
     def publish(self, live: list[str] | None = None) -> None:
         """Push the current apps to every node router and the edge (nodes: `live` hosts)."""
         live = live if live is not None else list(self.nodes)
-        node_routes = NodeRoutes.build(DOMAIN, self.apps, trusted_proxies=[f"{self.sim.addr('edge')}/32"])
+        apps = {name: replace(app, domains=tuple(self.domains.get(name, ()))) for name, app in self.apps.items()}
+        node_routes = NodeRoutes.build(DOMAIN, apps, trusted_proxies=[f"{self.sim.addr('edge')}/32"])
         for host in live:
             self.nodes[host].update(node_routes)
         self.edge.update(EdgeRoutes.build(DOMAIN, list(self.apps), [self.node_addr(h) for h in live],

@@ -1,20 +1,149 @@
-"""Through the edge, as a user on the client host sees it: TLS, routing, tokens, failover."""
+"""Through the edge, as a user on the client host sees it: TLS, routing, tokens, updates."""
 
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
 
-from tests.router.conftest import DOMAIN
+from router.routes import AppRoute
+from router.tokens import TokenRecord, generate, hash_token
+from tests.router.conftest import APP_PORT, DOMAIN, start_webapp
 
 pytestmark = pytest.mark.cluster
 
 BLOG = f"blog.{DOMAIN}"
+VAULT = f"vault.{DOMAIN}"
+# Issue 7: a revoked token stops working within 5 s.
+REVOKE_DEADLINE = 5.0
+# DESIGN: the route updated within a second of a placement change.
+ROUTE_DEADLINE = 1.0
+
+
+def status_and_body(out) -> tuple[str, str]:
+    body, _, status = out.stdout.rpartition("\n")
+    return status, body
 
 
 def test_public_app_answers_over_https_with_its_page(stack):
-    out = stack.curl(BLOG, "/", "-w", "\n%{http_code} %{http_version}")
-    body, _, status = out.stdout.rpartition("\n")
-    assert status == "200 2", out.stderr
+    status, body = status_and_body(stack.curl(BLOG, "/", "-w", "\n%{http_code} %{http_version}"))
+    assert status == "200 2"
     assert "Hello from blog" in body
+
+
+def test_app_sees_client_address_scheme_and_host(stack):
+    headers = json.loads(stack.curl(BLOG, "/headers").stdout)
+    assert headers["Host"] == BLOG
+    assert headers["X-Forwarded-Proto"] == "https"
+    assert headers["X-Forwarded-For"].split(",")[0].strip() == stack.sim.addr("client")
+
+
+def test_http1_works_and_plain_http_redirects_to_https(stack):
+    status, _ = status_and_body(stack.curl(BLOG, "/", "--http1.1", "-w", "\n%{http_code} %{http_version}"))
+    assert status == "200 1.1"
+    out = stack.sim.fetch(f"http://{BLOG}/x", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                          "--resolve", f"{BLOG}:80:{stack.sim.addr('edge')}")
+    assert out.stdout == f"308 https://{BLOG}/x"
+
+
+def test_unknown_app_gets_a_404_page(stack):
+    status, body = status_and_body(stack.curl(f"nosuch.{DOMAIN}", "/", "-w", "\n%{http_code}"))
+    assert status == "404" and "Nothing is deployed at this address" in body
+
+
+@pytest.fixture(scope="module")
+def vault(stack):
+    """A token-protected app with one valid token."""
+    stack.apps["vault"] = AppRoute((f"{stack.sim.addr('home-1')}:{APP_PORT}",), "token", "/health")
+    stack.publish()
+    token = generate()
+    stack.tokens.records[hash_token(token)] = TokenRecord("tok_1", "vault", "alice-phone", time.time() + 3600)
+    return token
+
+
+def test_token_app_without_token_gets_401_page(stack, vault):
+    status, body = status_and_body(stack.curl(VAULT, "/", "-w", "\n%{http_code}"))
+    assert status == "401"
+    assert "This app needs an access token" in body and "Hello" not in body
+
+
+def test_token_app_with_bearer_token_answers(stack, vault):
+    status, body = status_and_body(stack.curl(VAULT, "/", "-H", f"Authorization: Bearer {vault}", "-w", "\n%{http_code}"))
+    assert status == "200" and "Hello from blog" in body
+    headers = json.loads(stack.curl(VAULT, "/headers", "-H", f"Authorization: Bearer {vault}").stdout)
+    assert headers["X-Vcapp-Token-Id"] == "tok_1"
+
+
+def test_client_cannot_forge_the_token_id_header(stack, vault):
+    out = stack.curl(VAULT, "/headers", "-H", "X-Vcapp-Token-Id: tok_admin", "-w", "\n%{http_code}")
+    assert status_and_body(out)[0] == "401"
+    headers = json.loads(stack.curl(BLOG, "/headers", "-H", "X-Vcapp-Token-Id: tok_admin").stdout)
+    assert "X-Vcapp-Token-Id" not in headers
+
+
+def test_wrong_token_gets_401_saying_so(stack, vault):
+    status, body = status_and_body(stack.curl(VAULT, "/", "-H", f"Authorization: Bearer {generate()}",
+                                              "-w", "\n%{http_code}"))
+    assert status == "401" and "not recognised" in body
+
+
+def test_browser_token_link_sets_cookie_and_redirects_to_clean_url(stack, vault, tmp_path):
+    jar = tmp_path / "jar"
+    out = stack.curl(VAULT, f"/page?x=1&token={vault}", "-D", "-", "-o", "/dev/null", "-c", str(jar))
+    head = out.stdout
+    assert head.startswith("HTTP/2 302")
+    assert re.search(r"(?im)^location: /page\?x=1\r?$", head)
+    cookie = re.search(r"(?im)^set-cookie: (.*)$", head).group(1)
+    for attr in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert attr in cookie
+    assert "Domain" not in cookie and vault not in cookie  # host-only, and not the raw token
+    status, body = status_and_body(stack.curl(VAULT, "/page?x=1", "-b", str(jar), "-w", "\n%{http_code}"))
+    assert status == "200" and "Hello from blog" in body
+
+
+def test_revoked_token_stops_working_within_5s_for_bearer_and_cookie(stack, tmp_path):
+    token = generate()
+    stack.tokens.records[hash_token(token)] = TokenRecord("tok_2", "vault", "bob", None)
+    jar = tmp_path / "jar"
+    stack.curl(VAULT, f"/?token={token}", "-o", "/dev/null", "-c", str(jar))
+    bearer = ("-H", f"Authorization: Bearer {token}")
+    assert status_and_body(stack.curl(VAULT, "/", *bearer, "-w", "\n%{http_code}"))[0] == "200"
+    assert status_and_body(stack.curl(VAULT, "/", "-b", str(jar), "-w", "\n%{http_code}"))[0] == "200"
+    stack.tokens.records[hash_token(token)] = TokenRecord("tok_2", "vault", "bob", None, revoked=True)
+    revoked_at = time.monotonic()
+    seen = {}
+    while len(seen) < 2 and time.monotonic() - revoked_at < REVOKE_DEADLINE + 1:
+        for name, args in (("bearer", bearer), ("cookie", ("-b", str(jar)))):
+            status, body = status_and_body(stack.curl(VAULT, "/", *args, "-w", "\n%{http_code}"))
+            if status == "401" and name not in seen:
+                assert "revoked" in body
+                seen[name] = time.monotonic() - revoked_at
+        time.sleep(0.1)
+    assert set(seen) == {"bearer", "cookie"}, f"still let in after {REVOKE_DEADLINE}s: {seen}"
+    assert max(seen.values()) <= REVOKE_DEADLINE, seen
+
+
+def test_expired_token_gets_401_saying_so(stack, vault):
+    token = generate()
+    stack.tokens.records[hash_token(token)] = TokenRecord("tok_3", "vault", "old", time.time() - 1)
+    status, body = status_and_body(stack.curl(VAULT, "/", "-H", f"Authorization: Bearer {token}", "-w", "\n%{http_code}"))
+    assert status == "401" and "expired" in body
+
+
+def test_new_app_is_reachable_within_a_second_of_the_route_change(stack):
+    start_webapp(stack.sim, "home-2", "shop", APP_PORT + 1)
+    stack.apps["shop"] = AppRoute((f"{stack.sim.addr('home-2')}:{APP_PORT + 1}",), "public", "/health")
+    stack.domains["shop"] = ["www.shop.example.org"]
+    t0 = time.monotonic()
+    stack.publish()
+    while True:
+        status, body = status_and_body(stack.curl(f"shop.{DOMAIN}", "/", "-w", "\n%{http_code}", timeout=2))
+        elapsed = time.monotonic() - t0
+        if status == "200" or elapsed > ROUTE_DEADLINE:
+            break
+    assert status == "200" and "Hello from shop" in body
+    assert elapsed <= ROUTE_DEADLINE, f"took {elapsed:.2f}s"
+    status, body = status_and_body(stack.curl("www.shop.example.org", "/", "-w", "\n%{http_code}"))
+    assert status == "200" and "Hello from shop" in body

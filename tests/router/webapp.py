@@ -9,6 +9,7 @@
 
 import json
 import socket
+import socketserver
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -51,10 +52,18 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, "text/html; charset=utf-8", page.encode())
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind asks DNS for our FQDN: a 5 s timeout in a closed network.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = "localhost", self.server_address[1]
+
+
 def main() -> None:
     port, name = int(sys.argv[1]), sys.argv[2]
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    server.daemon_threads = True
+    server = Server(("0.0.0.0", port), Handler)
     server.app_name = name
     print("ready", flush=True)
     server.serve_forever()
