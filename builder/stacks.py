@@ -26,7 +26,7 @@ from typing import Iterator
 
 from buildpacks.stacks import MIRROR, Stack
 from builder import proc
-from builder.errors import StackError
+from builder.errors import BuildError, StackError
 
 CACHE_DIR = Path(os.environ.get("VCAPP_STACK_CACHE", "/var/cache/vcapp/stacks"))
 BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: one binary, no shared libraries
@@ -54,22 +54,38 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _debootstrap(stack: Stack, rootfs: Path, on_line: proc.LineSink, deb_cache: Path) -> None:
+    """minbase + the stack's packages. debootstrap's own resolver cannot pick providers of
+    virtual packages (npm fails on them), so the packages go in with apt inside the new root."""
     deb_cache.mkdir(parents=True, exist_ok=True)
-    argv = ["debootstrap", "--variant=minbase", f"--cache-dir={deb_cache}"]
+    argv = ["debootstrap", "--variant=minbase", f"--cache-dir={deb_cache}", stack.suite, str(rootfs), MIRROR]
+    _step(stack, "debootstrap", argv, DEBOOTSTRAP_TIMEOUT, on_line)
     if stack.packages:
-        argv.append("--include=" + ",".join(stack.packages))
-    argv += [stack.suite, str(rootfs), MIRROR]
-    try:
-        proc.check(proc.local(), argv, DEBOOTSTRAP_TIMEOUT, on_line)
-    except Exception as e:
-        raise StackError(
-            f"debootstrap of stack {stack.name!r} failed: check that {MIRROR} is reachable from this "
-            f"machine and that the packages {', '.join(stack.packages)} exist in {stack.suite}",
-            getattr(e, "tail", []),
-        ) from None
+        _step(stack, "apt-get install", _apt_command(stack, rootfs, deb_cache), DEBOOTSTRAP_TIMEOUT, on_line)
     for sub in TRIM:
         shutil.rmtree(rootfs / sub, ignore_errors=True)
         (rootfs / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _apt_command(stack: Stack, rootfs: Path, deb_cache: Path) -> list[str]:
+    """apt-get in a chroot of rootfs, with its own /proc and our .deb cache bind-mounted."""
+    (deb_cache / "partial").mkdir(parents=True, exist_ok=True)
+    archives = rootfs / "var/cache/apt/archives"
+    script = (
+        f"mount --bind {deb_cache} {archives} && "
+        f"chroot {rootfs} sh -c 'apt-get update -q && DEBIAN_FRONTEND=noninteractive "
+        f"apt-get install -y -q --no-install-recommends {' '.join(stack.packages)}'"
+    )
+    return ["unshare", "--mount", "--fork", "--pid", f"--mount-proc={rootfs / 'proc'}", "sh", "-ec", script]
+
+
+def _step(stack: Stack, what: str, argv: list[str], timeout: float, on_line: proc.LineSink) -> None:
+    try:
+        proc.check(proc.local(), argv, timeout, on_line)
+    except BuildError as e:
+        raise StackError(
+            f"{what} for stack {stack.name!r} failed: check that {MIRROR} is reachable from this machine "
+            f"and that {', '.join(stack.packages) or 'minbase'} exist in Debian {stack.suite}", e.tail,
+        ) from None
 
 
 def _busybox(rootfs: Path) -> None:

@@ -67,13 +67,26 @@ def _new_name() -> str:
     return "t" + secrets.token_hex(2)
 
 
+OWNER_FILE = "owner.pid"
+
+
+def _owner_alive(dc: DevCluster) -> bool:
+    try:
+        pid = int((dc.dir / OWNER_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return Path(f"/proc/{pid}").exists()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_stale_test_clusters():
-    """A crashed earlier run can leave test clusters behind: remove them (never `dev`)."""
+    """A crashed earlier run can leave test clusters behind: remove those whose pytest is
+    gone (never `dev`, never a cluster of a test run still going on beside this one)."""
     if os.geteuid() == 0:
         for name in list_clusters():
-            if TEST_CLUSTER.match(name):
-                DevCluster(name).down()
+            dc = DevCluster(name)
+            if TEST_CLUSTER.match(name) and not _owner_alive(dc):
+                dc.down()
     yield
 
 
@@ -86,6 +99,8 @@ def make_sim():
         _require_root()
         dc = DevCluster(_new_name())
         made.append(dc)
+        dc.dir.mkdir(parents=True)
+        (dc.dir / OWNER_FILE).write_text(str(os.getpid()))
         dc.up(default(dc.name, home, office, office_nat))
         return Sim(dc)
 

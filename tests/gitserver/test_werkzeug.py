@@ -57,3 +57,23 @@ def test_unmounted_app_under_werkzeug_streams_a_builders_output(werkzeug_git, gi
                      f"-----> Released v7: {sha[:7]} by bob", "https://shop.apps.example.test"]
     clone = git("clone", "-q", f"{base}/shop.git", str(tmp_path / "again"), cwd=tmp_path)
     assert clone.returncode == 0 and (tmp_path / "again" / "a.txt").read_text() == "a"
+
+
+def test_a_failing_token_check_is_a_503_with_a_reason(tmp_path, git, git_env):
+    def authenticate(token):
+        raise ConnectionError("etcd unreachable")
+
+    config = GitConfig(root=tmp_path / "repos", authenticate=authenticate, on_push=streaming_build)
+    create_repo(config.root, "shop")
+    server = make_server("127.0.0.1", 0, create_git_app(config), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        clone = git("clone", f"http://u:t@127.0.0.1:{server.server_port}/shop.git", str(tmp_path / "c"),
+                    cwd=tmp_path, check=False)
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+    assert clone.returncode != 0
+    assert "remote: cannot check the token right now (ConnectionError): try again in a moment" in clone.stderr

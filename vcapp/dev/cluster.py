@@ -24,6 +24,10 @@ from vcapp.dev import netns, power
 from vcapp.dev.topology import BACKBONE_PREFIX, Host, Topology, TopologyError
 
 DEFAULT_ROOT = Path(os.environ.get("VCAPP_DEV_ROOT", "/var/lib/vcapp-dev"))
+# Each host's /run lives here. Kept short on purpose: podman puts unix sockets (conmon's
+# attach socket) under its run root, and a socket path longer than ~108 bytes makes
+# `podman run` hang for 20 s waiting for an exit it can never hear about.
+RUN_ROOT = Path("/run/vc")
 RUNC = "/usr/sbin/runc"
 # Explicit limits: runc cannot raise a limit above the caller's hard limit here (no
 # CAP_SYS_RESOURCE), and a fork bomb in one simulated machine must not take the host down.
@@ -80,6 +84,9 @@ class DevCluster:
     def host_dir(self, host: str) -> Path:
         return self.dir / "hosts" / host
 
+    def run_dir(self, host: str) -> Path:
+        return RUN_ROOT / self.name / host
+
     def _cgroup(self, host: str) -> str:
         return f"vcapp/{self.name}/{host}"
 
@@ -123,6 +130,8 @@ class DevCluster:
                 netns.delete(ns)
             power.remove_cgroup(f"vcapp/{self.name}")
             unmount_below(self.dir)
+            unmount_below(RUN_ROOT / self.name)
+            shutil.rmtree(RUN_ROOT / self.name, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _wire(self, topo: Topology, state: dict) -> None:
@@ -175,10 +184,11 @@ class DevCluster:
         for sub in ("data", "storage", "etc", "log", "home"):
             (hdir / sub).mkdir(parents=True, exist_ok=True)
         # /run is a tmpfs on a real machine: a boot starts with it empty.
-        unmount_below(hdir / "run")
-        shutil.rmtree(hdir / "run", ignore_errors=True)
-        (hdir / "run").mkdir()
-        write_podman_config(hdir)
+        run = self.run_dir(host.name)
+        unmount_below(run)
+        shutil.rmtree(run, ignore_errors=True)
+        run.mkdir(parents=True)
+        write_podman_config(hdir, run)
         ns = topo.ns(host.name)
         switch_ns, port = self._cable(topo, host)
         netns.set_up(ns, self._host_side(host))
@@ -198,7 +208,8 @@ class DevCluster:
             netns.delete(cns)
         power.remove_cgroup(self._cgroup(host))
         unmount_below(self.host_dir(host))
-        shutil.rmtree(self.host_dir(host) / "run", ignore_errors=True)
+        unmount_below(self.run_dir(host))
+        shutil.rmtree(self.run_dir(host), ignore_errors=True)
         return killed
 
     def kill(self, name: str) -> int:
@@ -266,7 +277,7 @@ class DevCluster:
             VCAPP_SITE=host.site or "",
             VCAPP_ROLE=host.role,
             VCAPP_DATA_DIR=str(hdir / "data"),
-            VCAPP_RUN_DIR=str(hdir / "run"),
+            VCAPP_RUN_DIR=str(self.run_dir(name)),
             VCAPP_CGROUP_PARENT=f"/{self._cgroup(name)}",
             CONTAINERS_CONF=str(hdir / "etc" / "containers.conf"),
             CONTAINERS_STORAGE_CONF=str(hdir / "etc" / "storage.conf"),
@@ -382,13 +393,13 @@ def apply_nat(router_ns: str, mode: str) -> None:
     netns.ns_exec(router_ns, "conntrack", "-F", check=False)
 
 
-def write_podman_config(hdir: Path) -> None:
+def write_podman_config(hdir: Path, run: Path) -> None:
     """Per-host podman: its own storage, run state, locks, network configs, runc and limits.
 
     Podman keeps some state in host-wide places (/run/runc, the /dev/shm lock table) that
     real machines own alone; here each host gets its own, under its /run, so a power-off
     loses them as it would on a real machine and hosts never share a lock."""
-    etc, storage, run = hdir / "etc", hdir / "storage", hdir / "run"
+    etc, storage = hdir / "etc", hdir / "storage"
     runc = etc / "runc"
     runc.write_text(f'#!/bin/sh\nexec {RUNC} --root "{run}/runc" "$@"\n')
     runc.chmod(0o755)
@@ -410,7 +421,7 @@ def write_podman_config(hdir: Path) -> None:
         f'network_config_dir = "{etc}/networks"\n'
     )
     (etc / "storage.conf").write_text(
-        f'[storage]\ndriver = "overlay"\ngraphroot = "{storage}"\nrunroot = "{run}/containers"\n'
+        f'[storage]\ndriver = "overlay"\ngraphroot = "{storage}"\nrunroot = "{run}/c"\n'
     )
 
 

@@ -1,0 +1,163 @@
+"""The node agent on a simulated machine, with real podman and the tiny busybox image."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from runtime.agent import Agent
+from runtime.podman import PodmanDriver
+from runtime.reconcile import backoff_s
+from tests.runtime.conftest import AgentOnHost, HostShell, web
+
+pytestmark = pytest.mark.cluster
+
+KEY = "web/0"
+DKEY = "deploy/0"
+
+
+def healthy(rep: dict) -> bool:
+    return rep.get("state") == "running" and rep.get("health") == "healthy"
+
+
+def get(sim, host: str, port: int, from_host: str | None = None, addr: str = "127.0.0.1") -> str:
+    proc = sim.run(from_host or host, "curl", "-sS", "--max-time", "3", f"http://{addr}:{port}/index.html",
+                   check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else f"<curl failed: {proc.stderr.strip()}>"
+
+
+def test_instance_starts_with_limits_and_goes_healthy(agent, machine, record_property):
+    started = time.monotonic()
+    agent.want([web(page="hello", env={"MODE": "test"}, secrets=["TOKEN"])], {"web": {"TOKEN": "s3cret-value"}})
+    rep = agent.wait(KEY, healthy, "healthy")
+    record_property("start_to_healthy_s", round(time.monotonic() - started, 2))
+    print(f"\nstart to healthy: {time.monotonic() - started:.2f}s; agent rss {agent.status()['rss_mb']} MB; "
+          f"step {agent.status()['step_s']}s")
+    port = rep["host_port"]
+    assert get(machine, "home-1", port) == "hello"
+    # Published on the machine's address: a neighbour on the LAN reaches it too.
+    assert get(machine, "home-1", port, from_host="home-2", addr=machine.addr("home-1")) == "hello"
+    info = json.loads(agent.podman("inspect", rep["container"]).stdout)[0]
+    assert info["HostConfig"]["Memory"] == 64 * 2**20
+    assert info["HostConfig"]["PidsLimit"] == 64
+    assert info["HostConfig"]["CgroupParent"] == f"/vcapp/{machine.name}/home-1"
+    assert info["Config"]["Labels"]["vcapp.app"] == "web"
+    # The kernel enforces it: the container's memory cgroup has the limit.
+    pid = info["State"]["Pid"]
+    mem_path = [l.split(":", 2)[2] for l in open(f"/proc/{pid}/cgroup").read().splitlines() if ":memory:" in l][0]
+    assert mem_path.startswith(f"/vcapp/{machine.name}/home-1/")
+    assert open(f"/sys/fs/cgroup/memory{mem_path}/memory.limit_in_bytes").read().strip() == str(64 * 2**20)
+    assert rep["memory_limit_mb"] == 64 and rep["memory_mb"] > 0
+    env = agent.podman("exec", rep["container"], "env").stdout
+    assert "MODE=test" in env and "TOKEN=s3cret-value" in env
+    assert "s3cret-value" not in agent.log.read_text() and "s3cret-value" not in agent.status_file.read_text()
+
+
+def _kill_container(agent, rep: dict) -> None:
+    pid = json.loads(agent.podman("inspect", rep["container"]).stdout)[0]["State"]["Pid"]
+    agent.sim.run("home-1", "kill", "-9", str(pid))
+
+
+def test_crashed_instance_restarts_with_backoff(agent, machine):
+    agent.want([web()])
+    rep = agent.wait(KEY, healthy, "healthy")
+    restarts = rep["restarts"]
+    _kill_container(agent, rep)
+    rep = agent.wait(KEY, lambda r: r["restarts"] == restarts + 1 and healthy(r), "restarted once")
+    assert get(machine, "home-1", rep["host_port"]) == "hello"  # same container, same port
+    # Crash again at once: the second restart waits a longer back-off, and the report says so.
+    _kill_container(agent, rep)
+    waiting = agent.wait(KEY, lambda r: "back-off" in r["message"] and r["state"] == "exited", "backing off")
+    assert f"back-off {backoff_s(1):g}s" in waiting["message"]
+    rep = agent.wait(KEY, lambda r: r["restarts"] == restarts + 2 and healthy(r), "restarted twice")
+
+
+def test_failing_release_is_not_promoted_and_good_one_is(agent, machine):
+    agent.want([web(app="deploy", release="1", page="one")])
+    old = agent.wait(DKEY, lambda r: healthy(r) and r["release"] == "1", "release 1 healthy")
+    # Release 2 serves no /index.html: its health check gets 404 and it must not take over.
+    broken = ["sh", "-c", "mkdir -p /www && exec httpd -f -p 8080 -h /www"]
+    agent.want([web(app="deploy", release="2", command=broken, health={"type": "http", "path": "/index.html",
+                                                         "start_grace_s": 3})])
+    rep = agent.wait(DKEY, lambda r: "not promoted" in r["message"], "reported as not promoted")
+    assert "HTTP 404" in rep["message"] and "release 1 keeps serving" in rep["message"]
+    assert rep["release"] == "1" and rep["host_port"] == old["host_port"]
+    assert get(machine, "home-1", old["host_port"]) == "one"
+    names = agent.podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    assert "vc-deploy-0-r2" not in names and "vc-deploy-0-r1" in names
+    # Release 3 is good: it takes over, the old container is gone.
+    agent.want([web(app="deploy", release="3", page="three")])
+    new = agent.wait(DKEY, lambda r: healthy(r) and r["release"] == "3", "release 3 healthy")
+    assert get(machine, "home-1", new["host_port"]) == "three"
+    assert "vc-deploy-0-r1" not in agent.podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+
+
+def _ip(agent, container: str) -> str:
+    return agent.podman("inspect", container, "--format",
+                        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}").stdout.strip()
+
+
+def test_apps_cannot_reach_each_other_directly(agent, machine):
+    agent.want([web(app="alpha", page="alpha"), web(app="beta", page="beta")])
+    a = agent.wait("alpha/0", healthy, "healthy")
+    b = agent.wait("beta/0", healthy, "healthy")
+    probe = "printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {} {}"
+    direct = agent.podman("exec", b["container"], "sh", "-c", probe.format(_ip(agent, a["container"]), 8080),
+                          check=False)
+    assert "alpha" not in direct.stdout
+    # Through the port published on the machine, it works (that is the app's public service).
+    published = agent.podman("exec", b["container"], "sh", "-c",
+                             probe.format(machine.addr("home-1"), a["host_port"]), check=False)
+    assert "alpha" in published.stdout
+    # Inside one app's network, its own containers do reach each other.
+    agent.want([web(app="alpha", page="alpha"), web(app="alpha", instance="1", page="alpha1")])
+    a1 = agent.wait("alpha/1", healthy, "healthy")
+    same = agent.podman("exec", a1["container"], "sh", "-c", probe.format(_ip(agent, a["container"]), 8080),
+                        check=False)
+    assert "alpha" in same.stdout
+    nets = agent.podman("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert "vc-app-beta" not in nets  # removed with the app's last container
+
+
+def test_logs_are_readable_and_streamable(agent, machine):
+    ticker = ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+    agent.want([web(app="ticker", command=ticker, health={"type": "none"})])
+    agent.wait("ticker/0", lambda r: r["state"] == "running", "running")
+    reader = Agent(PodmanDriver(HostShell(machine.dc, "home-1")), "home-1")
+    deadline = time.monotonic() + 10
+    while not (lines := list(reader.logs("ticker", "0"))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert lines and lines[0] == "tick 0"
+    stream = reader.logs("ticker", "0", follow=True, tail=1)
+    first = int(next(stream).split()[1])
+    later = [next(stream) for _ in range(3)]  # new lines arrive while we follow
+    stream.close()
+    assert later == [f"tick {first + i}" for i in (1, 2, 3)]
+
+
+def test_machine_power_off_leaves_no_container_process(machine, tmp_path_factory):
+    agent = AgentOnHost(machine, "home-2", tmp_path_factory.mktemp("agent-home-2"))
+    try:
+        agent.want([web(app="solo", page="solo"), web(app="duo", page="duo")])
+        for key in ("solo/0", "duo/0"):
+            agent.wait(key, healthy, "healthy")
+        pids = [json.loads(agent.podman("inspect", f"vc-{app}-0-r1").stdout)[0]["State"]["Pid"]
+                for app in ("solo", "duo")]
+        conmon = {int(p) for p in agent.sim.run("home-2", "pgrep", "-x", "conmon", check=False).stdout.split()}
+        assert all(open(f"/proc/{p}/cmdline").read() for p in pids)
+        machine.dc.kill("home-2")
+        alive = [p for p in pids + sorted(conmon) if _alive(p)]
+        assert alive == [], f"processes of home-2 survived its power-off: {alive}"
+        assert agent.proc.wait(timeout=5) is not None
+    finally:
+        machine.dc.revive("home-2")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
