@@ -60,7 +60,14 @@ class BasicAuth:
         token = basic_password(environ.get("HTTP_AUTHORIZATION"))
         if token is None:
             return unauthorized(start_response, "authentication required: use an admin token as the password")
-        who = self.authenticate(token)
+        try:
+            who = self.authenticate(token)
+        except Exception as e:  # e.g. etcd unreachable: say so rather than a bare 500
+            log.exception("git: authenticate() failed")
+            body = f"cannot check the token right now ({type(e).__name__}): try again in a moment\n".encode()
+            start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
+                                                       ("Content-Length", str(len(body)))])
+            return [body]
         if not who:
             log.info("git: rejected a token for %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             return unauthorized(start_response, "invalid admin token: check it with `vcapp login`")

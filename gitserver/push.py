@@ -26,15 +26,15 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol as TypingProtocol
 
 from dulwich.errors import GitProtocolError
 from dulwich.graph import can_fast_forward
-from dulwich.protocol import CAPABILITY_ATOMIC, CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_PROGRESS
-from dulwich.server import ReceivePackHandler
+from dulwich.protocol import CAPABILITY_ATOMIC, CAPABILITY_SIDE_BAND_64K, SIDE_BAND_CHANNEL_PROGRESS, Protocol
+from dulwich.server import Backend, ReceivePackHandler
 
 from gitserver.repos import RepoError, checkout_tree
 
@@ -71,7 +71,7 @@ class PushResult:
         return cls(ok=False, message=message)
 
 
-class OnPush(Protocol):
+class OnPush(TypingProtocol):
     """The deploy callable. Called with keyword arguments; `log(line)` streams to the pusher."""
 
     def __call__(self, *, app: str, ref: str, old_sha: str, new_sha: str, source_dir: Path,
@@ -97,7 +97,7 @@ class SidebandLog:
     deploy finish, so the repository and the release still agree.
     """
 
-    def __init__(self, proto, enabled: bool):
+    def __init__(self, proto: Protocol, enabled: bool):
         self._proto = proto
         self._enabled = enabled
         self._lock = threading.Lock()
@@ -129,7 +129,7 @@ class SidebandLog:
 
 
 @contextlib.contextmanager
-def keepalive(out: SidebandLog, every: float):
+def keepalive(out: SidebandLog, every: float) -> Iterator[None]:
     """Send a keepalive whenever `every` seconds passed without output, until the block ends."""
     stop = threading.Event()
 
@@ -158,14 +158,14 @@ def one_line(text: str) -> bytes:
 class DeployReceivePackHandler(ReceivePackHandler):
     """Receive-pack that deploys pushes to deploy branches and rejects the ref if that fails."""
 
-    def __init__(self, backend, args, proto, stateless_rpc: bool = False,
-                 advertise_refs: bool = False, *, push: PushContext):
+    def __init__(self, backend: Backend, args: Sequence[str | bytes], proto: Protocol,
+                 stateless_rpc: bool = False, advertise_refs: bool = False, *, push: PushContext):
         super().__init__(backend, args, proto, stateless_rpc=stateless_rpc, advertise_refs=advertise_refs)
         self.push = push
         self._lock_file = None
         self._out: SidebandLog | None = None
 
-    def capabilities(self):
+    def capabilities(self) -> list[bytes]:
         # No `atomic`: in an atomic push a later ref's failure would un-update main after its
         # release already went live. Without it, `git push --atomic` stops in the client.
         return [cap for cap in super().capabilities() if cap != CAPABILITY_ATOMIC]

@@ -59,7 +59,7 @@ def test_unmounted_app_under_werkzeug_streams_a_builders_output(werkzeug_git, gi
     assert clone.returncode == 0 and (tmp_path / "again" / "a.txt").read_text() == "a"
 
 
-def test_a_failing_token_check_is_a_503_with_a_reason(tmp_path, git, git_env):
+def test_a_failing_token_check_is_a_503_with_a_reason(tmp_path, git):
     def authenticate(token):
         raise ConnectionError("etcd unreachable")
 
