@@ -1,0 +1,131 @@
+"""Routes tables -> Caddy JSON, and the reconcile decision (pure; Caddy itself accepts these
+documents in the cluster tests, which load them into real Caddy processes)."""
+
+import json
+
+import pytest
+
+from router import caddyjson, edge_config, node_config
+from router.controller import Controller
+from router.routes import AppRoute, EdgeRoutes, NodeRoutes, RoutesError
+
+pytestmark = pytest.mark.unit
+
+D = "apps.example.com"
+EDGE = edge_config.EdgeSettings("/run/e/admin.sock", "/var/lib/e", dev=True)
+NODE = node_config.NodeSettings("/run/n/admin.sock", "/var/lib/n", "100.96.0.5:7080", "unix//run/n/auth.sock")
+
+
+def handlers_for(doc: dict, server: str, host: str) -> list[dict]:
+    for route in doc["apps"]["http"]["servers"][server]["routes"]:
+        for m in route.get("match", []):
+            if host in m.get("host", []):
+                return route["handle"]
+    raise AssertionError(f"no route for {host}")
+
+
+def test_edge_routes_every_hostname_to_the_live_nodes_with_health_checks():
+    routes = EdgeRoutes.build(D, ["blog", "shop"], ["100.96.0.5:7080", "100.96.0.6:7080"], {"shop": ["www.shop.org"]})
+    doc = edge_config.render(routes, EDGE)
+    assert routes.hostnames() == [f"api.{D}", f"blog.{D}", f"shop.{D}", "www.shop.org"]
+    for host in routes.hostnames():
+        (proxy,) = handlers_for(doc, "edge", host)
+        assert [u["dial"] for u in proxy["upstreams"]] == ["100.96.0.5:7080", "100.96.0.6:7080"]
+        active = proxy["health_checks"]["active"]
+        assert active["uri"] == caddyjson.NODE_HEALTH_PATH
+        assert active["headers"]["Host"] == [caddyjson.NODE_HEALTH_HOST]
+        assert proxy["load_balancing"]["try_duration"] == caddyjson.TRY_DURATION
+    assert doc["admin"]["listen"] == "unix//run/e/admin.sock"
+
+
+def test_dev_edge_uses_the_internal_ca_and_production_uses_acme():
+    routes = EdgeRoutes.build(D, ["blog"], ["100.96.0.5:7080"])
+    dev = edge_config.render(routes, EDGE)
+    assert dev["apps"]["tls"]["automation"]["policies"][0]["issuers"][0]["module"] == "internal"
+    assert dev["apps"]["tls"]["certificates"]["automate"] == [f"*.{D}"]
+    assert dev["apps"]["pki"]["certificate_authorities"]["local"]["install_trust"] is False
+    prod = edge_config.render(routes, edge_config.EdgeSettings("/s", "/d", acme_email="ops@example.com"))
+    issuer = prod["apps"]["tls"]["automation"]["policies"][0]["issuers"][0]
+    assert issuer == {"module": "acme", "email": "ops@example.com"}
+    assert "pki" not in prod["apps"] and "certificates" not in prod["apps"]["tls"]
+
+
+def test_edge_without_live_nodes_answers_503_page():
+    doc = edge_config.render(EdgeRoutes.build(D, ["blog"], []), EDGE)
+    (page,) = handlers_for(doc, "edge", f"blog.{D}")
+    assert page["status_code"] == 503 and "No machine is serving" in page["body"]
+
+
+def test_node_router_checks_tokens_only_for_token_apps():
+    routes = NodeRoutes.build(D, {
+        "blog": AppRoute(("10.0.0.1:9001", "100.96.0.6:9001"), "public", "/health"),
+        "vault": AppRoute(("10.0.0.1:9002",), "token", None, ("vault.example.org",)),
+    })
+    doc = node_config.render(routes, NODE)
+    blog = handlers_for(doc, "node", f"blog.{D}")
+    assert [h["handler"] for h in blog] == ["headers", "reverse_proxy"]
+    assert blog[0]["request"]["delete"] == [node_config.TOKEN_ID_HEADER]
+    assert blog[1]["health_checks"]["active"]["uri"] == "/health"
+    vault = handlers_for(doc, "node", "vault.example.org")
+    assert vault == handlers_for(doc, "node", f"vault.{D}")
+    auth = vault[1]
+    assert auth["upstreams"] == [{"dial": "unix//run/n/auth.sock"}]
+    assert auth["rewrite"] == {"method": "GET", "uri": "/check?app=vault"}
+    assert "active" not in vault[2]["health_checks"]
+
+
+def test_node_router_trusts_the_edges_and_answers_health_and_unknown_hosts():
+    doc = node_config.render(NodeRoutes.build(D, {"blog": AppRoute()}, api=["127.0.0.1:8000"],
+                                              trusted_proxies=["100.96.0.1/32"]), NODE)
+    server = doc["apps"]["http"]["servers"]["node"]
+    assert server["trusted_proxies"] == {"source": "static", "ranges": ["100.96.0.1/32"]}
+    assert server["listen"] == ["100.96.0.5:7080"]
+    health = server["routes"][0]
+    assert health["match"][0]["host"] == [caddyjson.NODE_HEALTH_HOST]
+    (no_instance,) = [h for h in handlers_for(doc, "node", f"blog.{D}") if h["handler"] == "static_response"]
+    assert no_instance["status_code"] == 503
+    assert handlers_for(doc, "node", f"api.{D}")[0]["upstreams"] == [{"dial": "127.0.0.1:8000"}]
+    assert server["routes"][-1]["handle"][0]["status_code"] == 404
+
+
+def test_bad_routes_are_refused_with_what_to_fix():
+    with pytest.raises(RoutesError, match="DNS label"):
+        EdgeRoutes.build(D, ["Blog_1"])
+    with pytest.raises(RoutesError, match="host:port"):
+        EdgeRoutes.build(D, ["blog"], ["100.96.0.5"])
+    with pytest.raises(RoutesError, match="add the app first"):
+        EdgeRoutes.build(D, ["blog"], [], {"shop": ["www.shop.org"]})
+    with pytest.raises(RoutesError, match="taken by the cluster API"):
+        NodeRoutes.build(D, {"api": AppRoute()})
+    with pytest.raises(RoutesError, match="access policy"):
+        AppRoute(policy="secret")
+
+
+def test_tables_built_in_any_order_are_equal():
+    a = EdgeRoutes.build(D, ["b", "a"], ["n2:1", "n1:1"], {"a": ["y.org", "x.org"]})
+    b = EdgeRoutes.build(D, ["a", "b"], ["n1:1", "n2:1"], {"a": ["x.org", "y.org"]})
+    assert a == b and edge_config.render(a, EDGE) == edge_config.render(b, EDGE)
+
+
+class FakeAdmin:
+    """Records loads; config() returns what was last loaded (as Caddy's GET /config/ does)."""
+
+    def __init__(self):
+        self.loaded: list[dict] = []
+
+    def config(self) -> dict:
+        return json.loads(json.dumps(self.loaded[-1])) if self.loaded else {}
+
+    def load(self, doc: dict) -> None:
+        self.loaded.append(doc)
+
+
+def test_controller_loads_only_when_the_desired_config_differs():
+    admin = FakeAdmin()
+    ctl = Controller(admin, lambda r: edge_config.render(r, EDGE))
+    one = EdgeRoutes.build(D, ["blog"], ["n1:7080"])
+    assert ctl.apply(one) is True
+    assert ctl.apply(EdgeRoutes.build(D, ["blog"], ["n1:7080"])) is False
+    assert ctl.apply(EdgeRoutes.build(D, ["blog"], ["n1:7080", "n2:7080"])) is True
+    admin.loaded.append({})  # Caddy restarted and lost its config
+    assert ctl.apply(one) is True and len(admin.loaded) == 4
