@@ -143,9 +143,10 @@ def test_machine_power_off_leaves_no_container_process(machine, tmp_path_factory
         agent.want([web(app="solo", page="solo"), web(app="duo", page="duo")])
         for key in ("solo/0", "duo/0"):
             agent.wait(key, healthy, "healthy")
-        pids = [json.loads(agent.podman("inspect", f"vc-{app}-0-r1").stdout)[0]["State"]["Pid"]
-                for app in ("solo", "duo")]
-        conmon = {int(p) for p in agent.sim.run("home-2", "pgrep", "-x", "conmon", check=False).stdout.split()}
+        infos = [json.loads(agent.podman("inspect", f"vc-{app}-0-r1").stdout)[0] for app in ("solo", "duo")]
+        pids = [i["State"]["Pid"] for i in infos]
+        conmon = {i["State"]["ConmonPid"] for i in infos}  # the monitors podman leaves per container
+        assert all(_alive(p) for p in conmon)
         assert all(open(f"/proc/{p}/cmdline").read() for p in pids)
         machine.dc.kill("home-2")
         alive = [p for p in pids + sorted(conmon) if _alive(p)]
