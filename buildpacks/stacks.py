@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # Bump when the way a recipe becomes an image changes (not the recipe itself: that is hashed).
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 # Every stack: UTF-8, the app's port, and every TLS client pointed at the system CA bundle

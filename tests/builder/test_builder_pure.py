@@ -1,0 +1,60 @@
+"""Pure parts of the builder: the buildah command line, image names, registry config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from buildpacks.stacks import CA_BUNDLE
+from builder import registry
+from builder.build import Limits, bud_command, image_ref
+
+pytestmark = pytest.mark.unit
+
+
+def test_image_ref_is_registry_apps_app_release():
+    assert image_ref("10.1.0.12:5000", "blog", 7) == "10.1.0.12:5000/apps/blog:7"
+    assert image_ref(None, "blog", 7) == "localhost/apps/blog:7"
+
+
+@pytest.mark.parametrize("app", ["Blog", "-x", "a_b", "x" * 64, ""])
+def test_image_ref_rejects_bad_app_names(app):
+    with pytest.raises(ValueError, match="lowercase letters"):
+        image_ref("r:5000", app, 1)
+
+
+def test_bud_command_limits_cache_and_ca(tmp_path):
+    argv = bud_command(tmp_path, tmp_path / "Containerfile", "r/apps/a:1", Limits(cpus=0.5, memory="256m"),
+                       "/vcapp/x/build-a-1", tmp_path / "ignore")
+    joined = " ".join(argv)
+    assert argv[:2] == ["buildah", "bud"] and argv[-1] == str(tmp_path)
+    for flag in ("--layers", "--pull-never", "--cpu-quota 50000", "--cpu-period 100000", "--memory 256m",
+                 "--memory-swap 256m", "--cgroup-parent /vcapp/x/build-a-1", f"--ignorefile {tmp_path}/ignore",
+                 f"/etc/ssl/certs/ca-certificates.crt:{CA_BUNDLE}:ro", "-t r/apps/a:1"):
+        assert flag in joined
+    nofile = argv[argv.index("--ulimit") + 1]
+    assert nofile.startswith("nofile=") and int(nofile.split("=")[1].split(":")[0]) <= 16384
+
+
+def test_registry_config_filesystem_serves_blobs_itself(tmp_path):
+    cfg = registry.config("10.1.0.12:5000", registry.FilesystemStorage(tmp_path))
+    assert cfg["http"]["addr"] == "10.1.0.12:5000"
+    assert cfg["storage"]["filesystem"] == {"rootdirectory": str(tmp_path)}
+    assert cfg["storage"]["redirect"] == {"disable": True}
+
+
+def test_registry_config_s3_switches_in(tmp_path):
+    s3 = registry.S3Storage("http://10.1.0.11:8333", "registry", "AK", "SK")
+    cfg = registry.config("10.1.0.12:5000", s3)
+    assert "filesystem" not in cfg["storage"]
+    assert cfg["storage"]["s3"]["regionendpoint"] == "http://10.1.0.11:8333"
+    assert cfg["storage"]["s3"]["secure"] is False
+    assert cfg["storage"]["redirect"] == {"disable": True}
+    path = registry.write_config(tmp_path / "config.yml", "10.1.0.12:5000", s3)
+    assert json.loads(path.read_text()) == cfg and (path.stat().st_mode & 0o077) == 0
+
+
+def test_registries_conf_marks_the_address_insecure():
+    text = registry.registries_conf("10.1.0.12:5000")
+    assert 'location = "10.1.0.12:5000"' in text and "insecure = true" in text
