@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any, Callable
 
 from router.caddy import AdminClient
@@ -17,6 +18,9 @@ from router.caddy import AdminClient
 # A watched source is read this often when it cannot notify: routes reach Caddy within
 # about this long (plus a config load, tens of ms) of a change.
 POLL_INTERVAL = 0.2
+# Even with unchanged routes, compare with what Caddy runs this often: a Caddy that was
+# restarted (and lost its in-memory config) is back in service within this long.
+RESYNC_INTERVAL = 5.0
 
 
 def _canonical(doc: Any) -> str:
@@ -41,13 +45,13 @@ class Controller:
     def watch(self, source: Callable[[], Any], stop: threading.Event,
               interval: float = POLL_INTERVAL, on_error: Callable[[Exception], None] | None = None) -> None:
         """Apply source() every `interval` seconds until `stop` is set (run it in a thread)."""
-        last = None
+        last, synced = None, 0.0
         while not stop.is_set():
             try:
                 routes = source()
-                if routes != last:
+                if routes != last or time.monotonic() - synced > RESYNC_INTERVAL:
                     self.apply(routes)
-                    last = routes
+                    last, synced = routes, time.monotonic()
             except Exception as e:  # the loop must outlive a bad table or a restarting Caddy
                 last = None
                 if on_error:

@@ -9,6 +9,7 @@ topology changes, and the rules go when the module ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import subprocess
@@ -81,17 +82,24 @@ def sim():
         dc.down()
 
 
+@contextlib.contextmanager
+def path_to_home_lan(sim, host: str):
+    """Stand-in for the mesh: `host` (on the backbone) may open TCP connections to the home LAN."""
+    lan, home = "10.1.0.0/24", sim.topology.ns("home")
+    sim.run(host, "ip", "route", "replace", lan, "via", sim.addr("home"))
+    rule = ["FORWARD", "-i", "wan", "-o", "br-lan", "-s", sim.addr(host), "-p", "tcp", "-j", "ACCEPT"]
+    netns.iptables(home, "-I", rule[0], "1", *rule[1:])
+    try:
+        yield
+    finally:
+        netns.iptables(home, "-D", *rule, check=False)
+        sim.run(host, "ip", "route", "del", lan, check=False)
+
+
 @pytest.fixture(scope="module")
 def stand_in_mesh(sim):
-    edge, home_wan = sim.addr("edge"), sim.addr("home")
-    lan = "10.1.0.0/24"
-    home = sim.topology.ns("home")
-    sim.run("edge", "ip", "route", "replace", lan, "via", home_wan)
-    rule = ["FORWARD", "-i", "wan", "-o", "br-lan", "-s", edge, "-p", "tcp", "-j", "ACCEPT"]
-    netns.iptables(home, "-I", *rule[:1], "1", *rule[1:])
-    yield
-    netns.iptables(home, "-D", *rule, check=False)
-    sim.run("edge", "ip", "route", "del", lan, check=False)
+    with path_to_home_lan(sim, "edge"):
+        yield
 
 
 def start_webapp(sim, host: str, name: str, port: int = APP_PORT) -> subprocess.Popen:
@@ -111,6 +119,7 @@ class Stack:
     ca_file: Path
     apps: dict[str, AppRoute] = field(default_factory=dict)
     domains: dict[str, list[str]] = field(default_factory=dict)
+    api: list[str] = field(default_factory=list)
 
     def node_addr(self, host: str) -> str:
         return f"{self.sim.addr(host)}:{NODE_PORT}"
@@ -119,11 +128,15 @@ class Stack:
         """Push the current apps to every node router and the edge (nodes: `live` hosts)."""
         live = live if live is not None else list(self.nodes)
         apps = {name: replace(app, domains=tuple(self.domains.get(name, ()))) for name, app in self.apps.items()}
-        node_routes = NodeRoutes.build(DOMAIN, apps, trusted_proxies=[f"{self.sim.addr('edge')}/32"])
+        node_routes = NodeRoutes.build(DOMAIN, apps, self.api,
+                                       trusted_proxies=[f"{self.sim.addr(e)}/32" for e in ("edge", "client")])
         for host in live:
             self.nodes[host].update(node_routes)
-        self.edge.update(EdgeRoutes.build(DOMAIN, list(self.apps), [self.node_addr(h) for h in live],
-                                          self.domains))
+        self.edge.update(self.edge_routes(live))
+
+    def edge_routes(self, live: list[str] | None = None) -> EdgeRoutes:
+        live = live if live is not None else list(self.nodes)
+        return EdgeRoutes.build(DOMAIN, list(self.apps), [self.node_addr(h) for h in live], self.domains)
 
     def curl(self, host: str, path: str = "/", *args: str, timeout: float = 10):
         """curl https://host/path from the client, resolved to the edge, trusting the dev CA."""

@@ -8,9 +8,13 @@ import time
 
 import pytest
 
-from router.routes import AppRoute
+from router import edge_config
+from router.caddy import caddy_binary
+from router.edge import Edge
+from router.edge_config import EdgeSettings
+from router.routes import AppRoute, EdgeRoutes
 from router.tokens import TokenRecord, generate, hash_token
-from tests.router.conftest import APP_PORT, DOMAIN, start_webapp
+from tests.router.conftest import APP_PORT, DOMAIN, launcher_on, path_to_home_lan, start_webapp
 
 pytestmark = pytest.mark.cluster
 
@@ -147,3 +151,38 @@ def test_new_app_is_reachable_within_a_second_of_the_route_change(stack):
     assert elapsed <= ROUTE_DEADLINE, f"took {elapsed:.2f}s"
     status, body = status_and_body(stack.curl("www.shop.example.org", "/", "-w", "\n%{http_code}"))
     assert status == "200" and "Hello from shop" in body
+
+
+def test_api_hostname_reaches_the_api_on_a_live_machine(stack):
+    start_webapp(stack.sim, "home-1", "api-server", APP_PORT + 2)
+    stack.api = [f"{stack.sim.addr('home-1')}:{APP_PORT + 2}"]
+    stack.publish()
+    status, body = status_and_body(stack.curl(f"api.{DOMAIN}", "/", "-w", "\n%{http_code}"))
+    assert status == "200" and "Hello from api-server" in body
+
+
+def test_production_edge_config_is_accepted_by_caddy(stack, tmp_path):
+    settings = EdgeSettings(str(tmp_path / "admin.sock"), str(tmp_path / "data"), acme_email="ops@example.com")
+    routes = EdgeRoutes.build(DOMAIN, ["blog", "shop"], [stack.node_addr("home-1")], {"shop": ["www.shop.example.org"]})
+    conf = tmp_path / "prod.json"
+    conf.write_text(json.dumps(edge_config.render(routes, settings)))
+    out = stack.sim.run("edge", caddy_binary(), "validate", "--config", str(conf), check=False)
+    assert out.returncode == 0 and "Valid configuration" in out.stdout + out.stderr, out.stderr
+
+
+def test_a_second_edge_serves_the_same_routes_with_the_same_ca(stack, tmp_path):
+    """Several edges at once: a second one (here on the client host, port 8443) built from
+    the same routes table and sharing the dev CA root answers like the first."""
+    ca_dir = stack.edge.caddy.storage_dir / "pki" / "authorities" / "local"
+    second = Edge(tmp_path / "edge2", https_port=8443, http_port=8080, dev=True,
+                  ca_cert=str(ca_dir / "root.crt"), ca_key=str(ca_dir / "root.key"),
+                  launcher=launcher_on(stack.sim, "client"))
+    with path_to_home_lan(stack.sim, "client"):
+        second.start()
+        try:
+            second.update(stack.edge_routes())
+            out = stack.sim.fetch(f"https://{BLOG}:8443/", "--cacert", str(stack.ca_file),
+                                  "--resolve", f"{BLOG}:8443:127.0.0.1")
+            assert "Hello from blog" in out.stdout, out.stderr
+        finally:
+            second.stop()
