@@ -6,6 +6,7 @@ import click
 
 from vcapp import __version__
 from vcapp.dev.cli import dev
+from vcapp.mesh_cli import mesh
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,7 +16,12 @@ def cli() -> None:
 
 
 cli.add_command(dev)
+cli.add_command(mesh)
 
 
 def main() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    main()

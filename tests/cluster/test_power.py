@@ -55,7 +55,7 @@ def test_kill_leaves_no_process_alive_and_revive_boots_with_the_disk(sim, tiny_o
     assert state in ("exited", "stopped", "created", "configured")
     sim.run("home-1", "podman", "start", "sleeper")
     assert sim.run("home-1", "podman", "inspect", "-f", "{{.State.Running}}", "sleeper").stdout.strip() == "true"
-    sim.run("home-1", "podman", "rm", "-f", "sleeper")
+    sim.run("home-1", "podman", "rm", "-f", "-t", "0", "sleeper")
 
 
 def test_services_start_at_every_boot(sim):

@@ -1,0 +1,108 @@
+"""`vcapp dev up/status/down` as an admin uses them: idempotent up, complete down."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+from tests.conftest import OWNER_FILE, _new_name
+from vcapp.dev import netns
+from vcapp.dev.cluster import DevCluster
+
+pytestmark = pytest.mark.cluster
+
+
+def vcapp(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "vcapp", *args], capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def host_snapshot() -> dict:
+    """What of the host's own state a cluster could leave behind."""
+    def out(*cmd):
+        return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+    return {
+        "links": sorted(line.split(":")[1].strip() for line in out("ip", "-o", "link").splitlines()),
+        "routes": out("ip", "route"),
+        "iptables": "\n".join(l for l in out("iptables-save").splitlines() if not l.startswith("#")),
+        "forwarding": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
+    }
+
+
+@pytest.fixture
+def name():
+    n = _new_name()
+    DevCluster(n).dir.mkdir(parents=True)
+    (DevCluster(n).dir / OWNER_FILE).write_text(str(os.getpid()))
+    yield n
+    DevCluster(n).down()
+
+
+def test_up_status_down_leaves_nothing_behind(name):
+    before = host_snapshot()
+
+    up = vcapp("dev", "up", "--cluster", name)
+    assert "home-1" in up.stdout and "10.1.0.11/24" in up.stdout and "203.0.113.10/24" in up.stdout
+    assert "vcapp dev" in up.stdout  # tells what to do next
+    dc = DevCluster(name)
+    ctx = tiny_context(dc.host_dir("office-1") / "data" / "ctx")
+    assert dc.run("office-1", tiny_build_command(ctx)).returncode == 0
+    run = dc.run("office-1", ["podman", "run", "-d", TINY_IMAGE, "sleep", "600"])
+    assert run.returncode == 0, run.stderr
+    status = json.loads(vcapp("dev", "status", "--cluster", name, "--json").stdout)
+    hosts = {h["name"]: h for h in status["hosts"]}
+    assert set(hosts) == {"edge", "client", "home", "home-1", "home-2", "office", "office-1"}
+    assert hosts["office-1"]["addresses"]["eth0"] == ["10.2.0.11/24"]
+    assert hosts["home"]["addresses"]["wan"] == ["203.0.113.21/24"]
+    assert all(hosts[h]["power"] == "on" for h in ("edge", "client", "home-1", "home-2", "office-1"))
+
+    container_netns = netns.peer_namespaces(f"vc-{name}-office-1")
+    assert container_netns  # podman gave the container a namespace of its own
+
+    vcapp("dev", "down", "--cluster", name)
+
+    left = set(os.listdir("/var/run/netns"))
+    assert not [ns for ns in left if ns.startswith(f"vc-{name}-")] and not left & set(container_netns)
+    assert not [l for l in open("/proc/self/mountinfo") if f"/{name}/" in l]
+    assert not Path(f"/sys/fs/cgroup/pids/vcapp/{name}").exists()
+    assert not Path(f"/run/vc/{name}").exists() and not dc.dir.exists()
+    assert host_snapshot() == before
+    assert "not up" in vcapp("dev", "status", "--cluster", name, check=False).stderr
+
+
+def test_up_twice_is_safe_and_keeps_machines_running(name):
+    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "1")
+    dc = DevCluster(name)
+    pids = dc.host_pids("home-1")
+    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "1")
+    assert dc.host_pids("home-1") == pids
+    other_shape = vcapp("dev", "up", "--cluster", name, "--home", "3", check=False)
+    assert other_shape.returncode != 0 and "another shape" in other_shape.stderr
+
+
+def test_down_cleans_up_after_a_crash_that_lost_the_state(name):
+    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "0")
+    DevCluster(name).state_file.unlink()  # as if the disk lost it mid-way
+    vcapp("dev", "down", "--cluster", name)
+    assert not [ns for ns in os.listdir("/var/run/netns") if ns.startswith(f"vc-{name}-")]
+    assert not Path(f"/sys/fs/cgroup/pids/vcapp/{name}").exists()
+
+
+def test_cli_exec_kill_revive(name):
+    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "0")
+    assert vcapp("dev", "exec", "--cluster", name, "home-1", "--", "hostname").stdout.strip() == "home-1"
+    assert vcapp("dev", "exec", "--cluster", name, "home-1", "--", "sh", "-c", "exit 3", check=False).returncode == 3
+    assert "powered off" in vcapp("dev", "kill", "--cluster", name, "home-1").stdout
+    refused = vcapp("dev", "exec", "--cluster", name, "home-1", "--", "true", check=False)
+    assert refused.returncode != 0 and "vcapp dev revive home-1" in refused.stderr
+    vcapp("dev", "revive", "--cluster", name, "home-1")
+    assert vcapp("dev", "exec", "--cluster", name, "home-1", "--", "hostname").stdout.strip() == "home-1"
+    unknown = vcapp("dev", "kill", "--cluster", name, "home-9", check=False)
+    assert unknown.returncode != 0 and "no host 'home-9'" in unknown.stderr

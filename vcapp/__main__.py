@@ -1,0 +1,5 @@
+"""`python -m vcapp` runs the CLI."""
+
+from vcapp.cli import main
+
+main()
