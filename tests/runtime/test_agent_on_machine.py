@@ -162,3 +162,15 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_memory_hog_is_killed_by_its_limit_and_neighbours_keep_serving(agent, machine):
+    hog = ["sh", "-c", "echo eating; x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done"]
+    agent.want([web(app="calm", page="calm"), web(app="hog", command=hog, memory_mb=16, health={"type": "none"})])
+    calm = agent.wait("calm/0", healthy, "healthy")
+    rep = agent.wait("hog/0", lambda r: r["restarts"] >= 1, "restarted after hitting its limit")
+    info = json.loads(agent.podman("inspect", rep["container"]).stdout)[0]
+    assert info["HostConfig"]["Memory"] == 16 * 2**20
+    assert "code 137" in rep["message"] or info["State"]["OOMKilled"] or info["State"]["ExitCode"] == 137, rep
+    assert get(machine, "home-1", calm["host_port"]) == "calm"
+    assert agent.wait("calm/0", healthy, "still healthy")["restarts"] == 0
