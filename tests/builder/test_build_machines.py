@@ -1,0 +1,136 @@
+"""Builds on simulated machines (no internet there): buildpack and Dockerfile apps are built
+with real buildah, pushed to the registry on another machine, pulled, run and asked."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from builder.build import Limits, build
+from builder.errors import BuildError, BuildTimeout, NothingToBuild
+from buildpacks.stacks import STACKS
+from tests.builder.conftest import APP_PORT, HELLO_PY, wait_http, write_tree
+
+pytestmark = pytest.mark.cluster
+
+
+def test_python_app_built_on_home1_runs_on_home2_from_the_registry(sim, home1, home2, cluster_registry, tmp_path):
+    tree = write_tree(tmp_path / "hello", {"requirements.txt": "", "app.py": HELLO_PY})
+    lines: list[str] = []
+    result = build(tree, "hello", 1, cluster_registry, on_line=lines.append, **home1.build_kwargs())
+
+    assert result.image == f"{cluster_registry}/apps/hello:1" and result.language == "python"
+    assert result.digest.startswith("sha256:")
+    assert "-----> python app detected" in lines and any(l.startswith("STEP ") for l in lines)
+    tags = wait_http(sim, "home-1", f"http://{cluster_registry}/v2/apps/hello/tags/list")
+    assert '"1"' in tags
+
+    home2.podman("pull", "--tls-verify=false", result.image)
+    home2.serve(result.image, "hello-1")
+    body = wait_http(sim, "home-1", f"http://{home2.addr}:{APP_PORT}/")
+    assert body == "hello from python on port 8080\n"
+
+
+def test_static_site_is_served_by_busybox(sim, home1, tmp_path):
+    tree = write_tree(tmp_path / "site", {"index.html": "<h1>static ok</h1>\n", "css/a.css": "h1{}"})
+    result = build(tree, "site", 1, None, **home1.build_kwargs())
+    assert result.language == "static"
+    home1.serve(result.image, "site-1", port=APP_PORT + 1)
+    assert wait_http(sim, "home-2", f"http://{home1.addr}:{APP_PORT + 1}/") == "<h1>static ok</h1>\n"
+    assert wait_http(sim, "home-2", f"http://{home1.addr}:{APP_PORT + 1}/css/a.css") == "h1{}"
+
+
+DOCKERFILE = f"""\
+FROM {STACKS['static'].alias}
+RUN echo first-step-output && sleep 3 && echo after-three-seconds
+COPY page.txt /www/index.html
+CMD ["/bin/sh", "-c", "exec httpd -f -p 0.0.0.0:$PORT -h /www"]
+"""
+
+
+def test_dockerfile_app_built_as_is_with_log_streamed_live(sim, home1, tmp_path):
+    tree = write_tree(tmp_path / "df", {"Dockerfile": DOCKERFILE, "page.txt": "from a Dockerfile\n",
+                                        "index.html": "not used: a Dockerfile wins"})
+    arrivals: dict[str, float] = {}
+
+    def on_line(line: str) -> None:
+        arrivals.setdefault(line, time.monotonic())
+
+    result = build(tree, "dfapp", 3, None, on_line=on_line, **home1.build_kwargs())
+    done = time.monotonic()
+    assert result.language == "dockerfile"
+    # the first line of the step reached us while the step still ran, not at the end
+    assert arrivals["after-three-seconds"] - arrivals["first-step-output"] >= 2.5
+    assert done - arrivals["first-step-output"] >= 2.5
+    home1.serve(result.image, "dfapp-3", port=APP_PORT + 2)
+    assert wait_http(sim, "home-2", f"http://{home1.addr}:{APP_PORT + 2}/") == "from a Dockerfile\n"
+
+
+def test_rebuild_of_unchanged_tree_uses_the_layer_cache(home1, tmp_path):
+    tree = write_tree(tmp_path / "cached", {"requirements.txt": "", "app.py": HELLO_PY})
+    build(tree, "cached", 1, None, **home1.build_kwargs())
+    lines: list[str] = []
+    again = build(tree, "cached", 2, None, on_line=lines.append, **home1.build_kwargs())
+    assert sum("Using cache" in l for l in lines) >= 4
+    assert again.seconds < 20
+
+
+def test_tree_with_nothing_to_build_starts_nothing(home1, tmp_path):
+    tree = write_tree(tmp_path / "empty", {"README.md": "just docs\n"})
+    started: list[list[str]] = []
+
+    def spawn(argv, **kw):
+        started.append(argv)
+        return home1.spawn(argv, **kw)
+
+    with pytest.raises(NothingToBuild) as err:
+        build(tree, "empty", 1, None, spawn=spawn, cgroup_parent=home1.cgroup)
+    assert "no Dockerfile, Containerfile, requirements.txt" in str(err.value)
+    assert "index.html at the top of the tree: add one" in str(err.value)
+    assert started == []
+
+
+def test_broken_dockerfile_fails_with_the_log_tail(home1, tmp_path):
+    tree = write_tree(tmp_path / "broken", {"Dockerfile": f"FROM {STACKS['static'].alias}\n"
+                                            "RUN echo compiling the thing && no-such-tool --go\n"})
+    with pytest.raises(BuildError) as err:
+        build(tree, "broken", 1, None, **home1.build_kwargs())
+    message = str(err.value)
+    assert "build failed" in message and "fix the failing step" in message
+    assert "compiling the thing" in message and "no-such-tool" in message
+    assert err.value.tail and not isinstance(err.value, BuildTimeout)
+
+
+def test_dockerfile_from_a_public_image_says_nothing_is_pulled(home1, tmp_path):
+    tree = write_tree(tmp_path / "public", {"Dockerfile": "FROM docker.io/library/python:3.12\n"})
+    with pytest.raises(BuildError, match="nothing is pulled from public registries"):
+        build(tree, "public", 1, None, **home1.build_kwargs())
+
+
+def test_build_over_its_time_limit_is_killed(home1, tmp_path):
+    tree = write_tree(tmp_path / "slow", {"Dockerfile": f"FROM {STACKS['static'].alias}\n"
+                                          "RUN echo starting-slow-step && sleep 600\n"})
+    start = time.monotonic()
+    with pytest.raises(BuildTimeout) as err:
+        build(tree, "slow", 1, None, limits=Limits(seconds=5), **home1.build_kwargs())
+    assert time.monotonic() - start < 30
+    assert "time limit of 5 s" in str(err.value) and "starting-slow-step" in str(err.value)
+    assert "sleep 600" not in home1.processes()
+
+
+def test_build_steps_get_cpu_and_memory_limits(home1, tmp_path):
+    probe = write_tree(tmp_path / "limits", {"Dockerfile": f"FROM {STACKS['static'].alias}\n"
+                       "RUN echo quota=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) "
+                       "mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes)\n"})
+    lines: list[str] = []
+    build(probe, "limits", 1, None, on_line=lines.append, limits=Limits(cpus=0.5, memory="128m"),
+          **home1.build_kwargs())
+    assert f"quota=50000 mem={128 * 1024 * 1024}" in lines
+
+    hog = write_tree(tmp_path / "hog", {"Dockerfile": f"FROM {STACKS['python'].alias}\n"
+                     "RUN python3 -c \"b = bytearray(400 * 1024 * 1024); print('allocated', len(b))\"\n"})
+    with pytest.raises(BuildError) as err:
+        build(hog, "hog", 1, None, limits=Limits(memory="128m"), **home1.build_kwargs())
+    assert "memory limit (128m)" in str(err.value)
+    assert f"allocated {400 * 1024 * 1024}" not in err.value.tail
