@@ -1,0 +1,111 @@
+"""Builds that need the package registries (PyPI) run in the host's network namespace here,
+as they would on a real machine with internet: the simulated machines have none.
+
+They use a builder storage of their own under /var/tmp (kept between runs, so the layer
+cache stays warm) and a registry on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from builder import proc
+from builder import registry as reg
+from builder.build import build
+from builder.errors import BuildError
+from tests.builder.conftest import APP_START_TIMEOUT, POLL, write_tree
+
+pytestmark = pytest.mark.cluster
+
+STORE = Path("/var/tmp/vcapp-builder-test")
+PODMAN_TIMEOUT = 120.0  # pull/run of a ~100 MB image from a loopback registry: seconds
+
+FLASK_APP = '''\
+import os
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.get("/")
+def hello():
+    return f"flask says hi on {os.environ['PORT']}\\n"
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def host_env() -> dict[str, str]:
+    """This namespace, with a container storage of the tests' own."""
+    conf = STORE / "storage.conf"
+    STORE.mkdir(parents=True, exist_ok=True)
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{STORE}/storage"\n'
+                    f'runroot = "/run/vcapp-builder-test"\n')
+    return dict(os.environ, CONTAINERS_STORAGE_CONF=str(conf))
+
+
+@pytest.fixture(scope="module")
+def local_registry(tmp_path_factory, host_env):
+    data = tmp_path_factory.mktemp("registry")
+    address = f"127.0.0.1:{free_port()}"
+    process = reg.start(address, reg.FilesystemStorage(data / "blobs"), data / "config.yml",
+                        spawn=proc.local(host_env), log=data / "registry.log")
+    yield address
+    reg.stop(process)
+
+
+def podman(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=PODMAN_TIMEOUT)
+    assert out.returncode == 0, f"podman {' '.join(args)}: {out.stderr}"
+    return out
+
+
+def get(url: str) -> tuple[str, str]:
+    deadline = time.monotonic() + APP_START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode(), resp.headers.get("Server", "")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL)
+
+
+def test_flask_app_with_requirements_installs_from_pypi_and_serves(host_env, local_registry, tmp_path, stack_archives):
+    tree = write_tree(tmp_path / "flask", {"requirements.txt": "flask>=3\ngunicorn>=22\n", "app.py": FLASK_APP})
+    lines: list[str] = []
+    result = build(tree, "flaskapp", 4, local_registry, on_line=lines.append, spawn=proc.local(host_env))
+    assert any("gunicorn --bind 0.0.0.0:$PORT" in l for l in lines)
+    assert any("pip install" in l for l in lines)
+
+    podman(host_env, "rmi", "-f", result.image)  # run what the registry holds, not the local copy
+    podman(host_env, "pull", "--tls-verify=false", result.image)
+    port, name = free_port(), "vcapp-builder-test-flask"
+    podman(host_env, "rm", "-f", name)
+    podman(host_env, "run", "-d", "--name", name, "-e", "PORT=8080", "-p", f"127.0.0.1:{port}:8080", result.image)
+    try:
+        body, server = get(f"http://127.0.0.1:{port}/")
+    finally:
+        podman(host_env, "rm", "-f", name)
+    assert body == "flask says hi on 8080\n"
+    assert server.startswith("gunicorn")
+
+
+def test_failing_pip_install_fails_the_build_with_pips_message(host_env, tmp_path, stack_archives):
+    tree = write_tree(tmp_path / "badreq", {"requirements.txt": "vcapp-no-such-package-ever==0.0.1\n",
+                                            "app.py": "print('never')\n"})
+    with pytest.raises(BuildError) as err:
+        build(tree, "badreq", 1, None, spawn=proc.local(host_env))
+    assert "No matching distribution found for vcapp-no-such-package-ever" in str(err.value)
