@@ -1,0 +1,293 @@
+"""The machine daemon: this machine's WireGuard interface, kept converged with the mesh.
+
+Every second: read desired (the peer list the edge hands out, refreshed by a long poll),
+read actual (wireguard-go over UAPI), act on the difference. Per peer, a DirectLink
+(mesh/paths.py) picks the endpoint to try and says whether the direct session is heard;
+a heard peer gets its /32 on its own WireGuard peer (lan or direct), a quiet one has its /32
+on the edge peer (the edge forwards: relay-udp, or relay-tcp when this machine reaches the
+edge through the TCP shim). Safe to restart at any point: everything is derived again from
+the edge and from wireguard-go, which a restarted daemon adopts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import random
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from mesh import coord, keys, paths, probe, relay, status, wg
+
+# Path decisions need a resolution well under DIRECT_TRUST (6.5 s).
+RECONCILE_INTERVAL = 1.0
+# The edge did not answer: try again soon; the mesh keeps running on what it knew.
+COORD_RETRY = 2.0
+# How often round-trip times are measured for `mesh status`.
+RTT_INTERVAL = 5.0
+# Listen ports are picked at random once per machine (then kept): two machines behind one
+# NAT using the same port would make the NAT rewrite one of them, like a hard NAT.
+PORT_RANGE = (20000, 59999)
+PORT_FILE = "listen_port"
+
+log = logging.getLogger("mesh.agent")
+
+
+class MeshAuthError(RuntimeError):
+    """The edge refused this machine's registration; retrying will not help."""
+
+
+@dataclass
+class AgentConfig:
+    coord_url: str
+    node: str
+    mesh_ip: str
+    credential: str
+    interface: str
+    data_dir: Path
+    run_dir: Path
+    listen_port: int | None = None
+    direct_retry: float = paths.DIRECT_RETRY
+    edge_udp_retry: float = paths.EDGE_UDP_RETRY
+
+
+def pick_port(data_dir: Path) -> int:
+    path = data_dir / PORT_FILE
+    if path.exists():
+        return int(path.read_text())
+    port = random.randint(*PORT_RANGE)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(str(port))
+    return port
+
+
+def lan_endpoints(port: int, skip_if: str, cidr: str) -> list[str]:
+    """ip:port for each IPv4 address of this machine outside the overlay."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    net = ipaddress.IPv4Network(cidr)
+    found = []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 4 or fields[1] in ("lo", skip_if):
+            continue
+        ip = fields[3].split("/")[0]
+        if ipaddress.IPv4Address(ip) not in net:
+            found.append(f"{ip}:{port}")
+    return sorted(found)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig):
+        wg.check_ifname(cfg.interface)
+        self.cfg = cfg
+        self.mesh_dir = cfg.data_dir / "mesh"
+        self.private = keys.load_or_create(self.mesh_dir)
+        self.public_b64 = keys.b64(keys.public_of(self.private))
+        self.port = cfg.listen_port or pick_port(self.mesh_dir)
+        self.identity = coord.Identity(cfg.node, cfg.mesh_ip, cfg.credential)
+        self.client = coord.Client(cfg.coord_url, self.identity)
+        url = urlsplit(cfg.coord_url)
+        self.edge_host = socket.gethostbyname(url.hostname)
+        self.coord_port = url.port or 80
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.view: dict | None = None
+        self.edge: dict = {}
+        self.cidr = "100.96.0.0/16"
+        self.lan: list[str] = []
+        self.need_register = False
+        self.links: dict[str, paths.DirectLink] = {}  # hex public key -> link
+        self.labels: dict[str, str] = {}
+        self.rtts: dict[str, float | None] = {}
+        self.shim: relay.RelayShim | None = None
+        self.edge_link: paths.EdgeLink | None = None
+        self.wg_proc: subprocess.Popen | None = None
+
+    # ---- registration and the peer list --------------------------------------------------
+
+    def register(self) -> dict:
+        try:
+            info = self.client.register(self.public_b64, self.lan)
+        except coord.CoordError as e:
+            if e.status in (400, 403, 409):
+                raise MeshAuthError(f"the edge refused {self.cfg.node} at {self.cfg.mesh_ip}: {e}") from None
+            raise
+        self.edge, self.cidr = info["edge"], info["cidr"]
+        return info
+
+    def register_until_ok(self) -> None:
+        self.lan = lan_endpoints(self.port, self.cfg.interface, self.cidr)
+        while not self.stop.is_set():
+            try:
+                self.register()
+                return
+            except coord.CoordError as e:
+                log.warning("%s; retrying in %.0fs", e, COORD_RETRY)
+                self.stop.wait(COORD_RETRY)
+
+    def poll_peers(self) -> None:
+        since = 0
+        while not self.stop.is_set():
+            try:
+                lan = lan_endpoints(self.port, self.cfg.interface, self.cidr)
+                if lan != self.lan or self.need_register:
+                    self.lan = lan
+                    self.register()
+                    self.need_register = False
+                view = self.client.peers(since, coord.LONG_POLL)
+            except coord.CoordError as e:
+                self.need_register = e.status == 404  # the edge forgot us: register again
+                log.warning("peer list: %s", e)
+                self.stop.wait(COORD_RETRY)
+                continue
+            except MeshAuthError as e:
+                log.error("%s", e)
+                self.stop.wait(COORD_RETRY)
+                continue
+            with self.lock:
+                self.view = view
+            since = view["version"]
+
+    def measure_rtts(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                view = self.view
+            if view:
+                ips = [self.edge["mesh_ip"]] + [p["mesh_ip"] for p in view["peers"]]
+                self.rtts = probe.ping_all(ips)
+            self.stop.wait(RTT_INTERVAL)
+
+    # ---- converge --------------------------------------------------------------------------
+
+    def _edge_endpoint(self) -> str:
+        if self.edge_link.transport == "tcp":
+            if self.shim is None:
+                self.shim = relay.RelayShim(self.cfg.coord_url, self.identity.headers(), self.port).start()
+            return self.shim.endpoint
+        if self.shim is not None:
+            self.shim.close()
+            self.shim = None
+        return f"{self.edge_host}:{self.edge['wg_port']}"
+
+    def _edge_transport(self, now: float, edge_state: wg.PeerState | None) -> bool:
+        """Update how we reach the edge; True if the edge's endpoint must be set again."""
+        changed = self.edge_link.update(now, edge_state.rx_bytes if edge_state else 0)
+        if self.edge_link.wants_probe(now):
+            changed = self.edge_link.probed(now, coord.udp_probe(self.edge_host, self.coord_port)) or changed
+        if changed:
+            log.info("edge reached over %s", changed)
+        return bool(changed) or edge_state is None
+
+    def reconcile(self) -> None:
+        now = time.monotonic()
+        with self.lock:
+            view = self.view
+        if view is None:
+            return
+        dev = wg.get(self.cfg.interface)
+        edge_hex = keys.from_b64(self.edge["public_key"]).hex()
+        edge_state = dev.peers.get(edge_hex)
+        configs, relayed, wanted, rows = [], [], {edge_hex}, []
+        for peer in view["peers"]:
+            hexkey = keys.from_b64(peer["public_key"]).hex()
+            wanted.add(hexkey)
+            cfg, row, is_relayed = self._peer(now, view["self"], peer, hexkey, dev.peers.get(hexkey))
+            if cfg:
+                configs.append(cfg)
+            if is_relayed:
+                relayed.append(f"{peer['mesh_ip']}/32")
+            rows.append(row)
+        edge_cfg = wg.PeerConfig(edge_hex)
+        if self._edge_transport(now, edge_state):
+            edge_cfg.endpoint, edge_cfg.keepalive, edge_cfg.kick = self._edge_endpoint(), paths.HEARTBEAT, True
+        edge_allowed = [f"{self.edge['mesh_ip']}/32"] + relayed
+        if edge_state is None or sorted(edge_state.allowed_ips) != sorted(edge_allowed) or edge_cfg.endpoint:
+            edge_cfg.allowed_ips = edge_allowed
+            configs.insert(0, edge_cfg)
+        configs += [wg.PeerConfig(k, remove=True) for k in dev.peers if k not in wanted]
+        wg.set_device(self.cfg.interface, peers=configs)
+        self._links_gc(wanted)
+        self._write_status(view, dev, edge_state, rows)
+
+    def _peer(self, now: float, me: dict, peer: dict, hexkey: str, st: wg.PeerState | None):
+        link = self.links.setdefault(hexkey, paths.DirectLink(retry=self.cfg.direct_retry))
+        cands = paths.candidates(me, peer)
+        try_ep = link.update(now, cands, st.rx_bytes if st else 0, st.endpoint if st else None)
+        alive = link.alive(now)
+        allowed = [f"{peer['mesh_ip']}/32"] if alive else []
+        cfg = wg.PeerConfig(hexkey)
+        changed = False
+        if st is None:
+            cfg.keepalive, cfg.allowed_ips, changed = paths.HEARTBEAT, allowed, True
+            try_ep = try_ep or (cands[link.idx].endpoint if cands else None)
+        elif sorted(st.allowed_ips) != sorted(allowed):
+            cfg.allowed_ips, changed = allowed, True
+        if try_ep:
+            cfg.endpoint, cfg.keepalive, cfg.kick, changed = try_ep, paths.HEARTBEAT, True, True
+        label = link.path(now, st.endpoint if st else None, paths.relay_kind(self.edge_link.transport, peer.get("transport")))
+        if self.labels.get(hexkey) != label:
+            log.info("%s: path %s -> %s", peer["node"], self.labels.get(hexkey, "none"), label)
+            self.labels[hexkey] = label
+        row = {"node": peer["node"], "mesh_ip": peer["mesh_ip"], "path": label,
+               "endpoint": st.endpoint if st and alive else ("via edge" if not alive else None),
+               "probing": try_ep or (st.endpoint if st else None),
+               "last_handshake": (st.last_handshake or None) if st else None,
+               "rtt_ms": self.rtts.get(peer["mesh_ip"]),
+               "rx_bytes": st.rx_bytes if st else 0, "tx_bytes": st.tx_bytes if st else 0}
+        return (cfg if changed else None), row, not alive
+
+    def _links_gc(self, wanted: set[str]) -> None:
+        for k in [k for k in self.links if k not in wanted]:
+            del self.links[k]
+            self.labels.pop(k, None)
+
+    def _write_status(self, view: dict, dev: wg.DeviceState, edge_state, rows: list[dict]) -> None:
+        edge = {"mesh_ip": self.edge["mesh_ip"], "transport": self.edge_link.transport,
+                "endpoint": edge_state.endpoint if edge_state else None,
+                "last_handshake": (edge_state.last_handshake or None) if edge_state else None,
+                "rtt_ms": self.rtts.get(self.edge["mesh_ip"]),
+                "rx_bytes": edge_state.rx_bytes if edge_state else 0,
+                "tx_bytes": edge_state.tx_bytes if edge_state else 0}
+        status.write({"node": self.cfg.node, "role": "machine", "mesh_ip": self.cfg.mesh_ip,
+                      "interface": self.cfg.interface, "listen_port": dev.listen_port,
+                      "public_key": self.public_b64, "public_endpoint": view["self"].get("endpoint"),
+                      "lan_endpoints": self.lan, "edge": edge, "peers": rows, "updated": time.time()},
+                     self.cfg.run_dir)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Register, bring the interface up and converge until stopped. Raises MeshAuthError
+        if the edge refuses this machine."""
+        self.register_until_ok()
+        self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
+        self.wg_proc = wg.start(self.cfg.interface, log=self.cfg.run_dir / "wireguard-go.log")
+        wg.set_device(self.cfg.interface, private_key=self.private, listen_port=self.port)
+        prefix = ipaddress.IPv4Network(self.cidr).prefixlen
+        wg.configure_address(self.cfg.interface, f"{self.cfg.mesh_ip}/{prefix}")
+        self.edge_link = paths.EdgeLink(time.monotonic(), retry=self.cfg.edge_udp_retry)
+        log.info("%s up at %s on %s, port %d", self.cfg.node, self.cfg.mesh_ip, self.cfg.interface, self.port)
+        for target in (self.poll_peers, self.measure_rtts):
+            threading.Thread(target=target, name=target.__name__, daemon=True).start()
+        try:
+            while not self.stop.is_set():
+                try:
+                    self.reconcile()
+                except wg.WgError as e:
+                    log.error("%s", e)
+                self.stop.wait(RECONCILE_INTERVAL)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.shim:
+            self.shim.close()
+        if self.wg_proc and self.wg_proc.poll() is None:
+            self.wg_proc.terminate()
+            self.wg_proc.wait(timeout=5)

@@ -1,0 +1,127 @@
+"""The coordination protocol between machines and the edge: messages and the client.
+
+JSON over plain HTTP under a path prefix (default /_mesh), so the edge's Caddy can front it.
+Machines prove their join with three headers on every call but /register:
+X-Mesh-Node, X-Mesh-IP, X-Mesh-Credential (see mesh/auth.py).
+
+    POST <base>/register
+      -> {"node": "home-1", "mesh_ip": "100.96.1.1", "public_key": "<base64>",
+          "lan_endpoints": ["10.1.0.11:41641"], "credential": "<hex>"}
+      <- 200 {"edge": {"public_key": "<base64>", "mesh_ip": "100.96.0.1", "wg_port": 51820},
+              "cidr": "100.96.0.0/16"}
+      <- 400 malformed | 403 credential does not verify | 409 mesh IP or key held by another node
+
+    GET <base>/peers?since=<version>&wait=<seconds>      (long poll: answers at once if the
+      <- 200 {"version": 7,                               version moved past `since`, else
+              "self": <peer>, "peers": [<peer>, ...],     when it does or `wait` runs out)
+              "edge": {...as in /register...}}
+      <- 404 not registered (register again)
+         <peer> = {"node", "mesh_ip", "public_key", "lan_endpoints": [...],
+                   "endpoint": "203.0.113.21:41641" | null,   # as the edge's WireGuard sees it
+                   "public_ip": "203.0.113.21" | null,
+                   "transport": "udp" | "tcp" | null}          # how it reaches the edge
+
+    GET <base>/relay   (HTTP Upgrade to the TCP relay, see mesh/relay.py)
+
+    UDP probe on the same port number as the HTTP service, to learn whether UDP gets out:
+      -> b"vcmesh-probe" + 8 random bytes          <- the same bytes back
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass
+
+import requests
+
+PREFIX = "/_mesh"
+PROBE_MAGIC = b"vcmesh-probe"
+PROBE_TIMEOUT = 1.0
+# A long poll shorter than common proxy idle timeouts (60 s) so Caddy never cuts it.
+LONG_POLL = 25.0
+HTTP_TIMEOUT = 10.0
+
+
+class CoordError(RuntimeError):
+    """The edge refused or did not answer; `status` is the HTTP status (0 = no answer)."""
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Identity:
+    node: str
+    mesh_ip: str
+    credential: str
+
+    def headers(self) -> dict[str, str]:
+        return {"X-Mesh-Node": self.node, "X-Mesh-IP": self.mesh_ip, "X-Mesh-Credential": self.credential}
+
+
+def validate_registration(msg: dict) -> str | None:
+    """What is wrong with a /register body, or None."""
+    for name in ("node", "mesh_ip", "public_key", "credential"):
+        if not isinstance(msg.get(name), str) or not msg[name]:
+            return f"missing field {name!r}"
+    try:
+        ipaddress.IPv4Address(msg["mesh_ip"])
+    except ValueError:
+        return f"mesh_ip {msg['mesh_ip']!r} is not an IPv4 address"
+    lan = msg.get("lan_endpoints", [])
+    if not isinstance(lan, list) or not all(isinstance(e, str) and e.count(":") == 1 for e in lan):
+        return "lan_endpoints must be a list of 'ip:port' strings"
+    return None
+
+
+class Client:
+    """A machine's side of the coordination protocol."""
+
+    def __init__(self, base_url: str, identity: Identity):
+        self.base = base_url.rstrip("/")
+        self.identity = identity
+        self.http = requests.Session()
+
+    def _check(self, resp: requests.Response) -> dict:
+        if resp.status_code != 200:
+            try:
+                why = resp.json().get("error", resp.text)
+            except ValueError:
+                why = resp.text.strip()
+            raise CoordError(f"edge answered {resp.status_code}: {why}", resp.status_code)
+        return resp.json()
+
+    def register(self, public_key: str, lan_endpoints: list[str]) -> dict:
+        body = {"node": self.identity.node, "mesh_ip": self.identity.mesh_ip, "public_key": public_key,
+                "lan_endpoints": lan_endpoints, "credential": self.identity.credential}
+        try:
+            resp = self.http.post(f"{self.base}/register", json=body, timeout=HTTP_TIMEOUT)
+        except requests.RequestException as e:
+            raise CoordError(f"cannot reach the edge at {self.base}: {e}") from None
+        return self._check(resp)
+
+    def peers(self, since: int = 0, wait: float = LONG_POLL) -> dict:
+        try:
+            resp = self.http.get(f"{self.base}/peers", params={"since": since, "wait": wait},
+                                 headers=self.identity.headers(), timeout=wait + HTTP_TIMEOUT)
+        except requests.RequestException as e:
+            raise CoordError(f"cannot reach the edge at {self.base}: {e}") from None
+        return self._check(resp)
+
+
+def udp_probe(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Does a UDP datagram to the edge come back? (False when the site blocks UDP.)"""
+    token = PROBE_MAGIC + os.urandom(8)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(timeout)
+        try:
+            s.sendto(token, (host, port))
+            while True:
+                data, _ = s.recvfrom(64)
+                if data == token:
+                    return True
+        except OSError:
+            return False

@@ -1,0 +1,143 @@
+"""Which path each peer takes: lan, direct, relay-udp or relay-tcp, decided from measurements.
+
+Pure logic, no I/O: the agent feeds in what WireGuard reports (the bytes received from each
+peer's own session, which only grow when that peer's packets reach us directly) and gets
+back which endpoint to try next. A peer whose direct session is quiet is routed through the
+edge instead (its /32 moves to the edge's AllowedIPs) while probing goes on underneath.
+
+Candidates for a peer, in order: its LAN endpoints when it shares our public address (same
+site), then its public endpoint as the edge sees it. Both sides keep a keepalive on every
+peer, so a working path is heard at least every HEARTBEAT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Keepalive on every WireGuard peer (Tailscale's heartbeat): a working path is heard this often.
+HEARTBEAT = 3
+# A direct path with nothing heard for this long is down: two heartbeats lost plus slack
+# (Tailscale's trustUDPAddrDuration).
+DIRECT_TRUST = 6.5
+# After every candidate failed, walk them again this often (Tailscale's upgrade probe). The
+# best candidate keeps being probed by keepalives in between, so a path that comes back is
+# found within a heartbeat or a handshake retry (5 s) anyway.
+DIRECT_RETRY = 60.0
+# The UDP path to the edge is down after this long without a word from the edge.
+EDGE_TRUST = 6.5
+# While a machine reaches the edge over TCP, check this often whether UDP gets out again.
+EDGE_UDP_RETRY = 15.0
+
+LAN, DIRECT, RELAY_UDP, RELAY_TCP = "lan", "direct", "relay-udp", "relay-tcp"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    kind: str  # LAN or DIRECT
+    endpoint: str  # ip:port
+
+
+def candidates(me: dict, peer: dict) -> list[Candidate]:
+    """Endpoints to try for `peer`, best first (`me` and `peer` are coordination peer views)."""
+    found: list[Candidate] = []
+    same_site = bool(me.get("public_ip")) and me.get("public_ip") == peer.get("public_ip")
+    if same_site:
+        found += [Candidate(LAN, ep) for ep in peer.get("lan_endpoints", [])]
+    if peer.get("endpoint") and peer.get("transport") == "udp":
+        found.append(Candidate(DIRECT, peer["endpoint"]))
+    return found
+
+
+class DirectLink:
+    """The direct path to one peer: the candidate being tried and whether it is heard."""
+
+    def __init__(self, trust: float = DIRECT_TRUST, retry: float = DIRECT_RETRY):
+        self.trust, self.retry = trust, retry
+        self.cands: list[Candidate] = []
+        self.idx = 0
+        self.tried_at = 0.0
+        self.parked_until = 0.0
+        self.rx: int | None = None
+        self.heard_at: float | None = None
+
+    def alive(self, now: float) -> bool:
+        return self.heard_at is not None and now - self.heard_at < self.trust
+
+    def update(self, now: float, cands: list[Candidate], rx_bytes: int, current: str | None) -> str | None:
+        """Take a measurement; return an endpoint to (re)try now, or None to leave things be."""
+        if self.rx is not None and rx_bytes > self.rx:
+            self.heard_at = now
+        self.rx = rx_bytes
+        if cands != self.cands:
+            self.cands = cands
+            eps = [c.endpoint for c in cands]
+            if self.alive(now) and current in eps:
+                self.idx = eps.index(current)
+                return None
+            return self._try(now, 0) if cands else None
+        if not cands or self.alive(now):
+            return None
+        if self.parked_until:
+            if now < self.parked_until:
+                return None
+            self.parked_until = 0.0
+            return self._try(now, 0)
+        if now - self.tried_at < self.trust:
+            return None
+        if self.idx + 1 < len(self.cands):
+            return self._try(now, self.idx + 1)
+        self.parked_until = now + self.retry
+        return self._try(now, 0)  # wait on the best candidate; keepalives keep probing it
+
+    def _try(self, now: float, idx: int) -> str:
+        self.idx, self.tried_at = idx, now
+        return self.cands[idx].endpoint
+
+    def path(self, now: float, current: str | None, relay_kind: str) -> str:
+        """lan or direct while heard (by the endpoint WireGuard actually uses), else the relay."""
+        if not self.alive(now):
+            return relay_kind
+        for c in self.cands:
+            if c.endpoint == current:
+                return c.kind
+        return DIRECT
+
+
+class EdgeLink:
+    """How this machine reaches the edge: UDP while the edge is heard, else the TCP relay."""
+
+    def __init__(self, now: float, trust: float = EDGE_TRUST, retry: float = EDGE_UDP_RETRY):
+        self.trust, self.retry = trust, retry
+        self.transport = "udp"
+        self.since = now
+        self.rx: int | None = None
+        self.heard_at: float | None = None
+        self.probed_at = now
+
+    def heard(self, now: float) -> bool:
+        return self.heard_at is not None and now - self.heard_at < self.trust
+
+    def update(self, now: float, rx_bytes: int) -> str | None:
+        """Take a measurement; return the new transport when it should change."""
+        if self.rx is not None and rx_bytes > self.rx:
+            self.heard_at = now
+        self.rx = rx_bytes
+        if self.transport == "udp" and not self.heard(now) and now - self.since >= self.trust:
+            return self._switch(now, "tcp")
+        return None
+
+    def wants_probe(self, now: float) -> bool:
+        return self.transport == "tcp" and now - self.probed_at >= self.retry
+
+    def probed(self, now: float, udp_ok: bool) -> str | None:
+        self.probed_at = now
+        return self._switch(now, "udp") if udp_ok else None
+
+    def _switch(self, now: float, transport: str) -> str:
+        self.transport, self.since, self.heard_at = transport, now, None
+        return transport
+
+
+def relay_kind(my_transport: str, peer_transport: str | None) -> str:
+    """A relayed pair rides TCP if either end reaches the edge over TCP."""
+    return RELAY_TCP if "tcp" in (my_transport, peer_transport) else RELAY_UDP

@@ -1,0 +1,229 @@
+"""The edge's mesh service: coordination (register, peer list, endpoints) and the TCP relay.
+
+One plain-HTTP server (threads; a long poll or a relay stream holds one) plus a UDP echo on
+the same port number. The message shapes are drawn in mesh/coord.py, the relay framing in
+mesh/relay.py. What the edge's WireGuard observes (each machine's endpoint) is pushed in by
+the edge daemon through `CoordState.observe`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+from mesh import auth, coord, relay
+from mesh.registry import Conflict, Registration, Registry
+
+MAX_BODY = 64 * 1024
+MAX_WAIT = 60.0
+
+log = logging.getLogger("mesh.server")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """How the edge sees one machine right now."""
+
+    endpoint: str | None
+    public_ip: str | None
+    transport: str | None
+
+
+class CoordState:
+    """Shared state of the service; every change bumps `version` and wakes long polls."""
+
+    def __init__(self, mesh_key: bytes, registry: Registry, edge_info: dict, cidr: str):
+        self.key, self.registry, self.edge_info, self.cidr = mesh_key, registry, edge_info, cidr
+        self.cond = threading.Condition()
+        self.version = 1
+        self.seen: dict[str, Seen] = {}
+        self.http_ip: dict[str, str] = {}
+        self.relay_ports: dict[int, tuple[str, str]] = {}  # loopback port -> (node, remote ip)
+
+    def bump(self) -> None:
+        with self.cond:
+            self.version += 1
+            self.cond.notify_all()
+
+    def observe(self, endpoints: dict[str, str | None]) -> None:
+        """Endpoints as the edge's WireGuard sees them: node -> 'ip:port' or None."""
+        seen = {}
+        with self.cond:
+            for node, ep in endpoints.items():
+                seen[node] = self._classify(node, ep)
+            if seen != self.seen:
+                self.seen = seen
+                self.version += 1
+                self.cond.notify_all()
+
+    def _classify(self, node: str, endpoint: str | None) -> Seen:
+        if endpoint and endpoint.startswith("127.0.0.1:"):
+            session = self.relay_ports.get(int(endpoint.rsplit(":", 1)[1]))
+            return Seen(None, session[1] if session else self.http_ip.get(node), "tcp" if session else None)
+        if endpoint:
+            return Seen(endpoint, endpoint.rsplit(":", 1)[0], "udp")
+        return Seen(None, self.http_ip.get(node), None)
+
+    def authorized(self, headers) -> Registration | None:
+        node, ip, cred = headers.get("X-Mesh-Node", ""), headers.get("X-Mesh-IP", ""), headers.get("X-Mesh-Credential", "")
+        if not auth.verify_credential(self.key, node, ip, cred):
+            return None
+        reg = self.registry.get(node)
+        return reg if reg and reg.mesh_ip == ip else None
+
+    def peer_view(self, reg: Registration) -> dict:
+        seen = self.seen.get(reg.node, Seen(None, self.http_ip.get(reg.node), None))
+        return {"node": reg.node, "mesh_ip": reg.mesh_ip, "public_key": reg.public_key,
+                "lan_endpoints": list(reg.lan_endpoints), "endpoint": seen.endpoint,
+                "public_ip": seen.public_ip, "transport": seen.transport}
+
+    def snapshot(self, node: str) -> dict:
+        regs = self.registry.all()
+        me = next(r for r in regs if r.node == node)
+        return {"version": self.version, "self": self.peer_view(me), "edge": self.edge_info,
+                "peers": [self.peer_view(r) for r in regs if r.node != node]}
+
+
+def make_handler(state: CoordState, wg_port: int):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "vcapp-mesh"
+
+        def log_message(self, fmt, *args):  # requests are not worth a log line each
+            log.debug("%s " + fmt, self.client_address[0], *args)
+
+        def _reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _route(self) -> str:
+            path = urlsplit(self.path).path
+            return path[len(coord.PREFIX):] if path.startswith(coord.PREFIX + "/") else ""
+
+        def do_POST(self) -> None:
+            if self._route() != "/register":
+                return self._reply(404, {"error": f"no such endpoint {self.path}"})
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                return self._reply(400, {"error": "registration too large"})
+            try:
+                msg = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                return self._reply(400, {"error": "body is not JSON"})
+            why = coord.validate_registration(msg) if isinstance(msg, dict) else "body must be an object"
+            if why:
+                return self._reply(400, {"error": why})
+            if not auth.verify_credential(state.key, msg["node"], msg["mesh_ip"], msg["credential"]):
+                log.warning("refused registration of %r at %s: bad credential", msg["node"], msg["mesh_ip"])
+                return self._reply(403, {"error": "credential does not verify for this node and mesh IP; "
+                                                  "join the cluster again to get a new one"})
+            reg = Registration(msg["node"], msg["mesh_ip"], msg["public_key"], tuple(msg.get("lan_endpoints", [])))
+            try:
+                changed = state.registry.register(reg)
+            except Conflict as e:
+                return self._reply(409, {"error": str(e)})
+            state.http_ip[reg.node] = self.client_address[0]
+            if changed:
+                log.info("registered %s at %s", reg.node, reg.mesh_ip)
+                state.bump()
+            self._reply(200, {"edge": state.edge_info, "cidr": state.cidr})
+
+        def do_GET(self) -> None:
+            route = self._route()
+            if route not in ("/peers", "/relay"):
+                return self._reply(404, {"error": f"no such endpoint {self.path}"})
+            reg = state.authorized(self.headers)
+            if reg is None:
+                if state.registry.get(self.headers.get("X-Mesh-Node", "")) is None:
+                    return self._reply(404, {"error": "not registered; POST /register first"})
+                return self._reply(403, {"error": "credential does not verify for this node and mesh IP"})
+            state.http_ip[reg.node] = self.client_address[0]
+            if route == "/peers":
+                return self._peers(reg)
+            self._relay(reg)
+
+        def _peers(self, reg: Registration) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            since = int(query.get("since", ["0"])[0])
+            wait = min(float(query.get("wait", ["0"])[0]), MAX_WAIT)
+            with state.cond:
+                state.cond.wait_for(lambda: state.version > since, timeout=wait)
+                body = state.snapshot(reg.node)
+            self._reply(200, body)
+
+        def _relay(self, reg: Registration) -> None:
+            if self.headers.get("Upgrade", "").lower() != relay.UPGRADE_TOKEN:
+                return self._reply(400, {"error": f"send Upgrade: {relay.UPGRADE_TOKEN}"})
+            self.send_response(101)
+            self.send_header("Connection", "Upgrade")
+            self.send_header("Upgrade", relay.UPGRADE_TOKEN)
+            self.end_headers()
+            self.wfile.flush()
+            remote = self.client_address[0]
+
+            def opened(port: int) -> None:
+                state.relay_ports[port] = (reg.node, remote)
+                log.info("relay stream open for %s (loopback port %d)", reg.node, port)
+
+            def closed(port: int) -> None:
+                state.relay_ports.pop(port, None)
+                log.info("relay stream closed for %s", reg.node)
+
+            relay.serve_session(self.rfile, self.connection, wg_port, opened, closed)
+            self.close_connection = True
+
+    return Handler
+
+
+def udp_echo(sock: socket.socket, stop: threading.Event) -> None:
+    """Answer reachability probes (same size back, so it cannot amplify)."""
+    sock.settimeout(1.0)
+    while not stop.is_set():
+        try:
+            data, addr = sock.recvfrom(64)
+        except socket.timeout:
+            continue
+        except OSError:
+            return
+        if data.startswith(coord.PROBE_MAGIC):
+            try:
+                sock.sendto(data, addr)
+            except OSError:
+                pass
+
+
+class MeshService:
+    """The running HTTP service and its UDP echo."""
+
+    def __init__(self, state: CoordState, host: str, port: int, wg_port: int):
+        ThreadingHTTPServer.daemon_threads = True
+        self.http = ThreadingHTTPServer((host, port), make_handler(state, wg_port))
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind((host, self.http.server_address[1]))
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self.http.serve_forever, name="mesh-http", daemon=True),
+                        threading.Thread(target=udp_echo, args=(self.udp, self.stop), name="mesh-echo", daemon=True)]
+
+    @property
+    def port(self) -> int:
+        return self.http.server_address[1]
+
+    def start(self) -> "MeshService":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.http.shutdown()
+        self.http.server_close()
+        self.udp.close()
