@@ -1,0 +1,27 @@
+"""The admin API: a Flask app, JSON in and out, every route behind an admin token.
+
+`create_app(config)` builds it; `vcapp.api.wsgi` is what gunicorn serves on every machine.
+Routes live in one blueprint per concern (nodes, events, tokens, health, openapi); errors
+become `{"error": message}` in `vcapp.api.errors` alone.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from vcapp.api import auth, errors, events, health, nodes, openapi, tokens
+from vcapp.api.config import ApiConfig
+from vcapp.api.context import EXTENSION
+
+__all__ = ["ApiConfig", "create_app"]
+
+
+def create_app(config: ApiConfig) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.extensions[EXTENSION] = config
+    app.json.sort_keys = False
+    errors.register(app)
+    auth.register(app)
+    for module in (health, nodes, events, tokens, openapi):
+        app.register_blueprint(module.bp)
+    return app

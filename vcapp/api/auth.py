@@ -1,0 +1,48 @@
+"""Admin authentication: every route needs `Authorization: Bearer <admin token>` unless its
+view is marked @public (health checks, and joins, which carry a join token in their body)."""
+
+from __future__ import annotations
+
+from typing import Callable, TypeVar
+
+from flask import Flask, current_app, g, request
+
+from vcapp import membership
+from vcapp.api import context
+from vcapp.errors import Unauthorized
+
+View = TypeVar("View", bound=Callable)
+SCHEME = "Bearer "
+
+
+def public(view: View) -> View:
+    """Mark a view as reachable without an admin token."""
+    view.public = True
+    return view
+
+
+def is_public(view: Callable) -> bool:
+    return bool(getattr(view, "public", False))
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise Unauthorized("no admin token: send `Authorization: Bearer <admin token>` "
+                           "(the CLI does after `vcapp login URL TOKEN`)")
+    if not header.startswith(SCHEME) or not header[len(SCHEME):].strip():
+        raise Unauthorized("malformed Authorization header: use `Authorization: Bearer <admin token>`")
+    return header[len(SCHEME):].strip()
+
+
+def require_admin() -> None:
+    """before_request: authenticate unless the route is public or does not exist (then 404)."""
+    if request.routing_exception is not None or request.endpoint is None:
+        return
+    if is_public(current_app.view_functions[request.endpoint]):
+        return
+    g.admin = membership.authenticate_admin(context.store(), bearer_token())
+
+
+def register(app: Flask) -> None:
+    app.before_request(require_admin)

@@ -1,0 +1,98 @@
+"""Machines: joining (with a join token), listing, removing, and the cluster's status."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, g, jsonify
+
+from vcapp import keys, membership
+from vcapp.api import context
+from vcapp.api.auth import public
+from vcapp.api.body import json_body
+from vcapp.errors import BadRequest
+from vcapp.store import Store
+
+bp = Blueprint("nodes", __name__)
+
+CLUSTER_FIELDS = ("name", "id", "domain", "edge")
+
+
+def public_cluster(record: dict) -> dict:
+    return {k: record.get(k) for k in CLUSTER_FIELDS}
+
+
+@bp.post("/v1/join")
+@public
+def join():
+    """Admit a machine to the cluster.
+
+    Body: {"token": "<join token>", "node": {name, site, addr, api_url, labels, resources, version}}.
+    Authorized by the join token, not an admin token. Answers the cluster and the etcd
+    client URLs the machine should use.
+    """
+    body = json_body()
+    token = body.get("token")
+    if not isinstance(token, str) or not token:
+        raise BadRequest("token: give the join token (`vcapp tokens join create` prints one)")
+    info = membership.NodeInfo.from_json(body.get("node"))
+    store = context.store()
+    cluster = membership.admit_node(store, token, info)
+    endpoints = [url for m in store.members() if not m.is_learner for url in m.client_urls]
+    node = store.value(keys.node(info.name))
+    return jsonify(cluster=public_cluster(cluster), node=node, endpoints=endpoints), 201
+
+
+@bp.get("/v1/nodes")
+def nodes():
+    """List the machines with up/down, resources, site and when they were last seen."""
+    return jsonify(nodes=membership.list_nodes(context.store()), now=time.time())
+
+
+@bp.delete("/v1/nodes/<name>")
+def remove(name: str):
+    """Remove a machine from the cluster (and its etcd member, if it runs one)."""
+    store = context.store()
+    record = membership.remove_node(store, name)
+    member_removed = remove_etcd_member(store, name)
+    return jsonify(removed=name, node=record, etcd_member_removed=member_removed)
+
+
+def remove_etcd_member(store: Store, name: str) -> bool | None:
+    """Drop the machine's etcd member; None when the node daemon's membership code is absent."""
+    try:
+        from vcapp.node.etcd_members import remove_member_of
+    except ModuleNotFoundError as e:
+        if e.name != "vcapp.node.etcd_members":
+            raise
+        return None
+    result = remove_member_of(store, name)
+    return None if result is None else bool(result)
+
+
+@bp.get("/v1/status")
+def status():
+    """The cluster at a glance: its record, every machine with up/down and resources, counts."""
+    store = context.store()
+    cluster = membership.cluster_record(store)
+    machines = membership.list_nodes(store)
+    return jsonify(cluster=public_cluster(cluster) | {"max_nodes": cluster.get("max_nodes")},
+                   nodes=machines, summary=summary(machines), served_by=context.config().node,
+                   admin=g.get("admin"), now=time.time())
+
+
+def summary(machines: list[dict]) -> dict:
+    """Counts a person checks first: machines up and down, per site, and total capacity."""
+    up = [m for m in machines if m.get("up")]
+    sites: dict[str, dict] = {}
+    for m in machines:
+        site = sites.setdefault(m.get("site", "?"), {"up": 0, "down": 0})
+        site["up" if m.get("up") else "down"] += 1
+    return {
+        "nodes": len(machines), "up": len(up), "down": len(machines) - len(up), "sites": sites,
+        "cpus": sum(m.get("cpus", 0) for m in up),
+        "memory_mb": sum(m.get("memory_mb", 0) for m in up),
+        "free_memory_mb": sum(m.get("free_memory_mb", 0) for m in up),
+        "disk_mb": sum(m.get("disk_mb", 0) for m in up),
+        "free_disk_mb": sum(m.get("free_disk_mb", 0) for m in up),
+    }
