@@ -1,0 +1,56 @@
+"""Where cluster state lives in etcd. One function per key family, so the layout is in one place.
+
+    /vc/cluster                  {name, id, domain, edge, max_nodes, created_at}
+    /vc/nodes/<name>             node record: site, labels, addr, api_url, resources, joined_at
+    /vc/nodes-version            bumped by every join and removal (guards the 10-machine limit)
+    /vc/alive/<name>             bound to the node's lease: present while the node is up
+    /vc/nodestate/<name>         {"state": "up"|"down", "since": t}: last transition the controller saw
+    /vc/tokens/join/<id>         {name, hash, created_at, expires_at, uses, max_uses, revoked}
+    /vc/tokens/admin/<id>        {name, hash, created_at, revoked}
+    /vc/etcd/members/<name>      {member_id, peer_url, client_url}: machines that run an etcd member
+    /vc/events/<ms>-<rand>       {time, kind, node?, app?, message}
+    /vc/election/<role>          the leader of <role>, bound to its lease
+"""
+
+CLUSTER = "/vc/cluster"
+NODES = "/vc/nodes/"
+NODES_VERSION = "/vc/nodes-version"
+ALIVE = "/vc/alive/"
+NODESTATE = "/vc/nodestate/"
+JOIN_TOKENS = "/vc/tokens/join/"
+ADMIN_TOKENS = "/vc/tokens/admin/"
+ETCD_MEMBERS = "/vc/etcd/members/"
+EVENTS = "/vc/events/"
+ELECTION = "/vc/election/"
+
+
+def node(name: str) -> str:
+    return NODES + name
+
+
+def alive(name: str) -> str:
+    return ALIVE + name
+
+
+def nodestate(name: str) -> str:
+    return NODESTATE + name
+
+
+def join_token(token_id: str) -> str:
+    return JOIN_TOKENS + token_id
+
+
+def admin_token(token_id: str) -> str:
+    return ADMIN_TOKENS + token_id
+
+
+def etcd_member(name: str) -> str:
+    return ETCD_MEMBERS + name
+
+
+def election(role: str) -> str:
+    return ELECTION + role
+
+
+def name_of(key: str, prefix: str) -> str:
+    return key[len(prefix):]

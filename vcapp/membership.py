@@ -1,0 +1,258 @@
+"""Who belongs to the cluster: its founding record, join and admin tokens, admitting and
+removing machines.
+
+Every change is one etcd transaction that checks what it read is still true, so two joins
+racing for the 10th place, or for the last use of a token, cannot both win, and a refused
+join leaves no trace.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+
+from vcapp import events, keys, tokens
+from vcapp.errors import BadRequest, Conflict, NotFound, Unauthorized
+from vcapp.store import Store, absent, delete_op, put_op, unchanged
+
+MAX_NODES = 10
+NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+DEFAULT_JOIN_TTL = 3600  # a join token that lives forever is a door left open
+
+
+@dataclass
+class NodeInfo:
+    """What a machine says about itself when it joins (and keeps current afterwards)."""
+
+    name: str
+    site: str
+    addr: str
+    api_url: str
+    labels: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
+    version: str = ""
+
+    def record(self, now: float) -> dict:
+        return {
+            "name": self.name, "site": self.site, "addr": self.addr, "api_url": self.api_url,
+            "labels": self.labels, **self.resources, "version": self.version, "joined_at": now,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> NodeInfo:
+        if not isinstance(data, dict):
+            raise BadRequest("node info must be a JSON object")
+        missing = [k for k in ("name", "site", "addr", "api_url") if not data.get(k)]
+        if missing:
+            raise BadRequest(f"node info lacks {', '.join(missing)}")
+        return cls(
+            name=str(data["name"]), site=str(data["site"]), addr=str(data["addr"]),
+            api_url=str(data["api_url"]), labels=dict(data.get("labels") or {}),
+            resources=dict(data.get("resources") or {}), version=str(data.get("version", "")),
+        )
+
+
+def validate_node_name(name: str) -> None:
+    if not NODE_NAME.match(name):
+        raise BadRequest(f"machine name {name!r}: use lowercase letters, digits and '-', "
+                         "starting with a letter (at most 31)")
+
+
+# ---- the cluster record ------------------------------------------------------------------
+
+def cluster_record(store: Store) -> dict:
+    record = store.value(keys.CLUSTER)
+    if record is None:
+        raise NotFound("this etcd holds no vcapp cluster; create one with `vcapp cluster init`")
+    return record
+
+
+def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: NodeInfo,
+                   max_nodes: int = MAX_NODES) -> tuple[tokens.AdminToken, tokens.JoinToken]:
+    """Write the founding records; returns the first admin token and the first join token."""
+    if not CLUSTER_NAME.match(name):
+        raise BadRequest(f"cluster name {name!r}: use lowercase letters, digits and '-'")
+    validate_node_name(first.name)
+    if not 1 <= max_nodes <= MAX_NODES:
+        raise BadRequest(f"--max-nodes must be between 1 and {MAX_NODES}")
+    now = time.time()
+    admin = tokens.new_admin_token()
+    join = tokens.new_join_token(name, [first.api_url])
+    cluster = {"name": name, "id": secrets.token_hex(8), "domain": domain, "edge": edge,
+               "max_nodes": max_nodes, "created_at": now}
+    ok = store.txn(
+        [absent(keys.CLUSTER)],
+        [
+            put_op(keys.CLUSTER, cluster),
+            put_op(keys.node(first.name), first.record(now)),
+            put_op(keys.NODES_VERSION, {"at": now}),
+            put_op(keys.admin_token(admin.id), _admin_record("initial", admin, now)),
+            put_op(keys.join_token(join.id), _join_record("initial", join, now, DEFAULT_JOIN_TTL, 0)),
+        ],
+    )
+    if not ok:
+        raise Conflict(f"a cluster already lives in this etcd ({cluster_record(store)['name']})")
+    events.record(store, "cluster.created", f"cluster {name} created on {first.name}", node=first.name)
+    return admin, join
+
+
+# ---- admin tokens ------------------------------------------------------------------------
+
+def _admin_record(name: str, token: tokens.AdminToken, now: float) -> dict:
+    return {"name": name, "hash": tokens.hash_secret(token.secret), "created_at": now, "revoked": False}
+
+
+def create_admin_token(store: Store, name: str) -> tokens.AdminToken:
+    if not name or len(name) > 64:
+        raise BadRequest("give the admin token a name of 1-64 characters (who or what holds it)")
+    token = tokens.new_admin_token()
+    store.put(keys.admin_token(token.id), _admin_record(name, token, time.time()))
+    events.record(store, "token.admin.created", f"admin token {token.id} ({name}) created")
+    return token
+
+
+def authenticate_admin(store: Store, text: str) -> str:
+    """The name of the admin token `text`, or Unauthorized with the reason."""
+    try:
+        token = tokens.parse_admin_token(text)
+    except tokens.TokenError as e:
+        raise Unauthorized(str(e)) from None
+    record = store.value(keys.admin_token(token.id))
+    if record is None or not tokens.secret_matches(token.secret, record["hash"]):
+        raise Unauthorized("admin token not recognised; log in again with a valid one (`vcapp login URL TOKEN`)")
+    if record.get("revoked"):
+        raise Unauthorized(f"admin token {token.id} ({record['name']}) was revoked; ask an admin for a new one")
+    return record["name"]
+
+
+def list_admin_tokens(store: Store) -> list[dict]:
+    return [_public(e.key, keys.ADMIN_TOKENS, e.value) for e in store.list(keys.ADMIN_TOKENS)]
+
+
+def revoke_admin_token(store: Store, token_id: str) -> None:
+    _revoke(store, keys.admin_token(token_id), f"admin token {token_id}")
+    events.record(store, "token.admin.revoked", f"admin token {token_id} revoked")
+
+
+# ---- join tokens -------------------------------------------------------------------------
+
+def _join_record(name: str, token: tokens.JoinToken, now: float, ttl: int, max_uses: int) -> dict:
+    return {"name": name, "hash": tokens.hash_secret(token.secret), "created_at": now,
+            "expires_at": now + ttl if ttl else None, "uses": 0, "max_uses": max_uses, "revoked": False}
+
+
+def create_join_token(store: Store, *, name: str = "", ttl: int = DEFAULT_JOIN_TTL, max_uses: int = 0) -> tokens.JoinToken:
+    """max_uses 0 = unlimited until it expires; ttl 0 = never expires."""
+    if ttl < 0 or max_uses < 0:
+        raise BadRequest("expiry and uses must not be negative")
+    cluster = cluster_record(store)
+    api_urls = sorted({n.value["api_url"] for n in store.list(keys.NODES) if n.value.get("api_url")})
+    token = tokens.new_join_token(cluster["name"], api_urls)
+    store.put(keys.join_token(token.id), _join_record(name, token, time.time(), ttl, max_uses))
+    events.record(store, "token.join.created", f"join token {token.id} created")
+    return token
+
+
+def list_join_tokens(store: Store) -> list[dict]:
+    return [_public(e.key, keys.JOIN_TOKENS, e.value) for e in store.list(keys.JOIN_TOKENS)]
+
+
+def revoke_join_token(store: Store, token_id: str) -> None:
+    _revoke(store, keys.join_token(token_id), f"join token {token_id}")
+    events.record(store, "token.join.revoked", f"join token {token_id} revoked")
+
+
+def _revoke(store: Store, key: str, what: str) -> None:
+    entry = store.get(key)
+    if entry is None:
+        raise NotFound(f"no {what}; list them to see the ids")
+    store.put(key, dict(entry.value, revoked=True))
+
+
+def _public(key: str, prefix: str, record: dict) -> dict:
+    return {k: v for k, v in record.items() if k != "hash"} | {"id": key[len(prefix):]}
+
+
+def check_join_token(record: dict | None, token: tokens.JoinToken, now: float) -> None:
+    """Raise Unauthorized with the precise reason a join token cannot be used. Pure."""
+    if record is None or not tokens.secret_matches(token.secret, record["hash"]):
+        raise Unauthorized("join token not recognised: it is wrong or from another cluster; "
+                           "create one with `vcapp tokens join create`")
+    if record.get("revoked"):
+        raise Unauthorized(f"join token {token.id} was revoked; create a new one with `vcapp tokens join create`")
+    if record.get("expires_at") and now >= record["expires_at"]:
+        raise Unauthorized(f"join token {token.id} expired at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(record['expires_at']))}; "
+                           "create a new one with `vcapp tokens join create`")
+    if record.get("max_uses") and record.get("uses", 0) >= record["max_uses"]:
+        raise Unauthorized(f"join token {token.id} is used up ({record['uses']} of {record['max_uses']} uses)")
+
+
+# ---- admitting and removing machines -----------------------------------------------------
+
+def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
+    """Check a join and record the machine, all or nothing. Returns the cluster record."""
+    try:
+        token = tokens.parse_join_token(token_text)
+    except tokens.TokenError as e:
+        raise Unauthorized(str(e)) from None
+    validate_node_name(node.name)
+    cluster = cluster_record(store)
+    if token.cluster != cluster["name"]:
+        raise Unauthorized(f"this join token is for cluster {token.cluster!r}, not {cluster['name']!r}")
+    now = time.time()
+    token_entry = store.get(keys.join_token(token.id))
+    check_join_token(token_entry.value if token_entry else None, token, now)
+    version = store.get(keys.NODES_VERSION)
+    nodes = {e.key[len(keys.NODES):] for e in store.list(keys.NODES)}
+    if node.name in nodes:
+        raise Conflict(f"a machine named {node.name!r} is already in the cluster; "
+                       "join with another name (--name) or remove the old one (`vcapp node remove`)")
+    limit = min(cluster.get("max_nodes", MAX_NODES), MAX_NODES)
+    if len(nodes) >= limit:
+        raise Conflict(f"cluster is full: {limit} machines; remove one first (`vcapp node remove NAME`)")
+    used = dict(token_entry.value, uses=token_entry.value.get("uses", 0) + 1)
+    ok = store.txn(
+        [unchanged(keys.join_token(token.id), token_entry.mod_revision),
+         unchanged(keys.NODES_VERSION, version.mod_revision if version else 0),
+         absent(keys.node(node.name))],
+        [put_op(keys.node(node.name), node.record(now)),
+         put_op(keys.join_token(token.id), used),
+         put_op(keys.NODES_VERSION, {"at": now})],
+    )
+    if not ok:
+        raise Conflict("the cluster changed while this machine was joining (another join or removal); "
+                       "run the join again")
+    events.record(store, "node.joined", f"{node.name} joined at site {node.site}", node=node.name)
+    return cluster
+
+
+def remove_node(store: Store, name: str) -> dict:
+    """Forget a machine: its record, liveness and state. Returns the removed record."""
+    entry = store.get(keys.node(name))
+    if entry is None:
+        raise NotFound(f"no machine named {name!r}; `vcapp nodes` lists them")
+    store.txn(
+        [unchanged(keys.node(name), entry.mod_revision)],
+        [delete_op(keys.node(name)), delete_op(keys.alive(name)), delete_op(keys.nodestate(name)),
+         put_op(keys.NODES_VERSION, {"at": time.time()})],
+    )
+    events.record(store, "node.removed", f"{name} removed from the cluster", node=name)
+    return entry.value
+
+
+def list_nodes(store: Store) -> list[dict]:
+    """Node records with `up` (lease alive) and `state_since` filled in."""
+    alive = {e.key[len(keys.ALIVE):]: e.value for e in store.list(keys.ALIVE)}
+    states = {e.key[len(keys.NODESTATE):]: e.value for e in store.list(keys.NODESTATE)}
+    result = []
+    for entry in store.list(keys.NODES):
+        name = entry.key[len(keys.NODES):]
+        record = dict(entry.value)
+        record["up"] = name in alive
+        record["last_seen"] = (alive.get(name) or {}).get("at", record.get("updated_at"))
+        record["state_since"] = (states.get(name) or {}).get("since")
+        result.append(record)
+    return result

@@ -1,0 +1,180 @@
+"""`vcapp node run`: the daemon every machine runs from boot.
+
+Until the machine belongs to a cluster (no node.json) it waits. Then, each tick:
+- keeps its children running: the etcd member (if this machine is one) and the API server;
+- keeps its liveness lease alive (/vc/alive/<name>), which is how the others know it is up;
+- accepts an invitation to become an etcd member;
+- refreshes its node record (resources) and the list of etcd endpoints it knows;
+- tries to hold /vc/election/controller with the same lease, and if it does, runs the
+  controller. When the machine dies the lease expires, and with it the leadership.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from vcapp import __version__, keys
+from vcapp.node import etcd, etcd_members, resources
+from vcapp.node.children import Child
+from vcapp.node.config import NodeConfig, config_path, data_dir, run_dir
+from vcapp.node.controller import Controller
+from vcapp.store import Store, StoreUnavailable, absent, put_op
+
+log = logging.getLogger("vcapp.node")
+
+TICK = 0.5  # s: how often the lease is renewed and the controller looks; cheap at 10 nodes
+LEASE_TTL = 5  # s: a machine that stops renewing is declared dead this long after
+REFRESH_EVERY = 10.0  # s: node record (resources) and etcd endpoint list
+CONFIG_POLL = 1.0  # s: waiting for `cluster init` / `node join` to write node.json
+
+
+def pid_file() -> Path:
+    return run_dir() / "vcapp-node.pid"
+
+
+def running_pid() -> int | None:
+    """Pid of this machine's running daemon, if any."""
+    try:
+        pid = int(pid_file().read_text())
+    except (OSError, ValueError):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"node" in cmdline and b"run" in cmdline else None
+
+
+class Agent:
+    def __init__(self, replace_after: float = etcd_members.DEFAULT_REPLACE_AFTER):
+        self.base = data_dir()
+        self.etcd = Child("etcd", self.base / "log" / "etcd.log")
+        self.api = Child("api", self.base / "log" / "api.log")
+        self.replace_after = replace_after
+        self.lease = 0
+        self.leader = False
+        self.controller: Controller | None = None
+        self.store: Store | None = None
+        self._endpoints: list[str] = []
+        self._last_refresh = 0.0
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            cfg = NodeConfig.load()
+            if cfg is None:
+                stop.wait(CONFIG_POLL)
+                continue
+            self.step(cfg)
+            stop.wait(TICK)
+        self.shutdown()
+
+    def step(self, cfg: NodeConfig) -> None:
+        self._children(cfg)
+        store = self._store(cfg)
+        try:
+            self._liveness(cfg, store)
+            self._accept_invite(cfg, store)
+            if time.monotonic() - self._last_refresh > REFRESH_EVERY:
+                self._refresh(cfg, store)
+            self._lead(store)
+        except StoreUnavailable as e:
+            if self.lease:
+                log.warning("etcd unreachable (%s); liveness cannot be renewed", e)
+            self.lease, self.leader = 0, False
+        except Exception:  # a daemon that dies on one odd answer stops the machine's liveness
+            log.exception("node step failed; trying again next tick")
+
+    def shutdown(self) -> None:
+        if self.store and self.lease:
+            try:
+                self.store.revoke(self.lease)  # leave cleanly: others see us down at once
+            except StoreUnavailable:
+                pass
+        self.api.stop()
+        self.etcd.stop()
+
+    # ---- pieces --------------------------------------------------------------------------
+
+    def _children(self, cfg: NodeConfig) -> None:
+        if cfg.etcd.member:
+            self.etcd.ensure(etcd.command(cfg, self.base))
+        else:
+            self.etcd.stop()
+        try:
+            from vcapp.api.wsgi import gunicorn_command
+        except ImportError:
+            return  # an install without the API (should not happen): the node still keeps its lease
+        env = dict(os.environ, VCAPP_DATA_DIR=str(self.base))
+        self.api.ensure(gunicorn_command([f"{cfg.addr}:{cfg.api_port}", f"127.0.0.1:{cfg.api_port}"]), env)
+
+    def _store(self, cfg: NodeConfig) -> Store:
+        endpoints = cfg.store_endpoints()
+        if self.store is None or endpoints != self._endpoints:
+            self.store, self._endpoints = Store(endpoints), endpoints
+            self.controller = Controller(self.store, self.replace_after)
+        return self.store
+
+    def _liveness(self, cfg: NodeConfig, store: Store) -> None:
+        if self.lease and store.keepalive(self.lease) > 0:
+            return
+        self.lease = store.grant(LEASE_TTL)
+        self.leader = False
+        store.put(keys.alive(cfg.name), {"at": time.time(), "addr": cfg.addr}, lease=self.lease)
+        log.info("liveness lease %x granted", self.lease)
+
+    def _accept_invite(self, cfg: NodeConfig, store: Store) -> None:
+        if cfg.etcd.member:
+            return
+        invite = store.value(etcd_members.invite_key(cfg.name))
+        if not invite:
+            return
+        cfg.etcd.member = True
+        cfg.etcd.state = "existing"
+        cfg.etcd.initial_cluster = invite["initial_cluster"]
+        cfg.save()
+        store.delete(etcd_members.invite_key(cfg.name))
+        log.info("joining etcd as a member: %s", invite["initial_cluster"])
+
+    def _refresh(self, cfg: NodeConfig, store: Store) -> None:
+        record = store.get(keys.node(cfg.name))
+        if record is None:
+            return  # removed from the cluster: `vcapp node leave` cleans up the rest
+        measured = resources.measure(self.base)
+        store.put(keys.node(cfg.name), dict(record.value, **measured, version=__version__,
+                                            etcd_member=cfg.etcd.member, updated_at=time.time()))
+        urls = sorted({u for m in store.members() for u in m.client_urls})
+        if urls and urls != sorted(cfg.endpoints):
+            cfg.endpoints = urls
+            cfg.save()
+        self._last_refresh = time.monotonic()
+
+    def _lead(self, store: Store) -> None:
+        if not self.leader:
+            self.leader = store.txn([absent(keys.election("controller"))],
+                                    [put_op(keys.election("controller"), {"lease": self.lease}, lease=self.lease)])
+            if self.leader:
+                log.info("elected controller")
+        if self.leader and self.controller:
+            self.controller.tick()
+
+
+def main(replace_after: float) -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if running_pid() not in (None, os.getpid()):
+        raise SystemExit(f"vcapp node is already running on this machine (pid {running_pid()})")
+    pid_file().parent.mkdir(parents=True, exist_ok=True)
+    pid_file().write_text(str(os.getpid()))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    log.info("vcapp node %s starting; config %s", __version__, config_path())
+    Agent(replace_after).run(stop)

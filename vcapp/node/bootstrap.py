@@ -1,0 +1,182 @@
+"""Making this machine part of a cluster, or not: `cluster init`, `node join`, `node leave`.
+
+Each either completes or puts the machine back as it was (no node.json, no etcd data, no
+daemon), so a refused join or a failed init leaves nothing half-done behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+from vcapp import __version__, keys, membership, tokens
+from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
+from vcapp.node import agent, etcd, etcd_members, resources
+from vcapp.node.config import EtcdRole, NodeConfig, config_path, data_dir
+from vcapp.store import Store, StoreUnavailable, wait_healthy
+
+START_TIMEOUT = 60.0  # s: etcd's first start plus the daemon's; seconds normally, slow disks more
+JOIN_HTTP_TIMEOUT = 15.0  # s: the API answers a join in milliseconds; this covers a slow link
+STOP_TIMEOUT = 10.0
+
+
+def default_addr() -> str:
+    """The machine's address on its default route's interface (its cluster address until the
+    mesh gives it one)."""
+    route = subprocess.run(["ip", "-4", "-o", "route", "show", "default"], capture_output=True, text=True).stdout.split()
+    if "dev" not in route:
+        raise BadRequest("cannot tell this machine's cluster address (no default route); pass --addr")
+    dev = route[route.index("dev") + 1]
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", dev, "scope", "global"],
+                         capture_output=True, text=True).stdout.split()
+    if "inet" not in out:
+        raise BadRequest(f"interface {dev} has no IPv4 address; pass --addr")
+    return out[out.index("inet") + 1].split("/")[0]
+
+
+def default_name() -> str:
+    return socket.gethostname().split(".")[0].lower()
+
+
+def _refuse_if_member() -> None:
+    cfg = NodeConfig.load()
+    if cfg is not None:
+        raise Conflict(f"this machine already belongs to cluster {cfg.cluster!r} as {cfg.name!r}; "
+                       "run `vcapp node leave` first")
+    if etcd.has_data(data_dir()):
+        raise Conflict(f"{etcd.data_dir(data_dir())} holds etcd data of an earlier cluster; "
+                       "remove it if that cluster is gone for good")
+
+
+def ensure_daemon() -> int:
+    """Start `vcapp node run` in the background unless it is already running."""
+    pid = agent.running_pid()
+    if pid:
+        return pid
+    log = data_dir() / "log" / "node.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "vcapp", "node", "run"], stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    return proc.pid
+
+
+def stop_daemon() -> None:
+    pid = agent.running_pid()
+    if not pid:
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while agent.running_pid() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if agent.running_pid():
+        os.kill(pid, signal.SIGKILL)
+
+
+def _forget_local_state() -> None:
+    stop_daemon()
+    config_path().unlink(missing_ok=True)
+    shutil.rmtree(etcd.data_dir(data_dir()), ignore_errors=True)
+
+
+def _node_info(name: str, site: str, addr: str, api_url: str, labels: dict) -> membership.NodeInfo:
+    return membership.NodeInfo(name=name, site=site, addr=addr, api_url=api_url, labels=labels,
+                               resources=resources.measure(data_dir()), version=__version__)
+
+
+def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str, addr: str,
+                 labels: dict, max_nodes: int) -> tuple[dict, tokens.AdminToken, tokens.JoinToken]:
+    """Found a cluster on this machine: first etcd member, founding records, first tokens."""
+    _refuse_if_member()
+    membership.validate_node_name(node_name)
+    cfg = NodeConfig(cluster=name, name=node_name, site=site, addr=addr, labels=labels,
+                     etcd=EtcdRole(member=True, state="new", initial_cluster=f"{node_name}=http://{addr}:2380"))
+    cfg.endpoints = [cfg.etcd_client_url]
+    cfg.save()
+    try:
+        ensure_daemon()
+        store = Store([cfg.etcd_client_url])
+        wait_healthy(store, START_TIMEOUT)
+        admin, join = membership.create_cluster(
+            store, name=name, domain=domain, edge=edge, max_nodes=max_nodes,
+            first=_node_info(node_name, site, addr, cfg.api_url, labels))
+        member = store.members()[0]
+        store.put(keys.etcd_member(node_name), {"member_id": member.id, "peer_url": cfg.etcd_peer_url})
+        return membership.cluster_record(store), admin, join
+    except BaseException:
+        _forget_local_state()
+        raise
+
+
+def request_join(token_text: str, info: membership.NodeInfo) -> dict:
+    """Ask the cluster (any API address in the token) to admit this machine."""
+    try:
+        token = tokens.parse_join_token(token_text)
+    except tokens.TokenError as e:
+        raise BadRequest(str(e)) from None
+    body = {"token": token_text, "node": info.__dict__}
+    problems = []
+    for url in token.api_urls:
+        try:
+            resp = requests.post(f"{url}/v1/join", json=body, timeout=JOIN_HTTP_TIMEOUT)
+        except requests.RequestException as e:
+            problems.append(f"{url}: {type(e).__name__}")
+            continue
+        try:
+            answer = resp.json()
+        except ValueError:
+            answer = {"error": resp.text[:200]}
+        if resp.status_code >= 400:
+            raise VcError(answer.get("error", f"join refused ({resp.status_code})"), resp.status_code)
+        return answer
+    raise Unavailable("cannot reach the cluster at " + "; ".join(problems) +
+                      ": is a cluster machine up, and is this machine on the cluster network?")
+
+
+def join_cluster(token_text: str, *, node_name: str, site: str, addr: str, labels: dict) -> dict:
+    _refuse_if_member()
+    info = _node_info(node_name, site, addr, f"http://{addr}:7180", labels)
+    answer = request_join(token_text, info)
+    cfg = NodeConfig(cluster=answer["cluster"]["name"], name=node_name, site=site, addr=addr, labels=labels,
+                     endpoints=list(answer["endpoints"]))
+    cfg.save()
+    ensure_daemon()
+    _wait_alive(Store(cfg.endpoints), node_name)
+    return answer
+
+
+def _wait_alive(store: Store, name: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if store.get(keys.alive(name)):
+                return
+        except StoreUnavailable:
+            pass
+        time.sleep(0.2)
+    raise Unavailable(f"joined, but {name} did not report alive within {START_TIMEOUT:.0f}s; "
+                      f"see {data_dir() / 'log' / 'node.log'}")
+
+
+def leave_cluster() -> str:
+    cfg = NodeConfig.load()
+    if cfg is None:
+        raise BadRequest("this machine is not in a cluster")
+    store = Store(cfg.store_endpoints())
+    if cfg.etcd.member:
+        voters = [m for m in store.members() if not m.is_learner]
+        if len(voters) == 1 and voters[0].name == cfg.name:
+            raise Conflict("this machine holds the cluster's only etcd voter: leaving would destroy the "
+                           "cluster's state. Add machines first, or tear the cluster down on purpose.")
+        etcd_members.remove_member_of(store, cfg.name)
+    membership.remove_node(store, cfg.name)
+    _forget_local_state()
+    return cfg.cluster
+

@@ -1,0 +1,85 @@
+"""This machine's own settings, written at `cluster init` / `node join`, kept on its disk.
+
+    <data dir>/node.json    {cluster, name, site, addr, api_port, labels,
+                             etcd: {member, state: new|existing, initial_cluster},
+                             endpoints: [etcd client urls]}
+
+The data dir is $VCAPP_DATA_DIR (each simulated machine has its own) or /var/lib/vcapp; the
+run dir (pid files, status) is $VCAPP_RUN_DIR or /run/vcapp.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+API_PORT = 7180
+ETCD_CLIENT_PORT = 2379
+ETCD_PEER_PORT = 2380
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("VCAPP_DATA_DIR", "/var/lib/vcapp"))
+
+
+def run_dir() -> Path:
+    return Path(os.environ.get("VCAPP_RUN_DIR", "/run/vcapp"))
+
+
+def config_path() -> Path:
+    return data_dir() / "node.json"
+
+
+@dataclass
+class EtcdRole:
+    member: bool = False
+    state: str = "new"  # how a member's etcd first starts: new cluster, or join an existing one
+    initial_cluster: str = ""
+
+
+@dataclass
+class NodeConfig:
+    cluster: str
+    name: str
+    site: str
+    addr: str
+    api_port: int = API_PORT
+    labels: dict = field(default_factory=dict)
+    etcd: EtcdRole = field(default_factory=EtcdRole)
+    endpoints: list[str] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.addr}:{self.api_port}"
+
+    @property
+    def etcd_client_url(self) -> str:
+        return f"http://{self.addr}:{ETCD_CLIENT_PORT}"
+
+    @property
+    def etcd_peer_url(self) -> str:
+        return f"http://{self.addr}:{ETCD_PEER_PORT}"
+
+    def store_endpoints(self) -> list[str]:
+        """Where to reach etcd: our own member first (it answers fastest), then the others."""
+        own = [self.etcd_client_url] if self.etcd.member else []
+        return own + [e for e in self.endpoints if e not in own]
+
+    def save(self, path: Path | None = None) -> None:
+        path = path or config_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> NodeConfig | None:
+        path = path or config_path()
+        if not path.exists():
+            return None
+        data = json.loads(path.read_text())
+        data["etcd"] = EtcdRole(**data.get("etcd", {}))
+        return cls(**data)

@@ -1,0 +1,242 @@
+"""The cluster state store: etcd v3 (through its JSON gateway, with etcd3gw), values as JSON.
+
+`Store` talks to any of several etcd endpoints and moves to the next when one stops
+answering, so a machine keeps working while a member is down. It offers what the control
+plane needs and no more: JSON get/put/delete, prefix listings with revisions, transactions
+with compare-and-swap, leases, and etcd membership calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from etcd3gw.client import Etcd3Client
+from etcd3gw import exceptions as etcd_errors
+
+# A request to a live etcd on the cluster network answers in milliseconds; 5 s means the
+# member is gone or partitioned, and the next endpoint should be tried.
+REQUEST_TIMEOUT = 5.0
+
+
+# Answers of a member that cannot serve right now, while another member may: try the next.
+MEMBER_CANNOT_SERVE = ("no leader", "timed out", "not supported for learner", "not capable",
+                       "unhealthy cluster", "leader changed", "stopped")
+
+
+class StoreUnavailable(RuntimeError):
+    """No etcd endpoint answered."""
+
+
+def _b64(data: str | bytes) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode()
+
+
+def _unb64(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+def prefix_end(prefix: str) -> str:
+    """The range end that selects every key starting with `prefix`."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return raw.decode()
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: Any
+    mod_revision: int
+    create_revision: int
+    lease: int
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    is_learner: bool
+
+
+# ---- transaction building blocks (plain dicts in the gateway's JSON form) --------------
+
+def put_op(key: str, value: Any, lease: int = 0) -> dict:
+    op = {"key": _b64(key), "value": _b64(json.dumps(value, sort_keys=True))}
+    if lease:
+        op["lease"] = str(lease)
+    return {"request_put": op}
+
+
+def delete_op(key: str, prefix: bool = False) -> dict:
+    op = {"key": _b64(key)}
+    if prefix:
+        op["range_end"] = _b64(prefix_end(key))
+    return {"request_delete_range": op}
+
+
+def absent(key: str) -> dict:
+    """Compare: the key does not exist."""
+    return {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
+
+
+def unchanged(key: str, mod_revision: int) -> dict:
+    """Compare: the key was not modified since we read it at `mod_revision` (0 = absent)."""
+    return {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(mod_revision)}
+
+
+class Store:
+    def __init__(self, endpoints: Iterable[str], timeout: float = REQUEST_TIMEOUT):
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        if not self.endpoints:
+            raise ValueError("no etcd endpoint given")
+        self.timeout = timeout
+        self._clients = [self._client(e) for e in self.endpoints]
+
+    def _client(self, url: str) -> Etcd3Client:
+        scheme, rest = url.split("://", 1)
+        host, port = rest.rsplit(":", 1)
+        return Etcd3Client(host=host, port=int(port), protocol=scheme,
+                                           timeout=self.timeout, api_path="/v3/")
+
+    def call(self, path: str, payload: dict) -> dict:
+        """POST to the gateway, trying each endpoint in turn; the one that answers goes first."""
+        errors = []
+        for i, client in enumerate(self._clients):
+            try:
+                result = client.post(client.get_url(path), json=payload)
+            except (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError) as e:
+                errors.append(f"{self.endpoints[i]}: {type(e).__name__}")
+                continue
+            except etcd_errors.Etcd3Exception as e:
+                if any(s in str(e) for s in MEMBER_CANNOT_SERVE):
+                    errors.append(f"{self.endpoints[i]}: {e}")
+                    continue
+                raise
+            if i:
+                self._clients.insert(0, self._clients.pop(i))
+                self.endpoints.insert(0, self.endpoints.pop(i))
+            return result
+        raise StoreUnavailable("no etcd endpoint answered (" + "; ".join(errors) + ")")
+
+    # ---- key/value ---------------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        kvs = self.call("/kv/range", {"key": _b64(key)}).get("kvs", [])
+        return self._entry(kvs[0]) if kvs else None
+
+    def value(self, key: str, default: Any = None) -> Any:
+        entry = self.get(key)
+        return entry.value if entry else default
+
+    def list(self, prefix: str, limit: int = 0, descending: bool = False, start: str = "") -> list[Entry]:
+        """Keys under `prefix` in key order (from `start`, inclusive, when given)."""
+        payload = {"key": _b64(start or prefix), "range_end": _b64(prefix_end(prefix)), "sort_target": "KEY",
+                   "sort_order": "DESCEND" if descending else "ASCEND"}
+        if limit:
+            payload["limit"] = str(limit)
+        return [self._entry(kv) for kv in self.call("/kv/range", payload).get("kvs", [])]
+
+    def count(self, prefix: str) -> int:
+        payload = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)), "count_only": True}
+        return int(self.call("/kv/range", payload).get("count", 0))
+
+    def put(self, key: str, value: Any, lease: int = 0) -> int:
+        op = put_op(key, value, lease)["request_put"]
+        return int(self.call("/kv/put", op)["header"]["revision"])
+
+    def delete(self, key: str, prefix: bool = False) -> int:
+        op = delete_op(key, prefix)["request_delete_range"]
+        return int(self.call("/kv/deleterange", op).get("deleted", 0))
+
+    def txn(self, compare: list[dict], success: list[dict], failure: list[dict] | None = None) -> bool:
+        """All-or-nothing: apply `success` if every compare holds, else `failure`."""
+        result = self.call("/kv/txn", {"compare": compare, "success": success, "failure": failure or []})
+        return bool(result.get("succeeded", False))
+
+    def revision(self) -> int:
+        return int(self.call("/kv/range", {"key": _b64("/"), "limit": "1"})["header"]["revision"])
+
+    @staticmethod
+    def _entry(kv: dict) -> Entry:
+        raw = _unb64(kv.get("value", ""))
+        try:
+            value = json.loads(raw) if raw else None
+        except ValueError:
+            value = raw.decode(errors="replace")
+        return Entry(
+            key=_unb64(kv["key"]).decode(),
+            value=value,
+            mod_revision=int(kv.get("mod_revision", 0)),
+            create_revision=int(kv.get("create_revision", 0)),
+            lease=int(kv.get("lease", 0)),
+        )
+
+    # ---- leases ------------------------------------------------------------------------
+
+    def grant(self, ttl: int) -> int:
+        return int(self.call("/lease/grant", {"TTL": str(ttl), "ID": "0"})["ID"])
+
+    def keepalive(self, lease: int) -> int:
+        """Refresh a lease; returns its remaining TTL (0 if it has already expired)."""
+        try:
+            result = self.call("/lease/keepalive", {"ID": str(lease)})
+        except etcd_errors.Etcd3Exception as e:
+            if "lease not found" in str(e):
+                return 0
+            raise
+        return int(result.get("result", {}).get("TTL", 0))
+
+    def revoke(self, lease: int) -> None:
+        try:
+            self.call("/kv/lease/revoke", {"ID": str(lease)})
+        except etcd_errors.Etcd3Exception:
+            pass  # already expired: the keys are gone either way
+
+    # ---- membership ----------------------------------------------------------------------
+
+    def members(self) -> list[Member]:
+        return [
+            Member(
+                id=int(m["ID"]),
+                name=m.get("name", ""),
+                peer_urls=tuple(m.get("peerURLs", [])),
+                client_urls=tuple(m.get("clientURLs", [])),
+                is_learner=bool(m.get("isLearner", False)),
+            )
+            for m in self.call("/cluster/member/list", {}).get("members", [])
+        ]
+
+    def member_add(self, peer_url: str, learner: bool = True) -> tuple[Member, list[Member]]:
+        result = self.call("/cluster/member/add", {"peerURLs": [peer_url], "isLearner": learner})
+        added = result["member"]
+        member = Member(int(added["ID"]), added.get("name", ""), tuple(added.get("peerURLs", [])),
+                        tuple(added.get("clientURLs", [])), bool(added.get("isLearner", False)))
+        return member, self.members()
+
+    def member_promote(self, member_id: int) -> None:
+        self.call("/cluster/member/promote", {"ID": str(member_id)})
+
+    def member_remove(self, member_id: int) -> None:
+        self.call("/cluster/member/remove", {"ID": str(member_id)})
+
+    def healthy(self) -> bool:
+        try:
+            self.call("/maintenance/status", {})
+            return True
+        except (StoreUnavailable, etcd_errors.Etcd3Exception):
+            return False
+
+
+def wait_healthy(store: Store, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not store.healthy():
+        if time.monotonic() > deadline:
+            raise StoreUnavailable(f"etcd at {', '.join(store.endpoints)} not healthy after {timeout:.0f}s")
+        time.sleep(0.2)
