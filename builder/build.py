@@ -14,6 +14,7 @@ nothing when it has no internet (a simulated machine).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import resource
@@ -134,15 +135,15 @@ def _failure(outcome: proc.Outcome, limits: Limits) -> BuildError:
 
 
 def _kill_cgroup(cgroup: str) -> None:
-    """SIGKILL whatever a killed build left running in its cgroup (buildah normally cleans up)."""
+    """SIGKILL whatever a killed build left running in its cgroup tree (buildah's RUN step)."""
     for base in (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")):
-        procs = base / cgroup.lstrip("/") / "cgroup.procs"
-        if procs.is_file():
-            for pid in procs.read_text().split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        root = base / cgroup.lstrip("/")
+        if (root / "cgroup.procs").is_file():
+            for dirpath, _, files in os.walk(root):
+                pids = Path(dirpath, "cgroup.procs").read_text().split() if "cgroup.procs" in files else []
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(int(pid), signal.SIGKILL)
             return
 
 
@@ -181,9 +182,10 @@ def build(tree: Path, app: str, release: int | str, registry: str | None, *,
             containerfile, ignorefile = _write_buildpack_files(plan, Path(tree), work)
         cgroup = f"{(cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip('/')}/build-{app}-{secrets.token_hex(4)}"
         argv = bud_command(Path(tree), containerfile, tag, limits, cgroup, ignorefile)
-        outcome = proc.stream(spawn, argv, say, limits.seconds)
-        if outcome.timed_out:
-            _kill_cgroup(cgroup)
+        try:
+            outcome = proc.stream(spawn, argv, say, limits.seconds)
+        finally:
+            _kill_cgroup(cgroup)  # empty after a finished build; not after a kill or a crash
         if outcome.timed_out or outcome.returncode != 0:
             raise _failure(outcome, limits)
         digest = push(tag, spawn, say, work) if registry else None

@@ -77,20 +77,24 @@ def stream(spawn: Spawn, argv: list[str], on_line: LineSink | None, timeout: flo
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     deadline, timed_out = start + timeout, False
-    while True:
-        try:
-            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            timed_out = True
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                timed_out = True
+                kill_group(proc)
+                break
+            if line is None:
+                break
+            tail.append(line)
+            if on_line:
+                on_line(line)  # may raise (the pusher went away): then the finally kills the build
+        returncode = None if timed_out else proc.wait()
+    finally:
+        if proc.poll() is None:
             kill_group(proc)
-            break
-        if line is None:
-            break
-        tail.append(line)
-        if on_line:
-            on_line(line)
-    returncode = None if timed_out else proc.wait()
-    proc.stdout.close()
+        proc.stdout.close()
     return Outcome(returncode, list(tail), timed_out, time.monotonic() - start)
 
 

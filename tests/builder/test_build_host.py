@@ -99,6 +99,7 @@ def test_flask_app_with_requirements_installs_from_pypi_and_serves(host_env, loc
         body, server = get(f"http://127.0.0.1:{port}/")
     finally:
         podman(host_env, "rm", "-f", name)
+        podman(host_env, "rmi", result.image)  # the tag names a port of this run only; layers stay cached
     assert body == "flask says hi on 8080\n"
     assert server.startswith("gunicorn")
 

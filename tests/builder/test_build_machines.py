@@ -134,3 +134,19 @@ def test_build_steps_get_cpu_and_memory_limits(home1, tmp_path):
         build(hog, "hog", 1, None, limits=Limits(memory="128m"), **home1.build_kwargs())
     assert "memory limit (128m)" in str(err.value)
     assert f"allocated {400 * 1024 * 1024}" not in err.value.tail
+
+
+def test_a_log_reader_that_fails_stops_the_build(home1, tmp_path):
+    """When the pusher goes away (the log callback raises), the build does not run on."""
+    tree = write_tree(tmp_path / "gone", {"Dockerfile": f"FROM {STACKS['static'].alias}\n"
+                                          "RUN echo gone-soon && sleep 300\n"})
+
+    def on_line(line: str) -> None:
+        if line == "gone-soon":
+            raise BrokenPipeError("client disconnected")
+
+    start = time.monotonic()
+    with pytest.raises(BrokenPipeError):
+        build(tree, "gone", 1, None, on_line=on_line, **home1.build_kwargs())
+    assert time.monotonic() - start < 30
+    assert "sleep 300" not in home1.processes()
