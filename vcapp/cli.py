@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from vcapp import __version__
+from vcapp.commands.cluster import cluster
+from vcapp.commands.node import node
 from vcapp.dev.cli import dev
 from vcapp.mesh_cli import mesh
 
@@ -15,6 +17,8 @@ def cli() -> None:
     """vcapp: turn a few machines behind NAT into one cluster you deploy to with git push."""
 
 
+cli.add_command(cluster)
+cli.add_command(node)
 cli.add_command(dev)
 cli.add_command(mesh)
 
