@@ -6,7 +6,13 @@ import click
 
 from vcapp import __version__
 from vcapp.commands.cluster import cluster
+from vcapp.commands.completion import completion
+from vcapp.commands.events import events
+from vcapp.commands.login import login
 from vcapp.commands.node import node
+from vcapp.commands.nodes import nodes
+from vcapp.commands.status import status
+from vcapp.commands.tokens import tokens
 from vcapp.dev.cli import dev
 from vcapp.mesh_cli import mesh
 
@@ -21,6 +27,12 @@ cli.add_command(cluster)
 cli.add_command(node)
 cli.add_command(dev)
 cli.add_command(mesh)
+cli.add_command(login)
+cli.add_command(nodes)
+cli.add_command(status)
+cli.add_command(events)
+cli.add_command(tokens)
+cli.add_command(completion)
 
 
 def main() -> None:

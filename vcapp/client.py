@@ -1,0 +1,142 @@
+"""The CLI's side of the admin API: where you logged in, and JSON requests to it.
+
+    ~/.config/vcapp/config.json   {"url": ..., "token": ...}   (dir 0700, file 0600)
+
+$VCAPP_URL and $VCAPP_TOKEN override the file (for scripts and CI). Every failure becomes a
+ClientError whose message is the API's own, or says why the API could not be reached.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+# An admin request touches etcd a few times: seconds mean the API or its etcd is stuck.
+REQUEST_TIMEOUT = 15.0
+CONFIG_NAME = "config.json"
+
+
+class ClientError(Exception):
+    """A request that did not succeed; `message` is what to show the person."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Login:
+    url: str
+    token: str
+
+
+def config_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "vcapp"
+
+
+def config_path() -> Path:
+    return config_dir() / CONFIG_NAME
+
+
+def normalize_url(url: str) -> str:
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ClientError(f"{url!r} is not an API URL; give one like https://api.apps.example.com")
+    return url
+
+
+def load_login() -> Login | None:
+    """The saved login, with $VCAPP_URL / $VCAPP_TOKEN taking precedence."""
+    saved: dict = {}
+    path = config_path()
+    if path.exists():
+        try:
+            saved = json.loads(path.read_text())
+        except ValueError:
+            raise ClientError(f"{path} is damaged; log in again with `vcapp login URL TOKEN`") from None
+    url = os.environ.get("VCAPP_URL") or saved.get("url")
+    token = os.environ.get("VCAPP_TOKEN") or saved.get("token")
+    return Login(normalize_url(url), token) if url and token else None
+
+
+def save_login(login: Login) -> Path:
+    """Write the login where only this user can read it (0700 dir, 0600 file), atomically."""
+    directory = config_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    path = directory / CONFIG_NAME
+    tmp = directory / (CONFIG_NAME + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"url": login.url, "token": login.token}, f, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+class Client:
+    """JSON over HTTP to one admin API, authenticated with an admin token."""
+
+    def __init__(self, login: Login, timeout: float = REQUEST_TIMEOUT):
+        self.login = login
+        self.timeout = timeout
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {login.token}"
+
+    @classmethod
+    def from_config(cls) -> Client:
+        login = load_login()
+        if login is None:
+            raise ClientError("not logged in: run `vcapp login URL TOKEN` (or set VCAPP_URL and VCAPP_TOKEN)")
+        return cls(login)
+
+    def get(self, path: str, **params: Any) -> dict:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: dict) -> dict:
+        return self.request("POST", path, body=body)
+
+    def delete(self, path: str) -> dict:
+        return self.request("DELETE", path)
+
+    def request(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
+                timeout: float | None = None) -> dict:
+        url = self.login.url + path
+        try:
+            response = self.session.request(method, url, json=body, params=params, timeout=timeout or self.timeout)
+        except requests.Timeout:
+            raise ClientError(f"{self.login.url} did not answer within {timeout or self.timeout:.0f}s "
+                              "(is the cluster's etcd up? `vcapp status` from a cluster machine)") from None
+        except requests.RequestException as e:
+            raise ClientError(f"cannot reach {self.login.url}: {_reason(e)} "
+                              "(is the cluster up? `vcapp login URL TOKEN`)") from None
+        return _decode(response, self.login.url)
+
+
+def _reason(error: requests.RequestException) -> str:
+    text = str(error)
+    for marker in ("Connection refused", "Name or service not known", "No route to host",
+                   "timed out", "Temporary failure in name resolution", "certificate verify failed"):
+        if marker in text:
+            return marker.lower()
+    return type(error).__name__
+
+
+def _decode(response: requests.Response, base: str) -> dict:
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if response.ok and isinstance(data, dict):
+        return data
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        raise ClientError(data["error"], response.status_code)
+    raise ClientError(f"{base} answered HTTP {response.status_code} without a vcapp answer; "
+                      "is this the URL of a vcapp API?", response.status_code)

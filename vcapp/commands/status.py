@@ -1,0 +1,37 @@
+"""`vcapp status`: the cluster at a glance, its machines and the counts to check first."""
+
+from __future__ import annotations
+
+import click
+
+from vcapp.client import Client
+from vcapp.commands.nodes import node_table
+from vcapp.commands.output import api_errors, print_json, used_total
+
+
+def header(answer: dict) -> list[str]:
+    cluster, count = answer["cluster"], answer["summary"]
+    sites = ", ".join(f"{site} {c['up']}/{c['up'] + c['down']} up" for site, c in sorted(count["sites"].items()))
+    return [
+        f"cluster   {cluster['name']} ({cluster['id']})",
+        f"domain    {cluster.get('domain') or '-'}   edge {cluster.get('edge') or '-'}",
+        f"machines  {count['nodes']} of at most {cluster.get('max_nodes') or 10}: "
+        f"{count['up']} up, {count['down']} down" + (f" ({sites})" if sites else ""),
+        f"capacity  {count['cpus']} cpus, memory {used_total(count['memory_mb'], count['free_memory_mb'])}, "
+        f"disk {used_total(count['disk_mb'], count['free_disk_mb'])} (used/total, machines up)",
+        f"api       served by {answer.get('served_by')}, you are {answer.get('admin')!r}",
+    ]
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@api_errors
+def status(as_json: bool) -> None:
+    """The cluster, its machines up and down with their resources, and summary counts."""
+    answer = Client.from_config().get("/v1/status")
+    if as_json:
+        print_json(answer)
+        return
+    click.echo("\n".join(header(answer)))
+    click.echo("")
+    click.echo(node_table(answer["nodes"], answer.get("now")) if answer["nodes"] else "no machines")
