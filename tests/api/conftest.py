@@ -1,0 +1,160 @@
+"""Fixtures for the admin API and CLI tests: a real single-member etcd on loopback, a founded
+cluster in it, the Flask test client, and the API served by a real gunicorn."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from vcapp import membership
+from vcapp.api import ApiConfig, create_app
+from vcapp.api.wsgi import gunicorn_command
+from vcapp.store import Store, wait_healthy
+
+ETCD_START_TIMEOUT = 20  # a fresh single member elects itself in about a second
+GUNICORN_START_TIMEOUT = 20
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def etcd_url(tmp_path_factory):
+    """A real etcd, alone on 127.0.0.1 with ports of its own; killed at the end of the session."""
+    data = tmp_path_factory.mktemp("etcd")
+    client, peer = free_port(), free_port()
+    url = f"http://127.0.0.1:{client}"
+    log = open(data / "etcd.log", "w")
+    proc = subprocess.Popen(
+        ["/usr/bin/etcd", "--name", "t", "--data-dir", str(data / "data"),
+         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+         "--initial-cluster", f"t=http://127.0.0.1:{peer}"],
+        stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(Store([url]), ETCD_START_TIMEOUT)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(10)
+        log.close()
+
+
+def wipe(store: Store) -> None:
+    store.delete("/vc/", prefix=True)
+
+
+@dataclass
+class Cluster:
+    store: Store
+    admin: str   # the initial admin token
+    join: str    # the initial join token
+    etcd_url: str
+
+
+FIRST = membership.NodeInfo(name="home-1", site="home", addr="10.0.0.1", api_url="http://10.0.0.1:7180",
+                            resources={"cpus": 4, "memory_mb": 8000, "free_memory_mb": 6000,
+                                       "disk_mb": 100_000, "free_disk_mb": 60_000})
+
+
+def found(etcd_url: str, max_nodes: int = 10) -> Cluster:
+    store = Store([etcd_url])
+    wipe(store)
+    admin, join = membership.create_cluster(store, name="acme", domain="apps.example.com",
+                                            edge="edge.example.com:443", first=FIRST, max_nodes=max_nodes)
+    return Cluster(store, str(admin), str(join), etcd_url)
+
+
+@pytest.fixture
+def cluster(etcd_url) -> Cluster:
+    """A freshly founded cluster `acme` with one machine, home-1 (records only, no daemon)."""
+    return found(etcd_url)
+
+
+@pytest.fixture
+def api(etcd_url):
+    """The Flask test client of the admin API over the test etcd."""
+    return create_app(ApiConfig.for_endpoints([etcd_url], "home-1")).test_client()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, etcd_url):
+    """The admin API served by a real gunicorn (the node daemon's command line), reading a real
+    node.json; yields (base url, cluster). Stopped after the module."""
+    cluster = found(etcd_url)
+    data = tmp_path_factory.mktemp("node")
+    port = free_port()
+    (data / "node.json").write_text(
+        '{"cluster": "acme", "name": "home-1", "site": "home", "addr": "127.0.0.1", '
+        f'"api_port": {port}, "endpoints": ["{etcd_url}"]}}')
+    env = dict(os.environ, VCAPP_DATA_DIR=str(data), PYTHONPATH=str(REPO))
+    log = open(data / "gunicorn.log", "w")
+    proc = subprocess.Popen(gunicorn_command([f"127.0.0.1:{port}"]), env=env, cwd=REPO,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/healthz", proc, data / "gunicorn.log")
+        yield url, cluster, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + GUNICORN_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"gunicorn exited {proc.returncode}:\n{log.read_text()}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} not healthy after {GUNICORN_START_TIMEOUT}s:\n{log.read_text()}")
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def vcapp_cli(tmp_path):
+    """Run `vcapp ...` as a person would: a separate process, its own HOME, no VCAPP_* env."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VCAPP_", "XDG_CONFIG"))}
+    env.update(HOME=str(home), PYTHONPATH=str(REPO))
+
+    def run(*args: str, timeout: float = 30, extra_env: dict | None = None) -> CliResult:
+        proc = subprocess.run([sys.executable, "-m", "vcapp", *args], env=env | (extra_env or {}),
+                              capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    run.home = home
+    return run
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}

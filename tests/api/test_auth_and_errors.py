@@ -1,0 +1,145 @@
+"""The admin API refuses what it must, with messages a person can act on, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vcapp import keys
+from vcapp.api import ApiConfig, create_app
+from tests.api.conftest import bearer
+
+pytestmark = pytest.mark.cluster
+
+WRONG_SECRET = "vcadm_0badc0de_" + "A" * 43
+
+
+def mutations(cluster):
+    """Requests that would change the cluster if they were let through."""
+    return [
+        ("post", "/v1/tokens/join", {"expires": "1h"}),
+        ("post", "/v1/tokens/admin", {"name": "intruder"}),
+        ("delete", "/v1/nodes/home-1", None),
+        ("delete", f"/v1/tokens/admin/{cluster.admin.split('_')[1]}", None),
+    ]
+
+
+@pytest.mark.parametrize("header, reason", [
+    (None, "no admin token"),
+    ({"Authorization": "Basic dXNlcjpwYXNz"}, "malformed Authorization header"),
+    ({"Authorization": "Bearer "}, "malformed Authorization header"),
+    (bearer("not-a-token"), "not a vcapp admin token"),
+    (bearer(WRONG_SECRET), "admin token not recognised"),
+])
+def test_bad_credentials_are_refused_and_change_nothing(api, cluster, header, reason):
+    revision = cluster.store.revision()
+    for method, path, body in mutations(cluster) + [("get", "/v1/nodes", None), ("get", "/openapi.json", None)]:
+        response = getattr(api, method)(path, json=body, headers=header or {})
+        assert response.status_code == 401, (path, response.json)
+        assert reason in response.json["error"]
+    assert cluster.store.revision() == revision
+    assert cluster.store.get(keys.node("home-1")) is not None
+
+
+def test_a_token_with_the_right_id_but_wrong_secret_is_refused(api, cluster):
+    token_id = cluster.admin.split("_")[1]
+    forged = f"vcadm_{token_id}_" + "B" * 43
+    revision = cluster.store.revision()
+    response = api.post("/v1/tokens/admin", json={"name": "forged"}, headers=bearer(forged))
+    assert response.status_code == 401
+    assert "not recognised" in response.json["error"]
+    assert cluster.store.revision() == revision
+
+
+def test_a_revoked_admin_token_is_refused_with_the_reason(api, cluster):
+    second = api.post("/v1/tokens/admin", json={"name": "bob"}, headers=bearer(cluster.admin)).json
+    assert api.get("/v1/nodes", headers=bearer(second["token"])).status_code == 200
+    assert api.delete(f"/v1/tokens/admin/{second['id']}", headers=bearer(cluster.admin)).status_code == 200
+    revision = cluster.store.revision()
+    for method, path, body in mutations(cluster):
+        response = getattr(api, method)(path, json=body, headers=bearer(second["token"]))
+        assert response.status_code == 401
+        assert f"admin token {second['id']} (bob) was revoked" in response.json["error"]
+    assert cluster.store.revision() == revision
+
+
+def test_the_last_valid_admin_token_cannot_be_revoked(api, cluster):
+    token_id = cluster.admin.split("_")[1]
+    response = api.delete(f"/v1/tokens/admin/{token_id}", headers=bearer(cluster.admin))
+    assert response.status_code == 409
+    assert "last valid one" in response.json["error"]
+    assert api.get("/v1/nodes", headers=bearer(cluster.admin)).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/tokens/join", "/v1/tokens/admin", "/v1/join"])
+@pytest.mark.parametrize("raw", ['{"name": "x",', "[1, 2]", "\xff\xfe"])
+def test_malformed_json_is_a_400_and_changes_nothing(api, cluster, path, raw):
+    revision = cluster.store.revision()
+    response = api.post(path, data=raw.encode("latin-1"), content_type="application/json",
+                        headers=bearer(cluster.admin))
+    assert response.status_code == 400
+    assert ("request body is not valid JSON" in response.json["error"]
+            or "must be a JSON object" in response.json["error"])
+    assert cluster.store.revision() == revision
+
+
+def test_invalid_fields_are_refused_with_what_would_be_valid(api, cluster):
+    revision = cluster.store.revision()
+    cases = [("/v1/tokens/join", {"expires": "3 fortnights"}, "is not a duration"),
+             ("/v1/tokens/join", {"uses": -1}, "uses: must be between 0"),
+             ("/v1/tokens/admin", {}, "give the token a name"),
+             ("/v1/join", {"node": {"name": "x"}}, "token: give the join token")]
+    for path, body, message in cases:
+        response = api.post(path, json=body, headers=bearer(cluster.admin))
+        assert response.status_code == 400, response.json
+        assert message in response.json["error"]
+    assert cluster.store.revision() == revision
+
+
+def test_unknown_route_and_wrong_method_answer_json(api, cluster):
+    response = api.get("/v1/nope", headers=bearer(cluster.admin))
+    assert response.status_code == 404
+    assert "openapi.json" in response.json["error"]
+    response = api.put("/v1/nodes", headers=bearer(cluster.admin))
+    assert response.status_code == 405
+    assert "GET" in response.json["error"]
+
+
+def test_unknown_token_ids_and_nodes_are_404_with_a_hint(api, cluster):
+    assert "list them" in api.delete("/v1/tokens/join/0000beef", headers=bearer(cluster.admin)).json["error"]
+    response = api.delete("/v1/nodes/nobody", headers=bearer(cluster.admin))
+    assert response.status_code == 404
+    assert "`vcapp nodes` lists them" in response.json["error"]
+    assert api.delete("/v1/tokens/join/XYZ", headers=bearer(cluster.admin)).status_code == 400
+
+
+def test_etcd_down_is_a_503_with_a_reason_and_healthz_says_so(api, cluster):
+    assert api.get("/healthz").status_code == 200
+    dead = create_app(ApiConfig.for_endpoints(["http://127.0.0.1:9"], "home-1")).test_client()
+    response = dead.get("/v1/nodes", headers=bearer(cluster.admin))
+    assert response.status_code == 503
+    assert "etcd" in response.json["error"] and "not answering" in response.json["error"]
+    health = dead.get("/healthz")
+    assert health.status_code == 503 and health.json["ok"] is False
+
+
+def test_openapi_lists_every_route_with_its_auth(api, cluster):
+    assert api.get("/openapi.json").status_code == 401
+    doc = api.get("/openapi.json", headers=bearer(cluster.admin)).json
+    assert doc["openapi"].startswith("3.")
+    app = api.application
+    expected = {(rule.rule.replace("<", "{").replace(">", "}"), method.lower())
+                for rule in app.url_map.iter_rules() for method in rule.methods - {"HEAD", "OPTIONS"}}
+    listed = {(path, method) for path, ops in doc["paths"].items() for method in ops}
+    assert listed == expected
+    assert {"/v1/join", "/v1/nodes/{name}", "/v1/status", "/v1/events", "/v1/tokens/join/{token}",
+            "/v1/tokens/admin", "/healthz", "/openapi.json"} <= set(doc["paths"])
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            assert op["summary"], (path, method)
+            public = (path, method) in {("/healthz", "get"), ("/v1/join", "post")}
+            assert op["security"] == ([] if public else [{"adminToken": []}]), (path, method)
+    assert doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
+    assert doc["paths"]["/v1/nodes/{name}"]["delete"]["parameters"][0]["name"] == "name"
+    json.dumps(doc)
