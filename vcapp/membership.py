@@ -252,7 +252,7 @@ def list_nodes(store: Store) -> list[dict]:
         name = entry.key[len(keys.NODES):]
         record = dict(entry.value)
         record["up"] = name in alive
-        record["last_seen"] = (alive.get(name) or {}).get("at", record.get("updated_at"))
+        record["last_seen"] = time.time() if record["up"] else (states.get(name) or {}).get("since")
         record["state_since"] = (states.get(name) or {}).get("since")
         result.append(record)
     return result

@@ -6,6 +6,7 @@ import os
 
 import click
 
+from vcapp.client import Login, save_login
 from vcapp.errors import VcError
 from vcapp.node import bootstrap
 from vcapp.node.etcd_members import DEFAULT_REPLACE_AFTER
@@ -21,13 +22,17 @@ def _labels(pairs: tuple[str, ...]) -> dict:
     return labels
 
 
-def _machine_options(f):
+def _machine_options(name_flag: str):
+    return lambda f: _add_machine_options(f, name_flag)
+
+
+def _add_machine_options(f, name_flag: str):
     f = click.option("--label", "labels", multiple=True, help="KEY=VALUE, e.g. gpu=true (repeatable).")(f)
     f = click.option("--addr", default=None, help="Address the other machines reach this one at "
                      "[default: the default route's interface address].")(f)
     f = click.option("--site", default=lambda: os.environ.get("VCAPP_SITE") or "default", show_default="$VCAPP_SITE or default",
                      help="Where this machine stands (home, office, ...): instances spread across sites.")(f)
-    f = click.option("--name", "node_name", default=None, help="This machine's name [default: its hostname].")(f)
+    f = click.option(name_flag, "node_name", default=None, help="This machine's name [default: its hostname].")(f)
     return f
 
 
@@ -41,7 +46,7 @@ def cluster() -> None:
 @click.option("--domain", required=True, help="Apps are served at <app>.<domain>.")
 @click.option("--edge", default="", help="The edge's public host:port (mesh coordination and ingress).")
 @click.option("--max-nodes", default=10, show_default=True, help="At most this many machines (10 at most).")
-@_machine_options
+@_machine_options("--node-name")
 def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
     """Found a cluster on this machine; prints the first admin token and join token."""
     try:
@@ -53,7 +58,7 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
     except VcError as e:
         raise click.ClickException(e.message)
     url = f"http://{addr}:7180"
-    _save_login(url, str(admin))
+    save_login(Login(url, str(admin)))
     click.echo(f"cluster {record['name']} created on {node_name} ({addr}), apps at *.{record['domain']}\n")
     click.echo(f"admin token (shown once; this machine is logged in with it):\n  {admin}\n")
     click.echo(f"join token (valid 1 hour; make more with `vcapp tokens join create`):\n  {join}\n")
@@ -61,17 +66,9 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
     click.echo(f"from an admin laptop:\n  vcapp login {url} <admin token>")
 
 
-def _save_login(url: str, token: str) -> None:
-    try:
-        from vcapp.client import save_login
-    except ImportError:
-        return
-    save_login(url, token)
-
-
 @click.command()
 @click.argument("token")
-@_machine_options
+@_machine_options("--name")
 def join(token, node_name, site, addr, labels) -> None:
     """Join this machine to a cluster with a join token."""
     try:

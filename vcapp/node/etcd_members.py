@@ -88,20 +88,21 @@ def plan_members(nodes: list[NodeView], members: list[MemberView], replace_after
     removed = {a.member_id for a in actions}
     members = [m for m in members if m.id not in removed]
 
-    pending_learner = any(m.learner and by_name.get(m.name) and not by_name[m.name].up for m in members)
-    if len(members) < members_target(len(nodes)) and spare and not pending_learner:
-        sites = {}
-        for m in members:
-            if m.name in by_name:
-                sites[by_name[m.name].site] = sites.get(by_name[m.name].site, 0) + 1
-        pick = min(spare, key=lambda n: (sites.get(n.site, 0), n.name))
-        actions.append(Action("invite", pick.name, 0, f"{len(members)} of {members_target(len(nodes))} members"))
-
     n_voters = sum(1 for m in members if not m.learner)
     for m in members:
         if m.learner and n_voters < voters_target(len(nodes)) and by_name.get(m.name) and by_name[m.name].up:
             actions.append(Action("promote", m.name, m.id, f"{n_voters} of {voters_target(len(nodes))} voters"))
             n_voters += 1
+    promoted = {a.member_id for a in actions if a.kind == "promote"}
+    # etcd admits one learner at a time: invite only when none is left unpromoted.
+    learner_left = any(m.learner and m.id not in promoted for m in members)
+    if len(members) < members_target(len(nodes)) and spare and not learner_left and not promoted:
+        sites: dict[str, int] = {}
+        for m in members:
+            if m.name in by_name:
+                sites[by_name[m.name].site] = sites.get(by_name[m.name].site, 0) + 1
+        pick = min(spare, key=lambda n: (sites.get(n.site, 0), n.name))
+        actions.append(Action("invite", pick.name, 0, f"{len(members)} of {members_target(len(nodes))} members"))
     return actions
 
 
@@ -122,7 +123,7 @@ def initial_cluster(members: list[Member], new_id: int, new_name: str) -> str:
 
 def apply(store: Store, action: Action, peer_url_of) -> None:
     """Carry out one action. Promotion of a learner that has not caught up fails: the next
-    controller tick tries again."""
+    controller tick tries again (and invites wait for it: etcd allows one learner at a time)."""
     if action.kind == "remove":
         remove_member(store, action.node, action.member_id, action.reason)
     elif action.kind == "invite":
