@@ -33,7 +33,7 @@ def test_status_reports_machines_up_and_down_with_counts(api, cluster):
     assert summary["sites"] == {"home": {"up": 1, "down": 0}, "office": {"up": 0, "down": 1}}
     assert summary["cpus"] == 4 and summary["memory_mb"] == 8000  # only machines that are up count
     nodes = {n["name"]: n for n in status["nodes"]}
-    assert nodes["home-1"]["up"] is True and nodes["home-1"]["last_seen"] == pytest.approx(seen)
+    assert nodes["home-1"]["up"] is True and abs(nodes["home-1"]["last_seen"] - seen) < 5
     assert nodes["office-1"]["up"] is False
     after = api.get("/v1/nodes", headers=bearer(cluster.admin)).json["nodes"]
     assert not any(n["up"] for n in after)  # the liveness key went with its lease
