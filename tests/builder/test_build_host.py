@@ -110,3 +110,56 @@ def test_failing_pip_install_fails_the_build_with_pips_message(host_env, tmp_pat
     with pytest.raises(BuildError) as err:
         build(tree, "badreq", 1, None, spawn=proc.local(host_env))
     assert "No matching distribution found for vcapp-no-such-package-ever" in str(err.value)
+
+
+PIPFILE = """\
+[[source]]
+url = "https://pypi.org/simple"
+verify_ssl = true
+name = "pypi"
+
+[packages]
+flask = "*"
+gunicorn = "*"
+"""
+
+PYPROJECT = """\
+[project]
+name = "asgi-sample"
+version = "0.1"
+dependencies = ["uvicorn"]
+
+[build-system]
+requires = ["setuptools>=61"]
+build-backend = "setuptools.build_meta"
+
+[tool.setuptools]
+py-modules = ["main"]
+"""
+
+ASGI_APP = '''\
+async def asgi(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"asgi says hi\\n"})
+
+app = asgi
+'''
+
+FLASK_PIPFILE_APP = FLASK_APP.replace("flask says hi", "pipfile flask says hi")
+
+
+@pytest.mark.parametrize("files, answer, server", [
+    ({"Pipfile": PIPFILE, "app.py": FLASK_PIPFILE_APP}, "pipfile flask says hi on 8080\n", "gunicorn"),
+    ({"pyproject.toml": PYPROJECT, "main.py": ASGI_APP}, "asgi says hi\n", "uvicorn"),
+], ids=["pipfile-gunicorn", "pyproject-uvicorn"])
+def test_pipfile_and_pyproject_apps_serve(host_env, tmp_path, stack_archives, files, answer, server):
+    tree = write_tree(tmp_path / "app", files)
+    result = build(tree, "pyvariant", 1, None, spawn=proc.local(host_env))
+    port, name = free_port(), "vcapp-builder-test-pyvariant"
+    podman(host_env, "rm", "-f", name)
+    podman(host_env, "run", "-d", "--name", name, "-e", "PORT=8080", "-p", f"127.0.0.1:{port}:8080", result.image)
+    try:
+        body, server_header = get(f"http://127.0.0.1:{port}/")
+    finally:
+        podman(host_env, "rm", "-f", name)
+    assert body == answer and server_header.startswith(server)
