@@ -33,12 +33,18 @@ def test_python_app_built_on_home1_runs_on_home2_from_the_registry(sim, home1, h
 
 
 def test_static_site_is_served_by_busybox(sim, home1, tmp_path):
-    tree = write_tree(tmp_path / "site", {"index.html": "<h1>static ok</h1>\n", "css/a.css": "h1{}"})
+    tree = write_tree(tmp_path / "site", {"index.html": "<h1>static ok</h1>\n", "css/a.css": "h1{}",
+                                          ".git/config": "[remote]\n", "secret.txt": "not for the web",
+                                          ".dockerignore": "secret.txt\n"})
     result = build(tree, "site", 1, None, **home1.build_kwargs())
     assert result.language == "static"
     home1.serve(result.image, "site-1", port=APP_PORT + 1)
-    assert wait_http(sim, "home-2", f"http://{home1.addr}:{APP_PORT + 1}/") == "<h1>static ok</h1>\n"
-    assert wait_http(sim, "home-2", f"http://{home1.addr}:{APP_PORT + 1}/css/a.css") == "h1{}"
+    site = f"http://{home1.addr}:{APP_PORT + 1}"
+    assert wait_http(sim, "home-2", f"{site}/") == "<h1>static ok</h1>\n"
+    assert wait_http(sim, "home-2", f"{site}/css/a.css") == "h1{}"
+    for hidden in ("/.git/config", "/secret.txt"):  # VCS dirs and .dockerignore'd files stay out
+        status = sim.fetch(f"{site}{hidden}", "-o", "/dev/null", "-w", "%{http_code}", host="home-2").stdout
+        assert status == "404", hidden
 
 
 DOCKERFILE = f"""\
