@@ -14,6 +14,7 @@ plain `podman pull` to work gets `registries_conf(address)` as a registries.conf
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 import urllib.error
@@ -61,8 +62,11 @@ class S3Storage:
         }}
 
 
-def config(address: str, storage: FilesystemStorage | S3Storage) -> dict:
-    """The registry's configuration (version 0.1 format) for `address` (host:port)."""
+def config(address: str, storage: FilesystemStorage | S3Storage, secret: str | None = None) -> dict:
+    """The registry's configuration (version 0.1 format) for `address` (host:port).
+
+    `secret` signs upload state: registries sharing one S3 bucket behind one name need the
+    same one (keep it in cluster state); a lone registry may let it be random."""
     return {
         "version": 0.1,
         "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
@@ -73,14 +77,16 @@ def config(address: str, storage: FilesystemStorage | S3Storage) -> dict:
             "redirect": {"disable": True},
             "maintenance": {"uploadpurging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False}},
         },
-        "http": {"addr": address, "headers": {"X-Content-Type-Options": ["nosniff"]}},
+        "http": {"addr": address, "secret": secret or secrets.token_hex(16),
+                 "headers": {"X-Content-Type-Options": ["nosniff"]}},
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
     }
 
 
-def write_config(path: Path, address: str, storage: FilesystemStorage | S3Storage) -> Path:
+def write_config(path: Path, address: str, storage: FilesystemStorage | S3Storage,
+                 secret: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config(address, storage), indent=2) + "\n")
+    path.write_text(json.dumps(config(address, storage, secret), indent=2) + "\n")
     path.chmod(0o600)  # may hold S3 keys
     return path
 
@@ -95,6 +101,12 @@ def pull_command(image: str) -> list[str]:
     return ["podman", "pull", "--tls-verify=false", image]
 
 
+def serve_command(config_path: Path) -> list[str]:
+    """The registry's command line. AWS_CA_BUNDLE is dropped: the registry's S3 client
+    panics on it ("unsupported transport") and plain-HTTP SeaweedFS needs no CA anyway."""
+    return ["env", "-u", "AWS_CA_BUNDLE", REGISTRY_BIN, "serve", str(config_path)]
+
+
 def answers(address: str, timeout: float = PROBE_TIMEOUT) -> bool:
     """Whether a registry answers the v2 API at address (probe from this namespace)."""
     try:
@@ -106,17 +118,17 @@ def answers(address: str, timeout: float = PROBE_TIMEOUT) -> bool:
 
 def start(address: str, storage: FilesystemStorage | S3Storage, config_path: Path,
           spawn: proc.Spawn | None = None, log: Path | None = None,
-          probe=None) -> subprocess.Popen:
+          probe=None, secret: str | None = None) -> subprocess.Popen:
     """Start the registry and wait until it answers; return its process.
 
     `probe(address) -> bool` checks readiness from where the registry listens (default: an
     HTTP GET from this process, right when spawn is local)."""
-    write_config(config_path, address, storage)
+    write_config(config_path, address, storage, secret)
     if isinstance(storage, FilesystemStorage):
         storage.root.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
-        registry = (spawn or proc.local())([REGISTRY_BIN, "serve", str(config_path)], stdin=subprocess.DEVNULL,
+        registry = (spawn or proc.local())(serve_command(config_path), stdin=subprocess.DEVNULL,
                                            stdout=out, stderr=subprocess.STDOUT)
     finally:
         if log:
