@@ -5,14 +5,21 @@ Until the machine belongs to a cluster (no node.json) it waits. Then, each tick:
 - keeps its liveness lease alive (/vc/alive/<name>), which is how the others know it is up;
 - accepts an invitation to become an etcd member;
 - refreshes its node record (resources) and the list of etcd endpoints it knows;
+- runs this machine's reconcile loops (`NODE_LOOPS`: containers, routes, storage, ...);
 - tries to hold /vc/election/controller with the same lease, and if it does, runs the
-  controller. When the machine dies the lease expires, and with it the leadership.
+  controller and the cluster-wide loops (`LEADER_LOOPS`: placement, ...). When the machine
+  dies the lease expires, and with it the leadership.
+
+A loop is an object with `name` and `step(ctx: NodeContext)`, made by a factory from the
+context once; each loop is "read desired, read actual, converge" and safe to rerun.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
+from typing import Callable, Protocol
 import signal
 import sys
 import threading
@@ -32,6 +39,28 @@ TICK = 0.5  # s: how often the lease is renewed and the controller looks; cheap 
 LEASE_TTL = 5  # s: a machine that stops renewing is declared dead this long after
 REFRESH_EVERY = 10.0  # s: node record (resources) and etcd endpoint list
 CONFIG_POLL = 1.0  # s: waiting for `cluster init` / `node join` to write node.json
+
+
+@dataclass
+class NodeContext:
+    """What a loop may use: this machine's config and data dir, the store, and the lease."""
+
+    cfg: NodeConfig
+    base: Path
+    store: Store
+    lease: int
+    leader: bool
+
+
+class Loop(Protocol):
+    name: str
+
+    def step(self, ctx: NodeContext) -> None: ...
+
+
+# Factories of this machine's loops and of the leader's loops; components add theirs here.
+NODE_LOOPS: list[Callable[[NodeContext], Loop]] = []
+LEADER_LOOPS: list[Callable[[NodeContext], Loop]] = []
 
 
 def pid_file() -> Path:
@@ -63,6 +92,7 @@ class Agent:
         self.store: Store | None = None
         self._endpoints: list[str] = []
         self._last_refresh = 0.0
+        self._loops: dict[str, Loop] = {}
 
     # ---- the loop ------------------------------------------------------------------------
 
@@ -85,6 +115,7 @@ class Agent:
             if time.monotonic() - self._last_refresh > REFRESH_EVERY:
                 self._refresh(cfg, store)
             self._lead(store)
+            self._run_loops(cfg, store)
         except StoreUnavailable as e:
             if self.lease:
                 log.warning("etcd unreachable (%s); liveness cannot be renewed", e)
@@ -164,6 +195,22 @@ class Agent:
                 log.info("elected controller")
         if self.leader and self.controller:
             self.controller.tick()
+
+
+    def _run_loops(self, cfg: NodeConfig, store: Store) -> None:
+        ctx = NodeContext(cfg, self.base, store, self.lease, self.leader)
+        factories = [(f, False) for f in NODE_LOOPS] + [(f, True) for f in LEADER_LOOPS]
+        for factory, leader_only in factories:
+            if leader_only and not self.leader:
+                continue
+            key = f"{factory.__module__}.{getattr(factory, '__qualname__', factory)}"
+            loop = self._loops.get(key) or self._loops.setdefault(key, factory(ctx))
+            try:
+                loop.step(ctx)
+            except StoreUnavailable:
+                raise
+            except Exception:  # one broken loop must not stop liveness or the others
+                log.exception("loop %s failed; next tick tries again", loop.name)
 
 
 def main(replace_after: float) -> None:
