@@ -20,6 +20,7 @@ from vcapp.store import Store, absent, delete_op, put_op, unchanged
 MAX_NODES = 10
 NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+REMOVE_ATTEMPTS = 5  # a removal races only the machine's own periodic refresh of its record
 DEFAULT_JOIN_TTL = 3600  # a join token that lives forever is a door left open
 
 
@@ -231,14 +232,18 @@ def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
 
 def remove_node(store: Store, name: str) -> dict:
     """Forget a machine: its record, liveness and state. Returns the removed record."""
-    entry = store.get(keys.node(name))
-    if entry is None:
-        raise NotFound(f"no machine named {name!r}; `vcapp nodes` lists them")
-    store.txn(
-        [unchanged(keys.node(name), entry.mod_revision)],
-        [delete_op(keys.node(name)), delete_op(keys.alive(name)), delete_op(keys.nodestate(name)),
-         put_op(keys.NODES_VERSION, {"at": time.time()})],
-    )
+    for _ in range(REMOVE_ATTEMPTS):  # the machine's agent rewrites its record every few seconds
+        entry = store.get(keys.node(name))
+        if entry is None:
+            raise NotFound(f"no machine named {name!r}; `vcapp nodes` lists them")
+        if store.txn(
+            [unchanged(keys.node(name), entry.mod_revision)],
+            [delete_op(keys.node(name)), delete_op(keys.alive(name)), delete_op(keys.nodestate(name)),
+             put_op(keys.NODES_VERSION, {"at": time.time()})],
+        ):
+            break
+    else:
+        raise Conflict(f"machine {name!r} kept changing while being removed; run the removal again")
     events.record(store, "node.removed", f"{name} removed from the cluster", node=name)
     return entry.value
 
