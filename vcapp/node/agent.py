@@ -5,9 +5,9 @@ Until the machine belongs to a cluster (no node.json) it waits. Then, each tick:
 - keeps its liveness lease alive (/vc/alive/<name>), which is how the others know it is up;
 - accepts an invitation to become an etcd member;
 - refreshes its node record (resources) and the list of etcd endpoints it knows;
-- runs this machine's reconcile loops (`NODE_LOOPS`: containers, routes, storage, ...);
+- runs this machine's reconcile loops (vcapp/node/loops.py: containers, routes, storage...);
 - tries to hold /vc/election/controller with the same lease, and if it does, runs the
-  controller and the cluster-wide loops (`LEADER_LOOPS`: placement, ...). When the machine
+  controller and the cluster-wide loops (placement, ...). When the machine
   dies the lease expires, and with it the leadership.
 
 A loop is an object with `name` and `step(ctx: NodeContext)`, made by a factory from the
@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 import signal
 import sys
 import threading
@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from vcapp import __version__, keys
-from vcapp.node import etcd, etcd_members, resources
+from vcapp.node import etcd, etcd_members, loops, resources
 from vcapp.node.children import Child
 from vcapp.node.config import NodeConfig, config_path, data_dir, run_dir
 from vcapp.node.controller import Controller
@@ -56,11 +56,6 @@ class Loop(Protocol):
     name: str
 
     def step(self, ctx: NodeContext) -> None: ...
-
-
-# Factories of this machine's loops and of the leader's loops; components add theirs here.
-NODE_LOOPS: list[Callable[[NodeContext], Loop]] = []
-LEADER_LOOPS: list[Callable[[NodeContext], Loop]] = []
 
 
 def pid_file() -> Path:
@@ -199,7 +194,7 @@ class Agent:
 
     def _run_loops(self, cfg: NodeConfig, store: Store) -> None:
         ctx = NodeContext(cfg, self.base, store, self.lease, self.leader)
-        factories = [(f, False) for f in NODE_LOOPS] + [(f, True) for f in LEADER_LOOPS]
+        factories = [(f, False) for f in loops.node_loops()] + [(f, True) for f in loops.leader_loops()]
         for factory, leader_only in factories:
             if leader_only and not self.leader:
                 continue
