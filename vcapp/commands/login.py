@@ -25,5 +25,6 @@ def login(url: str, token: str | None) -> None:
     path = save_login(credentials)
     count = answer["summary"]
     click.echo(f"logged in to cluster {answer['cluster']['name']} at {credentials.url} "
-               f"as {answer.get('admin')!r} ({count['nodes']} machines, {count['up']} up)")
+               f"as {answer.get('admin')!r} ({count['nodes']} machine{'s' if count['nodes'] != 1 else ''}, "
+               f"{count['up']} up)")
     click.echo(f"saved to {path}")
