@@ -35,6 +35,8 @@ import socket
 from dataclasses import dataclass
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection
 
 PREFIX = "/_mesh"
 PROBE_MAGIC = b"vcmesh-probe"
@@ -42,6 +44,10 @@ PROBE_TIMEOUT = 1.0
 # A long poll shorter than common proxy idle timeouts (60 s) so Caddy never cuts it.
 LONG_POLL = 25.0
 HTTP_TIMEOUT = 10.0
+# TCP keepalive on the coordination connection: after a roam (new public address) the
+# router has forgotten the old flow and the edge answers a probe with a reset, so a long
+# poll that can no longer be answered is noticed in seconds instead of at its timeout.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 3, 3, 3
 
 
 class CoordError(RuntimeError):
@@ -77,6 +83,17 @@ def validate_registration(msg: dict) -> str | None:
     return None
 
 
+class KeepaliveAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        kwargs["socket_options"] = HTTPConnection.default_socket_options + [
+            (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
+            (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE),
+            (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL),
+            (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_COUNT),
+        ]
+        super().init_poolmanager(*args, **kwargs)
+
+
 class Client:
     """A machine's side of the coordination protocol."""
 
@@ -84,6 +101,8 @@ class Client:
         self.base = base_url.rstrip("/")
         self.identity = identity
         self.http = requests.Session()
+        self.http.mount("http://", KeepaliveAdapter())
+        self.http.mount("https://", KeepaliveAdapter())
 
     def _check(self, resp: requests.Response) -> dict:
         if resp.status_code != 200:

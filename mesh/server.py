@@ -201,12 +201,19 @@ def udp_echo(sock: socket.socket, stop: threading.Event) -> None:
                 pass
 
 
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-answer (long polls do) is not worth a traceback."""
+        log.debug("connection from %s ended with an error", client_address[0], exc_info=True)
+
+
 class MeshService:
     """The running HTTP service and its UDP echo."""
 
     def __init__(self, state: CoordState, host: str, port: int, wg_port: int):
-        ThreadingHTTPServer.daemon_threads = True
-        self.http = ThreadingHTTPServer((host, port), make_handler(state, wg_port))
+        self.http = QuietServer((host, port), make_handler(state, wg_port))
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind((host, self.http.server_address[1]))
         self.stop = threading.Event()
