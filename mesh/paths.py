@@ -134,7 +134,7 @@ class EdgeLink:
         return self._switch(now, "udp") if udp_ok else None
 
     def _switch(self, now: float, transport: str) -> str:
-        self.transport, self.since, self.heard_at = transport, now, None
+        self.transport, self.since, self.heard_at, self.probed_at = transport, now, None, now
         return transport
 
 
