@@ -1,12 +1,15 @@
 """Fixtures for storage tests: a simulated 3-machine site running etcd and SeaweedFS.
 
-`SimHost` is the storage.host.Host of a simulated machine. `storage_cluster` (module
-scope) boots three machines on one LAN, a 3-member etcd (a service of each machine, so it
-returns when the machine is revived), and the storage agent's processes on every machine.
+`SimHost` is the storage.host.Host of a simulated machine. `storage_sim` (module scope)
+boots three machines on one LAN; `start_storage_cluster` starts a 3-member etcd on them (a
+service of each machine, so it returns when the machine is revived) and the storage
+agent's processes on every machine.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from storage import agent
 from storage.host import weed_binary
 from storage.plan import ClusterPlan, Machine, plan_cluster
 from vcapp.dev.cluster import DevCluster
+from vcapp.dev.topology import default
 
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
@@ -111,6 +115,14 @@ def start_storage_cluster(dc: DevCluster, names: list[str], sites: dict[str, str
 
 
 @pytest.fixture(scope="module")
-def storage_cluster(make_sim) -> StorageCluster:
-    sim = make_sim(home=3, office=0)
-    return start_storage_cluster(sim.dc, ["home-1", "home-2", "home-3"])
+def storage_sim():
+    """A 3-machine LAN (home-1..3) under its own name (s<hex>): other test sessions clean up
+    stale t<hex> clusters at start, and must not take this one down while it runs."""
+    if os.geteuid() != 0:
+        pytest.fail("storage cluster tests create network namespaces: run them as root")
+    dc = DevCluster("s" + secrets.token_hex(2))
+    try:
+        dc.up(default(dc.name, 3, 0))
+        yield dc
+    finally:
+        dc.down()
