@@ -3,6 +3,7 @@ cluster in it, the Flask test client, and the API served by a real gunicorn."""
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from vcapp.store import Store, wait_healthy
 ETCD_START_TIMEOUT = 20  # a fresh single member elects itself in about a second
 GUNICORN_START_TIMEOUT = 20
 REPO = Path(__file__).resolve().parents[2]
+CLUSTER_KEY = bytes(range(32))  # what the serving machine keeps in <data dir>/keys/cluster.key
 
 
 def free_port() -> int:
@@ -87,7 +89,7 @@ def cluster(etcd_url) -> Cluster:
 @pytest.fixture
 def api(etcd_url):
     """The Flask test client of the admin API over the test etcd."""
-    return create_app(ApiConfig.for_endpoints([etcd_url], "home-1")).test_client()
+    return create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +102,8 @@ def served(tmp_path_factory, etcd_url):
     (data / "node.json").write_text(
         '{"cluster": "acme", "name": "home-1", "site": "home", "addr": "127.0.0.1", '
         f'"api_port": {port}, "endpoints": ["{etcd_url}"]}}')
+    (data / "keys").mkdir(mode=0o700)
+    (data / "keys" / "cluster.key").write_text(base64.b64encode(CLUSTER_KEY).decode())
     env = dict(os.environ, VCAPP_DATA_DIR=str(data), PYTHONPATH=str(REPO))
     log = open(data / "gunicorn.log", "w")
     proc = subprocess.Popen(gunicorn_command([f"127.0.0.1:{port}"]), env=env, cwd=REPO,
@@ -158,3 +162,4 @@ def vcapp_cli(tmp_path):
 
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+

@@ -7,8 +7,11 @@ import time
 
 import pytest
 
+import base64
+
 from vcapp import keys, tokens
-from tests.api.conftest import bearer, found
+from vcapp.api import ApiConfig, create_app
+from tests.api.conftest import CLUSTER_KEY, bearer, found
 
 pytestmark = pytest.mark.cluster
 
@@ -34,6 +37,7 @@ def assert_refused(api, cluster, token: str, name: str, status: int, message: st
     response = join(api, token, name)
     assert response.status_code == status, response.json
     assert message in response.json["error"]
+    assert "cluster_key" not in response.json
     assert cluster.store.get(keys.node(name)) is None
     assert cluster.store.count(keys.NODES) == nodes_before
     listed = api.get("/v1/nodes", headers=bearer(cluster.admin)).json["nodes"]
@@ -48,6 +52,7 @@ def test_a_good_join_is_201_and_the_machine_is_listed(api, cluster):
                                  "edge": "edge.example.com:443"}
     assert answer["node"]["site"] == "office" and answer["node"]["cpus"] == 2
     assert answer["endpoints"] == [cluster.etcd_url]
+    assert base64.b64decode(answer["cluster_key"]) == CLUSTER_KEY
     listed = {n["name"]: n for n in api.get("/v1/nodes", headers=bearer(cluster.admin)).json["nodes"]}
     assert set(listed) == {"home-1", "office-1"}
     assert listed["office-1"]["up"] is False  # no daemon keeps its liveness key alive in this test
@@ -148,3 +153,10 @@ def test_removing_a_machine_forgets_it(api, cluster):
     assert names == {"home-1"}
     # the name is free again: the same machine can come back with a join token
     assert join(api, cluster.join, "office-1").status_code == 201
+
+
+def test_a_machine_without_the_cluster_key_refuses_joins_before_admitting(etcd_url, cluster):
+    keyless = create_app(ApiConfig.for_endpoints([etcd_url], "home-1")).test_client()
+    assert_refused(keyless, cluster, cluster.join, "office-1", 503, "no cluster key")
+    token_id = tokens.parse_join_token(cluster.join).id
+    assert cluster.store.value(keys.join_token(token_id))["uses"] == 0

@@ -12,25 +12,28 @@ from vcapp.store import Store
 
 @dataclass(frozen=True)
 class ApiConfig:
-    """`store` returns a Store for the calling thread; `node` names the machine serving."""
+    """`store` returns a Store for the calling thread; `node` names the machine serving;
+    `cluster_key` reads the cluster's secret key (handed to joining machines), None if absent."""
 
     store: Callable[[], Store]
     node: str
+    cluster_key: Callable[[], bytes] | None = None
 
     @classmethod
-    def for_endpoints(cls, endpoints: list[str], node: str) -> ApiConfig:
-        return cls(store=per_thread_store(endpoints), node=node)
+    def for_endpoints(cls, endpoints: list[str], node: str,
+                      cluster_key: Callable[[], bytes] | None = None) -> ApiConfig:
+        return cls(store=per_thread_store(endpoints), node=node, cluster_key=cluster_key)
 
     @classmethod
     def from_node_config(cls) -> ApiConfig:
         """This machine's API: etcd endpoints and name from its node.json."""
-        from vcapp.node.config import NodeConfig, config_path
+        from vcapp.node.config import NodeConfig, cluster_key, config_path
 
         node_config = NodeConfig.load()
         if node_config is None:
             raise Unavailable(f"no node configuration at {config_path()}; this machine is not in a cluster yet "
                               "(`vcapp cluster init` or `vcapp node join TOKEN`)")
-        return cls.for_endpoints(node_config.store_endpoints(), node_config.name)
+        return cls.for_endpoints(node_config.store_endpoints(), node_config.name, cluster_key)
 
 
 def per_thread_store(endpoints: list[str]) -> Callable[[], Store]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 
 from flask import Blueprint, g, jsonify
@@ -10,7 +11,7 @@ from vcapp import keys, membership
 from vcapp.api import context
 from vcapp.api.auth import public
 from vcapp.api.body import json_body
-from vcapp.errors import BadRequest
+from vcapp.errors import BadRequest, Unavailable
 from vcapp.store import Store
 
 bp = Blueprint("nodes", __name__)
@@ -36,11 +37,27 @@ def join():
     if not isinstance(token, str) or not token:
         raise BadRequest("token: give the join token (`vcapp tokens join create` prints one)")
     info = membership.NodeInfo.from_json(body.get("node"))
+    key = cluster_key()  # before admitting: a join this machine cannot complete leaves no trace
     store = context.store()
     cluster = membership.admit_node(store, token, info)
     endpoints = [url for m in store.members() if not m.is_learner for url in m.client_urls]
     node = store.value(keys.node(info.name))
-    return jsonify(cluster=public_cluster(cluster), node=node, endpoints=endpoints), 201
+    return jsonify(cluster=public_cluster(cluster), node=node, endpoints=endpoints, cluster_key=key), 201
+
+
+def cluster_key() -> str:
+    """The cluster key for a joining machine (app secrets, mesh credentials), base64.
+
+    It travels only in the answer to a valid join, never through etcd.
+    """
+    read = context.config().cluster_key
+    try:
+        if read is None:
+            raise OSError("no cluster key configured")
+        return base64.b64encode(read()).decode()
+    except OSError:
+        raise Unavailable("this machine has no cluster key on its disk; send the join to another "
+                          "cluster machine (the token lists them all)") from None
 
 
 @bp.get("/v1/nodes")
