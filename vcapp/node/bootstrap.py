@@ -6,7 +6,9 @@ daemon), so a refused join or a failed init leaves nothing half-done behind.
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,7 +21,8 @@ import requests
 from vcapp import __version__, keys, membership, tokens
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
 from vcapp.node import agent, etcd, etcd_members, resources
-from vcapp.node.config import EtcdRole, NodeConfig, config_path, data_dir
+from vcapp.node.config import (EtcdRole, NodeConfig, cluster_key_path, config_path, data_dir,
+                               save_cluster_key)
 from vcapp.store import Store, StoreUnavailable, wait_healthy
 
 START_TIMEOUT = 60.0  # s: etcd's first start plus the daemon's; seconds normally, slow disks more
@@ -83,6 +86,7 @@ def stop_daemon() -> None:
 def _forget_local_state() -> None:
     stop_daemon()
     config_path().unlink(missing_ok=True)
+    cluster_key_path().unlink(missing_ok=True)
     shutil.rmtree(etcd.data_dir(data_dir()), ignore_errors=True)
 
 
@@ -100,6 +104,7 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
                      etcd=EtcdRole(member=True, state="new", initial_cluster=f"{node_name}=http://{addr}:2380"))
     cfg.endpoints = [cfg.etcd_client_url]
     cfg.save()
+    save_cluster_key(secrets.token_bytes(32))
     try:
         ensure_daemon()
         store = Store([cfg.etcd_client_url])
@@ -146,6 +151,7 @@ def join_cluster(token_text: str, *, node_name: str, site: str, addr: str, label
     answer = request_join(token_text, info)
     cfg = NodeConfig(cluster=answer["cluster"]["name"], name=node_name, site=site, addr=addr, labels=labels,
                      endpoints=list(answer["endpoints"]))
+    save_cluster_key(base64.b64decode(answer["cluster_key"]))
     cfg.save()
     ensure_daemon()
     _wait_alive(Store(cfg.endpoints), node_name)

@@ -10,6 +10,9 @@ run dir (pid files, status) is $VCAPP_RUN_DIR or /run/vcapp.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -30,6 +33,29 @@ def run_dir() -> Path:
 
 def config_path() -> Path:
     return data_dir() / "node.json"
+
+
+def cluster_key_path() -> Path:
+    return data_dir() / "keys" / "cluster.key"
+
+
+def cluster_key() -> bytes:
+    """The cluster's 32-byte secret: encrypts app secrets in etcd, derives the mesh key.
+    Every machine has it on disk (mode 0600); it is never stored in etcd."""
+    return base64.b64decode(cluster_key_path().read_text())
+
+
+def save_cluster_key(key: bytes) -> None:
+    path = cluster_key_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(key).decode())
+
+
+def derived_key(purpose: str) -> bytes:
+    """A key for one purpose (e.g. "mesh", "sessions"), derived from the cluster key."""
+    return hmac.new(cluster_key(), purpose.encode(), hashlib.sha256).digest()
 
 
 @dataclass
