@@ -31,7 +31,7 @@ from vcapp.node import etcd, etcd_members, loops, resources
 from vcapp.node.children import Child
 from vcapp.node.config import NodeConfig, config_path, data_dir, run_dir
 from vcapp.node.controller import Controller
-from vcapp.store import Store, StoreUnavailable, absent, put_op
+from vcapp.store import Store, StoreUnavailable, absent, put_op, unchanged
 
 log = logging.getLogger("vcapp.node")
 
@@ -174,8 +174,11 @@ class Agent:
         if record is None:
             return  # removed from the cluster: `vcapp node leave` cleans up the rest
         measured = resources.measure(self.base)
-        store.put(keys.node(cfg.name), dict(record.value, **measured, version=__version__,
-                                            etcd_member=cfg.etcd.member, updated_at=time.time()))
+        fresh = dict(record.value, **measured, version=__version__, etcd_member=cfg.etcd.member,
+                     updated_at=time.time())
+        # Only if nobody changed (or removed) the record since we read it: a refresh must never
+        # bring back a machine an admin just removed.
+        store.txn([unchanged(keys.node(cfg.name), record.mod_revision)], [put_op(keys.node(cfg.name), fresh)])
         urls = sorted({u for m in store.members() for u in m.client_urls})
         if urls and urls != sorted(cfg.endpoints):
             cfg.endpoints = urls
