@@ -1,0 +1,173 @@
+"""Pure logic of storage/: replication codes, the storage plan, the writer guard, parsers."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import guard, replication
+from storage.mount import mount_entry
+from storage.plan import Machine, machine_processes, plan_cluster
+from storage.shell import parse_volume_list
+from storage.volumes import rule_command, under_replicated
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("sites, code", [
+    (["home"] * 3, "020"),                        # one site: three machines of it
+    (["home"] * 5, "020"),                        # never more than 3 copies
+    (["home", "home", "office"], "110"),          # a copy in the other site
+    (["home", "office", "lab"], "200"),           # one copy per site
+    (["home", "home", "office", "office"], "110"),
+    (["home", "home"], "010"),                    # degraded: two machines, one site
+    (["home", "office"], "100"),                  # degraded: one machine per site
+    (["home"], "000"),                            # last machine standing
+])
+def test_code_follows_the_live_machines(sites, code):
+    chosen = replication.choose_code(sites)
+    assert chosen == code
+    assert replication.feasible(chosen, sites)
+    assert replication.copies(chosen) == min(3, len(sites))
+
+
+def test_state_is_degraded_below_three_copies():
+    assert replication.state("110") == "healthy"
+    assert replication.state("010") == "degraded"
+
+
+def test_no_live_machine_is_an_error_saying_what_to_do():
+    with pytest.raises(replication.ReplicationError, match="revive"):
+        replication.choose_code([])
+
+
+def test_infeasible_codes_are_detected():
+    assert not replication.feasible("020", ["home", "home", "office"])  # only 2 racks in home
+    assert not replication.feasible("001", ["home"] * 3)  # one server per rack
+    assert not replication.feasible("200", ["home", "home", "office"])  # only 2 sites
+
+
+MACHINES = [Machine(f"m{i}", "home" if i < 3 else "office", f"10.0.0.{i}") for i in range(1, 6)]
+
+
+def test_plan_puts_three_masters_on_the_first_machines_and_everything_else_everywhere():
+    plan = plan_cluster(list(reversed(MACHINES)), ["10.0.0.1:2379"])
+    assert [m.name for m in plan.masters] == ["m1", "m2", "m3"]
+    assert plan.default_replication == "110"
+    for m in MACHINES:
+        specs = {s.name: s for s in machine_processes(plan, m.name)}
+        assert set(specs) == ({"master", "volume", "filer"} if m in plan.masters else {"volume", "filer"})
+        vol = specs["volume"].argv
+        assert f"-dataCenter={m.site}" in vol and f"-rack={m.name}" in vol
+        assert "-master=10.0.0.1:9333,10.0.0.2:9333,10.0.0.3:9333" in vol
+        filer = specs["filer"]
+        assert "-s3" in filer.argv and "-defaultReplicaPlacement=110" in filer.argv
+        assert 'servers = "10.0.0.1:2379"' in filer.files["filer.toml"]
+        assert "[leveldb2]\nenabled = false" in filer.files["filer.toml"]
+
+
+def test_small_clusters_run_one_master_without_peers():
+    plan = plan_cluster(MACHINES[:2], ["10.0.0.1:2379"])
+    assert [m.name for m in plan.masters] == ["m1"]
+    master = machine_processes(plan, "m1")[0]
+    assert master.name == "master" and "-peers=none" in master.argv
+
+
+def test_plan_needs_etcd():
+    with pytest.raises(ValueError, match="etcd"):
+        plan_cluster(MACHINES, [])
+
+
+def test_filer_list_puts_the_local_filer_first():
+    plan = plan_cluster(MACHINES, ["e:2379"])
+    assert plan.filer_list(plan.machine("m4")).split(",")[0] == "10.0.0.4:8888"
+
+
+def test_rules_ask_for_fsync_and_a_growth_count_the_engine_accepts():
+    line = rule_command("/volumes/a/b/", "vol_a_b", "010")
+    assert "-fsync" in line and "-replication=010" in line and "-volumeGrowthCount=2" in line
+    assert "-collection" not in rule_command("/buckets/a/", "", "020")  # buckets keep their own
+
+
+VOLUME_LIST = """\
+Topology volumeSizeLimit:1024 MB hdd(volume:9/600 active:9 free:591 remote:0)
+  DataCenter home hdd(volume:9/600 active:9 free:591 remote:0)
+    Rack home-1 hdd(volume:3/200 active:3 free:197 remote:0)
+      DataNode 10.1.0.11:8080 hdd(volume:3/200 active:3 free:197 remote:0)
+        Disk hdd(volume:3/200 active:3 free:197 remote:0) id:0
+          volume Id:1, Size:8, ReplicaPlacement:020, Collection:vol_a_b, Version:3, Ttl:, FileCount:0, DeleteCount:0, DeletedByteCount:0, ReadOnly:false, ModifiedAtSecond:1
+          volume Id:7, Size:8, ReplicaPlacement:010, Collection:vol_a_b, Version:3, Ttl:, FileCount:2, DeleteCount:0, DeletedByteCount:0, ReadOnly:false, ModifiedAtSecond:1
+    Rack home-2 hdd(volume:3/200 active:3 free:197 remote:0)
+      DataNode 10.1.0.12:8080 hdd(volume:3/200 active:3 free:197 remote:0)
+          volume Id:1, Size:8, ReplicaPlacement:020, Collection:vol_a_b, Version:3, Ttl:, FileCount:0, DeleteCount:0, DeletedByteCount:0, ReadOnly:true, ModifiedAtSecond:1
+          volume Id:7, Size:8, ReplicaPlacement:010, Collection:vol_a_b, Version:3, Ttl:, FileCount:2, DeleteCount:0, DeletedByteCount:0, ReadOnly:false, ModifiedAtSecond:1
+"""
+
+
+def test_volume_list_is_parsed_per_copy_and_short_volumes_found():
+    copies = parse_volume_list(VOLUME_LIST)
+    assert [(c["id"], c["node"], c["replication"]) for c in copies] == [
+        (1, "10.1.0.11:8080", "020"), (7, "10.1.0.11:8080", "010"),
+        (1, "10.1.0.12:8080", "020"), (7, "10.1.0.12:8080", "010")]
+    assert copies[2]["read_only"] and copies[1]["files"] == 2
+    # 1 lost a copy of its 3; 7 has its 2 but 3 are wanted again
+    assert set(under_replicated(copies, "020")) == {1, 7}
+    assert set(under_replicated(copies, "010")) == {1}
+
+
+def test_mount_entry_reads_the_kernel_table(tmp_path):
+    table = tmp_path / "mountinfo"
+    table.write_text(
+        "22 1 8:1 / / rw - ext4 /dev/vda rw\n"
+        "130 27 0:57 / /run/vc/x/vol\\040a rw,nosuid - fuse.seaweedfs 10.1.0.11:8888:/volumes/a/b rw\n"
+    )
+    assert mount_entry(tmp_path / "nothing", str(table)) is None
+    assert mount_entry("/", str(table))["fstype"] == "ext4"
+    entry = mount_entry("/run/vc/x/vol a", str(table))
+    assert entry["fstype"] == "fuse.seaweedfs" and entry["source"].endswith(":/volumes/a/b")
+
+
+class MemoryStore:
+    """A stand-in for etcd's transactions, for the pure rules of the writer guard."""
+
+    def __init__(self):
+        self.kv: dict[str, str] = {}
+
+    def get(self, key):
+        return self.kv.get(key)
+
+    def put_if_absent(self, key, value):
+        if key in self.kv:
+            return False
+        self.kv[key] = value
+        return True
+
+    def delete_if_equal(self, key, value):
+        if self.kv.get(key) != value:
+            return False
+        del self.kv[key]
+        return True
+
+
+def test_one_writer_per_volume():
+    store = MemoryStore()
+    assert guard.acquire_writer(store, "blog", "data", "home-1", "i1") == {"node": "home-1", "instance": "i1"}
+    assert guard.acquire_writer(store, "blog", "data", "home-1", "i1")  # again: still ours
+    with pytest.raises(guard.WriterConflict, match="held for writing by home-1"):
+        guard.acquire_writer(store, "blog", "data", "home-2", "i2")
+    assert guard.acquire_writer(store, "blog", "other", "home-2", "i2")  # another volume is free
+    assert not guard.release_writer(store, "blog", "data", "home-2", "i2")  # not the holder
+    assert guard.release_writer(store, "blog", "data", "home-1", "i1")
+    assert guard.acquire_writer(store, "blog", "data", "home-2", "i2")
+
+
+def test_lease_expiry_frees_the_volume():
+    store = MemoryStore()
+    guard.acquire_writer(store, "blog", "data", "home-1", "i1")
+    store.kv.pop(guard.writer_key("blog", "data"))  # etcd deletes keys of an expired lease
+    assert guard.acquire_writer(store, "blog", "data", "home-2", "i2")["node"] == "home-2"
+
+
+def test_decide_is_pure():
+    assert guard.decide(None, "a", "i") == guard.Decision(True, True, None)
+    assert not guard.decide({"node": "b", "instance": "j"}, "a", "i").granted
+    assert not guard.decide({"node": "a", "instance": "old"}, "a", "i").granted  # another instance
