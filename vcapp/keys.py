@@ -10,6 +10,11 @@
     /vc/etcd/members/<name>      {member_id, peer_url, client_url}: machines that run an etcd member
     /vc/events/<ms>-<rand>       {time, kind, node?, app?, message}
     /vc/election/<role>          the leader of <role>, bound to its lease
+    /vc/apps/<app>               app spec (placer/model.py) + revision, created_at (vcapp/apps.py)
+    /vc/assign/<app>/<inst>      the placer's assignment of one instance (placer/model.py)
+    /vc/pending/<app>            {"instances": {inst: reason}, "since": t}: instances without a machine
+    /vc/status/<node>/<app>/<inst>  runtime report (runtime/agent.py), bound to <node>'s lease
+    /vc/secrets/<app>            {"names": [...], "data": Fernet token of {name: value}} (vcapp/secrets.py)
 """
 
 CLUSTER = "/vc/cluster"
@@ -22,6 +27,11 @@ ADMIN_TOKENS = "/vc/tokens/admin/"
 ETCD_MEMBERS = "/vc/etcd/members/"
 EVENTS = "/vc/events/"
 ELECTION = "/vc/election/"
+APPS = "/vc/apps/"
+ASSIGN = "/vc/assign/"
+PENDING = "/vc/pending/"
+STATUS = "/vc/status/"
+SECRETS = "/vc/secrets/"
 
 
 def node(name: str) -> str:
@@ -50,6 +60,30 @@ def etcd_member(name: str) -> str:
 
 def election(role: str) -> str:
     return ELECTION + role
+
+
+def app(name: str) -> str:
+    return APPS + name
+
+
+def assign(app_name: str, instance: str = "") -> str:
+    """One instance's assignment, or (no instance) the prefix of all of an app's."""
+    return f"{ASSIGN}{app_name}/{instance}"
+
+
+def pending(app_name: str) -> str:
+    return PENDING + app_name
+
+
+def status(node_name: str, app_name: str = "", instance: str = "") -> str:
+    """A runtime report, or (fewer parts) the prefix of a node's or a node's app's reports."""
+    if not app_name:
+        return f"{STATUS}{node_name}/"
+    return f"{STATUS}{node_name}/{app_name}/{instance}"
+
+
+def secrets(app_name: str) -> str:
+    return SECRETS + app_name
 
 
 def name_of(key: str, prefix: str) -> str:
