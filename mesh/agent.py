@@ -167,7 +167,7 @@ class Agent:
     def _edge_endpoint(self) -> str:
         if self.edge_link.transport == "tcp":
             if self.shim is None:
-                self.shim = relay.RelayShim(self.cfg.coord_url, self.identity.headers(), self.port).start()
+                self.shim = relay.RelayShim(self.cfg.coord_url, lambda: self.identity.headers("relay"), self.port).start()
             return self.shim.endpoint
         if self.shim is not None:
             self.shim.close()

@@ -1,21 +1,21 @@
 """The coordination protocol between machines and the edge: messages and the client.
 
 JSON over plain HTTP under a path prefix (default /_mesh), so the edge's Caddy can front it.
-Machines prove their join with three headers on every call but /register:
-X-Mesh-Node, X-Mesh-IP, X-Mesh-Credential (see mesh/auth.py).
+Every request proves the machine's join with the X-Mesh-* headers drawn in mesh/auth.py
+(a proof over the action, time and body; the credential itself is never sent).
 
     POST <base>/register
       -> {"node": "home-1", "mesh_ip": "100.96.1.1", "public_key": "<base64>",
-          "lan_endpoints": ["10.1.0.11:41641"], "credential": "<hex>"}
+          "lan_endpoints": ["10.1.0.11:41641"]}
       <- 200 {"edge": {"public_key": "<base64>", "mesh_ip": "100.96.0.1", "wg_port": 51820},
               "cidr": "100.96.0.0/16"}
-      <- 400 malformed | 403 credential does not verify | 409 mesh IP or key held by another node
+      <- 400 malformed | 403 proof does not verify | 409 mesh IP or key held by another node
 
     GET <base>/peers?since=<version>&wait=<seconds>      (long poll: answers at once if the
       <- 200 {"version": 7,                               version moved past `since`, else
               "self": <peer>, "peers": [<peer>, ...],     when it does or `wait` runs out)
               "edge": {...as in /register...}}
-      <- 404 not registered (register again)
+      <- 404 not registered (register again) | 403 proof does not verify
          <peer> = {"node", "mesh_ip", "public_key", "lan_endpoints": [...],
                    "endpoint": "203.0.113.21:41641" | null,   # as the edge's WireGuard sees it
                    "public_ip": "203.0.113.21" | null,
@@ -30,6 +30,7 @@ X-Mesh-Node, X-Mesh-IP, X-Mesh-Credential (see mesh/auth.py).
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -37,6 +38,8 @@ from dataclasses import dataclass
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection
+
+from mesh import auth
 
 PREFIX = "/_mesh"
 PROBE_MAGIC = b"vcmesh-probe"
@@ -64,13 +67,13 @@ class Identity:
     mesh_ip: str
     credential: str
 
-    def headers(self) -> dict[str, str]:
-        return {"X-Mesh-Node": self.node, "X-Mesh-IP": self.mesh_ip, "X-Mesh-Credential": self.credential}
+    def headers(self, action: str, body: bytes = b"") -> dict[str, str]:
+        return auth.sign(self.credential, action, self.node, self.mesh_ip, body)
 
 
 def validate_registration(msg: dict) -> str | None:
     """What is wrong with a /register body, or None."""
-    for name in ("node", "mesh_ip", "public_key", "credential"):
+    for name in ("node", "mesh_ip", "public_key"):
         if not isinstance(msg.get(name), str) or not msg[name]:
             return f"missing field {name!r}"
     try:
@@ -114,10 +117,11 @@ class Client:
         return resp.json()
 
     def register(self, public_key: str, lan_endpoints: list[str]) -> dict:
-        body = {"node": self.identity.node, "mesh_ip": self.identity.mesh_ip, "public_key": public_key,
-                "lan_endpoints": lan_endpoints, "credential": self.identity.credential}
+        body = json.dumps({"node": self.identity.node, "mesh_ip": self.identity.mesh_ip, "public_key": public_key,
+                           "lan_endpoints": lan_endpoints}).encode()
+        headers = {"Content-Type": "application/json", **self.identity.headers("register", body)}
         try:
-            resp = self.http.post(f"{self.base}/register", json=body, timeout=HTTP_TIMEOUT)
+            resp = self.http.post(f"{self.base}/register", data=body, headers=headers, timeout=HTTP_TIMEOUT)
         except requests.RequestException as e:
             raise CoordError(f"cannot reach the edge at {self.base}: {e}") from None
         return self._check(resp)
@@ -125,7 +129,7 @@ class Client:
     def peers(self, since: int = 0, wait: float = LONG_POLL) -> dict:
         try:
             resp = self.http.get(f"{self.base}/peers", params={"since": since, "wait": wait},
-                                 headers=self.identity.headers(), timeout=wait + HTTP_TIMEOUT)
+                                 headers=self.identity.headers("peers"), timeout=wait + HTTP_TIMEOUT)
         except requests.RequestException as e:
             raise CoordError(f"cannot reach the edge at {self.base}: {e}") from None
         return self._check(resp)

@@ -12,7 +12,7 @@ Opening (client -> edge), then the edge answers 101 and both sides switch to fra
     Host: <edge>
     Connection: Upgrade
     Upgrade: vcapp-mesh-relay
-    X-Mesh-Node: <node>            X-Mesh-IP: <mesh ip>        X-Mesh-Credential: <hex>
+    X-Mesh-Node, X-Mesh-IP, X-Mesh-Time, X-Mesh-Proof   (action "relay", see mesh/auth.py)
 
     HTTP/1.1 101 Switching Protocols
     Upgrade: vcapp-mesh-relay
@@ -140,7 +140,7 @@ def open_stream(base_url: str, headers: dict[str, str]) -> tuple[socket.socket, 
 class RelayShim:
     """A UDP socket on 127.0.0.1 that wireguard-go talks to as if it were the edge."""
 
-    def __init__(self, base_url: str, headers: dict[str, str], wg_port: int):
+    def __init__(self, base_url: str, headers: Callable[[], dict[str, str]], wg_port: int):
         self.base_url, self.headers, self.wg_port = base_url, headers, wg_port
         self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.udp.bind(("127.0.0.1", 0))
@@ -167,7 +167,7 @@ class RelayShim:
     def _run(self) -> None:
         while not self.stop.is_set():
             try:
-                conn, rfile = open_stream(self.base_url, self.headers)
+                conn, rfile = open_stream(self.base_url, self.headers())
             except (OSError, RelayError) as e:
                 self.last_error = str(e)
                 log.warning("relay stream: %s; retrying in %.0fs", e, RECONNECT_DELAY)

@@ -69,12 +69,6 @@ class CoordState:
             return Seen(endpoint, endpoint.rsplit(":", 1)[0], "udp")
         return Seen(None, self.http_ip.get(node), None)
 
-    def authorized(self, headers) -> Registration | None:
-        node, ip, cred = headers.get("X-Mesh-Node", ""), headers.get("X-Mesh-IP", ""), headers.get("X-Mesh-Credential", "")
-        if not auth.verify_credential(self.key, node, ip, cred):
-            return None
-        reg = self.registry.get(node)
-        return reg if reg and reg.mesh_ip == ip else None
 
     def peer_view(self, reg: Registration) -> dict:
         seen = self.seen.get(reg.node, Seen(None, self.http_ip.get(reg.node), None))
@@ -115,17 +109,20 @@ def make_handler(state: CoordState, wg_port: int):
             length = int(self.headers.get("Content-Length") or 0)
             if length > MAX_BODY:
                 return self._reply(400, {"error": "registration too large"})
+            raw = self.rfile.read(length)
             try:
-                msg = json.loads(self.rfile.read(length) or b"{}")
+                msg = json.loads(raw or b"{}")
             except ValueError:
                 return self._reply(400, {"error": "body is not JSON"})
             why = coord.validate_registration(msg) if isinstance(msg, dict) else "body must be an object"
             if why:
                 return self._reply(400, {"error": why})
-            if not auth.verify_credential(state.key, msg["node"], msg["mesh_ip"], msg["credential"]):
-                log.warning("refused registration of %r at %s: bad credential", msg["node"], msg["mesh_ip"])
-                return self._reply(403, {"error": "credential does not verify for this node and mesh IP; "
-                                                  "join the cluster again to get a new one"})
+            problem = auth.proof_problem(state.key, "register", self.headers, raw)
+            if not problem and (self.headers["X-Mesh-Node"], self.headers["X-Mesh-IP"]) != (msg["node"], msg["mesh_ip"]):
+                problem = "the signed node and mesh IP differ from the registration's"
+            if problem:
+                log.warning("refused registration of %r at %s: %s", msg["node"], msg["mesh_ip"], problem)
+                return self._reply(403, {"error": problem})
             reg = Registration(msg["node"], msg["mesh_ip"], msg["public_key"], tuple(msg.get("lan_endpoints", [])))
             try:
                 changed = state.registry.register(reg)
@@ -141,11 +138,12 @@ def make_handler(state: CoordState, wg_port: int):
             route = self._route()
             if route not in ("/peers", "/relay"):
                 return self._reply(404, {"error": f"no such endpoint {self.path}"})
-            reg = state.authorized(self.headers)
-            if reg is None:
-                if state.registry.get(self.headers.get("X-Mesh-Node", "")) is None:
-                    return self._reply(404, {"error": "not registered; POST /register first"})
-                return self._reply(403, {"error": "credential does not verify for this node and mesh IP"})
+            problem = auth.proof_problem(state.key, route.strip("/"), self.headers)
+            if problem:
+                return self._reply(403, {"error": problem})
+            reg = state.registry.get(self.headers["X-Mesh-Node"])
+            if reg is None or reg.mesh_ip != self.headers["X-Mesh-IP"]:
+                return self._reply(404, {"error": "not registered at this mesh IP; POST /register first"})
             state.http_ip[reg.node] = self.client_address[0]
             if route == "/peers":
                 return self._peers(reg)

@@ -29,6 +29,22 @@ def test_credential_verifies_only_for_its_node_ip_and_key():
     assert not auth.verify_credential(KEY, "home-1", "100.96.1.1", "")
 
 
+def test_signed_requests_prove_the_credential_without_carrying_it():
+    cred = auth.issue_credential(KEY, "home-1", "100.96.1.1")
+    body = b'{"public_key": "mine"}'
+    headers = auth.sign(cred, "register", "home-1", "100.96.1.1", body, now=1000)
+    assert cred not in "".join(headers.values())
+    assert auth.proof_problem(KEY, "register", headers, body, now=1010) is None
+    # Seen on the wire and replayed with another key, for another action, or much later: refused.
+    assert "does not verify" in auth.proof_problem(KEY, "register", headers, b'{"public_key": "evil"}', now=1010)
+    assert "does not verify" in auth.proof_problem(KEY, "peers", headers, body, now=1010)
+    assert "clock" in auth.proof_problem(KEY, "register", headers, body, now=1000 + auth.PROOF_WINDOW + 1)
+    forged = auth.sign(auth.issue_credential(b"x" * 32, "home-1", "100.96.1.1"), "register", "home-1",
+                       "100.96.1.1", body, now=1000)
+    assert "does not verify" in auth.proof_problem(KEY, "register", forged, body, now=1000)
+    assert "missing" in auth.proof_problem(KEY, "register", {}, body)
+
+
 def test_mesh_key_parsing():
     assert auth.load_mesh_key(KEY.hex() + "\n") == KEY
     with pytest.raises(ValueError, match="too short"):
@@ -156,8 +172,8 @@ def test_registry_binds_ip_and_key_to_one_node(tmp_path):
 
 
 def test_registration_messages_are_checked():
-    good = {"node": "a", "mesh_ip": "100.96.1.1", "public_key": "k", "credential": "c", "lan_endpoints": ["10.0.0.1:1"]}
+    good = {"node": "a", "mesh_ip": "100.96.1.1", "public_key": "k", "lan_endpoints": ["10.0.0.1:1"]}
     assert coord.validate_registration(good) is None
     assert "mesh_ip" in coord.validate_registration(dict(good, mesh_ip="nope"))
-    assert "credential" in coord.validate_registration({k: v for k, v in good.items() if k != "credential"})
+    assert "public_key" in coord.validate_registration({k: v for k, v in good.items() if k != "public_key"})
     assert "lan_endpoints" in coord.validate_registration(dict(good, lan_endpoints="10.0.0.1"))

@@ -57,11 +57,13 @@ def test_private_key_stays_on_its_machine(mesh):
     assert mesh.status("home-1")["public_key"] in (mesh.sim.dc.host_dir("edge") / "data" / "mesh" / "edge-registry.json").read_text()
 
 
-def _register(mesh, node: str, mesh_ip: str, credential: str) -> str:
-    body = json.dumps({"node": node, "mesh_ip": mesh_ip, "public_key": "A" * 43 + "=",
-                       "lan_endpoints": [], "credential": credential})
+def _register(mesh, node: str, mesh_ip: str, credential: str, body: dict | None = None) -> str:
+    """POST a registration from the client host (a stranger on the internet); the HTTP status."""
+    raw = json.dumps(body or {"node": node, "mesh_ip": mesh_ip, "public_key": "A" * 43 + "=", "lan_endpoints": []})
+    headers = auth.sign(credential, "register", node, mesh_ip, raw.encode())
+    args = [a for k, v in headers.items() for a in ("-H", f"{k}: {v}")]
     out = mesh.sim.fetch(f"{mesh.coord}/register", "-X", "POST", "-H", "Content-Type: application/json",
-                         "-d", body, "-o", "/dev/null", "-w", "%{http_code}")
+                         *args, "--data-binary", raw, "-o", "/dev/null", "-w", "%{http_code}")
     return out.stdout.strip()
 
 
@@ -71,6 +73,13 @@ def test_a_machine_without_a_valid_join_cannot_register(mesh):
     # A real credential for another node or address does not carry over either.
     stolen = auth.issue_credential(mesh.key, "home-1", mesh.ip("home-1"))
     assert _register(mesh, "intruder", mesh.ip("home-1"), stolen) == "403"
+    # A registration seen on the wire cannot be replayed with another key: the proof covers the body.
+    headers = auth.sign(stolen, "register", "home-1", mesh.ip("home-1"), b'{"public_key": "its own"}')
+    evil = json.dumps({"node": "home-1", "mesh_ip": mesh.ip("home-1"), "public_key": "B" * 43 + "=", "lan_endpoints": []})
+    args = [a for k, v in headers.items() for a in ("-H", f"{k}: {v}")]
+    out = mesh.sim.fetch(f"{mesh.coord}/register", "-X", "POST", *args, "--data-binary", evil, "-o", "/dev/null",
+                         "-w", "%{http_code}")
+    assert out.stdout.strip() == "403"
     # A valid credential for an address already bound to another node's key is refused too.
     squat = auth.issue_credential(mesh.key, "intruder", mesh.ip("home-2"))
     assert _register(mesh, "intruder", mesh.ip("home-2"), squat) == "409"
