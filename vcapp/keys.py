@@ -15,6 +15,8 @@
     /vc/pending/<app>            {"instances": {inst: reason}, "since": t}: instances without a machine
     /vc/status/<node>/<app>/<inst>  runtime report (runtime/agent.py), bound to <node>'s lease
     /vc/secrets/<app>            {"names": [...], "data": Fernet token of {name: value}} (vcapp/secrets.py)
+    /vc/releases/<app>/<n:08d>   {number, sha, image, digest, time, who, config, status} (vcapp/releases.py);
+                                 zero-padded so key order is release order
 """
 
 CLUSTER = "/vc/cluster"
@@ -32,6 +34,7 @@ ASSIGN = "/vc/assign/"
 PENDING = "/vc/pending/"
 STATUS = "/vc/status/"
 SECRETS = "/vc/secrets/"
+RELEASES = "/vc/releases/"
 
 
 def node(name: str) -> str:
@@ -84,6 +87,11 @@ def status(node_name: str, app_name: str = "", instance: str = "") -> str:
 
 def secrets(app_name: str) -> str:
     return SECRETS + app_name
+
+
+def release(app_name: str, number: int | None = None) -> str:
+    """One release of an app, or (no number) the prefix of all of its releases."""
+    return f"{RELEASES}{app_name}/" + ("" if number is None else f"{number:08d}")
 
 
 def name_of(key: str, prefix: str) -> str:
