@@ -7,6 +7,7 @@
     /vc/nodestate/<name>         {"state": "up"|"down", "since": t}: last transition the controller saw
     /vc/tokens/join/<id>         {name, hash, created_at, expires_at, uses, max_uses, revoked}
     /vc/tokens/admin/<id>        {name, hash, created_at, revoked}
+    /vc/tokens/app/<sha256>      end-user access token: {id, app, name, created_at, expires_at, revoked}
     /vc/etcd/members/<name>      {member_id, peer_url, client_url}: machines that run an etcd member
     /vc/events/<ms>-<rand>       {time, kind, node?, app?, message}
     /vc/election/<role>          the leader of <role>, bound to its lease
@@ -26,6 +27,7 @@ ALIVE = "/vc/alive/"
 NODESTATE = "/vc/nodestate/"
 JOIN_TOKENS = "/vc/tokens/join/"
 ADMIN_TOKENS = "/vc/tokens/admin/"
+APP_TOKENS = "/vc/tokens/app/"
 ETCD_MEMBERS = "/vc/etcd/members/"
 EVENTS = "/vc/events/"
 ELECTION = "/vc/election/"
@@ -55,6 +57,10 @@ def join_token(token_id: str) -> str:
 
 def admin_token(token_id: str) -> str:
     return ADMIN_TOKENS + token_id
+
+
+def app_token(token_hash: str) -> str:
+    return APP_TOKENS + token_hash
 
 
 def etcd_member(name: str) -> str:
