@@ -8,6 +8,7 @@ join leaves no trace.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import time
@@ -18,6 +19,9 @@ from vcapp.errors import BadRequest, Conflict, NotFound, Unauthorized
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
 MAX_NODES = 10
+# Overlay addresses: .1-.9 are for edges (the first edge is 100.96.0.1), machines from .10.
+MESH_NET = ipaddress.IPv4Network("100.96.0.0/16")
+FIRST_MACHINE_IP = 10
 NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 REMOVE_ATTEMPTS = 5  # a removal races only the machine's own periodic refresh of its record
@@ -56,6 +60,15 @@ class NodeInfo:
         )
 
 
+def next_mesh_ip(used: set[str]) -> str:
+    """The lowest free machine address on the overlay. Pure."""
+    for host in range(FIRST_MACHINE_IP, MESH_NET.num_addresses - 1):
+        ip = str(MESH_NET.network_address + host)
+        if ip not in used:
+            return ip
+    raise Conflict("the overlay has no free address left")
+
+
 def validate_node_name(name: str) -> None:
     if not NODE_NAME.match(name):
         raise BadRequest(f"machine name {name!r}: use lowercase letters, digits and '-', "
@@ -72,8 +85,11 @@ def cluster_record(store: Store) -> dict:
 
 
 def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: NodeInfo,
-                   max_nodes: int = MAX_NODES) -> tuple[tokens.AdminToken, tokens.JoinToken]:
-    """Write the founding records; returns the first admin token and the first join token."""
+                   max_nodes: int = MAX_NODES, mesh_coord: str = "") -> tuple[tokens.AdminToken, tokens.JoinToken]:
+    """Write the founding records; returns the first admin token and the first join token.
+
+    With `mesh_coord` (the edge's coordination URL) machines join through the edge and talk
+    over the WireGuard mesh; without it they must reach each other directly (one LAN)."""
     if not CLUSTER_NAME.match(name):
         raise BadRequest(f"cluster name {name!r}: use lowercase letters, digits and '-'")
     validate_node_name(first.name)
@@ -81,9 +97,9 @@ def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: No
         raise BadRequest(f"--max-nodes must be between 1 and {MAX_NODES}")
     now = time.time()
     admin = tokens.new_admin_token()
-    join = tokens.new_join_token(name, [first.api_url])
+    join = tokens.new_join_token(name, [mesh_coord or first.api_url])
     cluster = {"name": name, "id": secrets.token_hex(8), "domain": domain, "edge": edge,
-               "max_nodes": max_nodes, "created_at": now}
+               "max_nodes": max_nodes, "created_at": now, "mesh_coord": mesh_coord}
     ok = store.txn(
         [absent(keys.CLUSTER)],
         [
@@ -151,6 +167,8 @@ def create_join_token(store: Store, *, name: str = "", ttl: int = DEFAULT_JOIN_T
         raise BadRequest("expiry and uses must not be negative")
     cluster = cluster_record(store)
     api_urls = sorted({n.value["api_url"] for n in store.list(keys.NODES) if n.value.get("api_url")})
+    if cluster.get("mesh_coord"):
+        api_urls = [cluster["mesh_coord"]]  # a new machine reaches the cluster through the edge
     token = tokens.new_join_token(cluster["name"], api_urls)
     store.put(keys.join_token(token.id), _join_record(name, token, time.time(), ttl, max_uses))
     events.record(store, "token.join.created", f"join token {token.id} created")
@@ -207,13 +225,17 @@ def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
     token_entry = store.get(keys.join_token(token.id))
     check_join_token(token_entry.value if token_entry else None, token, now)
     version = store.get(keys.NODES_VERSION)
-    nodes = {e.key[len(keys.NODES):] for e in store.list(keys.NODES)}
+    records = {e.key[len(keys.NODES):]: e.value for e in store.list(keys.NODES)}
+    nodes = set(records)
     if node.name in nodes:
         raise Conflict(f"a machine named {node.name!r} is already in the cluster; "
                        "join with another name (--name) or remove the old one (`vcapp node remove`)")
     limit = min(cluster.get("max_nodes", MAX_NODES), MAX_NODES)
     if len(nodes) >= limit:
         raise Conflict(f"cluster is full: {limit} machines; remove one first (`vcapp node remove NAME`)")
+    if cluster.get("mesh_coord"):  # its address on the overlay, unique under the version guard
+        node.addr = next_mesh_ip({r.get("addr", "") for r in records.values()})
+        node.api_url = f"http://{node.addr}:{node.api_url.rsplit(':', 1)[-1]}"
     used = dict(token_entry.value, uses=token_entry.value.get("uses", 0) + 1)
     ok = store.txn(
         [unchanged(keys.join_token(token.id), token_entry.mod_revision),

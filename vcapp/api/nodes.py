@@ -7,11 +7,14 @@ import time
 
 from flask import Blueprint, g, jsonify
 
+from mesh import auth as mesh_auth
+
 from vcapp import keys, membership
 from vcapp.api import context
 from vcapp.api.auth import public
 from vcapp.api.body import json_body
 from vcapp.errors import BadRequest, Unavailable
+from vcapp.node import config
 from vcapp.store import Store
 
 bp = Blueprint("nodes", __name__)
@@ -42,7 +45,12 @@ def join():
     cluster = membership.admit_node(store, token, info)
     endpoints = [url for m in store.members() if not m.is_learner for url in m.client_urls]
     node = store.value(keys.node(info.name))
-    return jsonify(cluster=public_cluster(cluster), node=node, endpoints=endpoints, cluster_key=key), 201
+    answer = dict(cluster=public_cluster(cluster), node=node, endpoints=endpoints, cluster_key=key)
+    if cluster.get("mesh_coord"):
+        mesh_key = config.derive(base64.b64decode(key), "mesh")
+        answer["mesh"] = {"ip": node["addr"], "coord_url": cluster["mesh_coord"],
+                          "credential": mesh_auth.issue_credential(mesh_key, node["name"], node["addr"])}
+    return jsonify(answer), 201
 
 
 def cluster_key() -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import resource
@@ -279,6 +280,8 @@ class DevCluster:
             VCAPP_DATA_DIR=str(hdir / "data"),
             VCAPP_RUN_DIR=str(self.run_dir(name)),
             VCAPP_CGROUP_PARENT=f"/{self._cgroup(name)}",
+            # wireguard-go's sockets live in /var/run/wireguard for every namespace at once.
+            VCAPP_MESH_INTERFACE="wg" + hashlib.sha1(f"{self.name}/{name}".encode()).hexdigest()[:8],
             CONTAINERS_CONF=str(hdir / "etc" / "containers.conf"),
             CONTAINERS_STORAGE_CONF=str(hdir / "etc" / "storage.conf"),
             HOME=str(hdir / "home"),

@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from typing import Protocol
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from pathlib import Path
 from vcapp import __version__, keys
 from vcapp.node import etcd, etcd_members, loops, resources
 from vcapp.node.children import Child
-from vcapp.node.config import NodeConfig, config_path, data_dir, run_dir
+from vcapp.node.config import NodeConfig, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
 from vcapp.store import Store, StoreUnavailable, absent, put_op, unchanged
 
@@ -80,6 +81,7 @@ class Agent:
         self.base = data_dir()
         self.etcd = Child("etcd", self.base / "log" / "etcd.log")
         self.api = Child("api", self.base / "log" / "api.log")
+        self.mesh = Child("mesh", self.base / "log" / "mesh.log")
         self.replace_after = replace_after
         self.lease = 0
         self.leader = False
@@ -126,10 +128,15 @@ class Agent:
                 pass
         self.api.stop()
         self.etcd.stop()
+        self.mesh.stop()
 
     # ---- pieces --------------------------------------------------------------------------
 
     def _children(self, cfg: NodeConfig) -> None:
+        if cfg.mesh:
+            self.mesh.ensure(mesh_command(cfg))
+            if not address_present(cfg.addr):
+                return  # etcd and the API listen on the overlay address: wait for the mesh
         if cfg.etcd.member:
             self.etcd.ensure(etcd.command(cfg, self.base))
         else:
@@ -209,6 +216,18 @@ class Agent:
                 raise
             except Exception:  # one broken loop must not stop liveness or the others
                 log.exception("loop %s failed; next tick tries again", loop.name)
+
+
+def mesh_command(cfg: NodeConfig) -> list[str]:
+    return [sys.executable, "-m", "vcapp", "mesh", "up", "--coord", cfg.mesh.coord_url, "--node", cfg.name,
+            "--mesh-ip", cfg.mesh.ip, "--credential-file", str(mesh_credential_path()),
+            "--interface", cfg.mesh.interface]
+
+
+def address_present(addr: str) -> bool:
+    """Is `addr` assigned to an interface of this machine?"""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    return f" {addr}/" in out
 
 
 def main(replace_after: float) -> None:

@@ -15,19 +15,24 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import requests
+
+from mesh import auth as mesh_auth
+from mesh.coord import PREFIX as MESH_PREFIX
 
 from vcapp import __version__, keys, membership, tokens
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
 from vcapp.node import agent, etcd, etcd_members, resources
-from vcapp.node.config import (EtcdRole, NodeConfig, cluster_key_path, config_path, data_dir,
-                               save_cluster_key)
+from vcapp.node.config import (EtcdRole, MeshRole, NodeConfig, cluster_key_path, config_path, data_dir,
+                               derive, mesh_credential_path, save_cluster_key)
 from vcapp.store import Store, StoreUnavailable, wait_healthy
 
 START_TIMEOUT = 60.0  # s: etcd's first start plus the daemon's; seconds normally, slow disks more
 JOIN_HTTP_TIMEOUT = 15.0  # s: the API answers a join in milliseconds; this covers a slow link
 STOP_TIMEOUT = 10.0
+DEFAULT_MESH_INTERFACE = "vcmesh0"
 
 
 def default_addr() -> str:
@@ -87,6 +92,7 @@ def _forget_local_state() -> None:
     stop_daemon()
     config_path().unlink(missing_ok=True)
     cluster_key_path().unlink(missing_ok=True)
+    mesh_credential_path().unlink(missing_ok=True)
     shutil.rmtree(etcd.data_dir(data_dir()), ignore_errors=True)
 
 
@@ -95,22 +101,51 @@ def _node_info(name: str, site: str, addr: str, api_url: str, labels: dict) -> m
                                resources=resources.measure(data_dir()), version=__version__)
 
 
+def coord_url(edge: str) -> str:
+    """The edge's mesh coordination URL from what an admin types: host:port or a URL."""
+    url = edge if "://" in edge else f"http://{edge}"
+    return url.rstrip("/") if urlsplit(url).path not in ("", "/") else url.rstrip("/") + MESH_PREFIX
+
+
+def mesh_interface() -> str:
+    """WireGuard interface name; simulated machines share /var/run/wireguard and set their own."""
+    return os.environ.get("VCAPP_MESH_INTERFACE", DEFAULT_MESH_INTERFACE)
+
+
+def _save_credential(credential: str) -> None:
+    path = mesh_credential_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(credential)
+
+
 def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str, addr: str,
                  labels: dict, max_nodes: int) -> tuple[dict, tokens.AdminToken, tokens.JoinToken]:
-    """Found a cluster on this machine: first etcd member, founding records, first tokens."""
+    """Found a cluster on this machine: first etcd member, founding records, first tokens.
+
+    With an edge, the machine takes the first overlay address and all cluster traffic rides
+    the mesh; without, the machines must reach each other directly (one LAN)."""
     _refuse_if_member()
     membership.validate_node_name(node_name)
-    cfg = NodeConfig(cluster=name, name=node_name, site=site, addr=addr, labels=labels,
+    key = secrets.token_bytes(32)
+    save_cluster_key(key)
+    mesh = None
+    if edge:
+        addr = membership.next_mesh_ip(set())
+        mesh = MeshRole(ip=addr, coord_url=coord_url(edge), interface=mesh_interface())
+        _save_credential(mesh_auth.issue_credential(derive(key, "mesh"), node_name, addr))
+    cfg = NodeConfig(cluster=name, name=node_name, site=site, addr=addr, labels=labels, mesh=mesh,
                      etcd=EtcdRole(member=True, state="new", initial_cluster=f"{node_name}=http://{addr}:2380"))
     cfg.endpoints = [cfg.etcd_client_url]
     cfg.save()
-    save_cluster_key(secrets.token_bytes(32))
     try:
         ensure_daemon()
         store = Store([cfg.etcd_client_url])
         wait_healthy(store, START_TIMEOUT)
         admin, join = membership.create_cluster(
             store, name=name, domain=domain, edge=edge, max_nodes=max_nodes,
+            mesh_coord=mesh.coord_url if mesh else "",
             first=_node_info(node_name, site, addr, cfg.api_url, labels))
         member = store.members()[0]
         store.put(keys.etcd_member(node_name), {"member_id": member.id, "peer_url": cfg.etcd_peer_url})
@@ -149,8 +184,13 @@ def join_cluster(token_text: str, *, node_name: str, site: str, addr: str, label
     _refuse_if_member()
     info = _node_info(node_name, site, addr, f"http://{addr}:7180", labels)
     answer = request_join(token_text, info)
+    mesh = None
+    if answer.get("mesh"):
+        addr = answer["mesh"]["ip"]
+        mesh = MeshRole(ip=addr, coord_url=answer["mesh"]["coord_url"], interface=mesh_interface())
+        _save_credential(answer["mesh"]["credential"])
     cfg = NodeConfig(cluster=answer["cluster"]["name"], name=node_name, site=site, addr=addr, labels=labels,
-                     endpoints=list(answer["endpoints"]))
+                     endpoints=list(answer["endpoints"]), mesh=mesh)
     save_cluster_key(base64.b64decode(answer["cluster_key"]))
     cfg.save()
     ensure_daemon()

@@ -53,9 +53,17 @@ def save_cluster_key(key: bytes) -> None:
         f.write(base64.b64encode(key).decode())
 
 
+def mesh_credential_path() -> Path:
+    return data_dir() / "keys" / "mesh.credential"
+
+
+def derive(key: bytes, purpose: str) -> bytes:
+    """A key for one purpose (e.g. "mesh", "sessions", "secrets") from the cluster key."""
+    return hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+
+
 def derived_key(purpose: str) -> bytes:
-    """A key for one purpose (e.g. "mesh", "sessions"), derived from the cluster key."""
-    return hmac.new(cluster_key(), purpose.encode(), hashlib.sha256).digest()
+    return derive(cluster_key(), purpose)
 
 
 @dataclass
@@ -63,6 +71,15 @@ class EtcdRole:
     member: bool = False
     state: str = "new"  # how a member's etcd first starts: new cluster, or join an existing one
     initial_cluster: str = ""
+
+
+@dataclass
+class MeshRole:
+    """This machine on the WireGuard mesh: its overlay address and where the edge is."""
+
+    ip: str
+    coord_url: str
+    interface: str = "vcmesh0"
 
 
 @dataclass
@@ -75,6 +92,7 @@ class NodeConfig:
     labels: dict = field(default_factory=dict)
     etcd: EtcdRole = field(default_factory=EtcdRole)
     endpoints: list[str] = field(default_factory=list)
+    mesh: MeshRole | None = None
 
     @property
     def api_url(self) -> str:
@@ -108,4 +126,6 @@ class NodeConfig:
             return None
         data = json.loads(path.read_text())
         data["etcd"] = EtcdRole(**data.get("etcd", {}))
+        if data.get("mesh"):
+            data["mesh"] = MeshRole(**data["mesh"])
         return cls(**data)

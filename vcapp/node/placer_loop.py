@@ -1,0 +1,137 @@
+"""The placer's loop on the elected controller: snapshot etcd, `placer.plan`, apply in one txn.
+
+Every PLACE_EVERY_S: read machines, liveness, app specs and assignments; build a
+`ClusterState` (each spec's release replaced by `apps.runtime_release`, so a restart or new
+secrets roll the instances; apps never deployed count as 0 instances); plan; then write
+the placements and delete the stops in one transaction that holds only if every app spec
+and assignment it read is unchanged, and every machine it placed on still has the same
+liveness key. If anything moved meanwhile the plan is dropped and the next tick plans again.
+Pending reasons go to /vc/pending/<app>; placements, moves off dead machines ("failover"),
+stops and new pending reasons become events.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from placer.model import ClusterState, Plan
+from placer.plan import plan
+from vcapp import apps, events, keys
+from vcapp.store import Entry, Store, absent, delete_op, put_op, unchanged
+
+log = logging.getLogger("vcapp.placer")
+
+# Half a lease TTL: a dead machine's instances move within ~0.5 s of its lease expiring, and
+# five small etcd reads twice a second cost nothing at 10 machines.
+PLACE_EVERY_S = 0.5
+
+
+class Snapshot:
+    """What one pass read, with the revisions the transaction guards on."""
+
+    def __init__(self, store: Store):
+        self.nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
+        self.alive: dict[str, Entry] = {keys.name_of(e.key, keys.ALIVE): e for e in store.list(keys.ALIVE)}
+        self.apps: dict[str, Entry] = {keys.name_of(e.key, keys.APPS): e for e in store.list(keys.APPS)}
+        self.assign: dict[str, Entry] = {e.key: e for e in store.list(keys.ASSIGN)}
+        self.pending: dict[str, Entry] = {keys.name_of(e.key, keys.PENDING): e for e in store.list(keys.PENDING)}
+
+    def state(self, now: float) -> ClusterState:
+        specs = {name: _placer_spec(e.value) for name, e in self.apps.items()}
+        up_since = {n: (e.value or {}).get("at") for n, e in self.alive.items()}
+        return ClusterState.from_json(self.nodes, up_since, specs, [e.value for e in self.assign.values()], now)
+
+
+def _placer_spec(spec: dict) -> dict:
+    return dict(spec, release=apps.runtime_release(spec), count=spec.get("count", 1) if spec.get("image") else 0)
+
+
+class PlacerLoop:
+    name = "placer"
+
+    def __init__(self, ctx) -> None:
+        self.last = 0.0
+
+    def step(self, ctx) -> None:
+        if time.monotonic() - self.last < PLACE_EVERY_S:
+            return
+        self.last = time.monotonic()
+        place_once(ctx.store)
+
+
+def place_once(store: Store, now: float | None = None) -> Plan | None:
+    """One pass; returns the plan applied, or None when the state moved and nothing was written."""
+    snap = Snapshot(store)
+    now = time.time() if now is None else now
+    state = snap.state(now)
+    result = plan(state)
+    ops = _assignment_ops(snap, state, result) + _pending_ops(snap, result, now)
+    if not ops:
+        return result
+    if not store.txn(_guards(snap, result), ops):
+        log.info("cluster state changed during placement; planning again")
+        return None
+    _record(store, snap, result)
+    return result
+
+
+def _assignment_ops(snap: Snapshot, state: ClusterState, result: Plan) -> list[dict]:
+    by_name = {a.name: a for a in state.apps}
+    ops = []
+    for p in result.placements:
+        rec = p.to_json(by_name[p.app])
+        if p.previous_node and p.previous_node not in snap.alive:
+            rec["failover"] = {"from": p.previous_node, "at": time.time()}
+        ops.append(put_op(keys.assign(p.app, p.instance), rec))
+    ops += [delete_op(keys.assign(s.app, s.instance)) for s in result.stops]
+    return ops
+
+
+def _pending_ops(snap: Snapshot, result: Plan, now: float) -> list[dict]:
+    want: dict[str, dict[str, str]] = {}
+    for p in result.pending:
+        want.setdefault(p.app, {})[p.instance] = p.reason
+    ops = []
+    for app, reasons in want.items():
+        old = snap.pending.get(app)
+        if old is None or old.value.get("instances") != reasons:
+            since = old.value.get("since", now) if old else now
+            ops.append(put_op(keys.pending(app), {"instances": reasons, "since": since}))
+    ops += [delete_op(keys.pending(app)) for app in snap.pending if app not in want]
+    return ops
+
+
+def _guards(snap: Snapshot, result: Plan) -> list[dict]:
+    guards = [unchanged(e.key, e.mod_revision) for e in snap.apps.values()]
+    guards += [unchanged(e.key, e.mod_revision) for e in snap.assign.values()]
+    for p in result.placements:
+        key = keys.assign(p.app, p.instance)
+        if key not in snap.assign:
+            guards.append(absent(key))
+    for node in {p.node for p in result.placements}:
+        guards.append(unchanged(snap.alive[node].key, snap.alive[node].mod_revision))
+    for app in {p.app for p in result.pending} | set(snap.pending):
+        entry = snap.pending.get(app)
+        guards.append(unchanged(keys.pending(app), entry.mod_revision if entry else 0))
+    return guards
+
+
+def _record(store: Store, snap: Snapshot, result: Plan) -> None:
+    """Events for what changed: placements, failovers, stops, newly pending instances."""
+    for p in result.placements:
+        kind = "placed"
+        if p.previous_node and p.previous_node not in snap.alive:
+            kind = "failover"
+        elif p.previous_node is None and keys.assign(p.app, p.instance) in snap.assign:
+            kind = "release"
+        events.record(store, kind, f"{p.app}/{p.instance}: {p.reason}", app=p.app, instance=p.instance,
+                      node=p.node, previous_node=p.previous_node)
+    for s in result.stops:
+        events.record(store, "stopped", f"{s.app}/{s.instance} on {s.node} stopped: {s.reason}", app=s.app,
+                      instance=s.instance, node=s.node)
+    for p in result.pending:
+        old = snap.pending.get(p.app)
+        if old is None or old.value.get("instances", {}).get(p.instance) != p.reason:
+            events.record(store, "pending", f"{p.app}/{p.instance} is pending: {p.reason}", app=p.app,
+                          instance=p.instance)
