@@ -23,9 +23,11 @@ class ControlCluster:
         for m in self.machines:
             self.sim.dc.add_service(m, "vcapp-node", ["vcapp", "node", "run", "--replace-after", str(TEST_REPLACE_AFTER)])
 
-    def init(self, first: str, site: str = "home") -> None:
+    def init(self, first: str, site: str = "home", edge: str = "") -> None:
+        """Found the cluster; with `edge` (the edge's coordination host:port) over the mesh."""
+        mesh = ["--edge", edge] if edge else []
         out = self.sim.run(first, "vcapp", "cluster", "init", "--name", "acme", "--domain", "apps.test",
-                           "--edge", "203.0.113.10:443", "--site", site).stdout
+                           *mesh, "--site", site).stdout
         self.admin_token = re.search(r"vcadm_\S+", out).group(0)
         self.join_token = re.search(r"vcjoin_\S+", out).group(0)
 
