@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from mesh import auth, coord, relay
+from mesh import auth, coord, joinproxy, relay
 from mesh.registry import Conflict, Registration, Registry
 
 MAX_BODY = 64 * 1024
@@ -104,6 +104,8 @@ def make_handler(state: CoordState, wg_port: int):
             return path[len(coord.PREFIX):] if path.startswith(coord.PREFIX + "/") else ""
 
         def do_POST(self) -> None:
+            if self._route() == "/v1/join":
+                return self._join()
             if self._route() != "/register":
                 return self._reply(404, {"error": f"no such endpoint {self.path}"})
             length = int(self.headers.get("Content-Length") or 0)
@@ -133,6 +135,17 @@ def make_handler(state: CoordState, wg_port: int):
                 log.info("registered %s at %s", reg.node, reg.mesh_ip)
                 state.bump()
             self._reply(200, {"edge": state.edge_info, "cidr": state.cidr})
+
+        def _join(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                return self._reply(400, {"error": "join request too large"})
+            status, body = joinproxy.forward(state.registry.all(), self.rfile.read(length))
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
 
         def do_GET(self) -> None:
             route = self._route()
