@@ -6,10 +6,14 @@ every machine; leader loops only on the machine holding the controller election.
 
 from __future__ import annotations
 
+from vcapp.node.router_loop import RouterLoop
+
 
 def node_loops() -> list:
-    return []
+    return [RouterLoop]
 
 
 def leader_loops() -> list:
-    return []
+    from vcapp.node.placer_loop import PlacerLoop
+
+    return [PlacerLoop]

@@ -1,0 +1,148 @@
+"""Ingress routes from cluster state: which app instances a node router sends requests to.
+
+The pure part turns a `ClusterView` (app specs, runtime reports, live machines, the edges)
+into the router layer's tables, `NodeRoutes` for every node router and `EdgeRoutes` for an
+edge; `read_view` is the only function here that reads etcd. An app's backends are its
+instances the runtime reports running and healthy, on machines that are alive:
+
+    /vc/apps/<app>                  {policy: "public"|"token", domains: [...], health: {...}}
+    /vc/status/<node>/<app>/<inst>  {state: "running", health: "healthy", host_port: 20001}
+    /vc/nodes/<node>                {addr: ...}           backend = "<addr>:<host_port>"
+
+Node addresses are the machines' cluster addresses (the mesh address once the mesh carries
+cluster traffic); nothing here cares which.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from router.routes import AppRoute, EdgeRoutes, NodeRoutes, RoutesError, check_app, check_domain
+from vcapp import keys
+from vcapp.store import Store
+
+log = logging.getLogger("vcapp.ingress")
+
+NODE_ROUTER_PORT = 7080
+# The edge's address on the mesh (mesh/edge.py EDGE_MESH_IP): requests from it carry the
+# real client address in X-Forwarded-For, which the node router then believes.
+EDGE_MESH_IP = "100.96.0.1"
+SERVING_STATES = ("running",)
+# "-": the app has no health check, so running is all the runtime can say.
+SERVING_HEALTH = ("healthy", "-")
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """What ingress needs from the store, as plain data.
+
+    apps: name -> spec; reports: runtime status values; nodes: live machine -> address;
+    api: live machine -> "addr:port" of its admin API; edges: addresses of the edges."""
+
+    domain: str
+    apps: dict[str, dict] = field(default_factory=dict)
+    reports: list[dict] = field(default_factory=list)
+    nodes: dict[str, str] = field(default_factory=dict)
+    api: dict[str, str] = field(default_factory=dict)
+    edges: tuple[str, ...] = ()
+
+
+def serving(report: dict) -> bool:
+    return (report.get("state") in SERVING_STATES and report.get("health", "-") in SERVING_HEALTH
+            and bool(report.get("host_port")))
+
+
+def backends(app: str, reports: list[dict], nodes: dict[str, str]) -> tuple[str, ...]:
+    """"addr:host_port" of every serving instance of `app` on a live machine, sorted."""
+    found = {f"{nodes[r['node']]}:{int(r['host_port'])}" for r in reports
+             if r.get("app") == app and r.get("node") in nodes and serving(r)}
+    return tuple(sorted(found))
+
+
+def health_path(spec: dict) -> str | None:
+    """The HTTP path the runtime checks, polled by the node router too (None: no HTTP check)."""
+    check = spec.get("health") or {}
+    path = check.get("path") if check.get("type", "http") == "http" else None
+    return path if isinstance(path, str) and path.startswith("/") else None
+
+
+def valid_domains(app: str, spec: dict) -> tuple[str, ...]:
+    good = []
+    for host in spec.get("domains") or ():
+        try:
+            check_domain(host)
+            good.append(host)
+        except RoutesError as e:
+            log.warning("app %s: custom domain skipped: %s", app, e)
+    return tuple(sorted(set(good)))
+
+
+def app_route(name: str, spec: dict, view: ClusterView) -> AppRoute:
+    policy = spec.get("policy") or "public"
+    return AppRoute(backends(name, view.reports, view.nodes), policy, health_path(spec), valid_domains(name, spec))
+
+
+def routable_apps(view: ClusterView) -> dict[str, AppRoute]:
+    """Every app the routers can serve; an app whose name or policy cannot be is skipped, logged."""
+    routes = {}
+    for name, spec in sorted(view.apps.items()):
+        try:
+            check_app(name)
+            routes[name] = app_route(name, spec or {}, view)
+        except RoutesError as e:
+            log.warning("app %s not routed: %s", name, e)
+    return routes
+
+
+def trusted_proxies(edges: tuple[str, ...]) -> list[str]:
+    """CIDRs of the edges (only IP addresses can be trusted; names are skipped)."""
+    out = []
+    for edge in edges:
+        try:
+            out.append(str(ipaddress.ip_network(edge)))
+        except ValueError:
+            continue
+    return out
+
+
+def node_routes(view: ClusterView) -> NodeRoutes:
+    """The table every node router serves (the same on each machine)."""
+    return NodeRoutes.build(view.domain, routable_apps(view), list(view.api.values()), trusted_proxies(view.edges))
+
+
+def edge_routes(view: ClusterView, node_routers: list[str]) -> EdgeRoutes:
+    """An edge's table: every app hostname and custom domain, sent to `node_routers`."""
+    apps = routable_apps(view)
+    domains = {name: list(route.domains) for name, route in apps.items() if route.domains}
+    return EdgeRoutes.build(view.domain, list(apps), node_routers, domains)
+
+
+# ---- reading the store ------------------------------------------------------------------
+
+def edge_hosts(cluster: dict) -> tuple[str, ...]:
+    """The edges a node router trusts: the mesh edge, and the edge named at `cluster init`."""
+    host = urlsplit("//" + str(cluster.get("edge") or "")).hostname
+    return tuple(sorted({EDGE_MESH_IP, *([host] if host else [])}))
+
+
+def _api_addr(record: dict) -> str | None:
+    parts = urlsplit(record.get("api_url") or "")
+    return f"{parts.hostname}:{parts.port}" if parts.hostname and parts.port else None
+
+
+def read_view(store: Store) -> ClusterView:
+    """The current ClusterView: four prefix reads, cheap enough for every reconcile tick."""
+    cluster = store.value(keys.CLUSTER) or {}
+    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    records = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)
+               if isinstance(e.value, dict)}
+    live = {n: r for n, r in records.items() if n in alive and r.get("addr")}
+    apps = {keys.name_of(e.key, keys.APPS): e.value for e in store.list(keys.APPS) if isinstance(e.value, dict)}
+    reports = [dict(e.value, node=e.value.get("node") or keys.name_of(e.key, keys.STATUS).split("/")[0])
+               for e in store.list(keys.STATUS) if isinstance(e.value, dict)]
+    api = {n: a for n, r in live.items() if (a := _api_addr(r))}
+    return ClusterView(cluster.get("domain", ""), apps, reports, {n: r["addr"] for n, r in live.items()},
+                       api, edge_hosts(cluster))

@@ -1,0 +1,106 @@
+"""The node router loop: this machine's Caddy serves every app hostname on <addr>:7080 and
+sends each request to a healthy instance of its app, on this machine or another.
+
+`step` (every daemon tick) reads cluster state and computes the desired NodeRoutes
+(vcapp/ingress.py); a worker thread owns the NodeRouter (router/node.py): it starts Caddy and
+the token auth service, loads a new config only when the routes changed (or Caddy was
+restarted), and restarts Caddy if it dies. Token checks look records up in etcd
+(vcapp/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from router.node import NodeRouter
+from router.routes import NodeRoutes
+from vcapp import apptokens, ingress
+from vcapp.node.config import derived_key
+from vcapp.store import Store
+
+log = logging.getLogger("vcapp.router")
+
+# Even with unchanged routes the worker compares with what Caddy runs this often, so a
+# Caddy that lost its in-memory config (restart) is serving again within this long.
+RESYNC_INTERVAL = 5.0
+# After a failed start or load, wait this long before trying again (Caddy logs say why).
+RETRY_AFTER = 2.0
+PID_FILE = "caddy.pid"
+
+
+def kill_stale_caddy(workdir: Path) -> None:
+    """Stop a Caddy left by an earlier daemon of this machine (it would hold our port)."""
+    try:
+        pid = int((workdir / PID_FILE).read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"caddy" in cmdline and str(workdir).encode() in cmdline:
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + RETRY_AFTER
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+class RouterLoop:
+    name = "router"
+
+    def __init__(self, ctx) -> None:
+        self.workdir = ctx.base / "router"
+        self.endpoints = ctx.cfg.store_endpoints()
+        self.listen = f"{ctx.cfg.addr}:{ingress.NODE_ROUTER_PORT}"
+        self.desired: NodeRoutes | None = None
+        self.wake = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def step(self, ctx) -> None:
+        view = ingress.read_view(ctx.store)
+        if not view.domain:
+            return
+        routes = ingress.node_routes(view)
+        if routes != self.desired:
+            self.desired = routes
+            self.wake.set()
+        if self.thread is None or not self.thread.is_alive():
+            self.thread = threading.Thread(target=self._work, name="vcapp-router", daemon=True)
+            self.thread.start()
+
+    # ---- the worker --------------------------------------------------------------------------
+
+    def _start(self) -> NodeRouter:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        kill_stale_caddy(self.workdir)
+        lookup = apptokens.lookup_in(Store(self.endpoints))
+        router = NodeRouter(self.workdir, self.listen, lookup, derived_key("sessions"))
+        router.start()
+        (self.workdir / PID_FILE).write_text(str(router.caddy.proc.pid))
+        log.info("node router listening on %s", self.listen)
+        return router
+
+    def _work(self) -> None:
+        router: NodeRouter | None = None
+        applied, synced = None, 0.0
+        while True:
+            self.wake.wait(RESYNC_INTERVAL)
+            self.wake.clear()
+            try:
+                if router is None or router.caddy.proc.poll() is not None:
+                    if router is not None:
+                        log.warning("node router caddy exited (%s); restarting", router.caddy.proc.returncode)
+                        router.auth.stop()
+                    router, applied = self._start(), None
+                desired = self.desired
+                if desired is not None and (desired != applied or time.monotonic() - synced > RESYNC_INTERVAL):
+                    if router.update(desired):
+                        log.info("node router: %d app(s) routed", len(desired.apps))
+                    applied, synced = desired, time.monotonic()
+            except Exception:  # a bad table or a dying Caddy must not end the worker
+                log.exception("node router update failed; retrying in %.0fs", RETRY_AFTER)
+                applied = None
+                time.sleep(RETRY_AFTER)
+                self.wake.set()
