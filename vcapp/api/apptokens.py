@@ -1,0 +1,84 @@
+"""End-user access to apps: access tokens, the access policy, custom domains, and the
+routes table edges poll.
+
+    POST   /v1/apps/<app>/tokens          {"name": "alice-phone", "expires": "30d" | 0}
+    GET    /v1/apps/<app>/tokens          ids, names, expiry, revoked (never secrets)
+    DELETE /v1/apps/<app>/tokens/<id>     revoke
+    PUT    /v1/apps/<app>/access          {"policy": "public" | "token"}
+    GET    /v1/apps/<app>/domains
+    POST   /v1/apps/<app>/domains         {"host": "www.example.org"}
+    DELETE /v1/apps/<app>/domains/<host>
+    GET    /v1/ingress                    for edges: domain, apps, custom domains, node routers
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from vcapp import access, apps, apptokens, ingress
+from vcapp.api import context
+from vcapp.api.body import json_body
+from vcapp.api.validate import parse_duration, token_name
+
+bp = Blueprint("apptokens", __name__)
+
+
+@bp.post("/v1/apps/<app>/tokens")
+def create_token(app: str):
+    """Create an access token for APP; the answer holds the token, shown this once."""
+    body = json_body()
+    ttl = parse_duration(body.get("expires", 0))
+    token, record = apptokens.create(context.store(), apps.app_name(app), token_name(body.get("name"), True), ttl)
+    return jsonify(record | {"token": token}), 201
+
+
+@bp.get("/v1/apps/<app>/tokens")
+def list_tokens(app: str):
+    """List APP's access tokens (never the secrets)."""
+    store = context.store()
+    apptokens.require_app(store, apps.app_name(app))
+    return jsonify(tokens=apptokens.list_tokens(store, app))
+
+
+@bp.delete("/v1/apps/<app>/tokens/<token>")
+def revoke_token(app: str, token: str):
+    """Revoke one of APP's access tokens by id; node routers refuse it within seconds."""
+    return jsonify(apptokens.revoke(context.store(), apps.app_name(app), token))
+
+
+@bp.put("/v1/apps/<app>/access")
+def set_access(app: str):
+    """Set APP's access policy: public, or token (visitors need an access token)."""
+    spec = access.set_policy(context.store(), apps.app_name(app), json_body().get("policy"))
+    return jsonify(app=app, policy=spec["policy"])
+
+
+@bp.get("/v1/apps/<app>/domains")
+def list_domains(app: str):
+    """APP's custom domains."""
+    spec = apps.get_app(context.store(), app)
+    return jsonify(app=app, domains=spec.get("domains") or [], policy=spec.get("policy") or "public")
+
+
+@bp.post("/v1/apps/<app>/domains")
+def add_domain(app: str):
+    """Serve APP at a custom host name too. Body: {"host": "www.example.org"}."""
+    spec = access.add_domain(context.store(), apps.app_name(app), json_body().get("host"))
+    return jsonify(app=app, domains=spec["domains"]), 201
+
+
+@bp.delete("/v1/apps/<app>/domains/<host>")
+def remove_domain(app: str, host: str):
+    """Stop serving APP at a custom host name."""
+    spec = access.remove_domain(context.store(), apps.app_name(app), host)
+    return jsonify(app=app, domains=spec["domains"])
+
+
+@bp.get("/v1/ingress")
+def edge_table():
+    """What an edge serves: app hostnames, custom domains, and the live machines' node routers."""
+    view = ingress.read_view(context.store())
+    routers = [f"{addr}:{ingress.NODE_ROUTER_PORT}" for addr in view.nodes.values()]
+    table = ingress.edge_routes(view, routers)
+    return jsonify(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes),
+                   domains={app: list(hosts) for app, hosts in table.domains})
