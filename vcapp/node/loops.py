@@ -6,11 +6,11 @@ every machine; leader loops only on the machine holding the controller election.
 
 from __future__ import annotations
 
-from vcapp.node.router_loop import RouterLoop
-
 
 def node_loops() -> list:
-    return [RouterLoop]
+    from vcapp.node.runtime_loop import RuntimeLoop
+
+    return [RuntimeLoop]
 
 
 def leader_loops() -> list:

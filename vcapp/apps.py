@@ -1,0 +1,299 @@
+"""Apps on the cluster: their specs in etcd, and the validation the API and the CLI share.
+
+/vc/apps/<app> holds the spec the placer reads (placer/model.py), plus two fields of ours:
+    "release"   the deploy release (set by git push through `set_release`, or 1 for --image apps)
+    "revision"  bumped by every change that needs new containers (secrets, restart, limits)
+The runtime sees one identity per container generation, `runtime_release(spec)` =
+"<release>.<revision>": a change of either rolls the instances (new one healthy, then the
+old one stops), so a restart or a new secret never takes the app down.
+
+Every change is a read-modify-write guarded by the spec's mod revision, retried a few times
+when something else changed it meanwhile.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from vcapp import events, keys
+from vcapp.errors import BadRequest, Conflict, NotFound
+from vcapp.store import Store, absent, delete_op, put_op, unchanged
+
+APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a DNS label: the app's subdomain
+MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([mg]?)i?b?$")
+MAX_COUNT = 100
+MAX_CPUS = 64.0
+MIN_MEMORY_MB = 16       # below this podman/runc itself does not fit in the cgroup
+MAX_MEMORY_MB = 1 << 20  # 1 TB: anything above is a typo
+DEFAULT_MEMORY_MB = 256
+DEFAULT_CPUS = 0.5
+DEFAULT_PIDS = 256       # a web server with workers; stops a fork bomb early
+UPDATE_ATTEMPTS = 5      # races only with another admin change or a deploy of the same app
+HEALTH_TYPES = ("http", "tcp", "none")
+
+
+# ---- validation (shared by the CLI and the API) ---------------------------------------------
+
+def app_name(value: Any) -> str:
+    name = "" if value is None else str(value).strip()
+    if not APP_NAME.match(name):
+        raise BadRequest(f"app name {name!r} is not valid: 1-30 characters, lower-case letters, digits and '-', "
+                         "starting with a letter (it becomes the app's subdomain)")
+    return name
+
+
+def parse_memory(value: Any) -> int:
+    """Megabytes from 256, "256M", "256MB", "1G", "1.5GiB"."""
+    if isinstance(value, bool) or value is None:
+        raise BadRequest("memory: give a size like 256M or 1G")
+    match = MEMORY.match(str(value).strip().lower())
+    if not match:
+        raise BadRequest(f"memory: {value!r} is not a size; use megabytes or gigabytes like 256M or 1G")
+    mb = int(float(match.group(1)) * (1024 if match.group(2) == "g" else 1))
+    if not MIN_MEMORY_MB <= mb <= MAX_MEMORY_MB:
+        raise BadRequest(f"memory: must be between {MIN_MEMORY_MB}M and {MAX_MEMORY_MB // 1024}G")
+    return mb
+
+
+def parse_cpus(value: Any) -> float:
+    try:
+        cpus = float(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"cpus: {value!r} is not a number; give a share of CPUs like 0.5 or 2") from None
+    if isinstance(value, bool) or not 0.01 <= cpus <= MAX_CPUS:
+        raise BadRequest(f"cpus: must be between 0.01 and {MAX_CPUS:g}")
+    return round(cpus, 3)
+
+
+def parse_count(value: Any) -> int:
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"count: {value!r} is not a whole number of instances") from None
+    if isinstance(value, bool) or not 0 <= count <= MAX_COUNT:
+        raise BadRequest(f"count: must be between 0 (stopped) and {MAX_COUNT}")
+    return count
+
+
+def parse_port(value: Any) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"port: {value!r} is not a port number") from None
+    if isinstance(value, bool) or not 1 <= port <= 65535:
+        raise BadRequest("port: must be between 1 and 65535 (the port the app listens on inside its container)")
+    return port
+
+
+def parse_priority(value: Any) -> int:
+    try:
+        prio = int(value)
+    except (TypeError, ValueError):
+        raise BadRequest(f"priority: {value!r} is not a whole number") from None
+    if isinstance(value, bool) or not -1000 <= prio <= 1000:
+        raise BadRequest("priority: must be between -1000 and 1000 (higher is placed first when room is short)")
+    return prio
+
+
+def parse_command(value: Any) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(a, str) for a in value):
+        raise BadRequest("command: give a non-empty list of strings, e.g. [\"sh\", \"-c\", \"exec my-server\"]")
+    return list(value)
+
+
+def parse_health(value: Any) -> dict:
+    if not isinstance(value, dict) or value.get("type") not in HEALTH_TYPES:
+        raise BadRequest('health: give {"type": "http", "path": "/healthz"}, {"type": "tcp"} or {"type": "none"}')
+    out = {"type": value["type"]}
+    if value["type"] == "http":
+        path = str(value.get("path", "/"))
+        if not path.startswith("/"):
+            raise BadRequest(f"health.path: {path!r} must start with '/'")
+        out["path"] = path
+    for field in ("start_grace_s", "timeout_s"):
+        if field in value:
+            try:
+                out[field] = float(value[field])
+            except (TypeError, ValueError):
+                raise BadRequest(f"health.{field}: {value[field]!r} is not a number of seconds") from None
+    return out
+
+
+def parse_labels(value: Any, what: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise BadRequest(f"{what}: give an object of names to values, e.g. {{\"site\": \"home\"}}")
+    return {k: str(v) for k, v in value.items()}
+
+
+def runtime_release(spec: dict) -> str:
+    """The release the runtime runs: deploy release and revision (see the module docstring)."""
+    return f"{spec.get('release') or 0}.{spec.get('revision', 0)}"
+
+
+# ---- reading --------------------------------------------------------------------------------
+
+def get_app(store: Store, name: str) -> dict:
+    spec = store.value(keys.app(app_name(name)))
+    if spec is None:
+        raise NotFound(f"no app named {name!r}; `vcapp apps` lists them, `vcapp apps create {name}` makes it")
+    return spec
+
+
+def list_apps(store: Store) -> list[dict]:
+    return [dict(e.value, name=keys.name_of(e.key, keys.APPS)) for e in store.list(keys.APPS)]
+
+
+# ---- changing -------------------------------------------------------------------------------
+
+def new_spec(name: str, body: dict) -> dict:
+    """A validated spec from a create request: image/port/command optional (git push sets them)."""
+    spec: dict[str, Any] = {
+        "name": app_name(name), "count": parse_count(body.get("count", 1)),
+        "cpus": parse_cpus(body.get("cpus", DEFAULT_CPUS)),
+        "memory_mb": parse_memory(body.get("memory", body.get("memory_mb", DEFAULT_MEMORY_MB))),
+        "disk_mb": 0, "pids": DEFAULT_PIDS, "priority": parse_priority(body.get("priority", 0)),
+        "constraints": parse_labels(body.get("constraints", {}), "constraints"),
+        "env": parse_labels(body.get("env", {}), "env"), "secrets": [], "revision": 0,
+        "release": None, "image": "", "created_at": time.time(),
+    }
+    if body.get("port") is not None:
+        spec["port"] = parse_port(body["port"])
+    if body.get("command") is not None:
+        spec["command"] = parse_command(body["command"])
+    if body.get("image"):
+        spec["image"], spec["release"] = str(body["image"]), 1
+    default_health = {"type": "tcp"} if "port" in spec else {"type": "none"}
+    spec["health"] = parse_health(body["health"]) if body.get("health") is not None else default_health
+    return spec
+
+
+def create_app(store: Store, name: str, body: dict, repo_root: Path | None = None) -> dict:
+    """Write a new app's spec (refused if the name is taken) and make its git repository."""
+    spec = new_spec(name, body)
+    if not store.txn([absent(keys.app(spec["name"]))], [put_op(keys.app(spec["name"]), spec)]):
+        raise Conflict(f"an app named {spec['name']!r} already exists; pick another name or "
+                       f"`vcapp apps destroy {spec['name']}` first")
+    if repo_root is not None:
+        _create_repo(repo_root, spec["name"])
+    how = f"image {spec['image']}" if spec["image"] else "waiting for its first git push"
+    events.record(store, "app.created", f"app {spec['name']} created ({how})", app=spec["name"])
+    return spec
+
+
+def _create_repo(root: Path, name: str) -> None:
+    from gitserver.repos import AppExists, create_repo
+
+    try:
+        create_repo(root, name)
+    except AppExists:
+        pass  # an app destroyed and created again keeps its history
+
+
+def update_app(store: Store, name: str, change: Callable[[dict], dict], extra_ops: list[dict] | None = None) -> dict:
+    """Apply `change(spec) -> new spec` atomically; `extra_ops` go in the same transaction."""
+    key = keys.app(app_name(name))
+    for _ in range(UPDATE_ATTEMPTS):
+        entry = store.get(key)
+        if entry is None:
+            get_app(store, name)  # raises the NotFound a person can act on
+        new = dict(change(dict(entry.value)), updated_at=time.time())
+        if store.txn([unchanged(key, entry.mod_revision)], [put_op(key, new), *(extra_ops or [])]):
+            return new
+    raise Conflict(f"app {name} kept changing while being updated; try again")
+
+
+def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: Any = None) -> dict:
+    """Change instance count and/or per-instance limits; new limits roll the instances."""
+    if count is None and memory is None and cpus is None:
+        raise BadRequest("scale: give at least one of count, memory, cpus")
+    new_count = None if count is None else parse_count(count)
+    new_mem = None if memory is None else parse_memory(memory)
+    new_cpus = None if cpus is None else parse_cpus(cpus)
+
+    def change(spec: dict) -> dict:
+        limits = {k: v for k, v in (("memory_mb", new_mem), ("cpus", new_cpus)) if v is not None}
+        if any(spec.get(k) != v for k, v in limits.items()):
+            spec["revision"] = spec.get("revision", 0) + 1
+        spec.update(limits)
+        if new_count is not None:
+            spec["count"] = new_count
+        return spec
+
+    spec = update_app(store, name, change)
+    events.record(store, "app.scaled", f"app {name} scaled to {spec['count']} x {spec['cpus']:g} CPU, "
+                                       f"{spec['memory_mb']} MB", app=name)
+    return spec
+
+
+def restart(store: Store, name: str) -> dict:
+    """Roll every instance: each new container is healthy before the old one stops."""
+    spec = update_app(store, name, lambda s: dict(s, revision=s.get("revision", 0) + 1))
+    events.record(store, "app.restarted", f"app {name} restart requested (release {runtime_release(spec)})",
+                  app=name)
+    return spec
+
+
+def set_release(store: Store, app: str, release: int | str, image: str, config: dict | None = None) -> dict:
+    """A new deploy: set release, image and the build's config (port, command, env, health) at once.
+
+    Called by the git push pipeline once the image is in the registry; records a `deploy` event.
+    """
+    config = config or {}
+    updates: dict[str, Any] = {"release": release, "image": str(image), "revision": 0}
+    if config.get("port") is not None:
+        updates["port"] = parse_port(config["port"])
+    if config.get("command") is not None:
+        updates["command"] = parse_command(config["command"])
+    if config.get("env") is not None:
+        updates["env"] = parse_labels(config["env"], "env")
+    if config.get("health") is not None:
+        updates["health"] = parse_health(config["health"])
+    elif "port" in updates:
+        updates["health"] = {"type": "tcp"}
+    spec = update_app(store, app, lambda s: dict(s, **updates))
+    events.record(store, "deploy", f"app {app} release {release} ({image}) deployed", app=app, release=release)
+    return spec
+
+
+def destroy(store: Store, name: str) -> None:
+    """Remove the app; the placer then stops its instances and the runtimes remove them."""
+    get_app(store, name)
+    store.txn([], [delete_op(keys.app(name)), delete_op(keys.secrets(name)), delete_op(keys.pending(name))])
+    events.record(store, "app.destroyed", f"app {name} destroyed", app=name)
+
+
+# ---- instances (for `vcapp ps`) ---------------------------------------------------------------
+
+def instances(store: Store, name: str) -> list[dict]:
+    """Each instance of the app: where it is assigned, what its runtime reports, or why it is pending."""
+    spec = get_app(store, name)
+    assigned = {e.value["instance"]: e.value for e in store.list(keys.assign(name))}
+    reports = {}
+    for e in store.list(keys.STATUS):
+        parts = keys.name_of(e.key, keys.STATUS).split("/")
+        if len(parts) == 3 and parts[1] == name and assigned.get(parts[2], {}).get("node") == parts[0]:
+            reports[parts[2]] = e.value
+    pending = (store.value(keys.pending(name)) or {}).get("instances", {})
+    rows = []
+    for inst in sorted(set(assigned) | set(pending) | {str(i) for i in range(spec.get("count", 0))},
+                       key=lambda i: (len(i), i)):
+        rows.append(_instance_row(spec, inst, assigned.get(inst), reports.get(inst), pending.get(inst)))
+    return rows
+
+
+def _instance_row(spec: dict, inst: str, assign: dict | None, rep: dict | None, pending: str | None) -> dict:
+    row = {"instance": inst, "node": None, "release": None, "state": "pending", "health": "-", "restarts": 0,
+           "host_port": None, "reason": pending or ""}
+    if not spec.get("image"):
+        row["reason"] = row["reason"] or f"not deployed yet: git push to the app's repository ({spec['name']}.git)"
+    if assign:
+        row.update(node=assign["node"], release=assign.get("release"), state="assigned",
+                   reason=assign.get("reason", ""))
+    if rep:
+        row.update({k: rep.get(k) for k in ("release", "state", "health", "restarts", "host_port", "container",
+                                            "cpu_percent", "memory_mb", "memory_limit_mb", "started_at")})
+        row["reason"] = rep.get("message") or row["reason"]
+    return row

@@ -1,0 +1,173 @@
+"""The runtime's loop on every machine: this machine's assignments -> podman containers -> status.
+
+A background thread (podman calls and health checks take seconds; the daemon's tick must
+not wait for them) does, every PASS_EVERY_S:
+  1. read /vc/assign/* for this machine and decrypt the secrets those instances name;
+  2. `runtime.agent.Agent.step(specs)`: create, restart with back-off, roll new releases
+     (new healthy before old stops; a release that fails its health check is not promoted);
+  3. write each report to /vc/status/<node>/<app>/<inst> with the node's liveness lease, so a
+     dead machine's reports vanish with it; delete reports of instances no longer here;
+  4. record events: crashes (restart count went up), promotions, releases not promoted, and
+     an instance healthy again after a failover (with the seconds it took).
+
+Self-fencing: `step`, called by the daemon only while it holds its lease, notes the time.
+When the lease has not been confirmed for longer than its TTL the others consider this
+machine dead and start its instances elsewhere, so the thread stops every instance here
+whose spec has `volumes` (two writers on one volume is the failure that loses data); the
+rest keep running from the last assignments it read.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from runtime.agent import Agent, specs_from
+from runtime.podman import PodmanDriver, PodmanError
+from vcapp import events, keys, secrets
+from vcapp.node import agent as node_agent  # module, not names: agent imports the loops
+from vcapp.store import Store, StoreUnavailable
+
+log = logging.getLogger("vcapp.runtime")
+
+# Crash detection and health checks run this often; a crashed instance restarts within ~2 s.
+PASS_EVERY_S = 1.0
+# A report whose state did not change is rewritten this often, so `vcapp ps` shows fresh usage.
+STATUS_REFRESH_S = 5.0
+# Fields whose change is written at once (usage figures wait for the refresh).
+STATUS_FIELDS = ("release", "state", "health", "restarts", "host_port", "container", "message")
+
+
+class RuntimeLoop:
+    name = "runtime"
+
+    def __init__(self, ctx) -> None:
+        self.node = ctx.cfg.name
+        self.endpoints = ctx.cfg.store_endpoints()
+        self.lease = ctx.lease
+        self.lease_ok_at = time.monotonic()
+        self.agent = Agent(PodmanDriver.from_env(), self.node, Path(ctx.base) / "runtime" / "book.json")
+        self.publisher = Publisher(self.node)
+        self.desired: dict = {"assignments": [], "secrets": {}}
+        self.fenced = False
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="vcapp-runtime", daemon=True)
+        self.thread.start()
+
+    def step(self, ctx) -> None:
+        """Called each daemon tick while the lease is held: the lease is confirmed now."""
+        if ctx.lease:
+            self.lease, self.lease_ok_at = ctx.lease, time.monotonic()
+        self.endpoints = ctx.cfg.store_endpoints()
+
+    # ---- the thread ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        store, endpoints = None, None
+        while not self.stop.is_set():
+            started = time.monotonic()
+            if self.endpoints != endpoints:
+                store, endpoints = Store(self.endpoints), list(self.endpoints)
+            try:
+                self._pass(store)
+            except Exception:  # the thread must outlive any one bad pass
+                log.exception("runtime pass failed; trying again")
+            self.stop.wait(max(0.0, PASS_EVERY_S - (time.monotonic() - started)))
+
+    def _pass(self, store: Store) -> None:
+        online = self._read_desired(store)
+        doc = self._fence(self.desired)
+        specs, errors = specs_from(doc, self.node)
+        try:
+            reports = self.agent.step(specs, errors)
+        except PodmanError as e:
+            log.warning("podman failed on %s: %s", self.node, e)
+            return
+        if online and not self.fenced:
+            assigned = {f"{a['app']}/{a['instance']}": a for a in doc["assignments"]}
+            self.publisher.publish(store, self.lease, reports, assigned)
+
+    def _read_desired(self, store: Store) -> bool:
+        """Refresh the desired state from etcd; on failure keep the last one (returns False)."""
+        try:
+            mine = [e.value for e in store.list(keys.ASSIGN) if (e.value or {}).get("node") == self.node]
+            wanted = {a["app"] for a in mine if a.get("secrets")}
+            values = {app: secrets.values_for(store, app) for app in wanted}
+        except StoreUnavailable:
+            return False
+        except Exception as e:
+            log.warning("cannot read this machine's assignments: %s", type(e).__name__)
+            return False
+        self.desired = {"assignments": mine, "secrets": values}
+        return True
+
+    def _fence(self, doc: dict) -> dict:
+        """Without a confirmed lease for longer than its TTL, drop instances that own volumes."""
+        lost = time.monotonic() - self.lease_ok_at > node_agent.LEASE_TTL
+        if lost != self.fenced:
+            self.fenced = lost
+            owners = [f"{a['app']}/{a['instance']}" for a in doc["assignments"] if a.get("volumes")]
+            if lost:
+                log.warning("lease not renewed for over %ss: self-fencing, stopping %s", node_agent.LEASE_TTL,
+                            ", ".join(owners) or "nothing (no instance here owns a volume)")
+            else:
+                log.info("lease confirmed again: instances that own volumes may run here again")
+        if not lost:
+            return doc
+        return dict(doc, assignments=[a for a in doc["assignments"] if not a.get("volumes")])
+
+
+class Publisher:
+    """Writes this machine's reports to etcd and turns their changes into events."""
+
+    def __init__(self, node: str):
+        self.node = node
+        self.written: dict[str, tuple[dict, float, int]] = {}  # key -> (report, when, lease)
+        self.noted: set[tuple] = set()  # (kind, app/inst, detail) already recorded as events
+
+    def publish(self, store: Store, lease: int, reports: dict[str, dict], assigned: dict[str, dict]) -> None:
+        now = time.monotonic()
+        for key, rep in reports.items():
+            app, _, inst = key.partition("/")
+            skey = keys.status(self.node, app, inst)
+            old = self.written.get(skey)
+            self._events(store, key, rep, old[0] if old else None, assigned.get(key, {}))
+            if old and old[2] == lease and now - old[1] < STATUS_REFRESH_S and _same(old[0], rep):
+                continue
+            store.put(skey, rep, lease=lease)
+            self.written[skey] = (rep, now, lease)
+        current = {keys.status(self.node, *k.split("/", 1)) for k in reports}
+        for skey in set(self.written) - current:
+            store.delete(skey)
+            del self.written[skey]
+
+    def _events(self, store: Store, key: str, rep: dict, old: dict | None, assign: dict) -> None:
+        app, _, inst = key.partition("/")
+        want = str(assign.get("release", ""))
+        where = dict(app=app, instance=inst, node=self.node)
+        if old and rep.get("restarts", 0) > old.get("restarts", 0):
+            events.record(store, "crash", f"{key} on {self.node} restarted: {rep.get('message')}", **where)
+        if old and old.get("release") != rep.get("release") and rep.get("release") == want \
+                and rep.get("state") == "running":
+            events.record(store, "promoted", f"{key} on {self.node}: release {want} took over from "
+                                             f"{old.get('release')}", release=want, **where)
+        if "failed its health check" in (rep.get("message") or "") or "not promoted" in (rep.get("message") or ""):
+            self._once(store, ("release.failed", key, want), "release.failed",
+                       f"{key} on {self.node}: {rep.get('message')}", release=want, **where)
+        move = assign.get("failover")
+        if move and rep.get("health") == "healthy" and rep.get("release") == want:
+            seconds = round(time.time() - float(move.get("at", time.time())), 2)
+            self._once(store, ("failover", key, move.get("at")), "failover.healthy",
+                       f"{key} healthy on {self.node} {seconds}s after it was moved off {move.get('from')}",
+                       seconds=seconds, previous_node=move.get("from"), **where)
+
+    def _once(self, store: Store, tag: tuple, kind: str, message: str, **fields) -> None:
+        if tag not in self.noted:
+            self.noted.add(tag)
+            events.record(store, kind, message, **fields)
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(a.get(f) == b.get(f) for f in STATUS_FIELDS)
