@@ -11,7 +11,6 @@ from flask import Flask
 
 from vcapp.api import auth, errors, events, health, nodes, openapi, tokens
 from vcapp.api import apps as apps_routes
-from vcapp.api import apps as apps_routes
 from vcapp.api import apptokens
 from vcapp.api.config import ApiConfig
 from vcapp.api.context import EXTENSION
@@ -27,7 +26,6 @@ def create_app(config: ApiConfig) -> Flask:
     auth.register(app)
     for module in (health, nodes, events, tokens, openapi):
         app.register_blueprint(module.bp)
-    app.register_blueprint(apps_routes.bp)
     app.register_blueprint(apps_routes.bp)
     app.register_blueprint(apptokens.bp)
     return app
