@@ -12,6 +12,7 @@ from flask import Flask
 from vcapp.api import auth, errors, events, health, nodes, openapi, tokens
 from vcapp.api import apps as apps_routes
 from vcapp.api import apptokens
+from vcapp.api import git, releases
 from vcapp.api.config import ApiConfig
 from vcapp.api.context import EXTENSION
 
@@ -28,4 +29,6 @@ def create_app(config: ApiConfig) -> Flask:
         app.register_blueprint(module.bp)
     app.register_blueprint(apps_routes.bp)
     app.register_blueprint(apptokens.bp)
+    app.register_blueprint(releases.bp)
+    git.mount(app, config)  # /git/<app>.git: git push deploys (vcapp/deploy.py)
     return app

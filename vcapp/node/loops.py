@@ -6,13 +6,14 @@ every machine; leader loops only on the machine holding the controller election.
 
 from __future__ import annotations
 
+from vcapp.node.registry_loop import RegistryLoop
 from vcapp.node.router_loop import RouterLoop
 
 
 def node_loops() -> list:
     from vcapp.node.runtime_loop import RuntimeLoop
 
-    return [RuntimeLoop, RouterLoop]
+    return [RegistryLoop, RuntimeLoop, RouterLoop]
 
 
 def leader_loops() -> list:

@@ -1,0 +1,199 @@
+"""The git-push deploy pipeline: the `on_push` hook the git endpoint calls for main/master.
+
+    vcapp.toml (appconfig: refused with line and field, nothing changes)
+      -> build with builder/ on THIS machine, every line streamed to `git push`
+      -> push to this machine's registry (<addr>:5000, registry_loop.py)
+      -> record /vc/releases/<app>/<n> (releases.py) -> apps.set_release
+      -> wait (bounded) until every instance runs vN healthy per /vc/status
+      -> "released vN" + https://<app>.<domain>
+    or, if vN fails its health check: the app is set back to the release that served before,
+    vN is recorded as failed, and the push is refused (main keeps pointing at what serves).
+
+Builds run on the machine that received the push, in its podman/buildah storage ("build on
+the machine the placer would pick" is left for later). Images are pulled by other machines
+from this machine's registry: the release records the full reference with its address, so
+if this machine is lost, its images are lost for new pulls until the registry's storage
+moves to SeaweedFS S3.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from builder import registry as image_registry
+from builder.build import Limits, build
+from builder.errors import BuildError, NothingToBuild
+from gitserver import DeployError, PushResult
+from vcapp import appconfig, apps, events, keys, membership, releases
+from vcapp.errors import VcError
+from vcapp.node.config import NodeConfig
+from vcapp.store import Store
+
+log = logging.getLogger("vcapp.deploy")
+
+# A new release gets its start grace (30 s by default, runtime/spec.py) to pass its first
+# check, plus this for the placer to assign it, the image pull (~100 MB over the LAN) and the
+# container start. Past that, something is wrong and the pusher should not wait longer.
+HEALTH_WAIT_EXTRA_S = 60.0
+DEFAULT_START_GRACE_S = 30.0
+POLL_S = 0.5  # status reports are refreshed about every second by the runtime loop
+REGISTRY_PORT = image_registry.DEFAULT_PORT
+# Text the runtime puts in a status message when a release could not replace the old one.
+NOT_PROMOTED = ("was not promoted", "failed its health check")
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    message: str
+
+
+class Deployer:
+    """on_push for one machine's API: `store()` gives this thread's Store; node config is read per push."""
+
+    def __init__(self, store: Callable[[], Store], node: Callable[[], NodeConfig | None] = NodeConfig.load):
+        self.store = store
+        self.node = node
+
+    def __call__(self, *, app: str, ref: str, old_sha: str, new_sha: str, source_dir: Path, log: Log,
+                 who: str) -> PushResult:
+        store, started = self.store(), time.monotonic()
+        try:
+            apps.get_app(store, app)
+        except VcError as e:
+            raise DeployError(e.message) from None
+        config = read_config(source_dir, app, log)
+        node = self.node()
+        if node is None:
+            raise DeployError("this machine is not in a cluster (no node.json); push to a cluster machine's API")
+        registry = f"{node.addr}:{REGISTRY_PORT}"
+        if not image_registry.answers(registry):
+            raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
+                              "starts it; check `vcapp status` and its log (data dir log/registry.log)")
+        number = releases.next_number(store, app)
+        result = run_build(source_dir, app, number, registry, log)
+        rec = {"number": number, "sha": new_sha, "image": result.image, "digest": result.digest,
+               "time": time.time(), "who": who, "config": config.spec(), "language": result.language,
+               "build_seconds": round(result.seconds, 1), "built_on": node.name, "status": "deploying"}
+        try:
+            releases.record(store, app, rec)
+        except VcError as e:
+            raise DeployError(e.message) from None
+        return self._release(store, app, rec, log, started)
+
+    def _release(self, store: Store, app: str, rec: dict, log: Log, started: float) -> PushResult:
+        number = rec["number"]
+        before = releases.previous_good(store, app, number)
+        spec = releases.apply(store, app, rec)
+        count = int(spec.get("count", 1))
+        log(f"-----> v{number} set; waiting for {count} instance{'s' if count != 1 else ''} to pass "
+            f"{health_text(spec.get('health'))}")
+        outcome = wait_serving(store, app, apps.runtime_release(spec), count, health_wait(spec), log)
+        if outcome.ok:
+            seconds = time.monotonic() - started
+            releases.mark(store, app, number, "released", outcome.message, deploy_seconds=round(seconds, 1))
+            return PushResult.released(number, app_url(store, app), f"{outcome.message} ({seconds:.0f} s after the push)")
+        return self._fall_back(store, app, number, before, outcome.message)
+
+    def _fall_back(self, store: Store, app: str, number: int, before: dict | None, why: str) -> PushResult:
+        if before is not None:
+            releases.apply(store, app, before)
+            keeps = f"v{before['number']} keeps serving"
+        else:
+            keeps = "no earlier release was serving"
+        releases.mark(store, app, number, "failed", why)
+        events.record(store, "deploy.failed", f"app {app} v{number} failed its health check: {why}; {keeps}",
+                      app=app, release=number)
+        return PushResult.failed(f"release v{number} failed its health check ({why}); {keeps}")
+
+
+def read_config(source: Path, app: str, log: Log) -> appconfig.AppConfig:
+    path = source / appconfig.FILENAME
+    if not path.is_file():
+        log(f"-----> no {appconfig.FILENAME}: port {appconfig.DEFAULT_PORT}, TCP health check")
+        return appconfig.defaults()
+    try:
+        config = appconfig.parse(path.read_text(errors="replace"), app)
+    except appconfig.AppConfigError as e:
+        raise DeployError(str(e)) from None
+    log(f"-----> {appconfig.FILENAME}: port {config.port}, {health_text(config.health)}")
+    return config
+
+
+def run_build(source: Path, app: str, number: int, registry: str, log: Log):
+    """Build and push `source` as <registry>/apps/<app>:<number>; DeployError when it cannot."""
+    parent = os.environ.get("VCAPP_CGROUP_PARENT")
+    try:
+        return build(source, app, number, registry, on_line=log, limits=Limits(),
+                     cgroup_parent=f"{parent.rstrip('/')}/builds" if parent else None)
+    except NothingToBuild as e:
+        raise DeployError(e.reason) from None
+    except BuildError as e:
+        raise DeployError(e.reason) from None  # its log already streamed to the pusher
+
+
+def health_text(health: dict | None) -> str:
+    health = health or {"type": "tcp"}
+    if health.get("type") == "http":
+        return f"the HTTP check of {health.get('path', '/')}"
+    return "a TCP check" if health.get("type") == "tcp" else "no health check (type none)"
+
+
+def health_wait(spec: dict) -> float:
+    grace = (spec.get("health") or {}).get("start_grace_s", DEFAULT_START_GRACE_S)
+    return float(grace) + HEALTH_WAIT_EXTRA_S
+
+
+def app_url(store: Store, app: str) -> str:
+    domain = membership.cluster_record(store).get("domain") or "localhost"
+    return f"https://{app}.{domain}"
+
+
+def wait_serving(store: Store, app: str, release: str, count: int, timeout: float, log: Log) -> Outcome:
+    """Until `count` instances of `app` run `release` healthy, one fails, or `timeout` passes."""
+    if count == 0:
+        return Outcome(True, "count is 0: nothing to start")
+    deadline, said = time.monotonic() + timeout, set()
+    while True:
+        healthy, failure = check_instances(store, app, release)
+        for line in sorted(set(healthy) - said):
+            log(f"       {line}")
+            said.add(line)
+        if failure:
+            return Outcome(False, failure)
+        if len(healthy) >= count:
+            return Outcome(True, f"{count} instance{'s' if count != 1 else ''} healthy")
+        if time.monotonic() >= deadline:
+            return Outcome(False, f"{len(healthy)} of {count} instances healthy after {timeout:.0f} s")
+        time.sleep(POLL_S)
+
+
+def check_instances(store: Store, app: str, release: str) -> tuple[list[str], str | None]:
+    """("<instance> on <node>: healthy" for each healthy instance of release, first failure or None)."""
+    assigned = {e.value["instance"]: e.value.get("node") for e in store.list(keys.assign(app))}
+    healthy, failure = [], None
+    for e in store.list(keys.STATUS):
+        rep = e.value
+        if rep.get("app") != app or assigned.get(str(rep.get("instance"))) != rep.get("node"):
+            continue
+        where = f"instance {rep.get('instance')} on {rep.get('node')}"
+        message = rep.get("message") or ""
+        if str(rep.get("release")) == release and rep.get("health") == "healthy":
+            healthy.append(f"{where}: healthy ({message or 'check passed'})")
+        elif str(rep.get("release")) == release and (rep.get("state") == "failed" or rep.get("health") == "unhealthy"):
+            failure = failure or f"{where}: {message or rep.get('state')}"
+        elif f"release {release}" in message and any(t in message for t in NOT_PROMOTED):
+            failure = failure or f"{where}: {message}"
+    return healthy, failure
+
+
+def on_push_for(store: Callable[[], Store]) -> Deployer:
+    """The on_push hook for the API of this machine (see vcapp/api/git.py)."""
+    return Deployer(store)

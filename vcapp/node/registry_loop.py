@@ -1,0 +1,98 @@
+"""Node loop: keep this machine's image registry running, and let podman pull from every
+machine's registry over plain HTTP.
+
+- The distribution registry (`docker-registry serve`) runs as a child of the node daemon on
+  <addr>:5000 with its storage under <data dir>/registry (builder/registry.py writes its
+  config). Git pushes received here build and push to it (vcapp/deploy.py); other machines
+  pull the image from it by the full reference recorded in the release.
+- Plain HTTP inside the cluster: podman refuses it unless told. This loop writes a
+  registries.conf.d drop-in listing every cluster machine's registry as `insecure`, in
+  ~/.config/containers/registries.conf.d/ of the daemon's user (containers/image reads
+  that directory for every user, root included, beside /etc/containers/registries.conf.d;
+  each simulated machine has its own HOME). The runtime's `podman run` pulls through it, so
+  the runtime needs no `--tls-verify=false`. $VCAPP_REGISTRIES_CONF_DIR overrides the place.
+
+Storage is local: images built on a machine are lost for new pulls if that machine dies,
+until the registry's storage moves to SeaweedFS S3 (builder.registry.S3Storage).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from builder import registry
+from vcapp import keys
+from vcapp.node.children import Child
+from vcapp.node.config import derived_key
+
+log = logging.getLogger("vcapp.node")
+
+PORT = registry.DEFAULT_PORT
+DROPIN_NAME = "50-vcapp-cluster.conf"
+# Machines join rarely; re-reading the node list every 10 s puts a new machine's registry in
+# the drop-in long before anything is placed there and pulls from it.
+REFRESH_EVERY_S = 10.0
+
+
+def dropin_dir() -> Path:
+    env = os.environ.get("VCAPP_REGISTRIES_CONF_DIR")
+    return Path(env) if env else Path.home() / ".config" / "containers" / "registries.conf.d"
+
+
+def dropin_text(addresses: list[str]) -> str:
+    """The drop-in: each cluster registry usable over plain HTTP (the mesh encrypts the path)."""
+    head = "# Written by the vcapp node daemon (vcapp/node/registry_loop.py): cluster image registries.\n"
+    return head + "\n".join(registry.registries_conf(a) for a in sorted(set(addresses)))
+
+
+def http_secret() -> str:
+    """Stable across restarts (upload state stays valid); derived, so never stored."""
+    try:
+        return derived_key("registry-http").hex()
+    except OSError:
+        return ""  # no cluster key on disk (should not happen in a cluster): the registry picks one
+
+
+class RegistryLoop:
+    name = "registry"
+
+    def __init__(self, ctx):
+        self.child = Child("registry", ctx.base / "log" / "registry.log")
+        self.config_path = ctx.base / "registry" / "config.yml"
+        self.last_refresh = 0.0
+        self.written = ""
+
+    def step(self, ctx) -> None:
+        address = f"{ctx.cfg.addr}:{PORT}"
+        self._configure(ctx.base, address)
+        self.child.ensure(registry.serve_command(self.config_path))
+        if time.monotonic() - self.last_refresh >= REFRESH_EVERY_S:
+            self._dropin(ctx.store, address)
+            self.last_refresh = time.monotonic()
+
+    def _configure(self, base: Path, address: str) -> None:
+        storage = registry.FilesystemStorage(base / "registry" / "data")
+        wanted = registry.config(address, storage, http_secret() or None)
+        if self.config_path.exists() and self.written == address:
+            return
+        storage.root.mkdir(parents=True, exist_ok=True)
+        registry.write_config(self.config_path, address, storage, wanted["http"]["secret"])
+        self.written = address
+        if self.child.running():
+            self.child.stop()  # restart with the new config on this same step
+
+    def _dropin(self, store, own: str) -> None:
+        addresses = [own] + [f"{rec['addr']}:{PORT}" for rec in (e.value for e in store.list(keys.NODES))
+                             if rec.get("addr")]
+        text = dropin_text(addresses)
+        path = dropin_dir() / DROPIN_NAME
+        if path.exists() and path.read_text() == text:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+        log.info("registries drop-in %s lists %d cluster registries", path, len(set(addresses)))
