@@ -11,6 +11,7 @@ from vcapp.commands.events import events
 from vcapp.commands.login import login
 from vcapp.commands.node import node
 from vcapp.commands.nodes import nodes
+from vcapp.commands.releases import releases, rollback
 from vcapp.commands.status import status
 from vcapp.commands.tokens import tokens
 from vcapp.dev.cli import dev
@@ -33,6 +34,8 @@ cli.add_command(status)
 cli.add_command(events)
 cli.add_command(tokens)
 cli.add_command(completion)
+cli.add_command(releases)
+cli.add_command(rollback)
 
 
 def main() -> None:
