@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vcapp import __version__
+from vcapp.commands.apps import apps, logs, ps, restart, scale, secrets
 from vcapp.commands.cluster import cluster
 from vcapp.commands.completion import completion
 from vcapp.commands.events import events
@@ -34,6 +35,8 @@ cli.add_command(status)
 cli.add_command(events)
 cli.add_command(tokens)
 cli.add_command(completion)
+for command in (apps, scale, ps, restart, logs, secrets):
+    cli.add_command(command)
 cli.add_command(releases)
 cli.add_command(rollback)
 

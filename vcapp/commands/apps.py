@@ -1,0 +1,208 @@
+"""`vcapp apps|scale|ps|restart|logs|secrets`: apps, their instances, output and secrets.
+
+Input is checked with the same functions the API uses (vcapp.apps, vcapp.secrets) before a
+request is sent. Secret values go to the API once and are never printed back.
+"""
+
+from __future__ import annotations
+
+import click
+import requests
+
+from vcapp import apps as app_model
+from vcapp import secrets as app_secrets
+from vcapp.client import Client, ClientError
+from vcapp.commands.output import ago, api_errors, print_json, size_mb, table
+
+APPS_HEADERS = ["NAME", "RELEASE", "IMAGE", "INSTANCES", "CPUS", "MEMORY", "CREATED"]
+PS_HEADERS = ["INSTANCE", "NODE", "RELEASE", "STATE", "HEALTH", "RESTARTS", "PORT", "REASON"]
+LOG_CONNECT_TIMEOUT_S = 15.0
+
+
+@click.group("apps", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+@api_errors
+def apps(ctx: click.Context, as_json: bool) -> None:
+    """List apps (or create and destroy them)."""
+    if ctx.invoked_subcommand:
+        return
+    found = Client.from_config().get("/v1/apps")["apps"]
+    if as_json:
+        print_json(found)
+        return
+    rows = [[a["name"], app_model.runtime_release(a) if a.get("image") else "-", a.get("image") or "(no deploy)",
+             f"{a.get('healthy', 0)}/{a.get('count', 0)}", f"{a.get('cpus', 0):g}", size_mb(a.get("memory_mb")),
+             ago(a.get("created_at"))] for a in found]
+    click.echo(table(APPS_HEADERS, rows) if rows else "no apps yet: `vcapp apps create NAME`")
+
+
+@apps.command("create")
+@click.argument("name")
+@click.option("--image", help="Run this image (already on the machines) instead of waiting for git push.")
+@click.option("--port", type=int, help="Port the app listens on inside its container.")
+@click.option("--command", "command", help="Command line run in the container (through sh -c).")
+@click.option("--health-path", help="HTTP path that answers 2xx/3xx when the app is healthy (default: TCP check).")
+@click.option("--count", default=1, show_default=True, help="Number of instances.")
+@click.option("--memory", default=f"{app_model.DEFAULT_MEMORY_MB}M", show_default=True, help="Memory per instance.")
+@click.option("--cpus", default=app_model.DEFAULT_CPUS, show_default=True, help="CPUs per instance.")
+@click.option("--priority", default=0, show_default=True, help="Placed first when room is short (higher wins).")
+@click.option("--constraint", "constraints", multiple=True, help="KEY=VALUE a machine must have (site=home).")
+@click.option("--env", "env", multiple=True, help="KEY=VALUE environment (not secret; use `vcapp secrets`).")
+@api_errors
+def create(name: str, image: str | None, port: int | None, command: str | None, health_path: str | None,
+           count: int, memory: str, cpus: float, priority: int, constraints: tuple[str, ...],
+           env: tuple[str, ...]) -> None:
+    """Create an app; without --image it waits for its first `git push`."""
+    body: dict = {"name": name, "count": count, "memory": memory, "cpus": cpus, "priority": priority,
+                  "constraints": _pairs(constraints, "--constraint"), "env": _pairs(env, "--env")}
+    if image:
+        body["image"] = image
+    if port is not None:
+        body["port"] = port
+    if command:
+        body["command"] = ["sh", "-c", command]
+    if health_path:
+        body["health"] = {"type": "http", "path": health_path}
+    app_model.new_spec(name, body)  # the API's own checks, before anything is sent
+    spec = Client.from_config().post("/v1/apps", body)["app"]
+    click.echo(f"app {spec['name']} created" + (f", running {spec['image']}" if spec.get("image") else
+                                                 "; push to deploy it: git push <cluster>/git/"
+                                                 f"{spec['name']}.git main"))
+
+
+def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: give KEY=VALUE", param_hint=what)
+        out[key] = value
+    return out
+
+
+@apps.command("destroy")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@api_errors
+def destroy(name: str, yes: bool) -> None:
+    """Destroy an app: stop its instances everywhere and delete its secrets."""
+    app_model.app_name(name)
+    if not yes and not click.confirm(f"destroy app {name} and stop all its instances?"):
+        raise click.Abort()
+    Client.from_config().delete(f"/v1/apps/{name}")
+    click.echo(f"app {name} destroyed; its instances are stopping")
+
+
+@click.command("scale")
+@click.argument("app")
+@click.option("--count", type=int, help="Number of instances.")
+@click.option("--memory", help="Memory per instance: 256M, 1G.")
+@click.option("--cpus", help="CPUs per instance: 0.5, 2.")
+@api_errors
+def scale(app: str, count: int | None, memory: str | None, cpus: str | None) -> None:
+    """Change an app's instance count and limits (new limits roll the instances)."""
+    body = {k: v for k, v in (("count", count), ("memory", memory), ("cpus", cpus)) if v is not None}
+    if not body:
+        raise click.UsageError("give --count, --memory and/or --cpus")
+    for key, check in (("count", app_model.parse_count), ("memory", app_model.parse_memory),
+                       ("cpus", app_model.parse_cpus)):
+        if key in body:
+            check(body[key])
+    spec = Client.from_config().post(f"/v1/apps/{app}/scale", body)["app"]
+    click.echo(f"app {app}: {spec['count']} x {spec['cpus']:g} CPU, {size_mb(spec['memory_mb'])}")
+
+
+@click.command("ps")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@api_errors
+def ps(app: str, as_json: bool) -> None:
+    """An app's instances: where they run, their state and health, or why they are pending."""
+    found = Client.from_config().get(f"/v1/apps/{app}/ps")["instances"]
+    if as_json:
+        print_json(found)
+        return
+    rows = [[i["instance"], i.get("node") or "-", i.get("release") or "-", i.get("state"), i.get("health") or "-",
+             i.get("restarts", 0), i.get("host_port") or "-", i.get("reason") or ""] for i in found]
+    click.echo(table(PS_HEADERS, rows) if rows else f"app {app} has no instances (count 0)")
+
+
+@click.command("restart")
+@click.argument("app")
+@api_errors
+def restart(app: str) -> None:
+    """Restart an app's instances one new container at a time (no downtime)."""
+    spec = Client.from_config().post(f"/v1/apps/{app}/restart", {})["app"]
+    click.echo(f"app {app}: restarting as release {app_model.runtime_release(spec)}")
+
+
+@click.command("logs")
+@click.argument("app")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option("--instance", "-i", help="Only this instance (default: all; the first when following).")
+@click.option("--tail", "-n", type=int, help="Start with the last N lines.")
+@api_errors
+def logs(app: str, follow: bool, instance: str | None, tail: int | None) -> None:
+    """Print an app's output, wherever its instances run."""
+    client = Client.from_config()
+    params = {"follow": "1" if follow else None, "instance": instance, "tail": tail}
+    try:
+        resp = client.session.get(f"{client.login.url}/v1/apps/{app}/logs", stream=True,
+                                  params={k: v for k, v in params.items() if v is not None},
+                                  timeout=(LOG_CONNECT_TIMEOUT_S, None))
+    except requests.RequestException as e:
+        raise ClientError(f"cannot reach {client.login.url}: {type(e).__name__}") from None
+    if not resp.ok:
+        try:
+            raise ClientError(resp.json().get("error", resp.reason), resp.status_code)
+        except ValueError:
+            raise ClientError(f"HTTP {resp.status_code} from {client.login.url}") from None
+    try:
+        for line in resp.iter_lines(decode_unicode=True):
+            click.echo(line)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        resp.close()
+
+
+@click.group("secrets")
+def secrets() -> None:
+    """An app's secrets: set, list (names only), unset. Values are encrypted in the cluster."""
+
+
+@secrets.command("set")
+@click.argument("app")
+@click.argument("pairs", nargs=-1, required=True)
+@api_errors
+def secrets_set(app: str, pairs: tuple[str, ...]) -> None:
+    """Set NAME=value secrets; the app's instances restart with them (no downtime)."""
+    values = app_secrets.parse_pairs(list(pairs))
+    answer = Client.from_config().request("PUT", f"/v1/apps/{app}/secrets", body={"secrets": values})
+    click.echo(f"app {app}: set {', '.join(sorted(values))}; secrets now {', '.join(answer['secrets'])}")
+
+
+@secrets.command("list")
+@click.argument("app")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@api_errors
+def secrets_list(app: str, as_json: bool) -> None:
+    """The names of an app's secrets (values are never shown)."""
+    found = Client.from_config().get(f"/v1/apps/{app}/secrets")["secrets"]
+    if as_json:
+        print_json(found)
+        return
+    click.echo("\n".join(found) if found else f"app {app} has no secrets")
+
+
+@secrets.command("unset")
+@click.argument("app")
+@click.argument("names", nargs=-1, required=True)
+@api_errors
+def secrets_unset(app: str, names: tuple[str, ...]) -> None:
+    """Remove secrets by name."""
+    for name in names:
+        app_secrets.secret_name(name)
+    answer = Client.from_config().request("DELETE", f"/v1/apps/{app}/secrets", body={"names": list(names)})
+    click.echo(f"app {app}: removed {', '.join(names)}; left: {', '.join(answer['secrets']) or 'none'}")
