@@ -8,6 +8,8 @@ from vcapp import __version__
 from vcapp.commands.apps import apps, logs, ps, restart, scale, secrets
 from vcapp.commands.cluster import cluster
 from vcapp.commands.completion import completion
+from vcapp.commands.domains import access, domains
+from vcapp.commands.edge import edge
 from vcapp.commands.events import events
 from vcapp.commands.login import login
 from vcapp.commands.node import node
@@ -35,6 +37,9 @@ cli.add_command(status)
 cli.add_command(events)
 cli.add_command(tokens)
 cli.add_command(completion)
+cli.add_command(edge)
+cli.add_command(domains)
+cli.add_command(access)
 for command in (apps, scale, ps, restart, logs, secrets):
     cli.add_command(command)
 cli.add_command(releases)

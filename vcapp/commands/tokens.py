@@ -11,6 +11,7 @@ import click
 
 from vcapp.api.validate import format_duration, parse_duration, parse_uses, token_id, token_name
 from vcapp.client import Client
+from vcapp.commands import apptokens
 from vcapp.commands.output import ago, api_errors, print_json, table, until
 
 JOIN_HEADERS = ["ID", "NAME", "CREATED", "EXPIRES", "USES", "STATE"]
@@ -125,3 +126,8 @@ def admin_revoke(token: str) -> None:
     """Revoke admin token TOKEN (its id); whoever holds it loses access at once."""
     Client.from_config().delete(f"/v1/tokens/admin/{token_id(token)}")
     click.echo(f"admin token {token} revoked")
+
+
+# End-user access tokens for apps: `vcapp tokens create|list|revoke APP` (vcapp/commands/apptokens.py).
+for _command in (apptokens.create, apptokens.list_, apptokens.revoke):
+    tokens.add_command(_command)
