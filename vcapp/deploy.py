@@ -66,7 +66,7 @@ class Deployer:
                  who: str) -> PushResult:
         store, started = self.store(), time.monotonic()
         try:
-            apps.get_app(store, app)
+            serving = apps.get_app(store, app).get("release")
         except VcError as e:
             raise DeployError(e.message) from None
         config = read_config(source_dir, app, log)
@@ -86,11 +86,13 @@ class Deployer:
             releases.record(store, app, rec)
         except VcError as e:
             raise DeployError(e.message) from None
-        return self._release(store, app, rec, log, started)
+        before = store.value(keys.release(app, serving)) if isinstance(serving, int) else None
+        return self._release(store, app, rec, before, log, started)
 
-    def _release(self, store: Store, app: str, rec: dict, log: Log, started: float) -> PushResult:
+    def _release(self, store: Store, app: str, rec: dict, before: dict | None, log: Log,
+                 started: float) -> PushResult:
+        """Set the app to release `rec`; if it fails its check, back to `before` (what served)."""
         number = rec["number"]
-        before = releases.previous_good(store, app, number)
         spec = releases.apply(store, app, rec)
         count = int(spec.get("count", 1))
         log(f"-----> v{number} set; waiting for {count} instance{'s' if count != 1 else ''} to pass "
