@@ -1,0 +1,89 @@
+"""Ingress routes from cluster state, as tables: which instances get traffic, with which policy."""
+
+from __future__ import annotations
+
+import pytest
+
+from router.routes import AppRoute
+from vcapp.edge_daemon import router_address
+from vcapp.ingress import ClusterView, edge_hosts, edge_routes, node_routes
+
+pytestmark = pytest.mark.unit
+
+NODES = {"home-1": "10.1.0.11", "home-2": "10.1.0.12"}
+API = {"home-1": "10.1.0.11:7180", "home-2": "10.1.0.12:7180"}
+
+
+def report(node, app, inst="0", port=20001, state="running", health="healthy"):
+    return {"node": node, "app": app, "instance": inst, "state": state, "health": health, "host_port": port}
+
+
+def view(apps, reports, nodes=NODES, edges=("100.96.0.1",)):
+    return ClusterView("apps.example.com", apps, reports, dict(nodes), {n: API[n] for n in nodes}, edges)
+
+
+def route(v: ClusterView, app: str) -> AppRoute:
+    return dict(node_routes(v).apps)[app]
+
+
+@pytest.mark.parametrize("rep, backends", [
+    (report("home-1", "blog"), ("10.1.0.11:20001",)),
+    (report("home-1", "blog", health="starting"), ()),
+    (report("home-1", "blog", health="unhealthy"), ()),
+    (report("home-1", "blog", state="exited"), ()),
+    (report("home-1", "blog", health="-"), ("10.1.0.11:20001",)),  # no health check: running is enough
+    (report("home-1", "blog", port=None), ()),
+    (report("office-9", "blog"), ()),  # a machine that is not alive
+    (report("home-1", "other"), ()),
+])
+def test_backends_are_serving_instances_on_live_machines(rep, backends):
+    assert route(view({"blog": {}}, [rep]), "blog").backends == backends
+
+
+def test_an_app_on_two_machines_gets_both_and_the_table_is_order_free():
+    reps = [report("home-2", "blog", "1", 20007), report("home-1", "blog", "0", 20001)]
+    v1, v2 = view({"blog": {}}, reps), view({"blog": {}}, list(reversed(reps)))
+    assert route(v1, "blog").backends == ("10.1.0.11:20001", "10.1.0.12:20007")
+    assert node_routes(v1) == node_routes(v2)  # equal tables: the router reloads only on change
+
+
+def test_instance_moved_to_another_machine_moves_the_backend():
+    before = view({"blog": {}}, [report("home-1", "blog", port=20001)])
+    after = view({"blog": {}}, [report("home-2", "blog", port=20003)])
+    assert route(before, "blog").backends == ("10.1.0.11:20001",)
+    assert route(after, "blog").backends == ("10.1.0.12:20003",)
+    assert node_routes(before) != node_routes(after)
+
+
+def test_policy_health_path_and_custom_domains_come_from_the_spec():
+    spec = {"policy": "token", "health": {"type": "http", "path": "/healthz"}, "domains": ["www.example.org", "bad_name"]}
+    r = route(view({"vault": spec}, []), "vault")
+    assert (r.policy, r.health_path, r.domains, r.backends) == ("token", "/healthz", ("www.example.org",), ())
+    assert route(view({"blog": {"health": {"type": "tcp"}}}, []), "blog").health_path is None
+    assert route(view({"blog": {}}, []), "blog").policy == "public"
+
+
+def test_apps_the_routers_cannot_serve_are_left_out_not_fatal():
+    v = view({"api": {}, "Bad": {}, "blog": {}, "odd": {"policy": "secret"}}, [])
+    assert [name for name, _ in node_routes(v).apps] == ["blog"]
+
+
+def test_api_backends_and_trusted_edges():
+    t = node_routes(view({}, [], edges=("100.96.0.1", "203.0.113.10", "edge.example.com")))
+    assert t.api == ("10.1.0.11:7180", "10.1.0.12:7180")
+    assert t.trusted_proxies == ("100.96.0.1/32", "203.0.113.10/32")
+    assert edge_hosts({"edge": "203.0.113.10:8443"}) == ("100.96.0.1", "203.0.113.10")
+    assert edge_hosts({"edge": ""}) == ("100.96.0.1",)
+
+
+def test_edge_table_lists_apps_domains_and_node_routers():
+    v = view({"blog": {"domains": ["www.blog.org"]}, "shop": {}}, [])
+    t = edge_routes(v, ["10.1.0.12:7080", "10.1.0.11:7080"])
+    assert t.hostnames() == ["api.apps.example.com", "blog.apps.example.com", "shop.apps.example.com", "www.blog.org"]
+    assert t.nodes == ("10.1.0.11:7080", "10.1.0.12:7080")
+
+
+@pytest.mark.parametrize("given, addr", [("10.1.0.11", "10.1.0.11:7080"), ("10.1.0.11:9000", "10.1.0.11:9000"),
+                                         (" 100.96.0.5 ", "100.96.0.5:7080")])
+def test_edge_node_addresses_default_to_the_node_router_port(given, addr):
+    assert router_address(given) == addr
