@@ -138,7 +138,7 @@ def run(rounds: int, seconds: float) -> tuple[list[dict], dict]:
 
     dc = DevCluster("mbn" + secrets.token_hex(2))
     dc.up(default(dc.name))
-    rows, shares = [], {}
+    rows, shares, mesh = [], {}, None
     try:
         sim = BenchSim(dc)
         realistic_router_input(sim)
@@ -174,6 +174,8 @@ def run(rounds: int, seconds: float) -> tuple[list[dict], dict]:
             s.kill()
         return rows, shares
     finally:
+        if mesh:
+            mesh.forget_sockets()
         dc.down()
 
 

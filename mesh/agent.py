@@ -34,6 +34,9 @@ RTT_INTERVAL = 5.0
 # NAT using the same port would make the NAT rewrite one of them, like a hard NAT.
 PORT_RANGE = (20000, 59999)
 PORT_FILE = "listen_port"
+# A peer found routed directly with a handshake younger than this (WireGuard's session
+# lifetime) is taken over as working when the daemon restarts.
+ADOPT_FRESH = 180.0
 
 log = logging.getLogger("mesh.agent")
 
@@ -215,7 +218,11 @@ class Agent:
         self._write_status(view, dev, edge_state, rows)
 
     def _peer(self, now: float, me: dict, peer: dict, hexkey: str, st: wg.PeerState | None):
-        link = self.links.setdefault(hexkey, paths.DirectLink(retry=self.cfg.direct_retry))
+        link = self.links.get(hexkey)
+        if link is None:
+            link = self.links[hexkey] = paths.DirectLink(retry=self.cfg.direct_retry)
+            if st and f"{peer['mesh_ip']}/32" in st.allowed_ips and time.time() - st.last_handshake < ADOPT_FRESH:
+                link.adopt(now)
         cands = paths.candidates(me, peer)
         try_ep = link.update(now, cands, st.rx_bytes if st else 0, st.endpoint if st else None)
         alive = link.alive(now)

@@ -60,6 +60,11 @@ class DirectLink:
         self.rx: int | None = None
         self.heard_at: float | None = None
 
+    def adopt(self, now: float) -> None:
+        """Trust a session found already working (a restarted daemon takes over its interface):
+        keep its path instead of detouring through the relay until the next keepalive."""
+        self.heard_at = now
+
     def alive(self, now: float) -> bool:
         return self.heard_at is not None and now - self.heard_at < self.trust
 

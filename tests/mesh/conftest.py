@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from mesh import auth
+from mesh import auth, wg
 from vcapp.dev import netns
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -53,6 +53,7 @@ class Mesh:
         self.coord = f"http://{sim.addr('edge')}:{COORD_PORT}/_mesh"
         self.logs = ARTIFACTS / f"mesh-{sim.name}"
         self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, object] = {}
 
     def interface(self, host: str) -> str:
         return f"vm{self.sim.name}{short(host)}"
@@ -64,7 +65,7 @@ class Mesh:
         keyfile = self.sim.dc.host_dir("edge") / "data" / "mesh.key"
         keyfile.parent.mkdir(parents=True, exist_ok=True)
         keyfile.write_text(self.key.hex())
-        self.sim.spawn("edge", VCAPP, "mesh", "edge", "--listen", f"0.0.0.0:{COORD_PORT}",
+        self.procs["edge"] = self.sim.spawn("edge", VCAPP, "mesh", "edge", "--listen", f"0.0.0.0:{COORD_PORT}",
                        "--mesh-key-file", str(keyfile), "--interface", self.interface("edge"),
                        log=self.logs / "edge.log")
 
@@ -72,7 +73,7 @@ class Mesh:
         cred = self.sim.dc.host_dir(host) / "data" / "mesh.credential"
         cred.parent.mkdir(parents=True, exist_ok=True)
         cred.write_text(auth.issue_credential(self.key, host, self.ip(host)))
-        self.sim.spawn(host, VCAPP, "mesh", "up", "--coord", self.coord, "--node", host, "--mesh-ip", self.ip(host),
+        self.procs[host] = self.sim.spawn(host, VCAPP, "mesh", "up", "--coord", self.coord, "--node", host, "--mesh-ip", self.ip(host),
                        "--credential-file", str(cred), "--interface", self.interface(host),
                        "--direct-retry", TEST_DIRECT_RETRY, "--edge-udp-retry", TEST_EDGE_UDP_RETRY,
                        log=self.logs / f"{host}.log")
@@ -110,6 +111,11 @@ class Mesh:
     def wait_ping(self, host: str, peer: str, timeout: float) -> float:
         return self.wait(f"{host} pings {peer} over the overlay", lambda: self.ping(host, peer), timeout)
 
+    def forget_sockets(self) -> None:
+        """wireguard-go killed with its machine leaves its UAPI socket in the shared directory."""
+        for host in ["edge", *MACHINES]:
+            (wg.UAPI_DIR / f"{self.interface(host)}.sock").unlink(missing_ok=True)
+
     def settle(self, timeout: float = 40) -> None:
         """Wait until every pair is back on its best path (lan at home, direct across sites)."""
         want = {("home-1", "home-2"): "lan", ("home-2", "home-1"): "lan", ("home-1", "office-1"): "direct",
@@ -118,7 +124,7 @@ class Mesh:
 
 
 @pytest.fixture(scope="module")
-def mesh(make_sim) -> Mesh:
+def mesh(make_sim):
     sim = make_sim()
     realistic_router_input(sim)
     m = Mesh(sim, auth.new_mesh_key())
@@ -126,4 +132,5 @@ def mesh(make_sim) -> Mesh:
     for host in MACHINES:
         m.start_machine(host)
     m.settle(timeout=60)
-    return m
+    yield m
+    m.forget_sockets()
