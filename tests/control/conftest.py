@@ -18,6 +18,7 @@ class ControlCluster:
         self.machines = machines
         self.admin_token = ""
         self.join_token = ""
+        self.mesh_key = ""
 
     def boot_daemons(self) -> None:
         for m in self.machines:
@@ -30,6 +31,12 @@ class ControlCluster:
                            *mesh, "--site", site).stdout
         self.admin_token = re.search(r"vcadm_\S+", out).group(0)
         self.join_token = re.search(r"vcjoin_\S+", out).group(0)
+        found = re.search(r"VCAPP_MESH_KEY=([0-9a-f]+)", out)
+        self.mesh_key = found.group(1) if found else ""
+
+    def start_edge_mesh(self) -> None:
+        """The edge's side of the mesh, with the key `cluster init` printed, started at boot."""
+        self.sim.dc.add_service("edge", "mesh-edge", ["env", f"VCAPP_MESH_KEY={self.mesh_key}", "vcapp", "mesh", "edge"])
 
     def join(self, machine: str, site: str = "home", token: str | None = None, check: bool = True):
         return self.sim.run(machine, "vcapp", "node", "join", token or self.join_token, "--site", site, check=check)
@@ -46,6 +53,14 @@ class ControlCluster:
         import json
 
         return {n["name"]: n for n in json.loads(self.vcapp(machine, "nodes", "--json").stdout)}
+
+    def all_up(self, machine: str = "home-1") -> dict | None:
+        """The node records if every machine is up, else None (also while the API waits for etcd)."""
+        try:
+            nodes = self.nodes(machine)
+        except AssertionError:
+            return None
+        return nodes if all(n["up"] for n in nodes.values()) else None
 
     def wait(self, cond, timeout: float, what: str, interval: float = 0.25):
         deadline = time.monotonic() + timeout

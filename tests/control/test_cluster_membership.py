@@ -117,17 +117,9 @@ def test_cold_start_brings_everything_back(cc):
         cc.sim.dc.kill(m)
     for m in reversed(cc.machines):
         cc.sim.dc.revive(m)
-    after = cc.wait(lambda: _all_up(cc), 60, "every machine up after a cold start")
+    after = cc.wait(cc.all_up, 60, "every machine up after a cold start")
     assert set(after) == set(before)
     assert cc.vcapp("home-1", "tokens", "join", "list", "--json").stdout == tokens_before
-
-
-def _all_up(cc) -> dict | None:
-    try:
-        nodes = cc.nodes("home-1")
-    except AssertionError:  # the API is still waiting for etcd's quorum
-        return None
-    return nodes if all(n["up"] for n in nodes.values()) else None
 
 
 def test_api_refuses_without_a_valid_admin_token(cc):

@@ -9,6 +9,7 @@ import click
 from vcapp.client import Login, save_login
 from vcapp.errors import VcError
 from vcapp.node import bootstrap
+from vcapp.node.config import NodeConfig, derived_key
 from vcapp.node.etcd_members import DEFAULT_REPLACE_AFTER
 
 
@@ -57,11 +58,15 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
             labels=_labels(labels), max_nodes=max_nodes)
     except VcError as e:
         raise click.ClickException(e.message)
+    addr = NodeConfig.load().addr  # the overlay address when the cluster runs on the mesh
     url = f"http://{addr}:7180"
     save_login(Login(url, str(admin)))
     click.echo(f"cluster {record['name']} created on {node_name} ({addr}), apps at *.{record['domain']}\n")
     click.echo(f"admin token (shown once; this machine is logged in with it):\n  {admin}\n")
     click.echo(f"join token (valid 1 hour; make more with `vcapp tokens join create`):\n  {join}\n")
+    if record.get("mesh_coord"):
+        mesh_key = derived_key("mesh").hex()
+        click.echo(f"on the edge host (once; the mesh key is secret):\n  VCAPP_MESH_KEY={mesh_key} vcapp mesh edge\n")
     click.echo("on every other machine:\n  vcapp node join <join token>")
     click.echo(f"from an admin laptop:\n  vcapp login {url} <admin token>")
 
@@ -77,7 +82,7 @@ def join(token, node_name, site, addr, labels) -> None:
         answer = bootstrap.join_cluster(token, node_name=node_name, site=site, addr=addr, labels=_labels(labels))
     except VcError as e:
         raise click.ClickException(e.message)
-    click.echo(f"{node_name} joined cluster {answer['cluster']['name']} (site {site}, {addr}); it is up.")
+    click.echo(f"{node_name} joined cluster {answer['cluster']['name']} (site {site}, {answer['node']['addr']}); it is up.")
 
 
 @click.command()

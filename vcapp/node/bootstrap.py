@@ -31,6 +31,8 @@ from vcapp.store import Store, StoreUnavailable, wait_healthy
 
 START_TIMEOUT = 60.0  # s: etcd's first start plus the daemon's; seconds normally, slow disks more
 JOIN_HTTP_TIMEOUT = 15.0  # s: the API answers a join in milliseconds; this covers a slow link
+JOIN_PATIENCE = 30.0  # s: an edge or API that is restarting is back within this
+JOIN_RETRY_EVERY = 1.0
 STOP_TIMEOUT = 10.0
 DEFAULT_MESH_INTERFACE = "vcmesh0"
 
@@ -156,28 +158,38 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
 
 
 def request_join(token_text: str, info: membership.NodeInfo) -> dict:
-    """Ask the cluster (any API address in the token) to admit this machine."""
+    """Ask the cluster (through the address in the token) to admit this machine.
+
+    Unreachable or "no machine answered" is retried for JOIN_PATIENCE: the edge or the
+    cluster's machines may be (re)starting. A refusal is final."""
     try:
         token = tokens.parse_join_token(token_text)
     except tokens.TokenError as e:
         raise BadRequest(str(e)) from None
     body = {"token": token_text, "node": info.__dict__}
-    problems = []
-    for url in token.api_urls:
-        try:
-            resp = requests.post(f"{url}/v1/join", json=body, timeout=JOIN_HTTP_TIMEOUT)
-        except requests.RequestException as e:
-            problems.append(f"{url}: {type(e).__name__}")
-            continue
-        try:
-            answer = resp.json()
-        except ValueError:
-            answer = {"error": resp.text[:200]}
-        if resp.status_code >= 400:
-            raise VcError(answer.get("error", f"join refused ({resp.status_code})"), resp.status_code)
-        return answer
-    raise Unavailable("cannot reach the cluster at " + "; ".join(problems) +
-                      ": is a cluster machine up, and is this machine on the cluster network?")
+    deadline = time.monotonic() + JOIN_PATIENCE
+    while True:
+        problems = []
+        for url in token.api_urls:
+            try:
+                resp = requests.post(f"{url}/v1/join", json=body, timeout=JOIN_HTTP_TIMEOUT)
+            except requests.RequestException as e:
+                problems.append(f"{url}: {type(e).__name__}")
+                continue
+            try:
+                answer = resp.json()
+            except ValueError:
+                answer = {"error": resp.text[:200]}
+            if resp.status_code == 503:
+                problems.append(f"{url}: {answer.get('error', 'unavailable')}")
+                continue
+            if resp.status_code >= 400:
+                raise VcError(answer.get("error", f"join refused ({resp.status_code})"), resp.status_code)
+            return answer
+        if time.monotonic() > deadline:
+            raise Unavailable("cannot reach the cluster at " + "; ".join(problems) +
+                              ": is a cluster machine up, and is this machine on the cluster network?")
+        time.sleep(JOIN_RETRY_EVERY)
 
 
 def join_cluster(token_text: str, *, node_name: str, site: str, addr: str, labels: dict) -> dict:

@@ -1,0 +1,52 @@
+"""The control plane across two NATed sites, over the WireGuard mesh: joins go through the
+edge, etcd members talk over overlay addresses."""
+
+import json
+import time
+
+import pytest
+
+from tests.control.conftest import ControlCluster
+from vcapp.node.agent import LEASE_TTL
+
+pytestmark = pytest.mark.cluster
+
+
+@pytest.fixture(scope="module")
+def cc(make_sim):
+    sim = make_sim(home=2, office=1)
+    cc = ControlCluster(sim, ["home-1", "home-2", "office-1"])
+    cc.boot_daemons()
+    cc.init("home-1", edge="203.0.113.10:8443")
+    cc.start_edge_mesh()
+    cc.join("office-1", site="office")
+    cc.join("home-2", site="home")
+    return cc
+
+
+def test_two_sites_form_one_cluster_with_three_etcd_voters_on_the_overlay(cc):
+    nodes = cc.wait(cc.all_up, 30, "3 machines up")
+    assert {n: (r["site"], r["addr"]) for n, r in nodes.items()} == {
+        "home-1": ("home", "100.96.0.10"), "office-1": ("office", "100.96.0.11"), "home-2": ("home", "100.96.0.12")}
+
+    def three_voters():
+        table = json.loads(cc.sim.run("office-1", "etcdctl", "--endpoints", "http://100.96.0.11:2379",
+                                      "member", "list", "-w", "json", check=False).stdout or "{}")
+        members = table.get("members", [])
+        ok = len(members) == 3 and not any(m.get("isLearner") for m in members)
+        return members if ok else None
+
+    members = cc.wait(three_voters, 60, "three etcd voters across the sites")
+    assert all(m["peerURLs"][0].startswith("http://100.96.0.") for m in members)
+    # office-1 reads and writes the cluster state through the mesh.
+    cc.sim.run("office-1", "etcdctl", "--endpoints", "http://100.96.0.10:2379", "put", "/probe/office", "ok")
+
+
+def test_the_office_machine_going_dark_is_noticed_at_home(cc):
+    start = time.monotonic()
+    cc.sim.dc.kill("office-1")
+    cc.wait(lambda: not cc.nodes("home-1")["office-1"]["up"], LEASE_TTL + 4, "office-1 marked down")
+    print(f"office-1 kill -> down over the mesh: {time.monotonic() - start:.1f}s")
+    cc.sim.run("home-1", "etcdctl", "--endpoints", "http://100.96.0.10:2379", "put", "/probe/q", "ok")
+    cc.sim.dc.revive("office-1")
+    cc.wait(lambda: cc.nodes("home-1")["office-1"]["up"], 60, "office-1 back up over the mesh")
