@@ -173,7 +173,8 @@ def wait_serving(store: Store, app: str, release: str, count: int, timeout: floa
         if len(healthy) >= count:
             return Outcome(True, f"{count} instance{'s' if count != 1 else ''} healthy")
         if time.monotonic() >= deadline:
-            return Outcome(False, f"{len(healthy)} of {count} instances healthy after {timeout:.0f} s")
+            return Outcome(False, f"{len(healthy)} of {count} instances healthy after {timeout:.0f} s: "
+                                  f"{why_not(store, app, release)}")
         time.sleep(POLL_S)
 
 
@@ -194,6 +195,25 @@ def check_instances(store: Store, app: str, release: str) -> tuple[list[str], st
         elif f"release {release}" in message and any(t in message for t in NOT_PROMOTED):
             failure = failure or f"{where}: {message}"
     return healthy, failure
+
+
+def why_not(store: Store, app: str, release: str) -> str:
+    """What the instances of `app` are doing instead of serving `release` (for the pusher)."""
+    assigned = {e.value["instance"]: e.value for e in store.list(keys.assign(app))}
+    if not assigned:
+        pending = (store.value(keys.pending(app)) or {}).get("instances", {})
+        return "; ".join(f"instance {i}: {why}" for i, why in sorted(pending.items())) or "no instance assigned yet"
+    reports = {str(e.value.get("instance")): e.value for e in store.list(keys.STATUS)
+               if e.value.get("app") == app}
+    parts = []
+    for inst, a in sorted(assigned.items()):
+        rep = reports.get(inst)
+        if rep is None:
+            parts.append(f"instance {inst} on {a.get('node')}: no report from its machine yet")
+        else:
+            parts.append(f"instance {inst} on {rep.get('node')}: release {rep.get('release')} {rep.get('state')}"
+                         f"/{rep.get('health')} {rep.get('message') or ''}".rstrip())
+    return "; ".join(parts)
 
 
 def on_push_for(store: Callable[[], Store]) -> Deployer:
