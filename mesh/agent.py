@@ -269,21 +269,21 @@ class Agent:
     # ---- lifecycle -------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Register, bring the interface up and converge until stopped. Raises MeshAuthError
-        if the edge refuses this machine."""
+        """Bring the interface up, register and converge until stopped. Raises MeshAuthError
+        if the edge refuses this machine (the interface it started goes down again)."""
         # The interface and its address come first, so that what binds to the mesh address
         # (etcd, the API) can start while the edge is still out of reach.
         self.cfg.run_dir.mkdir(parents=True, exist_ok=True)
         self.wg_proc = wg.start(self.cfg.interface, log=self.cfg.run_dir / "wireguard-go.log")
-        wg.set_device(self.cfg.interface, private_key=self.private, listen_port=self.port)
-        prefix = ipaddress.IPv4Network(self.cidr).prefixlen
-        wg.configure_address(self.cfg.interface, f"{self.cfg.mesh_ip}/{prefix}")
-        self.register_until_ok()
-        self.edge_link = paths.EdgeLink(time.monotonic(), retry=self.cfg.edge_udp_retry)
-        log.info("%s up at %s on %s, port %d", self.cfg.node, self.cfg.mesh_ip, self.cfg.interface, self.port)
-        for target in (self.poll_peers, self.measure_rtts):
-            threading.Thread(target=target, name=target.__name__, daemon=True).start()
         try:
+            wg.set_device(self.cfg.interface, private_key=self.private, listen_port=self.port)
+            prefix = ipaddress.IPv4Network(self.cidr).prefixlen
+            wg.configure_address(self.cfg.interface, f"{self.cfg.mesh_ip}/{prefix}")
+            self.register_until_ok()
+            self.edge_link = paths.EdgeLink(time.monotonic(), retry=self.cfg.edge_udp_retry)
+            log.info("%s up at %s on %s, port %d", self.cfg.node, self.cfg.mesh_ip, self.cfg.interface, self.port)
+            for target in (self.poll_peers, self.measure_rtts):
+                threading.Thread(target=target, name=target.__name__, daemon=True).start()
             while not self.stop.is_set():
                 try:
                     self.reconcile()

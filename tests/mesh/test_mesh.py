@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mesh import auth
+from mesh import auth, wg
 from vcapp.dev import netns
 
 from .conftest import VCAPP
@@ -92,6 +92,7 @@ def test_a_machine_without_a_valid_join_cannot_register(mesh):
                         "--mesh-ip", "100.96.9.9", "--interface", f"vm{mesh.sim.name}x",
                         "--credential-file", str(cred), check=False)
     assert proc.returncode != 0 and "refused" in proc.stderr and "join" in proc.stderr
+    assert not wg.socket_path(f"vm{mesh.sim.name}x").exists()  # it took its interface down again
     peers = [p["node"] for p in mesh.status("home-1")["peers"]]
     assert "intruder" not in peers
 
