@@ -18,6 +18,13 @@
     /vc/secrets/<app>            {"names": [...], "data": Fernet token of {name: value}} (vcapp/secrets.py)
     /vc/releases/<app>/<n:08d>   {number, sha, image, digest, time, who, config, status} (vcapp/releases.py);
                                  zero-padded so key order is release order
+    /vc/metrics/<kind>/<name>/<tier>/<start>  one chunk of a machine's ("node") or app's ("app")
+                                 metrics history (vcapp/metrics.py: tiers, chunk shape, bounds)
+    /vc/health/warnings          {id: {kind, severity, node?, app?, message, since}}: current warnings
+    /vc/health/summary           {"apps": {app: {uptime_24h, uptime_7d, failovers_24h, failovers_7d}},
+                                  "at": t} (vcapp/node/metrics_loop.py, every minute)
+    /vc/meshpaths/<node>         {peer: {path, since}}: this machine's mesh path to each peer,
+                                 bound to its lease (vcapp/node/metrics_loop.py)
 """
 
 CLUSTER = "/vc/cluster"
@@ -37,6 +44,10 @@ PENDING = "/vc/pending/"
 STATUS = "/vc/status/"
 SECRETS = "/vc/secrets/"
 RELEASES = "/vc/releases/"
+METRICS = "/vc/metrics/"
+WARNINGS = "/vc/health/warnings"
+HEALTH_SUMMARY = "/vc/health/summary"
+MESHPATHS = "/vc/meshpaths/"
 
 
 def node(name: str) -> str:
@@ -98,6 +109,15 @@ def secrets(app_name: str) -> str:
 def release(app_name: str, number: int | None = None) -> str:
     """One release of an app, or (no number) the prefix of all of its releases."""
     return f"{RELEASES}{app_name}/" + ("" if number is None else f"{number:08d}")
+
+
+def metrics(subject: str) -> str:
+    """The prefix of one subject's history chunks; subject is "node/<name>" or "app/<name>"."""
+    return f"{METRICS}{subject}/"
+
+
+def meshpaths(node_name: str) -> str:
+    return MESHPATHS + node_name
 
 
 def name_of(key: str, prefix: str) -> str:
