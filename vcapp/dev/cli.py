@@ -9,7 +9,7 @@ import time
 
 import click
 
-from vcapp.dev import power
+from vcapp.dev import platform, power
 from vcapp.dev.cluster import DevCluster, DevError, list_clusters
 from vcapp.dev.topology import NAT_MODES, TopologyError, default
 
@@ -39,19 +39,27 @@ def dev() -> None:
 @click.option("--office", default=1, show_default=True, help="Machines at the office site.")
 @click.option("--office-nat", type=click.Choice(list(NAT_MODES)), default="easy", show_default=True,
               help="How the office router behaves: easy NAT, port-randomizing (hard) NAT, or UDP blocked.")
-def up(cluster: str, home: int, office: int, office_nat: str) -> None:
-    """Create the topology and boot every machine (safe to run again)."""
+@click.option("--bare", is_flag=True, help="Only the network and the machines: no vcapp on them.")
+def up(cluster: str, home: int, office: int, office_nat: str, bare: bool) -> None:
+    """Create the topology, boot every machine and run vcapp on them (safe to run again)."""
     _require_root()
     started = time.monotonic()
     try:
         dc = DevCluster(cluster)
         dc.up(default(cluster, home, office, office_nat))
+        _print_status(dc.status())
+        if not bare:
+            click.echo("")
+            found = platform.install(dc, say=lambda line: click.echo(f"==> {line}"))
     except (DevError, TopologyError) as e:
         raise _fail(e)
-    _print_status(dc.status())
-    click.echo(f"\ncluster {cluster!r} is up ({time.monotonic() - started:.1f}s). Next:")
+    click.echo(f"\ncluster {cluster!r} is up ({time.monotonic() - started:.1f}s).")
     first = dc.topology.machines()[0].name
-    click.echo(f"  vcapp dev exec {first} -- hostname      run a command on a machine")
+    if not bare:
+        click.echo(dc.run(first, ["vcapp", "status"]).stdout)
+        click.echo(f"admin API: {found.api_url} (token in {first}'s ~/.config/vcapp/config.json)")
+    click.echo("Next:")
+    click.echo(f"  vcapp dev exec {first} -- vcapp status    the cluster as an admin sees it")
     click.echo(f"  vcapp dev kill {first}                  power a machine off (revive boots it)")
     click.echo("  vcapp dev down                          remove everything")
 

@@ -1,0 +1,68 @@
+"""vcapp itself on a simulated cluster: what an admin would do on real machines, done for them.
+
+Every machine gets the node daemon as a boot service (as a systemd unit would start it);
+the first machine founds the cluster with the edge host as its mesh edge; the edge runs the
+mesh's coordination and hub; the other machines join with the join token. Safe to run again:
+steps already done are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from vcapp.dev.cluster import DevCluster, DevError
+
+EDGE_COORD_PORT = 8443
+CLUSTER_NAME = "dev"
+DOMAIN = "apps.test"
+NODE_SERVICE = "vcapp-node"
+EDGE_SERVICE = "vcapp-edge"
+
+
+@dataclass
+class Platform:
+    admin_token: str
+    api_url: str
+    first: str
+
+
+def _vcapp(dc: DevCluster, host: str, *args: str, timeout: float = 180) -> str:
+    proc = dc.run(host, ["vcapp", *args], timeout=timeout)
+    if proc.returncode != 0:
+        raise DevError(f"on {host}: vcapp {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def _login(dc: DevCluster, host: str) -> dict | None:
+    path = dc.host_dir(host) / "home" / ".config" / "vcapp" / "config.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
+    """Bring vcapp up on every machine of a running simulated cluster."""
+    machines = [m.name for m in dc.topology.machines()]
+    first = machines[0]
+    for m in machines:
+        dc.add_service(m, NODE_SERVICE, ["vcapp", "node", "run"])
+    if not (dc.host_dir(first) / "data" / "node.json").exists():
+        say(f"founding cluster {CLUSTER_NAME!r} on {first} (edge {dc.topology.host('edge').addr})")
+        out = _vcapp(dc, first, "cluster", "init", "--name", CLUSTER_NAME, "--domain", DOMAIN,
+                     "--edge", f"{dc.topology.host('edge').addr}:{EDGE_COORD_PORT}",
+                     "--site", dc.topology.host(first).site)
+        mesh_key = re.search(r"VCAPP_MESH_KEY=([0-9a-f]+)", out).group(1)
+        join_token = re.search(r"vcjoin_\S+", out).group(0)
+        dc.add_service("edge", EDGE_SERVICE, ["env", f"VCAPP_MESH_KEY={mesh_key}", "vcapp", "mesh", "edge"])
+    else:
+        join_token = ""
+    for m in machines[1:]:
+        if (dc.host_dir(m) / "data" / "node.json").exists():
+            continue
+        if not join_token:
+            join_token = json.loads(_vcapp(dc, first, "tokens", "join", "create", "--json"))["token"]
+        say(f"joining {m}")
+        _vcapp(dc, m, "node", "join", join_token, "--site", dc.topology.host(m).site)
+    login = _login(dc, first) or {}
+    return Platform(admin_token=login.get("token", ""), api_url=login.get("url", ""), first=first)
