@@ -48,7 +48,7 @@ def name():
 def test_up_status_down_leaves_nothing_behind(name):
     before = host_snapshot()
 
-    up = vcapp("dev", "up", "--cluster", name)
+    up = vcapp("dev", "up", "--cluster", name, "--bare")
     assert "home-1" in up.stdout and "10.1.0.11/24" in up.stdout and "203.0.113.10/24" in up.stdout
     assert "vcapp dev" in up.stdout  # tells what to do next
     dc = DevCluster(name)
@@ -78,17 +78,17 @@ def test_up_status_down_leaves_nothing_behind(name):
 
 
 def test_up_twice_is_safe_and_keeps_machines_running(name):
-    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "1")
+    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "1", "--bare")
     dc = DevCluster(name)
     pids = dc.host_pids("home-1")
-    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "1")
+    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "1", "--bare")
     assert dc.host_pids("home-1") == pids
-    other_shape = vcapp("dev", "up", "--cluster", name, "--home", "3", check=False)
+    other_shape = vcapp("dev", "up", "--cluster", name, "--home", "3", "--bare", check=False)
     assert other_shape.returncode != 0 and "another shape" in other_shape.stderr
 
 
 def test_down_cleans_up_after_a_crash_that_lost_the_state(name):
-    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "0")
+    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "0", "--bare")
     DevCluster(name).state_file.unlink()  # as if the disk lost it mid-way
     vcapp("dev", "down", "--cluster", name)
     assert not [ns for ns in os.listdir("/var/run/netns") if ns.startswith(f"vc-{name}-")]
@@ -96,7 +96,7 @@ def test_down_cleans_up_after_a_crash_that_lost_the_state(name):
 
 
 def test_cli_exec_kill_revive(name):
-    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "0")
+    vcapp("dev", "up", "--cluster", name, "--home", "1", "--office", "0", "--bare")
     assert vcapp("dev", "exec", "--cluster", name, "home-1", "--", "hostname").stdout.strip() == "home-1"
     assert vcapp("dev", "exec", "--cluster", name, "home-1", "--", "sh", "-c", "exit 3", check=False).returncode == 3
     assert "powered off" in vcapp("dev", "kill", "--cluster", name, "home-1").stdout
@@ -106,3 +106,15 @@ def test_cli_exec_kill_revive(name):
     assert vcapp("dev", "exec", "--cluster", name, "home-1", "--", "hostname").stdout.strip() == "home-1"
     unknown = vcapp("dev", "kill", "--cluster", name, "home-9", check=False)
     assert unknown.returncode != 0 and "no host 'home-9'" in unknown.stderr
+
+
+def test_dev_up_runs_vcapp_on_every_machine_and_again_is_safe(name):
+    first = vcapp("dev", "up", "--cluster", name)
+    assert "3 up, 0 down" in first.stdout, first.stdout
+    assert "home-1" in first.stdout and "office-1" in first.stdout and "100.96.0." in first.stdout
+    dc = DevCluster(name)
+    daemons = dc.host_pids("home-1")
+    again = vcapp("dev", "up", "--cluster", name)
+    assert "founding" not in again.stdout and "joining" not in again.stdout
+    assert "3 up, 0 down" in again.stdout
+    assert daemons <= dc.host_pids("home-1")  # nothing was restarted
