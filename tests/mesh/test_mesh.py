@@ -24,6 +24,8 @@ RECOVERY = 10.0
 FALLBACK = 20.0
 # Both ends decide on their own, up to a reconcile tick (1 s) apart: allow that much skew.
 SETTLE = 3.0
+# A link that drops for a second at a time, again and again (not in step with the 3 s heartbeat).
+FLAP_FOR, FLAP_STEP = 12.0, 1.0
 
 
 def test_home_and_office_talk_directly_and_home_machines_over_the_lan(mesh):
@@ -47,6 +49,14 @@ def test_status_command_shows_path_endpoint_handshake_rtt_and_bytes(mesh):
     office = next(p for p in data["peers"] if p["node"] == "office-1")
     assert office["path"] == "direct" and office["last_handshake"] and office["rx_bytes"] > 0 and office["tx_bytes"] > 0
     assert data["edge"]["transport"] == "udp" and data["public_endpoint"].startswith(mesh.sim.addr("home") + ":")
+
+
+def test_edge_status_lists_every_machine_with_the_endpoint_it_sees(mesh):
+    data = json.loads(mesh.sim.run("edge", VCAPP, "mesh", "status", "--json").stdout)
+    seen = {p["node"]: p for p in data["peers"]}
+    assert set(seen) == {"home-1", "home-2", "office-1"}
+    assert seen["office-1"]["path"] == "udp" and seen["office-1"]["endpoint"].startswith(mesh.sim.addr("office") + ":")
+    assert seen["home-1"]["endpoint"].startswith(mesh.sim.addr("home") + ":")
 
 
 def test_private_key_stays_on_its_machine(mesh):
@@ -116,6 +126,26 @@ def test_black_holed_direct_path_moves_to_the_relay_and_back(mesh):
     mesh.wait_path("home-1", "office-1", "direct", FALLBACK)
     mesh.wait_path("office-1", "home-1", "direct", FALLBACK)
     assert mesh.ping("home-1", "office-1", count=3)
+
+
+def test_a_flapping_link_does_not_make_the_path_flap(mesh):
+    changes, last = 0, mesh.path("home-1", "office-1")
+    deadline = time.monotonic() + FLAP_FOR
+    blocked = False
+    try:
+        while time.monotonic() < deadline:  # 1 s black hole, 1 s clear, and again
+            _udp_blackhole(mesh, "-D" if blocked else "-I")
+            blocked = not blocked
+            step_end = time.monotonic() + FLAP_STEP
+            while time.monotonic() < step_end:
+                now = mesh.path("home-1", "office-1")
+                changes, last = changes + (now != last), now
+                time.sleep(0.2)
+    finally:
+        if blocked:
+            _udp_blackhole(mesh, "-D")
+    assert changes == 0, f"the path changed {changes} times while the link flapped"
+    mesh.wait_ping("home-1", "office-1", SETTLE)
 
 
 def test_port_randomizing_nat_falls_back_to_relay_udp(mesh):
