@@ -31,7 +31,7 @@ class Snapshot:
     """What one pass read, with the revisions the transaction guards on."""
 
     def __init__(self, store: Store):
-        self.nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
+        self.nodes = {keys.name_of(e.key, keys.NODES): _placer_node(e.value) for e in store.list(keys.NODES)}
         self.alive: dict[str, Entry] = {keys.name_of(e.key, keys.ALIVE): e for e in store.list(keys.ALIVE)}
         self.apps: dict[str, Entry] = {keys.name_of(e.key, keys.APPS): e for e in store.list(keys.APPS)}
         self.assign: dict[str, Entry] = {e.key: e for e in store.list(keys.ASSIGN)}
@@ -41,6 +41,13 @@ class Snapshot:
         specs = {name: _placer_spec(e.value) for name, e in self.apps.items()}
         up_since = {n: (e.value or {}).get("at") for n, e in self.alive.items()}
         return ClusterState.from_json(self.nodes, up_since, specs, [e.value for e in self.assign.values()], now)
+
+
+def _placer_node(record: dict) -> dict:
+    """CPU is compressible and the measured figure is the load average (noisy on a shared
+    machine, 0 on a busy one): place CPU by requests against totals only. Memory and disk
+    keep their measured free figures: those must never be overcommitted."""
+    return {k: v for k, v in record.items() if k != "free_cpus"}
 
 
 def _placer_spec(spec: dict) -> dict:
