@@ -1,0 +1,236 @@
+"""Deploy by git push on a simulated cluster of 3 machines on one LAN, real daemons.
+
+The admin's laptop is home-3 (on the same LAN): the real `git` CLI pushes over HTTP to
+home-1's API with the admin token as the password. home-1 builds (buildah), pushes to its
+registry, records the release; the placer puts the instance on some machine, which pulls
+the image from home-1's registry and runs it; the test asks the app on that machine.
+The app is created through the apps API (`POST /v1/apps`, G1's), which makes its repository.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from buildpacks.stacks import STACKS
+from builder import stacks
+from tests.control.conftest import ControlCluster
+
+pytestmark = pytest.mark.cluster
+
+APP = "hello"
+PUSH_TIMEOUT = 600  # a cold first build loads the python stack into the machine's storage
+SERVE_TIMEOUT = 90  # placer + image pull + start + health check, with 7 engineers on 2 cores
+DEPLOY_TARGET_S = 30  # DESIGN.md: git push -> new release serving, warm caches
+
+APP_PY = '''\
+import os
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+VERSION = "{version}"
+
+
+class Hello(BaseHTTPRequestHandler):
+    def do_GET(self):
+        status = 500 if self.path == "/healthz" and VERSION == "broken" else 200
+        body = f"hello {{VERSION}}\\n".encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+HTTPServer(("0.0.0.0", int(os.environ.get("PORT", "8080"))), Hello).serve_forever()
+'''
+
+TIMINGS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def python_stack() -> Path:
+    """The python stack archive, made once in the host namespace (debootstrap needs the mirror)."""
+    start = time.monotonic()
+    path = stacks.ensure_archive(STACKS["python"], on_line=print)
+    TIMINGS["python stack archive ready (s)"] = time.monotonic() - start
+    return path
+
+
+@pytest.fixture(scope="module")
+def cc(make_sim, python_stack):
+    sim = make_sim(home=3, office=0)
+    cc = ControlCluster(sim, ["home-1", "home-2", "home-3"])
+    cc.boot_daemons()
+    cc.init("home-1")
+    cc.join("home-2")
+    cc.join("home-3")
+    cc.wait(lambda: all(n["up"] for n in cc.nodes("home-1").values()) and len(cc.nodes("home-1")) == 3,
+            60, "three machines up")
+    registry = f"http://{sim.addr('home-1')}:5000/v2/"
+    cc.wait(lambda: sim.run("home-3", "curl", "-sf", "--max-time", "2", registry, check=False).returncode == 0,
+            60, "home-1's image registry to answer")
+    api("POST", cc, "/v1/apps", {"name": APP})
+    return cc
+
+
+@pytest.fixture(scope="module")
+def repo(cc, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("laptop") / APP
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+def api(method: str, cc: ControlCluster, path: str, body: dict | None = None) -> dict:
+    args = ["curl", "-sS", "--max-time", "20", "-X", method, "-H", f"Authorization: Bearer {cc.admin_token}",
+            "-H", "Content-Type: application/json", f"http://{cc.sim.addr('home-1')}:7180{path}"]
+    if body is not None:
+        args += ["-d", json.dumps(body)]
+    return json.loads(cc.sim.run("home-3", *args).stdout)
+
+
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(path), "-c", "user.name=Alice", "-c", "user.email=alice@example.com",
+                           *args], check=True, capture_output=True, text=True).stdout
+
+
+def commit(repo: Path, files: dict[str, str], message: str, remove: tuple[str, ...] = ()) -> None:
+    for name in remove:
+        git(repo, "rm", "-q", "--ignore-unmatch", name)
+    for name, text in files.items():
+        (repo / name).write_text(text)
+        git(repo, "add", name)
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+
+
+def push(cc: ControlCluster, repo: Path) -> subprocess.CompletedProcess:
+    """`git push` from the admin laptop (home-3) to home-1's git endpoint, token as password."""
+    url = f"http://admin:{cc.admin_token}@{cc.sim.addr('home-1')}:7180/git/{APP}.git"
+    return cc.sim.run("home-3", "git", "-C", str(repo), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
+
+
+def serving(cc: ControlCluster) -> str | None:
+    """What the app answers on the machine its instance runs on (via its published port), or None."""
+    for e in json.loads(cc.etcd("home-1", "get", "--prefix", "/vc/status/", "-w", "json").stdout).get("kvs", []):
+        import base64
+
+        rep = json.loads(base64.b64decode(e["value"]))
+        if rep.get("app") == APP and rep.get("host_port") and rep.get("state") == "running":
+            got = cc.sim.run("home-3", "curl", "-sf", "--max-time", "3",
+                             f"http://{cc.sim.addr(rep['node'])}:{rep['host_port']}/", check=False)
+            if got.returncode == 0:
+                return got.stdout.strip()
+    return None
+
+
+def wait_serving(cc: ControlCluster, body: str, timeout: float = SERVE_TIMEOUT) -> float:
+    start = time.monotonic()
+    cc.wait(lambda: serving(cc) == body, timeout, f"the app to answer {body!r}", interval=0.5)
+    return time.monotonic() - start
+
+
+def releases(cc: ControlCluster) -> dict:
+    return json.loads(cc.vcapp("home-1", "releases", APP, "--json").stdout)
+
+
+def remote_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line[len("remote: "):].strip() for line in proc.stderr.splitlines() if line.startswith("remote: ")]
+
+
+def test_first_push_streams_the_build_and_serves_v1(cc, repo):
+    commit(repo, {"requirements.txt": "", "app.py": APP_PY.format(version="v1")}, "v1")
+    start = time.monotonic()
+    proc = push(cc, repo)
+    TIMINGS["first push -> released v1, cold stack load (s)"] = time.monotonic() - start
+    lines = remote_lines(proc)
+    assert proc.returncode == 0, proc.stderr
+    assert "-----> python app detected" in lines
+    assert any(line.startswith("STEP ") for line in lines), "buildah's log streams back to git"
+    assert "-----> Released v1: 1 instance healthy" in " ".join(lines) or any(
+        l.startswith("-----> Released v1") for l in lines), proc.stderr
+    assert f"https://{APP}.apps.test" in lines
+    assert serving(cc) == "hello v1"
+    rel = releases(cc)
+    assert rel["current"] == 1 and rel["releases"][0]["status"] == "released"
+    assert rel["releases"][0]["image"] == f"{cc.sim.addr('home-1')}:5000/apps/{APP}:1"
+    assert rel["releases"][0]["digest"].startswith("sha256:")
+    assert rel["releases"][0]["sha"] == git(repo, "rev-parse", "HEAD").strip()
+    assert rel["releases"][0]["who"] == "initial"  # the admin token made at init
+
+
+def test_second_push_serves_v2_within_the_design_target(cc, repo):
+    commit(repo, {"app.py": APP_PY.format(version="v2"),
+                  "vcapp.toml": "[health]\npath = \"/\"\n"}, "v2")
+    start = time.monotonic()
+    proc = push(cc, repo)
+    pushed = time.monotonic() - start
+    assert proc.returncode == 0, proc.stderr
+    assert "-----> vcapp.toml: port 8080, the HTTP check of /" in remote_lines(proc)
+    wait_serving(cc, "hello v2", 10)
+    TIMINGS["warm push -> v2 serving (s)"] = time.monotonic() - start
+    TIMINGS["warm push exit (s)"] = pushed
+    rel = releases(cc)
+    assert [r["number"] for r in rel["releases"]] == [1, 2] and rel["current"] == 2
+    table = cc.vcapp("home-1", "releases", APP).stdout
+    assert "v2  released (current)" in table and "v1  released" in table
+    assert TIMINGS["warm push -> v2 serving (s)"] <= DEPLOY_TARGET_S * 2, TIMINGS  # shared, loaded host
+
+
+def test_rollback_to_v1_serves_v1_again(cc, repo):
+    out = cc.vcapp("home-1", "rollback", APP, "1").stdout
+    assert "rolled back from v2 to v1" in out
+    TIMINGS["rollback -> v1 serving (s)"] = wait_serving(cc, "hello v1")
+    assert releases(cc)["current"] == 1
+    kinds = [e["kind"] for e in json.loads(cc.vcapp("home-1", "events", "--json", "-n", "200").stdout)]
+    assert "rollback" in kinds
+
+
+def test_push_whose_build_fails_is_refused_and_v1_keeps_serving(cc, repo):
+    dockerfile = f"FROM {STACKS['python'].alias}\nRUN echo compiling && exit 3\n"
+    commit(repo, {"Dockerfile": dockerfile}, "broken build")
+    proc = push(cc, repo)
+    assert proc.returncode != 0
+    assert "compiling" in remote_lines(proc)
+    assert "deploy failed: build failed (buildah exited" in proc.stderr
+    assert "[remote rejected]" in proc.stderr
+    assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
+    assert serving(cc) == "hello v1"
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+def test_malformed_vcapp_toml_is_refused_with_the_field_named(cc, repo):
+    commit(repo, {"vcapp.toml": "[health]\npath = \"/\"\n\n[resources]\nmemory = \"lots\"\n"}, "bad config")
+    proc = push(cc, repo)
+    assert proc.returncode != 0
+    assert "vcapp.toml line 5: resources.memory: use a size like \"256M\"" in proc.stderr
+    assert not any(l.startswith("STEP ") for l in remote_lines(proc)), "nothing was built"
+    assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+def test_push_with_nothing_to_build_says_so(cc, repo):
+    commit(repo, {"README.md": "notes only\n"}, "nothing", remove=("app.py", "requirements.txt", "vcapp.toml"))
+    proc = push(cc, repo)
+    assert proc.returncode != 0
+    assert "nothing to build: no Dockerfile" in proc.stderr
+    assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+def test_release_failing_its_health_check_is_refused_and_v1_keeps_serving(cc, repo):
+    commit(repo, {"app.py": APP_PY.format(version="broken"),
+                  "vcapp.toml": "[health]\npath = \"/healthz\"\ngrace = 5\n"}, "fails its check")
+    proc = push(cc, repo)
+    assert proc.returncode != 0, proc.stderr
+    assert "release v3 failed its health check" in proc.stderr and "v1 keeps serving" in proc.stderr
+    rel = releases(cc)
+    assert rel["current"] == 1 and rel["releases"][-1]["status"] == "failed"
+    assert serving(cc) == "hello v1"
+    git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+def test_report_timings():
+    print("\n".join(f"{k}: {v:.1f}" for k, v in TIMINGS.items()))
