@@ -1,0 +1,237 @@
+"""Metrics and warnings: the controller samples the cluster, every machine reports its mesh paths.
+
+`MetricsLoop` (leader only), every SAMPLE_EVERY_S: reads machines, apps and runtime reports,
+adds one sample per machine and per app to the history (vcapp/metrics.py) and writes the
+changed chunks in one transaction; computes the warnings (vcapp/health.py), stores them at
+/vc/health/warnings and records an event when one starts or clears; every SUMMARY_EVERY_S
+writes uptime % and failover counts per app over 24 h and 7 d to /vc/health/summary.
+A new controller reloads the history from etcd, so nothing lives only in memory except the
+recent node transitions and failovers it re-reads from the events at start.
+
+`MeshPathLoop` (every machine): copies the path to each mesh peer from the mesh daemon's
+status file to /vc/meshpaths/<node> (bound to the lease), only when a path changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from vcapp import apps, events, health, keys, membership, metrics
+from vcapp.store import Store, put_op
+
+log = logging.getLogger("vcapp.metrics")
+
+SUMMARY_EVERY_S = 60.0  # uptime over 24 h moves slowly; a minute is plenty fresh
+WEEK_S = 7 * 86400
+DAY_S = 86400
+# Written in one transaction; etcd refuses more than 128 operations in one by default.
+MAX_TXN_OPS = 100
+# A pause this long in our sampling means another machine led meanwhile: reload from etcd.
+STALE_AFTER_S = 3 * metrics.SAMPLE_EVERY_S
+MESH_EVERY_S = 10.0  # a path change shows on the dashboard within this long
+EVENT_PAGE = 1000
+
+
+# ---- samples (pure) ------------------------------------------------------------------------
+
+def _pct(used: float, total: float) -> float | None:
+    return None if not total else max(0.0, min(100.0, 100.0 * used / total))
+
+
+def node_sample(node: dict) -> dict:
+    """A machine's sample: cpu % (load1 over cpus), memory and disk used %, up 1/0."""
+    if not node.get("up"):
+        return {"up": 0}
+    return {
+        "cpu": _pct(node.get("load1", 0), node.get("cpus", 0)),
+        "mem": _pct(node.get("memory_mb", 0) - node.get("free_memory_mb", 0), node.get("memory_mb", 0)),
+        "disk": _pct(node.get("disk_mb", 0) - node.get("free_disk_mb", 0), node.get("disk_mb", 0)),
+        "up": 1,
+    }
+
+
+def app_sample(spec: dict, reports: list[dict]) -> dict:
+    """An app's sample over its instance reports; `up` only while it is meant to run."""
+    healthy = [r for r in reports if r.get("health") == "healthy" and r.get("state") == "running"]
+    sample = {
+        "cpu": sum(r.get("cpu_percent") or 0 for r in reports),
+        "mem_mb": sum(r.get("memory_mb") or 0 for r in reports),
+        "healthy": len(healthy),
+        "restarts": sum(r.get("restarts") or 0 for r in reports),
+    }
+    if spec.get("image") and spec.get("count", 0) > 0:
+        sample["up"] = 1 if healthy else 0
+    return sample
+
+
+def reports_by_app(store: Store, alive: set[str]) -> dict[str, list[dict]]:
+    out: dict[str, list[dict]] = {}
+    for e in store.list(keys.STATUS):
+        node = keys.name_of(e.key, keys.STATUS).split("/", 1)[0]
+        if node in alive and isinstance(e.value, dict):
+            out.setdefault(e.value.get("app", ""), []).append(e.value)
+    return out
+
+
+# ---- the controller's loop -------------------------------------------------------------------
+
+class MetricsLoop:
+    name = "metrics"
+
+    def __init__(self, ctx) -> None:
+        self.history: dict[str, metrics.Chunks] | None = None
+        self.last = 0.0
+        self.last_summary = 0.0
+        self.cursor = ""
+        self.transitions: list[tuple[float, str]] = []
+        self.failovers: list[tuple[float, str]] = []
+
+    def step(self, ctx) -> None:
+        if time.monotonic() - self.last < metrics.SAMPLE_EVERY_S:
+            return
+        if self.history is None or time.monotonic() - self.last > STALE_AFTER_S:
+            self.history = metrics.load_all(ctx.store)
+        self.last = time.monotonic()
+        sample_once(ctx.store, self.history, time.time())
+        self._read_events(ctx.store, time.time())
+        warn(ctx.store, self.history, self.transitions, time.time())
+        if time.monotonic() - self.last_summary > SUMMARY_EVERY_S:
+            write_summary(ctx.store, self.history, self.failovers, time.time())
+            self.last_summary = time.monotonic()
+
+    def _read_events(self, store: Store, now: float) -> None:
+        if not self.cursor:
+            self.cursor = f"{int((now - WEEK_S) * 1000):013d}"
+        while True:
+            found = events.since(store, self.cursor, EVENT_PAGE)
+            for e in found:
+                if e.get("kind") in ("node.up", "node.down") and e.get("node"):
+                    self.transitions.append((e["time"], e["node"]))
+                elif e.get("kind") == "failover" and e.get("app"):
+                    self.failovers.append((e["time"], e["app"]))
+            if found:
+                self.cursor = found[-1]["id"]
+            if len(found) < EVENT_PAGE:
+                break
+        self.transitions = [x for x in self.transitions if now - x[0] <= health.FLAP_WINDOW_S]
+        self.failovers = [x for x in self.failovers if now - x[0] <= WEEK_S]
+
+
+def sample_once(store: Store, history: dict[str, metrics.Chunks], now: float) -> int:
+    """Add one sample for every machine and app, write what changed; returns the ops written."""
+    nodes = membership.list_nodes(store)
+    alive = {n["name"] for n in nodes if n.get("up")}
+    samples = {f"node/{n['name']}": node_sample(n) for n in nodes}
+    reports = reports_by_app(store, alive)
+    for spec in apps.list_apps(store):
+        samples[f"app/{spec['name']}"] = app_sample(spec, reports.get(spec["name"], []))
+    ops: list[dict] = []
+    for subject, values in samples.items():
+        chunks = history.setdefault(subject, {})
+        changed, deleted = metrics.ingest(chunks, now, values)
+        ops += metrics.save_ops(subject, chunks, changed, deleted)
+    for subject in [s for s in history if s not in samples]:
+        ops += expire_gone(history, subject, now)
+    for i in range(0, len(ops), MAX_TXN_OPS):
+        store.txn([], ops[i:i + MAX_TXN_OPS])
+    return len(ops)
+
+
+def expire_gone(history: dict[str, metrics.Chunks], subject: str, now: float) -> list[dict]:
+    """A removed machine or destroyed app keeps its history until its tiers expire."""
+    chunks = history[subject]
+    deleted = metrics._expire(chunks, now)
+    if not chunks:
+        del history[subject]
+    return metrics.save_ops(subject, chunks, set(), deleted)
+
+
+def restarts_samples(chunks: metrics.Chunks, now: float) -> list[tuple[float, float]]:
+    return [(t, row["restarts"]) for t, row in
+            metrics.points(chunks, metrics.TIERS[0], now - health.CRASH_WINDOW_S, now + 1) if "restarts" in row]
+
+
+def warn(store: Store, history: dict[str, metrics.Chunks], transitions: list, now: float) -> dict:
+    """Compute warnings, store them if they changed, record an event for each start and clear."""
+    mesh = {keys.name_of(e.key, keys.MESHPATHS): e.value for e in store.list(keys.MESHPATHS)}
+    restarts = {s.split("/", 1)[1]: restarts_samples(c, now) for s, c in history.items() if s.startswith("app/")}
+    inputs = health.Inputs(membership.list_nodes(store), transitions, restarts, mesh, now)
+    old = store.value(keys.WARNINGS) or {}
+    current, started, cleared = health.diff(old, health.warnings(inputs), now)
+    if started or cleared:
+        store.put(keys.WARNINGS, current)
+    for w in started:
+        events.record(store, "warning", w["message"], warning=w["id"],
+                      **{k: w[k] for k in ("node", "app") if k in w})
+    for w in cleared:
+        events.record(store, "warning.cleared", f"cleared: {w['message']}", warning=w["id"],
+                      **{k: w[k] for k in ("node", "app") if k in w})
+    return current
+
+
+def app_summary(chunks: metrics.Chunks, failovers: list[tuple[float, str]], app: str, now: float) -> dict:
+    """Uptime % (share of samples with a healthy instance) and failovers, over 24 h and 7 d."""
+    def pct(seconds: float) -> float | None:
+        up = metrics.mean(chunks, "up", seconds, now)
+        return None if up is None else round(100 * up, 2)
+
+    return {"uptime_24h": pct(DAY_S), "uptime_7d": pct(WEEK_S),
+            "failovers_24h": sum(1 for t, a in failovers if a == app and now - t <= DAY_S),
+            "failovers_7d": sum(1 for t, a in failovers if a == app and now - t <= WEEK_S)}
+
+
+def write_summary(store: Store, history: dict[str, metrics.Chunks], failovers: list, now: float) -> dict:
+    summary = {"apps": {s.split("/", 1)[1]: app_summary(c, failovers, s.split("/", 1)[1], now)
+                        for s, c in history.items() if s.startswith("app/")},
+               "nodes": {s.split("/", 1)[1]: {"uptime_24h": _uptime(c, DAY_S, now), "uptime_7d": _uptime(c, WEEK_S, now)}
+                         for s, c in history.items() if s.startswith("node/")},
+               "at": now}
+    store.put(keys.HEALTH_SUMMARY, summary)
+    return summary
+
+
+def _uptime(chunks: metrics.Chunks, seconds: float, now: float) -> float | None:
+    up = metrics.mean(chunks, "up", seconds, now)
+    return None if up is None else round(100 * up, 2)
+
+
+# ---- every machine: mesh paths -----------------------------------------------------------------
+
+def mesh_paths(status: dict, previous: dict, now: float) -> dict:
+    """{peer: {path, since}} from the mesh daemon's status; `since` kept while the path holds."""
+    out = {}
+    for peer in status.get("peers", []):
+        name, path = peer.get("node"), peer.get("path")
+        if not name or not path:
+            continue
+        old = previous.get(name) or {}
+        out[name] = {"path": path, "since": old.get("since", now) if old.get("path") == path else now,
+                     "rtt_ms": peer.get("rtt_ms")}
+    return out
+
+
+class MeshPathLoop:
+    name = "meshpaths"
+
+    def __init__(self, ctx) -> None:
+        self.last = 0.0
+        self.written: dict = {}
+        self.lease = 0
+
+    def step(self, ctx) -> None:
+        if not ctx.cfg.mesh or time.monotonic() - self.last < MESH_EVERY_S:
+            return
+        self.last = time.monotonic()
+        from mesh import status as mesh_status
+
+        try:
+            status = mesh_status.read()
+        except (FileNotFoundError, ValueError):
+            return
+        paths = mesh_paths(status, self.written, time.time())
+        same = {k: v["path"] for k, v in paths.items()} == {k: v["path"] for k, v in self.written.items()}
+        if same and self.lease == ctx.lease:
+            return
+        ctx.store.txn([], [put_op(keys.meshpaths(ctx.cfg.name), paths, lease=ctx.lease)])
+        self.written, self.lease = paths, ctx.lease
