@@ -6,6 +6,7 @@ every machine; leader loops only on the machine holding the controller election.
 
 from __future__ import annotations
 
+from vcapp.node.metrics_loop import MeshPathLoop, MetricsLoop
 from vcapp.node.registry_loop import RegistryLoop
 from vcapp.node.router_loop import RouterLoop
 
@@ -13,10 +14,10 @@ from vcapp.node.router_loop import RouterLoop
 def node_loops() -> list:
     from vcapp.node.runtime_loop import RuntimeLoop
 
-    return [RegistryLoop, RuntimeLoop, RouterLoop]
+    return [RegistryLoop, RuntimeLoop, RouterLoop, MeshPathLoop]
 
 
 def leader_loops() -> list:
     from vcapp.node.placer_loop import PlacerLoop
 
-    return [PlacerLoop]
+    return [PlacerLoop, MetricsLoop]
