@@ -35,6 +35,10 @@ VOLUME_SLOTS = 200
 # failing writes halfway through.
 MIN_FREE_SPACE = "1GiB"
 ETCD_KEY_PREFIX = "vcapp.seaweedfs."
+# Raft election timeout of the masters. SeaweedFS's default (10 s) plus the shell's wait for a
+# leader spent ~40 s of a 15 s failover budget when the leader's machine died; masters talk
+# over a LAN or the mesh (ms round trips, 300 ms heartbeats), so 3 s is still 10 heartbeats.
+MASTER_ELECTION_TIMEOUT = "3s"
 
 
 @dataclass(frozen=True)
@@ -125,7 +129,7 @@ def _master(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
     return ProcessSpec("master", (
         weed, "master", f"-ip={me.addr}", f"-port={MASTER_PORT}", "-mdir=.", f"-peers={peers}",
         f"-defaultReplication={plan.default_replication}",
-        f"-volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
+        f"-volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}", f"-electionTimeout={MASTER_ELECTION_TIMEOUT}",
     ), cwd="master")
 
 

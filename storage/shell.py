@@ -7,12 +7,17 @@ returned for the caller to parse. The shell also takes SeaweedFS's cluster-wide 
 
 from __future__ import annotations
 
+import json
 import re
 
 from storage.host import Host, StorageError
-from storage.plan import FILER_PORT, ClusterPlan
+from storage.plan import FILER_PORT, MASTER_PORT, ClusterPlan
 
 SHELL_TIMEOUT = 120.0  # volume.fix.replication copies whole volumes (up to 1 GB each)
+# A master that answers at all answers /cluster/status in milliseconds. Probing first matters:
+# `weed shell` dials its masters in order, and a dial to a powered-off machine whose ARP
+# entry is still cached hangs ~20 s, which was most of the time a failover took.
+MASTER_PROBE_TIMEOUT = 1.0
 MUTATING = ("volume.fix.replication", "volume.configure.replication", "volume.delete", "volume.balance")
 
 
@@ -21,7 +26,8 @@ def run(plan: ClusterPlan, host: Host, commands: list[str], weed: str, timeout: 
     me = plan.machine(host.name)
     if any(c.split()[0] in MUTATING for c in commands):
         commands = ["lock", *commands, "unlock"]
-    argv = [weed, "shell", f"-master={plan.master_list}", f"-filer={me.addr}:{FILER_PORT}"]
+    masters = ",".join(live_masters(plan, host)) or plan.master_list
+    argv = [weed, "shell", f"-master={masters}", f"-filer={me.addr}:{FILER_PORT}"]
     out = host.run(argv, input="\n".join(commands) + "\n", timeout=timeout)
     if out.returncode != 0 or _failed(out.stdout + out.stderr):
         raise StorageError(
@@ -29,6 +35,26 @@ def run(plan: ClusterPlan, host: Host, commands: list[str], weed: str, timeout: 
             " — check that the masters and this machine's filer run (storage agent logs)"
         )
     return out.stdout
+
+
+def live_masters(plan: ClusterPlan, host: Host) -> list[str]:
+    """Masters that answer from `host`, the Raft leader first (empty if none answers)."""
+    answering, leader = [], None
+    for m in plan.masters:
+        addr = f"{m.addr}:{MASTER_PORT}"
+        out = host.run(["curl", "-sf", "--max-time", str(MASTER_PROBE_TIMEOUT), f"http://{addr}/cluster/status"],
+                       timeout=MASTER_PROBE_TIMEOUT + 5)
+        if out.returncode != 0:
+            continue
+        answering.append(addr)
+        try:
+            leader = leader or json.loads(out.stdout).get("Leader", "").rsplit(".", 1)[0] or None
+        except ValueError:
+            pass
+    if leader in answering:
+        answering.remove(leader)
+        answering.insert(0, leader)
+    return answering
 
 
 def _failed(text: str) -> bool:

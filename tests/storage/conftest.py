@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from storage.plan import ClusterPlan, Machine, plan_cluster
 from vcapp.dev.cluster import DevCluster
 from vcapp.dev.topology import default
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 ETCD_CLIENT_PORT = 2379
 ETCD_PEER_PORT = 2380
 ETCD_READY_TIMEOUT = 30.0  # a 3-member etcd elects a leader within a few seconds
@@ -125,4 +127,13 @@ def storage_sim():
         dc.up(default(dc.name, 3, 0))
         yield dc
     finally:
+        keep_logs(dc)
         dc.down()
+
+
+def keep_logs(dc: DevCluster) -> None:
+    """Copy every machine's storage logs to artifacts/storage-<cluster>/ before teardown."""
+    for host in ("home-1", "home-2", "home-3"):
+        src = dc.host_dir(host) / "data" / "storage" / "log"
+        if src.is_dir():
+            shutil.copytree(src, ARTIFACTS / f"storage-{dc.name}" / host, dirs_exist_ok=True)

@@ -130,14 +130,19 @@ def test_fsynced_data_survives_the_death_of_its_machine_and_heals(sc):
                       "3 copies of every volume", 30)
     assert set(placed) and replication.copies("110") == 3
 
+    t0 = time.monotonic()
     sc.dc.kill("home-1")
     alive = ["home-2", "home-3"]
     degraded = volumes.converge_replication(sc.plan, sc.host("home-2"), live_sites(sc, alive), sc.weed)
     assert degraded["state"] == "degraded" and degraded["code"] == "100"
+    print(f"degraded rule after {time.monotonic() - t0:.1f}s")
 
     p2 = mount.mount_volume(sc.plan, sc.host("home-2"), "blog", "data", mount_path(sc, "home-2", "blog", "data"),
                             sc.host("home-2").run_dir, sc.weed)
+    t_mounted = time.monotonic()
     assert checksums(p2) == before
+    print(f"after kill: degraded rule + mount on home-2 {t_mounted - t0:.1f}s, "
+          f"all records read {time.monotonic() - t0:.1f}s")
     got = s3(sc, "home-3", env, "get", "before-death", endpoint=f"http://{sc.addr('home-3')}:8333")
     assert got == {"ok": True, "data": "kept"}
 
@@ -148,6 +153,7 @@ def test_fsynced_data_survives_the_death_of_its_machine_and_heals(sc):
         os.fsync(f.fileno())
     two = wait_for(lambda: (c := copies_of(sc, "home-2", vol)) and 2 in c.values() and c, "a 2-copy volume", 30)
     assert min(two.values()) == 2
+    print(f"copies before death {placed}, while degraded {two}")
 
     sc.dc.revive("home-1")
     sc.converge("home-1")
@@ -158,7 +164,9 @@ def test_fsynced_data_survives_the_death_of_its_machine_and_heals(sc):
         counts = copies_of(sc, "home-2", vol)
         return report["state"] == "healthy" and counts and all(n == 3 for n in counts.values()) and counts
 
+    t1 = time.monotonic()
     counts = wait_for(healed, "every volume back to 3 copies", HEAL_TIMEOUT)
+    print(f"healed in {time.monotonic() - t1:.1f}s after revive: {counts}")
     assert set(two) <= set(counts)
     assert (p2 / "while-degraded.bin").stat().st_size == 2 << 20
 
