@@ -90,7 +90,7 @@ def seaweed_s3(sim, home1):
     sim.run("home-1", "sh", "-c",
             f"echo 's3.bucket.create -name registry' | weed shell -master={home1.addr}:{ports['master']}", timeout=60)
     yield endpoint
-    proc.kill_group(server)
+    proc.kill_group(server, grace=2.0)  # weed drains for ~10 s on SIGTERM; its data is throw-away
 
 
 def test_registry_on_s3_storage_serves_blobs_itself(sim, home1, home2, seaweed_s3, tmp_path):
