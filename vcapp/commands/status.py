@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from vcapp.client import Client
+from vcapp.commands.health import history_table, warning_lines
 from vcapp.commands.nodes import node_table
 from vcapp.commands.output import api_errors, print_json, used_total
 
@@ -25,13 +26,18 @@ def header(answer: dict) -> list[str]:
 
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.option("--history", is_flag=True, help="Add each machine's and app's last hour, uptime and failovers.")
 @api_errors
-def status(as_json: bool) -> None:
-    """The cluster, its machines up and down with their resources, and summary counts."""
-    answer = Client.from_config().get("/v1/status")
+def status(as_json: bool, history: bool) -> None:
+    """The cluster, its machines up and down with their resources, summary counts and warnings."""
+    client = Client.from_config()
+    answer = client.get("/v1/status")
     if as_json:
         print_json(answer)
         return
     click.echo("\n".join(header(answer)))
     click.echo("")
     click.echo(node_table(answer["nodes"], answer.get("now")) if answer["nodes"] else "no machines")
+    click.echo("\n" + "\n".join(warning_lines(client)))
+    if history:
+        click.echo("\n" + history_table(client))
