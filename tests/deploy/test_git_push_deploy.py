@@ -161,6 +161,14 @@ def test_first_push_streams_the_build_and_serves_v1(cc, repo):
     assert rel["releases"][0]["who"] == "initial"  # the admin token made at init
 
 
+def test_other_machines_pull_the_release_image_over_plain_http_without_flags(cc):
+    """The registries.conf.d drop-in the registry loop writes is what lets a plain pull work."""
+    image = releases(cc)["releases"][0]["image"]
+    for machine in ("home-2", "home-3"):
+        pulled = cc.sim.run(machine, "podman", "pull", "-q", image, check=False, timeout=180)
+        assert pulled.returncode == 0, pulled.stderr
+
+
 def test_second_push_serves_v2_within_the_design_target(cc, repo):
     commit(repo, {"app.py": APP_PY.format(version="v2"),
                   "vcapp.toml": "[health]\npath = \"/\"\n"}, "v2")
