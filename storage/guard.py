@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
-from storage.host import StorageError
+from storage.host import Host, StorageError
+from storage.mount import mount_volume
+from storage.plan import ClusterPlan
 
 WRITER_PREFIX = "/vc/storage/writer"
 
@@ -97,3 +100,16 @@ def release_writer(store: WriterStore, app: str, volume: str, node: str, instanc
     """Give the key up if we hold it. Returns whether we did."""
     value = json.dumps({"node": node, "instance": instance}, sort_keys=True)
     return store.delete_if_equal(writer_key(app, volume), value)
+
+
+def mount_for_writing(store: WriterStore, plan: ClusterPlan, host: Host, app: str, volume: str, instance: str,
+                      host_path: Path, run_dir: Path, weed: str) -> Path:
+    """What the runtime calls before starting an instance with a volume: take the writer
+    key, mount, verify the mount is real; give the key back if the mount fails. Returns
+    the host path to bind-mount into the container."""
+    acquire_writer(store, app, volume, host.name, instance)
+    try:
+        return mount_volume(plan, host, app, volume, host_path, run_dir, weed)
+    except Exception:
+        release_writer(store, app, volume, host.name, instance)
+        raise

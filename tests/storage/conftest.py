@@ -137,3 +137,38 @@ def keep_logs(dc: DevCluster) -> None:
         src = dc.host_dir(host) / "data" / "storage" / "log"
         if src.is_dir():
             shutil.copytree(src, ARTIFACTS / f"storage-{dc.name}" / host, dirs_exist_ok=True)
+
+
+class EtcdWriterStore:
+    """storage.guard.WriterStore on a real etcd through etcdctl, bound to one node's lease.
+
+    Stands in for the control plane's client. Values are hex-encoded so etcdctl's txn
+    syntax never has to quote JSON. `expire()` revokes the lease, as etcd does when the
+    node stops renewing it."""
+
+    LEASE_TTL = 60  # seconds; the test ends the lease itself with expire()
+
+    def __init__(self, host: SimHost, endpoints: list[str]):
+        self.host, self.endpoints = host, ",".join(endpoints)
+        self.lease = self._ctl("lease", "grant", str(self.LEASE_TTL)).split()[1]
+
+    def _ctl(self, *args: str, input: str | None = None) -> str:
+        out = self.host.run(["etcdctl", "--endpoints", self.endpoints, *args], input=input, timeout=30)
+        if out.returncode != 0:
+            raise AssertionError(f"etcdctl {' '.join(args)}: {out.stderr}")
+        return out.stdout
+
+    def get(self, key: str) -> str | None:
+        raw = self._ctl("get", key, "--print-value-only").strip()
+        return bytes.fromhex(raw).decode() if raw else None
+
+    def put_if_absent(self, key: str, value: str) -> bool:
+        txn = f'create("{key}") = "0"\n\nput {key} {value.encode().hex()} --lease={self.lease}\n\n\n'
+        return self._ctl("txn", input=txn).startswith("SUCCESS")
+
+    def delete_if_equal(self, key: str, value: str) -> bool:
+        txn = f'value("{key}") = "{value.encode().hex()}"\n\ndel {key}\n\n\n'
+        return self._ctl("txn", input=txn).startswith("SUCCESS")
+
+    def expire(self) -> None:
+        self._ctl("lease", "revoke", self.lease)

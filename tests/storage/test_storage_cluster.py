@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
-from storage import agent, buckets, mount, replication, volumes
+from storage import agent, buckets, guard, mount, replication, volumes
 from storage.host import StorageError
-from tests.storage.conftest import StorageCluster, start_storage_cluster
+from tests.storage.conftest import EtcdWriterStore, StorageCluster, start_storage_cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -217,3 +217,23 @@ def test_a_container_reads_and_writes_the_mounted_volume(sc, tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == str(RECORDS)
     assert (p / "c.txt").read_text() == "from-container\n"
+
+
+def test_one_machine_at_a_time_mounts_a_volume_for_writing(sc):
+    """The writer key in (real) etcd, tied to each machine's lease: home-3 is refused while
+    home-2 holds it, and takes over when home-2's lease ends."""
+    one = EtcdWriterStore(sc.host("home-2"), sc.etcd)
+    two = EtcdWriterStore(sc.host("home-3"), sc.etcd)
+    p2 = guard.mount_for_writing(one, sc.plan, sc.host("home-2"), "blog", "data", "blog-0",
+                                 mount_path(sc, "home-2", "blog", "data"), sc.host("home-2").run_dir, sc.weed)
+    assert mount.verify_mounted(p2)["fstype"] == "fuse.seaweedfs"
+    p3 = mount_path(sc, "home-3", "blog", "data")
+    with pytest.raises(guard.WriterConflict, match="held for writing by home-2"):
+        guard.mount_for_writing(two, sc.plan, sc.host("home-3"), "blog", "data", "blog-1", p3,
+                                sc.host("home-3").run_dir, sc.weed)
+    assert mount.mount_entry(p3) is None  # refused before mounting anything
+    one.expire()
+    p3 = guard.mount_for_writing(two, sc.plan, sc.host("home-3"), "blog", "data", "blog-1", p3,
+                                 sc.host("home-3").run_dir, sc.weed)
+    assert (p3 / "records.txt").exists()
+    assert json.loads(two.get(guard.writer_key("blog", "data")))["node"] == "home-3"
