@@ -164,7 +164,7 @@ def test_first_push_streams_the_build_and_serves_v1(cc, repo):
 def test_other_machines_pull_the_release_image_over_plain_http_without_flags(cc):
     """The registries.conf.d drop-in the registry loop writes is what lets a plain pull work."""
     image = releases(cc)["releases"][0]["image"]
-    for machine in ("home-2", "home-3"):
+    for machine in ("home-2",):
         pulled = cc.sim.run(machine, "podman", "pull", "-q", image, check=False, timeout=180)
         assert pulled.returncode == 0, pulled.stderr
 
