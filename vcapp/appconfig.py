@@ -27,7 +27,8 @@ and field, what was found and what is allowed. Nothing here touches the cluster.
     [access]
     policy = "token"             # public | token (end users need a token)
 
-What a deploy does with it (`AppConfig.spec()`): port and health describe the image, so they
+What a deploy does with it (`AppConfig.spec()`, `[access] policy` becomes the spec's `policy`
+that vcapp/access.py also sets): port and health describe the image, so they
 always apply (their defaults when absent); count, resources, env, mounts and access apply only
 when the file sets them, so a `vcapp scale` is not undone by the next push.
 """
@@ -90,7 +91,7 @@ class AppConfig:
         """The app-spec fields this config sets (see the module docstring for which)."""
         rec: dict[str, Any] = {"port": self.port, "health": dict(self.health)}
         optional = {"count": self.count, "cpus": self.cpus, "memory_mb": self.memory_mb, "env": self.env,
-                    "access": self.access,
+                    "policy": self.access,
                     "mounts": None if self.mounts is None else [m.to_json() for m in self.mounts]}
         rec.update({k: v for k, v in optional.items() if v is not None})
         return rec

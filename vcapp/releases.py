@@ -2,7 +2,7 @@
 
     {"number": 3, "sha": "<git commit>", "image": "10.1.0.11:5000/apps/blog:3",
      "digest": "sha256:..." | null, "time": t, "who": "<admin token name>",
-     "config": {<app-spec fields from vcapp.toml: port, health, count, ...>},
+     "config": {<app-spec fields from vcapp.toml: port, health, count, policy, ...>},
      "language": "python", "build_seconds": 12.3, "built_on": "home-1",
      "status": "deploying" | "released" | "failed", "message": "...", "rolled_back_to"?: n}
 
@@ -69,7 +69,7 @@ def previous_good(store: Store, app: str, before: int) -> dict | None:
 def apply(store: Store, app: str, rec: dict) -> dict:
     """Point the app at release `rec`: its operational fields, then set_release (one roll)."""
     config = rec.get("config") or {}
-    ops = {k: config[k] for k in ("count", "cpus", "memory_mb", "mounts", "access") if k in config}
+    ops = {k: config[k] for k in ("count", "cpus", "memory_mb", "mounts", "policy") if k in config}
     if ops:
         # Without a revision bump: these roll out with the new release set just below.
         apps.update_app(store, app, lambda spec: dict(spec, **ops))

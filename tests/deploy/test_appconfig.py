@@ -38,7 +38,7 @@ def test_full_file_becomes_the_spec_fields():
     assert spec == {"port": 5000, "count": 2, "cpus": 0.5, "memory_mb": 256,
                     "health": {"type": "http", "path": "/healthz", "start_grace_s": 20},
                     "env": {"MODE": "prod", "DEBUG": "false"},
-                    "mounts": [{"source": "data", "destination": "/data", "size_mb": 1024}], "access": "token"}
+                    "mounts": [{"source": "data", "destination": "/data", "size_mb": 1024}], "policy": "token"}
 
 
 def test_no_file_or_empty_file_sets_only_port_and_a_tcp_check():
