@@ -217,18 +217,22 @@ class Agent:
         self._links_gc(wanted)
         self._write_status(view, dev, edge_state, rows)
 
-    def _peer(self, now: float, me: dict, peer: dict, hexkey: str, st: wg.PeerState | None):
+    def _link(self, now: float, peer: dict, hexkey: str, st: wg.PeerState | None) -> paths.DirectLink:
         link = self.links.get(hexkey)
         if link is None:
             link = self.links[hexkey] = paths.DirectLink(retry=self.cfg.direct_retry)
             if st and f"{peer['mesh_ip']}/32" in st.allowed_ips and time.time() - st.last_handshake < ADOPT_FRESH:
                 link.adopt(now)
+        return link
+
+    def _peer(self, now: float, me: dict, peer: dict, hexkey: str, st: wg.PeerState | None):
+        """(config change or None, status row, relayed?) for one peer."""
+        link = self._link(now, peer, hexkey, st)
         cands = paths.candidates(me, peer)
         try_ep = link.update(now, cands, st.rx_bytes if st else 0, st.endpoint if st else None)
         alive = link.alive(now)
         allowed = [f"{peer['mesh_ip']}/32"] if alive else []
-        cfg = wg.PeerConfig(hexkey)
-        changed = False
+        cfg, changed = wg.PeerConfig(hexkey), False
         if st is None:
             cfg.keepalive, cfg.allowed_ips, changed = paths.HEARTBEAT, allowed, True
             try_ep = try_ep or (cands[link.idx].endpoint if cands else None)
@@ -236,17 +240,23 @@ class Agent:
             cfg.allowed_ips, changed = allowed, True
         if try_ep:
             cfg.endpoint, cfg.keepalive, cfg.kick, changed = try_ep, paths.HEARTBEAT, True, True
-        label = link.path(now, st.endpoint if st else None, paths.relay_kind(self.edge_link.transport, peer.get("transport")))
+        label = link.path(now, st.endpoint if st else None,
+                          paths.relay_kind(self.edge_link.transport, peer.get("transport")))
+        self._log_path(peer["node"], hexkey, label)
+        return (cfg if changed else None), self._row(peer, st, label, alive, try_ep), not alive
+
+    def _log_path(self, node: str, hexkey: str, label: str) -> None:
         if self.labels.get(hexkey) != label:
-            log.info("%s: path %s -> %s", peer["node"], self.labels.get(hexkey, "none"), label)
+            log.info("%s: path %s -> %s", node, self.labels.get(hexkey, "none"), label)
             self.labels[hexkey] = label
-        row = {"node": peer["node"], "mesh_ip": peer["mesh_ip"], "path": label,
-               "endpoint": st.endpoint if st and alive else ("via edge" if not alive else None),
-               "probing": try_ep or (st.endpoint if st else None),
-               "last_handshake": (st.last_handshake or None) if st else None,
-               "rtt_ms": self.rtts.get(peer["mesh_ip"]),
-               "rx_bytes": st.rx_bytes if st else 0, "tx_bytes": st.tx_bytes if st else 0}
-        return (cfg if changed else None), row, not alive
+
+    def _row(self, peer: dict, st: wg.PeerState | None, label: str, alive: bool, try_ep: str | None) -> dict:
+        return {"node": peer["node"], "mesh_ip": peer["mesh_ip"], "path": label,
+                "endpoint": (st.endpoint if st else None) if alive else "via edge",
+                "probing": try_ep or (st.endpoint if st else None),
+                "last_handshake": (st.last_handshake or None) if st else None,
+                "rtt_ms": self.rtts.get(peer["mesh_ip"]),
+                "rx_bytes": st.rx_bytes if st else 0, "tx_bytes": st.tx_bytes if st else 0}
 
     def _links_gc(self, wanted: set[str]) -> None:
         for k in [k for k in self.links if k not in wanted]:

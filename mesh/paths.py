@@ -19,6 +19,12 @@ HEARTBEAT = 3
 # A direct path with nothing heard for this long is down: two heartbeats lost plus slack
 # (Tailscale's trustUDPAddrDuration).
 DIRECT_TRUST = 6.5
+# Flap dampening: a direct path lost again within FLAP_WINDOW of an earlier loss is held on
+# the relay for FLAP_HOLD, doubled for each further loss (capped at DIRECT_RETRY), so a link
+# that keeps dropping settles on the relay instead of switching every few seconds. The first
+# loss has no hold: after a one-off outage the direct path is taken back as soon as it answers.
+FLAP_WINDOW = 60.0
+FLAP_HOLD = 10.0
 # After every candidate failed, walk them again this often (Tailscale's upgrade probe). The
 # best candidate keeps being probed by keepalives in between, so a path that comes back is
 # found within a heartbeat or a handshake retry (5 s) anyway.
@@ -59,28 +65,46 @@ class DirectLink:
         self.parked_until = 0.0
         self.rx: int | None = None
         self.heard_at: float | None = None
+        self.up = False  # routed directly (heard, and not held on the relay)
+        self.losses: list[float] = []
+        self.hold_until = 0.0
 
     def adopt(self, now: float) -> None:
         """Trust a session found already working (a restarted daemon takes over its interface):
         keep its path instead of detouring through the relay until the next keepalive."""
-        self.heard_at = now
+        self.heard_at, self.up = now, True
+
+    def heard(self, now: float) -> bool:
+        return self.heard_at is not None and now - self.heard_at < self.trust
 
     def alive(self, now: float) -> bool:
-        return self.heard_at is not None and now - self.heard_at < self.trust
+        """Should traffic to this peer go direct?"""
+        return self.up and self.heard(now)
+
+    def _track(self, now: float) -> None:
+        heard = self.heard(now)
+        if self.up and not heard:
+            self.up = False
+            self.losses = [t for t in self.losses if now - t < FLAP_WINDOW] + [now]
+            repeats = len(self.losses) - 1
+            self.hold_until = now + (min(self.retry, FLAP_HOLD * 2 ** (repeats - 1)) if repeats else 0.0)
+        elif not self.up and heard and now >= self.hold_until:
+            self.up = True
 
     def update(self, now: float, cands: list[Candidate], rx_bytes: int, current: str | None) -> str | None:
         """Take a measurement; return an endpoint to (re)try now, or None to leave things be."""
         if self.rx is not None and rx_bytes > self.rx:
             self.heard_at = now
         self.rx = rx_bytes
+        self._track(now)
         if cands != self.cands:
             self.cands = cands
             eps = [c.endpoint for c in cands]
-            if self.alive(now) and current in eps:
+            if self.heard(now) and current in eps:
                 self.idx = eps.index(current)
                 return None
             return self._try(now, 0) if cands else None
-        if not cands or self.alive(now):
+        if not cands or self.heard(now):
             return None
         if self.parked_until:
             if now < self.parked_until:

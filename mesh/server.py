@@ -164,8 +164,11 @@ def make_handler(state: CoordState, wg_port: int):
 
         def _peers(self, reg: Registration) -> None:
             query = parse_qs(urlsplit(self.path).query)
-            since = int(query.get("since", ["0"])[0])
-            wait = min(float(query.get("wait", ["0"])[0]), MAX_WAIT)
+            try:
+                since = int(query.get("since", ["0"])[0])
+                wait = min(float(query.get("wait", ["0"])[0]), MAX_WAIT)
+            except ValueError:
+                return self._reply(400, {"error": "since must be an integer and wait a number of seconds"})
             with state.cond:
                 state.cond.wait_for(lambda: state.version > since, timeout=wait)
                 body = state.snapshot(reg.node)

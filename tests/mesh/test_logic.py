@@ -7,7 +7,7 @@ import io
 import pytest
 
 from mesh import auth, coord, relay
-from mesh.paths import (DIRECT, DIRECT_TRUST, LAN, RELAY_TCP, RELAY_UDP, Candidate, DirectLink, EdgeLink,
+from mesh.paths import (DIRECT, DIRECT_TRUST, FLAP_HOLD, LAN, RELAY_TCP, RELAY_UDP, Candidate, DirectLink, EdgeLink,
                         candidates, relay_kind)
 from mesh.registry import Conflict, Registration, Registry
 
@@ -107,6 +107,31 @@ def test_silence_on_a_working_path_falls_back_to_the_relay_and_recovers():
     assert _step(link, 1 + DIRECT_TRUST, cands, 100) == "203.0.113.22:5000"  # re-punch, then park
     _step(link, 20, cands, 164, "203.0.113.22:5000")
     assert link.path(20, "203.0.113.22:5000", RELAY_UDP) == DIRECT
+
+
+def test_a_link_that_keeps_dropping_is_held_on_the_relay():
+    link, cands = DirectLink(retry=60), candidates(ME, OTHER_SITE)
+    ep = "203.0.113.22:5000"
+    _step(link, 0, cands, 0)
+    rx, t = 0, 1.0
+
+    def hear(at):
+        nonlocal rx
+        rx += 32
+        _step(link, at, cands, rx, ep)
+
+    hear(t)
+    assert link.alive(t)
+    _step(link, t + DIRECT_TRUST, cands, rx, ep)  # first loss
+    assert not link.alive(t + DIRECT_TRUST)
+    hear(t + 8)  # answers again: taken back at once
+    assert link.alive(t + 8)
+    _step(link, t + 8 + DIRECT_TRUST, cands, rx, ep)  # lost again within a minute
+    hear(t + 16)
+    assert not link.alive(t + 16), "held on the relay after a second loss"
+    assert link.path(t + 16, ep, RELAY_UDP) == RELAY_UDP
+    hear(t + 8 + DIRECT_TRUST + FLAP_HOLD)
+    assert link.alive(t + 8 + DIRECT_TRUST + FLAP_HOLD)
 
 
 def test_a_roamed_peer_is_tried_at_its_new_endpoint_at_once():

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mesh import auth, wg
+from mesh import auth, paths, wg
 from vcapp.dev import netns
 
 from .conftest import VCAPP
@@ -24,8 +24,8 @@ RECOVERY = 10.0
 FALLBACK = 20.0
 # Both ends decide on their own, up to a reconcile tick (1 s) apart: allow that much skew.
 SETTLE = 3.0
-# A link that drops for a second at a time, again and again (not in step with the 3 s heartbeat).
-FLAP_FOR, FLAP_STEP = 12.0, 1.0
+# A link that drops for a second at a time, again and again, for a while.
+FLAP_FOR, FLAP_STEP = 18.0, 1.0
 
 
 def test_home_and_office_talk_directly_and_home_machines_over_the_lan(mesh):
@@ -128,7 +128,7 @@ def test_black_holed_direct_path_moves_to_the_relay_and_back(mesh):
     assert mesh.ping("home-1", "office-1", count=3)
 
 
-def test_a_flapping_link_does_not_make_the_path_flap(mesh):
+def test_a_flapping_link_settles_instead_of_flapping_the_path(mesh):
     changes, last = 0, mesh.path("home-1", "office-1")
     deadline = time.monotonic() + FLAP_FOR
     blocked = False
@@ -144,8 +144,10 @@ def test_a_flapping_link_does_not_make_the_path_flap(mesh):
     finally:
         if blocked:
             _udp_blackhole(mesh, "-D")
-    assert changes == 0, f"the path changed {changes} times while the link flapped"
+    # At most: to the relay, back, and to the relay to stay (dampened) - not every few seconds.
+    assert changes <= 3, f"the path changed {changes} times in {FLAP_FOR:.0f}s of flapping"
     mesh.wait_ping("home-1", "office-1", SETTLE)
+    mesh.settle(timeout=paths.DIRECT_RETRY)
 
 
 def test_port_randomizing_nat_falls_back_to_relay_udp(mesh):
