@@ -183,6 +183,12 @@ function chart(metric, times, values, from, to) {
   const line = document.createElementNS(ns, "polyline");
   line.setAttribute("points", pts.join(" "));
   svg.append(line);
+  if (pts.length) {  // the newest point, visible even while a series has only a few
+    const [x, y] = pts[pts.length - 1].split(",");
+    const dot = document.createElementNS(ns, "circle");
+    Object.entries({ cx: x, cy: y, r: 2.5 }).forEach(([k, v]) => dot.setAttribute(k, v));
+    svg.append(dot);
+  }
   const last = present.length ? present[present.length - 1] : null;
   return el("div", { class: "card", "data-chart": metric },
     el("h3", {}, metric, el("span", { class: "muted" }, last == null ? "no data" : `${last} ${UNITS[metric] ?? ""}`)),
