@@ -4,7 +4,8 @@
 adds one sample per machine and per app to the history (vcapp/metrics.py) and writes the
 changed chunks in one transaction; computes the warnings (vcapp/health.py), stores them at
 /vc/health/warnings and records an event when one starts or clears; every SUMMARY_EVERY_S
-writes uptime % and failover counts per app over 24 h and 7 d to /vc/health/summary.
+writes uptime % and failover counts per app over 24 h and 7 d to /vc/health/summary
+(at once after a failover, so the count on the dashboard follows the event).
 A new controller reloads the history from etcd, so nothing lives only in memory except the
 recent node transitions and failovers it re-reads from the events at start.
 
@@ -94,9 +95,10 @@ class MetricsLoop:
             self.history = metrics.load_all(ctx.store)
         self.last = time.monotonic()
         sample_once(ctx.store, self.history, time.time())
+        failovers = len(self.failovers)
         self._read_events(ctx.store, time.time())
         warn(ctx.store, self.history, self.transitions, time.time())
-        if time.monotonic() - self.last_summary > SUMMARY_EVERY_S:
+        if time.monotonic() - self.last_summary > SUMMARY_EVERY_S or len(self.failovers) > failovers:
             write_summary(ctx.store, self.history, self.failovers, time.time())
             self.last_summary = time.monotonic()
 

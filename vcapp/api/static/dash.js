@@ -90,12 +90,12 @@ function render(snap) {
 
 function badge(text, cls) { return el("span", { class: "badge " + cls }, text); }
 
-function bar(label, used, total, unit) {
+function bar(label, used, total, text) {
   if (!total) return el("div");
   const pct = Math.max(0, Math.min(100, (100 * used) / total));
   const fill = el("div", { class: "fill" + (pct > 90 ? " high" : ""), style: `width:${pct.toFixed(1)}%` });
   return el("div", { class: "bar", "data-bar": label }, label, el("div", { class: "track" }, fill),
-    `${fmt(used)} / ${fmt(total)} ${unit}`);
+    text || `${fmt(used)} / ${fmt(total)} MB`);
 }
 
 function fmt(v) { return v >= 10000 ? (v / 1024).toFixed(0) + "k" : Number(v).toFixed(v < 10 ? 1 : 0); }
@@ -107,9 +107,9 @@ function machineCard(n) {
     el("div", { class: "muted" }, `site ${n.site || "-"} · ${n.addr || ""}` +
       (n.up ? "" : n.last_seen ? ` · last seen ${ago(n.last_seen)}` : "")));
   if (n.up) {
-    card.append(bar("CPU", n.load1 || 0, n.cpus || 0, "load/cpus"),
-      bar("memory", (n.memory_mb || 0) - (n.free_memory_mb || 0), n.memory_mb, "MB"),
-      bar("disk", (n.disk_mb || 0) - (n.free_disk_mb || 0), n.disk_mb, "MB"));
+    card.append(bar("CPU", n.load1 || 0, n.cpus || 0, `load ${fmt(n.load1 || 0)}, ${n.cpus} cpus`),
+      bar("memory", (n.memory_mb || 0) - (n.free_memory_mb || 0), n.memory_mb),
+      bar("disk", (n.disk_mb || 0) - (n.free_disk_mb || 0), n.disk_mb));
   }
   const peers = Object.entries(n.mesh || {});
   if (peers.length) card.append(el("div", { class: "muted" }, "mesh: " + peers.map(([p, path]) => `${p} ${path}`).join(", ")));
