@@ -165,7 +165,7 @@ def run(rounds: int, seconds: float) -> tuple[list[dict], dict]:
         for mode, kind in (("hard", "relay-udp"), ("udp-blocked", "relay-tcp")):
             dc.set_nat("office", mode)
             open_port_forward(mesh)  # a NAT change rewrites the router's FORWARD chain
-            for a, b in (("home-1", "office-1"), ("office-1", "home-1")):
+            for a, b in (("home-1", "office-1"), ("office-1", "home-1"), ("home-2", "office-1"), ("office-1", "home-2")):
                 mesh.wait_path(a, b, kind, 30)
             mesh.wait_ping("home-1", "office-1", 10)
             shares[mode] = pair_paths(mesh)
