@@ -96,7 +96,7 @@ class Agent:
         self.client = coord.Client(cfg.coord_url, self.identity)
         url = urlsplit(cfg.coord_url)
         self.edge_host = socket.gethostbyname(url.hostname)
-        self.coord_port = url.port or 80
+        self.coord_port = url.port or (443 if url.scheme == "https" else 80)
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.view: dict | None = None
@@ -181,7 +181,8 @@ class Agent:
         """Update how we reach the edge; True if the edge's endpoint must be set again."""
         changed = self.edge_link.update(now, edge_state.rx_bytes if edge_state else 0)
         if self.edge_link.wants_probe(now):
-            changed = self.edge_link.probed(now, coord.udp_probe(self.edge_host, self.coord_port)) or changed
+            port = self.edge.get("probe_port", self.coord_port)
+            changed = self.edge_link.probed(now, coord.udp_probe(self.edge_host, port)) or changed
         if changed:
             log.info("edge reached over %s", changed)
         return bool(changed) or edge_state is None

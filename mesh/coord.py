@@ -7,8 +7,8 @@ Every request proves the machine's join with the X-Mesh-* headers drawn in mesh/
     POST <base>/register
       -> {"node": "home-1", "mesh_ip": "100.96.1.1", "public_key": "<base64>",
           "lan_endpoints": ["10.1.0.11:41641"]}
-      <- 200 {"edge": {"public_key": "<base64>", "mesh_ip": "100.96.0.1", "wg_port": 51820},
-              "cidr": "100.96.0.0/16"}
+      <- 200 {"edge": {"public_key": "<base64>", "mesh_ip": "100.96.0.1", "wg_port": 51820,
+                       "probe_port": 8443}, "cidr": "100.96.0.0/16"}
       <- 400 malformed | 403 proof does not verify | 409 mesh IP or key held by another node
 
     GET <base>/peers?since=<version>&wait=<seconds>      (long poll: answers at once if the
@@ -23,7 +23,8 @@ Every request proves the machine's join with the X-Mesh-* headers drawn in mesh/
 
     GET <base>/relay   (HTTP Upgrade to the TCP relay, see mesh/relay.py)
 
-    UDP probe on the same port number as the HTTP service, to learn whether UDP gets out:
+    UDP probe on probe_port (the service's own port number, also when a TLS proxy fronts the
+    service on 443), to learn whether UDP gets out:
       -> b"vcmesh-probe" + 8 random bytes          <- the same bytes back
 """
 

@@ -61,7 +61,8 @@ class Edge:
         self.private = keys.load_or_create(mesh_dir)
         self.public_b64 = keys.b64(keys.public_of(self.private))
         self.registry = Registry(mesh_dir / "edge-registry.json")
-        info = {"public_key": self.public_b64, "mesh_ip": cfg.mesh_ip, "wg_port": cfg.wg_port}
+        info = {"public_key": self.public_b64, "mesh_ip": cfg.mesh_ip, "wg_port": cfg.wg_port,
+                "probe_port": cfg.listen_port}
         self.state = server.CoordState(cfg.mesh_key, self.registry, info, cfg.cidr)
         self.service: server.MeshService | None = None
         self.wg_proc: subprocess.Popen | None = None

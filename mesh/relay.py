@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -116,12 +117,14 @@ def serve_session(rfile: BinaryIO, conn: socket.socket, wg_port: int, on_open: C
 # ---- machine side ------------------------------------------------------------------------
 
 def open_stream(base_url: str, headers: dict[str, str]) -> tuple[socket.socket, BinaryIO]:
-    """Connect to the edge and upgrade to a relay stream (plain HTTP)."""
+    """Connect to the edge (http, or https through a TLS proxy) and upgrade to a relay stream."""
     url = urlsplit(base_url)
-    if url.scheme != "http":
-        raise RelayError(f"relay over {url.scheme!r} is not supported yet; give an http:// coordination URL")
-    host, port = url.hostname, url.port or 80
+    if url.scheme not in ("http", "https"):
+        raise RelayError(f"relay over {url.scheme!r} is not supported; give an http(s):// coordination URL")
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
     conn = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT)
+    if url.scheme == "https":
+        conn = ssl.create_default_context().wrap_socket(conn, server_hostname=host)
     lines = [f"GET {url.path.rstrip('/')}/relay HTTP/1.1", f"Host: {url.netloc}", "Connection: Upgrade",
              f"Upgrade: {UPGRADE_TOKEN}", *(f"{k}: {v}" for k, v in headers.items())]
     conn.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())

@@ -13,7 +13,7 @@ import pytest
 from mesh import auth, paths, wg
 from vcapp.dev import netns
 
-from .conftest import VCAPP
+from .conftest import MACHINES, VCAPP
 
 pytestmark = pytest.mark.cluster
 
@@ -221,6 +221,23 @@ def _download(client: str, server: str, mesh) -> int:
     finally:
         web.kill()
         web.wait()
+
+
+def test_direct_paths_outlive_the_edge_and_the_mesh_reforms_when_it_returns(mesh):
+    mesh.sim.dc.kill("edge")
+    try:
+        # The edge only coordinates and relays: pairs that talk directly keep talking.
+        for _ in range(3):
+            assert mesh.ping("home-1", "office-1", count=2) and mesh.ping("home-2", "home-1", count=2)
+            time.sleep(2)
+    finally:
+        mesh.sim.dc.revive("edge")
+        mesh.start_edge()  # what the edge's service manager does at boot
+    mesh.wait("machines reach the edge again", lambda: all(
+        (mesh.status(h).get("edge") or {}).get("rtt_ms") is not None for h in MACHINES), FALLBACK + 10)
+    data = json.loads(mesh.sim.run("edge", VCAPP, "mesh", "status", "--json").stdout)
+    assert {p["node"] for p in data["peers"]} == set(MACHINES)  # registrations survived the reboot
+    mesh.settle()
 
 
 def test_a_restarted_daemon_adopts_its_interface_and_traffic_never_stops(mesh):
