@@ -339,6 +339,10 @@ class DevCluster:
                 preexec_fn=lambda: power.join_cgroup(cgroup),
             )
 
+    def status_services(self, host: str) -> list[str]:
+        """Names of the boot services registered on a host."""
+        return sorted(self._load()["services"].get(host, {}))
+
     def host_pids(self, name: str) -> set[int]:
         """Every live process of a host (its cgroup tree and its network namespace)."""
         pids = power.cgroup_pids(self._cgroup(name)) | power.namespace_pids(self.topology.ns(name))

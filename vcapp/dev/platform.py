@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from vcapp.dev.cluster import DevCluster, DevError
@@ -20,6 +22,8 @@ CLUSTER_NAME = "dev"
 DOMAIN = "apps.test"
 NODE_SERVICE = "vcapp-node"
 EDGE_SERVICE = "vcapp-edge"
+INGRESS_SERVICE = "vcapp-ingress"
+MESH_WAIT = 60.0  # s: the first machine registers with the edge within seconds of its boot
 
 
 @dataclass
@@ -65,4 +69,30 @@ def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
         say(f"joining {m}")
         _vcapp(dc, m, "node", "join", join_token, "--site", dc.topology.host(m).site)
     login = _login(dc, first) or {}
+    for m in machines[1:]:  # an admin at any machine: each talks to its own API
+        if not _login(dc, m) and login:
+            addr = json.loads((dc.host_dir(m) / "data" / "node.json").read_text())["addr"]
+            _vcapp(dc, m, "login", f"http://{addr}:7180", login["token"])
+    _start_ingress(dc, login.get("token", ""), say)
     return Platform(admin_token=login.get("token", ""), api_url=login.get("url", ""), first=first)
+
+
+def _start_ingress(dc: DevCluster, token: str, say: Callable[[str], None]) -> None:
+    """The edge's public HTTPS entry (Caddy with a dev CA), once the mesh edge knows a machine."""
+    if INGRESS_SERVICE in dc.status_services("edge"):
+        return
+    registry = dc.host_dir("edge") / "data" / "mesh" / "edge-registry.json"
+    deadline = time.monotonic() + MESH_WAIT
+    while not registry.exists():
+        if time.monotonic() > deadline:
+            raise DevError(f"no machine registered with the mesh edge within {MESH_WAIT:.0f}s; "
+                           f"see {dc.host_dir('edge') / 'log' / (EDGE_SERVICE + '.log')}")
+        time.sleep(0.5)
+    say(f"starting the edge's HTTPS entry for *.{DOMAIN}")
+    dc.add_service("edge", INGRESS_SERVICE, ["env", f"VCAPP_TOKEN={token}", "vcapp", "edge", "run",
+                                             "--domain", DOMAIN, "--dev"])
+
+
+def edge_ca(dc: DevCluster) -> Path:
+    """The dev CA certificate clients trust for https://*.apps.test."""
+    return dc.host_dir("edge") / "data" / "edge" / "root.crt"
