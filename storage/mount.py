@@ -56,8 +56,8 @@ def _answers(path: Path, timeout: float) -> str | None:
 
     def probe() -> None:
         try:
-            os.statvfs(path)
-            os.listdir(path)
+            os.listdir(path)  # answered by the FUSE daemon via its filer (statvfs would also
+            # wait for a master, which stalls for ~20 s after the master leader's machine died)
             result.append(None)
         except OSError as e:
             result.append(f"{e.strerror} (errno {e.errno})")
@@ -122,7 +122,7 @@ def _wait_mounted(path: Path, pid: int, log: Path, timeout: float) -> None:
     while True:
         entry = mount_entry(path)
         if entry and entry["fstype"] in FUSE_TYPES:
-            verify_mounted(path)
+            verify_mounted(path, timeout=max(ANSWER_TIMEOUT, deadline - time.monotonic()))
             return
         if not Path(f"/proc/{pid}").exists() or time.monotonic() > deadline:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-8:]) if log.exists() else ""
