@@ -15,6 +15,7 @@ Modules, one concern each:
     mount        weed mount of a volume + the check that the mount is real
     buckets      per-app bucket + identity allowed only on it
     guard        at most one writer machine per volume (etcd lease semantics)
+    fastfail     unreachable routes to dead machines so SeaweedFS clients fail over fast
 
 Interface for the control plane (all take the ClusterPlan, a Host to act from and the
 weed binary path, `storage.host.weed_binary()`):
@@ -26,6 +27,8 @@ weed binary path, `storage.host.weed_binary()`):
         on every change of the live machines (lease expiry, revive, join): lowers the
         rules when machines die (degraded), raises them and copies data when they return
         (healed); show "state" in `vcapp status`
+    fastfail.mark_dead(host, addr) on every live machine when a machine's lease expires,
+    fastfail.mark_alive(host, addr) when it is back (failover 27 s -> 3 s, see the module)
 For the runtime:
     guard.mount_for_writing(store, plan, host, app, volume, instance, host_path, run_dir, weed)
         -> host path to bind-mount; raises WriterConflict / StorageError
