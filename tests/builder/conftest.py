@@ -7,14 +7,20 @@ Debian mirror) and cached under /var/cache/vcapp/stacks between runs.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from buildpacks.stacks import STACKS
+from builder import proc
 from builder import registry as reg
 from builder import stacks
 
@@ -125,3 +131,65 @@ def cluster_registry(sim, home2):
                         spawn=home2.spawn, log=sim.dc.host_dir("home-2") / "log" / "registry.log", probe=probe)
     yield address
     reg.stop(process)
+
+
+# ---- builds in the host's network namespace (where PyPI is reachable) -------------------
+
+STORE = Path("/var/tmp/vcapp-builder-test")
+PODMAN_TIMEOUT = 120.0  # pull/run of a ~100 MB image from a loopback registry: seconds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def host_env() -> dict[str, str]:
+    """This namespace, with a container storage of the tests' own."""
+    conf = STORE / "storage.conf"
+    STORE.mkdir(parents=True, exist_ok=True)
+    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{STORE}/storage"\n'
+                    f'runroot = "/run/vcapp-builder-test"\n')
+    return dict(os.environ, CONTAINERS_STORAGE_CONF=str(conf))
+
+
+@pytest.fixture(scope="module")
+def local_registry(tmp_path_factory, host_env):
+    data = tmp_path_factory.mktemp("registry")
+    address = f"127.0.0.1:{free_port()}"
+    process = reg.start(address, reg.FilesystemStorage(data / "blobs"), data / "config.yml",
+                        spawn=proc.local(host_env), log=data / "registry.log")
+    yield address
+    reg.stop(process)
+
+
+def podman(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    out = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=PODMAN_TIMEOUT)
+    assert out.returncode == 0, f"podman {' '.join(args)}: {out.stderr}"
+    return out
+
+
+def get(url: str) -> tuple[str, str]:
+    deadline = time.monotonic() + APP_START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.read().decode(), resp.headers.get("Server", "")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(POLL)
+
+
+@contextlib.contextmanager
+def served(env: dict[str, str], image: str, name: str) -> Iterator[str]:
+    """Run an image in this namespace (PORT=8080, published on loopback); yield its URL."""
+    port = free_port()
+    podman(env, "rm", "-f", name)
+    podman(env, "run", "-d", "--name", name, "-e", "PORT=8080", "-p", f"127.0.0.1:{port}:8080", image)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        podman(env, "rm", "-f", name)

@@ -6,25 +6,14 @@ cache stays warm) and a registry on 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import time
-import urllib.request
-from pathlib import Path
-
 import pytest
 
 from builder import proc
-from builder import registry as reg
 from builder.build import build
 from builder.errors import BuildError
-from tests.builder.conftest import APP_START_TIMEOUT, POLL, write_tree
+from tests.builder.conftest import get, podman, served, write_tree
 
 pytestmark = pytest.mark.cluster
-
-STORE = Path("/var/tmp/vcapp-builder-test")
-PODMAN_TIMEOUT = 120.0  # pull/run of a ~100 MB image from a loopback registry: seconds
 
 FLASK_APP = '''\
 import os
@@ -39,50 +28,6 @@ def hello():
 '''
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def host_env() -> dict[str, str]:
-    """This namespace, with a container storage of the tests' own."""
-    conf = STORE / "storage.conf"
-    STORE.mkdir(parents=True, exist_ok=True)
-    conf.write_text(f'[storage]\ndriver = "overlay"\ngraphroot = "{STORE}/storage"\n'
-                    f'runroot = "/run/vcapp-builder-test"\n')
-    return dict(os.environ, CONTAINERS_STORAGE_CONF=str(conf))
-
-
-@pytest.fixture(scope="module")
-def local_registry(tmp_path_factory, host_env):
-    data = tmp_path_factory.mktemp("registry")
-    address = f"127.0.0.1:{free_port()}"
-    process = reg.start(address, reg.FilesystemStorage(data / "blobs"), data / "config.yml",
-                        spawn=proc.local(host_env), log=data / "registry.log")
-    yield address
-    reg.stop(process)
-
-
-def podman(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    out = subprocess.run(["podman", *args], env=env, capture_output=True, text=True, timeout=PODMAN_TIMEOUT)
-    assert out.returncode == 0, f"podman {' '.join(args)}: {out.stderr}"
-    return out
-
-
-def get(url: str) -> tuple[str, str]:
-    deadline = time.monotonic() + APP_START_TIMEOUT
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                return resp.read().decode(), resp.headers.get("Server", "")
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(POLL)
-
-
 def test_flask_app_with_requirements_installs_from_pypi_and_serves(host_env, local_registry, tmp_path, stack_archives):
     tree = write_tree(tmp_path / "flask", {"requirements.txt": "flask>=3\ngunicorn>=22\n", "app.py": FLASK_APP})
     lines: list[str] = []
@@ -92,14 +37,9 @@ def test_flask_app_with_requirements_installs_from_pypi_and_serves(host_env, loc
 
     podman(host_env, "rmi", "-f", result.image)  # run what the registry holds, not the local copy
     podman(host_env, "pull", "--tls-verify=false", result.image)
-    port, name = free_port(), "vcapp-builder-test-flask"
-    podman(host_env, "rm", "-f", name)
-    podman(host_env, "run", "-d", "--name", name, "-e", "PORT=8080", "-p", f"127.0.0.1:{port}:8080", result.image)
-    try:
-        body, server = get(f"http://127.0.0.1:{port}/")
-    finally:
-        podman(host_env, "rm", "-f", name)
-        podman(host_env, "rmi", result.image)  # the tag names a port of this run only; layers stay cached
+    with served(host_env, result.image, "vcapp-builder-test-flask") as url:
+        body, server = get(url)
+    podman(host_env, "rmi", result.image)  # the tag names a port of this run only; layers stay cached
     assert body == "flask says hi on 8080\n"
     assert server.startswith("gunicorn")
 
@@ -155,11 +95,6 @@ FLASK_PIPFILE_APP = FLASK_APP.replace("flask says hi", "pipfile flask says hi")
 def test_pipfile_and_pyproject_apps_serve(host_env, tmp_path, stack_archives, files, answer, server):
     tree = write_tree(tmp_path / "app", files)
     result = build(tree, "pyvariant", 1, None, spawn=proc.local(host_env))
-    port, name = free_port(), "vcapp-builder-test-pyvariant"
-    podman(host_env, "rm", "-f", name)
-    podman(host_env, "run", "-d", "--name", name, "-e", "PORT=8080", "-p", f"127.0.0.1:{port}:8080", result.image)
-    try:
-        body, server_header = get(f"http://127.0.0.1:{port}/")
-    finally:
-        podman(host_env, "rm", "-f", name)
+    with served(host_env, result.image, "vcapp-builder-test-pyvariant") as url:
+        body, server_header = get(url)
     assert body == answer and server_header.startswith(server)
