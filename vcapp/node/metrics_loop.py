@@ -7,7 +7,9 @@ changed chunks in one transaction; computes the warnings (vcapp/health.py), stor
 writes uptime % and failover counts per app over 24 h and 7 d to /vc/health/summary
 (at once after a failover, so the count on the dashboard follows the event).
 A new controller reloads the history from etcd, so nothing lives only in memory except the
-recent node transitions and failovers it re-reads from the events at start.
+recent node transitions and failovers it re-reads from the events at start. Loading a week of
+history takes seconds (bench/dashboard_cost.py), so it is read in a thread, off the tick that
+renews the lease; sampling starts once it is in.
 
 `MeshPathLoop` (every machine): copies the path to each mesh peer from the mesh daemon's
 status file to /vc/meshpaths/<node> (bound to the lease), only when a path changes.
@@ -16,10 +18,11 @@ status file to /vc/meshpaths/<node> (bound to the lease), only when a path chang
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from vcapp import apps, events, health, keys, membership, metrics
-from vcapp.store import Store, put_op
+from vcapp.store import Store, StoreUnavailable, put_op
 
 log = logging.getLogger("vcapp.metrics")
 
@@ -82,6 +85,7 @@ class MetricsLoop:
 
     def __init__(self, ctx) -> None:
         self.history: dict[str, metrics.Chunks] | None = None
+        self.loader: threading.Thread | None = None
         self.last = 0.0
         self.last_summary = 0.0
         self.cursor = ""
@@ -89,10 +93,11 @@ class MetricsLoop:
         self.failovers: list[tuple[float, str]] = []
 
     def step(self, ctx) -> None:
-        if time.monotonic() - self.last < metrics.SAMPLE_EVERY_S:
+        if time.monotonic() - self.last < metrics.SAMPLE_EVERY_S or (self.loader and self.loader.is_alive()):
             return
         if self.history is None or time.monotonic() - self.last > STALE_AFTER_S:
-            self.history = metrics.load_all(ctx.store)
+            self._start_loading(ctx.store)
+            return
         self.last = time.monotonic()
         sample_once(ctx.store, self.history, time.time())
         failovers = len(self.failovers)
@@ -101,6 +106,21 @@ class MetricsLoop:
         if time.monotonic() - self.last_summary > SUMMARY_EVERY_S or len(self.failovers) > failovers:
             write_summary(ctx.store, self.history, self.failovers, time.time())
             self.last_summary = time.monotonic()
+
+    def _start_loading(self, store: Store) -> None:
+        """Read the history in a thread: a week of it takes seconds, longer than a lease tick may."""
+        self.history = None
+        self.loader = threading.Thread(target=self._load, args=(Store(store.endpoints),), daemon=True,
+                                       name="metrics-load")
+        self.loader.start()
+
+    def _load(self, store: Store) -> None:
+        try:
+            self.history = metrics.load_all(store)
+            self._read_events(store, time.time())  # a week of events, also off the tick
+            self.last = time.monotonic() - metrics.SAMPLE_EVERY_S  # sample at the next tick
+        except StoreUnavailable as e:
+            log.warning("metrics history not loaded (%s); trying again", e)
 
     def _read_events(self, store: Store, now: float) -> None:
         if not self.cursor:
