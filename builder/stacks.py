@@ -11,6 +11,7 @@ It is loaded into a machine's image storage (`podman load`) the first time a bui
 needs it. debootstrap needs the Debian mirror, so archives are made in the network
 namespace of the process that calls `ensure_archive` (on a dev machine: the host's own,
 never a simulated machine's, which has no internet); loading needs no network.
+Make them ahead of time with `python -m builder.stacks [python node go static]`.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ import fcntl
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from buildpacks.stacks import MIRROR, Stack
+from buildpacks.stacks import MIRROR, STACKS, Stack
 from builder import proc
 from builder.errors import BuildError, StackError
 
@@ -167,3 +169,19 @@ def ensure_loaded(stack: Stack, spawn: proc.Spawn, on_line: proc.LineSink | None
 def _alias(stack: Stack, spawn: proc.Spawn) -> None:
     """Point the stable name (stack-python:bookworm) at the current recipe's image."""
     proc.check(spawn, ["podman", "tag", stack.image, stack.alias], INSPECT_TIMEOUT)
+
+
+def main(argv: list[str]) -> int:
+    """Make stack archives ahead of the first build: python -m builder.stacks [NAME ...]."""
+    names = argv or sorted(STACKS)
+    unknown = [n for n in names if n not in STACKS]
+    if unknown:
+        print(f"unknown stack(s) {', '.join(unknown)}; known: {', '.join(sorted(STACKS))}")
+        return 2
+    for name in names:
+        print(ensure_archive(STACKS[name], on_line=print))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
