@@ -31,8 +31,9 @@ COORD_RETRY = 2.0
 # How often round-trip times are measured for `mesh status`.
 RTT_INTERVAL = 5.0
 # Listen ports are picked at random once per machine (then kept): two machines behind one
-# NAT using the same port would make the NAT rewrite one of them, like a hard NAT.
-PORT_RANGE = (20000, 59999)
+# NAT using the same port would make the NAT rewrite one of them, like a hard NAT. Below
+# Linux's ephemeral range (32768+), so no outgoing connection holds it when we start.
+PORT_RANGE = (20000, 32767)
 PORT_FILE = "listen_port"
 # A peer found routed directly with a handshake younger than this (WireGuard's session
 # lifetime) is taken over as working when the daemon restarts.
