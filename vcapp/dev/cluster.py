@@ -384,8 +384,13 @@ def apply_nat(router_ns: str, mode: str) -> None:
 
     Like a real home router: the LAN goes out masqueraded, replies come back, and nothing
     from the internet reaches the LAN unasked."""
-    for table, chain in (("nat", "POSTROUTING"), ("filter", "FORWARD")):
+    for table, chain in (("nat", "POSTROUTING"), ("filter", "FORWARD"), ("filter", "INPUT")):
         netns.iptables(router_ns, "-t", table, "-F", chain)
+    # Unsolicited UDP to the router itself is dropped, as real home routers do. Accepting it
+    # would make conntrack hold the very port a hole punch needs, and NAT would then give
+    # the machine behind it another one.
+    netns.iptables(router_ns, "-t", "filter", "-A", "INPUT", "-i", "wan", "-p", "udp",
+                   "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP")
     masquerade = ["-t", "nat", "-A", "POSTROUTING", "-o", "wan", "-j", "MASQUERADE"]
     if mode == "hard":
         masquerade.append("--random-fully")
