@@ -183,21 +183,28 @@ def pick_tier(seconds: float) -> Tier:
     return TIERS[-1]
 
 
+def _segments(chunks: Chunks, seconds: float, now: float) -> tuple[Tier, list[tuple[int, int, dict]]]:
+    """(tier, [(time, step, row)]): the last `seconds` from the finest tier that keeps them, then
+    the newer part not yet downsampled from each finer tier in turn, without overlap."""
+    tier = pick_tier(seconds)
+    since = now - seconds + 1  # (now - seconds, now]
+    segments = [(t, tier.step, row) for t, row in points(chunks, tier, since, now + 1)]
+    covered = segments[-1][0] + tier.step if segments else since
+    for finer in reversed(TIERS[:TIERS.index(tier)]):
+        fresh = points(chunks, finer, covered, now + 1)
+        segments += [(t, finer.step, row) for t, row in fresh]
+        if fresh:
+            covered = fresh[-1][0] + finer.step
+    return tier, segments
+
+
 def series(chunks: Chunks, seconds: float, now: float) -> dict:
     """The last `seconds` at the finest tier that keeps them: {tier, step, t: [...], cols: {m: [...]}}.
 
-    The newest part not yet downsampled into a coarse tier is taken from the finer tiers and
-    averaged to the coarse step, so a 7-day chart reaches up to now."""
-    tier = pick_tier(seconds)
-    since = now - seconds + 1  # (now - seconds, now]
-    rows = dict(points(chunks, tier, since, now + 1))
-    covered = max(rows) + tier.step if rows else since
-    for finer in reversed(TIERS[:TIERS.index(tier)]):
-        fresh = points(chunks, finer, covered, now + 1)
-        for bucket, group in _regroup(fresh, tier.step).items():
-            rows.setdefault(bucket, group)
-        if fresh:
-            break
+    The newest part not yet downsampled into that tier comes from the finer tiers, averaged
+    to its step, so a 7-day chart reaches up to now."""
+    tier, segments = _segments(chunks, seconds, now)
+    rows = _regroup([(t, row) for t, _, row in segments], tier.step)
     times = sorted(rows)
     metric_names = sorted({m for row in rows.values() for m in row})
     return {"tier": tier.name, "step": tier.step, "t": times,
@@ -213,9 +220,11 @@ def _regroup(rows: list[tuple[int, dict]], step: int) -> dict[int, dict]:
 
 
 def mean(chunks: Chunks, metric: str, seconds: float, now: float) -> float | None:
-    """Mean of one metric over the last `seconds` (e.g. uptime = mean of `up`), or None."""
-    values = [v for v in series(chunks, seconds, now)["cols"].get(metric, []) if v is not None]
-    return _round(sum(values) / len(values)) if values else None
+    """Time-weighted mean of one metric over the last `seconds` (uptime = mean of `up`), or None."""
+    _, segments = _segments(chunks, seconds, now)
+    weighted = [(step, row[metric]) for _, step, row in segments if row.get(metric) is not None]
+    total = sum(step for step, _ in weighted)
+    return _round(sum(step * v for step, v in weighted) / total) if total else None
 
 
 def latest(chunks: Chunks) -> dict:

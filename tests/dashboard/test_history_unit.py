@@ -117,3 +117,13 @@ def test_samples_from_records_and_reports():
     paths = metrics_loop.mesh_paths({"peers": [{"node": "b", "path": "relay-udp"}]},
                                     {"b": {"path": "relay-udp", "since": 5.0}}, 100.0)
     assert paths["b"]["since"] == 5.0
+
+
+def test_uptime_is_weighted_by_time_while_history_is_young():
+    """Ten minutes of history, down for the first two: every window says 80 %."""
+    chunks: metrics.Chunks = {}
+    for t in range(T0, T0 + 600, 10):
+        metrics.ingest(chunks, t, {"up": 0 if t < T0 + 120 else 1})
+    now = T0 + 590
+    for seconds in (HOUR, 86400, WEEK):
+        assert metrics.mean(chunks, "up", seconds, now) == pytest.approx(0.8, abs=0.02), seconds
