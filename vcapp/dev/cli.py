@@ -50,7 +50,9 @@ def up(cluster: str, home: int, office: int, office_nat: str, bare: bool) -> Non
         _print_status(dc.status())
         if not bare:
             click.echo("")
-            found = platform.install(dc, say=lambda line: click.echo(f"==> {line}"))
+            say = lambda line: click.echo(f"==> {line}")  # noqa: E731
+            found = platform.install(dc, say=say)
+            app_url = platform.deploy_sample(dc, found, say=say)
     except (DevError, TopologyError) as e:
         raise _fail(e)
     click.echo(f"\ncluster {cluster!r} is up ({time.monotonic() - started:.1f}s).")
@@ -58,6 +60,10 @@ def up(cluster: str, home: int, office: int, office_nat: str, bare: bool) -> Non
     if not bare:
         click.echo(dc.run(first, ["vcapp", "status"]).stdout)
         click.echo(f"admin API: {found.api_url} (token in {first}'s ~/.config/vcapp/config.json)")
+        edge = dc.topology.host("edge").addr
+        click.echo(f"\nsample app: {app_url}\n  from the client host (the internet side):\n"
+                   f"  vcapp dev exec client -- curl --cacert {platform.edge_ca(dc)} "
+                   f"--resolve {app_url.split('//')[1]}:443:{edge} {app_url}\n")
     click.echo("Next:")
     click.echo(f"  vcapp dev exec {first} -- vcapp status    the cluster as an admin sees it")
     click.echo(f"  vcapp dev kill {first}                  power a machine off (revive boots it)")

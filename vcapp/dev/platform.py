@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from builder import stacks
+from buildpacks.stacks import STACKS
 from vcapp.dev.cluster import DevCluster, DevError
 
 EDGE_COORD_PORT = 8443
@@ -24,6 +28,9 @@ NODE_SERVICE = "vcapp-node"
 EDGE_SERVICE = "vcapp-edge"
 INGRESS_SERVICE = "vcapp-ingress"
 MESH_WAIT = 60.0  # s: the first machine registers with the edge within seconds of its boot
+SAMPLE_APP = "hello"
+SAMPLE_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "hello"
+PUSH_TIMEOUT = 900.0  # s: a first build loads the python stack into the machine; then ~20 s
 
 
 @dataclass
@@ -91,6 +98,33 @@ def _start_ingress(dc: DevCluster, token: str, say: Callable[[str], None]) -> No
     say(f"starting the edge's HTTPS entry for *.{DOMAIN}")
     dc.add_service("edge", INGRESS_SERVICE, ["env", f"VCAPP_TOKEN={token}", "vcapp", "edge", "run",
                                              "--domain", DOMAIN, "--dev"])
+
+
+def deploy_sample(dc: DevCluster, platform: Platform, say: Callable[[str], None]) -> str:
+    """Deploy examples/hello by `git push` from the first machine (once); returns its URL."""
+    url = f"https://{SAMPLE_APP}.{DOMAIN}"
+    existing = dc.run(platform.first, ["vcapp", "releases", SAMPLE_APP, "--json"])
+    if existing.returncode == 0 and json.loads(existing.stdout or "[]"):
+        return url
+    say("making the python stack image (debootstrap; minutes the first time, cached after)")
+    stacks.ensure_archive(STACKS["python"], on_line=lambda line: None)
+    if dc.run(platform.first, ["vcapp", "apps", "create", SAMPLE_APP]).returncode != 0:
+        say(f"app {SAMPLE_APP} exists already")
+    repo = dc.host_dir(platform.first) / "data" / "sample" / SAMPLE_APP
+    if not (repo / ".git").exists():
+        shutil.copytree(SAMPLE_SOURCE, repo, dirs_exist_ok=True)
+        for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "hello"]):
+            subprocess.run(["git", "-C", str(repo), "-c", "user.name=vcapp dev", "-c", "user.email=dev@vcapp.test",
+                            *args], check=True, capture_output=True)
+    say(f"git push of {SAMPLE_APP} (build log follows)")
+    remote = f"{platform.api_url.replace('http://', f'http://admin:{platform.admin_token}@')}/git/{SAMPLE_APP}.git"
+    push = dc.run(platform.first, ["git", "-C", str(repo), "push", remote, "main"], timeout=PUSH_TIMEOUT)
+    for line in push.stderr.splitlines():
+        if line.startswith("remote:"):
+            say("  " + line)
+    if push.returncode != 0:
+        raise DevError(f"the sample app's push failed: {push.stderr.strip()[-400:]}")
+    return url
 
 
 def edge_ca(dc: DevCluster) -> Path:
