@@ -26,6 +26,7 @@ from storage.plan import (FILER_PORT, MASTER_PORT, VOLUME_PORT, ClusterPlan, Pro
 STOP_TIMEOUT = 10.0  # weed flushes its volume index on SIGTERM; 10 s means it is stuck
 READY_TIMEOUT = 60.0  # masters elect a leader in ~5 s; volume servers register on the next heartbeat
 POLL = 0.25
+PROBE_TIMEOUT = 2.0  # a local process answers its status page in ms; 2 s means not (yet) up
 
 
 def spec_digest(spec: ProcessSpec) -> str:
@@ -120,7 +121,8 @@ def wait_ready(plan: ClusterPlan, host: Host, timeout: float = READY_TIMEOUT) ->
     pending = dict(checks)
     while pending:
         for what, url in list(pending.items()):
-            out = host.run(["curl", "-sf", "--max-time", "2", "-H", "Accept: application/json", url], timeout=5)
+            out = host.run(["curl", "-sf", "--max-time", str(PROBE_TIMEOUT), "-H", "Accept: application/json", url],
+                           timeout=PROBE_TIMEOUT + 5)
             if out.returncode == 0 and (what != "master leader" or '"Leader"' in out.stdout):
                 del pending[what]
         if pending and time.monotonic() > deadline:

@@ -30,6 +30,7 @@ from storage.volumes import Volume, get_volume
 MOUNT_TIMEOUT = 30.0  # weed mount is up within ~2 s when a filer answers; 30 s means none does
 ANSWER_TIMEOUT = 5.0  # a live FUSE mount answers stat() in milliseconds; a hung one never does
 POLL = 0.1
+UMOUNT_TIMEOUT = 30.0  # a lazy umount returns at once; 30 s only guards against a wedged kernel
 FUSE_TYPES = ("fuse.seaweedfs", "fuse")
 
 
@@ -134,4 +135,4 @@ def _wait_mounted(path: Path, pid: int, log: Path, timeout: float) -> None:
 def unmount_volume(host_path: Path) -> None:
     """Unmount (lazily, so a busy mount still goes) if something is mounted at host_path."""
     if mount_entry(host_path):
-        subprocess.run(["umount", "-l", str(host_path)], capture_output=True, timeout=30)
+        subprocess.run(["umount", "-l", str(host_path)], capture_output=True, timeout=UMOUNT_TIMEOUT)

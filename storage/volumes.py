@@ -27,6 +27,9 @@ VOLUMES_ROOT = "/volumes"
 RECORDS_ROOT = "/vcapp/volumes"
 BUCKETS_ROOT = "/buckets"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
+# Volume records are tiny files on the local filer (metadata in etcd): ms when healthy;
+# 10 s covers an etcd leader election.
+RECORD_TIMEOUT = 10.0
 MAX_FIX_ROUNDS = 3  # volume.fix.replication adds one copy per volume per run; 2 -> 3 needs one
 
 
@@ -83,8 +86,8 @@ def _filer_url(plan: ClusterPlan, host: Host, path: str) -> str:
 def _put_record(plan: ClusterPlan, host: Host, vol: Volume) -> None:
     url = _filer_url(plan, host, f"{RECORDS_ROOT}/{vol.app}/{vol.name}.json")
     body = json.dumps({"app": vol.app, "name": vol.name, "size_mb": vol.size_mb})
-    out = host.run(["curl", "-sf", "--max-time", "10", "-X", "PUT", "-H", "Content-Type: application/json",
-                    "--data-binary", "@-", url], input=body, timeout=15)
+    out = host.run(["curl", "-sf", "--max-time", str(RECORD_TIMEOUT), "-X", "PUT", "-H", "Content-Type: application/json",
+                    "--data-binary", "@-", url], input=body, timeout=RECORD_TIMEOUT + 5)
     if out.returncode != 0:
         raise StorageError(f"could not record volume {vol.app}/{vol.name} in the filer ({url}): {out.stderr.strip()}")
 
@@ -93,7 +96,7 @@ def get_volume(plan: ClusterPlan, host: Host, app: str, name: str) -> Volume:
     """The volume's record; raises if it was never created."""
     check_names(app, name)
     url = _filer_url(plan, host, f"{RECORDS_ROOT}/{app}/{name}.json")
-    out = host.run(["curl", "-sf", "--max-time", "10", url], timeout=15)
+    out = host.run(["curl", "-sf", "--max-time", str(RECORD_TIMEOUT), url], timeout=RECORD_TIMEOUT + 5)
     if out.returncode != 0:
         raise StorageError(f"volume {app}/{name} does not exist (or the filer on {host.name} is down): "
                            f"create it with `vcapp volumes create {app} {name} --size ...`")
