@@ -77,9 +77,27 @@ def _first_file(tree: Path, names: tuple[str, ...]) -> str | None:
 
 # ---- Python -------------------------------------------------------------------------------
 
+# `--find-links DIR`, `--find-links=DIR` or `-f DIR` on a line of its own in requirements.txt.
+FIND_LINKS = re.compile(r"^\s*(?:--find-links|-f)(?:\s*=\s*|\s+)(\S+)\s*$", re.MULTILINE)
+
+
+def _vendored_dirs(tree: Path) -> list[str]:
+    """Directories of the tree that requirements.txt points pip at (vendored wheels), relative
+    to the tree; URLs and paths outside the tree are left to pip (nothing to copy in)."""
+    root, found = tree.resolve(), []
+    for value in FIND_LINKS.findall(_read(tree, "requirements.txt")):
+        if "://" in value or value.startswith("/"):
+            continue
+        path = (tree / value).resolve()
+        if path.is_dir() and path != root and path.is_relative_to(root):
+            found.append(path.relative_to(root).as_posix())
+    return list(dict.fromkeys(found))
+
+
 def _python_install(tree: Path) -> str:
     if (tree / "requirements.txt").is_file():
-        return templates.PYTHON_REQUIREMENTS
+        vendored = "".join(templates.PYTHON_VENDORED_DIR.format(path=d) for d in _vendored_dirs(tree))
+        return templates.PYTHON_REQUIREMENTS.format(vendored=vendored)
     if (tree / "Pipfile").is_file():
         flags = "--deploy" if (tree / "Pipfile.lock").is_file() else "--skip-lock"
         return templates.PYTHON_PIPFILE.format(pipenv_flags=flags)

@@ -21,10 +21,14 @@ RUN python3 -m venv /app/.venv
 EXPOSE 8080
 """ + CMD + "\n"
 
+# {vendored}: COPY lines for local directories requirements.txt points pip at
+# (`--find-links wheels`), so an app can bring its wheels and build with no index reachable.
 PYTHON_REQUIREMENTS = """\
 COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+{vendored}RUN pip install --no-cache-dir -r requirements.txt
 COPY . ."""
+
+PYTHON_VENDORED_DIR = "COPY {path} ./{path}\n"
 
 PYTHON_PYPROJECT = """\
 COPY . .

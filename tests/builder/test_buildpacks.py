@@ -182,3 +182,23 @@ def test_stack_tags_change_with_the_recipe():
     other = type(python)("python", python.packages + ("python3-dev",), env=python.env)
     assert other.image != python.image
     assert len({s.image for s in STACKS.values()}) == len(STACKS)
+
+
+def test_python_requirements_with_vendored_wheels_copies_them_before_the_install(tmp_path):
+    """`--find-links wheels` in requirements.txt: the wheels go in before `pip install`, so an
+    app that brings its dependencies builds with no package index reachable."""
+    tree(tmp_path, {"requirements.txt": "--no-index\n--find-links wheels\n-f=./more/\n-f https://x.test/w\n"
+                                        "--find-links ../outside\nflask\ngunicorn\n",
+                    "wheels/flask-3.1.0-py3-none-any.whl": "", "more/a.whl": "", "app.py": FLASK_APP})
+    (tmp_path.parent / "outside").mkdir(exist_ok=True)
+    text = detect(tmp_path).containerfile
+    copies = [l for l in text.splitlines() if l.startswith("COPY ")]
+    assert copies == ["COPY requirements.txt ./", "COPY wheels ./wheels", "COPY more ./more", "COPY . ."]
+    assert text.index("COPY more ./more") < text.index("pip install") < text.index("COPY . .")
+    assert cmd_line(text) == ["/bin/sh", "-c", "exec gunicorn --bind 0.0.0.0:$PORT --access-logfile - app:app"]
+
+
+def test_python_requirements_without_local_find_links_copies_nothing_extra(tmp_path):
+    tree(tmp_path, {"requirements.txt": "flask\n--find-links missing\n", "app.py": FLASK_APP})
+    copies = [l for l in detect(tmp_path).containerfile.splitlines() if l.startswith("COPY ")]
+    assert copies == ["COPY requirements.txt ./", "COPY . ."]
