@@ -8,6 +8,11 @@ and assignment it read is unchanged, and every machine it placed on still has th
 liveness key. If anything moved meanwhile the plan is dropped and the next tick plans again.
 Pending reasons go to /vc/pending/<app>; placements, moves off dead machines ("failover"),
 stops and new pending reasons become events.
+
+Each assignment also carries its app's `volumes` (PASS_THROUGH): the runtime loop's
+self-fencing stops exactly the instances whose assignment names volumes. The pure planner
+copies only placer.model.RUNTIME_FIELDS, so this loop adds them, and rewrites an assignment
+in place (same machine, no restart) when an app gains or loses volumes.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ log = logging.getLogger("vcapp.placer")
 # Half a lease TTL: a dead machine's instances move within ~0.5 s of its lease expiring, and
 # five small etcd reads twice a second cost nothing at 10 machines.
 PLACE_EVERY_S = 0.5
+# App spec fields copied into every assignment beside the planner's: the runtime's fencing keys on them.
+PASS_THROUGH = ("volumes",)
 
 
 class Snapshot:
@@ -85,14 +92,29 @@ def place_once(store: Store, now: float | None = None) -> Plan | None:
 
 def _assignment_ops(snap: Snapshot, state: ClusterState, result: Plan) -> list[dict]:
     by_name = {a.name: a for a in state.apps}
-    ops = []
+    ops, written = [], set()
     for p in result.placements:
-        rec = p.to_json(by_name[p.app])
+        rec = _pass_through(p.to_json(by_name[p.app]), snap.apps.get(p.app))
         if p.previous_node and p.previous_node not in snap.alive:
             rec["failover"] = {"from": p.previous_node, "at": time.time()}
         ops.append(put_op(keys.assign(p.app, p.instance), rec))
+        written.add(keys.assign(p.app, p.instance))
     ops += [delete_op(keys.assign(s.app, s.instance)) for s in result.stops]
+    written |= {keys.assign(s.app, s.instance) for s in result.stops}
+    for key, entry in snap.assign.items():  # an app that gained or lost volumes: same place, new fields
+        rec = entry.value or {}
+        fresh = _pass_through(rec, snap.apps.get(rec.get("app")))
+        if key not in written and fresh != rec:
+            ops.append(put_op(key, fresh))
     return ops
+
+
+def _pass_through(rec: dict, app: Entry | None) -> dict:
+    """`rec` with the PASS_THROUGH fields of its app's spec (absent in the spec: absent here)."""
+    spec = (app.value if app else None) or {}
+    out = {k: v for k, v in rec.items() if k not in PASS_THROUGH}
+    out.update({k: spec[k] for k in PASS_THROUGH if spec.get(k)})
+    return out
 
 
 def _pending_ops(snap: Snapshot, result: Plan, now: float) -> list[dict]:

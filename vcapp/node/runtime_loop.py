@@ -11,10 +11,14 @@ not wait for them) does, every PASS_EVERY_S:
      an instance healthy again after a failover (with the seconds it took).
 
 Self-fencing: `step`, called by the daemon only while it holds its lease, notes the time.
-When the lease has not been confirmed for longer than its TTL the others consider this
-machine dead and start its instances elsewhere, so the thread stops every instance here
-whose spec has `volumes` (two writers on one volume is the failure that loses data); the
-rest keep running from the last assignments it read.
+Once the lease has not been confirmed for FENCE_AFTER_S (FENCE_MARGIN_S before its TTL runs
+out and the others may start this machine's instances elsewhere), a watchdog thread kills
+every instance here whose assignment has `volumes` (two writers on one volume is the failure
+that loses data) and the pass stops running them; the rest keep running from the last
+assignments it read. The watchdog is separate because the pass itself can hang for seconds
+on etcd reads that cannot answer during the very partition it must react to. The fence
+lifts only after the lease is confirmed again *and* the assignments were read afresh since,
+so a healed machine never restarts an instance that has meanwhile moved.
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ PASS_EVERY_S = 1.0
 STATUS_REFRESH_S = 5.0
 # Fields whose change is written at once (usage figures wait for the refresh).
 STATUS_FIELDS = ("release", "state", "health", "restarts", "host_port", "container", "message")
+# etcd drops the lease LEASE_TTL s after the last renewal it saw. Fence this much sooner so
+# the instances are dead before anyone may be told to start them elsewhere: it covers the lag
+# from a renewal to `step`, the watchdog interval and a `podman kill`, with room to spare.
+FENCE_MARGIN_S = 2.0
+FENCE_AFTER_S = node_agent.LEASE_TTL - FENCE_MARGIN_S
+# How often the watchdog looks; cheap (a clock read) until the lease goes stale.
+FENCE_CHECK_S = 0.2
 
 
 class RuntimeLoop:
@@ -51,15 +62,22 @@ class RuntimeLoop:
         self.agent = Agent(PodmanDriver.from_env(), self.node, Path(ctx.base) / "runtime" / "book.json")
         self.publisher = Publisher(self.node)
         self.desired: dict = {"assignments": [], "secrets": {}}
+        self.read_at = 0.0  # monotonic start of the last successful read of the assignments
+        self.regained_at = 0.0  # when the lease was last confirmed after going stale
         self.fenced = False
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vcapp-runtime", daemon=True)
         self.thread.start()
+        self.watchdog = threading.Thread(target=self._watch, name="vcapp-fence", daemon=True)
+        self.watchdog.start()
 
     def step(self, ctx) -> None:
         """Called each daemon tick while the lease is held: the lease is confirmed now."""
         if ctx.lease:
-            self.lease, self.lease_ok_at = ctx.lease, time.monotonic()
+            now = time.monotonic()
+            if now - self.lease_ok_at > FENCE_AFTER_S:
+                self.regained_at = now  # assignments read before this may be stale
+            self.lease, self.lease_ok_at = ctx.lease, now
         self.endpoints = ctx.cfg.store_endpoints()
 
     # ---- the thread ---------------------------------------------------------------------
@@ -91,6 +109,7 @@ class RuntimeLoop:
 
     def _read_desired(self, store: Store) -> bool:
         """Refresh the desired state from etcd; on failure keep the last one (returns False)."""
+        began = time.monotonic()
         try:
             mine = [e.value for e in store.list(keys.ASSIGN) if (e.value or {}).get("node") == self.node]
             wanted = {a["app"] for a in mine if a.get("secrets")}
@@ -100,17 +119,38 @@ class RuntimeLoop:
         except Exception as e:
             log.warning("cannot read this machine's assignments: %s", type(e).__name__)
             return False
-        self.desired = {"assignments": mine, "secrets": values}
+        self.desired, self.read_at = {"assignments": mine, "secrets": values}, began
         return True
 
+    def _lease_lost(self) -> bool:
+        return time.monotonic() - self.lease_ok_at > FENCE_AFTER_S
+
+    def _watch(self) -> None:
+        """Kill volume-owning instances the moment the lease goes stale (see the module docstring)."""
+        while not self.stop.wait(FENCE_CHECK_S):
+            if not self._lease_lost():
+                continue
+            owners = {f"{a['app']}/{a['instance']}" for a in self.desired["assignments"] if a.get("volumes")}
+            if not owners:
+                continue
+            try:
+                doomed = [c.name for c in self.agent.driver.list() if c.key in owners and c.running]
+                if doomed:
+                    log.warning("lease stale for %.1fs: killing %s (self-fencing)",
+                                time.monotonic() - self.lease_ok_at, ", ".join(doomed))
+                    self.agent.driver.shell.run(["podman", "kill", "--signal", "KILL", *doomed])
+            except Exception:  # keep watching: the next look tries again
+                log.exception("self-fencing could not kill this machine's volume owners")
+
     def _fence(self, doc: dict) -> dict:
-        """Without a confirmed lease for longer than its TTL, drop instances that own volumes."""
-        lost = time.monotonic() - self.lease_ok_at > node_agent.LEASE_TTL
+        """Without a confirmed lease, and until the assignments were read again after it came
+        back, drop instances that own volumes."""
+        lost = self._lease_lost() or self.read_at < self.regained_at
         if lost != self.fenced:
             self.fenced = lost
             owners = [f"{a['app']}/{a['instance']}" for a in doc["assignments"] if a.get("volumes")]
             if lost:
-                log.warning("lease not renewed for over %ss: self-fencing, stopping %s", node_agent.LEASE_TTL,
+                log.warning("lease not renewed for over %ss: self-fencing, stopping %s", FENCE_AFTER_S,
                             ", ".join(owners) or "nothing (no instance here owns a volume)")
             else:
                 log.info("lease confirmed again: instances that own volumes may run here again")

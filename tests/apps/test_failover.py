@@ -1,0 +1,167 @@
+"""Issue 6's failure checks on 3 machines on one LAN with the real node daemons:
+a memory hog is killed by its own limit while its neighbour on the same machine keeps
+serving, and a partitioned machine stops its volume-owning instance before that instance
+starts anywhere else (no two writers)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+
+import pytest
+
+from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+from tests.control.conftest import ControlCluster
+
+pytestmark = pytest.mark.cluster
+
+MACHINES = ["home-1", "home-2", "home-3"]
+SERVE = ("mkdir -p /www && echo {page} > /www/index.html && echo serving {page} && "
+         "exec httpd -f -p 8080 -h /www")
+# Serves /index.html (so it passes its health check), then doubles a shell string until the
+# 32 MB limit's OOM killer ends the shell, which is the container's PID 1.
+HOG = ("mkdir -p /www && echo hog > /www/index.html && httpd -p 8080 -h /www && sleep 3 && "
+       "x=a; while true; do x=$x$x; done")
+HOG_MEMORY = "32M"
+PLACE_WAIT_S = 60   # placement + podman create + first health check, on a loaded 2-core host
+OOM_RESTARTS = 2    # two OOM kills and restarts show a loop, not a one-off
+OOM_WAIT_S = 60     # each cycle: start, 3 s of serving, seconds of doubling, 1-2 s back-off
+FAILOVER_WAIT_S = 60  # lease TTL 5 s + placement + container start, with margin for slowness
+HEAL_WAIT_S = 60    # the cut machine renews its lease again once its cable is back
+VOLUMES = [{"name": "data", "path": "/data"}]
+
+
+@pytest.fixture(scope="module")
+def cc(make_sim, tmp_path_factory):
+    sim = make_sim(home=3, office=0)
+    ctx = tiny_context(tmp_path_factory.mktemp("tiny"))
+    for host in MACHINES:
+        sim.run(host, *tiny_build_command(ctx), timeout=300)
+    cc = ControlCluster(sim, MACHINES)
+    cc.boot_daemons()
+    cc.init("home-1")
+    sim.run("home-2", "vcapp", "node", "join", cc.join_token, "--site", "home", "--label", "pool=shared")
+    sim.run("home-3", "vcapp", "node", "join", cc.join_token, "--site", "home")
+    cc.wait(lambda: all(n["up"] for n in cc.nodes("home-1").values()) and len(cc.nodes("home-1")) == 3,
+            60, "three machines up")
+    for host in MACHINES[1:]:
+        cc.vcapp(host, "login", f"http://{sim.addr(host)}:7180", cc.admin_token)
+    return cc
+
+
+def create(cc, name: str, command: str, *extra: str) -> None:
+    cc.vcapp("home-1", "apps", "create", name, "--image", TINY_IMAGE, "--port", "8080", "--command", command,
+             "--health-path", "/index.html", *extra)
+
+
+def ps(cc, app: str, on: str = "home-1") -> list[dict]:
+    proc = cc.vcapp(on, "ps", app, "--json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else []
+
+
+def healthy(cc, app: str, on: str = "home-1") -> list[dict]:
+    return [r for r in ps(cc, app, on) if r["state"] == "running" and r["health"] == "healthy"]
+
+
+def get(cc, row: dict, via: str) -> str:
+    proc = cc.sim.fetch(f"http://{cc.sim.addr(row['node'])}:{row['host_port']}/index.html", host=via, timeout=3)
+    return proc.stdout.strip() if proc.returncode == 0 else ""
+
+
+def events(cc, on: str = "home-1") -> list[dict]:
+    return json.loads(cc.vcapp(on, "events", "--json", "--limit", "500").stdout)
+
+
+def test_memory_hog_is_killed_by_its_limit_and_its_neighbour_keeps_serving(cc):
+    create(cc, "calm", SERVE.format(page="calm"), "--memory", "64M", "--constraint", "pool=shared")
+    create(cc, "hog", HOG, "--memory", HOG_MEMORY, "--constraint", "pool=shared")
+    calm = cc.wait(lambda: healthy(cc, "calm"), PLACE_WAIT_S, "calm healthy")[0]
+    cc.wait(lambda: healthy(cc, "hog"), PLACE_WAIT_S, "hog healthy")
+    assert calm["node"] == "home-2" and ps(cc, "hog")[0]["node"] == "home-2"
+    answers = []
+
+    def hog_restarted_twice():
+        answers.append(get(cc, calm, via="home-1"))  # the neighbour is asked on every look
+        return [r for r in ps(cc, "hog") if (r.get("restarts") or 0) >= OOM_RESTARTS]
+
+    hog = cc.wait(hog_restarted_twice, OOM_WAIT_S, f"hog restarted {OOM_RESTARTS} times", interval=1)[0]
+    assert hog["node"] == "home-2"
+    assert answers and all(a == "calm" for a in answers), answers
+    crashes = [e for e in events(cc) if e["kind"] == "crash" and e.get("app") == "hog"]
+    assert len(crashes) >= OOM_RESTARTS and all("exited with code 137" in e["message"] for e in crashes), crashes
+    info = json.loads(cc.sim.run("home-2", "podman", "inspect", hog["container"]).stdout)[0]
+    assert info["HostConfig"]["Memory"] == 32 * 2**20
+    after = ps(cc, "calm")[0]
+    assert after["restarts"] == 0 and after["container"] == calm["container"] and after["health"] == "healthy"
+    assert not [e for e in events(cc) if e["kind"] == "crash" and e.get("app") == "calm"]
+    for app in ("hog", "calm"):
+        cc.vcapp("home-1", "apps", "destroy", app, "--yes")
+
+
+def _set_volumes(cc, app: str) -> None:
+    """What the storage work will set from vcapp.toml: the app owns a volume."""
+    script = ("from vcapp.apps import update_app; from vcapp.node.config import NodeConfig; "
+              "from vcapp.store import Store; "
+              "s = Store(NodeConfig.load().store_endpoints()); "
+              f"update_app(s, {app!r}, lambda spec: dict(spec, volumes={VOLUMES!r}))")
+    cc.sim.run("home-1", "/work/main/.venv/bin/python", "-c", script)
+
+
+def _assignment(cc, app: str) -> dict:
+    out = cc.etcd("home-1", "get", f"/vc/assign/{app}/0", "--print-value-only", check=False).stdout.strip()
+    return json.loads(out) if out else {}
+
+
+def _died_at(cc, host: str, container: str) -> float | None:
+    """When podman on `host` saw `container` die (unix seconds), from its own event log."""
+    out = cc.sim.run(host, "podman", "events", "--stream=false", "--since", "10m", "--filter",
+                     f"container={container}", "--filter", "event=died", "--format", "json", check=False).stdout
+    times = [_unix(json.loads(line)["Time"]) for line in out.splitlines() if line.strip().startswith("{")]
+    return min(times) if times else None
+
+
+def _unix(stamp: str) -> float:
+    """podman's RFC 3339 event time (nanoseconds, Z or offset) -> unix seconds."""
+    m = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", stamp)
+    assert m, f"unexpected podman event time {stamp!r}"
+    base = datetime.fromisoformat(m.group(1) + ("+00:00" if m.group(3) == "Z" else m.group(3)))
+    return base.timestamp() + float("0." + (m.group(2) or "0"))
+
+
+def _running_here(cc, host: str, app: str) -> list[str]:
+    out = cc.sim.run(host, "podman", "ps", "--filter", f"label=vcapp.app={app}", "--format", "{{.Names}}").stdout
+    return out.split()
+
+
+def test_partitioned_machine_stops_its_volume_owner_before_it_starts_elsewhere(cc):
+    create(cc, "ledger", SERVE.format(page="ledger"), "--memory", "64M")
+    row = cc.wait(lambda: healthy(cc, "ledger"), PLACE_WAIT_S, "ledger healthy")[0]
+    _set_volumes(cc, "ledger")
+    cc.wait(lambda: _assignment(cc, "ledger").get("volumes") == VOLUMES, 30, "ledger's assignment owns a volume")
+    assert ps(cc, "ledger")[0]["container"] == row["container"]  # same instance: nothing restarted
+    victim, old = row["node"], row["container"]
+    watcher = next(m for m in MACHINES if m != victim)
+    cc.sim.dc.partition(victim, cut=True)
+    try:
+        moved = cc.wait(lambda: [r for r in healthy(cc, "ledger", on=watcher) if r["node"] != victim
+                                 and get(cc, r, via=watcher) == "ledger"], FAILOVER_WAIT_S,
+                        "ledger answering on another machine", interval=0.5)[0]
+        # Still cut off: the partitioned machine's own podman has no ledger running.
+        assert _running_here(cc, victim, "ledger") == []
+        died = _died_at(cc, victim, old)
+        assert died is not None, f"podman on {victim} never saw {old} die"
+        started = moved["started_at"]
+        print(f"\nfencing: {old} died on {victim} at {died:.2f}; {moved['container']} started on "
+              f"{moved['node']} at {started:.2f} ({started - died:+.2f}s later)")
+        assert died < started, f"two writers: the new instance started {died - started:.2f}s before the old died"
+    finally:
+        cc.sim.dc.partition(victim, cut=False)
+    cc.wait(lambda: cc.all_up(watcher), HEAL_WAIT_S, f"{victim} back up after its cable returned")
+    time.sleep(3)  # a few runtime passes on the healed machine: it must not start ledger again
+    assert _running_here(cc, victim, "ledger") == []
+    rows = ps(cc, "ledger", on=watcher)
+    assert [r["node"] for r in rows] == [moved["node"]] and rows[0]["container"] == moved["container"]
+    kinds = [e for e in events(cc, on=watcher) if e.get("app") == "ledger"]
+    assert any(e["kind"] == "failover" and e.get("previous_node") == victim for e in kinds)
