@@ -1,0 +1,164 @@
+"""Seconds from `git push` to the image in the cluster registry, cold cache and warm, for examples/hello.
+
+Brings up a fresh simulated cluster the way `vcapp dev up` does (vcapp/dev/platform.py:
+node daemons, `cluster init` with the mesh edge, joins), creates the sample app, and pushes
+it twice with the real `git` CLI from the first machine, timestamping every line the push
+streams back:
+
+    cold   the machine's storage is new: the python stack is loaded (`podman load`), every
+           layer is built (the stack archive itself is made beforehand, reported apart)
+    warm   the same machine, second push of a one-line change to app.py: the stack and the
+           venv layer come from the cache, only the COPY layer and the commit are redone
+
+For each push: the builder's own figure (`-----> built ... in X s`, build + push to the
+registry), the wall time from starting `git push` to that line (image in the registry: adds
+the receive-pack, the checkout and vcapp.toml), and the wall time to `-----> Released`
+(adds the placer, the pull on the chosen machine, the start and the health check).
+The cold/warm ratio is printed beside them.
+
+Run as root: .venv/bin/python bench/deploy_bench.py [--name gG1] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from builder import stacks
+from buildpacks.stacks import STACKS
+from vcapp.dev import platform
+from vcapp.dev.cluster import DevCluster
+from vcapp.dev.topology import default
+
+DEFAULT_NAME = "gG1"
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello"
+PUSH_TIMEOUT = 900.0  # s: a cold push loads the python stack into a new storage (minutes on a loaded host)
+BUILT = re.compile(r"-----> built \S+ in ([0-9.]+) s")
+RELEASED = "-----> Released"
+GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@vcapp.test"]
+
+
+@dataclass
+class Push:
+    """One timed `git push`: seconds since it started for the lines that matter."""
+
+    label: str
+    builder_s: float | None = None  # the builder's own `built ... in X s`
+    to_registry_s: float | None = None  # wall: push started -> the `built` line arrived
+    to_released_s: float | None = None  # wall: push started -> `Released`
+    exit_s: float | None = None
+    returncode: int | None = None
+    lines: list[str] = field(default_factory=list)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *GIT_ID, *args], check=True, capture_output=True)
+
+
+def timed_push(dc: DevCluster, host: str, repo: Path, remote: str, label: str) -> Push:
+    """`git push` on `host`, reading its stderr as it streams (lines end in \\n or \\r)."""
+    result = Push(label)
+    start = time.monotonic()
+    proc = dc.spawn(host, ["git", "-C", str(repo), "push", remote, "main"], stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE)
+    killer = threading.Timer(PUSH_TIMEOUT, proc.kill)
+    killer.start()
+    try:
+        for raw in iter(lambda: proc.stderr.readline(), b""):
+            for line in re.split(r"[\r\n]", raw.decode(errors="replace")):
+                _note(result, line.strip(), time.monotonic() - start)
+        result.returncode = proc.wait()
+    finally:
+        killer.cancel()
+    result.exit_s = time.monotonic() - start
+    return result
+
+
+def _note(result: Push, line: str, at: float) -> None:
+    if not line:
+        return
+    result.lines.append(line)
+    built = BUILT.search(line)
+    if built and result.to_registry_s is None:
+        result.builder_s, result.to_registry_s = float(built.group(1)), at
+    if RELEASED in line and result.to_released_s is None:
+        result.to_released_s = at
+
+
+def fresh_cluster(name: str) -> DevCluster:
+    dc = DevCluster(name)
+    if dc.exists():
+        raise SystemExit(f"cluster {name} exists: pick another --name, or take it down first")
+    dc.up(default(name))
+    return dc
+
+
+def run(dc: DevCluster, plat: platform.Platform) -> list[Push]:
+    app = platform.SAMPLE_APP
+    dc.run(plat.first, ["vcapp", "apps", "create", app], timeout=60).check_returncode()
+    repo = dc.host_dir(plat.first) / "data" / "bench" / app
+    shutil.copytree(SAMPLE, repo)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "hello")
+    remote = f"{plat.api_url.replace('http://', f'http://admin:{plat.admin_token}@')}/git/{app}.git"
+    cold = timed_push(dc, plat.first, repo, remote, "cold (new storage: stack load, all layers)")
+    with open(repo / "app.py", "a") as f:
+        f.write("# one-line change for the warm push\n")
+    git(repo, "commit", "-q", "-am", "one line")
+    warm = timed_push(dc, plat.first, repo, remote, "warm (second push, app.py changed)")
+    return [cold, warm]
+
+
+def _fmt(value: float | None) -> str:
+    return f"{value:8.1f}" if value is not None else "       -"
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:9.1f}x" if a is not None and b else "         -"
+
+
+def report(archive_s: float, cold: Push, warm: Push) -> None:
+    print(f"\npython stack archive ready beforehand: {archive_s:.1f} s (0 when cached)")
+    print(f"{'examples/hello by git push':<44} {'cold':>8} {'warm':>8} {'cold/warm':>10}")
+    for label, attr in (("builder: built + pushed to registry (s)", "builder_s"),
+                        ("wall: git push -> image in registry (s)", "to_registry_s"),
+                        ("wall: git push -> Released (s)", "to_released_s"),
+                        ("wall: git push exits (s)", "exit_s")):
+        a, b = getattr(cold, attr), getattr(warm, attr)
+        print(f"{label:<44} {_fmt(a)} {_fmt(b)} {_ratio(a, b)}")
+    for push in (cold, warm):
+        if push.returncode != 0 or push.to_released_s is None:
+            print(f"\n{push.label}: git push exited {push.returncode}; its last lines:")
+            print("\n".join(push.lines[-20:]))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", default=DEFAULT_NAME, help="simulated cluster name (must not exist)")
+    parser.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
+    args = parser.parse_args()
+    start = time.monotonic()
+    stacks.ensure_archive(STACKS["python"], on_line=lambda line: None)
+    archive_s = time.monotonic() - start
+    print(f"bringing up simulated cluster {args.name}", flush=True)
+    dc = fresh_cluster(args.name)
+    try:
+        plat = platform.install(dc, say=lambda line: print(f"  {line}", flush=True))
+        cold, warm = run(dc, plat)
+    finally:
+        if not args.keep:
+            dc.down()
+    report(archive_s, cold, warm)
+    return 0 if cold.returncode == 0 and warm.returncode == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
