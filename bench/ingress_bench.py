@@ -1,0 +1,281 @@
+"""Ingress benchmark on the real cluster (mesh, edge, node routers, runtime): direct to the
+container vs through the edge, and failover as a client at a constant rate sees it.
+
+    sudo .venv/bin/python bench/ingress_bench.py [--seconds 8] [--rates 50,200]
+
+Brings up its own simulated cluster (ibXXXX: home-1, home-2, office-1, installed as `vcapp
+dev up` does), runs two tiny busybox apps held to the home site (`solo`, one instance, and
+`duo`, two), and measures with one client program (this file's `client` mode):
+
+- direct: from home-2 (same LAN) to <solo's machine addr>:<host_port>, plain HTTP;
+- edge:   from the client host on the backbone to https://solo.apps.test via the edge.
+
+Closed loop (CONNS keep-alive connections as fast as they go) gives the maximum requests/s;
+open loop (requests sent on a fixed schedule, latency counted from the scheduled time, so a
+stall is not hidden) gives p50/p99 at fixed offered rates. Then failover at a constant rate
+through the edge, for a black-holed machine (iptables DROP inside its namespace) and for a
+killed one: seconds to the first success after the outage, and requests lost. Prints a table.
+Also used by tests/ingress/test_edge_cluster.py as its request loop (`client` mode).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import queue
+import secrets
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# A request slower than this counts as failed: a user would have given up.
+REQUEST_TIMEOUT = 5.0
+# Keep-alive connections of the closed loop: enough to keep 2 cores busy, few enough that
+# the client's own threads are not what limits.
+CONNS = 8
+# Open-loop workers: at 200 req/s and up to REQUEST_TIMEOUT per request, a stall needs this
+# many in flight before the schedule itself slips.
+OPEN_WORKERS = 64
+SERVE = ('mkdir -p /www && echo "<html><body><h1>Hello from {app}</h1><p>served by instance $HOSTNAME</p>'
+         '</body></html>" > /www/index.html && exec httpd -f -p 8080 -h /www')
+PLACE_WAIT = 120.0  # s: placement + container start + first health check on a loaded host
+FAILOVER_RATE = 20.0  # req/s offered during the failover runs
+FAILOVER_SECONDS, EVENT_AT = 40.0, 5.0
+SETTLE = 20.0  # s after un-black-holing: the machine back in etcd and the mesh before the kill
+
+
+# ---- the client program (runs on a host of the cluster) ------------------------------------
+
+def _connect(t: dict) -> http.client.HTTPConnection:
+    if t["ca"]:
+        ctx = ssl.create_default_context(cafile=t["ca"])
+        conn = http.client.HTTPSConnection(t["addr"], t["port"], timeout=REQUEST_TIMEOUT, context=ctx)
+        conn.sock = ctx.wrap_socket(socket.create_connection((t["addr"], t["port"]), timeout=REQUEST_TIMEOUT),
+                                    server_hostname=t["host"])
+        return conn
+    return http.client.HTTPConnection(t["addr"], t["port"], timeout=REQUEST_TIMEOUT)
+
+
+class _Session:
+    """One keep-alive connection, reopened after any failure."""
+
+    def __init__(self, t: dict):
+        self.t, self.conn = t, None
+
+    def get(self) -> str:
+        try:
+            if self.conn is None:
+                self.conn = _connect(self.t)
+            self.conn.request("GET", "/", headers={"Host": self.t["host"]})
+            resp = self.conn.getresponse()
+            body = resp.read().decode(errors="replace")
+            if resp.status != 200:
+                return str(resp.status)
+            return "200:" + body.split("served by instance ")[1].split("<")[0] if "served by" in body else "200"
+        except Exception as e:  # noqa: BLE001 - every failure is a data point
+            if self.conn:
+                self.conn.close()
+            self.conn = None
+            return type(e).__name__
+
+
+def client(t: dict, mode: str, rate: float, seconds: float) -> None:
+    """Print one JSON line per request: [scheduled s, status, latency s] (closed: no schedule)."""
+    out, lock, start = [], threading.Lock(), time.monotonic() + 0.2
+    if mode == "closed":
+        def run():
+            s = _Session(t)
+            while time.monotonic() < start + seconds:
+                t0 = time.monotonic()
+                r = s.get()
+                with lock:
+                    out.append((t0 - start, r, time.monotonic() - t0))
+        workers = [threading.Thread(target=run) for _ in range(CONNS)]
+    else:
+        slots: queue.Queue = queue.Queue()
+        n = int(rate * seconds)
+        for i in range(n):
+            slots.put(start + i / rate)
+
+        def run():
+            s = _Session(t)
+            while True:
+                try:
+                    due = slots.get_nowait()
+                except queue.Empty:
+                    return
+                time.sleep(max(0.0, due - time.monotonic()))
+                r = s.get()
+                with lock:
+                    out.append((due - start, r, time.monotonic() - due))
+        workers = [threading.Thread(target=run) for _ in range(min(OPEN_WORKERS, n))]
+    print("ready", flush=True)
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for row in sorted(out):
+        print(json.dumps(row))
+
+
+# ---- the benchmark (runs on the host, drives the cluster) ---------------------------------
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))] if values else float("nan")
+
+
+class Bench:
+    def __init__(self, name: str):
+        from vcapp.dev.cluster import DevCluster
+        from vcapp.dev.topology import default
+        self.dc = DevCluster(name)
+        self.dc.up(default(name, 2, 1, "easy"))
+
+    def install(self) -> None:
+        from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+        from vcapp.dev import platform
+        ctx = tiny_context(self.dc.host_dir("home-1") / "tiny")
+        for m in self.dc.topology.machines():
+            self.must(m.name, tiny_build_command(ctx), 300)
+        platform.install(self.dc, say=lambda line: print(f"  {line}", flush=True))
+        self.ca = str(platform.edge_ca(self.dc))
+        for app, count in (("duo", 2), ("solo", 1)):
+            self.must("home-1", ["vcapp", "apps", "create", app, "--image", TINY_IMAGE, "--port", "8080",
+                                 "--command", SERVE.format(app=app), "--health-path", "/", "--count", str(count),
+                                 "--memory", "64M", "--constraint", "site=home"])
+
+    def must(self, host: str, cmd: list[str], timeout: float = 60) -> str:
+        proc = self.dc.run(host, cmd, timeout=timeout)
+        if proc.returncode != 0:
+            raise SystemExit(f"on {host}: {' '.join(cmd)}: {proc.stderr or proc.stdout}")
+        return proc.stdout
+
+    def healthy(self, app: str, on: str) -> list[dict]:
+        proc = self.dc.run(on, ["vcapp", "ps", app, "--json"], timeout=30)
+        rows = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
+        return [r for r in rows if r["state"] == "running" and r["health"] == "healthy"]
+
+    def wait_healthy(self, app: str, count: int, on: str = "home-1") -> list[dict]:
+        deadline = time.monotonic() + PLACE_WAIT
+        while time.monotonic() < deadline:
+            rows = self.healthy(app, on)
+            if len(rows) >= count:
+                return rows
+            time.sleep(1)
+        raise SystemExit(f"{app}: fewer than {count} healthy instances after {PLACE_WAIT:.0f}s")
+
+    def edge_target(self, app: str) -> dict:
+        return {"addr": self.dc.topology.host("edge").addr, "port": 443, "host": f"{app}.apps.test", "ca": self.ca}
+
+    def client(self, host: str, target: dict, mode: str, rate: float, seconds: float) -> subprocess.Popen:
+        proc = self.dc.spawn(host, [sys.executable, __file__, "client", json.dumps(target), mode, str(rate),
+                                    str(seconds)], stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the client on {host} did not start")
+        return proc
+
+    def measure(self, host: str, target: dict, mode: str, rate: float, seconds: float) -> list[tuple]:
+        proc = self.client(host, target, mode, rate, seconds)
+        out, _ = proc.communicate(timeout=seconds + 120)
+        return [tuple(json.loads(line)) for line in out.splitlines() if line.startswith("[")]
+
+
+def summarize(rows: list[tuple], seconds: float) -> dict:
+    ok = [lat for _, r, lat in rows if r.startswith("200")]
+    return {"n": len(rows), "ok": len(ok), "rps": len(ok) / seconds, "p50": pct(ok, 50) * 1000,
+            "p99": pct(ok, 99) * 1000}
+
+
+def failover(b: Bench, kind: str, apps: tuple[str, ...]) -> dict:
+    """Constant-rate clients on each app through the edge; `kind` happens to solo's machine at EVENT_AT."""
+    victim = b.wait_healthy("solo", 1, on="home-1" if kind == "blackhole" else "home-2")[0]["node"]
+    clients = {app: b.client("client", b.edge_target(app), "open", FAILOVER_RATE, FAILOVER_SECONDS) for app in apps}
+    time.sleep(EVENT_AT)
+    ns = b.dc.topology.ns(victim)
+    from vcapp.dev import netns
+    if kind == "blackhole":
+        for chain in ("INPUT", "OUTPUT", "FORWARD"):
+            netns.iptables(ns, "-I", chain, "-j", "DROP")
+    else:
+        b.dc.kill(victim)
+    result = {"victim": victim}
+    for app, proc in clients.items():
+        out, _ = proc.communicate(timeout=FAILOVER_SECONDS + 120)
+        rows = [tuple(json.loads(line)) for line in out.splitlines() if line.startswith("[")]
+        failed = [(t, r) for t, r, _ in rows if not r.startswith("200")]
+        after = [t for t, r, _ in rows if r.startswith("200") and failed and t > failed[0][0]]
+        result[app] = {"sent": len(rows), "lost": len(failed),
+                       "first_fail": failed[0][0] - EVENT_AT if failed else None,
+                       "back": (after[0] - EVENT_AT) if after else None,
+                       "last_fail": failed[-1][0] - EVENT_AT if failed else None,
+                       "errors": sorted({r for _, r in failed})}
+    if kind == "blackhole":
+        for chain in ("INPUT", "OUTPUT", "FORWARD"):
+            netns.iptables(ns, "-D", chain, "-j", "DROP")
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of each throughput/latency run")
+    ap.add_argument("--rates", default="50,200", help="offered rates of the open-loop runs, req/s")
+    ap.add_argument("--keep", action="store_true", help="leave the cluster up")
+    args = ap.parse_args()
+    b = Bench("ib" + secrets.token_hex(2))
+    print(f"cluster {b.dc.name}", flush=True)
+    try:
+        b.install()
+        solo = b.wait_healthy("solo", 1)[0]
+        b.wait_healthy("duo", 2)
+        lan = next(m for m in ("home-1", "home-2") if m != solo["node"])
+        direct = {"addr": b.dc.topology.host(solo["node"]).addr, "port": solo["host_port"], "host": "solo", "ca": ""}
+        deadline = time.monotonic() + PLACE_WAIT
+        while not b.measure("client", b.edge_target("solo"), "open", 2, 1)[0][1].startswith("200"):
+            if time.monotonic() > deadline:
+                raise SystemExit("solo never answered through the edge")
+        table = []
+        for label, mode, rate in [("max req/s (closed, keep-alive)", "closed", 0.0)] + \
+                [(f"open loop {r} req/s", "open", float(r)) for r in args.rates.split(",")]:
+            d = summarize(b.measure(lan, direct, mode, rate, args.seconds), args.seconds)
+            e = summarize(b.measure("client", b.edge_target("solo"), mode, rate, args.seconds), args.seconds)
+            table.append((label, d, e))
+            print(f"  {label}: direct {d} edge {e}", flush=True)
+        fo = [("black hole", failover(b, "blackhole", ("solo", "duo")))]
+        time.sleep(SETTLE)
+        fo.append(("kill", failover(b, "kill", ("solo", "duo"))))
+        print(f"\ningress bench on {b.dc.name} (solo on {solo['node']}, direct client on {lan}, "
+              f"edge client on the client host; {args.seconds:.0f} s per run)")
+        print(f"{'run':34} {'direct':>26} {'edge':>26} {'edge/direct':>12}")
+        for label, d, e in table:
+            print(f"{label:34} {d['rps']:7.0f} req/s {'':12} {e['rps']:7.0f} req/s {'':12} {e['rps'] / d['rps']:11.2f}x")
+            print(f"{'  p50 / p99 ms':34} {d['p50']:9.1f} / {d['p99']:8.1f} ms  {e['p50']:9.1f} / {e['p99']:8.1f} ms"
+                  f"  {e['p50'] / d['p50']:5.1f}x/{e['p99'] / d['p99']:4.1f}x"
+                  f"  (lost {d['n'] - d['ok']}/{e['n'] - e['ok']})")
+        print(f"\nfailover through the edge at {FAILOVER_RATE:.0f} req/s per app, event at t=0 on solo's machine")
+        print(f"{'event':12} {'victim':9} {'app':5} {'sent':>5} {'lost':>5} {'first fail s':>13} {'success again s':>16} "
+              f"{'last fail s':>12}  errors")
+        fmt = lambda v: f"{v:.2f}" if v is not None else "-"  # noqa: E731
+        for kind, res in fo:
+            for app in ("solo", "duo"):
+                r = res[app]
+                print(f"{kind:12} {res['victim']:9} {app:5} {r['sent']:5} {r['lost']:5} {fmt(r['first_fail']):>13} "
+                      f"{fmt(r['back']):>16} {fmt(r['last_fail']):>12}  {','.join(r['errors'])}")
+    finally:
+        if not args.keep:
+            b.dc.down()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "client":
+        client(json.loads(sys.argv[2]), sys.argv[3], float(sys.argv[4]), float(sys.argv[5]))
+    else:
+        main()

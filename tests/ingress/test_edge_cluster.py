@@ -1,0 +1,167 @@
+"""Issue 7 on the real cluster: mesh, edge, node routers and the runtime together.
+
+A make_sim(home=2, office=1) cluster gets vcapp the way `vcapp dev up` installs it
+(platform.install: node daemons, the mesh with its edge, `vcapp edge run --dev`). Apps are
+the tiny busybox image run by the runtime in podman; the client host on the backbone reaches
+them only through the edge at https://APP.apps.test, trusting the edge's dev CA, as a user
+would. One machine is powered off once: it runs an instance of a two-instance app (which must
+keep answering) and the only instance of another app (which must answer again elsewhere).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+from router.edge import spki_sha256
+from vcapp.dev import netns, platform
+
+pytestmark = pytest.mark.cluster
+
+DOMAIN = platform.DOMAIN
+DUO, SOLO = "duo", "solo"
+# A busybox web server whose page names the app and the instance (its container hostname).
+SERVE = ('mkdir -p /www && echo "<html><body><h1>Hello from {app}</h1><p>served by instance $HOSTNAME</p>'
+         '</body></html>" > /www/index.html && exec httpd -f -p 8080 -h /www')
+# The benchmark's client program: an open loop (requests leave on a fixed schedule whatever the
+# latency on a loaded host), keep-alive connections reopened after a failure, 5 s timeout.
+LOADCLIENT = str(Path(__file__).resolve().parents[2] / "bench" / "ingress_bench.py")
+# Placement + podman create + first health check on a loaded 2-core host: seconds; 90 = broken.
+PLACE_WAIT = 90.0
+# The edge polls its table every second (vcapp/edge_daemon.py): a new app answers within seconds.
+ROUTE_WAIT = 30.0
+# Issue 7's steady loop: 20 requests/s for 25 s, the machine killed 8 s in.
+LOAD_SECONDS, LOAD_INTERVAL, KILL_AT = 25.0, 0.05, 8.0
+# Issue 7: <= 1 % of requests fail and none 5 s after the kill.
+MAX_FAILED_SHARE, QUIET_AFTER = 0.01, 5.0
+# DESIGN.md: the runtime's failover target is 15 s median; issue 7 allows it + 2 s.
+FAILOVER_TARGET = 15.0 + 2.0
+SOLO_POLL = 0.25  # s between the single-instance app's probes after the kill
+# Chromium renders one small page in seconds; 90 s means it hung.
+BROWSER_TIMEOUT = 90
+MIN_PNG_BYTES = 3000  # a blank 900x600 PNG is ~2 KB; text makes it bigger
+CHROMIUM = "/usr/bin/chromium"
+
+
+class Cluster:
+    """The installed cluster as the admin (on a machine) and the user (on the client) see it."""
+
+    def __init__(self, sim, found: platform.Platform):
+        self.sim, self.found = sim, found
+        self.ca = str(platform.edge_ca(sim.dc))
+        self.edge_addr = sim.addr("edge")
+
+    def vcapp(self, host: str, *args: str) -> str:
+        return self.sim.run(host, "vcapp", *args, timeout=60).stdout
+
+    def curl(self, app: str, *args: str, timeout: float = 5) -> tuple[str, str]:
+        """(status, body) of GET https://APP.apps.test/ from the client host through the edge."""
+        host = f"{app}.{DOMAIN}"
+        out = self.sim.fetch(f"https://{host}/", "--cacert", self.ca, "--resolve", f"{host}:443:{self.edge_addr}",
+                             "-w", "\n%{http_code}", *args, timeout=timeout)
+        body, _, status = out.stdout.rpartition("\n")
+        return status, body
+
+    def healthy(self, app: str, on: str) -> list[dict]:
+        proc = self.sim.run(on, "vcapp", "ps", app, "--json", check=False, timeout=30)
+        rows = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
+        return [r for r in rows if r["state"] == "running" and r["health"] == "healthy"]
+
+
+def wait(what: str, fn, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(interval)
+    raise AssertionError(f"no {what} within {timeout:.0f}s")
+
+
+@pytest.fixture(scope="module")
+def cl(make_sim, tmp_path_factory):
+    sim = make_sim(home=2, office=1)
+    ctx = tiny_context(tmp_path_factory.mktemp("tiny"))
+    for m in sim.topology.machines():
+        sim.run(m.name, *tiny_build_command(ctx), timeout=300)
+    cl = Cluster(sim, platform.install(sim.dc, say=lambda line: None))
+    # Both apps are held to the home site, so the one that runs alone always shares a machine
+    # with the two-instance app (one kill tests both) and has the other home machine to go to.
+    for app, count in ((DUO, 2), (SOLO, 1)):
+        cl.vcapp("home-1", "apps", "create", app, "--image", TINY_IMAGE, "--port", "8080", "--command",
+                 SERVE.format(app=app), "--health-path", "/", "--count", str(count), "--memory", "64M",
+                 "--constraint", "site=home")
+    return cl
+
+
+def test_app_page_through_the_edge_and_no_port_forward_at_any_site(cl):
+    rows = wait("two healthy duo instances on two machines",
+                lambda: (r := cl.healthy(DUO, "home-1")) and len({x["node"] for x in r}) == 2 and r, PLACE_WAIT)
+    assert {r["node"] for r in rows} == {"home-1", "home-2"}
+    wait("duo's page through the edge", lambda: cl.curl(DUO)[0] == "200", ROUTE_WAIT)
+    served = set()
+    for _ in range(10):
+        status, body = cl.curl(DUO)
+        assert status == "200" and "<h1>Hello from duo</h1>" in body
+        served.add(body.split("served by instance ")[1].split("<")[0])
+    print(f"\nduo served by {sorted(served)}")
+    for site in cl.sim.topology.sites:
+        nat = netns.iptables(cl.sim.topology.ns(site.name), "-t", "nat", "-S").stdout
+        assert "DNAT" not in nat and "REDIRECT" not in nat, f"{site.name} router forwards a port:\n{nat}"
+
+
+def test_browser_on_the_client_loads_the_app_page(cl, artifacts, tmp_path):
+    wait("solo's page through the edge", lambda: cl.curl(SOLO)[0] == "200", PLACE_WAIT + ROUTE_WAIT)
+    intermediate = Path(cl.ca).parent / "caddy" / "data" / "pki" / "authorities" / "local" / "intermediate.crt"
+    shot = artifacts / "edge_cluster_browser.png"
+    shot.unlink(missing_ok=True)
+    cl.sim.run("client", CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run",
+               f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,600",
+               f"--host-resolver-rules=MAP *.{DOMAIN} {cl.edge_addr}",
+               f"--ignore-certificate-errors-spki-list={spki_sha256(intermediate.read_text())}",
+               f"--screenshot={shot}", f"https://{SOLO}.{DOMAIN}/", timeout=BROWSER_TIMEOUT)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > MIN_PNG_BYTES, f"{len(data)} bytes"
+
+
+def test_killed_machine_costs_the_two_instance_app_almost_nothing_and_the_single_one_moves(cl, record_property):
+    solo = wait("solo healthy", lambda: cl.healthy(SOLO, "home-1"), PLACE_WAIT)[0]
+    victim = solo["node"]
+    survivor = next(m for m in ("home-1", "home-2") if m != victim)
+    assert victim in {r["node"] for r in cl.healthy(DUO, survivor)}
+    target = {"addr": cl.edge_addr, "port": 443, "host": f"{DUO}.{DOMAIN}", "ca": cl.ca}
+    load = cl.sim.dc.spawn("client", [sys.executable, LOADCLIENT, "client", json.dumps(target), "open",
+                                      str(1 / LOAD_INTERVAL), str(LOAD_SECONDS)], stdout=subprocess.PIPE, text=True)
+    assert load.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    time.sleep(KILL_AT)  # a steady loop before the power-off
+    killed_at = time.monotonic() - started - 0.2  # the client's schedule starts 0.2 s after "ready"
+    cl.sim.dc.kill(victim)
+    killed = time.monotonic()
+    # The single-instance app, probed from the client host until it answers again.
+    while True:
+        status, body = cl.curl(SOLO, timeout=2)
+        back = time.monotonic() - killed
+        if (status == "200" and "Hello from solo" in body) or back > FAILOVER_TARGET + 30:
+            break
+        time.sleep(SOLO_POLL)
+    out, _ = load.communicate(timeout=LOAD_SECONDS + 60)
+    results = [(t, r) for t, r, _ in (json.loads(line) for line in out.splitlines())]
+    failed = [(round(t, 2), r) for t, r in results if not r.startswith("200")]
+    record_property("solo_failover_s", round(back, 2))
+    record_property("duo_failed", f"{len(failed)}/{len(results)}")
+    print(f"\nkilled {victim}: duo {len(failed)} of {len(results)} requests failed {failed}; "
+          f"solo answering again after {back:.2f}s")
+    assert len(results) == int(LOAD_SECONDS / LOAD_INTERVAL), "the request loop did not run steadily"
+    assert len(failed) <= MAX_FAILED_SHARE * len(results), f"{len(failed)} of {len(results)} failed: {failed}"
+    assert all(t < killed_at + QUIET_AFTER for t, _ in failed), failed
+    assert back <= FAILOVER_TARGET, f"solo answered again only after {back:.1f}s"
+    moved = cl.healthy(SOLO, survivor)
+    assert [r["node"] for r in moved] == [survivor]
