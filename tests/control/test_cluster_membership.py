@@ -107,7 +107,11 @@ def test_dead_member_is_replaced_by_a_live_machine(cc):
     cc.wait(replaced, TEST_REPLACE_AFTER + LEASE_TTL + 30, "home-4 to replace home-2's etcd member")
     cc.etcd("home-1", "put", "/probe/after-replace", "ok")
     cc.sim.dc.revive("home-2")
-    cc.wait(lambda: cc.nodes("home-1")["home-2"]["up"], 30, "home-2 back up as a client")
+    cc.wait(lambda: cc.nodes("home-1")["home-2"]["up"], 30, "home-2 back up")
+    node_json = cc.sim.dc.host_dir("home-2") / "data" / "node.json"
+    cc.wait(lambda: not json.loads(node_json.read_text())["etcd"]["member"], 30,
+            "home-2 to notice its member was replaced and carry on as a client")
+    assert list((cc.sim.dc.host_dir("home-2") / "data").glob("etcd.removed-*"))  # its old data kept aside
 
 
 def test_cold_start_brings_everything_back(cc):

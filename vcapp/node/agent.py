@@ -186,11 +186,28 @@ class Agent:
         # Only if nobody changed (or removed) the record since we read it: a refresh must never
         # bring back a machine an admin just removed.
         store.txn([unchanged(keys.node(cfg.name), record.mod_revision)], [put_op(keys.node(cfg.name), fresh)])
-        urls = sorted({u for m in store.members() for u in m.client_urls})
+        members = store.members()
+        self._demote_if_removed(cfg, store, members)
+        urls = sorted({u for m in members for u in m.client_urls})
         if urls and urls != sorted(cfg.endpoints):
             cfg.endpoints = urls
             cfg.save()
         self._last_refresh = time.monotonic()
+
+    def _demote_if_removed(self, cfg: NodeConfig, store: Store, members: list) -> None:
+        """A machine whose member was replaced while it was off comes back as a client: its
+        old etcd would only fail to start. Its data is kept aside, not deleted."""
+        if not cfg.etcd.member or any(cfg.etcd_peer_url in m.peer_urls for m in members):
+            return
+        if store.get(keys.etcd_member(cfg.name)) or store.get(etcd_members.invite_key(cfg.name)):
+            return
+        log.warning("this machine's etcd member was removed from the cluster; continuing as a client")
+        self.etcd.stop()
+        old = etcd.data_dir(self.base)
+        if old.exists():
+            old.rename(old.with_name(f"etcd.removed-{int(time.time())}"))
+        cfg.etcd.member = False
+        cfg.save()
 
     def _lead(self, store: Store) -> None:
         if not self.leader:
