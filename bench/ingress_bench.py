@@ -160,7 +160,10 @@ class Bench:
         return proc.stdout
 
     def healthy(self, app: str, on: str) -> list[dict]:
-        proc = self.dc.run(on, ["vcapp", "ps", app, "--json"], timeout=30)
+        try:
+            proc = self.dc.run(on, ["vcapp", "ps", app, "--json"], timeout=30)
+        except subprocess.TimeoutExpired:  # an overloaded host: ask again
+            return []
         rows = json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
         return [r for r in rows if r["state"] == "running" and r["health"] == "healthy"]
 
