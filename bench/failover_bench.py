@@ -142,6 +142,9 @@ def one_run(cc, mode: str) -> dict:
             time.sleep(max(0.0, POLL_S - (time.time() - began)))
         down = event_after(cc, watcher, "node.down", t0, node=victim)
         healthy = event_after(cc, watcher, "failover.healthy", t0, app=APP, previous_node=victim)
+        if moved_s is None:  # what a person would look at next, printed with the run
+            print(cc.vcapp(watcher, "ps", APP, check=False).stdout, cc.vcapp(watcher, "events", "--limit", "25",
+                                                                          check=False).stdout, flush=True)
     finally:
         restore(cc, mode, victim)
     cc.wait(lambda: (n := cc.all_up(watcher)) and len(n) == 3, SETTLE_TIMEOUT_S, f"{victim} back up")
@@ -165,12 +168,12 @@ def table(runs: list[dict]) -> str:
     for r in runs:
         out.append(f"{r['mode']:<10}{r['victim']:<8}{r['to'] or '-':<8}{r['answer_s'] or '-':>9}"
                    f"{r['down_s'] or '-':>8}{r['move_s'] or '-':>8}")
-    out += ["", f"{'mode':<10}{'runs':>5}{'answer med':>12}{'answer max':>14}{'down med':>10}{'down max':>10}"
-                f"{'move med':>10}{'move max':>10}"]
+    out += ["", f"{'mode':<10}{'runs':>5}  {'answer med':>10}  {'answer max':<16}{'down med':>9}  {'down max':<16}"
+                f"{'move med':>9}  {'move max':<16}"]
     for mode in ("kill", "blackhole"):
         rs = [r for r in runs if r["mode"] == mode]
         a, d, m = (summary([r[k] for r in rs]) for k in ("answer_s", "down_s", "move_s"))
-        out.append(f"{mode:<10}{len(rs):>5}{a[0]:>12}{a[1]:>14}{d[0]:>10}{d[1]:>10}{m[0]:>10}{m[1]:>10}")
+        out.append(f"{mode:<10}{len(rs):>5}  {a[0]:>10}  {a[1]:<16}{d[0]:>9}  {d[1]:<16}{m[0]:>9}  {m[1]:<16}")
     out += ["", "answer: machine lost -> app answers HTTP from another machine (polled every "
                 f"{POLL_S}s by a neighbour)", "down: machine lost -> node.down event (lease expired)",
             "move: failover.healthy event (reassigned -> healthy elsewhere)",
