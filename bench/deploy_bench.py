@@ -42,6 +42,8 @@ SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello"
 PUSH_TIMEOUT = 900.0  # s: a cold push loads the python stack into a new storage (minutes on a loaded host)
 BUILT = re.compile(r"-----> built \S+ in ([0-9.]+) s")
 RELEASED = "-----> Released"
+STACK_LOAD = "-----> loading stack"  # builder/stacks.py: the stack goes into a storage without it
+CACHE_HIT = "Using cache"  # buildah --layers: a step taken from the layer cache
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@vcapp.test"]
 
 
@@ -55,6 +57,8 @@ class Push:
     to_released_s: float | None = None  # wall: push started -> `Released`
     exit_s: float | None = None
     returncode: int | None = None
+    stack_loaded: bool = False
+    cached_steps: int = 0
     lines: list[str] = field(default_factory=list)
 
 
@@ -85,6 +89,8 @@ def _note(result: Push, line: str, at: float) -> None:
     if not line:
         return
     result.lines.append(line)
+    result.stack_loaded |= STACK_LOAD in line
+    result.cached_steps += CACHE_HIT in line
     built = BUILT.search(line)
     if built and result.to_registry_s is None:
         result.builder_s, result.to_registry_s = float(built.group(1)), at
@@ -125,6 +131,10 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:9.1f}x" if a is not None and b else "         -"
 
 
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
 def report(archive_s: float, cold: Push, warm: Push) -> None:
     print(f"\npython stack archive ready beforehand: {archive_s:.1f} s (0 when cached)")
     print(f"{'examples/hello by git push':<44} {'cold':>8} {'warm':>8} {'cold/warm':>10}")
@@ -134,6 +144,8 @@ def report(archive_s: float, cold: Push, warm: Push) -> None:
                         ("wall: git push exits (s)", "exit_s")):
         a, b = getattr(cold, attr), getattr(warm, attr)
         print(f"{label:<44} {_fmt(a)} {_fmt(b)} {_ratio(a, b)}")
+    print(f"{'stack loaded into the storage':<44} {_yes(cold.stack_loaded):>8} {_yes(warm.stack_loaded):>8}")
+    print(f"{'build steps from the layer cache':<44} {cold.cached_steps:>8} {warm.cached_steps:>8}")
     for push in (cold, warm):
         if push.returncode != 0 or push.to_released_s is None:
             print(f"\n{push.label}: git push exited {push.returncode}; its last lines:")
