@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from vcapp import access, apps, apptokens, ingress
+from vcapp import access, apps, apptokens, ingress, keys
 from vcapp.api import context
 from vcapp.api.body import json_body
 from vcapp.api.validate import parse_duration, token_name
@@ -76,9 +76,15 @@ def remove_domain(app: str, host: str):
 
 @bp.get("/v1/ingress")
 def edge_table():
-    """What an edge serves: app hostnames, custom domains, and the live machines' node routers."""
-    view = ingress.read_view(context.store())
-    routers = [f"{addr}:{ingress.NODE_ROUTER_PORT}" for addr in view.nodes.values()]
+    """What an edge serves: app hostnames, custom domains, and every machine's node router.
+
+    Every machine, not only the live ones: the edge's health checks and retries step around a
+    dead one, while a routes change would make each edge reload as a machine dies — the
+    moment when requests in flight matter most."""
+    store = context.store()
+    view = ingress.read_view(store)
+    routers = sorted(f"{e.value['addr']}:{ingress.NODE_ROUTER_PORT}"
+                     for e in store.list(keys.NODES) if e.value.get("addr"))
     table = ingress.edge_routes(view, routers)
     return jsonify(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes),
                    domains={app: list(hosts) for app, hosts in table.domains})
