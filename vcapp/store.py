@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from etcd3gw.client import Etcd3Client
 from etcd3gw import exceptions as etcd_errors
@@ -232,6 +233,25 @@ class Store:
             return True
         except (StoreUnavailable, etcd_errors.Etcd3Exception):
             return False
+
+
+def per_thread_store(endpoints: list[str] | Callable[[], list[str]]) -> Callable[[], Store]:
+    """A factory giving each thread its own Store (and HTTP connections), reused across calls.
+
+    A Store reorders its endpoints when one fails and holds a requests session, neither of
+    which is meant to be shared between threads. `endpoints` may be a callable: when what it
+    returns changes (members come and go), the thread's Store is made anew, so a long-lived
+    server never keeps talking only to the members it knew at start."""
+    source = endpoints if callable(endpoints) else (lambda: endpoints)
+    local = threading.local()
+
+    def store() -> Store:
+        wanted = list(source())
+        if getattr(local, "store", None) is None or local.wanted != wanted:
+            local.store, local.wanted = Store(wanted), wanted
+        return local.store
+
+    return store
 
 
 def wait_healthy(store: Store, timeout: float) -> None:

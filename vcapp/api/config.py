@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Callable
 
 from vcapp.errors import Unavailable
-from vcapp.store import Store
+from vcapp.store import Store, per_thread_store
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,7 @@ class ApiConfig:
     cluster_key: Callable[[], bytes] | None = None
 
     @classmethod
-    def for_endpoints(cls, endpoints: list[str], node: str,
+    def for_endpoints(cls, endpoints: list[str] | Callable[[], list[str]], node: str,
                       cluster_key: Callable[[], bytes] | None = None) -> ApiConfig:
         return cls(store=per_thread_store(endpoints), node=node, cluster_key=cluster_key)
 
@@ -33,20 +32,24 @@ class ApiConfig:
         if node_config is None:
             raise Unavailable(f"no node configuration at {config_path()}; this machine is not in a cluster yet "
                               "(`vcapp cluster init` or `vcapp node join TOKEN`)")
-        return cls.for_endpoints(node_config.store_endpoints(), node_config.name, cluster_key)
+        return cls(store=per_thread_store(node_endpoints()), node=node_config.name, cluster_key=cluster_key)
 
 
-def per_thread_store(endpoints: list[str]) -> Callable[[], Store]:
-    """A factory giving each thread its own Store (and HTTP connections), reused across requests.
+def node_endpoints() -> Callable[[], list[str]]:
+    """This machine's etcd endpoints, read again whenever node.json changes (the daemon
+    rewrites it as members come and go)."""
+    from vcapp.node.config import NodeConfig, config_path
 
-    A Store reorders its endpoints when one fails and holds a requests session, neither of
-    which is meant to be shared between the server's threads.
-    """
-    local = threading.local()
+    seen: dict = {"mtime": None, "endpoints": []}
 
-    def store() -> Store:
-        if getattr(local, "store", None) is None:
-            local.store = Store(endpoints)
-        return local.store
+    def read() -> list[str]:
+        try:
+            mtime = config_path().stat().st_mtime_ns
+        except OSError:
+            return seen["endpoints"]
+        if mtime != seen["mtime"]:
+            cfg = NodeConfig.load()
+            seen["mtime"], seen["endpoints"] = mtime, cfg.store_endpoints() if cfg else seen["endpoints"]
+        return seen["endpoints"]
 
-    return store
+    return read

@@ -21,7 +21,7 @@ from router.node import NodeRouter
 from router.routes import NodeRoutes
 from vcapp import apptokens, ingress
 from vcapp.node.config import derived_key
-from vcapp.store import Store
+from vcapp.store import per_thread_store
 
 log = logging.getLogger("vcapp.router")
 
@@ -59,6 +59,7 @@ class RouterLoop:
         self.thread: threading.Thread | None = None
 
     def step(self, ctx) -> None:
+        self.endpoints = ctx.cfg.store_endpoints()  # token checks follow membership changes
         view = ingress.read_view(ctx.store)
         if not view.domain:
             return
@@ -75,7 +76,8 @@ class RouterLoop:
     def _start(self) -> NodeRouter:
         self.workdir.mkdir(parents=True, exist_ok=True)
         kill_stale_caddy(self.workdir)
-        lookup = apptokens.lookup_in(Store(self.endpoints))
+        stores = per_thread_store(lambda: self.endpoints)
+        lookup = lambda token_hash: apptokens.lookup(stores(), token_hash)  # noqa: E731
         router = NodeRouter(self.workdir, self.listen, lookup, derived_key("sessions"))
         router.start()
         (self.workdir / PID_FILE).write_text(str(router.caddy.proc.pid))
