@@ -114,6 +114,11 @@ def _assignment(cc, app: str) -> dict:
     return json.loads(out) if out else {}
 
 
+def _status(cc, node: str, app: str) -> dict:
+    out = cc.etcd("home-1", "get", f"/vc/status/{node}/{app}/0", "--print-value-only", check=False).stdout.strip()
+    return json.loads(out) if out else {}
+
+
 def _died_at(cc, host: str, container: str) -> float | None:
     """When podman on `host` saw `container` die (unix seconds), from its own event log."""
     out = cc.sim.run(host, "podman", "events", "--stream=false", "--since", "10m", "--filter",
@@ -142,6 +147,8 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_starts_elsewhere(c
     cc.wait(lambda: _assignment(cc, "ledger").get("volumes") == VOLUMES, 30, "ledger's assignment owns a volume")
     assert ps(cc, "ledger")[0]["container"] == row["container"]  # same instance: nothing restarted
     victim, old = row["node"], row["container"]
+    # The machine running it has read that assignment: it knows to fence this instance.
+    cc.wait(lambda: _status(cc, victim, "ledger").get("owns_volumes"), 30, f"{victim} to know ledger owns a volume")
     watcher = next(m for m in MACHINES if m != victim)
     cc.sim.dc.partition(victim, cut=True)
     try:

@@ -170,6 +170,8 @@ class Publisher:
     def publish(self, store: Store, lease: int, reports: dict[str, dict], assigned: dict[str, dict]) -> None:
         now = time.monotonic()
         for key, rep in reports.items():
+            # Whether this machine knows the instance owns a volume, i.e. will fence it.
+            rep = dict(rep, owns_volumes=bool(assigned.get(key, {}).get("volumes")))
             app, _, inst = key.partition("/")
             skey = keys.status(self.node, app, inst)
             old = self.written.get(skey)
