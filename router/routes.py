@@ -12,7 +12,7 @@ Caddy JSON. Both tables are frozen values, so "did anything change" is an equali
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 POLICIES = ("public", "token")
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

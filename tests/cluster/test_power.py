@@ -5,6 +5,7 @@ import time
 import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+from vcapp.dev.power import alive
 
 pytestmark = pytest.mark.cluster
 
@@ -39,7 +40,7 @@ def test_kill_leaves_no_process_alive_and_revive_boots_with_the_disk(sim, tiny_o
     assert killed >= 3  # init, the background sleep, the container (and its conmon)
     assert dc.host_pids("home-1") == set()
     background.wait(timeout=5)
-    assert not _alive(container_pid)
+    assert not alive(container_pid)
     assert not sim.ping("home-2", sim.addr("home-1"))  # its link is down
     with pytest.raises(Exception, match="powered off"):
         sim.run("home-1", "true")
@@ -68,13 +69,6 @@ def test_services_start_at_every_boot(sim):
     _wait_for(lambda: marker.read_text().count("boot") == 2)
     assert "bootcount" in {s for h in dc.status()["hosts"] if h["name"] == "home-2" for s in h["services"]}
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _wait_for(cond, timeout: float = 10.0) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 
 # Short enough for a test to see a dead member replaced, long enough not to race the kill.
 TEST_REPLACE_AFTER = 6

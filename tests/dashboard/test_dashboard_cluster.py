@@ -8,7 +8,6 @@ with nsenter), so every address it loads is inside the simulated cluster."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 

@@ -11,6 +11,7 @@ from runtime.agent import Agent
 from runtime.podman import PodmanDriver
 from runtime.reconcile import backoff_s
 from tests.runtime.conftest import AgentOnHost, HostShell, web
+from vcapp.dev.power import alive
 
 pytestmark = pytest.mark.cluster
 
@@ -146,22 +147,15 @@ def test_machine_power_off_leaves_no_container_process(machine, tmp_path_factory
         infos = [json.loads(agent.podman("inspect", f"vc-{app}-0-r1").stdout)[0] for app in ("solo", "duo")]
         pids = [i["State"]["Pid"] for i in infos]
         conmon = {i["State"]["ConmonPid"] for i in infos}  # the monitors podman leaves per container
-        assert all(_alive(p) for p in conmon)
+        assert all(alive(p) for p in conmon)
         assert all(open(f"/proc/{p}/cmdline").read() for p in pids)
         machine.dc.kill("home-2")
-        alive = [p for p in pids + sorted(conmon) if _alive(p)]
-        assert alive == [], f"processes of home-2 survived its power-off: {alive}"
+        survivors = [p for p in pids + sorted(conmon) if alive(p)]
+        assert survivors == [], f"processes of home-2 survived its power-off: {survivors}"
         assert agent.proc.wait(timeout=5) is not None
     finally:
         machine.dc.revive("home-2")
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_memory_hog_is_killed_by_its_limit_and_neighbours_keep_serving(agent, machine):

@@ -346,7 +346,7 @@ class DevCluster:
     def host_pids(self, name: str) -> set[int]:
         """Every live process of a host (its cgroup tree and its network namespace)."""
         pids = power.cgroup_pids(self._cgroup(name)) | power.namespace_pids(self.topology.ns(name))
-        return {p for p in pids if power._alive(p)}
+        return {p for p in pids if power.alive(p)}
 
     # ---- status ------------------------------------------------------------------------
 

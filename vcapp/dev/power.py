@@ -99,7 +99,8 @@ def namespace_pids(ns: str) -> set[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Is `pid` a live process (not gone, not a zombie waiting to be reaped)?"""
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
@@ -119,9 +120,9 @@ def kill_all(rel: str, ns: str | None) -> int:
             pass
     _set_frozen(rel, False)
     deadline = time.monotonic() + KILL_TIMEOUT
-    while any(_alive(p) for p in victims):
+    while any(alive(p) for p in victims):
         if time.monotonic() > deadline:
-            stuck = sorted(p for p in victims if _alive(p))
+            stuck = sorted(p for p in victims if alive(p))
             raise RuntimeError(f"processes {stuck} did not die within {KILL_TIMEOUT:.0f}s of SIGKILL")
         time.sleep(0.02)
     return len(victims)
@@ -176,7 +177,7 @@ def _uts_hostname(pid: int) -> str | None:
 
 def init_alive(rel: str, pid: int | None) -> bool:
     """Is `pid` still this host's init (and not a recycled pid)?"""
-    return bool(pid) and _alive(pid) and pid in cgroup_pids(rel)
+    return bool(pid) and alive(pid) and pid in cgroup_pids(rel)
 
 
 def host_command(ns: str, init_pid: int, cmd: list[str]) -> list[str]:
