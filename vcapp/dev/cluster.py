@@ -41,11 +41,6 @@ def container_ulimits() -> tuple[str, str]:
     return (f"nofile={nofile}:{nofile}", f"nproc={NPROC_LIMIT}:{NPROC_LIMIT}")
 
 
-# A machine's own cable and loopback survive its power-off; everything else in its network
-# namespace was made by the programs it ran.
-KEPT_LINKS = ("lo", "eth0", "wan")
-
-
 class DevError(RuntimeError):
     """A request the simulated cluster cannot carry out; the message says what to do."""
 
@@ -213,8 +208,6 @@ class DevCluster:
             killed += power.kill_all(f"vcapp/{self.name}/{host}", cns)
             netns.delete(cns)
         power.remove_cgroup(self._cgroup(host))
-        if netns.exists(ns):
-            forget_network_state(ns)
         unmount_below(self.host_dir(host))
         unmount_below(self.run_dir(host))
         shutil.rmtree(self.run_dir(host), ignore_errors=True)
@@ -410,18 +403,6 @@ def apply_nat(router_ns: str, mode: str) -> None:
     netns.iptables(router_ns, *fwd, "-i", "wan", "-o", "br-lan", "-j", "DROP")
     # A changed NAT must apply to flows already open too, as after a router reboot.
     netns.ns_exec(router_ns, "conntrack", "-F", check=False)
-
-
-def forget_network_state(ns: str) -> None:
-    """What a real reboot clears in a machine's network stack: interfaces its programs made
-    (podman's bridges, veths, the mesh's tun) and every firewall rule (netavark's chains).
-    The namespace itself stays, with its cable (eth0/wan) and loopback."""
-    out = netns.run(["ip", "-n", ns, "-o", "link", "show"], check=False).stdout
-    for line in out.splitlines():
-        name = line.split(":")[1].strip().split("@")[0]
-        if name not in KEPT_LINKS:
-            netns.run(["ip", "-n", ns, "link", "delete", name], check=False)
-    netns.ns_exec(ns, "nft", "flush", "ruleset", check=False)
 
 
 def write_podman_config(hdir: Path, run: Path) -> None:
