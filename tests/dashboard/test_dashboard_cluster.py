@@ -121,9 +121,18 @@ def test_dashboard_shows_a_killed_machine_offline_and_its_app_moved_without_relo
     cc.wait(lambda: all_up(cc, viewer), UP_WAIT_S, f"{victim} back up")
 
 
+def _failovers_24h(text: str) -> float:
+    for family in text_string_to_metric_families(text):
+        if family.name == "vcapp_app_failovers":
+            return max((s.value for s in family.samples if s.labels.get("window") == "24h"), default=0)
+    return 0
+
+
 def test_metrics_endpoint_parses_with_prometheus_parser(cc):
-    text = cc.wait(lambda: (t := api(cc, "/metrics", raw=True)) and "vcapp_app_uptime_ratio" in t and t,
-                   SAMPLE_WAIT_S + 60, "uptime in /metrics")
+    # The summary (uptime, failovers) is refreshed by the controller's metrics loop: wait for
+    # the one that counts the failover of the test before.
+    text = cc.wait(lambda: (t := api(cc, "/metrics", raw=True)) and "vcapp_app_uptime_ratio" in t
+                   and _failovers_24h(t) >= 1 and t, SAMPLE_WAIT_S + 60, "uptime and the failover in /metrics")
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert {s.labels["node"] for s in families["vcapp_node_up"].samples} == set(MACHINES)
     healthy = {s.labels["app"]: s.value for s in families["vcapp_app_instances_healthy"].samples}
