@@ -5,6 +5,7 @@ moved off a killed machine, scaled, rolled, logged, and given secrets."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import pytest
@@ -147,7 +148,7 @@ def test_release_failing_its_health_check_is_not_promoted(cc):
               "set_release(s, 'plain', 2, 'localhost/vcapp/tiny:latest', {'command': ['sh', '-c', "
               "'echo broken && exec httpd -f -p 8080 -h /nowhere'], 'health': {'type': 'http', "
               "'path': '/index.html', 'start_grace_s': 6}})")
-    cc.sim.run("home-1", "/work/main/.venv/bin/python", "-c", script)
+    cc.sim.run("home-1", sys.executable, "-c", script)
     failed = cc.wait(lambda: [r for r in ps(cc, "plain") if "not promoted" in r["reason"]
                               or "failed its health check" in r["reason"]], 90, "release 2 refused")[0]
     assert failed["release"] == row["release"] and failed["health"] == "healthy"

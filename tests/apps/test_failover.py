@@ -6,6 +6,7 @@ starts anywhere else (no two writers)."""
 from __future__ import annotations
 
 import json
+import sys
 import re
 import time
 from datetime import datetime
@@ -106,7 +107,7 @@ def _set_volumes(cc, app: str) -> None:
               "from vcapp.store import Store; "
               "s = Store(NodeConfig.load().store_endpoints()); "
               f"update_app(s, {app!r}, lambda spec: dict(spec, volumes={VOLUMES!r}))")
-    cc.sim.run("home-1", "/work/main/.venv/bin/python", "-c", script)
+    cc.sim.run("home-1", sys.executable, "-c", script)
 
 
 def _assignment(cc, app: str) -> dict:
