@@ -22,7 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from runtime import health, isolation, usage
 from runtime.book import Book
@@ -36,9 +36,19 @@ from runtime.spec import InstanceSpec, SpecError
 LOOP_INTERVAL_S = 1.0
 
 
+class PrepareError(RuntimeError):
+    """The `prepare` hook could not make an instance's volumes ready; the message says why."""
+
+
+# Called before an instance with volumes starts: volume name -> host path to bind-mount.
+Prepare = Callable[[InstanceSpec], dict[str, str]]
+
+
 class Agent:
-    def __init__(self, driver: PodmanDriver, node: str, book_path: Path | None = None):
+    def __init__(self, driver: PodmanDriver, node: str, book_path: Path | None = None,
+                 prepare: Prepare | None = None):
         self.driver = driver
+        self.prepare = prepare
         self.node = node
         self.book_path = book_path
         self.tracker = health.HealthTracker()
@@ -86,14 +96,14 @@ class Agent:
     def _apply(self, action: Action, book: Book, containers: list[Container]) -> dict[str, str]:
         try:
             return self._do(action, book, containers)
-        except (PodmanError, OSError) as e:
+        except (PodmanError, PrepareError, OSError) as e:
             key = action.spec.key if isinstance(action, Create) else getattr(action, "key", "")
             return {key: str(e)}
 
     def _do(self, action: Action, book: Book, containers: list[Container]) -> dict[str, str]:
         if isinstance(action, Create):
             port = self.driver.pick_host_port({c.host_port for c in containers if c.host_port})
-            self.driver.run(action.spec, port if action.spec.port else None)
+            self.driver.run(action.spec, port if action.spec.port else None, self._binds(action.spec))
             return {action.spec.key: f"started: {action.reason}"}
         if isinstance(action, Restart):
             (self.driver.restart if action.running else self.driver.start)(action.name)
@@ -105,7 +115,7 @@ class Agent:
             return {}
         if isinstance(action, Replace):
             port = self.driver.pick_host_port({c.host_port for c in containers if c.host_port})
-            result = replace(self.driver, action.old, action.spec, port)
+            result = replace(self.driver, action.old, action.spec, port, binds=self._binds(action.spec))
             if result.promoted:
                 book.failed.pop(action.spec.key, None)
                 book.streak.pop(action.spec.key, None)
@@ -114,6 +124,13 @@ class Agent:
                                                 "at": time.time()}
             return {action.spec.key: result.reason}
         return {action.key: action.reason}
+
+    def _binds(self, spec: InstanceSpec) -> dict[str, str]:
+        if not spec.volumes:
+            return {}
+        if self.prepare is None:
+            raise PrepareError(f"{spec.key} has volumes but this runtime has no storage to mount them from")
+        return self.prepare(spec)
 
     # ---- report ------------------------------------------------------------------------
 

@@ -96,18 +96,23 @@ class PodmanDriver:
         self._podman("network", "create", "--opt", "isolate=true", "--label", f"{LABEL}.app={app}", name,
                      what=f"create network {name} for app {app}")
 
-    def run(self, spec: InstanceSpec, host_port: int | None) -> None:
-        """Create and start a container for `spec`, its port published on `host_port`."""
+    def run(self, spec: InstanceSpec, host_port: int | None, binds: dict[str, str] | None = None) -> None:
+        """Create and start a container for `spec`, its port published on `host_port`;
+        `binds`: volume name -> host path holding it (every volume of the spec needs one)."""
+        missing = [v.source for v in spec.volumes if v.source not in (binds or {})]
+        if missing:
+            raise PodmanError(f"volumes {missing} of {spec.key} are not mounted on this machine")
         self.ensure_network(spec.app, spec.network)
         fd, env_file = tempfile.mkstemp(prefix="env-", dir=self.scratch_dir)
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(_env_file(spec))
-            self._podman(*self.run_args(spec, host_port, env_file), what=f"start {spec.container_name}")
+            self._podman(*self.run_args(spec, host_port, env_file, binds), what=f"start {spec.container_name}")
         finally:
             os.unlink(env_file)
 
-    def run_args(self, spec: InstanceSpec, host_port: int | None, env_file: str) -> list[str]:
+    def run_args(self, spec: InstanceSpec, host_port: int | None, env_file: str,
+                 binds: dict[str, str] | None = None) -> list[str]:
         args = ["run", "-d", "--name", spec.container_name, "--network", spec.network,
                 "--hostname", f"{spec.app}-{spec.instance}", "--env-file", env_file,
                 "--pids-limit", str(spec.pids), "--stop-timeout", str(STOP_GRACE_S),
@@ -123,6 +128,8 @@ class PodmanDriver:
             args += ["--cgroup-parent", self.cgroup_parent]
         if spec.port and host_port:
             args += ["-p", f"{self.publish_ip}:{host_port}:{spec.port}"]
+        for v in spec.volumes:
+            args += ["-v", f"{(binds or {})[v.source]}:{v.destination}"]
         return args + [spec.image, *spec.command]
 
     def is_running(self, name: str) -> bool:

@@ -23,9 +23,9 @@ class ReplaceResult:
 
 
 def replace(driver: PodmanDriver, old: Container, spec: InstanceSpec, host_port: int,
-            on_promoted: Callable[[], None] | None = None) -> ReplaceResult:
+            on_promoted: Callable[[], None] | None = None, binds: dict[str, str] | None = None) -> ReplaceResult:
     """Bring `spec` up on `host_port` next to `old`; keep exactly one of them."""
-    driver.run(spec, host_port)
+    driver.run(spec, host_port, binds)
     ok, message = wait_healthy(spec.health, host_port if spec.port else None, spec.health.start_grace_s,
                                alive=lambda: driver.is_running(spec.container_name))
     if not ok:

@@ -7,6 +7,7 @@
      "cpus": 0.5, "memory_mb": 256, "pids": 256,            # limits (pids optional)
      "env": {"MODE": "prod"},                               # plain, not secret
      "secrets": ["DATABASE_URL"],                           # names; values come from the caller
+     "volumes": [{"source": "data", "destination": "/data", "size_mb": 1024}],  # app volumes
      "health": {"type": "http", "path": "/healthz",         # or {"type": "tcp"} or {"type": "none"}
                 "interval_s": 2, "timeout_s": 2, "start_grace_s": 30}}
 Secret values are handed to `from_assignment` by the caller (decrypted elsewhere); they are
@@ -50,6 +51,22 @@ class HealthCheck:
 
 
 @dataclass(frozen=True)
+class VolumeMount:
+    """An app volume (by name) and where the container sees it. The runtime does not mount
+    volumes itself: the caller's `prepare` hook (runtime/agent.py) says which host path holds it."""
+
+    source: str
+    destination: str
+    size_mb: int | None = None
+
+    @classmethod
+    def from_json(cls, rec: Any) -> "VolumeMount":
+        if not isinstance(rec, dict) or not rec.get("source") or not str(rec.get("destination", "")).startswith("/"):
+            raise SpecError(f"volumes entries need a source (volume name) and an absolute destination, got {rec!r}")
+        return cls(str(rec["source"]), str(rec["destination"]), int(rec["size_mb"]) if rec.get("size_mb") else None)
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     app: str
     instance: str
@@ -63,6 +80,7 @@ class InstanceSpec:
     env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     health: HealthCheck = HealthCheck()
+    volumes: tuple[VolumeMount, ...] = ()
 
     @classmethod
     def from_assignment(cls, rec: dict[str, Any], secrets: dict[str, str] | None = None) -> "InstanceSpec":
@@ -83,6 +101,7 @@ class InstanceSpec:
             env={str(k): str(v) for k, v in (rec.get("env") or {}).items()},
             secrets={n: secrets[n] for n in rec.get("secrets", ())},
             health=HealthCheck.from_json(rec.get("health")),
+            volumes=tuple(VolumeMount.from_json(v) for v in rec.get("volumes") or ()),
         )
         for part in (spec.app, spec.instance, spec.release):
             if not NAME_OK.match(part):

@@ -113,18 +113,20 @@ def wait_ready(plan: ClusterPlan, host: Host, timeout: float = READY_TIMEOUT) ->
     filer answer. Raises StorageError naming what is not up."""
     me = plan.machine(host.name)
     checks = {
-        "master leader": f"http://{plan.masters[0].addr}:{MASTER_PORT}/cluster/status",
-        "volume server": f"http://{me.addr}:{VOLUME_PORT}/status",
-        "filer": f"http://{me.addr}:{FILER_PORT}/?pretty=y",
+        "master leader": [f"http://{m.addr}:{MASTER_PORT}/cluster/status" for m in plan.masters],
+        "volume server": [f"http://{me.addr}:{VOLUME_PORT}/status"],
+        "filer": [f"http://{me.addr}:{FILER_PORT}/?pretty=y"],
     }
     deadline = time.monotonic() + timeout
     pending = dict(checks)
     while pending:
-        for what, url in list(pending.items()):
-            out = host.run(["curl", "-sf", "--max-time", str(PROBE_TIMEOUT), "-H", "Accept: application/json", url],
-                           timeout=PROBE_TIMEOUT + 5)
-            if out.returncode == 0 and (what != "master leader" or '"Leader"' in out.stdout):
-                del pending[what]
+        for what, urls in list(pending.items()):
+            for url in urls:  # any master that knows a leader will do: one of them may be down
+                out = host.run(["curl", "-sf", "--max-time", str(PROBE_TIMEOUT), "-H", "Accept: application/json",
+                                url], timeout=PROBE_TIMEOUT + 5)
+                if out.returncode == 0 and (what != "master leader" or '"Leader"' in out.stdout):
+                    del pending[what]
+                    break
         if pending and time.monotonic() > deadline:
             raise StorageError(f"on {host.name}: {', '.join(pending)} not answering after {timeout:.0f}s; "
                                f"see the logs under $VCAPP_DATA_DIR/storage/log/")

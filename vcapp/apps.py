@@ -22,6 +22,9 @@ from vcapp import events, keys
 from vcapp.errors import BadRequest, Conflict, NotFound
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
+# A volume name becomes part of SeaweedFS collection and path names (storage/volumes.py).
+VOLUME_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+
 APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a DNS label: the app's subdomain
 MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([mg]?)i?b?$")
 MAX_COUNT = 100
@@ -128,6 +131,32 @@ def parse_labels(value: Any, what: str) -> dict[str, str]:
     return {k: str(v) for k, v in value.items()}
 
 
+def parse_volumes(value: Any) -> list[dict]:
+    """[{"source": volume name, "destination": "/path"}, ...] (the same shape vcapp.toml's
+    [[mounts]] produce); a name or a path may appear once."""
+    if not isinstance(value, list):
+        raise BadRequest("volumes must be a list of {source, destination}")
+    found: list[dict] = []
+    for v in value:
+        source, dest = (v.get("source"), v.get("destination")) if isinstance(v, dict) else (None, None)
+        if not isinstance(source, str) or not VOLUME_NAME.match(source):
+            raise BadRequest(f"volume name {source!r} must be lowercase letters, digits and '-', e.g. data")
+        if not isinstance(dest, str) or not dest.startswith("/") or dest == "/":
+            raise BadRequest(f"volume {source}: mount path {dest!r} must be an absolute path like /data")
+        if any(f["source"] == source or f["destination"] == dest for f in found):
+            raise BadRequest(f"volume {source} or path {dest} is given twice")
+        found.append({"source": source, "destination": dest})
+    return found
+
+
+def check_single_writer(count: int, volumes: list | None) -> int:
+    """A volume has one writer at a time (storage/guard.py): an app with volumes runs one instance."""
+    if volumes and count > 1:
+        raise BadRequest(f"an app with volumes runs 1 instance (a volume has one writer at a time); "
+                         f"got {count}. Split the data per instance into separate apps, or use a bucket")
+    return count
+
+
 def runtime_release(spec: dict) -> str:
     """The release the runtime runs: deploy release and revision (see the module docstring)."""
     return f"{spec.get('release') or 0}.{spec.get('revision', 0)}"
@@ -165,6 +194,9 @@ def new_spec(name: str, body: dict) -> dict:
         spec["command"] = parse_command(body["command"])
     if body.get("image"):
         spec["image"], spec["release"] = str(body["image"]), 1
+    if body.get("volumes"):
+        spec["volumes"] = parse_volumes(body["volumes"])
+        check_single_writer(spec["count"], spec["volumes"])
     default_health = {"type": "tcp"} if "port" in spec else {"type": "none"}
     spec["health"] = parse_health(body["health"]) if body.get("health") is not None else default_health
     return spec
@@ -219,7 +251,7 @@ def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: 
             spec["revision"] = spec.get("revision", 0) + 1
         spec.update(limits)
         if new_count is not None:
-            spec["count"] = new_count
+            spec["count"] = check_single_writer(new_count, spec.get("volumes"))
         return spec
 
     spec = update_app(store, name, change)

@@ -17,6 +17,7 @@ from vcapp.commands.nodes import nodes
 from vcapp.commands.releases import releases, rollback
 from vcapp.commands.status import status
 from vcapp.commands.tokens import tokens
+from vcapp.commands.volumes import volumes
 from vcapp.dev.cli import dev
 from vcapp.mesh_cli import mesh
 
@@ -43,6 +44,7 @@ cli.add_command(access)
 for command in (apps, scale, ps, restart, logs, secrets):
     cli.add_command(command)
 cli.add_command(releases)
+cli.add_command(volumes)
 cli.add_command(rollback)
 
 

@@ -69,7 +69,9 @@ def previous_good(store: Store, app: str, before: int) -> dict | None:
 def apply(store: Store, app: str, rec: dict) -> dict:
     """Point the app at release `rec`: its operational fields, then set_release (one roll)."""
     config = rec.get("config") or {}
-    ops = {k: config[k] for k in ("count", "cpus", "memory_mb", "mounts", "policy") if k in config}
+    ops = {k: config[k] for k in ("count", "cpus", "memory_mb", "policy") if k in config}
+    if "mounts" in config:  # vcapp.toml's [[mounts]]: the volumes every instance mounts
+        ops["volumes"] = config["mounts"] or []
     if ops:
         # Without a revision bump: these roll out with the new release set just below.
         apps.update_app(store, app, lambda spec: dict(spec, **ops))

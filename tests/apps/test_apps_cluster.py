@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
-from tests.control.conftest import ControlCluster
+from builder.baseimage import TINY_IMAGE
+from tests.control.conftest import three_machines
 
 pytestmark = pytest.mark.cluster
 
@@ -26,20 +26,7 @@ FAILOVER_WAIT_S = 60  # lease TTL 5 s + placement + container start, with margin
 
 @pytest.fixture(scope="module")
 def cc(make_sim, tmp_path_factory):
-    sim = make_sim(home=3, office=0)
-    ctx = tiny_context(tmp_path_factory.mktemp("tiny"))
-    for host in MACHINES:
-        sim.run(host, *tiny_build_command(ctx), timeout=300)
-    cc = ControlCluster(sim, MACHINES)
-    cc.boot_daemons()
-    cc.init("home-1")
-    sim.run("home-2", "vcapp", "node", "join", cc.join_token, "--site", "home", "--label", "disk=ssd")
-    sim.run("home-3", "vcapp", "node", "join", cc.join_token, "--site", "home", "--label", "gpu=true")
-    cc.wait(lambda: all(n["up"] for n in cc.nodes("home-1").values()) and len(cc.nodes("home-1")) == 3,
-            60, "three machines up")
-    for host in MACHINES[1:]:  # each admin CLI talks to its own machine's API
-        cc.vcapp(host, "login", f"http://{sim.addr(host)}:7180", cc.admin_token)
-    return cc
+    return three_machines(make_sim, tmp_path_factory, {"home-2": "disk=ssd", "home-3": "gpu=true"})
 
 
 def create(cc, name: str, *extra: str, page: str | None = None, on: str = "home-1") -> None:

@@ -6,15 +6,14 @@ starts anywhere else (no two writers)."""
 from __future__ import annotations
 
 import json
-import sys
 import re
 import time
 from datetime import datetime
 
 import pytest
 
-from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
-from tests.control.conftest import ControlCluster
+from builder.baseimage import TINY_IMAGE
+from tests.control.conftest import three_machines
 
 pytestmark = pytest.mark.cluster
 
@@ -31,25 +30,16 @@ OOM_RESTARTS = 2    # two OOM kills and restarts show a loop, not a one-off
 OOM_WAIT_S = 60     # each cycle: start, 3 s of serving, seconds of doubling, 1-2 s back-off
 FAILOVER_WAIT_S = 60  # lease TTL 5 s + placement + container start, with margin for slowness
 HEAL_WAIT_S = 60    # the cut machine renews its lease again once its cable is back
-VOLUMES = [{"name": "data", "path": "/data"}]
+VOLUMES = [{"source": "data", "destination": "/data"}]
+# The ledger appends a line to its volume at every start, then serves.
+LEDGER = ("mkdir -p /www && echo ledger > /www/index.html && echo \"started $(date +%s)\" >> /data/starts && "
+          "exec httpd -f -p 8080 -h /www")
+STORAGE_START_S = 90  # the first volume starts SeaweedFS on every machine
 
 
 @pytest.fixture(scope="module")
 def cc(make_sim, tmp_path_factory):
-    sim = make_sim(home=3, office=0)
-    ctx = tiny_context(tmp_path_factory.mktemp("tiny"))
-    for host in MACHINES:
-        sim.run(host, *tiny_build_command(ctx), timeout=300)
-    cc = ControlCluster(sim, MACHINES)
-    cc.boot_daemons()
-    cc.init("home-1")
-    sim.run("home-2", "vcapp", "node", "join", cc.join_token, "--site", "home", "--label", "pool=shared")
-    sim.run("home-3", "vcapp", "node", "join", cc.join_token, "--site", "home")
-    cc.wait(lambda: all(n["up"] for n in cc.nodes("home-1").values()) and len(cc.nodes("home-1")) == 3,
-            60, "three machines up")
-    for host in MACHINES[1:]:
-        cc.vcapp(host, "login", f"http://{sim.addr(host)}:7180", cc.admin_token)
-    return cc
+    return three_machines(make_sim, tmp_path_factory, {"home-2": "pool=shared"})
 
 
 def create(cc, name: str, command: str, *extra: str) -> None:
@@ -101,15 +91,6 @@ def test_memory_hog_is_killed_by_its_limit_and_its_neighbour_keeps_serving(cc):
         cc.vcapp("home-1", "apps", "destroy", app, "--yes")
 
 
-def _set_volumes(cc, app: str) -> None:
-    """What the storage work will set from vcapp.toml: the app owns a volume."""
-    script = ("from vcapp.apps import update_app; from vcapp.node.config import NodeConfig; "
-              "from vcapp.store import Store; "
-              "s = Store(NodeConfig.load().store_endpoints()); "
-              f"update_app(s, {app!r}, lambda spec: dict(spec, volumes={VOLUMES!r}))")
-    cc.sim.run("home-1", sys.executable, "-c", script)
-
-
 def _assignment(cc, app: str) -> dict:
     out = cc.etcd("home-1", "get", f"/vc/assign/{app}/0", "--print-value-only", check=False).stdout.strip()
     return json.loads(out) if out else {}
@@ -142,11 +123,10 @@ def _running_here(cc, host: str, app: str) -> list[str]:
 
 
 def test_partitioned_machine_stops_its_volume_owner_before_it_starts_elsewhere(cc):
-    create(cc, "ledger", SERVE.format(page="ledger"), "--memory", "64M")
-    row = cc.wait(lambda: healthy(cc, "ledger"), PLACE_WAIT_S, "ledger healthy")[0]
-    _set_volumes(cc, "ledger")
-    cc.wait(lambda: _assignment(cc, "ledger").get("volumes") == VOLUMES, 30, "ledger's assignment owns a volume")
-    assert ps(cc, "ledger")[0]["container"] == row["container"]  # same instance: nothing restarted
+    create(cc, "ledger", LEDGER, "--memory", "64M", "--volume", "data:/data")
+    cc.vcapp("home-1", "volumes", "create", "ledger", "data", "--size", "64M")
+    row = cc.wait(lambda: healthy(cc, "ledger"), PLACE_WAIT_S + STORAGE_START_S, "ledger healthy")[0]
+    assert _assignment(cc, "ledger").get("volumes") == VOLUMES
     victim, old = row["node"], row["container"]
     # The machine running it has read that assignment: it knows to fence this instance.
     cc.wait(lambda: _status(cc, victim, "ledger").get("owns_volumes"), 30, f"{victim} to know ledger owns a volume")

@@ -49,10 +49,12 @@ def apps(ctx: click.Context, as_json: bool) -> None:
 @click.option("--priority", default=0, show_default=True, help="Placed first when room is short (higher wins).")
 @click.option("--constraint", "constraints", multiple=True, help="KEY=VALUE a machine must have (site=home).")
 @click.option("--env", "env", multiple=True, help="KEY=VALUE environment (not secret; use `vcapp secrets`).")
+@click.option("--volume", "volumes", multiple=True,
+              help="NAME:/PATH: mount the app's replicated volume NAME at PATH (`vcapp volumes create`).")
 @api_errors
 def create(name: str, image: str | None, port: int | None, command: str | None, health_path: str | None,
            count: int, memory: str, cpus: float, priority: int, constraints: tuple[str, ...],
-           env: tuple[str, ...]) -> None:
+           env: tuple[str, ...], volumes: tuple[str, ...]) -> None:
     """Create an app; without --image it waits for its first `git push`."""
     body: dict = {"name": name, "count": count, "memory": memory, "cpus": cpus, "priority": priority,
                   "constraints": _pairs(constraints, "--constraint"), "env": _pairs(env, "--env")}
@@ -64,6 +66,8 @@ def create(name: str, image: str | None, port: int | None, command: str | None, 
         body["command"] = ["sh", "-c", command]
     if health_path:
         body["health"] = {"type": "http", "path": health_path}
+    if volumes:
+        body["volumes"] = [dict(zip(("source", "destination"), v.split(":", 1))) for v in volumes]
     app_model.new_spec(name, body)  # the API's own checks, before anything is sent
     spec = Client.from_config().post("/v1/apps", body)["app"]
     click.echo(f"app {spec['name']} created" + (f", running {spec['image']}" if spec.get("image") else

@@ -9,15 +9,16 @@ from __future__ import annotations
 from vcapp.node.metrics_loop import MeshPathLoop, MetricsLoop
 from vcapp.node.registry_loop import RegistryLoop
 from vcapp.node.router_loop import RouterLoop
+from vcapp.node.storage_loop import ReplicationLoop, StorageLoop
 
 
 def node_loops() -> list:
     from vcapp.node.runtime_loop import RuntimeLoop
 
-    return [RegistryLoop, RuntimeLoop, RouterLoop, MeshPathLoop]
+    return [RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop]
 
 
 def leader_loops() -> list:
     from vcapp.node.placer_loop import PlacerLoop
 
-    return [PlacerLoop, MetricsLoop]
+    return [PlacerLoop, MetricsLoop, ReplicationLoop]

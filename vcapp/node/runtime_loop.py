@@ -28,9 +28,12 @@ import threading
 import time
 from pathlib import Path
 
-from runtime.agent import Agent, specs_from
+from runtime.agent import Agent, PrepareError, specs_from
+from runtime.spec import InstanceSpec
+from storage.host import StorageError
 from runtime.podman import PodmanDriver, PodmanError
-from vcapp import events, keys, secrets
+from vcapp import events, keys, secrets, volumes
+from vcapp.errors import VcError
 from vcapp.node import agent as node_agent  # module, not names: agent imports the loops
 from vcapp.store import Store, StoreUnavailable
 
@@ -59,7 +62,10 @@ class RuntimeLoop:
         self.endpoints = ctx.cfg.store_endpoints()
         self.lease = ctx.lease
         self.lease_ok_at = time.monotonic()
-        self.agent = Agent(PodmanDriver.from_env(), self.node, Path(ctx.base) / "runtime" / "book.json")
+        self.cfg, self.base = ctx.cfg, Path(ctx.base)
+        self.agent = Agent(PodmanDriver.from_env(), self.node, self.base / "runtime" / "book.json",
+                           prepare=self._prepare)
+        self.store: Store | None = None
         self.publisher = Publisher(self.node)
         self.desired: dict = {"assignments": [], "secrets": {}}
         self.read_at = 0.0  # monotonic start of the last successful read of the assignments
@@ -78,7 +84,7 @@ class RuntimeLoop:
             if now - self.lease_ok_at > FENCE_AFTER_S:
                 self.regained_at = now  # assignments read before this may be stale
             self.lease, self.lease_ok_at = ctx.lease, now
-        self.endpoints = ctx.cfg.store_endpoints()
+        self.endpoints, self.cfg = ctx.cfg.store_endpoints(), ctx.cfg
 
     # ---- the thread ---------------------------------------------------------------------
 
@@ -88,6 +94,7 @@ class RuntimeLoop:
             started = time.monotonic()
             if self.endpoints != endpoints:
                 store, endpoints = Store(self.endpoints), list(self.endpoints)
+                self.store = store
             try:
                 self._pass(store)
             except Exception:  # the thread must outlive any one bad pass
@@ -106,6 +113,20 @@ class RuntimeLoop:
         if online and not self.fenced:
             assigned = {f"{a['app']}/{a['instance']}": a for a in doc["assignments"]}
             self.publisher.publish(store, self.lease, reports, assigned)
+            wanted = {(s.app, v.source) for s in specs for v in s.volumes}
+            for gone in volumes.release_unused(store, self.cfg, self.base, wanted):
+                log.info("volume %s unmounted here: no instance here uses it any more", gone)
+
+    def _prepare(self, spec: InstanceSpec) -> dict[str, str]:
+        """Mount the instance's volumes here (the writer key first) before its container starts."""
+        binds = {}
+        for v in spec.volumes:
+            try:
+                binds[v.source] = volumes.mount_for_instance(self.store, self.cfg, self.lease, self.base, spec.app,
+                                                             spec.instance, v.source, v.size_mb)
+            except (StorageError, VcError) as e:
+                raise PrepareError(f"volume {v.source} of {spec.key} cannot be mounted here: {e}") from None
+        return binds
 
     def _read_desired(self, store: Store) -> bool:
         """Refresh the desired state from etcd; on failure keep the last one (returns False)."""

@@ -1,0 +1,56 @@
+"""Pure checks of how volumes travel from an app spec to `podman run`."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.podman import PodmanDriver, PodmanError
+from runtime.spec import InstanceSpec, SpecError
+from vcapp import apps
+from vcapp.api.volumes import parse_size
+from vcapp.errors import BadRequest
+
+ASSIGNMENT = {"app": "notes", "instance": "0", "release": 2, "image": "localhost/notes:2", "port": 8080,
+              "volumes": [{"source": "data", "destination": "/data", "size_mb": 64}]}
+
+
+class NoShell:
+    def run(self, argv):  # pragma: no cover - the checks below never reach podman
+        raise AssertionError(f"podman must not run: {argv}")
+
+
+def test_the_volume_is_bind_mounted_from_the_host_path_the_storage_gave():
+    spec = InstanceSpec.from_assignment(ASSIGNMENT)
+    args = PodmanDriver(NoShell()).run_args(spec, 20001, "/tmp/env", {"data": "/var/lib/vcapp/volumes/notes/data"})
+    assert args[args.index("-v") + 1] == "/var/lib/vcapp/volumes/notes/data:/data"
+
+
+def test_an_instance_never_starts_on_a_volume_that_was_not_mounted():
+    spec = InstanceSpec.from_assignment(ASSIGNMENT)
+    with pytest.raises(PodmanError, match="not mounted"):
+        PodmanDriver(NoShell()).run(spec, 20001, {})
+
+
+def test_a_volume_entry_without_an_absolute_destination_is_refused():
+    with pytest.raises(SpecError, match="absolute destination"):
+        InstanceSpec.from_assignment(dict(ASSIGNMENT, volumes=[{"source": "data", "destination": "data"}]))
+
+
+def test_apps_with_volumes_run_one_instance_and_name_each_volume_once():
+    with pytest.raises(BadRequest, match="1 instance"):
+        apps.new_spec("notes", {"count": 2, "volumes": [{"source": "data", "destination": "/data"}]})
+    with pytest.raises(BadRequest, match="twice"):
+        apps.new_spec("notes", {"volumes": [{"source": "data", "destination": "/a"},
+                                            {"source": "data", "destination": "/b"}]})
+    spec = apps.new_spec("notes", {"volumes": [{"source": "data", "destination": "/data"}]})
+    assert spec["volumes"] == [{"source": "data", "destination": "/data"}]
+
+
+@pytest.mark.parametrize("text, mb", [("64M", 64), ("1G", 1024), ("1.5GiB", 1536), (512, 512)])
+def test_volume_sizes(text, mb):
+    assert parse_size(text) == mb
+
+
+def test_a_size_that_is_not_one_is_refused():
+    with pytest.raises(BadRequest, match="not a size"):
+        parse_size("lots")

@@ -1,0 +1,51 @@
+"""App volumes on the replicated storage.
+
+    POST /v1/apps/<app>/volumes   {"name": "data", "size": "1G"}: create (or grow) a volume;
+                                  the cluster's first volume starts the storage cluster
+    GET  /v1/volumes[?app=APP]    the volumes, and the storage's replication state
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, jsonify, request
+
+from vcapp import apps, volumes
+from vcapp.api import context
+from vcapp.api.body import json_body
+from vcapp.errors import BadRequest, Unavailable
+from vcapp.node.config import NodeConfig
+
+bp = Blueprint("volumes", __name__)
+SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(m|mb|mib|g|gb|gib)?$")
+
+
+def parse_size(value) -> int:
+    """Megabytes from 512, "512M", "1G", "1.5GiB"."""
+    match = SIZE.match(str(value).strip().lower()) if not isinstance(value, bool) and value is not None else None
+    if not match:
+        raise BadRequest(f"size: {value!r} is not a size; use megabytes or gigabytes like 512M or 1G")
+    return int(float(match.group(1)) * (1024 if (match.group(2) or "m").startswith("g") else 1))
+
+
+@bp.post("/v1/apps/<app>/volumes")
+def create_volume(app: str):
+    """Create or grow a volume of APP (its data is kept on 3 machines)."""
+    body = json_body()
+    cfg = NodeConfig.load()
+    if cfg is None:
+        raise Unavailable("this machine has no node config; ask another machine's API")
+    size = parse_size(body.get("size", volumes.DEFAULT_SIZE_MB))
+    record = volumes.create(context.store(), cfg, apps.app_name(app), str(body.get("name") or ""), size)
+    return jsonify(record), 201
+
+
+@bp.get("/v1/volumes")
+def list_volumes():
+    """Volumes (of one app with ?app=) and the storage's state: healthy, degraded, or off."""
+    store = context.store()
+    app = request.args.get("app")
+    found = volumes.list_volumes(store, apps.app_name(app) if app else None)
+    state = store.value(volumes.STATE) or {"state": "off" if not volumes.storage_enabled(store) else "starting"}
+    return jsonify(volumes=found, storage=state)

@@ -1,0 +1,115 @@
+"""Storage loops: this machine's SeaweedFS processes, and the cluster's replication level.
+
+StorageLoop (every machine), in a thread, every CONVERGE_EVERY_S once the cluster has its
+first volume (/vc/storage/enabled): plan from the members (storage/plan.py) and converge
+this machine's master/volume/filer processes to it (storage/agent.py). The processes are
+this daemon's children in spirit: a power-off kills them, the next boot restarts them.
+
+ReplicationLoop (the controller), in a thread, whenever the set of live machines changes
+and every HEAL_EVERY_S: lower the volumes' replication to what the live machines can hold
+(degraded: writes continue on two) or raise it back and copy the missing replicas (healed),
+and publish the result in /vc/storage/state for `vcapp status` and the dashboard.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from storage import agent as storage_agent
+from storage import replication
+from storage import volumes as engine
+from storage.host import LocalHost, weed_binary
+from vcapp import events, keys, volumes
+from vcapp.node.config import run_dir
+from vcapp.store import Store
+
+log = logging.getLogger("vcapp.storage")
+
+CONVERGE_EVERY_S = 2.0  # a crashed weed process is back within ~2 s; the check is a few stat()s
+# Heal also catches what a change of the live set could not (a weed shell that timed out).
+HEAL_EVERY_S = 60.0
+RETRY_AFTER_S = 10.0  # after a failed weed shell (no master leader yet, say)
+
+
+class StorageLoop:
+    name = "storage"
+
+    def __init__(self, ctx) -> None:
+        self.cfg, self.base = ctx.cfg, ctx.base
+        self.endpoints = ctx.cfg.store_endpoints()
+        self.stop = threading.Event()
+        self.last_error = ""
+        self.thread = threading.Thread(target=self._run, name="vcapp-storage", daemon=True)
+        self.thread.start()
+
+    def step(self, ctx) -> None:
+        self.cfg = ctx.cfg
+
+    def _run(self) -> None:
+        while not self.stop.wait(CONVERGE_EVERY_S):
+            try:
+                self._pass(Store(self.cfg.store_endpoints()))
+                self.last_error = ""
+            except Exception as e:  # etcd unreachable, a weed binary missing: say it once, retry
+                if str(e) != self.last_error:
+                    log.warning("storage: %s", e)
+                self.last_error = str(e)
+
+    def _pass(self, store: Store) -> None:
+        if not volumes.storage_enabled(store):
+            return
+        plan = volumes.storage_plan(store, self.cfg)
+        started = storage_agent.converge(plan, LocalHost(self.cfg.name), self.base, run_dir(), weed_binary())
+        if started:
+            log.info("storage: started %s", ", ".join(started))
+
+
+class ReplicationLoop:
+    name = "replication"
+
+    def __init__(self, ctx) -> None:
+        self.cfg = ctx.cfg
+        self.live: frozenset[str] | None = None
+        self.done_at = 0.0
+        self.retry_at = 0.0
+        self.busy = threading.Lock()
+
+    def step(self, ctx) -> None:
+        self.cfg = ctx.cfg
+        live = frozenset(keys.name_of(e.key, keys.ALIVE) for e in ctx.store.list(keys.ALIVE))
+        now = time.monotonic()
+        due = (live != self.live or now - self.done_at > HEAL_EVERY_S) and now >= self.retry_at
+        if not due or not self.busy.acquire(blocking=False):
+            return
+        if not volumes.storage_enabled(ctx.store) or not volumes.list_volumes(ctx.store):
+            self.busy.release()
+            return
+        self.live, self.done_at = live, time.monotonic()
+        threading.Thread(target=self._converge, args=(live,), name="vcapp-replication", daemon=True).start()
+
+    def _converge(self, live: frozenset[str]) -> None:
+        try:
+            store = Store(self.cfg.store_endpoints())
+            plan = volumes.storage_plan(store, self.cfg)
+            result = engine.converge_replication(plan, LocalHost(self.cfg.name), volumes.live_sites(store),
+                                                 weed_binary())
+            before = store.value(volumes.STATE) or {}
+            store.put(volumes.STATE, dict(result, live=len(live), at=time.time()))
+            if before.get("state") != result["state"]:
+                events.record(store, "storage", _message(result, len(live)))
+        except Exception as e:
+            self.live, self.retry_at = None, time.monotonic() + RETRY_AFTER_S
+            log.warning("storage replication: %s", e)
+        finally:
+            self.busy.release()
+
+
+def _message(result: dict, live: int) -> str:
+    copies = replication.copies(result["code"])
+    if result["state"] == "degraded":
+        return (f"storage degraded: {live} machine(s) alive, new writes keep {copies} copies; "
+                "a third copy is made when a machine returns or joins")
+    healed = f", {len(result['healed'])} volume(s) copied again" if result.get("healed") else ""
+    return f"storage healthy: {copies} copies of app data{healed}"

@@ -1,0 +1,163 @@
+"""App volumes as the control plane sees them: records, the storage cluster's plan from the
+members, and the glue the runtime uses to mount a volume for one instance.
+
+    /vc/storage/enabled        {"since": t}: set by the first volume; from then on every machine
+                               runs its SeaweedFS processes (vcapp/node/storage_loop.py). A
+                               cluster without volumes spends nothing on storage.
+    /vc/storage/state          {"code", "state": healthy|degraded, "live", "at"}: written by the
+                               controller whenever the live machines change
+    /vc/volumes/<app>/<name>   {app, name, size_mb, created_at}
+    /vc/storage/writer/...     at most one writer machine per volume (storage/guard.py)
+
+The storage engine itself (processes, path rules, mounts, degrade and heal) is storage/;
+this module only feeds it cluster state and never runs SeaweedFS commands in a loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from storage import agent as storage_agent
+from storage import guard, mount
+from storage import volumes as engine
+from storage.host import LocalHost, StorageError, weed_binary
+from storage.plan import ClusterPlan, Machine, plan_cluster
+from vcapp import events, keys
+from vcapp.errors import BadRequest, NotFound, Unavailable
+from vcapp.node.config import NodeConfig, run_dir
+from vcapp.store import Store, absent, delete_op, put_op, unchanged
+
+ENABLED = "/vc/storage/enabled"
+STATE = "/vc/storage/state"
+VOLUMES = "/vc/volumes/"
+DEFAULT_SIZE_MB = 1024
+MAX_SIZE_MB = 1024 * 1024
+# The first volume starts the storage cluster: masters elect a leader (~5 s), volume servers
+# and filers register. A minute covers a loaded 2-core machine; beyond it something is wrong.
+FIRST_START_TIMEOUT = 90.0
+
+
+def volume_key(app: str, name: str) -> str:
+    return f"{VOLUMES}{app}/{name}"
+
+
+def storage_enabled(store: Store) -> bool:
+    return store.get(ENABLED) is not None
+
+
+def storage_plan(store: Store, cfg: NodeConfig) -> ClusterPlan:
+    """The SeaweedFS plan every machine derives alike from the members and etcd's endpoints."""
+    machines = [Machine(keys.name_of(e.key, keys.NODES), e.value["site"], e.value["addr"])
+                for e in store.list(keys.NODES) if e.value]
+    etcd = sorted(urlparse(u).netloc for u in cfg.store_endpoints())
+    return plan_cluster(machines, etcd)
+
+
+def live_sites(store: Store) -> list[str]:
+    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    return [e.value["site"] for e in store.list(keys.NODES)
+            if e.value and keys.name_of(e.key, keys.NODES) in alive]
+
+
+def list_volumes(store: Store, app: str | None = None) -> list[dict]:
+    return [e.value for e in store.list(f"{VOLUMES}{app}/" if app else VOLUMES) if e.value]
+
+
+def get_volume(store: Store, app: str, name: str) -> dict | None:
+    return store.value(volume_key(app, name))
+
+
+def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who: str = "admin") -> dict:
+    """Create (or grow) volume NAME of APP on the replicated storage, starting the storage
+    cluster first if this is the cluster's first volume. Idempotent."""
+    engine.check_names(app, name)
+    if not isinstance(size_mb, int) or not 16 <= size_mb <= MAX_SIZE_MB:
+        raise BadRequest(f"volume size must be between 16M and {MAX_SIZE_MB // 1024}G, got {size_mb!r} MB")
+    if store.get(keys.app(app)) is None:
+        raise NotFound(f"no app {app}; create it first (`vcapp apps create {app}` or a git push)")
+    old = get_volume(store, app, name)
+    if old and old["size_mb"] > size_mb:
+        raise BadRequest(f"volume {app}/{name} is {old['size_mb']} MB; it can grow, not shrink "
+                         f"(data beyond {size_mb} MB would be lost)")
+    store.txn([absent(ENABLED)], [put_op(ENABLED, {"since": time.time()})])
+    try:
+        plan = storage_plan(store, cfg)
+        host = LocalHost(cfg.name)
+        weed = weed_binary()
+        storage_agent.wait_ready(plan, host, FIRST_START_TIMEOUT)
+        engine.create_volume(plan, host, app, name, size_mb, live_sites(store), weed)
+    except StorageError as e:
+        raise Unavailable(f"could not create volume {app}/{name}: {e}") from None
+    record = {"app": app, "name": name, "size_mb": size_mb,
+              "created_at": (old or {}).get("created_at") or time.time()}
+    store.put(volume_key(app, name), record)
+    what = "resized" if old else "created"
+    events.record(store, "volume", f"volume {app}/{name} {what} ({size_mb} MB) by {who}", app=app)
+    return record
+
+
+# ---- the runtime's side: mount a volume for one instance ------------------------------
+
+
+class EtcdWriters:
+    """storage.guard's WriterStore on etcd: the writer key lives and dies with this node's lease."""
+
+    def __init__(self, store: Store, lease: int):
+        self.store, self.lease = store, lease
+
+    def get(self, key: str) -> str | None:
+        value = self.store.value(key)
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def put_if_absent(self, key: str, value: str) -> bool:
+        return self.store.txn([absent(key)], [put_op(key, json.loads(value), lease=self.lease)])
+
+    def delete_if_equal(self, key: str, value: str) -> bool:
+        entry = self.store.get(key)
+        if entry is None or json.dumps(entry.value, sort_keys=True) != value:
+            return False
+        return self.store.txn([unchanged(key, entry.mod_revision)], [delete_op(key)])
+
+
+def mount_path(base: Path, app: str, name: str) -> Path:
+    return Path(base) / "volumes" / app / name
+
+
+def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, app: str, instance: str,
+                       source: str, size_mb: int | None) -> str:
+    """Mount APP's volume SOURCE here for INSTANCE (creating the volume on first use, with the
+    size vcapp.toml gives) and return the host path to bind-mount. Raises StorageError."""
+    if get_volume(store, app, source) is None:
+        create(store, cfg, app, source, size_mb or DEFAULT_SIZE_MB, who=f"the first instance on {cfg.name}")
+    plan = storage_plan(store, cfg)
+    host = LocalHost(cfg.name)
+    path = mount_path(base, app, source)
+    entry = mount.mount_entry(path)
+    if entry and entry["fstype"] in mount.FUSE_TYPES:
+        try:
+            mount.verify_mounted(path)
+        except StorageError:  # its weed mount died (a reboot, a crash): mount afresh
+            mount.unmount_volume(path)
+    return str(guard.mount_for_writing(EtcdWriters(store, lease), plan, host, app, source, instance, path,
+                                       run_dir(), weed_binary()))
+
+
+def release_unused(store: Store, cfg: NodeConfig, base: Path, wanted: set[tuple[str, str]]) -> list[str]:
+    """Unmount every volume mounted here that no instance here needs any more (`wanted`:
+    (app, volume) pairs of this machine's assignments) and give up its writer key."""
+    released = []
+    root = Path(base) / "volumes"
+    for path in sorted(root.glob("*/*")) if root.is_dir() else []:
+        app, name = path.parent.name, path.name
+        if (app, name) in wanted or mount.mount_entry(path) is None:
+            continue
+        mount.unmount_volume(path)
+        key = guard.writer_key(app, name)
+        entry = store.get(key)
+        if entry and (entry.value or {}).get("node") == cfg.name:
+            store.txn([unchanged(key, entry.mod_revision)], [delete_op(key)])
+        released.append(f"{app}/{name}")
+    return released
