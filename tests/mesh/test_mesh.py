@@ -146,7 +146,10 @@ def test_a_flapping_link_settles_instead_of_flapping_the_path(mesh):
             _udp_blackhole(mesh, "-D")
     # At most: to the relay, back, and to the relay to stay (dampened) - not every few seconds.
     assert changes <= 3, f"the path changed {changes} times in {FLAP_FOR:.0f}s of flapping"
-    mesh.wait_ping("home-1", "office-1", SETTLE)
+    # Right after the flapping the two ends may still be on different paths (one held on the
+    # relay by the dampening): packets still flow, but on a loaded CI host the first ping
+    # has taken longer than SETTLE, so allow it the dampening hold.
+    mesh.wait_ping("home-1", "office-1", paths.FLAP_HOLD + SETTLE)
     mesh.settle(timeout=paths.DIRECT_RETRY)
 
 
