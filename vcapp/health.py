@@ -5,9 +5,10 @@
     flapping:<node>    FLAP_TRANSITIONS or more up/down transitions within FLAP_WINDOW_S
     crashloop:<app>    restarts climbed by CRASH_RESTARTS or more within CRASH_WINDOW_S
     relay:<a>:<b>      machine a has reached peer b only through the edge's relay for RELAY_STUCK_S
+    storage            app data has fewer copies than it should (a machine is down); it heals
+                       by itself when one returns or joins (vcapp/node/storage_loop.py)
 
-Degraded storage is not covered yet: the storage component publishes no replica state to
-read. `diff` tells which warnings started and cleared, for the events the controller records.
+`diff` tells which warnings started and cleared, for the events the controller records.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Inputs:
     restarts: dict[str, list[tuple[float, float]]]  # app -> (time, restarts counter), oldest first
     mesh: dict[str, dict]                    # node -> {peer: {"path", "since"}}
     now: float
+    storage: dict | None = None              # /vc/storage/state, None while no volume exists
 
 
 def warnings(inp: Inputs) -> dict[str, dict]:
@@ -44,7 +46,17 @@ def warnings(inp: Inputs) -> dict[str, dict]:
     for app, samples in inp.restarts.items():
         found.update(crash_looping(app, samples, inp.now))
     found.update(stuck_on_relay(inp.mesh, {n["name"] for n in inp.nodes if n.get("up")}, inp.now))
+    found.update(storage_degraded(inp.storage))
     return found
+
+
+def storage_degraded(state: dict | None) -> dict[str, dict]:
+    if not state or state.get("state") != "degraded":
+        return {}
+    return {"storage": {"kind": "storage", "severity": "warning",
+                        "message": f"app data is degraded: only {state.get('live', '?')} machine(s) up, new "
+                                   "writes keep 2 copies; bring a machine back (or join one) and a third copy "
+                                   "is made by itself"}}
 
 
 def _low(free: float | None, total: float | None, minimum: float) -> float | None:

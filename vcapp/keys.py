@@ -23,6 +23,10 @@
     /vc/health/warnings          {id: {kind, severity, node?, app?, message, since}}: current warnings
     /vc/health/summary           {"apps": {app: {uptime_24h, uptime_7d, failovers_24h, failovers_7d}},
                                   "at": t} (vcapp/node/metrics_loop.py, every minute)
+    /vc/storage/enabled          {since}: the cluster has volumes; every machine runs SeaweedFS
+    /vc/storage/state            {code, state: healthy|degraded, live, at} (vcapp/node/storage_loop.py)
+    /vc/storage/writer/<app>/<v> the one machine writing a volume, bound to its lease (storage/guard.py)
+    /vc/volumes/<app>/<name>     {app, name, size_mb, created_at} (vcapp/volumes.py)
     /vc/meshpaths/<node>         {peer: {path, since}}: this machine's mesh path to each peer,
                                  bound to its lease (vcapp/node/metrics_loop.py)
 """
@@ -38,6 +42,9 @@ APP_TOKENS = "/vc/tokens/app/"
 ETCD_MEMBERS = "/vc/etcd/members/"
 EVENTS = "/vc/events/"
 ELECTION = "/vc/election/"
+STORAGE_ENABLED = "/vc/storage/enabled"
+STORAGE_STATE = "/vc/storage/state"
+VOLUMES = "/vc/volumes/"
 APPS = "/vc/apps/"
 ASSIGN = "/vc/assign/"
 PENDING = "/vc/pending/"

@@ -30,9 +30,7 @@ from vcapp.errors import BadRequest, NotFound, Unavailable
 from vcapp.node.config import NodeConfig, run_dir
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
-ENABLED = "/vc/storage/enabled"
-STATE = "/vc/storage/state"
-VOLUMES = "/vc/volumes/"
+ENABLED, STATE, VOLUMES = keys.STORAGE_ENABLED, keys.STORAGE_STATE, keys.VOLUMES
 DEFAULT_SIZE_MB = 1024
 MAX_SIZE_MB = 1024 * 1024
 # The first volume starts the storage cluster: masters elect a leader (~5 s), volume servers

@@ -54,3 +54,15 @@ def test_volume_sizes(text, mb):
 def test_a_size_that_is_not_one_is_refused():
     with pytest.raises(BadRequest, match="not a size"):
         parse_size("lots")
+
+
+def test_degraded_storage_is_a_warning_until_it_heals():
+    from vcapp import health
+
+    def found(state):
+        return health.warnings(health.Inputs([], [], {}, {}, 0.0, state))
+
+    assert "two machine" not in str(found(None))
+    warned = found({"state": "degraded", "code": "001", "live": 2})
+    assert warned["storage"]["severity"] == "warning" and "only 2 machine(s) up" in warned["storage"]["message"]
+    assert found({"state": "healthy", "code": "002", "live": 3}) == {}

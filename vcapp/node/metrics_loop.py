@@ -178,7 +178,8 @@ def warn(store: Store, history: dict[str, metrics.Chunks], transitions: list, no
     """Compute warnings, store them if they changed, record an event for each start and clear."""
     mesh = {keys.name_of(e.key, keys.MESHPATHS): e.value for e in store.list(keys.MESHPATHS)}
     restarts = {s.split("/", 1)[1]: restarts_samples(c, now) for s, c in history.items() if s.startswith("app/")}
-    inputs = health.Inputs(membership.list_nodes(store), transitions, restarts, mesh, now)
+    inputs = health.Inputs(membership.list_nodes(store), transitions, restarts, mesh, now,
+                           store.value(keys.STORAGE_STATE))
     old = store.value(keys.WARNINGS) or {}
     current, started, cleared = health.diff(old, health.warnings(inputs), now)
     if started or cleared:
