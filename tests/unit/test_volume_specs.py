@@ -62,7 +62,7 @@ def test_degraded_storage_is_a_warning_until_it_heals():
     def found(state):
         return health.warnings(health.Inputs([], [], {}, {}, 0.0, state))
 
-    assert "two machine" not in str(found(None))
+    assert found(None) == {}
     warned = found({"state": "degraded", "code": "001", "live": 2})
     assert warned["storage"]["severity"] == "warning" and "only 2 machine(s) up" in warned["storage"]["message"]
     assert found({"state": "healthy", "code": "002", "live": 3}) == {}
