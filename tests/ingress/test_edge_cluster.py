@@ -48,6 +48,7 @@ SOLO_POLL = 0.25  # s between the single-instance app's probes after the kill
 BROWSER_TIMEOUT = 90
 MIN_PNG_BYTES = 3000  # a blank 900x600 PNG is ~2 KB; text makes it bigger
 CHROMIUM = "/usr/bin/chromium"
+LAST_CURL_ERROR: list[str] = []
 
 
 class Cluster:
@@ -67,6 +68,8 @@ class Cluster:
         out = self.sim.fetch(f"https://{host}/", "--cacert", self.ca, "--resolve", f"{host}:443:{self.edge_addr}",
                              "-w", "\n%{http_code}", *args, timeout=timeout)
         body, _, status = out.stdout.rpartition("\n")
+        if status != "200":  # what curl said (a TLS error names the certificate problem), for failure messages
+            LAST_CURL_ERROR[:] = [f"{host}: HTTP {status or '-'} {out.stderr.strip()[-300:]}"]
         return status, body
 
     def healthy(self, app: str, on: str) -> list[dict]:
@@ -82,7 +85,7 @@ def wait(what: str, fn, timeout: float, interval: float = 0.5):
         if got:
             return got
         time.sleep(interval)
-    raise AssertionError(f"no {what} within {timeout:.0f}s")
+    raise AssertionError(f"no {what} within {timeout:.0f}s; last failed request: {LAST_CURL_ERROR}")
 
 
 @pytest.fixture(scope="module")
