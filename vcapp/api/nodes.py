@@ -102,8 +102,17 @@ def status():
     cluster = membership.cluster_record(store)
     machines = membership.list_nodes(store)
     return jsonify(cluster=public_cluster(cluster) | {"max_nodes": cluster.get("max_nodes")},
-                   nodes=machines, summary=summary(machines), served_by=context.config().node,
+                   nodes=machines, summary=summary(machines), storage=storage_summary(store),
+                   served_by=context.config().node,
                    admin=g.get("admin"), now=time.time())
+
+
+def storage_summary(store) -> dict:
+    """App data: off (no volume yet), starting, healthy (3 copies) or degraded (2), and volume count."""
+    state = store.value(keys.STORAGE_STATE) or {}
+    enabled = store.get(keys.STORAGE_ENABLED) is not None
+    return {"state": state.get("state") or ("starting" if enabled else "off"),
+            "volumes": store.count(keys.VOLUMES), "replication": state.get("code")}
 
 
 def summary(machines: list[dict]) -> dict:

@@ -20,8 +20,15 @@ def header(answer: dict) -> list[str]:
         f"{count['up']} up, {count['down']} down" + (f" ({sites})" if sites else ""),
         f"capacity  {count['cpus']} cpus, memory {used_total(count['memory_mb'], count['free_memory_mb'])}, "
         f"disk {used_total(count['disk_mb'], count['free_disk_mb'])} (used/total, machines up)",
+        storage_line(answer.get("storage") or {}),
         f"api       served by {answer.get('served_by')}, you are {answer.get('admin')!r}",
     ]
+
+
+def storage_line(st: dict) -> str:
+    copies = {"healthy": "3 copies of app data", "degraded": "DEGRADED: 2 copies until a machine returns",
+              "off": "off until the first `vcapp volumes create`", "starting": "starting"}
+    return f"storage   {copies.get(st.get('state'), st.get('state') or '-')}, {st.get('volumes', 0)} volume(s)"
 
 
 @click.command("status")
