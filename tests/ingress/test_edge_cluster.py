@@ -20,6 +20,7 @@ import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from router.edge import spki_sha256
+from tests.ingress.diagnose import edge_report
 from vcapp.dev import netns, platform
 
 pytestmark = pytest.mark.cluster
@@ -49,6 +50,7 @@ BROWSER_TIMEOUT = 90
 MIN_PNG_BYTES = 3000  # a blank 900x600 PNG is ~2 KB; text makes it bigger
 CHROMIUM = "/usr/bin/chromium"
 LAST_CURL_ERROR: list[str] = []
+CLUSTER: list = []  # the module's cluster, for failure reports
 
 
 class Cluster:
@@ -58,6 +60,7 @@ class Cluster:
         self.sim, self.found = sim, found
         self.ca = str(platform.edge_ca(sim.dc))
         self.edge_addr = sim.addr("edge")
+        CLUSTER[:] = [self]
 
     def vcapp(self, host: str, *args: str) -> str:
         return self.sim.run(host, "vcapp", *args, timeout=60).stdout
@@ -85,7 +88,9 @@ def wait(what: str, fn, timeout: float, interval: float = 0.5):
         if got:
             return got
         time.sleep(interval)
-    raise AssertionError(f"no {what} within {timeout:.0f}s; last failed request: {LAST_CURL_ERROR}")
+    report = edge_report(CLUSTER[0].sim, f"{DUO}.{DOMAIN}", CLUSTER[0].ca,
+                         CLUSTER[0].sim.dc.host_dir("edge") / "log" / f"{platform.INGRESS_SERVICE}.log") if CLUSTER else ""
+    raise AssertionError(f"no {what} within {timeout:.0f}s; last failed request: {LAST_CURL_ERROR}{report}")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from tests.control.conftest import ControlCluster
+from tests.ingress.diagnose import edge_report
 from tests.router.conftest import path_to_home_lan, start_webapp, wait_for
 from vcapp.dev import netns
 
@@ -86,22 +87,36 @@ def edge(cc, apps, tmp_path_factory):
     try:
         line = wait_for(lambda: re.search(r"dev CA certificate: (\S+)", log.read_text()), READY_TIMEOUT,
                         "the edge printing its dev CA")
-        yield Edge(cc, line.group(1))
+        yield Edge(cc, line.group(1), log)
     finally:
         proc.terminate()
         proc.wait(15)
 
 
 class Edge:
-    def __init__(self, cc, ca: str):
-        self.cc, self.ca = cc, ca
+    def __init__(self, cc, ca: str, log=None):
+        self.cc, self.ca, self.log = cc, ca, log
+        self.silent_since: float | None = None
+        self.reported = False
 
     def curl(self, host: str, path: str = "/", *args: str, timeout: float = 5):
         """curl https://host/path from the client host, resolved to the edge, trusting its CA."""
         out = self.cc.sim.fetch(f"https://{host}{path}", "--cacert", self.ca, "-w", "\n%{http_code}",
                                 "--resolve", f"{host}:443:{self.cc.sim.addr('edge')}", *args, timeout=timeout)
         body, _, status = out.stdout.rpartition("\n")
+        self._diagnose(status, f"curl {host}{path}: {out.stderr.strip()[-300:]}", host)
         return status, body
+
+    def _diagnose(self, status: str, said: str, host: str) -> None:
+        """After 20 s without any HTTP answer, print once why (shown with the failing test)."""
+        if status != "000":
+            self.silent_since = None
+            return
+        now = time.monotonic()
+        self.silent_since = self.silent_since or now
+        if now - self.silent_since > 20 and not self.reported:
+            self.reported = True
+            print(said + edge_report(self.cc.sim, host, self.ca, self.log))
 
 
 def test_public_app_answers_through_the_edge(edge):
