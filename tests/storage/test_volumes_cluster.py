@@ -21,7 +21,7 @@ BATCH = 100  # records appended per fsync
 # `sync FILE` is fsync(2)), then publishes what it finds on the volume: the record count, its
 # checksum and whether it wrote them itself (fresh=yes) or found them there (fresh=no).
 NOTES = (
-    "mkdir -p /www; f=/data/records.txt; "
+    "mkdir -p /www /tmp; f=/data/records.txt; "
     "if [ -f $f ]; then fresh=no; else fresh=yes; i=1; "
     f"while [ $i -le {RECORDS} ]; do echo \"record $i $(date +%s%N)\" >> /tmp/batch; "
     f"if [ $((i % {BATCH})) -eq 0 ]; then cat /tmp/batch >> $f.part && sync $f.part && rm /tmp/batch; fi; "
@@ -69,7 +69,7 @@ def test_bad_volume_requests_are_refused_and_change_nothing(cc):
     assert out.returncode != 0 and "absolute path" in out.stderr, out.stderr
     listed = vcapp_json(cc, "home-1", "volumes", "list")
     assert listed == {"volumes": [], "storage": {"state": "off"}}
-    assert "twins" not in cc.vcapp("home-1", "apps", "list").stdout
+    assert "twins" not in cc.vcapp("home-1", "apps").stdout
 
 
 def test_app_data_on_its_volume_follows_the_app_to_another_machine(cc):
