@@ -50,8 +50,22 @@ def storage_plan(store: Store, cfg: NodeConfig) -> ClusterPlan:
     """The SeaweedFS plan every machine derives alike from the members and etcd's endpoints."""
     machines = [Machine(keys.name_of(e.key, keys.NODES), e.value["site"], e.value["addr"])
                 for e in store.list(keys.NODES) if e.value]
-    etcd = sorted(urlparse(u).netloc for u in cfg.store_endpoints())
-    return plan_cluster(machines, etcd)
+    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    return plan_cluster(machines, etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines
+                                                                             if m.name in alive}))
+
+
+def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> list[str]:
+    """host:port of the etcd members for a filer, the one it must reach first in front: a
+    starting filer checks only the first server (SeaweedFS etcd store: Status(servers[0])) and
+    exits if that one is down. This machine's own member if it has one (stable: no restart of
+    the filer when another machine dies), else the first live member."""
+    hosts = sorted(urlparse(u).netloc for u in endpoints)
+    if not hosts:
+        return []
+    first = next((h for h in hosts if h.rsplit(":", 1)[0] == own_addr), None) or next(
+        (h for h in hosts if h.rsplit(":", 1)[0] in alive_addrs), hosts[0])
+    return [first] + [h for h in hosts if h != first]
 
 
 def live_sites(store: Store) -> list[str]:

@@ -66,3 +66,12 @@ def test_degraded_storage_is_a_warning_until_it_heals():
     warned = found({"state": "degraded", "code": "001", "live": 2})
     assert warned["storage"]["severity"] == "warning" and "only 2 machine(s) up" in warned["storage"]["message"]
     assert found({"state": "healthy", "code": "002", "live": 3}) == {}
+
+
+def test_a_filer_first_asks_its_own_etcd_member_else_a_live_one():
+    from vcapp.volumes import etcd_order
+
+    members = ["http://10.0.0.3:2379", "http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+    assert etcd_order(members, "10.0.0.2", set()) == ["10.0.0.2:2379", "10.0.0.1:2379", "10.0.0.3:2379"]
+    # A machine without a member of its own, the first member dead: a live one goes first.
+    assert etcd_order(members, "10.0.0.9", {"10.0.0.2", "10.0.0.3"})[0] == "10.0.0.2:2379"

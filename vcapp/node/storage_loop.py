@@ -4,6 +4,10 @@ StorageLoop (every machine), in a thread, every CONVERGE_EVERY_S once the cluste
 first volume (/vc/storage/enabled): plan from the members (storage/plan.py) and converge
 this machine's master/volume/filer processes to it (storage/agent.py). The processes are
 this daemon's children in spirit: a power-off kills them, the next boot restarts them.
+It also makes connections to a machine whose lease expired fail at once for FASTFAIL_FOR_S
+(storage/fastfail.py): SeaweedFS clients otherwise wait ~20 s on the dead master leader or
+volume server before trying the next. Bounded, because a machine that was only cut off must
+be able to reach the others again to renew its lease.
 
 ReplicationLoop (the controller), in a thread, whenever the set of live machines changes
 and every HEAL_EVERY_S: lower the volumes' replication to what the live machines can hold
@@ -18,7 +22,7 @@ import threading
 import time
 
 from storage import agent as storage_agent
-from storage import replication
+from storage import fastfail, replication
 from storage import volumes as engine
 from storage.host import LocalHost, weed_binary
 from vcapp import events, keys, volumes
@@ -30,7 +34,11 @@ log = logging.getLogger("vcapp.storage")
 CONVERGE_EVERY_S = 2.0  # a crashed weed process is back within ~2 s; the check is a few stat()s
 # Heal also catches what a change of the live set could not (a weed shell that timed out).
 HEAL_EVERY_S = 60.0
-RETRY_AFTER_S = 10.0  # after a failed weed shell (no master leader yet, say)
+RETRY_AFTER_S = 10.0
+# Long enough for SeaweedFS's clients to move on to the new master leader and the other
+# replicas (seconds once their dials fail fast); short enough that a machine that was only
+# partitioned gets through again soon after its cable is back.
+FASTFAIL_FOR_S = 30.0  # after a failed weed shell (no master leader yet, say)
 
 
 class StorageLoop:
@@ -41,6 +49,9 @@ class StorageLoop:
         self.endpoints = ctx.cfg.store_endpoints()
         self.stop = threading.Event()
         self.last_error = ""
+        self.fastfailed: dict[str, float] = {}  # addr -> since when connections to it fail at once
+        self.served: set[str] = set()  # dead addrs whose fast-fail time is over (until seen alive)
+        self.cleaned = False
         self.thread = threading.Thread(target=self._run, name="vcapp-storage", daemon=True)
         self.thread.start()
 
@@ -61,9 +72,31 @@ class StorageLoop:
         if not volumes.storage_enabled(store):
             return
         plan = volumes.storage_plan(store, self.cfg)
-        started = storage_agent.converge(plan, LocalHost(self.cfg.name), self.base, run_dir(), weed_binary())
+        host = LocalHost(self.cfg.name)
+        started = storage_agent.converge(plan, host, self.base, run_dir(), weed_binary())
         if started:
             log.info("storage: started %s", ", ".join(started))
+        alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+        self._fastfail(host, {m.addr for m in plan.machines if m.name != self.cfg.name},
+                       {m.addr for m in plan.machines if m.name not in alive and m.name != self.cfg.name})
+
+    def _fastfail(self, host: LocalHost, others: set[str], dead: set[str]) -> None:
+        if not self.cleaned:  # routes a previous run of the daemon left behind
+            for addr in others:
+                fastfail.mark_alive(host, addr)
+            self.cleaned = True
+        now = time.monotonic()
+        for addr in sorted(dead - set(self.fastfailed) - self.served):
+            fastfail.mark_dead(host, addr)
+            self.fastfailed[addr] = now
+            log.info("storage: connections to %s fail at once for %.0fs (its machine is down)", addr, FASTFAIL_FOR_S)
+        for addr, since in list(self.fastfailed.items()):
+            if addr not in dead or now - since > FASTFAIL_FOR_S:
+                fastfail.mark_alive(host, addr)
+                del self.fastfailed[addr]
+                if addr in dead:
+                    self.served.add(addr)
+        self.served &= dead
 
 
 class ReplicationLoop:
