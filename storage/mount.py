@@ -97,12 +97,14 @@ def mount_command(plan: ClusterPlan, host_name: str, vol: Volume, host_path: Pat
 
 
 def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: Path, run_dir: Path,
-                 weed: str, timeout: float = MOUNT_TIMEOUT) -> Path:
+                 weed: str, timeout: float = MOUNT_TIMEOUT, size_mb: int | None = None) -> Path:
     """Mount volume app/name at host_path on `host` and return host_path once the kernel
     shows a live FUSE mount there (the path to bind-mount into the container).
-    Idempotent: an existing live mount is kept. Raises StorageError otherwise."""
+    Idempotent: an existing live mount is kept. Raises StorageError otherwise.
+    `size_mb` known (the control plane keeps it): no read of the volume's record in the
+    filer, which needs a volume server holding it to answer (slow while one is cut off)."""
     host_path = Path(host_path)
-    vol = get_volume(plan, host, app, name)
+    vol = Volume(app, name, size_mb) if size_mb else get_volume(plan, host, app, name)
     if (entry := mount_entry(host_path)) and entry["fstype"] in FUSE_TYPES:
         verify_mounted(host_path)
         return host_path

@@ -142,8 +142,9 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
                        source: str, size_mb: int | None) -> str:
     """Mount APP's volume SOURCE here for INSTANCE (creating the volume on first use, with the
     size vcapp.toml gives) and return the host path to bind-mount. Raises StorageError."""
-    if get_volume(store, app, source) is None:
-        create(store, cfg, app, source, size_mb or DEFAULT_SIZE_MB, who=f"the first instance on {cfg.name}")
+    record = get_volume(store, app, source)
+    if record is None:
+        record = create(store, cfg, app, source, size_mb or DEFAULT_SIZE_MB, who=f"the first instance on {cfg.name}")
     plan = storage_plan(store, cfg)
     host = LocalHost(cfg.name)
     path = mount_path(base, app, source)
@@ -154,7 +155,7 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
         except StorageError:  # its weed mount died (a reboot, a crash): mount afresh
             mount.unmount_volume(path)
     return str(guard.mount_for_writing(EtcdWriters(store, lease), plan, host, app, source, instance, path,
-                                       run_dir(), weed_binary()))
+                                       run_dir(), weed_binary(), size_mb=record["size_mb"]))
 
 
 def release_unused(store: Store, cfg: NodeConfig, base: Path, wanted: set[tuple[str, str]]) -> list[str]:

@@ -29,6 +29,10 @@ PLACE_WAIT_S = 60   # placement + podman create + first health check, on a loade
 OOM_RESTARTS = 2    # two OOM kills and restarts show a loop, not a one-off
 OOM_WAIT_S = 60     # each cycle: start, 3 s of serving, seconds of doubling, 1-2 s back-off
 FAILOVER_WAIT_S = 60  # lease TTL 5 s + placement + container start, with margin for slowness
+# A volume owner cut off (not powered off) takes longer to replace: the new machine's FUSE
+# mount and the app's first write wait for SeaweedFS to give up on the cut-off master and
+# volume server (measured 58 s on this host; issue 8's note).
+VOLUME_FAILOVER_WAIT_S = 150
 HEAL_WAIT_S = 60    # the cut machine renews its lease again once its cable is back
 VOLUMES = [{"source": "data", "destination": "/data"}]
 # The ledger appends a line to its volume at every start, then serves.
@@ -134,7 +138,7 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_starts_elsewhere(c
     cc.sim.dc.partition(victim, cut=True)
     try:
         moved = cc.wait(lambda: [r for r in healthy(cc, "ledger", on=watcher) if r["node"] != victim
-                                 and get(cc, r, via=watcher) == "ledger"], FAILOVER_WAIT_S,
+                                 and get(cc, r, via=watcher) == "ledger"], VOLUME_FAILOVER_WAIT_S,
                         "ledger answering on another machine", interval=0.5)[0]
         # Still cut off: the partitioned machine's own podman has no ledger running.
         assert _running_here(cc, victim, "ledger") == []

@@ -121,11 +121,13 @@ class RuntimeLoop:
         """Mount the instance's volumes here (the writer key first) before its container starts."""
         binds = {}
         for v in spec.volumes:
+            log.info("mounting volume %s of %s here", v.source, spec.key)
             try:
                 binds[v.source] = volumes.mount_for_instance(self.store, self.cfg, self.lease, self.base, spec.app,
                                                              spec.instance, v.source, v.size_mb)
             except (StorageError, VcError) as e:
                 raise PrepareError(f"volume {v.source} of {spec.key} cannot be mounted here: {e}") from None
+            log.info("volume %s of %s mounted at %s", v.source, spec.key, binds[v.source])
         return binds
 
     def _read_desired(self, store: Store) -> bool:
