@@ -1,16 +1,17 @@
 """Fail fast towards a dead machine, so SeaweedFS's clients move on to the new master leader.
 
-When the machine of the master leader powers off, every SeaweedFS client (filers, S3
-gateways, mounts, the other masters) first redials the old leader. Packets to a dead
-machine vanish (its ARP entry is still cached on a LAN; over WireGuard there is no answer
-either), so that dial waits for gRPC's 20 s connect timeout, not configurable from the
-command line; measured here: the new leader is elected 5 s after the death, clients
-find it 21 s after. An `unreachable` route for the dead machine's address makes connect()
-fail at once (EHOSTUNREACH) and the clients try the next master.
+When the machine of the master leader powers off or is cut off, every SeaweedFS client
+(filers, S3 gateways, mounts, the other masters) first redials the old leader. Packets to a
+dead or cut-off machine vanish (its ARP entry is still cached on a LAN; over WireGuard there
+is no answer either), so that dial waits for gRPC's 20 s connect timeout, not configurable
+from the command line; measured here: the new leader is elected 5 s after the death, clients
+find it 21 s after. A firewall rule that answers connections to that machine's *storage*
+ports with a TCP reset makes connect() fail at once and the clients try the next master.
 
-The control plane calls `mark_dead` on every live machine when a machine's lease expires,
-and `mark_alive` when it is back (before it is expected to serve again). Only a /32 route
-for that one address is added; nothing else of the routing table is touched.
+Only SeaweedFS's ports are rejected: etcd, the API and the mesh keep reaching the machine,
+so a machine that was only cut off renews its lease once its cable is back, and
+`mark_alive` (called when its lease is back) lifts the rule. The control plane calls
+`mark_dead` on every live machine when a machine's lease expires.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ from __future__ import annotations
 import ipaddress
 
 from storage.host import Host, StorageError
+from storage.plan import FILER_PORT, MASTER_PORT, S3_PORT, VOLUME_PORT
 
-ROUTE_TIMEOUT = 10.0  # `ip route` answers in milliseconds
+TIMEOUT = 10.0  # iptables answers in milliseconds (-w waits for the xtables lock)
+GRPC_OFFSET = 10000  # SeaweedFS serves gRPC on its HTTP port + 10000
+PORTS = (MASTER_PORT, VOLUME_PORT, FILER_PORT, S3_PORT)
+COMMENT = "vcapp-storage-fastfail"
 
 
 def _addr(addr: str) -> str:
@@ -29,18 +34,30 @@ def _addr(addr: str) -> str:
         raise StorageError(f"{addr!r} is not an IP address; give the dead machine's address") from None
 
 
+def _rule(addr: str) -> list[str]:
+    ports = ",".join(str(p) for base in PORTS for p in (base, base + GRPC_OFFSET))
+    return ["OUTPUT", "-d", f"{_addr(addr)}/32", "-p", "tcp", "-m", "multiport", "--dports", ports,
+            "-m", "comment", "--comment", COMMENT, "-j", "REJECT", "--reject-with", "tcp-reset"]
+
+
 def mark_dead(host: Host, addr: str) -> None:
-    """On `host`: make connections to `addr` fail at once."""
-    out = host.run(["ip", "route", "replace", "unreachable", f"{_addr(addr)}/32"], timeout=ROUTE_TIMEOUT)
+    """On `host`: make connections to `addr`'s storage ports fail at once (idempotent)."""
+    rule = _rule(addr)
+    if host.run(["iptables", "-w", "-C", *rule], timeout=TIMEOUT).returncode == 0:
+        return
+    out = host.run(["iptables", "-w", "-I", *rule], timeout=TIMEOUT)
     if out.returncode != 0:
-        raise StorageError(f"on {host.name}: could not add an unreachable route for {addr}: {out.stderr.strip()}")
+        raise StorageError(f"on {host.name}: could not reject storage connections to {addr}: {out.stderr.strip()}")
 
 
 def mark_alive(host: Host, addr: str) -> None:
-    """On `host`: remove the route `mark_dead` added (no-op if there is none)."""
-    host.run(["ip", "route", "del", "unreachable", f"{_addr(addr)}/32"], timeout=ROUTE_TIMEOUT)
+    """On `host`: remove what `mark_dead` added (no-op if there is none)."""
+    rule = _rule(addr)
+    for _ in range(10):  # a rule added twice by a race is deleted twice
+        if host.run(["iptables", "-w", "-D", *rule], timeout=TIMEOUT).returncode != 0:
+            return
 
 
 def marked_dead(host: Host) -> set[str]:
-    out = host.run(["ip", "-o", "route", "show", "type", "unreachable"], timeout=ROUTE_TIMEOUT)
-    return {line.split()[1].removesuffix("/32") for line in out.stdout.splitlines() if line.strip()}
+    out = host.run(["iptables", "-w", "-S", "OUTPUT"], timeout=TIMEOUT)
+    return {line.split("-d ", 1)[1].split("/", 1)[0] for line in out.stdout.splitlines() if COMMENT in line}

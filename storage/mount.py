@@ -41,7 +41,10 @@ def _unescape(field: str) -> str:
 
 def mount_entry(path: Path, mountinfo: str = "/proc/self/mountinfo") -> dict | None:
     """The mount table entry whose mount point is exactly `path` (the last, if stacked)."""
-    want, found = os.path.realpath(path), None
+    # Not realpath(path): that stats the mount point itself, which blocks for as long as a
+    # stuck FUSE daemon does (no timeout). The parent is a plain directory.
+    want, found = os.path.join(os.path.realpath(os.path.dirname(os.path.abspath(path))),
+                               os.path.basename(os.path.abspath(path))), None
     with open(mountinfo) as f:
         for line in f:
             left, _, right = line.partition(" - ")

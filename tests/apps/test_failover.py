@@ -137,9 +137,17 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_starts_elsewhere(c
     watcher = next(m for m in MACHINES if m != victim)
     cc.sim.dc.partition(victim, cut=True)
     try:
-        moved = cc.wait(lambda: [r for r in healthy(cc, "ledger", on=watcher) if r["node"] != victim
-                                 and get(cc, r, via=watcher) == "ledger"], VOLUME_FAILOVER_WAIT_S,
-                        "ledger answering on another machine", interval=0.5)[0]
+        try:
+            moved = cc.wait(lambda: [r for r in healthy(cc, "ledger", on=watcher) if r["node"] != victim
+                                     and get(cc, r, via=watcher) == "ledger"], VOLUME_FAILOVER_WAIT_S,
+                            "ledger answering on another machine", interval=0.5)[0]
+        except AssertionError:
+            print(f"\nledger now: {ps(cc, 'ledger', on=watcher)}")
+            for m in MACHINES:
+                lines = (cc.sim.dc.host_dir(m) / "log" / "vcapp-node.log").read_text(errors="replace").splitlines()
+                print(f"--- {m}\n" + "\n".join(l[:300] for l in lines[-60:] if "INFO" not in l or "volume" in l
+                                                or "storage" in l))
+            raise
         # Still cut off: the partitioned machine's own podman has no ledger running.
         assert _running_here(cc, victim, "ledger") == []
         died = _died_at(cc, victim, old)

@@ -4,10 +4,9 @@ StorageLoop (every machine), in a thread, every CONVERGE_EVERY_S once the cluste
 first volume (/vc/storage/enabled): plan from the members (storage/plan.py) and converge
 this machine's master/volume/filer processes to it (storage/agent.py). The processes are
 this daemon's children in spirit: a power-off kills them, the next boot restarts them.
-It also makes connections to a machine whose lease expired fail at once for FASTFAIL_FOR_S
-(storage/fastfail.py): SeaweedFS clients otherwise wait ~20 s on the dead master leader or
-volume server before trying the next. Bounded, because a machine that was only cut off must
-be able to reach the others again to renew its lease.
+It also makes connections to the storage ports of a machine whose lease expired fail at
+once until its lease is back (storage/fastfail.py): SeaweedFS clients otherwise wait ~20 s
+on a dead master leader or volume server before trying the next.
 
 ReplicationLoop (the controller), in a thread, whenever the set of live machines changes
 and every HEAL_EVERY_S: lower the volumes' replication to what the live machines can hold
@@ -49,8 +48,7 @@ class StorageLoop:
         self.endpoints = ctx.cfg.store_endpoints()
         self.stop = threading.Event()
         self.last_error = ""
-        self.fastfailed: dict[str, float] = {}  # addr -> since when connections to it fail at once
-        self.served: set[str] = set()  # dead addrs whose fast-fail time is over (until seen alive)
+        self.fastfailed: set[str] = set()  # addrs whose storage ports are rejected here
         self.cleaned = False
         self.thread = threading.Thread(target=self._run, name="vcapp-storage", daemon=True)
         self.thread.start()
@@ -81,22 +79,17 @@ class StorageLoop:
                        {m.addr for m in plan.machines if m.name not in alive and m.name != self.cfg.name})
 
     def _fastfail(self, host: LocalHost, others: set[str], dead: set[str]) -> None:
-        if not self.cleaned:  # routes a previous run of the daemon left behind
-            for addr in others:
+        if not self.cleaned:  # rules a previous run of the daemon left behind
+            for addr in others - dead:
                 fastfail.mark_alive(host, addr)
             self.cleaned = True
-        now = time.monotonic()
-        for addr in sorted(dead - set(self.fastfailed) - self.served):
+        for addr in sorted(dead - self.fastfailed):
             fastfail.mark_dead(host, addr)
-            self.fastfailed[addr] = now
-            log.info("storage: connections to %s fail at once for %.0fs (its machine is down)", addr, FASTFAIL_FOR_S)
-        for addr, since in list(self.fastfailed.items()):
-            if addr not in dead or now - since > FASTFAIL_FOR_S:
-                fastfail.mark_alive(host, addr)
-                del self.fastfailed[addr]
-                if addr in dead:
-                    self.served.add(addr)
-        self.served &= dead
+            log.info("storage: connections to %s's storage fail at once while it is down", addr)
+        for addr in sorted(self.fastfailed - dead):
+            fastfail.mark_alive(host, addr)
+            log.info("storage: %s is back; its storage is reachable again", addr)
+        self.fastfailed = set(dead)
 
 
 class ReplicationLoop:
