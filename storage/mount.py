@@ -117,10 +117,32 @@ def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: 
     state = _state_file(run_dir, vol)
     state.parent.mkdir(parents=True, exist_ok=True)
     log = state.with_suffix(".log")
+    _stop_previous(state)  # a mount that never came up still holds its cache's locks
     pid = host.spawn(argv, state.parent, log)
     state.write_text(json.dumps({"pid": pid, "path": str(host_path)}))
-    _wait_mounted(host_path, pid, log, timeout)
+    try:
+        _wait_mounted(host_path, pid, log, timeout)
+    except StorageError:
+        _stop_previous(state)
+        unmount_volume(host_path)
+        raise
     return host_path
+
+
+def _stop_previous(state: Path) -> None:
+    """Kill the weed mount recorded in `state`, if it still runs."""
+    try:
+        pid = int(json.loads(state.read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+    except ProcessLookupError:
+        return
+    state.unlink(missing_ok=True)
 
 
 def _wait_mounted(path: Path, pid: int, log: Path, timeout: float) -> None:
