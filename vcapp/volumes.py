@@ -82,10 +82,12 @@ def get_volume(store: Store, app: str, name: str) -> dict | None:
     return store.value(volume_key(app, name))
 
 
-def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who: str = "admin") -> dict:
-    """Create (or grow) volume NAME of APP on the replicated storage, starting the storage
-    cluster first if this is the cluster's first volume. Idempotent."""
-    engine.check_names(app, name)
+def check_request(store: Store, app: str, name: str, size_mb: int) -> dict | None:
+    """Refuse a bad volume request before anything starts; returns the existing record."""
+    try:
+        engine.check_names(app, name)
+    except StorageError as e:
+        raise BadRequest(str(e)) from None
     if not isinstance(size_mb, int) or not 16 <= size_mb <= MAX_SIZE_MB:
         raise BadRequest(f"volume size must be between 16M and {MAX_SIZE_MB // 1024}G, got {size_mb!r} MB")
     if store.get(keys.app(app)) is None:
@@ -94,6 +96,13 @@ def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who
     if old and old["size_mb"] > size_mb:
         raise BadRequest(f"volume {app}/{name} is {old['size_mb']} MB; it can grow, not shrink "
                          f"(data beyond {size_mb} MB would be lost)")
+    return old
+
+
+def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who: str = "admin") -> dict:
+    """Create (or grow) volume NAME of APP on the replicated storage, starting the storage
+    cluster first if this is the cluster's first volume. Idempotent."""
+    old = check_request(store, app, name, size_mb)
     store.txn([absent(ENABLED)], [put_op(ENABLED, {"since": time.time()})])
     try:
         plan = storage_plan(store, cfg)

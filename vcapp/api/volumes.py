@@ -33,11 +33,13 @@ def parse_size(value) -> int:
 def create_volume(app: str):
     """Create or grow a volume of APP (its data is kept on 3 machines)."""
     body = json_body()
+    size = parse_size(body.get("size", volumes.DEFAULT_SIZE_MB))
+    name, store = str(body.get("name") or ""), context.store()
+    volumes.check_request(store, apps.app_name(app), name, size)
     cfg = NodeConfig.load()
     if cfg is None:
         raise Unavailable("this machine has no node config; ask another machine's API")
-    size = parse_size(body.get("size", volumes.DEFAULT_SIZE_MB))
-    record = volumes.create(context.store(), cfg, apps.app_name(app), str(body.get("name") or ""), size)
+    record = volumes.create(store, cfg, app, name, size)
     return jsonify(record), 201
 
 
