@@ -17,7 +17,7 @@ from vcapp.commands.nodes import nodes
 from vcapp.commands.releases import releases, rollback
 from vcapp.commands.status import status
 from vcapp.commands.tokens import tokens
-from vcapp.commands.volumes import volumes
+from vcapp.commands.volumes import buckets, volumes
 from vcapp.dev.cli import dev
 from vcapp.mesh_cli import mesh
 
@@ -45,6 +45,7 @@ for command in (apps, scale, ps, restart, logs, secrets):
     cli.add_command(command)
 cli.add_command(releases)
 cli.add_command(volumes)
+cli.add_command(buckets)
 cli.add_command(rollback)
 
 

@@ -27,6 +27,7 @@
     /vc/storage/state            {code, state: healthy|degraded, live, at} (vcapp/node/storage_loop.py)
     /vc/storage/writer/<app>/<v> the one machine writing a volume, bound to its lease (storage/guard.py)
     /vc/volumes/<app>/<name>     {app, name, size_mb, created_at} (vcapp/volumes.py)
+    /vc/buckets/<app>            {app, bucket, created_at}: the app's S3 bucket (vcapp/volumes.py)
     /vc/meshpaths/<node>         {peer: {path, since}}: this machine's mesh path to each peer,
                                  bound to its lease (vcapp/node/metrics_loop.py)
 """
@@ -45,6 +46,7 @@ ELECTION = "/vc/election/"
 STORAGE_ENABLED = "/vc/storage/enabled"
 STORAGE_STATE = "/vc/storage/state"
 VOLUMES = "/vc/volumes/"
+BUCKETS = "/vc/buckets/"
 APPS = "/vc/apps/"
 ASSIGN = "/vc/assign/"
 PENDING = "/vc/pending/"

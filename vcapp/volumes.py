@@ -8,6 +8,9 @@ members, and the glue the runtime uses to mount a volume for one instance.
                                controller whenever the live machines change
     /vc/volumes/<app>/<name>   {app, name, size_mb, created_at}
     /vc/storage/writer/...     at most one writer machine per volume (storage/guard.py)
+    /vc/buckets/<app>          {app, created_at}: the app's S3 bucket; its keys are app secrets
+                               (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), BUCKET_NAME is in its
+                               env and every instance gets AWS_ENDPOINT_URL_S3 of its own machine
 
 The storage engine itself (processes, path rules, mounts, degrade and heal) is storage/;
 this module only feeds it cluster state and never runs SeaweedFS commands in a loop.
@@ -21,16 +24,16 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from storage import agent as storage_agent
-from storage import guard, mount
+from storage import buckets, guard, mount
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
-from storage.plan import ClusterPlan, Machine, plan_cluster
-from vcapp import events, keys
+from storage.plan import S3_PORT, ClusterPlan, Machine, plan_cluster
+from vcapp import apps, events, keys, secrets
 from vcapp.errors import BadRequest, NotFound, Unavailable
 from vcapp.node.config import NodeConfig, run_dir
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
-ENABLED, STATE, VOLUMES = keys.STORAGE_ENABLED, keys.STORAGE_STATE, keys.VOLUMES
+ENABLED, STATE, VOLUMES, BUCKETS = keys.STORAGE_ENABLED, keys.STORAGE_STATE, keys.VOLUMES, keys.BUCKETS
 DEFAULT_SIZE_MB = 1024
 MAX_SIZE_MB = 1024 * 1024
 # The first volume starts the storage cluster: masters elect a leader (~5 s), volume servers
@@ -103,13 +106,9 @@ def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who
     """Create (or grow) volume NAME of APP on the replicated storage, starting the storage
     cluster first if this is the cluster's first volume. Idempotent."""
     old = check_request(store, app, name, size_mb)
-    store.txn([absent(ENABLED)], [put_op(ENABLED, {"since": time.time()})])
     try:
-        plan = storage_plan(store, cfg)
-        host = LocalHost(cfg.name)
-        weed = weed_binary()
-        storage_agent.wait_ready(plan, host, FIRST_START_TIMEOUT)
-        engine.create_volume(plan, host, app, name, size_mb, live_sites(store), weed)
+        plan = _start_storage(store, cfg)
+        engine.create_volume(plan, LocalHost(cfg.name), app, name, size_mb, live_sites(store), weed_binary())
     except StorageError as e:
         raise Unavailable(f"could not create volume {app}/{name}: {e}") from None
     record = {"app": app, "name": name, "size_mb": size_mb,
@@ -118,6 +117,50 @@ def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who
     what = "resized" if old else "created"
     events.record(store, "volume", f"volume {app}/{name} {what} ({size_mb} MB) by {who}", app=app)
     return record
+
+
+def _start_storage(store: Store, cfg: NodeConfig) -> ClusterPlan:
+    """Make sure the storage cluster runs (the first volume or bucket starts it); its plan."""
+    store.txn([absent(ENABLED)], [put_op(ENABLED, {"since": time.time()})])
+    plan = storage_plan(store, cfg)
+    storage_agent.wait_ready(plan, LocalHost(cfg.name), FIRST_START_TIMEOUT)
+    return plan
+
+
+def create_bucket(store: Store, cfg: NodeConfig, app: str, who: str = "admin") -> dict:
+    """Give APP its S3 bucket and keys (idempotent: existing keys are kept). The instances
+    roll onto the new environment."""
+    apps.app_name(app)
+    if store.get(keys.app(app)) is None:
+        raise NotFound(f"no app {app}; create it first (`vcapp apps create {app}` or a git push)")
+    try:
+        plan = _start_storage(store, cfg)
+        env = buckets.create_bucket(plan, LocalHost(cfg.name), app, live_sites(store), weed_binary())
+    except StorageError as e:
+        raise Unavailable(f"could not create the bucket of {app}: {e}") from None
+    apps.update_app(store, app, lambda spec: dict(spec, bucket=app,
+                                                  env={**(spec.get("env") or {}), "BUCKET_NAME": app}))
+    secrets.set_secrets(store, app, {"AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+                                     "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"]})
+    old = store.value(bucket_key(app))
+    record = {"app": app, "bucket": app, "created_at": (old or {}).get("created_at") or time.time()}
+    store.put(bucket_key(app), record)
+    if not old:
+        events.record(store, "bucket", f"bucket {app} created for app {app} by {who}", app=app)
+    return record
+
+
+def bucket_key(app: str) -> str:
+    return f"{BUCKETS}{app}"
+
+
+def list_buckets(store: Store) -> list[dict]:
+    return [e.value for e in store.list(BUCKETS) if e.value]
+
+
+def s3_endpoint(addr: str) -> str:
+    """The S3 gateway of the machine at `addr` (every machine runs one): what its instances use."""
+    return f"http://{addr}:{S3_PORT}"
 
 
 # ---- the runtime's side: mount a volume for one instance ------------------------------

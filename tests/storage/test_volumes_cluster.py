@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+import sys
+
 from builder.baseimage import TINY_IMAGE
 from tests.control.conftest import three_machines
 
@@ -32,6 +34,29 @@ PAGE_WAIT_S = 180     # placement, the storage cluster's first start (~30 s), mo
 FAILOVER_WAIT_S = 150  # lease expiry, placement, SeaweedFS noticing a dead master, mount
 HEAL_WAIT_S = 180     # the machine boots, its volume server registers, the missing copies are made
 KILLED: list[str] = []  # the machine the failover test powered off
+# Publishes its environment (where the bucket keys land) and serves.
+SHOW_ENV = "mkdir -p /www; env > /www/env.txt; echo ok > /www/index.html; exec httpd -f -p 8080 -h /www"
+# Run on a machine: S3 with an app's own keys (read as the admin can, with the cluster key).
+S3_CLIENT = """
+import sys
+from minio import Minio
+from vcapp import secrets
+from vcapp.node.config import NodeConfig
+from vcapp.store import Store
+app, gateway, action, bucket, name = sys.argv[1:6]
+keys = secrets.values_for(Store(NodeConfig.load().store_endpoints()), app)
+s3 = Minio(gateway, keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"], secure=False, region="us-east-1")
+try:
+    if action == "put":
+        import io
+        data = ("photo " * 1000).encode()
+        s3.put_object(bucket, name, io.BytesIO(data), len(data))
+        print("stored", len(data))
+    else:
+        print("got", len(s3.get_object(bucket, name).read()))
+except Exception as e:
+    print("refused", getattr(e, "code", type(e).__name__))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +74,8 @@ def healthy(cc, app: str, on: str) -> list[dict]:
     return [r for r in rows if r["state"] == "running" and r["health"] == "healthy"]
 
 
-def page(cc, row: dict, via: str) -> str:
-    proc = cc.sim.fetch(f"http://{cc.sim.addr(row['node'])}:{row['host_port']}/index.html", host=via, timeout=5)
+def page(cc, row: dict, via: str, path: str = "/index.html") -> str:
+    proc = cc.sim.fetch(f"http://{cc.sim.addr(row['node'])}:{row['host_port']}{path}", host=via, timeout=5)
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
@@ -116,3 +141,38 @@ def test_storage_heals_when_the_machine_returns(cc):
     kinds = [e["message"] for e in events if e["kind"] == "storage"]
     assert any(m.startswith("storage degraded") for m in kinds) and any(m.startswith("storage healthy")
                                                                         for m in kinds), kinds
+
+
+def s3(cc, on: str, app: str, gateway: str, action: str, bucket: str, name: str = "hello.txt") -> str:
+    out = cc.sim.run(on, sys.executable, "-c", S3_CLIENT, app, f"{cc.sim.addr(gateway)}:8333", action, bucket,
+                     name, check=False, timeout=60)
+    return (out.stdout.strip().splitlines() or [out.stderr.strip()[-300:]])[-1]
+
+
+def test_bucket_objects_outlive_a_machine_and_only_their_app_can_read_them(cc):
+    for app in ("photos", "other"):
+        cc.vcapp("home-1", "apps", "create", app, "--image", TINY_IMAGE, "--port", "8080", "--command", SHOW_ENV,
+                 "--health-path", "/index.html", "--memory", "32M")
+        assert "ready" in cc.vcapp("home-1", "buckets", "create", app).stdout
+    listed = vcapp_json(cc, "home-2", "buckets", "list")
+    assert sorted(b["bucket"] for b in listed) == ["other", "photos"]
+
+    def env_with_keys():
+        rows = healthy(cc, "photos", "home-1")
+        text = page(cc, rows[0], via="home-1", path="/env.txt") if rows else ""
+        return "AWS_ACCESS_KEY_ID=" in text and (rows[0], text)
+
+    row, env = cc.wait(env_with_keys, 120, "photos restarted with its bucket keys", interval=1)
+    assert "BUCKET_NAME=photos" in env and f"AWS_ENDPOINT_URL_S3=http://{cc.sim.addr(row['node'])}:8333" in env
+    # The instance reaches its machine's S3 gateway (anonymous: refused, but answered).
+    probe = cc.sim.run(row["node"], "podman", "exec", row["container"], "sh", "-c",
+                       "wget -q -O- $AWS_ENDPOINT_URL_S3/photos/ 2>&1", check=False)
+    assert "403" in probe.stdout, probe.stdout
+    writer, reader = "home-1", "home-2"
+    assert s3(cc, reader, "photos", writer, "put", "photos") == "stored 6000"
+    cc.sim.dc.kill(writer)
+    cc.wait(lambda: s3(cc, reader, "photos", reader, "get", "photos") == "got 6000", 90,
+            "the object read through another machine after the writer's machine died", interval=2)
+    # Another app's keys open its own bucket only.
+    assert s3(cc, reader, "other", reader, "get", "photos") == "refused AccessDenied"
+    assert s3(cc, reader, "other", reader, "put", "photos", "intruder.txt") == "refused AccessDenied"

@@ -3,6 +3,8 @@
     POST /v1/apps/<app>/volumes   {"name": "data", "size": "1G"}: create (or grow) a volume;
                                   the cluster's first volume starts the storage cluster
     GET  /v1/volumes[?app=APP]    the volumes, and the storage's replication state
+    POST /v1/apps/<app>/bucket    give the app its S3 bucket and keys (as app secrets)
+    GET  /v1/buckets              the apps' buckets
 """
 
 from __future__ import annotations
@@ -36,10 +38,7 @@ def create_volume(app: str):
     size = parse_size(body.get("size", volumes.DEFAULT_SIZE_MB))
     name, store = str(body.get("name") or ""), context.store()
     volumes.check_request(store, apps.app_name(app), name, size)
-    cfg = NodeConfig.load()
-    if cfg is None:
-        raise Unavailable("this machine has no node config; ask another machine's API")
-    record = volumes.create(store, cfg, app, name, size)
+    record = volumes.create(store, _node_config(), app, name, size)
     return jsonify(record), 201
 
 
@@ -51,3 +50,22 @@ def list_volumes():
     found = volumes.list_volumes(store, apps.app_name(app) if app else None)
     state = store.value(volumes.STATE) or {"state": "off" if not volumes.storage_enabled(store) else "starting"}
     return jsonify(volumes=found, storage=state)
+
+
+def _node_config() -> NodeConfig:
+    cfg = NodeConfig.load()
+    if cfg is None:
+        raise Unavailable("this machine has no node config; ask another machine's API")
+    return cfg
+
+
+@bp.post("/v1/apps/<app>/bucket")
+def create_bucket(app: str):
+    """Give APP an S3 bucket with its own keys; its instances restart with them in their env."""
+    return jsonify(volumes.create_bucket(context.store(), _node_config(), apps.app_name(app))), 201
+
+
+@bp.get("/v1/buckets")
+def list_buckets():
+    """Every app's bucket."""
+    return jsonify(buckets=volumes.list_buckets(context.store()))

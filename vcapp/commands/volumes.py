@@ -1,4 +1,5 @@
-"""`vcapp volumes create|list`: replicated app volumes (vcapp/volumes.py, storage/)."""
+"""`vcapp volumes create|list` and `vcapp buckets create|list`: replicated app volumes and
+per-app S3 buckets (vcapp/volumes.py, storage/)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,32 @@ def list_(app: str | None, as_json: bool) -> None:
     st = answer["storage"]
     copies = {"healthy": "3 copies", "degraded": "degraded: 2 copies until a machine returns"}
     click.echo(f"storage: {st.get('state')}" + (f" ({copies[st['state']]})" if st.get("state") in copies else ""))
+
+
+@click.group()
+def buckets() -> None:
+    """Per-app S3 buckets on the cluster's replicated storage."""
+
+
+@buckets.command("create")
+@click.argument("app")
+@api_errors
+def create_bucket(app: str) -> None:
+    """Give APP an S3 bucket and keys only it can use (in its env: BUCKET_NAME, AWS_*)."""
+    click.echo(f"creating the bucket of {app} (the first bucket or volume also starts the storage cluster)...")
+    rec = Client.from_config().request("POST", f"/v1/apps/{app_name(app)}/bucket", {}, timeout=CREATE_TIMEOUT)
+    click.echo(f"bucket {rec['bucket']} ready; {app}'s instances restart with BUCKET_NAME, AWS_ACCESS_KEY_ID, "
+               "AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL_S3 (their own machine's S3 gateway) in their env")
+
+
+@buckets.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@api_errors
+def list_buckets(as_json: bool) -> None:
+    """List the apps' buckets."""
+    found = Client.from_config().get("/v1/buckets")["buckets"]
+    if as_json:
+        print_json(found)
+        return
+    rows = [[b["app"], b["bucket"], ago(b.get("created_at"))] for b in found]
+    click.echo(table(["APP", "BUCKET", "CREATED"], rows) if rows else "no buckets yet: `vcapp buckets create APP`")

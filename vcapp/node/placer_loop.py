@@ -9,7 +9,7 @@ liveness key. If anything moved meanwhile the plan is dropped and the next tick 
 Pending reasons go to /vc/pending/<app>; placements, moves off dead machines ("failover"),
 stops and new pending reasons become events.
 
-Each assignment also carries its app's `volumes` (PASS_THROUGH): the runtime loop's
+Each assignment also carries its app's `volumes` and `bucket` (PASS_THROUGH): the runtime loop's
 self-fencing stops exactly the instances whose assignment names volumes. The pure planner
 copies only placer.model.RUNTIME_FIELDS, so this loop adds them, and rewrites an assignment
 in place (same machine, no restart) when an app gains or loses volumes.
@@ -31,7 +31,7 @@ log = logging.getLogger("vcapp.placer")
 # five small etcd reads twice a second cost nothing at 10 machines.
 PLACE_EVERY_S = 0.5
 # App spec fields copied into every assignment beside the planner's: the runtime's fencing keys on them.
-PASS_THROUGH = ("volumes",)
+PASS_THROUGH = ("volumes", "bucket")
 
 
 class Snapshot:

@@ -142,6 +142,7 @@ class RuntimeLoop:
         except Exception as e:
             log.warning("cannot read this machine's assignments: %s", type(e).__name__)
             return False
+        mine = [with_s3_endpoint(a, self.cfg.addr) for a in mine]
         self.desired, self.read_at = {"assignments": mine, "secrets": values}, began
         return True
 
@@ -180,6 +181,15 @@ class RuntimeLoop:
         if not lost:
             return doc
         return dict(doc, assignments=[a for a in doc["assignments"] if not a.get("volumes")])
+
+
+def with_s3_endpoint(assignment: dict, addr: str) -> dict:
+    """An app with a bucket talks to the S3 gateway of the machine it runs on (every machine
+    runs one), so the bucket outlives whichever machine created it."""
+    if not assignment.get("bucket"):
+        return assignment
+    env = {**(assignment.get("env") or {}), "AWS_ENDPOINT_URL_S3": volumes.s3_endpoint(addr)}
+    return dict(assignment, env=env)
 
 
 class Publisher:

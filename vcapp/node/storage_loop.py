@@ -109,7 +109,8 @@ class ReplicationLoop:
         due = (live != self.live or now - self.done_at > HEAL_EVERY_S) and now >= self.retry_at
         if not due or not self.busy.acquire(blocking=False):
             return
-        if not volumes.storage_enabled(ctx.store) or not volumes.list_volumes(ctx.store):
+        if not volumes.storage_enabled(ctx.store) or not (volumes.list_volumes(ctx.store)
+                                                          or volumes.list_buckets(ctx.store)):
             self.busy.release()
             return
         self.live, self.done_at = live, time.monotonic()
