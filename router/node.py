@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from router import node_config
+from router import node_config, requestcount
 from router.authserver import AuthServer
 from router.caddy import CaddyError, CaddyProcess, Launcher
 from router.controller import Controller
@@ -43,6 +43,13 @@ class NodeRouter:
         if self.controller is None:
             raise CaddyError("the node router is not started; call start() first")
         return self.controller.apply(routes)
+
+    def request_counts(self) -> dict[str, dict[str, int]]:
+        """{host: {requests, errors}} served by this router since its Caddy started."""
+        status, body = self.caddy.admin.request("GET", "/metrics")
+        if status != 200:
+            raise CaddyError(f"caddy metrics answered {status}")
+        return requestcount.parse(body.decode(errors="replace"))
 
     def stop(self) -> None:
         self.caddy.stop()

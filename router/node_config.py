@@ -96,5 +96,7 @@ def render(routes: NodeRoutes, settings: NodeSettings) -> dict:
     if routes.trusted_proxies:
         server["trusted_proxies"] = {"source": "static", "ranges": list(routes.trusted_proxies)}
     doc = base_document(settings.admin_socket, settings.storage_dir)
-    doc["apps"] = {"http": {"grace_period": SHUTDOWN_GRACE, "servers": {SERVER: server}}}
+    # per-host request counts for the dashboard's request rate (router/requestcount.py)
+    doc["apps"] = {"http": {"grace_period": SHUTDOWN_GRACE, "metrics": {"per_host": True},
+                            "servers": {SERVER: server}}}
     return doc

@@ -28,6 +28,8 @@
     /vc/storage/writer/<app>/<v> the one machine writing a volume, bound to its lease (storage/guard.py)
     /vc/volumes/<app>/<name>     {app, name, size_mb, created_at} (vcapp/volumes.py)
     /vc/buckets/<app>            {app, bucket, created_at}: the app's S3 bucket (vcapp/volumes.py)
+    /vc/requests/<node>          {hosts: {host: {requests, errors}}, at}: the node router's counters
+                                 since its Caddy started, bound to its lease (vcapp/node/router_loop.py)
     /vc/meshpaths/<node>         {peer: {path, since}}: this machine's mesh path to each peer,
                                  bound to its lease (vcapp/node/metrics_loop.py)
 """
@@ -57,6 +59,7 @@ METRICS = "/vc/metrics/"
 WARNINGS = "/vc/health/warnings"
 HEALTH_SUMMARY = "/vc/health/summary"
 MESHPATHS = "/vc/meshpaths/"
+REQUESTS = "/vc/requests/"
 
 
 def node(name: str) -> str:
@@ -123,6 +126,10 @@ def release(app_name: str, number: int | None = None) -> str:
 def metrics(subject: str) -> str:
     """The prefix of one subject's history chunks; subject is "node/<name>" or "app/<name>"."""
     return f"{METRICS}{subject}/"
+
+
+def requests(node_name: str = "") -> str:
+    return f"{REQUESTS}{node_name}"
 
 
 def meshpaths(node_name: str) -> str:

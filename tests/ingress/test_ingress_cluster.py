@@ -36,6 +36,9 @@ MOVE_DEADLINE = 2.0
 # An edge's table is polled every second (vcapp/edge_daemon.py), a custom domain's
 # certificate is issued in the background after that: seconds.
 DOMAIN_TIMEOUT = 10.0
+# Node routers publish their counters every 10 s, the controller samples every 10 s and a
+# rate needs two readings; 90 s means the numbers never arrive.
+RATE_TIMEOUT = 90.0
 # Consecutive answers from the new place that show every router has moved on.
 STEADY = 8
 
@@ -226,3 +229,19 @@ def test_node_router_reloads_caddy_only_when_its_routes_change(edge, cc):
     wait_for(lambda: loads() == before + 1, MOVE_DEADLINE + 1, "one config load for one route change")
     wait_for(lambda: "Hello from blog" in edge.curl(BLOG)[1] and "home-2" not in edge.curl(BLOG)[1],
              MOVE_DEADLINE, "blog served from home-1 again")
+
+
+def test_requests_through_the_edge_become_the_apps_request_rate(edge, cc):
+    """Issue 9: request rate and errors per app, from the node routers every request passes."""
+    url = f"http://{cc.sim.addr('home-1')}:7180/v1/history?subject=app/blog&range=10m"
+
+    def rates() -> list[float]:
+        for _ in range(10):
+            edge.curl(BLOG)
+        out = cc.sim.fetch(url, "-H", f"Authorization: Bearer {cc.admin_token}", host="home-1")
+        cols = json.loads(out.stdout).get("cols", {}) if out.returncode == 0 else {}
+        return [v for v in cols.get("req_s", []) if v]
+
+    # Counters are read every 10 s and a rate needs two readings: about 20-30 s.
+    seen = wait_for(rates, RATE_TIMEOUT, "blog's request rate in its history", interval=2)
+    assert 0 < max(seen) < 1000, seen

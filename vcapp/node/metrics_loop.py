@@ -1,7 +1,8 @@
 """Metrics and warnings: the controller samples the cluster, every machine reports its mesh paths.
 
-`MetricsLoop` (leader only), every SAMPLE_EVERY_S: reads machines, apps and runtime reports,
-adds one sample per machine and per app to the history (vcapp/metrics.py) and writes the
+`MetricsLoop` (leader only), every SAMPLE_EVERY_S: reads machines, apps, runtime reports and
+the node routers' request counters (requests/s and 5xx/s per app through the routers, which
+every request from the edge passes), adds one sample per machine and per app to the history (vcapp/metrics.py) and writes the
 changed chunks in one transaction; computes the warnings (vcapp/health.py), stores them at
 /vc/health/warnings and records an event when one starts or clears; every SUMMARY_EVERY_S
 writes uptime % and failover counts per app over 24 h and 7 d to /vc/health/summary
@@ -20,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Callable
 
 from vcapp import apps, events, health, keys, membership, metrics
 from vcapp.store import Store, StoreUnavailable, put_op
@@ -69,6 +71,60 @@ def app_sample(spec: dict, reports: list[dict]) -> dict:
     return sample
 
 
+class RequestRates:
+    """Requests/s and 5xx/s per app, from the node routers' cumulative per-host counters
+    (/vc/requests/<node>). Each counter is differenced against its own previous reading and
+    time, so publishing jitter does not alias into spikes; a counter that went down (Caddy
+    restarted) counts from zero. Until a counter has two readings its rate is unknown."""
+
+    def __init__(self) -> None:
+        self.last: dict[tuple[str, str], tuple[float, int, int, float, float]] = {}  # at, req, err, rates
+
+    def sample(self, published: dict[str, dict], app_of: Callable[[str], str | None]) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        seen = set()
+        for node, rec in published.items():
+            at = float(rec.get("at") or 0)
+            for host, c in (rec.get("hosts") or {}).items():
+                app = app_of(host)
+                if not app:
+                    continue
+                key, req, err = (node, host), int(c.get("requests", 0)), int(c.get("errors", 0))
+                seen.add(key)
+                prev = self.last.get(key)
+                if prev is None:
+                    self.last[key] = (at, req, err, None, None)
+                    continue
+                if at > prev[0]:
+                    dt = at - prev[0]
+                    r_req = (req - prev[1] if req >= prev[1] else req) / dt
+                    r_err = (err - prev[2] if err >= prev[2] else err) / dt
+                    self.last[key] = prev = (at, req, err, r_req, r_err)
+                if prev[3] is None:
+                    continue
+                row = out.setdefault(app, {"req_s": 0.0, "err_s": 0.0})
+                row["req_s"] = round(row["req_s"] + prev[3], 2)
+                row["err_s"] = round(row["err_s"] + prev[4], 2)
+        self.last = {k: v for k, v in self.last.items() if k in seen}  # a dead node's counters are gone
+        return out
+
+
+def app_of_host(domain: str | None, specs: list[dict]) -> Callable[[str], str | None]:
+    """Which app a hostname belongs to: <app>.<domain> or one of its custom domains."""
+    custom = {d: spec["name"] for spec in specs for d in spec.get("domains") or []}
+    names = {spec["name"] for spec in specs}
+    suffix = f".{domain}" if domain else None
+
+    def app_of(host: str) -> str | None:
+        if host in custom:
+            return custom[host]
+        if suffix and host.endswith(suffix) and host[: -len(suffix)] in names:
+            return host[: -len(suffix)]
+        return None
+
+    return app_of
+
+
 def reports_by_app(store: Store, alive: set[str]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for e in store.list(keys.STATUS):
@@ -91,6 +147,7 @@ class MetricsLoop:
         self.cursor = ""
         self.transitions: list[tuple[float, str]] = []
         self.failovers: list[tuple[float, str]] = []
+        self.rates = RequestRates()
 
     def step(self, ctx) -> None:
         if time.monotonic() - self.last < metrics.SAMPLE_EVERY_S or (self.loader and self.loader.is_alive()):
@@ -99,7 +156,7 @@ class MetricsLoop:
             self._start_loading(ctx.store)
             return
         self.last = time.monotonic()
-        sample_once(ctx.store, self.history, time.time())
+        sample_once(ctx.store, self.history, time.time(), self.rates)
         failovers = len(self.failovers)
         self._read_events(ctx.store, time.time())
         warn(ctx.store, self.history, self.transitions, time.time())
@@ -140,14 +197,23 @@ class MetricsLoop:
         self.failovers = [x for x in self.failovers if now - x[0] <= WEEK_S]
 
 
-def sample_once(store: Store, history: dict[str, metrics.Chunks], now: float) -> int:
+def sample_once(store: Store, history: dict[str, metrics.Chunks], now: float,
+                rates: RequestRates | None = None) -> int:
     """Add one sample for every machine and app, write what changed; returns the ops written."""
     nodes = membership.list_nodes(store)
     alive = {n["name"] for n in nodes if n.get("up")}
     samples = {f"node/{n['name']}": node_sample(n) for n in nodes}
     reports = reports_by_app(store, alive)
-    for spec in apps.list_apps(store):
+    specs = apps.list_apps(store)
+    traffic: dict[str, dict] = {}
+    if rates is not None:
+        published = {keys.name_of(e.key, keys.REQUESTS): e.value for e in store.list(keys.REQUESTS)
+                     if isinstance(e.value, dict)}
+        domain = (store.value(keys.CLUSTER) or {}).get("domain")
+        traffic = rates.sample(published, app_of_host(domain, specs))
+    for spec in specs:
         samples[f"app/{spec['name']}"] = app_sample(spec, reports.get(spec["name"], []))
+        samples[f"app/{spec['name']}"].update(traffic.get(spec["name"], {}))
     ops: list[dict] = []
     for subject, values in samples.items():
         chunks = history.setdefault(subject, {})

@@ -6,6 +6,8 @@ sends each request to a healthy instance of its app, on this machine or another.
 the token auth service, loads a new config only when the routes changed (or Caddy was
 restarted), and restarts Caddy if it dies. Token checks look records up in etcd
 (vcapp/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
+Every COUNT_EVERY_S the worker reads Caddy's per-host request counters and `step` publishes
+them at /vc/requests/<node> (bound to the lease) for the controller's request-rate history.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from router.node import NodeRouter
 from router.routes import NodeRoutes
-from vcapp import apptokens, ingress
+from vcapp import apptokens, ingress, keys
 from vcapp.node.config import derived_key
 from vcapp.store import per_thread_store
 
@@ -28,6 +30,7 @@ log = logging.getLogger("vcapp.router")
 # Even with unchanged routes the worker compares with what Caddy runs this often, so a
 # Caddy that lost its in-memory config (restart) is serving again within this long.
 RESYNC_INTERVAL = 5.0
+COUNT_EVERY_S = 10.0  # the history samples every 10 s (vcapp/metrics.py)
 # After a failed start or load, wait this long before trying again (Caddy logs say why).
 RETRY_AFTER = 2.0
 PID_FILE = "caddy.pid"
@@ -57,6 +60,9 @@ class RouterLoop:
         self.desired: NodeRoutes | None = None
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
+        self.node = ctx.cfg.name
+        self.counts: dict | None = None  # the worker's latest read of Caddy's request counters
+        self.published: tuple[dict | None, float] = (None, 0.0)
 
     def step(self, ctx) -> None:
         self.endpoints = ctx.cfg.store_endpoints()  # token checks follow membership changes
@@ -67,9 +73,17 @@ class RouterLoop:
         if routes != self.desired:
             self.desired = routes
             self.wake.set()
+        self._publish_counts(ctx)
         if self.thread is None or not self.thread.is_alive():
             self.thread = threading.Thread(target=self._work, name="vcapp-router", daemon=True)
             self.thread.start()
+
+    def _publish_counts(self, ctx) -> None:
+        counts, (last, at) = self.counts, self.published
+        if counts is None or not ctx.lease or (counts == last and time.monotonic() - at < 6 * COUNT_EVERY_S):
+            return
+        ctx.store.put(keys.requests(self.node), {"hosts": counts, "at": time.time()}, lease=ctx.lease)
+        self.published = (counts, time.monotonic())
 
     # ---- the worker --------------------------------------------------------------------------
 
@@ -86,7 +100,7 @@ class RouterLoop:
 
     def _work(self) -> None:
         router: NodeRouter | None = None
-        applied, synced = None, 0.0
+        applied, synced, counted = None, 0.0, 0.0
         while True:
             self.wake.wait(RESYNC_INTERVAL)
             self.wake.clear()
@@ -101,6 +115,8 @@ class RouterLoop:
                     if router.update(desired):
                         log.info("node router: %d app(s) routed", len(desired.apps))
                     applied, synced = desired, time.monotonic()
+                if time.monotonic() - counted >= COUNT_EVERY_S:
+                    self.counts, counted = router.request_counts(), time.monotonic()
             except Exception:  # a bad table or a dying Caddy must not end the worker
                 log.exception("node router update failed; retrying in %.0fs", RETRY_AFTER)
                 applied = None

@@ -163,7 +163,7 @@ async function drawCharts() {
   $("charts").replaceChildren(...charts);
 }
 
-const UNITS = { cpu: "%", mem: "%", disk: "%", up: "", mem_mb: "MB", healthy: "", restarts: "" };
+const UNITS = { cpu: "%", mem: "%", disk: "%", up: "", mem_mb: "MB", healthy: "", restarts: "", req_s: "req/s", err_s: "5xx/s" };
 
 function chart(metric, times, values, from, to) {
   const W = 300, H = 100;
