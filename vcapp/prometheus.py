@@ -3,8 +3,9 @@
 Machines: vcapp_node_up, _cpus, _load1, _memory_bytes, _memory_available_bytes, _disk_bytes,
 _disk_free_bytes, _uptime_ratio{window}. Apps: vcapp_app_instances_desired, _instances_healthy,
 _cpu_percent, _memory_bytes, vcapp_app_restarts_total (counter), _uptime_ratio{window},
-_failovers{window}. Warnings: vcapp_warnings{kind, severity}. Request counts through the
-edge are not published by the router yet, so there is no request metric.
+_failovers{window}. Warnings: vcapp_warnings{kind, severity}. Request rates per app are in
+the history (/v1/history, fields req_s and err_s) but not exported here yet; a Prometheus
+that wants them can scrape the node routers' Caddy metrics.
 """
 
 from __future__ import annotations
