@@ -85,6 +85,7 @@ class Agent:
         self.replace_after = replace_after
         self.lease = 0
         self.leader = False
+        self.etcd_down = False
         self.controller: Controller | None = None
         self.store: Store | None = None
         self._endpoints: list[str] = []
@@ -114,11 +115,17 @@ class Agent:
             self._lead(store)
             self._run_loops(cfg, store)
         except StoreUnavailable as e:
-            if self.lease:
+            # Keep the lease (and the leadership bound to it): etcd keeps a lease through a
+            # leader election, and extends it, until its TTL runs out without a renewal. The
+            # next keepalive tells whether it is still ours; granting a new one at once would
+            # orphan every key on the old lease (status reports, meshpaths) when it expires.
+            if self.lease and not self.etcd_down:
                 log.warning("etcd unreachable (%s); liveness cannot be renewed", e)
-            self.lease, self.leader = 0, False
+            self.etcd_down = True
+            return
         except Exception:  # a daemon that dies on one odd answer stops the machine's liveness
             log.exception("node step failed; trying again next tick")
+        self.etcd_down = False
 
     def shutdown(self) -> None:
         if self.store and self.lease:
@@ -158,6 +165,8 @@ class Agent:
     def _liveness(self, cfg: NodeConfig, store: Store) -> None:
         if self.lease and store.keepalive(self.lease) > 0:
             return
+        if self.lease:
+            log.warning("liveness lease %x expired; taking a new one", self.lease)
         self.lease = store.grant(LEASE_TTL)
         self.leader = False
         store.put(keys.alive(cfg.name), {"at": time.time(), "addr": cfg.addr}, lease=self.lease)
