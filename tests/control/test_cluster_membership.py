@@ -103,13 +103,27 @@ def test_killed_machine_is_marked_down_within_the_lease_and_etcd_keeps_quorum(cc
     cc.wait(lambda: cc.nodes("home-1")["home-3"]["up"], 30, "home-3 back up")
 
 
+def etcd_healthy(cc) -> bool:
+    return cc.etcd("home-1", "endpoint", "health", "--cluster", check=False).returncode == 0
+
+
 def test_dead_member_is_replaced_by_a_live_machine(cc):
     cc.join("home-4")
+    # The machine revived by the test before must have its etcd member back first: killing a
+    # second voter while one still catches up leaves no quorum to change the membership with.
+    cc.wait(lambda: etcd_healthy(cc), 90, "all three etcd members healthy", interval=1)
     cc.sim.dc.kill("home-2")
     # Remove the dead member, add home-4 as a learner, let it catch up, promote it: seconds
     # on a quiet machine; CI's loaded 2-core runner once needed more than 30 s of slack.
-    cc.wait(lambda: set(all_voters(cc, 3) or ()) == {"home-1", "home-3", "home-4"},
-            TEST_REPLACE_AFTER + LEASE_TTL + 90, "home-4 to replace home-2's etcd member")
+    try:
+        cc.wait(lambda: set(all_voters(cc, 3) or ()) == {"home-1", "home-3", "home-4"},
+                TEST_REPLACE_AFTER + LEASE_TTL + 90, "home-4 to replace home-2's etcd member")
+    except AssertionError:
+        print("members:", voters(cc), cc.etcd("home-1", "endpoint", "health", "--cluster", check=False).stdout)
+        for m in ("home-1", "home-3", "home-4"):
+            lines = (cc.sim.dc.host_dir(m) / "log" / "vcapp-node.log").read_text(errors="replace").splitlines()
+            print(f"--- {m}\n" + "\n".join(l[:300] for l in lines if "etcd" in l or "member" in l)[-3000:])
+        raise
     cc.etcd("home-1", "put", "/probe/after-replace", "ok")
     cc.sim.dc.revive("home-2")
     cc.wait(lambda: cc.nodes("home-1")["home-2"]["up"], 30, "home-2 back up")
