@@ -44,26 +44,16 @@ DROP_RULES = (("INPUT", "-j", "DROP"), ("OUTPUT", "-j", "DROP"))
 
 def bring_up():
     """A fresh cluster with the tiny image on every machine and the app healthy somewhere."""
-    from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+    from builder.baseimage import TINY_IMAGE
     from tests.conftest import Sim
-    from tests.control.conftest import ControlCluster
+    from tests.control.conftest import start_three
     from vcapp.dev.cluster import DevCluster
     from vcapp.dev.topology import default
 
     dc = DevCluster("fob" + secrets.token_hex(2))
     dc.up(default(dc.name, 3, 0))
     sim = Sim(dc)
-    ctx = tiny_context(Path(tempfile.mkdtemp(prefix="fob-tiny-")))
-    for host in MACHINES:
-        sim.run(host, *tiny_build_command(ctx), timeout=300)
-    cc = ControlCluster(sim, MACHINES)
-    cc.boot_daemons()
-    cc.init("home-1")
-    for host in MACHINES[1:]:
-        sim.run(host, "vcapp", "node", "join", cc.join_token, "--site", "home")
-    cc.wait(lambda: (n := cc.all_up()) and len(n) == 3, 90, "three machines up")
-    for host in MACHINES[1:]:
-        cc.vcapp(host, "login", f"http://{sim.addr(host)}:7180", cc.admin_token)
+    cc = start_three(sim, Path(tempfile.mkdtemp(prefix="fob-tiny-")), up_timeout=90)
     cc.vcapp("home-1", "apps", "create", APP, "--image", TINY_IMAGE, "--port", "8080", "--command", SERVE,
              "--health-path", "/index.html", "--memory", "64M")
     return dc, sim, cc

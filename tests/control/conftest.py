@@ -73,14 +73,19 @@ class ControlCluster:
 
 
 def three_machines(make_sim, tmp_path_factory, labels: dict[str, str] | None = None) -> ControlCluster:
-    """Three machines on one LAN (home-1..3) running vcapp, the tiny test image on each, the
-    admin CLI of every machine logged in to its own API. `labels`: machine -> KEY=VALUE."""
+    """Three machines on one LAN (home-1..3) running vcapp (see start_three)."""
+    return start_three(make_sim(home=3, office=0), tmp_path_factory.mktemp("tiny"), labels)
+
+
+def start_three(sim, tiny_dir, labels: dict[str, str] | None = None, up_timeout: float = 60) -> ControlCluster:
+    """vcapp on the three machines of `sim` (home-1..3): the tiny test image on each, the
+    cluster founded on home-1, the others joined, the admin CLI of every machine logged in to
+    its own API. `labels`: machine -> KEY=VALUE."""
     from builder.baseimage import tiny_build_command, tiny_context
 
     machines = ["home-1", "home-2", "home-3"]
     labels = labels or {}
-    sim = make_sim(home=3, office=0)
-    ctx = tiny_context(tmp_path_factory.mktemp("tiny"))
+    ctx = tiny_context(tiny_dir)
     for host in machines:
         sim.run(host, *tiny_build_command(ctx), timeout=300)
     cc = ControlCluster(sim, machines)
@@ -89,7 +94,7 @@ def three_machines(make_sim, tmp_path_factory, labels: dict[str, str] | None = N
     for host in machines[1:]:
         extra = ["--label", labels[host]] if host in labels else []
         sim.run(host, "vcapp", "node", "join", cc.join_token, "--site", "home", *extra)
-    cc.wait(lambda: len(cc.all_up() or {}) == 3, 60, "three machines up")
+    cc.wait(lambda: len(cc.all_up() or {}) == 3, up_timeout, "three machines up")
     for host in machines[1:]:  # each admin CLI talks to its own machine's API
         cc.vcapp(host, "login", f"http://{sim.addr(host)}:7180", cc.admin_token)
     return cc
