@@ -49,11 +49,17 @@ def storage_enabled(store: Store) -> bool:
     return store.get(ENABLED) is not None
 
 
-def storage_plan(store: Store, cfg: NodeConfig) -> ClusterPlan:
-    """The SeaweedFS plan every machine derives alike from the members and etcd's endpoints."""
+def alive_names(store: Store) -> set[str]:
+    """The machines whose liveness lease is current."""
+    return {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+
+
+def storage_plan(store: Store, cfg: NodeConfig, alive: set[str] | None = None) -> ClusterPlan:
+    """The SeaweedFS plan every machine derives alike from the members and etcd's endpoints
+    (`alive`: the live machines, when the caller has just read them)."""
     machines = [Machine(keys.name_of(e.key, keys.NODES), e.value["site"], e.value["addr"])
                 for e in store.list(keys.NODES) if e.value]
-    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    alive = alive_names(store) if alive is None else alive
     return plan_cluster(machines, etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines
                                                                              if m.name in alive}))
 
@@ -72,7 +78,7 @@ def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> li
 
 
 def live_sites(store: Store) -> list[str]:
-    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    alive = alive_names(store)
     return [e.value["site"] for e in store.list(keys.NODES)
             if e.value and keys.name_of(e.key, keys.NODES) in alive]
 

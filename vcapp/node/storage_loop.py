@@ -24,7 +24,7 @@ from storage import agent as storage_agent
 from storage import fastfail, replication
 from storage import volumes as engine
 from storage.host import LocalHost, weed_binary
-from vcapp import events, keys, volumes
+from vcapp import events, volumes
 from vcapp.node.config import run_dir
 from vcapp.store import Store
 
@@ -69,12 +69,12 @@ class StorageLoop:
     def _pass(self, store: Store) -> None:
         if not volumes.storage_enabled(store):
             return
-        plan = volumes.storage_plan(store, self.cfg)
+        alive = volumes.alive_names(store)
+        plan = volumes.storage_plan(store, self.cfg, alive)
         host = LocalHost(self.cfg.name)
         started = storage_agent.converge(plan, host, self.base, run_dir(), weed_binary())
         if started:
             log.info("storage: started %s", ", ".join(started))
-        alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
         self._fastfail(host, {m.addr for m in plan.machines if m.name != self.cfg.name},
                        {m.addr for m in plan.machines if m.name not in alive and m.name != self.cfg.name})
 
@@ -104,7 +104,7 @@ class ReplicationLoop:
 
     def step(self, ctx) -> None:
         self.cfg = ctx.cfg
-        live = frozenset(keys.name_of(e.key, keys.ALIVE) for e in ctx.store.list(keys.ALIVE))
+        live = frozenset(volumes.alive_names(ctx.store))
         now = time.monotonic()
         due = (live != self.live or now - self.done_at > HEAL_EVERY_S) and now >= self.retry_at
         if not due or not self.busy.acquire(blocking=False):
