@@ -321,6 +321,8 @@ def _instance_row(spec: dict, inst: str, assign: dict | None, rep: dict | None, 
            "host_port": None, "reason": pending or ""}
     if not spec.get("image"):
         row["reason"] = row["reason"] or f"not deployed yet: git push to the app's repository ({spec['name']}.git)"
+    if pending:  # homeless: its assignment, if any, names a dead machine it will go back to
+        return row
     if assign:
         row.update(node=assign["node"], release=assign.get("release"), state="assigned",
                    reason=assign.get("reason", ""))

@@ -1,7 +1,9 @@
 """Issue 6's failure checks on 3 machines on one LAN with the real node daemons:
 a memory hog is killed by its own limit while its neighbour on the same machine keeps
-serving, and a partitioned machine stops its volume-owning instance before that instance
-may start anywhere else (no two writers)."""
+serving, a partitioned machine stops its volume-owning instance before that instance
+may start anywhere else (no two writers), and when a dead machine leaves too little room
+for all its apps the one with the higher priority moves and the other waits, with its
+reason, until the machine returns."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ STORAGE_START_S = 90  # the first volume starts SeaweedFS on every machine
 
 @pytest.fixture(scope="module")
 def cc(make_sim, tmp_path_factory):
-    return three_machines(make_sim, tmp_path_factory, {"home-2": "pool=shared"})
+    return three_machines(make_sim, tmp_path_factory, {"home-2": "pool=shared", "home-3": "pool=other"})
 
 
 def create(cc, name: str, command: str, *extra: str) -> None:
@@ -154,3 +156,46 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewher
     time.sleep(3)  # a few runtime passes on the healed machine: it must not start ledger again
     assert _running_here(cc, victim, "ledger") == []
     assert [r["node"] for r in ps(cc, "ledger", on=watcher)] == [new_node]
+
+
+def test_short_of_room_after_a_death_the_higher_priority_app_moves_and_the_other_waits_for_room(cc):
+    """home-1 runs `web` (priority 10) and `batch` (0); home-2 has room for one of them, home-3
+    for neither. Killing home-1: web moves, batch is pending with its reason (by name alone
+    batch would have been placed first); home-1 back: batch starts there without admin action."""
+    total = min(n["memory_mb"] for n in cc.nodes("home-1").values())
+    unit = total // 16
+    app_mb, fill_now, fill_later, fill_other = 3 * unit, total - 2 * unit, total - 4 * unit, total - 2 * unit
+    small = ("--cpus", "0.1")
+    create(cc, "fill-b", SERVE.format(page="fill-b"), "--memory", f"{fill_now}M", "--constraint", "pool=shared", *small)
+    create(cc, "fill-c", SERVE.format(page="fill-c"), "--memory", f"{fill_other}M", "--constraint", "pool=other",
+           *small)
+    for app in ("fill-b", "fill-c"):
+        cc.wait(lambda: healthy(cc, app), PLACE_WAIT_S, f"{app} healthy")
+    create(cc, "web", SERVE.format(page="web"), "--memory", f"{app_mb}M", "--priority", "10", *small)
+    create(cc, "batch", SERVE.format(page="batch"), "--memory", f"{app_mb}M", *small)
+    for app in ("web", "batch"):
+        row = cc.wait(lambda: healthy(cc, app), PLACE_WAIT_S, f"{app} healthy")[0]
+        assert row["node"] == "home-1", f"{app} is on {row['node']}: only home-1 had room for it"
+    before = healthy(cc, "fill-b")[0]["release"]
+    cc.vcapp("home-1", "scale", "fill-b", "--memory", f"{fill_later}M")  # home-2 now has room for one
+    cc.wait(lambda: [r for r in healthy(cc, "fill-b") if r["release"] != before], PLACE_WAIT_S,
+            "fill-b's smaller release healthy")
+    cc.sim.dc.kill("home-1")
+    try:
+        web = cc.wait(lambda: [r for r in healthy(cc, "web", on="home-2") if r["node"] != "home-1"],
+                      FAILOVER_WAIT_S, "web running elsewhere")[0]
+        assert web["node"] == "home-2" and get(cc, web, via="home-3") == "web"
+        waiting = cc.wait(lambda: [r for r in ps(cc, "batch", on="home-2") if r["state"] == "pending"], 30,
+                          "batch pending")[0]
+        assert f"needs {app_mb} MB memory" in waiting["reason"] and "was on home-1" in waiting["reason"], waiting
+        assert waiting["node"] is None
+        listed = cc.vcapp("home-3", "ps", "batch").stdout
+        assert "pending" in listed and f"needs {app_mb} MB memory" in listed
+    finally:
+        cc.sim.dc.revive("home-1")
+    batch = cc.wait(lambda: healthy(cc, "batch", on="home-2"), HEAL_WAIT_S + PLACE_WAIT_S,
+                    "batch running again once home-1 is back")[0]
+    assert batch["node"] == "home-1" and get(cc, batch, via="home-3") == "batch"
+    assert [r["node"] for r in healthy(cc, "web", on="home-2")] == ["home-2"]  # not moved back
+    kinds = [(e["kind"], e.get("app")) for e in events(cc, on="home-2")]
+    assert ("pending", "batch") in kinds and ("failover", "web") in kinds

@@ -219,6 +219,8 @@ class DevCluster:
             state, topo = self._load(), self.topology
             host = self._process_host(topo, name)
             killed = self._power_off(name, topo.ns(name))
+            if host.role == "machine":
+                forget_network_state(topo.ns(name))
             switch_ns, port = self._cable(topo, host)
             netns.set_up(switch_ns, port, False)
             netns.set_up(topo.ns(name), self._host_side(host), False)
@@ -403,6 +405,20 @@ def apply_nat(router_ns: str, mode: str) -> None:
     netns.iptables(router_ns, *fwd, "-i", "wan", "-o", "br-lan", "-j", "DROP")
     # A changed NAT must apply to flows already open too, as after a router reboot.
     netns.ns_exec(router_ns, "conntrack", "-F", check=False)
+
+
+def forget_network_state(ns: str) -> None:
+    """What a real reboot clears in a machine's network stack: the interfaces its programs
+    made (podman's bridges and veths, the mesh's tun) and every firewall rule (netavark's
+    chains, the storage fast-fail). Left in place, a revived machine's new containers sat
+    behind stale port forwards to its old containers' addresses. The namespace stays, with
+    its cable and loopback."""
+    out = netns.run(["ip", "-n", ns, "-o", "link", "show"], check=False).stdout
+    for line in out.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        if name not in ("lo", "eth0"):
+            netns.run(["ip", "-n", ns, "link", "delete", name], check=False)
+    netns.ns_exec(ns, "nft", "flush", "ruleset", check=False)
 
 
 def write_podman_config(hdir: Path, run: Path) -> None:

@@ -7,10 +7,15 @@ from pathlib import Path
 from vcapp.node.config import ETCD_CLIENT_PORT, NodeConfig
 
 ETCD_BIN = "/usr/bin/etcd"
-# Raft timers: etcd's defaults (100 ms heartbeat, 1 s election) assume a LAN. Links between
-# homes over the mesh have tens of ms of RTT and more jitter, so allow 2.5x.
-HEARTBEAT_MS = 250
-ELECTION_MS = 2500
+# Raft timers. etcd's defaults (100 ms heartbeat, 1 s election) assume a LAN; links between
+# homes over the mesh have tens of ms of RTT and more jitter, so the heartbeat is 1.5x.
+# The election timeout is what a dead leader costs twice: followers wait 1-2x it before
+# electing, and the new leader extends every lease by it on promotion, so a machine that was
+# the leader is declared down about TTL + 2-3x this after it dies (2500 ms made that 11-12 s
+# in bench/failover_bench.py). It must also stay well under the runtime's fencing delay
+# (runtime_loop.FENCE_AFTER_S, 3 s): healthy machines cannot renew during an election.
+HEARTBEAT_MS = 150
+ELECTION_MS = 1200
 
 
 def data_dir(base: Path) -> Path:
