@@ -34,6 +34,7 @@ from builder.errors import BuildError, BuildTimeout, NothingToBuild, PushError
 # runs 15 minutes is hung or mining. Override per call (Limits) or with VCAPP_BUILD_TIMEOUT.
 BUILD_TIMEOUT = float(os.environ.get("VCAPP_BUILD_TIMEOUT", "900"))
 PUSH_TIMEOUT = 300.0  # a few hundred MB over the cluster network; minutes means the registry is gone
+COPY_TIMEOUT = 120.0  # a copy to another machine: the layers it lacks, over the LAN or the mesh
 DEFAULT_CPUS = 1.0  # a build may use one core: the machine keeps serving its apps meanwhile
 DEFAULT_MEMORY = "1g"  # pip/npm/go builds of small apps fit well below this
 CPU_PERIOD = 100_000  # µs: the kernel's default CFS period
@@ -157,6 +158,19 @@ def push(image: str, spawn: proc.Spawn, on_line: proc.LineSink, work: Path) -> s
         raise PushError(f"built {image} but could not push it: is the cluster registry at {registry} up?",
                         outcome.tail)
     return digestfile.read_text().strip()
+
+
+def copy(image: str, registry: str, spawn: proc.Spawn | None = None) -> str | None:
+    """Push the local `image` (<its registry>/<path>) to another registry as <registry>/<path>.
+    None when the copy is there, else why not (the last line buildah printed)."""
+    target = f"{registry}/{image.split('/', 1)[1]}"
+    argv = ["buildah", "push", "--tls-verify=false", image, f"docker://{target}"]
+    outcome = proc.stream(spawn or proc.local(), argv, None, COPY_TIMEOUT)
+    if outcome.timed_out:
+        return f"no answer from {registry} within {COPY_TIMEOUT:.0f} s"
+    if outcome.returncode != 0:
+        return outcome.tail[-1] if outcome.tail else f"buildah push exited with {outcome.returncode}"
+    return None
 
 
 def build(tree: Path, app: str, release: int | str, registry: str | None, *,

@@ -91,9 +91,16 @@ def write_config(path: Path, address: str, storage: FilesystemStorage | S3Storag
     return path
 
 
-def registries_conf(address: str) -> str:
-    """A registries.conf.d drop-in that lets podman/buildah use `address` over plain HTTP."""
-    return f'[[registry]]\nlocation = "{address}"\ninsecure = true\n'
+def registries_conf(address: str, mirrors: list[str] | tuple[str, ...] = ()) -> str:
+    """A registries.conf.d entry that lets podman/buildah use `address` over plain HTTP.
+
+    With `mirrors`, a pull of <address>/<path> tries <mirror>/<path> on each of them in
+    order first and `address` itself last: an image whose registry died is still pulled from
+    a machine that holds a copy."""
+    text = f'[[registry]]\nlocation = "{address}"\ninsecure = true\n'
+    for mirror in mirrors:
+        text += f'[[registry.mirror]]\nlocation = "{mirror}"\ninsecure = true\n'
+    return text
 
 
 def pull_command(image: str) -> list[str]:

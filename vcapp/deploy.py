@@ -3,6 +3,7 @@
     vcapp.toml (appconfig: refused with line and field, nothing changes)
       -> build with builder/ on THIS machine, every line streamed to `git push`
       -> push to this machine's registry (<addr>:5000, registry_loop.py)
+      -> copy to IMAGE_COPIES other live machines' registries (other sites first)
       -> record /vc/releases/<app>/<n> (releases.py) -> apps.set_release
       -> wait (bounded) until every instance runs vN healthy per /vc/status
       -> "released vN" + https://<app>.<domain>
@@ -10,23 +11,25 @@
     vN is recorded as failed, and the push is refused (main keeps pointing at what serves).
 
 Builds run on the machine that received the push, in its podman/buildah storage ("build on
-the machine the placer would pick" is left for later). Images are pulled by other machines
-from this machine's registry: the release records the full reference with its address, so
-if this machine is lost, its images are lost for new pulls until the registry's storage
-moves to SeaweedFS S3.
+the machine the placer would pick" is left for later). The release records the image's full
+reference with this machine's address; every machine's registries drop-in mirrors that
+address by the other live registries (registry_loop.py), so once the copies are made, losing
+this machine loses no image. Copies are made at deploy time only: a machine that dies later
+leaves its images with one copy fewer until the app's next push.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from builder import registry as image_registry
-from builder.build import Limits, build
+from builder.build import Limits, build, copy
 from builder.errors import BuildError, NothingToBuild
 from gitserver import DeployError, PushResult
 from vcapp import appconfig, apps, events, keys, membership, releases
@@ -45,6 +48,9 @@ POLL_S = 0.5  # status reports are refreshed about every second by the runtime l
 REGISTRY_PORT = image_registry.DEFAULT_PORT
 # Text the runtime puts in a status message when a release could not replace the old one.
 NOT_PROMOTED = ("was not promoted", "failed its health check")
+# Registries besides the builder's that get each release image: any one machine (or two)
+# can die and the image is still pulled from a copy, as app data is (three copies).
+IMAGE_COPIES = 2
 
 Log = Callable[[str], None]
 
@@ -79,9 +85,10 @@ class Deployer:
                               "starts it; check `vcapp status` and its log (data dir log/registry.log)")
         number = releases.next_number(store, app)
         result = run_build(source_dir, app, number, registry, log)
+        copies = copy_image(store, node, result.image, log)
         rec = {"number": number, "sha": new_sha, "image": result.image, "digest": result.digest,
                "time": time.time(), "who": who, "config": config.spec(), "language": result.language,
-               "build_seconds": round(result.seconds, 1), "built_on": node.name, "status": "deploying"}
+               "build_seconds": round(result.seconds, 1), "built_on": node.name, "copies": copies, "status": "deploying"}
         try:
             releases.record(store, app, rec)
         except VcError as e:
@@ -139,6 +146,42 @@ def run_build(source: Path, app: str, number: int, registry: str, log: Log):
         raise DeployError(e.reason) from None
     except BuildError as e:
         raise DeployError(e.reason) from None  # its log already streamed to the pusher
+
+
+def copy_targets(nodes: dict[str, dict], alive: set[str], own: str, count: int = IMAGE_COPIES) -> list[str]:
+    """The live machines (other than `own`) that get a copy: other sites first, then by name."""
+    own_site = (nodes.get(own) or {}).get("site")
+    others = [n for n, rec in nodes.items() if n != own and n in alive and rec.get("addr")]
+    return sorted(others, key=lambda n: (nodes[n].get("site") == own_site, n))[:count]
+
+
+def copy_image(store: Store, node: NodeConfig, image: str, log: Log) -> list[str]:
+    """Copy `image` to the registries of copy_targets, in parallel; the names that got it.
+    A failed copy is a warning: the release still deploys, with fewer copies."""
+    nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
+    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    targets = copy_targets(nodes, alive, node.name)
+    if not targets:
+        log(f"-----> no other machine is up: the image is on {node.name} only until the next push")
+        return []
+    started, errors = time.monotonic(), {}
+
+    def one(name: str) -> None:
+        errors[name] = copy(image, f"{nodes[name]['addr']}:{REGISTRY_PORT}")
+
+    threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    done = [n for n in targets if errors.get(n) is None]
+    for name in targets:
+        if errors.get(name):
+            log(f"-----> warning: could not copy the image to {name}: {errors[name]}")
+    if done:
+        log(f"-----> image copied to {' and '.join(done)} in {time.monotonic() - started:.1f} s "
+            f"(pullable while any of {len(done) + 1} machines lives)")
+    return done
 
 
 def health_text(health: dict | None) -> str:

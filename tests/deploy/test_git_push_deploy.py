@@ -163,6 +163,7 @@ def test_first_push_streams_the_build_and_serves_v1(cc, repo):
     assert "-----> Released v1: 1 instance healthy" in " ".join(lines) or any(
         l.startswith("-----> Released v1") for l in lines), proc.stderr
     assert f"https://{APP}.apps.test" in lines
+    assert any(line.startswith("-----> image copied to home-2 and home-3") for line in lines), lines
     assert serving(cc) == "hello v1"
     rel = releases(cc)
     assert rel["current"] == 1 and rel["releases"][0]["status"] == "released"
@@ -251,6 +252,26 @@ def test_release_failing_its_health_check_is_refused_and_v1_keeps_serving(cc, re
     assert rel["current"] == 1 and rel["releases"][-1]["status"] == "failed"
     assert ask(cc, v1_url) == "hello v1", "the v1 container kept running on its port throughout"
     git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+def test_losing_the_machine_that_built_the_images_loses_no_image(cc):
+    """home-1 built every release and holds them in its registry; each deploy also copied the
+    image to home-2's and home-3's. With home-1 dead, a fresh image store on home-3 still
+    pulls the serving release by the reference the release records (home-1's address)."""
+    rel = releases(cc)
+    current = next(r for r in rel["releases"] if r["number"] == rel["current"])
+    assert sorted(current["copies"]) == ["home-2", "home-3"], current
+    assert current["image"].startswith(f"{cc.sim.addr('home-1')}:5000/")
+    cc.sim.dc.kill("home-1")
+    assert cc.sim.run("home-3", "curl", "-sf", "--max-time", "2", f"http://{cc.sim.addr('home-1')}:5000/v2/",
+                      check=False).returncode != 0
+    fresh = cc.sim.dc.host_dir("home-3") / "data" / "fresh-store"  # nothing cached: the pull must go out
+    pulled = cc.sim.run("home-3", "podman", "--root", str(fresh / "root"), "--runroot", str(fresh / "run"),
+                        "pull", current["image"], check=False, timeout=180)
+    assert pulled.returncode == 0, pulled.stderr
+    listed = cc.sim.run("home-3", "podman", "--root", str(fresh / "root"), "--runroot", str(fresh / "run"),
+                        "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    assert current["image"] in listed
 
 
 def test_report_timings():

@@ -25,3 +25,27 @@ def test_release_numbers(given, number):
 def test_bad_release_numbers_say_what_to_give(given):
     with pytest.raises(BadRequest, match="give one like 3 or v3"):
         release_number(given)
+
+
+def test_dropin_mirrors_other_machines_registries_with_this_one_first_and_only_live_ones():
+    own, b, c, dead = "10.1.0.11:5000", "10.1.0.12:5000", "10.1.0.13:5000", "10.1.0.14:5000"
+    text = dropin_text([own, b, c, dead], own, live=[own, b, c])
+    entries = {e.split('"')[1]: e for e in text.split("[[registry]]")[1:]}
+    assert set(entries) == {own, b, c, dead}
+    assert "mirror" not in entries[own]  # this machine's own images: from its own registry
+    mirrors = lambda addr: [part.split('"')[1] for part in entries[addr].split("[[registry.mirror]]")[1:]]  # noqa: E731
+    assert mirrors(b) == [own, c]  # own first, then the other live ones, never b itself
+    assert mirrors(dead) == [own, b, c]  # the dead machine's images come from the copies
+    assert dead not in mirrors(c)
+    assert text.count("insecure = true") == 4 + 2 + 2 + 3
+
+
+def test_image_copies_go_to_live_machines_of_other_sites_first():
+    from vcapp.deploy import copy_targets
+    nodes = {"home-1": {"site": "home", "addr": "a"}, "home-2": {"site": "home", "addr": "b"},
+             "home-3": {"site": "home", "addr": "c"}, "office-1": {"site": "office", "addr": "d"},
+             "office-2": {"site": "office", "addr": "e"}}
+    alive = {"home-1", "home-2", "home-3", "office-1"}
+    assert copy_targets(nodes, alive, "home-1") == ["office-1", "home-2"]  # office-2 is down
+    assert copy_targets(nodes, {"home-1"}, "home-1") == []
+    assert copy_targets(nodes, alive, "office-1") == ["home-1", "home-2"]

@@ -12,8 +12,12 @@ machine's registry over plain HTTP.
   each simulated machine has its own HOME). The runtime's `podman run` pulls through it, so
   the runtime needs no `--tls-verify=false`. $VCAPP_REGISTRIES_CONF_DIR overrides the place.
 
-Storage is local: images built on a machine are lost for new pulls if that machine dies,
-until the registry's storage moves to SeaweedFS S3 (builder.registry.S3Storage).
+Storage is local, so a deploy copies each release image to up to two more machines'
+registries (vcapp/deploy.py). The drop-in makes every machine's registry a mirror of every
+other: a pull of <builder>:5000/apps/x:3 tries this machine's own registry first, then the
+other live machines', and the builder's last, so the image is found while any copy lives.
+Machines that are down are left out of the mirrors (a dead mirror costs a connect timeout
+on every pull); the drop-in is rewritten as soon as the live set changes.
 """
 
 from __future__ import annotations
@@ -32,9 +36,9 @@ log = logging.getLogger("vcapp.node")
 
 PORT = registry.DEFAULT_PORT
 DROPIN_NAME = "50-vcapp-cluster.conf"
-# Machines join rarely; re-reading the node list every 10 s puts a new machine's registry in
-# the drop-in long before anything is placed there and pulls from it.
-REFRESH_EVERY_S = 10.0
+# How often the live machines are read for the mirrors: a failover pulls right after a death
+# is noticed, so this must be short next to the few seconds a failover takes.
+REFRESH_EVERY_S = 1.0
 
 
 def dropin_dir() -> Path:
@@ -42,10 +46,16 @@ def dropin_dir() -> Path:
     return Path(env) if env else Path.home() / ".config" / "containers" / "registries.conf.d"
 
 
-def dropin_text(addresses: list[str]) -> str:
-    """The drop-in: each cluster registry usable over plain HTTP (the mesh encrypts the path)."""
+def dropin_text(addresses: list[str], own: str | None = None, live: list[str] | None = None) -> str:
+    """The drop-in: each cluster registry usable over plain HTTP (the mesh encrypts the path),
+    each other machine's mirrored by `own` first and then the other `live` registries."""
     head = "# Written by the vcapp node daemon (vcapp/node/registry_loop.py): cluster image registries.\n"
-    return head + "\n".join(registry.registries_conf(a) for a in sorted(set(addresses)))
+    live_set = set(live or ())
+    entries = []
+    for address in sorted(set(addresses)):
+        mirrors = [] if address == own else [own, *sorted(live_set - {address, own})] if own else sorted(live_set - {address})
+        entries.append(registry.registries_conf(address, mirrors))
+    return head + "\n".join(entries)
 
 
 def http_secret() -> str:
@@ -85,9 +95,11 @@ class RegistryLoop:
             self.child.stop()  # restart with the new config on this same step
 
     def _dropin(self, store, own: str) -> None:
-        addresses = [own] + [f"{rec['addr']}:{PORT}" for rec in (e.value for e in store.list(keys.NODES))
-                             if rec.get("addr")]
-        text = dropin_text(addresses)
+        records = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
+        alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+        addresses = [own] + [f"{rec['addr']}:{PORT}" for rec in records.values() if rec.get("addr")]
+        live = [f"{rec['addr']}:{PORT}" for name, rec in records.items() if rec.get("addr") and name in alive]
+        text = dropin_text(addresses, own, live)
         path = dropin_dir() / DROPIN_NAME
         if path.exists() and path.read_text() == text:
             return
