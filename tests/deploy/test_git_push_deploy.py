@@ -265,12 +265,12 @@ def test_losing_the_machine_that_built_the_images_loses_no_image(cc):
     cc.sim.dc.kill("home-1")
     assert cc.sim.run("home-3", "curl", "-sf", "--max-time", "2", f"http://{cc.sim.addr('home-1')}:5000/v2/",
                       check=False).returncode != 0
-    fresh = cc.sim.dc.host_dir("home-3") / "data" / "fresh-store"  # nothing cached: the pull must go out
-    pulled = cc.sim.run("home-3", "podman", "--root", str(fresh / "root"), "--runroot", str(fresh / "run"),
-                        "pull", current["image"], check=False, timeout=180)
+    # a store with nothing cached: the pull must go out (podman wants a short runroot)
+    store = ["--root", str(cc.sim.dc.host_dir("home-3") / "data" / "fresh-store"),
+             "--runroot", str(cc.sim.dc.run_dir("home-3") / "fresh")]
+    pulled = cc.sim.run("home-3", "podman", *store, "pull", current["image"], check=False, timeout=180)
     assert pulled.returncode == 0, pulled.stderr
-    listed = cc.sim.run("home-3", "podman", "--root", str(fresh / "root"), "--runroot", str(fresh / "run"),
-                        "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
+    listed = cc.sim.run("home-3", "podman", *store, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
     assert current["image"] in listed
 
 
