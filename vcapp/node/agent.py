@@ -2,7 +2,8 @@
 
 Until the machine belongs to a cluster (no node.json) it waits. Then, each tick:
 - keeps its children running: the etcd member (if this machine is one) and the API server;
-- keeps its liveness lease alive (/vc/alive/<name>), which is how the others know it is up;
+- keeps its liveness lease alive (/vc/alive/<name>), which is how the others know it is up
+  (renewed on its own thread, vcapp/node/lease.py, so slow etcd calls here never delay it);
 - accepts an invitation to become an etcd member;
 - refreshes its node record (resources) and the list of etcd endpoints it knows;
 - runs this machine's reconcile loops (vcapp/node/loops.py: containers, routes, storage...);
@@ -19,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ from vcapp.node import etcd, etcd_members, loops, resources
 from vcapp.node.children import Child
 from vcapp.node.config import NodeConfig, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
+from vcapp.node.lease import LeaseKeeper
 from vcapp.store import Store, StoreUnavailable, absent, put_op, unchanged
 
 log = logging.getLogger("vcapp.node")
@@ -44,13 +46,15 @@ CONFIG_POLL = 1.0  # s: waiting for `cluster init` / `node join` to write node.j
 
 @dataclass
 class NodeContext:
-    """What a loop may use: this machine's config and data dir, the store, and the lease."""
+    """What a loop may use: this machine's config and data dir, the store, and the lease
+    (lease_confirmed: monotonic time the last successful renewal was sent)."""
 
     cfg: NodeConfig
     base: Path
     store: Store
     lease: int
     leader: bool
+    lease_confirmed: Callable[[], float] = time.monotonic
 
 
 class Loop(Protocol):
@@ -84,6 +88,7 @@ class Agent:
         self.mesh = Child("mesh", self.base / "log" / "mesh.log")
         self.replace_after = replace_after
         self.lease = 0
+        self.keeper = LeaseKeeper(TICK)
         self.leader = False
         self.etcd_down = False
         self.controller: Controller | None = None
@@ -128,6 +133,7 @@ class Agent:
         self.etcd_down = False
 
     def shutdown(self) -> None:
+        self.keeper.stop()
         if self.store and self.lease:
             try:
                 self.store.revoke(self.lease)  # leave cleanly: others see us down at once
@@ -163,13 +169,16 @@ class Agent:
         return self.store
 
     def _liveness(self, cfg: NodeConfig, store: Store) -> None:
-        if self.lease and store.keepalive(self.lease) > 0:
+        self.keeper.set_endpoints(cfg.store_endpoints())
+        if self.lease and not self.keeper.expired():
             return
         if self.lease:
             log.warning("liveness lease %x expired; taking a new one", self.lease)
+        began = time.monotonic()
         self.lease = store.grant(LEASE_TTL)
         self.leader = False
         store.put(keys.alive(cfg.name), {"at": time.time(), "addr": cfg.addr}, lease=self.lease)
+        self.keeper.adopt(self.lease, began)
         log.info("liveness lease %x granted", self.lease)
 
     def _accept_invite(self, cfg: NodeConfig, store: Store) -> None:
@@ -229,7 +238,7 @@ class Agent:
 
 
     def _run_loops(self, cfg: NodeConfig, store: Store) -> None:
-        ctx = NodeContext(cfg, self.base, store, self.lease, self.leader)
+        ctx = NodeContext(cfg, self.base, store, self.lease, self.leader, self.keeper.confirmed_at)
         factories = [(f, False) for f in loops.node_loops()] + [(f, True) for f in loops.leader_loops()]
         for factory, leader_only in factories:
             if leader_only and not self.leader:

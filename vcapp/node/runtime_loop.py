@@ -10,8 +10,8 @@ not wait for them) does, every PASS_EVERY_S:
   4. record events: crashes (restart count went up), promotions, releases not promoted, and
      an instance healthy again after a failover (with the seconds it took).
 
-Self-fencing: `step`, called by the daemon only while it holds its lease, notes the time.
-Once the lease has not been confirmed for FENCE_AFTER_S (FENCE_MARGIN_S before its TTL runs
+Self-fencing: the daemon's lease keeper (vcapp/node/lease.py) says when the lease was last
+confirmed. Once it has not been for FENCE_AFTER_S (FENCE_MARGIN_S before its TTL runs
 out and the others may start this machine's instances elsewhere), a watchdog thread kills
 every instance here whose assignment has `volumes` (two writers on one volume is the failure
 that loses data) and the pass stops running them; the rest keep running from the last
@@ -61,7 +61,10 @@ class RuntimeLoop:
         self.node = ctx.cfg.name
         self.endpoints = ctx.cfg.store_endpoints()
         self.lease = ctx.lease
+        self.lease_confirmed = ctx.lease_confirmed
         self.lease_ok_at = time.monotonic()
+        self.stale = False  # the lease had gone stale at the last look
+        self.lease_lock = threading.Lock()
         self.cfg, self.base = ctx.cfg, Path(ctx.base)
         self.agent = Agent(PodmanDriver.from_env(), self.node, self.base / "runtime" / "book.json",
                            prepare=self._prepare)
@@ -78,12 +81,9 @@ class RuntimeLoop:
         self.watchdog.start()
 
     def step(self, ctx) -> None:
-        """Called each daemon tick while the lease is held: the lease is confirmed now."""
         if ctx.lease:
-            now = time.monotonic()
-            if now - self.lease_ok_at > FENCE_AFTER_S:
-                self.regained_at = now  # assignments read before this may be stale
-            self.lease, self.lease_ok_at = ctx.lease, now
+            self.lease = ctx.lease
+        self._lease_lost()
         self.endpoints, self.cfg = ctx.cfg.store_endpoints(), ctx.cfg
 
     # ---- the thread ---------------------------------------------------------------------
@@ -147,7 +147,16 @@ class RuntimeLoop:
         return True
 
     def _lease_lost(self) -> bool:
-        return time.monotonic() - self.lease_ok_at > FENCE_AFTER_S
+        """Whether the lease went unconfirmed for FENCE_AFTER_S; a confirmation after such a
+        gap marks the assignments read before it as possibly stale (regained_at)."""
+        confirmed = self.lease_confirmed()
+        with self.lease_lock:
+            if confirmed > self.lease_ok_at:
+                if self.stale:
+                    self.regained_at = time.monotonic()
+                self.lease_ok_at = confirmed
+            self.stale = time.monotonic() - self.lease_ok_at > FENCE_AFTER_S
+            return self.stale
 
     def _watch(self) -> None:
         """Kill volume-owning instances the moment the lease goes stale (see the module docstring)."""
