@@ -24,6 +24,10 @@ class Unauthorized(VcError):
     status = 401
 
 
+class Forbidden(VcError):
+    status = 403
+
+
 class NotFound(VcError):
     status = 404
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from vcapp import events, keys, tokens
-from vcapp.errors import BadRequest, Conflict, NotFound, Unauthorized
+from vcapp.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
 MAX_NODES = 10
@@ -118,21 +118,31 @@ def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: No
 
 # ---- admin tokens ------------------------------------------------------------------------
 
-def _admin_record(name: str, token: tokens.AdminToken, now: float) -> dict:
-    return {"name": name, "hash": tokens.hash_secret(token.secret), "created_at": now, "revoked": False}
+# What an admin token may do. "edge": only read the routes table an edge serves (the views
+# marked @edge_readable), so a compromised edge host cannot change the cluster or read code.
+SCOPES = {"admin": "use the whole admin API and git", "edge": "read the edge's routes table (GET /v1/ingress)"}
 
 
-def create_admin_token(store: Store, name: str) -> tokens.AdminToken:
+def _admin_record(name: str, token: tokens.AdminToken, now: float, scope: str = "admin") -> dict:
+    return {"name": name, "hash": tokens.hash_secret(token.secret), "created_at": now, "revoked": False,
+            "scope": scope}
+
+
+def create_admin_token(store: Store, name: str, scope: str = "admin") -> tokens.AdminToken:
     if not name or len(name) > 64:
         raise BadRequest("give the admin token a name of 1-64 characters (who or what holds it)")
+    if scope not in SCOPES:
+        raise BadRequest(f"scope: {scope!r} is not one of {', '.join(SCOPES)} "
+                         f"({'; '.join(f'{k}: {v}' for k, v in SCOPES.items())})")
     token = tokens.new_admin_token()
-    store.put(keys.admin_token(token.id), _admin_record(name, token, time.time()))
-    events.record(store, "token.admin.created", f"admin token {token.id} ({name}) created")
+    store.put(keys.admin_token(token.id), _admin_record(name, token, time.time(), scope))
+    events.record(store, "token.admin.created", f"admin token {token.id} ({name}, {scope}) created")
     return token
 
 
-def authenticate_admin(store: Store, text: str) -> str:
-    """The name of the admin token `text`, or Unauthorized with the reason."""
+def authenticate_admin(store: Store, text: str, allow: tuple[str, ...] = ("admin",)) -> str:
+    """The name of the admin token `text` if its scope is in `allow`; else Unauthorized
+    (unknown, revoked) or Forbidden (a narrower scope), with the reason."""
     try:
         token = tokens.parse_admin_token(text)
     except tokens.TokenError as e:
@@ -142,6 +152,10 @@ def authenticate_admin(store: Store, text: str) -> str:
         raise Unauthorized("admin token not recognised; log in again with a valid one (`vcapp login URL TOKEN`)")
     if record.get("revoked"):
         raise Unauthorized(f"admin token {token.id} ({record['name']}) was revoked; ask an admin for a new one")
+    scope = record.get("scope", "admin")
+    if scope not in allow:
+        raise Forbidden(f"admin token {token.id} ({record['name']}) is an {scope} token: it may only "
+                        f"{SCOPES.get(scope, 'nothing here')}; use a full admin token for this")
     return record["name"]
 
 

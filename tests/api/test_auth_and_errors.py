@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -144,3 +145,32 @@ def test_openapi_lists_every_route_with_its_auth(api, cluster):
     assert doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
     assert doc["paths"]["/v1/nodes/{name}"]["delete"]["parameters"][0]["name"] == "name"
     json.dumps(doc)
+
+
+def test_an_edge_token_reads_the_routes_table_and_nothing_else(api, cluster):
+    """What `vcapp dev up` gives the edge host: a stolen edge token cannot change the cluster,
+    list its machines, or fetch or push code."""
+    made = api.post("/v1/tokens/admin", json={"name": "edge-1", "scope": "edge"}, headers=bearer(cluster.admin))
+    assert made.status_code == 201 and made.json["scope"] == "edge"
+    edge = made.json["token"]
+    table = api.get("/v1/ingress", headers=bearer(edge))
+    assert table.status_code == 200 and "nodes" in table.json
+    revision = cluster.store.revision()
+    for method, path, body in mutations(cluster) + [("get", "/v1/nodes", None), ("get", "/v1/apps", None)]:
+        response = getattr(api, method)(path, json=body, headers=bearer(edge))
+        assert response.status_code == 403, (path, response.json)
+        assert f"admin token {made.json['id']} (edge-1) is an edge token" in response.json["error"]
+        assert "GET /v1/ingress" in response.json["error"]
+    basic = "Basic " + base64.b64encode(f"admin:{edge}".encode()).decode()
+    git = api.get("/git/anything.git/info/refs?service=git-upload-pack", headers={"Authorization": basic})
+    assert git.status_code == 401
+    assert cluster.store.revision() == revision
+    listed = {t["id"]: t for t in api.get("/v1/tokens/admin", headers=bearer(cluster.admin)).json["tokens"]}
+    assert listed[made.json["id"]]["scope"] == "edge" and "hash" not in listed[made.json["id"]]
+
+
+def test_a_token_scope_that_does_not_exist_is_refused(api, cluster):
+    revision = cluster.store.revision()
+    response = api.post("/v1/tokens/admin", json={"name": "x", "scope": "root"}, headers=bearer(cluster.admin))
+    assert response.status_code == 400 and "scope: 'root' is not one of admin, edge" in response.json["error"]
+    assert cluster.store.revision() == revision

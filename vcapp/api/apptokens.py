@@ -17,6 +17,7 @@ from flask import Blueprint, jsonify
 
 from vcapp import access, apps, apptokens, ingress, keys
 from vcapp.api import context
+from vcapp.api.auth import edge_readable
 from vcapp.api.body import json_body
 from vcapp.api.validate import parse_duration, token_name
 
@@ -75,6 +76,7 @@ def remove_domain(app: str, host: str):
 
 
 @bp.get("/v1/ingress")
+@edge_readable
 def edge_table():
     """What an edge serves: app hostnames, custom domains, and every machine's node router.
 

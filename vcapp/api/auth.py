@@ -1,5 +1,6 @@
 """Admin authentication: every route needs `Authorization: Bearer <admin token>` unless its
-view is marked @public (health checks, and joins, which carry a join token in their body)."""
+view is marked @public (health checks, and joins, which carry a join token in their body).
+An edge-scoped admin token passes only views marked @edge_readable (membership.SCOPES)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ def is_public(view: Callable) -> bool:
     return bool(getattr(view, "public", False))
 
 
+def edge_readable(view: View) -> View:
+    """Mark a view as readable with an edge-scoped admin token too."""
+    view.edge_readable = True
+    return view
+
+
 def bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     if not header:
@@ -39,9 +46,11 @@ def require_admin() -> None:
     """before_request: authenticate unless the route is public or does not exist (then 404)."""
     if request.routing_exception is not None or request.endpoint is None:
         return
-    if is_public(current_app.view_functions[request.endpoint]):
+    view = current_app.view_functions[request.endpoint]
+    if is_public(view):
         return
-    g.admin = membership.authenticate_admin(context.store(), bearer_token())
+    allow = ("admin", "edge") if getattr(view, "edge_readable", False) else ("admin",)
+    g.admin = membership.authenticate_admin(context.store(), bearer_token(), allow)
 
 
 def register(app: Flask) -> None:

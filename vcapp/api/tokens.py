@@ -48,9 +48,11 @@ def revoke_join(token: str):
 
 @bp.post("/v1/tokens/admin")
 def create_admin():
-    """Create an admin token. Body: {"name": "who or what holds it"}."""
-    name = token_name(json_body().get("name"), required=True)
-    token = membership.create_admin_token(context.store(), name)
+    """Create an admin token. Body: {"name": "who or what holds it", "scope": "admin" | "edge"}
+    (edge: may only read the routes table an edge serves)."""
+    body = json_body()
+    name = token_name(body.get("name"), required=True)
+    token = membership.create_admin_token(context.store(), name, str(body.get("scope") or "admin"))
     record = _find(membership.list_admin_tokens(context.store()), token.id)
     return jsonify(record | {"token": str(token)}), 201
 

@@ -23,7 +23,7 @@ def _token(given: str | None) -> str:
         token = login.token if login else None
     if not token:
         raise click.UsageError("the edge reads its routes from the admin API: give --token (or $VCAPP_TOKEN, "
-                               "or `vcapp login` first); `vcapp tokens admin create --name edge` makes one")
+                               "or `vcapp login` first); `vcapp tokens admin create --name edge --scope edge` makes one")
     return token
 
 
@@ -42,7 +42,7 @@ def edge() -> None:
 @click.option("--https-port", default=443, show_default=True, type=int)
 @click.option("--http-port", default=80, show_default=True, type=int, help="Redirects to HTTPS, ACME challenges.")
 @click.option("--acme-email", default=None, help="Contact address for the ACME account (production).")
-@click.option("--token", default=None, help="Admin token the edge reads routes with (default $VCAPP_TOKEN).")
+@click.option("--token", default=None, help="Token the edge reads routes with, best an edge-scoped one (`vcapp tokens admin create --scope edge`; default $VCAPP_TOKEN).")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Where Caddy keeps certificates (default: <data dir>/edge).")
 def run(domain, nodes, mesh_registry, dev, https_port, http_port, acme_email, token, workdir) -> None:

@@ -15,7 +15,7 @@ from vcapp.commands import apptokens
 from vcapp.commands.output import ago, api_errors, print_json, table, until
 
 JOIN_HEADERS = ["ID", "NAME", "CREATED", "EXPIRES", "USES", "STATE"]
-ADMIN_HEADERS = ["ID", "NAME", "CREATED", "STATE"]
+ADMIN_HEADERS = ["ID", "NAME", "SCOPE", "CREATED", "STATE"]
 
 
 @click.group("tokens")
@@ -91,14 +91,20 @@ def join_revoke(token: str) -> None:
 
 @admin.command("create")
 @click.option("--name", required=True, help="Who or what holds it, e.g. alice-laptop.")
+@click.option("--scope", type=click.Choice(["admin", "edge"]), default="admin", show_default=True,
+              help="edge: may only read the routes table (for `vcapp edge run`).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @api_errors
-def admin_create(name: str, as_json: bool) -> None:
+def admin_create(name: str, scope: str, as_json: bool) -> None:
     """Create an admin token and print it (once)."""
     client = Client.from_config()
-    answer = client.post("/v1/tokens/admin", {"name": token_name(name, required=True)})
+    answer = client.post("/v1/tokens/admin", {"name": token_name(name, required=True), "scope": scope})
     if as_json:
         print_json(answer)
+        return
+    if scope == "edge":
+        click.echo(f"edge token {answer['id']} ({name}) created; it is shown only now. On the edge host:\n")
+        click.echo(f"  VCAPP_TOKEN={answer['token']} vcapp edge run --domain DOMAIN\n")
         return
     click.echo(f"admin token {answer['id']} ({name}) created; it is shown only now. To use it:\n")
     click.echo(f"  vcapp login {client.login.url} {answer['token']}\n")
@@ -114,7 +120,8 @@ def admin_list(as_json: bool) -> None:
         print_json(answer["tokens"])
         return
     now = time.time()
-    rows = [[t["id"], t.get("name"), ago(t.get("created_at"), now), "revoked" if t.get("revoked") else "active"]
+    rows = [[t["id"], t.get("name"), t.get("scope", "admin"), ago(t.get("created_at"), now),
+             "revoked" if t.get("revoked") else "active"]
             for t in sorted(answer["tokens"], key=lambda t: t.get("created_at", 0))]
     click.echo(table(ADMIN_HEADERS, rows))
 

@@ -80,14 +80,17 @@ def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
         if not _login(dc, m) and login:
             addr = json.loads((dc.host_dir(m) / "data" / "node.json").read_text())["addr"]
             _vcapp(dc, m, "login", f"http://{addr}:7180", login["token"])
-    _start_ingress(dc, login.get("token", ""), say)
+    _start_ingress(dc, first, say)
     return Platform(admin_token=login.get("token", ""), api_url=login.get("url", ""), first=first)
 
 
-def _start_ingress(dc: DevCluster, token: str, say: Callable[[str], None]) -> None:
-    """The edge's public HTTPS entry (Caddy with a dev CA), once the mesh edge knows a machine."""
+def _start_ingress(dc: DevCluster, first: str, say: Callable[[str], None]) -> None:
+    """The edge's public HTTPS entry (Caddy with a dev CA), once the mesh edge knows a machine.
+    It reads its routes with an edge-scoped token: the edge host cannot change the cluster."""
     if INGRESS_SERVICE in dc.status_services("edge"):
         return
+    token = json.loads(_vcapp(dc, first, "tokens", "admin", "create", "--name", "edge", "--scope", "edge",
+                              "--json"))["token"]
     registry = dc.host_dir("edge") / "data" / "mesh" / "edge-registry.json"
     deadline = time.monotonic() + MESH_WAIT
     while not registry.exists():
