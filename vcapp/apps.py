@@ -293,7 +293,8 @@ def set_release(store: Store, app: str, release: int | str, image: str, config: 
 def destroy(store: Store, name: str) -> None:
     """Remove the app; the placer then stops its instances and the runtimes remove them."""
     get_app(store, name)
-    store.txn([], [delete_op(keys.app(name)), delete_op(keys.secrets(name)), delete_op(keys.pending(name))])
+    store.txn([], [delete_op(keys.app(name)), delete_op(keys.secrets(name)), delete_op(keys.pending(name)),
+                   delete_op(keys.repo(name))])
     events.record(store, "app.destroyed", f"app {name} destroyed", app=name)
 
 

@@ -32,6 +32,8 @@
                                  since its Caddy started, bound to its lease (vcapp/node/router_loop.py)
     /vc/meshpaths/<node>         {peer: {path, since}}: this machine's mesh path to each peer,
                                  bound to its lease (vcapp/node/metrics_loop.py)
+    /vc/repos/<app>              {refs: {ref: sha}, holders: [node], at}: the app repository's
+                                 branches and the machines holding them (vcapp/reposync.py)
 """
 
 CLUSTER = "/vc/cluster"
@@ -60,6 +62,7 @@ WARNINGS = "/vc/health/warnings"
 HEALTH_SUMMARY = "/vc/health/summary"
 MESHPATHS = "/vc/meshpaths/"
 REQUESTS = "/vc/requests/"
+REPOS = "/vc/repos/"
 
 
 def node(name: str) -> str:
@@ -134,6 +137,10 @@ def requests(node_name: str = "") -> str:
 
 def meshpaths(node_name: str) -> str:
     return MESHPATHS + node_name
+
+
+def repo(app_name: str) -> str:
+    return REPOS + app_name
 
 
 def name_of(key: str, prefix: str) -> str:

@@ -262,6 +262,9 @@ def test_losing_the_machine_that_built_the_images_loses_no_image(cc):
     current = next(r for r in rel["releases"] if r["number"] == rel["current"])
     assert sorted(current["copies"]) == ["home-2", "home-3"], current
     assert current["image"].startswith(f"{cc.sim.addr('home-1')}:5000/")
+    # home-1 took every push; the other machines fetched the repository from it since
+    cc.wait(lambda: set(repo_record(cc).get("holders", [])) == {"home-1", "home-2", "home-3"}, 30,
+            "every machine holding the app's repository")
     cc.sim.dc.kill("home-1")
     assert cc.sim.run("home-3", "curl", "-sf", "--max-time", "2", f"http://{cc.sim.addr('home-1')}:5000/v2/",
                       check=False).returncode != 0
@@ -272,6 +275,39 @@ def test_losing_the_machine_that_built_the_images_loses_no_image(cc):
     assert pulled.returncode == 0, pulled.stderr
     listed = cc.sim.run("home-3", "podman", *store, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
     assert current["image"] in listed
+
+
+def test_pushes_outlive_the_machine_that_took_them_and_another_machine_takes_the_next(cc, repo):
+    """home-1 (dead since the test above) received every push. home-2's and home-3's git
+    endpoints still have the whole history, and a push to home-2 deploys on top of it."""
+    head = git(repo, "rev-parse", "HEAD").strip()
+    for machine in ("home-2", "home-3"):
+        listed = cc.sim.run("home-3", "git", "ls-remote", remote(cc, machine), "refs/heads/main").stdout
+        assert listed.split()[0] == head, (machine, listed)
+    commit(repo, {"app.py": APP_PY.format(version="v9")}, "v9, pushed to another machine")
+    proc = cc.sim.run("home-3", "git", "-C", str(repo), "push", remote(cc, "home-2"), "main", check=False,
+                      timeout=PUSH_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    assert any(line.startswith("-----> Released v") for line in remote_lines(proc)), proc.stderr
+    assert "-----> image copied to home-3" in " ".join(remote_lines(proc))  # home-1 is down
+    clone = repo.parent / "clone-from-home-3"
+    cc.wait(lambda: set(repo_record(cc, via="home-2").get("holders", [])) >= {"home-2", "home-3"}, 30,
+            "home-3 holding the push home-2 took")
+    cc.sim.run("home-3", "git", "clone", "-q", remote(cc, "home-3"), str(clone))
+    assert git(clone, "log", "--format=%s").splitlines()[:2] == ["v9, pushed to another machine",
+                                                               git(repo, "log", "-1", "--format=%s", "HEAD~1").strip()]
+    assert git(clone, "rev-list", "--count", "HEAD") == git(repo, "rev-list", "--count", "HEAD")
+
+
+def remote(cc: ControlCluster, machine: str) -> str:
+    return f"http://admin:{cc.admin_token}@{cc.sim.addr(machine)}:7180/git/{APP}.git"
+
+
+def repo_record(cc: ControlCluster, via: str = "home-1") -> dict:
+    eps = ",".join(f"http://{cc.sim.addr(m)}:2379" for m in cc.machines)
+    out = cc.sim.run(via, "etcdctl", "--endpoints", eps, "get", f"/vc/repos/{APP}", "--print-value-only",
+                     check=False).stdout.strip()
+    return json.loads(out) if out else {}
 
 
 def test_report_timings():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from vcapp.node.metrics_loop import MeshPathLoop, MetricsLoop
 from vcapp.node.registry_loop import RegistryLoop
+from vcapp.node.repos_loop import RepoSyncLoop
 from vcapp.node.router_loop import RouterLoop
 from vcapp.node.storage_loop import ReplicationLoop, StorageLoop
 
@@ -15,7 +16,7 @@ from vcapp.node.storage_loop import ReplicationLoop, StorageLoop
 def node_loops() -> list:
     from vcapp.node.runtime_loop import RuntimeLoop
 
-    return [RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop]
+    return [RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop, RepoSyncLoop]
 
 
 def leader_loops() -> list:

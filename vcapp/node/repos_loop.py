@@ -1,0 +1,64 @@
+"""Node loop: this machine's copy of every app repository, kept up to date in the background.
+
+Every SYNC_EVERY_S it reads /vc/repos/* (vcapp/reposync.py) and, on a worker thread (a
+fetch takes seconds; the daemon's tick must not wait), catches up each repository this
+machine does not hold yet: fetched from a machine that does, then listed as a holder. So a
+push is on every live machine seconds after it lands, and survives the machine that took it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from gitserver.repos import RepoError, create_repo, repo_path
+from vcapp import keys, reposync
+from vcapp.errors import VcError
+from vcapp.node.config import cluster_key
+from vcapp.store import StoreUnavailable, per_thread_store
+
+log = logging.getLogger("vcapp.node")
+
+SYNC_EVERY_S = 3.0
+
+
+class RepoSyncLoop:
+    name = "repos"
+
+    def __init__(self, ctx) -> None:
+        self.root = ctx.base / "git"
+        self.node = ctx.cfg.name
+        self.endpoints = ctx.cfg.store_endpoints()
+        self.store = per_thread_store(lambda: self.endpoints)
+        self.last = 0.0
+        self.worker: threading.Thread | None = None
+
+    def step(self, ctx) -> None:
+        self.endpoints = ctx.cfg.store_endpoints()
+        if time.monotonic() - self.last < SYNC_EVERY_S or (self.worker and self.worker.is_alive()):
+            return
+        self.last = time.monotonic()
+        behind = [keys.name_of(e.key, keys.REPOS) for e in ctx.store.list(keys.REPOS)
+                  if self.node not in ((e.value or {}).get("holders") or [])]
+        if behind:
+            self.worker = threading.Thread(target=self._sync, args=(behind,), name="vcapp-repos", daemon=True)
+            self.worker.start()
+
+    def _sync(self, apps: list[str]) -> None:
+        store = self.store()
+        try:
+            secret = reposync.sync_secret(cluster_key())
+            peers = reposync.live_apis(store)
+        except (OSError, StoreUnavailable) as e:
+            log.info("repository sync skipped: %s", e)
+            return
+        for app in apps:
+            try:
+                if not (repo_path(self.root, app) / "HEAD").is_file():
+                    if store.get(keys.app(app)) is None:
+                        continue  # the app was destroyed; its record goes with it
+                    create_repo(self.root, app)
+                reposync.catch_up(store, app, self.root, self.node, peers, secret)
+            except (RepoError, VcError, StoreUnavailable) as e:
+                log.info("repository of %s not caught up yet: %s", app, e)

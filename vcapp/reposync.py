@@ -1,0 +1,185 @@
+"""App repositories on every machine: which branches an app's repository has (in etcd) and
+copying them between machines, so every machine's git endpoint (api.D sends a push to any
+of them) serves the same history, and losing the machine that received a push loses no
+commit.
+
+    /vc/repos/<app>  {"refs": {"refs/heads/main": "<sha>", ...}, "holders": ["home-1"], "at": t}
+
+- after a push is handled here, `publish` records this machine's branches (holders: here);
+- before any git request is served here, `catch_up` fetches what the record names from a
+  live holder (dulwich's HTTP client with a machine credential that may only fetch) and
+  moves the local branches to match;
+- every machine's sync loop (vcapp/node/repos_loop.py) catches up in the background, so a
+  push is on every live machine seconds after it lands.
+A machine that cannot catch up (no holder answers) refuses to serve the repository rather
+than serve an old history. Two pushes of one app landing on two machines at the same moment
+are not serialised cluster-wide: the later record wins (the per-machine deploy lock covers
+one machine only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hmac
+import logging
+import time
+from pathlib import Path
+from typing import Iterator
+
+from dulwich.client import HttpGitClient
+from dulwich.graph import can_fast_forward
+from dulwich.repo import Repo
+
+from gitserver.repos import open_repo
+from vcapp import keys
+from vcapp.errors import VcError
+from vcapp.node.config import derive
+from vcapp.store import Store, put_op, unchanged
+
+log = logging.getLogger("vcapp.reposync")
+
+SYNC_USER = "vcapp-sync"  # the machine credential's user name; its password is sync_secret()
+FETCH_TIMEOUT = 30.0  # one fetch from a peer: the objects a push added, over the cluster network
+LOCK_FILE = "vcapp-sync.lock"
+
+
+class RepoBehind(VcError):
+    status = 503
+
+
+def sync_secret(cluster_key: bytes) -> str:
+    """What machines fetch from each other with; derived from the cluster key, never stored."""
+    return derive(cluster_key, "git-sync").hex()
+
+
+def is_sync_secret(token: str, cluster_key: bytes | None) -> bool:
+    return bool(cluster_key) and hmac.compare_digest(token.encode(), sync_secret(cluster_key).encode())
+
+
+def local_branches(repo: Repo) -> dict[str, str]:
+    return {ref.decode(): sha.decode() for ref, sha in repo.get_refs().items() if ref.startswith(b"refs/heads/")}
+
+
+def publish(store: Store, app: str, root: Path, node: str) -> None:
+    """Record this machine's branches of `app` as the current ones, after a push here."""
+    repo = open_repo(root, app)
+    try:
+        refs = local_branches(repo)
+    finally:
+        repo.close()
+    entry = store.get(keys.repo(app))
+    if entry is not None and (entry.value or {}).get("refs") == refs:
+        _join_holders(store, app, node, entry)
+        return
+    store.put(keys.repo(app), {"refs": refs, "holders": [node], "at": time.time()})
+    log.info("repository of %s: branches %s recorded", app, ", ".join(f"{r}={s[:7]}" for r, s in sorted(refs.items())))
+
+
+def catch_up(store: Store, app: str, root: Path, node: str, peers: dict[str, str], secret: str) -> bool:
+    """Make this machine's repository of `app` match its record; True if anything changed.
+    peers: live machine -> "addr:port" of its API; secret: sync_secret(). RepoBehind when no
+    holder can provide the commits."""
+    entry = store.get(keys.repo(app))
+    if entry is None:
+        return False
+    want = (entry.value or {}).get("refs") or {}
+    with _locked(root, app):
+        repo = open_repo(root, app)
+        try:
+            if local_branches(repo) == want:
+                changed = False
+            elif _ahead(repo, want):  # a push here whose record was never written
+                repo.close()
+                publish(store, app, root, node)
+                return False
+            else:
+                missing = {sha for sha in want.values() if sha.encode() not in repo.object_store}
+                if missing:
+                    _fetch(app, repo, want, missing, _holders(entry.value, node, peers), peers, secret)
+                _set_branches(repo, want)
+                changed = True
+        finally:
+            repo.close()
+    _join_holders(store, app, node, entry)
+    if changed:
+        log.info("repository of %s caught up: %s", app, ", ".join(f"{r}={s[:7]}" for r, s in sorted(want.items())))
+    return changed
+
+
+def _ahead(repo: Repo, want: dict[str, str]) -> bool:
+    """Every recorded branch is here, at its recorded commit or a descendant of it."""
+    local = local_branches(repo)
+    for ref, sha in want.items():
+        mine = local.get(ref)
+        if mine is None or (mine != sha and (sha.encode() not in repo.object_store
+                                             or not can_fast_forward(repo, sha.encode(), mine.encode()))):
+            return False
+    return True
+
+
+def _holders(record: dict, node: str, peers: dict[str, str]) -> list[str]:
+    return [h for h in record.get("holders") or () if h != node and h in peers]
+
+
+def _fetch(app: str, repo: Repo, want: dict[str, str], missing: set[str], holders: list[str],
+           peers: dict[str, str], secret: str) -> None:
+    tried = []
+    for holder in holders:
+        client = HttpGitClient(f"http://{peers[holder]}/git/", username=SYNC_USER, password=secret,
+                               timeout=FETCH_TIMEOUT, quiet=True)
+
+        def wanted(refs: dict, depth: int | None = None) -> list[bytes]:
+            return [sha for ref, sha in refs.items() if want.get(ref.decode()) == sha.decode()
+                    and sha.decode() in missing]
+
+        try:
+            client.fetch(f"{app}.git", repo, determine_wants=wanted)
+        except Exception as e:  # that machine is going down or behind itself: ask the next
+            tried.append(f"{holder} ({type(e).__name__})")
+            continue
+        if all(sha.encode() in repo.object_store for sha in missing):
+            return
+        tried.append(f"{holder} (does not have them)")
+    raise RepoBehind(f"{app}'s repository: its latest commits are on machines that do not answer"
+                     f"{': ' + ', '.join(tried) if tried else ' (none of its holders is up)'}; "
+                     "try again once one is back (`vcapp nodes` shows which are down)")
+
+
+def _set_branches(repo: Repo, want: dict[str, str]) -> None:
+    for ref in set(local_branches(repo)) - set(want):
+        del repo.refs[ref.encode()]
+    for ref, sha in want.items():
+        repo.refs[ref.encode()] = sha.encode()
+    head = repo.refs.get_symrefs().get(b"HEAD")
+    if head is not None and head.decode() not in want and "refs/heads/master" in want:
+        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/master")
+
+
+def _join_holders(store: Store, app: str, node: str, entry) -> None:
+    record = dict(entry.value or {})
+    if node in (record.get("holders") or []):
+        return
+    record["holders"] = sorted({*(record.get("holders") or []), node})
+    # Only onto the record that was caught up to: a newer push since then has its own holders.
+    store.txn([unchanged(keys.repo(app), entry.mod_revision)], [put_op(keys.repo(app), record)])
+
+
+@contextlib.contextmanager
+def _locked(root: Path, app: str) -> Iterator[None]:
+    """One catch-up of a repository at a time on this machine (API workers and the daemon)."""
+    path = Path(root) / f"{app}.git" / LOCK_FILE
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def live_apis(store: Store) -> dict[str, str]:
+    """Live machine -> "addr:port" of its API (from the node records' api_url)."""
+    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    out = {}
+    for e in store.list(keys.NODES):
+        name, url = keys.name_of(e.key, keys.NODES), (e.value or {}).get("api_url") or ""
+        if name in alive and "://" in url:
+            out[name] = url.split("://", 1)[1].rstrip("/")
+    return out
