@@ -5,8 +5,8 @@ materialising a pushed commit's tree into a plain directory for the builder. Not
 speaks HTTP or the git protocol.
 
 Where they live: on the local disk of the machine that serves the git endpoint, under the
-root the caller configures (until replicated storage lands, a lost machine loses its repos;
-the releases and images in the cluster do not depend on them).
+root the caller configures. The control plane keeps a copy on every machine
+(vcapp/reposync.py); nothing here knows about that.
 """
 
 from __future__ import annotations

@@ -179,3 +179,27 @@ def _why_pending(app: App, nodes: dict[str, Node], room: _Room) -> str:
 
 def _num(x: float) -> str:
     return f"{x:g}" if isinstance(x, float) and not x.is_integer() else str(int(x))
+
+
+def build_machine(state: ClusterState, cpus: float, memory_mb: int, receiver: str) -> tuple[str, str]:
+    """Where a build of `cpus`/`memory_mb` runs, and why: on the receiver of the push if it
+    has that much unbooked by what runs there (it has the source, and likely the stack and
+    layer cache), else on the live machine with the most CPU left (then memory). CPU is
+    compressible: when no machine has the room, the build runs on the receiver anyway
+    (slower), and the reason says so."""
+    nodes = {n.id: n for n in state.nodes}
+    apps = {a.name: a for a in state.apps}
+    room = _Room(nodes)
+    for a in state.assignments:
+        if a.node in nodes and a.app in apps:
+            room.take(a.node, apps[a.app], new=False)
+    fits = [n for n in nodes.values()
+            if n.alive and room.free(n)[0] + 1e-9 >= cpus and room.free(n)[1] >= memory_mb]
+    if not fits:
+        return receiver, (f"no machine has {_num(cpus)} CPUs and {memory_mb} MB unbooked; "
+                          f"building where the push arrived")
+    if any(n.id == receiver for n in fits):
+        return receiver, "room here"
+    best = max(fits, key=lambda n: (round(room.free(n)[0], 3), room.free(n)[1], n.name))
+    cpu_left, mem_left = room.free(best)[:2]
+    return best.id, f"most room: {_num(cpu_left)} CPUs, {_num(mem_left)} MB unbooked on {best.name}"

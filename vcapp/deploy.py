@@ -10,9 +10,10 @@
     or, if vN fails its health check: the app is set back to the release that served before,
     vN is recorded as failed, and the push is refused (main keeps pointing at what serves).
 
-Builds run on the machine that received the push, in its podman/buildah storage ("build on
-the machine the placer would pick" is left for later). The release records the image's full
-reference with this machine's address; every machine's registries drop-in mirrors that
+The build runs where placer.build_machine says (the live machine with the most CPU left
+unbooked, the receiver on a tie): elsewhere, the source goes there as a tarball and the log
+comes back line by line (vcapp/buildremote.py). The release records the image's full
+reference with the building machine's address; every machine's registries drop-in mirrors that
 address by the other live registries (registry_loop.py), so once the copies are made, losing
 this machine loses no image. Copies are made at deploy time only: a machine that dies later
 leaves its images with one copy fewer until the app's next push.
@@ -32,7 +33,7 @@ from builder import registry as image_registry
 from builder.build import Limits, build, copy
 from builder.errors import BuildError, NothingToBuild
 from gitserver import DeployError, PushResult
-from vcapp import appconfig, apps, events, keys, membership, releases
+from vcapp import appconfig, apps, buildremote, events, keys, membership, releases
 from vcapp.errors import VcError
 from vcapp.node.config import NodeConfig
 from vcapp.store import Store
@@ -79,16 +80,12 @@ class Deployer:
         node = self.node()
         if node is None:
             raise DeployError("this machine is not in a cluster (no node.json); push to a cluster machine's API")
-        registry = f"{node.addr}:{REGISTRY_PORT}"
-        if not image_registry.answers(registry):
-            raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
-                              "starts it; check `vcapp status` and its log (data dir log/registry.log)")
         number = releases.next_number(store, app)
-        result = run_build(source_dir, app, number, registry, log)
-        copies = copy_image(store, node, result.image, log)
-        rec = {"number": number, "sha": new_sha, "image": result.image, "digest": result.digest,
-               "time": time.time(), "who": who, "config": config.spec(), "language": result.language,
-               "build_seconds": round(result.seconds, 1), "built_on": node.name, "copies": copies, "status": "deploying"}
+        built = buildremote.build_somewhere(store, node, app, number, source_dir, log)
+        rec = {"number": number, "sha": new_sha, "image": built["image"], "digest": built["digest"],
+               "time": time.time(), "who": who, "config": config.spec(), "language": built["language"],
+               "build_seconds": built["seconds"], "built_on": built["built_on"], "copies": built["copies"],
+               "status": "deploying"}
         try:
             releases.record(store, app, rec)
         except VcError as e:
@@ -134,6 +131,18 @@ def read_config(source: Path, app: str, log: Log) -> appconfig.AppConfig:
         raise DeployError(str(e)) from None
     log(f"-----> {appconfig.FILENAME}: port {config.port}, {health_text(config.health)}")
     return config
+
+
+def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log) -> dict:
+    """Build on this machine, push to its registry, copy to others: the release's image fields."""
+    registry = f"{node.addr}:{REGISTRY_PORT}"
+    if not image_registry.answers(registry):
+        raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
+                          "starts it; check `vcapp status` and its log (data dir log/registry.log)")
+    result = run_build(source, app, number, registry, log)
+    copies = copy_image(store, node, result.image, log)
+    return {"image": result.image, "digest": result.digest, "language": result.language,
+            "seconds": round(result.seconds, 1), "built_on": node.name, "copies": copies}
 
 
 def run_build(source: Path, app: str, number: int, registry: str, log: Log):

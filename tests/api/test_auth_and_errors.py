@@ -174,3 +174,14 @@ def test_a_token_scope_that_does_not_exist_is_refused(api, cluster):
     response = api.post("/v1/tokens/admin", json={"name": "x", "scope": "root"}, headers=bearer(cluster.admin))
     assert response.status_code == 400 and "scope: 'root' is not one of admin, edge" in response.json["error"]
     assert cluster.store.revision() == revision
+
+
+def test_builds_are_for_machines_only_not_admin_tokens(api, cluster):
+    """A machine asks another to build with the credential derived from the cluster key; an
+    admin token (even the first one) is not that, so nobody can run builds through it."""
+    revision = cluster.store.revision()
+    for headers in ({}, bearer(cluster.admin), bearer("0" * 64)):
+        response = api.post("/v1/builds/blog/1", data=b"not a tarball", headers=headers)
+        assert response.status_code == 401, response.json
+    assert "for the cluster's machines only" in response.json["error"]
+    assert cluster.store.revision() == revision

@@ -143,8 +143,8 @@ def wait_serving(cc: ControlCluster, body: str, timeout: float = SERVE_TIMEOUT) 
     return time.monotonic() - start
 
 
-def releases(cc: ControlCluster) -> dict:
-    return json.loads(cc.vcapp("home-1", "releases", APP, "--json").stdout)
+def releases(cc: ControlCluster, via: str = "home-1") -> dict:
+    return json.loads(cc.vcapp(via, "releases", APP, "--json").stdout)
 
 
 def remote_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -280,6 +280,7 @@ def test_losing_the_machine_that_built_the_images_loses_no_image(cc):
 def test_pushes_outlive_the_machine_that_took_them_and_another_machine_takes_the_next(cc, repo):
     """home-1 (dead since the test above) received every push. home-2's and home-3's git
     endpoints still have the whole history, and a push to home-2 deploys on top of it."""
+    cc.vcapp("home-2", "login", f"http://{cc.sim.addr('home-2')}:7180", cc.admin_token)  # the admin CLI there
     head = git(repo, "rev-parse", "HEAD").strip()
     for machine in ("home-2", "home-3"):
         listed = cc.sim.run("home-3", "git", "ls-remote", remote(cc, machine), "refs/heads/main").stdout
@@ -289,7 +290,9 @@ def test_pushes_outlive_the_machine_that_took_them_and_another_machine_takes_the
                       timeout=PUSH_TIMEOUT)
     assert proc.returncode == 0, proc.stderr
     assert any(line.startswith("-----> Released v") for line in remote_lines(proc)), proc.stderr
-    assert "-----> image copied to home-3" in " ".join(remote_lines(proc))  # home-1 is down
+    built = releases(cc, via="home-2")["releases"][-1]
+    assert built["built_on"] in ("home-2", "home-3") and built["copies"] == [
+        {"home-2": "home-3", "home-3": "home-2"}[built["built_on"]]]  # home-1 is down
     clone = repo.parent / "clone-from-home-3"
     cc.wait(lambda: set(repo_record(cc, via="home-2").get("holders", [])) >= {"home-2", "home-3"}, 30,
             "home-3 holding the push home-2 took")
@@ -297,6 +300,28 @@ def test_pushes_outlive_the_machine_that_took_them_and_another_machine_takes_the
     assert git(clone, "log", "--format=%s").splitlines()[:2] == ["v9, pushed to another machine",
                                                                git(repo, "log", "-1", "--format=%s", "HEAD~1").strip()]
     assert git(clone, "rev-list", "--count", "HEAD") == git(repo, "rev-list", "--count", "HEAD")
+
+
+def test_a_push_to_a_machine_without_room_builds_on_one_with_room(cc, repo):
+    """A build takes a core: pushed to a machine whose CPUs are booked by its apps, it runs on
+    the machine with the most CPU left, the log comes back through the receiver's push, and
+    that machine's registry has the image."""
+    image = releases(cc, via="home-2")["releases"][-1]["image"]
+    cc.vcapp("home-2", "apps", "create", "busy", "--image", image, "--port", "8080", "--cpus", "1.8",
+             "--memory", "64M")
+    busy = cc.wait(lambda: [r["node"] for r in json.loads(cc.vcapp("home-2", "ps", "busy", "--json").stdout)
+                            if r.get("node")], 30, "busy placed")[0]
+    other = {"home-2": "home-3", "home-3": "home-2"}[busy]
+    commit(repo, {"app.py": APP_PY.format(version="v10")}, "v10, pushed to a busy machine")
+    proc = cc.sim.run("home-3", "git", "-C", str(repo), "push", remote(cc, busy), "main", check=False,
+                      timeout=PUSH_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    lines = remote_lines(proc)
+    assert any(line.startswith(f"-----> building on {other} (most room: ") for line in lines), lines
+    assert any(line.startswith("STEP ") for line in lines), "the builder's log streams back through the receiver"
+    rel = releases(cc, via="home-2")["releases"][-1]
+    assert rel["built_on"] == other and rel["image"].startswith(f"{cc.sim.addr(other)}:5000/")
+    cc.vcapp("home-2", "apps", "destroy", "busy", "--yes")
 
 
 def remote(cc: ControlCluster, machine: str) -> str:

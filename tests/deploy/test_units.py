@@ -49,3 +49,51 @@ def test_image_copies_go_to_live_machines_of_other_sites_first():
     assert copy_targets(nodes, alive, "home-1") == ["office-1", "home-2"]  # office-2 is down
     assert copy_targets(nodes, {"home-1"}, "home-1") == []
     assert copy_targets(nodes, alive, "office-1") == ["home-1", "home-2"]
+
+
+def _tarball(entries) -> bytes:
+    import io
+    import tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, kind, target in entries:
+            info = tarfile.TarInfo(name)
+            if kind == "file":
+                info.size = len(target)
+                tar.addfile(info, io.BytesIO(target))
+            elif kind == "link":
+                info.type, info.linkname = tarfile.SYMTYPE, target
+                tar.addfile(info)
+            else:
+                info.type = tarfile.CHRTYPE
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("entry, why", [
+    (("../escape.py", "file", b"x"), "leaves the source directory"),
+    (("/etc/cron.d/x", "file", b"x"), "leaves the source directory"),
+    (("up", "link", "../../etc/passwd"), "points outside"),
+    (("abs", "link", "/etc/passwd"), "points outside"),
+    (("dev", "char", None), "neither a file"),
+])
+def test_a_build_source_that_would_write_outside_its_directory_is_refused_before_anything_is_written(
+        tmp_path, entry, why):
+    from vcapp.buildremote import unpack
+    data = _tarball([("app.py", "file", b"print(1)\n"), entry])
+    with pytest.raises(BadRequest, match=why):
+        unpack(data, tmp_path / "src")
+    assert not (tmp_path / "src").exists()
+
+
+def test_a_build_source_round_trips_files_links_and_exec_bits(tmp_path):
+    from vcapp.buildremote import pack, unpack
+    src = tmp_path / "a"
+    (src / "bin").mkdir(parents=True)
+    (src / "app.py").write_text("print(1)\n")
+    (src / "bin" / "run").write_text("#!/bin/sh\n")
+    (src / "bin" / "run").chmod(0o755)
+    (src / "main.py").symlink_to("app.py")
+    out = unpack(pack(src), tmp_path / "b")
+    assert (out / "app.py").read_text() == "print(1)\n" and (out / "main.py").readlink().name == "app.py"
+    assert (out / "bin" / "run").stat().st_mode & 0o111

@@ -223,3 +223,32 @@ def test_state_from_etcd_json():
         assignments=[], now=NOW)
     p = plan(st)
     assert p.placements == [Placement("ml", "0", "n1", None, "placed on home-1")]
+
+
+# ---- where a build runs -------------------------------------------------------------------
+
+def build_on(nodes, apps=(), assignments=(), cpus=1.0, mem=1024, receiver="home-1"):
+    from placer.plan import build_machine
+    return build_machine(ClusterState(nodes=list(nodes), apps=list(apps), assignments=list(assignments), now=NOW),
+                         cpus, mem, receiver)
+
+
+def test_a_build_runs_where_the_push_arrived_when_that_machine_has_the_room():
+    assert build_on(THREE) == ("home-1", "room here")
+    assert build_on(THREE, receiver="office-1")[0] == "office-1"
+    some = app("some", cpus=2)  # home-1 keeps 2 CPUs: enough, though others have more
+    assert build_on(THREE, [some], [assigned(some, "0", "home-1")])[0] == "home-1"
+
+
+def test_a_build_goes_to_the_machine_with_the_most_unbooked_cpu_not_the_busy_receiver():
+    busy, other = app("busy", cpus=3.5), app("other", cpus=1)
+    where, why = build_on(THREE, [busy, other], [assigned(busy, "0", "home-1"), assigned(other, "0", "home-2")])
+    assert where == "office-1" and why == "most room: 4 CPUs, 4096 MB unbooked on office-1"
+
+
+def test_a_build_skips_dead_machines_and_those_short_of_memory():
+    nodes = [node("home-1", cpus=1), node("home-2", alive=False), node("office-1", mem=512)]
+    hog = app("hog", cpus=0.5)
+    assert build_on(nodes, [hog], [assigned(hog, "0", "home-1")], cpus=0.5)[0] == "home-1"
+    where, why = build_on(nodes, [hog], [assigned(hog, "0", "home-1")], cpus=1.0)
+    assert where == "home-1" and why.startswith("no machine has 1 CPUs and 1024 MB unbooked")

@@ -1,9 +1,12 @@
 """Admin authentication: every route needs `Authorization: Bearer <admin token>` unless its
 view is marked @public (health checks, and joins, which carry a join token in their body).
-An edge-scoped admin token passes only views marked @edge_readable (membership.SCOPES)."""
+An edge-scoped admin token passes only views marked @edge_readable (membership.SCOPES).
+Views marked @machine_only take no admin token at all, only the machine credential (derived
+from the cluster key, which only machines hold): what one machine asks of another."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Callable, TypeVar
 
 from flask import Flask, current_app, g, request
@@ -24,6 +27,25 @@ def public(view: View) -> View:
 
 def is_public(view: Callable) -> bool:
     return bool(getattr(view, "public", False))
+
+
+def machine_only(view: View) -> View:
+    """Mark a view as callable by the cluster's machines only (machine_secret as the bearer)."""
+    view.machine_only = True
+    return view
+
+
+def machine_secret(cluster_key: bytes) -> str:
+    from vcapp.node.config import derive
+    return derive(cluster_key, "machine-api").hex()
+
+
+def _require_machine() -> None:
+    config = context.config()
+    key = config.cluster_key() if config.cluster_key else None
+    if not key or not hmac.compare_digest(bearer_token().encode(), machine_secret(key).encode()):
+        raise Unauthorized("this endpoint is for the cluster's machines only")
+    g.admin = "machine"
 
 
 def edge_readable(view: View) -> View:
@@ -49,6 +71,8 @@ def require_admin() -> None:
     view = current_app.view_functions[request.endpoint]
     if is_public(view):
         return
+    if getattr(view, "machine_only", False):
+        return _require_machine()
     allow = ("admin", "edge") if getattr(view, "edge_readable", False) else ("admin",)
     g.admin = membership.authenticate_admin(context.store(), bearer_token(), allow)
 

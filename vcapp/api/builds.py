@@ -1,0 +1,77 @@
+"""Builds another machine asked this one to run (vcapp/buildremote.py has both halves' rules).
+
+POST /v1/builds/<app>/<number>, machines only, body: the pushed tree as a gzip'd tar. The
+answer streams text lines: the build log as it comes, an empty line while the build is
+quiet, and last "=> {image fields}" or "!! why it failed".
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from flask import Blueprint, Response, request
+
+from gitserver import DeployError
+from vcapp import apps, buildremote, deploy
+from vcapp.api import context
+from vcapp.api.auth import machine_only
+from vcapp.errors import BadRequest, Unavailable
+from vcapp.node.config import NodeConfig
+
+bp = Blueprint("builds", __name__)
+
+
+@bp.post("/v1/builds/<app>/<number>")
+@machine_only
+def build(app: str, number: str):
+    """Build release NUMBER of APP here from the tarball in the body; the log streams back.
+
+    For the cluster's machines only (the machine credential, not an admin token)."""
+    if not number.isdigit():
+        raise BadRequest(f"release number {number!r} is not a whole number")
+    number = int(number)
+    config = context.config()
+    apps.get_app(config.store(), apps.app_name(app))
+    node = NodeConfig.load()
+    if node is None:
+        raise Unavailable("this machine is not in a cluster (no node.json)")
+    work = Path(tempfile.mkdtemp(prefix=f"vcapp-build-{app}-"))
+    try:
+        source = buildremote.unpack(request.get_data(), work / "src")
+    except Exception:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    lines: queue.Queue = queue.Queue()
+
+    def run() -> None:
+        try:
+            result = deploy.build_here(config.store(), node, app, number, source, lines.put)
+            lines.put(buildremote.RESULT + json.dumps(result))
+        except DeployError as e:
+            lines.put(buildremote.FAILURE + str(e))
+        except Exception as e:  # the receiver must hear why, not a cut stream
+            lines.put(buildremote.FAILURE + f"internal error on {node.name}: {type(e).__name__}: {e}")
+        finally:
+            lines.put(None)
+
+    def stream():
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=buildremote.KEEPALIVE_S)
+                except queue.Empty:
+                    yield "\n"
+                    continue
+                if line is None:
+                    return
+                yield line.replace("\n", " ") + "\n"
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    threading.Thread(target=run, name=f"build-{app}-{number}", daemon=True).start()
+    return Response(stream(), mimetype="text/plain")

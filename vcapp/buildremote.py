@@ -1,0 +1,120 @@
+"""Builds on another machine: the push's receiver sends the source where the build should run
+and relays the log, so the pusher sees one stream whichever machine builds.
+
+    receiver (vcapp/deploy.py)                 builder (POST /v1/builds/<app>/<n>, api/builds.py)
+      choose: placer.build_machine
+      tar.gz of the pushed tree  ───────────>  unpack (files, dirs, links that stay inside)
+      log(line) for each line    <───────────  deploy.build_here: buildah, its registry, copies
+      the release's image fields <───────────  last line "=> {json}", or "!! why it failed"
+
+Machines call each other with the machine credential (api/auth.py machine_only). If the
+chosen machine stops answering, the build runs on the receiver instead, and the log says so.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import time
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+import requests
+
+from builder.build import Limits
+from gitserver import DeployError
+from placer.plan import build_machine
+from vcapp import reposync
+from vcapp.errors import BadRequest
+from vcapp.node.config import NodeConfig, cluster_key
+from vcapp.store import Store
+
+RESULT, FAILURE = "=> ", "!! "
+CONNECT_TIMEOUT = 5.0
+# The builder sends an empty line at least this often while a build is quiet; a connection
+# silent for IDLE_TIMEOUT means the builder is gone.
+KEEPALIVE_S = 15.0
+IDLE_TIMEOUT = 4 * KEEPALIVE_S
+
+Log = Callable[[str], None]
+
+
+def memory_mb(size: str) -> int:
+    units = {"k": 1 / 1024, "m": 1, "g": 1024}
+    return int(float(size[:-1]) * units[size[-1].lower()]) if size[-1].lower() in units else int(size) // 2**20
+
+
+def choose(store: Store, receiver: str) -> tuple[str, str]:
+    """Where this push's build runs (placer.build_machine over the current cluster state)."""
+    from vcapp.node.placer_loop import Snapshot
+
+    limits = Limits()
+    return build_machine(Snapshot(store).state(time.time()), limits.cpus, memory_mb(limits.memory), receiver)
+
+
+def build_somewhere(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log) -> dict:
+    """Build release `number` of `app` where it should run; the release's image fields."""
+    from vcapp import deploy
+
+    where, why = choose(store, node.name)
+    api = reposync.live_apis(store).get(where)
+    if where == node.name or api is None:
+        return deploy.build_here(store, node, app, number, source, log)
+    log(f"-----> building on {where} ({why})")
+    from vcapp.api.auth import machine_secret
+    try:
+        return send(api, app, number, source, log, machine_secret(cluster_key()))
+    except requests.RequestException as e:
+        log(f"-----> {where} stopped answering ({type(e).__name__}); building here on {node.name} instead")
+        return deploy.build_here(store, node, app, number, source, log)
+
+
+def send(api: str, app: str, number: int, source: Path, log: Log, secret: str) -> dict:
+    """POST the source to another machine's builder and relay its log; its result fields."""
+    resp = requests.post(f"http://{api}/v1/builds/{app}/{number}", data=pack(source), stream=True,
+                         headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/gzip"},
+                         timeout=(CONNECT_TIMEOUT, IDLE_TIMEOUT))
+    with resp:
+        if resp.status_code != 200:
+            raise DeployError(f"the builder at {api} refused the build ({resp.status_code}): {resp.text[:300]}")
+        for line in resp.iter_lines(decode_unicode=True):
+            if line.startswith(RESULT):
+                return json.loads(line[len(RESULT):])
+            if line.startswith(FAILURE):
+                raise DeployError(line[len(FAILURE):])
+            if line:
+                log(line)
+    raise requests.ConnectionError("the build's stream ended without a result")
+
+
+def pack(source: Path) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(str(source), arcname=".")
+    return buf.getvalue()
+
+
+def unpack(data: bytes, dest: Path) -> Path:
+    """Extract a source tarball into dest: regular files, directories and symlinks that stay
+    inside only (BadRequest otherwise, before anything is written)."""
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
+    except (tarfile.TarError, OSError) as e:
+        raise BadRequest(f"the source is not a gzip'd tar: {e}") from None
+    with tar:
+        members = tar.getmembers()
+        for m in members:
+            path = PurePosixPath(m.name)
+            if path.is_absolute() or ".." in path.parts:
+                raise BadRequest(f"source path {m.name!r} leaves the source directory")
+            if m.issym():
+                target = os.path.normpath(os.path.join(os.path.dirname(m.name), m.linkname))
+                if os.path.isabs(m.linkname) or target == ".." or target.startswith("../"):
+                    raise BadRequest(f"source link {m.name!r} points outside the source directory")
+            elif not (m.isfile() or m.isdir()):
+                raise BadRequest(f"source entry {m.name!r} is neither a file, a directory nor a link")
+        dest.mkdir(parents=True, exist_ok=True)
+        tar.extractall(dest, members=members)
+    return dest
