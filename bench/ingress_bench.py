@@ -50,6 +50,7 @@ PLACE_WAIT = 120.0  # s: placement + container start + first health check on a l
 FAILOVER_RATE = 20.0  # req/s offered during the failover runs
 FAILOVER_SECONDS, EVENT_AT = 40.0, 5.0
 SETTLE = 20.0  # s after un-black-holing: the machine back in etcd and the mesh before the kill
+RESPREAD_WAIT = 240.0  # s: the placer respreads after placer.plan.FLAP_STABLE_AFTER_S (120 s)
 
 
 # ---- the client program (runs on a host of the cluster) ------------------------------------
@@ -254,6 +255,16 @@ def main() -> None:
             print(f"  {label}: direct {d} edge {e}", flush=True)
         fo = [("black hole", failover(b, "blackhole", ("solo", "duo")))]
         time.sleep(SETTLE)
+        # The black hole moved duo's instance off that machine, next to its twin; the placer
+        # spreads them again once the machine has been back FLAP_STABLE_AFTER_S. The kill
+        # below is meant to hit a machine holding one of two instances, so wait for that.
+        began = time.monotonic()
+        while len({r["node"] for r in b.healthy("duo", "office-1")}) < 2:
+            if time.monotonic() - began > RESPREAD_WAIT:
+                raise SystemExit(f"duo not spread over two machines {RESPREAD_WAIT:.0f}s after the black hole")
+            time.sleep(2)
+        print(f"  duo on two machines again {time.monotonic() - began + SETTLE:.0f}s after the black hole ended",
+              flush=True)
         fo.append(("kill", failover(b, "kill", ("solo", "duo"))))
         print(f"\ningress bench on {b.dc.name} (solo on {solo['node']}, direct client on {lan}, "
               f"edge client on the client host; {args.seconds:.0f} s per run)")

@@ -16,6 +16,9 @@ Rules, in the order they apply:
    already holds the image, most free memory, name.
 5. An instance that fits nowhere is pending, with a reason naming what is short and where
    the most room is ("needs 2048 MB memory; largest free is 1200 MB on office-1").
+6. Instances of one app that share a machine (after a failover) are spread again, one move
+   per plan, once a stable machine without any of them has room (a machine back from the
+   dead counts after FLAP_STABLE_AFTER_S).
 """
 
 from __future__ import annotations
@@ -78,7 +81,35 @@ def plan(state: ClusterState) -> Plan:
             inst = str(slot)
             if inst not in placed[app.name]:
                 _place(app, inst, homeless.get((app.name, inst)), state.now, nodes, room, out, placed)
+    moved = {(p.app, p.instance) for p in out.placements}
+    for app in sorted(apps.values(), key=lambda a: (-a.priority, a.name)):
+        _respread(app, state.now, nodes, room, out, placed, moved)
     return out
+
+
+def _respread(app: App, now: float, nodes: dict[str, Node], room: _Room, out: Plan,
+              placed: dict[str, dict[str, str]], moved: set[tuple[str, str]]) -> None:
+    """Two instances of `app` share a machine (a failover put them there) while a stable
+    machine that has none of them has room: move one there, one per plan, so the next death
+    does not take both."""
+    here = Counter(placed[app.name].values())
+    crowded = sorted((inst for inst, node in placed[app.name].items()
+                      if here[node] > 1 and (app.name, inst) not in moved), key=_slot, reverse=True)
+    if not crowded:
+        return
+    empty = [n for n in nodes.values() if n.alive and not _flapping(n, now) and here[n.id] == 0
+             and _matches(n, app) and room.fits(n, app)]
+    if not empty:
+        return
+    inst = crowded[0]
+    sites = Counter(nodes[n].site for n in placed[app.name].values())
+    best = min(empty, key=lambda n: (sites[n.site], app.image not in n.images, -room.free(n)[1], n.name))
+    was = placed[app.name][inst]
+    room.take(best.id, app, new=True)
+    placed[app.name][inst] = best.id
+    out.placements.append(Placement(app.name, inst, best.id, app.release,
+                                    f"moved from {_name(nodes, was)} to {best.name}: spreading {app.name} "
+                                    "over machines again", previous_node=was))
 
 
 def _slot(instance: str) -> tuple[int, str]:

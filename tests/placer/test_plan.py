@@ -252,3 +252,29 @@ def test_a_build_skips_dead_machines_and_those_short_of_memory():
     assert build_on(nodes, [hog], [assigned(hog, "0", "home-1")], cpus=0.5)[0] == "home-1"
     where, why = build_on(nodes, [hog], [assigned(hog, "0", "home-1")], cpus=1.0)
     assert where == "home-1" and why.startswith("no machine has 1 CPUs and 1024 MB unbooked")
+
+
+# ---- spreading again after a failover -----------------------------------------------------
+
+def test_instances_crowded_on_one_machine_spread_again_once_another_is_stable():
+    web = app("web", count=2)
+    crowded = [assigned(web, "0", "home-1"), assigned(web, "1", "home-1")]
+    nodes = [node("home-1", up=NOW - 3600), node("home-2", up=NOW - FLAP_STABLE_AFTER_S - 1)]
+    result = run(nodes, [web], crowded)
+    [move] = result.placements
+    assert (move.instance, move.node, move.previous_node) == ("1", "home-2", "home-1")
+    assert move.reason == "moved from home-1 to home-2: spreading web over machines again"
+    assert not result.stops and not result.pending
+
+
+def test_no_respreading_onto_a_machine_that_just_came_back_or_has_no_room():
+    web = app("web", count=2, mem=1024)
+    crowded = [assigned(web, "0", "home-1"), assigned(web, "1", "home-1")]
+    just_back = [node("home-1", up=NOW - 3600), node("home-2", up=NOW - 10)]
+    assert run(just_back, [web], crowded).placements == []
+    full = [node("home-1", up=NOW - 3600), node("home-2", mem=512, up=NOW - 3600)]
+    assert run(full, [web], crowded).placements == []
+    one_move_per_plan = app("web", count=3)
+    three = [assigned(one_move_per_plan, str(i), "home-1") for i in range(3)]
+    nodes = [node("home-1", up=NOW - 3600), node("home-2", up=NOW - 3600), node("office-1", up=NOW - 3600)]
+    assert len(run(nodes, [one_move_per_plan], three).placements) == 1
