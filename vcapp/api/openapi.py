@@ -42,7 +42,10 @@ def document(app: Flask) -> dict:
         "paths": paths,
         "components": {
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer",
-                                               "description": "an admin token, vcadm_<id>_<secret>"}},
+                                               "description": "an admin token, vcadm_<id>_<secret>"},
+                                "machineCredential": {"type": "http", "scheme": "bearer",
+                                                      "description": "derived from the cluster key: "
+                                                                     "machines calling each other only"}},
             "schemas": {"Error": ERROR_SCHEMA},
         },
         "security": [{"adminToken": []}],
@@ -59,7 +62,8 @@ def operation(endpoint: str, view, arguments: list[str]) -> dict:
             "default": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             "200": {"description": "success (201 for creations)", "content": {"application/json": {}}},
         },
-        "security": [] if is_public(view) else [{"adminToken": []}],
+        "security": [] if is_public(view) else [{"machineCredential": []}] if getattr(view, "machine_only", False)
+        else [{"adminToken": []}],
     }
     if description.strip():
         op["description"] = description.strip()
