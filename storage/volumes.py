@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 
 from storage import replication, shell
@@ -30,6 +31,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 # Volume records are tiny files on the local filer (metadata in etcd): ms when healthy;
 # 10 s covers an etcd leader election.
 RECORD_TIMEOUT = 10.0
+RECORD_RETRY_S = 30.0  # a new storage cluster grows its first volumes within seconds
 MAX_FIX_ROUNDS = 3  # volume.fix.replication adds one copy per volume per run; 2 -> 3 needs one
 
 
@@ -84,12 +86,21 @@ def _filer_url(plan: ClusterPlan, host: Host, path: str) -> str:
 
 
 def _put_record(plan: ClusterPlan, host: Host, vol: Volume) -> None:
+    """Write the volume's record, retried for RECORD_RETRY_S: right after the storage cluster
+    starts, the filer answers 5xx until the volumes for a new rule are grown."""
     url = _filer_url(plan, host, f"{RECORDS_ROOT}/{vol.app}/{vol.name}.json")
     body = json.dumps({"app": vol.app, "name": vol.name, "size_mb": vol.size_mb})
-    out = host.run(["curl", "-sf", "--max-time", str(RECORD_TIMEOUT), "-X", "PUT", "-H", "Content-Type: application/json",
-                    "--data-binary", "@-", url], input=body, timeout=RECORD_TIMEOUT + 5)
-    if out.returncode != 0:
-        raise StorageError(f"could not record volume {vol.app}/{vol.name} in the filer ({url}): {out.stderr.strip()}")
+    deadline = time.monotonic() + RECORD_RETRY_S
+    while True:
+        out = host.run(["curl", "-sS", "-f", "--max-time", str(RECORD_TIMEOUT), "-X", "PUT", "-H",
+                        "Content-Type: application/json", "--data-binary", "@-", url], input=body,
+                       timeout=RECORD_TIMEOUT + 5)
+        if out.returncode == 0:
+            return
+        if time.monotonic() > deadline:
+            raise StorageError(f"could not record volume {vol.app}/{vol.name} in the filer ({url}): "
+                               f"{out.stderr.strip() or f'curl exit {out.returncode}'}")
+        time.sleep(1.0)
 
 
 def get_volume(plan: ClusterPlan, host: Host, app: str, name: str) -> Volume:

@@ -87,20 +87,18 @@ def catch_up(store: Store, app: str, root: Path, node: str, peers: dict[str, str
     with _locked(root, app):
         repo = open_repo(root, app)
         try:
-            if local_branches(repo) == want:
-                changed = False
-            elif _ahead(repo, want):  # a push here whose record was never written
-                repo.close()
-                publish(store, app, root, node)
-                return False
-            else:
+            same, ahead = local_branches(repo) == want, _ahead(repo, want)
+            if not same and not ahead:
                 missing = {sha for sha in want.values() if sha.encode() not in repo.object_store}
                 if missing:
                     _fetch(app, repo, want, missing, _holders(entry.value, node, peers), peers, secret)
                 _set_branches(repo, want)
-                changed = True
         finally:
             repo.close()
+    if ahead and not same:  # a push here whose record was never written: record it, do not undo it
+        publish(store, app, root, node)
+        return False
+    changed = not same
     _join_holders(store, app, node, entry)
     if changed:
         log.info("repository of %s caught up: %s", app, ", ".join(f"{r}={s[:7]}" for r, s in sorted(want.items())))
