@@ -26,7 +26,7 @@ import requests
 from builder.build import Limits
 from gitserver import DeployError
 from placer.plan import build_machine
-from vcapp import reposync
+from vcapp import apps, reposync
 from vcapp.errors import BadRequest
 from vcapp.node.config import NodeConfig, cluster_key
 from vcapp.store import Store
@@ -41,17 +41,12 @@ IDLE_TIMEOUT = 4 * KEEPALIVE_S
 Log = Callable[[str], None]
 
 
-def memory_mb(size: str) -> int:
-    units = {"k": 1 / 1024, "m": 1, "g": 1024}
-    return int(float(size[:-1]) * units[size[-1].lower()]) if size[-1].lower() in units else int(size) // 2**20
-
-
 def choose(store: Store, receiver: str) -> tuple[str, str]:
     """Where this push's build runs (placer.build_machine over the current cluster state)."""
     from vcapp.node.placer_loop import Snapshot
 
     limits = Limits()
-    return build_machine(Snapshot(store).state(time.time()), limits.cpus, memory_mb(limits.memory), receiver)
+    return build_machine(Snapshot(store).state(time.time()), limits.cpus, apps.parse_memory(limits.memory), receiver)
 
 
 def build_somewhere(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log) -> dict:
