@@ -10,8 +10,8 @@
     or, if vN fails its health check: the app is set back to the release that served before,
     vN is recorded as failed, and the push is refused (main keeps pointing at what serves).
 
-The build runs where placer.build_machine says (the live machine with the most CPU left
-unbooked, the receiver on a tie): elsewhere, the source goes there as a tarball and the log
+The build runs where placer.build_machine says (the receiver if it has a core and 1 GB
+unbooked, else the live machine with the most CPU left): elsewhere, the source goes there as a tarball and the log
 comes back line by line (vcapp/buildremote.py). The release records the image's full
 reference with the building machine's address; every machine's registries drop-in mirrors that
 address by the other live registries (registry_loop.py), so once the copies are made, losing

@@ -128,7 +128,8 @@ def edge_hosts(cluster: dict) -> tuple[str, ...]:
     return tuple(sorted({EDGE_MESH_IP, *([host] if host else [])}))
 
 
-def _api_addr(record: dict) -> str | None:
+def api_addr(record: dict) -> str | None:
+    """"host:port" of a node record's admin API, or None."""
     parts = urlsplit(record.get("api_url") or "")
     return f"{parts.hostname}:{parts.port}" if parts.hostname and parts.port else None
 
@@ -143,6 +144,6 @@ def read_view(store: Store) -> ClusterView:
     apps = {keys.name_of(e.key, keys.APPS): e.value for e in store.list(keys.APPS) if isinstance(e.value, dict)}
     reports = [dict(e.value, node=e.value.get("node") or keys.name_of(e.key, keys.STATUS).split("/")[0])
                for e in store.list(keys.STATUS) if isinstance(e.value, dict)]
-    api = {n: a for n, r in live.items() if (a := _api_addr(r))}
+    api = {n: a for n, r in live.items() if (a := api_addr(r))}
     return ClusterView(cluster.get("domain", ""), apps, reports, {n: r["addr"] for n, r in live.items()},
                        api, edge_hosts(cluster))

@@ -32,7 +32,7 @@ from dulwich.graph import can_fast_forward
 from dulwich.repo import Repo
 
 from gitserver.repos import open_repo
-from vcapp import keys
+from vcapp import ingress, keys
 from vcapp.errors import VcError
 from vcapp.node.config import derive
 from vcapp.store import Store, put_op, unchanged
@@ -175,9 +175,5 @@ def _locked(root: Path, app: str) -> Iterator[None]:
 def live_apis(store: Store) -> dict[str, str]:
     """Live machine -> "addr:port" of its API (from the node records' api_url)."""
     alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
-    out = {}
-    for e in store.list(keys.NODES):
-        name, url = keys.name_of(e.key, keys.NODES), (e.value or {}).get("api_url") or ""
-        if name in alive and "://" in url:
-            out[name] = url.split("://", 1)[1].rstrip("/")
-    return out
+    found = {keys.name_of(e.key, keys.NODES): ingress.api_addr(e.value or {}) for e in store.list(keys.NODES)}
+    return {name: addr for name, addr in found.items() if addr and name in alive}

@@ -20,6 +20,7 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from gitserver import GitConfig, create_git_app
 from gitserver.auth import basic_password
+from gitserver.wsgi import text_response
 from gitserver.repos import RepoError, create_repo, repo_path
 from vcapp import apps, deploy, membership, reposync
 from vcapp.api.config import ApiConfig
@@ -52,12 +53,6 @@ def authenticator(config: ApiConfig) -> Callable[[str], str | None]:
     return authenticate
 
 
-def _text(start_response: Callable, status: str, message: str) -> list[bytes]:
-    body = (message + "\n").encode()
-    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
-    return [body]
-
-
 class RepoOnDemand:
     """Around gitserver: make the local repository of an existing app, bring it up to date
     with the cluster's record before serving, and record it after a push (authenticated only)."""
@@ -75,14 +70,14 @@ class RepoOnDemand:
         pushing = environ.get("PATH_INFO", "").endswith("/" + RECEIVE_PACK) or \
             f"service={RECEIVE_PACK}" in environ.get("QUERY_STRING", "")
         if who == reposync.SYNC_USER and pushing:
-            return _text(start_response, "403 Forbidden", "the machine sync credential may only fetch")
+            return text_response(start_response, "403 Forbidden", "the machine sync credential may only fetch")
         try:
             if not self._ensure(name):
                 return self.app(environ, start_response)
             if who != reposync.SYNC_USER:  # a machine fetching is asked only for what it holds
                 self._catch_up(name)
         except (VcError, StoreUnavailable) as e:
-            return _text(start_response, "503 Service Unavailable", getattr(e, "message", str(e)))
+            return text_response(start_response, "503 Service Unavailable", getattr(e, "message", str(e)))
         body = self.app(environ, start_response)
         if pushing and environ.get("REQUEST_METHOD") == "POST":
             return self._then_publish(body, name)

@@ -53,7 +53,9 @@ def dropin_text(addresses: list[str], own: str | None = None, live: list[str] | 
     live_set = set(live or ())
     entries = []
     for address in sorted(set(addresses)):
-        mirrors = [] if address == own else [own, *sorted(live_set - {address, own})] if own else sorted(live_set - {address})
+        mirrors = []
+        if address != own:
+            mirrors = ([own] if own else []) + sorted(live_set - {address, own})
         entries.append(registry.registries_conf(address, mirrors))
     return head + "\n".join(entries)
 
