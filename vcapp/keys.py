@@ -27,7 +27,11 @@
     /vc/storage/state            {code, state: healthy|degraded, live, at} (vcapp/node/storage_loop.py)
     /vc/storage/writer/<app>/<v> the one machine writing a volume, bound to its lease (storage/guard.py)
     /vc/volumes/<app>/<name>     {app, name, size_mb, created_at} (vcapp/volumes.py)
-    /vc/buckets/<app>            {app, bucket, created_at}: the app's S3 bucket (vcapp/volumes.py)
+    /vc/buckets/<app>            {app, bucket, backend, endpoint?, created_at}: the app's S3 bucket and
+                                 where it lives: "builtin" or "external" (vcapp/volumes.py)
+    /vc/settings/buckets         {kind, endpoint, region, bucket_prefix, access_key, secret (sealed), ...}:
+                                 the external S3 service buckets go to; absent = built-in storage
+                                 (vcapp/bucketbackend.py)
     /vc/requests/<node>          {hosts: {host: {requests, errors}}, at}: the node router's counters
                                  since its Caddy started, bound to its lease (vcapp/node/router_loop.py)
     /vc/meshpaths/<node>         {peer: {path, since}}: this machine's mesh path to each peer,
@@ -51,6 +55,7 @@ STORAGE_ENABLED = "/vc/storage/enabled"
 STORAGE_STATE = "/vc/storage/state"
 VOLUMES = "/vc/volumes/"
 BUCKETS = "/vc/buckets/"
+BUCKET_BACKEND = "/vc/settings/buckets"
 APPS = "/vc/apps/"
 ASSIGN = "/vc/assign/"
 PENDING = "/vc/pending/"

@@ -70,20 +70,29 @@ def check_values(values: object) -> dict[str, str]:
     return dict(values)
 
 
+def seal(text: str, key: bytes | None = None) -> str:
+    """A Fernet token of `text` under the cluster's secrets key: for any secret kept in etcd."""
+    return _fernet(key).encrypt(text.encode()).decode()
+
+
+def unseal(token: str, what: str, key: bytes | None = None) -> str:
+    """The text of a `seal` token; `what` names the secret and how to set it again."""
+    try:
+        return _fernet(key).decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise Unavailable(f"{what} cannot be decrypted with this machine's cluster key "
+                          "(was the cluster key replaced?); set it again") from None
+
+
 def decrypt(record: dict | None, key: bytes | None = None) -> dict[str, str]:
     """{name: value} from a /vc/secrets record (empty when there is none)."""
     if not record or not record.get("data"):
         return {}
-    try:
-        return json.loads(_fernet(key).decrypt(record["data"].encode()))
-    except InvalidToken:
-        raise Unavailable("app secrets cannot be decrypted with this machine's cluster key "
-                          "(was the cluster key replaced?); set the secrets again") from None
+    return json.loads(unseal(record["data"], "the app's secrets (`vcapp secrets set`)", key))
 
 
 def encrypt(values: dict[str, str], key: bytes | None = None) -> dict:
-    return {"names": sorted(values), "data": _fernet(key).encrypt(json.dumps(values).encode()).decode(),
-            "updated_at": time.time()}
+    return {"names": sorted(values), "data": seal(json.dumps(values), key), "updated_at": time.time()}
 
 
 def values_for(store: Store, app: str, key: bytes | None = None) -> dict[str, str]:

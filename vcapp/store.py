@@ -87,6 +87,11 @@ def absent(key: str) -> dict:
     return {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
 
 
+def none_under(prefix: str) -> dict:
+    """Compare: no key starts with `prefix` (etcd checks every key of the range; an empty range holds)."""
+    return dict(absent(prefix), range_end=_b64(prefix_end(prefix)))
+
+
 def unchanged(key: str, mod_revision: int) -> dict:
     """Compare: the key was not modified since we read it at `mod_revision` (0 = absent)."""
     return {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(mod_revision)}

@@ -8,9 +8,12 @@ members, and the glue the runtime uses to mount a volume for one instance.
                                controller whenever the live machines change
     /vc/volumes/<app>/<name>   {app, name, size_mb, created_at}
     /vc/storage/writer/...     at most one writer machine per volume (storage/guard.py)
-    /vc/buckets/<app>          {app, created_at}: the app's S3 bucket; its keys are app secrets
-                               (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY), BUCKET_NAME is in its
-                               env and every instance gets AWS_ENDPOINT_URL_S3 of its own machine
+    /vc/buckets/<app>          {app, bucket, backend, endpoint?, kind?, created_at}: the app's S3
+                               bucket; its keys are app secrets (AWS_ACCESS_KEY_ID,
+                               AWS_SECRET_ACCESS_KEY), BUCKET_NAME is in its env. On the built-in
+                               storage every instance gets AWS_ENDPOINT_URL_S3 of its own machine;
+                               on an external S3 service (vcapp/bucketbackend.py) the service's URL,
+                               from the spec's s3_endpoint, and the storage cluster stays off.
 
 The storage engine itself (processes, path rules, mounts, degrade and heal) is storage/;
 this module only feeds it cluster state and never runs SeaweedFS commands in a loop.
@@ -24,12 +27,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from storage import agent as storage_agent
-from storage import buckets, guard, mount
+from storage import buckets, external, guard, mount
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
 from storage.plan import S3_PORT, ClusterPlan, Machine, plan_cluster
-from vcapp import apps, events, keys, secrets
-from vcapp.errors import BadRequest, NotFound, Unavailable
+from vcapp import apps, bucketbackend, events, keys, secrets
+from vcapp.errors import BadRequest, Conflict, NotFound, Unavailable
 from vcapp.node.config import NodeConfig, run_dir
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
@@ -133,27 +136,88 @@ def _start_storage(store: Store, cfg: NodeConfig) -> ClusterPlan:
     return plan
 
 
-def create_bucket(store: Store, cfg: NodeConfig, app: str, who: str = "admin") -> dict:
-    """Give APP its S3 bucket and keys (idempotent: existing keys are kept). The instances
-    roll onto the new environment."""
+def create_bucket(store: Store, cfg: NodeConfig | None, app: str, who: str = "admin") -> dict:
+    """Give APP its S3 bucket and keys (idempotent: existing keys are kept), on the external S3
+    service when one is set (vcapp/bucketbackend.py), else on the built-in storage, which the
+    first bucket starts. The instances roll onto the new environment."""
     apps.app_name(app)
     if store.get(keys.app(app)) is None:
         raise NotFound(f"no app {app}; create it first (`vcapp apps create {app}` or a git push)")
-    try:
-        plan = _start_storage(store, cfg)
-        env = buckets.create_bucket(plan, LocalHost(cfg.name), app, live_sites(store), weed_binary())
-    except StorageError as e:
-        raise Unavailable(f"could not create the bucket of {app}: {e}") from None
-    apps.update_app(store, app, lambda spec: dict(spec, bucket=app,
-                                                  env={**(spec.get("env") or {}), "BUCKET_NAME": app}))
+    backend = store.get(keys.BUCKET_BACKEND)
+    setting = backend.value if backend else None
+    old = store.value(bucket_key(app))
+    if old and bucketbackend.location(setting) != _location(old):
+        raise Conflict(f"app {app} already has bucket {old['bucket']} on {_where(old)}; buckets stay where "
+                       "they were made")
+    if setting:
+        env, placed = _external_bucket(store, setting, app, old)
+    else:
+        env, placed = _builtin_bucket(store, cfg, app), {"backend": bucketbackend.BUILTIN}
+    bucket, endpoint = env["BUCKET_NAME"], placed.get("endpoint")
+    app_env = {"BUCKET_NAME": bucket, **({"AWS_REGION": env["AWS_REGION"]} if env.get("AWS_REGION") else {})}
+    apps.update_app(store, app, lambda spec: _with_bucket(spec, bucket, endpoint, app_env))
     secrets.set_secrets(store, app, {"AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
                                      "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"]})
-    old = store.value(bucket_key(app))
-    record = {"app": app, "bucket": app, "created_at": (old or {}).get("created_at") or time.time()}
-    store.put(bucket_key(app), record)
+    record = {"app": app, "bucket": bucket, **placed, "created_at": (old or {}).get("created_at") or time.time()}
+    if not store.txn([unchanged(keys.BUCKET_BACKEND, backend.mod_revision if backend else 0)],
+                     [put_op(bucket_key(app), record)]):
+        raise Conflict(f"the bucket backend changed while the bucket of {app} was made; "
+                       f"`vcapp buckets backend show`, then create it again")
     if not old:
-        events.record(store, "bucket", f"bucket {app} created for app {app} by {who}", app=app)
+        events.record(store, "bucket", f"bucket {bucket} created for app {app} on {_where(record)} by {who}", app=app)
     return record
+
+
+def _builtin_bucket(store: Store, cfg: NodeConfig | None, app: str) -> dict[str, str]:
+    if cfg is None:
+        raise Unavailable("this machine has no node config; ask another machine's API")
+    try:
+        plan = _start_storage(store, cfg)
+        return buckets.create_bucket(plan, LocalHost(cfg.name), app, live_sites(store), weed_binary())
+    except StorageError as e:
+        raise Unavailable(f"could not create the bucket of {app}: {e}") from None
+
+
+def _external_bucket(store: Store, setting: dict, app: str, old: dict | None) -> tuple[dict[str, str], dict]:
+    """The bucket and a key only it opens on the external service; the storage cluster stays off."""
+    svc = bucketbackend.service(setting)
+    try:
+        bucket = external.bucket_name(setting.get("bucket_prefix") or "", app)
+    except external.BadSetting as e:
+        raise BadRequest(str(e)) from None
+    kept = secrets.values_for(store, app) if old else {}
+    current = ({"access_key": kept["AWS_ACCESS_KEY_ID"], "secret_key": kept["AWS_SECRET_ACCESS_KEY"]}
+               if kept.get("AWS_ACCESS_KEY_ID") and kept.get("AWS_SECRET_ACCESS_KEY") else None)
+    try:
+        external.ensure_bucket(svc, bucket)
+        key = external.ensure_app_key(svc, bucket, current)
+    except StorageError as e:
+        raise bucketbackend.BadGateway(f"could not create the bucket of {app} on {svc.endpoint}: {e}") from None
+    env = {"AWS_ACCESS_KEY_ID": key["access_key"], "AWS_SECRET_ACCESS_KEY": key["secret_key"],
+           "AWS_ENDPOINT_URL_S3": svc.endpoint, "BUCKET_NAME": bucket, "AWS_REGION": svc.region}
+    return env, {"backend": bucketbackend.EXTERNAL, "endpoint": svc.endpoint, "kind": svc.kind}
+
+
+def _with_bucket(spec: dict, bucket: str, endpoint: str | None, env: dict[str, str]) -> dict:
+    """The spec of an app with a bucket: `s3_endpoint` is the external service every instance
+    uses; without it each instance uses its own machine's gateway (vcapp/node/runtime_loop.py)."""
+    out = dict(spec, bucket=bucket, env={**(spec.get("env") or {}), **env})
+    if endpoint:
+        out["s3_endpoint"] = endpoint
+    else:
+        out.pop("s3_endpoint", None)
+    return out
+
+
+def _location(record: dict) -> tuple[str, str] | None:
+    """(endpoint, bucket prefix) of a bucket record, None on the built-in storage."""
+    if record.get("backend", bucketbackend.BUILTIN) == bucketbackend.BUILTIN:
+        return None
+    return record["endpoint"], record["bucket"][: len(record["bucket"]) - len(record["app"])]
+
+
+def _where(record: dict) -> str:
+    return f"the S3 service at {record['endpoint']}" if record.get("endpoint") else "the built-in storage"
 
 
 def bucket_key(app: str) -> str:
@@ -161,7 +225,8 @@ def bucket_key(app: str) -> str:
 
 
 def list_buckets(store: Store) -> list[dict]:
-    return [e.value for e in store.list(BUCKETS) if e.value]
+    """Every app's bucket record; records from before external backends are on the built-in storage."""
+    return [{"backend": bucketbackend.BUILTIN, **e.value} for e in store.list(BUCKETS) if e.value]
 
 
 def s3_endpoint(addr: str) -> str:

@@ -9,10 +9,11 @@ liveness key. If anything moved meanwhile the plan is dropped and the next tick 
 Pending reasons go to /vc/pending/<app>; placements, moves off dead machines ("failover"),
 stops and new pending reasons become events.
 
-Each assignment also carries its app's `volumes` and `bucket` (PASS_THROUGH): the runtime loop's
-self-fencing stops exactly the instances whose assignment names volumes. The pure planner
-copies only placer.model.RUNTIME_FIELDS, so this loop adds them, and rewrites an assignment
-in place (same machine, no restart) when an app gains or loses volumes.
+Each assignment also carries its app's `volumes`, `bucket` and `s3_endpoint` (PASS_THROUGH): the
+runtime loop's self-fencing stops exactly the instances whose assignment names volumes, and an
+instance of an app with a bucket gets its S3 endpoint from them. The pure planner copies only
+placer.model.RUNTIME_FIELDS, so this loop adds them, and rewrites an assignment in place (same
+machine, no restart) when an app gains or loses volumes.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ log = logging.getLogger("vcapp.placer")
 # Half a lease TTL: a dead machine's instances move within ~0.5 s of its lease expiring, and
 # five small etcd reads twice a second cost nothing at 10 machines.
 PLACE_EVERY_S = 0.5
-# App spec fields copied into every assignment beside the planner's: the runtime's fencing keys on them.
-PASS_THROUGH = ("volumes", "bucket")
+# App spec fields copied into every assignment beside the planner's: the runtime's fencing and
+# S3 endpoint key on them.
+PASS_THROUGH = ("volumes", "bucket", "s3_endpoint")
 
 
 class Snapshot:

@@ -193,11 +193,13 @@ class RuntimeLoop:
 
 
 def with_s3_endpoint(assignment: dict, addr: str) -> dict:
-    """An app with a bucket talks to the S3 gateway of the machine it runs on (every machine
-    runs one), so the bucket outlives whichever machine created it."""
+    """An app with a bucket on the built-in storage talks to the S3 gateway of the machine it
+    runs on (every machine runs one), so the bucket outlives whichever machine created it; an
+    app whose bucket is on an external S3 service talks to that service (`s3_endpoint`)."""
     if not assignment.get("bucket"):
         return assignment
-    env = {**(assignment.get("env") or {}), "AWS_ENDPOINT_URL_S3": volumes.s3_endpoint(addr)}
+    endpoint = assignment.get("s3_endpoint") or volumes.s3_endpoint(addr)
+    env = {**(assignment.get("env") or {}), "AWS_ENDPOINT_URL_S3": endpoint}
     return dict(assignment, env=env)
 
 
