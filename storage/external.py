@@ -250,8 +250,8 @@ def _iam_app_key(svc: Service, bucket: str, current: dict | None) -> dict:
     _iam_call(svc, "create_user", iam, ignore=("EntityAlreadyExists",), UserName=bucket)
     _iam_call(svc, "put_user_policy", iam, UserName=bucket, PolicyName=POLICY_NAME,
               PolicyDocument=json.dumps(bucket_policy(bucket)))
-    known = [k["AccessKeyId"] for k in
-             _iam_call(svc, "list_access_keys", iam, UserName=bucket).get("AccessKeyMetadata", [])]
+    known = [k["AccessKeyId"] for k in _iam_call(svc, "list_access_keys", iam, UserName=bucket).get(
+        "AccessKeyMetadata", []) if k.get("UserName", bucket) == bucket]
     if current and current.get("access_key") in known:
         return current
     for key_id in known:  # keys whose secret nobody kept (an earlier attempt that failed midway)

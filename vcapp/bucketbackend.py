@@ -44,7 +44,7 @@ def check_body(body: dict) -> dict:
         raise BadRequest(str(e)) from None
     for field in ("access_key", "secret_key"):
         value = body.get(field)
-        if not isinstance(value, str) or not value.strip() or "\n" in value:
+        if not isinstance(value, str) or not value.strip() or "\n" in value.strip():
             raise BadRequest(f"{field.replace('_', ' ')}: give the admin key of the S3 service "
                              f"(one line; the secret on stdin with --secret-key-stdin)")
         setting[field] = value.strip()

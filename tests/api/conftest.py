@@ -151,9 +151,9 @@ def vcapp_cli(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VCAPP_", "XDG_CONFIG"))}
     env.update(HOME=str(home), PYTHONPATH=str(REPO))
 
-    def run(*args: str, timeout: float = 30, extra_env: dict | None = None) -> CliResult:
+    def run(*args: str, timeout: float = 30, extra_env: dict | None = None, input: str | None = None) -> CliResult:
         proc = subprocess.run([sys.executable, "-m", "vcapp", *args], env=env | (extra_env or {}),
-                              capture_output=True, text=True, timeout=timeout, cwd=REPO)
+                              capture_output=True, text=True, timeout=timeout, cwd=REPO, input=input)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     run.home = home
