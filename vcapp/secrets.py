@@ -7,7 +7,8 @@ cluster key's "secrets" derivation (`vcapp.node.config.derived_key`), which live
 machine's disk and never in etcd: a copy of etcd alone reveals names, not values.
 The app spec lists the names (the placer copies them into assignments); a change of the
 secrets bumps the spec's revision in the same transaction, so instances roll onto the new
-values. Values never appear in an answer, an event or a log line.
+values. Values never appear in an answer, an event or a log line. `seal`/`unseal` do the same
+for a single secret kept elsewhere in etcd (the bucket backend's admin key, vcapp/bucketbackend.py).
 """
 
 from __future__ import annotations
