@@ -34,6 +34,19 @@ SHUTDOWN_GRACE = "5s"
 STREAM_CLOSE_DELAY = "5m"
 NODE_HEALTH_HOST = "health.vcapp.invalid"
 NODE_HEALTH_PATH = "/.vcapp/health"
+# On the same virtual host, /.vcapp/serves/<app> answers 200 on the node routers the edge
+# should send <app>'s requests to: those on a machine running it (or all, while none does).
+# The edge health-checks each app's path, so its requests cross the mesh once, and a move
+# changes only which routers answer 200: the edge's config, and its clients' keep-alive
+# connections, stay as they are.
+NODE_SERVES_PREFIX = "/.vcapp/serves/"
+# A node router sends an app's requests to an instance on its own machine this many times
+# more often than to one elsewhere (kept at weight 1, so a dying local one costs a retry).
+LOCAL_WEIGHT = 100
+
+
+def serves_path(app: str) -> str:
+    return NODE_SERVES_PREFIX + app
 
 
 def base_document(admin_socket: str, storage_dir: str) -> dict:
@@ -51,8 +64,9 @@ def upstreams(addresses: tuple[str, ...] | list[str]) -> list[dict]:
 
 
 def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | None,
-                  health_host: str | None = None) -> dict:
-    """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept."""
+                  health_host: str | None = None, weights: list[int] | None = None) -> dict:
+    """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept.
+    `weights` (one per address): weighted round robin instead of plain round robin."""
     checks: dict = {"passive": {"fail_duration": FAIL_DURATION, "max_fails": MAX_FAILS}}
     if health_path:
         active: dict = {"uri": health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT}
@@ -63,7 +77,8 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
         "handler": "reverse_proxy",
         "upstreams": upstreams(addresses),
         "load_balancing": {
-            "selection_policy": {"policy": "round_robin"},
+            "selection_policy": ({"policy": "weighted_round_robin", "weights": list(weights)} if weights
+                                 else {"policy": "round_robin"}),
             "try_duration": TRY_DURATION,
             "try_interval": TRY_INTERVAL,
         },

@@ -3,7 +3,10 @@
 Pure: EdgeRoutes + EdgeSettings -> dict. Every app hostname, api.D and the custom domains go
 to the node routers of the live nodes (each of which knows where every app runs), with
 active health checks on the nodes and retries, so a dying node costs at most the requests it
-was holding. Certificates: in dev mode one wildcard `*.D` from Caddy's internal CA (the
+was holding. Each app has its own route whose health check asks the node routers whether
+they run it (router/caddyjson.py NODE_SERVES_PREFIX): its requests go to those routers only,
+and nothing here changes when an instance moves, so the edge never reloads for a failover.
+Certificates: in dev mode one wildcard `*.D` from Caddy's internal CA (the
 client trusts its exported root); otherwise one certificate per hostname from ACME.
 """
 
@@ -12,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE, base_document,
-                              host_route, html_page, reverse_proxy)
-from router.routes import EdgeRoutes
+                              host_route, html_page, reverse_proxy, serves_path)
+from router.routes import EdgeRoutes, api_host, app_host
 
 SERVER = "edge"
 
@@ -59,15 +62,20 @@ def _pki_app(s: EdgeSettings) -> dict:
 
 
 def _routes(routes: EdgeRoutes) -> list[dict]:
-    if routes.nodes:
-        to_nodes = reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)
-    else:
-        to_nodes = html_page(503, "No machine is serving right now",
-                             "The cluster has no live machine behind this edge. Try again in a minute; "
-                             "if it lasts, the cluster admin should run `vcapp status`.")
-    unknown = html_page(404, "No app here",
-                        "Nothing is deployed at this address. Check the spelling of the link.")
-    return [host_route(routes.hostnames(), [to_nodes]), {"handle": [unknown], "terminal": True}]
+    unknown = {"handle": [html_page(404, "No app here",
+                                    "Nothing is deployed at this address. Check the spelling of the link.")],
+               "terminal": True}
+    if not routes.nodes:
+        nobody = html_page(503, "No machine is serving right now",
+                           "The cluster has no live machine behind this edge. Try again in a minute; "
+                           "if it lasts, the cluster admin should run `vcapp status`.")
+        return [host_route(routes.hostnames(), [nobody]), unknown]
+    domains = dict(routes.domains)
+    out = [host_route([api_host(routes.domain)], [reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)])]
+    for app in routes.apps:
+        hosts = [app_host(app, routes.domain), *domains.get(app, ())]
+        out.append(host_route(hosts, [reverse_proxy(routes.nodes, serves_path(app), NODE_HEALTH_HOST)]))
+    return [*out, unknown]
 
 
 def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:

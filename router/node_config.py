@@ -6,6 +6,10 @@ mesh encrypts it); the edges are trusted proxies, so apps see the real client ad
 scheme in X-Forwarded-*. A `token` app's requests first go to the local auth service
 (Caddy's forward_auth pattern): a 2xx lets the request through with X-Vcapp-Token-Id set;
 anything else (401 page, 302 setting the session cookie) goes back to the client as is.
+
+An app's instances on this machine get most of its requests (LOCAL_WEIGHT), and the health
+host tells the edges which apps to bring here (NODE_SERVES_PREFIX), so a request normally
+crosses the mesh once: edge -> the router of a machine running the app -> its container.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE, base_document,
-                              host_route, html_page, reverse_proxy)
+from router.caddyjson import (LOCAL_WEIGHT, NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE,
+                              base_document, host_route, html_page, reverse_proxy, serves_path)
 from router.routes import AppRoute, NodeRoutes, api_host, app_host
 
 SERVER = "node"
@@ -61,7 +65,7 @@ def _app_handlers(name: str, app: AppRoute, settings: NodeSettings) -> list[dict
     if app.policy == "token":
         handlers.append(_forward_auth(name, settings.auth))
     if app.backends:
-        handlers.append(reverse_proxy(app.backends, app.health_path))
+        handlers.append(reverse_proxy(app.backends, app.health_path, weights=_local_first(app)))
     else:
         handlers.append(html_page(503, f"{name} is not running",
                                   "This app has no running instance right now. If it was just deployed "
@@ -69,11 +73,35 @@ def _app_handlers(name: str, app: AppRoute, settings: NodeSettings) -> list[dict
     return handlers
 
 
+def _local_first(app: AppRoute) -> list[int] | None:
+    """Weights that keep requests on this machine's instances while they answer (None: no
+    instance here, or only here: plain round robin)."""
+    if not app.local or len(app.local) == len(app.backends):
+        return None
+    return [LOCAL_WEIGHT if b in app.local else 1 for b in app.backends]
+
+
+def _health_routes(here: tuple[str, ...] | None) -> list[dict]:
+    """The edges' checks: this router is up; and which apps they should bring here (None:
+    all of them)."""
+    def answer(paths: list[str] | None, status: int, body: str) -> dict:
+        match: dict = {"host": [NODE_HEALTH_HOST]}
+        if paths is not None:
+            match["path"] = paths
+        return {"match": [match], "handle": [{"handler": "static_response", "status_code": status, "body": body}],
+                "terminal": True}
+
+    routes = [answer([NODE_HEALTH_PATH], 200, "ok\n")]
+    if here is None:
+        routes.append(answer([serves_path("*")], 200, "served here\n"))
+    elif here:
+        routes.append(answer([serves_path(app) for app in here], 200, "served here\n"))
+    routes.append(answer(None, 503, "served elsewhere\n"))
+    return routes
+
+
 def _routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
-    health = {"match": [{"host": [NODE_HEALTH_HOST], "path": [NODE_HEALTH_PATH]}],
-              "handle": [{"handler": "static_response", "status_code": 200, "body": "ok\n"}],
-              "terminal": True}
-    out = [health]
+    out = _health_routes(routes.here)
     for name, app in routes.apps:
         hosts = [app_host(name, routes.domain), *app.domains]
         out.append(host_route(hosts, _app_handlers(name, app, settings)))

@@ -5,8 +5,9 @@ run, which nodes are alive) and hands them to a controller; the controller turns
 Caddy JSON. Both tables are frozen values, so "did anything change" is an equality test.
 
     EdgeRoutes   domain, apps (names), nodes (node-router addresses), custom domains
-    NodeRoutes   domain, apps: name -> AppRoute(backends, policy, health_path, domains),
-                 api backends, trusted proxies (the edges)
+    NodeRoutes   domain, apps: name -> AppRoute(backends, policy, health_path, domains, local),
+                 api backends, trusted proxies (the edges), here: the apps the edges should
+                 send to this node router (it runs them, or nobody does)
 """
 
 from __future__ import annotations
@@ -96,12 +97,14 @@ class AppRoute:
     """One app as a node router sees it.
 
     backends: "addr:port" of the app's instances (local containers' published ports, or
-    other nodes' mesh addresses). health_path: polled on each backend; None = passive only."""
+    other nodes' mesh addresses). health_path: polled on each backend; None = passive only.
+    local: the backends on this node's own machine, preferred over the others."""
 
     backends: tuple[str, ...] = ()
     policy: str = "public"
     health_path: str | None = None
     domains: tuple[str, ...] = ()
+    local: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -112,6 +115,8 @@ class AppRoute:
             raise RoutesError(f"health path {self.health_path!r} must start with '/'")
         for host in self.domains:
             check_domain(host)
+        if not set(self.local) <= set(self.backends):
+            raise RoutesError(f"local backends {sorted(set(self.local) - set(self.backends))} are not backends")
 
 
 @dataclass(frozen=True)
@@ -119,12 +124,15 @@ class NodeRoutes:
     """What one node's router needs.
 
     api: "addr:port" of the admin API / git server instances reachable from this node.
-    trusted_proxies: CIDRs of the edges, whose X-Forwarded-* headers are believed."""
+    trusted_proxies: CIDRs of the edges, whose X-Forwarded-* headers are believed.
+    here: apps whose requests the edges should bring to this node router (see
+    router/caddyjson.py NODE_SERVES_PREFIX); None: every app (no preference)."""
 
     domain: str
     apps: tuple[tuple[str, AppRoute], ...] = ()
     api: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
+    here: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_domain(self.domain)
@@ -132,10 +140,14 @@ class NodeRoutes:
             check_app(name)
         for backend in self.api:
             check_address(backend)
+        unknown = set(self.here or ()) - {name for name, _ in self.apps}
+        if unknown:
+            raise RoutesError(f"apps {sorted(unknown)} served here are not routed")
 
     @classmethod
     def build(cls, domain: str, apps: dict[str, AppRoute] | None = None, api: list[str] | tuple[str, ...] = (),
-              trusted_proxies: list[str] | tuple[str, ...] = ()) -> NodeRoutes:
+              trusted_proxies: list[str] | tuple[str, ...] = (),
+              here: list[str] | tuple[str, ...] | None = None) -> NodeRoutes:
         """From ordinary lists and dicts (order does not matter)."""
         return cls(domain, tuple(sorted((apps or {}).items())), tuple(sorted(set(api))),
-                   tuple(sorted(set(trusted_proxies))))
+                   tuple(sorted(set(trusted_proxies))), None if here is None else tuple(sorted(set(here))))

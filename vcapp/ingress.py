@@ -55,10 +55,11 @@ def serving(report: dict) -> bool:
             and bool(report.get("host_port")))
 
 
-def backends(app: str, reports: list[dict], nodes: dict[str, str]) -> tuple[str, ...]:
-    """"addr:host_port" of every serving instance of `app` on a live machine, sorted."""
+def backends(app: str, reports: list[dict], nodes: dict[str, str], on: str | None = None) -> tuple[str, ...]:
+    """"addr:host_port" of every serving instance of `app` on a live machine (or only on
+    machine `on`), sorted."""
     found = {f"{nodes[r['node']]}:{int(r['host_port'])}" for r in reports
-             if r.get("app") == app and r.get("node") in nodes and serving(r)}
+             if r.get("app") == app and r.get("node") in nodes and serving(r) and on in (None, r["node"])}
     return tuple(sorted(found))
 
 
@@ -80,18 +81,21 @@ def valid_domains(app: str, spec: dict) -> tuple[str, ...]:
     return tuple(sorted(set(good)))
 
 
-def app_route(name: str, spec: dict, view: ClusterView) -> AppRoute:
+def app_route(name: str, spec: dict, view: ClusterView, node: str | None = None) -> AppRoute:
+    """`name`'s route as `node`'s router sees it (None: without local instances)."""
     policy = spec.get("policy") or "public"
-    return AppRoute(backends(name, view.reports, view.nodes), policy, health_path(spec), valid_domains(name, spec))
+    local = backends(name, view.reports, view.nodes, on=node) if node else ()
+    return AppRoute(backends(name, view.reports, view.nodes), policy, health_path(spec),
+                    valid_domains(name, spec), local)
 
 
-def routable_apps(view: ClusterView) -> dict[str, AppRoute]:
+def routable_apps(view: ClusterView, node: str | None = None) -> dict[str, AppRoute]:
     """Every app the routers can serve; an app whose name or policy cannot be is skipped, logged."""
     routes = {}
     for name, spec in sorted(view.apps.items()):
         try:
             check_app(name)
-            routes[name] = app_route(name, spec or {}, view)
+            routes[name] = app_route(name, spec or {}, view, node)
         except RoutesError as e:
             log.warning("app %s not routed: %s", name, e)
     return routes
@@ -108,9 +112,13 @@ def trusted_proxies(edges: tuple[str, ...]) -> list[str]:
     return out
 
 
-def node_routes(view: ClusterView) -> NodeRoutes:
-    """The table every node router serves (the same on each machine)."""
-    return NodeRoutes.build(view.domain, routable_apps(view), list(view.api.values()), trusted_proxies(view.edges))
+def node_routes(view: ClusterView, node: str | None = None) -> NodeRoutes:
+    """The table of `node`'s router: every app's instances (its own preferred), and the apps
+    the edges should bring to it: those it runs, and those nobody runs (any router answers
+    their "not running" page). None: a router without a machine of its own."""
+    apps = routable_apps(view, node)
+    here = None if node is None else [name for name, r in apps.items() if r.local or not r.backends]
+    return NodeRoutes.build(view.domain, apps, list(view.api.values()), trusted_proxies(view.edges), here)
 
 
 def edge_routes(view: ClusterView, node_routers: list[str]) -> EdgeRoutes:

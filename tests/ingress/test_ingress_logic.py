@@ -55,6 +55,17 @@ def test_instance_moved_to_another_machine_moves_the_backend():
     assert node_routes(before) != node_routes(after)
 
 
+def test_a_node_router_prefers_its_own_instances_and_takes_the_apps_it_runs_or_nobody_does():
+    reports = [report("home-1", "blog"), report("home-2", "blog", port=20002), report("home-2", "shop")]
+    v = view({"blog": {}, "shop": {}, "idle": {}}, reports)
+    one, two = node_routes(v, "home-1"), node_routes(v, "home-2")
+    assert dict(one.apps)["blog"].local == ("10.1.0.11:20001",)
+    assert dict(two.apps)["blog"].local == ("10.1.0.12:20002",)
+    assert dict(one.apps)["shop"].local == () and dict(one.apps)["shop"].backends == ("10.1.0.12:20001",)
+    assert one.here == ("blog", "idle") and two.here == ("blog", "idle", "shop")
+    assert node_routes(v).here is None  # no machine of its own: no preference
+
+
 def test_policy_health_path_and_custom_domains_come_from_the_spec():
     spec = {"policy": "token", "health": {"type": "http", "path": "/healthz"}, "domains": ["www.example.org", "bad_name"]}
     r = route(view({"vault": spec}, []), "vault")

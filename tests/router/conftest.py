@@ -124,15 +124,21 @@ class Stack:
     def node_addr(self, host: str) -> str:
         return f"{self.sim.addr(host)}:{NODE_PORT}"
 
-    def publish(self, live: list[str] | None = None) -> None:
-        """Push the current apps to every node router and the edge (nodes: `live` hosts)."""
+    def publish(self, live: list[str] | None = None, placed: bool = False) -> bool:
+        """Push the current apps to every node router and the edge (nodes: `live` hosts).
+        placed: each router knows its own machine's instances and tells the edge which apps
+        it runs, as in the cluster (otherwise every router takes every app). True when the
+        edge loaded a new config."""
         live = live if live is not None else list(self.nodes)
         apps = {name: replace(app, domains=tuple(self.domains.get(name, ()))) for name, app in self.apps.items()}
-        node_routes = NodeRoutes.build(DOMAIN, apps, self.api,
-                                       trusted_proxies=[f"{self.sim.addr(e)}/32" for e in ("edge", "client")])
         for host in live:
-            self.nodes[host].update(node_routes)
-        self.edge.update(self.edge_routes(live))
+            mine = {name: replace(app, local=tuple(b for b in app.backends if b.startswith(f"{self.sim.addr(host)}:")))
+                    for name, app in apps.items()} if placed else apps
+            here = [name for name, app in mine.items() if app.local or not app.backends] if placed else None
+            self.nodes[host].update(NodeRoutes.build(
+                DOMAIN, mine, self.api, trusted_proxies=[f"{self.sim.addr(e)}/32" for e in ("edge", "client")],
+                here=here))
+        return self.edge.update(self.edge_routes(live))
 
     def edge_routes(self, live: list[str] | None = None) -> EdgeRoutes:
         live = live if live is not None else list(self.nodes)

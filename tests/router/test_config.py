@@ -2,6 +2,7 @@
 documents in the cluster tests, which load them into real Caddy processes)."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -28,11 +29,13 @@ def test_edge_routes_every_hostname_to_the_live_nodes_with_health_checks():
     routes = EdgeRoutes.build(D, ["blog", "shop"], ["100.96.0.5:7080", "100.96.0.6:7080"], {"shop": ["www.shop.org"]})
     doc = edge_config.render(routes, EDGE)
     assert routes.hostnames() == [f"api.{D}", f"blog.{D}", f"shop.{D}", "www.shop.org"]
+    checked = {f"api.{D}": caddyjson.NODE_HEALTH_PATH, f"blog.{D}": "/.vcapp/serves/blog",
+               f"shop.{D}": "/.vcapp/serves/shop", "www.shop.org": "/.vcapp/serves/shop"}
     for host in routes.hostnames():
         (proxy,) = handlers_for(doc, "edge", host)
         assert [u["dial"] for u in proxy["upstreams"]] == ["100.96.0.5:7080", "100.96.0.6:7080"]
         active = proxy["health_checks"]["active"]
-        assert active["uri"] == caddyjson.NODE_HEALTH_PATH
+        assert active["uri"] == checked[host]  # an app's requests go to the routers running it
         assert active["headers"]["Host"] == [caddyjson.NODE_HEALTH_HOST]
         assert proxy["load_balancing"]["try_duration"] == caddyjson.TRY_DURATION
     assert doc["admin"]["listen"] == "unix//run/e/admin.sock"
@@ -86,6 +89,44 @@ def test_node_router_trusts_the_edges_and_answers_health_and_unknown_hosts():
     assert no_instance["status_code"] == 503
     assert handlers_for(doc, "node", f"api.{D}")[0]["upstreams"] == [{"dial": "127.0.0.1:8000"}]
     assert server["routes"][-1]["handle"][0]["status_code"] == 404
+
+
+def health_answer(doc: dict, path: str) -> int:
+    """What a node router's health host answers at `path` (routes are tried in order)."""
+    for route in doc["apps"]["http"]["servers"]["node"]["routes"]:
+        (match,) = route["match"]
+        if caddyjson.NODE_HEALTH_HOST in match.get("host", []):
+            paths = match.get("path")
+            if paths is None or path in paths or any(p.endswith("*") and path.startswith(p[:-1]) for p in paths):
+                return route["handle"][0]["status_code"]
+    raise AssertionError(f"the health host does not answer {path}")
+
+
+def test_node_router_tells_the_edges_which_apps_to_bring_to_it():
+    apps = {"blog": AppRoute(("10.0.0.1:9001",), local=("10.0.0.1:9001",)), "shop": AppRoute(("10.0.0.2:9001",)),
+            "idle": AppRoute()}
+    doc = node_config.render(NodeRoutes.build(D, apps, here=["blog", "idle"]), NODE)
+    assert health_answer(doc, caddyjson.NODE_HEALTH_PATH) == 200
+    assert health_answer(doc, "/.vcapp/serves/blog") == 200
+    assert health_answer(doc, "/.vcapp/serves/idle") == 200
+    assert health_answer(doc, "/.vcapp/serves/shop") == 503
+    anything = node_config.render(NodeRoutes.build(D, apps), NODE)  # no machine of its own: takes all
+    assert health_answer(anything, "/.vcapp/serves/shop") == 200
+    with pytest.raises(RoutesError, match="not routed"):
+        NodeRoutes.build(D, apps, here=["nope"])
+
+
+def test_node_router_keeps_requests_on_its_own_machines_instances():
+    both = AppRoute(("10.0.0.1:9001", "10.0.0.2:9001"), local=("10.0.0.2:9001",))
+    doc = node_config.render(NodeRoutes.build(D, {"blog": both}), NODE)
+    proxy = handlers_for(doc, "node", f"blog.{D}")[-1]
+    assert proxy["load_balancing"]["selection_policy"] == {"policy": "weighted_round_robin",
+                                                           "weights": [1, caddyjson.LOCAL_WEIGHT]}
+    elsewhere = node_config.render(NodeRoutes.build(D, {"blog": replace(both, local=())}), NODE)
+    assert handlers_for(elsewhere, "node", f"blog.{D}")[-1]["load_balancing"]["selection_policy"] == {
+        "policy": "round_robin"}
+    with pytest.raises(RoutesError, match="not backends"):
+        AppRoute(("10.0.0.1:9001",), local=("10.0.0.9:9001",))
 
 
 def test_bad_routes_are_refused_with_what_to_fix():

@@ -157,6 +157,38 @@ def test_new_app_is_reachable_within_a_second_of_the_route_change(stack):
              "the custom domain serving the shop page")
 
 
+def test_an_apps_requests_go_to_the_router_running_it_and_follow_a_move_without_an_edge_reload(stack):
+    """One mesh crossing, not two: the edge brings an app's requests to the node routers of
+    the machines running it (each router says which apps it runs on its health host), and a
+    move changes only those answers: the edge keeps its config and its clients' connections."""
+    host = f"where.{DOMAIN}"
+    for h in ("home-1", "home-2"):
+        start_webapp(stack.sim, h, "where", APP_PORT + 3)
+    at = {h: f"{stack.sim.addr(h)}:{APP_PORT + 3}" for h in ("home-1", "home-2")}
+
+    def served_by(h: str) -> int:
+        return stack.nodes[h].request_counts().get(host, {}).get("requests", 0)
+
+    def all_through(h: str, n: int = 20) -> bool:
+        """n requests in a row, every one answered with the page and passed through h's router."""
+        before = served_by(h)
+        pages = sum("Hello from where" in stack.curl(host, "/").stdout for _ in range(n))
+        assert pages == n, f"{n - pages} of {n} requests to {host} failed"
+        return served_by(h) - before == n
+
+    try:
+        stack.apps["where"] = AppRoute((at["home-1"],), "public", "/health")
+        stack.publish(placed=True)
+        wait_for(lambda: all_through("home-1"), 3 * ROUTE_DEADLINE, "where's requests all through home-1's router")
+        stack.apps["where"] = AppRoute((at["home-2"],), "public", "/health")
+        reloaded = stack.publish(placed=True)
+        assert not reloaded, "the edge reloaded its config for a move"
+        wait_for(lambda: all_through("home-2"), 3 * ROUTE_DEADLINE, "where's requests all through home-2's router")
+    finally:
+        stack.apps.pop("where")
+        stack.publish()
+
+
 def test_api_hostname_reaches_the_api_on_a_live_machine(stack):
     start_webapp(stack.sim, "home-1", "api-server", APP_PORT + 2)
     stack.api = [f"{stack.sim.addr('home-1')}:{APP_PORT + 2}"]

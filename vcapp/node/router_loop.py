@@ -69,7 +69,7 @@ class RouterLoop:
         view = ingress.read_view(ctx.store)
         if not view.domain:
             return
-        routes = ingress.node_routes(view)
+        routes = ingress.node_routes(view, self.node)
         if routes != self.desired:
             self.desired = routes
             self.wake.set()
