@@ -7,6 +7,13 @@ is no answer either), so that dial waits for gRPC's 20 s connect timeout, not co
 from the command line; measured here: the new leader is elected 5 s after the death, clients
 find it 21 s after. A firewall rule that answers connections to that machine's *storage*
 ports with a TCP reset makes connect() fail at once and the clients try the next master.
+Connections already open to it are aborted too (`ss -K`), on the storage ports and on any
+other port the caller names: a connection that only waits for answers never hits the rule.
+The caller names the machine's etcd client port: a filer keeps its metadata in the cluster's
+etcd, and a filer whose etcd client had picked the cut-off member waited on it for good, so
+every `weed mount` through that filer hung (found with a volume owner cut off on the master
+leader's machine: tests/storage/test_partition_cluster.py). Aborting it makes the client use
+the live members; new connections to etcd stay allowed, for when the machine returns.
 
 Only SeaweedFS's ports are rejected: etcd, the API and the mesh keep reaching the machine,
 so a machine that was only cut off renews its lease once its cable is back, and
@@ -34,20 +41,36 @@ def _addr(addr: str) -> str:
         raise StorageError(f"{addr!r} is not an IP address; give the dead machine's address") from None
 
 
+def _ports() -> list[int]:
+    return [p for base in PORTS for p in (base, base + GRPC_OFFSET)]
+
+
 def _rule(addr: str) -> list[str]:
-    ports = ",".join(str(p) for base in PORTS for p in (base, base + GRPC_OFFSET))
-    return ["OUTPUT", "-d", f"{_addr(addr)}/32", "-p", "tcp", "-m", "multiport", "--dports", ports,
-            "-m", "comment", "--comment", COMMENT, "-j", "REJECT", "--reject-with", "tcp-reset"]
+    return ["OUTPUT", "-d", f"{_addr(addr)}/32", "-p", "tcp", "-m", "multiport", "--dports",
+            ",".join(str(p) for p in _ports()), "-m", "comment", "--comment", COMMENT, "-j", "REJECT",
+            "--reject-with", "tcp-reset"]
 
 
-def mark_dead(host: Host, addr: str) -> None:
-    """On `host`: make connections to `addr`'s storage ports fail at once (idempotent)."""
+def abort_filter(addr: str, also: tuple[int, ...] = ()) -> list[str]:
+    """`ss` arguments selecting this machine's TCP connections to `addr`'s storage ports (and
+    the ports `also`)."""
+    ports = [tok for p in (*_ports(), *also) for tok in ("or", "dport", "=", f":{p}")][1:]
+    return ["-t", "dst", _addr(addr), "(", *ports, ")"]
+
+
+def mark_dead(host: Host, addr: str, abort_also: tuple[int, ...] = ()) -> None:
+    """On `host`: make connections to `addr`'s storage ports fail at once, and abort the
+    open ones, with those to the ports `abort_also` (idempotent)."""
     rule = _rule(addr)
-    if host.run(["iptables", "-w", "-C", *rule], timeout=TIMEOUT).returncode == 0:
-        return
-    out = host.run(["iptables", "-w", "-I", *rule], timeout=TIMEOUT)
+    if host.run(["iptables", "-w", "-C", *rule], timeout=TIMEOUT).returncode != 0:
+        out = host.run(["iptables", "-w", "-I", *rule], timeout=TIMEOUT)
+        if out.returncode != 0:
+            raise StorageError(f"on {host.name}: could not reject storage connections to {addr}: "
+                               f"{out.stderr.strip()}")
+    out = host.run(["ss", "-K", *abort_filter(addr, abort_also)], timeout=TIMEOUT)
     if out.returncode != 0:
-        raise StorageError(f"on {host.name}: could not reject storage connections to {addr}: {out.stderr.strip()}")
+        raise StorageError(f"on {host.name}: could not abort open storage connections to {addr}: "
+                           f"{out.stderr.strip()}")
 
 
 def mark_alive(host: Host, addr: str) -> None:

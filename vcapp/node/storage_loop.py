@@ -5,8 +5,9 @@ first volume (/vc/storage/enabled): plan from the members (storage/plan.py) and 
 this machine's master/volume/filer processes to it (storage/agent.py). The processes are
 this daemon's children in spirit: a power-off kills them, the next boot restarts them.
 It also makes connections to the storage ports of a machine whose lease expired fail at
-once until its lease is back (storage/fastfail.py): SeaweedFS clients otherwise wait ~20 s
-on a dead master leader or volume server before trying the next.
+once until its lease is back, and aborts this machine's open connections to its storage and
+etcd (storage/fastfail.py): SeaweedFS clients otherwise wait ~20 s on a dead master leader or
+volume server before trying the next, and a filer whose etcd client used the dead member hung.
 
 ReplicationLoop (the controller), in a thread, whenever the set of live machines changes
 and every HEAL_EVERY_S: lower the volumes' replication to what the live machines can hold
@@ -25,7 +26,7 @@ from storage import fastfail, replication
 from storage import volumes as engine
 from storage.host import LocalHost, weed_binary
 from vcapp import events, volumes
-from vcapp.node.config import run_dir
+from vcapp.node.config import ETCD_CLIENT_PORT, run_dir
 from vcapp.store import Store
 
 log = logging.getLogger("vcapp.storage")
@@ -84,7 +85,7 @@ class StorageLoop:
                 fastfail.mark_alive(host, addr)
             self.cleaned = True
         for addr in sorted(dead - self.fastfailed):
-            fastfail.mark_dead(host, addr)
+            fastfail.mark_dead(host, addr, abort_also=(ETCD_CLIENT_PORT,))  # the filers' metadata store
             log.info("storage: connections to %s's storage fail at once while it is down", addr)
         for addr in sorted(self.fastfailed - dead):
             fastfail.mark_alive(host, addr)
