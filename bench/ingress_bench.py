@@ -12,7 +12,9 @@ dev up` does), runs two tiny busybox apps held to the home site (`solo`, one ins
 
 Closed loop (CONNS keep-alive connections as fast as they go) gives the maximum requests/s;
 open loop (requests sent on a fixed schedule, latency counted from the scheduled time, so a
-stall is not hidden) gives p50/p99 at fixed offered rates. Then failover at a constant rate
+stall is not hidden) gives p50/p99 at fixed offered rates. The same open loop from the edge
+host over the mesh, straight to the container and through its node router, shows where the
+edge's added latency goes. Then (unless --no-failover) failover at a constant rate
 through the edge, for a black-holed machine (iptables DROP inside its namespace) and for a
 killed one: seconds to the first success after the outage, and requests lost. Prints a table.
 Also used by tests/ingress/test_edge_cluster.py as its request loop (`client` mode).
@@ -199,6 +201,18 @@ def summarize(rows: list[tuple], seconds: float) -> dict:
             "p99": pct(ok, 99) * 1000}
 
 
+def hops(b: Bench, solo: dict, rate: float, seconds: float) -> list[tuple[str, dict]]:
+    """Where the edge's added latency goes: open loop at `rate` to solo from the edge host over
+    the mesh, straight to the container's port, then through the node router."""
+    nodes = {n["name"]: n for n in json.loads(b.must("home-1", ["vcapp", "nodes", "--json"]))}
+    mesh_addr = nodes[solo["node"]]["addr"]
+    from vcapp.ingress import NODE_ROUTER_PORT
+    targets = [("edge host -> container (mesh)", {"addr": mesh_addr, "port": solo["host_port"], "host": "solo", "ca": ""}),
+               ("edge host -> node router -> container", {"addr": mesh_addr, "port": NODE_ROUTER_PORT,
+                                                         "host": "solo.apps.test", "ca": ""})]
+    return [(label, summarize(b.measure("edge", t, "open", rate, seconds), seconds)) for label, t in targets]
+
+
 def failover(b: Bench, kind: str, apps: tuple[str, ...]) -> dict:
     """Constant-rate clients on each app through the edge; `kind` happens to solo's machine at EVENT_AT."""
     victim = b.wait_healthy("solo", 1, on="home-1" if kind == "blackhole" else "home-2")[0]["node"]
@@ -233,6 +247,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each throughput/latency run")
     ap.add_argument("--rates", default="50,200", help="offered rates of the open-loop runs, req/s")
     ap.add_argument("--keep", action="store_true", help="leave the cluster up")
+    ap.add_argument("--no-failover", action="store_true", help="throughput and latency only")
     args = ap.parse_args()
     b = Bench("ib" + secrets.token_hex(2))
     print(f"cluster {b.dc.name}", flush=True)
@@ -253,7 +268,15 @@ def main() -> None:
             e = summarize(b.measure("client", b.edge_target("solo"), mode, rate, args.seconds), args.seconds)
             table.append((label, d, e))
             print(f"  {label}: direct {d} edge {e}", flush=True)
-        fo = [("black hole", failover(b, "blackhole", ("solo", "duo")))]
+        rate = float(args.rates.split(",")[0])
+        legs = hops(b, solo, rate, args.seconds)
+        for label, r in legs:
+            print(f"  {label}: {r}", flush=True)
+        fo = []
+        if args.no_failover:
+            print_tables(b, solo, lan, args, table, legs, rate, fo)
+            return
+        fo.append(("black hole", failover(b, "blackhole", ("solo", "duo"))))
         time.sleep(SETTLE)
         # The black hole moved duo's instance off that machine, next to its twin; the placer
         # spreads them again once the machine has been back FLAP_STABLE_AFTER_S. The kill
@@ -266,26 +289,36 @@ def main() -> None:
         print(f"  duo on two machines again {time.monotonic() - began + SETTLE:.0f}s after the black hole ended",
               flush=True)
         fo.append(("kill", failover(b, "kill", ("solo", "duo"))))
-        print(f"\ningress bench on {b.dc.name} (solo on {solo['node']}, direct client on {lan}, "
-              f"edge client on the client host; {args.seconds:.0f} s per run)")
-        print(f"{'run':34} {'direct':>26} {'edge':>26} {'edge/direct':>12}")
-        for label, d, e in table:
-            print(f"{label:34} {d['rps']:7.0f} req/s {'':12} {e['rps']:7.0f} req/s {'':12} {e['rps'] / d['rps']:11.2f}x")
-            print(f"{'  p50 / p99 ms':34} {d['p50']:9.1f} / {d['p99']:8.1f} ms  {e['p50']:9.1f} / {e['p99']:8.1f} ms"
-                  f"  {e['p50'] / d['p50']:5.1f}x/{e['p99'] / d['p99']:4.1f}x"
-                  f"  (lost {d['n'] - d['ok']}/{e['n'] - e['ok']})")
-        print(f"\nfailover through the edge at {FAILOVER_RATE:.0f} req/s per app, event at t=0 on solo's machine")
-        print(f"{'event':12} {'victim':9} {'app':5} {'sent':>5} {'lost':>5} {'first fail s':>13} {'success again s':>16} "
-              f"{'last fail s':>12}  errors")
-        fmt = lambda v: f"{v:.2f}" if v is not None else "-"  # noqa: E731
-        for kind, res in fo:
-            for app in ("solo", "duo"):
-                r = res[app]
-                print(f"{kind:12} {res['victim']:9} {app:5} {r['sent']:5} {r['lost']:5} {fmt(r['first_fail']):>13} "
-                      f"{fmt(r['back']):>16} {fmt(r['last_fail']):>12}  {','.join(r['errors'])}")
+        print_tables(b, solo, lan, args, table, legs, rate, fo)
     finally:
         if not args.keep:
             b.dc.down()
+
+
+def print_tables(b: Bench, solo: dict, lan: str, args, table: list, legs: list, rate: float, fo: list) -> None:
+    """The tables of the run: throughput and latency, where the latency goes, failover."""
+    print(f"\ningress bench on {b.dc.name} (solo on {solo['node']}, direct client on {lan}, "
+          f"edge client on the client host; {args.seconds:.0f} s per run)")
+    print(f"{'run':34} {'direct':>26} {'edge':>26} {'edge/direct':>12}")
+    for label, d, e in table:
+        print(f"{label:34} {d['rps']:7.0f} req/s {'':12} {e['rps']:7.0f} req/s {'':12} {e['rps'] / d['rps']:11.2f}x")
+        print(f"{'  p50 / p99 ms':34} {d['p50']:9.1f} / {d['p99']:8.1f} ms  {e['p50']:9.1f} / {e['p99']:8.1f} ms"
+              f"  {e['p50'] / d['p50']:5.1f}x/{e['p99'] / d['p99']:4.1f}x"
+              f"  (lost {d['n'] - d['ok']}/{e['n'] - e['ok']})")
+    print(f"\nwhere the latency goes, open loop {rate:.0f} req/s (client -> edge: the edge row above)")
+    for label, r in legs:
+        print(f"{label:40} p50 {r['p50']:6.1f} ms  p99 {r['p99']:7.1f} ms  (lost {r['n'] - r['ok']})")
+    if not fo:
+        return
+    print(f"\nfailover through the edge at {FAILOVER_RATE:.0f} req/s per app, event at t=0 on solo's machine")
+    print(f"{'event':12} {'victim':9} {'app':5} {'sent':>5} {'lost':>5} {'first fail s':>13} {'success again s':>16} "
+          f"{'last fail s':>12}  errors")
+    fmt = lambda v: f"{v:.2f}" if v is not None else "-"  # noqa: E731
+    for kind, res in fo:
+        for app in ("solo", "duo"):
+            r = res[app]
+            print(f"{kind:12} {res['victim']:9} {app:5} {r['sent']:5} {r['lost']:5} {fmt(r['first_fail']):>13} "
+                  f"{fmt(r['back']):>16} {fmt(r['last_fail']):>12}  {','.join(r['errors'])}")
 
 
 if __name__ == "__main__":
