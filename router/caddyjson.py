@@ -16,6 +16,10 @@ DIAL_TIMEOUT = "1s"
 TRY_DURATION = "5s"
 # Pause between attempts while every upstream looks down (e.g. during a failover).
 TRY_INTERVAL = "100ms"
+# The edge tries the node routers running an app this long before any node router will do
+# (router/edge_config.py): one health interval, so a move is seen, and a router running the
+# app that missed a check or failed one request under load does not stall the app.
+PREFERRED_TRY_DURATION = "1s"
 # Active health checks: a dead upstream leaves the rotation within about a second.
 HEALTH_INTERVAL = "1s"
 HEALTH_TIMEOUT = "1s"
@@ -64,7 +68,8 @@ def upstreams(addresses: tuple[str, ...] | list[str]) -> list[dict]:
 
 
 def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | None,
-                  health_host: str | None = None, weights: list[int] | None = None) -> dict:
+                  health_host: str | None = None, weights: list[int] | None = None,
+                  try_duration: str = TRY_DURATION) -> dict:
     """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept.
     `weights` (one per address): weighted round robin instead of plain round robin."""
     checks: dict = {"passive": {"fail_duration": FAIL_DURATION, "max_fails": MAX_FAILS}}
@@ -79,7 +84,7 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
         "load_balancing": {
             "selection_policy": ({"policy": "weighted_round_robin", "weights": list(weights)} if weights
                                  else {"policy": "round_robin"}),
-            "try_duration": TRY_DURATION,
+            "try_duration": try_duration,
             "try_interval": TRY_INTERVAL,
         },
         "health_checks": checks,

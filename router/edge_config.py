@@ -4,8 +4,11 @@ Pure: EdgeRoutes + EdgeSettings -> dict. Every app hostname, api.D and the custo
 to the node routers of the live nodes (each of which knows where every app runs), with
 active health checks on the nodes and retries, so a dying node costs at most the requests it
 was holding. Each app has its own route whose health check asks the node routers whether
-they run it (router/caddyjson.py NODE_SERVES_PREFIX): its requests go to those routers only,
+they run it (router/caddyjson.py NODE_SERVES_PREFIX): its requests go to those routers,
 and nothing here changes when an instance moves, so the edge never reloads for a failover.
+When none of them is available for PREFERRED_TRY_DURATION (a move not yet seen, a check
+missed under load) Caddy answers 503 inside the server, and its error route sends the
+request to any live node router instead, which forwards it: two mesh hops, not a stall.
 Certificates: in dev mode one wildcard `*.D` from Caddy's internal CA (the
 client trusts its exported root); otherwise one certificate per hostname from ACME.
 """
@@ -14,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE, base_document,
-                              host_route, html_page, reverse_proxy, serves_path)
+from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_DURATION, SHUTDOWN_GRACE,
+                              base_document, host_route, html_page, reverse_proxy, serves_path)
 from router.routes import EdgeRoutes, api_host, app_host
 
 SERVER = "edge"
@@ -74,8 +77,18 @@ def _routes(routes: EdgeRoutes) -> list[dict]:
     out = [host_route([api_host(routes.domain)], [reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)])]
     for app in routes.apps:
         hosts = [app_host(app, routes.domain), *domains.get(app, ())]
-        out.append(host_route(hosts, [reverse_proxy(routes.nodes, serves_path(app), NODE_HEALTH_HOST)]))
+        out.append(host_route(hosts, [reverse_proxy(routes.nodes, serves_path(app), NODE_HEALTH_HOST,
+                                                    try_duration=PREFERRED_TRY_DURATION)]))
     return [*out, unknown]
+
+
+def _error_routes(routes: EdgeRoutes) -> list[dict]:
+    """503 from a handler: no node router running the app was available (an app's answers,
+    503 included, are responses, never errors). Any live node router will do."""
+    if not routes.nodes:
+        return []
+    return [{"match": [{"expression": "{http.error.status_code} == 503"}],
+             "handle": [reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)], "terminal": True}]
 
 
 def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
@@ -90,6 +103,7 @@ def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
                 SERVER: {
                     "listen": [f":{settings.https_port}"],
                     "routes": _routes(routes),
+                    "errors": {"routes": _error_routes(routes)},
                     "protocols": ["h1", "h2"],
                 }
             },

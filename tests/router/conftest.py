@@ -120,6 +120,7 @@ class Stack:
     apps: dict[str, AppRoute] = field(default_factory=dict)
     domains: dict[str, list[str]] = field(default_factory=dict)
     api: list[str] = field(default_factory=list)
+    node_routes: dict[str, NodeRoutes] = field(default_factory=dict)  # what each router was last given
 
     def node_addr(self, host: str) -> str:
         return f"{self.sim.addr(host)}:{NODE_PORT}"
@@ -135,9 +136,10 @@ class Stack:
             mine = {name: replace(app, local=tuple(b for b in app.backends if b.startswith(f"{self.sim.addr(host)}:")))
                     for name, app in apps.items()} if placed else apps
             here = [name for name, app in mine.items() if app.local or not app.backends] if placed else None
-            self.nodes[host].update(NodeRoutes.build(
+            self.node_routes[host] = NodeRoutes.build(
                 DOMAIN, mine, self.api, trusted_proxies=[f"{self.sim.addr(e)}/32" for e in ("edge", "client")],
-                here=here))
+                here=here)
+            self.nodes[host].update(self.node_routes[host])
         return self.edge.update(self.edge_routes(live))
 
     def edge_routes(self, live: list[str] | None = None) -> EdgeRoutes:

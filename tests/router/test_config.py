@@ -37,7 +37,14 @@ def test_edge_routes_every_hostname_to_the_live_nodes_with_health_checks():
         active = proxy["health_checks"]["active"]
         assert active["uri"] == checked[host]  # an app's requests go to the routers running it
         assert active["headers"]["Host"] == [caddyjson.NODE_HEALTH_HOST]
-        assert proxy["load_balancing"]["try_duration"] == caddyjson.TRY_DURATION
+        wait = caddyjson.TRY_DURATION if host.startswith("api.") else caddyjson.PREFERRED_TRY_DURATION
+        assert proxy["load_balancing"]["try_duration"] == wait
+    # Nobody running an app available: any node router takes the request.
+    (fallback,) = doc["apps"]["http"]["servers"]["edge"]["errors"]["routes"]
+    assert fallback["match"] == [{"expression": "{http.error.status_code} == 503"}]
+    (proxy,) = fallback["handle"]
+    assert proxy["health_checks"]["active"]["uri"] == caddyjson.NODE_HEALTH_PATH
+    assert [u["dial"] for u in proxy["upstreams"]] == ["100.96.0.5:7080", "100.96.0.6:7080"]
     assert doc["admin"]["listen"] == "unix//run/e/admin.sock"
 
 
