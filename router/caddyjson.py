@@ -17,9 +17,11 @@ TRY_DURATION = "5s"
 # Pause between attempts while every upstream looks down (e.g. during a failover).
 TRY_INTERVAL = "100ms"
 # The edge tries the node routers running an app this long before any node router will do
-# (router/edge_config.py): one health interval, so a move is seen, and a router running the
-# app that missed a check or failed one request under load does not stall the app.
-PREFERRED_TRY_DURATION = "1s"
+# (router/edge_config.py): a dial that times out (DIAL_TIMEOUT) and a retry on the app's other
+# router fit, and so does a health interval, so a move is seen; a router running the app that
+# missed a check or failed one request under load stalls the app this long at most, not 5 s.
+PREFERRED_TRY_S = 3.0
+PREFERRED_TRY_DURATION = f"{PREFERRED_TRY_S:g}s"
 # Active health checks: a dead upstream leaves the rotation within about a second.
 HEALTH_INTERVAL = "1s"
 HEALTH_TIMEOUT = "1s"
