@@ -65,7 +65,7 @@ def _app_handlers(name: str, app: AppRoute, settings: NodeSettings) -> list[dict
     if app.policy == "token":
         handlers.append(_forward_auth(name, settings.auth))
     if app.backends:
-        handlers.append(reverse_proxy(app.backends, app.health_path, weights=_local_first(app)))
+        handlers.append(reverse_proxy(app.backends, app.health_path, weights=_local_first(app), to_apps=True))
     else:
         handlers.append(html_page(503, f"{name} is not running",
                                   "This app has no running instance right now. If it was just deployed "

@@ -39,6 +39,8 @@ def test_edge_routes_every_hostname_to_the_live_nodes_with_health_checks():
         assert active["headers"]["Host"] == [caddyjson.NODE_HEALTH_HOST]
         wait = caddyjson.TRY_DURATION if host.startswith("api.") else caddyjson.PREFERRED_TRY_DURATION
         assert proxy["load_balancing"]["try_duration"] == wait
+        # One lost request must not take the only router running an app out of its pool.
+        assert ("passive" in proxy["health_checks"]) == host.startswith("api.")
     # Nobody running an app available: any node router takes the request.
     (fallback,) = doc["apps"]["http"]["servers"]["edge"]["errors"]["routes"]
     assert fallback["match"] == [{"expression": "{http.error.status_code} == 503"}]
@@ -76,6 +78,9 @@ def test_node_router_checks_tokens_only_for_token_apps():
     assert [h["handler"] for h in blog] == ["headers", "reverse_proxy"]
     assert blog[0]["request"]["delete"] == [node_config.TOKEN_ID_HEADER]
     assert blog[1]["health_checks"]["active"]["uri"] == "/health"
+    # An app's instances: a dropped SYN is resent after 1 s, one slow connect is not a death.
+    assert blog[1]["transport"]["dial_timeout"] == caddyjson.BACKEND_DIAL_TIMEOUT
+    assert blog[1]["health_checks"]["passive"]["max_fails"] == caddyjson.BACKEND_MAX_FAILS > 1
     vault = handlers_for(doc, "node", "vault.example.org")
     assert vault == handlers_for(doc, "node", f"vault.{D}")
     auth = vault[1]
