@@ -86,9 +86,9 @@ def _preferred(nodes: tuple[str, ...], app: str) -> dict:
     """The node routers that run `app`, as its active checks find them. No passive checks, and
     a router leaves only after SERVES_FAILS missed checks: often one router runs the app, and
     one request or check lost under load (a dropped SYN is a 1 s dial timeout) must not take
-    it out for FAIL_DURATION and send every request of the app through the 3 s fallback
-    (measured: 200 req/s collapsing to a 9 s median). A dead router is still stepped around:
-    its dials fail and are retried, and its checks fail within a few seconds."""
+    it out for FAIL_DURATION and send every request of the app through the 3 s fallback. A
+    dead router is still stepped around: its dials fail and are retried elsewhere, and its
+    checks fail within a few seconds."""
     proxy = reverse_proxy(nodes, serves_path(app), NODE_HEALTH_HOST, try_duration=PREFERRED_TRY_DURATION)
     del proxy["health_checks"]["passive"]
     proxy["health_checks"]["active"]["fails"] = SERVES_FAILS
