@@ -11,11 +11,6 @@ import html
 # A mesh or LAN round trip is milliseconds: a connect that takes a second means the peer is
 # gone (powered off, black-holed), so give up and try another upstream.
 DIAL_TIMEOUT = "1s"
-# A node router dialing an app's container waits longer: a busy app drops SYNs (a forking
-# server's backlog overflows under bursts of new connections) and the kernel sends the SYN
-# again after 1 s, so a 1 s dial failed exactly then. Dead instances are found by the active
-# checks of the app's health path instead.
-BACKEND_DIAL_TIMEOUT = "3s"
 # Keep trying other upstreams for this long before answering 502: long enough to step over a
 # node that died with requests in flight, short enough that a client still waits for it.
 TRY_DURATION = "5s"
@@ -35,9 +30,12 @@ HEALTH_TIMEOUT = "1s"
 FAIL_DURATION = "10s"
 MAX_FAILS = 1
 # For an app's instances, three failed requests within FAIL_DURATION: often an app has one
-# instance, and one slow connect under load must not leave its router with none for 10 s
-# (measured: through the edge, 200 req/s collapsed to a 9 s median, every router but one
-# answering "no upstreams available").
+# instance, and one slow connect under load must not leave its router with none for 10 s.
+# Measured through the edge at 200 req/s: a busybox app's accept queue overflowed ("SYN
+# flooding" in the kernel log), its dropped SYN is resent after 1 s, the 1 s dial failed
+# then, and with one failure allowed the only instance rested 10 s: median 9 s, up to a
+# quarter of the requests lost. A failed dial is retried (TRY_DURATION) either way; a 3 s
+# dial instead cost a kill 21 of 800 requests of a two-instance app (1-2 with 1 s).
 BACKEND_MAX_FAILS = 3
 # An app may take a while to answer; a stuck upstream must not hold a connection forever.
 RESPONSE_HEADER_TIMEOUT = "60s"
@@ -84,7 +82,7 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
                   try_duration: str = TRY_DURATION, to_apps: bool = False) -> dict:
     """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept.
     `weights` (one per address): weighted round robin instead of plain round robin.
-    `to_apps`: the upstreams are app instances (BACKEND_DIAL_TIMEOUT, BACKEND_MAX_FAILS)."""
+    `to_apps`: the upstreams are app instances (BACKEND_MAX_FAILS)."""
     max_fails = BACKEND_MAX_FAILS if to_apps else MAX_FAILS
     checks: dict = {"passive": {"fail_duration": FAIL_DURATION, "max_fails": max_fails}}
     if health_path:
@@ -105,7 +103,7 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
         "stream_close_delay": STREAM_CLOSE_DELAY,
         "transport": {
             "protocol": "http",
-            "dial_timeout": BACKEND_DIAL_TIMEOUT if to_apps else DIAL_TIMEOUT,
+            "dial_timeout": DIAL_TIMEOUT,
             "response_header_timeout": RESPONSE_HEADER_TIMEOUT,
         },
     }
