@@ -74,7 +74,7 @@ def _routes(routes: EdgeRoutes) -> list[dict]:
                            "if it lasts, the cluster admin should run `vcapp status`.")
         return [host_route(routes.hostnames(), [nobody]), unknown]
     domains = dict(routes.domains)
-    out = [host_route([api_host(routes.domain)], [reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)])]
+    out = [host_route([api_host(routes.domain)], [_any_router(routes.nodes)])]
     for app in routes.apps:
         hosts = [app_host(app, routes.domain), *domains.get(app, ())]
         out.append(host_route(hosts, [_preferred(routes.nodes, app)]))
@@ -89,13 +89,18 @@ def _preferred(nodes: tuple[str, ...], app: str) -> dict:
     return reverse_proxy(nodes, serves_path(app), NODE_HEALTH_HOST, try_duration=PREFERRED_TRY_DURATION)
 
 
+def _any_router(nodes: tuple[str, ...]) -> dict:
+    """Every live node router (each one forwards to wherever the app runs)."""
+    return reverse_proxy(nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)
+
+
 def _error_routes(routes: EdgeRoutes) -> list[dict]:
     """503 from a handler: no node router running the app was available (an app's answers,
     503 included, are responses, never errors). Any live node router will do."""
     if not routes.nodes:
         return []
     return [{"match": [{"expression": "{http.error.status_code} == 503"}],
-             "handle": [reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)], "terminal": True}]
+             "handle": [_any_router(routes.nodes)], "terminal": True}]
 
 
 def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:

@@ -78,7 +78,8 @@ def location(record: dict | None) -> tuple[str, str] | None:
 
 
 def describe(record: dict | None) -> str:
-    return f"the S3 service at {record['endpoint']}" if record else "the built-in storage"
+    """Where a backend setting, or a bucket record, puts buckets, in words."""
+    return f"the S3 service at {record['endpoint']}" if record and record.get("endpoint") else "the built-in storage"
 
 
 def set_backend(store: Store, body: dict, who: str = "admin") -> dict:

@@ -147,7 +147,7 @@ def create_bucket(store: Store, cfg: NodeConfig | None, app: str, who: str = "ad
     setting = backend.value if backend else None
     old = store.value(bucket_key(app))
     if old and bucketbackend.location(setting) != _location(old):
-        raise Conflict(f"app {app} already has bucket {old['bucket']} on {_where(old)}; buckets stay where "
+        raise Conflict(f"app {app} already has bucket {old['bucket']} on {bucketbackend.describe(old)}; buckets stay where "
                        "they were made")
     if setting:
         env, placed = _external_bucket(store, setting, app, old)
@@ -164,7 +164,7 @@ def create_bucket(store: Store, cfg: NodeConfig | None, app: str, who: str = "ad
         raise Conflict(f"the bucket backend changed while the bucket of {app} was made; "
                        f"`vcapp buckets backend show`, then create it again")
     if not old:
-        events.record(store, "bucket", f"bucket {bucket} created for app {app} on {_where(record)} by {who}", app=app)
+        events.record(store, "bucket", f"bucket {bucket} created for app {app} on {bucketbackend.describe(record)} by {who}", app=app)
     return record
 
 
@@ -214,10 +214,6 @@ def _location(record: dict) -> tuple[str, str] | None:
     if record.get("backend", bucketbackend.BUILTIN) == bucketbackend.BUILTIN:
         return None
     return record["endpoint"], record["bucket"][: len(record["bucket"]) - len(record["app"])]
-
-
-def _where(record: dict) -> str:
-    return f"the S3 service at {record['endpoint']}" if record.get("endpoint") else "the built-in storage"
 
 
 def bucket_key(app: str) -> str:
