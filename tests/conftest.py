@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -106,7 +107,17 @@ def make_sim():
 
     yield make
     for dc in made:
+        _keep_logs(dc)
         dc.down()
+
+
+def _keep_logs(dc: DevCluster) -> None:
+    """With VCAPP_TEST_KEEP_LOGS=DIR, every machine's logs outlive the cluster (DIR/<cluster>/<host>)."""
+    keep = os.environ.get("VCAPP_TEST_KEEP_LOGS")
+    if not keep:
+        return
+    for log_dir in (dc.dir / "hosts").glob("*/log"):
+        shutil.copytree(log_dir, Path(keep) / dc.name / log_dir.parent.name, dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="module")
