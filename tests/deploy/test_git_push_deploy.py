@@ -252,9 +252,22 @@ def test_release_failing_its_health_check_is_refused_and_v1_keeps_serving(cc, re
         rel = releases(cc)
         assert rel["current"] == 1 and rel["releases"][-1]["status"] == "failed"
         # the same container on the same port (a single GET can time out on a loaded host)
-        cc.wait(lambda: ask(cc, v1_url) == "hello v1", 15, "the v1 container answering on its port", interval=1)
+        try:
+            cc.wait(lambda: ask(cc, v1_url) == "hello v1", 30, "the v1 container answering on its port", interval=1)
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{what_runs(cc)}") from None
     finally:
         git(repo, "reset", "-q", "--hard", "HEAD~1")  # the laptop drops the refused commit
+
+
+def what_runs(cc: ControlCluster) -> str:
+    """For a failure message: the app's instances as reported, every machine's containers, recent events."""
+    lines = [f"instances: {instance_urls(cc)}"]
+    for machine in cc.machines:
+        ps = cc.sim.run(machine, "podman", "ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Ports}}", check=False)
+        lines.append(f"{machine}: {ps.stdout.strip() or ps.stderr.strip()}")
+    lines.append(cc.vcapp("home-1", "events", "-n", "15", check=False).stdout)
+    return "\n".join(lines)
 
 
 def test_losing_the_machine_that_built_the_images_loses_no_image(cc):
