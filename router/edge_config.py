@@ -22,6 +22,14 @@ from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_
 from router.routes import EdgeRoutes, api_host, app_host
 
 SERVER = "edge"
+# Caddy's logger for active health checks. Every app's route asks every node router whether it
+# runs the app, and the routers that do not answer 503 each second: expected, and logged by
+# Caddy at info as "status code out of tolerances", one line per app per router per second.
+# Its lines are sampled: the first HEALTH_LOG_FIRST of each message per minute, so a router that
+# stops answering still shows ("HTTP request failed") and the log no longer grows with the apps.
+HEALTH_CHECK_LOGGER = "http.handlers.reverse_proxy.health_checker.active"
+HEALTH_LOG_FIRST = 5
+HEALTH_LOG_INTERVAL_NS = 60 * 10**9  # Caddy reads this one as nanoseconds; a "1m" string drops every line
 
 
 @dataclass(frozen=True)
@@ -124,4 +132,14 @@ def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
     }
     if settings.dev:
         doc["apps"]["pki"] = _pki_app(settings)
+    doc["logging"] = _logging()
     return doc
+
+
+def _logging() -> dict:
+    """Everything as Caddy logs it, the health checker sampled (see HEALTH_CHECK_LOGGER)."""
+    return {"logs": {
+        "default": {"exclude": [HEALTH_CHECK_LOGGER]},
+        "health_checks": {"include": [HEALTH_CHECK_LOGGER], "sampling": {
+            "interval": HEALTH_LOG_INTERVAL_NS, "first": HEALTH_LOG_FIRST, "thereafter": 0}},
+    }}

@@ -201,6 +201,29 @@ def test_an_apps_requests_go_to_the_router_running_it_and_follow_a_move_without_
         stack.publish()
 
 
+def test_routers_not_running_an_app_do_not_fill_the_edges_log(stack):
+    """Every second each app's health check hears 503 from every router that does not run it.
+    That is how routing works, not news: Caddy's info line for it is kept to the first few per
+    minute, and the app is served all along."""
+    host = f"elsewhere.{DOMAIN}"
+    start_webapp(stack.sim, "home-2", "elsewhere", APP_PORT + 4)
+    try:
+        stack.apps["elsewhere"] = AppRoute((f"{stack.sim.addr('home-2')}:{APP_PORT + 4}",), "public", "/health")
+        stack.publish(placed=True)  # home-1's router answers 503 for it from now on
+        wait_for(lambda: "Hello from elsewhere" in stack.curl(host, "/").stdout, 3 * ROUTE_DEADLINE, "the app served")
+        log = stack.edge.caddy.log
+        before = log.read_text(errors="replace").count("status code out of tolerances")
+        # One check a second of this app alone: 20 lines unsampled. Sampled, at most one new
+        # minute of allowance starts within 20 s: twice the allowance.
+        time.sleep(20)
+        assert "Hello from elsewhere" in stack.curl(host, "/").stdout
+        logged = log.read_text(errors="replace").count("status code out of tolerances") - before
+        assert logged <= 2 * edge_config.HEALTH_LOG_FIRST, f"{logged} health check lines in 20 s"
+    finally:
+        stack.apps.pop("elsewhere")
+        stack.publish()
+
+
 def test_api_hostname_reaches_the_api_on_a_live_machine(stack):
     start_webapp(stack.sim, "home-1", "api-server", APP_PORT + 2)
     stack.api = [f"{stack.sim.addr('home-1')}:{APP_PORT + 2}"]
