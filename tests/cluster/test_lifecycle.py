@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,8 +114,24 @@ def test_dev_up_runs_vcapp_on_every_machine_and_again_is_safe(name):
     assert "3 up, 0 down" in first.stdout, first.stdout
     assert "home-1" in first.stdout and "office-1" in first.stdout and "100.96.0." in first.stdout
     dc = DevCluster(name)
-    daemons = dc.host_pids("home-1")
+    daemons = long_lived(dc, "home-1")
     again = vcapp("dev", "up", "--cluster", name)
     assert "founding" not in again.stdout and "joining" not in again.stdout
     assert "3 up, 0 down" in again.stdout
-    assert daemons <= dc.host_pids("home-1")  # nothing was restarted
+    gone = set(daemons) - dc.host_pids("home-1")
+    assert not gone, f"restarted: {[daemons[p] for p in gone]}"
+
+
+def long_lived(dc: DevCluster, host: str, apart: float = 5.0) -> dict[int, str]:
+    """pid -> command line of the host's processes alive in two looks `apart` seconds apart: its
+    daemons, not a health probe or a registry copy that happens to run at the first look."""
+    first = {p: _cmdline(p) for p in dc.host_pids(host)}
+    time.sleep(apart)
+    return {p: cmd for p, cmd in first.items() if p in dc.host_pids(host)}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "?"
