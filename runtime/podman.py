@@ -145,6 +145,12 @@ class PodmanDriver:
     def remove(self, name: str) -> None:
         self._podman("rm", "-f", "-t", str(STOP_GRACE_S), name, what=f"remove {name}")
 
+    def reload_network(self, name: str) -> None:
+        """Write the firewall rules of `name` (its published port) again. Removing a container
+        next to another of the same app network has, twice in CI, left the survivor running
+        and published but unreachable on its host port (podman 4.3 / netavark 1.4, Debian 12)."""
+        self._podman("network", "reload", name, what=f"reload the network rules of {name}")
+
     def remove_unused_networks(self, apps_in_use: set[str]) -> None:
         out = self._podman("network", "ls", "--format", "{{.Name}}", "--filter", f"label={LABEL}.app",
                            what="list networks")

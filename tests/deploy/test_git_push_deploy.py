@@ -266,6 +266,8 @@ def what_runs(cc: ControlCluster) -> str:
     for machine in cc.machines:
         ps = cc.sim.run(machine, "podman", "ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Ports}}", check=False)
         lines.append(f"{machine}: {ps.stdout.strip() or ps.stderr.strip()}")
+        nat = cc.sim.run(machine, "iptables", "-t", "nat", "-S", check=False).stdout
+        lines += [f"  {rule}" for rule in nat.splitlines() if "dport" in rule]
     lines.append(cc.vcapp("home-1", "events", "-n", "15", check=False).stdout)
     return "\n".join(lines)
 
