@@ -46,7 +46,7 @@ def replace(driver: PodmanDriver, old: Container, spec: InstanceSpec, host_port:
 def _reload(driver: PodmanDriver, name: str) -> None:
     """Restore the port rules of the release that keeps serving (see PodmanDriver.reload_network);
     the replace's outcome stands either way. Only after a refused release: that is where it was
-    seen, and a reload briefly takes the rules away, which a promotion must not pay for."""
+    seen; a promotion, which has never shown it, does not rewrite rules under live traffic."""
     try:
         driver.reload_network(name)
     except PodmanError as e:
