@@ -13,7 +13,9 @@ import base64
 import json
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -107,6 +109,17 @@ def commit(repo: Path, files: dict[str, str], message: str, remove: tuple[str, .
     git(repo, "commit", "-q", "--allow-empty", "-m", message)
 
 
+@contextmanager
+def refused_commit(repo: Path, files: dict[str, str], message: str, remove: tuple[str, ...] = ()) -> Iterator[None]:
+    """A commit the cluster is expected to refuse; the laptop drops it afterwards whatever
+    happened, so one failing test does not leave it under the next tests' pushes."""
+    commit(repo, files, message, remove)
+    try:
+        yield
+    finally:
+        git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
 def push(cc: ControlCluster, repo: Path) -> subprocess.CompletedProcess:
     """`git push` from the admin laptop (home-3) to home-1's git endpoint, token as password."""
     url = f"http://admin:{cc.admin_token}@{cc.sim.addr('home-1')}:7180/git/{APP}.git"
@@ -139,7 +152,10 @@ def serving(cc: ControlCluster) -> str | None:
 
 def wait_serving(cc: ControlCluster, body: str, timeout: float = SERVE_TIMEOUT) -> float:
     start = time.monotonic()
-    cc.wait(lambda: serving(cc) == body, timeout, f"the app to answer {body!r}", interval=0.5)
+    try:
+        cc.wait(lambda: serving(cc) == body, timeout, f"the app to answer {body!r}", interval=0.5)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{what_runs(cc)}") from None
     return time.monotonic() - start
 
 
@@ -211,41 +227,39 @@ def test_rollback_to_v1_serves_v1_again(cc, repo):
 
 def test_push_whose_build_fails_is_refused_and_v1_keeps_serving(cc, repo):
     dockerfile = f"FROM {STACKS['python'].alias}\nRUN echo compiling && exit 3\n"
-    commit(repo, {"Dockerfile": dockerfile}, "broken build")
-    proc = push(cc, repo)
-    assert proc.returncode != 0
-    assert "compiling" in remote_lines(proc)
-    assert "deploy failed: build failed (buildah exited" in proc.stderr
-    assert "[remote rejected]" in proc.stderr
-    assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
-    assert serving(cc) == "hello v1"
-    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    with refused_commit(repo, {"Dockerfile": dockerfile}, "broken build"):
+        proc = push(cc, repo)
+        assert proc.returncode != 0
+        assert "compiling" in remote_lines(proc)
+        assert "deploy failed: build failed (buildah exited" in proc.stderr
+        assert "[remote rejected]" in proc.stderr
+        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
+        assert serving(cc) == "hello v1"
 
 
 def test_malformed_vcapp_toml_is_refused_with_the_field_named(cc, repo):
-    commit(repo, {"vcapp.toml": "[health]\npath = \"/\"\n\n[resources]\nmemory = \"lots\"\n"}, "bad config")
-    proc = push(cc, repo)
-    assert proc.returncode != 0
-    assert "vcapp.toml line 5: resources.memory: use a size like \"256M\"" in proc.stderr
-    assert not any(l.startswith("STEP ") for l in remote_lines(proc)), "nothing was built"
-    assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
-    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    with refused_commit(repo, {"vcapp.toml": "[health]\npath = \"/\"\n\n[resources]\nmemory = \"lots\"\n"},
+                        "bad config"):
+        proc = push(cc, repo)
+        assert proc.returncode != 0
+        assert "vcapp.toml line 5: resources.memory: use a size like \"256M\"" in proc.stderr
+        assert not any(l.startswith("STEP ") for l in remote_lines(proc)), "nothing was built"
+        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
 
 
 def test_push_with_nothing_to_build_says_so(cc, repo):
-    commit(repo, {"README.md": "notes only\n"}, "nothing", remove=("app.py", "requirements.txt", "vcapp.toml"))
-    proc = push(cc, repo)
-    assert proc.returncode != 0
-    assert "nothing to build: no Dockerfile" in proc.stderr
-    assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
-    git(repo, "reset", "-q", "--hard", "HEAD~1")
+    with refused_commit(repo, {"README.md": "notes only\n"}, "nothing",
+                        remove=("app.py", "requirements.txt", "vcapp.toml")):
+        proc = push(cc, repo)
+        assert proc.returncode != 0
+        assert "nothing to build: no Dockerfile" in proc.stderr
+        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
 
 
 def test_release_failing_its_health_check_is_refused_and_v1_keeps_serving(cc, repo):
     [v1_url] = instance_urls(cc)
-    commit(repo, {"app.py": APP_PY.format(version="broken"),
-                  "vcapp.toml": "[health]\npath = \"/healthz\"\ngrace = 5\n"}, "fails its check")
-    try:
+    with refused_commit(repo, {"app.py": APP_PY.format(version="broken"),
+                               "vcapp.toml": "[health]\npath = \"/healthz\"\ngrace = 5\n"}, "fails its check"):
         proc = push(cc, repo)
         assert proc.returncode != 0, proc.stderr
         assert "release v3 failed its health check" in proc.stderr and "v1 keeps serving" in proc.stderr
@@ -256,8 +270,6 @@ def test_release_failing_its_health_check_is_refused_and_v1_keeps_serving(cc, re
             cc.wait(lambda: ask(cc, v1_url) == "hello v1", 30, "the v1 container answering on its port", interval=1)
         except AssertionError as e:
             raise AssertionError(f"{e}\n{what_runs(cc)}") from None
-    finally:
-        git(repo, "reset", "-q", "--hard", "HEAD~1")  # the laptop drops the refused commit
 
 
 def what_runs(cc: ControlCluster) -> str:
@@ -268,8 +280,27 @@ def what_runs(cc: ControlCluster) -> str:
         lines.append(f"{machine}: {ps.stdout.strip() or ps.stderr.strip()}")
         nat = cc.sim.run(machine, "iptables", "-t", "nat", "-S", check=False).stdout
         lines += [f"  {rule}" for rule in nat.splitlines() if "dport" in rule]
+        lines += [f"  {line}" for line in reach_each_container(cc, machine)]
+        neigh = cc.sim.run(machine, "ip", "neigh", "show", check=False).stdout
+        lines += [f"  neigh {n}" for n in neigh.splitlines() if n.startswith("10.8")]
     lines.append(cc.vcapp("home-1", "events", "-n", "15", check=False).stdout)
     return "\n".join(lines)
+
+
+def reach_each_container(cc: ControlCluster, machine: str) -> list[str]:
+    """Each running container of `machine` asked at its own address and at its published port,
+    to tell a broken app from a broken port forward."""
+    found = []
+    fmt = "{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{json .HostConfig.PortBindings}}"
+    names = cc.sim.run(machine, "podman", "ps", "-q", check=False).stdout.split()
+    for name in names:
+        got = cc.sim.run(machine, "podman", "inspect", "--format", fmt, name, check=False).stdout.strip()
+        parts = got.split(" ", 2)
+        if len(parts) < 3 or not parts[1]:
+            continue
+        direct = cc.sim.run(machine, "curl", "-s", "--max-time", "2", f"http://{parts[1]}:8080/", check=False)
+        found.append(f"{got}: direct {direct.returncode} {direct.stdout.strip()!r}")
+    return found
 
 
 def test_losing_the_machine_that_built_the_images_loses_no_image(cc):
