@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ from runtime.podman import Container, PodmanDriver, PodmanError
 from runtime.reconcile import Action, Create, Observed, Remove, Replace, Restart, Wait, reconcile
 from runtime.replace import replace
 from runtime.spec import InstanceSpec, SpecError
+
+log = logging.getLogger("vcapp.runtime")
 
 # Health checks and crash detection run this often; with a 1 s back-off first step, a crashed
 # instance is back within ~2 s, and podman is asked about twice a second at most.
@@ -89,7 +92,18 @@ class Agent:
             return Observed(c, "starting" if rec is None else health.state(rec, spec.health if spec else
                                                                            health.HealthCheck(), now))
         rec = self.tracker.check(c.id, c.started_at, spec.health, c.host_port if spec.port else None)
+        if health.NOT_FORWARDED in rec.message:
+            self._restore_port_rules(c, rec.message)
         return Observed(c, health.state(rec, spec.health, now), rec.failures)
+
+    def _restore_port_rules(self, c: Container, why: str) -> None:
+        """Write a running container's port-forwarding rules again (`podman network reload`):
+        the app keeps running; if that does not help, its failed checks restart it as usual."""
+        log.warning("%s: %s; reloading its network rules", c.name, why)
+        try:
+            self.driver.reload_network(c.name)
+        except PodmanError as e:
+            log.warning("%s", e)
 
     # ---- act ---------------------------------------------------------------------------
 

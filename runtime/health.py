@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import sys
 import time
 from dataclasses import dataclass
 
@@ -28,10 +29,15 @@ def probe(check: HealthCheck, port: int | None, host: str = CHECK_HOST) -> tuple
         return False, "no published port to check; give the app a port"
     try:
         if check.kind == "tcp":
-            with socket.create_connection((host, port), timeout=check.timeout_s):
+            with socket.create_connection((host, port), timeout=check.timeout_s) as sock:
+                if accepted_by_this_machine(sock):
+                    return False, not_forwarded(port)
                 return True, f"TCP {port} accepts connections"
         conn = http.client.HTTPConnection(host, port, timeout=check.timeout_s)
         try:
+            conn.connect()
+            if accepted_by_this_machine(conn.sock):
+                return False, not_forwarded(port)
             conn.request("GET", check.path, headers={"User-Agent": "vcapp-health"})
             status = conn.getresponse().status
         finally:
@@ -41,6 +47,39 @@ def probe(check: HealthCheck, port: int | None, host: str = CHECK_HOST) -> tuple
         return False, f"HTTP {status} from {check.path}"
     except (OSError, http.client.HTTPException) as e:
         return False, f"{check.kind.upper()} check of port {port} failed: {e or type(e).__name__}"
+
+
+NOT_FORWARDED = "not forwarded to the container"
+
+
+def not_forwarded(port: int) -> str:
+    return (f"port {port} is held by podman on this machine but {NOT_FORWARDED}: "
+            "its port-forwarding rules are missing")
+
+
+def accepted_by_this_machine(sock: socket.socket, proc_net_tcp: str = "/proc/net/tcp") -> bool:
+    """Whether a connection to a published port was accepted by a socket of this machine
+    instead of being forwarded into the container.
+
+    Rootful podman keeps a listening socket on every published port (conmon holds it so that
+    nothing else can take the port) and never accepts on it. While netavark's forwarding rules
+    are in place no connection reaches that socket; without them the kernel completes the
+    handshake on it, so a plain connect "succeeds" and the request then hangs. The accepted end
+    of such a connection is a socket in this network namespace whose local address is our
+    peer; a forwarded connection's other end lives in the container's namespace instead.
+    """
+    if sock.family != socket.AF_INET:
+        return False
+    ours, peer = sock.getsockname()[:2], sock.getpeername()[:2]
+    other_end = (_proc_addr(*peer), _proc_addr(*ours))
+    with open(proc_net_tcp) as f:
+        next(f)
+        return any(tuple(line.split()[1:3]) == other_end for line in f)
+
+
+def _proc_addr(ip: str, port: int) -> str:
+    """An IPv4 address as /proc/net/tcp writes it: the address in host byte order, then the port."""
+    return f"{int.from_bytes(socket.inet_aton(ip), sys.byteorder):08X}:{port:04X}"
 
 
 @dataclass

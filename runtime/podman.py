@@ -146,10 +146,9 @@ class PodmanDriver:
         self._podman("rm", "-f", "-t", str(STOP_GRACE_S), name, what=f"remove {name}")
 
     def reload_network(self, name: str) -> None:
-        """Write the firewall rules of `name` (its published port) again. Removing a container
-        next to another of the same app network has left the survivor running and published
-        but unreachable on its host port for 30 s and more (once in CI, once in a full run here;
-        podman 4.3 / netavark 1.4, Debian 12; not reproduced in isolation)."""
+        """Write the firewall rules of `name` (its published port) again, without restarting it.
+        The agent does this when a health check finds the port held but not forwarded
+        (runtime/health.py: accepted_by_this_machine)."""
         self._podman("network", "reload", name, what=f"reload the network rules of {name}")
 
     def remove_unused_networks(self, apps_in_use: set[str]) -> None:

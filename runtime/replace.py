@@ -8,16 +8,12 @@ at the new host port (publish status, let the router switch) before the old one 
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Callable
 
 from runtime.health import wait_healthy
-from runtime.podman import Container, PodmanDriver, PodmanError
+from runtime.podman import Container, PodmanDriver
 from runtime.spec import InstanceSpec
-
-
-log = logging.getLogger("vcapp.runtime")
 
 
 @dataclass(frozen=True)
@@ -34,20 +30,9 @@ def replace(driver: PodmanDriver, old: Container, spec: InstanceSpec, host_port:
                                alive=lambda: driver.is_running(spec.container_name))
     if not ok:
         driver.remove(spec.container_name)
-        _reload(driver, old.name)
         return ReplaceResult(False, f"release {spec.release} failed its health check: {message}; "
                                     f"release {old.release} keeps serving")
     if on_promoted:
         on_promoted()
     driver.remove(old.name)
     return ReplaceResult(True, f"release {spec.release} is healthy ({message}); release {old.release} stopped")
-
-
-def _reload(driver: PodmanDriver, name: str) -> None:
-    """Restore the port rules of the release that keeps serving (see PodmanDriver.reload_network);
-    the replace's outcome stands either way. Only after a refused release: that is where it was
-    seen; a promotion, which has never shown it, does not rewrite rules under live traffic."""
-    try:
-        driver.reload_network(name)
-    except PodmanError as e:
-        log.warning("%s", e)

@@ -95,6 +95,28 @@ def test_failing_release_is_not_promoted_and_good_one_is(agent, machine):
     assert "vc-deploy-0-r1" not in agent.podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
 
 
+def test_a_port_that_stops_forwarding_is_noticed_and_restored_without_restarting_the_app(agent, machine):
+    """Rootful podman keeps a listening socket of its own on every published port. With the
+    port's forwarding rules gone, a connect to it still succeeds (on that socket) and a TCP
+    health check passed while nobody could reach the app. The agent tells the two apart and
+    writes the rules again; the app is not restarted for it."""
+    agent.want([web(app="plain", health={"type": "tcp", "start_grace_s": 10})])
+    rep = agent.wait("plain/0", healthy, "healthy")
+    port, lan = rep["host_port"], machine.addr("home-1")
+    assert get(machine, "home-1", port, from_host="home-2", addr=lan) == "hello"
+    pid = json.loads(agent.podman("inspect", rep["container"]).stdout)[0]["State"]["Pid"]
+    machine.run("home-1", "iptables", "-w", "-t", "nat", "-F", "NETAVARK-HOSTPORT-DNAT")
+    assert get(machine, "home-1", port, from_host="home-2", addr=lan).startswith("<curl failed")
+    deadline = time.monotonic() + 15
+    while get(machine, "home-1", port, from_host="home-2", addr=lan) != "hello":
+        assert time.monotonic() < deadline, f"port {port} still not forwarded; agent log:\n" \
+                                            f"{agent.log.read_text()[-2000:]}"
+    assert "not forwarded to the container" in agent.log.read_text()
+    after = agent.wait("plain/0", healthy, "healthy again")
+    assert after["container"] == rep["container"] and after["restarts"] == rep["restarts"]
+    assert json.loads(agent.podman("inspect", rep["container"]).stdout)[0]["State"]["Pid"] == pid
+
+
 def _ip(agent, container: str) -> str:
     return agent.podman("inspect", container, "--format",
                         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}").stdout.strip()
