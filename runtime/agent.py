@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from runtime import health, isolation, usage
 from runtime.book import Book
 from runtime.podman import Container, PodmanDriver, PodmanError
-from runtime.reconcile import Action, Create, Observed, Remove, Replace, Restart, Wait, reconcile
+from runtime.reconcile import Action, Create, Observed, Reforward, Remove, Replace, Restart, Wait, reconcile
 from runtime.replace import replace
 from runtime.spec import InstanceSpec, SpecError
 
@@ -92,18 +92,7 @@ class Agent:
             return Observed(c, "starting" if rec is None else health.state(rec, spec.health if spec else
                                                                            health.HealthCheck(), now))
         rec = self.tracker.check(c.id, c.started_at, spec.health, c.host_port if spec.port else None)
-        if health.NOT_FORWARDED in rec.message:
-            self._restore_port_rules(c, rec.message)
-        return Observed(c, health.state(rec, spec.health, now), rec.failures)
-
-    def _restore_port_rules(self, c: Container, why: str) -> None:
-        """Write a running container's port-forwarding rules again (`podman network reload`):
-        the app keeps running; if that does not help, its failed checks restart it as usual."""
-        log.warning("%s: %s; reloading its network rules", c.name, why)
-        try:
-            self.driver.reload_network(c.name)
-        except PodmanError as e:
-            log.warning("%s", e)
+        return Observed(c, health.state(rec, spec.health, now), rec.failures, rec.forwarded)
 
     # ---- act ---------------------------------------------------------------------------
 
@@ -127,6 +116,11 @@ class Agent:
         if isinstance(action, Remove):
             self.driver.remove(action.name)
             return {}
+        if isinstance(action, Reforward):
+            # if the reload does not help, its failing checks restart it like any unhealthy instance
+            log.warning("%s: %s; reloading its network rules", action.name, action.reason)
+            self.driver.reload_network(action.name)
+            return {action.key: f"port rules written again: {action.reason}"}
         if isinstance(action, Replace):
             port = self.driver.pick_host_port({c.host_port for c in containers if c.host_port})
             result = replace(self.driver, action.old, action.spec, port, binds=self._binds(action.spec))

@@ -89,6 +89,7 @@ class HealthRecord:
     last_ok: bool = False
     failures: int = 0          # consecutive failed checks
     message: str = "not checked yet"
+    forwarded: bool = True     # False: the last check landed on podman's own socket (see accepted_by_this_machine)
 
 
 class HealthTracker:
@@ -109,6 +110,7 @@ class HealthTracker:
         rec.last_ok = ok
         rec.passed_once |= ok
         rec.failures = 0 if ok else rec.failures + 1
+        rec.forwarded = NOT_FORWARDED not in rec.message
         return rec
 
     def forget_except(self, container_ids: set[str]) -> None:

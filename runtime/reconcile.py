@@ -40,6 +40,7 @@ class Observed:
     container: Container
     health: str = "starting"   # starting | healthy | unhealthy (see runtime/health.py)
     failures: int = 0          # consecutive failed checks
+    forwarded: bool = True     # False: its published port is held by podman but not forwarded to it
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,14 @@ class Restart:
     key: str
     streak: int      # restarts in the current crash loop, after this one
     running: bool    # True: restart a running (unhealthy) container; False: start an exited one
+    reason: str
+
+
+@dataclass(frozen=True)
+class Reforward:
+    """Write a running container's port-forwarding rules again; the app keeps running."""
+    name: str
+    key: str
     reason: str
 
 
@@ -77,7 +86,7 @@ class Wait:
     reason: str
 
 
-Action = Create | Restart | Remove | Replace | Wait
+Action = Create | Restart | Reforward | Remove | Replace | Wait
 
 
 def backoff_s(streak: int) -> float:
@@ -131,6 +140,8 @@ def _keep_running(spec: InstanceSpec, o: Observed, book: Book, now: float) -> li
         if o.health == "unhealthy" and o.failures >= UNHEALTHY_RESTART_AFTER:
             return [Restart(c.name, spec.key, streak + 1, True,
                             f"failed {o.failures} health checks in a row")]
+        if not o.forwarded:
+            return [Reforward(c.name, spec.key, "its port is held by podman but not forwarded to the container")]
         return []
     if c.started_at and c.exited_at and c.exited_at - c.started_at >= BACKOFF_RESET_AFTER_S:
         streak = 0

@@ -127,7 +127,8 @@ def long_lived(dc: DevCluster, host: str, apart: float = 5.0) -> dict[int, str]:
     daemons, not a health probe or a registry copy that happens to run at the first look."""
     first = {p: _cmdline(p) for p in dc.host_pids(host)}
     time.sleep(apart)
-    return {p: cmd for p, cmd in first.items() if p in dc.host_pids(host)}
+    still = dc.host_pids(host)
+    return {p: cmd for p, cmd in first.items() if p in still}
 
 
 def _cmdline(pid: int) -> str:

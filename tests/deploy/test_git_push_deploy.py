@@ -288,18 +288,18 @@ def what_runs(cc: ControlCluster) -> str:
 
 
 def reach_each_container(cc: ControlCluster, machine: str) -> list[str]:
-    """Each running container of `machine` asked at its own address and at its published port,
-    to tell a broken app from a broken port forward."""
-    found = []
+    """Each running container of `machine` (name, address, published ports) asked at its own
+    address, to tell a broken app from a broken port forward."""
     fmt = "{{.Name}} {{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{json .HostConfig.PortBindings}}"
     names = cc.sim.run(machine, "podman", "ps", "-q", check=False).stdout.split()
-    for name in names:
-        got = cc.sim.run(machine, "podman", "inspect", "--format", fmt, name, check=False).stdout.strip()
-        parts = got.split(" ", 2)
-        if len(parts) < 3 or not parts[1]:
-            continue
-        direct = cc.sim.run(machine, "curl", "-s", "--max-time", "2", f"http://{parts[1]}:8080/", check=False)
-        found.append(f"{got}: direct {direct.returncode} {direct.stdout.strip()!r}")
+    if not names:
+        return []
+    found = []
+    for line in cc.sim.run(machine, "podman", "inspect", "--format", fmt, *names, check=False).stdout.splitlines():
+        name, addr, ports = (line.split(" ", 2) + ["", ""])[:3]
+        if addr:
+            direct = cc.sim.run(machine, "curl", "-s", "--max-time", "2", f"http://{addr}:8080/", check=False)
+            found.append(f"{name} {addr} {ports}: direct {direct.returncode} {direct.stdout.strip()!r}")
     return found
 
 
