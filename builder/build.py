@@ -104,6 +104,8 @@ def _plan(tree: Path, on_line: proc.LineSink) -> Plan:
         raise NothingToBuild(str(e)) from None
     what = "Dockerfile found: building it as it is" if plan.dockerfile else f"{plan.language} app detected"
     on_line(f"-----> {what}")
+    if plan.runtime:
+        on_line(f"-----> {plan.runtime}")
     if plan.command:
         on_line(f"-----> web process: {plan.command}")
     return plan
@@ -148,10 +150,16 @@ def _kill_cgroup(cgroup: str) -> None:
             return
 
 
-def push(image: str, spawn: proc.Spawn, on_line: proc.LineSink, work: Path) -> str:
+def _auth(authfile: Path | None) -> list[str]:
+    """buildah's flag naming the registry credentials (a file: never a password in argv)."""
+    return ["--authfile", str(authfile)] if authfile else []
+
+
+def push(image: str, spawn: proc.Spawn, on_line: proc.LineSink, work: Path, authfile: Path | None = None) -> str:
     """Push a built image to its registry over plain HTTP; return the manifest digest."""
     digestfile = work / "digest"
-    argv = ["buildah", "push", "--tls-verify=false", "--digestfile", str(digestfile), image, f"docker://{image}"]
+    argv = ["buildah", "push", "--tls-verify=false", *_auth(authfile), "--digestfile", str(digestfile),
+            image, f"docker://{image}"]
     outcome = proc.stream(spawn, argv, on_line, PUSH_TIMEOUT)
     if outcome.returncode != 0:
         registry = image.split("/", 1)[0]
@@ -160,24 +168,34 @@ def push(image: str, spawn: proc.Spawn, on_line: proc.LineSink, work: Path) -> s
     return digestfile.read_text().strip()
 
 
-def copy(image: str, registry: str, spawn: proc.Spawn | None = None) -> str | None:
+def copy(image: str, registry: str, spawn: proc.Spawn | None = None, authfile: Path | None = None,
+         digest: str | None = None) -> str | None:
     """Push the local `image` (<its registry>/<path>) to another registry as <registry>/<path>.
-    None when the copy is there, else why not (the last line buildah printed)."""
+    None when the copy is there, else why not (the last line buildah printed). With `digest`
+    (what the first push made), a copy whose manifest has another digest is an error: images
+    are pulled by digest, from any registry holding a copy."""
     target = f"{registry}/{image.split('/', 1)[1]}"
-    argv = ["buildah", "push", "--tls-verify=false", image, f"docker://{target}"]
-    outcome = proc.stream(spawn or proc.local(), argv, None, COPY_TIMEOUT)
-    if outcome.timed_out:
-        return f"no answer from {registry} within {COPY_TIMEOUT:.0f} s"
-    if outcome.returncode != 0:
-        return outcome.tail[-1] if outcome.tail else f"buildah push exited with {outcome.returncode}"
+    with tempfile.TemporaryDirectory(prefix="vcapp-copy-") as tmp:
+        digestfile = Path(tmp) / "digest"
+        argv = ["buildah", "push", "--tls-verify=false", *_auth(authfile), "--digestfile", str(digestfile),
+                image, f"docker://{target}"]
+        outcome = proc.stream(spawn or proc.local(), argv, None, COPY_TIMEOUT)
+        if outcome.timed_out:
+            return f"no answer from {registry} within {COPY_TIMEOUT:.0f} s"
+        if outcome.returncode != 0:
+            return outcome.tail[-1] if outcome.tail else f"buildah push exited with {outcome.returncode}"
+        copied = digestfile.read_text().strip() if digestfile.exists() else ""
+    if digest and copied != digest:
+        return f"the copy's manifest digest {copied or '(none)'} is not the release's {digest}"
     return None
 
 
 def build(tree: Path, app: str, release: int | str, registry: str | None, *,
           on_line: proc.LineSink | None = None, spawn: proc.Spawn | None = None,
           limits: Limits = Limits(), cgroup_parent: str | None = None,
-          stack_cache: Path | None = None) -> BuildResult:
-    """Build `tree` into <registry>/apps/<app>:<release> and push it (no push when registry is None).
+          stack_cache: Path | None = None, authfile: Path | None = None) -> BuildResult:
+    """Build `tree` into <registry>/apps/<app>:<release> and push it (no push when registry is None)
+    with the credentials in `authfile` (containers-auth.json) when the registry wants them.
 
     Log lines go to on_line as buildah prints them. Raises NothingToBuild (before starting
     anything), BuildTimeout, BuildError (with the log tail), StackError or PushError."""
@@ -202,7 +220,7 @@ def build(tree: Path, app: str, release: int | str, registry: str | None, *,
             _kill_cgroup(cgroup)  # empty after a finished build; not after a kill or a crash
         if outcome.timed_out or outcome.returncode != 0:
             raise _failure(outcome, limits)
-        digest = push(tag, spawn, say, work) if registry else None
+        digest = push(tag, spawn, say, work, authfile) if registry else None
     seconds = time.monotonic() - start
     say(f"-----> built {tag} in {seconds:.1f} s" + (f" ({digest})" if digest else ""))
     return BuildResult(tag, digest, plan.language, seconds, outcome.tail)

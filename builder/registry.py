@@ -9,11 +9,22 @@ not reach. The config is written as JSON, which is YAML too.
 Plain HTTP inside the cluster (the mesh encrypts the path): pushes and pulls pass
 `--tls-verify=false` explicitly (builder.build.push, `pull_command`); a machine that wants
 plain `podman pull` to work gets `registries_conf(address)` as a registries.conf.d drop-in.
+
+Authentication (`htpasswd=` in `config`/`start`): every request, /v2/ and pulls included,
+needs HTTP basic auth as a user of the htpasswd file (`write_htpasswd`, bcrypt). The cluster
+has one user, the machines' (`Credential`); podman and buildah find its password in an
+auth file (`write_auth_file`, containers-auth.json(5), mode 0600) passed as `--authfile`,
+never on a command line. Basic auth over plain HTTP sends the password on every request:
+acceptable because a registry listens on loopback or on its machine's mesh address only,
+and WireGuard encrypts and authenticates every packet between machines.
 """
 
 from __future__ import annotations
 
+import base64
+import ctypes
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -29,6 +40,11 @@ DEFAULT_PORT = 5000
 READY_TIMEOUT = 20.0  # the registry answers /v2/ well under a second after start; 20 s is broken
 READY_POLL = 0.1
 PROBE_TIMEOUT = 2.0  # one HTTP probe of /v2/; a registry on the LAN answers in milliseconds
+REALM = "vcapp cluster registry"
+# The registry checks the bcrypt hash on every request (a push makes dozens). The password is
+# a 256-bit derived key, so stretching adds nothing against guessing: the cheapest cost
+# bcrypt allows keeps a request's check well under a millisecond.
+BCRYPT_COST = 4
 
 
 class RegistryError(RuntimeError):
@@ -62,11 +78,77 @@ class S3Storage:
         }}
 
 
-def config(address: str, storage: FilesystemStorage | S3Storage, secret: str | None = None) -> dict:
+@dataclass(frozen=True)
+class Credential:
+    """A registry user and its password. repr() leaves the password out (logs, tracebacks)."""
+
+    user: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"Credential(user={self.user!r}, password=<{len(self.password)} chars>)"
+
+
+def bcrypt_hash(password: str, cost: int = BCRYPT_COST) -> str:
+    """`password` hashed with bcrypt ($2b$), by the system's libcrypt (libxcrypt)."""
+    lib = ctypes.CDLL("libcrypt.so.1")
+    lib.crypt_gensalt_rn.restype = ctypes.c_char_p
+    lib.crypt_gensalt_rn.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int,
+                                     ctypes.c_char_p, ctypes.c_int]
+    lib.crypt_rn.restype = ctypes.c_char_p
+    lib.crypt_rn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
+    salt = ctypes.create_string_buffer(64)
+    setting = lib.crypt_gensalt_rn(b"$2b$", cost, os.urandom(16), 16, salt, len(salt))
+    work = ctypes.create_string_buffer(65536)  # a struct crypt_data (32 KiB in libxcrypt)
+    hashed = lib.crypt_rn(password.encode(), setting, work, len(work)) if setting else None
+    if not hashed or not hashed.startswith(b"$2b$"):
+        raise RegistryError("libcrypt could not make a bcrypt hash: is libxcrypt (libcrypt1) installed?")
+    return hashed.decode()
+
+
+def write_htpasswd(path: Path, credential: Credential) -> Path:
+    """The registry's htpasswd file with `credential` as its only user (mode 0600)."""
+    if ":" in credential.user or "\n" in credential.user + credential.password:
+        raise ValueError("a registry user name has no ':' and neither part has a newline")
+    _write_private(path, f"{credential.user}:{bcrypt_hash(credential.password)}\n")
+    return path
+
+
+def auth_json(addresses: list[str] | tuple[str, ...], credential: Credential) -> str:
+    """containers-auth.json(5) text giving `credential` for each registry address (host:port)."""
+    token = base64.b64encode(f"{credential.user}:{credential.password}".encode()).decode()
+    return json.dumps({"auths": {a: {"auth": token} for a in sorted(set(addresses))}}, indent=2) + "\n"
+
+
+def write_auth_file(path: Path, addresses: list[str] | tuple[str, ...], credential: Credential) -> Path:
+    """Write the auth file podman/buildah/skopeo read with `--authfile path` (mode 0600,
+    replaced atomically: a pull reading it meanwhile sees the old or the new one whole)."""
+    _write_private(path, auth_json(addresses, credential))
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def config(address: str, storage: FilesystemStorage | S3Storage, secret: str | None = None,
+           htpasswd: Path | None = None) -> dict:
     """The registry's configuration (version 0.1 format) for `address` (host:port).
 
     `secret` signs upload state: registries sharing one S3 bucket behind one name need the
-    same one (keep it in cluster state); a lone registry may let it be random."""
+    same one (keep it in cluster state); a lone registry may let it be random.
+    `htpasswd`: every request needs basic auth as a user of that file (`write_htpasswd`);
+    without it the registry answers anyone who reaches `address`."""
+    auth = {"auth": {"htpasswd": {"realm": REALM, "path": str(htpasswd)}}} if htpasswd else {}
     return {
         "version": 0.1,
         "log": {"level": "info", "formatter": "text", "accesslog": {"disabled": True}},
@@ -80,14 +162,13 @@ def config(address: str, storage: FilesystemStorage | S3Storage, secret: str | N
         "http": {"addr": address, "secret": secret or secrets.token_hex(16),
                  "headers": {"X-Content-Type-Options": ["nosniff"]}},
         "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
+        **auth,
     }
 
 
 def write_config(path: Path, address: str, storage: FilesystemStorage | S3Storage,
-                 secret: str | None = None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config(address, storage, secret), indent=2) + "\n")
-    path.chmod(0o600)  # may hold S3 keys
+                 secret: str | None = None, htpasswd: Path | None = None) -> Path:
+    _write_private(path, json.dumps(config(address, storage, secret, htpasswd), indent=2) + "\n")  # may hold S3 keys
     return path
 
 
@@ -103,9 +184,10 @@ def registries_conf(address: str, mirrors: list[str] | tuple[str, ...] = ()) -> 
     return text
 
 
-def pull_command(image: str) -> list[str]:
-    """How a machine pulls a release image from the cluster registry (plain HTTP)."""
-    return ["podman", "pull", "--tls-verify=false", image]
+def pull_command(image: str, authfile: Path | None = None) -> list[str]:
+    """How a machine pulls a release image from the cluster registry (plain HTTP), with the
+    credentials of `authfile` when the registry wants them."""
+    return ["podman", "pull", "--tls-verify=false", *(["--authfile", str(authfile)] if authfile else []), image]
 
 
 def serve_command(config_path: Path) -> list[str]:
@@ -115,22 +197,25 @@ def serve_command(config_path: Path) -> list[str]:
 
 
 def answers(address: str, timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether a registry answers the v2 API at address (probe from this namespace)."""
+    """Whether a registry answers the v2 API at address (probe from this namespace): 200, or
+    401 with the registry's API version header when it wants credentials."""
     try:
         with urllib.request.urlopen(f"http://{address}/v2/", timeout=timeout) as resp:
             return resp.status == 200
+    except urllib.error.HTTPError as e:
+        return e.code == 401 and e.headers.get("Docker-Distribution-API-Version") == "registry/2.0"
     except (urllib.error.URLError, OSError):
         return False
 
 
 def start(address: str, storage: FilesystemStorage | S3Storage, config_path: Path,
           spawn: proc.Spawn | None = None, log: Path | None = None,
-          probe=None, secret: str | None = None) -> subprocess.Popen:
+          probe=None, secret: str | None = None, htpasswd: Path | None = None) -> subprocess.Popen:
     """Start the registry and wait until it answers; return its process.
 
     `probe(address) -> bool` checks readiness from where the registry listens (default: an
-    HTTP GET from this process, right when spawn is local)."""
-    write_config(config_path, address, storage, secret)
+    HTTP GET from this process, right when spawn is local). `htpasswd`: see `config`."""
+    write_config(config_path, address, storage, secret, htpasswd)
     if isinstance(storage, FilesystemStorage):
         storage.root.mkdir(parents=True, exist_ok=True)
     out = open(log, "ab") if log else subprocess.DEVNULL
