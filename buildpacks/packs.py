@@ -5,6 +5,8 @@ answers wins. A detector reads only the top of the tree and returns the template
 variables, or None when the tree is not in its language; it raises DetectError when the
 tree is in its language but cannot be started (no command), saying what to add.
 A Dockerfile or Containerfile at the root beats every row: it is built as it is.
+The stack a buildpack builds FROM follows the language version the tree asks for
+(buildpacks/versions.py): an impossible one is refused here, before anything is built.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from buildpacks import procfile, templates
+from buildpacks import procfile, templates, versions
 from buildpacks.stacks import STACKS
 
 DEFAULT_PORT = 8080
@@ -46,6 +48,7 @@ class Plan:
     dockerfile: Path | None  # the tree's own Dockerfile/Containerfile
     command: str | None  # the web command a buildpack chose
     stacks: tuple[str, ...]  # stack images the build needs, by name
+    runtime: str = ""  # the language version chosen and why, when the tree asked for one
 
 
 # ---- helpers (pure, read-only on the tree) ----------------------------------------------
@@ -170,6 +173,12 @@ def detect_node(tree: Path) -> dict | None:
 
 def detect_go(tree: Path) -> dict | None:
     if not (tree / "go.mod").is_file():
+        sources = sorted(p.name for p in tree.glob("*.go") if p.is_file())
+        if sources:
+            raise DetectError(
+                f"found Go source ({', '.join(sources[:3])}) but no go.mod: builds use Go modules; run "
+                "`go mod init <module path>` (e.g. go mod init example.com/myapp) and `go mod tidy` "
+                "in the app's directory, then commit go.mod (and go.sum)")
         return None
     return {"command": procfile.web_command(tree) or "/app/server", "run_stack": STACKS["static"].image}
 
@@ -190,9 +199,9 @@ BUILDPACKS: tuple[Buildpack, ...] = (
 
 
 def stacks_named(dockerfile: str) -> tuple[str, ...]:
-    """Names of the stacks a Dockerfile builds FROM (by alias or exact image), in file order."""
+    """Names (STACKS keys) of the stacks a Dockerfile builds FROM (by alias or exact image), in file order."""
     refs = re.findall(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)", dockerfile, re.MULTILINE | re.IGNORECASE)
-    by_ref = {ref: s.name for s in STACKS.values() for ref in (s.image, s.alias)}
+    by_ref = {ref: key for key, s in STACKS.items() for ref in (s.image, s.alias)}
     return tuple(dict.fromkeys(by_ref[r] for r in refs if r in by_ref))
 
 
@@ -209,9 +218,11 @@ def _nothing_to_build() -> DetectError:
     )
 
 
-def render(pack: Buildpack, variables: dict) -> str:
-    """The Containerfile text of a buildpack for the variables its detector returned."""
-    values = dict(variables, stack=STACKS[pack.stack].image, command=json.dumps(f"exec {variables['command']}"))
+def render(pack: Buildpack, variables: dict, stack: str | None = None) -> str:
+    """The Containerfile text of a buildpack for the variables its detector returned, FROM
+    `stack` (a STACKS key; the buildpack's default stack when None)."""
+    values = dict(variables, stack=STACKS[stack or pack.stack].image,
+                  command=json.dumps(f"exec {variables['command']}"))
     return pack.template.format(**values)
 
 
@@ -228,6 +239,11 @@ def detect(tree: Path) -> Plan:
         except procfile.ProcfileError as e:
             raise DetectError(str(e)) from None
         if variables is not None:
-            stacks = (pack.stack, "static") if pack.name == "go" else (pack.stack,)
-            return Plan(pack.name, render(pack, variables), None, variables["command"], stacks)
+            try:
+                choice = versions.choose(pack.name, tree, pack.stack)
+            except versions.VersionError as e:
+                raise DetectError(str(e)) from None
+            stacks = (choice.stack, "static") if pack.name == "go" else (choice.stack,)
+            return Plan(pack.name, render(pack, variables, choice.stack), None, variables["command"], stacks,
+                        choice.describe())
     raise _nothing_to_build()

@@ -68,25 +68,24 @@ class Stack:
         return COMMON_ENV + self.env
 
 
+PYTHON_PACKAGES = ("python3", "python3-venv", "python3-pip", "ca-certificates")
+PYTHON_ENV = (("PYTHONUNBUFFERED", "1"), ("PIP_CERT", CA_BUNDLE), ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
+              ("REQUESTS_CA_BUNDLE", CA_BUNDLE))
+NODE_PACKAGES = ("nodejs", "npm", "ca-certificates")
+NODE_ENV = (("NODE_EXTRA_CA_CERTS", CA_BUNDLE), ("npm_config_cafile", CA_BUNDLE),
+            ("npm_config_update_notifier", "false"), ("npm_config_fund", "false"), ("npm_config_audit", "false"))
+GO_PACKAGES = ("golang-go", "ca-certificates", "git")
+GO_ENV = (("CGO_ENABLED", "0"), ("GOFLAGS", "-mod=mod"), ("GOTOOLCHAIN", "local"))
+
+# Keyed by the name buildpacks and buildpacks/versions.py use: "<language>" is the default
+# (bookworm) stack, "<language>-trixie" the newer language versions of the next release.
 STACKS: dict[str, Stack] = {
-    "python": Stack(
-        "python",
-        ("python3", "python3-venv", "python3-pip", "ca-certificates"),
-        env=(("PYTHONUNBUFFERED", "1"), ("PIP_CERT", CA_BUNDLE), ("PIP_DISABLE_PIP_VERSION_CHECK", "1"),
-             ("REQUESTS_CA_BUNDLE", CA_BUNDLE)),
-    ),
-    "node": Stack(
-        "node",
-        ("nodejs", "npm", "ca-certificates"),
-        env=(("NODE_EXTRA_CA_CERTS", CA_BUNDLE), ("npm_config_cafile", CA_BUNDLE),
-             ("npm_config_update_notifier", "false"), ("npm_config_fund", "false"),
-             ("npm_config_audit", "false")),
-    ),
-    "go": Stack(
-        "go",
-        ("golang-go", "ca-certificates", "git"),
-        env=(("CGO_ENABLED", "0"), ("GOFLAGS", "-mod=mod"), ("GOTOOLCHAIN", "local")),
-    ),
+    "python": Stack("python", PYTHON_PACKAGES, env=PYTHON_ENV),
+    "python-trixie": Stack("python", PYTHON_PACKAGES, suite="trixie", env=PYTHON_ENV),
+    "node": Stack("node", NODE_PACKAGES, env=NODE_ENV),
+    "node-trixie": Stack("node", NODE_PACKAGES, suite="trixie", env=NODE_ENV),
+    "go": Stack("go", GO_PACKAGES, env=GO_ENV),
+    "go-trixie": Stack("go", GO_PACKAGES, suite="trixie", env=GO_ENV),
     "static": Stack("static", source="busybox"),
 }
 

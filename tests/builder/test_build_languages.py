@@ -61,7 +61,8 @@ def test_node_app_with_start_script(host_env, spawn, tmp_path):
 
 
 def test_go_app_runs_as_a_static_binary_on_busybox(host_env, spawn, tmp_path):
-    tree = write_tree(tmp_path / "go", {"go.mod": "module example.com/hello\n\ngo 1.19\n", "main.go": GO_MAIN})
+    # No `go` line: the default (bookworm) Go; `go 1.19` would choose trixie's Go 1.24.
+    tree = write_tree(tmp_path / "go", {"go.mod": "module example.com/hello\n", "main.go": GO_MAIN})
     result = build(tree, "goapp", 1, None, spawn=spawn)
     assert result.language == "go"
     size = podman(host_env, "image", "inspect", "--format", "{{.Size}}", result.image).stdout.strip()

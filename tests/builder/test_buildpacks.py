@@ -149,11 +149,12 @@ def test_node_invalid_json(tmp_path):
 
 
 def test_go_builds_in_go_stack_runs_on_static(tmp_path):
+    # `go 1.19` is the oldest Go the module works with: the newest Go (trixie's) builds it.
     tree(tmp_path, {"go.mod": "module example.com/hello\n\ngo 1.19\n", "main.go": "package main\n"})
     plan = detect(tmp_path)
-    assert plan.language == "go" and plan.stacks == ("go", "static")
+    assert plan.language == "go" and plan.stacks == ("go-trixie", "static")
     text = plan.containerfile
-    assert f"FROM {STACKS['go'].image} AS build" in text
+    assert f"FROM {STACKS['go-trixie'].image} AS build" in text
     assert f"FROM {STACKS['static'].image}\n" in text
     assert cmd_line(text)[-1] == "exec /app/server"
 
