@@ -3,7 +3,9 @@
 Caddy sends it, for every request to a `token` app, GET /check?app=APP with the client's
 headers plus X-Forwarded-Method and X-Forwarded-Uri. It answers:
 
-    200  + X-Vcapp-Token-Id     a valid `Authorization: Bearer <token>` or session cookie
+    200  + X-Vcapp-Token-Id,    a valid `Authorization: Bearer <token>` or session cookie;
+           X-Vcapp-Token-Name,  the token's name, and where it came from (Via: bearer|cookie),
+           X-Vcapp-Token-Via    so the router can take the credential off the request
     302  + Set-Cookie, Location  a valid `?token=` in the URL: cookie set, token removed
     401  small HTML page         missing, malformed, unknown, expired, revoked, other app
     503  small HTML page         the token store cannot be asked right now
@@ -25,6 +27,8 @@ from router.tokens import TokenFormatError, TokenRecord, hash_token, parse
 
 TOKEN_PARAM = "token"
 ID_HEADER = "X-Vcapp-Token-Id"
+NAME_HEADER = "X-Vcapp-Token-Name"
+VIA_HEADER = "X-Vcapp-Token-Via"
 
 REASONS = {
     "missing": ("This app needs an access token",
@@ -118,8 +122,10 @@ class AuthService:
         return Response("302 Found", [("Location", clean_uri(uri)), ("Set-Cookie", cookie),
                                       ("Cache-Control", "no-store")])
 
-    def _allowed(self, record: TokenRecord) -> Response:
-        return Response("200 OK", [(ID_HEADER, record.id)])
+    def _allowed(self, record: TokenRecord, via: str) -> Response:
+        # A header value is printable ASCII: control and non-ASCII characters go escaped (\n, \u00e9).
+        name = record.name.encode("unicode_escape").decode("ascii")
+        return Response("200 OK", [(ID_HEADER, record.id), (NAME_HEADER, name), (VIA_HEADER, via)])
 
     def decide(self, app: str, uri: str, authorization: str, cookie_header: str) -> Response:
         query = dict(parse_qsl(urlsplit(uri).query, keep_blank_values=True))
@@ -128,7 +134,7 @@ class AuthService:
         scheme, _, credential = authorization.partition(" ")
         if scheme.lower() == "bearer" and credential.strip():
             record, problem, _ = self._check_token(credential, app)
-            return _denied(problem, app) if problem else self._allowed(record)
+            return _denied(problem, app) if problem else self._allowed(record, "bearer")
         jar = SimpleCookie()
         try:
             jar.load(cookie_header)
@@ -139,7 +145,7 @@ class AuthService:
             if token_hash is None:
                 return _denied("session", app, clear_cookie=True)
             record, problem = self._check_hash(token_hash, app)
-            return _denied(problem, app, clear_cookie=True) if problem else self._allowed(record)
+            return _denied(problem, app, clear_cookie=True) if problem else self._allowed(record, "cookie")
         return _denied("missing", app)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:

@@ -21,16 +21,18 @@ from router.tokencheck import Lookup
 
 class NodeRouter:
     """listen: where Caddy serves ("addr:port"); auth_listen: where the auth service listens
-    (default: a unix socket in workdir, which Caddy dials)."""
+    (default: a unix socket in workdir, which Caddy dials); hop_listen: where the other
+    machines' routers reach this machine's instances (None: no hop server)."""
 
     def __init__(self, workdir: str | Path, listen: str, lookup: Lookup, key: bytes,
-                 auth_listen: str | None = None, launcher: Launcher | None = None):
+                 auth_listen: str | None = None, launcher: Launcher | None = None,
+                 hop_listen: str | None = None):
         self.caddy = CaddyProcess(workdir, launcher)
         auth_listen = auth_listen or f"unix/{Path(workdir).resolve() / 'auth.sock'}"
         self.auth = AuthServer(auth_listen, lookup, key)
         self.settings = node_config.NodeSettings(
             admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),
-            listen=listen, auth=auth_listen)
+            listen=listen, auth=auth_listen, hop_listen=hop_listen)
         self.controller: Controller | None = None
 
     def start(self) -> None:

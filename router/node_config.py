@@ -7,9 +7,18 @@ scheme in X-Forwarded-*. A `token` app's requests first go to the local auth ser
 (Caddy's forward_auth pattern): a 2xx lets the request through with X-Vcapp-Token-Id set;
 anything else (401 page, 302 setting the session cookie) goes back to the client as is.
 
+The app never sees the visitor's vcapp credential: the router drops the session cookie from
+every request, and the Authorization header when it carried the vcapp token (the auth
+service says so in X-Vcapp-Token-Via); the app gets the token's id and name instead
+(X-Vcapp-Token-Id, X-Vcapp-Token-Name), which a client can never set itself.
+
 An app's instances on this machine get most of its requests (LOCAL_WEIGHT), and the health
 host tells the edges which apps to bring here (NODE_SERVES_PREFIX), so a request normally
 crosses the mesh once: edge -> the router of a machine running the app -> its container.
+Instances elsewhere are reached through their machine's router, on its hop server
+(`hop_listen`): it answers only the cluster's machines (remote_ip), serves each app's
+instances on its own machine only (no second hop, no loop), and takes the requests as the
+sending router passed them, past the access check and with the credential already gone.
 """
 
 from __future__ import annotations
@@ -22,8 +31,15 @@ from router.caddyjson import (LOCAL_WEIGHT, NODE_HEALTH_HOST, NODE_HEALTH_PATH, 
 from router.routes import AppRoute, NodeRoutes, api_host, app_host
 
 SERVER = "node"
+HOP_SERVER = "hop"
 AUTH_CHECK_PATH = "/check"
 TOKEN_ID_HEADER = "X-Vcapp-Token-Id"
+TOKEN_NAME_HEADER = "X-Vcapp-Token-Name"
+# The auth service's answer says where the token came from: "bearer" (Authorization header),
+# "cookie" (the session cookie). A bearer token is removed before the app sees the request.
+TOKEN_VIA_HEADER = "X-Vcapp-Token-Via"
+# Drops the session cookie (and its separator) from a Cookie header, keeping the app's own.
+SESSION_COOKIE_RE = "__Host-vcapp-session=[^;]*(;[ ]*)?"
 
 
 @dataclass(frozen=True)
@@ -35,14 +51,16 @@ class NodeSettings:
     storage_dir: str
     listen: str
     auth: str
+    hop_listen: str | None = None
 
 
 def _forward_auth(app: str, auth: str) -> dict:
     """What Caddy's `forward_auth` directive expands to, for one app."""
     copy_id = {
         "handler": "headers",
-        "request": {"set": {TOKEN_ID_HEADER: [f"{{http.reverse_proxy.header.{TOKEN_ID_HEADER}}}"]}},
+        "request": {"set": {h: [f"{{http.reverse_proxy.header.{h}}}"] for h in (TOKEN_ID_HEADER, TOKEN_NAME_HEADER)}},
     }
+    drop_bearer = {"handler": "headers", "request": {"delete": ["Authorization"]}}
     return {
         "handler": "reverse_proxy",
         "upstreams": [{"dial": auth}],
@@ -51,25 +69,41 @@ def _forward_auth(app: str, auth: str) -> dict:
             "X-Forwarded-Method": ["{http.request.method}"],
             "X-Forwarded-Uri": ["{http.request.uri}"],
         }}},
-        "handle_response": [{"match": {"status_code": [2]}, "routes": [{"handle": [copy_id]}]}],
+        "handle_response": [
+            {"match": {"status_code": [2], "headers": {TOKEN_VIA_HEADER: ["bearer"]}},
+             "routes": [{"handle": [copy_id, drop_bearer]}]},
+            {"match": {"status_code": [2]}, "routes": [{"handle": [copy_id]}]},
+        ],
     }
 
 
 def _strip_identity() -> dict:
-    """A client must not be able to claim a token id: drop any it sent."""
-    return {"handler": "headers", "request": {"delete": [TOKEN_ID_HEADER]}}
+    """A client must not be able to claim a token id or name: drop any it sent."""
+    return {"handler": "headers", "request": {"delete": [TOKEN_ID_HEADER, TOKEN_NAME_HEADER]}}
 
 
-def _app_handlers(name: str, app: AppRoute, settings: NodeSettings) -> list[dict]:
+def _strip_session() -> dict:
+    """The app never sees the session cookie (after the access check has read it)."""
+    return {"handler": "headers",
+            "request": {"replace": {"Cookie": [{"search_regexp": SESSION_COOKIE_RE, "replace": ""}]}}}
+
+
+def _not_running(name: str) -> dict:
+    return html_page(503, f"{name} is not running",
+                     "This app has no running instance right now. If it was just deployed "
+                     "or its machine went down, it should be back within a minute.")
+
+
+def _app_handlers(name: str, host: str, app: AppRoute, settings: NodeSettings) -> list[dict]:
     handlers = [_strip_identity()]
     if app.policy == "token":
         handlers.append(_forward_auth(name, settings.auth))
+    handlers.append(_strip_session())
     if app.backends:
-        handlers.append(reverse_proxy(app.backends, app.health_path, weights=_local_first(app), to_apps=True))
+        handlers.append(reverse_proxy(app.backends, app.health_path, health_host=host,
+                                      weights=_local_first(app), to_apps=True))
     else:
-        handlers.append(html_page(503, f"{name} is not running",
-                                  "This app has no running instance right now. If it was just deployed "
-                                  "or its machine went down, it should be back within a minute."))
+        handlers.append(_not_running(name))
     return handlers
 
 
@@ -104,11 +138,28 @@ def _routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
     out = _health_routes(routes.here)
     for name, app in routes.apps:
         hosts = [app_host(name, routes.domain), *app.domains]
-        out.append(host_route(hosts, _app_handlers(name, app, settings)))
+        out.append(host_route(hosts, _app_handlers(name, hosts[0], app, settings)))
     if routes.api:
         out.append(host_route([api_host(routes.domain)], [reverse_proxy(routes.api, None)]))
     out.append({"handle": [html_page(404, "No app here",
                                      "Nothing is deployed at this address. Check the spelling of the link.")],
+                "terminal": True})
+    return out
+
+
+def _hop_routes(routes: NodeRoutes) -> list[dict]:
+    """The hop server's routes: machines only; each app's instances on this machine only."""
+    refuse: dict = {"handle": [html_page(403, "Not for you", "This port serves the cluster's machines only.")],
+                    "terminal": True}
+    if routes.machines:
+        refuse["match"] = [{"not": [{"remote_ip": {"ranges": list(routes.machines)}}]}]
+    out = [refuse]
+    for name, app in routes.apps:
+        hosts = [app_host(name, routes.domain), *app.domains]
+        handler = (reverse_proxy(app.local, app.health_path, to_apps=True) if app.local
+                   else _not_running(name))
+        out.append(host_route(hosts, [handler]))
+    out.append({"handle": [html_page(404, "No app here", "Nothing is deployed at this address.")],
                 "terminal": True})
     return out
 
@@ -125,6 +176,12 @@ def render(routes: NodeRoutes, settings: NodeSettings) -> dict:
         server["trusted_proxies"] = {"source": "static", "ranges": list(routes.trusted_proxies)}
     doc = base_document(settings.admin_socket, settings.storage_dir)
     # per-host request counts for the dashboard's request rate (router/requestcount.py)
+    servers = {SERVER: server}
+    if settings.hop_listen:
+        servers[HOP_SERVER] = {"listen": [settings.hop_listen], "routes": _hop_routes(routes),
+                               "automatic_https": {"disable": True}, "protocols": ["h1", "h2c"]}
+        if routes.machines:
+            servers[HOP_SERVER]["trusted_proxies"] = {"source": "static", "ranges": list(routes.machines)}
     doc["apps"] = {"http": {"grace_period": SHUTDOWN_GRACE, "metrics": {"per_host": True},
-                            "servers": {SERVER: server}}}
+                            "servers": servers}}
     return doc

@@ -96,8 +96,9 @@ class EdgeRoutes:
 class AppRoute:
     """One app as a node router sees it.
 
-    backends: "addr:port" of the app's instances (local containers' published ports, or
-    other nodes' mesh addresses). health_path: polled on each backend; None = passive only.
+    backends: "addr:port" of where the app is served: its instances on this machine
+    (containers' ports, published on loopback) and the hop ports of the other machines'
+    routers that run it. health_path: polled on each backend; None = passive only.
     local: the backends on this node's own machine, preferred over the others."""
 
     backends: tuple[str, ...] = ()
@@ -126,13 +127,17 @@ class NodeRoutes:
     api: "addr:port" of the admin API / git server instances reachable from this node.
     trusted_proxies: CIDRs of the edges, whose X-Forwarded-* headers are believed.
     here: apps whose requests the edges should bring to this node router (see
-    router/caddyjson.py NODE_SERVES_PREFIX); None: every app (no preference)."""
+    router/caddyjson.py NODE_SERVES_PREFIX); None: every app (no preference).
+    machines: addresses of the cluster's machines, whose routers may use this router's hop
+    server (the local instances of each app, already past the access check of the router
+    that sends them)."""
 
     domain: str
     apps: tuple[tuple[str, AppRoute], ...] = ()
     api: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     here: tuple[str, ...] | None = None
+    machines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_domain(self.domain)
@@ -147,7 +152,9 @@ class NodeRoutes:
     @classmethod
     def build(cls, domain: str, apps: dict[str, AppRoute] | None = None, api: list[str] | tuple[str, ...] = (),
               trusted_proxies: list[str] | tuple[str, ...] = (),
-              here: list[str] | tuple[str, ...] | None = None) -> NodeRoutes:
+              here: list[str] | tuple[str, ...] | None = None,
+              machines: list[str] | tuple[str, ...] = ()) -> NodeRoutes:
         """From ordinary lists and dicts (order does not matter)."""
         return cls(domain, tuple(sorted((apps or {}).items())), tuple(sorted(set(api))),
-                   tuple(sorted(set(trusted_proxies))), None if here is None else tuple(sorted(set(here))))
+                   tuple(sorted(set(trusted_proxies))), None if here is None else tuple(sorted(set(here))),
+                   tuple(sorted(set(machines))))

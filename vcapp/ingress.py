@@ -7,7 +7,13 @@ instances the runtime reports running and healthy, on machines that are alive:
 
     /vc/apps/<app>                  {policy: "public"|"token", domains: [...], health: {...}}
     /vc/status/<node>/<app>/<inst>  {state: "running", health: "healthy", host_port: 20001}
-    /vc/nodes/<node>                {addr: ...}           backend = "<addr>:<host_port>"
+    /vc/nodes/<node>                {addr: ...}
+
+Containers publish their port on their machine's loopback only (runtime/podman.py), so a
+node router reaches the instances on its own machine at "127.0.0.1:<host_port>" and an app's
+instances elsewhere through that machine's router, on its hop port ("<addr>:NODE_HOP_PORT",
+which serves only machines and only the instances on its own machine). The only way into a
+container from outside its machine is a node router, which enforces the app's access policy.
 
 Node addresses are the machines' cluster addresses (the mesh address once the mesh carries
 cluster traffic); nothing here cares which.
@@ -27,6 +33,11 @@ from vcapp.store import Store
 log = logging.getLogger("vcapp.ingress")
 
 NODE_ROUTER_PORT = 7080
+# Router to router: the instances of an app on the machine whose router listens here, for the
+# other machines' routers (never the edges, never containers: runtime/firewall.py).
+NODE_HOP_PORT = 7081
+# Where a machine's containers publish their ports (runtime/podman.py publish_ip).
+LOCAL_ADDR = "127.0.0.1"
 # The edge's address on the mesh (mesh/edge.py EDGE_MESH_IP): requests from it carry the
 # real client address in X-Forwarded-For, which the node router then believes.
 EDGE_MESH_IP = "100.96.0.1"
@@ -55,11 +66,19 @@ def serving(report: dict) -> bool:
             and bool(report.get("host_port")))
 
 
-def backends(app: str, reports: list[dict], nodes: dict[str, str], on: str | None = None) -> tuple[str, ...]:
-    """"addr:host_port" of every serving instance of `app` on a live machine (or only on
-    machine `on`), sorted."""
-    found = {f"{nodes[r['node']]}:{int(r['host_port'])}" for r in reports
-             if r.get("app") == app and r.get("node") in nodes and serving(r) and on in (None, r["node"])}
+def local_backends(app: str, reports: list[dict], nodes: dict[str, str], on: str) -> tuple[str, ...]:
+    """"127.0.0.1:host_port" of every serving instance of `app` on machine `on` (if it is
+    alive), sorted: what `on`'s router dials itself."""
+    found = {f"{LOCAL_ADDR}:{int(r['host_port'])}" for r in reports
+             if r.get("app") == app and r.get("node") == on and on in nodes and serving(r)}
+    return tuple(sorted(found))
+
+
+def peer_routers(app: str, reports: list[dict], nodes: dict[str, str], besides: str | None = None) -> tuple[str, ...]:
+    """"addr:NODE_HOP_PORT" of every live machine other than `besides` with a serving
+    instance of `app`, sorted: where a router sends the requests it does not serve itself."""
+    found = {f"{nodes[r['node']]}:{NODE_HOP_PORT}" for r in reports
+             if r.get("app") == app and r.get("node") in nodes and r["node"] != besides and serving(r)}
     return tuple(sorted(found))
 
 
@@ -84,8 +103,8 @@ def valid_domains(app: str, spec: dict) -> tuple[str, ...]:
 def app_route(name: str, spec: dict, view: ClusterView, node: str | None = None) -> AppRoute:
     """`name`'s route as `node`'s router sees it (None: without local instances)."""
     policy = spec.get("policy") or "public"
-    local = backends(name, view.reports, view.nodes, on=node) if node else ()
-    return AppRoute(backends(name, view.reports, view.nodes), policy, health_path(spec),
+    local = local_backends(name, view.reports, view.nodes, node) if node else ()
+    return AppRoute(local + peer_routers(name, view.reports, view.nodes, node), policy, health_path(spec),
                     valid_domains(name, spec), local)
 
 
@@ -118,7 +137,8 @@ def node_routes(view: ClusterView, node: str | None = None) -> NodeRoutes:
     their "not running" page). None: a router without a machine of its own."""
     apps = routable_apps(view, node)
     here = None if node is None else [name for name, r in apps.items() if r.local or not r.backends]
-    return NodeRoutes.build(view.domain, apps, list(view.api.values()), trusted_proxies(view.edges), here)
+    return NodeRoutes.build(view.domain, apps, list(view.api.values()), trusted_proxies(view.edges), here,
+                            machines=list(view.nodes.values()))
 
 
 def edge_routes(view: ClusterView, node_routers: list[str]) -> EdgeRoutes:

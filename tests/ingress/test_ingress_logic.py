@@ -27,31 +27,33 @@ def route(v: ClusterView, app: str) -> AppRoute:
 
 
 @pytest.mark.parametrize("rep, backends", [
-    (report("home-1", "blog"), ("10.1.0.11:20001",)),
+    (report("home-1", "blog"), ("10.1.0.11:7081",)),
     (report("home-1", "blog", health="starting"), ()),
     (report("home-1", "blog", health="unhealthy"), ()),
     (report("home-1", "blog", state="exited"), ()),
-    (report("home-1", "blog", health="-"), ("10.1.0.11:20001",)),  # no health check: running is enough
+    (report("home-1", "blog", health="-"), ("10.1.0.11:7081",)),  # no health check: running is enough
     (report("home-1", "blog", port=None), ()),
     (report("office-9", "blog"), ()),  # a machine that is not alive
     (report("home-1", "other"), ()),
 ])
 def test_backends_are_serving_instances_on_live_machines(rep, backends):
+    """Seen from a router without instances of its own: the routers of the machines that serve."""
     assert route(view({"blog": {}}, [rep]), "blog").backends == backends
 
 
 def test_an_app_on_two_machines_gets_both_and_the_table_is_order_free():
-    reps = [report("home-2", "blog", "1", 20007), report("home-1", "blog", "0", 20001)]
+    reps = [report("home-2", "blog", "1", 20007), report("home-1", "blog", "0", 20001),
+            report("home-1", "blog", "2", 20002)]
     v1, v2 = view({"blog": {}}, reps), view({"blog": {}}, list(reversed(reps)))
-    assert route(v1, "blog").backends == ("10.1.0.11:20001", "10.1.0.12:20007")
+    assert route(v1, "blog").backends == ("10.1.0.11:7081", "10.1.0.12:7081")  # one hop port a machine
     assert node_routes(v1) == node_routes(v2)  # equal tables: the router reloads only on change
 
 
 def test_instance_moved_to_another_machine_moves_the_backend():
     before = view({"blog": {}}, [report("home-1", "blog", port=20001)])
     after = view({"blog": {}}, [report("home-2", "blog", port=20003)])
-    assert route(before, "blog").backends == ("10.1.0.11:20001",)
-    assert route(after, "blog").backends == ("10.1.0.12:20003",)
+    assert route(before, "blog").backends == ("10.1.0.11:7081",)
+    assert route(after, "blog").backends == ("10.1.0.12:7081",)
     assert node_routes(before) != node_routes(after)
 
 
@@ -59,9 +61,12 @@ def test_a_node_router_prefers_its_own_instances_and_takes_the_apps_it_runs_or_n
     reports = [report("home-1", "blog"), report("home-2", "blog", port=20002), report("home-2", "shop")]
     v = view({"blog": {}, "shop": {}, "idle": {}}, reports)
     one, two = node_routes(v, "home-1"), node_routes(v, "home-2")
-    assert dict(one.apps)["blog"].local == ("10.1.0.11:20001",)
-    assert dict(two.apps)["blog"].local == ("10.1.0.12:20002",)
-    assert dict(one.apps)["shop"].local == () and dict(one.apps)["shop"].backends == ("10.1.0.12:20001",)
+    # Its own instances on loopback (where they publish), the others through their machine's router.
+    assert dict(one.apps)["blog"].local == ("127.0.0.1:20001",)
+    assert dict(one.apps)["blog"].backends == ("127.0.0.1:20001", "10.1.0.12:7081")
+    assert dict(two.apps)["blog"].local == ("127.0.0.1:20002",)
+    assert dict(one.apps)["shop"].local == () and dict(one.apps)["shop"].backends == ("10.1.0.12:7081",)
+    assert one.machines == ("10.1.0.11", "10.1.0.12")  # who may use the hop servers
     assert one.here == ("blog", "idle") and two.here == ("blog", "idle", "shop")
     assert node_routes(v).here is None  # no machine of its own: no preference
 

@@ -74,17 +74,62 @@ def test_node_router_checks_tokens_only_for_token_apps():
     })
     doc = node_config.render(routes, NODE)
     blog = handlers_for(doc, "node", f"blog.{D}")
-    assert [h["handler"] for h in blog] == ["headers", "reverse_proxy"]
-    assert blog[0]["request"]["delete"] == [node_config.TOKEN_ID_HEADER]
-    assert blog[1]["health_checks"]["active"]["uri"] == "/health"
+    assert [h["handler"] for h in blog] == ["headers", "headers", "reverse_proxy"]
+    assert blog[0]["request"]["delete"] == [node_config.TOKEN_ID_HEADER, node_config.TOKEN_NAME_HEADER]
+    assert blog[2]["health_checks"]["active"]["uri"] == "/health"
+    # Peer routers' hop servers route the check by Host, like a request.
+    assert blog[2]["health_checks"]["active"]["headers"] == {"Host": [f"blog.{D}"]}
     # An app's instances: one slow connect (a dropped SYN) is not a death.
-    assert blog[1]["health_checks"]["passive"]["max_fails"] == caddyjson.BACKEND_MAX_FAILS > 1
+    assert blog[2]["health_checks"]["passive"]["max_fails"] == caddyjson.BACKEND_MAX_FAILS > 1
     vault = handlers_for(doc, "node", "vault.example.org")
     assert vault == handlers_for(doc, "node", f"vault.{D}")
+    assert [h["handler"] for h in vault] == ["headers", "reverse_proxy", "headers", "reverse_proxy"]
     auth = vault[1]
     assert auth["upstreams"] == [{"dial": "unix//run/n/auth.sock"}]
     assert auth["rewrite"] == {"method": "GET", "uri": "/check?app=vault"}
-    assert "active" not in vault[2]["health_checks"]
+    assert "active" not in vault[3]["health_checks"]
+
+
+def test_the_app_never_sees_the_visitors_vcapp_credential():
+    import re
+
+    doc = node_config.render(NodeRoutes.build(D, {"vault": AppRoute(("10.0.0.1:9002",), "token")}), NODE)
+    _, auth, cookie, _ = handlers_for(doc, "node", f"vault.{D}")
+    bearer, any_token = auth["handle_response"]
+    # A bearer token is taken off the request; id and name are passed instead.
+    assert bearer["match"]["headers"] == {node_config.TOKEN_VIA_HEADER: ["bearer"]}
+    assert {"handler": "headers", "request": {"delete": ["Authorization"]}} in bearer["routes"][0]["handle"]
+    copied = any_token["routes"][0]["handle"][0]["request"]["set"]
+    assert set(copied) == {node_config.TOKEN_ID_HEADER, node_config.TOKEN_NAME_HEADER}
+    # The session cookie goes, the app's own cookies stay (Go's RE2 reads this pattern alike).
+    (rule,) = cookie["request"]["replace"]["Cookie"]
+    strip = lambda header: re.sub(rule["search_regexp"], rule["replace"], header)  # noqa: E731
+    assert strip("__Host-vcapp-session=abc.def") == ""
+    assert strip("theme=dark; __Host-vcapp-session=abc; lang=en") == "theme=dark; lang=en"
+    assert strip("theme=dark") == "theme=dark"
+
+
+def test_other_machines_reach_an_apps_local_instances_only_through_the_hop_server():
+    hop = replace(NODE, hop_listen="100.96.0.5:7081")
+    routes = NodeRoutes.build(D, {"blog": AppRoute(("127.0.0.1:20001", "100.96.0.6:7081"), "token", "/health",
+                                                   local=("127.0.0.1:20001",)),
+                                  "shop": AppRoute(("100.96.0.6:7081",))},
+                              machines=["100.96.0.5", "100.96.0.6"])
+    doc = node_config.render(routes, hop)
+    server = doc["apps"]["http"]["servers"]["hop"]
+    assert server["listen"] == ["100.96.0.5:7081"]
+    refuse = server["routes"][0]
+    assert refuse["match"] == [{"not": [{"remote_ip": {"ranges": ["100.96.0.5", "100.96.0.6"]}}]}]
+    assert refuse["handle"][0]["status_code"] == 403
+    # Only this machine's instances, no second hop; the sending router checked the token.
+    (proxy,) = handlers_for(doc, "hop", f"blog.{D}")
+    assert proxy["upstreams"] == [{"dial": "127.0.0.1:20001"}]
+    (page,) = handlers_for(doc, "hop", f"shop.{D}")
+    assert page["status_code"] == 503
+    # No machines known: the hop server refuses everyone.
+    lonely = node_config.render(NodeRoutes.build(D, {"shop": AppRoute()}), hop)
+    assert "match" not in lonely["apps"]["http"]["servers"]["hop"]["routes"][0]
+    assert "hop" not in node_config.render(routes, NODE)["apps"]["http"]["servers"]
 
 
 def test_node_router_trusts_the_edges_and_answers_health_and_unknown_hosts():

@@ -6,6 +6,7 @@ every machine; leader loops only on the machine holding the controller election.
 
 from __future__ import annotations
 
+from vcapp.node.fence_loop import FenceLoop
 from vcapp.node.metrics_loop import MeshPathLoop, MetricsLoop
 from vcapp.node.registry_loop import RegistryLoop
 from vcapp.node.repos_loop import RepoSyncLoop
@@ -16,7 +17,7 @@ from vcapp.node.storage_loop import ReplicationLoop, StorageLoop
 def node_loops() -> list:
     from vcapp.node.runtime_loop import RuntimeLoop
 
-    return [RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop, RepoSyncLoop]
+    return [FenceLoop, RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop, RepoSyncLoop]
 
 
 def leader_loops() -> list:

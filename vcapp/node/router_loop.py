@@ -1,4 +1,5 @@
-"""The node router loop: this machine's Caddy serves every app hostname on <addr>:7080 and
+"""The node router loop: this machine's Caddy serves every app hostname on <addr>:7080 (and, for
+the other machines' routers, its own instances on <addr>:7081) and
 sends each request to a healthy instance of its app, on this machine or another.
 
 `step` (every daemon tick) reads cluster state and computes the desired NodeRoutes
@@ -57,6 +58,7 @@ class RouterLoop:
         self.workdir = ctx.base / "router"
         self.endpoints = ctx.cfg.store_endpoints()
         self.listen = f"{ctx.cfg.addr}:{ingress.NODE_ROUTER_PORT}"
+        self.hop_listen = f"{ctx.cfg.addr}:{ingress.NODE_HOP_PORT}"
         self.desired: NodeRoutes | None = None
         self.wake = threading.Event()
         self.thread: threading.Thread | None = None
@@ -92,7 +94,7 @@ class RouterLoop:
         kill_stale_caddy(self.workdir)
         stores = per_thread_store(lambda: self.endpoints)
         lookup = lambda token_hash: apptokens.lookup(stores(), token_hash)  # noqa: E731
-        router = NodeRouter(self.workdir, self.listen, lookup, derived_key("sessions"))
+        router = NodeRouter(self.workdir, self.listen, lookup, derived_key("sessions"), hop_listen=self.hop_listen)
         router.start()
         (self.workdir / PID_FILE).write_text(str(router.caddy.proc.pid))
         log.info("node router listening on %s", self.listen)
