@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator
 
-from runtime import health, isolation, usage
+from runtime import health, usage
 from runtime.book import Book
 from runtime.podman import Container, PodmanDriver, PodmanError
 from runtime.reconcile import Action, Create, Observed, Reforward, Remove, Replace, Restart, Wait, reconcile
@@ -74,8 +74,6 @@ class Agent:
             containers = self.driver.list()
             if any(isinstance(a, (Remove, Replace)) for a in actions):
                 self.driver.remove_unused_networks({c.app for c in containers} | {s.app for s in desired})
-        if any(c.running for c in containers):
-            isolation.ensure_published_ports_cross_apps(self.driver.shell)
         self.tracker.forget_except({c.id for c in containers})
         reports = {k: self._report(s, containers, book, notes.get(k), now) for k, s in specs.items()}
         for key, why in (errors or {}).items():

@@ -38,8 +38,10 @@ def test_instance_starts_with_limits_and_goes_healthy(agent, machine, record_pro
           f"step {agent.status()['step_s']}s")
     port = rep["host_port"]
     assert get(machine, "home-1", port) == "hello"
-    # Published on the machine's address: a neighbour on the LAN reaches it too.
-    assert get(machine, "home-1", port, from_host="home-2", addr=machine.addr("home-1")) == "hello"
+    # Published on the machine's loopback only: a neighbour on the LAN does not reach it (the
+    # node router is the way in, and it enforces the app's access policy).
+    assert get(machine, "home-1", port, from_host="home-2", addr=machine.addr("home-1")).startswith("<curl failed")
+    assert get(machine, "home-1", port, addr=machine.addr("home-1")).startswith("<curl failed")
     info = json.loads(agent.podman("inspect", rep["container"]).stdout)[0]
     assert info["HostConfig"]["Memory"] == 64 * 2**20
     assert info["HostConfig"]["PidsLimit"] == 64
@@ -102,13 +104,13 @@ def test_a_port_that_stops_forwarding_is_noticed_and_restored_without_restarting
     writes the rules again; the app is not restarted for it."""
     agent.want([web(app="plain", health={"type": "tcp", "start_grace_s": 10})])
     rep = agent.wait("plain/0", healthy, "healthy")
-    port, lan = rep["host_port"], machine.addr("home-1")
-    assert get(machine, "home-1", port, from_host="home-2", addr=lan) == "hello"
+    port = rep["host_port"]
+    assert get(machine, "home-1", port) == "hello"
     pid = json.loads(agent.podman("inspect", rep["container"]).stdout)[0]["State"]["Pid"]
     machine.run("home-1", "iptables", "-w", "-t", "nat", "-F", "NETAVARK-HOSTPORT-DNAT")
-    assert get(machine, "home-1", port, from_host="home-2", addr=lan).startswith("<curl failed")
+    assert get(machine, "home-1", port).startswith("<curl failed")
     deadline = time.monotonic() + 15
-    while get(machine, "home-1", port, from_host="home-2", addr=lan) != "hello":
+    while get(machine, "home-1", port) != "hello":
         assert time.monotonic() < deadline, f"port {port} still not forwarded; agent log:\n" \
                                             f"{agent.log.read_text()[-2000:]}"
     assert "not forwarded to the container" in agent.log.read_text()
@@ -130,10 +132,12 @@ def test_apps_cannot_reach_each_other_directly(agent, machine):
     direct = agent.podman("exec", b["container"], "sh", "-c", probe.format(_ip(agent, a["container"]), 8080),
                           check=False)
     assert "alpha" not in direct.stdout
-    # Through the port published on the machine, it works (that is the app's public service).
+    # Nor through alpha's published port: it is on the machine's loopback, which no container
+    # reaches (apps reach each other through their public URLs, past the routers).
     published = agent.podman("exec", b["container"], "sh", "-c",
                              probe.format(machine.addr("home-1"), a["host_port"]), check=False)
-    assert "alpha" in published.stdout
+    assert "alpha" not in published.stdout
+    assert get(machine, "home-1", a["host_port"]) == "alpha"  # while the machine itself does
     # Inside one app's network, its own containers do reach each other.
     agent.want([web(app="alpha", page="alpha"), web(app="alpha", instance="1", page="alpha1")])
     a1 = agent.wait("alpha/1", healthy, "healthy")

@@ -74,8 +74,9 @@ def healthy(cc, app: str, on: str) -> list[dict]:
     return [r for r in rows if r["state"] == "running" and r["health"] == "healthy"]
 
 
-def page(cc, row: dict, via: str, path: str = "/index.html") -> str:
-    proc = cc.sim.fetch(f"http://{cc.sim.addr(row['node'])}:{row['host_port']}{path}", host=via, timeout=5)
+def page(cc, row: dict, path: str = "/index.html") -> str:
+    """GET an instance on its own machine (containers publish on their machine's loopback only)."""
+    proc = cc.sim.fetch(f"http://127.0.0.1:{row['host_port']}{path}", host=row["node"], timeout=5)
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
@@ -103,7 +104,7 @@ def test_app_data_on_its_volume_follows_the_app_to_another_machine(cc):
     out = cc.vcapp("home-1", "volumes", "create", "notes", "data", "--size", "64M").stdout
     assert "ready: 64 MB" in out
     row = cc.wait(lambda: healthy(cc, "notes", "home-1"), PAGE_WAIT_S, "notes healthy on its volume", interval=1)[0]
-    first = page(cc, row, via="home-1")
+    first = page(cc, row)
     assert first.startswith(f"records={RECORDS} md5=") and first.endswith("fresh=yes"), first
     victim = row["node"]
     # The volume is a FUSE mount of the replicated storage on the instance's machine, not a local directory.
@@ -115,11 +116,11 @@ def test_app_data_on_its_volume_follows_the_app_to_another_machine(cc):
 
     def moved():
         rows = [r for r in healthy(cc, "notes", watcher) if r["node"] != victim]
-        return rows and page(cc, rows[0], via=watcher).startswith("records=") and rows
+        return rows and page(cc, rows[0]).startswith("records=") and rows
 
     new = cc.wait(moved, FAILOVER_WAIT_S, "notes answering on another machine", interval=1)[0]
     took = time.monotonic() - killed
-    after = page(cc, new, via=watcher)
+    after = page(cc, new)
     print(f"\nvolume failover: {victim} killed, notes answering on {new['node']} with its data after {took:.1f}s")
     assert after == first.replace("fresh=yes", "fresh=no"), (first, after)  # every record, same checksum
     # One machine down: writes go on (degraded, two copies) and are read back.
@@ -159,7 +160,7 @@ def test_bucket_objects_outlive_a_machine_and_only_their_app_can_read_them(cc):
 
     def env_with_keys():
         rows = healthy(cc, "photos", "home-1")
-        text = page(cc, rows[0], via="home-1", path="/env.txt") if rows else ""
+        text = page(cc, rows[0], path="/env.txt") if rows else ""
         return "AWS_ACCESS_KEY_ID=" in text and (rows[0], text)
 
     row, env = cc.wait(env_with_keys, 120, "photos restarted with its bucket keys", interval=1)
