@@ -8,8 +8,9 @@ A Dockerfile or Containerfile at the root of the tree is built as it is; otherwi
 buildpack's Containerfile is written beside (never into) the tree. Nothing is pulled from
 a registry while building (`--pull-never`): FROM may name the local stack images only.
 Build steps run in a private network namespace of the machine that builds: they reach
-PyPI/npm when that machine does (a real machine; on a dev host, the host's namespace) and
-nothing when it has no internet (a simulated machine).
+PyPI/npm when that machine does, directly or through the forward proxy a build is given
+(`Proxy`: the standard HTTP_PROXY/HTTPS_PROXY/NO_PROXY variables, which pip, npm, go, apt
+and debootstrap honour; a simulated machine's only way out is such a proxy).
 """
 
 from __future__ import annotations
@@ -59,6 +60,26 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Proxy:
+    """The forward proxy build steps reach package registries through, and the hosts and
+    networks they reach directly (loopback always)."""
+
+    url: str
+    no_proxy: tuple[str, ...] = ()
+
+    def environment(self) -> list[tuple[str, str]]:
+        """The variables, upper and lower case (curl reads only http_proxy in lower case).
+        buildah hands these names to RUN steps without an ARG line and keeps them out of
+        the image's history and config."""
+        bypass = ",".join(dict.fromkeys(LOOPBACK + self.no_proxy))
+        pairs = [("HTTP_PROXY", self.url), ("HTTPS_PROXY", self.url), ("NO_PROXY", bypass)]
+        return pairs + [(name.lower(), value) for name, value in pairs]
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
 class BuildResult:
     image: str  # <registry>/apps/<app>:<release>
     digest: str | None  # manifest digest in the registry (sha256:...), None when not pushed
@@ -83,7 +104,8 @@ def _ulimits() -> list[str]:
 
 
 def bud_command(context: Path, containerfile: Path, tag: str, limits: Limits,
-                cgroup_parent: str | None = None, ignorefile: Path | None = None) -> list[str]:
+                cgroup_parent: str | None = None, ignorefile: Path | None = None,
+                proxy: Proxy | None = None) -> list[str]:
     """The buildah bud command line for one build (pure: tested as data)."""
     argv = ["buildah", "bud", "--layers", "--pull-never", "--format", "oci", "-f", str(containerfile), "-t", tag,
             "--cpu-period", str(CPU_PERIOD), "--cpu-quota", str(int(limits.cpus * CPU_PERIOD)),
@@ -94,6 +116,8 @@ def bud_command(context: Path, containerfile: Path, tag: str, limits: Limits,
         argv += ["--cgroup-parent", cgroup_parent]
     if ignorefile:
         argv += ["--ignorefile", str(ignorefile)]
+    for name, value in proxy.environment() if proxy else ():
+        argv += ["--build-arg", f"{name}={value}"]
     return argv + [str(context)]
 
 
@@ -193,19 +217,20 @@ def copy(image: str, registry: str, spawn: proc.Spawn | None = None, authfile: P
 def build(tree: Path, app: str, release: int | str, registry: str | None, *,
           on_line: proc.LineSink | None = None, spawn: proc.Spawn | None = None,
           limits: Limits = Limits(), cgroup_parent: str | None = None,
-          stack_cache: Path | None = None, authfile: Path | None = None) -> BuildResult:
+          stack_cache: Path | None = None, proxy: Proxy | None = None, authfile: Path | None = None) -> BuildResult:
     """Build `tree` into <registry>/apps/<app>:<release> and push it (no push when registry is None)
     with the credentials in `authfile` (containers-auth.json) when the registry wants them.
 
-    Log lines go to on_line as buildah prints them. Raises NothingToBuild (before starting
-    anything), BuildTimeout, BuildError (with the log tail), StackError or PushError."""
+    Log lines go to on_line as buildah prints them; with `proxy`, build steps (and a stack
+    made for this build) reach the registries through it. Raises NothingToBuild (before
+    starting anything), BuildTimeout, BuildError (with the log tail), StackError or PushError."""
     say = on_line or (lambda line: None)
     spawn = spawn or proc.local()
     start = time.monotonic()
     tag = image_ref(registry, app, release)
     plan = _plan(Path(tree), say)
     for name in plan.stacks:
-        stacks.ensure_loaded(STACKS[name], spawn, say, stack_cache)
+        stacks.ensure_loaded(STACKS[name], spawn, say, stack_cache, dict(proxy.environment()) if proxy else None)
     with tempfile.TemporaryDirectory(prefix=f"vcapp-build-{app}-") as tmp:
         work = Path(tmp)
         if plan.dockerfile:
@@ -213,7 +238,7 @@ def build(tree: Path, app: str, release: int | str, registry: str | None, *,
         else:
             containerfile, ignorefile = _write_buildpack_files(plan, Path(tree), work)
         cgroup = f"{(cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip('/')}/build-{app}-{secrets.token_hex(4)}"
-        argv = bud_command(Path(tree), containerfile, tag, limits, cgroup, ignorefile)
+        argv = bud_command(Path(tree), containerfile, tag, limits, cgroup, ignorefile, proxy)
         try:
             outcome = proc.stream(spawn, argv, say, limits.seconds)
         finally:

@@ -9,8 +9,9 @@ and kept as an OCI archive, /var/cache/vcapp/stacks/<name>-<suite>-<recipe hash>
 
 It is loaded into a machine's image storage (`podman load`) the first time a build there
 needs it. debootstrap needs the Debian mirror, so archives are made in the network
-namespace of the process that calls `ensure_archive` (on a dev machine: the host's own,
-never a simulated machine's, which has no internet); loading needs no network.
+namespace of the process that calls `ensure_archive`, directly or through the forward proxy
+in `proxy_env` (HTTP_PROXY...: debootstrap and apt honour it; a simulated machine's only way
+out); loading needs no network.
 Make them ahead of time with `python -m builder.stacks [python node go static]`.
 """
 
@@ -55,14 +56,16 @@ def _locked(path: Path) -> Iterator[None]:
         yield
 
 
-def _debootstrap(stack: Stack, rootfs: Path, on_line: proc.LineSink, deb_cache: Path) -> None:
+def _debootstrap(stack: Stack, rootfs: Path, on_line: proc.LineSink, deb_cache: Path,
+                 proxy_env: dict[str, str] | None = None) -> None:
     """minbase + the stack's packages. debootstrap's own resolver cannot pick providers of
     virtual packages (npm fails on them), so the packages go in with apt inside the new root."""
     deb_cache.mkdir(parents=True, exist_ok=True)
     argv = ["debootstrap", "--variant=minbase", f"--cache-dir={deb_cache}", stack.suite, str(rootfs), MIRROR]
-    _step(stack, "debootstrap", argv, DEBOOTSTRAP_TIMEOUT, on_line)
+    spawn = proc.local({**os.environ, **proxy_env}) if proxy_env else proc.local()
+    _step(stack, "debootstrap", argv, DEBOOTSTRAP_TIMEOUT, on_line, spawn)
     if stack.packages:
-        _step(stack, "apt-get install", _apt_command(stack, rootfs, deb_cache), DEBOOTSTRAP_TIMEOUT, on_line)
+        _step(stack, "apt-get install", _apt_command(stack, rootfs, deb_cache), DEBOOTSTRAP_TIMEOUT, on_line, spawn)
     for sub in TRIM:
         shutil.rmtree(rootfs / sub, ignore_errors=True)
         (rootfs / sub).mkdir(parents=True, exist_ok=True)
@@ -80,9 +83,10 @@ def _apt_command(stack: Stack, rootfs: Path, deb_cache: Path) -> list[str]:
     return ["unshare", "--mount", "--fork", "--pid", f"--mount-proc={rootfs / 'proc'}", "sh", "-ec", script]
 
 
-def _step(stack: Stack, what: str, argv: list[str], timeout: float, on_line: proc.LineSink) -> None:
+def _step(stack: Stack, what: str, argv: list[str], timeout: float, on_line: proc.LineSink,
+          spawn: proc.Spawn) -> None:
     try:
-        proc.check(proc.local(), argv, timeout, on_line)
+        proc.check(spawn, argv, timeout, on_line)
     except BuildError as e:
         raise StackError(
             f"{what} for stack {stack.name!r} failed: check that {MIRROR} is reachable from this machine "
@@ -120,8 +124,10 @@ def _import(stack: Stack, rootfs: Path, work: Path, out: Path, on_line: proc.Lin
                IMPORT_TIMEOUT, on_line)
 
 
-def ensure_archive(stack: Stack, on_line: proc.LineSink | None = None, cache_dir: Path | None = None) -> Path:
-    """The cached OCI archive of `stack`, made first if missing (minutes: progress goes to on_line)."""
+def ensure_archive(stack: Stack, on_line: proc.LineSink | None = None, cache_dir: Path | None = None,
+                   proxy_env: dict[str, str] | None = None) -> Path:
+    """The cached OCI archive of `stack`, made first if missing (minutes: progress goes to
+    on_line), its packages fetched through the proxy in `proxy_env` when given."""
     say = on_line or (lambda line: None)
     path = archive_path(stack, cache_dir)
     with _locked(path):
@@ -135,7 +141,7 @@ def ensure_archive(stack: Stack, on_line: proc.LineSink | None = None, cache_dir
             if stack.source == "busybox":
                 _busybox(rootfs)
             else:
-                _debootstrap(stack, rootfs, say, path.parent.parent / "debs")
+                _debootstrap(stack, rootfs, say, path.parent.parent / "debs", proxy_env)
             partial = work / "out.oci.tar"
             _import(stack, rootfs, work, partial, say)
             os.replace(partial, path)
@@ -149,12 +155,12 @@ def has_image(spawn: proc.Spawn, image: str) -> bool:
 
 
 def ensure_loaded(stack: Stack, spawn: proc.Spawn, on_line: proc.LineSink | None = None,
-                  cache_dir: Path | None = None) -> None:
+                  cache_dir: Path | None = None, proxy_env: dict[str, str] | None = None) -> None:
     """Make sure the machine behind `spawn` has the stack image in its storage."""
     if has_image(spawn, stack.image):
         _alias(stack, spawn)
         return
-    archive = ensure_archive(stack, on_line, cache_dir)
+    archive = ensure_archive(stack, on_line, cache_dir, proxy_env)
     if on_line:
         on_line(f"-----> loading stack {stack.name} into this machine's image storage")
     try:

@@ -15,6 +15,7 @@ from vcapp.commands.login import login
 from vcapp.commands.node import node
 from vcapp.commands.nodes import nodes
 from vcapp.commands.releases import releases, rollback
+from vcapp.commands.settings import settings
 from vcapp.commands.status import status
 from vcapp.commands.tokens import tokens
 from vcapp.commands.volumes import buckets, volumes
@@ -46,6 +47,7 @@ for command in (apps, scale, ps, restart, logs, secrets):
 cli.add_command(releases)
 cli.add_command(volumes)
 cli.add_command(buckets)
+cli.add_command(settings)
 cli.add_command(rollback)
 
 

@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Callable
 
 from builder import registry as image_registry
-from builder.build import Limits, build, copy
+from builder.build import Limits, Proxy, build, copy
 from builder.errors import BuildError, NothingToBuild
 from gitserver import DeployError, PushResult
-from vcapp import appconfig, apps, buildremote, events, keys, membership, releases
+from vcapp import appconfig, apps, buildproxy, buildremote, events, keys, membership, releases
 from vcapp.errors import VcError
 from vcapp.node.config import NodeConfig
 from vcapp.store import Store
@@ -139,17 +139,18 @@ def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Pa
     if not image_registry.answers(registry):
         raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
                           "starts it; check `vcapp status` and its log (data dir log/registry.log)")
-    result = run_build(source, app, number, registry, log)
+    result = run_build(source, app, number, registry, log, buildproxy.for_build(store, registry))
     copies = copy_image(store, node, result.image, log)
     return {"image": result.image, "digest": result.digest, "language": result.language,
             "seconds": round(result.seconds, 1), "built_on": node.name, "copies": copies}
 
 
-def run_build(source: Path, app: str, number: int, registry: str, log: Log):
-    """Build and push `source` as <registry>/apps/<app>:<number>; DeployError when it cannot."""
+def run_build(source: Path, app: str, number: int, registry: str, log: Log, proxy: Proxy | None = None):
+    """Build and push `source` as <registry>/apps/<app>:<number> (build steps going out through
+    `proxy`, the cluster's build.proxy); DeployError when it cannot."""
     parent = os.environ.get("VCAPP_CGROUP_PARENT")
     try:
-        return build(source, app, number, registry, on_line=log, limits=Limits(),
+        return build(source, app, number, registry, on_line=log, limits=Limits(), proxy=proxy,
                      cgroup_parent=f"{parent.rstrip('/')}/builds" if parent else None)
     except NothingToBuild as e:
         raise DeployError(e.reason) from None

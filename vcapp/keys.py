@@ -29,6 +29,8 @@
     /vc/volumes/<app>/<name>     {app, name, size_mb, created_at} (vcapp/volumes.py)
     /vc/buckets/<app>            {app, bucket, backend, endpoint?, created_at}: the app's S3 bucket and
                                  where it lives: "builtin" or "external" (vcapp/volumes.py)
+    /vc/settings/build-proxy     {url, set_at, by}: the forward proxy build steps reach package registries
+                                 through (HTTP_PROXY...; vcapp/buildproxy.py); absent = they go direct
     /vc/settings/buckets         {kind, endpoint, region, bucket_prefix, access_key, secret (sealed), ...}:
                                  the external S3 service buckets go to; absent = built-in storage
                                  (vcapp/bucketbackend.py)
@@ -56,6 +58,7 @@ STORAGE_STATE = "/vc/storage/state"
 VOLUMES = "/vc/volumes/"
 BUCKETS = "/vc/buckets/"
 BUCKET_BACKEND = "/vc/settings/buckets"
+BUILD_PROXY = "/vc/settings/build-proxy"
 APPS = "/vc/apps/"
 ASSIGN = "/vc/assign/"
 PENDING = "/vc/pending/"

@@ -8,7 +8,7 @@ import pytest
 
 from buildpacks.stacks import CA_BUNDLE
 from builder import registry
-from builder.build import Limits, bud_command, image_ref
+from builder.build import Limits, Proxy, bud_command, image_ref
 
 pytestmark = pytest.mark.unit
 
@@ -35,6 +35,19 @@ def test_bud_command_limits_cache_and_ca(tmp_path):
         assert flag in joined
     nofile = argv[argv.index("--ulimit") + 1]
     assert nofile.startswith("nofile=") and int(nofile.split("=")[1].split(":")[0]) <= 16384
+
+
+def test_bud_command_gives_build_steps_the_proxy_and_what_bypasses_it(tmp_path):
+    plain = bud_command(tmp_path, tmp_path / "Containerfile", "r/apps/a:1", Limits())
+    assert "--build-arg" not in plain  # no proxy: build steps go direct
+    proxy = Proxy("http://198.51.100.1:8888", no_proxy=("10.1.0.12", "100.96.0.0/16"))
+    argv = bud_command(tmp_path, tmp_path / "Containerfile", "r/apps/a:1", Limits(), proxy=proxy)
+    args = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--build-arg")
+    bypass = "localhost,127.0.0.1,::1,10.1.0.12,100.96.0.0/16"
+    assert args == {"HTTP_PROXY": "http://198.51.100.1:8888", "HTTPS_PROXY": "http://198.51.100.1:8888",
+                    "NO_PROXY": bypass, "http_proxy": "http://198.51.100.1:8888",
+                    "https_proxy": "http://198.51.100.1:8888", "no_proxy": bypass}
+    assert argv[-1] == str(tmp_path)
 
 
 def test_registry_config_filesystem_serves_blobs_itself(tmp_path):

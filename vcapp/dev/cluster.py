@@ -3,8 +3,8 @@
 `DevCluster` brings a Topology up and down and acts on its hosts: kill (power-off),
 revive (boot), partition (cable pulled from the switch), exec, change a site's NAT.
 What it creates is named from the cluster name alone (namespaces vc-<cluster>-*, cgroups
-vcapp/<cluster>/*, files under <root>/<cluster>), so `down` cleans up even after a crash
-that lost the state file.
+vcapp/<cluster>/*, files under <root>/<cluster>, the host's end of the proxy link
+vx<cluster>), so `down` cleans up even after a crash that lost the state file.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-from vcapp.dev import netns, power
+from vcapp.dev import egress, netns, power
 from vcapp.dev.topology import BACKBONE_PREFIX, Host, Topology, TopologyError
 
 DEFAULT_ROOT = Path(os.environ.get("VCAPP_DEV_ROOT", "/var/lib/vcapp-dev"))
@@ -112,6 +112,8 @@ class DevCluster:
                 state["hosts"].setdefault(host.name, {"power": "off", "partitioned": False})
             self._save(state)
             self._wire(topology, state)
+            self._egress(topology, state)
+            self._save(state)
             for host in topology.hosts():
                 if host.runs_processes and not self._is_on(state, host.name):
                     self._boot(topology, state, host)
@@ -127,6 +129,8 @@ class DevCluster:
             names |= {ns[len(prefix):] for ns in netns.list_namespaces(prefix)}
             for host in sorted(names):
                 self._power_off(host, f"{prefix}{host}")
+            egress.stop(self.egress_dir)
+            netns.run(["ip", "link", "delete", egress.host_link(self.name)], check=False)
             for ns in netns.list_namespaces(prefix):
                 netns.delete(ns)
             power.remove_cgroup(f"vcapp/{self.name}")
@@ -134,6 +138,32 @@ class DevCluster:
             unmount_below(RUN_ROOT / self.name)
             shutil.rmtree(RUN_ROOT / self.name, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def egress_dir(self) -> Path:
+        return self.dir / "egress"
+
+    def _egress(self, topo: Topology, state: dict) -> None:
+        """The one way out (vcapp/dev/egress.py): the proxy link, its routes, the proxy."""
+        with host_lock():  # two clusters coming up together must not take the same slot
+            slot = state.get("egress", {}).get("slot")
+            if slot is None:
+                slot = egress.free_slot(self.name, egress.host_addresses())
+            routers = [topo.ns(h.name) for h in topo.hosts() if h.role == "router"]
+            try:
+                link = egress.wire(self.name, topo.ns("net"), routers, slot)
+            except (egress.EgressError, netns.CommandError) as e:
+                raise DevError(f"the proxy link of cluster {self.name!r}: {e}") from None
+            state["egress"] = {"slot": slot, "proxy": link.url}
+        try:
+            egress.start(link, self.egress_dir)
+        except egress.EgressError as e:
+            raise DevError(str(e)) from None
+
+    @property
+    def proxy_url(self) -> str | None:
+        """The URL of the cluster's way out (http://198.51.100.x:8888), None before `up`."""
+        return self._load().get("egress", {}).get("proxy")
 
     def _wire(self, topo: Topology, state: dict) -> None:
         bb = topo.ns("net")
@@ -372,6 +402,15 @@ class DevCluster:
                 "services": sorted(state["services"].get(host.name, {})),
             })
         return {"cluster": self.name, "dir": str(self.dir), "hosts": hosts}
+
+
+@contextlib.contextmanager
+def host_lock() -> Iterator[None]:
+    """One cluster at a time changes what the host's own namespace holds (the proxy links)."""
+    root_dir().mkdir(parents=True, exist_ok=True)
+    with open(root_dir() / ".host.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def list_clusters(root: Path | None = None) -> list[str]:

@@ -2,7 +2,9 @@
 
 Every machine gets the node daemon as a boot service (as a systemd unit would start it);
 the first machine founds the cluster with the edge host as its mesh edge; the edge runs the
-mesh's coordination and hub; the other machines join with the join token. Safe to run again:
+mesh's coordination and hub; the other machines join with the join token. Builds reach
+the package registries through the cluster's one way out (vcapp/dev/egress.py), set as the
+cluster setting build.proxy as an admin behind a corporate proxy would. Safe to run again:
 steps already done are skipped.
 """
 
@@ -80,6 +82,10 @@ def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
         if not _login(dc, m) and login:
             addr = json.loads((dc.host_dir(m) / "data" / "node.json").read_text())["addr"]
             _vcapp(dc, m, "login", f"http://{addr}:7180", login["token"])
+    proxy = dc.proxy_url
+    if proxy:
+        say(f"builds reach PyPI, npm and Debian through the simulated internet's proxy {proxy}")
+        _vcapp(dc, first, "settings", "set", "build.proxy", proxy)
     _start_ingress(dc, first, say)
     return Platform(admin_token=login.get("token", ""), api_url=login.get("url", ""), first=first)
 
