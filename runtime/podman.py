@@ -3,10 +3,12 @@
 Every container it makes carries labels (vcapp.app, vcapp.instance, vcapp.release,
 vcapp.managed=true), so the actual state is read back from podman alone, never from memory.
 Each app gets its own podman network created with `isolate=true`: netavark drops traffic
-between isolated networks, so one app reaches another only through a published host port.
-The app's port is published on a host port this driver picks (HOST_PORTS), reported back
-in `Container.host_port`. Environment and secrets go through a 0600 env-file that is
-deleted right after `podman run`; command lines with values are never logged.
+between isolated networks. The app's port is published on a host port this driver picks
+(HOST_PORTS), reported back in `Container.host_port`, on this machine's loopback only
+(PUBLISH_IP): nothing outside the machine (LAN, mesh, edge) and no container reaches it, so
+the node router, which enforces the app's access policy, is the only way in. Environment and
+secrets go through a 0600 env-file that is deleted right after `podman run`; command lines
+with values are never logged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ LABEL = "vcapp"
 # Host ports handed to app containers: above the usual service ports, below the kernel's
 # ephemeral range (32768+) so an outgoing connection never squats on one.
 HOST_PORTS = range(20000, 30000)
+PUBLISH_IP = "127.0.0.1"
 # SIGTERM first; busybox-style PID 1 programs ignore it, so the grace stays short.
 STOP_GRACE_S = 5
 
@@ -61,7 +64,7 @@ class Container:
 
 class PodmanDriver:
     def __init__(self, shell: Shell | None = None, cgroup_parent: str | None = None,
-                 publish_ip: str = "0.0.0.0", scratch_dir: Path | None = None):
+                 publish_ip: str = PUBLISH_IP, scratch_dir: Path | None = None):
         self.shell = shell or LocalShell()
         self.cgroup_parent = cgroup_parent
         self.publish_ip = publish_ip
