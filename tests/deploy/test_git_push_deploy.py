@@ -126,18 +126,21 @@ def push(cc: ControlCluster, repo: Path) -> subprocess.CompletedProcess:
     return cc.sim.run("home-3", "git", "-C", str(repo), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
 
 
-def instance_urls(cc: ControlCluster) -> list[str]:
-    """Where the app's running instances answer: <machine addr>:<published port>, from /vc/status."""
+def instance_urls(cc: ControlCluster) -> list[tuple[str, str]]:
+    """Where the app's running instances answer, from /vc/status: (machine, URL of the port
+    published on its loopback, the only place a container publishes)."""
     urls = []
     for e in json.loads(cc.etcd("home-1", "get", "--prefix", "/vc/status/", "-w", "json").stdout).get("kvs", []):
         rep = json.loads(base64.b64decode(e["value"]))
         if rep.get("app") == APP and rep.get("host_port") and rep.get("state") == "running":
-            urls.append(f"http://{cc.sim.addr(rep['node'])}:{rep['host_port']}/")
+            urls.append((rep["node"], f"http://127.0.0.1:{rep['host_port']}/"))
     return urls
 
 
-def ask(cc: ControlCluster, url: str) -> str | None:
-    got = cc.sim.run("home-3", "curl", "-sf", "--max-time", "3", url, check=False)
+def ask(cc: ControlCluster, where: tuple[str, str]) -> str | None:
+    """GET a URL from a machine: (machine, URL)."""
+    host, url = where
+    got = cc.sim.run(host, "curl", "-sf", "--max-time", "3", url, check=False)
     return got.stdout.strip() if got.returncode == 0 else None
 
 

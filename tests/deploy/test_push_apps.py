@@ -132,12 +132,12 @@ def releases(cc: ControlCluster, app: str) -> dict:
     return json.loads(cc.vcapp("home-1", "releases", app, "--json").stdout)
 
 
-def instance_urls(cc: ControlCluster, app: str) -> list[str]:
+def instance_urls(cc: ControlCluster, app: str) -> list[tuple[str, str]]:
     urls = []
     for e in json.loads(cc.etcd("home-1", "get", "--prefix", "/vc/status/", "-w", "json").stdout).get("kvs", []):
         rep = json.loads(base64.b64decode(e["value"]))
         if rep.get("app") == app and rep.get("host_port") and rep.get("state") == "running":
-            urls.append(f"http://{cc.sim.addr(rep['node'])}:{rep['host_port']}/")
+            urls.append((rep["node"], f"http://127.0.0.1:{rep['host_port']}/"))
     return urls
 
 
@@ -150,8 +150,8 @@ def wait_serving(cc: ControlCluster, app: str, body: str) -> None:
 
 
 def server_header(cc: ControlCluster, app: str) -> str:
-    [url, *_] = instance_urls(cc, app)
-    head = cc.sim.run("home-3", "curl", "-sS", "-I", "--max-time", "5", url).stdout
+    [(host, url), *_] = instance_urls(cc, app)
+    head = cc.sim.run(host, "curl", "-sS", "-I", "--max-time", "5", url).stdout
     return next((l.split(":", 1)[1].strip() for l in head.splitlines() if l.lower().startswith("server:")), "")
 
 
@@ -201,8 +201,8 @@ def test_another_machine_pulls_the_flask_image_and_runs_it(our_apps):
                "-e", "VERSION=run by hand on home-2", "-p", f"{RUN_ELSEWHERE_PORT}:8080", image)
     try:
         url = f"http://{cc.sim.addr('home-2')}:{RUN_ELSEWHERE_PORT}/"
-        cc.wait(lambda: ask(cc, url) == "flask run by hand on home-2", 60, "the hand-run container to answer",
-                interval=0.5)
+        cc.wait(lambda: ask(cc, ("home-3", url)) == "flask run by hand on home-2", 60,
+                "the hand-run container to answer", interval=0.5)
     finally:
         cc.sim.run("home-2", "podman", "rm", "-f", name, check=False)
 
