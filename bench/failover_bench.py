@@ -75,16 +75,17 @@ def status_rows(cc, via: str, alive: list[str]) -> list[dict]:
     return rows
 
 
-def answers(cc, row: dict, via: str) -> bool:
+def answers(cc, row: dict) -> bool:
+    """Whether the instance answers on its machine (containers publish on its loopback only)."""
     if row.get("health") != "healthy" or not row.get("host_port"):
         return False
-    proc = cc.sim.fetch(f"http://{cc.sim.addr(row['node'])}:{row['host_port']}/index.html", host=via, timeout=1)
+    proc = cc.sim.fetch(f"http://127.0.0.1:{row['host_port']}/index.html", host=row["node"], timeout=1)
     return proc.returncode == 0 and proc.stdout.strip() == PAGE
 
 
 def serving_node(cc, via: str, alive: list[str]) -> str | None:
     for row in status_rows(cc, via, alive):
-        if answers(cc, row, via):
+        if row.get("node") in alive and answers(cc, row):
             return row["node"]
     return None
 

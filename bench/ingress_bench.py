@@ -7,14 +7,15 @@ Brings up its own simulated cluster (ibXXXX: home-1, home-2, office-1, installed
 dev up` does), runs two tiny busybox apps held to the home site (`solo`, one instance, and
 `duo`, two), and measures with one client program (this file's `client` mode):
 
-- direct: from home-2 (same LAN) to <solo's machine addr>:<host_port>, plain HTTP;
+- direct: on solo's machine, to the port its container publishes on the loopback, plain HTTP
+          (containers publish nowhere else: the node router is the only way in);
 - edge:   from the client host on the backbone to https://solo.apps.test via the edge.
 
 Closed loop (CONNS keep-alive connections as fast as they go) gives the maximum requests/s;
 open loop (requests sent on a fixed schedule, latency counted from the scheduled time, so a
 stall is not hidden) gives p50/p99 at fixed offered rates. The same open loop from the edge
-host over the mesh, straight to the container and through its node router, shows where the
-edge's added latency goes. Then (unless --no-failover) failover at a constant rate
+host over the mesh through solo's node router, and from the other home machine through its
+own router (which hops to solo's), shows where the edge's added latency goes. Then (unless --no-failover) failover at a constant rate
 through the edge, for a black-holed machine (iptables DROP inside its namespace) and for a
 killed one: seconds to the first success after the outage, and requests lost. Prints a table.
 Also used by tests/ingress/test_edge_cluster.py as its request loop (`client` mode).
@@ -243,14 +244,15 @@ def summarize(rows: list[tuple], seconds: float) -> dict:
 
 def hops(b: Bench, solo: dict, rate: float, seconds: float) -> list[tuple[str, dict]]:
     """Where the edge's added latency goes: open loop at `rate` to solo from the edge host over
-    the mesh, straight to the container's port, then through the node router."""
+    the mesh through solo's node router, and from the other home machine through its own
+    router, which hops to solo's machine's router."""
     nodes = {n["name"]: n for n in json.loads(b.must("home-1", ["vcapp", "nodes", "--json"]))}
-    mesh_addr = nodes[solo["node"]]["addr"]
+    other = next(m for m in ("home-1", "home-2") if m != solo["node"])
     from vcapp.ingress import NODE_ROUTER_PORT
-    targets = [("edge host -> container (mesh)", {"addr": mesh_addr, "port": solo["host_port"], "host": "solo", "ca": ""}),
-               ("edge host -> node router -> container", {"addr": mesh_addr, "port": NODE_ROUTER_PORT,
-                                                         "host": "solo.apps.test", "ca": ""})]
-    return [(label, summarize(b.measure("edge", t, "open", rate, seconds), seconds)) for label, t in targets]
+    via = lambda m: {"addr": nodes[m]["addr"], "port": NODE_ROUTER_PORT, "host": "solo.apps.test", "ca": ""}  # noqa: E731
+    legs = [("edge host -> node router -> container", "edge", via(solo["node"])),
+            (f"{other} -> its router -> hop -> container", other, via(other))]
+    return [(label, summarize(b.measure(host, t, "open", rate, seconds), seconds)) for label, host, t in legs]
 
 
 def failover(b: Bench, kind: str, apps: tuple[str, ...]) -> dict:
@@ -295,8 +297,8 @@ def main() -> None:
         b.install()
         solo = b.wait_healthy("solo", 1)[0]
         b.wait_healthy("duo", 2)
-        lan = next(m for m in ("home-1", "home-2") if m != solo["node"])
-        direct = {"addr": b.dc.topology.host(solo["node"]).addr, "port": solo["host_port"], "host": "solo", "ca": ""}
+        lan = solo["node"]  # the direct client runs beside the container
+        direct = {"addr": "127.0.0.1", "port": solo["host_port"], "host": "solo", "ca": ""}
         deadline = time.monotonic() + PLACE_WAIT
         while not b.measure("client", b.edge_target("solo"), "open", 2, 1)[0][1].startswith("200"):
             if time.monotonic() > deadline:
