@@ -9,7 +9,7 @@ import time
 
 import click
 
-from vcapp.dev import platform, power
+from vcapp.dev import egress, platform, power
 from vcapp.dev.cluster import DevCluster, DevError, list_clusters
 from vcapp.dev.topology import NAT_MODES, TopologyError, default
 
@@ -56,6 +56,7 @@ def up(cluster: str, home: int, office: int, office_nat: str, bare: bool) -> Non
     except (DevError, TopologyError) as e:
         raise _fail(e)
     click.echo(f"\ncluster {cluster!r} is up ({time.monotonic() - started:.1f}s).")
+    click.echo(f"its one way out: the proxy {dc.proxy_url}, for {', '.join(egress.ALLOWED)} only")
     first = dc.topology.machines()[0].name
     if not bare:
         click.echo(dc.run(first, ["vcapp", "status"]).stdout)

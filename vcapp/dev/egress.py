@@ -112,7 +112,7 @@ def filter_rules(allowed: tuple[str, ...]) -> str:
 
 def config(link: Link, allowed: tuple[str, ...], directory: Path, upstream_proxy: str | None) -> str:
     """tinyproxy.conf of one cluster's proxy: listens on the link's host end only, serves only
-    the backbone's end, connects only to `allowed` (CONNECT only to CONNECT_PORTS)."""
+    the two ends of the link, connects only to `allowed` (CONNECT only to CONNECT_PORTS)."""
     lines = [
         "User nobody",
         "Group nogroup",
@@ -120,6 +120,9 @@ def config(link: Link, allowed: tuple[str, ...], directory: Path, upstream_proxy
         f"Port {PROXY_PORT}",
         "Timeout 600",
         f"Allow {link.backbone_addr}",
+        # The host itself: a stack made for a simulated machine's build is debootstrapped by
+        # the calling process, on the host, through this proxy like the build's own steps.
+        f"Allow {link.proxy_addr}",
         f'Filter "{directory / "allow.filter"}"',
         "FilterType ere",
         "FilterDefaultDeny Yes",
