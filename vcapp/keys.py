@@ -3,6 +3,8 @@
     /vc/cluster                  {name, id, domain, edge, max_nodes, created_at}
     /vc/nodes/<name>             node record: site, labels, addr, api_url, resources, joined_at
     /vc/nodes-version            bumped by every join and removal (guards the 10-machine limit)
+    /vc/mesh/revoked/<mesh ip>   {node, at}: a removed machine's overlay address; its mesh credential
+                                 is refused at the edge and the address is never handed out again
     /vc/alive/<name>             bound to the node's lease: present while the node is up
     /vc/nodestate/<name>         {"state": "up"|"down", "since": t}: last transition the controller saw
     /vc/tokens/join/<id>         {name, hash, created_at, expires_at, uses, max_uses, revoked}
@@ -45,6 +47,7 @@
 CLUSTER = "/vc/cluster"
 NODES = "/vc/nodes/"
 NODES_VERSION = "/vc/nodes-version"
+MESH_REVOKED = "/vc/mesh/revoked/"
 ALIVE = "/vc/alive/"
 NODESTATE = "/vc/nodestate/"
 JOIN_TOKENS = "/vc/tokens/join/"
@@ -75,6 +78,10 @@ REPOS = "/vc/repos/"
 
 def node(name: str) -> str:
     return NODES + name
+
+
+def mesh_revoked(mesh_ip: str) -> str:
+    return MESH_REVOKED + mesh_ip
 
 
 def alive(name: str) -> str:

@@ -26,6 +26,9 @@ NODE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 REMOVE_ATTEMPTS = 5  # a removal races only the machine's own periodic refresh of its record
 DEFAULT_JOIN_TTL = 3600  # a join token that lives forever is a door left open
+# A join token admits one machine unless its creator asks for more (`--uses N`): a token
+# copied from a terminal or a chat cannot bring in a second machine nobody meant to add.
+DEFAULT_JOIN_USES = 1
 
 
 @dataclass
@@ -84,10 +87,14 @@ def cluster_record(store: Store) -> dict:
     return record
 
 
-def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: NodeInfo,
+def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: NodeInfo, join_key: str,
                    max_nodes: int = MAX_NODES, mesh_coord: str = "") -> tuple[tokens.AdminToken, tokens.JoinToken]:
     """Write the founding records; returns the first admin token and the first join token.
 
+    `join_key` is the cluster's join public key (vcapp/joinbox.py cluster_public), which every
+    join token carries so joins are sealed. The first join token admits the rest of the
+    cluster (max_nodes - 1 machines) within its hour: the founder adds the machines at hand
+    with it; later tokens admit one machine unless asked for more.
     With `mesh_coord` (the edge's coordination URL) machines join through the edge and talk
     over the WireGuard mesh; without it they must reach each other directly (one LAN)."""
     if not CLUSTER_NAME.match(name):
@@ -97,9 +104,9 @@ def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: No
         raise BadRequest(f"--max-nodes must be between 1 and {MAX_NODES}")
     now = time.time()
     admin = tokens.new_admin_token()
-    join = tokens.new_join_token(name, [mesh_coord or first.api_url])
+    join = tokens.new_join_token(name, [mesh_coord or first.api_url], join_key)
     cluster = {"name": name, "id": secrets.token_hex(8), "domain": domain, "edge": edge,
-               "max_nodes": max_nodes, "created_at": now, "mesh_coord": mesh_coord}
+               "max_nodes": max_nodes, "created_at": now, "mesh_coord": mesh_coord, "join_key": join_key}
     ok = store.txn(
         [absent(keys.CLUSTER)],
         [
@@ -107,7 +114,7 @@ def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: No
             put_op(keys.node(first.name), first.record(now)),
             put_op(keys.NODES_VERSION, {"at": now}),
             put_op(keys.admin_token(admin.id), _admin_record("initial", admin, now)),
-            put_op(keys.join_token(join.id), _join_record("initial", join, now, DEFAULT_JOIN_TTL, 0)),
+            put_op(keys.join_token(join.id), _join_record("initial", join, now, DEFAULT_JOIN_TTL, max(max_nodes - 1, 1))),
         ],
     )
     if not ok:
@@ -175,15 +182,16 @@ def _join_record(name: str, token: tokens.JoinToken, now: float, ttl: int, max_u
             "expires_at": now + ttl if ttl else None, "uses": 0, "max_uses": max_uses, "revoked": False}
 
 
-def create_join_token(store: Store, *, name: str = "", ttl: int = DEFAULT_JOIN_TTL, max_uses: int = 0) -> tokens.JoinToken:
-    """max_uses 0 = unlimited until it expires; ttl 0 = never expires."""
+def create_join_token(store: Store, *, name: str = "", ttl: int = DEFAULT_JOIN_TTL,
+                      max_uses: int = DEFAULT_JOIN_USES) -> tokens.JoinToken:
+    """max_uses 0 = any number of machines until it expires; ttl 0 = never expires."""
     if ttl < 0 or max_uses < 0:
         raise BadRequest("expiry and uses must not be negative")
     cluster = cluster_record(store)
     api_urls = sorted({n.value["api_url"] for n in store.list(keys.NODES) if n.value.get("api_url")})
     if cluster.get("mesh_coord"):
         api_urls = [cluster["mesh_coord"]]  # a new machine reaches the cluster through the edge
-    token = tokens.new_join_token(cluster["name"], api_urls)
+    token = tokens.new_join_token(cluster["name"], api_urls, cluster.get("join_key", ""))
     store.put(keys.join_token(token.id), _join_record(name, token, time.time(), ttl, max_uses))
     events.record(store, "token.join.created", f"join token {token.id} created")
     return token
@@ -225,6 +233,11 @@ def check_join_token(record: dict | None, token: tokens.JoinToken, now: float) -
 
 # ---- admitting and removing machines -----------------------------------------------------
 
+def revoked_mesh_ips(store: Store) -> list[str]:
+    """Overlay addresses of removed machines, whose mesh credentials the edge refuses."""
+    return sorted(e.key[len(keys.MESH_REVOKED):] for e in store.list(keys.MESH_REVOKED))
+
+
 def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
     """Check a join and record the machine, all or nothing. Returns the cluster record."""
     try:
@@ -248,7 +261,8 @@ def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
     if len(nodes) >= limit:
         raise Conflict(f"cluster is full: {limit} machines; remove one first (`vcapp node remove NAME`)")
     if cluster.get("mesh_coord"):  # its address on the overlay, unique under the version guard
-        node.addr = next_mesh_ip({r.get("addr", "") for r in records.values()})
+        used = {r.get("addr", "") for r in records.values()} | set(revoked_mesh_ips(store))
+        node.addr = next_mesh_ip(used)
         node.api_url = f"http://{node.addr}:{node.api_url.rsplit(':', 1)[-1]}"
     used = dict(token_entry.value, uses=token_entry.value.get("uses", 0) + 1)
     ok = store.txn(
@@ -267,15 +281,23 @@ def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
 
 
 def remove_node(store: Store, name: str) -> dict:
-    """Forget a machine: its record, liveness and state. Returns the removed record."""
+    """Forget a machine: its record, liveness and state. Returns the removed record.
+
+    On a mesh cluster its overlay address is revoked in the same transaction: the edge learns
+    it through GET /v1/ingress and refuses that address's mesh credential from then on, and
+    admit_node never hands the address out again (so the old credential cannot come back)."""
+    mesh = bool(cluster_record(store).get("mesh_coord"))
     for _ in range(REMOVE_ATTEMPTS):  # the machine's agent rewrites its record every few seconds
         entry = store.get(keys.node(name))
         if entry is None:
             raise NotFound(f"no machine named {name!r}; `vcapp nodes` lists them")
+        now = time.time()
+        revoke = ([put_op(keys.mesh_revoked(entry.value["addr"]), {"node": name, "at": now})]
+                  if mesh and entry.value.get("addr") else [])
         if store.txn(
             [unchanged(keys.node(name), entry.mod_revision)],
             [delete_op(keys.node(name)), delete_op(keys.alive(name)), delete_op(keys.nodestate(name)),
-             put_op(keys.NODES_VERSION, {"at": time.time()})],
+             put_op(keys.NODES_VERSION, {"at": now}), *revoke],
         ):
             break
     else:

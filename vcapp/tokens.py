@@ -3,8 +3,10 @@
 Formats (the id is public, the secret is 32 random bytes; only SHA-256(secret) is stored):
 
     admin:  vcadm_<id>_<secret>
-    join:   vcjoin_<payload>_<id>_<secret>     payload = base64url(JSON {"c": cluster, "u": [api urls]})
-            (the payload tells a new machine where to send its join; it is not secret)
+    join:   vcjoin_<payload>_<id>_<secret>
+            payload = base64url(JSON {"c": cluster, "u": [api urls], "k": cluster join public key})
+            (the payload tells a new machine where to send its join and whom to seal it to,
+            vcapp/joinbox.py; it is not secret)
 
 id: 8 lowercase hex chars; secret: 43 base64url chars. Pure functions, no I/O.
 """
@@ -44,9 +46,11 @@ class JoinToken:
     api_urls: tuple[str, ...]
     id: str
     secret: str
+    join_key: str = ""  # the cluster's join public key, base64 ("" in tokens made before sealed joins)
 
     def __str__(self) -> str:
-        payload = _b64(json.dumps({"c": self.cluster, "u": list(self.api_urls)}, separators=(",", ":")).encode())
+        fields = {"c": self.cluster, "u": list(self.api_urls)} | ({"k": self.join_key} if self.join_key else {})
+        payload = _b64(json.dumps(fields, separators=(",", ":")).encode())
         return f"vcjoin_{payload}_{self.id}_{self.secret}"
 
 
@@ -72,8 +76,8 @@ def new_admin_token() -> AdminToken:
     return AdminToken(_new_id(), _new_secret())
 
 
-def new_join_token(cluster: str, api_urls: list[str]) -> JoinToken:
-    return JoinToken(cluster, tuple(api_urls), _new_id(), _new_secret())
+def new_join_token(cluster: str, api_urls: list[str], join_key: str = "") -> JoinToken:
+    return JoinToken(cluster, tuple(api_urls), _new_id(), _new_secret(), join_key)
 
 
 def hash_secret(secret: str) -> str:
@@ -100,9 +104,11 @@ def parse_join_token(text: str) -> JoinToken:
                          "create one on a cluster machine with `vcapp tokens join create`")
     try:
         payload = json.loads(_unb64(m.group(1)))
-        cluster, urls = payload["c"], payload["u"]
+        cluster, urls, join_key = payload["c"], payload["u"], payload.get("k", "")
     except (ValueError, KeyError, TypeError):
         raise TokenError("the join token is damaged (its cluster part does not decode); copy it again") from None
     if not isinstance(cluster, str) or not isinstance(urls, list) or not urls:
         raise TokenError("the join token names no cluster address; create a new one")
-    return JoinToken(cluster, tuple(urls), m.group(2), m.group(3))
+    if not isinstance(join_key, str):
+        raise TokenError("the join token is damaged (its cluster key does not decode); copy it again")
+    return JoinToken(cluster, tuple(urls), m.group(2), m.group(3), join_key)

@@ -4,6 +4,7 @@ cluster in it, the Flask test client, and the API served by a real gunicorn."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from vcapp import membership
+from vcapp import joinbox, membership
 from vcapp.api import ApiConfig, create_app
 from vcapp.api.wsgi import gunicorn_command
 from vcapp.store import Store, wait_healthy
@@ -24,6 +25,7 @@ ETCD_START_TIMEOUT = 20  # a fresh single member elects itself in about a second
 GUNICORN_START_TIMEOUT = 20
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_KEY = bytes(range(32))  # what the serving machine keeps in <data dir>/keys/cluster.key
+JOIN_KEY = joinbox.cluster_public(CLUSTER_KEY)  # what the cluster's join tokens pin
 
 
 def free_port() -> int:
@@ -76,7 +78,8 @@ def found(etcd_url: str, max_nodes: int = 10) -> Cluster:
     store = Store([etcd_url])
     wipe(store)
     admin, join = membership.create_cluster(store, name="acme", domain="apps.example.com",
-                                            edge="edge.example.com:443", first=FIRST, max_nodes=max_nodes)
+                                            edge="edge.example.com:443", first=FIRST, max_nodes=max_nodes,
+                                            join_key=JOIN_KEY)
     return Cluster(store, str(admin), str(join), etcd_url)
 
 
@@ -84,6 +87,33 @@ def found(etcd_url: str, max_nodes: int = 10) -> Cluster:
 def cluster(etcd_url) -> Cluster:
     """A freshly founded cluster `acme` with one machine, home-1 (records only, no daemon)."""
     return found(etcd_url)
+
+
+@dataclass
+class JoinAnswer:
+    """A join as a machine sees it: the status, the opened answer (201) or the refusal, and
+    the answer's body exactly as it crossed the wire."""
+
+    status_code: int
+    json: dict
+    wire: bytes
+
+
+def sealed_join(post, token: str, node: dict) -> JoinAnswer:
+    """POST /v1/join sealed as `vcapp node join` does (vcapp/joinbox.py); `post(body)` sends the
+    wire body and returns (status, answer body bytes)."""
+    sealed = joinbox.seal_request(JOIN_KEY, {"token": token, "node": node})
+    status, wire = post(sealed.body)
+    answer = json.loads(wire)
+    return JoinAnswer(status, sealed.open_answer(answer) if status == 201 else answer, wire)
+
+
+def client_post(api):
+    """`post` for sealed_join through the Flask test client."""
+    def post(body: dict) -> tuple[int, bytes]:
+        response = api.post("/v1/join", json=body)
+        return response.status_code, response.get_data()
+    return post
 
 
 @pytest.fixture

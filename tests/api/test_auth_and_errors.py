@@ -90,7 +90,7 @@ def test_invalid_fields_are_refused_with_what_would_be_valid(api, cluster):
     cases = [("/v1/tokens/join", {"expires": "3 fortnights"}, "is not a duration"),
              ("/v1/tokens/join", {"uses": -1}, "uses: must be between 0"),
              ("/v1/tokens/admin", {}, "give the token a name"),
-             ("/v1/join", {"node": {"name": "x"}}, "token: give the join token")]
+             ("/v1/join", {"node": {"name": "x"}}, "this join is not sealed")]
     for path, body, message in cases:
         response = api.post(path, json=body, headers=bearer(cluster.admin))
         assert response.status_code == 400, response.json

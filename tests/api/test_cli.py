@@ -12,7 +12,7 @@ import time
 import pytest
 import requests
 
-from tests.api.conftest import bearer
+from tests.api.conftest import bearer, sealed_join
 
 pytestmark = pytest.mark.cluster
 
@@ -125,7 +125,10 @@ def test_admin_tokens_create_list_revoke(served, logged_in):
 def test_node_remove_and_the_event_it_leaves(served, logged_in):
     url, cluster, _ = served
     office = {"name": "office-9", "site": "office", "addr": "10.0.1.9", "api_url": "http://10.0.1.9:7180"}
-    assert requests.post(url + "/v1/join", json={"token": cluster.join, "node": office}, timeout=5).status_code == 201
+    def post(body: dict) -> tuple[int, bytes]:
+        response = requests.post(url + "/v1/join", json=body, timeout=5)
+        return response.status_code, response.content
+    assert sealed_join(post, cluster.join, office).status_code == 201
     result = logged_in("node", "remove", "office-9", "--yes")
     assert result.code == 0, result.err
     assert "machine office-9" in result.out

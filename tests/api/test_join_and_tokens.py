@@ -1,17 +1,18 @@
 """Joining machines through the API: every bad token is refused with its reason and leaves no
-trace; a good one admits the machine; the 10-machine limit holds; token listings hold no secret."""
+trace; a good one admits the machine; a token admits one machine unless made for more; the
+10-machine limit holds; the join travels sealed; token listings hold no secret."""
 
 from __future__ import annotations
 
+import base64
+import threading
 import time
 
 import pytest
 
-import base64
-
-from vcapp import keys, tokens
+from vcapp import joinbox, keys, tokens
 from vcapp.api import ApiConfig, create_app
-from tests.api.conftest import CLUSTER_KEY, bearer, found
+from tests.api.conftest import CLUSTER_KEY, JOIN_KEY, JoinAnswer, bearer, client_post, found, sealed_join
 
 pytestmark = pytest.mark.cluster
 
@@ -22,8 +23,8 @@ def machine(name: str, site: str = "office", n: int = 2) -> dict:
                           "disk_mb": 50_000, "free_disk_mb": 20_000}, "version": "0.1.0"}
 
 
-def join(api, token: str, name: str, n: int = 2):
-    return api.post("/v1/join", json={"token": token, "node": machine(name, n=n)})
+def join(api, token: str, name: str, n: int = 2) -> JoinAnswer:
+    return sealed_join(client_post(api), token, machine(name, n=n))
 
 
 def new_join_token(api, cluster, **body) -> dict:
@@ -37,7 +38,7 @@ def assert_refused(api, cluster, token: str, name: str, status: int, message: st
     response = join(api, token, name)
     assert response.status_code == status, response.json
     assert message in response.json["error"]
-    assert "cluster_key" not in response.json
+    assert "cluster_key" not in response.json and b"cluster_key" not in response.wire
     assert cluster.store.get(keys.node(name)) is None
     assert cluster.store.count(keys.NODES) == nodes_before
     listed = api.get("/v1/nodes", headers=bearer(cluster.admin)).json["nodes"]
@@ -91,6 +92,74 @@ def test_a_used_up_token_is_refused(api, cluster):
     assert listed[token["id"]]["uses"] == 1
 
 
+def test_a_new_join_token_admits_one_machine_unless_made_for_more(api, cluster):
+    single = new_join_token(api, cluster)
+    assert single["max_uses"] == 1
+    assert join(api, single["token"], "office-1").status_code == 201
+    assert_refused(api, cluster, single["token"], "office-2", 401, "is used up (1 of 1 uses)")
+    three = new_join_token(api, cluster, uses=3)
+    for n in range(3):
+        assert join(api, three["token"], f"lab-{n}", n=10 + n).status_code == 201
+    assert_refused(api, cluster, three["token"], "lab-3", 401, "is used up (3 of 3 uses)")
+    many = new_join_token(api, cluster, uses=0)
+    assert join(api, many["token"], "lab-9", n=19).status_code == 201  # 0: any number until it expires
+
+
+def test_two_machines_racing_for_a_single_use_token_cannot_both_join(etcd_url, cluster):
+    """The token check and its use count are one etcd transaction: of machines sending their
+    join at the same moment, one gets in; the others are refused and leave nothing."""
+    admin = create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()
+    token = new_join_token(admin, cluster)["token"]
+    answers: dict[str, JoinAnswer] = {}
+    start = threading.Barrier(4)
+
+    def race(name: str, n: int) -> None:
+        client = create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()
+        start.wait()
+        answers[name] = join(client, token, name, n=n)
+
+    threads = [threading.Thread(target=race, args=(f"racer-{n}", 20 + n)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [name for name, a in answers.items() if a.status_code == 201]
+    assert len(won) == 1, {name: (a.status_code, a.json) for name, a in answers.items()}
+    for name, a in answers.items():
+        if name not in won:
+            assert a.status_code in (401, 409) and ("used up" in a.json["error"] or "run the join again" in a.json["error"])
+            assert cluster.store.get(keys.node(name)) is None
+    assert cluster.store.value(keys.join_token(tokens.parse_join_token(token).id))["uses"] == 1
+
+
+def test_the_join_crosses_the_wire_sealed(api, cluster):
+    """Neither the join token nor the cluster key nor the mesh credential is readable in the
+    bodies on the wire; the answer opens only with the key of the machine that asked, and an
+    altered request is refused without admitting anyone."""
+    sealed = joinbox.seal_request(JOIN_KEY, {"token": cluster.join, "node": machine("office-1")})
+    request_wire = str(sealed.body)
+    assert tokens.parse_join_token(cluster.join).secret not in request_wire
+    response = api.post("/v1/join", json=sealed.body)
+    assert response.status_code == 201, response.json
+    wire = response.get_data()
+    assert set(response.json) == {"box"}
+    key_b64 = base64.b64encode(CLUSTER_KEY)
+    assert key_b64 not in wire and CLUSTER_KEY not in wire and b"cluster_key" not in wire
+    answer = sealed.open_answer(response.json)
+    assert base64.b64decode(answer["cluster_key"]) == CLUSTER_KEY
+    other = joinbox.seal_request(JOIN_KEY, {"token": cluster.join, "node": machine("office-2", n=3)})
+    with pytest.raises(joinbox.SealError):
+        other.open_answer(response.json)  # another machine's key does not open it
+    box = bytearray(base64.b64decode(other.body["box"]))
+    box[-1] ^= 1
+    tampered = {"key": other.body["key"], "box": base64.b64encode(bytes(box)).decode()}
+    refused = api.post("/v1/join", json=tampered)
+    assert refused.status_code == 400 and "altered on the way" in refused.json["error"]
+    clear = api.post("/v1/join", json={"token": cluster.join, "node": machine("office-2", n=3)})
+    assert clear.status_code == 400 and "this join is not sealed" in clear.json["error"]
+    assert cluster.store.get(keys.node("office-2")) is None
+
+
 def test_a_second_machine_with_an_existing_name_is_refused(api, cluster):
     assert join(api, cluster.join, "office-1").status_code == 201
     record = cluster.store.get(keys.node("office-1"))
@@ -103,15 +172,18 @@ def test_a_second_machine_with_an_existing_name_is_refused(api, cluster):
 
 def test_a_full_cluster_refuses_the_next_machine_small_limit(api, etcd_url):
     cluster = found(etcd_url, max_nodes=2)
-    assert join(api, cluster.join, "office-1").status_code == 201
-    assert_refused(api, cluster, cluster.join, "office-2", 409, "cluster is full: 2 machines")
+    token = new_join_token(api, cluster, uses=5)["token"]
+    assert join(api, token, "office-1").status_code == 201
+    assert_refused(api, cluster, token, "office-2", 409, "cluster is full: 2 machines")
 
 
 def test_the_eleventh_machine_is_refused(api, cluster):
-    for n in range(2, 11):
+    for n in range(2, 11):  # the founding token admits the rest of the cluster: 9 machines
         assert join(api, cluster.join, f"m-{n}", n=n).status_code == 201
     assert cluster.store.count(keys.NODES) == 10
-    assert_refused(api, cluster, cluster.join, "m-11", 409, "cluster is full: 10 machines")
+    assert_refused(api, cluster, cluster.join, "m-11", 401, "is used up (9 of 9 uses)")
+    spare = new_join_token(api, cluster, uses=3)["token"]
+    assert_refused(api, cluster, spare, "m-11", 409, "cluster is full: 10 machines; remove one first")
     status = api.get("/v1/status", headers=bearer(cluster.admin)).json
     assert status["summary"]["nodes"] == 10
 

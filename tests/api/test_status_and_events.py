@@ -10,7 +10,7 @@ import pytest
 from vcapp import events, keys
 from vcapp.api.validate import format_duration, parse_duration, parse_uses
 from vcapp.errors import BadRequest
-from tests.api.conftest import bearer
+from tests.api.conftest import bearer, client_post, sealed_join
 
 pytestmark = pytest.mark.cluster
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.cluster
 def test_status_reports_machines_up_and_down_with_counts(api, cluster):
     office = {"name": "office-1", "site": "office", "addr": "10.0.1.2", "api_url": "http://10.0.1.2:7180",
               "resources": {"cpus": 2, "memory_mb": 4000, "free_memory_mb": 1000}}
-    assert api.post("/v1/join", json={"token": cluster.join, "node": office}).status_code == 201
+    assert sealed_join(client_post(api), cluster.join, office).status_code == 201
     seen = time.time()
     lease = cluster.store.grant(10)
     cluster.store.put(keys.alive("home-1"), {"at": seen}, lease=lease)

@@ -9,7 +9,7 @@ from flask import Blueprint, g, jsonify
 
 from mesh import auth as mesh_auth
 
-from vcapp import keys, membership
+from vcapp import joinbox, keys, membership
 from vcapp.api import context
 from vcapp.api.auth import public
 from vcapp.api.body import json_body
@@ -31,16 +31,27 @@ def public_cluster(record: dict) -> dict:
 def join():
     """Admit a machine to the cluster.
 
-    Body: {"token": "<join token>", "node": {name, site, addr, api_url, labels, resources, version}}.
-    Authorized by the join token, not an admin token. Answers the cluster and the etcd
-    client URLs the machine should use.
+    Body: a sealed request (vcapp/joinbox.py: {"key", "box"}) holding
+    {"token": "<join token>", "node": {name, site, addr, api_url, labels, resources, version}}.
+    Authorized by the join token, not an admin token. Answers 201 {"box"}, sealed to the
+    joining machine: the cluster, the etcd client URLs it should use, the cluster key and its
+    mesh credential. Nothing secret crosses the wire in clear, whoever relays the join.
     """
-    body = json_body()
+    sealed = json_body()
+    key = cluster_key()  # before admitting: a join this machine cannot complete leaves no trace
+    if "token" in sealed or not {"key", "box"} <= set(sealed):
+        raise BadRequest("this join is not sealed (vcapp/joinbox.py: {key, box}); join with `vcapp node join`, "
+                         "and if the machine's vcapp is older than the cluster's, install the cluster's version")
+    try:
+        opened = joinbox.open_request(base64.b64decode(key), sealed)
+    except joinbox.SealError as e:
+        raise BadRequest(f"join request: {e}; check that the join token is this cluster's "
+                         "(`vcapp tokens join create` makes one)") from None
+    body = opened.request
     token = body.get("token")
     if not isinstance(token, str) or not token:
         raise BadRequest("token: give the join token (`vcapp tokens join create` prints one)")
     info = membership.NodeInfo.from_json(body.get("node"))
-    key = cluster_key()  # before admitting: a join this machine cannot complete leaves no trace
     store = context.store()
     cluster = membership.admit_node(store, token, info)
     endpoints = [url for m in store.members() if not m.is_learner for url in m.client_urls]
@@ -50,7 +61,7 @@ def join():
         mesh_key = config.derive(base64.b64decode(key), "mesh")
         answer["mesh"] = {"ip": node["addr"], "coord_url": cluster["mesh_coord"],
                           "credential": mesh_auth.issue_credential(mesh_key, node["name"], node["addr"])}
-    return jsonify(answer), 201
+    return jsonify(opened.seal_answer(answer)), 201
 
 
 def cluster_key() -> str:

@@ -23,10 +23,11 @@ def join_command(token: str) -> str:
 
 @bp.post("/v1/tokens/join")
 def create_join():
-    """Create a join token. Body: {"name": "", "expires": 3600 | "1h" | "never", "uses": 0 (no limit)}."""
+    """Create a join token. Body: {"name": "", "expires": 3600 | "1h" | "never",
+    "uses": 1 (how many machines it admits; 0 = any number until it expires)}."""
     body = json_body(required=False)
     ttl = parse_duration(body.get("expires", membership.DEFAULT_JOIN_TTL))
-    uses = parse_uses(body.get("uses"))
+    uses = parse_uses(body.get("uses", membership.DEFAULT_JOIN_USES))
     name = token_name(body.get("name"), required=False)
     token = membership.create_join_token(context.store(), name=name, ttl=ttl, max_uses=uses)
     record = _find(membership.list_join_tokens(context.store()), token.id)

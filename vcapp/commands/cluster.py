@@ -63,7 +63,8 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
     save_login(Login(url, str(admin)))
     click.echo(f"cluster {record['name']} created on {node_name} ({addr}), apps at *.{record['domain']}\n")
     click.echo(f"admin token (shown once; this machine is logged in with it):\n  {admin}\n")
-    click.echo(f"join token (valid 1 hour; make more with `vcapp tokens join create`):\n  {join}\n")
+    click.echo(f"join token (valid 1 hour, for the cluster's other machines; make more with "
+               f"`vcapp tokens join create`):\n  {join}\n")
     if record.get("mesh_coord"):
         mesh_key = derived_key("mesh").hex()
         click.echo(f"on the edge host (once; the mesh key is secret):\n  VCAPP_MESH_KEY={mesh_key} vcapp mesh edge\n")

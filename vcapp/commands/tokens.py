@@ -13,6 +13,7 @@ from vcapp.api.validate import format_duration, parse_duration, parse_uses, toke
 from vcapp.client import Client
 from vcapp.commands import apptokens
 from vcapp.commands.output import ago, api_errors, print_json, table, until
+from vcapp.membership import DEFAULT_JOIN_USES
 
 JOIN_HEADERS = ["ID", "NAME", "CREATED", "EXPIRES", "USES", "STATE"]
 ADMIN_HEADERS = ["ID", "NAME", "SCOPE", "CREATED", "STATE"]
@@ -45,7 +46,8 @@ def join_state(t: dict, now: float) -> str:
 
 @join.command("create")
 @click.option("--expires", default="1h", show_default=True, help="Lifetime: 30m, 1h, 2d, 1w, or never.")
-@click.option("--uses", default=0, type=int, show_default=True, help="How many machines may join with it (0 = no limit).")
+@click.option("--uses", default=DEFAULT_JOIN_USES, type=int, show_default=True,
+              help="How many machines may join with it (0 = any number until it expires).")
 @click.option("--name", default="", help="A label: what the token is for.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @api_errors
@@ -60,7 +62,7 @@ def join_create(expires: str, uses: int, name: str, as_json: bool) -> None:
     lifetime = f"expires in {format_duration(body['expires'])}" if body["expires"] else "never expires"
     limit = f"{uses} use{'s' if uses != 1 else ''}" if uses else "any number of machines"
     click.echo(f"join token {answer['id']} created ({lifetime}, {limit}); it is shown only now.")
-    click.echo("On each machine to add, run:\n")
+    click.echo(f"On {'the machine' if uses == 1 else 'each machine'} to add, run:\n")
     click.echo(f"  {answer['join_command']}\n")
 
 

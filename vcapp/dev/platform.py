@@ -70,11 +70,11 @@ def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
         dc.add_service("edge", EDGE_SERVICE, ["env", f"VCAPP_MESH_KEY={mesh_key}", "vcapp", "mesh", "edge"])
     else:
         join_token = ""
-    for m in machines[1:]:
-        if (dc.host_dir(m) / "data" / "node.json").exists():
-            continue
-        if not join_token:
-            join_token = json.loads(_vcapp(dc, first, "tokens", "join", "create", "--json"))["token"]
+    pending = [m for m in machines[1:] if not (dc.host_dir(m) / "data" / "node.json").exists()]
+    for m in pending:
+        if not join_token:  # one token for the machines still to join (a new token admits one)
+            join_token = json.loads(_vcapp(dc, first, "tokens", "join", "create", "--uses", str(len(pending)),
+                                           "--json"))["token"]
         say(f"joining {m}")
         _vcapp(dc, m, "node", "join", join_token, "--site", dc.topology.host(m).site)
     login = _login(dc, first) or {}

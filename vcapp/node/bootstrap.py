@@ -22,7 +22,7 @@ import requests
 from mesh import auth as mesh_auth
 from mesh.coord import PREFIX as MESH_PREFIX
 
-from vcapp import __version__, keys, membership, tokens
+from vcapp import __version__, joinbox, keys, membership, tokens
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
 from vcapp.node import agent, etcd, etcd_members, resources
 from vcapp.node.config import (EtcdRole, MeshRole, NodeConfig, cluster_key_path, config_path, data_dir,
@@ -146,7 +146,7 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
         store = Store([cfg.etcd_client_url])
         wait_healthy(store, START_TIMEOUT)
         admin, join = membership.create_cluster(
-            store, name=name, domain=domain, edge=edge, max_nodes=max_nodes,
+            store, name=name, domain=domain, edge=edge, max_nodes=max_nodes, join_key=joinbox.cluster_public(key),
             mesh_coord=mesh.coord_url if mesh else "",
             first=_node_info(node_name, site, addr, cfg.api_url, labels))
         member = store.members()[0]
@@ -160,13 +160,19 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
 def request_join(token_text: str, info: membership.NodeInfo) -> dict:
     """Ask the cluster (through the address in the token) to admit this machine.
 
+    The request and its answer are sealed (vcapp/joinbox.py) to the cluster key pinned in the
+    token, so the edge relaying the join, or anyone on the path, reads neither.
     Unreachable or "no machine answered" is retried for JOIN_PATIENCE: the edge or the
     cluster's machines may be (re)starting. A refusal is final."""
     try:
         token = tokens.parse_join_token(token_text)
     except tokens.TokenError as e:
         raise BadRequest(str(e)) from None
-    body = {"token": token_text, "node": info.__dict__}
+    if not token.join_key:
+        raise BadRequest("this join token carries no cluster key to seal the join to (it predates sealed "
+                         "joins); create a new one with `vcapp tokens join create`")
+    sealed = joinbox.seal_request(token.join_key, {"token": token_text, "node": info.__dict__})
+    body = sealed.body
     deadline = time.monotonic() + JOIN_PATIENCE
     while True:
         problems = []
@@ -185,7 +191,11 @@ def request_join(token_text: str, info: membership.NodeInfo) -> dict:
                 continue
             if resp.status_code >= 400:
                 raise VcError(answer.get("error", f"join refused ({resp.status_code})"), resp.status_code)
-            return answer
+            try:
+                return sealed.open_answer(answer)
+            except joinbox.SealError as e:
+                raise VcError(f"the answer from {url} is not the cluster's: {e}; "
+                              "the path to the cluster may be tampered with", 502) from None
         if time.monotonic() > deadline:
             raise Unavailable("cannot reach the cluster at " + "; ".join(problems) +
                               ": is a cluster machine up, and is this machine on the cluster network?")
