@@ -43,7 +43,7 @@ class AppExists(RepoError):
 
 def validate_app_name(app: str) -> str:
     """Return app unchanged if it can name a repository and a subdomain; raise otherwise."""
-    if not APP_NAME.match(app):
+    if not APP_NAME.fullmatch(app):  # whole: `$` would pass "x\n" (a repository "x\n.git")
         raise InvalidAppName(
             f"{app!r} is not a valid app name: use 1-63 lowercase letters, digits and '-', "
             "starting with a letter and not ending with '-'"

@@ -56,7 +56,7 @@ def collection(app: str, name: str) -> str:
 
 def check_names(app: str, name: str) -> None:
     for what, value in (("app", app), ("volume", name)):
-        if not NAME.match(value):
+        if not NAME.fullmatch(value):  # whole: `$` would pass a final newline
             raise StorageError(f"{what} name {value!r} must be lowercase letters, digits and '-' (max 41)")
 
 

@@ -35,6 +35,7 @@ when the file sets them, so a `vcapp scale` is not undone by the next push.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -50,10 +51,15 @@ GRACE_RANGE_S = (1, 600)
 POLICIES = ("public", "token")
 HEALTH_TYPES = ("http", "tcp", "none")
 TOP_KEYS = ("app", "port", "count", "resources", "health", "env", "mounts", "access")
-SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([MGT])B?$", re.IGNORECASE)
+# Matched whole (fullmatch): `$` would also match before a final newline.
+SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([MGT])B?", re.IGNORECASE)
 UNITS_MB = {"M": 1, "G": 1024, "T": 1024 * 1024}
-ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-VOLUME_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # a POSIX name, as for app secrets
+VOLUME_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+# An app's env lives in its spec in etcd and is copied into every assignment: values stay
+# small (files belong in the image or a volume), so a spec never nears etcd's request limit.
+MAX_ENV_VALUE = 32 * 1024
+MAX_ENV_TOTAL = 64 * 1024
 RESERVED_ENV = ("PORT",)
 
 
@@ -207,9 +213,10 @@ class _Parser:
             raise self.fail(table, key, f"{hint}, not {_show(value)}", index)
         if isinstance(value, int):
             mb = value
-        elif isinstance(value, str) and SIZE.match(value.strip()):
-            number, unit = SIZE.match(value.strip()).groups()
-            mb = int(float(number) * UNITS_MB[unit.upper()])
+        elif isinstance(value, str) and SIZE.fullmatch(value.strip()):
+            number, unit = SIZE.fullmatch(value.strip()).groups()
+            mb = float(number) * UNITS_MB[unit.upper()]
+            mb = int(mb) if math.isfinite(mb) else bounds[1] + 1  # "1" and 400 zeros: out of range
         else:
             raise self.fail(table, key, f"{hint}, not {_show(value)}", index)
         if not bounds[0] <= mb <= bounds[1]:
@@ -239,14 +246,18 @@ class _Parser:
             return None
         env = self._table("env")
         for name, value in env.items():
-            if not ENV_NAME.match(name):
+            if not ENV_NAME.fullmatch(name):
                 raise self.fail("env", name, "is not a valid variable name: use letters, digits and '_', "
-                                             "not starting with a digit")
+                                             "not starting with a digit (at most 128)")
             if name in RESERVED_ENV:
                 raise self.fail("env", name, "is set by vcapp from `port`; set `port` instead")
             if not isinstance(value, (str, int, float, bool)):
                 raise self.fail("env", name, f"must be a string or number, not {_kind(value)}")
-        return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in env.items()}
+        out = {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in env.items()}
+        problem = env_problem(out)
+        if problem:
+            raise self.fail("env", None, problem)
+        return out
 
     def _mounts(self) -> tuple[Mount, ...] | None:
         if "mounts" not in self.data:
@@ -264,7 +275,7 @@ class _Parser:
     def _mount(self, m: dict, i: int, before: list[Mount]) -> Mount:
         self._only("mounts", m, ("source", "destination", "size"), i)
         source, dest = m.get("source"), m.get("destination")
-        if not isinstance(source, str) or not VOLUME_NAME.match(source):
+        if not isinstance(source, str) or not VOLUME_NAME.fullmatch(source):
             raise self.fail("mounts", "source", f"must name a volume in lowercase letters, digits and '-', "
                                                 f"like \"data\", not {_show(source)}", i)
         if not isinstance(dest, str) or not dest.startswith("/") or dest.rstrip("/") == "" or ".." in dest.split("/"):
@@ -285,6 +296,22 @@ class _Parser:
             raise self.fail("access", "policy", f"{_show(policy)} is not a policy; allowed: {', '.join(POLICIES)} "
                                                 "(token: end users need a token from `vcapp tokens create`)")
         return policy
+
+
+def env_problem(env: dict[str, str]) -> str | None:
+    """Why an env (names already checked) is too big to keep, or None: the one size rule of
+    vcapp.toml's [env] and the API's env."""
+    for name, value in env.items():
+        if "\x00" in value:
+            return f"the value of {name} holds a NUL character, which no environment variable can carry"
+        if len(value.encode()) > MAX_ENV_VALUE:
+            return (f"the value of {name} is {len(value.encode())} bytes; each value may be at most "
+                    f"{MAX_ENV_VALUE // 1024} KiB (put files in the image or a volume)")
+    total = sum(len(k.encode()) + len(v.encode()) for k, v in env.items())
+    if total > MAX_ENV_TOTAL:
+        return (f"the env is {total} bytes in all; at most {MAX_ENV_TOTAL // 1024} KiB "
+                "(put files in the image or a volume)")
+    return None
 
 
 def _kind(value: Any) -> str:

@@ -19,14 +19,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from vcapp import events, keys
+from vcapp.appconfig import ENV_NAME, env_problem
 from vcapp.errors import BadRequest, Conflict, NotFound
-from vcapp.store import Store, absent, delete_op, put_op, unchanged
+from vcapp.store import Store, absent, delete_op, none_under, put_op, unchanged
 
+# Patterns are matched whole (fullmatch): `$` would also match before a final newline.
 # A volume name becomes part of SeaweedFS collection and path names (storage/volumes.py).
-VOLUME_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+VOLUME_NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")
 
-APP_NAME = re.compile(r"^[a-z][a-z0-9-]{0,29}$")  # a DNS label: the app's subdomain
-MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([mg]?)i?b?$")
+APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,29}")  # a DNS label: the app's subdomain
+MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([mg]?)i?b?")
+HEALTH_SECONDS = (0.0, 3600.0)  # start grace and check timeout: an hour is already a typo
 MAX_COUNT = 100
 MAX_CPUS = 64.0
 MIN_MEMORY_MB = 16       # below this podman/runc itself does not fit in the cgroup
@@ -41,8 +44,8 @@ HEALTH_TYPES = ("http", "tcp", "none")
 # ---- validation (shared by the CLI and the API) ---------------------------------------------
 
 def app_name(value: Any) -> str:
-    name = "" if value is None else str(value).strip()
-    if not APP_NAME.match(name):
+    name = "" if value is None else str(value)
+    if not APP_NAME.fullmatch(name):
         raise BadRequest(f"app name {name!r} is not valid: 1-30 characters, lower-case letters, digits and '-', "
                          "starting with a letter (it becomes the app's subdomain)")
     return name
@@ -52,13 +55,13 @@ def parse_memory(value: Any) -> int:
     """Megabytes from 256, "256M", "256MB", "1G", "1.5GiB"."""
     if isinstance(value, bool) or value is None:
         raise BadRequest("memory: give a size like 256M or 1G")
-    match = MEMORY.match(str(value).strip().lower())
+    match = MEMORY.fullmatch(str(value).strip().lower())
     if not match:
         raise BadRequest(f"memory: {value!r} is not a size; use megabytes or gigabytes like 256M or 1G")
-    mb = int(float(match.group(1)) * (1024 if match.group(2) == "g" else 1))
-    if not MIN_MEMORY_MB <= mb <= MAX_MEMORY_MB:
+    mb = float(match.group(1)) * (1024 if match.group(2) == "g" else 1)
+    if not MIN_MEMORY_MB <= mb <= MAX_MEMORY_MB:  # also refuses a number too long to be finite
         raise BadRequest(f"memory: must be between {MIN_MEMORY_MB}M and {MAX_MEMORY_MB // 1024}G")
-    return mb
+    return int(mb)
 
 
 def parse_cpus(value: Any) -> float:
@@ -74,7 +77,7 @@ def parse_cpus(value: Any) -> float:
 def parse_count(value: Any) -> int:
     try:
         count = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"count: {value!r} is not a whole number of instances") from None
     if isinstance(value, bool) or not 0 <= count <= MAX_COUNT:
         raise BadRequest(f"count: must be between 0 (stopped) and {MAX_COUNT}")
@@ -84,7 +87,7 @@ def parse_count(value: Any) -> int:
 def parse_port(value: Any) -> int:
     try:
         port = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"port: {value!r} is not a port number") from None
     if isinstance(value, bool) or not 1 <= port <= 65535:
         raise BadRequest("port: must be between 1 and 65535 (the port the app listens on inside its container)")
@@ -94,7 +97,7 @@ def parse_port(value: Any) -> int:
 def parse_priority(value: Any) -> int:
     try:
         prio = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise BadRequest(f"priority: {value!r} is not a whole number") from None
     if isinstance(value, bool) or not -1000 <= prio <= 1000:
         raise BadRequest("priority: must be between -1000 and 1000 (higher is placed first when room is short)")
@@ -119,9 +122,13 @@ def parse_health(value: Any) -> dict:
     for field in ("start_grace_s", "timeout_s"):
         if field in value:
             try:
-                out[field] = float(value[field])
+                seconds = float(value[field])
             except (TypeError, ValueError):
                 raise BadRequest(f"health.{field}: {value[field]!r} is not a number of seconds") from None
+            if isinstance(value[field], bool) or not HEALTH_SECONDS[0] <= seconds <= HEALTH_SECONDS[1]:
+                raise BadRequest(f"health.{field}: must be a number of seconds from {HEALTH_SECONDS[0]:g} "
+                                 f"to {HEALTH_SECONDS[1]:g}")
+            out[field] = seconds
     return out
 
 
@@ -129,6 +136,21 @@ def parse_labels(value: Any, what: str) -> dict[str, str]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise BadRequest(f"{what}: give an object of names to values, e.g. {{\"site\": \"home\"}}")
     return {k: str(v) for k, v in value.items()}
+
+
+def parse_env(value: Any) -> dict[str, str]:
+    """An app's plain env: POSIX names, bounded values (vcapp/appconfig.py's rules for [env])."""
+    if not isinstance(value, dict):
+        raise BadRequest('env: give an object of names to values, e.g. {"MODE": "prod"}')
+    for name in value:
+        if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+            raise BadRequest(f"env: {name!r} is not a variable name: letters, digits and '_', not starting "
+                             "with a digit (at most 128)")
+    env = {k: str(v) for k, v in value.items()}
+    problem = env_problem(env)
+    if problem:
+        raise BadRequest(f"env: {problem}")
+    return env
 
 
 def parse_volumes(value: Any) -> list[dict]:
@@ -139,7 +161,7 @@ def parse_volumes(value: Any) -> list[dict]:
     found: list[dict] = []
     for v in value:
         source, dest = (v.get("source"), v.get("destination")) if isinstance(v, dict) else (None, None)
-        if not isinstance(source, str) or not VOLUME_NAME.match(source):
+        if not isinstance(source, str) or not VOLUME_NAME.fullmatch(source):
             raise BadRequest(f"volume name {source!r} must be lowercase letters, digits and '-', e.g. data")
         if not isinstance(dest, str) or not dest.startswith("/") or dest == "/":
             raise BadRequest(f"volume {source}: mount path {dest!r} must be an absolute path like /data")
@@ -185,7 +207,7 @@ def new_spec(name: str, body: dict) -> dict:
         "memory_mb": parse_memory(body.get("memory", body.get("memory_mb", DEFAULT_MEMORY_MB))),
         "disk_mb": 0, "pids": DEFAULT_PIDS, "priority": parse_priority(body.get("priority", 0)),
         "constraints": parse_labels(body.get("constraints", {}), "constraints"),
-        "env": parse_labels(body.get("env", {}), "env"), "secrets": [], "revision": 0,
+        "env": parse_env(body.get("env", {})), "secrets": [], "revision": 0,
         "release": None, "image": "", "created_at": time.time(),
     }
     if body.get("port") is not None:
@@ -209,19 +231,19 @@ def create_app(store: Store, name: str, body: dict, repo_root: Path | None = Non
         raise Conflict(f"an app named {spec['name']!r} already exists; pick another name or "
                        f"`vcapp apps destroy {spec['name']}` first")
     if repo_root is not None:
-        _create_repo(repo_root, spec["name"])
+        entry = store.get(keys.app(spec["name"]))
+        _create_repo(repo_root, spec["name"], entry.create_revision if entry else 0)
     how = f"image {spec['image']}" if spec["image"] else "waiting for its first git push"
     events.record(store, "app.created", f"app {spec['name']} created ({how})", app=spec["name"])
     return spec
 
 
-def _create_repo(root: Path, name: str) -> None:
-    from gitserver.repos import AppExists, create_repo
+def _create_repo(root: Path, name: str, generation: int) -> None:
+    """The new app's empty repository here: one left by a destroyed app of the same name is
+    removed first (its history is not the new app's)."""
+    from vcapp import reposync
 
-    try:
-        create_repo(root, name)
-    except AppExists:
-        pass  # an app destroyed and created again keeps its history
+    reposync.fresh_repo(root, name, generation)
 
 
 def update_app(store: Store, name: str, change: Callable[[dict], dict], extra_ops: list[dict] | None = None) -> dict:
@@ -280,7 +302,7 @@ def set_release(store: Store, app: str, release: int | str, image: str, config: 
     if config.get("command") is not None:
         updates["command"] = parse_command(config["command"])
     if config.get("env") is not None:
-        updates["env"] = parse_labels(config["env"], "env")
+        updates["env"] = parse_env(config["env"])
     if config.get("health") is not None:
         updates["health"] = parse_health(config["health"])
     elif "port" in updates:
@@ -290,12 +312,57 @@ def set_release(store: Store, app: str, release: int | str, image: str, config: 
     return spec
 
 
-def destroy(store: Store, name: str) -> None:
-    """Remove the app; the placer then stops its instances and the runtimes remove them."""
-    get_app(store, name)
-    store.txn([], [delete_op(keys.app(name)), delete_op(keys.secrets(name)), delete_op(keys.pending(name)),
-                   delete_op(keys.repo(name))])
-    events.record(store, "app.destroyed", f"app {name} destroyed", app=name)
+def destroy(store: Store, name: str, repo_root: Path | None = None) -> dict:
+    """Remove the app and everything of it kept in etcd, in one transaction: its spec (custom
+    domains and access policy are in it), secrets, end-user access tokens, release records,
+    repository record, metrics history and pending record. Events stay: they are the
+    cluster's history. The node loops converge the rest from that state: the placer stops
+    its instances and the runtimes remove them, every machine's repository loop removes its
+    copy of the repository (vcapp/reposync.py: `stale_repos`); this machine's copy goes now
+    (`repo_root`). A token that escapes the transaction (created while it ran) still opens
+    nothing: tokens are bound to the app's generation (vcapp/apptokens.py).
+
+    Refused while the app has volumes or a bucket: vcapp cannot delete stored data yet, and
+    an app made again with the same name would find it. Answers what was removed."""
+    from vcapp.volumes import bucket_key, volume_key  # the storage side, loaded only here
+
+    name = app_name(name)
+    for _ in range(UPDATE_ATTEMPTS):
+        entry = store.get(keys.app(name))
+        if entry is None:
+            get_app(store, name)  # raises the NotFound a person can act on
+        _refuse_with_data(store, name, volume_key(name, ""), bucket_key(name))
+        tokens = [e.key for e in store.list(keys.APP_TOKENS)
+                  if isinstance(e.value, dict) and e.value.get("app") == name]
+        releases = store.count(keys.release(name))
+        ops = [delete_op(keys.app(name)), delete_op(keys.secrets(name)), delete_op(keys.pending(name)),
+               delete_op(keys.repo(name)), delete_op(keys.release(name), prefix=True),
+               delete_op(keys.metrics(f"app/{name}"), prefix=True), *(delete_op(k) for k in tokens)]
+        guards = [unchanged(keys.app(name), entry.mod_revision), none_under(volume_key(name, "")),
+                  absent(bucket_key(name))]
+        if store.txn(guards, ops):
+            break
+    else:
+        raise Conflict(f"app {name} kept changing while being destroyed; try again")
+    if repo_root is not None:
+        from vcapp import reposync
+
+        reposync.remove_local(repo_root, name)
+    events.record(store, "app.destroyed", f"app {name} destroyed ({len(tokens)} access token(s), "
+                                          f"{releases} release record(s) removed)", app=name)
+    return {"destroyed": name, "tokens": len(tokens), "releases": releases}
+
+
+def _refuse_with_data(store: Store, name: str, volumes_prefix: str, bucket: str) -> None:
+    volumes = [keys.name_of(e.key, volumes_prefix) for e in store.list(volumes_prefix)]
+    bucket = store.value(bucket)
+    if not volumes and not bucket:
+        return
+    held = ([f"volume(s) {', '.join(volumes)}"] if volumes else []) + \
+        ([f"bucket {bucket.get('bucket', name)}"] if bucket else [])
+    raise Conflict(f"app {name} keeps data in {' and '.join(held)}; vcapp cannot delete stored data yet, and a "
+                   f"new app named {name} would find it, so destroy is refused. To stop the app, "
+                   f"`vcapp scale {name} --count 0`")
 
 
 # ---- instances (for `vcapp ps`) ---------------------------------------------------------------

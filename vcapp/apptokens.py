@@ -1,6 +1,12 @@
 """End-user access tokens for `token` apps, kept in etcd as hashes only.
 
-    /vc/tokens/app/<sha256 of the token>   {id, app, name, created_at, expires_at, revoked}
+    /vc/tokens/app/<sha256 of the token>   {id, app, app_generation, name, created_at, expires_at, revoked}
+
+A token opens the app it was made for, not a later app of the same name: `app_generation` is
+the create revision of /vc/apps/<app> when the token was made (a destroy and a re-create
+change it), and `lookup` answers nothing for a token whose app is gone or is another
+generation. A destroy deletes the app's tokens too (vcapp/apps.py); the generation check
+covers a token made while the destroy ran.
 
 The token itself (router/tokens.py format, `vca_...`) is returned once by `create` and never
 stored; `list_tokens` shows ids and names; `revoke` marks the record by its public id, and
@@ -18,23 +24,23 @@ from router import tokens
 from router.tokens import TokenRecord
 from vcapp import events, keys
 from vcapp.errors import BadRequest, NotFound
-from vcapp.store import Store, put_op, unchanged
+from vcapp.store import Entry, Store, put_op, unchanged
 
-TOKEN_ID = re.compile(r"^tok_[0-9a-f]{12}$")
+TOKEN_ID = re.compile(r"tok_[0-9a-f]{12}")  # matched whole
 
 
 def check_id(value: str) -> str:
-    if not TOKEN_ID.match(value):
+    if not TOKEN_ID.fullmatch(value):
         raise BadRequest(f"{value!r} is not an access token id (tok_ and 12 hex characters); "
                          "`vcapp tokens list APP` shows them")
     return value
 
 
-def require_app(store: Store, app: str) -> dict:
-    spec = store.value(keys.app(app))
-    if spec is None:
+def require_app(store: Store, app: str) -> Entry:
+    entry = store.get(keys.app(app))
+    if entry is None:
         raise NotFound(f"no app {app!r}; `vcapp apps list` shows the apps (create one with `vcapp apps create`)")
-    return spec
+    return entry
 
 
 def public(record: dict) -> dict:
@@ -44,13 +50,16 @@ def public(record: dict) -> dict:
 
 def create(store: Store, app: str, name: str, ttl: int) -> tuple[str, dict]:
     """A new token for `app` (ttl seconds, 0 = never expires): (the token, shown once; its record)."""
-    require_app(store, app)
+    entry = require_app(store, app)
     if not name:
         raise BadRequest("name: say who or what holds the token, e.g. --name alice-phone")
     token, now = tokens.generate(), time.time()
-    record = {"id": tokens.new_id(), "app": app, "name": name, "created_at": now,
-              "expires_at": now + ttl if ttl else None, "revoked": False}
-    store.put(keys.app_token(tokens.hash_token(token)), record)
+    record = {"id": tokens.new_id(), "app": app, "app_generation": entry.create_revision, "name": name,
+              "created_at": now, "expires_at": now + ttl if ttl else None, "revoked": False}
+    # Only while the app read above is unchanged: not for an app being destroyed meanwhile.
+    if not store.txn([unchanged(keys.app(app), entry.mod_revision)],
+                     [put_op(keys.app_token(tokens.hash_token(token)), record)]):
+        return create(store, app, name, ttl)
     events.record(store, "token.app.created", f"access token {record['id']} ({name}) created for {app}", app=app)
     return token, public(record)
 
@@ -80,6 +89,9 @@ def lookup(store: Store, token_hash: str) -> TokenRecord | None:
     value = store.value(keys.app_token(token_hash))
     if not isinstance(value, dict):
         return None
+    app = store.get(keys.app(str(value.get("app"))))
+    if app is None or value.get("app_generation", app.create_revision) != app.create_revision:
+        return None  # its app is gone, or this is another app of the same name
     return TokenRecord(value["id"], value["app"], value.get("name", ""), value.get("expires_at"),
                        bool(value.get("revoked")))
 

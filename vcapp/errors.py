@@ -36,5 +36,9 @@ class Conflict(VcError):
     status = 409
 
 
+class PayloadTooLarge(VcError):
+    status = 413
+
+
 class Unavailable(VcError):
     status = 503

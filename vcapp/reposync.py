@@ -15,6 +15,12 @@ A machine that cannot catch up (no holder answers) refuses to serve the reposito
 than serve an old history. Two pushes of one app landing on two machines at the same moment
 are not serialised cluster-wide: the later record wins (the per-machine deploy lock covers
 one machine only).
+
+Each local repository carries the generation of the app it belongs to (GENERATION_FILE: the
+create revision of /vc/apps/<app>, which a destroy and a re-create change): a repository of
+a destroyed app, or of an earlier app of the same name, is removed by every machine's sync
+loop (`prune`) and never served (vcapp/api/git.py), so no history of a destroyed app
+reaches a new app with its name.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import contextlib
 import fcntl
 import hmac
 import logging
+import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Iterator
@@ -31,7 +39,7 @@ from dulwich.client import HttpGitClient
 from dulwich.graph import can_fast_forward
 from dulwich.repo import Repo
 
-from gitserver.repos import open_repo
+from gitserver.repos import AppExists, create_repo, open_repo, repo_path
 from vcapp import ingress, keys
 from vcapp.errors import VcError
 from vcapp.node.config import derive
@@ -39,6 +47,7 @@ from vcapp.store import Store, put_op, unchanged
 
 log = logging.getLogger("vcapp.reposync")
 
+GENERATION_FILE = "vcapp-generation"  # in the bare repository: its app's create revision
 SYNC_USER = "vcapp-sync"  # the machine credential's user name; its password is sync_secret()
 FETCH_TIMEOUT = 30.0  # one fetch from a peer: the objects a push added, over the cluster network
 LOCK_FILE = "vcapp-sync.lock"
@@ -170,6 +179,64 @@ def _locked(root: Path, app: str) -> Iterator[None]:
     with open(path, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         yield
+
+
+def generation(root: Path, app: str) -> int | None:
+    """The app generation this machine's repository of `app` was made for (None: unknown,
+    a repository made before generations were kept)."""
+    return _generation_at(repo_path(root, app))
+
+
+def _generation_at(path: Path) -> int | None:
+    try:
+        return int((path / GENERATION_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def fresh_repo(root: Path, app: str, app_generation: int) -> Path:
+    """An empty repository of `app` for its generation `app_generation`, replacing whatever
+    repository of that name this machine kept."""
+    remove_local(root, app)
+    try:
+        path = create_repo(root, app)
+    except AppExists:  # made meanwhile by another worker for the same app
+        path = repo_path(root, app)
+    (path / GENERATION_FILE).write_text(str(app_generation))
+    return path
+
+
+def remove_local(root: Path, app: str) -> bool:
+    """Remove this machine's repository of `app`, if any."""
+    return _remove(repo_path(root, app))
+
+
+def _remove(path: Path) -> bool:
+    """Renamed away first (atomic: a git request never sees half a repository), then deleted."""
+    doomed = path.with_name(f".{path.name}.removed-{secrets.token_hex(4)}")
+    try:
+        path.rename(doomed)
+    except FileNotFoundError:
+        return False  # absent, or removed meanwhile
+    shutil.rmtree(doomed, ignore_errors=True)
+    log.info("repository %s removed", path)
+    return True
+
+
+def prune(root: Path, apps: dict[str, int]) -> list[str]:
+    """Remove this machine's repositories that belong to no current app (`apps`: each app's
+    generation): its app is gone, or was destroyed and made again. A repository without a
+    generation belongs to its app if the app exists. Answers the names removed.
+
+    A repository made for a new app between the caller's read of `apps` and this removal is
+    removed too; the git endpoint makes an app's missing repository again on its next request."""
+    removed = []
+    for path in sorted(Path(root).glob("*.git")) if Path(root).is_dir() else []:
+        app = path.name[: -len(".git")]
+        mine = _generation_at(path) if app in apps else None
+        if (app not in apps or mine not in (None, apps[app])) and _remove(path):
+            removed.append(app)
+    return removed
 
 
 def live_apis(store: Store) -> dict[str, str]:

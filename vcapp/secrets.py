@@ -25,8 +25,9 @@ from vcapp import apps, events, keys
 from vcapp.errors import BadRequest, Conflict, Unavailable
 from vcapp.store import Store, delete_op, put_op, unchanged
 
-SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")  # a POSIX name, matched whole
 MAX_VALUE = 64 * 1024  # an env var bigger than this belongs in a file or a volume
+MAX_TOTAL = 128 * 1024  # all of an app's secrets: its record stays far below etcd's request limit
 
 
 def _fernet(key: bytes | None = None) -> Fernet:
@@ -42,8 +43,9 @@ def _fernet(key: bytes | None = None) -> Fernet:
 
 
 def secret_name(name: str) -> str:
-    if not SECRET_NAME.match(name):
-        raise BadRequest(f"secret name {name!r} is not valid: letters, digits and '_', not starting with a digit")
+    if not isinstance(name, str) or not SECRET_NAME.fullmatch(name):
+        raise BadRequest(f"secret name {name!r} is not valid: letters, digits and '_', not starting with a digit "
+                         "(at most 128)")
     return name
 
 
@@ -62,11 +64,11 @@ def check_values(values: object) -> dict[str, str]:
     if not isinstance(values, dict) or not values:
         raise BadRequest('secrets: give an object of names to values, e.g. {"DATABASE_URL": "..."}')
     for name, value in values.items():
-        secret_name(str(name))
+        secret_name(name)
         if not isinstance(value, str):
             raise BadRequest(f"secret {name}: the value must be a string")
-        if "\n" in value or len(value) > MAX_VALUE:
-            raise BadRequest(f"secret {name}: the value must be one line of at most {MAX_VALUE} bytes; "
+        if "\n" in value or "\x00" in value or len(value.encode()) > MAX_VALUE:
+            raise BadRequest(f"secret {name}: the value must be one line (no NUL) of at most {MAX_VALUE} bytes; "
                              "encode multi-line values (base64)")
     return dict(values)
 
@@ -129,6 +131,10 @@ def _change(store: Store, app: str, change: Callable[[dict], dict]) -> list[str]
         if spec_entry is None:
             apps.get_app(store, app)
         new = change(decrypt(sec_entry.value if sec_entry else None))
+        total = sum(len(k.encode()) + len(v.encode()) for k, v in new.items())
+        if total > MAX_TOTAL:
+            raise BadRequest(f"app {app}'s secrets would be {total} bytes in all; at most {MAX_TOTAL // 1024} KiB. "
+                             "Put large values in a file (the image or a volume) and a path in the secret")
         spec = dict(spec_entry.value, secrets=sorted(new), revision=spec_entry.value.get("revision", 0) + 1,
                     updated_at=time.time())
         write = put_op(keys.secrets(app), encrypt(new)) if new else delete_op(keys.secrets(app))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from vcapp.api import auth, errors, events, health, nodes, openapi, tokens
+from vcapp.api import auth, body, errors, events, health, nodes, openapi, tokens
 from vcapp.api import apps as apps_routes
 from vcapp.api import apptokens
 from vcapp.api import builds, git, releases, settings, volumes
@@ -25,6 +25,7 @@ def create_app(config: ApiConfig) -> Flask:
     app.extensions[EXTENSION] = config
     app.json.sort_keys = False
     errors.register(app)
+    app.before_request(body.limit_body)  # before authentication: public routes are bounded too
     auth.register(app)
     for module in (health, nodes, events, tokens, openapi):
         app.register_blueprint(module.bp)

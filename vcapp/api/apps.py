@@ -66,9 +66,11 @@ def show(name: str):
 
 @bp.delete("/v1/apps/<name>")
 def destroy(name: str):
-    """Destroy an app: its instances stop on every machine, its secrets are deleted."""
-    apps.destroy(context.store(), apps.app_name(name))
-    return jsonify(destroyed=name)
+    """Destroy an app: its instances stop on every machine; its secrets, access tokens, custom
+    domains, release records and repository are deleted (409 while it has volumes or a bucket)."""
+    from vcapp.node.config import data_dir
+
+    return jsonify(apps.destroy(context.store(), apps.app_name(name), repo_root=data_dir() / "git"))
 
 
 @bp.post("/v1/apps/<name>/scale")

@@ -20,6 +20,7 @@ from gitserver import DeployError
 from vcapp import apps, buildremote, deploy
 from vcapp.api import context
 from vcapp.api.auth import machine_only
+from vcapp.api.body import streams_body
 from vcapp.errors import BadRequest, Unavailable
 from vcapp.node.config import NodeConfig
 
@@ -28,6 +29,7 @@ bp = Blueprint("builds", __name__)
 
 @bp.post("/v1/builds/<app>/<number>")
 @machine_only
+@streams_body
 def build(app: str, number: str):
     """Build release NUMBER of APP here from the tarball in the body; the log streams back.
 

@@ -13,6 +13,7 @@ from etcd3gw.exceptions import Etcd3Exception
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
+from vcapp.api import body
 from vcapp.errors import VcError
 from vcapp.store import StoreUnavailable
 
@@ -43,6 +44,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):
         hints = {404: "no such API route; GET /openapi.json lists them",
+                 413: body.PAST_LIMIT,
                  405: f"method not allowed here; allowed: {', '.join(sorted(e.valid_methods or []))}"
                  if getattr(e, "valid_methods", None) else "method not allowed here"}
         return error_response(hints.get(e.code, e.description or e.name), e.code or 500)

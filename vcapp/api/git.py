@@ -21,8 +21,8 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from gitserver import GitConfig, create_git_app
 from gitserver.auth import basic_password
 from gitserver.wsgi import text_response
-from gitserver.repos import RepoError, create_repo, repo_path
-from vcapp import apps, deploy, membership, reposync
+from gitserver.repos import RepoError, repo_path
+from vcapp import apps, deploy, keys, membership, reposync
 from vcapp.api.config import ApiConfig
 from vcapp.errors import VcError
 from vcapp.node.config import data_dir
@@ -84,19 +84,25 @@ class RepoOnDemand:
         return body
 
     def _ensure(self, name: str) -> bool:
-        """The local repository exists (made now for an existing app); False: let gitserver say why not."""
+        """The local repository of the current app exists (made now for an existing app, made
+        afresh when the one here belongs to a destroyed app of the same name); False: the app
+        does not exist, and its repository here (if any) is gone: let gitserver say why not."""
         root = self.root_of()
         try:
-            if (repo_path(root, name) / "HEAD").is_file():
+            entry = self.config.store().get(keys.app(apps.app_name(name)))
+            if entry is None:
+                reposync.remove_local(root, name)
+                return False
+            if (repo_path(root, name) / "HEAD").is_file() and \
+                    reposync.generation(root, name) in (None, entry.create_revision):
                 return True
-            apps.get_app(self.config.store(), name)
-            create_repo(root, name)
+            reposync.fresh_repo(root, name, entry.create_revision)
             log.info("git: made the local repository of app %s under %s", name, root)
             return True
         except RepoError:
-            return (repo_path(root, name) / "HEAD").is_file()  # AppExists (a race) or a bad name
+            return (repo_path(root, name) / "HEAD").is_file()  # a race with another worker
         except VcError:
-            return False  # unknown app: gitserver says so
+            return False  # not an app name: gitserver says so
 
     def _catch_up(self, name: str) -> None:
         store = self.config.store()

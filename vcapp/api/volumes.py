@@ -26,15 +26,18 @@ from vcapp.errors import BadRequest, Unavailable
 from vcapp.node.config import NodeConfig
 
 bp = Blueprint("volumes", __name__)
-SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(m|mb|mib|g|gb|gib)?$")
+SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(m|mb|mib|g|gb|gib)?")  # matched whole
 
 
 def parse_size(value) -> int:
     """Megabytes from 512, "512M", "1G", "1.5GiB"."""
-    match = SIZE.match(str(value).strip().lower()) if not isinstance(value, bool) and value is not None else None
+    match = SIZE.fullmatch(str(value).strip().lower()) if not isinstance(value, bool) and value is not None else None
     if not match:
         raise BadRequest(f"size: {value!r} is not a size; use megabytes or gigabytes like 512M or 1G")
-    return int(float(match.group(1)) * (1024 if (match.group(2) or "m").startswith("g") else 1))
+    mb = float(match.group(1)) * (1024 if (match.group(2) or "m").startswith("g") else 1)
+    if not mb <= volumes.MAX_SIZE_MB:  # also a number too long to be finite
+        raise BadRequest(f"size: at most {volumes.MAX_SIZE_MB // 1024}G")
+    return int(mb)
 
 
 @bp.post("/v1/apps/<app>/volumes")
@@ -68,9 +71,9 @@ def _node_config() -> NodeConfig:
 @bp.post("/v1/apps/<app>/bucket")
 def create_bucket(app: str):
     """Give APP an S3 bucket with its own keys; its instances restart with them in their env."""
-    store = context.store()
+    app, store = apps.app_name(app), context.store()
     cfg = None if bucketbackend.get(store) else _node_config()  # only the built-in storage runs here
-    return jsonify(volumes.create_bucket(store, cfg, apps.app_name(app), who=_who())), 201
+    return jsonify(volumes.create_bucket(store, cfg, app, who=_who())), 201
 
 
 @bp.get("/v1/buckets")

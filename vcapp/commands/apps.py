@@ -90,12 +90,15 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @api_errors
 def destroy(name: str, yes: bool) -> None:
-    """Destroy an app: stop its instances everywhere and delete its secrets."""
+    """Destroy an app: stop its instances everywhere and delete its secrets, access tokens,
+    custom domains, releases and repository (refused while it has volumes or a bucket)."""
     app_model.app_name(name)
-    if not yes and not click.confirm(f"destroy app {name} and stop all its instances?"):
+    if not yes and not click.confirm(f"destroy app {name}: stop all its instances and delete its secrets, "
+                                     "access tokens, domains, releases and repository?"):
         raise click.Abort()
-    Client.from_config().delete(f"/v1/apps/{name}")
-    click.echo(f"app {name} destroyed; its instances are stopping")
+    answer = Client.from_config().delete(f"/v1/apps/{name}")
+    click.echo(f"app {name} destroyed ({answer.get('tokens', 0)} access token(s) and "
+               f"{answer.get('releases', 0)} release(s) deleted); its instances are stopping")
 
 
 @click.command("scale")

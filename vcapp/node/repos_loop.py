@@ -4,6 +4,8 @@ Every SYNC_EVERY_S it reads /vc/repos/* (vcapp/reposync.py) and, on a worker thr
 fetch takes seconds; the daemon's tick must not wait), catches up each repository this
 machine does not hold yet: fetched from a machine that does, then listed as a holder. So a
 push is on every live machine seconds after it lands, and survives the machine that took it.
+The same worker removes this machine's repositories of destroyed apps (`reposync.prune`), so
+a destroyed app's history is gone from every live machine seconds after the destroy.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import threading
 import time
 
-from gitserver.repos import RepoError, create_repo, repo_path
+from gitserver.repos import RepoError, repo_path
 from vcapp import keys, reposync
 from vcapp.errors import VcError
 from vcapp.node.config import cluster_key
@@ -41,12 +43,22 @@ class RepoSyncLoop:
         self.last = time.monotonic()
         behind = [keys.name_of(e.key, keys.REPOS) for e in ctx.store.list(keys.REPOS)
                   if self.node not in ((e.value or {}).get("holders") or [])]
-        if behind:
+        apps = {keys.name_of(e.key, keys.APPS): e.create_revision for e in ctx.store.list(keys.APPS)}
+        local = {p.name[: -len(".git")] for p in self.root.glob("*.git")} if self.root.is_dir() else set()
+        if behind or local - set(apps) or any(reposync.generation(self.root, a) not in (None, apps[a])
+                                              for a in local & set(apps)):
             self.worker = threading.Thread(target=self._sync, args=(behind,), name="vcapp-repos", daemon=True)
             self.worker.start()
 
     def _sync(self, apps: list[str]) -> None:
         store = self.store()
+        try:
+            current = {keys.name_of(e.key, keys.APPS): e.create_revision for e in store.list(keys.APPS)}
+            for app in reposync.prune(self.root, current):
+                log.info("repository of %s removed: its app was destroyed", app)
+        except (OSError, StoreUnavailable) as e:
+            log.info("repository cleanup skipped: %s", e)
+            return
         try:
             secret = reposync.sync_secret(cluster_key())
             peers = reposync.live_apis(store)
@@ -56,9 +68,10 @@ class RepoSyncLoop:
         for app in apps:
             try:
                 if not (repo_path(self.root, app) / "HEAD").is_file():
-                    if store.get(keys.app(app)) is None:
+                    entry = store.get(keys.app(app))
+                    if entry is None:
                         continue  # the app was destroyed; its record goes with it
-                    create_repo(self.root, app)
+                    reposync.fresh_repo(self.root, app, entry.create_revision)
                 reposync.catch_up(store, app, self.root, self.node, peers, secret)
             except (RepoError, VcError, StoreUnavailable) as e:
                 log.info("repository of %s not caught up yet: %s", app, e)
