@@ -61,9 +61,8 @@ def bring_up():
 
 def status_rows(cc, via: str, alive: list[str]) -> list[dict]:
     """The app's reports in etcd, read on `via` from the members still reachable."""
-    eps = ",".join(f"http://{cc.sim.addr(m)}:2379" for m in alive)
-    proc = cc.sim.run(via, "etcdctl", "--endpoints", eps, "--command-timeout=2s", "get", "--prefix", "/vc/status/",
-                      "--print-value-only", check=False, timeout=10)
+    proc = cc.sim.etcdctl(via, [cc.sim.addr(m) for m in alive], "--command-timeout=2s", "get", "--prefix",
+                          "/vc/status/", "--print-value-only", check=False, timeout=10)
     rows = []
     for line in proc.stdout.splitlines():
         try:

@@ -66,11 +66,22 @@ class ProcessSpec:
 
 
 @dataclass(frozen=True)
+class EtcdTLS:
+    """Files a filer's etcd client presents and trusts: etcd admits only clients with a
+    certificate from the cluster CA."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+@dataclass(frozen=True)
 class ClusterPlan:
     masters: tuple[Machine, ...]
     machines: tuple[Machine, ...]
     etcd: tuple[str, ...]
     default_replication: str
+    etcd_tls: EtcdTLS | None = None
 
     @property
     def master_list(self) -> str:
@@ -88,8 +99,9 @@ class ClusterPlan:
         raise KeyError(f"{name} is not a member of the storage cluster; add it to the cluster first")
 
 
-def plan_cluster(machines: list[Machine], etcd: list[str]) -> ClusterPlan:
-    """The cluster-wide plan from every member machine (alive or not) and etcd's endpoints."""
+def plan_cluster(machines: list[Machine], etcd: list[str], etcd_tls: EtcdTLS | None = None) -> ClusterPlan:
+    """The cluster-wide plan from every member machine (alive or not) and etcd's endpoints
+    (host:port; with `etcd_tls`, reached over TLS with that client certificate)."""
     if not machines:
         raise ValueError("a storage cluster needs at least one machine")
     if not etcd:
@@ -101,10 +113,11 @@ def plan_cluster(machines: list[Machine], etcd: list[str]) -> ClusterPlan:
         machines=ordered,
         etcd=tuple(etcd),
         default_replication=replication.choose_code([m.site for m in ordered]),
+        etcd_tls=etcd_tls,
     )
 
 
-def filer_toml(etcd: tuple[str, ...]) -> str:
+def filer_toml(etcd: tuple[str, ...], tls: EtcdTLS | None = None) -> str:
     """The filer store: the cluster's etcd, not a local leveldb."""
     return (
         "[filer.options]\nrecursive_delete = true\n\n"
@@ -113,6 +126,8 @@ def filer_toml(etcd: tuple[str, ...]) -> str:
         f'servers = "{",".join(etcd)}"\n'
         f'key_prefix = "{ETCD_KEY_PREFIX}"\n'
         'timeout = "3s"\n'
+        + (f'tls_ca_file = "{tls.ca}"\ntls_client_crt_file = "{tls.cert}"\ntls_client_key_file = "{tls.key}"\n'
+           if tls else "")
     )
 
 
@@ -151,7 +166,7 @@ def _filer(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
         f"-defaultReplicaPlacement={plan.default_replication}",
         f"-dataCenter={me.site}", f"-rack={me.name}",
         "-s3", f"-s3.port={S3_PORT}",
-    ), cwd="filer", files={"filer.toml": filer_toml(plan.etcd)})
+    ), cwd="filer", files={"filer.toml": filer_toml(plan.etcd, plan.etcd_tls)})
 
 
 def storage_dir(data_dir: Path) -> Path:

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from vcapp import etcdtls
 from vcapp.dev.cluster import DevCluster, list_clusters
 from vcapp.dev.topology import Topology, default
+from vcapp.node.config import ETCD_CLIENT_PORT
 
 TEST_CLUSTER = re.compile(r"^t[0-9a-f]{4}$")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
@@ -54,6 +56,15 @@ class Sim:
 
     def addr(self, host: str) -> str:
         return self.topology.host(host).addr
+
+    def etcdctl(self, host: str, addrs: list[str], *args: str, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+        """etcdctl on `host` against the etcd members at `addrs`, with `host`'s etcd
+        certificate (etcd admits no client without one from the cluster CA)."""
+        tls = etcdtls.paths(self.dc.host_dir(host) / "data")
+        endpoints = ",".join(f"https://{a}:{ETCD_CLIENT_PORT}" for a in addrs)
+        return self.run(host, "etcdctl", "--endpoints", endpoints, *tls.etcdctl_flags(), *args,
+                        check=check, timeout=timeout)
 
     def ping(self, host: str, target: str, count: int = 1, wait: float = 1) -> bool:
         return self.run(host, "ping", "-c", str(count), "-W", str(wait), target, check=False).returncode == 0

@@ -11,6 +11,9 @@
     /vc/tokens/admin/<id>        {name, hash, created_at, revoked}
     /vc/tokens/app/<sha256>      end-user access token: {id, app, name, created_at, expires_at, revoked}
     /vc/etcd/members/<name>      {member_id, peer_url, client_url}: machines that run an etcd member
+    /vc/etcd/ca                  {"cert": PEM}: the cluster's etcd CA certificate (vcapp/etcdtls.py)
+    /vc/etcd/certs/<name>        {serial, addr, issued_at}: the etcd certificate a machine was given
+    /vc/etcd/revoked/<serial>    {name, addr, at}: certificates of removed machines (etcd's CRL)
     /vc/events/<ms>-<rand>       {time, kind, node?, app?, message}
     /vc/election/<role>          the leader of <role>, bound to its lease
     /vc/apps/<app>               app spec (placer/model.py) + revision, created_at (vcapp/apps.py)
@@ -54,6 +57,9 @@ JOIN_TOKENS = "/vc/tokens/join/"
 ADMIN_TOKENS = "/vc/tokens/admin/"
 APP_TOKENS = "/vc/tokens/app/"
 ETCD_MEMBERS = "/vc/etcd/members/"
+ETCD_CA = "/vc/etcd/ca"
+ETCD_CERTS = "/vc/etcd/certs/"
+ETCD_REVOKED = "/vc/etcd/revoked/"
 EVENTS = "/vc/events/"
 ELECTION = "/vc/election/"
 STORAGE_ENABLED = "/vc/storage/enabled"
@@ -106,6 +112,14 @@ def app_token(token_hash: str) -> str:
 
 def etcd_member(name: str) -> str:
     return ETCD_MEMBERS + name
+
+
+def etcd_cert(name: str) -> str:
+    return ETCD_CERTS + name
+
+
+def etcd_revoked(serial: str) -> str:
+    return ETCD_REVOKED + serial
 
 
 def election(role: str) -> str:

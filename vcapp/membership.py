@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from vcapp import events, keys, tokens
-from vcapp.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
+from vcapp.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unavailable
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
 MAX_NODES = 10
@@ -280,6 +280,17 @@ def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
     return cluster
 
 
+def etcd_cert_revocation(store: Store, name: str, now: float) -> list[dict]:
+    """Operations that move the machine's etcd certificate to the revocation list (every
+    machine writes it into its etcd's CRL: vcapp/node/crl_loop.py), so a removed machine's key
+    opens no new connection to etcd."""
+    cert = store.value(keys.etcd_cert(name))
+    if not cert:
+        return []
+    return [put_op(keys.etcd_revoked(cert["serial"]), {"name": name, "addr": cert.get("addr", ""), "at": now}),
+            delete_op(keys.etcd_cert(name))]
+
+
 def remove_node(store: Store, name: str) -> dict:
     """Forget a machine: its record, liveness and state. Returns the removed record.
 
@@ -291,12 +302,13 @@ def remove_node(store: Store, name: str) -> dict:
         entry = store.get(keys.node(name))
         if entry is None:
             raise NotFound(f"no machine named {name!r}; `vcapp nodes` lists them")
+        revoke_cert = etcd_cert_revocation(store, name, time.time())
         now = time.time()
         revoke = ([put_op(keys.mesh_revoked(entry.value["addr"]), {"node": name, "at": now})]
                   if mesh and entry.value.get("addr") else [])
         if store.txn(
             [unchanged(keys.node(name), entry.mod_revision)],
-            [delete_op(keys.node(name)), delete_op(keys.alive(name)), delete_op(keys.nodestate(name)),
+            [*revoke_cert, delete_op(keys.node(name)), delete_op(keys.alive(name)), delete_op(keys.nodestate(name)),
              put_op(keys.NODES_VERSION, {"at": now}), *revoke],
         ):
             break
@@ -304,6 +316,25 @@ def remove_node(store: Store, name: str) -> dict:
         raise Conflict(f"machine {name!r} kept changing while being removed; run the removal again")
     events.record(store, "node.removed", f"{name} removed from the cluster", node=name)
     return entry.value
+
+
+def etcd_ca(store: Store) -> bytes:
+    """The cluster's etcd CA certificate (PEM), made at `cluster init`."""
+    record = store.value(keys.ETCD_CA)
+    if not record:
+        raise Unavailable("this cluster has no etcd CA certificate in etcd; it was made by an older vcapp "
+                          "(`vcapp cluster init` writes one)")
+    return record["cert"].encode()
+
+
+def record_etcd_cert(store: Store, name: str, addr: str, serial: str) -> None:
+    """Remember which certificate a machine was given, so its removal revokes it."""
+    store.put(keys.etcd_cert(name), {"serial": serial, "addr": addr, "issued_at": time.time()})
+
+
+def revoked_etcd_certs(store: Store) -> dict[str, dict]:
+    """serial (hex) -> {name, addr, at} of every removed machine's etcd certificate."""
+    return {keys.name_of(e.key, keys.ETCD_REVOKED): e.value for e in store.list(keys.ETCD_REVOKED)}
 
 
 def list_nodes(store: Store) -> list[dict]:

@@ -1,9 +1,10 @@
 """The cluster state store: etcd v3 (through its JSON gateway, with etcd3gw), values as JSON.
 
 `Store` talks to any of several etcd endpoints and moves to the next when one stops
-answering, so a machine keeps working while a member is down. It offers what the control
-plane needs and no more: JSON get/put/delete, prefix listings with revisions, transactions
-with compare-and-swap, leases, and etcd membership calls.
+answering, so a machine keeps working while a member is down. https endpoints are reached
+with this machine's etcd certificate (vcapp/etcdtls.py): etcd admits no client without one.
+It offers what the control plane needs and no more: JSON get/put/delete, prefix listings
+with revisions, transactions with compare-and-swap, leases, and etcd membership calls.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+import requests
 from etcd3gw.client import Etcd3Client
 from etcd3gw import exceptions as etcd_errors
+
+from vcapp import etcdtls
+from vcapp.node.config import data_dir
 
 # A request to a live etcd on the cluster network answers in milliseconds; 5 s means the
 # member is gone or partitioned, and the next endpoint should be tried.
@@ -98,18 +103,28 @@ def unchanged(key: str, mod_revision: int) -> dict:
 
 
 class Store:
-    def __init__(self, endpoints: Iterable[str], timeout: float = REQUEST_TIMEOUT):
+    def __init__(self, endpoints: Iterable[str], timeout: float = REQUEST_TIMEOUT, tls: etcdtls.Paths | None = None):
+        """`tls`: the CA and client certificate for https endpoints; this machine's (in its
+        data dir) when not given."""
         self.endpoints = [e.rstrip("/") for e in endpoints]
         if not self.endpoints:
             raise ValueError("no etcd endpoint given")
         self.timeout = timeout
+        self.tls = tls or etcdtls.paths(data_dir())
         self._clients = [self._client(e) for e in self.endpoints]
 
     def _client(self, url: str) -> Etcd3Client:
         scheme, rest = url.split("://", 1)
         host, port = rest.rsplit(":", 1)
-        return Etcd3Client(host=host, port=int(port), protocol=scheme,
-                                           timeout=self.timeout, api_path="/v3/")
+        if scheme != "https":
+            return Etcd3Client(host=host, port=int(port), protocol=scheme, timeout=self.timeout, api_path="/v3/")
+        # Not from the environment: requests lets REQUESTS_CA_BUNDLE override a session's CA.
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.tls.ca)
+        session.cert = (str(self.tls.cert), str(self.tls.key))
+        return Etcd3Client(host=host, port=int(port), protocol=scheme, timeout=self.timeout, api_path="/v3/",
+                           session=session)
 
     def call(self, path: str, payload: dict) -> dict:
         """POST to the gateway, trying each endpoint in turn; the one that answers goes first."""

@@ -30,10 +30,11 @@ from storage import agent as storage_agent
 from storage import buckets, external, guard, mount
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
-from storage.plan import S3_PORT, ClusterPlan, Machine, plan_cluster
+from storage.plan import S3_PORT, ClusterPlan, EtcdTLS, Machine, plan_cluster
 from vcapp import apps, bucketbackend, events, keys, secrets
 from vcapp.errors import BadRequest, Conflict, NotFound, Unavailable
-from vcapp.node.config import NodeConfig, run_dir
+from vcapp import etcdtls
+from vcapp.node.config import NodeConfig, data_dir, run_dir
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
 ENABLED, STATE, VOLUMES, BUCKETS = keys.STORAGE_ENABLED, keys.STORAGE_STATE, keys.VOLUMES, keys.BUCKETS
@@ -63,8 +64,16 @@ def storage_plan(store: Store, cfg: NodeConfig, alive: set[str] | None = None) -
     machines = [Machine(keys.name_of(e.key, keys.NODES), e.value["site"], e.value["addr"])
                 for e in store.list(keys.NODES) if e.value]
     alive = alive_names(store) if alive is None else alive
-    return plan_cluster(machines, etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines
-                                                                             if m.name in alive}))
+    order = etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines if m.name in alive})
+    return plan_cluster(machines, order, filer_etcd_tls(cfg.store_endpoints()))
+
+
+def filer_etcd_tls(endpoints: list[str]) -> EtcdTLS | None:
+    """The filers reach etcd as this machine, with its certificate, when etcd speaks TLS."""
+    if not any(e.startswith("https://") for e in endpoints):
+        return None
+    tls = etcdtls.paths(data_dir())
+    return EtcdTLS(ca=str(tls.ca), cert=str(tls.cert), key=str(tls.key))
 
 
 def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> list[str]:

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from vcapp import joinbox, membership
+from vcapp import etcdtls, keys
 from vcapp.api import ApiConfig, create_app
 from vcapp.api.wsgi import gunicorn_command
 from vcapp.store import Store, wait_healthy
@@ -25,6 +26,7 @@ ETCD_START_TIMEOUT = 20  # a fresh single member elects itself in about a second
 GUNICORN_START_TIMEOUT = 20
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_KEY = bytes(range(32))  # what the serving machine keeps in <data dir>/keys/cluster.key
+MACHINE_ETCD_KEY = etcdtls.new_key()  # a joining machine's etcd key; its CSR rides in the join
 JOIN_KEY = joinbox.cluster_public(CLUSTER_KEY)  # what the cluster's join tokens pin
 
 
@@ -80,6 +82,7 @@ def found(etcd_url: str, max_nodes: int = 10) -> Cluster:
     admin, join = membership.create_cluster(store, name="acme", domain="apps.example.com",
                                             edge="edge.example.com:443", first=FIRST, max_nodes=max_nodes,
                                             join_key=JOIN_KEY)
+    store.put(keys.ETCD_CA, {"cert": etcdtls.make_ca(CLUSTER_KEY, "acme").decode()})  # as `cluster init`
     return Cluster(store, str(admin), str(join), etcd_url)
 
 
@@ -102,7 +105,8 @@ class JoinAnswer:
 def sealed_join(post, token: str, node: dict) -> JoinAnswer:
     """POST /v1/join sealed as `vcapp node join` does (vcapp/joinbox.py); `post(body)` sends the
     wire body and returns (status, answer body bytes)."""
-    sealed = joinbox.seal_request(JOIN_KEY, {"token": token, "node": node})
+    sealed = joinbox.seal_request(JOIN_KEY, {"token": token, "node": node,
+                                             "csr": etcdtls.make_csr(MACHINE_ETCD_KEY, node["name"])})
     status, wire = post(sealed.body)
     answer = json.loads(wire)
     return JoinAnswer(status, sealed.open_answer(answer) if status == 201 else answer, wire)

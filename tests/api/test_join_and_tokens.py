@@ -11,6 +11,7 @@ import time
 import pytest
 
 from vcapp import joinbox, keys, tokens
+from vcapp import etcdtls
 from vcapp.api import ApiConfig, create_app
 from tests.api.conftest import CLUSTER_KEY, JOIN_KEY, JoinAnswer, bearer, client_post, found, sealed_join
 
@@ -136,7 +137,8 @@ def test_the_join_crosses_the_wire_sealed(api, cluster):
     """Neither the join token nor the cluster key nor the mesh credential is readable in the
     bodies on the wire; the answer opens only with the key of the machine that asked, and an
     altered request is refused without admitting anyone."""
-    sealed = joinbox.seal_request(JOIN_KEY, {"token": cluster.join, "node": machine("office-1")})
+    sealed = joinbox.seal_request(JOIN_KEY, {"token": cluster.join, "node": machine("office-1"),
+                                             "csr": etcdtls.make_csr(etcdtls.new_key(), "office-1")})
     request_wire = str(sealed.body)
     assert tokens.parse_join_token(cluster.join).secret not in request_wire
     response = api.post("/v1/join", json=sealed.body)

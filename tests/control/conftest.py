@@ -45,8 +45,7 @@ class ControlCluster:
 
     def etcd(self, machine: str, *args: str, check: bool = True):
         """etcdctl on a machine against its local etcd view."""
-        return self.sim.run(machine, "etcdctl", "--endpoints", ",".join(
-            f"http://{self.sim.addr(m)}:2379" for m in self.machines), *args, check=check)
+        return self.sim.etcdctl(machine, [self.sim.addr(m) for m in self.machines], *args, check=check)
 
     def nodes(self, machine: str) -> dict:
         import json

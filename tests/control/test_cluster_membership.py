@@ -2,11 +2,13 @@
 cold start. (Machines share one LAN until the mesh carries etcd across sites.)"""
 
 import json
+import subprocess
 import time
 
 import pytest
 
 from tests.control.conftest import TEST_REPLACE_AFTER, ControlCluster
+from vcapp import etcdtls
 from vcapp.node.agent import LEASE_TTL
 
 pytestmark = pytest.mark.cluster
@@ -47,6 +49,28 @@ def test_init_and_joins_give_three_machines_up_and_three_etcd_voters(cc):
     assert (health.stdout + health.stderr).count("is healthy") == 3, health.stdout + health.stderr
     kinds = [e["kind"] for e in json.loads(cc.vcapp("home-1", "events", "--json").stdout)]
     assert kinds.count("node.joined") == 2 and "etcd.member.promoted" in kinds
+
+
+def etcd_put(cc, machine: str, target: str, *curl_args: str) -> subprocess.CompletedProcess:
+    """A put through etcd's HTTP gateway on `target`'s cluster address, from `machine`, as any
+    process there could try it: the forged admin token of issue 15."""
+    body = '{"key": "L3ZjL3Rva2Vucy9hZG1pbi9mb3JnZWQ=", "value": "e30="}'  # /vc/tokens/admin/forged
+    return cc.sim.run(machine, "curl", "-sS", "--max-time", "5", "-X", "POST", "-d", body, *curl_args,
+                      f"https://{cc.sim.addr(target)}:2379/v3/kv/put", check=False, timeout=15)
+
+
+def test_etcd_admits_only_clients_with_a_cluster_certificate(cc):
+    tls = etcdtls.paths(cc.sim.dc.host_dir("home-2") / "data")
+    for args in [("--cacert", str(tls.ca)), ("--insecure",)]:  # TLS without a client certificate
+        refused = etcd_put(cc, "home-2", "home-1", *args)
+        assert refused.returncode != 0 and not refused.stdout, refused
+    plain = cc.sim.run("home-2", "curl", "-sS", "--max-time", "5", "-X", "POST", "-d", "{}",
+                       f"http://{cc.sim.addr('home-1')}:2379/v3/kv/put", check=False, timeout=15)
+    assert plain.returncode != 0 or "revision" not in plain.stdout, plain
+    assert cc.etcd("home-1", "get", "/vc/tokens/admin/forged").stdout == ""
+    ok = etcd_put(cc, "home-2", "home-1", "--cacert", str(tls.ca), "--cert", str(tls.cert), "--key", str(tls.key))
+    assert ok.returncode == 0 and "revision" in ok.stdout, ok  # the machine's own certificate works
+    cc.etcd("home-1", "del", "/vc/tokens/admin/forged")
 
 
 @pytest.mark.parametrize("case", ["garbage", "wrong-secret", "revoked", "expired", "used-up"])
@@ -161,3 +185,21 @@ def test_api_refuses_without_a_valid_admin_token(cc):
                           f"Authorization: Bearer {cc.admin_token}", "-H", "Content-Type: application/json",
                           "-X", "POST", "-d", "{not json", f"{url}/v1/tokens/join").stdout
     assert bad_json.endswith(" 400") and "not valid JSON" in bad_json
+
+
+def test_a_removed_machine_cannot_reach_etcd_with_its_certificate(cc):
+    cc.wait(cc.all_up, 60, "every machine up")
+    home1 = [cc.sim.addr("home-1")]
+    assert cc.sim.etcdctl("home-4", home1, "get", "/vc/cluster", check=False).returncode == 0
+    cc.vcapp("home-1", "node", "remove", "home-4", "--yes")
+    start = time.monotonic()
+    refused = cc.wait(lambda: cc.sim.etcdctl("home-4", home1, "--dial-timeout=2s", "get", "/vc/cluster",
+                                             check=False).returncode != 0, 10, "home-4's certificate refused")
+    print(f"node remove -> home-4's certificate refused: {time.monotonic() - start:.1f}s")
+    assert refused
+    others = [n for n, learner in voters(cc).items() if not learner and n not in ("home-1", "home-4")]
+    assert others
+    for other in others:  # every member has the list, not only the one asked
+        out = cc.sim.etcdctl("home-4", [cc.sim.addr(other)], "--dial-timeout=2s", "get", "/vc/cluster", check=False)
+        assert out.returncode != 0, out
+        cc.sim.etcdctl("home-1", [cc.sim.addr(other)], "put", "/probe/after-remove", "ok")  # others still can

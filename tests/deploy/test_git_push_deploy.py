@@ -381,9 +381,8 @@ def remote(cc: ControlCluster, machine: str) -> str:
 
 
 def repo_record(cc: ControlCluster, via: str = "home-1") -> dict:
-    eps = ",".join(f"http://{cc.sim.addr(m)}:2379" for m in cc.machines)
-    out = cc.sim.run(via, "etcdctl", "--endpoints", eps, "get", f"/vc/repos/{APP}", "--print-value-only",
-                     check=False).stdout.strip()
+    out = cc.sim.etcdctl(via, [cc.sim.addr(m) for m in cc.machines], "get", f"/vc/repos/{APP}",
+                         "--print-value-only", check=False).stdout.strip()
     return json.loads(out) if out else {}
 
 

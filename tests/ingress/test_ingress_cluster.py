@@ -77,7 +77,7 @@ def report(cc, node: str, app: str, port: int) -> None:
 
 def etcdctl(cc, *args: str) -> None:
     """etcdctl against the founding machine's member (a fresh joiner may still be a learner)."""
-    cc.sim.run("home-1", "etcdctl", "--endpoints", f"http://{cc.sim.addr('home-1')}:2379", *args)
+    cc.sim.etcdctl("home-1", [cc.sim.addr("home-1")], *args)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from flask import Blueprint, g, jsonify
 from mesh import auth as mesh_auth
 
 from vcapp import joinbox, keys, membership
+from vcapp import etcdtls
 from vcapp.api import context
 from vcapp.api.auth import public
 from vcapp.api.body import json_body
@@ -33,6 +34,8 @@ def join():
 
     Body: a sealed request (vcapp/joinbox.py: {"key", "box"}) holding
     {"token": "<join token>", "node": {name, site, addr, api_url, labels, resources, version}}.
+    The request also carries "csr", the CSR of the etcd key the machine made for itself; the
+    answer carries "etcd_tls": {ca, cert}, its etcd certificate from the cluster CA.
     Authorized by the join token, not an admin token. Answers 201 {"box"}, sealed to the
     joining machine: the cluster, the etcd client URLs it should use, the cluster key and its
     mesh credential. Nothing secret crosses the wire in clear, whoever relays the join.
@@ -53,15 +56,34 @@ def join():
         raise BadRequest("token: give the join token (`vcapp tokens join create` prints one)")
     info = membership.NodeInfo.from_json(body.get("node"))
     store = context.store()
+    csr, ca_pem = etcd_csr(body.get("csr"), store, key)  # checked before admitting, like the key
     cluster = membership.admit_node(store, token, info)
     endpoints = [url for m in store.members() if not m.is_learner for url in m.client_urls]
     node = store.value(keys.node(info.name))
     answer = dict(cluster=public_cluster(cluster), node=node, endpoints=endpoints, cluster_key=key)
+    cert = etcdtls.sign(ca_pem, base64.b64decode(key), csr.public_key(), node["name"], node["addr"])
+    membership.record_etcd_cert(store, node["name"], node["addr"], etcdtls.serial(cert))
+    answer["etcd_tls"] = {"ca": ca_pem.decode(), "cert": cert.decode()}
     if cluster.get("mesh_coord"):
         mesh_key = config.derive(base64.b64decode(key), "mesh")
         answer["mesh"] = {"ip": node["addr"], "coord_url": cluster["mesh_coord"],
                           "credential": mesh_auth.issue_credential(mesh_key, node["name"], node["addr"])}
     return jsonify(opened.seal_answer(answer)), 201
+
+
+def etcd_csr(text: object, store: Store, key: str):
+    """The joining machine's CSR, checked, and the cluster's etcd CA certificate, which must
+    be the CA of this machine's cluster key (else this machine cannot sign: 503)."""
+    try:
+        csr = etcdtls.check_csr(text)
+    except etcdtls.TLSError as e:
+        raise BadRequest(f"{e}; `vcapp node join` sends one (is this machine's vcapp older than the cluster's?)") from None
+    ca_pem = membership.etcd_ca(store)
+    try:
+        etcdtls.check_ca(ca_pem, base64.b64decode(key))
+    except etcdtls.TLSError as e:
+        raise Unavailable(f"{e}; send the join to another cluster machine") from None
+    return csr, ca_pem
 
 
 def cluster_key() -> str:

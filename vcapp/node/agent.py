@@ -30,7 +30,9 @@ from pathlib import Path
 
 from vcapp import __version__, keys
 from vcapp.node import etcd, etcd_members, loops, resources
+from vcapp import etcdtls
 from vcapp.node.children import Child
+from vcapp.node.config import cluster_key
 from vcapp.node.config import NodeConfig, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
 from vcapp.node.lease import LeaseKeeper
@@ -151,6 +153,8 @@ class Agent:
             if not address_present(cfg.addr):
                 return  # etcd and the API listen on the overlay address: wait for the mesh
         if cfg.etcd.member:
+            if not etcdtls.paths(self.base).crl.exists():  # etcd refuses every handshake without it
+                etcdtls.write_crl(self.base, cluster_key(), [])  # crl_loop fills it
             self.etcd.ensure(etcd.command(cfg, self.base))
         else:
             self.etcd.stop()

@@ -23,10 +23,12 @@ from mesh import auth as mesh_auth
 from mesh.coord import PREFIX as MESH_PREFIX
 
 from vcapp import __version__, joinbox, keys, membership, tokens
+from vcapp import etcdtls
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
 from vcapp.node import agent, etcd, etcd_members, resources
 from vcapp.node.config import (EtcdRole, MeshRole, NodeConfig, cluster_key_path, config_path, data_dir,
                                derive, mesh_credential_path, save_cluster_key)
+from vcapp.node.config import cluster_key
 from vcapp.store import Store, StoreUnavailable, wait_healthy
 
 START_TIMEOUT = 60.0  # s: etcd's first start plus the daemon's; seconds normally, slow disks more
@@ -95,6 +97,7 @@ def _forget_local_state() -> None:
     config_path().unlink(missing_ok=True)
     cluster_key_path().unlink(missing_ok=True)
     mesh_credential_path().unlink(missing_ok=True)
+    etcdtls.forget(data_dir())
     shutil.rmtree(etcd.data_dir(data_dir()), ignore_errors=True)
 
 
@@ -138,10 +141,11 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
         mesh = MeshRole(ip=addr, coord_url=coord_url(edge), interface=mesh_interface())
         _save_credential(mesh_auth.issue_credential(derive(key, "mesh"), node_name, addr))
     cfg = NodeConfig(cluster=name, name=node_name, site=site, addr=addr, labels=labels, mesh=mesh,
-                     etcd=EtcdRole(member=True, state="new", initial_cluster=f"{node_name}=http://{addr}:2380"))
+                     etcd=EtcdRole(member=True, state="new", initial_cluster=f"{node_name}=https://{addr}:2380"))
     cfg.endpoints = [cfg.etcd_client_url]
     cfg.save()
     try:
+        ca_pem, serial = _first_etcd_cert(key, name, node_name, addr)
         ensure_daemon()
         store = Store([cfg.etcd_client_url])
         wait_healthy(store, START_TIMEOUT)
@@ -151,13 +155,27 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
             first=_node_info(node_name, site, addr, cfg.api_url, labels))
         member = store.members()[0]
         store.put(keys.etcd_member(node_name), {"member_id": member.id, "peer_url": cfg.etcd_peer_url})
+        store.put(keys.ETCD_CA, {"cert": ca_pem.decode()})
+        membership.record_etcd_cert(store, node_name, addr, serial)
         return membership.cluster_record(store), admin, join
     except BaseException:
         _forget_local_state()
         raise
 
 
-def request_join(token_text: str, info: membership.NodeInfo) -> dict:
+def _first_etcd_cert(key: bytes, cluster: str, name: str, addr: str) -> tuple[bytes, str]:
+    """The cluster's etcd CA, and the founding machine's key and certificate signed here
+    (there is nobody to send a CSR to yet), with an empty revocation list. Returns the CA
+    certificate and the machine certificate's serial."""
+    ca_pem = etcdtls.make_ca(key, cluster)
+    machine_key = etcdtls.new_key()
+    cert = etcdtls.sign(ca_pem, key, machine_key.public_key(), name, addr)
+    etcdtls.save_machine(data_dir(), ca_pem, cert, machine_key)
+    etcdtls.write_crl(data_dir(), key, [])
+    return ca_pem, etcdtls.serial(cert)
+
+
+def request_join(token_text: str, info: membership.NodeInfo, csr: str) -> dict:
     """Ask the cluster (through the address in the token) to admit this machine.
 
     The request and its answer are sealed (vcapp/joinbox.py) to the cluster key pinned in the
@@ -171,7 +189,7 @@ def request_join(token_text: str, info: membership.NodeInfo) -> dict:
     if not token.join_key:
         raise BadRequest("this join token carries no cluster key to seal the join to (it predates sealed "
                          "joins); create a new one with `vcapp tokens join create`")
-    sealed = joinbox.seal_request(token.join_key, {"token": token_text, "node": info.__dict__})
+    sealed = joinbox.seal_request(token.join_key, {"token": token_text, "node": info.__dict__, "csr": csr})
     body = sealed.body
     deadline = time.monotonic() + JOIN_PATIENCE
     while True:
@@ -205,7 +223,8 @@ def request_join(token_text: str, info: membership.NodeInfo) -> dict:
 def join_cluster(token_text: str, *, node_name: str, site: str, addr: str, labels: dict) -> dict:
     _refuse_if_member()
     info = _node_info(node_name, site, addr, f"http://{addr}:7180", labels)
-    answer = request_join(token_text, info)
+    etcd_key = etcdtls.new_key()  # made here, never sent: the join carries its CSR
+    answer = request_join(token_text, info, etcdtls.make_csr(etcd_key, node_name))
     mesh = None
     if answer.get("mesh"):
         addr = answer["mesh"]["ip"]
@@ -214,6 +233,8 @@ def join_cluster(token_text: str, *, node_name: str, site: str, addr: str, label
     cfg = NodeConfig(cluster=answer["cluster"]["name"], name=node_name, site=site, addr=addr, labels=labels,
                      endpoints=list(answer["endpoints"]), mesh=mesh)
     save_cluster_key(base64.b64decode(answer["cluster_key"]))
+    etcdtls.save_machine(data_dir(), answer["etcd_tls"]["ca"].encode(), answer["etcd_tls"]["cert"].encode(), etcd_key)
+    etcdtls.write_crl(data_dir(), cluster_key(), [])  # filled by the node daemon (crl_loop)
     cfg.save()
     ensure_daemon()
     _wait_alive(Store(cfg.endpoints), node_name)

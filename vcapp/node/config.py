@@ -100,11 +100,11 @@ class NodeConfig:
 
     @property
     def etcd_client_url(self) -> str:
-        return f"http://{self.addr}:{ETCD_CLIENT_PORT}"
+        return f"https://{self.addr}:{ETCD_CLIENT_PORT}"
 
     @property
     def etcd_peer_url(self) -> str:
-        return f"http://{self.addr}:{ETCD_PEER_PORT}"
+        return f"https://{self.addr}:{ETCD_PEER_PORT}"
 
     def store_endpoints(self) -> list[str]:
         """Where to reach etcd: our own member first (it answers fastest), then the others."""

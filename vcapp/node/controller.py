@@ -62,7 +62,7 @@ class Controller:
         members = etcd_members.member_views(self.store, self.store.members())
         for action in etcd_members.plan_members(views, members, self.replace_after):
             try:
-                etcd_members.apply(self.store, action, lambda n: f"http://{nodes[n]['addr']}:{ETCD_PEER_PORT}")
+                etcd_members.apply(self.store, action, lambda n: f"https://{nodes[n]['addr']}:{ETCD_PEER_PORT}")
             except StoreUnavailable:
                 raise
             except Exception as e:  # e.g. a learner not caught up yet: try again next tick

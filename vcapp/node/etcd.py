@@ -1,9 +1,14 @@
-"""This machine's etcd member: its command line and data directory."""
+"""This machine's etcd member: its command line and data directory.
+
+etcd speaks TLS only, to clients and to peers, and admits only certificates signed by the
+cluster CA that are not on the revocation list (vcapp/etcdtls.py). Its loopback listener is
+TLS too: a process on the machine without the machine's key gets nothing from it either."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from vcapp import etcdtls
 from vcapp.node.config import ETCD_CLIENT_PORT, NodeConfig
 
 ETCD_BIN = "/usr/bin/etcd"
@@ -31,7 +36,7 @@ def command(cfg: NodeConfig, base: Path) -> list[str]:
         ETCD_BIN,
         "--name", cfg.name,
         "--data-dir", str(data_dir(base)),
-        "--listen-client-urls", f"{cfg.etcd_client_url},http://127.0.0.1:{ETCD_CLIENT_PORT}",
+        "--listen-client-urls", f"{cfg.etcd_client_url},https://127.0.0.1:{ETCD_CLIENT_PORT}",
         "--advertise-client-urls", cfg.etcd_client_url,
         "--listen-peer-urls", cfg.etcd_peer_url,
         "--initial-advertise-peer-urls", cfg.etcd_peer_url,
@@ -44,4 +49,17 @@ def command(cfg: NodeConfig, base: Path) -> list[str]:
         "--auto-compaction-retention", "1h",
         "--logger", "zap",
         "--log-level", "warn",
+        *tls_flags(etcdtls.paths(base)),
+    ]
+
+
+def tls_flags(tls: etcdtls.Paths) -> list[str]:
+    """etcd's TLS for clients and peers: a certificate from the cluster CA, not revoked, or
+    no connection. The revocation list file must exist (etcd refuses every handshake when it
+    cannot read it)."""
+    return [
+        "--client-cert-auth", "--trusted-ca-file", str(tls.ca),
+        "--cert-file", str(tls.cert), "--key-file", str(tls.key), "--client-crl-file", str(tls.crl),
+        "--peer-client-cert-auth", "--peer-trusted-ca-file", str(tls.ca),
+        "--peer-cert-file", str(tls.cert), "--peer-key-file", str(tls.key), "--peer-crl-file", str(tls.crl),
     ]

@@ -7,6 +7,7 @@ every machine; leader loops only on the machine holding the controller election.
 from __future__ import annotations
 
 from vcapp.node.fence_loop import FenceLoop
+from vcapp.node.crl_loop import CrlLoop
 from vcapp.node.metrics_loop import MeshPathLoop, MetricsLoop
 from vcapp.node.registry_loop import RegistryLoop
 from vcapp.node.repos_loop import RepoSyncLoop
@@ -17,7 +18,7 @@ from vcapp.node.storage_loop import ReplicationLoop, StorageLoop
 def node_loops() -> list:
     from vcapp.node.runtime_loop import RuntimeLoop
 
-    return [FenceLoop, RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop, RepoSyncLoop]
+    return [FenceLoop, CrlLoop, RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop, RepoSyncLoop]
 
 
 def leader_loops() -> list:

@@ -1,0 +1,101 @@
+"""What etcd's TLS costs a write: two single-member etcds side by side on loopback, one plain
+HTTP and one with the cluster's TLS (client certificates, CRL: vcapp/node/etcd.py tls_flags),
+written to through the project's client (vcapp/store.py, etcd's JSON gateway).
+
+Two ways a machine writes: on a kept-alive connection (the Store's session: every loop and
+the API) and on a new connection each time (what a fresh Store or a reconnect pays: the TLS
+handshake, certificate checks and the CRL read included). Writes alternate between the two
+servers so load on the machine hits both alike.
+
+    .venv/bin/python bench/etcd_tls_bench.py [--writes 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from vcapp import etcdtls  # noqa: E402
+from vcapp.node import etcd  # noqa: E402
+from vcapp.store import Store, wait_healthy  # noqa: E402
+
+CLUSTER_KEY = bytes(range(32))
+START_TIMEOUT = 20.0
+WARMUP = 50  # first writes grow the database and warm the gateway: not counted
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(work: Path, name: str, tls: etcdtls.Paths | None) -> tuple[subprocess.Popen, str]:
+    scheme = "https" if tls else "http"
+    url, peer = f"{scheme}://127.0.0.1:{free_port()}", f"{scheme}://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [etcd.ETCD_BIN, "--name", name, "--data-dir", str(work / name),
+         "--listen-client-urls", url, "--advertise-client-urls", url, "--listen-peer-urls", peer,
+         "--initial-advertise-peer-urls", peer, "--initial-cluster", f"{name}={peer}",
+         "--logger", "zap", "--log-level", "warn", *(etcd.tls_flags(tls) if tls else [])],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, url
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def run(writes: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="etcd-tls-bench-"))
+    key = etcdtls.new_key()
+    ca_pem = etcdtls.make_ca(CLUSTER_KEY, "bench")
+    tls = etcdtls.save_machine(work / "m", ca_pem, etcdtls.sign(ca_pem, CLUSTER_KEY, key.public_key(), "m",
+                                                                "127.0.0.1"), key)
+    etcdtls.write_crl(work / "m", CLUSTER_KEY, [format(n, "x") for n in range(1, 11)])  # ten removed machines
+    procs = []
+    try:
+        plain_proc, plain_url = start(work, "plain", None)
+        tls_proc, tls_url = start(work, "tls", tls)
+        procs = [plain_proc, tls_proc]
+        urls = {"plain": plain_url, "tls": tls_url}
+        for url in urls.values():
+            wait_healthy(Store([url], tls=tls), START_TIMEOUT)
+        value = {"payload": "x" * 200}
+        for mode in ("kept-alive", "new connection"):
+            kept = {name: Store([url], tls=tls) for name, url in urls.items()}
+            times: dict[str, list[float]] = {name: [] for name in urls}
+            for i in range(WARMUP + writes):
+                for name, url in urls.items():
+                    store = kept[name] if mode == "kept-alive" else Store([url], tls=tls)
+                    began = time.perf_counter()
+                    store.put(f"/bench/{i % 100}", value)
+                    if i >= WARMUP:
+                        times[name].append((time.perf_counter() - began) * 1000)
+            p = {name: (statistics.median(t), percentile(t, 99)) for name, t in times.items()}
+            print(f"{mode:15s} plain p50 {p['plain'][0]:6.2f} ms p99 {p['plain'][1]:6.2f} ms | "
+                  f"tls p50 {p['tls'][0]:6.2f} ms p99 {p['tls'][1]:6.2f} ms | "
+                  f"ratio p50 {p['tls'][0] / p['plain'][0]:.2f} p99 {p['tls'][1] / p['plain'][1]:.2f}  "
+                  f"({writes} writes each)")
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writes", type=int, default=2000)
+    run(parser.parse_args().writes)
