@@ -139,9 +139,11 @@ def test_a_body_over_the_limit_is_a_413_also_without_a_token(api, blog):
 
 
 def test_a_name_with_a_newline_makes_no_repository(api, blog, node_dir):
+    """The app blog exists: "blog\n" once passed as its name and made a repository "blog\n.git"."""
     auth = base64.b64encode(f"git:{blog.admin}".encode()).decode()
     revision = blog.store.revision()
-    response = api.get("/git/x%0A.git/info/refs?service=git-receive-pack", headers={"Authorization": f"Basic {auth}"})
+    response = api.get("/git/blog%0A.git/info/refs?service=git-receive-pack",
+                       headers={"Authorization": f"Basic {auth}"})
     assert response.status_code in (400, 404)
     assert sorted(p.name for p in (node_dir / "git").iterdir()) == ["blog.git"]
     assert blog.store.revision() == revision
