@@ -73,7 +73,7 @@ def next_mesh_ip(used: set[str]) -> str:
 
 
 def validate_node_name(name: str) -> None:
-    if not NODE_NAME.match(name):
+    if not NODE_NAME.fullmatch(name):  # whole: `$` would pass a final newline
         raise BadRequest(f"machine name {name!r}: use lowercase letters, digits and '-', "
                          "starting with a letter (at most 31)")
 
@@ -97,7 +97,7 @@ def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: No
     with it; later tokens admit one machine unless asked for more.
     With `mesh_coord` (the edge's coordination URL) machines join through the edge and talk
     over the WireGuard mesh; without it they must reach each other directly (one LAN)."""
-    if not CLUSTER_NAME.match(name):
+    if not CLUSTER_NAME.fullmatch(name):
         raise BadRequest(f"cluster name {name!r}: use lowercase letters, digits and '-'")
     validate_node_name(first.name)
     if not 1 <= max_nodes <= MAX_NODES:

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.api.conftest import CLUSTER_KEY, bearer
+from tests.api.conftest import CLUSTER_KEY, bearer, client_post, sealed_join
 from vcapp.api import ApiConfig, create_app
 from vcapp.api.body import MAX_JSON_BODY
 
@@ -135,6 +135,17 @@ def test_a_body_over_the_limit_is_a_413_also_without_a_token(api, blog):
     response = api.post("/v1/join", data=b"{" + b" " * MAX_JSON_BODY + b"}", content_type="application/json")
     assert response.status_code == 413
     assert "request body too large" in response.json["error"] and "1 MiB" in response.json["error"]
+    assert blog.store.revision() == revision
+
+
+def test_a_machine_named_with_a_newline_does_not_join(api, blog):
+    revision = blog.store.revision()
+    node = {"name": "home-2\n", "site": "home", "addr": "10.0.0.2", "api_url": "http://10.0.0.2:7180",
+            "resources": {"cpus": 2, "memory_mb": 4000, "free_memory_mb": 1000, "disk_mb": 50_000,
+                          "free_disk_mb": 20_000}, "version": "0.1.0"}
+    answer = sealed_join(client_post(api), blog.join, node)
+    assert answer.status_code == 400, answer.json
+    assert "machine name 'home-2\\n'" in answer.json["error"]
     assert blog.store.revision() == revision
 
 
