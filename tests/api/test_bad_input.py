@@ -100,6 +100,8 @@ NUMBERS = [
     ("post", "/v1/tokens/join", '{"uses": 1e309}', "1e309 is too large a number"),
     ("post", "/v1/apps/blog/volumes", '{"name": "data", "size": "%sG"}' % BIG, "size: at most"),
     ("get", "/v1/events?limit=" + BIG, None, "limit"),
+    ("post", "/v1/apps/blog/rollback", '{"release": "%s"}' % ("9" * 5000), "is not a release number"),
+    ("post", "/v1/apps/blog/rollback", '{"release": "\u00b2"}', "is not a release number"),
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, g, jsonify
 
 from vcapp import apps, releases
@@ -10,6 +12,8 @@ from vcapp.api.body import json_body
 from vcapp.errors import BadRequest
 
 bp = Blueprint("releases", __name__)
+# ASCII digits only (str.isdigit also takes "²", which int() refuses), and few enough to be one.
+NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def release_number(value) -> int | None:
@@ -17,7 +21,7 @@ def release_number(value) -> int | None:
     if value is None:
         return None
     text = str(value).strip().lower().removeprefix("v")
-    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+    if isinstance(value, bool) or not NUMBER.fullmatch(text) or int(text) < 1:
         raise BadRequest(f"release: {value!r} is not a release number; give one like 3 or v3 "
                          "(`vcapp releases APP` lists them)")
     return int(text)
