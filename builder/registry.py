@@ -15,8 +15,9 @@ needs HTTP basic auth as a user of the htpasswd file (`write_htpasswd`, bcrypt).
 has one user, the machines' (`Credential`); podman and buildah find its password in an
 auth file (`write_auth_file`, containers-auth.json(5), mode 0600) passed as `--authfile`,
 never on a command line. Basic auth over plain HTTP sends the password on every request:
-acceptable because a registry listens on loopback or on its machine's mesh address only,
-and WireGuard encrypts and authenticates every packet between machines.
+acceptable on loopback and on a WireGuard mesh address (WireGuard encrypts and
+authenticates every packet between machines), which is where the cluster's registries
+listen (vcapp/node/registry_loop.py).
 """
 
 from __future__ import annotations

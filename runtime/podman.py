@@ -64,18 +64,19 @@ class Container:
 
 class PodmanDriver:
     def __init__(self, shell: Shell | None = None, cgroup_parent: str | None = None,
-                 publish_ip: str = PUBLISH_IP, scratch_dir: Path | None = None):
+                 publish_ip: str = PUBLISH_IP, scratch_dir: Path | None = None, authfile: Path | None = None):
         self.shell = shell or LocalShell()
+        self.authfile = authfile  # registry credentials (containers-auth.json) for the pulls of `podman run`
         self.cgroup_parent = cgroup_parent
         self.publish_ip = publish_ip
         self.scratch_dir = scratch_dir
 
     @classmethod
-    def from_env(cls, shell: Shell | None = None) -> "PodmanDriver":
+    def from_env(cls, shell: Shell | None = None, authfile: Path | None = None) -> "PodmanDriver":
         """Configured from $VCAPP_CGROUP_PARENT and $VCAPP_RUN_DIR when set."""
         run_dir = os.environ.get("VCAPP_RUN_DIR")
         return cls(shell, cgroup_parent=os.environ.get("VCAPP_CGROUP_PARENT") or None,
-                   scratch_dir=Path(run_dir) if run_dir else None)
+                   scratch_dir=Path(run_dir) if run_dir else None, authfile=authfile)
 
     def _podman(self, *args: str, what: str) -> str:
         proc = self.shell.run(["podman", *args])
@@ -133,6 +134,8 @@ class PodmanDriver:
             args += ["-p", f"{self.publish_ip}:{host_port}:{spec.port}"]
         for v in spec.volumes:
             args += ["-v", f"{(binds or {})[v.source]}:{v.destination}"]
+        if self.authfile:
+            args += ["--authfile", str(self.authfile)]  # a file: the registry password never in argv
         return args + [spec.image, *spec.command]
 
     def is_running(self, name: str) -> bool:

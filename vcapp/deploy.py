@@ -35,6 +35,7 @@ from builder.errors import BuildError, NothingToBuild
 from gitserver import DeployError, PushResult
 from vcapp import appconfig, apps, buildproxy, buildremote, events, keys, membership, releases
 from vcapp.errors import VcError
+from vcapp.node import registry_loop
 from vcapp.node.config import NodeConfig
 from vcapp.store import Store
 
@@ -140,7 +141,7 @@ def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Pa
         raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
                           "starts it; check `vcapp status` and its log (data dir log/registry.log)")
     result = run_build(source, app, number, registry, log, buildproxy.for_build(store, registry))
-    copies = copy_image(store, node, result.image, log)
+    copies = copy_image(store, node, result.image, log, result.digest)
     return {"image": result.image, "digest": result.digest, "language": result.language,
             "seconds": round(result.seconds, 1), "built_on": node.name, "copies": copies}
 
@@ -151,7 +152,8 @@ def run_build(source: Path, app: str, number: int, registry: str, log: Log, prox
     parent = os.environ.get("VCAPP_CGROUP_PARENT")
     try:
         return build(source, app, number, registry, on_line=log, limits=Limits(), proxy=proxy,
-                     cgroup_parent=f"{parent.rstrip('/')}/builds" if parent else None)
+                     cgroup_parent=f"{parent.rstrip('/')}/builds" if parent else None,
+                     authfile=registry_loop.auth_file())
     except NothingToBuild as e:
         raise DeployError(e.reason) from None
     except BuildError as e:
@@ -165,8 +167,9 @@ def copy_targets(nodes: dict[str, dict], alive: set[str], own: str, count: int =
     return sorted(others, key=lambda n: (nodes[n].get("site") == own_site, n))[:count]
 
 
-def copy_image(store: Store, node: NodeConfig, image: str, log: Log) -> list[str]:
-    """Copy `image` to the registries of copy_targets, in parallel; the names that got it.
+def copy_image(store: Store, node: NodeConfig, image: str, log: Log, digest: str | None = None) -> list[str]:
+    """Copy `image` to the registries of copy_targets, in parallel; the names that got it,
+    each holding the same manifest (`digest`, what instances pull by).
     A failed copy is a warning: the release still deploys, with fewer copies."""
     nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
     alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
@@ -177,7 +180,8 @@ def copy_image(store: Store, node: NodeConfig, image: str, log: Log) -> list[str
     started, errors = time.monotonic(), {}
 
     def one(name: str) -> None:
-        errors[name] = copy(image, f"{nodes[name]['addr']}:{REGISTRY_PORT}")
+        errors[name] = copy(image, f"{nodes[name]['addr']}:{REGISTRY_PORT}", authfile=registry_loop.auth_file(),
+                            digest=digest)
 
     threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in targets]
     for t in threads:

@@ -10,6 +10,10 @@ A record is written only after its image is in the registry, so a failed build l
 trace here; a release that then fails its health check keeps its record with status
 "failed" (its image can still be rolled back to on purpose). Rollback sets the app back to
 an earlier record's image and config (`rollback`).
+
+The app runs a release's image by digest (`run_image`: <registry>/apps/blog@sha256:...), so
+what runs is the manifest the build pushed whatever a tag in any registry says later. "image"
+keeps the tag reference for people; a record without a digest runs by that tag.
 """
 
 from __future__ import annotations
@@ -66,6 +70,17 @@ def previous_good(store: Store, app: str, before: int) -> dict | None:
     return None
 
 
+def run_image(rec: dict) -> str:
+    """The reference instances of release `rec` run: its repository at its digest, or its
+    tag reference when the record has no digest."""
+    image, digest = rec["image"], rec.get("digest")
+    if not digest:
+        return image
+    head, _, last = image.rpartition("/")  # the tag is in the last part: a host may have a port
+    name = last.split("@", 1)[0].split(":", 1)[0]
+    return f"{head}/{name}@{digest}" if head else f"{name}@{digest}"
+
+
 def apply(store: Store, app: str, rec: dict) -> dict:
     """Point the app at release `rec`: its operational fields, then set_release (one roll)."""
     config = rec.get("config") or {}
@@ -75,7 +90,7 @@ def apply(store: Store, app: str, rec: dict) -> dict:
     if ops:
         # Without a revision bump: these roll out with the new release set just below.
         apps.update_app(store, app, lambda spec: dict(spec, **ops))
-    return apps.set_release(store, app, rec["number"], rec["image"], config)
+    return apps.set_release(store, app, rec["number"], run_image(rec), config)
 
 
 def rollback(store: Store, app: str, number: int | None, who: str) -> dict:

@@ -97,3 +97,40 @@ def test_a_build_source_round_trips_files_links_and_exec_bits(tmp_path):
     out = unpack(pack(src), tmp_path / "b")
     assert (out / "app.py").read_text() == "print(1)\n" and (out / "main.py").readlink().name == "app.py"
     assert (out / "bin" / "run").stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize("rec, runs", [
+    ({"image": "10.1.0.11:5000/apps/blog:3", "digest": "sha256:" + "a" * 64},
+     "10.1.0.11:5000/apps/blog@sha256:" + "a" * 64),
+    ({"image": "10.1.0.11:5000/apps/blog:3", "digest": None}, "10.1.0.11:5000/apps/blog:3"),  # made before digests
+    ({"image": "10.1.0.11:5000/apps/blog:3"}, "10.1.0.11:5000/apps/blog:3"),
+    ({"image": "blog:3", "digest": "sha256:" + "b" * 64}, "blog@sha256:" + "b" * 64),
+])
+def test_a_release_runs_its_image_by_digest_and_a_record_without_one_by_tag(rec, runs):
+    from vcapp.releases import run_image
+    assert run_image(rec) == runs
+
+
+def test_the_auth_file_gives_the_machine_credential_for_every_registry_and_only_to_its_owner(tmp_path, monkeypatch):
+    import base64
+    import json
+    import os
+
+    from vcapp.node import config, registry_loop
+    monkeypatch.setenv("VCAPP_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("VCAPP_DATA_DIR", str(tmp_path / "data"))
+    config.save_cluster_key(os.urandom(32))
+
+    class Ctx:
+        base = tmp_path / "data"
+    loop = registry_loop.RegistryLoop(Ctx())
+    loop._auth(["10.1.0.12:5000", "10.1.0.11:5000"])
+    path = registry_loop.auth_file()
+    assert path == tmp_path / "run" / "registry" / "auth.json" and path.stat().st_mode & 0o777 == 0o600
+    auths = json.loads(path.read_text())["auths"]
+    assert sorted(auths) == ["10.1.0.11:5000", "10.1.0.12:5000"]
+    cred = registry_loop.credential()
+    assert {base64.b64decode(a["auth"]).decode() for a in auths.values()} == {f"{cred.user}:{cred.password}"}
+    # derived from the cluster key for the registry alone: not the machine API's bearer
+    from vcapp.api.auth import machine_secret
+    assert cred.password != machine_secret(config.cluster_key()) and len(cred.password) == 64

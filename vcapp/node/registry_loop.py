@@ -18,6 +18,18 @@ other: a pull of <builder>:5000/apps/x:3 tries this machine's own registry first
 other live machines', and the builder's last, so the image is found while any copy lives.
 Machines that are down are left out of the mirrors (a dead mirror costs a connect timeout
 on every pull); the drop-in is rewritten as soon as the live set changes.
+
+Only machines use the registries: every request (pull, push, delete, even /v2/) needs basic
+auth as MACHINE_USER, whose password is derived from the cluster key (`credential`), which
+only machines hold. The registry checks it against <data dir>/registry/htpasswd (bcrypt);
+podman and buildah read it from `auth_file()` (<run dir>/registry/auth.json, 0600, naming
+every cluster registry, as mirrors are pulled from with their own address's credentials),
+passed as `--authfile` by the runtime (runtime_loop.py) and the builds (deploy.py).
+Basic auth over plain HTTP carries the password in every request. The registry listens on
+the machine's cluster address only (NodeConfig.addr): on a cluster with a mesh that is its
+WireGuard address, so between machines the password (and every image) travels encrypted and
+authenticated by WireGuard, which is why no TLS is added here. A cluster made without a mesh
+(`cluster init` without --edge, machines on one LAN) sends it in clear on that LAN.
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ from pathlib import Path
 from builder import registry
 from vcapp import keys
 from vcapp.node.children import Child
-from vcapp.node.config import derived_key
+from vcapp.node.config import derived_key, run_dir
 
 log = logging.getLogger("vcapp.node")
 
@@ -60,6 +72,20 @@ def dropin_text(addresses: list[str], own: str | None = None, live: list[str] | 
     return head + "\n".join(entries)
 
 
+MACHINE_USER = "vcapp-machine"
+
+
+def credential() -> registry.Credential:
+    """The machines' registry credential. Its own derivation: the password sits in the auth
+    file, and leaking it must not open the machine API (api/auth.py machine_secret)."""
+    return registry.Credential(MACHINE_USER, derived_key("registry-machine").hex())
+
+
+def auth_file() -> Path:
+    """Where podman/buildah on this machine find the registry credential (`--authfile`)."""
+    return run_dir() / "registry" / "auth.json"
+
+
 def http_secret() -> str:
     """Stable across restarts (upload state stays valid); derived, so never stored."""
     try:
@@ -74,8 +100,10 @@ class RegistryLoop:
     def __init__(self, ctx):
         self.child = Child("registry", ctx.base / "log" / "registry.log")
         self.config_path = ctx.base / "registry" / "config.yml"
+        self.htpasswd = ctx.base / "registry" / "htpasswd"
         self.last_refresh = 0.0
         self.written = ""
+        self.auth_written = ""
 
     def step(self, ctx) -> None:
         address = f"{ctx.cfg.addr}:{PORT}"
@@ -86,12 +114,15 @@ class RegistryLoop:
             self.last_refresh = time.monotonic()
 
     def _configure(self, base: Path, address: str) -> None:
+        if not auth_file().exists():  # the run dir is emptied at boot; this machine's own registry first
+            self._auth([address])
         storage = registry.FilesystemStorage(base / "registry" / "data")
         wanted = registry.config(address, storage, http_secret() or None)
-        if self.config_path.exists() and self.written == address:
+        if self.config_path.exists() and self.htpasswd.exists() and self.written == address:
             return
         storage.root.mkdir(parents=True, exist_ok=True)
-        registry.write_config(self.config_path, address, storage, wanted["http"]["secret"])
+        registry.write_htpasswd(self.htpasswd, credential())
+        registry.write_config(self.config_path, address, storage, wanted["http"]["secret"], self.htpasswd)
         self.written = address
         if self.child.running():
             self.child.stop()  # restart with the new config on this same step
@@ -101,6 +132,7 @@ class RegistryLoop:
         alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
         addresses = [own] + [f"{rec['addr']}:{PORT}" for rec in records.values() if rec.get("addr")]
         live = [f"{rec['addr']}:{PORT}" for name, rec in records.items() if rec.get("addr") and name in alive]
+        self._auth(addresses)
         text = dropin_text(addresses, own, live)
         path = dropin_dir() / DROPIN_NAME
         if path.exists() and path.read_text() == text:
@@ -110,3 +142,12 @@ class RegistryLoop:
         tmp.write_text(text)
         os.replace(tmp, path)
         log.info("registries drop-in %s lists %d cluster registries", path, len(set(addresses)))
+
+    def _auth(self, addresses: list[str]) -> None:
+        """The auth file names every registry in `addresses` (written when that set changes)."""
+        wanted = ",".join(sorted(set(addresses)))
+        if wanted == self.auth_written and auth_file().exists():
+            return
+        registry.write_auth_file(auth_file(), addresses, credential())
+        self.auth_written = wanted
+        log.info("registry auth file %s names %d cluster registries", auth_file(), len(set(addresses)))

@@ -35,6 +35,7 @@ from runtime.podman import PodmanDriver, PodmanError
 from vcapp import events, keys, secrets, volumes
 from vcapp.errors import VcError
 from vcapp.node import agent as node_agent  # module, not names: agent imports the loops
+from vcapp.node import registry_loop
 from vcapp.store import Store, StoreUnavailable
 
 log = logging.getLogger("vcapp.runtime")
@@ -66,8 +67,8 @@ class RuntimeLoop:
         self.stale = False  # the lease had gone stale at the last look
         self.lease_lock = threading.Lock()
         self.cfg, self.base = ctx.cfg, Path(ctx.base)
-        self.agent = Agent(PodmanDriver.from_env(), self.node, self.base / "runtime" / "book.json",
-                           prepare=self._prepare)
+        driver = PodmanDriver.from_env(authfile=registry_loop.auth_file())  # pulls with the machine credential
+        self.agent = Agent(driver, self.node, self.base / "runtime" / "book.json", prepare=self._prepare)
         self.store: Store | None = None
         self.publisher = Publisher(self.node)
         self.desired: dict = {"assignments": [], "secrets": {}}
