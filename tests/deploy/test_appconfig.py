@@ -66,6 +66,15 @@ def test_no_file_or_empty_file_sets_only_port_and_a_tcp_check():
     ("app = \"other\"\n", "vcapp.toml line 1: app: says 'other' but this is the repository of 'blog'"),
     ("port = 80\nport = 81\n", "vcapp.toml is not valid TOML: Cannot overwrite a value (at line 2, column 10)"),
     ("[health\n", "vcapp.toml is not valid TOML"),
+    ("[env]\n\"MODE\\n\" = \"x\"\n", "env.MODE\n: is not a valid variable name"),
+    ("[env]\n\"2FA\" = \"x\"\n", "env.2FA: is not a valid variable name"),
+    ("[env]\nBIG = \"%s\"\n" % ("x" * 33 * 1024), "vcapp.toml line 1: env: the value of BIG is 33792 bytes; "
+                                                  "each value may be at most 32 KiB"),
+    ("[env]\n" + "".join(f"V{i} = \"{'x' * 20 * 1024}\"\n" for i in range(4)), "env: the env is 81928 bytes in all; "
+                                                                              "at most 64 KiB"),
+    ("[env]\nNUL = \"a\\u0000b\"\n", "the value of NUL holds a NUL character"),
+    ("[[mounts]]\nsource = \"data\\n\"\ndestination = \"/data\"\n", "mounts[0].source: must name a volume"),
+    ("[resources]\nmemory = \"1%sG\"\n" % ("0" * 400), "resources.memory: '1000"),
 ])
 def test_each_mistake_names_line_and_field_and_what_is_allowed(text, message):
     with pytest.raises(AppConfigError) as e:
