@@ -43,7 +43,7 @@ from gitserver.repos import AppExists, create_repo, open_repo, repo_path
 from vcapp import ingress, keys
 from vcapp.errors import VcError
 from vcapp.node.config import derive
-from vcapp.store import Store, put_op, unchanged
+from vcapp.store import Store, absent, put_op, unchanged
 
 log = logging.getLogger("vcapp.reposync")
 
@@ -81,8 +81,23 @@ def publish(store: Store, app: str, root: Path, node: str) -> None:
     if entry is not None and (entry.value or {}).get("refs") == refs:
         _join_holders(store, app, node, entry)
         return
-    store.put(keys.repo(app), {"refs": refs, "holders": [node], "at": time.time()})
+    # Only for the app this repository belongs to: a push that ends after its app was destroyed
+    # (and perhaps made again) must not hand its branches to the new app's record.
+    app_entry = store.get(keys.app(app))
+    mine = generation(root, app)
+    if app_entry is None or mine not in (None, app_entry.create_revision):
+        log.info("repository of %s: not recorded, its app was destroyed during the push", app)
+        return
+    if not store.txn([_created_at(keys.app(app), app_entry.create_revision)],
+                     [put_op(keys.repo(app), {"refs": refs, "holders": [node], "at": time.time()})]):
+        log.info("repository of %s: not recorded, its app was destroyed during the push", app)
+        return
     log.info("repository of %s: branches %s recorded", app, ", ".join(f"{r}={s[:7]}" for r, s in sorted(refs.items())))
+
+
+def _created_at(key: str, revision: int) -> dict:
+    """Compare: `key` exists and was created at `revision` (absent() with a revision)."""
+    return dict(absent(key), create_revision=str(revision))
 
 
 def catch_up(store: Store, app: str, root: Path, node: str, peers: dict[str, str], secret: str) -> bool:

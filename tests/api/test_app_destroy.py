@@ -165,3 +165,23 @@ def test_an_app_with_stored_data_is_not_destroyed_and_nothing_changes(api, clust
     assert message in answer.json["error"] and "vcapp scale data --count 0" in answer.json["error"]
     assert store.revision() == revision
     assert router_answer(store, token, "data") == "200 OK"
+
+
+def test_a_push_that_ends_after_the_destroy_records_nothing(api, cluster, node_dir, tmp_path):
+    """A push received just before the destroy finishes after it: its branches never become the
+    record of the app, nor of a new app of the same name (other machines would fetch them)."""
+    store, admin, root = cluster.store, bearer(cluster.admin), node_dir / "git"
+    assert api.post("/v1/apps", json={"name": "late"}, headers=admin).status_code == 201
+    commit_to(root, "late", b"print('pushed')\n")
+    in_flight = tmp_path / "late.git"
+    shutil.copytree(root / "late.git", in_flight)
+    assert api.delete("/v1/apps/late", headers=admin).status_code == 200
+    shutil.copytree(in_flight, root / "late.git")  # the push's repository, still open in its worker
+    reposync.publish(store, "late", root, "home-1")
+    assert store.get(keys.repo("late")) is None
+
+    assert api.post("/v1/apps", json={"name": "late"}, headers=admin).status_code == 201
+    shutil.rmtree(root / "late.git")
+    shutil.copytree(in_flight, root / "late.git")
+    reposync.publish(store, "late", root, "home-1")
+    assert store.get(keys.repo("late")) is None
