@@ -30,6 +30,7 @@ NODE_SERVICE = "vcapp-node"
 EDGE_SERVICE = "vcapp-edge"
 INGRESS_SERVICE = "vcapp-ingress"
 MESH_WAIT = 60.0  # s: the first machine registers with the edge within seconds of its boot
+API_WAIT = 120.0  # s: the first machine's API answers within seconds of its boot; minutes = broken
 SAMPLE_APP = "hello"
 SAMPLE_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "hello"
 PUSH_TIMEOUT = 900.0  # s: a first build loads the python stack into the machine; then ~20 s
@@ -82,12 +83,26 @@ def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
         if not _login(dc, m) and login:
             addr = json.loads((dc.host_dir(m) / "data" / "node.json").read_text())["addr"]
             _vcapp(dc, m, "login", f"http://{addr}:7180", login["token"])
+    _start_ingress(dc, first, say)
     proxy = dc.proxy_url
     if proxy:
         say(f"builds reach PyPI, npm and Debian through the simulated internet's proxy {proxy}")
-        _vcapp(dc, first, "settings", "set", "build.proxy", proxy)
-    _start_ingress(dc, first, say)
+        _set_build_proxy(dc, first, proxy)
     return Platform(admin_token=login.get("token", ""), api_url=login.get("url", ""), first=first)
+
+
+def _set_build_proxy(dc: DevCluster, first: str, proxy: str) -> None:
+    """The cluster setting build.proxy, once the first machine's API answers (it starts with
+    the node daemon; on a loaded host its first answers take longer than a request waits)."""
+    deadline = time.monotonic() + API_WAIT
+    while True:
+        try:
+            _vcapp(dc, first, "settings", "set", "build.proxy", proxy)
+            return
+        except DevError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
 
 
 def _start_ingress(dc: DevCluster, first: str, say: Callable[[str], None]) -> None:
