@@ -5,6 +5,8 @@ home-1's API with the admin token as the password. home-1 builds (buildah), push
 registry, records the release; the placer puts the instance on some machine, which pulls
 the image from home-1's registry and runs it; the test asks the app on that machine.
 The app is created through the apps API (`POST /v1/apps`, G1's), which makes its repository.
+The registries answer machines only (the credential in each machine's auth file), and the
+app runs its release by digest.
 """
 
 from __future__ import annotations
@@ -73,8 +75,8 @@ def cc(make_sim, python_stack):
     cc.wait(lambda: all(n["up"] for n in cc.nodes("home-1").values()) and len(cc.nodes("home-1")) == 3,
             60, "three machines up")
     registry = f"http://{sim.addr('home-1')}:5000/v2/"
-    cc.wait(lambda: sim.run("home-3", "curl", "-sf", "--max-time", "2", registry, check=False).returncode == 0,
-            60, "home-1's image registry to answer")
+    cc.wait(lambda: registry_status(cc, "home-3", registry) == "401", 60,
+            "home-1's image registry to answer (401 without the machine credential)")
     api("POST", cc, "/v1/apps", {"name": APP})
     return cc
 
@@ -85,6 +87,12 @@ def repo(cc, tmp_path_factory) -> Path:
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
     return path
+
+
+def registry_status(cc: ControlCluster, machine: str, url: str) -> str:
+    """The HTTP status a registry URL answers from `machine` without credentials ("000": none)."""
+    return cc.sim.run(machine, "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2", url,
+                      check=False).stdout.strip()
 
 
 def api(method: str, cc: ControlCluster, path: str, body: dict | None = None) -> dict:
@@ -192,12 +200,22 @@ def test_first_push_streams_the_build_and_serves_v1(cc, repo):
     assert rel["releases"][0]["who"] == "initial"  # the admin token made at init
 
 
-def test_other_machines_pull_the_release_image_over_plain_http_without_flags(cc):
-    """The registries.conf.d drop-in the registry loop writes is what lets a plain pull work."""
+def auth_file(cc: ControlCluster, machine: str) -> Path:
+    """The machine's registry credential, as its node daemon wrote it (registry_loop.auth_file)."""
+    return cc.sim.dc.run_dir(machine) / "registry" / "auth.json"
+
+
+def test_other_machines_pull_the_release_image_over_plain_http_with_the_machine_credential_only(cc):
+    """The registries.conf.d drop-in the registry loop writes lets a pull go over plain HTTP
+    without flags; the registry answers it only with the machine credential of the auth file."""
     image = releases(cc)["releases"][0]["image"]
     for machine in ("home-2",):
-        pulled = cc.sim.run(machine, "podman", "pull", "-q", image, check=False, timeout=180)
+        anonymous = cc.sim.run(machine, "podman", "pull", "-q", image, check=False, timeout=180)
+        assert anonymous.returncode != 0 and "authentication required" in anonymous.stderr, anonymous.stderr
+        pulled = cc.sim.run(machine, "podman", "pull", "-q", "--authfile", str(auth_file(cc, machine)), image,
+                            check=False, timeout=180)
         assert pulled.returncode == 0, pulled.stderr
+        assert auth_file(cc, machine).stat().st_mode & 0o777 == 0o600
 
 
 def test_second_push_serves_v2_within_the_design_target(cc, repo):
@@ -226,6 +244,69 @@ def test_rollback_to_v1_serves_v1_again(cc, repo):
     assert releases(cc)["current"] == 1
     kinds = [e["kind"] for e in json.loads(cc.vcapp("home-1", "events", "--json", "-n", "200").stdout)]
     assert "rollback" in kinds
+
+
+MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json"
+
+
+def registry_call(cc: ControlCluster, netrc: Path, method: str, url: str, *args: str) -> tuple[str, str]:
+    """(status, body) of a registry request from home-3 with the machine credential (a netrc file)."""
+    out = cc.sim.run("home-3", "curl", "-sS", "--max-time", "10", "--netrc-file", str(netrc), "-X", method,
+                     "-H", f"Accept: {MANIFEST_TYPES}", "-w", "\n%{http_code}", *args, url).stdout
+    body, _, code = out.rpartition("\n")
+    return code, body
+
+
+def test_the_release_runs_by_digest_so_a_moved_tag_changes_nothing_that_runs(cc, tmp_path):
+    """v1 serves (rolled back to). Every registry's tag 1 is moved to v2's manifest; the v1
+    container and its local image are removed, and the runtime makes it again: it pulls v1 by
+    the digest its assignment names, and the app still answers v1 (by tag it would be v2)."""
+    rel = releases(cc)
+    v1, v2 = rel["releases"][0], rel["releases"][1]
+    assert rel["current"] == 1 and v1["digest"] != v2["digest"]
+    by_digest = f"{cc.sim.addr('home-1')}:5000/apps/{APP}@{v1['digest']}"
+    assignments = [json.loads(base64.b64decode(e["value"])) for e in json.loads(
+        cc.etcd("home-1", "get", "--prefix", f"/vc/assign/{APP}/", "-w", "json").stdout).get("kvs", [])]
+    assert [a["image"] for a in assignments] == [by_digest], assignments
+    auth = json.loads(auth_file(cc, "home-3").read_text())["auths"]
+    user, password = base64.b64decode(auth[f"{cc.sim.addr('home-1')}:5000"]["auth"]).decode().split(":", 1)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("".join(f"machine {cc.sim.addr(m)} login {user} password {password}\n"
+                             for m in ("home-1", "home-2", "home-3")))
+    netrc.chmod(0o600)
+    registries = [f"http://{cc.sim.addr(m)}:5000/v2/apps/{APP}/manifests" for m in ("home-1", "home-2", "home-3")]
+
+    def retag(to: dict) -> None:
+        code, manifest = registry_call(cc, netrc, "GET", f"{registries[0]}/{to['digest']}")
+        assert code == "200", manifest
+        (tmp_path / "manifest.json").write_text(manifest)
+        media = json.loads(manifest).get("mediaType", "application/vnd.oci.image.manifest.v1+json")
+        for url in registries:
+            code, body = registry_call(cc, netrc, "PUT", f"{url}/1", "-H", f"Content-Type: {media}",
+                                       "--data-binary", f"@{tmp_path / 'manifest.json'}")
+            assert code == "201", (url, body)
+            head = registry_call(cc, netrc, "HEAD", f"{url}/1", "-I")[1].lower()
+            assert f"docker-content-digest: {to['digest']}" in head, head
+
+    retag(v2)
+    try:
+        reports = [json.loads(base64.b64decode(e["value"])) for e in json.loads(
+            cc.etcd("home-1", "get", "--prefix", "/vc/status/", "-w", "json").stdout).get("kvs", [])]
+        [machine] = {r["node"] for r in reports if r.get("app") == APP and r.get("state") == "running"}
+        [container] = [c for c in json.loads(cc.sim.run(machine, "podman", "ps", "--format", "json", "--filter",
+                                                        f"label=vcapp.app={APP}").stdout)
+                       if c["Labels"]["vcapp.release"].startswith("1.")]  # release 1, any revision
+        assert container["Image"] == by_digest, container["Image"]
+        # one command, so the runtime cannot make the container again from the image meanwhile
+        cc.sim.run(machine, "podman", "rmi", "-f", container["ImageID"])  # and the container using it
+        cc.wait(lambda: cc.sim.run(machine, "podman", "container", "exists", container["Names"][0],
+                                   check=False).returncode == 0, SERVE_TIMEOUT, "the runtime to run v1 again")
+        wait_serving(cc, "hello v1")
+        digest = cc.sim.run(machine, "podman", "inspect", "--format", "{{.ImageDigest}}",
+                            container["Names"][0]).stdout.strip()
+        assert digest == v1["digest"]
+    finally:
+        retag(v1)  # the later tests find every registry as the deploys left it
 
 
 def test_push_whose_build_fails_is_refused_and_v1_keeps_serving(cc, repo):
@@ -318,15 +399,16 @@ def test_losing_the_machine_that_built_the_images_loses_no_image(cc):
     cc.wait(lambda: set(repo_record(cc).get("holders", [])) == {"home-1", "home-2", "home-3"}, 30,
             "every machine holding the app's repository")
     cc.sim.dc.kill("home-1")
-    assert cc.sim.run("home-3", "curl", "-sf", "--max-time", "2", f"http://{cc.sim.addr('home-1')}:5000/v2/",
-                      check=False).returncode != 0
+    assert registry_status(cc, "home-3", f"http://{cc.sim.addr('home-1')}:5000/v2/") == "000"  # no answer
     # a store with nothing cached: the pull must go out (podman wants a short runroot)
     store = ["--root", str(cc.sim.dc.host_dir("home-3") / "data" / "fresh-store"),
              "--runroot", str(cc.sim.dc.run_dir("home-3") / "fresh")]
-    pulled = cc.sim.run("home-3", "podman", *store, "pull", current["image"], check=False, timeout=180)
+    by_digest = current["image"].rsplit(":", 1)[0] + "@" + current["digest"]  # what the instances run
+    pulled = cc.sim.run("home-3", "podman", *store, "pull", "--authfile", str(auth_file(cc, "home-3")), by_digest,
+                        check=False, timeout=180)
     assert pulled.returncode == 0, pulled.stderr
-    listed = cc.sim.run("home-3", "podman", *store, "images", "--format", "{{.Repository}}:{{.Tag}}").stdout
-    assert current["image"] in listed
+    listed = cc.sim.run("home-3", "podman", *store, "images", "--format", "{{.Repository}} {{.Digest}}").stdout
+    assert f"{current['image'].rsplit(':', 1)[0]} {current['digest']}" in listed, listed
 
 
 def test_pushes_outlive_the_machine_that_took_them_and_another_machine_takes_the_next(cc, repo):

@@ -23,7 +23,7 @@ import pytest
 from buildpacks.stacks import STACKS
 from tests.control.conftest import ControlCluster
 from tests.deploy.test_git_push_deploy import (  # noqa: F401  (cc and python_stack are fixtures)
-    PUSH_TIMEOUT, SERVE_TIMEOUT, api, ask, cc, commit, git, python_stack, remote_lines,
+    PUSH_TIMEOUT, SERVE_TIMEOUT, api, ask, auth_file, cc, commit, git, python_stack, remote_lines,
 )
 
 pytestmark = pytest.mark.cluster
@@ -156,13 +156,16 @@ def server_header(cc: ControlCluster, app: str) -> str:
 
 
 def registry_digest(cc: ControlCluster, image: str) -> str:
-    """The digest the cluster registry serves for `image` (host:port/repo:tag), asked from home-3."""
+    """The digest the cluster registry serves for `image` (host:port/repo:tag), asked from home-3
+    with its machine credential (curl reads it from stdin: never in a command line)."""
     host, rest = image.split("/", 1)
     repo, tag = rest.rsplit(":", 1)
-    head = cc.sim.run("home-3", "curl", "-sSf", "-I", "--max-time", "10", "-H",
+    auth = json.loads(auth_file(cc, "home-3").read_text())["auths"][host]["auth"]
+    head = cc.sim.run("home-3", "curl", "-sSf", "-I", "--max-time", "10", "-K", "-", "-H",
                       "Accept: application/vnd.oci.image.manifest.v1+json, "
                       "application/vnd.docker.distribution.manifest.v2+json",
-                      f"http://{host}/v2/{repo}/manifests/{tag}").stdout
+                      f"http://{host}/v2/{repo}/manifests/{tag}",
+                      input=f'user = "{base64.b64decode(auth).decode()}"\n').stdout
     return next(l.split(":", 1)[1].strip() for l in head.splitlines() if l.lower().startswith("docker-content-digest:"))
 
 
@@ -192,7 +195,8 @@ def test_flask_app_without_dockerfile_is_built_with_gunicorn_from_its_wheels_and
 def test_another_machine_pulls_the_flask_image_and_runs_it(our_apps):
     cc = our_apps
     image = releases(cc, FLASK)["releases"][0]["image"]
-    pulled = cc.sim.run("home-2", "podman", "pull", "-q", image, check=False, timeout=PULL_TIMEOUT)
+    pulled = cc.sim.run("home-2", "podman", "pull", "-q", "--authfile", str(auth_file(cc, "home-2")), image,
+                        check=False, timeout=PULL_TIMEOUT)
     assert pulled.returncode == 0, pulled.stderr
     name = "by-hand"
     cgroup = cc.sim.dc.host_env("home-2")["VCAPP_CGROUP_PARENT"]
