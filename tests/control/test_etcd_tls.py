@@ -68,6 +68,7 @@ def test_the_machines_certificate_works(tls_etcd):
     assert store.value("/probe") == {"ok": 1}
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")  # verify=False on purpose
 def test_a_client_without_a_certificate_is_refused_and_writes_nothing(tls_etcd):
     url, tls, _ = tls_etcd
     before = Store([url], tls=tls).revision()
