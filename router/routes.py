@@ -26,12 +26,12 @@ class RoutesError(ValueError):
 
 
 def check_domain(domain: str) -> None:
-    if not _HOSTNAME.match(domain):
+    if not _HOSTNAME.fullmatch(domain):
         raise RoutesError(f"domain {domain!r} is not a DNS name like apps.example.com")
 
 
 def check_app(name: str) -> None:
-    if not _LABEL.match(name):
+    if not _LABEL.fullmatch(name):
         raise RoutesError(f"app name {name!r}: use lowercase letters, digits and '-' (a DNS label)")
     if name == API_LABEL:
         raise RoutesError(f"app name {name!r} is taken by the cluster API hostname")

@@ -57,7 +57,7 @@ def generate() -> str:
 
 
 def is_token(text: str) -> bool:
-    return bool(_TOKEN_RE.match(text))
+    return bool(_TOKEN_RE.fullmatch(text))
 
 
 def parse(text: str) -> str:
@@ -79,7 +79,7 @@ def hash_token(token: str) -> str:
 
 
 def is_hash(text: str) -> bool:
-    return bool(_HASH_RE.match(text))
+    return bool(_HASH_RE.fullmatch(text))
 
 
 def new_id() -> str:
