@@ -4,7 +4,9 @@ The edge is a WireGuard peer of every registered machine (AllowedIPs = that mach
 keepalive every heartbeat) and forwards between them, which is the relay path: a machine
 that cannot reach a peer directly routes that peer's /32 to the edge. The source ip:port
 the edge's WireGuard sees for each machine is that machine's NAT mapping; the daemon
-publishes it through the coordination service (mesh/server.py) every ENDPOINT_POLL.
+publishes it through the coordination service (mesh/server.py) every ENDPOINT_POLL, and
+reads the mesh IPs the cluster revoked (mesh/registry.py REVOKED_FILE) as often: a removed
+machine's credential is refused, and its peer dropped, within one poll of the file changing.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mesh import keys, paths, server, status, wg
-from mesh.registry import Registry
+from mesh.registry import Registry, read_revoked, revoked_path
 
 EDGE_MESH_IP = "100.96.0.1"
 MESH_CIDR = "100.96.0.0/16"
@@ -61,13 +63,27 @@ class Edge:
         self.private = keys.load_or_create(mesh_dir)
         self.public_b64 = keys.b64(keys.public_of(self.private))
         self.registry = Registry(mesh_dir / "edge-registry.json")
+        self.revoked_file = revoked_path(mesh_dir / "edge-registry.json")
         info = {"public_key": self.public_b64, "mesh_ip": cfg.mesh_ip, "wg_port": cfg.wg_port,
                 "probe_port": cfg.listen_port}
         self.state = server.CoordState(cfg.mesh_key, self.registry, info, cfg.cidr)
+        self.follow_revocations()
         self.service: server.MeshService | None = None
         self.wg_proc: subprocess.Popen | None = None
 
+    def follow_revocations(self) -> None:
+        """Take in the revoked mesh IPs the cluster published (a damaged file keeps the last)."""
+        try:
+            revoked = read_revoked(self.revoked_file)
+        except (ValueError, OSError) as e:
+            log.error("cannot read the revoked mesh IPs: %s; keeping the %d known", e, len(self.state.revoked))
+            return
+        if revoked != self.state.revoked:
+            for node in self.state.revoke(revoked):
+                log.info("%s was removed from the cluster: its mesh credential is refused", node)
+
     def reconcile(self) -> None:
+        self.follow_revocations()
         dev = wg.get(self.cfg.interface)
         regs = {keys.from_b64(r.public_key).hex(): r for r in self.registry.all()}
         configs = []

@@ -3,7 +3,12 @@
 One plain-HTTP server (threads; a long poll or a relay stream holds one) plus a UDP echo on
 the same port number. The message shapes are drawn in mesh/coord.py, the relay framing in
 mesh/relay.py. What the edge's WireGuard observes (each machine's endpoint) is pushed in by
-the edge daemon through `CoordState.observe`.
+the edge daemon through `CoordState.observe`, the mesh IPs the cluster revoked through
+`CoordState.revoke`.
+
+Anyone on the internet can open a connection, so a request is read within READ_TIMEOUT and
+its body only when it declares a Content-Length of 0..MAX_BODY: a negative, non-numeric or
+larger length is refused (400/413) before a byte of the body is read.
 """
 
 from __future__ import annotations
@@ -19,8 +24,14 @@ from urllib.parse import parse_qs, urlsplit
 from mesh import auth, coord, joinproxy, relay
 from mesh.registry import Conflict, Registration, Registry
 
+# The largest body any coordination request has: a registration is a few hundred bytes and
+# a join request (mesh/joinproxy.py) a few KiB with its CSR.
 MAX_BODY = 64 * 1024
 MAX_WAIT = 60.0
+# A request line, headers and a body of at most MAX_BODY arrive in well under this on any
+# link that can carry WireGuard; a caller slower than that (or an idle keep-alive) is cut off
+# so it cannot hold a server thread. Relay streams and long polls are not reads and not bound.
+READ_TIMEOUT = 15.0
 
 log = logging.getLogger("mesh.server")
 
@@ -34,11 +45,36 @@ class Seen:
     transport: str | None
 
 
+class BadLength(ValueError):
+    """A Content-Length the service will not read: `status` is 400 or 413."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def body_length(headers) -> int:
+    """The declared body length, 0..MAX_BODY, or BadLength saying why it is refused. Pure."""
+    if headers.get("Transfer-Encoding"):
+        raise BadLength(400, "send the body with a Content-Length, not Transfer-Encoding")
+    values = headers.get_all("Content-Length") or []
+    if len(set(values)) > 1:
+        raise BadLength(400, "conflicting Content-Length headers")
+    text = (values[0] if values else "0").strip()
+    if not text.isdigit() or not text.isascii():
+        raise BadLength(400, f"Content-Length {text[:20]!r} is not a byte count (0..{MAX_BODY})")
+    if len(text) > 12 or int(text) > MAX_BODY:
+        raise BadLength(413, f"body of {text[:20]} bytes is too large: at most {MAX_BODY} bytes")
+    return int(text)
+
+
 class CoordState:
     """Shared state of the service; every change bumps `version` and wakes long polls."""
 
-    def __init__(self, mesh_key: bytes, registry: Registry, edge_info: dict, cidr: str):
+    def __init__(self, mesh_key: bytes, registry: Registry, edge_info: dict, cidr: str,
+                 revoked: frozenset[str] = frozenset()):
         self.key, self.registry, self.edge_info, self.cidr = mesh_key, registry, edge_info, cidr
+        self.revoked = revoked  # mesh IPs of machines removed from the cluster
         self.cond = threading.Condition()
         self.version = 1
         self.seen: dict[str, Seen] = {}
@@ -49,6 +85,26 @@ class CoordState:
         with self.cond:
             self.version += 1
             self.cond.notify_all()
+
+    def revoke(self, ips: frozenset[str]) -> list[str]:
+        """Refuse these mesh IPs' credentials from now on and forget the machines registered
+        at them (their WireGuard peers go at the next reconcile, and from every machine's peer
+        list). Returns the nodes forgotten."""
+        with self.cond:
+            changed = ips != self.revoked
+            self.revoked = ips
+            gone = [r.node for r in self.registry.all() if r.mesh_ip in ips and self.registry.remove(r.node)]
+            if changed or gone:
+                self.version += 1
+                self.cond.notify_all()
+        return gone
+
+    def refusal(self, action: str, headers, body: bytes = b"") -> str | None:
+        """Why a signed request is refused (a bad proof or a revoked mesh IP), or None."""
+        if (headers.get("X-Mesh-IP") or "") in self.revoked:
+            return (f"mesh IP {headers['X-Mesh-IP']} belongs to a machine removed from the cluster; "
+                    "its credential is revoked: join the cluster again with a new join token")
+        return auth.proof_problem(self.key, action, headers, body)
 
     def observe(self, endpoints: dict[str, str | None]) -> None:
         """Endpoints as the edge's WireGuard sees them: node -> 'ip:port' or None."""
@@ -76,9 +132,12 @@ class CoordState:
                 "lan_endpoints": list(reg.lan_endpoints), "endpoint": seen.endpoint,
                 "public_ip": seen.public_ip, "transport": seen.transport}
 
-    def snapshot(self, node: str) -> dict:
+    def snapshot(self, node: str) -> dict | None:
+        """The peer list as `node` sees it; None once `node` is no longer registered."""
         regs = self.registry.all()
-        me = next(r for r in regs if r.node == node)
+        me = next((r for r in regs if r.node == node), None)
+        if me is None:
+            return None
         return {"version": self.version, "self": self.peer_view(me), "edge": self.edge_info,
                 "peers": [self.peer_view(r) for r in regs if r.node != node]}
 
@@ -87,6 +146,7 @@ def make_handler(state: CoordState, wg_port: int):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "vcapp-mesh"
+        timeout = READ_TIMEOUT  # socket timeout on every read of the request (StreamRequestHandler)
 
         def log_message(self, fmt, *args):  # requests are not worth a log line each
             log.debug("%s " + fmt, self.client_address[0], *args)
@@ -96,8 +156,21 @@ def make_handler(state: CoordState, wg_port: int):
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
             self.end_headers()
             self.wfile.write(data)
+
+        def _body(self) -> bytes | None:
+            """The request body, or None after refusing its length (the connection then
+            closes: the unread body must not be taken for the next request)."""
+            try:
+                length = body_length(self.headers)
+            except BadLength as e:
+                self.close_connection = True
+                self._reply(e.status, {"error": str(e)})
+                return None
+            return self.rfile.read(length)
 
         def _route(self) -> str:
             path = urlsplit(self.path).path
@@ -108,10 +181,9 @@ def make_handler(state: CoordState, wg_port: int):
                 return self._join()
             if self._route() != "/register":
                 return self._reply(404, {"error": f"no such endpoint {self.path}"})
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                return self._reply(400, {"error": "registration too large"})
-            raw = self.rfile.read(length)
+            raw = self._body()
+            if raw is None:
+                return
             try:
                 msg = json.loads(raw or b"{}")
             except ValueError:
@@ -119,7 +191,7 @@ def make_handler(state: CoordState, wg_port: int):
             why = coord.validate_registration(msg) if isinstance(msg, dict) else "body must be an object"
             if why:
                 return self._reply(400, {"error": why})
-            problem = auth.proof_problem(state.key, "register", self.headers, raw)
+            problem = state.refusal("register", self.headers, raw)
             if not problem and (self.headers["X-Mesh-Node"], self.headers["X-Mesh-IP"]) != (msg["node"], msg["mesh_ip"]):
                 problem = "the signed node and mesh IP differ from the registration's"
             if problem:
@@ -137,10 +209,10 @@ def make_handler(state: CoordState, wg_port: int):
             self._reply(200, {"edge": state.edge_info, "cidr": state.cidr})
 
         def _join(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                return self._reply(400, {"error": "join request too large"})
-            status, body = joinproxy.forward(state.registry.all(), self.rfile.read(length))
+            raw = self._body()
+            if raw is None:
+                return
+            status, body = joinproxy.forward(state.registry.all(), raw)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -151,7 +223,9 @@ def make_handler(state: CoordState, wg_port: int):
             route = self._route()
             if route not in ("/peers", "/relay"):
                 return self._reply(404, {"error": f"no such endpoint {self.path}"})
-            problem = auth.proof_problem(state.key, route.strip("/"), self.headers)
+            if self._body() is None:  # a GET carries no body; one that declares a bad length is refused
+                return
+            problem = state.refusal(route.strip("/"), self.headers)
             if problem:
                 return self._reply(403, {"error": problem})
             reg = state.registry.get(self.headers["X-Mesh-Node"])
@@ -172,6 +246,9 @@ def make_handler(state: CoordState, wg_port: int):
             with state.cond:
                 state.cond.wait_for(lambda: state.version > since, timeout=wait)
                 body = state.snapshot(reg.node)
+            if body is None:  # revoked (or forgotten) while it waited
+                return self._reply(403, {"error": state.refusal("peers", self.headers) or
+                                         "no longer registered; POST /register again"})
             self._reply(200, body)
 
         def _relay(self, reg: Registration) -> None:
@@ -183,6 +260,7 @@ def make_handler(state: CoordState, wg_port: int):
             self.end_headers()
             self.wfile.flush()
             remote = self.client_address[0]
+            self.connection.settimeout(None)  # a relay stream may idle between datagrams
 
             def opened(port: int) -> None:
                 state.relay_ports[port] = (reg.node, remote)

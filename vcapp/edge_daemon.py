@@ -7,6 +7,11 @@ through any node router it knows (Host: api.D), for GET /v1/ingress — the app 
 custom domains and the live machines' node-router addresses. The node routers it starts
 from are the `--node` addresses and, when this host runs the mesh coordination server, every
 machine in its registry (mesh/registry.py) at <mesh ip>:7080.
+
+The same table lists the mesh IPs of machines removed from the cluster; the daemon writes
+them next to that registry (mesh/registry.py REVOKED_FILE), where the mesh edge reads them
+and refuses those machines' mesh credentials. So the edge host learns of a removal through
+its edge-scoped token and holds no etcd access.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from mesh.registry import Registry
+from mesh.registry import Registry, revoked_path, write_revoked
 from router.edge import Edge
 from router.routes import EdgeRoutes, api_host
 from vcapp.ingress import NODE_ROUTER_PORT
@@ -93,9 +98,18 @@ class EdgeDaemon:
                 log.warning("the cluster serves *.%s, this edge *.%s: check --domain", table["domain"],
                             self.opts.domain)
             self.last_table = table
+            self.publish_revoked(table)
         table = self.last_table or {}
         nodes = table.get("nodes") or self.known_routers()
         return EdgeRoutes.build(self.opts.domain, table.get("apps", []), nodes, table.get("domains", {}))
+
+    def publish_revoked(self, table: dict) -> None:
+        """Hand the cluster's revoked mesh IPs to the mesh edge on this host (if it runs one)."""
+        registry = self.opts.mesh_registry
+        if registry is None or not registry.exists() or not isinstance(table.get("mesh_revoked"), list):
+            return
+        if write_revoked(revoked_path(registry), table["mesh_revoked"]):
+            log.info("revoked mesh IPs now: %s", ", ".join(table["mesh_revoked"]) or "none")
 
     def start(self) -> Path | None:
         """Start Caddy with what is known now; in dev mode write the CA clients must trust."""

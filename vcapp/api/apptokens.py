@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from vcapp import access, apps, apptokens, ingress, keys
+from vcapp import access, apps, apptokens, ingress, keys, membership
 from vcapp.api import context
 from vcapp.api.auth import edge_readable
 from vcapp.api.body import json_body
@@ -78,7 +78,9 @@ def remove_domain(app: str, host: str):
 @bp.get("/v1/ingress")
 @edge_readable
 def edge_table():
-    """What an edge serves: app hostnames, custom domains, and every machine's node router.
+    """What an edge serves: app hostnames, custom domains, and every machine's node router;
+    and the mesh IPs of removed machines, whose mesh credentials its coordination server
+    refuses (mesh_revoked).
 
     Every machine, not only the live ones: the edge's health checks and retries step around a
     dead one, while a routes change would make each edge reload as a machine dies — the
@@ -89,4 +91,5 @@ def edge_table():
                      for e in store.list(keys.NODES) if e.value.get("addr"))
     table = ingress.edge_routes(view, routers)
     return jsonify(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes),
-                   domains={app: list(hosts) for app, hosts in table.domains})
+                   domains={app: list(hosts) for app, hosts in table.domains},
+                   mesh_revoked=membership.revoked_mesh_ips(store))
