@@ -153,7 +153,8 @@ class Agent:
             if not address_present(cfg.addr):
                 return  # etcd and the API listen on the overlay address: wait for the mesh
         if cfg.etcd.member:
-            if not etcdtls.paths(self.base).crl.exists():  # etcd refuses every handshake without it
+            tls = etcdtls.paths(self.base)
+            if tls.complete() and not tls.crl.exists():  # etcd refuses every handshake without it
                 etcdtls.write_crl(self.base, cluster_key(), [])  # crl_loop fills it
             self.etcd.ensure(etcd.command(cfg, self.base))
         else:

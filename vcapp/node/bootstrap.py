@@ -143,9 +143,9 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
     cfg = NodeConfig(cluster=name, name=node_name, site=site, addr=addr, labels=labels, mesh=mesh,
                      etcd=EtcdRole(member=True, state="new", initial_cluster=f"{node_name}=https://{addr}:2380"))
     cfg.endpoints = [cfg.etcd_client_url]
-    cfg.save()
     try:
         ca_pem, serial = _first_etcd_cert(key, name, node_name, addr)
+        cfg.save()  # a running node daemon starts etcd as soon as node.json exists: certificates first
         ensure_daemon()
         store = Store([cfg.etcd_client_url])
         wait_healthy(store, START_TIMEOUT)
