@@ -1,4 +1,6 @@
-"""Procfile parsing: `name: command` lines, as on Heroku; `web` is the process we serve.
+"""Procfile parsing: `name: command` lines, as on Heroku; `web` is the process we serve,
+`release` runs once per release before it serves, every other line is a process type that
+runs without HTTP (worker, clock, ...).
 
     # comment
     web: gunicorn app:app --bind 0.0.0.0:$PORT
@@ -41,3 +43,11 @@ def web_command(tree: Path) -> str | None:
     if not path.is_file():
         return None
     return parse(path.read_text(errors="replace")).get("web")
+
+
+def processes(tree: Path) -> dict[str, str]:
+    """Every line of the tree's Procfile (type -> command), {} without one; ProcfileError on a bad line."""
+    path = tree / PROCFILE
+    if not path.is_file():
+        return {}
+    return parse(path.read_text(errors="replace"))

@@ -17,10 +17,17 @@ writes `Placement.to_json()` to `/vc/assign/<app>/<instance>` (deleting the keys
      "constraints": {"site": "home", "gpu": "true"}, "priority": 10,
      "release": 3, "image": "localhost/blog:3", "port": 8080,
      "health": {"type": "http", "path": "/healthz"} | {"type": "tcp"},
-     "command": ["..."] (optional), "env": {"K": "V"} (not secret), "secrets": ["DATABASE_URL"]}
-/vc/assign/<app>/<instance>  (this package's decision; `instance` is a slot number "0", "1", ...)
+     "command": ["..."] (optional), "env": {"K": "V"} (not secret), "secrets": ["DATABASE_URL"],
+     "processes": {"worker": {"command": ["sh", "-c", "..."], "count": 1}} (optional)}
+    `count`, `port`, `health` and `command` are the `web` process's; every other process type
+    (a Procfile's worker, clock, ...) runs `count` instances of the same image with its own
+    command, no published port and no health check beyond "the process runs".
+/vc/assign/<app>/<instance>  (this package's decision; `instance` is a slot number "0", "1", ...
+    for web, "<type>-<slot>" ("worker-0") for another process type)
     every field of the app spec that the runtime needs, plus
     {"app": "blog", "instance": "0", "node": "<node id>", "reason": "placed: ..."}
+    and, for other process types, {"process": "worker"} with that type's command, no port and
+    health {"type": "none"}.
     Secret *names* only: the node agent fetches the values itself.
 """
 
@@ -29,9 +36,24 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+WEB = "web"  # the process type that serves HTTP; its instances are named by slot alone
+
 # Fields of an app spec copied verbatim into each assignment for the node runtime.
 RUNTIME_FIELDS = ("release", "image", "port", "health", "command", "env", "secrets",
                   "cpus", "memory_mb", "disk_mb", "pids")
+
+
+def instance_name(process: str, slot: int) -> str:
+    """The instance name of `process`'s slot: "0" for web (as before process types), "worker-0"."""
+    return str(slot) if process == WEB else f"{process}-{slot}"
+
+
+def process_of(instance: str) -> tuple[str, int | None]:
+    """(process type, slot) of an instance name; slot None for a name that is neither form."""
+    if instance.isdigit():
+        return WEB, int(instance)
+    kind, _, slot = instance.rpartition("-")
+    return (kind, int(slot)) if kind and slot.isdigit() else (instance, None)
 
 
 def _label(value: Any) -> str:
@@ -86,10 +108,18 @@ class App:
     release: int | str | None = None
     image: str = ""
     spec: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, int] = field(default_factory=dict)  # type other than web -> count
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Instances wanted per process type, web first."""
+        return {WEB: self.count, **{k: n for k, n in sorted(self.processes.items()) if k != WEB}}
 
     @classmethod
     def from_json(cls, name: str, spec: dict[str, Any]) -> "App":
+        procs = spec.get("processes") or {}
         return cls(
+            processes={str(k): int((v or {}).get("count", 0)) for k, v in procs.items() if isinstance(v, dict)},
             name=name, count=int(spec.get("count", 1)), cpus=float(spec.get("cpus", 0)),
             memory_mb=int(spec.get("memory_mb", 0)), disk_mb=int(spec.get("disk_mb", 0)),
             priority=int(spec.get("priority", 0)),
@@ -154,6 +184,15 @@ class Placement:
         """The /vc/assign/<app>/<instance> value."""
         rec = {k: app.spec[k] for k in RUNTIME_FIELDS if k in app.spec}
         rec.update(app=self.app, instance=self.instance, node=self.node, reason=self.reason)
+        kind, _ = process_of(self.instance)
+        if kind != WEB:
+            proc = (app.spec.get("processes") or {}).get(kind) or {}
+            rec.pop("port", None)
+            rec.update(process=kind, health={"type": "none"})
+            if proc.get("command"):
+                rec["command"] = list(proc["command"])
+            else:
+                rec.pop("command", None)
         return rec
 
 

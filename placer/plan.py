@@ -3,7 +3,9 @@
 Rules, in the order they apply:
 1. Existing assignments on live machines that still match their app's constraints are kept
    as they are (no churn); a new release is rolled out in place on the same machine.
-   Instances of deleted apps, and slots above a lowered count, are stopped.
+   Instances of deleted apps, and slots above a lowered count, are stopped. Every process
+   type of an app (web, worker, ...) has its own count and slots ("0", "worker-0"); all of an
+   app's instances count as one app for spreading.
 2. Instances without a live machine (new, or on a dead machine) are placed, higher
    `priority` apps first, so when room is short the important apps get it. Nothing running
    is preempted.
@@ -26,7 +28,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from placer.model import App, Assignment, ClusterState, Node, Pending, Placement, Plan, Stop
+from placer.model import (WEB, App, Assignment, ClusterState, Node, Pending, Placement, Plan, Stop, instance_name,
+                          process_of)
 
 # A machine whose alive key is younger than this may be flapping (power or link trouble):
 # two minutes covers a reboot loop or a flaky uplink that drops every lease renewal or so.
@@ -77,10 +80,11 @@ def plan(state: ClusterState) -> Plan:
     for a in sorted(state.assignments, key=lambda a: (a.app, _slot(a.instance))):
         _keep_or_release(a, apps, nodes, room, out, placed, homeless)
     for app in sorted(apps.values(), key=lambda a: (-a.priority, a.name)):
-        for slot in range(app.count):
-            inst = str(slot)
-            if inst not in placed[app.name]:
-                _place(app, inst, homeless.get((app.name, inst)), state.now, nodes, room, out, placed)
+        for kind, count in app.counts.items():
+            for slot in range(count):
+                inst = instance_name(kind, slot)
+                if inst not in placed[app.name]:
+                    _place(app, inst, homeless.get((app.name, inst)), state.now, nodes, room, out, placed)
     moved = {(p.app, p.instance) for p in out.placements}
     for app in sorted(apps.values(), key=lambda a: (-a.priority, a.name)):
         _respread(app, state.now, nodes, room, out, placed, moved)
@@ -122,8 +126,13 @@ def _keep_or_release(a: Assignment, apps: dict[str, App], nodes: dict[str, Node]
     if app is None:
         out.stops.append(Stop(a.app, a.instance, a.node, f"app {a.app} was deleted"))
         return
-    if _slot(a.instance)[0] >= app.count:
-        out.stops.append(Stop(a.app, a.instance, a.node, f"scaled down to {app.count}"))
+    kind, slot = process_of(a.instance)
+    if kind not in app.counts or slot is None:
+        out.stops.append(Stop(a.app, a.instance, a.node, f"{a.app} has no process type {kind} any more"))
+        return
+    if slot >= app.counts[kind]:
+        what = "" if kind == WEB else f"{kind} "
+        out.stops.append(Stop(a.app, a.instance, a.node, f"scaled {what}down to {app.counts[kind]}"))
         return
     node = nodes.get(a.node)
     if node is None or not node.alive or not _matches(node, app) or a.instance in placed[app.name]:

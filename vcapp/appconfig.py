@@ -27,6 +27,10 @@ and field, what was found and what is allowed. Nothing here touches the cluster.
     [access]
     policy = "token"             # public | token (end users need a token)
 
+    [processes]                  # like a Procfile's lines; these win over the Procfile's
+    worker = "python worker.py"  # a process type: same image, own command, no HTTP
+    release = "python migrate.py"  # runs once per release before it serves (refused if it fails)
+
 What a deploy does with it (`AppConfig.spec()`, `[access] policy` becomes the spec's `policy`
 that vcapp/access.py also sets): port and health describe the image, so they
 always apply (their defaults when absent); count, resources, env, mounts and access apply only
@@ -50,7 +54,10 @@ VOLUME_RANGE_MB = (16, 1024 * 1024)
 GRACE_RANGE_S = (1, 600)
 POLICIES = ("public", "token")
 HEALTH_TYPES = ("http", "tcp", "none")
-TOP_KEYS = ("app", "port", "count", "resources", "health", "env", "mounts", "access")
+TOP_KEYS = ("app", "port", "count", "resources", "health", "env", "mounts", "access", "processes")
+PROCESS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,19}")  # as vcapp/apps.py's: names instances ("worker-0")
+MAX_PROCESSES = 10
+MAX_COMMAND = 4096
 # Matched whole (fullmatch): `$` would also match before a final newline.
 SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([MGT])B?", re.IGNORECASE)
 UNITS_MB = {"M": 1, "G": 1024, "T": 1024 * 1024}
@@ -92,6 +99,7 @@ class AppConfig:
     env: dict[str, str] | None = None
     mounts: tuple[Mount, ...] | None = None
     access: str | None = None
+    processes: dict[str, str] | None = None  # [processes]: type -> command line (web, release too)
 
     def spec(self) -> dict[str, Any]:
         """The app-spec fields this config sets (see the module docstring for which)."""
@@ -100,6 +108,8 @@ class AppConfig:
                     "policy": self.access,
                     "mounts": None if self.mounts is None else [m.to_json() for m in self.mounts]}
         rec.update({k: v for k, v in optional.items() if v is not None})
+        if self.processes and self.processes.get("web"):
+            rec["command"] = ["sh", "-c", self.processes["web"]]
         return rec
 
 
@@ -155,7 +165,8 @@ class _Parser:
         count = self._opt_int("", "count", 0, MAX_COUNT)
         cpus, memory = self._resources()
         return AppConfig(port=port, health=self._health(), count=count, cpus=cpus, memory_mb=memory,
-                         env=self._env(), mounts=self._mounts(), access=self._access())
+                         env=self._env(), mounts=self._mounts(), access=self._access(),
+                         processes=self._processes())
 
     # ---- fields ----------------------------------------------------------------------------
 
@@ -296,6 +307,22 @@ class _Parser:
             raise self.fail("access", "policy", f"{_show(policy)} is not a policy; allowed: {', '.join(POLICIES)} "
                                                 "(token: end users need a token from `vcapp tokens create`)")
         return policy
+
+
+    def _processes(self) -> dict[str, str] | None:
+        if "processes" not in self.data:
+            return None
+        procs = self._table("processes")
+        if len(procs) > MAX_PROCESSES:
+            raise self.fail("", "processes", f"has {len(procs)} process types; at most {MAX_PROCESSES}")
+        for name, command in procs.items():
+            if not PROCESS_NAME.fullmatch(name):
+                raise self.fail("processes", name, "is not a process type name: 1-20 lower-case letters, digits, "
+                                                   "'_' and '-', starting with a letter (like worker)")
+            if not isinstance(command, str) or not command.strip() or len(command) > MAX_COMMAND or "\x00" in command:
+                raise self.fail("processes", name, f"must be a command line like \"python worker.py\" (at most "
+                                                   f"{MAX_COMMAND} characters), not {_show(command)}")
+        return {k: v.strip() for k, v in procs.items()}
 
 
 def env_problem(env: dict[str, str]) -> str | None:

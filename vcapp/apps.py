@@ -1,6 +1,8 @@
 """Apps on the cluster: their specs in etcd, and the validation the API and the CLI share.
 
 /vc/apps/<app> holds the spec the placer reads (placer/model.py), plus two fields of ours:
+    "processes" {type: {"command": [...], "count": n}}: process types besides web (a Procfile's
+                worker, clock, ...), each scaled on its own; `count` stays web's
     "release"   the deploy release (set by git push through `set_release`, or 1 for --image apps)
     "revision"  bumped by every change that needs new containers (secrets, restart, limits)
 The runtime sees one identity per container generation, `runtime_release(spec)` =
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from placer.model import instance_name, process_of
 from vcapp import events, keys
 from vcapp.appconfig import ENV_NAME, env_problem
 from vcapp.errors import BadRequest, Conflict, NotFound
@@ -39,6 +42,11 @@ DEFAULT_CPUS = 0.5
 DEFAULT_PIDS = 256       # a web server with workers; stops a fork bomb early
 UPDATE_ATTEMPTS = 5      # races only with another admin change or a deploy of the same app
 HEALTH_TYPES = ("http", "tcp", "none")
+# A process type names instances ("worker-0") and containers: lower-case, short. `web` is the
+# spec's own count/command/port; `release` is a Procfile line run once per release, not a type.
+PROCESS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,19}")
+RESERVED_PROCESSES = ("web", "release")
+MAX_PROCESS_TYPES = 10
 
 
 # ---- validation (shared by the CLI and the API) ---------------------------------------------
@@ -110,6 +118,53 @@ def parse_command(value: Any) -> list[str]:
     return list(value)
 
 
+def process_name(value: Any) -> str:
+    name = "" if value is None else str(value)
+    if not PROCESS_NAME.fullmatch(name):
+        raise BadRequest(f"process type {name!r} is not valid: 1-20 lower-case letters, digits, '_' and '-', "
+                         "starting with a letter (like worker or clock)")
+    return name
+
+
+def parse_processes(value: Any) -> dict[str, dict]:
+    """Process types besides web: {"worker": {"command": [...], "count": 1}} (count defaults to 1)."""
+    if not isinstance(value, dict):
+        raise BadRequest('processes: give an object of types, e.g. {"worker": {"command": ["sh", "-c", "..."]}}')
+    if len(value) > MAX_PROCESS_TYPES:
+        raise BadRequest(f"processes: at most {MAX_PROCESS_TYPES} process types, got {len(value)}")
+    out = {}
+    for name, proc in value.items():
+        name = process_name(name)
+        if name in RESERVED_PROCESSES:
+            raise BadRequest(f"processes: {name!r} is not a process type here: web is the app's own command, "
+                             "release runs once per release")
+        if not isinstance(proc, dict):
+            raise BadRequest(f"processes.{name}: give {{\"command\": [...], \"count\": 1}}")
+        out[name] = {"command": parse_command(proc.get("command")), "count": parse_count(proc.get("count", 1))}
+    return out
+
+
+def parse_scale_counts(value: Any) -> dict[str, int]:
+    """{"web": 2, "worker": 1} from `vcapp scale APP web=2 worker=1`: each a valid count."""
+    if not isinstance(value, dict) or not value:
+        raise BadRequest('processes: give counts per process type, e.g. {"worker": 2}')
+    out = {}
+    for name, count in value.items():
+        name = process_name(name)
+        try:
+            out[name] = parse_count(count)
+        except BadRequest as e:
+            raise BadRequest(f"{name}: {e.message}") from None
+    return out
+
+
+def parse_commands(value: Any) -> dict[str, list[str]]:
+    """A release's process table: {"worker": ["sh", "-c", "..."]} (web and release excluded)."""
+    if not isinstance(value, dict):
+        raise BadRequest("processes: give an object of process types to commands")
+    return {k: p["command"] for k, p in parse_processes({k: {"command": c} for k, c in value.items()}).items()}
+
+
 def parse_health(value: Any) -> dict:
     if not isinstance(value, dict) or value.get("type") not in HEALTH_TYPES:
         raise BadRequest('health: give {"type": "http", "path": "/healthz"}, {"type": "tcp"} or {"type": "none"}')
@@ -179,6 +234,13 @@ def check_single_writer(count: int, volumes: list | None) -> int:
     return count
 
 
+def total_count(spec: dict, counts: dict[str, int] | None = None) -> int:
+    """Instances of every process type; `counts` overrides some (web included)."""
+    want = {"web": spec.get("count", 1), **{k: p.get("count", 0) for k, p in (spec.get("processes") or {}).items()}}
+    want.update(counts or {})
+    return sum(want.values())
+
+
 def runtime_release(spec: dict) -> str:
     """The release the runtime runs: deploy release and revision (see the module docstring)."""
     return f"{spec.get('release') or 0}.{spec.get('revision', 0)}"
@@ -216,9 +278,11 @@ def new_spec(name: str, body: dict) -> dict:
         spec["command"] = parse_command(body["command"])
     if body.get("image"):
         spec["image"], spec["release"] = str(body["image"]), 1
+    if body.get("processes"):
+        spec["processes"] = parse_processes(body["processes"])
     if body.get("volumes"):
         spec["volumes"] = parse_volumes(body["volumes"])
-        check_single_writer(spec["count"], spec["volumes"])
+        check_single_writer(total_count(spec), spec["volumes"])
     default_health = {"type": "tcp"} if "port" in spec else {"type": "none"}
     spec["health"] = parse_health(body["health"]) if body.get("health") is not None else default_health
     return spec
@@ -259,26 +323,43 @@ def update_app(store: Store, name: str, change: Callable[[dict], dict], extra_op
     raise Conflict(f"app {name} kept changing while being updated; try again")
 
 
-def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: Any = None) -> dict:
-    """Change instance count and/or per-instance limits; new limits roll the instances."""
-    if count is None and memory is None and cpus is None:
-        raise BadRequest("scale: give at least one of count, memory, cpus")
-    new_count = None if count is None else parse_count(count)
+def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: Any = None,
+          processes: Any = None) -> dict:
+    """Change instance counts (web's `count`, or per process type: {"web": 2, "worker": 1})
+    and/or per-instance limits; new limits roll the instances. A type the app does not have
+    is refused, naming the ones it has."""
+    if count is None and memory is None and cpus is None and processes is None:
+        raise BadRequest("scale: give at least one of count, memory, cpus or counts per process type")
+    counts = {} if processes is None else parse_scale_counts(processes)
+    if count is not None:
+        if "web" in counts:
+            raise BadRequest("scale: give web's count once (count or web=N), not both")
+        counts["web"] = parse_count(count)
     new_mem = None if memory is None else parse_memory(memory)
     new_cpus = None if cpus is None else parse_cpus(cpus)
 
     def change(spec: dict) -> dict:
+        have = spec.get("processes") or {}
+        unknown = sorted(set(counts) - {"web"} - set(have))
+        if unknown:
+            raise BadRequest(f"app {name} has no process type {unknown[0]!r}; its types are "
+                             f"{', '.join(['web', *sorted(have)])} (from its Procfile or vcapp.toml [processes])")
         limits = {k: v for k, v in (("memory_mb", new_mem), ("cpus", new_cpus)) if v is not None}
         if any(spec.get(k) != v for k, v in limits.items()):
             spec["revision"] = spec.get("revision", 0) + 1
         spec.update(limits)
-        if new_count is not None:
-            spec["count"] = check_single_writer(new_count, spec.get("volumes"))
+        if counts:
+            check_single_writer(total_count(spec, counts), spec.get("volumes"))
+        if "web" in counts:
+            spec["count"] = counts["web"]
+        if set(counts) - {"web"}:
+            spec["processes"] = {k: dict(p, count=counts.get(k, p.get("count", 0))) for k, p in have.items()}
         return spec
 
     spec = update_app(store, name, change)
+    extra = "".join(f", {k} x {p.get('count', 0)}" for k, p in sorted((spec.get("processes") or {}).items()))
     events.record(store, "app.scaled", f"app {name} scaled to {spec['count']} x {spec['cpus']:g} CPU, "
-                                       f"{spec['memory_mb']} MB", app=name)
+                                       f"{spec['memory_mb']} MB{extra}", app=name)
     return spec
 
 
@@ -307,7 +388,19 @@ def set_release(store: Store, app: str, release: int | str, image: str, config: 
         updates["health"] = parse_health(config["health"])
     elif "port" in updates:
         updates["health"] = {"type": "tcp"}
-    spec = update_app(store, app, lambda s: dict(s, **updates))
+    commands = None if config.get("processes") is None else parse_commands(config["processes"])
+
+    def change(spec: dict) -> dict:
+        spec = dict(spec, **updates)
+        if commands is not None:  # the release's process table; a scaled type keeps its count
+            have = spec.get("processes") or {}
+            spec["processes"] = {k: {"command": c, "count": (have.get(k) or {}).get("count", 1)}
+                                 for k, c in commands.items()}
+            if not spec["processes"]:
+                del spec["processes"]
+        return spec
+
+    spec = update_app(store, app, change)
     events.record(store, "deploy", f"app {app} release {release} ({image}) deployed", app=app, release=release)
     return spec
 
@@ -378,10 +471,22 @@ def instances(store: Store, name: str) -> list[dict]:
             reports[parts[2]] = e.value
     pending = (store.value(keys.pending(name)) or {}).get("instances", {})
     rows = []
-    for inst in sorted(set(assigned) | set(pending) | {str(i) for i in range(spec.get("count", 0))},
-                       key=lambda i: (len(i), i)):
-        rows.append(_instance_row(spec, inst, assigned.get(inst), reports.get(inst), pending.get(inst)))
+    wanted = {instance_name(kind, i) for kind, n in process_counts(spec).items() for i in range(n)}
+    for inst in sorted(set(assigned) | set(pending) | wanted, key=_instance_order):
+        row = _instance_row(spec, inst, assigned.get(inst), reports.get(inst), pending.get(inst))
+        rows.append(dict(row, process=process_of(inst)[0]))
     return rows
+
+
+def process_counts(spec: dict) -> dict[str, int]:
+    """Instances wanted per process type, web first."""
+    procs = spec.get("processes") or {}
+    return {"web": spec.get("count", 0), **{k: procs[k].get("count", 0) for k in sorted(procs)}}
+
+
+def _instance_order(inst: str) -> tuple:
+    kind, slot = process_of(inst)
+    return (kind != "web", kind, slot if slot is not None else -1, inst)
 
 
 def _instance_row(spec: dict, inst: str, assign: dict | None, rep: dict | None, pending: str | None) -> dict:

@@ -21,10 +21,12 @@ leaves its images with one copy fewer until the app's next push.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -32,6 +34,8 @@ from typing import Callable
 from builder import registry as image_registry
 from builder.build import Limits, Proxy, build, copy
 from builder.errors import BuildError, NothingToBuild
+from buildpacks import procfile
+from buildpacks.packs import DOCKERFILES, exposed_port
 from gitserver import DeployError, PushResult
 from vcapp import appconfig, apps, buildproxy, buildremote, events, keys, membership, releases
 from vcapp.errors import VcError
@@ -78,13 +82,15 @@ class Deployer:
         except VcError as e:
             raise DeployError(e.message) from None
         config = read_config(source_dir, app, log)
+        table, release_command = process_table(source_dir, config, log)
         node = self.node()
         if node is None:
             raise DeployError("this machine is not in a cluster (no node.json); push to a cluster machine's API")
         number = releases.next_number(store, app)
         built = buildremote.build_somewhere(store, node, app, number, source_dir, log)
         rec = {"number": number, "sha": new_sha, "image": built["image"], "digest": built["digest"],
-               "time": time.time(), "who": who, "config": config.spec(), "language": built["language"],
+               "time": time.time(), "who": who, "config": dict(config.spec(), processes=table),
+               "language": built["language"],
                "build_seconds": built["seconds"], "built_on": built["built_on"], "copies": built["copies"],
                "status": "deploying"}
         try:
@@ -123,15 +129,50 @@ class Deployer:
 
 def read_config(source: Path, app: str, log: Log) -> appconfig.AppConfig:
     path = source / appconfig.FILENAME
+    dockerfile = next((source / n for n in DOCKERFILES if (source / n).is_file()), None)
+    exposed = exposed_port(dockerfile.read_text(errors="replace")) if dockerfile else None
     if not path.is_file():
-        log(f"-----> no {appconfig.FILENAME}: port {appconfig.DEFAULT_PORT}, TCP health check")
-        return appconfig.defaults()
+        config = with_exposed_port(appconfig.defaults(), None, exposed)
+        where = f"EXPOSE in {dockerfile.name}" if exposed else "the default"
+        log(f"-----> no {appconfig.FILENAME}: port {config.port} ({where}), TCP health check")
+        return config
+    text = path.read_text(errors="replace")
     try:
-        config = appconfig.parse(path.read_text(errors="replace"), app)
+        config = with_exposed_port(appconfig.parse(text, app), text, exposed)
     except appconfig.AppConfigError as e:
         raise DeployError(str(e)) from None
     log(f"-----> {appconfig.FILENAME}: port {config.port}, {health_text(config.health)}")
     return config
+
+
+def with_exposed_port(config: appconfig.AppConfig, toml_text: str | None, exposed: int | None) -> appconfig.AppConfig:
+    """The port rule (pure): vcapp.toml's `port` when it sets one, else the Dockerfile's EXPOSE
+    (buildpacks.packs.exposed_port), else the default. `config` was parsed from `toml_text`."""
+    if exposed is None:
+        return config
+    if toml_text is not None and "port" in tomllib.loads(toml_text):
+        return config
+    return dataclasses.replace(config, port=exposed)
+
+
+def process_table(source: Path, config: appconfig.AppConfig, log: Log) -> tuple[dict[str, list[str]], str | None]:
+    """The release's process types besides web (type -> command, each run through sh -c) and
+    its release command: every Procfile line, vcapp.toml's [processes] winning over a line of
+    the same type. DeployError on a bad Procfile line or type name."""
+    try:
+        lines = procfile.processes(source)
+    except procfile.ProcfileError as e:
+        raise DeployError(str(e)) from None
+    lines.update(config.processes or {})
+    release = lines.pop("release", None)
+    lines.pop("web", None)
+    try:
+        table = apps.parse_commands({k: ["sh", "-c", v] for k, v in lines.items()})
+    except VcError as e:
+        raise DeployError(f"Procfile or vcapp.toml [processes]: {e.message}") from None
+    for kind, command in sorted(lines.items()):
+        log(f"-----> {kind} process: {command} (no HTTP; `vcapp scale APP {kind}=N`)")
+    return table, release
 
 
 def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log) -> dict:

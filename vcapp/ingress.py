@@ -3,10 +3,11 @@
 The pure part turns a `ClusterView` (app specs, runtime reports, live machines, the edges)
 into the router layer's tables, `NodeRoutes` for every node router and `EdgeRoutes` for an
 edge; `read_view` is the only function here that reads etcd. An app's backends are its
-instances the runtime reports running and healthy, on machines that are alive:
+`web` instances the runtime reports running and healthy, on machines that are alive (a
+worker, clock, ... gets no HTTP traffic):
 
     /vc/apps/<app>                  {policy: "public"|"token", domains: [...], health: {...}}
-    /vc/status/<node>/<app>/<inst>  {state: "running", health: "healthy", host_port: 20001}
+    /vc/status/<node>/<app>/<inst>  {state: "running", health: "healthy", host_port: 20001, process: "web"}
     /vc/nodes/<node>                {addr: ...}
 
 Containers publish their port on their machine's loopback only (runtime/podman.py), so a
@@ -62,7 +63,8 @@ class ClusterView:
 
 
 def serving(report: dict) -> bool:
-    return (report.get("state") in SERVING_STATES and report.get("health", "-") in SERVING_HEALTH
+    """A running, healthy `web` instance with a published port (other process types get no HTTP)."""
+    return (report.get("process", "web") == "web" and report.get("state") in SERVING_STATES and report.get("health", "-") in SERVING_HEALTH
             and bool(report.get("host_port")))
 
 

@@ -14,8 +14,9 @@ NODES = {"home-1": "10.1.0.11", "home-2": "10.1.0.12"}
 API = {"home-1": "10.1.0.11:7180", "home-2": "10.1.0.12:7180"}
 
 
-def report(node, app, inst="0", port=20001, state="running", health="healthy"):
-    return {"node": node, "app": app, "instance": inst, "state": state, "health": health, "host_port": port}
+def report(node, app, inst="0", port=20001, state="running", health="healthy", **extra):
+    return {"node": node, "app": app, "instance": inst, "state": state, "health": health, "host_port": port,
+            **extra}
 
 
 def view(apps, reports, nodes=NODES, edges=("100.96.0.1",)):
@@ -35,6 +36,8 @@ def route(v: ClusterView, app: str) -> AppRoute:
     (report("home-1", "blog", port=None), ()),
     (report("office-9", "blog"), ()),  # a machine that is not alive
     (report("home-1", "other"), ()),
+    (report("home-1", "blog", process="web"), ("10.1.0.11:7081",)),
+    (report("home-1", "blog", "worker-0", process="worker", health="-"), ()),  # workers get no HTTP
 ])
 def test_backends_are_serving_instances_on_live_machines(rep, backends):
     """Seen from a router without instances of its own: the routers of the machines that serve."""

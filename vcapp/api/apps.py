@@ -75,9 +75,11 @@ def destroy(name: str):
 
 @bp.post("/v1/apps/<name>/scale")
 def scale(name: str):
-    """Body: {count?, memory?, cpus?}. New limits roll the instances (no downtime)."""
+    """Body: {count?, memory?, cpus?, processes?: {"web": 2, "worker": 1}}. New limits roll the
+    instances (no downtime)."""
     body = json_body()
-    spec = apps.scale(context.store(), name, body.get("count"), body.get("memory"), body.get("cpus"))
+    spec = apps.scale(context.store(), name, body.get("count"), body.get("memory"), body.get("cpus"),
+                      body.get("processes"))
     return jsonify(app=spec)
 
 

@@ -15,7 +15,7 @@ from vcapp.client import Client, ClientError
 from vcapp.commands.output import ago, api_errors, print_json, size_mb, table
 
 APPS_HEADERS = ["NAME", "RELEASE", "IMAGE", "INSTANCES", "CPUS", "MEMORY", "CREATED"]
-PS_HEADERS = ["INSTANCE", "NODE", "RELEASE", "STATE", "HEALTH", "RESTARTS", "PORT", "REASON"]
+PS_HEADERS = ["INSTANCE", "TYPE", "NODE", "RELEASE", "STATE", "HEALTH", "RESTARTS", "PORT", "REASON"]
 LOG_CONNECT_TIMEOUT_S = 15.0
 
 
@@ -51,10 +51,13 @@ def apps(ctx: click.Context, as_json: bool) -> None:
 @click.option("--env", "env", multiple=True, help="KEY=VALUE environment (not secret; use `vcapp secrets`).")
 @click.option("--volume", "volumes", multiple=True,
               help="NAME:/PATH: mount the app's replicated volume NAME at PATH (`vcapp volumes create`).")
+@click.option("--process", "processes", multiple=True,
+              help="TYPE=COMMAND: a process type besides web (worker=\"python worker.py\"), one instance, "
+                   "no HTTP; `vcapp scale APP TYPE=N` scales it.")
 @api_errors
 def create(name: str, image: str | None, port: int | None, command: str | None, health_path: str | None,
            count: int, memory: str, cpus: float, priority: int, constraints: tuple[str, ...],
-           env: tuple[str, ...], volumes: tuple[str, ...]) -> None:
+           env: tuple[str, ...], volumes: tuple[str, ...], processes: tuple[str, ...]) -> None:
     """Create an app; without --image it waits for its first `git push`."""
     body: dict = {"name": name, "count": count, "memory": memory, "cpus": cpus, "priority": priority,
                   "constraints": _pairs(constraints, "--constraint"), "env": _pairs(env, "--env")}
@@ -68,6 +71,8 @@ def create(name: str, image: str | None, port: int | None, command: str | None, 
         body["health"] = {"type": "http", "path": health_path}
     if volumes:
         body["volumes"] = [dict(zip(("source", "destination"), v.split(":", 1))) for v in volumes]
+    if processes:
+        body["processes"] = {k: {"command": ["sh", "-c", v]} for k, v in _pairs(processes, "--process").items()}
     app_model.new_spec(name, body)  # the API's own checks, before anything is sent
     spec = Client.from_config().post("/v1/apps", body)["app"]
     click.echo(f"app {spec['name']} created" + (f", running {spec['image']}" if spec.get("image") else
@@ -103,21 +108,27 @@ def destroy(name: str, yes: bool) -> None:
 
 @click.command("scale")
 @click.argument("app")
-@click.option("--count", type=int, help="Number of instances.")
+@click.argument("types", nargs=-1, metavar="[TYPE=N]...")
+@click.option("--count", type=int, help="Number of web instances (same as web=N).")
 @click.option("--memory", help="Memory per instance: 256M, 1G.")
 @click.option("--cpus", help="CPUs per instance: 0.5, 2.")
 @api_errors
-def scale(app: str, count: int | None, memory: str | None, cpus: str | None) -> None:
-    """Change an app's instance count and limits (new limits roll the instances)."""
-    body = {k: v for k, v in (("count", count), ("memory", memory), ("cpus", cpus)) if v is not None}
+def scale(app: str, types: tuple[str, ...], count: int | None, memory: str | None, cpus: str | None) -> None:
+    """Change an app's instance counts (--count for web, or TYPE=N per process type:
+    `vcapp scale shop web=2 worker=1`) and limits (new limits roll the instances)."""
+    body: dict = {k: v for k, v in (("count", count), ("memory", memory), ("cpus", cpus)) if v is not None}
+    if types:
+        body["processes"] = app_model.parse_scale_counts(_pairs(types, "TYPE=N"))
     if not body:
-        raise click.UsageError("give --count, --memory and/or --cpus")
+        raise click.UsageError("give TYPE=N (web=2 worker=1), --count, --memory and/or --cpus")
     for key, check in (("count", app_model.parse_count), ("memory", app_model.parse_memory),
                        ("cpus", app_model.parse_cpus)):
         if key in body:
             check(body[key])
     spec = Client.from_config().post(f"/v1/apps/{app}/scale", body)["app"]
-    click.echo(f"app {app}: {spec['count']} x {spec['cpus']:g} CPU, {size_mb(spec['memory_mb'])}")
+    extra = "".join(f", {k} x {p.get('count', 0)}" for k, p in sorted((spec.get("processes") or {}).items()))
+    click.echo(f"app {app}: {spec['count']} x {spec['cpus']:g} CPU, {size_mb(spec['memory_mb'])}"
+               f"{', web x ' + str(spec['count']) + extra if extra else ''}")
 
 
 @click.command("ps")
@@ -130,7 +141,7 @@ def ps(app: str, as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    rows = [[i["instance"], i.get("node") or "-", i.get("release") or "-", i.get("state"), i.get("health") or "-",
+    rows = [[i["instance"], i.get("process") or "web", i.get("node") or "-", i.get("release") or "-", i.get("state"), i.get("health") or "-",
              i.get("restarts", 0), i.get("host_port") or "-", i.get("reason") or ""] for i in found]
     click.echo(table(PS_HEADERS, rows) if rows else f"app {app} has no instances (count 0)")
 

@@ -60,7 +60,10 @@ def _placer_node(record: dict) -> dict:
 
 
 def _placer_spec(spec: dict) -> dict:
-    return dict(spec, release=apps.runtime_release(spec), count=spec.get("count", 1) if spec.get("image") else 0)
+    out = dict(spec, release=apps.runtime_release(spec), count=spec.get("count", 1) if spec.get("image") else 0)
+    if not spec.get("image") and spec.get("processes"):
+        out["processes"] = {k: dict(v, count=0) for k, v in spec["processes"].items()}
+    return out
 
 
 class PlacerLoop:

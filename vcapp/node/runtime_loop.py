@@ -215,8 +215,10 @@ class Publisher:
     def publish(self, store: Store, lease: int, reports: dict[str, dict], assigned: dict[str, dict]) -> None:
         now = time.monotonic()
         for key, rep in reports.items():
-            # Whether this machine knows the instance owns a volume, i.e. will fence it.
-            rep = dict(rep, owns_volumes=bool(assigned.get(key, {}).get("volumes")))
+            # Whether this machine knows the instance owns a volume, i.e. will fence it; and
+            # its process type (web unless the assignment says otherwise): routers serve web only.
+            rep = dict(rep, owns_volumes=bool(assigned.get(key, {}).get("volumes")),
+                       process=assigned.get(key, {}).get("process") or "web")
             app, _, inst = key.partition("/")
             skey = keys.status(self.node, app, inst)
             old = self.written.get(skey)

@@ -1,0 +1,121 @@
+"""Process types from a Procfile and vcapp.toml [processes]: every line is kept (web served,
+release run once per release, the rest run without HTTP), and per-type scale counts are
+checked before anything is sent."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from buildpacks import procfile
+from gitserver import DeployError
+from vcapp import apps
+from vcapp.appconfig import AppConfigError, parse
+from vcapp.deploy import process_table
+from vcapp.errors import BadRequest
+
+pytestmark = pytest.mark.unit
+
+PROCFILE = """\
+# every line counts
+web: gunicorn app:app --bind :$PORT
+worker: python worker.py --queue jobs
+clock:   python clock.py
+release: python manage.py migrate
+"""
+
+
+def tree(tmp_path, procfile_text: str | None = None):
+    if procfile_text is not None:
+        (tmp_path / "Procfile").write_text(procfile_text)
+    return tmp_path
+
+
+def test_every_procfile_line_is_a_process_type(tmp_path):
+    assert procfile.processes(tree(tmp_path, PROCFILE)) == {
+        "web": "gunicorn app:app --bind :$PORT", "worker": "python worker.py --queue jobs",
+        "clock": "python clock.py", "release": "python manage.py migrate"}
+    assert procfile.processes(tmp_path / "nothing-here") == {}
+
+
+def test_the_release_table_holds_workers_and_the_release_command_apart(tmp_path):
+    lines = []
+    table, release = process_table(tree(tmp_path, PROCFILE), parse(""), lines.append)
+    assert table == {"worker": ["sh", "-c", "python worker.py --queue jobs"], "clock": ["sh", "-c", "python clock.py"]}
+    assert release == "python manage.py migrate"
+    assert "-----> worker process: python worker.py --queue jobs (no HTTP; `vcapp scale APP worker=N`)" in lines
+
+
+def test_vcapp_toml_processes_win_over_the_procfile(tmp_path):
+    config = parse('[processes]\nworker = "python other.py"\nmailer = "python mail.py"\nrelease = "true"\n')
+    table, release = process_table(tree(tmp_path, PROCFILE), config, lambda line: None)
+    assert table["worker"] == ["sh", "-c", "python other.py"] and table["mailer"] == ["sh", "-c", "python mail.py"]
+    assert release == "true"
+
+
+def test_vcapp_toml_web_process_is_the_web_command():
+    assert parse('[processes]\nweb = "busybox httpd -f"\n').spec()["command"] == ["sh", "-c", "busybox httpd -f"]
+
+
+def test_no_procfile_no_types(tmp_path):
+    assert process_table(tmp_path, parse(""), lambda line: None) == ({}, None)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Worker: x\n", "process type 'Worker' is not valid"),
+    ("web: a\nworker x\n", "Procfile line 2 is not `name: command`"),
+])
+def test_a_bad_procfile_refuses_the_push(tmp_path, text, message):
+    with pytest.raises(DeployError, match=message):
+        process_table(tree(tmp_path, text), parse(""), lambda line: None)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[processes]\nWorker = "x"\n', "line 2: processes.Worker: is not a process type name"),
+    ('[processes]\nworker = 3\n', "processes.worker: must be a command line"),
+    ('[processes]\nworker = "  "\n', "processes.worker: must be a command line"),
+    ('processes = "worker"\n', "processes: must be a table"),
+])
+def test_bad_processes_table_is_named(text, message):
+    with pytest.raises(AppConfigError, match=message):
+        parse(text)
+
+
+@pytest.mark.parametrize("counts", [{"worker": 2}, {"web": 0, "worker": 100}, {"clock": "3"}])
+def test_scale_counts(counts):
+    assert apps.parse_scale_counts(counts) == {k: int(v) for k, v in counts.items()}
+
+
+@pytest.mark.parametrize("counts, message", [
+    ({"worker": 101}, "worker: count: must be between 0 (stopped) and 100"),
+    ({"worker": 10**30}, "worker: count: must be between 0"),
+    ({"worker": -1}, "worker: count: must be between 0"),
+    ({"worker": "two"}, "worker: count: 'two' is not a whole number"),
+    ({"worker": True}, "worker: count: must be between 0"),
+    ({"Worker!": 1}, "process type 'Worker!' is not valid"),
+    ({}, "give counts per process type"),
+])
+def test_absurd_scale_counts_are_refused(counts, message):
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        apps.parse_scale_counts(counts)
+
+
+@pytest.mark.parametrize("processes, message", [
+    ({"release": {"command": ["true"]}}, "'release' is not a process type here"),
+    ({"web": {"command": ["true"]}}, "'web' is not a process type here"),
+    ({"worker": {"command": "python w.py"}}, "command: give a non-empty list"),
+    ({"worker": {"command": ["w"], "count": 1000}}, "count: must be between 0"),
+    ({f"w{i}": {"command": ["w"]} for i in range(11)}, "at most 10 process types"),
+])
+def test_bad_process_specs_are_refused(processes, message):
+    with pytest.raises(BadRequest, match=re.escape(message)):
+        apps.new_spec("shop", {"image": "x", "processes": processes})
+
+
+def test_a_created_app_keeps_its_processes_counted_with_its_volumes():
+    spec = apps.new_spec("shop", {"image": "x", "processes": {"worker": {"command": ["sh", "-c", "w"]}}})
+    assert spec["processes"] == {"worker": {"command": ["sh", "-c", "w"], "count": 1}}
+    with pytest.raises(BadRequest, match="runs 1 instance"):
+        apps.new_spec("shop", {"image": "x", "processes": {"worker": {"command": ["w"]}},
+                               "volumes": [{"source": "data", "destination": "/data"}]})
