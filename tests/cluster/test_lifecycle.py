@@ -11,7 +11,7 @@ import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from tests.conftest import OWNER_FILE, _new_name
-from vcapp.dev import netns
+from vcapp.dev import egress, netns
 from vcapp.dev.cluster import DevCluster
 
 pytestmark = pytest.mark.cluster
@@ -25,13 +25,17 @@ def vcapp(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def host_snapshot() -> dict:
-    """What of the host's own state a cluster could leave behind."""
+    """What of the host's own state a cluster could leave behind. The proxy links of clusters
+    (vx<cluster>, vcapp/dev/egress.py) are left out: other clusters come and go meanwhile;
+    the test checks its own cluster's link by name."""
     def out(*cmd):
         return subprocess.run(cmd, capture_output=True, text=True).stdout
 
     return {
-        "links": sorted(line.split(":")[1].strip() for line in out("ip", "-o", "link").splitlines()),
-        "routes": out("ip", "route"),
+        "links": sorted(name for line in out("ip", "-o", "link").splitlines()
+                        if not (name := line.split(":")[1].strip()).startswith(egress.host_link(""))),
+        "routes": "".join(line for line in out("ip", "route").splitlines(keepends=True)
+                          if f" dev {egress.host_link('')}" not in line),
         "iptables": "\n".join(l for l in out("iptables-save").splitlines() if not l.startswith("#")),
         "forwarding": Path("/proc/sys/net/ipv4/ip_forward").read_text(),
     }
@@ -64,6 +68,11 @@ def test_up_status_down_leaves_nothing_behind(name):
     assert hosts["home"]["addresses"]["wan"] == ["203.0.113.21/24"]
     assert all(hosts[h]["power"] == "on" for h in ("edge", "client", "home-1", "home-2", "office-1"))
 
+    proxy_link = ["ip", "link", "show", egress.host_link(name)]
+    assert subprocess.run(proxy_link, capture_output=True).returncode == 0  # the one way out
+    proxy = egress.proxy_pid(DevCluster(name).egress_dir)
+    assert proxy
+
     container_netns = netns.peer_namespaces(f"vc-{name}-office-1")
     assert container_netns  # podman gave the container a namespace of its own
 
@@ -75,6 +84,9 @@ def test_up_status_down_leaves_nothing_behind(name):
     assert not Path(f"/sys/fs/cgroup/pids/vcapp/{name}").exists()
     assert not Path(f"/run/vc/{name}").exists() and not dc.dir.exists()
     assert host_snapshot() == before
+    assert subprocess.run(proxy_link, capture_output=True).returncode != 0
+    cmdline = Path(f"/proc/{proxy}/cmdline")
+    assert not cmdline.exists() or not cmdline.read_bytes()  # its proxy stopped (gone, or a zombie)
     assert "not up" in vcapp("dev", "status", "--cluster", name, check=False).stderr
 
 

@@ -182,7 +182,8 @@ def wire(cluster: str, backbone_ns: str, routers_ns: list[str], slot: int) -> Li
     return link
 
 
-def _pid(directory: Path) -> int | None:
+def proxy_pid(directory: Path) -> int | None:
+    """The pid of the tinyproxy running with the config under `directory`, None if none runs."""
     try:
         pid = int((directory / "tinyproxy.pid").read_text().strip())
     except (OSError, ValueError):
@@ -197,7 +198,7 @@ def _pid(directory: Path) -> int | None:
 def start(link: Link, directory: Path, allowed: tuple[str, ...] = ALLOWED,
           environ: dict[str, str] | None = None) -> None:
     """Write the proxy's files under `directory` and start tinyproxy unless it runs already."""
-    if _pid(directory):
+    if proxy_pid(directory):
         return
     if not Path(TINYPROXY).exists():
         raise EgressError(f"{TINYPROXY} is missing: install Debian's tinyproxy (scripts/install does)")
@@ -215,7 +216,7 @@ def start(link: Link, directory: Path, allowed: tuple[str, ...] = ALLOWED,
                          stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + START_WAIT
     while time.monotonic() < deadline:
-        if _pid(directory) and _listening(link):
+        if proxy_pid(directory) and _listening(link):
             return
         time.sleep(0.1)
     tail = (directory / "tinyproxy.out").read_text(errors="replace")[-400:]
@@ -229,11 +230,11 @@ def _listening(link: Link) -> bool:
 
 def stop(directory: Path) -> None:
     """Stop this cluster's tinyproxy (the one started with the config under `directory`)."""
-    pid = _pid(directory)
+    pid = proxy_pid(directory)
     if pid:
         os.kill(pid, signal.SIGTERM)
         for _ in range(50):
-            if not _pid(directory):
+            if not proxy_pid(directory):
                 break
             time.sleep(0.1)
         else:
