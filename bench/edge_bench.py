@@ -1,7 +1,7 @@
 """Edge benchmark: latency and throughput direct-to-app vs through the node router vs
 through the edge (TLS) + node router, measured in the same run from the same client host.
 
-    sudo .venv/bin/python bench/edge_bench.py [--requests 200] [--rate 200] [--mb 100]
+    .venv/bin/python bench/edge_bench.py [--requests 200] [--rate 200] [--mb 100]
 
 Brings up its own simulated cluster (rtbXXXX), runs the sample web app and a node router on
 home-1 and an edge on the edge host, and gives the client host and the edge a direct path

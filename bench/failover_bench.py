@@ -1,7 +1,7 @@
 """Failover benchmark: seconds from losing the machine that runs an app to the app answering
 HTTP from another machine, for a powered-off machine and for a black-holed one.
 
-    sudo .venv/bin/python bench/failover_bench.py [--runs 5]
+    .venv/bin/python bench/failover_bench.py [--runs 5]
 
 Brings up its own simulated cluster (fobXXXX: 3 machines on one LAN, the real node daemons,
 as tests/apps does), creates an app with one instance of the tiny busybox web server, then

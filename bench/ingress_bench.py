@@ -1,7 +1,7 @@
 """Ingress benchmark on the real cluster (mesh, edge, node routers, runtime): direct to the
 container vs through the edge, and failover as a client at a constant rate sees it.
 
-    sudo .venv/bin/python bench/ingress_bench.py [--seconds 8] [--rates 50,200]
+    .venv/bin/python bench/ingress_bench.py [--seconds 8] [--rates 50,200]
 
 Brings up its own simulated cluster (ibXXXX: home-1, home-2, office-1, installed as `vcapp
 dev up` does), runs two tiny busybox apps held to the home site (`solo`, one instance, and

@@ -2,7 +2,7 @@
 kind (lan, direct, relay-udp, relay-tcp), measured in the same run; plus the share of pairs
 that go peer to peer under each office NAT.
 
-    sudo .venv/bin/python bench/mesh_bench.py [--seconds 3] [--rounds 300]
+    .venv/bin/python bench/mesh_bench.py [--seconds 3] [--rounds 300]
 
 Brings up its own simulated cluster (mbnXXXX) with the edge and three machines in the mesh,
 exactly as tests/mesh does. Underlay baselines: home-1 -> home-2 over the LAN; home-1 ->
