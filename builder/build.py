@@ -4,9 +4,12 @@
       detect (buildpacks) -> stack images present? -> buildah bud --layers (limits, CA bundle,
       time limit, log streamed) -> buildah push <registry>/apps/<app>:<release>
 
-A Dockerfile or Containerfile at the root of the tree is built as it is; otherwise the
-buildpack's Containerfile is written beside (never into) the tree. Nothing is pulled from
-a registry while building (`--pull-never`): FROM may name the local stack images only.
+A Dockerfile or Containerfile at the root of the tree is built as it is, its FROM names
+resolved like Docker's (builder/images.py: `node:20` is docker.io/library/node:20) in a copy
+written beside the tree; otherwise the buildpack's Containerfile is written beside (never
+into) the tree. The base images a Dockerfile names are pulled before the build (no retries,
+through the machine's registries.conf.d mirrors and auth file); buildah itself pulls nothing
+(`--pull-never`).
 Build steps run in a private network namespace of the machine that builds: they reach
 PyPI/npm when that machine does, directly or through the forward proxy a build is given
 (`Proxy`: the standard HTTP_PROXY/HTTPS_PROXY/NO_PROXY variables, which pip, npm, go, apt
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from buildpacks.packs import DetectError, Plan, detect
 from buildpacks.stacks import CA_BUNDLE, STACKS
-from builder import proc, stacks
+from builder import images, proc, stacks
 from builder.errors import BuildError, BuildTimeout, NothingToBuild, PushError
 
 # A cold Python/Node build with a few dozen dependencies takes 1-3 minutes here; a step that
@@ -154,8 +157,9 @@ def _failure(outcome: proc.Outcome, limits: Limits) -> BuildError:
     hint = "fix the failing step shown below and push again"
     text = "\n".join(outcome.tail)
     if "image not known" in text or "pull policy is" in text:
-        hint = (f"FROM names an image this cluster does not have; nothing is pulled from public registries: "
-                f"use a local stack image such as {STACKS['python'].image}, or drop the Dockerfile")
+        hint = (f"FROM names an image this machine does not have and could not resolve (a FROM naming a "
+                f"build argument is not pulled): name the image, e.g. alpine:3.19, or a local stack image "
+                f"such as {STACKS['python'].alias}")
     elif "Killed" in text or "exit status 137" in text:
         hint = f"a step was killed, likely for using over the build memory limit ({limits.memory})"
     return BuildError(f"build failed (buildah exited {outcome.returncode}): {hint}", outcome.tail)
@@ -234,7 +238,10 @@ def build(tree: Path, app: str, release: int | str, registry: str | None, *,
     with tempfile.TemporaryDirectory(prefix=f"vcapp-build-{app}-") as tmp:
         work = Path(tmp)
         if plan.dockerfile:
-            containerfile, ignorefile = plan.dockerfile, None
+            resolved = images.rewrite(plan.dockerfile.read_text(errors="replace"))
+            images.pull(resolved.pulls, spawn, say, authfile, proxy.environment() if proxy else None)
+            containerfile, ignorefile = work / plan.dockerfile.name, None
+            containerfile.write_text(resolved.text)
         else:
             containerfile, ignorefile = _write_buildpack_files(plan, Path(tree), work)
         cgroup = f"{(cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip('/')}/build-{app}-{secrets.token_hex(4)}"

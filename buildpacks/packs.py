@@ -205,6 +205,27 @@ def stacks_named(dockerfile: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(by_ref[r] for r in refs if r in by_ref))
 
 
+def exposed_port(dockerfile: str) -> int | None:
+    """The port the image's last stage declares first with EXPOSE (`8080`, `8080/tcp`), or None
+    (no EXPOSE, a `$VAR`, a range, or UDP only). Docker's rule for the final image, minus the
+    ports a base image exposes (they are not known before the build)."""
+    port: int | None = None
+    lines = re.sub(r"\\\r?\n", " ", dockerfile).splitlines()  # continuation lines joined
+    for line in lines:
+        words = line.split()
+        if not words:
+            continue
+        if words[0].upper() == "FROM":
+            port = None
+        elif words[0].upper() == "EXPOSE" and port is None:
+            for word in words[1:]:
+                match = re.fullmatch(r"(\d{1,5})(?:/tcp)?", word, re.IGNORECASE)
+                if match and 1 <= int(match.group(1)) <= 65535:
+                    port = int(match.group(1))
+                    break
+    return port
+
+
 def looked_for() -> tuple[str, ...]:
     """Every file name detection looks for, in the order it tries them."""
     return DOCKERFILES + tuple(m for pack in BUILDPACKS for m in pack.markers)

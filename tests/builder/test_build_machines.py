@@ -108,10 +108,17 @@ def test_broken_dockerfile_fails_with_the_log_tail(home1, tmp_path):
     assert err.value.tail and not isinstance(err.value, BuildTimeout)
 
 
-def test_dockerfile_from_a_public_image_says_nothing_is_pulled(home1, tmp_path):
-    tree = write_tree(tmp_path / "public", {"Dockerfile": "FROM docker.io/library/python:3.12\n"})
-    with pytest.raises(BuildError, match="nothing is pulled from public registries"):
+def test_dockerfile_from_an_unreachable_registry_fails_in_seconds_naming_image_and_registry(home1, tmp_path):
+    """home-1 has no way out (no proxy, no mirror): the pull fails at once, without retries."""
+    tree = write_tree(tmp_path / "public", {"Dockerfile": "FROM python:3.12\nRUN echo never-built\n"})
+    start = time.monotonic()
+    with pytest.raises(BuildError) as err:
         build(tree, "public", 1, None, **home1.build_kwargs())
+    assert time.monotonic() - start < 30
+    message = err.value.reason
+    assert message.startswith("cannot pull docker.io/library/python:3.12 from registry-1.docker.io: ")
+    assert "vcapp registries add docker.io --mirror URL" in message
+    assert "never-built" not in str(err.value)
 
 
 def test_build_over_its_time_limit_is_killed(home1, tmp_path):
