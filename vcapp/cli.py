@@ -14,6 +14,7 @@ from vcapp.commands.events import events
 from vcapp.commands.login import login
 from vcapp.commands.node import node
 from vcapp.commands.nodes import nodes
+from vcapp.commands.registries import registries
 from vcapp.commands.releases import releases, rollback
 from vcapp.commands.settings import settings
 from vcapp.commands.status import status
@@ -48,6 +49,7 @@ cli.add_command(releases)
 cli.add_command(volumes)
 cli.add_command(buckets)
 cli.add_command(settings)
+cli.add_command(registries)
 cli.add_command(rollback)
 
 

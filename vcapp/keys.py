@@ -39,6 +39,9 @@
     /vc/settings/buckets         {kind, endpoint, region, bucket_prefix, access_key, secret (sealed), ...}:
                                  the external S3 service buckets go to; absent = built-in storage
                                  (vcapp/bucketbackend.py)
+    /vc/settings/registries/<host>  {host, mirror, insecure, username, password (sealed), added_at, by}:
+                                 a container registry's mirror and credentials for builds
+                                 (vcapp/registries.py; host is host[:port], e.g. docker.io)
     /vc/requests/<node>          {hosts: {host: {requests, errors}}, at}: the node router's counters
                                  since its Caddy started, bound to its lease (vcapp/node/router_loop.py)
     /vc/meshpaths/<node>         {peer: {path, since}}: this machine's mesh path to each peer,
@@ -68,6 +71,7 @@ VOLUMES = "/vc/volumes/"
 BUCKETS = "/vc/buckets/"
 BUCKET_BACKEND = "/vc/settings/buckets"
 BUILD_PROXY = "/vc/settings/build-proxy"
+REGISTRIES = "/vc/settings/registries/"
 APPS = "/vc/apps/"
 ASSIGN = "/vc/assign/"
 PENDING = "/vc/pending/"
@@ -170,6 +174,10 @@ def meshpaths(node_name: str) -> str:
 
 def repo(app_name: str) -> str:
     return REPOS + app_name
+
+
+def registry(host: str) -> str:
+    return f"{REGISTRIES}{host}"
 
 
 def name_of(key: str, prefix: str) -> str:

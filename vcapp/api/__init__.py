@@ -12,7 +12,7 @@ from flask import Flask
 from vcapp.api import auth, body, errors, events, health, nodes, openapi, tokens
 from vcapp.api import apps as apps_routes
 from vcapp.api import apptokens
-from vcapp.api import builds, git, releases, settings, volumes
+from vcapp.api import builds, git, registries, releases, settings, volumes
 from vcapp.api import dashboard
 from vcapp.api.config import ApiConfig
 from vcapp.api.context import EXTENSION
@@ -34,6 +34,7 @@ def create_app(config: ApiConfig) -> Flask:
     app.register_blueprint(releases.bp)
     app.register_blueprint(volumes.bp)
     app.register_blueprint(settings.bp)  # GET /v1/settings, PUT /v1/settings/<name>
+    app.register_blueprint(registries.bp)  # GET /v1/registries, PUT/DELETE /v1/registries/<host>
     app.register_blueprint(builds.bp)  # POST /v1/builds: machines build for each other
     app.register_blueprint(dashboard.bp)  # GET / page, /v1/dashboard, /v1/history, /v1/warnings, /metrics
     git.mount(app, config)  # /git/<app>.git: git push deploys (vcapp/deploy.py)

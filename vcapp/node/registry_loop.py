@@ -25,6 +25,10 @@ only machines hold. The registry checks it against <data dir>/registry/htpasswd 
 podman and buildah read it from `auth_file()` (<run dir>/registry/auth.json, 0600, naming
 every cluster registry, as mirrors are pulled from with their own address's credentials),
 passed as `--authfile` by the runtime (runtime_loop.py) and the builds (deploy.py).
+The same loop writes what `vcapp registries` set (vcapp/registries.py): a second drop-in,
+REGISTRIES_DROPIN_NAME (each registry's mirror, plain HTTP where allowed), and those
+registries' credentials in the same auth file, which builds pull their base images with
+(builder/images.py): one writer per file.
 Basic auth over plain HTTP carries the password in every request. The registry listens on
 the machine's cluster address only (NodeConfig.addr): on a cluster with a mesh that is its
 WireGuard address, so between machines the password (and every image) travels encrypted and
@@ -34,13 +38,14 @@ authenticated by WireGuard, which is why no TLS is added here. A cluster made wi
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
 from pathlib import Path
 
 from builder import registry
-from vcapp import keys
+from vcapp import keys, registries
 from vcapp.node.children import Child
 from vcapp.node.config import derived_key, run_dir
 
@@ -48,6 +53,7 @@ log = logging.getLogger("vcapp.node")
 
 PORT = registry.DEFAULT_PORT
 DROPIN_NAME = "50-vcapp-cluster.conf"
+REGISTRIES_DROPIN_NAME = "51-vcapp-registries.conf"  # `vcapp registries`: mirrors, plain HTTP
 # How often the live machines are read for the mirrors: a failover pulls right after a death
 # is noticed, so this must be short next to the few seconds a failover takes.
 REFRESH_EVERY_S = 1.0
@@ -132,22 +138,33 @@ class RegistryLoop:
         alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
         addresses = [own] + [f"{rec['addr']}:{PORT}" for rec in records.values() if rec.get("addr")]
         live = [f"{rec['addr']}:{PORT}" for name, rec in records.items() if rec.get("addr") and name in alive]
-        self._auth(addresses)
-        text = dropin_text(addresses, own, live)
-        path = dropin_dir() / DROPIN_NAME
-        if path.exists() and path.read_text() == text:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
-        log.info("registries drop-in %s lists %d cluster registries", path, len(set(addresses)))
+        configured = registries.records(store)
+        self._auth(addresses, configured)
+        if _write(dropin_dir() / DROPIN_NAME, dropin_text(addresses, own, live)):
+            log.info("registries drop-in lists %d cluster registries", len(set(addresses)))
+        if _write(dropin_dir() / REGISTRIES_DROPIN_NAME, registries.dropin_text(configured)):
+            log.info("registries drop-in lists %d configured registries", len(configured))
 
-    def _auth(self, addresses: list[str]) -> None:
-        """The auth file names every registry in `addresses` (written when that set changes)."""
-        wanted = ",".join(sorted(set(addresses)))
+    def _auth(self, addresses: list[str], configured: list[dict] | None = None) -> None:
+        """The auth file names every registry in `addresses` and each configured registry with
+        a login (written when either changes; passwords unsealed only then)."""
+        logins = [[r["host"], r.get("mirror"), r.get("username"), r.get("password")] for r in configured or ()]
+        wanted = ",".join(sorted(set(addresses))) + json.dumps(logins)
         if wanted == self.auth_written and auth_file().exists():
             return
-        registry.write_auth_file(auth_file(), addresses, credential())
+        others = registries.credentials(configured or [])
+        registry.write_auth_file(auth_file(), addresses, credential(), others)
         self.auth_written = wanted
-        log.info("registry auth file %s names %d cluster registries", auth_file(), len(set(addresses)))
+        log.info("registry auth file %s names %d cluster registries and %d others", auth_file(),
+                 len(set(addresses)), len(others))
+
+
+def _write(path: Path, text: str) -> bool:
+    """Replace `path` with `text` when it differs (atomically); whether it was written."""
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return True
