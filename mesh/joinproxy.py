@@ -9,18 +9,21 @@ the body is checked by the cluster, not here; the edge never sees a secret it co
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import random
-import urllib.error
-import urllib.request
 
 from mesh.registry import Registration
 
 API_PORT = 7180  # the control plane's API on every machine (vcapp/node/config.py API_PORT)
-# A live API answers a join in milliseconds; a machine that is down must not hold the joiner
-# for long before the next one is tried.
-FORWARD_TIMEOUT = 5.0
+# A machine that is down (no answer on the mesh) must not hold the joiner for long before the
+# next one is tried: the connect gets this long.
+CONNECT_TIMEOUT = 3.0
+# A join signs a certificate, seals its answer and writes etcd: well under a second on an
+# idle machine, many seconds on a loaded one. Giving up earlier leaves a machine admitted
+# whose answer nobody receives (the joiner's retry is answered again, membership.admit_node).
+ANSWER_TIMEOUT = 30.0
 
 log = logging.getLogger("mesh.joinproxy")
 
@@ -30,15 +33,16 @@ def forward(machines: list[Registration], body: bytes) -> tuple[int, bytes]:
     order = list(machines)
     random.shuffle(order)  # spread joins; any machine can admit
     for reg in order:
-        url = f"http://{reg.mesh_ip}:{API_PORT}/v1/join"
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json"})
+        conn = http.client.HTTPConnection(reg.mesh_ip, API_PORT, timeout=CONNECT_TIMEOUT)
         try:
-            with urllib.request.urlopen(request, timeout=FORWARD_TIMEOUT) as resp:
-                return resp.status, resp.read()
-        except urllib.error.HTTPError as e:  # the cluster answered: a refusal is an answer too
-            return e.code, e.read()
-        except (urllib.error.URLError, OSError) as e:
-            log.info("join via %s (%s) failed: %s", reg.node, reg.mesh_ip, e)
+            conn.connect()
+            conn.sock.settimeout(ANSWER_TIMEOUT)
+            conn.request("POST", "/v1/join", body=body, headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            return resp.status, resp.read()  # the cluster answered: a refusal is an answer too
+        except (OSError, http.client.HTTPException) as e:
+            log.info("join via %s (%s) failed: %s", reg.node, reg.mesh_ip, e or type(e).__name__)
+        finally:
+            conn.close()
     return 503, json.dumps({"error": "no cluster machine answered through the edge: is any machine of "
                                      "the cluster up and connected to this edge?"}).encode()

@@ -238,8 +238,13 @@ def revoked_mesh_ips(store: Store) -> list[str]:
     return sorted(e.key[len(keys.MESH_REVOKED):] for e in store.list(keys.MESH_REVOKED))
 
 
-def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
-    """Check a join and record the machine, all or nothing. Returns the cluster record."""
+def admit_node(store: Store, token_text: str, node: NodeInfo, join_id: str = "") -> dict:
+    """Check a join and record the machine, all or nothing. Returns the cluster record.
+
+    join_id names one join request (the API derives it from the request's CSR). The same
+    request again, after its answer was lost on the way (a relay that gave up waiting, a
+    dropped connection), finds its machine admitted and is answered again instead of being
+    refused as a second machine of that name; it uses no second use of the token."""
     try:
         token = tokens.parse_join_token(token_text)
     except tokens.TokenError as e:
@@ -249,10 +254,12 @@ def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
     if token.cluster != cluster["name"]:
         raise Unauthorized(f"this join token is for cluster {token.cluster!r}, not {cluster['name']!r}")
     now = time.time()
+    records = {e.key[len(keys.NODES):]: e.value for e in store.list(keys.NODES)}
+    if join_id and (records.get(node.name) or {}).get("join_id") == join_id:
+        return cluster
     token_entry = store.get(keys.join_token(token.id))
     check_join_token(token_entry.value if token_entry else None, token, now)
     version = store.get(keys.NODES_VERSION)
-    records = {e.key[len(keys.NODES):]: e.value for e in store.list(keys.NODES)}
     nodes = set(records)
     if node.name in nodes:
         raise Conflict(f"a machine named {node.name!r} is already in the cluster; "
@@ -269,7 +276,7 @@ def admit_node(store: Store, token_text: str, node: NodeInfo) -> dict:
         [unchanged(keys.join_token(token.id), token_entry.mod_revision),
          unchanged(keys.NODES_VERSION, version.mod_revision if version else 0),
          absent(keys.node(node.name))],
-        [put_op(keys.node(node.name), node.record(now)),
+        [put_op(keys.node(node.name), dict(node.record(now), **({"join_id": join_id} if join_id else {}))),
          put_op(keys.join_token(token.id), used),
          put_op(keys.NODES_VERSION, {"at": now})],
     )

@@ -162,6 +162,24 @@ def test_the_join_crosses_the_wire_sealed(api, cluster):
     assert cluster.store.get(keys.node("office-2")) is None
 
 
+def test_the_same_join_again_is_answered_again_and_uses_the_token_once(api, cluster):
+    """A relay that gave up waiting, or a dropped connection, loses the answer of a join the
+    cluster did admit: the joiner sends the same request again and must get its answer, not
+    "already in the cluster" (that left machines half-joined under load)."""
+    single = new_join_token(api, cluster)
+    sealed = joinbox.seal_request(JOIN_KEY, {"token": single["token"], "node": machine("office-7", n=7),
+                                             "csr": etcdtls.make_csr(etcdtls.new_key(), "office-7")})
+    first = api.post("/v1/join", json=sealed.body)
+    again = api.post("/v1/join", json=sealed.body)
+    assert (first.status_code, again.status_code) == (201, 201), again.json
+    one, two = sealed.open_answer(first.json), sealed.open_answer(again.json)
+    assert one["node"]["name"] == two["node"]["name"] == "office-7" and one["node"]["addr"] == two["node"]["addr"]
+    assert cluster.store.value(keys.join_token(tokens.parse_join_token(single["token"]).id))["uses"] == 1
+    joined = [e for e in api.get("/v1/events", headers=bearer(cluster.admin)).json.get("events", [])
+              if e.get("kind") == "node.joined" and e.get("node") == "office-7"]
+    assert len(joined) == 1
+
+
 def test_a_second_machine_with_an_existing_name_is_refused(api, cluster):
     assert join(api, cluster.join, "office-1").status_code == 201
     record = cluster.store.get(keys.node("office-1"))

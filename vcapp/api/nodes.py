@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import time
 
 from flask import Blueprint, g, jsonify
@@ -57,7 +58,9 @@ def join():
     info = membership.NodeInfo.from_json(body.get("node"))
     store = context.store()
     csr, ca_pem = etcd_csr(body.get("csr"), store, key)  # checked before admitting, like the key
-    cluster = membership.admit_node(store, token, info)
+    # One join request, however often it arrives: its CSR's key is made afresh for each join.
+    join_id = hashlib.sha256(body["csr"].encode()).hexdigest()[:32]
+    cluster = membership.admit_node(store, token, info, join_id)
     endpoints = [url for m in store.members() if not m.is_learner for url in m.client_urls]
     node = store.value(keys.node(info.name))
     answer = dict(cluster=public_cluster(cluster), node=node, endpoints=endpoints, cluster_key=key)

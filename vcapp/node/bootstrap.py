@@ -32,8 +32,11 @@ from vcapp.node.config import cluster_key
 from vcapp.store import Store, StoreUnavailable, wait_healthy
 
 START_TIMEOUT = 60.0  # s: etcd's first start plus the daemon's; seconds normally, slow disks more
-JOIN_HTTP_TIMEOUT = 15.0  # s: the API answers a join in milliseconds; this covers a slow link
-JOIN_PATIENCE = 30.0  # s: an edge or API that is restarting is back within this
+# s: a join is answered in well under a second when idle and in many on a loaded machine; an
+# edge relaying it waits up to 30 s (mesh/joinproxy.py ANSWER_TIMEOUT), so wait longer than
+# that. A retry of the same join is answered again (membership.admit_node), never refused.
+JOIN_HTTP_TIMEOUT = 40.0
+JOIN_PATIENCE = 60.0  # s: an edge or API that is restarting is back within this
 JOIN_RETRY_EVERY = 1.0
 STOP_TIMEOUT = 10.0
 DEFAULT_MESH_INTERFACE = "vcmesh0"
