@@ -17,8 +17,14 @@ from vcapp.dev.cluster import DevCluster
 pytestmark = pytest.mark.cluster
 
 
+# `dev up` founds the cluster, joins two machines (sealed joins, etcd certificates), starts the
+# edge and the proxy, and deploys the sample app: a minute or two on a loaded 2-core host.
+DEV_UP_TIMEOUT = 300
+
+
 def vcapp(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "vcapp", *args], capture_output=True, text=True, timeout=120)
+    timeout = DEV_UP_TIMEOUT if args[:2] == ("dev", "up") else 120
+    proc = subprocess.run([sys.executable, "-m", "vcapp", *args], capture_output=True, text=True, timeout=timeout)
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
