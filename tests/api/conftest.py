@@ -121,6 +121,17 @@ def client_post(api):
 
 
 @pytest.fixture
+def node_dir(tmp_path, monkeypatch):
+    """This machine's data dir (its repositories, its cluster key, which seals and unseals
+    secrets) for the API under test."""
+    data = tmp_path / "node"
+    (data / "keys").mkdir(parents=True)
+    (data / "keys" / "cluster.key").write_text(base64.b64encode(CLUSTER_KEY).decode())
+    monkeypatch.setenv("VCAPP_DATA_DIR", str(data))
+    return data
+
+
+@pytest.fixture
 def api(etcd_url):
     """The Flask test client of the admin API over the test etcd."""
     return create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()

@@ -32,16 +32,6 @@ SESSION_KEY = b"s" * 32
 
 
 @pytest.fixture
-def node_dir(tmp_path, monkeypatch):
-    """This machine's data dir (its repositories, its cluster key) for the API under test."""
-    data = tmp_path / "node"
-    (data / "keys").mkdir(parents=True)
-    (data / "keys" / "cluster.key").write_text(base64.b64encode(CLUSTER_KEY).decode())
-    monkeypatch.setenv("VCAPP_DATA_DIR", str(data))
-    return data
-
-
-@pytest.fixture
 def api(etcd_url, node_dir):
     return create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()
 

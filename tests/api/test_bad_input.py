@@ -25,15 +25,6 @@ BIG = "1" + "0" * 400  # a number no float holds
 
 
 @pytest.fixture
-def node_dir(tmp_path, monkeypatch):
-    data = tmp_path / "node"
-    (data / "keys").mkdir(parents=True)
-    (data / "keys" / "cluster.key").write_text(base64.b64encode(CLUSTER_KEY).decode())
-    monkeypatch.setenv("VCAPP_DATA_DIR", str(data))
-    return data
-
-
-@pytest.fixture
 def api(etcd_url, node_dir):
     return create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 
 import pytest
 
@@ -10,17 +9,7 @@ from vcapp import keys, registries, secrets
 from vcapp.node.config import derive
 from tests.api.conftest import CLUSTER_KEY, bearer
 
-pytestmark = pytest.mark.cluster
-
-
-@pytest.fixture(autouse=True)
-def node_dir(tmp_path, monkeypatch):
-    """The serving machine's cluster key, which seals and unseals the passwords."""
-    data = tmp_path / "node"
-    (data / "keys").mkdir(parents=True)
-    (data / "keys" / "cluster.key").write_text(base64.b64encode(CLUSTER_KEY).decode())
-    monkeypatch.setenv("VCAPP_DATA_DIR", str(data))
-    return data
+pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("node_dir")]  # seals with its cluster key
 
 
 def test_a_registry_is_added_listed_without_its_password_sealed_in_etcd_and_removed(api, cluster):
