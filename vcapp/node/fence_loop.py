@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import time
 
+from builder.registry import DEFAULT_PORT as REGISTRY_PORT
 from mesh.edge import MESH_CIDR
 from runtime import firewall
 from runtime.shell import LocalShell
 from storage.plan import FILER_PORT, MASTER_PORT, S3_PORT, VOLUME_PORT
 from vcapp import ingress, keys
 from vcapp.node.config import ETCD_CLIENT_PORT, ETCD_PEER_PORT
-from vcapp.node.registry_loop import PORT as REGISTRY_PORT
 from vcapp.store import StoreUnavailable
 
 log = logging.getLogger("vcapp.fence")
