@@ -1,6 +1,8 @@
-"""What etcd's TLS costs a write: two single-member etcds side by side on loopback, one plain
-HTTP and one with the cluster's TLS (client certificates, CRL: vcapp/node/etcd.py tls_flags),
-written to through the project's client (vcapp/store.py, etcd's JSON gateway).
+"""What etcd's TLS costs a write, and an admin API request: two single-member etcds side by
+side on loopback, one plain HTTP and one with the cluster's TLS (client certificates, CRL:
+vcapp/node/etcd.py tls_flags), written to through the project's client (vcapp/store.py,
+etcd's JSON gateway), and the admin API (the Flask app, in process) on each answering
+`GET /v1/apps` with an admin token (a token look-up and a listing: two etcd reads).
 
 Two ways a machine writes: on a kept-alive connection (the Store's session: every loop and
 the API) and on a new connection each time (what a fresh Store or a reconnect pays: the TLS
@@ -25,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vcapp import etcdtls  # noqa: E402
+from vcapp import etcdtls, membership  # noqa: E402
+from vcapp.api import ApiConfig, create_app  # noqa: E402
 from vcapp.node import etcd  # noqa: E402
 from vcapp.store import Store, wait_healthy  # noqa: E402
 
@@ -57,6 +60,33 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+def report(what: str, times: dict[str, list[float]], count: str) -> None:
+    p = {name: (statistics.median(t), percentile(t, 99)) for name, t in times.items()}
+    print(f"{what:17s} plain p50 {p['plain'][0]:6.2f} ms p99 {p['plain'][1]:6.2f} ms | "
+          f"tls p50 {p['tls'][0]:6.2f} ms p99 {p['tls'][1]:6.2f} ms | "
+          f"ratio p50 {p['tls'][0] / p['plain'][0]:.2f} p99 {p['tls'][1] / p['plain'][1]:.2f}  ({count})")
+
+
+def api_times(urls: dict[str, str], tls: etcdtls.Paths, requests: int) -> dict[str, list[float]]:
+    """Milliseconds of each admin API request, the two APIs asked in turn."""
+    clients, headers = {}, {}
+    for name, url in urls.items():
+        store = Store([url], tls=tls)
+        token = membership.create_admin_token(store, "bench")
+        headers[name] = {"Authorization": f"Bearer {token}"}
+        clients[name] = create_app(ApiConfig(store=lambda store=store: store, node="m")).test_client()
+    times: dict[str, list[float]] = {name: [] for name in urls}
+    for i in range(WARMUP + requests):
+        for name, client in clients.items():
+            began = time.perf_counter()
+            answer = client.get("/v1/apps", headers=headers[name])
+            if answer.status_code != 200:
+                raise SystemExit(f"the {name} API answered {answer.status_code}: {answer.get_data()[:200]}")
+            if i >= WARMUP:
+                times[name].append((time.perf_counter() - began) * 1000)
+    return times
+
+
 def run(writes: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="etcd-tls-bench-"))
     key = etcdtls.new_key()
@@ -83,11 +113,8 @@ def run(writes: int) -> None:
                     store.put(f"/bench/{i % 100}", value)
                     if i >= WARMUP:
                         times[name].append((time.perf_counter() - began) * 1000)
-            p = {name: (statistics.median(t), percentile(t, 99)) for name, t in times.items()}
-            print(f"{mode:15s} plain p50 {p['plain'][0]:6.2f} ms p99 {p['plain'][1]:6.2f} ms | "
-                  f"tls p50 {p['tls'][0]:6.2f} ms p99 {p['tls'][1]:6.2f} ms | "
-                  f"ratio p50 {p['tls'][0] / p['plain'][0]:.2f} p99 {p['tls'][1] / p['plain'][1]:.2f}  "
-                  f"({writes} writes each)")
+            report(mode, times, f"{writes} writes each")
+        report("API GET /v1/apps", api_times(urls, tls, writes // 4), f"{writes // 4} requests each")
     finally:
         for proc in procs:
             proc.kill()
