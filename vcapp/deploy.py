@@ -4,7 +4,10 @@
       -> build with builder/ on THIS machine, every line streamed to `git push`
       -> push to this machine's registry (<addr>:5000, registry_loop.py)
       -> copy to IMAGE_COPIES other live machines' registries (other sites first)
-      -> record /vc/releases/<app>/<n> (releases.py) -> apps.set_release
+      -> record /vc/releases/<app>/<n> (releases.py)
+      -> the release phase, if the Procfile or vcapp.toml has `release:` (release_phase.py):
+         refused on a non-zero exit, nothing changes for what serves
+      -> apps.set_release
       -> wait (bounded) until every instance runs vN healthy per /vc/status
       -> "released vN" + https://<app>.<domain>
     or, if vN fails its health check: the app is set back to the release that served before,
@@ -37,7 +40,7 @@ from builder.errors import BuildError, NothingToBuild
 from buildpacks import procfile
 from buildpacks.packs import DOCKERFILES, exposed_port
 from gitserver import DeployError, PushResult
-from vcapp import appconfig, apps, buildproxy, buildremote, events, keys, membership, releases
+from vcapp import appconfig, apps, buildproxy, buildremote, events, keys, membership, release_phase, releases
 from vcapp.errors import VcError
 from vcapp.node import registry_loop
 from vcapp.node.config import NodeConfig
@@ -98,7 +101,19 @@ class Deployer:
         except VcError as e:
             raise DeployError(e.message) from None
         before = store.value(keys.release(app, serving)) if isinstance(serving, int) else None
+        if release_command:
+            try:
+                release_phase.run(store, app, number, releases.run_image(rec), release_command, rec["config"], log)
+            except release_phase.ReleaseFailed as e:
+                return self._refuse(store, app, number, before, str(e))
         return self._release(store, app, rec, before, log, started)
+
+    def _refuse(self, store: Store, app: str, number: int, before: dict | None, why: str) -> PushResult:
+        """The release phase failed: v`number` never runs; what served keeps serving."""
+        keeps = f"v{before['number']} keeps serving" if before else "no earlier release was serving"
+        releases.mark(store, app, number, "failed", why)
+        events.record(store, "deploy.failed", f"app {app} v{number} refused: {why}; {keeps}", app=app, release=number)
+        return PushResult.failed(f"release v{number} refused: {why}; {keeps}")
 
     def _release(self, store: Store, app: str, rec: dict, before: dict | None, log: Log,
                  started: float) -> PushResult:
@@ -277,7 +292,8 @@ def wait_serving(store: Store, app: str, release: str, count: int, timeout: floa
 
 
 def check_instances(store: Store, app: str, release: str) -> tuple[list[str], str | None]:
-    """("<instance> on <node>: healthy" for each healthy instance of release, first failure or None)."""
+    """("<instance> on <node>: healthy" for each healthy web instance of release, first failure of
+    any process type or None)."""
     assigned = {e.value["instance"]: e.value.get("node") for e in store.list(keys.assign(app))}
     healthy, failure = [], None
     for e in store.list(keys.STATUS):
@@ -287,6 +303,8 @@ def check_instances(store: Store, app: str, release: str) -> tuple[list[str], st
         where = f"instance {rep.get('instance')} on {rep.get('node')}"
         message = rep.get("message") or ""
         if str(rep.get("release")) == release and rep.get("health") == "healthy":
+            if rep.get("process", "web") != "web":  # a worker's check is "it runs": not web's count
+                continue
             healthy.append(f"{where}: healthy ({message or 'check passed'})")
         elif str(rep.get("release")) == release and (rep.get("state") == "failed" or rep.get("health") == "unhealthy"):
             failure = failure or f"{where}: {message or rep.get('state')}"

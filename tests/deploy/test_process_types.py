@@ -119,3 +119,53 @@ def test_a_created_app_keeps_its_processes_counted_with_its_volumes():
     with pytest.raises(BadRequest, match="runs 1 instance"):
         apps.new_spec("shop", {"image": "x", "processes": {"worker": {"command": ["w"]}},
                                "volumes": [{"source": "data", "destination": "/data"}]})
+
+
+def test_release_command_runs_in_the_release_image_with_the_app_limits_and_an_env_file():
+    from vcapp.release_phase import command_args, pull_args
+
+    image = "10.0.0.1:5000/apps/shop@sha256:ab"
+    assert pull_args(image, "/run/auth.json") == ["podman", "pull", "--authfile", "/run/auth.json", image]
+    argv = command_args("shop", 7, image, "python manage.py migrate", "/run/e.env",
+                        {"memory_mb": 256, "cpus": 0.5, "pids": 256})
+    assert argv[:6] == ["podman", "run", "--rm", "--pull", "never", "--name"] and argv[6] == "vc-release-shop-7"
+    assert argv[argv.index("--env-file") + 1] == "/run/e.env"
+    assert argv[argv.index("--memory") + 1] == "256m" and argv[argv.index("--cpus") + 1] == "0.5"
+    assert argv[-4:] == ["10.0.0.1:5000/apps/shop@sha256:ab", "sh", "-c", "python manage.py migrate"]
+
+
+def test_release_env_file_refuses_a_value_podman_cannot_carry():
+    from vcapp.release_phase import ReleaseFailed, env_lines
+
+    assert env_lines({"A": "1", "DATABASE_URL": "postgres://x"}) == "A=1\nDATABASE_URL=postgres://x\n"
+    with pytest.raises(ReleaseFailed, match="B contains a newline"):
+        env_lines({"B": "x\ny"})
+
+
+class Reports:
+    """The two prefixes check_instances reads, as a store would answer them."""
+
+    def __init__(self, assigned: dict[str, str], reports: list[dict]):
+        from vcapp import keys
+        from vcapp.store import Entry
+
+        self.entries = {keys.assign("shop"): [Entry(f"a/{i}", {"instance": i, "node": n}, 1, 1, 0)
+                                              for i, n in assigned.items()],
+                        keys.STATUS: [Entry("s", r, 1, 1, 0) for r in reports]}
+
+    def list(self, prefix: str):
+        return self.entries.get(prefix, [])
+
+
+def test_a_healthy_worker_does_not_count_as_a_serving_web_instance():
+    from vcapp.deploy import check_instances
+
+    rep = {"app": "shop", "release": "2.0", "state": "running", "health": "healthy"}
+    store = Reports({"0": "home-1", "worker-0": "home-2"},
+                    [dict(rep, instance="worker-0", node="home-2", process="worker")])
+    assert check_instances(store, "shop", "2.0") == ([], None)
+    store = Reports({"0": "home-1", "worker-0": "home-2"},
+                    [dict(rep, instance="worker-0", node="home-2", process="worker", state="failed", health="-",
+                          message="exited 1"), dict(rep, instance="0", node="home-1", process="web")])
+    assert check_instances(store, "shop", "2.0") == (["instance 0 on home-1: healthy (check passed)"],
+                                                     "instance worker-0 on home-2: exited 1")

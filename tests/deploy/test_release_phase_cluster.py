@@ -1,0 +1,116 @@
+"""Procfile process types and the release phase through a real git push, on a simulated
+cluster of 3 machines with the real daemons: an app built from a Dockerfile FROM the tiny
+busybox image (on every machine) with a Procfile. Its `release:` line runs once per release
+in the new image with the app's env and secrets, its output in the push log; its `worker:`
+line runs as an instance without HTTP. A release whose `release:` command exits non-zero is
+refused, the log says why, and the release before keeps serving."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.control.conftest import ControlCluster, three_machines
+
+pytestmark = pytest.mark.cluster
+
+APP = "relapp"
+PUSH_TIMEOUT = 600
+SERVE_TIMEOUT = 90
+DOCKERFILE = """\
+FROM localhost/vcapp/tiny:latest
+CMD ["sh", "-c", "mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p 8080 -h /www"]
+"""
+VCAPP_TOML = 'port = 8080\n\n[health]\npath = "/index.html"\n\n[env]\nMODE = "prod"\n'
+GOOD_RELEASE = 'echo "migrating in $MODE mode, token of ${#TOKEN} characters"'
+BAD_RELEASE = "echo checking the schema; echo schema v9 is newer than this code >&2; exit 3"
+
+
+@pytest.fixture(scope="module")
+def cc(make_sim, tmp_path_factory):
+    cc = three_machines(make_sim, tmp_path_factory)
+    registry = f"http://{cc.sim.addr('home-1')}:5000/v2/"
+    cc.wait(lambda: cc.sim.run("home-3", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "2",
+                               registry, check=False).stdout.strip() == "401", 60, "home-1's registry answering")
+    cc.vcapp("home-1", "apps", "create", APP, "--memory", "64M")
+    cc.vcapp("home-1", "secrets", "set", APP, "TOKEN=abcdef")
+    return cc
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("laptop") / APP
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    return path
+
+
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(path), "-c", "user.name=Alice", "-c", "user.email=alice@example.com",
+                           *args], check=True, capture_output=True, text=True).stdout
+
+
+def commit(repo: Path, version: str, procfile: str) -> None:
+    for name, text in {"Dockerfile": DOCKERFILE.format(version=version), "vcapp.toml": VCAPP_TOML,
+                       "Procfile": procfile}.items():
+        (repo / name).write_text(text)
+        git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", version)
+
+
+def push(cc: ControlCluster, repo: Path) -> subprocess.CompletedProcess:
+    url = f"http://admin:{cc.admin_token}@{cc.sim.addr('home-1')}:7180/git/{APP}.git"
+    return cc.sim.run("home-3", "git", "-C", str(repo), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
+
+
+def remote_lines(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line[len("remote: "):].strip() for line in proc.stderr.splitlines() if line.startswith("remote: ")]
+
+
+def ps(cc: ControlCluster) -> list[dict]:
+    proc = cc.vcapp("home-1", "ps", APP, "--json", check=False)
+    return json.loads(proc.stdout) if proc.returncode == 0 else []
+
+
+def serving(cc: ControlCluster) -> str | None:
+    """What the web instance answers on its own machine (published on its loopback only)."""
+    for row in ps(cc):
+        if row["process"] == "web" and row.get("host_port") and row["state"] == "running":
+            got = cc.sim.run(row["node"], "curl", "-sf", "--max-time", "3",
+                             f"http://127.0.0.1:{row['host_port']}/index.html", check=False)
+            if got.returncode == 0:
+                return got.stdout.strip()
+    return None
+
+
+def test_release_command_runs_with_env_and_secrets_and_the_worker_runs(cc, repo):
+    commit(repo, "v1", f"release: {GOOD_RELEASE}\nworker: while true; do sleep 1; done\n")
+    proc = push(cc, repo)
+    lines = remote_lines(proc)
+    assert proc.returncode == 0, proc.stderr
+    assert f"-----> release phase: running `{GOOD_RELEASE}` in v1" in lines
+    assert "migrating in prod mode, token of 6 characters" in lines
+    assert "abcdef" not in proc.stderr  # the secret reached the command, not the log
+    assert any(line.startswith("-----> release phase done in") for line in lines)
+    assert "-----> worker process: while true; do sleep 1; done (no HTTP; `vcapp scale APP worker=N`)" in lines
+    cc.wait(lambda: serving(cc) == "v1", SERVE_TIMEOUT, "v1 serving")
+    worker = cc.wait(lambda: [r for r in ps(cc) if r["instance"] == "worker-0" and r["state"] == "running"],
+                     SERVE_TIMEOUT, "the Procfile's worker running")[0]
+    assert worker["process"] == "worker" and worker["host_port"] is None
+
+
+def test_a_failing_release_command_refuses_the_release_and_v1_keeps_serving(cc, repo):
+    commit(repo, "v2", f"release: {BAD_RELEASE}\nworker: while true; do sleep 1; done\n")
+    proc = push(cc, repo)
+    assert proc.returncode != 0
+    assert (f"release command `{BAD_RELEASE}` exited 3: checking the schema | schema v9 is newer than this code"
+            in proc.stderr), proc.stderr
+    assert "v1 keeps serving" in proc.stderr
+    history = json.loads(cc.vcapp("home-1", "releases", APP, "--json").stdout)
+    assert history["current"] == 1
+    assert {r["number"]: r["status"] for r in history["releases"]}[2] == "failed"
+    assert serving(cc) == "v1"
+    assert all(str(r.get("release") or "").startswith("1.") for r in ps(cc) if r["state"] == "running")
