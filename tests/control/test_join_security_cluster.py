@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from mesh import auth
-from vcapp import joinbox, tokens
+from vcapp import etcdtls, joinbox, tokens
 from vcapp.dev import platform
 
 pytestmark = pytest.mark.cluster
@@ -69,7 +69,9 @@ def phantom(name: str) -> dict:
 
 
 def join_through_edge(sim, token: str, name: str) -> tuple[str, bytes, joinbox.Sealed]:
-    sealed = joinbox.seal_request(tokens.parse_join_token(token).join_key, {"token": token, "node": phantom(name)})
+    csr = etcdtls.make_csr(etcdtls.new_key(), name)  # `vcapp node join` asks for its etcd certificate
+    sealed = joinbox.seal_request(tokens.parse_join_token(token).join_key,
+                                  {"token": token, "node": phantom(name), "csr": csr})
     status, wire = post_json(sim, f"{coord(sim)}/v1/join", sealed.body)
     return status, wire, sealed
 
