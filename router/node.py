@@ -51,7 +51,7 @@ class NodeRouter:
         status, body = self.caddy.admin.request("GET", "/metrics")
         if status != 200:
             raise CaddyError(f"caddy metrics answered {status}")
-        return requestcount.parse(body.decode(errors="replace"))
+        return requestcount.parse(body.decode(errors="replace"), exclude=(node_config.HOP_SERVER,))
 
     def stop(self) -> None:
         self.caddy.stop()

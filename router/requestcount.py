@@ -5,6 +5,8 @@ Caddy (with `metrics: {per_host: true}` in its http app) counts every request pe
 A request that passes a token check goes through two handlers (forward_auth is a
 reverse_proxy too) and is counted by both with the same final code, so per host and code
 the count is the largest over handlers, not their sum (other labels: summed). Errors are 5xx answers.
+Servers named in `exclude` are left out: a request another router hopped here was counted
+where it came in.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ LINE = re.compile(r'^caddy_http_request_duration_seconds_count\{(?P<labels>[^}]*
 LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
-def parse(text: str) -> dict[str, dict[str, int]]:
+def parse(text: str, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, int]]:
     """{host: {"requests": n, "errors": n}} (cumulative since Caddy started)."""
     by_code: dict[tuple, float] = {}
     for line in text.splitlines():
@@ -23,6 +25,8 @@ def parse(text: str) -> dict[str, dict[str, int]]:
         if not m:
             continue
         labels = dict(LABEL.findall(m.group("labels")))
+        if labels.get("server") in exclude:
+            continue
         labels.pop("handler", None)  # the same request, seen by each handler it passed
         key = tuple(sorted(labels.items()))
         by_code[key] = max(by_code.get(key, 0.0), float(m.group("value")))

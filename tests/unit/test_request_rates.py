@@ -24,6 +24,14 @@ def test_requests_and_server_errors_per_host():
                       "vault.apps.test": {"requests": 15, "errors": 0}}
 
 
+def test_a_request_hopped_from_another_router_is_counted_where_it_came_in():
+    hopped = CADDY_METRICS + (
+        'caddy_http_request_duration_seconds_count{code="200",handler="reverse_proxy",host="blog.apps.test",'
+        'method="GET",server="hop"} 30\n')
+    assert requestcount.parse(hopped)["blog.apps.test"]["requests"] == 72  # both servers, as before
+    assert requestcount.parse(hopped, exclude=("hop",))["blog.apps.test"]["requests"] == 42
+
+
 def test_rates_per_app_over_all_routers_and_a_router_restart():
     rates = RequestRates()
     app_of = app_of_host("apps.test", [{"name": "blog", "domains": ["www.blog.org"]}])
