@@ -23,7 +23,6 @@ listen (vcapp/node/registry_loop.py).
 from __future__ import annotations
 
 import base64
-import ctypes
 import json
 import os
 import secrets
@@ -33,6 +32,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+import bcrypt
 
 from builder import proc
 
@@ -92,20 +93,8 @@ class Credential:
 
 
 def bcrypt_hash(password: str, cost: int = BCRYPT_COST) -> str:
-    """`password` hashed with bcrypt ($2b$), by the system's libcrypt (libxcrypt)."""
-    lib = ctypes.CDLL("libcrypt.so.1")
-    lib.crypt_gensalt_rn.restype = ctypes.c_char_p
-    lib.crypt_gensalt_rn.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int,
-                                     ctypes.c_char_p, ctypes.c_int]
-    lib.crypt_rn.restype = ctypes.c_char_p
-    lib.crypt_rn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_int]
-    salt = ctypes.create_string_buffer(64)
-    setting = lib.crypt_gensalt_rn(b"$2b$", cost, os.urandom(16), 16, salt, len(salt))
-    work = ctypes.create_string_buffer(65536)  # a struct crypt_data (32 KiB in libxcrypt)
-    hashed = lib.crypt_rn(password.encode(), setting, work, len(work)) if setting else None
-    if not hashed or not hashed.startswith(b"$2b$"):
-        raise RegistryError("libcrypt could not make a bcrypt hash: is libxcrypt (libcrypt1) installed?")
-    return hashed.decode()
+    """`password` hashed with bcrypt ($2b$, what the registry's htpasswd reads)."""
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=cost)).decode()
 
 
 def write_htpasswd(path: Path, credential: Credential) -> Path:
