@@ -64,7 +64,7 @@ def test_cut_off_volume_owner_on_the_master_leaders_machine_comes_back_elsewhere
              "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data")
     cc.vcapp("home-1", "volumes", "create", "notes", "data", "--size", "64M")
     row = cc.wait(lambda: healthy(cc, "notes", "home-1"), PAGE_WAIT_S, "notes healthy", interval=1)[0]
-    first = page(cc, row, via="home-1")
+    first = page(cc, row)
     assert first.startswith(f"records={RECORDS} md5=") and first.endswith("fresh=yes"), first
     victim = row["node"]
     lead_from(cc, victim)
@@ -74,12 +74,12 @@ def test_cut_off_volume_owner_on_the_master_leaders_machine_comes_back_elsewhere
     try:
         def elsewhere():
             rows = [r for r in healthy(cc, "notes", watcher) if r["node"] != victim]
-            return rows and page(cc, rows[0], via=watcher).startswith("records=") and rows
+            return rows and page(cc, rows[0]).startswith("records=") and rows
 
         new = cc.wait(elsewhere, BACK_WITHIN_S, f"notes answering elsewhere after cutting off {victim}",
                       interval=1)[0]
         took = time.monotonic() - cut
-        after = page(cc, new, via=watcher)
+        after = page(cc, new)
         print(f"\npartition: {victim} (volume owner, master leader) cut off; notes back on {new['node']} "
               f"with its data after {took:.1f}s")
         assert after == first.replace("fresh=yes", "fresh=no"), (first, after)
