@@ -417,22 +417,20 @@ def destroy(store: Store, name: str, repo_root: Path | None = None) -> dict:
 
     Refused while the app has volumes or a bucket: vcapp cannot delete stored data yet, and
     an app made again with the same name would find it. Answers what was removed."""
-    from vcapp.volumes import bucket_key, volume_key  # the storage side, loaded only here
-
     name = app_name(name)
     for _ in range(UPDATE_ATTEMPTS):
         entry = store.get(keys.app(name))
         if entry is None:
             get_app(store, name)  # raises the NotFound a person can act on
-        _refuse_with_data(store, name, volume_key(name, ""), bucket_key(name))
+        _refuse_with_data(store, name, keys.volume(name, ""), keys.bucket(name))
         tokens = [e.key for e in store.list(keys.APP_TOKENS)
                   if isinstance(e.value, dict) and e.value.get("app") == name]
         releases = store.count(keys.release(name))
         ops = [delete_op(keys.app(name)), delete_op(keys.secrets(name)), delete_op(keys.pending(name)),
                delete_op(keys.repo(name)), delete_op(keys.release(name), prefix=True),
                delete_op(keys.metrics(f"app/{name}"), prefix=True), *(delete_op(k) for k in tokens)]
-        guards = [unchanged(keys.app(name), entry.mod_revision), none_under(volume_key(name, "")),
-                  absent(bucket_key(name))]
+        guards = [unchanged(keys.app(name), entry.mod_revision), none_under(keys.volume(name, "")),
+                  absent(keys.bucket(name))]
         if store.txn(guards, ops):
             break
     else:

@@ -134,6 +134,15 @@ def app(name: str) -> str:
     return APPS + name
 
 
+def volume(app: str, name: str) -> str:
+    """An app's volume record; name "" gives the prefix of all of the app's volumes."""
+    return f"{VOLUMES}{app}/{name}"
+
+
+def bucket(app: str) -> str:
+    return BUCKETS + app
+
+
 def assign(app_name: str, instance: str = "") -> str:
     """One instance's assignment, or (no instance) the prefix of all of an app's."""
     return f"{ASSIGN}{app_name}/{instance}"

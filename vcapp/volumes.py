@@ -45,10 +45,6 @@ MAX_SIZE_MB = 1024 * 1024
 FIRST_START_TIMEOUT = 90.0
 
 
-def volume_key(app: str, name: str) -> str:
-    return f"{VOLUMES}{app}/{name}"
-
-
 def storage_enabled(store: Store) -> bool:
     return store.get(ENABLED) is not None
 
@@ -100,7 +96,7 @@ def list_volumes(store: Store, app: str | None = None) -> list[dict]:
 
 
 def get_volume(store: Store, app: str, name: str) -> dict | None:
-    return store.value(volume_key(app, name))
+    return store.value(keys.volume(app, name))
 
 
 def check_request(store: Store, app: str, name: str, size_mb: int) -> dict | None:
@@ -131,7 +127,7 @@ def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who
         raise Unavailable(f"could not create volume {app}/{name}: {e}") from None
     record = {"app": app, "name": name, "size_mb": size_mb,
               "created_at": (old or {}).get("created_at") or time.time()}
-    store.put(volume_key(app, name), record)
+    store.put(keys.volume(app, name), record)
     what = "resized" if old else "created"
     events.record(store, "volume", f"volume {app}/{name} {what} ({size_mb} MB) by {who}", app=app)
     return record
@@ -154,7 +150,7 @@ def create_bucket(store: Store, cfg: NodeConfig | None, app: str, who: str = "ad
         raise NotFound(f"no app {app}; create it first (`vcapp apps create {app}` or a git push)")
     backend = store.get(keys.BUCKET_BACKEND)
     setting = backend.value if backend else None
-    old = store.value(bucket_key(app))
+    old = store.value(keys.bucket(app))
     if old and bucketbackend.location(setting) != _location(old):
         raise Conflict(f"app {app} already has bucket {old['bucket']} on {bucketbackend.describe(old)}; buckets stay where "
                        "they were made")
@@ -169,7 +165,7 @@ def create_bucket(store: Store, cfg: NodeConfig | None, app: str, who: str = "ad
                                      "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"]})
     record = {"app": app, "bucket": bucket, **placed, "created_at": (old or {}).get("created_at") or time.time()}
     if not store.txn([unchanged(keys.BUCKET_BACKEND, backend.mod_revision if backend else 0)],
-                     [put_op(bucket_key(app), record)]):
+                     [put_op(keys.bucket(app), record)]):
         raise Conflict(f"the bucket backend changed while the bucket of {app} was made; "
                        f"`vcapp buckets backend show`, then create it again")
     if not old:
@@ -223,10 +219,6 @@ def _location(record: dict) -> tuple[str, str] | None:
     if record.get("backend", bucketbackend.BUILTIN) == bucketbackend.BUILTIN:
         return None
     return record["endpoint"], record["bucket"][: len(record["bucket"]) - len(record["app"])]
-
-
-def bucket_key(app: str) -> str:
-    return f"{BUCKETS}{app}"
 
 
 def list_buckets(store: Store) -> list[dict]:

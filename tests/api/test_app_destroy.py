@@ -24,7 +24,6 @@ from tests.api.conftest import CLUSTER_KEY, bearer
 from vcapp import apptokens, keys, releases, reposync
 from vcapp.api import ApiConfig, create_app
 from vcapp.node.repos_loop import RepoSyncLoop
-from vcapp.volumes import bucket_key, volume_key
 
 pytestmark = pytest.mark.cluster
 
@@ -146,9 +145,9 @@ def test_an_app_with_stored_data_is_not_destroyed_and_nothing_changes(api, clust
     assert api.post("/v1/apps", json={"name": "data"}, headers=admin).status_code == 201
     token = api.post("/v1/apps/data/tokens", json={"name": "bob"}, headers=admin).json["token"]
     if held == "volume":
-        store.put(volume_key("data", "files"), {"app": "data", "name": "files", "size_mb": 1024})
+        store.put(keys.volume("data", "files"), {"app": "data", "name": "files", "size_mb": 1024})
     else:
-        store.put(bucket_key("data"), {"app": "data", "bucket": "data", "backend": "builtin"})
+        store.put(keys.bucket("data"), {"app": "data", "bucket": "data", "backend": "builtin"})
     revision = store.revision()
     answer = api.delete("/v1/apps/data", headers=admin)
     assert answer.status_code == 409
