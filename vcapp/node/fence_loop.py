@@ -10,6 +10,7 @@ machine is started by the runtime loop that follows it.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 
@@ -44,8 +45,10 @@ def desired(records: dict[str, dict]) -> firewall.Fence:
 
 
 def _ipv4(addr) -> bool:
-    parts = str(addr or "").split(".")
-    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+    try:
+        return ipaddress.ip_address(str(addr or "")).version == 4
+    except ValueError:
+        return False
 
 
 class FenceLoop:
