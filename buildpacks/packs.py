@@ -132,7 +132,9 @@ def detect_python(tree: Path) -> dict | None:
             f"found a Python app ({', '.join(markers)}) but no way to start it: add a Procfile with "
             f"`web: <command serving on $PORT>`, or one of {', '.join(PYTHON_MODULES)}"
         )
-    return {"install": _python_install(tree), "command": command}
+    django = (tree / "manage.py").is_file() and _has_dep(deps, "django")
+    return {"install": _python_install(tree), "command": command,
+            "collectstatic": templates.PYTHON_COLLECTSTATIC if django else ""}
 
 
 # ---- Node.js ------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ WORKDIR /app
 ENV VIRTUAL_ENV=/app/.venv PATH=/app/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 RUN python3 -m venv /app/.venv
 {install}
-EXPOSE 8080
+{collectstatic}EXPOSE 8080
 """ + CMD + "\n"
 
 # {vendored}: COPY lines for local directories requirements.txt points pip at
@@ -40,6 +40,12 @@ RUN pip install --no-cache-dir pipenv && pipenv install --system {pipenv_flags} 
 COPY . ."""
 
 PYTHON_PLAIN = "COPY . ."
+
+# A Django project (manage.py at the top, Django among its dependencies) gets its static
+# files collected into STATIC_ROOT at build, as Heroku's Python buildpack does: the image
+# serves them (WhiteNoise, say) without a step at start. A settings module that cannot be
+# imported without runtime secrets fails the build here, naming the error.
+PYTHON_COLLECTSTATIC = "RUN python manage.py collectstatic --noinput\n"
 
 NODE = """\
 FROM {stack}

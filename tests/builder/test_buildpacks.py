@@ -71,6 +71,22 @@ def test_python_gunicorn_requirements(tmp_path):
     assert cmd_line(text) == ["/bin/sh", "-c", "exec gunicorn --bind 0.0.0.0:$PORT --access-logfile - app:app"]
 
 
+def test_django_project_collects_its_static_files_at_build(tmp_path):
+    tree(tmp_path, {"requirements.txt": "Django>=4.2\ngunicorn\nwhitenoise\n", "manage.py": "",
+                    "Procfile": "web: gunicorn mysite.wsgi\n"})
+    text = detect(tmp_path).containerfile
+    # after the source is in (settings and app static dirs), before the image's command
+    assert text.index("COPY . .") < text.index("RUN python manage.py collectstatic --noinput\n") < text.index("CMD ")
+
+
+@pytest.mark.parametrize("files", [
+    {"requirements.txt": "flask\n", "app.py": FLASK_APP, "manage.py": ""},  # a manage.py, no Django
+    {"requirements.txt": "django\n", "app.py": FLASK_APP},  # Django, no project at the top
+])
+def test_no_collectstatic_without_a_django_project(tmp_path, files):
+    assert "collectstatic" not in detect(tree(tmp_path, files)).containerfile
+
+
 def test_python_uvicorn_pyproject(tmp_path):
     tree(tmp_path, {"pyproject.toml": '[project]\nname = "x"\ndependencies = ["fastapi", "uvicorn[standard]"]\n',
                     "main.py": "from fastapi import FastAPI\napp = FastAPI()\n"})
