@@ -34,8 +34,11 @@
     /vc/volumes/<app>/<name>     {app, name, size_mb, created_at} (vcapp/volumes.py)
     /vc/buckets/<app>            {app, bucket, backend, endpoint?, created_at}: the app's S3 bucket and
                                  where it lives: "builtin" or "external" (vcapp/volumes.py)
-    /vc/settings/build-proxy     {url, set_at, by}: the forward proxy build steps reach package registries
-                                 through (HTTP_PROXY...; vcapp/buildproxy.py); absent = they go direct
+    /vc/settings/build-proxy     {url, username, password (sealed), set_at, by}: the forward proxy build
+                                 steps reach package registries through (HTTP_PROXY...;
+                                 vcapp/buildproxy.py); absent = they go direct
+    /vc/settings/build-no-proxy  {hosts, set_at, by}: hosts builds reach directly beside the cluster's
+                                 own (NO_PROXY; vcapp/buildproxy.py)
     /vc/settings/buckets         {kind, endpoint, region, bucket_prefix, access_key, secret (sealed), ...}:
                                  the external S3 service buckets go to; absent = built-in storage
                                  (vcapp/bucketbackend.py)
@@ -71,6 +74,7 @@ VOLUMES = "/vc/volumes/"
 BUCKETS = "/vc/buckets/"
 BUCKET_BACKEND = "/vc/settings/buckets"
 BUILD_PROXY = "/vc/settings/build-proxy"
+BUILD_NO_PROXY = "/vc/settings/build-no-proxy"
 REGISTRIES = "/vc/settings/registries/"
 APPS = "/vc/apps/"
 ASSIGN = "/vc/assign/"

@@ -33,9 +33,10 @@ def test_the_filter_matches_allowed_names_exactly():
     rules = [re.compile(line, re.IGNORECASE) for line in egress.filter_rules(egress.ALLOWED).splitlines()]
     allowed = lambda host: any(r.search(host) for r in rules)  # noqa: E731
     for host in ("pypi.org", "files.pythonhosted.org", "deb.debian.org", "security.debian.org",
-                 "registry.npmjs.org", "PyPI.org"):
+                 "registry.npmjs.org", "PyPI.org", "proxy.golang.org", "registry-1.docker.io", "ghcr.io"):
         assert allowed(host), host
-    for host in ("example.invalid", "evilpypi.org", "pypi.org.evil.test", "pypixorg", "debian.org"):
+    for host in ("example.invalid", "evilpypi.org", "pypi.org.evil.test", "pypixorg", "debian.org",
+                 "docker.io.evil.test", "x.ghcr.io"):
         assert not allowed(host), host
 
 

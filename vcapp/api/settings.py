@@ -1,8 +1,10 @@
 """Cluster settings an admin changes at any time (vcapp/buildproxy.py).
 
-    GET /v1/settings         {"build.proxy": "http://proxy:3128" | null}
-    PUT /v1/settings/<name>  {"value": "http://proxy:3128"} sets it, {"value": ""} clears it
-                             (400 for an unknown name or a value that is not a proxy URL)
+    GET /v1/settings         {"build.proxy": "http://user:***@proxy:3128" | null,
+                              "build.no_proxy": "mirror.lan,10.0.0.0/8" | null}
+    PUT /v1/settings/<name>  {"value": "http://user@proxy:3128", "password"?: "..."} sets it,
+                             {"value": ""} clears it (400 for an unknown name or a bad value;
+                             nothing changes)
 """
 
 from __future__ import annotations
@@ -26,4 +28,5 @@ def show_settings():
 def set_setting(name: str):
     """Set a cluster setting ({"value": ...}; an empty value clears it)."""
     body = json_body()
-    return jsonify(buildproxy.set_setting(context.store(), name, body.get("value"), who=g.get("admin") or "admin"))
+    return jsonify(buildproxy.set_setting(context.store(), name, body.get("value"), who=g.get("admin") or "admin",
+                                          password=body.get("password")))

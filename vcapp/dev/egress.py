@@ -36,8 +36,16 @@ BACKBONE_GATEWAY = "203.0.113.1"
 BACKBONE_LINK = "px"  # the backbone's end of the proxy link
 TINYPROXY = "/usr/bin/tinyproxy"
 # The registries a build fetches from: PyPI and its file host, Debian (packages and security
-# updates, plain HTTP), npm. Container registries a build pulls from are added per cluster.
-ALLOWED = ("pypi.org", "files.pythonhosted.org", "deb.debian.org", "security.debian.org", "registry.npmjs.org")
+# updates, plain HTTP), npm, the Go module proxy and checksum database, and the public
+# container registries a Dockerfile's FROM resolves to (Docker Hub's API, token service and
+# blob CDN; GitHub's and Quay's). A mirror an admin adds with `vcapp registries add` on the
+# simulated internet is on the backbone itself and needs no proxy.
+PACKAGE_REGISTRIES = ("pypi.org", "files.pythonhosted.org", "deb.debian.org", "security.debian.org",
+                      "registry.npmjs.org", "proxy.golang.org", "sum.golang.org")
+IMAGE_REGISTRIES = ("registry-1.docker.io", "auth.docker.io", "production.cloudflare.docker.com",
+                    "ghcr.io", "pkg-containers.githubusercontent.com", "quay.io", "cdn01.quay.io",
+                    "cdn02.quay.io", "cdn03.quay.io")
+ALLOWED = PACKAGE_REGISTRIES + IMAGE_REGISTRIES
 CONNECT_PORTS = (443,)
 START_WAIT = 5.0  # s: tinyproxy binds its port within milliseconds; seconds mean it failed
 # Host proxy variables a chained upstream is read from, most specific first.
