@@ -1,8 +1,9 @@
 """Building a source tree into an OCI image with buildah, and pushing it to the registry.
 
     build(tree, app, release, registry, on_line=...)
-      detect (buildpacks) -> stack images present? -> buildah bud --layers (limits, CA bundle,
-      time limit, log streamed) -> buildah push <registry>/apps/<app>:<release>
+      detect (buildpacks) -> stack images present? (else pulled from the cluster registry,
+      loaded or made: builder/stacks.py) -> buildah bud --layers (limits, CA bundle, time
+      limit, log streamed) -> buildah push <registry>/apps/<app>:<release>
 
 A Dockerfile or Containerfile at the root of the tree is built as it is, its FROM names
 resolved like Docker's (builder/images.py: `node:20` is docker.io/library/node:20) in a copy
@@ -221,12 +222,15 @@ def copy(image: str, registry: str, spawn: proc.Spawn | None = None, authfile: P
 def build(tree: Path, app: str, release: int | str, registry: str | None, *,
           on_line: proc.LineSink | None = None, spawn: proc.Spawn | None = None,
           limits: Limits = Limits(), cgroup_parent: str | None = None,
-          stack_cache: Path | None = None, proxy: Proxy | None = None, authfile: Path | None = None) -> BuildResult:
+          stack_cache: Path | None = None, proxy: Proxy | None = None, authfile: Path | None = None,
+          stacks_from: stacks.Share | None = None) -> BuildResult:
     """Build `tree` into <registry>/apps/<app>:<release> and push it (no push when registry is None)
     with the credentials in `authfile` (containers-auth.json) when the registry wants them.
 
     Log lines go to on_line as buildah prints them; with `proxy`, build steps (and a stack
-    made for this build) reach the registries through it. Raises NothingToBuild (before
+    made for this build) reach the registries through it. `stacks_from`: the cluster registries
+    a missing stack is pulled from, and pushed to when this machine loads or makes it
+    (builder/stacks.py). Raises NothingToBuild (before
     starting anything), BuildTimeout, BuildError (with the log tail), StackError or PushError."""
     say = on_line or (lambda line: None)
     spawn = spawn or proc.local()
@@ -234,7 +238,8 @@ def build(tree: Path, app: str, release: int | str, registry: str | None, *,
     tag = image_ref(registry, app, release)
     plan = _plan(Path(tree), say)
     for name in plan.stacks:
-        stacks.ensure_loaded(STACKS[name], spawn, say, stack_cache, dict(proxy.environment()) if proxy else None)
+        stacks.ensure_loaded(STACKS[name], spawn, say, stack_cache, dict(proxy.environment()) if proxy else None,
+                             stacks_from)
     with tempfile.TemporaryDirectory(prefix=f"vcapp-build-{app}-") as tmp:
         work = Path(tmp)
         if plan.dockerfile:

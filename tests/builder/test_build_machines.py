@@ -7,12 +7,57 @@ import time
 
 import pytest
 
+from builder import stacks
 from builder.build import Limits, build
 from builder.errors import BuildError, BuildTimeout, NothingToBuild
 from buildpacks.stacks import STACKS
 from tests.builder.conftest import APP_PORT, HELLO_PY, wait_http, write_tree
 
 pytestmark = pytest.mark.cluster
+
+STACK_LINE = "-----> "
+
+
+def recording(machine, started: list[list[str]]):
+    def spawn(argv, **kw):
+        started.append(list(argv))
+        return machine.spawn(argv, **kw)
+    return spawn
+
+
+def test_a_stack_is_shared_through_the_cluster_registry(sim, home1, home2, cluster_registry, tmp_path):
+    """home-1 lacks the python stack: it loads it from the archive cache and pushes it to the
+    cluster registry; home-2 then pulls it from there, with no archive and no debootstrap."""
+    python = STACKS["python"]
+    for machine in (home1, home2):
+        assert machine.podman("image", "exists", python.image, check=False).returncode == 1  # a fresh storage
+    share = stacks.Share((cluster_registry,))
+    tree = write_tree(tmp_path / "first", {"requirements.txt": "", "app.py": HELLO_PY})
+    lines1: list[str] = []
+    build(tree, "first", 1, None, on_line=lines1.append, stacks_from=share, **home1.build_kwargs())
+    said1 = [l for l in lines1 if l.startswith(STACK_LINE)]
+    assert f"-----> pulling stack python (bookworm) from the cluster registry ({cluster_registry})" in said1
+    assert any(l.startswith("-----> loading stack python (bookworm) from /") for l in said1), said1
+    assert any(l.startswith(f"-----> pushed stack python (bookworm) to the cluster registry at {cluster_registry}")
+               for l in said1), said1
+    tags = wait_http(sim, "home-1", f"http://{cluster_registry}/v2/stacks/python/tags/list")
+    assert f'"{python.suite}-{python.key}"' in tags
+
+    started: list[list[str]] = []
+    empty_cache = tmp_path / "no-archives"
+    lines2: list[str] = []
+    result = build(write_tree(tmp_path / "second", {"requirements.txt": "", "app.py": HELLO_PY}), "second", 1,
+                   None, on_line=lines2.append, stacks_from=share, stack_cache=empty_cache,
+                   spawn=recording(home2, started), cgroup_parent=home2.cgroup)
+    said2 = [l for l in lines2 if l.startswith(STACK_LINE)]
+    assert any(l.startswith(f"-----> pulled stack python (bookworm) from {cluster_registry}: ") for l in said2), said2
+    assert not any("loading stack" in l or "making stack" in l or "pushed stack" in l for l in said2), said2
+    assert not any(argv[:2] == ["podman", "load"] for argv in started)
+    assert not empty_cache.exists()  # no archive looked for, none made
+    print("\n".join(l for l in said1 + said2 if "stack" in l))  # the numbers, with -s
+
+    home2.serve(result.image, "second-1", port=APP_PORT + 3)
+    assert wait_http(sim, "home-1", f"http://{home2.addr}:{APP_PORT + 3}/") == "hello from python on port 8080\n"
 
 
 def test_python_app_built_on_home1_runs_on_home2_from_the_registry(sim, home1, home2, cluster_registry, tmp_path):
