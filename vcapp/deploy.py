@@ -2,6 +2,7 @@
 
     vcapp.toml (appconfig: refused with line and field, nothing changes)
       -> build with builder/ on THIS machine, every line streamed to `git push`
+         (a stack it lacks: pulled from the cluster registries, or made once: stackshare.py)
       -> push to this machine's registry (<addr>:5000, registry_loop.py)
       -> copy to IMAGE_COPIES other live machines' registries (other sites first)
       -> record /vc/releases/<app>/<n> (releases.py)
@@ -35,12 +36,14 @@ from pathlib import Path
 from typing import Callable
 
 from builder import registry as image_registry
+from builder import stacks
 from builder.build import Limits, Proxy, build, copy
 from builder.errors import BuildError, NothingToBuild
 from buildpacks import procfile
 from buildpacks.packs import DOCKERFILES, exposed_port
 from gitserver import DeployError, PushResult
-from vcapp import appconfig, apps, buildproxy, buildremote, events, keys, membership, release_phase, releases
+from vcapp import (appconfig, apps, buildproxy, buildremote, events, keys, membership, release_phase, releases,
+                   stackshare)
 from vcapp.errors import VcError
 from vcapp.node import registry_loop
 from vcapp.node.config import NodeConfig
@@ -196,20 +199,23 @@ def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Pa
     if not image_registry.answers(registry):
         raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
                           "starts it; check `vcapp status` and its log (data dir log/registry.log)")
-    result = run_build(source, app, number, registry, log, buildproxy.for_build(store, registry))
+    result = run_build(source, app, number, registry, log, buildproxy.for_build(store, registry),
+                       stackshare.for_build(store, node, log))
     copies = copy_image(store, node, result.image, log, result.digest)
     return {"image": result.image, "digest": result.digest, "language": result.language,
             "seconds": round(result.seconds, 1), "built_on": node.name, "copies": copies}
 
 
-def run_build(source: Path, app: str, number: int, registry: str, log: Log, proxy: Proxy | None = None):
+def run_build(source: Path, app: str, number: int, registry: str, log: Log, proxy: Proxy | None = None,
+              stacks_from: stacks.Share | None = None):
     """Build and push `source` as <registry>/apps/<app>:<number> (build steps going out through
-    `proxy`, the cluster's build.proxy); DeployError when it cannot."""
+    `proxy`, the cluster's build.proxy; a missing stack pulled from, or made once and pushed to,
+    the cluster registries `stacks_from`); DeployError when it cannot."""
     parent = os.environ.get("VCAPP_CGROUP_PARENT")
     try:
         return build(source, app, number, registry, on_line=log, limits=Limits(), proxy=proxy,
                      cgroup_parent=f"{parent.rstrip('/')}/builds" if parent else None,
-                     authfile=registry_loop.auth_file())
+                     authfile=registry_loop.auth_file(), stacks_from=stacks_from)
     except NothingToBuild as e:
         raise DeployError(e.reason) from None
     except BuildError as e:

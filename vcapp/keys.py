@@ -51,6 +51,9 @@
                                  bound to its lease (vcapp/node/metrics_loop.py)
     /vc/repos/<app>              {refs: {ref: sha}, holders: [node], at}: the app repository's
                                  branches and the machines holding them (vcapp/reposync.py)
+    /vc/stacks/making/<stack>    {machine, since}: the one machine loading or making a buildpack stack
+                                 (<name>-<suite>-<key>) for the cluster, bound to a lease of its own
+                                 (vcapp/stackshare.py)
 """
 
 CLUSTER = "/vc/cluster"
@@ -88,6 +91,7 @@ HEALTH_SUMMARY = "/vc/health/summary"
 MESHPATHS = "/vc/meshpaths/"
 REQUESTS = "/vc/requests/"
 REPOS = "/vc/repos/"
+STACK_MAKERS = "/vc/stacks/making/"
 
 
 def node(name: str) -> str:
@@ -191,6 +195,10 @@ def repo(app_name: str) -> str:
 
 def registry(host: str) -> str:
     return f"{REGISTRIES}{host}"
+
+
+def stack_maker(stack: str) -> str:
+    return STACK_MAKERS + stack
 
 
 def name_of(key: str, prefix: str) -> str:
