@@ -8,7 +8,9 @@ checks their health, asks `reconcile` what to do, does it, and returns the statu
      "health": "healthy",                                 # starting | healthy | unhealthy | -
      "restarts": 2, "host_port": 20001,                   # where the router sends traffic
      "cpu_percent": 1.5, "memory_mb": 3.2, "memory_limit_mb": 64,
-     "started_at": 1700000000.0, "message": "HTTP 200 from /healthz", "updated_at": 1700000003.2}
+     "started_at": 1700000000.0, "message": "HTTP 200 from /healthz", "updated_at": 1700000003.2,
+     "promotion": {"release": "4", "outcome": "refused",   # only while a newer release was
+                   "check": "HTTP 500 from /healthz"}}     # refused here (runtime/replace.py)
 The etcd glue calls `step` on every change of /vc/assign/... for this node and every
 LOOP_INTERVAL_S, and writes each report. Until then, `python -m runtime.agent` runs the
 same loop from a JSON file of assignments (used by the tests on simulated machines):
@@ -29,7 +31,7 @@ from runtime import health, usage
 from runtime.book import Book
 from runtime.podman import Container, PodmanDriver, PodmanError
 from runtime.reconcile import Action, Create, Observed, Reforward, Remove, Replace, Restart, Wait, reconcile
-from runtime.replace import replace
+from runtime.replace import Promotion, replace
 from runtime.spec import InstanceSpec, SpecError
 
 log = logging.getLogger("vcapp.runtime")
@@ -126,9 +128,9 @@ class Agent:
                 book.failed.pop(action.spec.key, None)
                 book.streak.pop(action.spec.key, None)
             else:
-                book.failed[action.spec.key] = {"release": action.spec.release, "reason": result.reason,
-                                                "at": time.time()}
-            return {action.spec.key: result.reason}
+                book.failed[action.spec.key] = {"release": result.release, "reason": result.check,
+                                                "previous": result.previous, "at": time.time()}
+            return {action.spec.key: result.message}
         return {action.key: action.reason}
 
     def _binds(self, spec: InstanceSpec) -> dict[str, str]:
@@ -156,6 +158,10 @@ class Agent:
                    health=health.state(rec, spec.health, now) if c.running else "-")
         if not rep["message"] and rec is not None:
             rep["message"] = rec.message
+        refused = book.failed.get(spec.key)
+        if refused:
+            rep["promotion"] = {"release": str(refused.get("release")), "outcome": Promotion.REFUSED.value,
+                                "check": refused.get("reason") or ""}
         rep.update(self._usage(c, now))
         return rep
 

@@ -116,7 +116,7 @@ def _converge(spec: InstanceSpec, obs: list[Observed], book: Book, now: float) -
     serving = [o for o in older if o.container.running]
     failed = book.failed.get(spec.key)
     if serving and failed and failed.get("release") == spec.release:
-        return [Wait(spec.key, f"release {spec.release} was not promoted: {failed.get('reason')}; "
+        return [Wait(spec.key, f"release {spec.release} failed its health check: {failed.get('reason')}; "
                                f"release {serving[0].container.release} keeps serving")]
     if serving:
         extra = [Remove(o.container.name, spec.key, "superseded") for o in older if o is not serving[0]]

@@ -42,6 +42,7 @@ from builder.errors import BuildError, NothingToBuild
 from buildpacks import procfile
 from buildpacks.packs import DOCKERFILES, exposed_port
 from gitserver import DeployError, PushResult
+from runtime.replace import Promotion
 from vcapp import (appconfig, apps, buildproxy, buildremote, events, keys, membership, release_phase, releases,
                    stackshare)
 from vcapp.errors import VcError
@@ -58,8 +59,6 @@ HEALTH_WAIT_EXTRA_S = 60.0
 DEFAULT_START_GRACE_S = 30.0
 POLL_S = 0.5  # status reports are refreshed about every second by the runtime loop
 REGISTRY_PORT = image_registry.DEFAULT_PORT
-# Text the runtime puts in a status message when a release could not replace the old one.
-NOT_PROMOTED = ("was not promoted", "failed its health check")
 # Registries besides the builder's that get each release image: any one machine (or two)
 # can die and the image is still pulled from a copy, as app data is (three copies).
 IMAGE_COPIES = 2
@@ -314,8 +313,10 @@ def check_instances(store: Store, app: str, release: str) -> tuple[list[str], st
             healthy.append(f"{where}: healthy ({message or 'check passed'})")
         elif str(rep.get("release")) == release and (rep.get("state") == "failed" or rep.get("health") == "unhealthy"):
             failure = failure or f"{where}: {message or rep.get('state')}"
-        elif f"release {release}" in message and any(t in message for t in NOT_PROMOTED):
-            failure = failure or f"{where}: {message}"
+        elif (refused := rep.get("promotion") or {}).get("release") == release \
+                and refused.get("outcome") == Promotion.REFUSED.value:
+            failure = failure or (f"{where}: release {release} failed its health check: {refused.get('check')}; "
+                                  f"release {rep.get('release')} keeps serving")
     return healthy, failure
 
 

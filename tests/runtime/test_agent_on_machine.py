@@ -84,8 +84,9 @@ def test_failing_release_is_not_promoted_and_good_one_is(agent, machine):
     broken = ["sh", "-c", "mkdir -p /www && exec httpd -f -p 8080 -h /www"]
     agent.want([web(app="deploy", release="2", command=broken, health={"type": "http", "path": "/index.html",
                                                          "start_grace_s": 3})])
-    rep = agent.wait(DKEY, lambda r: "not promoted" in r["message"], "reported as not promoted")
-    assert "HTTP 404" in rep["message"] and "release 1 keeps serving" in rep["message"]
+    rep = agent.wait(DKEY, lambda r: (r.get("promotion") or {}).get("outcome") == "refused", "reported as refused")
+    assert rep["promotion"]["release"] == "2" and "HTTP 404" in rep["promotion"]["check"]
+    assert "release 1 keeps serving" in rep["message"]  # and in words, for people
     assert rep["release"] == "1" and rep["host_port"] == old["host_port"]
     assert get(machine, "home-1", old["host_port"]) == "one"
     names = agent.podman("ps", "-a", "--format", "{{.Names}}").stdout.split()

@@ -96,7 +96,7 @@ def test_restart_carries_growing_streak_and_reason():
 def test_failed_release_reason_is_reported():
     (w,) = reconcile([spec(release="2")], [obs(ctr())],
                      Book(failed={"web/0": {"release": "2", "reason": "HTTP 500 from /healthz"}}), NOW)
-    assert w.reason == "release 2 was not promoted: HTTP 500 from /healthz; release 1 keeps serving"
+    assert w.reason == "release 2 failed its health check: HTTP 500 from /healthz; release 1 keeps serving"
 
 
 def test_spec_from_assignment_hides_secrets_and_checks_names():

@@ -32,6 +32,7 @@ from runtime.agent import Agent, PrepareError, specs_from
 from runtime.spec import InstanceSpec
 from storage.host import StorageError
 from runtime.podman import PodmanDriver, PodmanError
+from runtime.replace import Promotion
 from vcapp import events, keys, secrets, volumes
 from vcapp.errors import VcError
 from vcapp.node import agent as node_agent  # module, not names: agent imports the loops
@@ -242,9 +243,11 @@ class Publisher:
                 and rep.get("state") == "running":
             events.record(store, "promoted", f"{key} on {self.node}: release {want} took over from "
                                              f"{old.get('release')}", release=want, **where)
-        if "failed its health check" in (rep.get("message") or "") or "not promoted" in (rep.get("message") or ""):
+        refused = rep.get("promotion") or {}
+        if refused.get("outcome") == Promotion.REFUSED.value and refused.get("release") == want:
             self._once(store, ("release.failed", key, want), "release.failed",
-                       f"{key} on {self.node}: {rep.get('message')}", release=want, **where)
+                       f"{key} on {self.node}: release {want} failed its health check: {refused.get('check')}; "
+                       f"release {rep.get('release')} keeps serving", release=want, **where)
         move = assign.get("failover")
         if move and rep.get("health") == "healthy" and rep.get("release") == want:
             seconds = round(time.time() - float(move.get("at", time.time())), 2)
