@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from vcapp.pidfile import live_pid
+
 LINK_RANGE = ipaddress.IPv4Network("198.51.100.0/24")
 SLOTS = LINK_RANGE.num_addresses // 4
 PROXY_PORT = 8888
@@ -192,15 +194,7 @@ def wire(cluster: str, backbone_ns: str, routers_ns: list[str], slot: int) -> Li
 
 def proxy_pid(directory: Path) -> int | None:
     """The pid of the tinyproxy running with the config under `directory`, None if none runs."""
-    try:
-        pid = int((directory / "tinyproxy.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return pid if b"tinyproxy" in cmdline and str(directory).encode() in cmdline else None
+    return live_pid(directory / "tinyproxy.pid", "tinyproxy", str(directory))
 
 
 def start(link: Link, directory: Path, allowed: tuple[str, ...] = ALLOWED,

@@ -19,23 +19,22 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
-from typing import Callable, Protocol
 import signal
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Protocol
 
-from vcapp import __version__, keys
+from vcapp import __version__, etcdtls, keys
 from vcapp.node import etcd, etcd_members, loops, resources
-from vcapp import etcdtls
 from vcapp.node.children import Child
-from vcapp.node.config import cluster_key
-from vcapp.node.config import NodeConfig, config_path, data_dir, mesh_credential_path, run_dir
+from vcapp.node.config import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
 from vcapp.node.lease import LeaseKeeper
+from vcapp.pidfile import live_pid
 from vcapp.store import Store, StoreUnavailable, absent, put_op, unchanged
 
 log = logging.getLogger("vcapp.node")
@@ -71,15 +70,7 @@ def pid_file() -> Path:
 
 def running_pid() -> int | None:
     """Pid of this machine's running daemon, if any."""
-    try:
-        pid = int(pid_file().read_text())
-    except (OSError, ValueError):
-        return None
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    return pid if b"node" in cmdline and b"run" in cmdline else None
+    return live_pid(pid_file(), "node", "run")
 
 
 class Agent:

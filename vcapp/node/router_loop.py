@@ -24,6 +24,7 @@ from router.node import NodeRouter
 from router.routes import NodeRoutes
 from vcapp import apptokens, ingress, keys
 from vcapp.node.config import derived_key
+from vcapp.pidfile import live_pid
 from vcapp.store import per_thread_store
 
 log = logging.getLogger("vcapp.router")
@@ -39,12 +40,8 @@ PID_FILE = "caddy.pid"
 
 def kill_stale_caddy(workdir: Path) -> None:
     """Stop a Caddy left by an earlier daemon of this machine (it would hold our port)."""
-    try:
-        pid = int((workdir / PID_FILE).read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return
-    if b"caddy" in cmdline and str(workdir).encode() in cmdline:
+    pid = live_pid(workdir / PID_FILE, "caddy", str(workdir))
+    if pid:
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + RETRY_AFTER
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
