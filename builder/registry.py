@@ -18,6 +18,15 @@ never on a command line. Basic auth over plain HTTP sends the password on every 
 acceptable on loopback and on a WireGuard mesh address (WireGuard encrypts and
 authenticates every packet between machines), which is where the cluster's registries
 listen (vcapp/node/registry_loop.py).
+
+Deleting an app's images (`delete_repository`, when the app is destroyed): every manifest of
+apps/<app> is deleted by digest (its tags go with it) and so are the repository's links to
+its layers and config, so nothing of the app can be pulled through apps/<app> any more. The
+blob files themselves stay on disk until `docker-registry garbage-collect` runs, which is not
+done here: the distribution docs require the registry to be stopped or read-only while it
+runs (it would delete the blobs of a push in flight, which has no manifest yet), and every
+machine's registry takes pushes and copies at any time. A blob is content-addressed and
+reachable only through a repository link, so what stays is disk space, not access.
 """
 
 from __future__ import annotations
@@ -205,6 +214,75 @@ def answers(address: str, timeout: float = PROBE_TIMEOUT) -> bool:
         return e.code == 401 and e.headers.get("Docker-Distribution-API-Version") == "registry/2.0"
     except (urllib.error.URLError, OSError):
         return False
+
+
+MANIFEST_TYPES = ", ".join((
+    "application/vnd.oci.image.manifest.v1+json", "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json"))
+
+
+def _call(address: str, credential: Credential | None, method: str, path: str,
+          timeout: float = PROBE_TIMEOUT * 5) -> tuple[int, dict, bytes]:
+    """One registry API request: (status, headers, body); 4xx/5xx are answers, not errors."""
+    headers = {"Accept": MANIFEST_TYPES}
+    if credential:
+        headers["Authorization"] = f"Basic {_basic(credential)}"
+    req = urllib.request.Request(f"http://{address}{path}", method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+    except (urllib.error.URLError, OSError) as e:
+        raise RegistryError(f"the registry at {address} does not answer ({e}); is that machine up?") from None
+
+
+def manifest_status(address: str, credential: Credential | None, repository: str, reference: str) -> int:
+    """HTTP status of a HEAD of manifest `reference` (tag or digest): 200 there, 404 gone."""
+    return _call(address, credential, "HEAD", f"/v2/{repository}/manifests/{reference}")[0]
+
+
+def repository_digests(address: str, credential: Credential | None, repository: str) -> list[str]:
+    """The manifest digests the repository's tags point at (empty when it has none)."""
+    status, _, body = _call(address, credential, "GET", f"/v2/{repository}/tags/list")
+    if status == 404:
+        return []
+    if status != 200:
+        raise RegistryError(f"the registry at {address} answered {status} listing the tags of {repository}")
+    found = []
+    for tag in json.loads(body or b"{}").get("tags") or []:
+        status, headers, _ = _call(address, credential, "HEAD", f"/v2/{repository}/manifests/{tag}")
+        digest = {k.lower(): v for k, v in headers.items()}.get("docker-content-digest")
+        if status == 200 and digest and digest not in found:
+            found.append(digest)
+    return found
+
+
+def delete_repository(address: str, credential: Credential | None, repository: str,
+                      digests: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Delete every manifest of `repository` (those its tags name, and `digests`) with the
+    repository's links to their layers and config. Returns the manifest digests deleted;
+    one that is not there is skipped. Blobs stay on disk until garbage collection (see top)."""
+    deleted = []
+    for digest in dict.fromkeys([*digests, *repository_digests(address, credential, repository)]):
+        status, _, body = _call(address, credential, "GET", f"/v2/{repository}/manifests/{digest}")
+        if status == 404:
+            continue
+        if status != 200:
+            raise RegistryError(f"the registry at {address} answered {status} for {repository}@{digest}")
+        manifest = json.loads(body or b"{}")
+        blobs = [d["digest"] for d in [manifest.get("config") or {}, *(manifest.get("layers") or [])] if d.get("digest")]
+        status = _call(address, credential, "DELETE", f"/v2/{repository}/manifests/{digest}")[0]
+        if status not in (202, 404):
+            raise RegistryError(f"the registry at {address} answered {status} to deleting {repository}@{digest}")
+        for blob in blobs:
+            status = _call(address, credential, "DELETE", f"/v2/{repository}/blobs/{blob}")[0]
+            if status not in (202, 404):
+                raise RegistryError(f"the registry at {address} answered {status} to deleting blob {blob} "
+                                    f"of {repository}")
+        deleted.append(digest)
+    return deleted
 
 
 def start(address: str, storage: FilesystemStorage | S3Storage, config_path: Path,

@@ -8,6 +8,8 @@
               etcd) and every S3 gateway reloads them; once one identity exists, anonymous
               requests are refused, and a key only opens the buckets listed for it.
 
+`delete_bucket` removes identity, bucket, objects and rule when the app is destroyed.
+
 The app gets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL_S3 and BUCKET_NAME.
 """
 
@@ -80,8 +82,28 @@ def _bucket_exists(plan: ClusterPlan, host: Host, app: str, weed: str) -> bool:
     return any(line.split()[0] == app for line in out.splitlines() if line.strip())
 
 
-def delete_bucket_access(plan: ClusterPlan, host: Host, app: str, weed: str) -> None:
-    """Remove the app's identity (its keys stop working at once); the data stays."""
-    if _existing_keys(plan, host, app, weed) is None:
-        raise StorageError(f"app {app} has no bucket identity to remove")
-    shell.run(plan, host, [f"s3.configure -user={identity_name(app)} -delete -apply"], weed)
+CLOSED_IDENTITY = "vcapp-closed"  # holds the gateway shut when no app has a bucket
+
+
+def delete_bucket(plan: ClusterPlan, host: Host, app: str, weed: str) -> None:
+    """Delete bucket `app` for good: its identity first (its keys stop working at once), then
+    the bucket with every object (s3.bucket.delete drops its collection: the SeaweedFS volumes
+    holding the objects, on every machine) and its path rule. Idempotent: a retry after a
+    failure halfway finishes the job.
+
+    The gateway admits anonymous requests, with every right, while it knows no identity at
+    all: when the app's is the last one, an identity with a random key nobody keeps and no
+    bucket of its own takes its place first, so the gateway stays shut."""
+    check_names(app, "bucket")
+    known = [i.get("name") for i in identities(plan, host, weed)]
+    commands = []
+    if identity_name(app) in known:
+        if not set(known) - {identity_name(app)}:
+            commands.append(f"s3.configure -user={CLOSED_IDENTITY} -actions=Read -buckets={CLOSED_IDENTITY} "
+                            f"-access_key={secrets.token_hex(ACCESS_KEY_BYTES).upper()} "
+                            f"-secret_key={secrets.token_hex(SECRET_KEY_BYTES)} -apply")
+        commands.append(f"s3.configure -user={identity_name(app)} -delete -apply")
+    if _bucket_exists(plan, host, app, weed):
+        commands.append(f"s3.bucket.delete -name={app}")
+    commands.append(f"fs.configure -locationPrefix={BUCKETS_ROOT}/{app}/ -delete -apply")
+    shell.run(plan, host, commands, weed)

@@ -11,7 +11,8 @@ The cluster holds one admin key of that service and, for each app, makes:
                             policy <bucket>, attached to that user (MinIO's admin API).
 
 Everything is idempotent: a bucket, user or policy that exists is kept, and the app's key is
-kept when the service still knows it. The app gets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+kept when the service still knows it. `delete_bucket` and `delete_app_key` undo both when the
+app is destroyed (each idempotent too: what is gone already is skipped). The app gets AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_ENDPOINT_URL_S3 (the service's URL, the same on every machine) and BUCKET_NAME.
 """
 
@@ -278,3 +279,49 @@ def _minio_app_key(svc: Service, bucket: str, current: dict | None) -> dict:
     if bucket not in attached_policies(_minio_call(svc, "user_info", keys["access_key"])):
         _minio_call(svc, "attach_policy", [bucket], user=keys["access_key"])
     return keys
+
+
+# ---- deleting (the app is destroyed) ---------------------------------------------------------
+
+def delete_bucket(svc: Service, bucket: str) -> int:
+    """Delete every object of `bucket`, then the bucket, with the admin key; the number of
+    objects deleted. A bucket that is not there any more is fine."""
+    from minio.deleteobjects import DeleteObject
+
+    client = s3_client(svc)
+    try:
+        if not client.bucket_exists(bucket):
+            return 0
+        names = [o.object_name for o in client.list_objects(bucket, recursive=True)]
+        failed = list(client.remove_objects(bucket, (DeleteObject(n) for n in names)))
+        if failed:
+            raise StorageError(f"{svc.endpoint} kept {len(failed)} object(s) of bucket {bucket}: "
+                               f"{failed[0].code} ({failed[0].message})")
+        client.remove_bucket(bucket)
+        return len(names)
+    except S3Error as e:
+        if e.code == "NoSuchBucket":
+            return 0
+        raise _failure(svc, e) from None
+    except NETWORK_ERRORS as e:
+        raise _failure(svc, e) from None
+
+
+def delete_app_key(svc: Service, bucket: str) -> None:
+    """Remove the app's key, user and policy (`ensure_app_key` made them): the key stops working."""
+    if svc.kind == "iam":
+        iam = _iam_client(svc)
+        gone = ("NoSuchEntity",)
+        for key in _iam_call(svc, "list_access_keys", iam, ignore=gone, UserName=bucket).get("AccessKeyMetadata", []):
+            _iam_call(svc, "delete_access_key", iam, ignore=gone, UserName=bucket, AccessKeyId=key["AccessKeyId"])
+        _iam_call(svc, "delete_user_policy", iam, ignore=gone, UserName=bucket, PolicyName=POLICY_NAME)
+        _iam_call(svc, "delete_user", iam, ignore=gone, UserName=bucket)
+        return
+    for method in ("user_remove", "policy_remove"):
+        try:
+            _minio_call(svc, method, bucket)
+        except KeyRefused:
+            raise
+        except StorageError as e:
+            if "NoSuch" not in str(e) and "not found" not in str(e).lower():
+                raise

@@ -6,6 +6,8 @@
                   be measured and capped), replication=<code for the live machines>, fsync
     record        /vcapp/volumes/<app>/<name>.json in the filer: {"size_mb": ...}
 
+`delete_volume` removes all three and the collection's SeaweedFS volumes on every machine.
+
 SeaweedFS writes every copy (W=N) and a volume that lost a copy stops taking writes, so the
 rule's replication follows the machines alive: 3 copies with >= 3 alive, 2 with 2 (degraded).
 New data then lands on new volumes that fit; `converge_replication` raises the rules back and
@@ -101,6 +103,33 @@ def _put_record(plan: ClusterPlan, host: Host, vol: Volume) -> None:
             raise StorageError(f"could not record volume {vol.app}/{vol.name} in the filer ({url}): "
                                f"{out.stderr.strip() or f'curl exit {out.returncode}'}")
         time.sleep(1.0)
+
+
+def delete_volume(plan: ClusterPlan, host: Host, app: str, name: str, weed: str) -> None:
+    """Delete volume `name` of `app` for good: its files (filer directory), its record, its
+    collection (the SeaweedFS volumes that held its chunks, every copy on every machine, so
+    no byte of it stays on a disk) and its path rule. Idempotent: a retry after a failure
+    halfway finishes the job. Its `weed mount`s must be gone first (nobody writes meanwhile)."""
+    check_names(app, name)
+    vol = Volume(app, name, 0)
+    _filer_delete(plan, host, vol.path + "/", recursive=True)
+    _filer_delete(plan, host, f"{RECORDS_ROOT}/{app}/{name}.json")
+    commands = [f"fs.configure -locationPrefix={vol.path}/ -delete -apply"]
+    if any(c["collection"] == vol.collection for c in shell.volume_copies(plan, host, weed)):
+        commands.append(f"collection.delete -collection={vol.collection} -apply")
+    shell.run(plan, host, commands, weed)
+
+
+def _filer_delete(plan: ClusterPlan, host: Host, path: str, recursive: bool = False) -> None:
+    """DELETE a filer entry (a directory with everything under it when `recursive`); gone already is fine."""
+    query = "?recursive=true&ignoreRecursiveError=false" if recursive else ""
+    url = _filer_url(plan, host, path) + query
+    out = host.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", str(RECORD_TIMEOUT),
+                    "-X", "DELETE", url], timeout=RECORD_TIMEOUT + 5)
+    code = out.stdout.strip()
+    if out.returncode != 0 or not (code.startswith("2") or code == "404"):
+        raise StorageError(f"could not delete {path} in the filer on {host.name} (HTTP {code or '-'}): "
+                           f"{out.stderr.strip() or 'is the filer up?'}")
 
 
 def get_volume(plan: ClusterPlan, host: Host, app: str, name: str) -> Volume:

@@ -339,6 +339,8 @@ def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: 
     new_cpus = None if cpus is None else parse_cpus(cpus)
 
     def change(spec: dict) -> dict:
+        if spec.get("destroying"):
+            raise Conflict(f"app {name} is being destroyed; finish with `vcapp apps destroy {name} --confirm {name}`")
         have = spec.get("processes") or {}
         unknown = sorted(set(counts) - {"web"} - set(have))
         if unknown:
@@ -415,8 +417,8 @@ def destroy(store: Store, name: str, repo_root: Path | None = None) -> dict:
     (`repo_root`). A token that escapes the transaction (created while it ran) still opens
     nothing: tokens are bound to the app's generation (vcapp/apptokens.py).
 
-    Refused while the app has volumes or a bucket: vcapp cannot delete stored data yet, and
-    an app made again with the same name would find it. Answers what was removed."""
+    Refused while the app has volume or bucket records: their data goes first, with the
+    admin's confirmation (vcapp/destroy.py, which calls this last). Answers what was removed."""
     name = app_name(name)
     for _ in range(UPDATE_ATTEMPTS):
         entry = store.get(keys.app(name))
@@ -451,9 +453,9 @@ def _refuse_with_data(store: Store, name: str, volumes_prefix: str, bucket: str)
         return
     held = ([f"volume(s) {', '.join(volumes)}"] if volumes else []) + \
         ([f"bucket {bucket.get('bucket', name)}"] if bucket else [])
-    raise Conflict(f"app {name} keeps data in {' and '.join(held)}; vcapp cannot delete stored data yet, and a "
-                   f"new app named {name} would find it, so destroy is refused. To stop the app, "
-                   f"`vcapp scale {name} --count 0`")
+    raise Conflict(f"app {name} keeps data in {' and '.join(held)}; destroying it deletes that data for good, "
+                   f"so it needs confirmation: `vcapp apps destroy {name} --confirm {name}` "
+                   f"(to stop the app only: `vcapp scale {name} --count 0`)")
 
 
 # ---- instances (for `vcapp ps`) ---------------------------------------------------------------

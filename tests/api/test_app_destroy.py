@@ -1,7 +1,8 @@
 """Destroying an app leaves nothing that opens, or leaks into, a new app with its name: its
 end-user access tokens, secrets, domains, release records, metrics and repository (on this
 machine at once, on every other by its repository loop) go in one etcd transaction; an app
-with stored data (volumes, a bucket) is refused and changes nothing.
+with stored data (volumes, a bucket) is refused without confirmation, or with its storage
+unreachable, and changes nothing (tests/storage/test_volumes_cluster.py destroys one for real).
 
 Real parts: etcd, the admin API (Flask test client, its git endpoint included), dulwich
 repositories on disk and the node router's forward_auth decision over the real token lookup."""
@@ -100,7 +101,8 @@ def test_a_destroyed_apps_tokens_history_and_repository_do_not_reach_a_new_app_o
 
     answer = api.delete("/v1/apps/blog", headers=admin)
     assert answer.status_code == 200, answer.json
-    assert answer.json == {"destroyed": "blog", "tokens": 1, "releases": 1}
+    assert answer.json == {"destroyed": "blog", "tokens": 1, "releases": 1, "volumes": [], "bucket": None,
+                           "objects": None, "images": 0, "images_left_on": ["home-1"]}  # its registry is down
     assert store.get(keys.app("blog")) is None
     assert under(store, keys.APP_TOKENS, "blog") == []
     assert under(store, keys.release("blog")) == []
@@ -137,10 +139,11 @@ def test_a_destroyed_apps_tokens_history_and_repository_do_not_reach_a_new_app_o
 
 
 @pytest.mark.parametrize("held, message", [
-    ("volume", "volume(s) files"),
-    ("bucket", "bucket data"),
+    ("volume", "volume data/files (1024 MB)"),
+    ("bucket", "bucket data on the built-in storage"),
 ])
-def test_an_app_with_stored_data_is_not_destroyed_and_nothing_changes(api, cluster, held, message):
+def test_an_app_with_stored_data_is_not_destroyed_without_confirmation_and_nothing_changes(
+        api, cluster, node_dir, held, message):
     store, admin = cluster.store, bearer(cluster.admin)
     assert api.post("/v1/apps", json={"name": "data"}, headers=admin).status_code == 201
     token = api.post("/v1/apps/data/tokens", json={"name": "bob"}, headers=admin).json["token"]
@@ -151,7 +154,16 @@ def test_an_app_with_stored_data_is_not_destroyed_and_nothing_changes(api, clust
     revision = store.revision()
     answer = api.delete("/v1/apps/data", headers=admin)
     assert answer.status_code == 409
-    assert message in answer.json["error"] and "vcapp scale data --count 0" in answer.json["error"]
+    error = answer.json["error"]
+    assert message in error and "vcapp apps destroy data --confirm data" in error and "Nothing was changed" in error
+    wrong = api.delete("/v1/apps/data?confirm=date", headers=admin)
+    assert wrong.status_code == 400 and "does not name app data" in wrong.json["error"]
+    wrong = api.delete("/v1/apps/data", json={"confirm": "dat"}, headers=admin)
+    assert wrong.status_code == 400
+    # Confirmed, but the storage that holds the data cannot be reached from here (this API has
+    # no node config, so no storage plan): refused before anything changes.
+    unreachable = api.delete("/v1/apps/data", json={"confirm": "data"}, headers=admin)
+    assert unreachable.status_code == 503 and "nothing changed" in unreachable.json["error"]
     assert store.revision() == revision
     assert router_answer(store, token, "data") == "200 OK"
 

@@ -14,6 +14,7 @@ import requests
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 
 from vcapp import apps, keys
+from vcapp import destroy as app_destroy
 from vcapp import secrets as app_secrets
 from vcapp.api import context
 from vcapp.api.body import json_body
@@ -67,10 +68,18 @@ def show(name: str):
 @bp.delete("/v1/apps/<name>")
 def destroy(name: str):
     """Destroy an app: its instances stop on every machine; its secrets, access tokens, custom
-    domains, release records and repository are deleted (409 while it has volumes or a bucket)."""
-    from vcapp.node.config import data_dir
+    domains, release records, repository and release images are deleted. Its volumes and
+    bucket go too, only with ?confirm=NAME (or body {"confirm": NAME}); without it 409 names
+    them and changes nothing (vcapp/destroy.py)."""
+    from vcapp.node.config import NodeConfig, data_dir
 
-    return jsonify(apps.destroy(context.store(), apps.app_name(name), repo_root=data_dir() / "git"))
+    confirm = request.args.get("confirm")
+    if confirm is None:
+        confirm = json_body(required=False).get("confirm")
+    if confirm is not None and not isinstance(confirm, str):
+        raise BadRequest('confirm: give the app\'s name, e.g. {"confirm": "' + name + '"}')
+    return jsonify(app_destroy.destroy(context.store(), NodeConfig.load(), apps.app_name(name), confirm,
+                                       repo_root=data_dir() / "git"))
 
 
 @bp.post("/v1/apps/<name>/scale")

@@ -17,6 +17,9 @@ from vcapp.commands.output import ago, api_errors, print_json, size_mb, table
 APPS_HEADERS = ["NAME", "RELEASE", "IMAGE", "INSTANCES", "CPUS", "MEMORY", "CREATED"]
 PS_HEADERS = ["INSTANCE", "TYPE", "NODE", "RELEASE", "STATE", "HEALTH", "RESTARTS", "PORT", "REASON"]
 LOG_CONNECT_TIMEOUT_S = 15.0
+# Destroying with data waits for the instances to stop (vcapp/destroy.py STOP_TIMEOUT, 60 s)
+# and then deletes volumes, bucket and images: a few seconds each.
+DESTROY_TIMEOUT_S = 180.0
 
 
 @click.group("apps", invoke_without_command=True)
@@ -92,18 +95,33 @@ def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:
 
 @apps.command("destroy")
 @click.argument("name")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--confirm", metavar="NAME", help="The app's name again: destroy it with its volumes and bucket "
+                                                "(their data is deleted for good); no question asked.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (an app with stored data still needs --confirm).")
 @api_errors
-def destroy(name: str, yes: bool) -> None:
+def destroy(name: str, confirm: str | None, yes: bool) -> None:
     """Destroy an app: stop its instances everywhere and delete its secrets, access tokens,
-    custom domains, releases and repository (refused while it has volumes or a bucket)."""
+    custom domains, releases, repository and images; with --confirm NAME also its volumes and
+    bucket with all their data (without it, an app that has them is refused and nothing changes)."""
     app_model.app_name(name)
-    if not yes and not click.confirm(f"destroy app {name}: stop all its instances and delete its secrets, "
-                                     "access tokens, domains, releases and repository?"):
+    if confirm is not None and confirm != name:
+        raise click.UsageError(f"--confirm {confirm} does not match the app {name}; to destroy {name} with its data: "
+                               f"vcapp apps destroy {name} --confirm {name}")
+    if confirm is None and not yes and not click.confirm(
+            f"destroy app {name}: stop all its instances and delete its secrets, access tokens, domains, "
+            "releases, repository and images?"):
         raise click.Abort()
-    answer = Client.from_config().delete(f"/v1/apps/{name}")
-    click.echo(f"app {name} destroyed ({answer.get('tokens', 0)} access token(s) and "
-               f"{answer.get('releases', 0)} release(s) deleted); its instances are stopping")
+    answer = Client.from_config().request("DELETE", f"/v1/apps/{name}", params={"confirm": confirm} if confirm else None,
+                                          timeout=DESTROY_TIMEOUT_S)
+    data = [f"volume(s) {', '.join(answer['volumes'])}"] if answer.get("volumes") else []
+    if answer.get("bucket"):
+        data.append(f"bucket {answer['bucket']}")
+    click.echo(f"app {name} destroyed ({answer.get('tokens', 0)} access token(s), {answer.get('releases', 0)} "
+               f"release(s), {answer.get('images', 0)} image(s){''.join(', ' + d for d in data)} deleted); "
+               "its instances are stopping")
+    if answer.get("images_left_on"):
+        click.echo(f"registries of machines that are down ({', '.join(answer['images_left_on'])}) may keep "
+                   "copies of its images until they return; no app references them")
 
 
 @click.command("scale")
