@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from vcapp.pidfile import live_pid
 
@@ -12,6 +14,10 @@ def test_a_running_process_with_the_expected_command_line_is_found(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(tmp_path)])
     try:
         (tmp_path / "x.pid").write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + 10
+        while str(tmp_path).encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():  # exec not done yet
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert live_pid(tmp_path / "x.pid", "python", str(tmp_path)) == proc.pid
         assert live_pid(tmp_path / "x.pid", "caddy", str(tmp_path)) is None  # the pid is someone else's
     finally:
