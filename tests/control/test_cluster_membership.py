@@ -9,7 +9,7 @@ import pytest
 
 from tests.control.conftest import TEST_REPLACE_AFTER, ControlCluster
 from vcapp import etcdtls
-from vcapp.node.agent import LEASE_TTL
+from vcapp.node.lease import LEASE_TTL
 
 pytestmark = pytest.mark.cluster
 

@@ -33,14 +33,13 @@ from vcapp.node import etcd, etcd_members, loops, resources
 from vcapp.node.children import Child
 from vcapp.node.config import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
-from vcapp.node.lease import LeaseKeeper
+from vcapp.node.lease import LEASE_TTL, LeaseKeeper
 from vcapp.pidfile import live_pid
 from vcapp.store import Store, StoreUnavailable, absent, put_op, unchanged
 
 log = logging.getLogger("vcapp.node")
 
 TICK = 0.5  # s: how often the lease is renewed and the controller looks; cheap at 10 nodes
-LEASE_TTL = 5  # s: a machine that stops renewing is declared dead this long after
 REFRESH_EVERY = 10.0  # s: node record (resources) and etcd endpoint list
 CONFIG_POLL = 1.0  # s: waiting for `cluster init` / `node join` to write node.json
 

@@ -21,6 +21,7 @@ from vcapp.store import Store, StoreUnavailable
 
 log = logging.getLogger("vcapp.node")
 
+LEASE_TTL = 5  # s: a machine that stops renewing is declared dead this long after
 # One renewal to one member: milliseconds when etcd has a leader. Short, so a member that
 # hangs (electing) or is gone costs little before the next endpoint is asked.
 KEEPALIVE_TIMEOUT = 1.0

@@ -9,19 +9,17 @@ from __future__ import annotations
 from vcapp.node.fence_loop import FenceLoop
 from vcapp.node.crl_loop import CrlLoop
 from vcapp.node.metrics_loop import MeshPathLoop, MetricsLoop
+from vcapp.node.placer_loop import PlacerLoop
 from vcapp.node.registry_loop import RegistryLoop
 from vcapp.node.repos_loop import RepoSyncLoop
 from vcapp.node.router_loop import RouterLoop
+from vcapp.node.runtime_loop import RuntimeLoop
 from vcapp.node.storage_loop import ReplicationLoop, StorageLoop
 
 
 def node_loops() -> list:
-    from vcapp.node.runtime_loop import RuntimeLoop
-
     return [FenceLoop, CrlLoop, RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop, RepoSyncLoop]
 
 
 def leader_loops() -> list:
-    from vcapp.node.placer_loop import PlacerLoop
-
     return [PlacerLoop, MetricsLoop, ReplicationLoop]

@@ -35,8 +35,8 @@ from runtime.podman import PodmanDriver, PodmanError
 from runtime.replace import Promotion
 from vcapp import events, keys, secrets, volumes
 from vcapp.errors import VcError
-from vcapp.node import agent as node_agent  # module, not names: agent imports the loops
 from vcapp.node import registry_loop
+from vcapp.node.lease import LEASE_TTL
 from vcapp.store import Store, StoreUnavailable
 
 log = logging.getLogger("vcapp.runtime")
@@ -51,7 +51,7 @@ STATUS_FIELDS = ("release", "state", "health", "restarts", "host_port", "contain
 # the instances are dead before anyone may be told to start them elsewhere: it covers the lag
 # from a renewal to `step`, the watchdog interval and a `podman kill`, with room to spare.
 FENCE_MARGIN_S = 2.0
-FENCE_AFTER_S = node_agent.LEASE_TTL - FENCE_MARGIN_S
+FENCE_AFTER_S = LEASE_TTL - FENCE_MARGIN_S
 # How often the watchdog looks; cheap (a clock read) until the lease goes stale.
 FENCE_CHECK_S = 0.2
 
