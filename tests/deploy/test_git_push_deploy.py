@@ -191,6 +191,10 @@ def test_first_push_streams_the_build_and_serves_v1(cc, repo):
         l.startswith("-----> Released v1") for l in lines), proc.stderr
     assert f"https://{APP}.apps.test" in lines
     assert any(line.startswith("-----> image copied to home-2 and home-3") for line in lines), lines
+    # no machine had the python stack: home-1 loaded it and shares it through its registry
+    registry = f"{cc.sim.addr('home-1')}:5000"
+    assert any(line.startswith(f"-----> pushed stack python (bookworm) to the cluster registry at {registry}")
+               for line in lines), lines
     assert serving(cc) == "hello v1"
     rel = releases(cc)
     assert rel["current"] == 1 and rel["releases"][0]["status"] == "released"
