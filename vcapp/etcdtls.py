@@ -9,7 +9,8 @@ signed by the cluster CA (client and peer certificate auth). Who holds what:
     CA certificate  made at `cluster init`, public: in etcd (keys.ETCD_CA) and on every
                     machine's disk
     machine key     made on the machine at `cluster init` / `node join`, never leaves it (0600)
-    machine cert    CN = machine name, IP SANs = its cluster address and 127.0.0.1, server and
+    machine cert    O=vcapp, OU=machine name, no CN (machine_subject says why), IP SANs = its
+                    cluster address and 127.0.0.1, server and
                     client use (etcd's listeners, its peers, and every etcd client of the
                     machine); signed at init for the first machine, from the CSR its join
                     request carries for the others
@@ -17,7 +18,7 @@ signed by the cluster CA (client and peer certificate auth). Who holds what:
                     for its etcd (--client-crl-file, --peer-crl-file: etcd reads the file at each
                     handshake, so a new list takes effect without a restart)
 
-    <data dir>/keys/etcd/ca.crt  machine.crt  machine.key  revoked.crl
+    <data dir>/keys/etcd/ca.crt  machine.crt  machine.key  revoked.crl  machine.auth (etcdauth.py)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import datetime
 import hashlib
 import hmac
 import ipaddress
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,17 +58,24 @@ class Paths:
     cert: Path
     key: Path
     crl: Path
+    auth: Path | None = None  # the machine's etcd login (vcapp/etcdauth.py)
 
     def complete(self) -> bool:
         return self.ca.exists() and self.cert.exists() and self.key.exists()
 
     def etcdctl_flags(self) -> list[str]:
-        return ["--cacert", str(self.ca), "--cert", str(self.cert), "--key", str(self.key)]
+        """etcdctl's flags for this machine's certificate, and its etcd login when it has one
+        (on the command line: for tests and benches, not for the node daemon)."""
+        flags = ["--cacert", str(self.ca), "--cert", str(self.cert), "--key", str(self.key)]
+        if self.auth is not None and self.auth.exists():
+            login = json.loads(self.auth.read_text())
+            flags += ["--user", login["user"], "--password", login["password"]]
+        return flags
 
 
 def paths(base: Path) -> Paths:
     d = Path(base) / "keys" / "etcd"
-    return Paths(d / "ca.crt", d / "machine.crt", d / "machine.key", d / "revoked.crl")
+    return Paths(d / "ca.crt", d / "machine.crt", d / "machine.key", d / "revoked.crl", d / "machine.auth")
 
 
 def _now() -> datetime.datetime:
@@ -153,13 +162,23 @@ def check_csr(csr_pem: object) -> x509.CertificateSigningRequest:
     return csr
 
 
+def machine_subject(name: str) -> x509.Name:
+    """O=vcapp, OU=<machine name>, and no Common Name: with etcd auth on, etcd's JSON gateway
+    refuses (HTTP 400) every request whose client certificate has a CN, because it cannot pass
+    a CN on as the user (etcd PRs #10366, #10392); and over gRPC a CN would log in as the
+    etcd user of that name without a password. Without one, the certificate only says "a
+    cluster machine" and the etcd user says which (vcapp/etcdauth.py)."""
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vcapp"),
+                      x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, name)])
+
+
 def sign(ca_pem: bytes, cluster_key: bytes, public_key: ec.EllipticCurvePublicKey, name: str, addr: str) -> bytes:
-    """The machine certificate (PEM) for `public_key`: CN `name`, IP SANs `addr` and 127.0.0.1."""
+    """The machine certificate (PEM) for `public_key`: OU `name`, IP SANs `addr` and 127.0.0.1."""
     ca, key = _load_ca(ca_pem, cluster_key)
     ips = sorted({ipaddress.ip_address(addr), ipaddress.ip_address("127.0.0.1")}, key=str)
     now = _now()
     cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .subject_name(machine_subject(name))
             .issuer_name(ca.subject).public_key(public_key).serial_number(x509.random_serial_number())
             .not_valid_before(now - CLOCK_SKEW).not_valid_after(now + MACHINE_VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -220,5 +239,5 @@ def write_crl(base: Path, cluster_key: bytes, serials: list[str]) -> None:
 
 def forget(base: Path) -> None:
     p = paths(base)
-    for f in (p.ca, p.cert, p.key, p.crl):
+    for f in (p.ca, p.cert, p.key, p.crl, p.auth):
         f.unlink(missing_ok=True)

@@ -56,6 +56,7 @@
                                  (vcapp/stackshare.py)
 """
 
+ROOT = "/vc/"  # every key below; the only prefix a machine may touch (vcapp/etcdauth.py)
 CLUSTER = "/vc/cluster"
 NODES = "/vc/nodes/"
 NODES_VERSION = "/vc/nodes-version"

@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 
-from vcapp import events, keys, tokens
+from vcapp import etcdauth, events, keys, tokens
 from vcapp.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unavailable
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
@@ -76,6 +76,8 @@ def validate_node_name(name: str) -> None:
     if not NODE_NAME.fullmatch(name):  # whole: `$` would pass a final newline
         raise BadRequest(f"machine name {name!r}: use lowercase letters, digits and '-', "
                          "starting with a letter (at most 31)")
+    if name in etcdauth.RESERVED_NAMES:
+        raise BadRequest(f"machine name {name!r} is taken by etcd's administrator; choose another")
 
 
 # ---- the cluster record ------------------------------------------------------------------

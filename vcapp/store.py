@@ -3,6 +3,8 @@
 `Store` talks to any of several etcd endpoints and moves to the next when one stops
 answering, so a machine keeps working while a member is down. https endpoints are reached
 with this machine's etcd certificate (vcapp/etcdtls.py): etcd admits no client without one.
+With etcd auth on (vcapp/etcdauth.py) it also logs in as this machine's etcd user, on each
+member it talks to (tokens are per member), and again when a token has expired.
 It offers what the control plane needs and no more: JSON get/put/delete, prefix listings
 with revisions, transactions with compare-and-swap, leases, and etcd membership calls.
 """
@@ -20,8 +22,8 @@ import requests
 from etcd3gw.client import Etcd3Client
 from etcd3gw import exceptions as etcd_errors
 
-from vcapp import etcdtls
-from vcapp.node.config import data_dir
+from vcapp import etcdauth, etcdtls, keys
+from vcapp.node.config import cluster_key, data_dir
 
 # A request to a live etcd on the cluster network answers in milliseconds; 5 s means the
 # member is gone or partitioned, and the next endpoint should be tried.
@@ -35,6 +37,12 @@ MEMBER_CANNOT_SERVE = ("no leader", "timed out", "not supported for learner", "n
 
 class StoreUnavailable(RuntimeError):
     """No etcd endpoint answered."""
+
+
+def error_text(e: etcd_errors.Etcd3Exception) -> str:
+    """What etcd said: etcd3gw keeps the answer's body in `detail_text`; str(e) is only the
+    HTTP reason ("Bad Request")."""
+    return f"{e.detail_text or ''} {e}"
 
 
 def _b64(data: str | bytes) -> str:
@@ -103,15 +111,27 @@ def unchanged(key: str, mod_revision: int) -> dict:
 
 
 class Store:
-    def __init__(self, endpoints: Iterable[str], timeout: float = REQUEST_TIMEOUT, tls: etcdtls.Paths | None = None):
+    def __init__(self, endpoints: Iterable[str], timeout: float = REQUEST_TIMEOUT, tls: etcdtls.Paths | None = None,
+                 auth: etcdauth.Credentials | None = None):
         """`tls`: the CA and client certificate for https endpoints; this machine's (in its
-        data dir) when not given."""
+        data dir) when not given. `auth`: the etcd login; the one beside `tls` when not given
+        (none if there is no such file: an etcd without auth)."""
         self.endpoints = [e.rstrip("/") for e in endpoints]
         if not self.endpoints:
             raise ValueError("no etcd endpoint given")
         self.timeout = timeout
         self.tls = tls or etcdtls.paths(data_dir())
+        self.auth = auth if auth is not None else etcdauth.load(self.tls.auth)
         self._clients = [self._client(e) for e in self.endpoints]
+
+    def with_auth(self, auth: etcdauth.Credentials) -> Store:
+        """The same endpoints and certificate, another etcd user."""
+        return Store(self.endpoints, self.timeout, self.tls, auth=auth)
+
+    def as_root(self) -> Store:
+        """This store as etcd's root, for users and membership (vcapp/etcdauth.py: every
+        machine holding the cluster key can)."""
+        return self.with_auth(etcdauth.root(cluster_key()))
 
     def _client(self, url: str) -> Etcd3Client:
         scheme, rest = url.split("://", 1)
@@ -126,18 +146,34 @@ class Store:
         return Etcd3Client(host=host, port=int(port), protocol=scheme, timeout=self.timeout, api_path="/v3/",
                            session=session)
 
+    def _post(self, client: Etcd3Client, path: str, payload: dict) -> dict:
+        """One request; with a login, logged in first when etcd asks for it, then once more."""
+        try:
+            return client.post(client.get_url(path), json=payload)
+        except etcd_errors.Etcd3Exception as e:
+            if self.auth is None or not any(s in error_text(e) for s in etcdauth.NEEDS_LOGIN):
+                raise
+        self._login(client)
+        return client.post(client.get_url(path), json=payload)
+
+    def _login(self, client: Etcd3Client) -> None:
+        client.session.headers.pop("Authorization", None)
+        answer = client.post(client.get_url("/auth/authenticate"),
+                             json={"name": self.auth.user, "password": self.auth.password})
+        client.session.headers["Authorization"] = answer["token"]
+
     def call(self, path: str, payload: dict) -> dict:
         """POST to the gateway, trying each endpoint in turn; the one that answers goes first."""
         errors = []
         for i, client in enumerate(self._clients):
             try:
-                result = client.post(client.get_url(path), json=payload)
+                result = self._post(client, path, payload)
             except (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError) as e:
                 errors.append(f"{self.endpoints[i]}: {type(e).__name__}")
                 continue
             except etcd_errors.Etcd3Exception as e:
-                if any(s in str(e) for s in MEMBER_CANNOT_SERVE):
-                    errors.append(f"{self.endpoints[i]}: {e}")
+                if any(s in error_text(e) for s in MEMBER_CANNOT_SERVE):
+                    errors.append(f"{self.endpoints[i]}: {error_text(e).strip()}")
                     continue
                 raise
             if i:
@@ -182,7 +218,8 @@ class Store:
         return bool(result.get("succeeded", False))
 
     def revision(self) -> int:
-        return int(self.call("/kv/range", {"key": _b64("/"), "limit": "1"})["header"]["revision"])
+        # a key a machine may read (etcd checks the permission even of an absent key)
+        return int(self.call("/kv/range", {"key": _b64(keys.ROOT), "limit": "1"})["header"]["revision"])
 
     @staticmethod
     def _entry(kv: dict) -> Entry:
@@ -209,7 +246,7 @@ class Store:
         try:
             result = self.call("/lease/keepalive", {"ID": str(lease)})
         except etcd_errors.Etcd3Exception as e:
-            if "lease not found" in str(e):
+            if "lease not found" in error_text(e):
                 return 0
             raise
         return int(result.get("result", {}).get("TTL", 0))

@@ -11,7 +11,7 @@ from flask import Blueprint, g, jsonify
 from mesh import auth as mesh_auth
 
 from vcapp import joinbox, keys, membership
-from vcapp import etcdtls
+from vcapp import etcdauth, etcdtls
 from vcapp.api import context
 from vcapp.api.auth import public
 from vcapp.api.body import json_body
@@ -66,6 +66,8 @@ def join():
     answer = dict(cluster=public_cluster(cluster), node=node, endpoints=endpoints, cluster_key=key)
     cert = etcdtls.sign(ca_pem, base64.b64decode(key), csr.public_key(), node["name"], node["addr"])
     membership.record_etcd_cert(store, node["name"], node["addr"], etcdtls.serial(cert))
+    # its etcd user, before it starts; the machine derives the same password from the key
+    etcdauth.add_machine(store.with_auth(etcdauth.root(base64.b64decode(key))), base64.b64decode(key), node["name"])
     answer["etcd_tls"] = {"ca": ca_pem.decode(), "cert": cert.decode()}
     if cluster.get("mesh_coord"):
         mesh_key = config.derive(base64.b64decode(key), "mesh")
@@ -112,10 +114,15 @@ def nodes():
 
 @bp.delete("/v1/nodes/<name>")
 def remove(name: str):
-    """Remove a machine from the cluster (and its etcd member, if it runs one)."""
+    """Remove a machine from the cluster (and its etcd member, if it runs one).
+
+    Its etcd user goes too: its tokens stop working on every member at once, before the
+    revocation list (vcapp/node/crl_loop.py) refuses its certificate's next connection."""
     store = context.store()
     record = membership.remove_node(store, name)
-    member_removed = remove_etcd_member(store, name)
+    root = store.with_auth(etcdauth.root(base64.b64decode(cluster_key())))
+    etcdauth.remove_machine(root, name)
+    member_removed = remove_etcd_member(root, name)
     return jsonify(removed=name, node=record, etcd_member_removed=member_removed)
 
 

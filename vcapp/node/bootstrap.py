@@ -23,7 +23,7 @@ from mesh import auth as mesh_auth
 from mesh.coord import PREFIX as MESH_PREFIX
 
 from vcapp import __version__, joinbox, keys, membership, tokens
-from vcapp import etcdtls
+from vcapp import etcdauth, etcdtls
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
 from vcapp.node import agent, etcd, etcd_members, resources
 from vcapp.node.config import (EtcdRole, MeshRole, NodeConfig, cluster_key_path, config_path, data_dir,
@@ -160,6 +160,7 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
         store.put(keys.etcd_member(node_name), {"member_id": member.id, "peer_url": cfg.etcd_peer_url})
         store.put(keys.ETCD_CA, {"cert": ca_pem.decode()})
         membership.record_etcd_cert(store, node_name, addr, serial)
+        etcdauth.enable(store, key, node_name)  # from here on, every client logs in
         return membership.cluster_record(store), admin, join
     except BaseException:
         _forget_local_state()
@@ -168,13 +169,15 @@ def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str
 
 def _first_etcd_cert(key: bytes, cluster: str, name: str, addr: str) -> tuple[bytes, str]:
     """The cluster's etcd CA, and the founding machine's key and certificate signed here
-    (there is nobody to send a CSR to yet), with an empty revocation list. Returns the CA
-    certificate and the machine certificate's serial."""
+    (there is nobody to send a CSR to yet), with an empty revocation list, and its etcd
+    login (the user is made once etcd runs). Returns the CA certificate and the machine
+    certificate's serial."""
     ca_pem = etcdtls.make_ca(key, cluster)
     machine_key = etcdtls.new_key()
     cert = etcdtls.sign(ca_pem, key, machine_key.public_key(), name, addr)
     etcdtls.save_machine(data_dir(), ca_pem, cert, machine_key)
     etcdtls.write_crl(data_dir(), key, [])
+    etcdauth.save(etcdtls.paths(data_dir()).auth, etcdauth.machine(key, name))
     return ca_pem, etcdtls.serial(cert)
 
 
@@ -238,6 +241,8 @@ def join_cluster(token_text: str, *, node_name: str, site: str, addr: str, label
     save_cluster_key(base64.b64decode(answer["cluster_key"]))
     etcdtls.save_machine(data_dir(), answer["etcd_tls"]["ca"].encode(), answer["etcd_tls"]["cert"].encode(), etcd_key)
     etcdtls.write_crl(data_dir(), cluster_key(), [])  # filled by the node daemon (crl_loop)
+    # the admitting machine made the user with this same password: it never travelled
+    etcdauth.save(etcdtls.paths(data_dir()).auth, etcdauth.machine(cluster_key(), node_name))
     cfg.save()
     ensure_daemon()
     _wait_alive(Store(cfg.endpoints), node_name)
@@ -269,6 +274,7 @@ def leave_cluster() -> str:
                            "cluster's state. Add machines first, or tear the cluster down on purpose.")
         etcd_members.remove_member_of(store, cfg.name)
     membership.remove_node(store, cfg.name)
+    etcdauth.remove_machine(store.as_root(), cfg.name)
     _forget_local_state()
     return cfg.cluster
 

@@ -2,13 +2,14 @@
 
 etcd speaks TLS only, to clients and to peers, and admits only certificates signed by the
 cluster CA that are not on the revocation list (vcapp/etcdtls.py). Its loopback listener is
-TLS too: a process on the machine without the machine's key gets nothing from it either."""
+TLS too: a process on the machine without the machine's key gets nothing from it either.
+Auth is on from `cluster init` (vcapp/etcdauth.py): a certificate without a login reads nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vcapp import etcdtls
+from vcapp import etcdauth, etcdtls
 from vcapp.node.config import ETCD_CLIENT_PORT, NodeConfig
 
 ETCD_BIN = "/usr/bin/etcd"
@@ -50,6 +51,7 @@ def command(cfg: NodeConfig, base: Path) -> list[str]:
         "--logger", "zap",
         "--log-level", "warn",
         *tls_flags(etcdtls.paths(base)),
+        *auth_flags(),
     ]
 
 
@@ -63,3 +65,9 @@ def tls_flags(tls: etcdtls.Paths) -> list[str]:
         "--peer-client-cert-auth", "--peer-trusted-ca-file", str(tls.ca),
         "--peer-cert-file", str(tls.cert), "--peer-key-file", str(tls.key), "--peer-crl-file", str(tls.crl),
     ]
+
+
+def auth_flags() -> list[str]:
+    """etcd's logins (vcapp/etcdauth.py): simple tokens, kept in the member's memory."""
+    return ["--auth-token", "simple", "--auth-token-ttl", str(etcdauth.TOKEN_TTL_S),
+            "--bcrypt-cost", str(etcdauth.BCRYPT_COST)]

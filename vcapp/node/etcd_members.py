@@ -128,21 +128,21 @@ def apply(store: Store, action: Action, peer_url_of) -> None:
         remove_member(store, action.node, action.member_id, action.reason)
     elif action.kind == "invite":
         peer_url = peer_url_of(action.node)
-        member, all_members = store.member_add(peer_url, learner=True)
+        member, all_members = store.as_root().member_add(peer_url, learner=True)  # root only: etcdauth.py
         store.put(keys.etcd_member(action.node), {"member_id": member.id, "peer_url": peer_url})
         store.put(invite_key(action.node), {
             "member_id": member.id, "initial_cluster": initial_cluster(all_members, member.id, action.node)})
         events.record(store, "etcd.member.invited", f"{action.node} invited as etcd learner ({action.reason})",
                       node=action.node)
     elif action.kind == "promote":
-        store.member_promote(action.member_id)
+        store.as_root().member_promote(action.member_id)
         events.record(store, "etcd.member.promoted", f"{action.node} promoted to etcd voter ({action.reason})",
                       node=action.node)
 
 
 def remove_member(store: Store, name: str, member_id: int, reason: str) -> None:
     if member_id in {m.id for m in store.members()}:
-        store.member_remove(member_id)
+        store.as_root().member_remove(member_id)
     store.delete(keys.etcd_member(name))
     store.delete(invite_key(name))
     events.record(store, "etcd.member.removed", f"{name} no longer runs an etcd member ({reason})", node=name)
