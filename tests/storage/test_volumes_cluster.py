@@ -1,10 +1,13 @@
 """Issue 8 on the real cluster: an app's volume on replicated storage that the node daemons
 run themselves (no storage command by hand), mounted where the instance runs, followed by
 the instance when its machine dies; storage degraded with one machine down and healed
-without admin action when it returns. Tests run in file order on one cluster."""
+without admin action when it returns; an app destroyed with its volume, bucket and images,
+and nothing of them found by an app made again with its name. Tests run in file order on
+one cluster."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -14,6 +17,7 @@ import sys
 
 from builder.baseimage import TINY_IMAGE
 from tests.control.conftest import three_machines
+from vcapp import keys
 
 pytestmark = pytest.mark.cluster
 
@@ -142,6 +146,94 @@ def test_storage_heals_when_the_machine_returns(cc):
     kinds = [e["message"] for e in events if e["kind"] == "storage"]
     assert any(m.startswith("storage degraded") for m in kinds) and any(m.startswith("storage healthy")
                                                                         for m in kinds), kinds
+
+
+# Shows what an earlier life of the app left on its volume, then leaves its own mark there.
+KEEPER = ("mkdir -p /www; echo \"seen=$(cat /data/mark.txt 2>/dev/null || echo none)\" > /www/index.html; "
+          "echo old-life > /data/mark.txt; sync /data/mark.txt; exec httpd -f -p 8080 -h /www")
+# Run on a machine: HEAD of a manifest in a cluster registry, with the machines' credential.
+MANIFEST_STATUS = """
+import sys
+from builder import registry
+from vcapp.node.registry_loop import credential
+print(registry.manifest_status(sys.argv[1], credential(), sys.argv[2], sys.argv[3]))
+"""
+
+
+def push_image(cc, on: str, app: str) -> str:
+    """Push the tiny image into `on`'s registry as apps/<app>:1, as a deploy does; its digest."""
+    run = cc.sim.dc.run_dir(on)
+    target = f"docker://{cc.sim.addr(on)}:5000/apps/{app}:1"
+    cc.sim.run(on, "buildah", "push", "--tls-verify=false", "--authfile", str(run / "registry" / "auth.json"),
+               "--digestfile", f"/tmp/{app}.digest", TINY_IMAGE, target, timeout=120)
+    return cc.sim.run(on, "cat", f"/tmp/{app}.digest").stdout.strip()
+
+
+def manifest_status(cc, on: str, app: str, digest: str) -> str:
+    return cc.sim.run(on, sys.executable, "-c", MANIFEST_STATUS, f"{cc.sim.addr(on)}:5000", f"apps/{app}",
+                      digest, check=False).stdout.strip()
+
+
+def app_keys(cc, on: str, app: str) -> dict[str, int]:
+    """key -> mod revision of everything etcd keeps of the app (the whole store's revision moves
+    with every machine's status reports, so the app's own keys are what must stay unchanged)."""
+    found = {}
+    for prefix in (f"/vc/apps/{app}", f"/vc/volumes/{app}/", f"/vc/buckets/{app}", f"/vc/secrets/{app}",
+                   f"/vc/releases/{app}/", keys.APP_TOKENS):
+        out = json.loads(cc.etcd(on, "get", "--prefix", prefix, "-w", "json").stdout)
+        found.update({base64.b64decode(kv["key"]).decode(): kv["mod_revision"] for kv in out.get("kvs", [])
+                      if not prefix == keys.APP_TOKENS or f'"app":"{app}"' in base64.b64decode(kv["value"]).decode()
+                      .replace(" ", "")})
+    return found
+
+
+def keeper(cc, on: str, app: str) -> None:
+    cc.vcapp(on, "apps", "create", app, "--image", TINY_IMAGE, "--port", "8080", "--command", KEEPER,
+             "--health-path", "/index.html", "--memory", "32M", "--volume", "data:/data")
+    assert "ready" in cc.vcapp(on, "volumes", "create", app, "data").stdout  # the default size: no race with a mount
+    assert "ready" in cc.vcapp(on, "buckets", "create", app).stdout
+
+
+def test_a_destroyed_apps_volume_bucket_tokens_and_images_do_not_reach_an_app_made_again(cc):
+    on, registry_machine, app = "home-2", "home-3", "keeper"
+    keeper(cc, on, app)
+
+    def seen(expected: str):
+        rows = healthy(cc, app, on)
+        return rows and page(cc, rows[0]) == expected and rows[0]
+
+    # After the bucket's restart the instance finds its own first mark on the volume.
+    cc.wait(lambda: seen("seen=old-life"), PAGE_WAIT_S, f"{app} healthy with its volume and bucket", interval=1)
+    assert s3(cc, on, app, on, "put", app) == "stored 6000"
+    token = json.loads(cc.vcapp(on, "tokens", "create", app, "--name", "alice", "--json").stdout)
+    digest = push_image(cc, registry_machine, app)
+    assert manifest_status(cc, registry_machine, app, digest) == "200"
+
+    before = app_keys(cc, on, app)
+    refused = cc.vcapp(on, "apps", "destroy", app, "--yes", check=False)
+    assert refused.returncode != 0, refused.stdout
+    assert f"vcapp apps destroy {app} --confirm {app}" in refused.stderr and f"volume {app}/data" in refused.stderr
+    wrong = cc.vcapp(on, "apps", "destroy", app, "--confirm", "other", check=False)
+    assert wrong.returncode != 0 and "does not match" in wrong.stderr, wrong.stderr
+    assert app_keys(cc, on, app) == before  # nothing changed
+    assert s3(cc, on, app, on, "get", app) == "got 6000" and healthy(cc, app, on)
+
+    started = time.monotonic()
+    out = cc.vcapp(on, "apps", "destroy", app, "--confirm", app).stdout
+    took = time.monotonic() - started
+    print(f"\ndestroy with a volume, a bucket and an image: {took:.1f} s")
+    assert f"app {app} destroyed" in out and "volume(s) data" in out and f"bucket {app}" in out, out
+    assert manifest_status(cc, registry_machine, app, digest) == "404"
+    assert app_keys(cc, on, app) == {}
+    assert not any(v["app"] == app for v in vcapp_json(cc, on, "volumes", "list")["volumes"])
+
+    keeper(cc, on, app)
+    cc.wait(lambda: seen("seen=none"), PAGE_WAIT_S, f"{app} made again, on a volume without the old mark",
+            interval=1)
+    assert s3(cc, on, app, on, "get", app) == "refused NoSuchKey"
+    assert vcapp_json(cc, on, "tokens", "list", app) == []
+    assert token["token"] not in cc.vcapp(on, "tokens", "list", app).stdout
+    assert "destroyed" in cc.vcapp(on, "apps", "destroy", app, "--confirm", app).stdout
 
 
 def s3(cc, on: str, app: str, gateway: str, action: str, bucket: str, name: str = "hello.txt") -> str:
