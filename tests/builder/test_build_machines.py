@@ -3,6 +3,7 @@ with real buildah, pushed to the registry on another machine, pulled, run and as
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -58,6 +59,37 @@ def test_a_stack_is_shared_through_the_cluster_registry(sim, home1, home2, clust
 
     home2.serve(result.image, "second-1", port=APP_PORT + 3)
     assert wait_http(sim, "home-1", f"http://{home2.addr}:{APP_PORT + 3}/") == "hello from python on port 8080\n"
+
+
+def test_two_machines_needing_a_missing_stack_at_once_load_it_once(home1, home2, cluster_registry, tmp_path):
+    """Under the Share's lock (vcapp passes an etcd lease; here a thread lock), the second
+    machine waits for the first, then pulls what it pushed."""
+    static = STACKS["static"]
+    for machine in (home1, home2):
+        assert machine.podman("image", "exists", static.image, check=False).returncode == 1
+    lock = threading.Lock()
+    share = stacks.Share((cluster_registry,), None, lambda name: lock)
+    logs: dict[str, list[str]] = {"home-1": [], "home-2": []}
+    errors: list[BaseException] = []
+
+    def site(machine) -> None:
+        tree = write_tree(tmp_path / machine.name, {"index.html": f"<h1>{machine.name}</h1>\n"})
+        try:
+            build(tree, "twosites", 1, None, on_line=logs[machine.name].append, stacks_from=share,
+                  **machine.build_kwargs())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=site, args=(m,)) for m in (home1, home2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors, errors
+    said = [l for lines in logs.values() for l in lines if "stack static" in l]
+    assert sum(l.startswith("-----> loading stack static (bookworm)") for l in said) == 1, said
+    assert sum(l.startswith("-----> pushed stack static (bookworm)") for l in said) == 1, said
+    assert sum(l.startswith(f"-----> pulled stack static (bookworm) from {cluster_registry}") for l in said) == 1, said
 
 
 def test_python_app_built_on_home1_runs_on_home2_from_the_registry(sim, home1, home2, cluster_registry, tmp_path):
