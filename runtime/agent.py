@@ -11,8 +11,8 @@ checks their health, asks `reconcile` what to do, does it, and returns the statu
      "started_at": 1700000000.0, "message": "HTTP 200 from /healthz", "updated_at": 1700000003.2,
      "promotion": {"release": "4", "outcome": "refused",   # only while a newer release was
                    "check": "HTTP 500 from /healthz"}}     # refused here (runtime/replace.py)
-The etcd glue calls `step` on every change of /vc/assign/... for this node and every
-LOOP_INTERVAL_S, and writes each report. Until then, `python -m runtime.agent` runs the
+The node's runtime loop (vcapp/node/runtime_loop.py) calls `step` every LOOP_INTERVAL_S
+with what etcd assigns to this machine, and writes each report. Until then, `python -m runtime.agent` runs the
 same loop from a JSON file of assignments (used by the tests on simulated machines):
     {"assignments": [<assignment JSON>, ...], "secrets": {"<app>": {"NAME": "value"}}}
 """

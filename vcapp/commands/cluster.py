@@ -100,7 +100,8 @@ def leave() -> None:
 @click.option("--replace-after", default=DEFAULT_REPLACE_AFTER, show_default=True, type=float,
               help="Seconds a dead etcd member's machine may stay down before another machine takes its place.")
 def run(replace_after: float) -> None:
-    """The node daemon (started at boot): etcd member, API server, liveness, controller."""
+    """The node daemon: etcd member, API server, mesh, liveness, the loops. Run it under the
+    machine's service manager so it starts at boot; `vcapp dev` runs one per simulated machine."""
     from vcapp.node.agent import main
 
     main(replace_after)
