@@ -9,8 +9,12 @@
     /vc/nodestate/<name>         {"state": "up"|"down", "since": t}: last transition the controller saw
     /vc/tokens/join/<id>         {name, hash, created_at, expires_at, uses, max_uses, revoked}
     /vc/tokens/admin/<id>        {name, hash, created_at, revoked}
-    /vc/tokens/app/<sha256>      end-user access token: {id, app, name, created_at, expires_at, revoked}
-    /vc/etcd/members/<name>      {member_id, peer_url, client_url}: machines that run an etcd member
+    /vc/tokens/app/<sha256>      end-user access token: {id, app, app_generation, name, created_at,
+                                 expires_at, revoked} (vcapp/apptokens.py)
+    /vc/etcd/members/<name>      {member_id, peer_url}: machines that run an etcd member
+    /vc/etcd/invite/<name>       {member_id, initial_cluster}: a machine asked to start an etcd learner
+                                 (vcapp/node/etcd_members.py writes it; the invited machine's daemon
+                                 reads it, starts its member and deletes it)
     /vc/etcd/ca                  {"cert": PEM}: the cluster's etcd CA certificate (vcapp/etcdtls.py)
     /vc/etcd/certs/<name>        {serial, addr, issued_at}: the etcd certificate a machine was given
     /vc/etcd/revoked/<serial>    {name, addr, at}: certificates of removed machines (etcd's CRL)
@@ -67,6 +71,7 @@ JOIN_TOKENS = "/vc/tokens/join/"
 ADMIN_TOKENS = "/vc/tokens/admin/"
 APP_TOKENS = "/vc/tokens/app/"
 ETCD_MEMBERS = "/vc/etcd/members/"
+ETCD_INVITES = "/vc/etcd/invite/"
 ETCD_CA = "/vc/etcd/ca"
 ETCD_CERTS = "/vc/etcd/certs/"
 ETCD_REVOKED = "/vc/etcd/revoked/"
@@ -125,6 +130,10 @@ def app_token(token_hash: str) -> str:
 
 def etcd_member(name: str) -> str:
     return ETCD_MEMBERS + name
+
+
+def etcd_invite(name: str) -> str:
+    return ETCD_INVITES + name
 
 
 def etcd_cert(name: str) -> str:

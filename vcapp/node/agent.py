@@ -179,14 +179,14 @@ class Agent:
     def _accept_invite(self, cfg: NodeConfig, store: Store) -> None:
         if cfg.etcd.member:
             return
-        invite = store.value(etcd_members.invite_key(cfg.name))
+        invite = store.value(keys.etcd_invite(cfg.name))
         if not invite:
             return
         cfg.etcd.member = True
         cfg.etcd.state = "existing"
         cfg.etcd.initial_cluster = invite["initial_cluster"]
         cfg.save()
-        store.delete(etcd_members.invite_key(cfg.name))
+        store.delete(keys.etcd_invite(cfg.name))
         log.info("joining etcd as a member: %s", invite["initial_cluster"])
 
     def _refresh(self, cfg: NodeConfig, store: Store) -> None:
@@ -212,7 +212,7 @@ class Agent:
         old etcd would only fail to start. Its data is kept aside, not deleted."""
         if not cfg.etcd.member or any(cfg.etcd_peer_url in m.peer_urls for m in members):
             return
-        if store.get(keys.etcd_member(cfg.name)) or store.get(etcd_members.invite_key(cfg.name)):
+        if store.get(keys.etcd_member(cfg.name)) or store.get(keys.etcd_invite(cfg.name)):
             return
         log.warning("this machine's etcd member was removed from the cluster; continuing as a client")
         self.etcd.stop()

@@ -19,14 +19,9 @@ from dataclasses import dataclass
 from vcapp import events, keys
 from vcapp.store import Member, Store
 
-INVITES = "/vc/etcd/invite/"
 # A machine that rebooted is back within a minute or two; replacing its member sooner
 # would copy the whole database around for nothing.
 DEFAULT_REPLACE_AFTER = 120.0
-
-
-def invite_key(name: str) -> str:
-    return INVITES + name
 
 
 def voters_target(n_nodes: int) -> int:
@@ -130,7 +125,7 @@ def apply(store: Store, action: Action, peer_url_of) -> None:
         peer_url = peer_url_of(action.node)
         member, all_members = store.as_root().member_add(peer_url, learner=True)  # root only: etcdauth.py
         store.put(keys.etcd_member(action.node), {"member_id": member.id, "peer_url": peer_url})
-        store.put(invite_key(action.node), {
+        store.put(keys.etcd_invite(action.node), {
             "member_id": member.id, "initial_cluster": initial_cluster(all_members, member.id, action.node)})
         events.record(store, "etcd.member.invited", f"{action.node} invited as etcd learner ({action.reason})",
                       node=action.node)
@@ -144,7 +139,7 @@ def remove_member(store: Store, name: str, member_id: int, reason: str) -> None:
     if member_id in {m.id for m in store.members()}:
         store.as_root().member_remove(member_id)
     store.delete(keys.etcd_member(name))
-    store.delete(invite_key(name))
+    store.delete(keys.etcd_invite(name))
     events.record(store, "etcd.member.removed", f"{name} no longer runs an etcd member ({reason})", node=name)
 
 
