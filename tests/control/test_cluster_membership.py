@@ -1,6 +1,7 @@
 """Issue 3 on a simulated cluster: init, joins, bad tokens, liveness, member replacement,
 cold start. (Machines share one LAN until the mesh carries etcd across sites.)"""
 
+import base64
 import json
 import subprocess
 import time
@@ -8,7 +9,7 @@ import time
 import pytest
 
 from tests.control.conftest import TEST_REPLACE_AFTER, ControlCluster
-from vcapp import etcdtls
+from vcapp import etcdauth, etcdtls
 from vcapp.node.lease import LEASE_TTL
 
 pytestmark = pytest.mark.cluster
@@ -23,6 +24,12 @@ def cc(make_sim):
     cc.join("home-2")
     cc.join("home-3")
     return cc
+
+
+def root_login(cc) -> list[str]:
+    """etcdctl flags for etcd's root (vcapp/etcdauth.py), whose password the cluster key derives."""
+    creds = etcdauth.root(base64.b64decode((cc.sim.dc.host_dir("home-1") / "data" / "keys" / "cluster.key").read_text()))
+    return ["--user", creds.user, "--password", creds.password]
 
 
 def all_voters(cc, n: int) -> dict | None:
@@ -59,7 +66,7 @@ def etcd_put(cc, machine: str, target: str, *curl_args: str) -> subprocess.Compl
                       f"https://{cc.sim.addr(target)}:2379/v3/kv/put", check=False, timeout=15)
 
 
-def test_etcd_admits_only_clients_with_a_cluster_certificate(cc):
+def test_etcd_admits_only_clients_with_a_cluster_certificate_and_a_login(cc):
     tls = etcdtls.paths(cc.sim.dc.host_dir("home-2") / "data")
     for args in [("--cacert", str(tls.ca)), ("--insecure",)]:  # TLS without a client certificate
         refused = etcd_put(cc, "home-2", "home-1", *args)
@@ -68,8 +75,15 @@ def test_etcd_admits_only_clients_with_a_cluster_certificate(cc):
                        f"http://{cc.sim.addr('home-1')}:2379/v3/kv/put", check=False, timeout=15)
     assert plain.returncode != 0 or "revision" not in plain.stdout, plain
     assert cc.etcd("home-1", "get", "/vc/tokens/admin/forged").stdout == ""
-    ok = etcd_put(cc, "home-2", "home-1", "--cacert", str(tls.ca), "--cert", str(tls.cert), "--key", str(tls.key))
-    assert ok.returncode == 0 and "revision" in ok.stdout, ok  # the machine's own certificate works
+    cert = ("--cacert", str(tls.ca), "--cert", str(tls.cert), "--key", str(tls.key))
+    no_login = etcd_put(cc, "home-2", "home-1", *cert)  # a certificate alone: a machine, but which?
+    assert "user name is empty" in no_login.stdout and "revision" not in no_login.stdout, no_login
+    login = json.loads(tls.auth.read_text())  # vcapp/etcdauth.py: the machine's etcd user
+    token = json.loads(cc.sim.run("home-2", "curl", "-sS", "--max-time", "5", *cert, "-X", "POST",
+                                  "-d", json.dumps({"name": login["user"], "password": login["password"]}),
+                                  f"https://{cc.sim.addr('home-1')}:2379/v3/auth/authenticate").stdout)["token"]
+    ok = etcd_put(cc, "home-2", "home-1", *cert, "-H", f"Authorization: {token}")
+    assert ok.returncode == 0 and "revision" in ok.stdout, ok  # the machine's certificate and login work
     cc.etcd("home-1", "del", "/vc/tokens/admin/forged")
 
 
@@ -122,7 +136,7 @@ def test_killed_machine_is_marked_down_within_the_lease_and_etcd_keeps_quorum(cc
     print(f"kill -> down: {took:.1f}s (lease TTL {LEASE_TTL}s)")
     down = [e for e in json.loads(cc.vcapp("home-1", "events", "--json").stdout) if e["kind"] == "node.down"]
     assert down and down[-1]["node"] == "home-3"
-    cc.etcd("home-1", "put", "/probe/quorum", "ok")  # 2 of 3 voters: still writable
+    cc.etcd("home-1", "put", "/vc/probe/quorum", "ok")  # 2 of 3 voters: still writable
     cc.sim.dc.revive("home-3")
     cc.wait(lambda: cc.nodes("home-1")["home-3"]["up"], 30, "home-3 back up")
 
@@ -148,7 +162,7 @@ def test_dead_member_is_replaced_by_a_live_machine(cc):
             lines = (cc.sim.dc.host_dir(m) / "log" / "vcapp-node.log").read_text(errors="replace").splitlines()
             print(f"--- {m}\n" + "\n".join(l[:300] for l in lines if "etcd" in l or "member" in l)[-3000:])
         raise
-    cc.etcd("home-1", "put", "/probe/after-replace", "ok")
+    cc.etcd("home-1", "put", "/vc/probe/after-replace", "ok")
     cc.sim.dc.revive("home-2")
     cc.wait(lambda: cc.nodes("home-1")["home-2"]["up"], 30, "home-2 back up")
     node_json = cc.sim.dc.host_dir("home-2") / "data" / "node.json"
@@ -202,4 +216,6 @@ def test_a_removed_machine_cannot_reach_etcd_with_its_certificate(cc):
     for other in others:  # every member has the list, not only the one asked
         out = cc.sim.etcdctl("home-4", [cc.sim.addr(other)], "--dial-timeout=2s", "get", "/vc/cluster", check=False)
         assert out.returncode != 0, out
-        cc.sim.etcdctl("home-1", [cc.sim.addr(other)], "put", "/probe/after-remove", "ok")  # others still can
+        cc.sim.etcdctl("home-1", [cc.sim.addr(other)], "put", "/vc/probe/after-remove", "ok")  # others still can
+    users = cc.etcd("home-1", "user", "list", *root_login(cc)).stdout.split()
+    assert "home-4" not in users and "home-1" in users, users  # its etcd user went with it
