@@ -40,7 +40,7 @@ def test_two_sites_form_one_cluster_with_three_etcd_voters_on_the_overlay(cc):
     members = cc.wait(three_voters, 60, "three etcd voters across the sites")
     assert all(m["peerURLs"][0].startswith("https://100.96.0.") for m in members)
     # office-1 reads and writes the cluster state through the mesh.
-    cc.sim.etcdctl("office-1", ["100.96.0.10"], "put", "/probe/office", "ok")
+    cc.sim.etcdctl("office-1", ["100.96.0.10"], "put", "/vc/probe/office", "ok")
 
 
 def test_the_edge_holds_no_etcd_credential_and_etcd_refuses_it(cc):
@@ -61,6 +61,6 @@ def test_the_office_machine_going_dark_is_noticed_at_home(cc):
     cc.sim.dc.kill("office-1")
     cc.wait(lambda: not cc.nodes("home-1")["office-1"]["up"], LEASE_TTL + 4, "office-1 marked down")
     print(f"office-1 kill -> down over the mesh: {time.monotonic() - start:.1f}s")
-    cc.sim.etcdctl("home-1", ["100.96.0.10"], "put", "/probe/q", "ok")
+    cc.sim.etcdctl("home-1", ["100.96.0.10"], "put", "/vc/probe/q", "ok")
     cc.sim.dc.revive("office-1")
     cc.wait(lambda: cc.nodes("home-1")["office-1"]["up"], 60, "office-1 back up over the mesh")
