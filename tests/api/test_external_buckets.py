@@ -259,3 +259,30 @@ def test_a_key_the_service_lost_is_replaced_by_the_next_create(cli, fresh, exter
     external_s3.client(*new).put_object("vcapp-gamma", "k", io.BytesIO(b"v"), 1)
     with pytest.raises(S3Error):
         external_s3.client(*old).put_object("vcapp-gamma", "k", io.BytesIO(b"v"), 1)
+
+
+def test_a_destroyed_apps_external_bucket_key_and_objects_are_gone_for_an_app_made_again(cli, fresh, external_s3):
+    url, cluster = fresh
+    assert put_backend(url, cluster, setting(external_s3)).status_code == 200
+    apps.create_app(cluster.store, "delta", {})
+    assert cli("buckets", "create", "delta", timeout=SET_TIMEOUT).code == 0
+    old = app_keys(cluster, "delta")
+    external_s3.client(*old).put_object("vcapp-delta", "notes/1.txt", io.BytesIO(b"delta's data"), 12)
+
+    refused = cli("apps", "destroy", "delta", "--yes", timeout=SET_TIMEOUT)
+    assert refused.code == 1 and "bucket vcapp-delta on the S3 service at" in refused.err, refused.err
+    assert "vcapp apps destroy delta --confirm delta" in refused.err
+    assert external_s3.client(*old).get_object("vcapp-delta", "notes/1.txt").read() == b"delta's data"
+
+    done = cli("apps", "destroy", "delta", "--confirm", "delta", timeout=SET_TIMEOUT)
+    assert done.code == 0 and "bucket vcapp-delta" in done.out, done.err
+    assert not external_s3.client().bucket_exists("vcapp-delta")
+    with pytest.raises(S3Error):  # the old key is gone from the service's IAM
+        external_s3.client(*old).list_buckets()
+    assert cluster.store.get(keys.bucket("delta")) is None and cluster.store.get(keys.app("delta")) is None
+
+    apps.create_app(cluster.store, "delta", {})
+    assert cli("buckets", "create", "delta", timeout=SET_TIMEOUT).code == 0
+    new = app_keys(cluster, "delta")
+    assert new[0] != old[0]
+    assert list(external_s3.client(*new).list_objects("vcapp-delta", recursive=True)) == []
