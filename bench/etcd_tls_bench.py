@@ -1,13 +1,15 @@
-"""What etcd's TLS costs a write, and an admin API request: two single-member etcds side by
-side on loopback, one plain HTTP and one with the cluster's TLS (client certificates, CRL:
-vcapp/node/etcd.py tls_flags), written to through the project's client (vcapp/store.py,
-etcd's JSON gateway), and the admin API (the Flask app, in process) on each answering
-`GET /v1/apps` with an admin token (a token look-up and a listing: two etcd reads).
+"""What etcd's TLS and its auth cost a write, and an admin API request: three single-member
+etcds side by side on loopback -- plain HTTP; the cluster's TLS (client certificates, CRL:
+vcapp/node/etcd.py tls_flags); TLS and auth on as `cluster init` leaves it (auth_flags,
+vcapp/etcdauth.py: the machine's user and its token) -- written to through the
+project's client (vcapp/store.py, etcd's JSON gateway), and the admin API (the Flask app, in
+process) on each answering `GET /v1/apps` with an admin token (a token look-up and a
+listing: two etcd reads). Ratios: tls against plain, auth against tls.
 
 Two ways a machine writes: on a kept-alive connection (the Store's session: every loop and
-the API) and on a new connection each time (what a fresh Store or a reconnect pays: the TLS
-handshake, certificate checks and the CRL read included). Writes alternate between the two
-servers so load on the machine hits both alike.
+the API) and with a new Store each time (what a fresh Store or a reconnect pays: the TLS
+handshake, certificate checks and the CRL read included, and with auth a refused request,
+a login and the retry). Writes go to the servers in turn so load on the machine hits all alike.
 
     .venv/bin/python bench/etcd_tls_bench.py [--writes 2000]
 """
@@ -27,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vcapp import etcdtls, membership  # noqa: E402
+from vcapp import etcdauth, etcdtls, membership  # noqa: E402
 from vcapp.api import ApiConfig, create_app  # noqa: E402
 from vcapp.node import etcd  # noqa: E402
 from vcapp.store import Store, wait_healthy  # noqa: E402
@@ -43,14 +45,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(work: Path, name: str, tls: etcdtls.Paths | None) -> tuple[subprocess.Popen, str]:
+def start(work: Path, name: str, tls: etcdtls.Paths | None, auth: bool = False) -> tuple[subprocess.Popen, str]:
     scheme = "https" if tls else "http"
     url, peer = f"{scheme}://127.0.0.1:{free_port()}", f"{scheme}://127.0.0.1:{free_port()}"
     proc = subprocess.Popen(
         [etcd.ETCD_BIN, "--name", name, "--data-dir", str(work / name),
          "--listen-client-urls", url, "--advertise-client-urls", url, "--listen-peer-urls", peer,
          "--initial-advertise-peer-urls", peer, "--initial-cluster", f"{name}={peer}",
-         "--logger", "zap", "--log-level", "warn", *(etcd.tls_flags(tls) if tls else [])],
+         "--logger", "zap", "--log-level", "warn", *(etcd.tls_flags(tls) if tls else []),
+         *(etcd.auth_flags() if auth else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, url
 
@@ -62,9 +65,10 @@ def percentile(values: list[float], p: float) -> float:
 
 def report(what: str, times: dict[str, list[float]], count: str) -> None:
     p = {name: (statistics.median(t), percentile(t, 99)) for name, t in times.items()}
-    print(f"{what:17s} plain p50 {p['plain'][0]:6.2f} ms p99 {p['plain'][1]:6.2f} ms | "
-          f"tls p50 {p['tls'][0]:6.2f} ms p99 {p['tls'][1]:6.2f} ms | "
-          f"ratio p50 {p['tls'][0] / p['plain'][0]:.2f} p99 {p['tls'][1] / p['plain'][1]:.2f}  ({count})")
+    cells = " | ".join(f"{name} p50 {p50:6.2f} p99 {p99:6.2f}" for name, (p50, p99) in p.items())
+    ratios = " ".join(f"{new}/{old} p50 {p[new][0] / p[old][0]:.2f} p99 {p[new][1] / p[old][1]:.2f}"
+                      for old, new in (("plain", "tls"), ("tls", "auth")))
+    print(f"{what:17s} ms: {cells} | {ratios}  ({count})")
 
 
 def api_times(urls: dict[str, str], tls: etcdtls.Paths, requests: int) -> dict[str, list[float]]:
@@ -98,10 +102,13 @@ def run(writes: int) -> None:
     try:
         plain_proc, plain_url = start(work, "plain", None)
         tls_proc, tls_url = start(work, "tls", tls)
-        procs = [plain_proc, tls_proc]
-        urls = {"plain": plain_url, "tls": tls_url}
+        auth_proc, auth_url = start(work, "auth", tls, auth=True)
+        procs = [plain_proc, tls_proc, auth_proc]
+        urls = {"plain": plain_url, "tls": tls_url, "auth": auth_url}
         for url in urls.values():
             wait_healthy(Store([url], tls=tls), START_TIMEOUT)
+        etcdauth.enable(Store([auth_url], tls=tls), CLUSTER_KEY, "m")  # as `cluster init` does
+        etcdauth.save(tls.auth, etcdauth.machine(CLUSTER_KEY, "m"))  # every Store logs in (if asked)
         value = {"payload": "x" * 200}
         for mode in ("kept-alive", "new connection"):
             kept = {name: Store([url], tls=tls) for name, url in urls.items()}
@@ -110,7 +117,7 @@ def run(writes: int) -> None:
                 for name, url in urls.items():
                     store = kept[name] if mode == "kept-alive" else Store([url], tls=tls)
                     began = time.perf_counter()
-                    store.put(f"/bench/{i % 100}", value)
+                    store.put(f"/vc/bench/{i % 100}", value)
                     if i >= WARMUP:
                         times[name].append((time.perf_counter() - began) * 1000)
             report(mode, times, f"{writes} writes each")

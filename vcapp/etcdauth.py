@@ -27,10 +27,10 @@ Measured on etcd 3.4.23 with client-cert-auth and auth on:
 - no token: "user name is empty"; a wrong password: "authentication failed"; outside /vc/,
   `auth disable`, user add and member add as a machine: "permission denied" (code 7);
   member list and maintenance status need no user.
-- tokens (--auth-token simple) live in one member's memory: a client authenticates against
-  the member it talks to, and again after that member restarts. A token unused for
-  TOKEN_TTL_S is forgotten ("invalid auth token"); each use renews it. Deleting a user
-  invalidates its tokens at once.
+- tokens (--auth-token simple) live in the members' memory, not in the database: a member
+  that restarts forgets them, and a token unused for TOKEN_TTL_S is forgotten ("invalid auth
+  token"); each use renews it. A Store keeps one token per member it talks to and logs in
+  wherever it is asked to. Deleting a user invalidates its tokens at once.
 Whoever holds the cluster key is root in etcd, as they are the CA: RBAC keeps the machines'
 everyday code (and a bug in it) from changing who may do what; it is not a wall between
 machines (docs/SECURITY.md).

@@ -4,7 +4,7 @@
 answering, so a machine keeps working while a member is down. https endpoints are reached
 with this machine's etcd certificate (vcapp/etcdtls.py): etcd admits no client without one.
 With etcd auth on (vcapp/etcdauth.py) it also logs in as this machine's etcd user, on each
-member it talks to (tokens are per member), and again when a token has expired.
+member it talks to when that member asks, and again when a token has expired.
 It offers what the control plane needs and no more: JSON get/put/delete, prefix listings
 with revisions, transactions with compare-and-swap, leases, and etcd membership calls.
 """
