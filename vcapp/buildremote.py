@@ -28,7 +28,8 @@ from gitserver import DeployError
 from placer.plan import build_machine
 from vcapp import apps, reposync
 from vcapp.errors import BadRequest
-from vcapp.node.config import NodeConfig, cluster_key
+from vcapp.node.config import NodeConfig, cluster_key, machine_secret
+from vcapp.node.placer_loop import Snapshot
 from vcapp.store import Store
 
 RESULT, FAILURE = "=> ", "!! "
@@ -43,27 +44,24 @@ Log = Callable[[str], None]
 
 def choose(store: Store, receiver: str) -> tuple[str, str]:
     """Where this push's build runs (placer.build_machine over the current cluster state)."""
-    from vcapp.node.placer_loop import Snapshot
-
     limits = Limits()
     return build_machine(Snapshot(store).state(time.time()), limits.cpus, apps.parse_memory(limits.memory), receiver)
 
 
-def build_somewhere(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log) -> dict:
-    """Build release `number` of `app` where it should run; the release's image fields."""
-    from vcapp import deploy
-
+def build_somewhere(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log,
+                    build_here: Callable[[], dict]) -> dict:
+    """Build release `number` of `app` where it should run; the release's image fields.
+    `build_here()` builds on this machine (the receiver's own pipeline, vcapp/deploy.py)."""
     where, why = choose(store, node.name)
     api = reposync.live_apis(store).get(where)
     if where == node.name or api is None:
-        return deploy.build_here(store, node, app, number, source, log)
+        return build_here()
     log(f"-----> building on {where} ({why})")
-    from vcapp.api.auth import machine_secret
     try:
         return send(api, app, number, source, log, machine_secret(cluster_key()))
     except requests.RequestException as e:
         log(f"-----> {where} stopped answering ({type(e).__name__}); building here on {node.name} instead")
-        return deploy.build_here(store, node, app, number, source, log)
+        return build_here()
 
 
 def send(api: str, app: str, number: int, source: Path, log: Log, secret: str) -> dict:

@@ -92,7 +92,8 @@ class Deployer:
         if node is None:
             raise DeployError("this machine is not in a cluster (no node.json); push to a cluster machine's API")
         number = releases.next_number(store, app)
-        built = buildremote.build_somewhere(store, node, app, number, source_dir, log)
+        built = buildremote.build_somewhere(store, node, app, number, source_dir, log,
+                                            lambda: build_here(store, node, app, number, source_dir, log))
         rec = {"number": number, "sha": new_sha, "image": built["image"], "digest": built["digest"],
                "time": time.time(), "who": who, "config": dict(config.spec(), processes=table),
                "language": built["language"],

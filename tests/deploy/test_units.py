@@ -132,5 +132,5 @@ def test_the_auth_file_gives_the_machine_credential_for_every_registry_and_only_
     cred = registry_loop.credential()
     assert {base64.b64decode(a["auth"]).decode() for a in auths.values()} == {f"{cred.user}:{cred.password}"}
     # derived from the cluster key for the registry alone: not the machine API's bearer
-    from vcapp.api.auth import machine_secret
+    from vcapp.node.config import machine_secret
     assert cred.password != machine_secret(config.cluster_key()) and len(cred.password) == 64

@@ -14,6 +14,7 @@ from flask import Flask, current_app, g, request
 from vcapp import membership
 from vcapp.api import context
 from vcapp.errors import Unauthorized
+from vcapp.node.config import machine_secret
 
 View = TypeVar("View", bound=Callable)
 SCHEME = "Bearer "
@@ -33,11 +34,6 @@ def machine_only(view: View) -> View:
     """Mark a view as callable by the cluster's machines only (machine_secret as the bearer)."""
     view.machine_only = True
     return view
-
-
-def machine_secret(cluster_key: bytes) -> str:
-    from vcapp.node.config import derive
-    return derive(cluster_key, "machine-api").hex()
 
 
 def _require_machine() -> None:

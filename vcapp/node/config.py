@@ -66,6 +66,12 @@ def derived_key(purpose: str) -> bytes:
     return derive(cluster_key(), purpose)
 
 
+def machine_secret(key: bytes) -> str:
+    """The bearer token machines call each other's API with (builds, stacks): derived from
+    the cluster key, so every machine has it and nothing else does."""
+    return derive(key, "machine-api").hex()
+
+
 @dataclass
 class EtcdRole:
     member: bool = False
