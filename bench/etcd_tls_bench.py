@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vcapp import etcdauth, etcdtls, membership  # noqa: E402
-from vcapp.api import ApiConfig, create_app  # noqa: E402
+from vcapp.api.app import ApiConfig, create_app  # noqa: E402
 from vcapp.node import etcd  # noqa: E402
 from vcapp.store import Store, wait_healthy  # noqa: E402
 

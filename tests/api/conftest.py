@@ -18,7 +18,7 @@ import requests
 
 from vcapp import joinbox, membership
 from vcapp import etcdtls, keys
-from vcapp.api import ApiConfig, create_app
+from vcapp.api.app import ApiConfig, create_app
 from vcapp.api.wsgi import gunicorn_command
 from vcapp.store import Store, wait_healthy
 

@@ -23,7 +23,7 @@ from router.tokencheck import TokenChecker
 from router.tokens import hash_token
 from tests.api.conftest import CLUSTER_KEY, bearer
 from vcapp import apptokens, keys, releases, reposync
-from vcapp.api import ApiConfig, create_app
+from vcapp.api.app import ApiConfig, create_app
 from vcapp.node.repos_loop import RepoSyncLoop
 
 pytestmark = pytest.mark.cluster

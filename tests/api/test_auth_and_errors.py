@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vcapp import keys
-from vcapp.api import ApiConfig, create_app
+from vcapp.api.app import ApiConfig, create_app
 from tests.api.conftest import bearer
 
 pytestmark = pytest.mark.cluster

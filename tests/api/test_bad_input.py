@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.api.conftest import CLUSTER_KEY, bearer, client_post, sealed_join
-from vcapp.api import ApiConfig, create_app
+from vcapp.api.app import ApiConfig, create_app
 from vcapp.api.body import MAX_JSON_BODY
 
 pytestmark = pytest.mark.cluster

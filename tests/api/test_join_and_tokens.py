@@ -12,7 +12,7 @@ import pytest
 
 from vcapp import joinbox, keys, tokens
 from vcapp import etcdtls
-from vcapp.api import ApiConfig, create_app
+from vcapp.api.app import ApiConfig, create_app
 from tests.api.conftest import CLUSTER_KEY, JOIN_KEY, JoinAnswer, bearer, client_post, found, sealed_join
 
 pytestmark = pytest.mark.cluster

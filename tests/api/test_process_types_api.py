@@ -11,7 +11,7 @@ import pytest
 
 from tests.api.conftest import CLUSTER_KEY, bearer
 from vcapp import apps, keys
-from vcapp.api import ApiConfig, create_app
+from vcapp.api.app import ApiConfig, create_app
 
 pytestmark = pytest.mark.cluster
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from vcapp.api import ApiConfig, create_app
+from vcapp.api.app import ApiConfig, create_app
 
 THREADS = 8
 # A long poll waits up to 25 s; gunicorn's graceful stop should not cut a normal request.

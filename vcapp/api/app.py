@@ -1,0 +1,36 @@
+"""The admin API's Flask app: `create_app(config)` registers the error handlers, the body
+limit, authentication and every blueprint; `vcapp.api.wsgi` is what gunicorn serves on every
+machine."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from vcapp.api import (apptokens, auth, body, builds, dashboard, errors, events, git, health, nodes, openapi,
+                       registries, releases, settings, tokens, volumes)
+from vcapp.api import apps as apps_routes
+from vcapp.api.config import ApiConfig
+from vcapp.api.context import EXTENSION
+
+__all__ = ["ApiConfig", "create_app"]
+
+
+def create_app(config: ApiConfig) -> Flask:
+    app = Flask(__name__, static_folder=None)
+    app.extensions[EXTENSION] = config
+    app.json.sort_keys = False
+    errors.register(app)
+    app.before_request(body.limit_body)  # before authentication: public routes are bounded too
+    auth.register(app)
+    for module in (health, nodes, events, tokens, openapi):
+        app.register_blueprint(module.bp)
+    app.register_blueprint(apps_routes.bp)
+    app.register_blueprint(apptokens.bp)
+    app.register_blueprint(releases.bp)
+    app.register_blueprint(volumes.bp)
+    app.register_blueprint(settings.bp)  # GET /v1/settings, PUT /v1/settings/<name>
+    app.register_blueprint(registries.bp)  # GET /v1/registries, PUT/DELETE /v1/registries/<host>
+    app.register_blueprint(builds.bp)  # POST /v1/builds: machines build for each other
+    app.register_blueprint(dashboard.bp)  # GET / page, /v1/dashboard, /v1/history, /v1/warnings, /metrics
+    git.mount(app, config)  # /git/<app>.git: git push deploys (vcapp/deploy.py)
+    return app
