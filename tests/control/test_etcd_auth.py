@@ -11,7 +11,8 @@ import pytest
 import requests
 from etcd3gw.exceptions import Etcd3Exception
 
-from vcapp import etcdauth, etcdtls
+from vcapp import etcdauth, etcdtls, membership
+from vcapp.errors import BadRequest
 from vcapp.node import etcd
 from vcapp.store import Store, error_text, wait_healthy
 
@@ -115,6 +116,8 @@ def test_root_administers_users_and_members(auth_etcd):
     Store([url], tls=tls, auth=etcdauth.machine(CLUSTER_KEY, "m2")).put("/vc/probe/m2", 1)
     with pytest.raises(ValueError, match="administrator"):
         etcdauth.machine(CLUSTER_KEY, "root")
+    with pytest.raises(BadRequest, match="etcd's administrator"):
+        membership.validate_node_name("root")  # refused before a join or an init gets anywhere
 
 
 def test_a_removed_machines_user_is_refused_at_once(auth_etcd, tmp_path):
