@@ -121,7 +121,8 @@ def destroy(store: Store, cfg: NodeConfig | None, app: str, confirm: str | None 
     done.images, done.images_left_on = _delete_images(store, app)
     answer = apps.destroy(store, app, repo_root=repo_root)
     if held or done.images:
-        left = f"; image copies left on {', '.join(done.images_left_on)} (down)" if done.images_left_on else ""
+        left = (f"; the registries of {', '.join(done.images_left_on)} (down) may keep copies"
+                if done.images_left_on else "")
         events.record(store, "app.destroyed", f"app {app}: deleted {held.describe() or 'no stored data'} and "
                                               f"{len(done.images)} image manifest(s){left}", app=app)
     return {**answer, "volumes": done.volumes, "bucket": done.bucket, "objects": done.objects,
@@ -245,4 +246,4 @@ def release_digests(store: Store, app: str) -> list[str]:
 def _halfway(app: str, what: str, e: Exception) -> str:
     return (f"app {app} is stopped and marked destroying, but {what} could not be deleted: {e}. Nothing of it "
             f"opens anything while the app record stays; run `vcapp apps destroy {app} --confirm {app}` again "
-            "when the storage answers to finish")
+            "when it answers to finish")
