@@ -55,6 +55,9 @@ LOAD_TIMEOUT = 300.0  # podman load of a cached archive: seconds normally, minut
 INSPECT_TIMEOUT = 30.0
 # A pull or push of a stack over the cluster network (go: ~200 MB compressed) or loopback.
 TRANSFER_TIMEOUT = 600.0
+# A cluster registry answers /v2/ in milliseconds; one that does not within this is skipped
+# (podman itself would wait for TCP connect timeouts, 3 tries: minutes for a lost machine).
+REGISTRY_PROBE_TIMEOUT = 3.0
 # The mirror answers a HEAD of a Release file in well under a second; 15 s is unreachable.
 MIRROR_PROBE_TIMEOUT = 15.0
 # What a container image does not need from a debootstrapped system.
@@ -195,8 +198,15 @@ def _busybox(rootfs: Path) -> None:
 
 
 def _import(stack: Stack, rootfs: Path, work: Path, out: Path, on_line: proc.LineSink) -> None:
-    """rootfs -> OCI archive, through a throw-away podman storage under `work`."""
-    podman = ["podman", "--root", str(work / "storage"), "--runroot", str(work / "run"), "--storage-driver", "vfs"]
+    """rootfs -> OCI archive, through a throw-away podman storage under `work` (its runroot
+    in the temp dir: podman refuses one longer than 50 characters, as a deep cache dir gives)."""
+    with tempfile.TemporaryDirectory(prefix="vcapp-stack-run-") as runroot:
+        _import_into(stack, rootfs, work, out, on_line,
+                     ["podman", "--root", str(work / "storage"), "--runroot", runroot, "--storage-driver", "vfs"])
+
+
+def _import_into(stack: Stack, rootfs: Path, work: Path, out: Path, on_line: proc.LineSink,
+                 podman: list[str]) -> None:
     tarball = work / "rootfs.tar"
     subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True,
                    timeout=IMPORT_TIMEOUT)
@@ -276,6 +286,11 @@ def _pull(stack: Stack, spawn: proc.Spawn, share: Share, say: proc.LineSink, qui
     if not quiet:
         say(f"-----> pulling stack {_title(stack)} from the cluster registry ({', '.join(share.registries)})")
     for registry in share.registries:
+        if not answers(spawn, registry):
+            if not quiet:
+                say(f"-----> the registry at {registry} does not answer within {REGISTRY_PROBE_TIMEOUT:.0f} s: "
+                    "skipped")
+            continue
         ref = registry_ref(stack, registry)
         started = time.monotonic()
         argv = ["podman", "pull", "-q", "--tls-verify=false", *_auth(share.authfile), ref]
@@ -316,6 +331,10 @@ def push_stack(stack: Stack, spawn: proc.Spawn, registry: str, authfile: Path | 
     A failed push is a warning: this build goes on, the next machine loads or makes its own."""
     say = on_line or (lambda line: None)
     ref = registry_ref(stack, registry)
+    if not answers(spawn, registry):
+        say(f"-----> warning: could not push stack {_title(stack)}: the cluster registry at {registry} does not "
+            f"answer within {REGISTRY_PROBE_TIMEOUT:.0f} s")
+        return False
     started = time.monotonic()
     argv = ["podman", "push", "-q", "--tls-verify=false", *_auth(authfile), stack.image, f"docker://{ref}"]
     outcome = proc.stream(spawn, argv, None, TRANSFER_TIMEOUT)
@@ -326,6 +345,18 @@ def push_stack(stack: Stack, spawn: proc.Spawn, registry: str, authfile: Path | 
     say(f"-----> pushed stack {_title(stack)} to the cluster registry at {registry} in "
         f"{time.monotonic() - started:.1f} s: the other machines pull it from there")
     return True
+
+
+def answers(spawn: proc.Spawn, registry: str) -> bool:
+    """Whether the registry at `registry` answers /v2/ from the machine behind `spawn` (200,
+    or 401 when it wants credentials) within REGISTRY_PROBE_TIMEOUT."""
+    argv = ["curl", "-s", "-o", "/dev/null", "--max-time", f"{REGISTRY_PROBE_TIMEOUT:.0f}", "-w", "%{http_code}",
+            f"http://{registry}/v2/"]
+    try:
+        outcome = proc.stream(spawn, argv, None, REGISTRY_PROBE_TIMEOUT + INSPECT_TIMEOUT)
+    except FileNotFoundError:
+        return True  # no curl here: let podman find out
+    return bool(outcome.tail) and outcome.tail[-1].strip() in ("200", "401")
 
 
 def _auth(authfile: Path | None) -> list[str]:
