@@ -75,8 +75,11 @@ def _start(host: Host, spec: ProcessSpec, data_dir: Path, run_dir: Path) -> int:
     cwd = base / spec.cwd
     cwd.mkdir(parents=True, exist_ok=True)
     (base / "log").mkdir(parents=True, exist_ok=True)
-    for rel, content in spec.files.items():
-        (cwd / rel).write_text(content)
+    for rel, content in spec.files.items():  # 0600: filer.toml holds the filer's etcd login
+        fd = os.open(cwd / rel, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a file from before keeps its mode through O_CREAT
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
     pid = host.spawn(list(spec.argv), cwd, base / "log" / f"{spec.name}.log")
     state = _state_file(run_dir, spec.name)
     state.parent.mkdir(parents=True, exist_ok=True)

@@ -36,9 +36,6 @@ from storage.host import Host, StorageError
 from storage.mount import mount_volume
 from storage.plan import ClusterPlan
 
-WRITER_PREFIX = "/vc/storage/writer"
-
-
 class WriterConflict(StorageError):
     """Another machine holds the volume for writing."""
 
@@ -58,7 +55,9 @@ class Decision:
 
 
 def writer_key(app: str, volume: str) -> str:
-    return f"{WRITER_PREFIX}/{app}/{volume}"
+    """The name of app/volume's writer record in a WriterStore; the store places it in its
+    own key space (the control plane's etcd: vcapp/keys.py storage_writer)."""
+    return f"{app}/{volume}"
 
 
 def decide(current: dict | None, node: str, instance: str) -> Decision:

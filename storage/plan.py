@@ -15,6 +15,7 @@ Everything a machine stores lives under <data_dir>/storage/. No I/O here: the ag
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,7 +35,6 @@ VOLUME_SLOTS = 200
 # Keep 1 GiB free: below it SeaweedFS marks the machine's volumes read-only instead of
 # failing writes halfway through.
 MIN_FREE_SPACE = "1GiB"
-ETCD_KEY_PREFIX = "vcapp.seaweedfs."
 # Raft election timeout of the masters. SeaweedFS's default (10 s) plus the shell's wait for a
 # leader spent ~40 s of a 15 s failover budget when the leader's machine died; masters talk
 # over a LAN or the mesh (ms round trips, 300 ms heartbeats), so 3 s is still 10 heartbeats.
@@ -76,12 +76,26 @@ class EtcdTLS:
 
 
 @dataclass(frozen=True)
+class EtcdLogin:
+    """The etcd user a filer logs in as when etcd has authentication on. It is written to
+    filer.toml only, mode 0600 (storage/agent.py), never to a command line."""
+
+    user: str
+    password: str
+
+    def __repr__(self) -> str:
+        return f"EtcdLogin(user={self.user!r})"
+
+
+@dataclass(frozen=True)
 class ClusterPlan:
     masters: tuple[Machine, ...]
     machines: tuple[Machine, ...]
     etcd: tuple[str, ...]
     default_replication: str
+    etcd_prefix: str  # the filers' metadata keys start with it (the control plane names it)
     etcd_tls: EtcdTLS | None = None
+    etcd_login: EtcdLogin | None = None
 
     @property
     def master_list(self) -> str:
@@ -99,9 +113,12 @@ class ClusterPlan:
         raise KeyError(f"{name} is not a member of the storage cluster; add it to the cluster first")
 
 
-def plan_cluster(machines: list[Machine], etcd: list[str], etcd_tls: EtcdTLS | None = None) -> ClusterPlan:
+def plan_cluster(machines: list[Machine], etcd: list[str], etcd_prefix: str, etcd_tls: EtcdTLS | None = None,
+                 etcd_login: EtcdLogin | None = None) -> ClusterPlan:
     """The cluster-wide plan from every member machine (alive or not) and etcd's endpoints
-    (host:port; with `etcd_tls`, reached over TLS with that client certificate)."""
+    (host:port; with `etcd_tls`, reached over TLS with that client certificate, and as
+    `etcd_login` when etcd has authentication on); the filers keep their metadata under
+    `etcd_prefix`."""
     if not machines:
         raise ValueError("a storage cluster needs at least one machine")
     if not etcd:
@@ -113,22 +130,30 @@ def plan_cluster(machines: list[Machine], etcd: list[str], etcd_tls: EtcdTLS | N
         machines=ordered,
         etcd=tuple(etcd),
         default_replication=replication.choose_code([m.site for m in ordered]),
+        etcd_prefix=etcd_prefix,
         etcd_tls=etcd_tls,
+        etcd_login=etcd_login,
     )
 
 
-def filer_toml(etcd: tuple[str, ...], tls: EtcdTLS | None = None) -> str:
+def filer_toml(etcd: tuple[str, ...], prefix: str, tls: EtcdTLS | None = None, login: EtcdLogin | None = None) -> str:
     """The filer store: the cluster's etcd, not a local leveldb."""
     return (
         "[filer.options]\nrecursive_delete = true\n\n"
         "[leveldb2]\nenabled = false\n\n"
         "[etcd]\nenabled = true\n"
         f'servers = "{",".join(etcd)}"\n'
-        f'key_prefix = "{ETCD_KEY_PREFIX}"\n'
+        f"key_prefix = {_toml_string(prefix)}\n"
         'timeout = "3s"\n'
         + (f'tls_ca_file = "{tls.ca}"\ntls_client_crt_file = "{tls.cert}"\ntls_client_key_file = "{tls.key}"\n'
            if tls else "")
+        + (f"username = {_toml_string(login.user)}\npassword = {_toml_string(login.password)}\n" if login else "")
     )
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: JSON's escaping is valid TOML for printable text."""
+    return json.dumps(text)
 
 
 def machine_processes(plan: ClusterPlan, name: str, weed: str = "weed") -> list[ProcessSpec]:
@@ -166,7 +191,7 @@ def _filer(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
         f"-defaultReplicaPlacement={plan.default_replication}",
         f"-dataCenter={me.site}", f"-rack={me.name}",
         "-s3", f"-s3.port={S3_PORT}",
-    ), cwd="filer", files={"filer.toml": filer_toml(plan.etcd, plan.etcd_tls)})
+    ), cwd="filer", files={"filer.toml": filer_toml(plan.etcd, plan.etcd_prefix, plan.etcd_tls, plan.etcd_login)})
 
 
 def storage_dir(data_dir: Path) -> Path:

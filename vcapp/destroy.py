@@ -39,7 +39,7 @@ from pathlib import Path
 from builder import registry as image_registry
 from storage import agent as storage_agent
 from storage import buckets as builtin_buckets
-from storage import external, guard
+from storage import external
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
 from vcapp import apps, bucketbackend, events, keys, releases, volumes
@@ -169,7 +169,7 @@ def _stop(store: Store, app: str) -> None:
     while True:
         alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
         running = [e.value.get("node") for e in store.list(keys.assign(app)) if e.value]
-        mounted = [(e.value or {}).get("node") for e in store.list(guard.writer_key(app, ""))
+        mounted = [(e.value or {}).get("node") for e in store.list(keys.storage_writer(app))
                    if (e.value or {}).get("node") in alive]
         if not running and not mounted:
             return
@@ -187,7 +187,7 @@ def _delete_volume(store: Store, cfg: NodeConfig, vol: dict) -> None:
         engine.delete_volume(volumes.storage_plan(store, cfg), LocalHost(cfg.name), app, name, weed_binary())
     except StorageError as e:
         raise Unavailable(_halfway(app, f"volume {app}/{name}", e)) from None
-    writer = guard.writer_key(app, name)
+    writer = keys.storage_writer(app, name)
     store.txn([], [delete_op(writer), delete_op(keys.volume(app, name))])
     events.record(store, "volume", f"volume {app}/{name} deleted with its app", app=app)
 

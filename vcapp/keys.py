@@ -35,6 +35,8 @@
     /vc/storage/enabled          {since}: the cluster has volumes; every machine runs SeaweedFS
     /vc/storage/state            {code, state: healthy|degraded, live, at} (vcapp/node/storage_loop.py)
     /vc/storage/writer/<app>/<v> the one machine writing a volume, bound to its lease (storage/guard.py)
+    /vc/seaweedfs/...            the SeaweedFS filers' metadata (their etcd filer store: storage/plan.py
+                                 filer_toml), written and read by the filers alone
     /vc/volumes/<app>/<name>     {app, name, size_mb, created_at} (vcapp/volumes.py)
     /vc/buckets/<app>            {app, bucket, backend, endpoint?, created_at}: the app's S3 bucket and
                                  where it lives: "builtin" or "external" (vcapp/volumes.py)
@@ -82,6 +84,8 @@ STORAGE_STATE = "/vc/storage/state"
 VOLUMES = "/vc/volumes/"
 BUCKETS = "/vc/buckets/"
 BUCKET_BACKEND = "/vc/settings/buckets"
+SEAWEEDFS = "/vc/seaweedfs/"
+STORAGE_WRITERS = "/vc/storage/writer/"
 BUILD_PROXY = "/vc/settings/build-proxy"
 BUILD_NO_PROXY = "/vc/settings/build-no-proxy"
 REGISTRIES = "/vc/settings/registries/"
@@ -150,6 +154,12 @@ def election(role: str) -> str:
 
 def app(name: str) -> str:
     return APPS + name
+
+
+def storage_writer(app: str, volume: str = "") -> str:
+    """The writer record of app/volume (storage/guard.py names it app/volume); with no
+    volume, the prefix of every writer record of the app."""
+    return f"{STORAGE_WRITERS}{app}/{volume}"
 
 
 def volume(app: str, name: str) -> str:

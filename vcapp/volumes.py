@@ -30,10 +30,9 @@ from storage import agent as storage_agent
 from storage import buckets, external, guard, mount
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
-from storage.plan import S3_PORT, ClusterPlan, EtcdTLS, Machine, plan_cluster
-from vcapp import apps, bucketbackend, events, keys, secrets
+from storage.plan import S3_PORT, ClusterPlan, EtcdLogin, EtcdTLS, Machine, plan_cluster
+from vcapp import apps, bucketbackend, etcdauth, etcdtls, events, keys, secrets
 from vcapp.errors import BadRequest, Conflict, NotFound, Unavailable
-from vcapp import etcdtls
 from vcapp.node.config import NodeConfig, data_dir, run_dir
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
 
@@ -61,15 +60,19 @@ def storage_plan(store: Store, cfg: NodeConfig, alive: set[str] | None = None) -
                 for e in store.list(keys.NODES) if e.value]
     alive = alive_names(store) if alive is None else alive
     order = etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines if m.name in alive})
-    return plan_cluster(machines, order, filer_etcd_tls(cfg.store_endpoints()))
+    tls, login = filer_etcd_access(cfg.store_endpoints())
+    return plan_cluster(machines, order, keys.SEAWEEDFS, tls, login)
 
 
-def filer_etcd_tls(endpoints: list[str]) -> EtcdTLS | None:
-    """The filers reach etcd as this machine, with its certificate, when etcd speaks TLS."""
+def filer_etcd_access(endpoints: list[str]) -> tuple[EtcdTLS | None, EtcdLogin | None]:
+    """The filers reach etcd as this machine: its certificate when etcd speaks TLS, and its
+    etcd login when etcd has authentication on (vcapp/etcdauth.py)."""
     if not any(e.startswith("https://") for e in endpoints):
-        return None
+        return None, None
     tls = etcdtls.paths(data_dir())
-    return EtcdTLS(ca=str(tls.ca), cert=str(tls.cert), key=str(tls.key))
+    login = etcdauth.load(tls.auth)
+    return (EtcdTLS(ca=str(tls.ca), cert=str(tls.cert), key=str(tls.key)),
+            EtcdLogin(login.user, login.password) if login else None)
 
 
 def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> list[str]:
@@ -235,19 +238,26 @@ def s3_endpoint(addr: str) -> str:
 
 
 class EtcdWriters:
-    """storage.guard's WriterStore on etcd: the writer key lives and dies with this node's lease."""
+    """storage.guard's WriterStore on etcd: the writer record of app/volume is the key
+    keys.storage_writer(app, volume), and lives and dies with this node's lease."""
 
     def __init__(self, store: Store, lease: int):
         self.store, self.lease = store, lease
 
-    def get(self, key: str) -> str | None:
-        value = self.store.value(key)
+    @staticmethod
+    def _key(name: str) -> str:
+        return keys.STORAGE_WRITERS + name
+
+    def get(self, name: str) -> str | None:
+        value = self.store.value(self._key(name))
         return None if value is None else json.dumps(value, sort_keys=True)
 
-    def put_if_absent(self, key: str, value: str) -> bool:
+    def put_if_absent(self, name: str, value: str) -> bool:
+        key = self._key(name)
         return self.store.txn([absent(key)], [put_op(key, json.loads(value), lease=self.lease)])
 
-    def delete_if_equal(self, key: str, value: str) -> bool:
+    def delete_if_equal(self, name: str, value: str) -> bool:
+        key = self._key(name)
         entry = self.store.get(key)
         if entry is None or json.dumps(entry.value, sort_keys=True) != value:
             return False
@@ -288,7 +298,7 @@ def release_unused(store: Store, cfg: NodeConfig, base: Path, wanted: set[tuple[
         if (app, name) in wanted or mount.mount_entry(path) is None:
             continue
         mount.unmount_volume(path)
-        key = guard.writer_key(app, name)
+        key = keys.storage_writer(app, name)
         entry = store.get(key)
         if entry and (entry.value or {}).get("node") == cfg.name:
             store.txn([unchanged(key, entry.mod_revision)], [delete_op(key)])

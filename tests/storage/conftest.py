@@ -21,6 +21,7 @@ import pytest
 from storage import agent
 from storage.host import weed_binary
 from storage.plan import ClusterPlan, Machine, plan_cluster
+from vcapp import keys
 from vcapp.dev.cluster import DevCluster
 from vcapp.dev.topology import default
 
@@ -107,7 +108,7 @@ def start_storage_cluster(dc: DevCluster, names: list[str], sites: dict[str, str
     endpoints = [f"{a}:{ETCD_CLIENT_PORT}" for a in addrs.values()]
     wait_etcd(hosts[names[0]], endpoints)
     sites = sites or {n: topo.host(n).site for n in names}
-    plan = plan_cluster([Machine(n, sites[n], addrs[n]) for n in names], endpoints)
+    plan = plan_cluster([Machine(n, sites[n], addrs[n]) for n in names], endpoints, keys.SEAWEEDFS)
     cluster = StorageCluster(dc, plan, hosts, endpoints, weed_binary())
     for n in names:
         agent.converge(plan, hosts[n], hosts[n].data_dir, hosts[n].run_dir, cluster.weed)

@@ -1,7 +1,8 @@
-"""A SeaweedFS filer keeps its metadata in an etcd that admits only cluster certificates: the
-filer.toml the plan renders (storage/plan.py) gives it the machine's certificate, and a file
-written through the filer lands in etcd. A real `weed server` (master, volume, filer) and a
-real TLS etcd, both on 127.0.0.1 with ports of their own."""
+"""A SeaweedFS filer keeps its metadata in an etcd that admits only cluster certificates and
+logged-in users: the filer.toml the plan renders (storage/plan.py) gives it the machine's
+certificate and etcd login (0600), and a file written through the filer lands in etcd under
+/vc/seaweedfs/. A real `weed server` (master, volume, filer) and a real TLS etcd with auth
+on, both on 127.0.0.1 with ports of their own."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ import time
 import requests
 
 from storage.host import weed_binary
-from storage.plan import ETCD_KEY_PREFIX, EtcdTLS, filer_toml
+from storage.plan import EtcdLogin, EtcdTLS, filer_toml
+from vcapp import etcdauth, keys
 from vcapp.store import Store, prefix_end
 from tests.api.conftest import free_port
-from tests.control.test_etcd_tls import tls_etcd  # noqa: F401 (the fixture)
+from tests.control.test_etcd_auth import auth_etcd  # noqa: F401 (the fixture: etcd tokens last 2 s)
 
 START_TIMEOUT = 60.0  # weed server: master election, volume registration, filer store check
 GRPC_OFFSET = 10000  # SeaweedFS serves gRPC on its HTTP port + 10000
@@ -36,12 +38,14 @@ def port_pair() -> int:
         return port
 
 
-def test_a_filer_keeps_its_metadata_in_the_tls_etcd(tls_etcd, tmp_path):  # noqa: F811
-    url, tls, _ = tls_etcd
+def test_a_filer_keeps_its_metadata_in_the_etcd_with_tls_and_auth(auth_etcd, tmp_path):  # noqa: F811
+    url, tls, _ = auth_etcd
+    login = etcdauth.load(tls.auth)
     host_port = url.split("://", 1)[1]
     work = tmp_path / "weed"
     (work / "data").mkdir(parents=True)
-    (work / "filer.toml").write_text(filer_toml((host_port,), EtcdTLS(str(tls.ca), str(tls.cert), str(tls.key))))
+    (work / "filer.toml").write_text(filer_toml((host_port,), keys.SEAWEEDFS, EtcdTLS(str(tls.ca), str(tls.cert), str(tls.key)),
+                                                EtcdLogin(login.user, login.password)))
     master, volume, filer = port_pair(), port_pair(), port_pair()
     log = open(tmp_path / "weed.log", "w")
     proc = subprocess.Popen(
@@ -62,8 +66,8 @@ def test_a_filer_keeps_its_metadata_in_the_tls_etcd(tls_etcd, tmp_path):  # noqa
             time.sleep(1)
         assert requests.get(f"http://127.0.0.1:{filer}/notes/hello.txt", timeout=5).content == b"hi"
         store = Store([url], tls=tls)
-        kvs = store.call("/kv/range", {"key": base64.b64encode(ETCD_KEY_PREFIX.encode()).decode(),
-                                       "range_end": base64.b64encode(prefix_end(ETCD_KEY_PREFIX).encode()).decode(),
+        kvs = store.call("/kv/range", {"key": base64.b64encode(keys.SEAWEEDFS.encode()).decode(),
+                                       "range_end": base64.b64encode(prefix_end(keys.SEAWEEDFS).encode()).decode(),
                                        "keys_only": True}).get("kvs", [])
         names = [base64.b64decode(kv["key"]) for kv in kvs]
         assert any(b"hello.txt" in n for n in names), names

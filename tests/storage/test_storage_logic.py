@@ -9,6 +9,7 @@ from storage.mount import mount_entry
 from storage.plan import Machine, machine_processes, plan_cluster
 from storage.shell import parse_volume_list
 from storage.volumes import rule_command, under_replicated
+from vcapp import keys
 
 pytestmark = pytest.mark.unit
 
@@ -50,7 +51,7 @@ MACHINES = [Machine(f"m{i}", "home" if i < 3 else "office", f"10.0.0.{i}") for i
 
 
 def test_plan_puts_three_masters_on_the_first_machines_and_everything_else_everywhere():
-    plan = plan_cluster(list(reversed(MACHINES)), ["10.0.0.1:2379"])
+    plan = plan_cluster(list(reversed(MACHINES)), ["10.0.0.1:2379"], keys.SEAWEEDFS)
     assert [m.name for m in plan.masters] == ["m1", "m2", "m3"]
     assert plan.default_replication == "110"
     for m in MACHINES:
@@ -66,7 +67,7 @@ def test_plan_puts_three_masters_on_the_first_machines_and_everything_else_every
 
 
 def test_small_clusters_run_one_master_without_peers():
-    plan = plan_cluster(MACHINES[:2], ["10.0.0.1:2379"])
+    plan = plan_cluster(MACHINES[:2], ["10.0.0.1:2379"], keys.SEAWEEDFS)
     assert [m.name for m in plan.masters] == ["m1"]
     master = machine_processes(plan, "m1")[0]
     assert master.name == "master" and "-peers=none" in master.argv
@@ -74,11 +75,11 @@ def test_small_clusters_run_one_master_without_peers():
 
 def test_plan_needs_etcd():
     with pytest.raises(ValueError, match="etcd"):
-        plan_cluster(MACHINES, [])
+        plan_cluster(MACHINES, [], keys.SEAWEEDFS)
 
 
 def test_filer_list_puts_the_local_filer_first():
-    plan = plan_cluster(MACHINES, ["e:2379"])
+    plan = plan_cluster(MACHINES, ["e:2379"], keys.SEAWEEDFS)
     assert plan.filer_list(plan.machine("m4")).split(",")[0] == "10.0.0.4:8888"
 
 
