@@ -13,7 +13,8 @@ the simulated internet's one way out (vcapp/dev/egress.py); nothing is vendored.
 
 Each push -> live time (push started -> first 200 through the edge) is recorded as the
 test's property `push_to_live_s` and printed. A Dockerfile FROM an image of the simulated
-internet's registry is tests/deploy/test_public_images.py's."""
+internet's registry is tests/deploy/test_public_images.py's; a web and a worker sharing a job
+queue in their bucket, tests/apps/test_job_queue_cluster.py's."""
 
 from __future__ import annotations
 
@@ -23,14 +24,15 @@ import time
 
 import pytest
 
+from tests.helpers import gitpush
+from tests.helpers.gitpush import through_the_edge
 from vcapp.dev import platform
 
 pytestmark = pytest.mark.cluster
 
-PUSH_TIMEOUT = 900.0  # s: a first build loads its stack into the machine (go: 196 MB), then fetches
 ROUTE_WAIT = 60.0  # s: the edge polls its routes every second; a promoted release answers in seconds
 APP_CPUS = 0.25  # six apps on one 2-core machine; at the default half a core, four fit
-TEST_TIMEOUT = PUSH_TIMEOUT + ROUTE_WAIT + 60
+TEST_TIMEOUT = gitpush.PUSH_TIMEOUT + ROUTE_WAIT + 60
 
 FLASK_APP = """\
 import sys
@@ -169,26 +171,8 @@ def cl(make_sim):
 
 
 def push(cl, app: str, files: dict[str, str]) -> subprocess.CompletedProcess:
-    """Create `app` and git push `files` to it from the first machine, as its admin would."""
     sim, found = cl
-    sim.run(found.first, "vcapp", "apps", "create", app, "--cpus", str(APP_CPUS))
-    repo = sim.dc.host_dir(found.first) / "data" / "push" / app
-    for name, text in files.items():
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(text)
-    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", app]):
-        subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@vcapp.test", *args],
-                       check=True, capture_output=True)
-    remote = f"{found.api_url.replace('http://', f'http://admin:{found.admin_token}@')}/git/{app}.git"
-    return sim.run(found.first, "git", "-C", str(repo), "push", remote, "main", check=False, timeout=PUSH_TIMEOUT)
-
-
-def through_the_edge(sim, app: str, path: str = "/") -> tuple[str, str]:
-    host = f"{app}.{platform.DOMAIN}"
-    out = sim.fetch(f"https://{host}{path}", "--cacert", str(platform.edge_ca(sim.dc)),
-                    "--resolve", f"{host}:443:{sim.addr('edge')}", "-w", "\n%{http_code}")
-    body, _, status = out.stdout.rpartition("\n")
-    return status, body
+    return gitpush.push(sim, found, app, files, "--cpus", str(APP_CPUS))
 
 
 def deployed(cl, app: str, files: dict[str, str], record_property) -> tuple[subprocess.CompletedProcess, str]:
@@ -204,7 +188,7 @@ def deployed(cl, app: str, files: dict[str, str], record_property) -> tuple[subp
     assert answer[0] == "200", answer
     seconds = round(time.monotonic() - started, 1)
     record_property("push_to_live_s", seconds)
-    print(f"\n{app}: push -> live through the edge in {seconds} s")
+    print(f"\n{app}: push -> live through the edge in {seconds} s ({gitpush.built_line(pushed)})")
     return pushed, answer[1]
 
 
