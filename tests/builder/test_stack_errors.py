@@ -37,8 +37,11 @@ def test_an_unreachable_mirror_names_mirror_proxy_and_what_to_run(tmp_path):
     assert not list((tmp_path / "stacks").glob("*.oci.tar"))
 
 
-def test_the_trixie_stack_is_named_by_its_key_in_the_command(tmp_path):
+def test_the_trixie_stack_is_named_by_its_key_and_the_proxy_login_is_not_shown(tmp_path):
+    port = closed_port()
     with pytest.raises(StackError) as err:
-        stacks.check_mirror(STACKS["go-trixie"], {"HTTP_PROXY": f"http://127.0.0.1:{closed_port()}"}, tmp_path)
+        stacks.check_mirror(STACKS["go-trixie"], {"HTTP_PROXY": f"http://builds:s3cret@127.0.0.1:{port}"}, tmp_path)
     assert "`python -m builder.stacks go-trixie`" in err.value.reason
     assert "cannot make stack go (trixie)" in err.value.reason
+    assert f"through the build proxy http://***@127.0.0.1:{port} " in err.value.reason
+    assert "s3cret" not in str(err.value)
