@@ -27,7 +27,7 @@ from builder import stacks
 from vcapp import keys
 from vcapp.node import registry_loop
 from vcapp.node.config import NodeConfig
-from vcapp.store import Store, absent, put_op
+from vcapp.store import Store, StoreUnavailable, absent, put_op
 
 log = logging.getLogger("vcapp.stackshare")
 
@@ -61,19 +61,16 @@ def for_build(store: Store, node: NodeConfig, say: Log) -> stacks.Share:
 
 @contextlib.contextmanager
 def one_maker(store: Store, machine: str, name: str, say: Log) -> Iterator[None]:
-    """Hold /vc/stacks/making/<name> for `machine` (waiting while another machine holds it)."""
+    """Hold /vc/stacks/making/<name> for `machine` (waiting while another machine holds it).
+    When etcd cannot be asked, the build goes on without the lock (at worst the stack is
+    made twice), saying so."""
     key = keys.stack_maker(name)
-    lease = store.grant(MAKER_TTL)
-    waited_since, noted = time.monotonic(), 0.0
-    while not store.txn([absent(key)], [put_op(key, {"machine": machine, "since": time.time()}, lease)]):
-        holder = (store.value(key) or {}).get("machine", "another machine")
-        if time.monotonic() - noted >= WAIT_NOTE_EVERY_S:
-            say(f"-----> {holder} is making stack {name} for the cluster: waiting for it "
-                f"({time.monotonic() - waited_since:.0f} s so far)")
-            noted = time.monotonic()
-        if store.keepalive(lease) <= 0:
-            lease = store.grant(MAKER_TTL)
-        time.sleep(WAIT_POLL_S)
+    try:
+        lease = _take(store, machine, key, name, say)
+    except StoreUnavailable as e:
+        say(f"-----> could not take the cluster's lock for stack {name} ({e}): going on without it")
+        yield
+        return
     stop = threading.Event()
     renewer = threading.Thread(target=_renew, args=(store, lease, stop), name="vcapp-stack-maker", daemon=True)
     renewer.start()
@@ -86,6 +83,22 @@ def one_maker(store: Store, machine: str, name: str, say: Log) -> Iterator[None]
             store.revoke(lease)  # the key goes with it: waiters pull now
         except Exception as e:  # etcd unreachable: the lease runs out by itself
             log.warning("could not release the stack lock %s: %s", key, e)
+
+
+def _take(store: Store, machine: str, key: str, name: str, say: Log) -> int:
+    """Put `key` bound to a new lease once it is absent; the lease."""
+    lease = store.grant(MAKER_TTL)
+    waited_since, noted = time.monotonic(), 0.0
+    while not store.txn([absent(key)], [put_op(key, {"machine": machine, "since": time.time()}, lease)]):
+        holder = (store.value(key) or {}).get("machine", "another machine")
+        if time.monotonic() - noted >= WAIT_NOTE_EVERY_S:
+            say(f"-----> {holder} is making stack {name} for the cluster: waiting for it "
+                f"({time.monotonic() - waited_since:.0f} s so far)")
+            noted = time.monotonic()
+        if store.keepalive(lease) <= 0:
+            lease = store.grant(MAKER_TTL)
+        time.sleep(WAIT_POLL_S)
+    return lease
 
 
 def _renew(store: Store, lease: int, stop: threading.Event) -> None:

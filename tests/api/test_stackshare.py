@@ -49,3 +49,11 @@ def test_stacks_are_pulled_from_this_machine_first_then_the_live_others(cluster)
     store.put(keys.alive("home-3"), {}, lease)  # home-2 is down
     node = NodeConfig(cluster="acme", name="home-1", site="home", addr="10.0.0.1")
     assert stackshare.registries(store, node) == ("10.0.0.1:5000", "10.0.0.3:5000")
+
+
+def test_without_etcd_the_build_goes_on_unlocked_and_says_so():
+    said: list[str] = []
+    ran = []
+    with stackshare.one_maker(Store(["http://127.0.0.1:9"], timeout=1), "home-1", STACK, said.append):
+        ran.append(True)
+    assert ran and said[0].startswith(f"-----> could not take the cluster's lock for stack {STACK} (")
