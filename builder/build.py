@@ -71,6 +71,9 @@ class Proxy:
     url: str
     no_proxy: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:  # the URL may carry a login: never in a log line or a traceback
+        return f"Proxy(url={proc.redact(self.url)!r}, no_proxy={self.no_proxy!r})"
+
     def environment(self) -> list[tuple[str, str]]:
         """The variables, upper and lower case (curl reads only http_proxy in lower case).
         buildah hands these names to RUN steps without an ARG line and keeps them out of
@@ -109,8 +112,11 @@ def _ulimits() -> list[str]:
 
 def bud_command(context: Path, containerfile: Path, tag: str, limits: Limits,
                 cgroup_parent: str | None = None, ignorefile: Path | None = None,
-                proxy: Proxy | None = None) -> list[str]:
-    """The buildah bud command line for one build (pure: tested as data)."""
+                proxy_env: Path | None = None) -> list[str]:
+    """The buildah bud command line for one build (pure: tested as data). With `proxy_env` (a
+    proc.write_env_file of Proxy.environment), buildah runs with the proxy variables, which
+    it hands to every RUN step (its --http-proxy, on by default) without a --build-arg on the
+    command line or a trace in the image."""
     argv = ["buildah", "bud", "--layers", "--pull-never", "--format", "oci", "-f", str(containerfile), "-t", tag,
             "--cpu-period", str(CPU_PERIOD), "--cpu-quota", str(int(limits.cpus * CPU_PERIOD)),
             "--memory", limits.memory, "--memory-swap", limits.memory, *_ulimits()]
@@ -120,9 +126,7 @@ def bud_command(context: Path, containerfile: Path, tag: str, limits: Limits,
         argv += ["--cgroup-parent", cgroup_parent]
     if ignorefile:
         argv += ["--ignorefile", str(ignorefile)]
-    for name, value in proxy.environment() if proxy else ():
-        argv += ["--build-arg", f"{name}={value}"]
-    return argv + [str(context)]
+    return proc.with_env_file(argv + [str(context)], proxy_env)
 
 
 def _plan(tree: Path, on_line: proc.LineSink) -> Plan:
@@ -242,15 +246,16 @@ def build(tree: Path, app: str, release: int | str, registry: str | None, *,
                              stacks_from)
     with tempfile.TemporaryDirectory(prefix=f"vcapp-build-{app}-") as tmp:
         work = Path(tmp)
+        proxy_env = proc.write_env_file(work / "proxy.env", proxy.environment()) if proxy else None
         if plan.dockerfile:
             resolved = images.rewrite(plan.dockerfile.read_text(errors="replace"))
-            images.pull(resolved.pulls, spawn, say, authfile, proxy.environment() if proxy else None)
+            images.pull(resolved.pulls, spawn, say, authfile, proxy_env)
             containerfile, ignorefile = work / plan.dockerfile.name, None
             containerfile.write_text(resolved.text)
         else:
             containerfile, ignorefile = _write_buildpack_files(plan, Path(tree), work)
         cgroup = f"{(cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip('/')}/build-{app}-{secrets.token_hex(4)}"
-        argv = bud_command(Path(tree), containerfile, tag, limits, cgroup, ignorefile, proxy)
+        argv = bud_command(Path(tree), containerfile, tag, limits, cgroup, ignorefile, proxy_env)
         try:
             outcome = proc.stream(spawn, argv, say, limits.seconds)
         finally:

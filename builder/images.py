@@ -99,13 +99,14 @@ def exists_command(image: str) -> list[str]:
     return ["buildah", "inspect", "--type", "image", "--format", "{{.FromImageID}}", image]
 
 
-def pull_command(image: str, authfile=None, env: list[tuple[str, str]] | None = None) -> list[str]:
+def pull_command(image: str, authfile=None, env_file=None) -> list[str]:
     """buildah pull of one base image: no retries (a failure is reported at once), the
-    credentials of `authfile` (never a password in argv), the proxy variables in `env`.
-    Debug logging names each mirror tried and why it failed (`Accessing "..." failed: ...`)."""
-    prefix = ["env", *(f"{k}={v}" for k, v in env)] if env else []
+    credentials of `authfile` and the proxy variables of `env_file` (proc.write_env_file):
+    never a password in argv. Debug logging names each mirror tried and why it failed
+    (`Accessing "..." failed: ...`)."""
     auth = ["--authfile", str(authfile)] if authfile else []
-    return [*prefix, "buildah", "--log-level", "debug", "pull", "--retry", "0", "--policy", "missing", *auth, image]
+    return proc.with_env_file(["buildah", "--log-level", "debug", "pull", "--retry", "0", "--policy", "missing",
+                               *auth, image], env_file)
 
 
 def why(tail: list[str]) -> str:
@@ -155,7 +156,7 @@ class _Pull:
 
 
 def pull(images: tuple[str, ...], spawn: proc.Spawn, on_line: proc.LineSink, authfile=None,
-         env: list[tuple[str, str]] | None = None, timeout: float = PULL_TIMEOUT,
+         env_file=None, timeout: float = PULL_TIMEOUT,
          start_timeout: float = START_TIMEOUT) -> None:
     """Pull each image this machine does not have; PullError for the first that fails."""
     for image in images:
@@ -167,7 +168,7 @@ def pull(images: tuple[str, ...], spawn: proc.Spawn, on_line: proc.LineSink, aut
         watchdog = threading.Thread(target=run.watch, args=(start_timeout,), daemon=True)
         watchdog.start()
         try:
-            outcome = proc.stream(run.popen, pull_command(image, authfile, env), run.line, timeout)
+            outcome = proc.stream(run.popen, pull_command(image, authfile, env_file), run.line, timeout)
         finally:
             run.started.set()  # ends the watchdog
         mirrors = f" (tried first: {'; '.join(run.attempts)})" if run.attempts else ""

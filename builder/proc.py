@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import queue
+import shlex
 import signal
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping, Protocol
 
 from builder.errors import BuildError
@@ -38,6 +41,31 @@ def local(env: Mapping[str, str] | None = None) -> Spawn:
     def spawn(argv: list[str], **kw) -> subprocess.Popen:
         return subprocess.Popen(argv, env=dict(env) if env is not None else None, start_new_session=True, **kw)
     return spawn
+
+
+def redact(url: str) -> str:
+    """A URL fit for a log: its login, if any, as ***."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def write_env_file(path: Path, pairs: list[tuple[str, str]]) -> Path:
+    """`pairs` as a shell file of NAME='value' lines, mode 0600, for `with_env_file`."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.writelines(f"{name}={shlex.quote(value)}\n" for name, value in pairs)
+    return path
+
+
+def with_env_file(argv: list[str], path: Path | None) -> list[str]:
+    """`argv` run with the variables of `path` (write_env_file) added to its environment, on
+    whatever machine a Spawn runs it: values (a proxy's login) never appear on a command line,
+    which every process of the machine can read."""
+    if path is None:
+        return argv
+    return ["sh", "-c", 'set -a && . "$0" && exec "$@"', str(path), *argv]
 
 
 @dataclass

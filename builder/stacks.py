@@ -37,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,17 +163,9 @@ def check_mirror(stack: Stack, proxy_env: dict[str, str] | None = None, cache_di
             return
     except Exception as e:  # URLError, HTTPError (the proxy's 403), timeouts, resets
         why = f"{type(e).__name__}: {getattr(e, 'reason', None) or e}"
-    via = f" through the build proxy {_shown(proxy)}" if proxy else " (no build proxy is set)"
+    via = f" through the build proxy {proc.redact(proxy)}" if proxy else " (no build proxy is set)"
     raise StackError(f"cannot make stack {_title(stack)}: the Debian mirror {MIRROR} does not answer from this "
                      f"machine{via} ({why}); {what_to_run(stack, cache_dir)}")
-
-
-def _shown(url: str) -> str:
-    """A proxy URL fit for a log: its login, if any, as ***."""
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def _step(stack: Stack, what: str, argv: list[str], timeout: float, on_line: proc.LineSink,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
 from buildpacks.stacks import CA_BUNDLE
-from builder import registry
+from builder import proc, registry
 from builder.build import Limits, Proxy, bud_command, image_ref
 
 pytestmark = pytest.mark.unit
@@ -37,17 +38,23 @@ def test_bud_command_limits_cache_and_ca(tmp_path):
     assert nofile.startswith("nofile=") and int(nofile.split("=")[1].split(":")[0]) <= 16384
 
 
-def test_bud_command_gives_build_steps_the_proxy_and_what_bypasses_it(tmp_path):
+def test_bud_command_gives_build_steps_the_proxy_and_what_bypasses_it_never_in_argv(tmp_path):
     plain = bud_command(tmp_path, tmp_path / "Containerfile", "r/apps/a:1", Limits())
-    assert "--build-arg" not in plain  # no proxy: build steps go direct
-    proxy = Proxy("http://198.51.100.1:8888", no_proxy=("10.1.0.12", "100.96.0.0/16"))
-    argv = bud_command(tmp_path, tmp_path / "Containerfile", "r/apps/a:1", Limits(), proxy=proxy)
-    args = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--build-arg")
+    assert plain[0] == "buildah" and "--build-arg" not in plain  # no proxy: build steps go direct
+    proxy = Proxy("http://me:s3cret@198.51.100.1:8888", no_proxy=("10.1.0.12", "100.96.0.0/16"))
+    env_file = proc.write_env_file(tmp_path / "proxy.env", proxy.environment())
+    argv = bud_command(tmp_path, tmp_path / "Containerfile", "r/apps/a:1", Limits(), proxy_env=env_file)
+    assert "s3cret" not in " ".join(argv) and "--build-arg" not in argv  # argv is public on a machine
+    assert argv[-1] == str(tmp_path) and argv[argv.index("buildah") - 1] == str(env_file)
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    # What buildah's environment gets, read back by the shell the argv starts with:
+    shown = subprocess.run([*argv[:argv.index("buildah")], "env"], capture_output=True, text=True, check=True).stdout
+    seen = dict(line.split("=", 1) for line in shown.splitlines() if "proxy" in line.lower().split("=", 1)[0])
     bypass = "localhost,127.0.0.1,::1,10.1.0.12,100.96.0.0/16"
-    assert args == {"HTTP_PROXY": "http://198.51.100.1:8888", "HTTPS_PROXY": "http://198.51.100.1:8888",
-                    "NO_PROXY": bypass, "http_proxy": "http://198.51.100.1:8888",
-                    "https_proxy": "http://198.51.100.1:8888", "no_proxy": bypass}
-    assert argv[-1] == str(tmp_path)
+    url = "http://me:s3cret@198.51.100.1:8888"
+    assert seen == {"HTTP_PROXY": url, "HTTPS_PROXY": url, "NO_PROXY": bypass,
+                    "http_proxy": url, "https_proxy": url, "no_proxy": bypass}
+    assert "s3cret" not in repr(proxy)  # never in a log line or a traceback
 
 
 def test_registry_config_filesystem_serves_blobs_itself(tmp_path):
