@@ -17,7 +17,7 @@ from vcapp.node import etcd
 from vcapp.store import Store, error_text, wait_healthy
 
 from tests.api.conftest import free_port
-from tests.control.test_etcd_tls import CLUSTER_KEY, START_TIMEOUT, machine_certs
+from tests.control.test_etcd_tls import CLUSTER_KEY, START_TIMEOUT, machine_certs, tls_etcd_process
 
 SHORT_TTL_S = 2  # so a test sees a token expire
 
@@ -26,29 +26,14 @@ SHORT_TTL_S = 2  # so a test sees a token expire
 def auth_etcd(tmp_path):
     """etcd on 127.0.0.1 with TLS and auth on, set up as `cluster init` does for machine m1.
     Yields (url, tls paths of m1, base dir of m1)."""
-    base = tmp_path / "m1"
-    tls = machine_certs(base, CLUSTER_KEY, "m1", "127.0.0.1")
-    client, peer = free_port(), free_port()
-    url, peer_url = f"https://127.0.0.1:{client}", f"https://127.0.0.1:{peer}"
-    log = open(tmp_path / "etcd.log", "w")
-    proc = subprocess.Popen(
-        [etcd.ETCD_BIN, "--name", "m1", "--data-dir", str(tmp_path / "data"),
-         "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-         "--initial-cluster", f"m1={peer_url}", *etcd.tls_flags(tls), *etcd.auth_flags(),
-         "--auth-token-ttl", str(SHORT_TTL_S)],  # the last one given wins
-        stdout=log, stderr=subprocess.STDOUT)
-    try:
+    with tls_etcd_process(tmp_path, *etcd.auth_flags(),
+                          "--auth-token-ttl", str(SHORT_TTL_S)) as (url, tls, base):  # the last one given wins
         founder = Store([url], tls=tls)
         wait_healthy(founder, START_TIMEOUT)
         assert founder.auth is None  # no login file yet: auth is still off
         etcdauth.save(tls.auth, etcdauth.machine(CLUSTER_KEY, "m1"))
         etcdauth.enable(founder, CLUSTER_KEY, "m1")
         yield url, tls, base
-    finally:
-        proc.kill()
-        proc.wait(10)
-        log.close()
 
 
 def as_root(url: str, tls: etcdtls.Paths) -> Store:

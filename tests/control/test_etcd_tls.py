@@ -3,8 +3,11 @@ started with the flags the node daemon gives it, and clients with and without ce
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -29,9 +32,10 @@ def machine_certs(base, cluster_key: bytes, name: str, addr: str, ca_pem: bytes 
     return p
 
 
-@pytest.fixture
-def tls_etcd(tmp_path):
-    """A real etcd on 127.0.0.1 serving clients and peers with TLS only; yields (url, paths, base)."""
+@contextlib.contextmanager
+def tls_etcd_process(tmp_path, *extra: str) -> Iterator[tuple[str, etcdtls.Paths, Path]]:
+    """A real etcd member m1 on 127.0.0.1 with the node daemon's TLS flags (plus `extra`),
+    serving clients and peers with TLS only; yields (url, m1's paths, m1's base dir)."""
     base = tmp_path / "m1"
     tls = machine_certs(base, CLUSTER_KEY, "m1", "127.0.0.1")
     client, peer = free_port(), free_port()
@@ -41,15 +45,22 @@ def tls_etcd(tmp_path):
         [etcd.ETCD_BIN, "--name", "m1", "--data-dir", str(tmp_path / "data"),
          "--listen-client-urls", url, "--advertise-client-urls", url,
          "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-         "--initial-cluster", f"m1={peer_url}", *etcd.tls_flags(tls)],
+         "--initial-cluster", f"m1={peer_url}", *etcd.tls_flags(tls), *extra],
         stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_healthy(Store([url], tls=tls), START_TIMEOUT)
         yield url, tls, base
     finally:
         proc.kill()
         proc.wait(10)
         log.close()
+
+
+@pytest.fixture
+def tls_etcd(tmp_path):
+    """etcd with TLS and without auth; yields (url, paths, base)."""
+    with tls_etcd_process(tmp_path) as (url, tls, base):
+        wait_healthy(Store([url], tls=tls), START_TIMEOUT)
+        yield url, tls, base
 
 
 def refused(url: str, **kw) -> str:
