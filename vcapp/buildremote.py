@@ -66,20 +66,28 @@ def build_somewhere(store: Store, node: NodeConfig, app: str, number: int, sourc
 
 def send(api: str, app: str, number: int, source: Path, log: Log, secret: str) -> dict:
     """POST the source to another machine's builder and relay its log; its result fields."""
-    resp = requests.post(f"http://{api}/v1/builds/{app}/{number}", data=pack(source), stream=True,
-                         headers={"Authorization": f"Bearer {secret}", "Content-Type": "application/gzip"},
-                         timeout=(CONNECT_TIMEOUT, IDLE_TIMEOUT))
+    return call(f"http://{api}/v1/builds/{app}/{number}", pack(source), "application/gzip", secret, log,
+                "the builder at " + api, DeployError)
+
+
+def call(url: str, body: bytes, content_type: str, secret: str, log: Log, who: str,
+         failure: type[Exception]) -> dict:
+    """POST `body` to a machine's streaming endpoint (api/streamed.py), relay its log lines to
+    `log`, and return its result fields; `failure(why)` when it answers that the work failed,
+    requests' errors when it stops answering."""
+    resp = requests.post(url, data=body, stream=True, timeout=(CONNECT_TIMEOUT, IDLE_TIMEOUT),
+                         headers={"Authorization": f"Bearer {secret}", "Content-Type": content_type})
     with resp:
         if resp.status_code != 200:
-            raise DeployError(f"the builder at {api} refused the build ({resp.status_code}): {resp.text[:300]}")
+            raise failure(f"{who} refused ({resp.status_code}): {resp.text[:300]}")
         for line in resp.iter_lines(decode_unicode=True):
             if line.startswith(RESULT):
                 return json.loads(line[len(RESULT):])
             if line.startswith(FAILURE):
-                raise DeployError(line[len(FAILURE):])
+                raise failure(line[len(FAILURE):])
             if line:
                 log(line)
-    raise requests.ConnectionError("the build's stream ended without a result")
+    raise requests.ConnectionError(f"the stream from {who} ended without a result")
 
 
 def pack(source: Path) -> bytes:

@@ -2,34 +2,53 @@
 vcapp.toml [processes] release) runs once, in the new image, before any instance of the
 release is set to run; a non-zero exit refuses the release and what served keeps serving.
 
-It runs with podman on the machine that took the push, like a one-off instance: the release
-image pulled by digest from the cluster registries (this machine's credential, its mirrors),
-the app's env, its secrets (decrypted here, handed over in a mode-600 env file, never in argv),
-PORT, the app's memory and CPU limits, and a bounded time. Every line it prints goes to the
-push log; on failure the reason names the command, its exit status and its last lines.
-App volumes are not mounted: a volume has one writer at a time (storage/guard.py) and the
-serving release holds it, so a release command keeps to what it reaches over the network
-(a database, a bucket).
+It runs with podman like a one-off instance: the release image pulled by digest from the
+cluster registries (the machine's credential, its mirrors), the app's env, its secrets
+(decrypted there, handed over in a mode-600 env file, never in argv), PORT, the app's memory
+and CPU limits, its volumes, and a bounded time. Every line it prints goes to the push log;
+on failure the reason names the command, its exit status and its last lines.
+
+Where it runs follows the app's volumes, which have one writer machine at a time
+(storage/guard.py):
+    no volumes                       the machine that took the push
+    a volume held by an instance     that instance's machine (asked over the machine API,
+                                     POST /v1/releases/<app>/<n>/phase, its log relayed), in the
+                                     same mount the serving release uses: a migration sees and
+                                     changes the data the app serves
+    volumes nobody holds (first      the machine that took the push: it takes the writer keys
+    deploy, the app scaled to 0)     on a lease of its own (instance "release-phase-<n>"),
+                                     mounts, runs, and gives them back
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import tempfile
 import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import Callable, Iterator
 
-from vcapp import apps, secrets
+import requests
+
+from storage import mount
+from storage.host import StorageError
+from vcapp import apps, buildremote, keys, reposync, secrets, volumes
+from vcapp.errors import VcError
 from vcapp.node import registry_loop
+from vcapp.node.config import NodeConfig, cluster_key, data_dir, machine_secret
 from vcapp.store import Store
 
 # Migrations can be long (Heroku allows an hour); a push should not hang much longer than a build.
 RELEASE_TIMEOUT_S = 900.0
 TAIL_LINES = 5  # lines of its output quoted in the refusal
 PULL_TIMEOUT_S = 300.0  # the image is in the cluster's registries, on the LAN
+# The lease a release phase holds volumes' writer keys on: renewed every third of it, so a
+# machine that dies mid-command frees the volumes within this long.
+WRITER_LEASE_S = 15
 
 
 class ReleaseFailed(Exception):
@@ -46,11 +65,15 @@ def env_lines(env: dict[str, str]) -> str:
     return "".join(f"{k}={v}\n" for k, v in env.items())
 
 
-def command_args(app: str, number: int, image: str, command: str, env_file: str, spec: dict) -> list[str]:
-    """The podman run argv for the release command (pure: tested as data)."""
+def command_args(app: str, number: int, image: str, command: str, env_file: str, spec: dict,
+                 binds: dict[str, str] | None = None) -> list[str]:
+    """The podman run argv for the release command (pure: tested as data); `binds`: host
+    path -> path in the container, for the app's volumes."""
     argv = ["podman", "run", "--rm", "--pull", "never", "--name", f"vc-release-{app}-{number}",
             "--env-file", env_file, "--label", "vcapp.release-phase=true",
             "--pids-limit", str(spec.get("pids") or apps.DEFAULT_PIDS)]
+    for host, inside in (binds or {}).items():
+        argv += ["-v", f"{host}:{inside}"]
     if spec.get("memory_mb"):
         argv += ["--memory", f"{spec['memory_mb']}m", "--memory-swap", f"{spec['memory_mb']}m"]
     if spec.get("cpus"):
@@ -64,9 +87,110 @@ def pull_args(image: str, authfile: str | None) -> list[str]:
 
 
 def run(store: Store, app: str, number: int, image: str, command: str, config: dict, log: Callable[[str], None],
-        timeout: float = RELEASE_TIMEOUT_S) -> float:
-    """Run release `number`'s command; its seconds when it exits 0, else ReleaseFailed."""
+        timeout: float = RELEASE_TIMEOUT_S, here_only: bool = False) -> float:
+    """Run release `number`'s command where the app's volumes are (module docstring); its
+    seconds when it exits 0, else ReleaseFailed. `here_only`: another machine sent it here
+    (it is not sent on again)."""
     spec = apps.get_app(store, app)
+    mounts = spec.get("volumes") or []
+    if not mounts:
+        return _run_here(store, app, number, image, command, config, log, timeout, spec, {})
+    node = NodeConfig.load()
+    if node is None:
+        raise ReleaseFailed("this machine is not in a cluster (no node.json): the app's volumes cannot be reached")
+    holder = volume_holder(store, app, mounts)
+    if holder is not None and holder != node.name:
+        if here_only:
+            raise ReleaseFailed(f"the app's volumes moved to {holder} while the release phase was on its way; "
+                                "run the push again")
+        return _run_on(store, holder, app, number, image, command, config, log)
+    with _volumes_here(store, node, app, number, mounts, held=holder is not None, log=log) as binds:
+        return _run_here(store, app, number, image, command, config, log, timeout, spec, binds)
+
+
+def volume_holder(store: Store, app: str, mounts: list[dict]) -> str | None:
+    """The machine holding the app's volumes for writing (its instance runs there), or None."""
+    for m in mounts:
+        record = store.value(keys.storage_writer(app, m["source"]))
+        if isinstance(record, dict) and record.get("node"):
+            return record["node"]
+    return None
+
+
+def _run_on(store: Store, holder: str, app: str, number: int, image: str, command: str, config: dict,
+            log: Callable[[str], None]) -> float:
+    """Ask `holder` to run the release phase, where the volumes are; relay its log."""
+    api = reposync.live_apis(store).get(holder)
+    if api is None:
+        raise ReleaseFailed(f"{holder} holds the app's volumes but does not answer; run the push again once it is "
+                            "back or its instance has moved")
+    log(f"-----> release phase sent to {holder}, which holds the app's volumes")
+    body = json.dumps({"image": image, "command": command, "config": config}).encode()
+    try:
+        result = buildremote.call(f"http://{api}/v1/releases/{app}/{number}/phase", body, "application/json",
+                                  machine_secret(cluster_key()), log, holder, ReleaseFailed)
+    except requests.RequestException as e:
+        raise ReleaseFailed(f"{holder} stopped answering during the release phase ({type(e).__name__}); "
+                            "the release is refused, run the push again") from None
+    return float(result.get("seconds", 0.0))
+
+
+@contextlib.contextmanager
+def _volumes_here(store: Store, node: NodeConfig, app: str, number: int, mounts: list[dict], held: bool,
+                  log: Callable[[str], None]) -> Iterator[dict[str, str]]:
+    """The app's volumes mounted here: {host path: path in the container}. `held`: an
+    instance here holds them and they are mounted already; else this release phase takes
+    their writer keys on a lease of its own for as long as it runs."""
+    base = data_dir()
+    if held:
+        binds = {}
+        for m in mounts:
+            path = volumes.mount_path(base, app, m["source"])
+            try:
+                mount.verify_mounted(path)
+            except StorageError as e:
+                raise ReleaseFailed(f"volume {m['source']} is held here but not mounted ({e}); run the push again "
+                                    "once its instance is running") from None
+            binds[str(path)] = m["destination"]
+        log(f"-----> release phase on {node.name}, in the volumes its instance uses")
+        yield binds
+        return
+    instance = volumes.release_phase_instance(number)
+    lease = store.grant(WRITER_LEASE_S)
+    stop = threading.Event()
+    renew = threading.Thread(target=_renew, args=(store, lease, stop), daemon=True)
+    renew.start()
+    taken: list[str] = []
+    try:
+        binds = {}
+        for m in mounts:
+            try:
+                path = volumes.mount_for_instance(store, node, lease, base, app, instance, m["source"],
+                                                  m.get("size_mb"))
+            except (StorageError, VcError) as e:
+                raise ReleaseFailed(f"volume {m['source']} cannot be mounted for the release phase: {e}") from None
+            taken.append(m["source"])
+            binds[path] = m["destination"]
+        log(f"-----> release phase with volume{'s' if len(mounts) > 1 else ''} "
+            f"{', '.join(m['source'] for m in mounts)} mounted on {node.name}")
+        yield binds
+    finally:
+        for source in taken:
+            volumes.give_back(store, node, base, app, source, instance, lease)
+        stop.set()
+        store.revoke(lease)
+
+
+def _renew(store: Store, lease: int, stop: threading.Event) -> None:
+    while not stop.wait(WRITER_LEASE_S / 3):
+        try:
+            store.keepalive(lease)
+        except Exception:  # a missed renewal is retried; the lease outlives two of them
+            continue
+
+
+def _run_here(store: Store, app: str, number: int, image: str, command: str, config: dict,
+              log: Callable[[str], None], timeout: float, spec: dict, binds: dict[str, str]) -> float:
     env = {**(spec.get("env") or {}), **(config.get("env") or {}), **secrets.values_for(store, app),
            "PORT": str(config.get("port") or spec.get("port") or 8080)}
     auth = registry_loop.auth_file()
@@ -85,7 +209,7 @@ def run(store: Store, app: str, number: int, image: str, command: str, config: d
         os.chmod(f.name, 0o600)
         f.write(env_lines(env))
         f.flush()
-        argv = command_args(app, number, image, command, f.name, spec)
+        argv = command_args(app, number, image, command, f.name, spec, binds)
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         timer = threading.Timer(timeout, _stop, (proc, f"vc-release-{app}-{number}"))
         timer.start()

@@ -268,6 +268,24 @@ def mount_path(base: Path, app: str, name: str) -> Path:
     return Path(base) / "volumes" / app / name
 
 
+# The writer records of a release command (vcapp/release_phase.py) name it so: the runtime's
+# clean-up leaves its mounts alone, the release phase gives them back itself.
+RELEASE_PHASE_INSTANCE = "release-phase-"
+
+
+def release_phase_instance(number: int) -> str:
+    return f"{RELEASE_PHASE_INSTANCE}{number}"
+
+
+def give_back(store: Store, cfg: NodeConfig, base: Path, app: str, source: str, instance: str, lease: int) -> None:
+    """Unmount APP's volume SOURCE here and give up the writer key INSTANCE holds (the end of
+    a release phase); a key already gone (its lease ended) is fine."""
+    path = mount_path(base, app, source)
+    if mount.mount_entry(path) is not None:
+        mount.unmount_volume(path)
+    guard.release_writer(EtcdWriters(store, lease), app, source, cfg.name, instance)
+
+
 def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, app: str, instance: str,
                        source: str, size_mb: int | None) -> str:
     """Mount APP's volume SOURCE here for INSTANCE (creating the volume on first use, with the
@@ -297,10 +315,13 @@ def release_unused(store: Store, cfg: NodeConfig, base: Path, wanted: set[tuple[
         app, name = path.parent.name, path.name
         if (app, name) in wanted or mount.mount_entry(path) is None:
             continue
-        mount.unmount_volume(path)
         key = keys.storage_writer(app, name)
         entry = store.get(key)
-        if entry and (entry.value or {}).get("node") == cfg.name:
+        holder = (entry.value or {}) if entry else {}
+        if holder.get("node") == cfg.name and str(holder.get("instance", "")).startswith(RELEASE_PHASE_INSTANCE):
+            continue  # a release command runs with it: release_phase.py gives it back
+        mount.unmount_volume(path)
+        if entry and holder.get("node") == cfg.name:
             store.txn([unchanged(key, entry.mod_revision)], [delete_op(key)])
         released.append(f"{app}/{name}")
     return released

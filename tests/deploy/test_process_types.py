@@ -132,6 +132,10 @@ def test_release_command_runs_in_the_release_image_with_the_app_limits_and_an_en
     assert argv[argv.index("--env-file") + 1] == "/run/e.env"
     assert argv[argv.index("--memory") + 1] == "256m" and argv[argv.index("--cpus") + 1] == "0.5"
     assert argv[-4:] == ["10.0.0.1:5000/apps/shop@sha256:ab", "sh", "-c", "python manage.py migrate"]
+    assert "-v" not in argv
+    with_volume = command_args("shop", 7, image, "migrate", "/run/e.env", {},
+                               {"/var/lib/vcapp/volumes/shop/data": "/data"})
+    assert with_volume[with_volume.index("-v") + 1] == "/var/lib/vcapp/volumes/shop/data:/data"
 
 
 def test_release_env_file_refuses_a_value_podman_cannot_carry():

@@ -3,7 +3,9 @@ cluster of 3 machines with the real daemons: an app built from a Dockerfile FROM
 busybox image (on every machine) with a Procfile. Its `release:` line runs once per release
 in the new image with the app's env and secrets, its output in the push log; its `worker:`
 line runs as an instance without HTTP. A release whose `release:` command exits non-zero is
-refused, the log says why, and the release before keeps serving."""
+refused, the log says why, and the release before keeps serving. An app with a volume gets
+it in its release command too: mounted on the machine that took the push while no instance
+holds it, then on the machine whose instance does (the data the app serves)."""
 
 from __future__ import annotations
 
@@ -114,3 +116,47 @@ def test_a_failing_release_command_refuses_the_release_and_v1_keeps_serving(cc, 
     assert {r["number"]: r["status"] for r in history["releases"]}[2] == "failed"
     assert serving(cc) == "v1"
     assert all(str(r.get("release") or "").startswith("1.") for r in ps(cc) if r["state"] == "running")
+
+
+VOLUME_APP = "relvol"
+VOLUME_DOCKERFILE = """\
+FROM localhost/vcapp/tiny:latest
+CMD ["httpd", "-f", "-p", "8080", "-h", "/data"]
+"""
+
+
+def test_the_release_command_migrates_the_data_on_the_apps_volume(cc, tmp_path):
+    cc.vcapp("home-1", "apps", "create", VOLUME_APP, "--memory", "64M", "--volume", "data:/data")
+    assert "ready" in cc.vcapp("home-1", "volumes", "create", VOLUME_APP, "data", "--size", "64M").stdout
+    repo = tmp_path / VOLUME_APP
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+
+    def release(version: str) -> list[str]:
+        for name, text in {"Dockerfile": VOLUME_DOCKERFILE, "vcapp.toml": VCAPP_TOML,
+                           "Procfile": f"release: echo {version} migrated >> /data/index.html\n"}.items():
+            (repo / name).write_text(text)
+            git(repo, "add", name)
+        git(repo, "commit", "-q", "-m", version)
+        url = f"http://admin:{cc.admin_token}@{cc.sim.addr('home-1')}:7180/git/{VOLUME_APP}.git"
+        proc = cc.sim.run("home-3", "git", "-C", str(repo), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
+        assert proc.returncode == 0, proc.stderr
+        return remote_lines(proc)
+
+    def page() -> str | None:
+        rows = [r for r in json.loads(cc.vcapp("home-1", "ps", VOLUME_APP, "--json").stdout)
+                if r.get("host_port") and r["state"] == "running"]
+        got = rows and cc.sim.run(rows[0]["node"], "curl", "-sf", "--max-time", "3",
+                                  f"http://127.0.0.1:{rows[0]['host_port']}/index.html", check=False)
+        return got.stdout.strip() if got and got.returncode == 0 else None
+
+    lines = release("v1")  # nobody holds the volume yet: the machine that took the push mounts it
+    assert "-----> release phase with volume data mounted on home-1" in lines, lines
+    cc.wait(lambda: page() == "v1 migrated", SERVE_TIMEOUT, "v1 serving what its release command wrote")
+    holder = json.loads(cc.vcapp("home-1", "ps", VOLUME_APP, "--json").stdout)[0]["node"]
+
+    lines = release("v2")  # now the instance's machine holds it: the command runs there, in that mount
+    where = ("-----> release phase on home-1, in the volumes its instance uses" if holder == "home-1"
+             else f"-----> release phase sent to {holder}, which holds the app's volumes")
+    assert where in lines, lines
+    cc.wait(lambda: page() == "v1 migrated\nv2 migrated", SERVE_TIMEOUT, "v2's migration in the served data")

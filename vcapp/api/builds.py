@@ -7,18 +7,15 @@ quiet, and last "=> {image fields}" or "!! why it failed".
 
 from __future__ import annotations
 
-import json
-import queue
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, request
 
 from gitserver import DeployError
 from vcapp import apps, buildremote, deploy
-from vcapp.api import context
+from vcapp.api import context, streamed
 from vcapp.api.auth import machine_only
 from vcapp.api.body import streams_body
 from vcapp.errors import BadRequest, Unavailable
@@ -48,32 +45,6 @@ def build(app: str, number: str):
     except Exception:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    lines: queue.Queue = queue.Queue()
-
-    def run() -> None:
-        try:
-            result = deploy.build_here(config.store(), node, app, number, source, lines.put)
-            lines.put(buildremote.RESULT + json.dumps(result))
-        except DeployError as e:
-            lines.put(buildremote.FAILURE + str(e))
-        except Exception as e:  # the receiver must hear why, not a cut stream
-            lines.put(buildremote.FAILURE + f"internal error on {node.name}: {type(e).__name__}: {e}")
-        finally:
-            lines.put(None)
-
-    def stream():
-        try:
-            while True:
-                try:
-                    line = lines.get(timeout=buildremote.KEEPALIVE_S)
-                except queue.Empty:
-                    yield "\n"
-                    continue
-                if line is None:
-                    return
-                yield line.replace("\n", " ") + "\n"
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-
-    threading.Thread(target=run, name=f"build-{app}-{number}", daemon=True).start()
-    return Response(stream(), mimetype="text/plain")
+    return streamed.respond(f"build-{app}-{number}",
+                            lambda log: deploy.build_here(config.store(), node, app, number, source, log),
+                            (DeployError,), node.name, cleanup=lambda: shutil.rmtree(work, ignore_errors=True))

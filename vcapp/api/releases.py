@@ -6,8 +6,9 @@ import re
 
 from flask import Blueprint, g, jsonify
 
-from vcapp import apps, releases
-from vcapp.api import context
+from vcapp import apps, release_phase, releases
+from vcapp.api import context, streamed
+from vcapp.api.auth import machine_only
 from vcapp.api.body import json_body
 from vcapp.errors import BadRequest
 
@@ -43,3 +44,24 @@ def rollback(app: str):
     number = release_number(body.get("release"))
     result = releases.rollback(context.store(), apps.app_name(app), number, g.admin)
     return jsonify(result)
+
+
+@bp.post("/v1/releases/<app>/<number>/phase")
+@machine_only
+def release_phase_here(app: str, number: str):
+    """Run release NUMBER's release command here, where the app's volumes are; the log streams
+    back (api/streamed.py). Body: {"image", "command", "config"}. For the cluster's machines
+    only: the machine that took the push asks the one holding the volumes."""
+    number_ = release_number(number)
+    body = json_body()
+    image, command, config = body.get("image"), body.get("command"), body.get("config") or {}
+    if not isinstance(image, str) or not image or not isinstance(command, str) or not command \
+            or not isinstance(config, dict):
+        raise BadRequest("give the release's image, its release command and its config")
+    api = context.config()
+    apps.get_app(api.store(), apps.app_name(app))
+
+    def work(log) -> dict:  # on the stream's own thread: a Store of its own
+        return {"seconds": release_phase.run(api.store(), app, number_, image, command, config, log, here_only=True)}
+
+    return streamed.respond(f"release-phase-{app}-{number_}", work, (release_phase.ReleaseFailed,), api.node)

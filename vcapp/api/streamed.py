@@ -1,0 +1,54 @@
+"""Work one machine does for another, its log streamed back as it runs (vcapp/buildremote.py
+`call` is the other half).
+
+The answer is text lines: each log line as it comes, an empty line at least every KEEPALIVE_S
+while the work is quiet (the caller's idle limit), and last "=> {result fields}" or "!! why
+it failed". The work runs on a thread of its own; `cleanup` runs when the stream ends.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from typing import Callable, Iterator
+
+from flask import Response
+
+from vcapp import buildremote
+
+
+def respond(name: str, work: Callable[[Callable[[str], None]], dict], failures: tuple[type[Exception], ...],
+            where: str, cleanup: Callable[[], None] | None = None) -> Response:
+    """Run `work(log)` on a thread and stream its log and its result. An exception of
+    `failures` is the work's own refusal (its message is for people); any other is reported as
+    an internal error of this machine (`where`), never as a cut stream."""
+    lines: queue.Queue = queue.Queue()
+
+    def run() -> None:
+        try:
+            lines.put(buildremote.RESULT + json.dumps(work(lines.put)))
+        except failures as e:
+            lines.put(buildremote.FAILURE + str(e))
+        except Exception as e:  # the caller must hear why
+            lines.put(buildremote.FAILURE + f"internal error on {where}: {type(e).__name__}: {e}")
+        finally:
+            lines.put(None)
+
+    def stream() -> Iterator[str]:
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=buildremote.KEEPALIVE_S)
+                except queue.Empty:
+                    yield "\n"
+                    continue
+                if line is None:
+                    return
+                yield line.replace("\n", " ") + "\n"
+        finally:
+            if cleanup:
+                cleanup()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return Response(stream(), mimetype="text/plain")
