@@ -12,17 +12,13 @@ checks their health, asks `reconcile` what to do, does it, and returns the statu
      "promotion": {"release": "4", "outcome": "refused",   # only while a newer release was
                    "check": "HTTP 500 from /healthz"}}     # refused here (runtime/replace.py)
 The node's runtime loop (vcapp/node/runtime_loop.py) calls `step` every LOOP_INTERVAL_S
-with what etcd assigns to this machine, and writes each report. Until then, `python -m runtime.agent` runs the
-same loop from a JSON file of assignments (used by the tests on simulated machines):
-    {"assignments": [<assignment JSON>, ...], "secrets": {"<app>": {"NAME": "value"}}}
+with what etcd assigns to this machine, and writes each report. `specs_from` reads
+{"assignments": [<assignment JSON>, ...], "secrets": {"<app>": {"NAME": "value"}}}.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -199,48 +195,3 @@ def specs_from(doc: dict, node: str | None = None) -> tuple[list[InstanceSpec], 
         except SpecError as e:
             errors[f"{rec.get('app')}/{rec.get('instance')}"] = str(e)
     return specs, errors
-
-
-def _write_json(path: Path, doc: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-
-
-def _rss_mb() -> float:
-    """This process's resident memory now (VmRSS), in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m runtime.agent", description="Run this machine's instances "
-                                 "from a JSON file of assignments, writing status reports to another.")
-    ap.add_argument("--desired", type=Path, required=True)
-    ap.add_argument("--status", type=Path, required=True)
-    ap.add_argument("--node", default=os.environ.get("VCAPP_HOST") or os.uname().nodename)
-    ap.add_argument("--interval", type=float, default=LOOP_INTERVAL_S)
-    ap.add_argument("--once", action="store_true")
-    args = ap.parse_args(argv)
-    data_dir = os.environ.get("VCAPP_DATA_DIR")
-    agent = Agent(PodmanDriver.from_env(), args.node, Path(data_dir) / "runtime" / "book.json" if data_dir else None)
-    while True:
-        started = time.monotonic()
-        doc = json.loads(args.desired.read_text()) if args.desired.exists() else {}
-        specs, errors = specs_from(doc, args.node)
-        try:
-            reports, problem = agent.step(specs, errors), ""
-        except PodmanError as e:
-            reports, problem = {}, str(e)
-        _write_json(args.status, {"node": args.node, "instances": reports, "error": problem,
-                                  "step_s": round(time.monotonic() - started, 3),
-                                  "rss_mb": _rss_mb()})
-        if args.once:
-            return
-        time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,8 @@
 """The git-push deploy pipeline: the `on_push` hook the git endpoint calls for main/master.
 
     vcapp.toml (appconfig: refused with line and field, nothing changes)
-      -> build with builder/ on THIS machine, every line streamed to `git push`
+      -> build with builder/ here or on the machine placer.build_machine picks (buildremote.py),
+         every line streamed to `git push`
          (a stack it lacks: pulled from the cluster registries, or made once: stackshare.py)
       -> push to this machine's registry (<addr>:5000, registry_loop.py)
       -> copy to IMAGE_COPIES other live machines' registries (other sites first)

@@ -45,9 +45,9 @@ class AgentOnHost:
         workdir.mkdir(parents=True, exist_ok=True)
         self.desired, self.status_file, self.log = workdir / "desired.json", workdir / "status.json", workdir / "agent.log"
         self.want([])
-        self.proc = sim.dc.spawn(host, [sys.executable, "-m", "runtime.agent", "--desired", str(self.desired),
-                                        "--status", str(self.status_file), "--interval", str(AGENT_INTERVAL_S)],
-                                 log=self.log, cwd=str(ROOT))
+        argv = [sys.executable, "-m", "tests.helpers.file_agent", "--desired", str(self.desired),
+                "--status", str(self.status_file), "--interval", str(AGENT_INTERVAL_S)]
+        self.proc = sim.dc.spawn(host, argv, log=self.log, cwd=str(ROOT))
 
     def want(self, assignments: list[dict], secrets: dict | None = None) -> None:
         tmp = self.desired.with_suffix(".tmp")
