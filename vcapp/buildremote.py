@@ -33,6 +33,7 @@ from vcapp.node.placer_loop import Snapshot
 from vcapp.store import Store
 
 RESULT, FAILURE = "=> ", "!! "
+ESCAPE = "\\"
 CONNECT_TIMEOUT = 5.0
 # The builder sends an empty line at least this often while a build is quiet; a connection
 # silent for IDLE_TIMEOUT means the builder is gone.
@@ -70,6 +71,15 @@ def send(api: str, app: str, number: int, source: Path, log: Log, secret: str) -
                 "the builder at " + api, DeployError)
 
 
+def escape(line: str) -> str:
+    """A log line as a stream carries it: never mistaken for the result or the failure."""
+    return ESCAPE + line if not line or line.startswith((RESULT, FAILURE, ESCAPE)) else line
+
+
+def unescape(line: str) -> str:
+    return line[len(ESCAPE):] if line.startswith(ESCAPE) else line
+
+
 def call(url: str, body: bytes, content_type: str, secret: str, log: Log, who: str,
          failure: type[Exception]) -> dict:
     """POST `body` to a machine's streaming endpoint (api/streamed.py), relay its log lines to
@@ -86,7 +96,7 @@ def call(url: str, body: bytes, content_type: str, secret: str, log: Log, who: s
             if line.startswith(FAILURE):
                 raise failure(line[len(FAILURE):])
             if line:
-                log(line)
+                log(unescape(line))
     raise requests.ConnectionError(f"the stream from {who} ended without a result")
 
 

@@ -16,6 +16,7 @@ from vcapp.commands.node import node
 from vcapp.commands.nodes import nodes
 from vcapp.commands.registries import registries
 from vcapp.commands.releases import releases, rollback
+from vcapp.commands.run import run
 from vcapp.commands.settings import settings
 from vcapp.commands.status import status
 from vcapp.commands.tokens import tokens
@@ -40,6 +41,7 @@ cli.add_command(status)
 cli.add_command(events)
 cli.add_command(tokens)
 cli.add_command(completion)
+cli.add_command(run)
 cli.add_command(edge)
 cli.add_command(domains)
 cli.add_command(access)

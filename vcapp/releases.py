@@ -36,6 +36,17 @@ def latest(store: Store, app: str) -> dict | None:
     return found[0].value if found else None
 
 
+def current(store: Store, app: str, spec: dict) -> dict | None:
+    """The release record the app runs now; None when it runs none (never pushed, or made
+    with --image, which has no release record)."""
+    try:
+        number = int(str(spec.get("release")).split(".", 1)[0])
+    except ValueError:
+        return None
+    record = store.value(keys.release(app, number))
+    return record if isinstance(record, dict) and record.get("image") else None
+
+
 def next_number(store: Store, app: str) -> int:
     last = latest(store, app)
     return (last["number"] if last else 0) + 1

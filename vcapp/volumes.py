@@ -268,13 +268,13 @@ def mount_path(base: Path, app: str, name: str) -> Path:
     return Path(base) / "volumes" / app / name
 
 
-# The writer records of a release command (vcapp/release_phase.py) name it so: the runtime's
-# clean-up leaves its mounts alone, the release phase gives them back itself.
+# The writer records of a release command or a one-off (vcapp/release_phase.py) name it so:
+# the runtime's clean-up leaves its mounts alone, the command gives them back itself.
 RELEASE_PHASE_INSTANCE = "release-phase-"
 
 
-def release_phase_instance(number: int) -> str:
-    return f"{RELEASE_PHASE_INSTANCE}{number}"
+def release_phase_instance(container: str) -> str:
+    return f"{RELEASE_PHASE_INSTANCE}{container}"
 
 
 def give_back(store: Store, cfg: NodeConfig, base: Path, app: str, source: str, instance: str, lease: int) -> None:

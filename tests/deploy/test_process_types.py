@@ -138,6 +138,19 @@ def test_release_command_runs_in_the_release_image_with_the_app_limits_and_an_en
     assert with_volume[with_volume.index("-v") + 1] == "/var/lib/vcapp/volumes/shop/data:/data"
 
 
+def test_a_job_sent_between_machines_is_checked_before_it_names_a_container():
+    from vcapp.errors import VcError
+    from vcapp.release_phase import Job
+
+    job = Job.one_off("shop", 7)
+    assert job.kind == "run" and job.name.startswith("vc-run-shop-") and Job.from_json(job.to_json()) == job
+    assert Job.from_json(Job.release("shop", 7).to_json()).name == "vc-release-shop-7"
+    for bad in ({**job.to_json(), "name": "vc-run-x; rm -rf /"}, {**job.to_json(), "kind": "shell"},
+                {**job.to_json(), "timeout": 1e9}, {**job.to_json(), "name": "other-container"}):
+        with pytest.raises(VcError):
+            Job.from_json(bad)
+
+
 def test_release_env_file_refuses_a_value_podman_cannot_carry():
     from vcapp.release_phase import ReleaseFailed, env_lines
 

@@ -5,7 +5,8 @@ in the new image with the app's env and secrets, its output in the push log; its
 line runs as an instance without HTTP. A release whose `release:` command exits non-zero is
 refused, the log says why, and the release before keeps serving. An app with a volume gets
 it in its release command too: mounted on the machine that took the push while no instance
-holds it, then on the machine whose instance does (the data the app serves)."""
+holds it, then on the machine whose instance does (the data the app serves). `vcapp run`
+runs a one-off command in the current release the same way and exits with its status."""
 
 from __future__ import annotations
 
@@ -127,6 +128,9 @@ CMD ["httpd", "-f", "-p", "8080", "-h", "/data"]
 
 def test_the_release_command_migrates_the_data_on_the_apps_volume(cc, tmp_path):
     cc.vcapp("home-1", "apps", "create", VOLUME_APP, "--memory", "64M", "--volume", "data:/data")
+    cc.vcapp("home-1", "secrets", "set", VOLUME_APP, "TOKEN=xyz")
+    refused = cc.vcapp("home-1", "run", VOLUME_APP, "--", "true", check=False)
+    assert refused.returncode == 1 and "has no release to run a command in yet; deploy it first" in refused.stderr
     assert "ready" in cc.vcapp("home-1", "volumes", "create", VOLUME_APP, "data", "--size", "64M").stdout
     repo = tmp_path / VOLUME_APP
     repo.mkdir()
@@ -151,12 +155,24 @@ def test_the_release_command_migrates_the_data_on_the_apps_volume(cc, tmp_path):
         return got.stdout.strip() if got and got.returncode == 0 else None
 
     lines = release("v1")  # nobody holds the volume yet: the machine that took the push mounts it
-    assert "-----> release phase with volume data mounted on home-1" in lines, lines
+    assert "-----> volume data mounted on home-1" in lines, lines
     cc.wait(lambda: page() == "v1 migrated", SERVE_TIMEOUT, "v1 serving what its release command wrote")
     holder = json.loads(cc.vcapp("home-1", "ps", VOLUME_APP, "--json").stdout)[0]["node"]
 
     lines = release("v2")  # now the instance's machine holds it: the command runs there, in that mount
-    where = ("-----> release phase on home-1, in the volumes its instance uses" if holder == "home-1"
-             else f"-----> release phase sent to {holder}, which holds the app's volumes")
+    where = ("-----> on home-1, in the volumes its instance uses" if holder == "home-1"
+             else f"-----> sent to {holder}, which holds the app's volumes")
     assert where in lines, lines
     cc.wait(lambda: page() == "v1 migrated\nv2 migrated", SERVE_TIMEOUT, "v2's migration in the served data")
+
+    # A one-off command: the volume the app serves, its secret, its exit status, from any machine.
+    ran = cc.vcapp("home-2", "run", VOLUME_APP, "--", "sh", "-c", "cat /data/index.html; echo token=$TOKEN; exit 7",
+                   check=False)
+    assert ran.returncode == 7, (ran.stdout, ran.stderr)
+    assert ran.stdout.splitlines()[-3:] == ["v1 migrated", "v2 migrated", "token=xyz"], ran.stdout
+
+
+def test_vcapp_run_sees_the_env_and_secrets_of_the_release_that_serves(cc):
+    ran = cc.vcapp("home-3", "run", APP, "--", "sh", "-c", 'echo "$MODE ${#TOKEN}"; echo "=> not a result"', check=False)
+    assert ran.returncode == 0, (ran.stdout, ran.stderr)
+    assert ran.stdout.splitlines() == ["prod 6", "=> not a result"]  # output cannot forge the end of the stream

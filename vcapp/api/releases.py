@@ -10,11 +10,12 @@ from vcapp import apps, release_phase, releases
 from vcapp.api import context, streamed
 from vcapp.api.auth import machine_only
 from vcapp.api.body import json_body
-from vcapp.errors import BadRequest
+from vcapp.errors import BadRequest, Conflict
 
 bp = Blueprint("releases", __name__)
 # ASCII digits only (str.isdigit also takes "²", which int() refuses), and few enough to be one.
 NUMBER = re.compile(r"[0-9]{1,9}")
+MAX_COMMAND = 4096  # characters of a one-off command line
 
 
 def release_number(value) -> int | None:
@@ -49,19 +50,46 @@ def rollback(app: str):
 @bp.post("/v1/releases/<app>/<number>/phase")
 @machine_only
 def release_phase_here(app: str, number: str):
-    """Run release NUMBER's release command here, where the app's volumes are; the log streams
-    back (api/streamed.py). Body: {"image", "command", "config"}. For the cluster's machines
-    only: the machine that took the push asks the one holding the volumes."""
-    number_ = release_number(number)
+    """Run a command of release NUMBER here, where the app's volumes are (the release phase or
+    a one-off run); its output streams back (api/streamed.py), then {code, seconds, tail}.
+    Body: {"image", "command", "config", "job"}. For the cluster's machines only: the machine
+    that took the push (or the `vcapp run`) asks the one holding the volumes."""
+    release_number(number)
     body = json_body()
     image, command, config = body.get("image"), body.get("command"), body.get("config") or {}
     if not isinstance(image, str) or not image or not isinstance(command, str) or not command \
-            or not isinstance(config, dict):
-        raise BadRequest("give the release's image, its release command and its config")
+            or not isinstance(config, dict) or not isinstance(body.get("job"), dict):
+        raise BadRequest("give the release's image, the command, its config and the job")
+    job = release_phase.Job.from_json(body["job"])
+    return _stream_job(app, job, image, command, config, here_only=True)
+
+
+@bp.post("/v1/apps/<app>/run")
+def run_once(app: str):
+    """Run a one-off command in the app's current release with its env, secrets and volumes
+    (`vcapp run APP -- CMD`); its output streams back, then {code, seconds, tail}. Body:
+    {"command": "..."} (run by sh -c)."""
+    body = json_body()
+    command = body.get("command")
+    if not isinstance(command, str) or not command.strip() or len(command) > MAX_COMMAND or "\0" in command:
+        raise BadRequest(f"command: one shell command line of at most {MAX_COMMAND} characters, "
+                         "e.g. vcapp run APP -- python manage.py migrate")
+    store = context.store()
+    spec = apps.get_app(store, apps.app_name(app))
+    record = releases.current(store, app, spec)
+    if record is None:
+        raise Conflict(f"{app} has no release to run a command in yet; deploy it first "
+                       f"(git push), then `vcapp run {app} -- ...`")
+    job = release_phase.Job.one_off(app, record["number"])
+    return _stream_job(app, job, releases.run_image(record), command, record.get("config") or {}, here_only=False)
+
+
+def _stream_job(app: str, job, image: str, command: str, config: dict, here_only: bool):
     api = context.config()
     apps.get_app(api.store(), apps.app_name(app))
 
     def work(log) -> dict:  # on the stream's own thread: a Store of its own
-        return {"seconds": release_phase.run(api.store(), app, number_, image, command, config, log, here_only=True)}
+        outcome = release_phase.execute(api.store(), app, job, image, command, config, log, here_only=here_only)
+        return {"code": outcome.code, "seconds": round(outcome.seconds, 3), "tail": list(outcome.tail)}
 
-    return streamed.respond(f"release-phase-{app}-{number_}", work, (release_phase.ReleaseFailed,), api.node)
+    return streamed.respond(f"{job.kind}-{app}-{job.number}", work, (release_phase.ReleaseFailed,), api.node)

@@ -3,7 +3,9 @@
 
 The answer is text lines: each log line as it comes, an empty line at least every KEEPALIVE_S
 while the work is quiet (the caller's idle limit), and last "=> {result fields}" or "!! why
-it failed". The work runs on a thread of its own; `cleanup` runs when the stream ends.
+it failed". A log line that starts like one of those (or with the escape) goes with a
+backslash in front (buildremote.unescape takes it off), so no output can forge a result.
+The work runs on a thread of its own; `cleanup` runs when the stream ends.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ def respond(name: str, work: Callable[[Callable[[str], None]], dict], failures: 
     lines: queue.Queue = queue.Queue()
 
     def run() -> None:
+        def log(line: str) -> None:
+            lines.put(buildremote.escape(line))
+
         try:
-            lines.put(buildremote.RESULT + json.dumps(work(lines.put)))
+            lines.put(buildremote.RESULT + json.dumps(work(log)))
         except failures as e:
             lines.put(buildremote.FAILURE + str(e))
         except Exception as e:  # the caller must hear why
