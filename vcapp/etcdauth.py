@@ -62,9 +62,12 @@ RESERVED_NAMES = frozenset({ROOT_USER})  # a machine of that name would be root
 # outputs, and each login (a Store's first request to a member, every TOKEN_TTL_S idle)
 # would spend the default cost's ~60 ms of CPU on the member.
 BCRYPT_COST = 4
-# etcd's default. A Store re-authenticates on expiry, so the TTL only bounds how long a token
-# that leaked off a machine stays good; a short one makes idle Stores log in again often.
-TOKEN_TTL_S = 300
+# A day. A Store logs in again on expiry, but the SeaweedFS filers' etcd client does not
+# always: its Authenticate retries carry the expired token, which etcd refuses ("invalid auth
+# token") until the filer restarts. A token unused for a day is rare for a running filer. The
+# TTL bounds how long a token that leaked off a machine stays good; deleting the machine's user
+# (node remove) ends its tokens at once whatever the TTL.
+TOKEN_TTL_S = 86400
 
 # The answers after which a client logs in (again) and retries: none yet, expired or
 # forgotten by a restarted member, or issued before a change of users/roles.

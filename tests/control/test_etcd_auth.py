@@ -4,6 +4,7 @@ else, root administers, and a removed machine's user is refused at once."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 
@@ -24,10 +25,17 @@ SHORT_TTL_S = 2  # so a test sees a token expire
 
 @pytest.fixture
 def auth_etcd(tmp_path):
-    """etcd on 127.0.0.1 with TLS and auth on, set up as `cluster init` does for machine m1.
-    Yields (url, tls paths of m1, base dir of m1)."""
-    with tls_etcd_process(tmp_path, *etcd.auth_flags(),
-                          "--auth-token-ttl", str(SHORT_TTL_S)) as (url, tls, base):  # the last one given wins
+    """etcd on 127.0.0.1 with TLS and auth on (tokens of SHORT_TTL_S), set up as `cluster
+    init` does for machine m1. Yields (url, tls paths of m1, base dir of m1)."""
+    with auth_etcd_process(tmp_path, "--auth-token-ttl", str(SHORT_TTL_S)) as found:  # the last one given wins
+        yield found
+
+
+@contextlib.contextmanager
+def auth_etcd_process(tmp_path, *extra: str):
+    """etcd with the node daemon's TLS and auth flags (plus `extra`), set up as `cluster init`
+    does for machine m1; yields (url, tls paths of m1, base dir of m1)."""
+    with tls_etcd_process(tmp_path, *etcd.auth_flags(), *extra) as (url, tls, base):
         founder = Store([url], tls=tls)
         wait_healthy(founder, START_TIMEOUT)
         assert founder.auth is None  # no login file yet: auth is still off

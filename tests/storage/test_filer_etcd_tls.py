@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 
+import pytest
 import requests
 
 from storage.host import weed_binary
@@ -18,7 +19,7 @@ from storage.plan import EtcdLogin, EtcdTLS, filer_toml
 from vcapp import etcdauth, keys
 from vcapp.store import Store, prefix_end
 from tests.api.conftest import free_port
-from tests.control.test_etcd_auth import auth_etcd  # noqa: F401 (the fixture: etcd tokens last 2 s)
+from tests.control.test_etcd_auth import auth_etcd_process
 
 START_TIMEOUT = 60.0  # weed server: master election, volume registration, filer store check
 GRPC_OFFSET = 10000  # SeaweedFS serves gRPC on its HTTP port + 10000
@@ -38,8 +39,15 @@ def port_pair() -> int:
         return port
 
 
-def test_a_filer_keeps_its_metadata_in_the_etcd_with_tls_and_auth(auth_etcd, tmp_path):  # noqa: F811
-    url, tls, _ = auth_etcd
+@pytest.fixture
+def cluster_etcd(tmp_path):
+    """etcd as a cluster's machines run it: TLS, auth, the node daemon's token lifetime."""
+    with auth_etcd_process(tmp_path) as found:
+        yield found
+
+
+def test_a_filer_keeps_its_metadata_in_the_etcd_with_tls_and_auth(cluster_etcd, tmp_path):
+    url, tls, _ = cluster_etcd
     login = etcdauth.load(tls.auth)
     host_port = url.split("://", 1)[1]
     work = tmp_path / "weed"
