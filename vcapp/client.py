@@ -119,6 +119,20 @@ class Client:
                               "(is the cluster up? `vcapp login URL TOKEN`)") from None
         return _decode(response, self.login.url)
 
+    def stream(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
+               connect_timeout: float = REQUEST_TIMEOUT, read_timeout: float | None = None) -> requests.Response:
+        """A response whose lines the caller reads as they come (logs, a one-off command);
+        ClientError when the API cannot be reached or refuses. Close it when done."""
+        try:
+            response = self.session.request(method, self.login.url + path, json=body, params=params, stream=True,
+                                            timeout=(connect_timeout, read_timeout))
+        except requests.RequestException as e:
+            raise ClientError(f"cannot reach {self.login.url}: {_reason(e)}") from None
+        if not response.ok:
+            with response:
+                _decode(response, self.login.url)
+        return response
+
 
 def _reason(error: requests.RequestException) -> str:
     text = str(error)

@@ -7,11 +7,10 @@ request is sent. Secret values go to the API once and are never printed back.
 from __future__ import annotations
 
 import click
-import requests
 
 from vcapp import apps as app_model
 from vcapp import secrets as app_secrets
-from vcapp.client import Client, ClientError
+from vcapp.client import Client
 from vcapp.commands.output import ago, api_errors, print_json, size_mb, table
 
 APPS_HEADERS = ["NAME", "RELEASE", "IMAGE", "INSTANCES", "CPUS", "MEMORY", "CREATED"]
@@ -183,17 +182,8 @@ def logs(app: str, follow: bool, instance: str | None, tail: int | None) -> None
     """Print an app's output, wherever its instances run."""
     client = Client.from_config()
     params = {"follow": "1" if follow else None, "instance": instance, "tail": tail}
-    try:
-        resp = client.session.get(f"{client.login.url}/v1/apps/{app}/logs", stream=True,
-                                  params={k: v for k, v in params.items() if v is not None},
-                                  timeout=(LOG_CONNECT_TIMEOUT_S, None))
-    except requests.RequestException as e:
-        raise ClientError(f"cannot reach {client.login.url}: {type(e).__name__}") from None
-    if not resp.ok:
-        try:
-            raise ClientError(resp.json().get("error", resp.reason), resp.status_code)
-        except ValueError:
-            raise ClientError(f"HTTP {resp.status_code} from {client.login.url}") from None
+    resp = client.stream("GET", f"/v1/apps/{app}/logs", params={k: v for k, v in params.items() if v is not None},
+                         connect_timeout=LOG_CONNECT_TIMEOUT_S)
     try:
         for line in resp.iter_lines(decode_unicode=True):
             click.echo(line)

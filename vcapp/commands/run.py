@@ -32,17 +32,9 @@ def run(app: str, command: tuple[str, ...]) -> None:
     """
     client = Client.from_config()
     line = command[0] if len(command) == 1 else shlex.join(command)
-    try:
-        resp = client.session.post(f"{client.login.url}/v1/apps/{app}/run", json={"command": line}, stream=True,
-                                   timeout=(CONNECT_TIMEOUT_S, buildremote.IDLE_TIMEOUT))
-    except requests.RequestException as e:
-        raise ClientError(f"cannot reach {client.login.url}: {type(e).__name__}") from None
+    resp = client.stream("POST", f"/v1/apps/{app}/run", {"command": line}, connect_timeout=CONNECT_TIMEOUT_S,
+                         read_timeout=buildremote.IDLE_TIMEOUT)
     with resp:
-        if not resp.ok:
-            try:
-                raise ClientError(resp.json().get("error", resp.reason), resp.status_code)
-            except ValueError:
-                raise ClientError(f"HTTP {resp.status_code} from {client.login.url}") from None
         try:
             for text in resp.iter_lines(decode_unicode=True):
                 if text.startswith(buildremote.RESULT):
