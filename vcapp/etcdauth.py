@@ -45,14 +45,20 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from etcd3gw.exceptions import Etcd3Exception
 
 from vcapp import keys
 
-if TYPE_CHECKING:
-    from vcapp.store import Store
+
+class Store(Protocol):
+    """What user and role administration needs of an etcd client (vcapp/store.Store is one):
+    a call to etcd's JSON gateway. A protocol, so the store can import this module and not
+    the other way round."""
+
+    def call(self, path: str, payload: dict) -> dict: ...
+
 
 ROOT_USER = "root"
 ROOT_ROLE = "root"  # etcd's built-in role
