@@ -1,6 +1,6 @@
 """The import graph: engines know nothing of vcapp/, no module imports itself back through
-others (function-local imports count: they only hide a circle; imports for type annotations
-only do not), and every etcd key prefix is spelled in vcapp/keys.py alone."""
+others (function-local and type-checking imports count: they only hide a circle), and
+every etcd key prefix is spelled in vcapp/keys.py alone."""
 
 from __future__ import annotations
 
@@ -23,26 +23,12 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def runtime_nodes(tree: ast.AST):
-    """Every node of `tree` except what sits under `if TYPE_CHECKING:` (imports for type
-    annotations only: they never run, so they close no circle)."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and isinstance(child.test, ast.Name) and child.test.id == "TYPE_CHECKING":
-                todo.extend(child.orelse)
-                continue
-            todo.append(child)
-
-
 def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     """The project modules `name` imports (anywhere in it), each resolved to a module we have.
     `from pkg import sub` imports pkg (its __init__ runs) and pkg.sub."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     targets: set[str] = set()
-    for node in runtime_nodes(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             wanted = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
