@@ -40,7 +40,7 @@ WEB = "web"  # the process type that serves HTTP; its instances are named by slo
 
 # Fields of an app spec copied verbatim into each assignment for the node runtime.
 RUNTIME_FIELDS = ("release", "image", "port", "health", "command", "env", "secrets",
-                  "cpus", "memory_mb", "disk_mb", "pids")
+                  "cpus", "memory_mb", "disk_mb", "pids", "kill_timeout")
 
 
 def instance_name(process: str, slot: int) -> str:

@@ -11,6 +11,11 @@ checks their health, asks `reconcile` what to do, does it, and returns the statu
      "started_at": 1700000000.0, "message": "HTTP 200 from /healthz", "updated_at": 1700000003.2,
      "promotion": {"release": "4", "outcome": "refused",   # only while a newer release was
                    "check": "HTTP 500 from /healthz"}}     # refused here (runtime/replace.py)
+A container leaves without losing a request: once its successor is healthy (or the instance
+is no longer assigned here), the `handoff` hook publishes the instance's new report and
+returns when the routers have stopped sending to the old container; then the old one is
+retired on a thread of its own: SIGTERM, its kill_timeout for requests in flight, SIGKILL.
+Reconcile does not see a retiring container, so it is neither restarted nor removed twice.
 The node's runtime loop (vcapp/node/runtime_loop.py) calls `step` every LOOP_INTERVAL_S
 with what etcd assigns to this machine, and writes each report. `specs_from` reads
 {"assignments": [<assignment JSON>, ...], "secrets": {"<app>": {"NAME": "value"}}}.
@@ -19,6 +24,7 @@ with what etcd assigns to this machine, and writes each report. `specs_from` rea
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -43,13 +49,20 @@ class PrepareError(RuntimeError):
 
 # Called before an instance with volumes starts: volume name -> host path to bind-mount.
 Prepare = Callable[[InstanceSpec], dict[str, str]]
+# Called before a serving container stops: app/instance and the report that now stands for
+# it (None: the instance leaves this machine); returns once traffic has moved.
+Handoff = Callable[[str, dict | None], None]
 
 
 class Agent:
     def __init__(self, driver: PodmanDriver, node: str, book_path: Path | None = None,
-                 prepare: Prepare | None = None):
+                 prepare: Prepare | None = None, handoff: Handoff | None = None):
         self.driver = driver
         self.prepare = prepare
+        self.handoff = handoff
+        self.retiring: set[str] = set()  # names of containers being stopped on their own thread
+        self.retiring_lock = threading.Lock()
+        self.ports_held: set[int] = set()  # host ports of every container, retiring ones too
         self.node = node
         self.book_path = book_path
         self.tracker = health.HealthTracker()
@@ -59,19 +72,21 @@ class Agent:
         """One pass. `errors`: app/instance -> why its assignment could not become a spec."""
         now = time.time()
         specs = {s.key: s for s in desired}
-        containers = self.driver.list()
+        containers = self._visible(every := self.driver.list())
+        self.ports_held = {c.host_port for c in every if c.host_port}
         observed = [self._observe(c, specs.get(c.key), now) for c in containers]
         book = Book.load(self.book_path)
         notes: dict[str, str] = {}
         actions = reconcile(desired, observed, book, now)
         for action in actions:
-            notes.update(self._apply(action, book, containers))
+            notes.update(self._apply(action, book, containers, specs))
         book.forget_except(set(specs))
         book.save(self.book_path)
         if any(not isinstance(a, Wait) for a in actions):
-            containers = self.driver.list()
+            every = self.driver.list()
+            containers = self._visible(every)
             if any(isinstance(a, (Remove, Replace)) for a in actions):
-                self.driver.remove_unused_networks({c.app for c in containers} | {s.app for s in desired})
+                self.driver.remove_unused_networks({c.app for c in every} | {s.app for s in desired})
         self.tracker.forget_except({c.id for c in containers})
         reports = {k: self._report(s, containers, book, notes.get(k), now) for k, s in specs.items()}
         for key, why in (errors or {}).items():
@@ -79,6 +94,15 @@ class Agent:
             reports[key] = {"node": self.node, "app": app, "instance": inst, "state": "failed", "health": "-",
                             "message": why, "updated_at": now}
         return reports
+
+    def _visible(self, containers: list[Container]) -> list[Container]:
+        with self.retiring_lock:
+            return [c for c in containers if c.name not in self.retiring]
+
+    @property
+    def busy_retiring(self) -> bool:
+        with self.retiring_lock:
+            return bool(self.retiring)
 
     # ---- observe -----------------------------------------------------------------------
 
@@ -92,16 +116,18 @@ class Agent:
 
     # ---- act ---------------------------------------------------------------------------
 
-    def _apply(self, action: Action, book: Book, containers: list[Container]) -> dict[str, str]:
+    def _apply(self, action: Action, book: Book, containers: list[Container],
+               specs: dict[str, InstanceSpec]) -> dict[str, str]:
         try:
-            return self._do(action, book, containers)
+            return self._do(action, book, containers, specs)
         except (PodmanError, PrepareError, OSError) as e:
             key = action.spec.key if isinstance(action, Create) else getattr(action, "key", "")
             return {key: str(e)}
 
-    def _do(self, action: Action, book: Book, containers: list[Container]) -> dict[str, str]:
+    def _do(self, action: Action, book: Book, containers: list[Container],
+            specs: dict[str, InstanceSpec]) -> dict[str, str]:
         if isinstance(action, Create):
-            port = self.driver.pick_host_port({c.host_port for c in containers if c.host_port})
+            port = self._take_port()
             self.driver.run(action.spec, port if action.spec.port else None, self._binds(action.spec))
             return {action.spec.key: f"started: {action.reason}"}
         if isinstance(action, Restart):
@@ -110,7 +136,13 @@ class Agent:
             book.streak[action.key] = action.streak
             return {action.key: f"restarted: {action.reason}"}
         if isinstance(action, Remove):
-            self.driver.remove(action.name)
+            gone = next((c for c in containers if c.name == action.name), None)
+            if gone is None or not gone.running or action.key in specs:
+                self.driver.remove(action.name)  # serves nobody (or a leftover of a replace)
+                return {}
+            if self.handoff:
+                self.handoff(action.key, None)
+            self._retire(gone)
             return {}
         if isinstance(action, Reforward):
             # if the reload does not help, its failing checks restart it like any unhealthy instance
@@ -118,8 +150,9 @@ class Agent:
             self.driver.reload_network(action.name)
             return {action.key: f"port rules written again: {action.reason}"}
         if isinstance(action, Replace):
-            port = self.driver.pick_host_port({c.host_port for c in containers if c.host_port})
-            result = replace(self.driver, action.old, action.spec, port, binds=self._binds(action.spec))
+            port = self._take_port()
+            result = replace(self.driver, action.old, action.spec, port, binds=self._binds(action.spec),
+                             on_promoted=lambda: self._promoted(action.spec, book), retire=self._retire)
             if result.promoted:
                 book.failed.pop(action.spec.key, None)
                 book.streak.pop(action.spec.key, None)
@@ -128,6 +161,41 @@ class Agent:
                                                 "previous": result.previous, "at": time.time()}
             return {action.spec.key: result.message}
         return {action.key: action.reason}
+
+    def _take_port(self) -> int:
+        port = self.driver.pick_host_port(self.ports_held)
+        self.ports_held.add(port)
+        return port
+
+    def _promoted(self, spec: InstanceSpec, book: Book) -> None:
+        """The new container passed its check: it counts as healthy from now on (no second
+        'starting' report), and traffic moves to it before the old one stops."""
+        now = time.time()
+        containers = self.driver.list()
+        new = next((c for c in containers if c.name == spec.container_name), None)
+        if new is None:
+            return
+        rec = self.tracker.record(new.id, new.started_at)
+        rec.last_ok = rec.passed_once = True
+        rec.failures = 0
+        if self.handoff:
+            self.handoff(spec.key, self._report(spec, self._visible(containers), book, None, now))
+
+    def _retire(self, old: Container) -> None:
+        """Stop `old` on a thread of its own: SIGTERM, its drain time, SIGKILL, remove."""
+        with self.retiring_lock:
+            self.retiring.add(old.name)
+
+        def work() -> None:
+            try:
+                self.driver.retire(old.name)
+            except PodmanError as e:
+                log.warning("%s: %s; the next pass removes it", old.name, e)
+            finally:
+                with self.retiring_lock:
+                    self.retiring.discard(old.name)
+
+        threading.Thread(target=work, name=f"retire-{old.name}", daemon=True).start()
 
     def _binds(self, spec: InstanceSpec) -> dict[str, str]:
         if not spec.volumes:

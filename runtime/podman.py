@@ -29,7 +29,8 @@ LABEL = "vcapp"
 # ephemeral range (32768+) so an outgoing connection never squats on one.
 HOST_PORTS = range(20000, 30000)
 PUBLISH_IP = "127.0.0.1"
-# SIGTERM first; busybox-style PID 1 programs ignore it, so the grace stays short.
+# SIGTERM first; busybox-style PID 1 programs ignore it, so the grace stays short. A
+# retired container (runtime/agent.py) gets its spec's kill_timeout instead.
 STOP_GRACE_S = 5
 
 
@@ -119,7 +120,7 @@ class PodmanDriver:
                  binds: dict[str, str] | None = None) -> list[str]:
         args = ["run", "-d", "--name", spec.container_name, "--network", spec.network,
                 "--hostname", f"{spec.app}-{spec.instance}", "--env-file", env_file,
-                "--pids-limit", str(spec.pids), "--stop-timeout", str(STOP_GRACE_S),
+                "--pids-limit", str(spec.pids), "--stop-timeout", str(spec.kill_timeout_s),
                 "--log-driver", "k8s-file"]
         for k, v in (("app", spec.app), ("instance", spec.instance), ("release", spec.release), ("managed", "true")):
             args += ["--label", f"{LABEL}.{k}={v}"]
@@ -150,6 +151,12 @@ class PodmanDriver:
 
     def remove(self, name: str) -> None:
         self._podman("rm", "-f", "-t", str(STOP_GRACE_S), name, what=f"remove {name}")
+
+    def retire(self, name: str) -> None:
+        """SIGTERM, up to the container's own stop timeout (its spec's kill_timeout) for the
+        requests in flight to finish, SIGKILL; then remove it."""
+        self._podman("stop", name, what=f"stop {name}")
+        self._podman("rm", "-f", name, what=f"remove {name}")
 
     def reload_network(self, name: str) -> None:
         """Write the firewall rules of `name` (its published port) again, without restarting it.

@@ -4,7 +4,8 @@ If the new release does not pass its health check within its start grace (or exi
 removed and the old one keeps serving. The result is typed (`Promotion` and the check's own
 answer): the agent books it and reports it as fields, and nobody parses a sentence.
 `on_promoted` runs between "new is healthy" and "old stops", so the glue can point traffic
-at the new host port (publish status, let the router switch) before the old one goes.
+at the new host port (publish status, wait for the routers to switch) before the old one
+goes; `retire` then stops the old one (default: at once), e.g. with a drain period.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class ReplaceResult:
 
 
 def replace(driver: PodmanDriver, old: Container, spec: InstanceSpec, host_port: int,
-            on_promoted: Callable[[], None] | None = None, binds: dict[str, str] | None = None) -> ReplaceResult:
+            on_promoted: Callable[[], None] | None = None, binds: dict[str, str] | None = None,
+            retire: Callable[[Container], None] | None = None) -> ReplaceResult:
     """Bring `spec` up on `host_port` next to `old`; keep exactly one of them."""
     driver.run(spec, host_port, binds)
     ok, message = wait_healthy(spec.health, host_port if spec.port else None, spec.health.start_grace_s,
@@ -55,5 +57,8 @@ def replace(driver: PodmanDriver, old: Container, spec: InstanceSpec, host_port:
         return ReplaceResult(Promotion.REFUSED, spec.release, old.release, message)
     if on_promoted:
         on_promoted()
-    driver.remove(old.name)
+    if retire:
+        retire(old)
+    else:
+        driver.remove(old.name)
     return ReplaceResult(Promotion.PROMOTED, spec.release, old.release, message)

@@ -24,6 +24,10 @@ DEFAULT_PIDS = 512  # enough for a web server with worker processes, stops a for
 # A new instance gets this long to pass its first health check before it counts as failing:
 # most web apps boot in a few seconds; 30 s leaves room for a slow interpreter start.
 DEFAULT_START_GRACE_S = 30.0
+# SIGTERM, then this long for requests in flight to finish before SIGKILL (vcapp.toml
+# `kill_timeout`; Fly.io's default is 5 s, Kubernetes' grace 30 s, Kamal drains 30 s).
+DEFAULT_KILL_TIMEOUT_S = 10
+KILL_TIMEOUT_RANGE_S = (1, 300)
 DEFAULT_CHECK_TIMEOUT_S = 2.0
 NAME_OK = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -81,6 +85,7 @@ class InstanceSpec:
     secrets: dict[str, str] = field(default_factory=dict, repr=False)
     health: HealthCheck = HealthCheck()
     volumes: tuple[VolumeMount, ...] = ()
+    kill_timeout_s: int = DEFAULT_KILL_TIMEOUT_S
 
     @classmethod
     def from_assignment(cls, rec: dict[str, Any], secrets: dict[str, str] | None = None) -> "InstanceSpec":
@@ -102,6 +107,7 @@ class InstanceSpec:
             secrets={n: secrets[n] for n in rec.get("secrets", ())},
             health=HealthCheck.from_json(rec.get("health")),
             volumes=tuple(VolumeMount.from_json(v) for v in rec.get("volumes") or ()),
+            kill_timeout_s=_kill_timeout(rec.get("kill_timeout")),
         )
         for part in (spec.app, spec.instance, spec.release):
             if not NAME_OK.match(part):
@@ -120,3 +126,12 @@ class InstanceSpec:
     @property
     def network(self) -> str:
         return f"vc-app-{self.app}"
+
+
+def _kill_timeout(value: Any) -> int:
+    if value is None:
+        return DEFAULT_KILL_TIMEOUT_S
+    low, high = KILL_TIMEOUT_RANGE_S
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"kill_timeout {value!r}: give whole seconds from {low} to {high}")
+    return value

@@ -6,6 +6,7 @@ and field, what was found and what is allowed. Nothing here touches the cluster.
     app = "blog"                 # optional; must be the app pushed to
     port = 8080                  # where the app listens inside its container (1-65535)
     count = 2                    # instances (0-100)
+    kill_timeout = 10            # s an old instance gets to finish its requests after SIGTERM (1-300)
 
     [resources]
     cpus = 0.5                   # 0.05-64 cores
@@ -54,7 +55,8 @@ VOLUME_RANGE_MB = (16, 1024 * 1024)
 GRACE_RANGE_S = (1, 600)
 POLICIES = ("public", "token")
 HEALTH_TYPES = ("http", "tcp", "none")
-TOP_KEYS = ("app", "port", "count", "resources", "health", "env", "mounts", "access", "processes")
+TOP_KEYS = ("app", "port", "count", "kill_timeout", "resources", "health", "env", "mounts", "access", "processes")
+KILL_TIMEOUT_RANGE_S = (1, 300)  # as runtime/spec.py's
 PROCESS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,19}")  # as vcapp/apps.py's: names instances ("worker-0")
 MAX_PROCESSES = 10
 MAX_COMMAND = 4096
@@ -100,11 +102,12 @@ class AppConfig:
     mounts: tuple[Mount, ...] | None = None
     access: str | None = None
     processes: dict[str, str] | None = None  # [processes]: type -> command line (web, release too)
+    kill_timeout: int | None = None
 
     def spec(self) -> dict[str, Any]:
         """The app-spec fields this config sets (see the module docstring for which)."""
         rec: dict[str, Any] = {"port": self.port, "health": dict(self.health)}
-        optional = {"count": self.count, "cpus": self.cpus, "memory_mb": self.memory_mb, "env": self.env,
+        optional = {"count": self.count, "kill_timeout": self.kill_timeout, "cpus": self.cpus, "memory_mb": self.memory_mb, "env": self.env,
                     "policy": self.access,
                     "mounts": None if self.mounts is None else [m.to_json() for m in self.mounts]}
         rec.update({k: v for k, v in optional.items() if v is not None})
@@ -163,8 +166,10 @@ class _Parser:
         self._app_name()
         port = self._int("", "port", self.data.get("port", DEFAULT_PORT), 1, 65535)
         count = self._opt_int("", "count", 0, MAX_COUNT)
+        kill_timeout = self._opt_int("", "kill_timeout", *KILL_TIMEOUT_RANGE_S)
         cpus, memory = self._resources()
-        return AppConfig(port=port, health=self._health(), count=count, cpus=cpus, memory_mb=memory,
+        return AppConfig(port=port, health=self._health(), count=count, kill_timeout=kill_timeout, cpus=cpus,
+                         memory_mb=memory,
                          env=self._env(), mounts=self._mounts(), access=self._access(),
                          processes=self._processes())
 

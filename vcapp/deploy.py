@@ -235,7 +235,7 @@ def copy_image(store: Store, node: NodeConfig, image: str, log: Log, digest: str
     each holding the same manifest (`digest`, what instances pull by).
     A failed copy is a warning: the release still deploys, with fewer copies."""
     nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
-    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    alive = membership.alive_machines(store)
     targets = copy_targets(nodes, alive, node.name)
     if not targets:
         log(f"-----> no other machine is up: the image is on {node.name} only until the next push")

@@ -42,7 +42,7 @@ from storage import buckets as builtin_buckets
 from storage import external
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
-from vcapp import apps, bucketbackend, events, keys, releases, volumes
+from vcapp import apps, bucketbackend, events, keys, membership, releases, volumes
 from vcapp.errors import BadRequest, Conflict, Unavailable
 from vcapp.node import registry_loop
 from vcapp.node.config import NodeConfig
@@ -167,7 +167,7 @@ def _stop(store: Store, app: str) -> None:
     apps.update_app(store, app, stopped)
     deadline = time.monotonic() + STOP_TIMEOUT
     while True:
-        alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+        alive = membership.alive_machines(store)
         running = [e.value.get("node") for e in store.list(keys.assign(app)) if e.value]
         mounted = [(e.value or {}).get("node") for e in store.list(keys.storage_writer(app))
                    if (e.value or {}).get("node") in alive]
@@ -217,7 +217,7 @@ def _delete_images(store: Store, app: str) -> tuple[list[str], list[str]]:
     nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES) if e.value}
     if not nodes:
         return [], []
-    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    alive = membership.alive_machines(store)
     digests = release_digests(store, app)
     credential = registry_loop.credential()
     deleted: list[str] = []

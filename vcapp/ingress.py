@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from router.routes import AppRoute, EdgeRoutes, NodeRoutes, RoutesError, check_app, check_domain
-from vcapp import keys
+from vcapp import keys, membership
 from vcapp.store import Store
 
 log = logging.getLogger("vcapp.ingress")
@@ -167,7 +167,7 @@ def api_addr(record: dict) -> str | None:
 def read_view(store: Store) -> ClusterView:
     """The current ClusterView: four prefix reads, cheap enough for every reconcile tick."""
     cluster = store.value(keys.CLUSTER) or {}
-    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    alive = membership.alive_machines(store)
     records = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)
                if isinstance(e.value, dict)}
     live = {n: r for n, r in records.items() if n in alive and r.get("addr")}

@@ -60,6 +60,11 @@
     /vc/stacks/making/<stack>    {machine, since}: the one machine loading or making a buildpack stack
                                  (<name>-<suite>-<key>) for the cluster, bound to a lease of its own
                                  (vcapp/stackshare.py)
+    /vc/routes/switch/<node>/<app>/<inst>  {at}: a runtime asks every router to stop sending to
+                                 this instance's old container before it stops it; the key's
+                                 mod revision is what the routers acknowledge (vcapp/routeswitch.py)
+    /vc/routes/applied/<node>    {revision, at}: the newest switch request <node>'s router has
+                                 routes for, loaded in its Caddy, bound to its lease
 """
 
 ROOT = "/vc/"  # every key below; the only prefix a machine may touch (vcapp/etcdauth.py)
@@ -102,6 +107,8 @@ MESHPATHS = "/vc/meshpaths/"
 REQUESTS = "/vc/requests/"
 REPOS = "/vc/repos/"
 STACK_MAKERS = "/vc/stacks/making/"
+ROUTE_SWITCHES = "/vc/routes/switch/"
+ROUTES_APPLIED = "/vc/routes/applied/"
 
 
 def node(name: str) -> str:
@@ -219,6 +226,14 @@ def registry(host: str) -> str:
 
 def stack_maker(stack: str) -> str:
     return STACK_MAKERS + stack
+
+
+def route_switch(node_name: str, app_name: str, instance: str) -> str:
+    return f"{ROUTE_SWITCHES}{node_name}/{app_name}/{instance}"
+
+
+def routes_applied(node_name: str) -> str:
+    return ROUTES_APPLIED + node_name
 
 
 def name_of(key: str, prefix: str) -> str:

@@ -82,6 +82,11 @@ def validate_node_name(name: str) -> None:
 
 # ---- the cluster record ------------------------------------------------------------------
 
+def alive_machines(store: Store) -> set[str]:
+    """The machines whose liveness lease is current (/vc/alive/<name>, vcapp/node/lease.py)."""
+    return {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+
+
 def cluster_record(store: Store) -> dict:
     record = store.value(keys.CLUSTER)
     if record is None:

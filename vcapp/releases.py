@@ -95,7 +95,7 @@ def run_image(rec: dict) -> str:
 def apply(store: Store, app: str, rec: dict) -> dict:
     """Point the app at release `rec`: its operational fields, then set_release (one roll)."""
     config = rec.get("config") or {}
-    ops = {k: config[k] for k in ("count", "cpus", "memory_mb", "policy") if k in config}
+    ops = {k: config[k] for k in ("count", "kill_timeout", "cpus", "memory_mb", "policy") if k in config}
     if "mounts" in config:  # vcapp.toml's [[mounts]]: the volumes every instance mounts
         ops["volumes"] = config["mounts"] or []
     if ops:

@@ -40,7 +40,7 @@ from dulwich.graph import can_fast_forward
 from dulwich.repo import Repo
 
 from gitserver.repos import AppExists, create_repo, open_repo, repo_path
-from vcapp import ingress, keys
+from vcapp import ingress, keys, membership
 from vcapp.errors import VcError
 from vcapp.node.config import derive
 from vcapp.store import Store, absent, put_op, unchanged
@@ -256,6 +256,6 @@ def prune(root: Path, apps: dict[str, int]) -> list[str]:
 
 def live_apis(store: Store) -> dict[str, str]:
     """Live machine -> "addr:port" of its API (from the node records' api_url)."""
-    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    alive = membership.alive_machines(store)
     found = {keys.name_of(e.key, keys.NODES): ingress.api_addr(e.value or {}) for e in store.list(keys.NODES)}
     return {name: addr for name, addr in found.items() if addr and name in alive}

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 
 from builder import registry as image_registry
 from builder import stacks
-from vcapp import keys
+from vcapp import keys, membership
 from vcapp.node import registry_loop
 from vcapp.node.config import NodeConfig
 from vcapp.store import Store, StoreUnavailable, absent, put_op
@@ -47,7 +47,7 @@ Log = Callable[[str], None]
 def registries(store: Store, node: NodeConfig) -> tuple[str, ...]:
     """This machine's registry, then every other live machine's (by name)."""
     nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
-    alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+    alive = membership.alive_machines(store)
     others = [f"{rec['addr']}:{REGISTRY_PORT}" for name, rec in sorted(nodes.items())
               if name != node.name and name in alive and rec.get("addr")]
     return tuple(dict.fromkeys([f"{node.addr}:{REGISTRY_PORT}", *others]))

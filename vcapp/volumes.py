@@ -31,7 +31,7 @@ from storage import buckets, external, guard, mount
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
 from storage.plan import S3_PORT, ClusterPlan, EtcdLogin, EtcdTLS, Machine, plan_cluster
-from vcapp import apps, bucketbackend, etcdauth, etcdtls, events, keys, secrets
+from vcapp import apps, bucketbackend, etcdauth, etcdtls, events, keys, membership, secrets
 from vcapp.errors import BadRequest, Conflict, NotFound, Unavailable
 from vcapp.node.config import NodeConfig, data_dir, run_dir
 from vcapp.store import Store, absent, delete_op, put_op, unchanged
@@ -48,17 +48,12 @@ def storage_enabled(store: Store) -> bool:
     return store.get(ENABLED) is not None
 
 
-def alive_names(store: Store) -> set[str]:
-    """The machines whose liveness lease is current."""
-    return {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
-
-
 def storage_plan(store: Store, cfg: NodeConfig, alive: set[str] | None = None) -> ClusterPlan:
     """The SeaweedFS plan every machine derives alike from the members and etcd's endpoints
     (`alive`: the live machines, when the caller has just read them)."""
     machines = [Machine(keys.name_of(e.key, keys.NODES), e.value["site"], e.value["addr"])
                 for e in store.list(keys.NODES) if e.value]
-    alive = alive_names(store) if alive is None else alive
+    alive = membership.alive_machines(store) if alive is None else alive
     order = etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines if m.name in alive})
     tls, login = filer_etcd_access(cfg.store_endpoints())
     return plan_cluster(machines, order, keys.SEAWEEDFS, tls, login)
@@ -89,7 +84,7 @@ def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> li
 
 
 def live_sites(store: Store) -> list[str]:
-    alive = alive_names(store)
+    alive = membership.alive_machines(store)
     return [e.value["site"] for e in store.list(keys.NODES)
             if e.value and keys.name_of(e.key, keys.NODES) in alive]
 

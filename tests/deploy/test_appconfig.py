@@ -10,6 +10,7 @@ FULL = """\
 app = "blog"
 port = 5000
 count = 2
+kill_timeout = 30
 
 [resources]
 cpus = 0.5
@@ -35,7 +36,7 @@ policy = "token"
 
 def test_full_file_becomes_the_spec_fields():
     spec = parse(FULL, "blog").spec()
-    assert spec == {"port": 5000, "count": 2, "cpus": 0.5, "memory_mb": 256,
+    assert spec == {"port": 5000, "count": 2, "kill_timeout": 30, "cpus": 0.5, "memory_mb": 256,
                     "health": {"type": "http", "path": "/healthz", "start_grace_s": 20},
                     "env": {"MODE": "prod", "DEBUG": "false"},
                     "mounts": [{"source": "data", "destination": "/data", "size_mb": 1024}], "policy": "token"}
@@ -49,6 +50,8 @@ def test_no_file_or_empty_file_sets_only_port_and_a_tcp_check():
     ("port = 0\n", "vcapp.toml line 1: port: 0 is out of range: use 1 to 65535"),
     ("port = \"web\"\n", "vcapp.toml line 1: port: must be a whole number from 1 to 65535, not 'web'"),
     ("\n\ncount = 1000\n", "vcapp.toml line 3: count: 1000 is out of range: use 0 to 100"),
+    ("kill_timeout = 0\n", "vcapp.toml line 1: kill_timeout: 0 is out of range: use 1 to 300"),
+    ("kill_timeout = \"10s\"\n", "kill_timeout: must be a whole number from 1 to 300, not '10s'"),
     ("prot = 80\n", "vcapp.toml line 1: prot: unknown field; allowed: app, port, count"),
     ("[resources]\nmemory = \"lots\"\n",
      "vcapp.toml line 2: resources.memory: use a size like \"256M\" or \"1G\" (16M to 64G), not 'lots'"),

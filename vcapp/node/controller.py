@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
-from vcapp import events, keys
+from vcapp import events, keys, membership
 from vcapp.node import etcd_members
 from vcapp.node.config import ETCD_PEER_PORT
 from vcapp.store import Store, StoreUnavailable
@@ -30,7 +30,7 @@ class Controller:
     def tick(self, now: float | None = None) -> None:
         now = now or time.time()
         nodes = {e.key[len(keys.NODES):]: e.value for e in self.store.list(keys.NODES)}
-        alive = {e.key[len(keys.ALIVE):] for e in self.store.list(keys.ALIVE)}
+        alive = membership.alive_machines(self.store)
         states = {e.key[len(keys.NODESTATE):]: e.value for e in self.store.list(keys.NODESTATE)}
         self._transitions(nodes, alive, states, now)
         self._membership(nodes, alive, states, now)

@@ -45,7 +45,7 @@ import time
 from pathlib import Path
 
 from builder import registry
-from vcapp import keys, registries
+from vcapp import keys, membership, registries
 from vcapp.node.children import Child
 from vcapp.node.config import derived_key, run_dir
 
@@ -135,7 +135,7 @@ class RegistryLoop:
 
     def _dropin(self, store, own: str) -> None:
         records = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
-        alive = {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
+        alive = membership.alive_machines(store)
         addresses = [own] + [f"{rec['addr']}:{PORT}" for rec in records.values() if rec.get("addr")]
         live = [f"{rec['addr']}:{PORT}" for name, rec in records.items() if rec.get("addr") and name in alive]
         configured = registries.records(store)

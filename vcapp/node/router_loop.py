@@ -7,6 +7,10 @@ sends each request to a healthy instance of its app, on this machine or another.
 the token auth service, loads a new config only when the routes changed (or Caddy was
 restarted), and restarts Caddy if it dies. Token checks look records up in etcd
 (vcapp/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
+While a runtime waits to retire a container (vcapp/routeswitch.py), `step` reads the open
+switch requests before the cluster state, and once the worker has loaded routes computed from
+that state it acknowledges the newest request, so the runtime stops the old container only
+after this router stopped sending to it.
 Every COUNT_EVERY_S the worker reads Caddy's per-host request counters and `step` publishes
 them at /vc/requests/<node> (bound to the lease) for the controller's request-rate history.
 """
@@ -22,7 +26,7 @@ from pathlib import Path
 
 from router.node import NodeRouter
 from router.routes import NodeRoutes
-from vcapp import apptokens, ingress, keys
+from vcapp import apptokens, ingress, keys, routeswitch
 from vcapp.node.config import derived_key
 from vcapp.pidfile import live_pid
 from vcapp.store import per_thread_store
@@ -61,21 +65,32 @@ class RouterLoop:
         self.thread: threading.Thread | None = None
         self.node = ctx.cfg.name
         self.counts: dict | None = None  # the worker's latest read of Caddy's request counters
+        self.applied: NodeRoutes | None = None  # what the worker's Caddy runs (None: unknown)
+        self.acked = 0  # the newest route switch request acknowledged
         self.published: tuple[dict | None, float] = (None, 0.0)
 
     def step(self, ctx) -> None:
         self.endpoints = ctx.cfg.store_endpoints()  # token checks follow membership changes
+        asked = routeswitch.newest_request(ctx.store)  # before the view: see the module docstring
         view = ingress.read_view(ctx.store)
-        if not view.domain:
+        if not view.domain:  # no routes at all: nothing to switch
+            self._acknowledge(ctx, asked)
             return
         routes = ingress.node_routes(view, self.node)
         if routes != self.desired:
             self.desired = routes
             self.wake.set()
+        if routes == self.applied:
+            self._acknowledge(ctx, asked)
         self._publish_counts(ctx)
         if self.thread is None or not self.thread.is_alive():
             self.thread = threading.Thread(target=self._work, name="vcapp-router", daemon=True)
             self.thread.start()
+
+    def _acknowledge(self, ctx, asked: int) -> None:
+        if asked > self.acked and ctx.lease:
+            routeswitch.acknowledge(ctx.store, self.node, asked, ctx.lease)
+            self.acked = asked
 
     def _publish_counts(self, ctx) -> None:
         counts, (last, at) = self.counts, self.published
@@ -108,16 +123,18 @@ class RouterLoop:
                     if router is not None:
                         log.warning("node router caddy exited (%s); restarting", router.caddy.proc.returncode)
                         router.auth.stop()
+                    self.applied = None
                     router, applied = self._start(), None
                 desired = self.desired
                 if desired is not None and (desired != applied or time.monotonic() - synced > RESYNC_INTERVAL):
                     if router.update(desired):
                         log.info("node router: %d app(s) routed", len(desired.apps))
                     applied, synced = desired, time.monotonic()
+                    self.applied = desired
                 if time.monotonic() - counted >= COUNT_EVERY_S:
                     self.counts, counted = router.request_counts(), time.monotonic()
             except Exception:  # a bad table or a dying Caddy must not end the worker
                 log.exception("node router update failed; retrying in %.0fs", RETRY_AFTER)
-                applied = None
+                applied = self.applied = None
                 time.sleep(RETRY_AFTER)
                 self.wake.set()

@@ -7,6 +7,9 @@ not wait for them) does, every PASS_EVERY_S:
      (new healthy before old stops; a release that fails its health check is not promoted);
   3. write each report to /vc/status/<node>/<app>/<inst> with the node's liveness lease, so a
      dead machine's reports vanish with it; delete reports of instances no longer here;
+     a container about to stop is handed off first (`_handoff`): its instance's new report
+     (or its deletion) is written at once and the pass waits until every router has
+     switched (vcapp/routeswitch.py) before the agent drains and stops it;
   4. record events: crashes (restart count went up), promotions, releases not promoted, and
      an instance healthy again after a failover (with the seconds it took).
 
@@ -33,7 +36,7 @@ from runtime.spec import InstanceSpec
 from storage.host import StorageError
 from runtime.podman import PodmanDriver, PodmanError
 from runtime.replace import Promotion
-from vcapp import events, keys, secrets, volumes
+from vcapp import events, keys, routeswitch, secrets, volumes
 from vcapp.errors import VcError
 from vcapp.node import registry_loop
 from vcapp.node.lease import LEASE_TTL
@@ -69,13 +72,16 @@ class RuntimeLoop:
         self.lease_lock = threading.Lock()
         self.cfg, self.base = ctx.cfg, Path(ctx.base)
         driver = PodmanDriver.from_env(authfile=registry_loop.auth_file())  # pulls with the machine credential
-        self.agent = Agent(driver, self.node, self.base / "runtime" / "book.json", prepare=self._prepare)
+        self.agent = Agent(driver, self.node, self.base / "runtime" / "book.json", prepare=self._prepare,
+                           handoff=self._handoff)
         self.store: Store | None = None
         self.publisher = Publisher(self.node)
         self.desired: dict = {"assignments": [], "secrets": {}}
+        self.assigned: dict[str, dict] = {}  # app/inst -> assignment, as the current pass reads it
         self.read_at = 0.0  # monotonic start of the last successful read of the assignments
         self.regained_at = 0.0  # when the lease was last confirmed after going stale
         self.fenced = False
+        self.online = False  # the current pass read its assignments from etcd
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="vcapp-runtime", daemon=True)
         self.thread.start()
@@ -107,17 +113,48 @@ class RuntimeLoop:
         online = self._read_desired(store)
         doc = self._fence(self.desired)
         specs, errors = specs_from(doc, self.node)
+        self.assigned = {f"{a['app']}/{a['instance']}": a for a in doc["assignments"]}
+        self.online = online
         try:
             reports = self.agent.step(specs, errors)
         except PodmanError as e:
             log.warning("podman failed on %s: %s", self.node, e)
             return
         if online and not self.fenced:
-            assigned = {f"{a['app']}/{a['instance']}": a for a in doc["assignments"]}
-            self.publisher.publish(store, self.lease, reports, assigned)
+            self.publisher.publish(store, self.lease, reports, self.assigned)
             wanted = {(s.app, v.source) for s in specs for v in s.volumes}
+            if self.agent.busy_retiring:  # a stopping container may still use a volume
+                return
             for gone in volumes.release_unused(store, self.cfg, self.base, wanted):
                 log.info("volume %s unmounted here: no instance here uses it any more", gone)
+
+    def _handoff(self, key: str, report: dict | None) -> None:
+        """Publish what now stands for `key` (None: nothing here), then wait for the routers
+        to switch (routeswitch.SWITCH_TIMEOUT_S at most). Offline or fenced: nothing to wait
+        for, the routers cannot be asked."""
+        store = self.store
+        if store is None or self.fenced or not self.online or not self.lease:
+            return
+        app, _, inst = key.partition("/")
+        began = time.monotonic()
+        try:
+            if report is None:
+                self.publisher.drop(store, key)
+            else:
+                self.publisher.publish_one(store, self.lease, key, report, self.assigned.get(key, {}))
+            asked = routeswitch.ask(store, self.node, app, inst, self.lease)
+            try:
+                late = routeswitch.wait(store, asked)
+            finally:
+                routeswitch.close(store, self.node, app, inst)
+        except StoreUnavailable:
+            log.warning("%s: etcd unreachable, the routers could not be asked to switch first", key)
+            return
+        if late:
+            log.warning("%s: routers of %s did not switch within %.0fs; stopping the old container anyway",
+                        key, ", ".join(late), routeswitch.SWITCH_TIMEOUT_S)
+        else:
+            log.info("%s: every router switched in %.2fs", key, time.monotonic() - began)
 
     def _prepare(self, spec: InstanceSpec) -> dict[str, str]:
         """Mount the instance's volumes here (the writer key first) before its container starts."""
@@ -214,24 +251,34 @@ class Publisher:
         self.noted: set[tuple] = set()  # (kind, app/inst, detail) already recorded as events
 
     def publish(self, store: Store, lease: int, reports: dict[str, dict], assigned: dict[str, dict]) -> None:
-        now = time.monotonic()
         for key, rep in reports.items():
-            # Whether this machine knows the instance owns a volume, i.e. will fence it; and
-            # its process type (web unless the assignment says otherwise): routers serve web only.
-            rep = dict(rep, owns_volumes=bool(assigned.get(key, {}).get("volumes")),
-                       process=assigned.get(key, {}).get("process") or "web")
-            app, _, inst = key.partition("/")
-            skey = keys.status(self.node, app, inst)
-            old = self.written.get(skey)
-            self._events(store, key, rep, old[0] if old else None, assigned.get(key, {}))
-            if old and old[2] == lease and now - old[1] < STATUS_REFRESH_S and _same(old[0], rep):
-                continue
-            store.put(skey, rep, lease=lease)
-            self.written[skey] = (rep, now, lease)
+            self.publish_one(store, lease, key, rep, assigned.get(key, {}))
         current = {keys.status(self.node, *k.split("/", 1)) for k in reports}
         for skey in set(self.written) - current:
             store.delete(skey)
             del self.written[skey]
+
+    def publish_one(self, store: Store, lease: int, key: str, rep: dict, assign: dict) -> None:
+        """Write `key`'s report unless the last write says the same and is fresh."""
+        now = time.monotonic()
+        # Whether this machine knows the instance owns a volume, i.e. will fence it; and
+        # its process type (web unless the assignment says otherwise): routers serve web only.
+        rep = dict(rep, owns_volumes=bool(assign.get("volumes")), process=assign.get("process") or "web")
+        app, _, inst = key.partition("/")
+        skey = keys.status(self.node, app, inst)
+        old = self.written.get(skey)
+        self._events(store, key, rep, old[0] if old else None, assign)
+        if old and old[2] == lease and now - old[1] < STATUS_REFRESH_S and _same(old[0], rep):
+            return
+        store.put(skey, rep, lease=lease)
+        self.written[skey] = (rep, now, lease)
+
+    def drop(self, store: Store, key: str) -> None:
+        """`key` no longer runs here: its report goes."""
+        app, _, inst = key.partition("/")
+        skey = keys.status(self.node, app, inst)
+        store.delete(skey)
+        self.written.pop(skey, None)
 
     def _events(self, store: Store, key: str, rep: dict, old: dict | None, assign: dict) -> None:
         app, _, inst = key.partition("/")

@@ -25,7 +25,7 @@ from storage import agent as storage_agent
 from storage import fastfail, replication
 from storage import volumes as engine
 from storage.host import LocalHost, weed_binary
-from vcapp import events, volumes
+from vcapp import events, membership, volumes
 from vcapp.node.config import ETCD_CLIENT_PORT, run_dir
 from vcapp.store import Store
 
@@ -70,7 +70,7 @@ class StorageLoop:
     def _pass(self, store: Store) -> None:
         if not volumes.storage_enabled(store):
             return
-        alive = volumes.alive_names(store)
+        alive = membership.alive_machines(store)
         plan = volumes.storage_plan(store, self.cfg, alive)
         host = LocalHost(self.cfg.name)
         started = storage_agent.converge(plan, host, self.base, run_dir(), weed_binary())
@@ -105,7 +105,7 @@ class ReplicationLoop:
 
     def step(self, ctx) -> None:
         self.cfg = ctx.cfg
-        live = frozenset(volumes.alive_names(ctx.store))
+        live = frozenset(membership.alive_machines(ctx.store))
         now = time.monotonic()
         due = (live != self.live or now - self.done_at > HEAL_EVERY_S) and now >= self.retry_at
         if not due or not self.busy.acquire(blocking=False):
