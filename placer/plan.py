@@ -9,7 +9,7 @@ Rules, in the order they apply:
 2. Instances without a live machine (new, or on a dead machine) are placed, higher
    `priority` apps first, so when room is short the important apps get it. Nothing running
    is preempted.
-3. A machine is feasible when it is alive, matches every constraint (`site` or a label),
+3. A machine is feasible when it is alive, not drained, matches every constraint (`site` or a label),
    and has the CPU, memory and disk the app requests free. Free is the smaller of
    (total - requests of what the plan runs there) and the measured free figure minus what
    this plan adds: memory is never overcommitted.
@@ -18,7 +18,11 @@ Rules, in the order they apply:
    already holds the image, most free memory, name.
 5. An instance that fits nowhere is pending, with a reason naming what is short and where
    the most room is ("needs 2048 MB memory; largest free is 1200 MB on office-1").
-6. Instances of one app that share a machine (after a failover) are spread again, one move
+6. Instances on a drained machine move off it like those of a dead one, but the machine is
+   alive: the placement names it as `previous_node`, and the old instance keeps serving until
+   the new one is healthy (vcapp/node/placer_loop.py writes the handover). With no room
+   elsewhere they stay, pending, where they are.
+7. Instances of one app that share a machine (after a failover) are spread again, one move
    per plan, once a stable machine without any of them has room (a machine back from the
    dead counts after FLAP_STABLE_AFTER_S).
 """
@@ -101,7 +105,7 @@ def _respread(app: App, now: float, nodes: dict[str, Node], room: _Room, out: Pl
                       if here[node] > 1 and (app.name, inst) not in moved), key=_slot, reverse=True)
     if not crowded:
         return
-    empty = [n for n in nodes.values() if n.alive and not _flapping(n, now) and here[n.id] == 0
+    empty = [n for n in nodes.values() if _schedulable(n) and not _flapping(n, now) and here[n.id] == 0
              and _matches(n, app) and room.fits(n, app)]
     if not empty:
         return
@@ -135,7 +139,7 @@ def _keep_or_release(a: Assignment, apps: dict[str, App], nodes: dict[str, Node]
         out.stops.append(Stop(a.app, a.instance, a.node, f"scaled {what}down to {app.counts[kind]}"))
         return
     node = nodes.get(a.node)
-    if node is None or not node.alive or not _matches(node, app) or a.instance in placed[app.name]:
+    if node is None or not _schedulable(node) or not _matches(node, app) or a.instance in placed[app.name]:
         homeless[(a.app, a.instance)] = a
         return
     room.take(node.id, app, new=False)
@@ -145,17 +149,25 @@ def _keep_or_release(a: Assignment, apps: dict[str, App], nodes: dict[str, Node]
                                         f"new release {app.release} in place of {a.release}"))
 
 
+def _schedulable(node: Node) -> bool:
+    return node.alive and not node.drained
+
+
 def _matches(node: Node, app: App) -> bool:
     return all(node.label(k) == v for k, v in app.constraints.items())
 
 
 def _place(app: App, inst: str, was: Assignment | None, now: float, nodes: dict[str, Node], room: _Room,
            out: Plan, placed: dict[str, dict[str, str]]) -> None:
-    candidates = [n for n in nodes.values() if n.alive and _matches(n, app) and room.fits(n, app)]
+    candidates = [n for n in nodes.values() if _schedulable(n) and _matches(n, app) and room.fits(n, app)]
     if not candidates:
         reason = _why_pending(app, nodes, room)
         if was is not None:
             reason += f" (was on {_name(nodes, was.node)}, {_why_moved(was, app, nodes)})"
+            stays = nodes.get(was.node)
+            if stays is not None and stays.alive and stays.drained:  # it keeps running there meanwhile
+                room.take(stays.id, app, new=False)
+                placed[app.name][inst] = stays.id
         out.pending.append(Pending(app.name, inst, reason))
         return
     here = Counter(placed[app.name].values())
@@ -186,6 +198,8 @@ def _why_moved(was: Assignment, app: App, nodes: dict[str, Node]) -> str:
         return "machine left the cluster"
     if not node.alive:
         return "machine is dead"
+    if node.drained:
+        return "machine is drained"
     if not _matches(node, app):
         return "machine no longer matches " + _constraints(app)
     return "duplicate assignment"
@@ -196,9 +210,10 @@ def _constraints(app: App) -> str:
 
 
 def _why_pending(app: App, nodes: dict[str, Node], room: _Room) -> str:
-    alive = [n for n in nodes.values() if n.alive]
+    alive = [n for n in nodes.values() if _schedulable(n)]
     if not alive:
-        return "no machine is alive"
+        return ("every live machine is drained; `vcapp node undrain NAME` takes one back"
+                if any(n.alive for n in nodes.values()) else "no machine is alive")
     matching = [n for n in alive if _matches(n, app)]
     if not matching:
         return f"no live machine matches {_constraints(app)}; add the label to a machine or change the constraint"

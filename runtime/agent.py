@@ -63,14 +63,21 @@ class Agent:
         self.retiring: set[str] = set()  # names of containers being stopped on their own thread
         self.retiring_lock = threading.Lock()
         self.ports_held: set[int] = set()  # host ports of every container, retiring ones too
+        self.last_specs: dict[str, InstanceSpec] = {}  # the previous pass's, for handovers
         self.node = node
         self.book_path = book_path
         self.tracker = health.HealthTracker()
         self.cpu_samples: dict[str, tuple[int, float]] = {}
 
-    def step(self, desired: list[InstanceSpec], errors: dict[str, str] | None = None) -> dict[str, dict]:
-        """One pass. `errors`: app/instance -> why its assignment could not become a spec."""
+    def step(self, desired: list[InstanceSpec], errors: dict[str, str] | None = None,
+             hold: set[str] | frozenset[str] = frozenset()) -> dict[str, dict]:
+        """One pass. `errors`: app/instance -> why its assignment could not become a spec.
+        `hold`: instances moving to another machine that keep running here, as they are,
+        until their successor there serves (a handover)."""
         now = time.time()
+        desired = desired + [self.last_specs[k] for k in sorted(hold)
+                             if k in self.last_specs and k not in {s.key for s in desired}]
+        self.last_specs = {s.key: s for s in desired}
         specs = {s.key: s for s in desired}
         containers = self._visible(every := self.driver.list())
         self.ports_held = {c.host_port for c in every if c.host_port}

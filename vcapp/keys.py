@@ -6,6 +6,9 @@
     /vc/mesh/revoked/<mesh ip>   {node, at}: a removed machine's overlay address; its mesh credential
                                  is refused at the edge and the address is never handed out again
     /vc/alive/<name>             bound to the node's lease: present while the node is up
+    /vc/drained/<name>           {at, by}: the machine takes no instances; the placer moves its
+                                 instances off, each new one healthy before the old stops
+                                 (`vcapp node drain`, vcapp/membership.py)
     /vc/nodestate/<name>         {"state": "up"|"down", "since": t}: last transition the controller saw
     /vc/tokens/join/<id>         {name, hash, created_at, expires_at, uses, max_uses, revoked}
     /vc/tokens/admin/<id>        {name, hash, created_at, revoked}
@@ -73,6 +76,7 @@ NODES = "/vc/nodes/"
 NODES_VERSION = "/vc/nodes-version"
 MESH_REVOKED = "/vc/mesh/revoked/"
 ALIVE = "/vc/alive/"
+DRAINED = "/vc/drained/"
 NODESTATE = "/vc/nodestate/"
 JOIN_TOKENS = "/vc/tokens/join/"
 ADMIN_TOKENS = "/vc/tokens/admin/"
@@ -121,6 +125,10 @@ def mesh_revoked(mesh_ip: str) -> str:
 
 def alive(name: str) -> str:
     return ALIVE + name
+
+
+def drained(name: str) -> str:
+    return DRAINED + name
 
 
 def nodestate(name: str) -> str:

@@ -323,6 +323,7 @@ def remove_node(store: Store, name: str) -> dict:
         if store.txn(
             [unchanged(keys.node(name), entry.mod_revision)],
             [*revoke_cert, delete_op(keys.node(name)), delete_op(keys.alive(name)), delete_op(keys.nodestate(name)),
+             delete_op(keys.drained(name)),
              put_op(keys.NODES_VERSION, {"at": now}), *revoke],
         ):
             break
@@ -351,15 +352,39 @@ def revoked_etcd_certs(store: Store) -> dict[str, dict]:
     return {keys.name_of(e.key, keys.ETCD_REVOKED): e.value for e in store.list(keys.ETCD_REVOKED)}
 
 
+def drained_machines(store: Store) -> dict[str, dict]:
+    """Machine -> {at, by} of every drained machine (`vcapp node drain`)."""
+    return {keys.name_of(e.key, keys.DRAINED): e.value if isinstance(e.value, dict) else {}
+            for e in store.list(keys.DRAINED)}
+
+
+def drain(store: Store, name: str, who: str, drained: bool = True) -> dict:
+    """Mark machine `name` drained (the placer moves its instances off and places nothing
+    there) or schedulable again. Answers {name, drained, changed}."""
+    if store.get(keys.node(name)) is None:
+        raise NotFound(f"no machine named {name!r}; `vcapp nodes` lists them")
+    was = store.get(keys.drained(name)) is not None
+    if drained and not was:
+        store.put(keys.drained(name), {"at": time.time(), "by": who})
+        events.record(store, "node.drained", f"{name} drained by {who}: its instances move to other machines",
+                      node=name, who=who)
+    elif not drained and was:
+        store.delete(keys.drained(name))
+        events.record(store, "node.undrained", f"{name} takes instances again ({who})", node=name, who=who)
+    return {"name": name, "drained": drained, "changed": drained != was}
+
+
 def list_nodes(store: Store) -> list[dict]:
-    """Node records with `up` (lease alive) and `state_since` filled in."""
+    """Node records with `up` (lease alive), `drained` and `state_since` filled in."""
     alive = {e.key[len(keys.ALIVE):]: e.value for e in store.list(keys.ALIVE)}
+    drained = drained_machines(store)
     states = {e.key[len(keys.NODESTATE):]: e.value for e in store.list(keys.NODESTATE)}
     result = []
     for entry in store.list(keys.NODES):
         name = entry.key[len(keys.NODES):]
         record = dict(entry.value)
         record["up"] = name in alive
+        record["drained"] = name in drained
         record["last_seen"] = time.time() if record["up"] else (states.get(name) or {}).get("since")
         record["state_since"] = (states.get(name) or {}).get("since")
         result.append(record)

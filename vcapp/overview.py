@@ -11,7 +11,7 @@ import time
 
 from vcapp import keys, membership
 
-NODE_FIELDS = ("name", "site", "addr", "up", "last_seen", "state_since", "cpus", "load1", "memory_mb",
+NODE_FIELDS = ("name", "site", "addr", "up", "drained", "last_seen", "state_since", "cpus", "load1", "memory_mb",
                "free_memory_mb", "disk_mb", "free_disk_mb", "labels", "version")
 
 

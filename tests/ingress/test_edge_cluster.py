@@ -22,6 +22,7 @@ import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from router.edge import spki_sha256
+from tests.helpers import openloop
 from tests.ingress.diagnose import edge_report
 from vcapp.dev import netns, platform
 
@@ -47,9 +48,10 @@ MAX_FAILED_SHARE, QUIET_AFTER = 0.01, 5.0
 # DESIGN.md: the runtime's failover target is 15 s median; issue 7 allows it + 2 s.
 FAILOVER_TARGET = 15.0 + 2.0
 SOLO_POLL = 0.25  # s between the single-instance app's probes after the kill
-# Issue 16: an operation that replaces or retires containers, 3 s into 20 s at 20 req/s (400
-# requests), loses none. A replace takes ~5 s here (placement, start, first check, switch).
-SWITCH_SECONDS, SWITCH_RATE, SWITCH_AT = 20.0, 20.0, 3.0
+# Issue 16: an operation that replaces or retires containers, 3 s into 30 s at 15 req/s (450
+# requests), loses none. A replace takes ~5 s on an idle host (placement, start, first check,
+# switch), over 20 s when the 2 cores are shared with other clusters.
+SWITCH_SECONDS, SWITCH_RATE, SWITCH_AT = 30.0, 15.0, 3.0
 # Chromium renders one small page in seconds; 90 s means it hung.
 BROWSER_TIMEOUT = 90
 MIN_PNG_BYTES = 3000  # a blank 900x600 PNG is ~2 KB; text makes it bigger
@@ -148,28 +150,15 @@ def test_browser_on_the_client_loads_the_app_page(cl, artifacts, tmp_path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > MIN_PNG_BYTES, f"{len(data)} bytes"
 
 
-def open_loop(cl, app: str, rate: float, seconds: float) -> subprocess.Popen:
-    """The bench's open-loop client on the client host, started (its schedule begins 0.2 s on)."""
-    target = {"addr": cl.edge_addr, "port": 443, "host": f"{app}.{DOMAIN}", "ca": cl.ca}
-    load = cl.sim.dc.spawn("client", [sys.executable, LOADCLIENT, "client", json.dumps(target), "open",
-                                      str(rate), str(seconds)], stdout=subprocess.PIPE, text=True)
-    assert load.stdout.readline().strip() == "ready"
-    return load
-
-
-def answers(load: subprocess.Popen, seconds: float) -> list[tuple[float, str]]:
-    out, _ = load.communicate(timeout=seconds + 60)
-    return [(t, r) for t, r, _ in (json.loads(line) for line in out.splitlines())]
-
-
 def containers(cl, app: str) -> set[str]:
     return {r["container"] for r in cl.healthy(app, "home-1")}
 
 
-def lose_nothing_while(cl, app: str, what: str, act, done) -> None:
-    """Run `act` SWITCH_AT s into an open loop on `app`; `done()` must hold before the loop
-    ends (the operation really happened under load), and no request may fail."""
-    load = open_loop(cl, app, SWITCH_RATE, SWITCH_SECONDS)
+def lose_nothing_while(cl, app: str | tuple[str, ...], what: str, act, done) -> None:
+    """Run `act` SWITCH_AT s into an open loop on each app; `done()` must hold before the
+    loops end (the operation really happened under load), and no request may fail."""
+    loads = {a: openloop.start(cl.sim.dc, "client", openloop.Target(cl.edge_addr, 443, f"{a}.{DOMAIN}", cl.ca),
+                               SWITCH_RATE, SWITCH_SECONDS) for a in ((app,) if isinstance(app, str) else app)}
     started = time.monotonic()
     time.sleep(SWITCH_AT)
     act()
@@ -179,12 +168,15 @@ def lose_nothing_while(cl, app: str, what: str, act, done) -> None:
             finished = round(time.monotonic() - started - SWITCH_AT, 1)
             break
         time.sleep(0.5)
-    results = answers(load, SWITCH_SECONDS)
-    failed = [(round(t, 2), r) for t, r in results if not r.startswith("200")]
-    print(f"\n{what}: done {finished}s after it began; {len(failed)} of {len(results)} requests failed {failed}")
-    assert finished is not None, f"{what} did not finish within the {SWITCH_SECONDS:.0f}s loop"
-    assert len(results) == int(SWITCH_SECONDS * SWITCH_RATE), "the request loop did not run steadily"
-    assert not failed, f"{what}: {len(failed)} of {len(results)} requests failed: {failed}"
+    for name, load in loads.items():
+        results = openloop.outcomes(load, SWITCH_SECONDS)
+        failed = openloop.failures(results)
+        print(f"\n{what}: done {finished}s after it began; {name}: {len(failed)} of {len(results)} requests "
+              f"failed {failed}")
+        assert len(results) == int(SWITCH_SECONDS * SWITCH_RATE), "the request loop did not run steadily"
+        assert not failed, f"{what}: {name}: {len(failed)} of {len(results)} requests failed: {failed}"
+    assert finished is not None and finished + SWITCH_AT <= SWITCH_SECONDS, \
+        f"{what} did not finish within the {SWITCH_SECONDS:.0f}s loop (done after {finished}s)"
 
 
 def test_a_restart_loses_no_request(cl):
@@ -204,6 +196,29 @@ def test_a_scale_down_loses_no_request(cl):
     two = wait("two healthy solo instances", lambda: len(r := containers(cl, SOLO)) == 2 and r, PLACE_WAIT)
     lose_nothing_while(cl, SOLO, "vcapp scale solo --count 1", lambda: cl.vcapp("home-1", "scale", SOLO, "--count", "1"),
                        lambda: len(now := containers(cl, SOLO)) == 1 and now < two)
+
+
+def test_a_drain_moves_every_instance_off_without_losing_a_request_and_undrain_takes_it_back(cl):
+    drained = wait("solo healthy", lambda: cl.healthy(SOLO, "home-1"), PLACE_WAIT)[0]["node"]
+    other = next(m for m in ("home-1", "home-2") if m != drained)
+    wait("duo on both home machines", lambda: {r["node"] for r in cl.healthy(DUO, other)} == {"home-1", "home-2"},
+         PLACE_WAIT)
+
+    def all_on_other() -> bool:
+        rows = cl.healthy(SOLO, other) + cl.healthy(DUO, other)
+        return len(rows) == 3 and {r["node"] for r in rows} == {other}
+
+    lose_nothing_while(cl, (SOLO, DUO), f"vcapp node drain {drained}",
+                       lambda: cl.vcapp(other, "node", "drain", drained), all_on_other)
+    nodes = {n["name"]: n for n in json.loads(cl.vcapp(other, "nodes", "--json"))}
+    assert nodes[drained]["drained"] and nodes[drained]["up"] and not nodes[other]["drained"]
+    assert f"{drained}" in cl.vcapp(other, "status") and "drained" in cl.vcapp(other, "status")
+    time.sleep(3)
+    assert all_on_other(), "an instance went back to the drained machine"
+    assert "takes instances again" in cl.vcapp(other, "node", "undrain", drained)
+    # duo spreads over both machines again (placer rule: crowded instances respread)
+    wait("duo on both home machines again", lambda: {r["node"] for r in cl.healthy(DUO, other)} == {"home-1", "home-2"},
+         PLACE_WAIT)
 
 
 def test_killed_machine_costs_the_two_instance_app_almost_nothing_and_the_single_one_moves(cl, record_property):

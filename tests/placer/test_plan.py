@@ -143,6 +143,25 @@ def test_instances_move_off_a_dead_machine():
     assert moved.previous_node == "home-1" and "machine is dead" in moved.reason
 
 
+def test_instances_move_off_a_drained_machine_and_nothing_new_goes_there():
+    web, api = app("web", count=2), app("api")
+    nodes = [Node(**{**node("home-1").__dict__, "drained": True}), node("home-2"), node("office-1")]
+    p = run(nodes, [web, api], [assigned(web, "0", "home-1"), assigned(web, "1", "home-2")])
+    assert p.where("web") == {"0": "office-1"} and p.where("api") == {"0": "office-1"}
+    moved = next(m for m in p.placements if m.app == "web")
+    assert moved.previous_node == "home-1" and "machine is drained" in moved.reason
+
+
+def test_a_drained_machine_keeps_what_fits_nowhere_else_and_says_how_to_undrain():
+    db = app("db", mem=3000)
+    drained = Node(**{**node("home-1").__dict__, "drained": True})
+    p = run([drained, node("office-1", mem=1000)], [db], [assigned(db, "0", "home-1")])
+    assert p.placements == [] and p.stops == []
+    assert p.pending[0].reason.endswith("(was on home-1, machine is drained)")
+    p = run([drained], [app("new")])
+    assert p.pending[0].reason == "every live machine is drained; `vcapp node undrain NAME` takes one back"
+
+
 def test_dead_machine_without_room_elsewhere_is_pending_with_history():
     db = app("db", mem=3000)
     p = run([node("home-1", alive=False), node("office-1", mem=1000)], [db], [assigned(db, "0", "home-1")])

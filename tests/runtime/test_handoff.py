@@ -120,3 +120,16 @@ def test_the_kill_timeout_comes_from_the_assignment_and_absurd_ones_are_refused(
     for bad in (0, 301, "10", 2.5, True):
         with pytest.raises(SpecError, match="kill_timeout"):
             InstanceSpec.from_assignment(dict(rec, kill_timeout=bad))
+
+
+def test_an_instance_handed_over_keeps_serving_here_until_released(agent):
+    driver = agent.driver
+    agent.step([spec("1")])
+    for _ in range(2):  # its successor elsewhere is not healthy yet
+        reports = agent.step([], hold={"blog/0"})
+        assert reports["blog/0"]["state"] == "running" and reports["blog/0"]["release"] == "1"
+    assert agent.handoffs == [] and set(driver.containers) == {"vc-blog-0-r1"}
+    assert agent.step([]) == {}  # released: unpublished, then drained
+    assert agent.handoffs[0][:2] == ("blog/0", None)
+    driver.drained.set()
+    assert driver.retired.wait(5)

@@ -112,6 +112,20 @@ def nodes():
     return jsonify(nodes=membership.list_nodes(context.store()), now=time.time())
 
 
+@bp.post("/v1/nodes/<name>/drain")
+def drain(name: str):
+    """Drain a machine: nothing new is placed there and every instance on it moves to another
+    machine, the new one healthy before the old one stops (instances with volumes stop
+    first: one writer). Storage replicas stay; the machine is still up."""
+    return jsonify(membership.drain(context.store(), name, g.get("admin") or "admin"))
+
+
+@bp.post("/v1/nodes/<name>/undrain")
+def undrain(name: str):
+    """A drained machine takes instances again (nothing moves back by itself)."""
+    return jsonify(membership.drain(context.store(), name, g.get("admin") or "admin", drained=False))
+
+
 @bp.delete("/v1/nodes/<name>")
 def remove(name: str):
     """Remove a machine from the cluster (and its etcd member, if it runs one).

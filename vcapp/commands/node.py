@@ -11,7 +11,7 @@ from vcapp.commands.output import api_errors
 
 @click.group()
 def node() -> None:
-    """Machines: join this one, leave, run the daemon, remove another."""
+    """Machines: join this one, leave, run the daemon, drain or remove another."""
 
 
 node.add_command(join)
@@ -30,3 +30,26 @@ def remove(name: str, yes: bool) -> None:
     answer = Client.from_config().delete(f"/v1/nodes/{name}")
     extra = " and its etcd member" if answer.get("etcd_member_removed") else ""
     click.echo(f"machine {name}{extra} removed; to bring it back, join it again with a join token")
+
+
+@node.command("drain")
+@click.argument("name")
+@api_errors
+def drain(name: str) -> None:
+    """Move every instance off machine NAME (each new one healthy before the old stops) and place
+    nothing there until `vcapp node undrain NAME`. For maintenance: the machine stays up."""
+    answer = Client.from_config().post(f"/v1/nodes/{name}/drain", {})
+    if not answer["changed"]:
+        click.echo(f"machine {name} was already drained; `vcapp ps APP` shows where instances run")
+        return
+    click.echo(f"machine {name} drained: its instances move to other machines; `vcapp status` shows it "
+               f"drained, `vcapp node undrain {name}` takes it back")
+
+
+@node.command("undrain")
+@click.argument("name")
+@api_errors
+def undrain(name: str) -> None:
+    """Let machine NAME take instances again (nothing moves back by itself)."""
+    answer = Client.from_config().post(f"/v1/nodes/{name}/undrain", {})
+    click.echo(f"machine {name} takes instances again" if answer["changed"] else f"machine {name} was not drained")

@@ -11,7 +11,8 @@ HEADERS = ["NAME", "SITE", "STATE", "ADDR", "CPUS", "MEM", "DISK", "LAST SEEN"]
 
 
 def node_rows(nodes: list[dict], now: float | None) -> list[list]:
-    return [[n.get("name"), n.get("site"), "up" if n.get("up") else "down", n.get("addr"),
+    return [[n.get("name"), n.get("site"), ("up" if n.get("up") else "down") + (", drained" if n.get("drained") else ""),
+             n.get("addr"),
              n.get("cpus", "-"), used_total(n.get("memory_mb"), n.get("free_memory_mb")),
              used_total(n.get("disk_mb"), n.get("free_disk_mb")), ago(n.get("last_seen"), now)]
             for n in sorted(nodes, key=lambda n: n.get("name", ""))]

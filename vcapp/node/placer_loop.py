@@ -7,7 +7,9 @@ the placements and delete the stops in one transaction that holds only if every 
 and assignment it read is unchanged, and every machine it placed on still has the same
 liveness key. If anything moved meanwhile the plan is dropped and the next tick plans again.
 Pending reasons go to /vc/pending/<app>; placements, moves off dead machines ("failover"),
-stops and new pending reasons become events.
+stops and new pending reasons become events. A move off a live machine (drained, respread,
+constraint changed) of an instance without volumes carries `handover: {from, at}`: the old
+machine keeps its instance serving until the new one is healthy (vcapp/node/runtime_loop.py).
 
 Each assignment also carries its app's `volumes`, `bucket` and `s3_endpoint` (PASS_THROUGH): the
 runtime loop's self-fencing stops exactly the instances whose assignment names volumes, and an
@@ -23,7 +25,7 @@ import time
 
 from placer.model import ClusterState, Plan
 from placer.plan import plan
-from vcapp import apps, events, keys
+from vcapp import apps, events, keys, membership
 from vcapp.store import Entry, Store, absent, delete_op, put_op, unchanged
 
 log = logging.getLogger("vcapp.placer")
@@ -45,11 +47,13 @@ class Snapshot:
         self.apps: dict[str, Entry] = {keys.name_of(e.key, keys.APPS): e for e in store.list(keys.APPS)}
         self.assign: dict[str, Entry] = {e.key: e for e in store.list(keys.ASSIGN)}
         self.pending: dict[str, Entry] = {keys.name_of(e.key, keys.PENDING): e for e in store.list(keys.PENDING)}
+        self.drained = set(membership.drained_machines(store))
 
     def state(self, now: float) -> ClusterState:
         specs = {name: _placer_spec(e.value) for name, e in self.apps.items()}
         up_since = {n: (e.value or {}).get("at") for n, e in self.alive.items()}
-        return ClusterState.from_json(self.nodes, up_since, specs, [e.value for e in self.assign.values()], now)
+        return ClusterState.from_json(self.nodes, up_since, specs, [e.value for e in self.assign.values()], now,
+                                      self.drained)
 
 
 def _placer_node(record: dict) -> dict:
@@ -102,6 +106,8 @@ def _assignment_ops(snap: Snapshot, state: ClusterState, result: Plan) -> list[d
         rec = _pass_through(p.to_json(by_name[p.app]), snap.apps.get(p.app))
         if p.previous_node and p.previous_node not in snap.alive:
             rec["failover"] = {"from": p.previous_node, "at": time.time()}
+        elif p.previous_node and not rec.get("volumes"):  # a move off a live machine: make before break
+            rec["handover"] = {"from": p.previous_node, "at": time.time()}
         ops.append(put_op(keys.assign(p.app, p.instance), rec))
         written.add(keys.assign(p.app, p.instance))
     ops += [delete_op(keys.assign(s.app, s.instance)) for s in result.stops]

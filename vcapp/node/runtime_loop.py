@@ -57,6 +57,10 @@ FENCE_MARGIN_S = 2.0
 FENCE_AFTER_S = LEASE_TTL - FENCE_MARGIN_S
 # How often the watchdog looks; cheap (a clock read) until the lease goes stale.
 FENCE_CHECK_S = 0.2
+# An instance moving off this live machine (drain, respread) keeps serving here until its
+# successor is healthy, but no longer than this: a successor that never comes up must not
+# pin the old one forever (its placement is the placer's to fix).
+HANDOVER_TIMEOUT_S = 300.0
 
 
 class RuntimeLoop:
@@ -78,6 +82,7 @@ class RuntimeLoop:
         self.publisher = Publisher(self.node)
         self.desired: dict = {"assignments": [], "secrets": {}}
         self.assigned: dict[str, dict] = {}  # app/inst -> assignment, as the current pass reads it
+        self.held: dict[str, dict] = {}  # app/inst -> assignment of an instance handed over elsewhere
         self.read_at = 0.0  # monotonic start of the last successful read of the assignments
         self.regained_at = 0.0  # when the lease was last confirmed after going stale
         self.fenced = False
@@ -113,10 +118,11 @@ class RuntimeLoop:
         online = self._read_desired(store)
         doc = self._fence(self.desired)
         specs, errors = specs_from(doc, self.node)
-        self.assigned = {f"{a['app']}/{a['instance']}": a for a in doc["assignments"]}
+        held = {} if self.fenced else self.held
+        self.assigned = {**held, **{f"{a['app']}/{a['instance']}": a for a in doc["assignments"]}}
         self.online = online
         try:
-            reports = self.agent.step(specs, errors)
+            reports = self.agent.step(specs, errors, hold=set(held))
         except PodmanError as e:
             log.warning("podman failed on %s: %s", self.node, e)
             return
@@ -173,9 +179,11 @@ class RuntimeLoop:
         """Refresh the desired state from etcd; on failure keep the last one (returns False)."""
         began = time.monotonic()
         try:
-            mine = [e.value for e in store.list(keys.ASSIGN) if (e.value or {}).get("node") == self.node]
+            every = [e.value for e in store.list(keys.ASSIGN) if isinstance(e.value, dict)]
+            mine = [a for a in every if a.get("node") == self.node]
             wanted = {a["app"] for a in mine if a.get("secrets")}
             values = {app: secrets.values_for(store, app) for app in wanted}
+            self.held = self._handing_over(store, every)
         except StoreUnavailable:
             return False
         except Exception as e:
@@ -184,6 +192,23 @@ class RuntimeLoop:
         mine = [with_s3_endpoint(a, self.cfg.addr) for a in mine]
         self.desired, self.read_at = {"assignments": mine, "secrets": values}, began
         return True
+
+    def _handing_over(self, store: Store, every: list[dict]) -> dict[str, dict]:
+        """Instances moved from this machine to a live one whose successor does not serve yet:
+        they keep running here (HANDOVER_TIMEOUT_S at most)."""
+        held = {}
+        for a in every:
+            move = a.get("handover") or {}
+            if move.get("from") != self.node or a.get("node") == self.node:
+                continue
+            if time.time() - float(move.get("at") or 0) > HANDOVER_TIMEOUT_S:
+                continue
+            there = store.value(keys.status(a["node"], a["app"], a["instance"])) or {}
+            if str(there.get("release")) == str(a.get("release")) and there.get("health") in ("healthy", "-") \
+                    and there.get("state") == "running":
+                continue
+            held[f"{a['app']}/{a['instance']}"] = a
+        return held
 
     def _lease_lost(self) -> bool:
         """Whether the lease went unconfirmed for FENCE_AFTER_S; a confirmation after such a
