@@ -30,7 +30,7 @@ LABEL = "vcapp"
 HOST_PORTS = range(20000, 30000)
 PUBLISH_IP = "127.0.0.1"
 # SIGTERM first; busybox-style PID 1 programs ignore it, so the grace stays short. A
-# retired container (runtime/agent.py) gets its spec's kill_timeout instead.
+# retired container (runtime/supervisor.py) gets its spec's kill_timeout instead.
 STOP_GRACE_S = 5
 
 

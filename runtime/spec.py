@@ -57,7 +57,7 @@ class HealthCheck:
 @dataclass(frozen=True)
 class VolumeMount:
     """An app volume (by name) and where the container sees it. The runtime does not mount
-    volumes itself: the caller's `prepare` hook (runtime/agent.py) says which host path holds it."""
+    volumes itself: the caller's `prepare` hook (runtime/supervisor.py) says which host path holds it."""
 
     source: str
     destination: str

@@ -26,7 +26,7 @@
     /vc/apps/<app>               app spec (placer/model.py) + revision, created_at (vcapp/apps.py)
     /vc/assign/<app>/<inst>      the placer's assignment of one instance (placer/model.py)
     /vc/pending/<app>            {"instances": {inst: reason}, "since": t}: instances without a machine
-    /vc/status/<node>/<app>/<inst>  runtime report (runtime/agent.py), bound to <node>'s lease
+    /vc/status/<node>/<app>/<inst>  runtime report (runtime/supervisor.py), bound to <node>'s lease
     /vc/secrets/<app>            {"names": [...], "data": Fernet token of {name: value}} (vcapp/secrets.py)
     /vc/releases/<app>/<n:08d>   {number, sha, image, digest, time, who, config, status} (vcapp/releases.py);
                                  zero-padded so key order is release order

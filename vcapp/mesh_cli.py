@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from mesh import auth, edge, paths, status
-from mesh.agent import Agent, AgentConfig, MeshAuthError
+from mesh.meshd import Agent, AgentConfig, MeshAuthError
 from mesh.wg import WgError
 
 DEFAULT_INTERFACE = "vcmesh0"

@@ -1,5 +1,5 @@
-"""runtime.agent's loop driven by files instead of etcd, for tests on simulated machines:
-assignments from a JSON file ({"assignments": [...], "secrets": {...}}, runtime.agent.specs_from),
+"""runtime.supervisor's loop driven by files instead of etcd, for tests on simulated machines:
+assignments from a JSON file ({"assignments": [...], "secrets": {...}}, runtime.supervisor.specs_from),
 status reports to another, every --interval seconds.
 
     python -m tests.helpers.file_agent --desired D.json --status S.json [--node N] [--once]
@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from runtime.agent import LOOP_INTERVAL_S, Agent, specs_from
+from runtime.supervisor import LOOP_INTERVAL_S, Agent, specs_from
 from runtime.podman import PodmanDriver, PodmanError
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from runtime.agent import Agent
+from runtime.supervisor import Agent
 from runtime.podman import PodmanDriver
 from runtime.reconcile import backoff_s
 from tests.runtime.conftest import AgentOnHost, HostShell, web

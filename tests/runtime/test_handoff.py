@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import replace as copy
 
-from runtime.agent import Agent
+from runtime.supervisor import Agent
 from runtime.podman import Container
 from runtime.spec import HealthCheck, InstanceSpec, SpecError
 

@@ -167,7 +167,7 @@ def _lines(app: str, inst: str, node: str, record: dict, me: str, follow: bool, 
 
 
 def _local_lines(app: str, inst: str, follow: bool, tail: int | None) -> Iterator[str]:
-    from runtime.agent import Agent
+    from runtime.supervisor import Agent
     from runtime.podman import PodmanDriver, PodmanError
 
     try:

@@ -102,6 +102,6 @@ def leave() -> None:
 def run(replace_after: float) -> None:
     """The node daemon: etcd member, API server, mesh, liveness, the loops. Run it under the
     machine's service manager so it starts at boot; `vcapp dev` runs one per simulated machine."""
-    from vcapp.node.agent import main
+    from vcapp.node.daemon import main
 
     main(replace_after)

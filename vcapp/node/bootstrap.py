@@ -25,7 +25,7 @@ from mesh.coord import PREFIX as MESH_PREFIX
 from vcapp import __version__, joinbox, keys, membership, tokens
 from vcapp import etcdauth, etcdtls
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
-from vcapp.node import agent, etcd, etcd_members, resources
+from vcapp.node import daemon, etcd, etcd_members, resources
 from vcapp.node.config import (EtcdRole, MeshRole, NodeConfig, cluster_key_path, config_path, data_dir,
                                derive, mesh_credential_path, save_cluster_key)
 from vcapp.node.config import cluster_key
@@ -72,7 +72,7 @@ def _refuse_if_member() -> None:
 
 def ensure_daemon() -> int:
     """Start `vcapp node run` in the background unless it is already running."""
-    pid = agent.running_pid()
+    pid = daemon.running_pid()
     if pid:
         return pid
     log = data_dir() / "log" / "node.log"
@@ -84,14 +84,14 @@ def ensure_daemon() -> int:
 
 
 def stop_daemon() -> None:
-    pid = agent.running_pid()
+    pid = daemon.running_pid()
     if not pid:
         return
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
-    while agent.running_pid() and time.monotonic() < deadline:
+    while daemon.running_pid() and time.monotonic() < deadline:
         time.sleep(0.1)
-    if agent.running_pid():
+    if daemon.running_pid():
         os.kill(pid, signal.SIGKILL)
 
 

@@ -3,7 +3,7 @@
 A background thread (podman calls and health checks take seconds; the daemon's tick must
 not wait for them) does, every PASS_EVERY_S:
   1. read /vc/assign/* for this machine and decrypt the secrets those instances name;
-  2. `runtime.agent.Agent.step(specs)`: create, restart with back-off, roll new releases
+  2. `runtime.supervisor.Agent.step(specs)`: create, restart with back-off, roll new releases
      (new healthy before old stops; a release that fails its health check is not promoted);
   3. write each report to /vc/status/<node>/<app>/<inst> with the node's liveness lease, so a
      dead machine's reports vanish with it; delete reports of instances no longer here;
@@ -31,7 +31,7 @@ import threading
 import time
 from pathlib import Path
 
-from runtime.agent import Agent, PrepareError, specs_from
+from runtime.supervisor import Agent, PrepareError, specs_from
 from runtime.spec import InstanceSpec
 from storage.host import StorageError
 from runtime.podman import PodmanDriver, PodmanError

@@ -39,7 +39,7 @@ PORT_FILE = "listen_port"
 # lifetime) is taken over as working when the daemon restarts.
 ADOPT_FRESH = 180.0
 
-log = logging.getLogger("mesh.agent")
+log = logging.getLogger("mesh.meshd")
 
 
 class MeshAuthError(RuntimeError):
