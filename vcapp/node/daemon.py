@@ -72,7 +72,7 @@ def running_pid() -> int | None:
     return live_pid(pid_file(), "node", "run")
 
 
-class Agent:
+class Daemon:
     def __init__(self, replace_after: float = etcd_members.DEFAULT_REPLACE_AFTER):
         self.base = data_dir()
         self.etcd = Child("etcd", self.base / "log" / "etcd.log")
@@ -271,4 +271,4 @@ def main(replace_after: float) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     log.info("vcapp node %s starting; config %s", __version__, config_path())
-    Agent(replace_after).run(stop)
+    Daemon(replace_after).run(stop)
