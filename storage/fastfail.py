@@ -15,6 +15,13 @@ every `weed mount` through that filer hung (found with a volume owner cut off on
 leader's machine: tests/storage/test_partition_cluster.py). Aborting it makes the client use
 the live members; new connections to etcd stay allowed, for when the machine returns.
 
+The dead machine's connections *into* this machine's storage ports are aborted as well: its
+volume server's heartbeat stream into our master, its filer's and S3 gateway's streams into our
+master and filer. A master learns that a volume server or a filer is gone only when its stream
+ends, and over a black hole that is gRPC keepalive's 60 + 20 s later: until then the master
+leader kept placing new volumes and writes on the dead volume server, so S3 writes on the
+survivors failed, and S3 lists failed too (tests/storage/test_s3_failover_cluster.py).
+
 Only SeaweedFS's ports are rejected: etcd, the API and the mesh keep reaching the machine,
 so a machine that was only cut off renews its lease once its cable is back, and
 `mark_alive` (called when its lease is back) lifts the rule. The control plane calls
@@ -52,15 +59,18 @@ def _rule(addr: str) -> list[str]:
 
 
 def abort_filter(addr: str, also: tuple[int, ...] = ()) -> list[str]:
-    """`ss` arguments selecting this machine's TCP connections to `addr`'s storage ports (and
-    the ports `also`)."""
-    ports = [tok for p in (*_ports(), *also) for tok in ("or", "dport", "=", f":{p}")][1:]
+    """`ss` arguments selecting this machine's TCP connections with `addr`: ours to its storage
+    ports (and to the ports `also`), and its to our storage ports (`dst` is the remote end,
+    `sport` our local port)."""
+    ends = [("dport", p) for p in (*_ports(), *also)] + [("sport", p) for p in _ports()]
+    ports = [tok for end, p in ends for tok in ("or", end, "=", f":{p}")][1:]
     return ["-t", "dst", _addr(addr), "(", *ports, ")"]
 
 
 def mark_dead(host: Host, addr: str, abort_also: tuple[int, ...] = ()) -> None:
     """On `host`: make connections to `addr`'s storage ports fail at once, and abort the
-    open ones, with those to the ports `abort_also` (idempotent)."""
+    open ones, with those to the ports `abort_also` and those from `addr` into our storage
+    ports (idempotent)."""
     rule = _rule(addr)
     if host.run(["iptables", "-w", "-C", *rule], timeout=TIMEOUT).returncode != 0:
         out = host.run(["iptables", "-w", "-I", *rule], timeout=TIMEOUT)

@@ -16,6 +16,7 @@ from storage.host import LocalHost
 DEAD = "127.0.0.93"
 MASTER_GRPC = 19333  # a storage port (SeaweedFS master gRPC)
 ETCD = 12379  # stands for the etcd client port: not a storage port, aborted only when asked
+HERE = "127.0.0.94"  # this machine's own storage servers, which the dead machine had dialled
 
 
 @pytest.fixture
@@ -57,3 +58,30 @@ def test_a_dead_machines_storage_connections_fail_at_once_the_open_ones_too(mast
     assert DEAD not in fastfail.marked_dead(host)
     for peer in peers:
         peer.close()
+
+
+def test_the_dead_machines_streams_into_our_storage_servers_are_aborted_too(master):
+    """A volume server's heartbeat stream into our master: the master drops that volume
+    server only when the stream ends, which over a black hole is gRPC keepalive's minute."""
+    _, host = master
+    ours = socket.socket()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ours.bind((HERE, MASTER_GRPC))
+    ours.listen()
+    theirs = socket.socket()
+    theirs.bind((DEAD, 0))
+    theirs.connect((HERE, MASTER_GRPC))
+    stream, _ = ours.accept()
+    other = socket.create_connection((HERE, MASTER_GRPC), timeout=2)  # from a live machine: kept
+    kept, _ = ours.accept()
+    try:
+        fastfail.mark_dead(host, DEAD)
+        stream.settimeout(2)
+        with pytest.raises((ConnectionAbortedError, ConnectionResetError)):
+            stream.recv(1)
+        other.sendall(b"x")
+        kept.settimeout(2)
+        assert kept.recv(1) == b"x"
+    finally:
+        for s in (stream, theirs, other, kept, ours):
+            s.close()
