@@ -18,6 +18,13 @@ host over the mesh through solo's node router, and from the other home machine t
 own router (which hops to solo's), shows where the edge's added latency goes. Then (unless --no-failover) failover at a constant rate
 through the edge, for a black-holed machine (iptables DROP inside its namespace) and for a
 killed one: seconds to the first success after the outage, and requests lost. Prints a table.
+
+    .venv/bin/python bench/ingress_bench.py --operations 5 [--op-rate 50]
+
+instead measures the operations that must lose nothing (issue 16), each run under open loops
+on both apps through the edge: `vcapp restart`, `vcapp secrets set`, a scale-down from two
+instances to one, `vcapp node drain` (then undrain); per operation and app: requests sent,
+failed, the longest gap between two answered requests, and p99 latency.
 Also used by tests/ingress/test_edge_cluster.py as its request loop (`client` mode).
 """
 
@@ -68,13 +75,18 @@ def _connect(t: dict) -> socket.socket:
 class _Session:
     """One keep-alive HTTP/1.1 connection, reopened when the server closes it or after any failure.
 
+    Like a browser or Go's HTTP client (RFC 9112 section 9.3.1), a GET that fails on a reused
+    connection before any byte of a response arrived is sent once more on a new connection:
+    a server may close an idle keep-alive connection at any moment (a node router does on
+    every config reload), and that race is not a failed request. Anything else counts.
+
     Requests are written and responses read by their framing (Content-Length, or to the end of
     a closed connection) on the socket itself: http.client's header parsing costs this 2-core
     host more per request than a browser's would, and more on TLS than on plain connections, so
     it would count as the edge's added latency what is the client's own."""
 
     def __init__(self, t: dict):
-        self.t, self.sock, self.buf = t, None, b""
+        self.t, self.sock, self.buf, self.got = t, None, b"", False
         self.request = f"GET / HTTP/1.1\r\nHost: {t['host']}\r\nUser-Agent: vcapp-bench\r\n\r\n".encode()
 
     def open(self) -> None:
@@ -86,10 +98,7 @@ class _Session:
 
     def get(self) -> str:
         try:
-            if self.sock is None:
-                self.sock = _connect(self.t)
-            self.sock.sendall(self.request)
-            status, body, closing = self._response()
+            status, body, closing = self._exchange()
             if closing:
                 self.close()
             if status != 200:
@@ -98,6 +107,21 @@ class _Session:
         except Exception as e:  # noqa: BLE001 - every failure is a data point
             self.close()
             return type(e).__name__
+
+    def _exchange(self) -> tuple[int, str, bool]:
+        reused, self.got = self.sock is not None, False
+        if not reused:
+            self.sock = _connect(self.t)
+        try:
+            self.sock.sendall(self.request)
+            return self._response()
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+            if not reused or self.got:
+                raise
+        self.close()  # the server had closed the idle connection: once more on a new one
+        self.sock = _connect(self.t)
+        self.sock.sendall(self.request)
+        return self._response()
 
     def close(self) -> None:
         if self.sock is not None:
@@ -128,6 +152,7 @@ class _Session:
         if not chunk and not eof_ok:
             raise ConnectionResetError("the server closed the connection mid-response")
         self.buf += chunk
+        self.got = self.got or bool(chunk)
         return bool(chunk)
 
 
@@ -284,12 +309,60 @@ def failover(b: Bench, kind: str, apps: tuple[str, ...]) -> dict:
     return result
 
 
+OP_SECONDS, OP_AT = 30.0, 3.0  # each operation's loop, and when in it the operation begins
+
+
+def operations(b: Bench, rate: float) -> list[tuple[str, str, dict]]:
+    """One run of each zero-loss operation; (operation, app, figures) rows."""
+    def solo_at_two() -> None:
+        b.must("home-1", ["vcapp", "scale", "solo", "--count", "2"])
+        b.wait_healthy("solo", 2)
+
+    def drain() -> None:
+        victim = b.wait_healthy("solo", 1)[0]["node"]
+        b.must("home-1", ["vcapp", "node", "drain", victim])
+        b.drained = victim
+
+    ops = [("restart", None, lambda: b.must("home-1", ["vcapp", "restart", "solo"])),
+           ("secrets set", None, lambda: b.must("home-1", ["vcapp", "secrets", "set", "solo",
+                                                          f"RUN={secrets.token_hex(4)}"])),
+           ("scale 2 -> 1", solo_at_two, lambda: b.must("home-1", ["vcapp", "scale", "solo", "--count", "1"])),
+           ("node drain", None, drain)]
+    rows = []
+    for name, before, act in ops:
+        if before:
+            before()
+        b.wait_healthy("solo", 1)
+        clients = {app: b.client("client", b.edge_target(app), "open", rate, OP_SECONDS) for app in ("solo", "duo")}
+        time.sleep(OP_AT)
+        act()
+        for app, proc in clients.items():
+            out, _ = proc.communicate(timeout=OP_SECONDS + 120)
+            rows.append((name, app, loss(json.loads(line) for line in out.splitlines() if line.startswith("["))))
+        if getattr(b, "drained", None):
+            b.must("home-1", ["vcapp", "node", "undrain", b.drained])
+            b.drained = None
+            b.wait_healthy("duo", 2)
+    return rows
+
+
+def loss(rows) -> dict:
+    """sent, failed, the longest gap between two answers (s, by completion time), p99 (ms)."""
+    rows = list(rows)
+    done = sorted(t + lat for t, r, lat in rows if r.startswith("200"))
+    gaps = [b - a for a, b in zip(done, done[1:])]
+    return {"sent": len(rows), "failed": sum(not r.startswith("200") for _, r, _ in rows),
+            "max_gap": max(gaps, default=float("nan")), "p99": pct([lat for _, _, lat in rows], 99) * 1000}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each throughput/latency run")
     ap.add_argument("--rates", default="50,200", help="offered rates of the open-loop runs, req/s")
     ap.add_argument("--keep", action="store_true", help="leave the cluster up")
     ap.add_argument("--no-failover", action="store_true", help="throughput and latency only")
+    ap.add_argument("--operations", type=int, default=0, help="runs of the zero-loss operations, instead of the rest")
+    ap.add_argument("--op-rate", type=float, default=50.0, help="req/s per app during the operations")
     args = ap.parse_args()
     b = Bench("ib" + secrets.token_hex(2))
     print(f"cluster {b.dc.name}", flush=True)
@@ -297,6 +370,14 @@ def main() -> None:
         b.install()
         solo = b.wait_healthy("solo", 1)[0]
         b.wait_healthy("duo", 2)
+        if args.operations:
+            rows = []
+            for run in range(args.operations):
+                for row in operations(b, args.op_rate):
+                    print(f"  run {run + 1}: {row}", flush=True)
+                    rows.append(row)
+            print_operations(rows, args.op_rate, args.operations)
+            return
         lan = solo["node"]  # the direct client runs beside the container
         direct = {"addr": "127.0.0.1", "port": solo["host_port"], "host": "solo", "ca": ""}
         deadline = time.monotonic() + PLACE_WAIT
@@ -335,6 +416,17 @@ def main() -> None:
     finally:
         if not args.keep:
             b.dc.down()
+
+
+def print_operations(rows: list[tuple[str, str, dict]], rate: float, runs: int) -> None:
+    print(f"\nzero-loss operations through the edge, {rate:.0f} req/s per app for {OP_SECONDS:.0f} s, "
+          f"the operation {OP_AT:.0f} s in; {runs} runs (solo: 1 instance, duo: 2)")
+    print(f"{'operation':14} {'app':5} {'sent':>6} {'failed':>7} {'max gap s (worst)':>18} {'p99 ms (worst)':>15}")
+    for op in dict.fromkeys(r[0] for r in rows):
+        for app in ("solo", "duo"):
+            mine = [f for o, a, f in rows if o == op and a == app]
+            print(f"{op:14} {app:5} {sum(f['sent'] for f in mine):6} {sum(f['failed'] for f in mine):7} "
+                  f"{max(f['max_gap'] for f in mine):18.2f} {max(f['p99'] for f in mine):15.1f}")
 
 
 def print_tables(b: Bench, solo: dict, lan: str, args, table: list, legs: list, rate: float, fo: list) -> None:
