@@ -6,7 +6,8 @@ registry, records the release; the placer puts the instance on some machine, whi
 the image from home-1's registry and runs it; the test asks the app on that machine.
 The app is created through the apps API (`POST /v1/apps`, G1's), which makes its repository.
 The registries answer machines only (the credential in each machine's auth file), and the
-app runs its release by digest.
+app runs its release by digest. The second push and the rollback run under an open-loop
+client (home-2 through home-1's node router) and lose no request (issue 16).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import pytest
 from buildpacks.stacks import STACKS
 from builder import stacks
 from tests.control.conftest import ControlCluster
+from tests.helpers import openloop
+from vcapp.ingress import NODE_ROUTER_PORT
 
 pytestmark = pytest.mark.cluster
 
@@ -31,6 +34,9 @@ APP = "hello"
 PUSH_TIMEOUT = 600  # a cold first build loads the python stack into the machine's storage
 SERVE_TIMEOUT = 90  # placer + image pull + start + health check, with 7 engineers on 2 cores
 DEPLOY_TARGET_S = 30  # DESIGN.md: git push -> new release serving, warm caches
+# Issue 16: a deploy and a rollback lose no request of an open loop (>= 250 requests each).
+# The deploy's loop covers the warm push and the switch on the loaded 2-core host (<= 60 s).
+DEPLOY_LOOP_S, ROLLBACK_LOOP_S, LOOP_RATE = 75.0, 30.0, 10.0
 
 APP_PY = '''\
 import os
@@ -222,9 +228,24 @@ def test_other_machines_pull_the_release_image_over_plain_http_with_the_machine_
         assert auth_file(cc, machine).stat().st_mode & 0o777 == 0o600
 
 
+def open_loop(cc: ControlCluster, seconds: float):
+    """Requests from home-2 through home-1's node router, LOOP_RATE a second for `seconds`."""
+    target = openloop.Target(cc.sim.addr("home-1"), NODE_ROUTER_PORT, f"{APP}.apps.test")
+    return openloop.start(cc.sim.dc, "home-2", target, LOOP_RATE, seconds)
+
+
+def lost_none(load, seconds: float, what: str) -> None:
+    results = openloop.outcomes(load, seconds)
+    failed = openloop.failures(results)
+    print(f"\n{what}: {len(failed)} of {len(results)} requests failed {failed}")
+    assert len(results) == int(seconds * LOOP_RATE), "the request loop did not run steadily"
+    assert not failed, f"{what}: {len(failed)} of {len(results)} requests failed: {failed}"
+
+
 def test_second_push_serves_v2_within_the_design_target(cc, repo):
     commit(repo, {"app.py": APP_PY.format(version="v2"),
                   "vcapp.toml": "[health]\npath = \"/\"\n"}, "v2")
+    load = open_loop(cc, DEPLOY_LOOP_S)
     start = time.monotonic()
     proc = push(cc, repo)
     pushed = time.monotonic() - start
@@ -233,6 +254,8 @@ def test_second_push_serves_v2_within_the_design_target(cc, repo):
     wait_serving(cc, "hello v2", 10)
     TIMINGS["warm push -> v2 serving (s)"] = time.monotonic() - start
     TIMINGS["warm push exit (s)"] = pushed
+    assert TIMINGS["warm push -> v2 serving (s)"] < DEPLOY_LOOP_S - 5, "v2 came after the request loop"
+    lost_none(load, DEPLOY_LOOP_S, "git push of v2")
     rel = releases(cc)
     assert [r["number"] for r in rel["releases"]] == [1, 2] and rel["current"] == 2
     table = cc.vcapp("home-1", "releases", APP).stdout
@@ -242,9 +265,13 @@ def test_second_push_serves_v2_within_the_design_target(cc, repo):
 
 
 def test_rollback_to_v1_serves_v1_again(cc, repo):
+    load = open_loop(cc, ROLLBACK_LOOP_S)
+    time.sleep(2)
     out = cc.vcapp("home-1", "rollback", APP, "1").stdout
     assert "rolled back from v2 to v1" in out
     TIMINGS["rollback -> v1 serving (s)"] = wait_serving(cc, "hello v1")
+    assert TIMINGS["rollback -> v1 serving (s)"] < ROLLBACK_LOOP_S - 5, "v1 came after the request loop"
+    lost_none(load, ROLLBACK_LOOP_S, "vcapp rollback to v1")
     assert releases(cc)["current"] == 1
     kinds = [e["kind"] for e in json.loads(cc.vcapp("home-1", "events", "--json", "-n", "200").stdout)]
     assert "rollback" in kinds
