@@ -4,8 +4,8 @@ service on every machine, `vcapp cluster init` on the first, `vcapp node join` o
 from __future__ import annotations
 
 import re
-import time
 
+from tests.helpers.waiting import wait_for
 
 # Short enough for a test to see a dead member replaced, long enough not to race the kill.
 TEST_REPLACE_AFTER = 6
@@ -61,14 +61,7 @@ class ControlCluster:
         return nodes if all(n["up"] for n in nodes.values()) else None
 
     def wait(self, cond, timeout: float, what: str, interval: float = 0.25):
-        deadline = time.monotonic() + timeout
-        while True:
-            value = cond()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            time.sleep(interval)
+        return wait_for(cond, timeout, what, interval)
 
 
 def three_machines(make_sim, tmp_path_factory, labels: dict[str, str] | None = None) -> ControlCluster:

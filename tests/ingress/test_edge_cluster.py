@@ -23,6 +23,7 @@ import pytest
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from router.edge import spki_sha256
 from tests.helpers import openloop
+from tests.helpers.waiting import wait_for
 from tests.ingress.diagnose import edge_report
 from vcapp.dev import netns, platform
 
@@ -89,15 +90,11 @@ class Cluster:
 
 
 def wait(what: str, fn, timeout: float, interval: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(interval)
-    report = edge_report(CLUSTER[0].sim, f"{DUO}.{DOMAIN}", CLUSTER[0].ca,
-                         CLUSTER[0].sim.dc.host_dir("edge") / "log" / f"{platform.INGRESS_SERVICE}.log") if CLUSTER else ""
-    raise AssertionError(f"no {what} within {timeout:.0f}s; last failed request: {LAST_CURL_ERROR}{report}")
+    def report() -> str:
+        return f"last failed request: {LAST_CURL_ERROR}" + (edge_report(
+            CLUSTER[0].sim, f"{DUO}.{DOMAIN}", CLUSTER[0].ca,
+            CLUSTER[0].sim.dc.host_dir("edge") / "log" / f"{platform.INGRESS_SERVICE}.log") if CLUSTER else "")
+    return wait_for(fn, timeout, what, interval, detail=report)
 
 
 @pytest.fixture(scope="module")

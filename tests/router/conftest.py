@@ -14,7 +14,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from router.node import NodeRouter
 from router.routes import AppRoute, EdgeRoutes, NodeRoutes
 from router.tokens import TokenRecord
 from tests.conftest import Sim
+from tests.helpers import waiting
 from vcapp.dev import netns
 from vcapp.dev.cluster import DevCluster
 from vcapp.dev.topology import default
@@ -45,14 +45,7 @@ def launcher_on(sim, host: str):
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(interval)
+    return waiting.wait_for(predicate, timeout, what, interval)
 
 
 @dataclass
