@@ -79,16 +79,18 @@ class Node:
     free_memory_mb: int | None = None
     free_disk_mb: int | None = None
     drained: bool = False  # `vcapp node drain`: up, but takes no instances
+    unreachable: bool = False  # its lease lives, but the other machines cannot reach it
 
     @classmethod
     def from_json(cls, node_id: str, rec: dict[str, Any], alive: bool, up_since: float | None = None,
-                  drained: bool = False) -> "Node":
+                  drained: bool = False, unreachable: bool = False) -> "Node":
         return cls(
             id=node_id, name=rec.get("name", node_id), site=rec.get("site", ""),
             cpus=float(rec["cpus"]), memory_mb=int(rec["memory_mb"]), disk_mb=int(rec["disk_mb"]),
             labels={k: _label(v) for k, v in rec.get("labels", {}).items()}, alive=alive, up_since=up_since,
             images=frozenset(rec.get("images", ())), free_cpus=rec.get("free_cpus"),
             free_memory_mb=rec.get("free_memory_mb"), free_disk_mb=rec.get("free_disk_mb"), drained=drained,
+            unreachable=unreachable,
         )
 
     def label(self, key: str) -> str | None:
@@ -111,6 +113,11 @@ class App:
     image: str = ""
     spec: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, int] = field(default_factory=dict)  # type other than web -> count
+
+    @property
+    def owns_volumes(self) -> bool:
+        """Its instances write volumes: one writer, so they move only when a lease expires."""
+        return bool(self.spec.get("volumes"))
 
     @property
     def counts(self) -> dict[str, int]:
@@ -162,11 +169,13 @@ class ClusterState:
 
     @classmethod
     def from_json(cls, nodes: dict[str, dict], alive: dict[str, float | None], apps: dict[str, dict],
-                  assignments: list[dict], now: float, drained: set[str] | frozenset[str] = frozenset()) -> "ClusterState":
+                  assignments: list[dict], now: float, drained: set[str] | frozenset[str] = frozenset(),
+                  unreachable: set[str] | frozenset[str] = frozenset()) -> "ClusterState":
         """nodes: id -> record; alive: id -> up_since for ids whose /vc/alive key exists;
-        drained: ids of drained machines."""
+        drained: ids of drained machines; unreachable: live ids the others cannot reach."""
         return cls(
-            nodes=[Node.from_json(i, r, i in alive, alive.get(i), i in drained) for i, r in sorted(nodes.items())],
+            nodes=[Node.from_json(i, r, i in alive, alive.get(i), i in drained, i in unreachable)
+                   for i, r in sorted(nodes.items())],
             apps=[App.from_json(n, s) for n, s in sorted(apps.items())],
             assignments=[Assignment.from_json(a) for a in assignments], now=now,
         )

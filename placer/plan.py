@@ -18,11 +18,14 @@ Rules, in the order they apply:
    already holds the image, most free memory, name.
 5. An instance that fits nowhere is pending, with a reason naming what is short and where
    the most room is ("needs 2048 MB memory; largest free is 1200 MB on office-1").
-6. Instances on a drained machine move off it like those of a dead one, but the machine is
+6. A machine the others cannot reach (`unreachable`: its lease has not expired yet, see
+   vcapp/peerwatch.py) takes nothing new, and its instances that own no volume move as off a
+   dead machine; those with volumes wait for the lease (the machine fences them first).
+7. Instances on a drained machine move off it like those of a dead one, but the machine is
    alive: the placement names it as `previous_node`, and the old instance keeps serving until
    the new one is healthy (vcapp/node/placer_loop.py writes the handover). With no room
    elsewhere they stay, pending, where they are.
-7. Instances of one app that share a machine (after a failover) are spread again, one move
+8. Instances of one app that share a machine (after a failover) are spread again, one move
    per plan, once a stable machine without any of them has room (a machine back from the
    dead counts after FLAP_STABLE_AFTER_S).
 """
@@ -139,6 +142,10 @@ def _keep_or_release(a: Assignment, apps: dict[str, App], nodes: dict[str, Node]
         out.stops.append(Stop(a.app, a.instance, a.node, f"scaled {what}down to {app.counts[kind]}"))
         return
     node = nodes.get(a.node)
+    if node is not None and node.unreachable and app.owns_volumes and node.alive:
+        room.take(node.id, app, new=False)  # it stays until the lease says the machine is gone
+        placed[app.name][a.instance] = node.id
+        return
     if node is None or not _schedulable(node) or not _matches(node, app) or a.instance in placed[app.name]:
         homeless[(a.app, a.instance)] = a
         return
@@ -150,7 +157,7 @@ def _keep_or_release(a: Assignment, apps: dict[str, App], nodes: dict[str, Node]
 
 
 def _schedulable(node: Node) -> bool:
-    return node.alive and not node.drained
+    return node.alive and not node.drained and not node.unreachable
 
 
 def _matches(node: Node, app: App) -> bool:
@@ -198,6 +205,8 @@ def _why_moved(was: Assignment, app: App, nodes: dict[str, Node]) -> str:
         return "machine left the cluster"
     if not node.alive:
         return "machine is dead"
+    if node.unreachable:
+        return "machine is unreachable"
     if node.drained:
         return "machine is drained"
     if not _matches(node, app):
@@ -212,8 +221,10 @@ def _constraints(app: App) -> str:
 def _why_pending(app: App, nodes: dict[str, Node], room: _Room) -> str:
     alive = [n for n in nodes.values() if _schedulable(n)]
     if not alive:
-        return ("every live machine is drained; `vcapp node undrain NAME` takes one back"
-                if any(n.alive for n in nodes.values()) else "no machine is alive")
+        live = [n for n in nodes.values() if n.alive]
+        if live and all(n.drained for n in live):
+            return "every live machine is drained; `vcapp node undrain NAME` takes one back"
+        return "no machine is alive and reachable" if live else "no machine is alive"
     matching = [n for n in alive if _matches(n, app)]
     if not matching:
         return f"no live machine matches {_constraints(app)}; add the label to a machine or change the constraint"

@@ -25,17 +25,16 @@ PREFERRED_TRY_DURATION = f"{PREFERRED_TRY_S:g}s"
 # Active health checks: a dead upstream leaves the rotation within about a second.
 HEALTH_INTERVAL = "1s"
 HEALTH_TIMEOUT = "1s"
-# Passive health: one failed request takes an upstream out for this long (the active check
-# brings it back sooner if it answers again, as it restarts within this window).
+# Passive health: one failed request takes a node router out for this long (the active check
+# brings it back sooner if it answers again).
 FAIL_DURATION = "10s"
 MAX_FAILS = 1
-# For an app's instances, three failed requests within FAIL_DURATION: often an app has one
-# instance, and one slow connect under load must not leave its router with none for 10 s.
-# Measured through the edge at 200 req/s: a busybox app's accept queue overflowed ("SYN
-# flooding" in the kernel log), its dropped SYN is resent after 1 s, the 1 s dial failed
-# then, and with one failure allowed the only instance rested 10 s: median 9 s, up to a
-# quarter of the requests lost. A failed dial is retried (TRY_DURATION) either way; a 3 s
-# dial instead cost a kill 21 of 800 requests of a two-instance app (1-2 with 1 s).
+# An app's instance is out after three failed requests, and only for a moment: one slow
+# connect under load (an app whose accept queue overflowed drops a SYN, resent 1 s later,
+# when the 1 s dial has already failed) must not leave a one-instance app with no upstream.
+# While none is available, requests wait for one (TRY_DURATION) instead of failing; the
+# active check keeps a dead instance out.
+BACKEND_FAIL_DURATION = "2s"
 BACKEND_MAX_FAILS = 3
 # An app may take a while to answer; a stuck upstream must not hold a connection forever.
 RESPONSE_HEADER_TIMEOUT = "60s"
@@ -83,8 +82,8 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
     """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept.
     `weights` (one per address): weighted round robin instead of plain round robin.
     `to_apps`: the upstreams are app instances (BACKEND_MAX_FAILS)."""
-    max_fails = BACKEND_MAX_FAILS if to_apps else MAX_FAILS
-    checks: dict = {"passive": {"fail_duration": FAIL_DURATION, "max_fails": max_fails}}
+    max_fails, rest = (BACKEND_MAX_FAILS, BACKEND_FAIL_DURATION) if to_apps else (MAX_FAILS, FAIL_DURATION)
+    checks: dict = {"passive": {"fail_duration": rest, "max_fails": max_fails}}
     if health_path:
         active: dict = {"uri": health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT}
         if health_host:

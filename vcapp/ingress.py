@@ -3,8 +3,8 @@
 The pure part turns a `ClusterView` (app specs, runtime reports, live machines, the edges)
 into the router layer's tables, `NodeRoutes` for every node router and `EdgeRoutes` for an
 edge; `read_view` is the only function here that reads etcd. An app's backends are its
-`web` instances the runtime reports running and healthy, on machines that are alive (a
-worker, clock, ... gets no HTTP traffic):
+`web` instances the runtime reports running and healthy, on machines that are alive and
+reachable (vcapp/peerwatch.py; a worker, clock, ... gets no HTTP traffic):
 
     /vc/apps/<app>                  {policy: "public"|"token", domains: [...], health: {...}}
     /vc/status/<node>/<app>/<inst>  {state: "running", health: "healthy", host_port: 20001, process: "web"}
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from router.routes import AppRoute, EdgeRoutes, NodeRoutes, RoutesError, check_app, check_domain
-from vcapp import keys, membership
+from vcapp import keys, membership, peerwatch
 from vcapp.store import Store
 
 log = logging.getLogger("vcapp.ingress")
@@ -168,6 +168,7 @@ def read_view(store: Store) -> ClusterView:
     """The current ClusterView: four prefix reads, cheap enough for every reconcile tick."""
     cluster = store.value(keys.CLUSTER) or {}
     alive = membership.alive_machines(store)
+    alive -= set(peerwatch.unreachable(store, alive))  # no route to a machine nobody reaches
     records = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)
                if isinstance(e.value, dict)}
     live = {n: r for n, r in records.items() if n in alive and r.get("addr")}

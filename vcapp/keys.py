@@ -6,6 +6,8 @@
     /vc/mesh/revoked/<mesh ip>   {node, at}: a removed machine's overlay address; its mesh credential
                                  is refused at the edge and the address is never handed out again
     /vc/alive/<name>             bound to the node's lease: present while the node is up
+    /vc/suspects/<name>          {peers: {peer: since}, at}: the machines <name> cannot reach (its
+                                 probes time out), bound to its lease (vcapp/peerwatch.py)
     /vc/drained/<name>           {at, by}: the machine takes no instances; the placer moves its
                                  instances off, each new one healthy before the old stops
                                  (`vcapp node drain`, vcapp/membership.py)
@@ -77,6 +79,7 @@ NODES_VERSION = "/vc/nodes-version"
 MESH_REVOKED = "/vc/mesh/revoked/"
 ALIVE = "/vc/alive/"
 DRAINED = "/vc/drained/"
+SUSPECTS = "/vc/suspects/"
 NODESTATE = "/vc/nodestate/"
 JOIN_TOKENS = "/vc/tokens/join/"
 ADMIN_TOKENS = "/vc/tokens/admin/"
@@ -125,6 +128,10 @@ def mesh_revoked(mesh_ip: str) -> str:
 
 def alive(name: str) -> str:
     return ALIVE + name
+
+
+def suspects(name: str) -> str:
+    return SUSPECTS + name
 
 
 def drained(name: str) -> str:

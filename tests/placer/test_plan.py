@@ -162,6 +162,18 @@ def test_a_drained_machine_keeps_what_fits_nowhere_else_and_says_how_to_undrain(
     assert p.pending[0].reason == "every live machine is drained; `vcapp node undrain NAME` takes one back"
 
 
+def test_an_unreachable_machine_loses_its_stateless_instances_but_keeps_those_with_volumes():
+    web = app("web")
+    db = App(**{**app("db").__dict__, "spec": {**app("db").spec, "volumes": [{"source": "data"}]}})
+    gone = Node(**{**node("home-1").__dict__, "unreachable": True})
+    p = run([gone, node("home-2")], [web, db, app("new")],
+            [assigned(web, "0", "home-1"), assigned(db, "0", "home-1")])
+    assert p.where("web") == {"0": "home-2"} and p.where("new") == {"0": "home-2"}
+    assert p.where("db") == {} and p.pending == []
+    moved = next(m for m in p.placements if m.app == "web")
+    assert moved.previous_node == "home-1" and "machine is unreachable" in moved.reason
+
+
 def test_dead_machine_without_room_elsewhere_is_pending_with_history():
     db = app("db", mem=3000)
     p = run([node("home-1", alive=False), node("office-1", mem=1000)], [db], [assigned(db, "0", "home-1")])

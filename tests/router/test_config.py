@@ -79,8 +79,10 @@ def test_node_router_checks_tokens_only_for_token_apps():
     assert blog[2]["health_checks"]["active"]["uri"] == "/health"
     # Peer routers' hop servers route the check by Host, like a request.
     assert blog[2]["health_checks"]["active"]["headers"] == {"Host": [f"blog.{D}"]}
-    # An app's instances: one slow connect (a dropped SYN) is not a death.
+    # An app's instances: one slow connect (a dropped SYN) is not a death, and a burst of them
+    # rests the only instance for a moment, not for a node router's 10 s.
     assert blog[2]["health_checks"]["passive"]["max_fails"] == caddyjson.BACKEND_MAX_FAILS > 1
+    assert blog[2]["health_checks"]["passive"]["fail_duration"] == caddyjson.BACKEND_FAIL_DURATION == "2s"
     vault = handlers_for(doc, "node", "vault.example.org")
     assert vault == handlers_for(doc, "node", f"vault.{D}")
     assert [h["handler"] for h in vault] == ["headers", "reverse_proxy", "headers", "reverse_proxy"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from vcapp.node.fence_loop import FenceLoop
 from vcapp.node.crl_loop import CrlLoop
 from vcapp.node.metrics_loop import MeshPathLoop, MetricsLoop
+from vcapp.node.peerwatch_loop import PeerWatchLoop
 from vcapp.node.placer_loop import PlacerLoop
 from vcapp.node.registry_loop import RegistryLoop
 from vcapp.node.repos_loop import RepoSyncLoop
@@ -18,7 +19,8 @@ from vcapp.node.storage_loop import ReplicationLoop, StorageLoop
 
 
 def node_loops() -> list:
-    return [FenceLoop, CrlLoop, RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, MeshPathLoop, RepoSyncLoop]
+    return [FenceLoop, CrlLoop, RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, PeerWatchLoop, MeshPathLoop,
+            RepoSyncLoop]
 
 
 def leader_loops() -> list:

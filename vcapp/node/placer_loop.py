@@ -25,7 +25,7 @@ import time
 
 from placer.model import ClusterState, Plan
 from placer.plan import plan
-from vcapp import apps, events, keys, membership
+from vcapp import apps, events, keys, membership, peerwatch
 from vcapp.store import Entry, Store, absent, delete_op, put_op, unchanged
 
 log = logging.getLogger("vcapp.placer")
@@ -48,12 +48,17 @@ class Snapshot:
         self.assign: dict[str, Entry] = {e.key: e for e in store.list(keys.ASSIGN)}
         self.pending: dict[str, Entry] = {keys.name_of(e.key, keys.PENDING): e for e in store.list(keys.PENDING)}
         self.drained = set(membership.drained_machines(store))
+        self.unreachable = peerwatch.unreachable(store, set(self.alive))
 
     def state(self, now: float) -> ClusterState:
         specs = {name: _placer_spec(e.value) for name, e in self.apps.items()}
         up_since = {n: (e.value or {}).get("at") for n, e in self.alive.items()}
         return ClusterState.from_json(self.nodes, up_since, specs, [e.value for e in self.assign.values()], now,
-                                      self.drained)
+                                      self.drained, set(self.unreachable))
+
+    def gone(self, node: str) -> bool:
+        """Dead (lease expired) or confirmed unreachable: a move off it is a failover."""
+        return node not in self.alive or node in self.unreachable
 
 
 def _placer_node(record: dict) -> dict:
@@ -104,7 +109,7 @@ def _assignment_ops(snap: Snapshot, state: ClusterState, result: Plan) -> list[d
     ops, written = [], set()
     for p in result.placements:
         rec = _pass_through(p.to_json(by_name[p.app]), snap.apps.get(p.app))
-        if p.previous_node and p.previous_node not in snap.alive:
+        if p.previous_node and snap.gone(p.previous_node):
             rec["failover"] = {"from": p.previous_node, "at": time.time()}
         elif p.previous_node and not rec.get("volumes"):  # a move off a live machine: make before break
             rec["handover"] = {"from": p.previous_node, "at": time.time()}
@@ -161,7 +166,7 @@ def _record(store: Store, snap: Snapshot, result: Plan) -> None:
     """Events for what changed: placements, failovers, stops, newly pending instances."""
     for p in result.placements:
         kind = "placed"
-        if p.previous_node and p.previous_node not in snap.alive:
+        if p.previous_node and snap.gone(p.previous_node):
             kind = "failover"
         elif p.previous_node is None and keys.assign(p.app, p.instance) in snap.assign:
             kind = "release"
