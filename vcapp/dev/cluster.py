@@ -331,8 +331,11 @@ class DevCluster:
         return argv, self.host_env(name), self._cgroup(name)
 
     def run(self, name: str, cmd: list[str], timeout: float | None = 120, **kw) -> subprocess.CompletedProcess:
-        """Run a command on a host and wait for it (output captured as text)."""
+        """Run a command on a host and wait for it (output captured as text). It starts in the
+        host's home, not in the caller's directory: a git work tree there is not the machine's
+        (`vcapp apps create` adds a git remote to the work tree it runs in)."""
         argv, env, cgroup = self.command(name, cmd)
+        kw.setdefault("cwd", env["HOME"])
         kw.setdefault("capture_output", True)
         kw.setdefault("text", True)
         return subprocess.run(argv, env=env, timeout=timeout, preexec_fn=lambda: power.join_cgroup(cgroup), **kw)
