@@ -11,6 +11,7 @@ from vcapp.commands.completion import completion
 from vcapp.commands.domains import access, domains
 from vcapp.commands.edge import edge
 from vcapp.commands.events import events
+from vcapp.commands.git_credential import git_credential
 from vcapp.commands.login import login
 from vcapp.commands.node import node
 from vcapp.commands.nodes import nodes
@@ -36,6 +37,7 @@ cli.add_command(node)
 cli.add_command(dev)
 cli.add_command(mesh)
 cli.add_command(login)
+cli.add_command(git_credential)
 cli.add_command(nodes)
 cli.add_command(status)
 cli.add_command(events)

@@ -1,8 +1,10 @@
 """The CLI's side of the admin API: where you logged in, and JSON requests to it.
 
-    ~/.config/vcapp/config.json   {"url": ..., "token": ...}   (dir 0700, file 0600)
+    ~/.config/vcapp/config.json   {"url": ..., "token": ..., "git_urls": [...]}   (dir 0700, file 0600)
 
-$VCAPP_URL and $VCAPP_TOKEN override the file (for scripts and CI). Every failure becomes a
+git_urls: other URLs whose git endpoint takes the same token (the edge's https://api.DOMAIN
+when the login URL is a machine), for `vcapp git-credential`. $VCAPP_URL and $VCAPP_TOKEN
+override the file (for scripts and CI); git_urls then apply only if $VCAPP_URL is the saved URL. Every failure becomes a
 ClientError whose message is the API's own, or says why the API could not be reached.
 """
 
@@ -34,6 +36,7 @@ class ClientError(Exception):
 class Login:
     url: str
     token: str
+    git_urls: tuple[str, ...] = ()
 
 
 def config_dir() -> Path:
@@ -63,7 +66,12 @@ def load_login() -> Login | None:
             raise ClientError(f"{path} is damaged; log in again with `vcapp login URL TOKEN`") from None
     url = os.environ.get("VCAPP_URL") or saved.get("url")
     token = os.environ.get("VCAPP_TOKEN") or saved.get("token")
-    return Login(normalize_url(url), token) if url and token else None
+    if not (url and token):
+        return None
+    url = normalize_url(url)
+    same = saved.get("url") and normalize_url(saved["url"]) == url
+    git_urls = tuple(u for u in saved.get("git_urls") or () if isinstance(u, str)) if same else ()
+    return Login(url, token, git_urls)
 
 
 def save_login(login: Login) -> Path:
@@ -75,7 +83,10 @@ def save_login(login: Login) -> Path:
     tmp = directory / (CONFIG_NAME + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump({"url": login.url, "token": login.token}, f, indent=2)
+        saved = {"url": login.url, "token": login.token}
+        if login.git_urls:
+            saved["git_urls"] = list(login.git_urls)
+        json.dump(saved, f, indent=2)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
     return path

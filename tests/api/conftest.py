@@ -190,18 +190,22 @@ class CliResult:
 
 @pytest.fixture
 def vcapp_cli(tmp_path):
-    """Run `vcapp ...` as a person would: a separate process, its own HOME, no VCAPP_* env."""
+    """Run `vcapp ...` as a person would: a separate process, its own HOME (so its own global
+    git config: `vcapp login` writes there), no VCAPP_* or GIT_* env; in the repository's
+    directory unless `cwd` says where."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VCAPP_", "XDG_CONFIG"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VCAPP_", "XDG_CONFIG", "GIT_"))}
     env.update(HOME=str(home), PYTHONPATH=str(REPO))
 
-    def run(*args: str, timeout: float = 30, extra_env: dict | None = None, input: str | None = None) -> CliResult:
+    def run(*args: str, timeout: float = 30, extra_env: dict | None = None, input: str | None = None,
+            cwd: Path = REPO) -> CliResult:
         proc = subprocess.run([sys.executable, "-m", "vcapp", *args], env=env | (extra_env or {}),
-                              capture_output=True, text=True, timeout=timeout, cwd=REPO, input=input)
+                              capture_output=True, text=True, timeout=timeout, cwd=cwd, input=input)
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     run.home = home
+    run.env = env
     return run
 
 

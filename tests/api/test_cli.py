@@ -33,7 +33,8 @@ def test_login_checks_the_token_saves_it_privately_and_says_who_you_are(served, 
     config = vcapp_cli.home / ".config" / "vcapp" / "config.json"
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700
-    assert json.loads(config.read_text()) == {"url": url, "token": cluster.admin}
+    assert json.loads(config.read_text()) == {"url": url, "token": cluster.admin,
+                                              "git_urls": ["https://api.apps.example.com", "http://10.0.0.1:7180"]}
 
 
 def test_a_wrong_token_is_a_clear_message_and_exit_1_and_nothing_saved(served, vcapp_cli):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from vcapp import apps as app_model
+from vcapp import gitcredential, gitsetup
 from vcapp import secrets as app_secrets
 from vcapp.client import Client
 from vcapp.commands.output import ago, api_errors, print_json, size_mb, table
@@ -56,11 +57,20 @@ def apps(ctx: click.Context, as_json: bool) -> None:
 @click.option("--process", "processes", multiple=True,
               help="TYPE=COMMAND: a process type besides web (worker=\"python worker.py\"), one instance, "
                    "no HTTP; `vcapp scale APP TYPE=N` scales it.")
+@click.option("--remote", default=gitsetup.DEFAULT_REMOTE, show_default=True,
+              help="Name of the git remote added for the app's repository (inside a git work tree).")
+@click.option("--no-remote", is_flag=True, help="Do not add a git remote.")
 @api_errors
 def create(name: str, image: str | None, port: int | None, command: str | None, health_path: str | None,
            count: int, memory: str, cpus: float, priority: int, constraints: tuple[str, ...],
-           env: tuple[str, ...], volumes: tuple[str, ...], processes: tuple[str, ...]) -> None:
-    """Create an app; without --image it waits for its first `git push`."""
+           env: tuple[str, ...], volumes: tuple[str, ...], processes: tuple[str, ...], remote: str,
+           no_remote: bool) -> None:
+    """Create an app; without --image it waits for its first `git push`.
+
+    Run inside the app's git work tree, it also adds the git remote `cluster` (--remote NAME)
+    for the app's repository on the cluster you logged in to: no token in its URL, `vcapp
+    login` set git up to find it. A remote of that name with another URL is left alone.
+    """
     body: dict = {"name": name, "count": count, "memory": memory, "cpus": cpus, "priority": priority,
                   "constraints": _pairs(constraints, "--constraint"), "env": _pairs(env, "--env")}
     if image:
@@ -76,10 +86,16 @@ def create(name: str, image: str | None, port: int | None, command: str | None, 
     if processes:
         body["processes"] = {k: {"command": ["sh", "-c", v]} for k, v in _pairs(processes, "--process").items()}
     app_model.new_spec(name, body)  # the API's own checks, before anything is sent
-    spec = Client.from_config().post("/v1/apps", body)["app"]
-    click.echo(f"app {spec['name']} created" + (f", running {spec['image']}" if spec.get("image") else
-                                                 "; push to deploy it: git push <cluster>/git/"
-                                                 f"{spec['name']}.git main"))
+    client = Client.from_config()
+    spec = client.post("/v1/apps", body)["app"]
+    url = gitcredential.repo_url(client.login.url, spec["name"])
+    click.echo(f"app {spec['name']} created" + (f", running {spec['image']}" if spec.get("image") else ""))
+    ready = False
+    if not no_remote:
+        ready, message = gitsetup.add_remote(remote, url)
+        click.echo(message)
+    if not spec.get("image"):
+        click.echo(f"deploy it: git push {remote if ready else url} main")
 
 
 def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:

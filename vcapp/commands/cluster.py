@@ -6,7 +6,9 @@ import os
 
 import click
 
+from vcapp import gitsetup
 from vcapp.client import Login, save_login
+from vcapp.gitcredential import cluster_git_urls
 from vcapp.errors import VcError
 from vcapp.node import bootstrap
 from vcapp.node.config import NodeConfig, derived_key
@@ -60,7 +62,8 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
         raise click.ClickException(e.message)
     addr = NodeConfig.load().addr  # the overlay address when the cluster runs on the mesh
     url = f"http://{addr}:7180"
-    save_login(Login(url, str(admin)))
+    git_urls = cluster_git_urls(url, record.get("domain"), [])
+    save_login(Login(url, str(admin), git_urls))
     click.echo(f"cluster {record['name']} created on {node_name} ({addr}), apps at *.{record['domain']}\n")
     click.echo(f"admin token (shown once; this machine is logged in with it):\n  {admin}\n")
     click.echo(f"join token (valid 1 hour, for the cluster's other machines; make more with "
@@ -69,7 +72,10 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
         mesh_key = derived_key("mesh").hex()
         click.echo(f"on the edge host (once; the mesh key is secret):\n  VCAPP_MESH_KEY={mesh_key} vcapp mesh edge\n")
     click.echo("on every other machine:\n  vcapp node join <join token>")
-    click.echo(f"from an admin laptop:\n  vcapp login {url} <admin token>")
+    click.echo(f"from an admin laptop (it asks for the admin token and sets git up for git push):\n"
+               f"  vcapp login {url}")
+    for git_url in (url, *git_urls):
+        click.echo(gitsetup.register_helper(git_url))
 
 
 @click.command()

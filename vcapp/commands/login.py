@@ -1,30 +1,43 @@
-"""`vcapp login URL TOKEN`: check an admin token against a cluster's API, then remember both."""
+"""`vcapp login URL [TOKEN]`: check an admin token against a cluster's API, remember both, and
+set git up so `git push` to the cluster finds the token by itself (vcapp/gitsetup.py)."""
 
 from __future__ import annotations
 
 import click
 
+from vcapp import gitsetup
 from vcapp.client import Client, Login, normalize_url, save_login
 from vcapp.commands.output import api_errors
+from vcapp.gitcredential import cluster_git_urls
 
 
 @click.command("login")
 @click.argument("url")
 @click.argument("token", required=False)
+@click.option("--no-git", is_flag=True, help="Do not register the git credential helper.")
 @api_errors
-def login(url: str, token: str | None) -> None:
-    """Log in to the admin API at URL with an admin TOKEN (asked for when not given).
+def login(url: str, token: str | None, no_git: bool) -> None:
+    """Log in to the admin API at URL with an admin TOKEN (asked for when not given: then it is
+    in neither your shell history nor the process list).
 
     The token is checked against the cluster first, then saved in ~/.config/vcapp/config.json
-    (readable only by you).
+    (readable only by you). git is told to ask `vcapp git-credential` for the credentials of
+    URL, of the edge's https://api.DOMAIN when the cluster has a domain, and of each machine's
+    API, so a remote without a token in it (`vcapp apps create` adds one) pushes with this
+    token through the edge or to any machine. Log in again after machines join.
     """
     if not token:
         token = click.prompt("admin token", hide_input=True).strip()
     credentials = Login(normalize_url(url), token.strip())
     answer = Client(credentials).get("/v1/status")
-    path = save_login(credentials)
+    git_urls = cluster_git_urls(credentials.url, answer["cluster"].get("domain"), answer.get("nodes") or [])
+    path = save_login(Login(credentials.url, credentials.token, git_urls))
     count = answer["summary"]
     click.echo(f"logged in to cluster {answer['cluster']['name']} at {credentials.url} "
                f"as {answer.get('admin')!r} ({count['nodes']} machine{'s' if count['nodes'] != 1 else ''}, "
                f"{count['up']} up)")
     click.echo(f"saved to {path}")
+    if not no_git:
+        for git_url in (credentials.url, *git_urls):
+            click.echo(gitsetup.register_helper(git_url))
+
