@@ -10,7 +10,7 @@ A pure function of the cluster's members (name, site, address) and its etcd endp
               [etcd]), so any filer serves any path and no filer's disk is special
 
 Everything a machine stores lives under <data_dir>/storage/. No I/O here: the agent
-(storage/agent.py) turns a MachinePlan into running processes.
+(storage/storaged.py) turns a MachinePlan into running processes.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class EtcdTLS:
 @dataclass(frozen=True)
 class EtcdLogin:
     """The etcd user a filer logs in as when etcd has authentication on. It is written to
-    filer.toml only, mode 0600 (storage/agent.py), never to a command line."""
+    filer.toml only, mode 0600 (storage/storaged.py), never to a command line."""
 
     user: str
     password: str

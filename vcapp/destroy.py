@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import registry as image_registry
-from storage import agent as storage_agent
+from storage import storaged
 from storage import buckets as builtin_buckets
 from storage import external
 from storage import volumes as engine
@@ -139,7 +139,7 @@ def _check_stores(store: Store, cfg: NodeConfig | None, app: str, held: Held) ->
             if cfg is None:
                 raise Unavailable(f"app {app} was not destroyed, nothing changed: this machine has no node "
                                   "config to reach the storage with; ask another machine's API")
-            storage_agent.wait_ready(volumes.storage_plan(store, cfg), LocalHost(cfg.name), STORAGE_CHECK_TIMEOUT)
+            storaged.wait_ready(volumes.storage_plan(store, cfg), LocalHost(cfg.name), STORAGE_CHECK_TIMEOUT)
         if held.bucket and held.bucket.get("backend") == bucketbackend.EXTERNAL:
             external.check_service(_external_service(store, held.bucket))
     except StorageError as e:

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from storage import agent as storage_agent
+from storage import storaged
 from storage import buckets, external, guard, mount
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
@@ -135,7 +135,7 @@ def _start_storage(store: Store, cfg: NodeConfig) -> ClusterPlan:
     """Make sure the storage cluster runs (the first volume or bucket starts it); its plan."""
     store.txn([absent(ENABLED)], [put_op(ENABLED, {"since": time.time()})])
     plan = storage_plan(store, cfg)
-    storage_agent.wait_ready(plan, LocalHost(cfg.name), FIRST_START_TIMEOUT)
+    storaged.wait_ready(plan, LocalHost(cfg.name), FIRST_START_TIMEOUT)
     return plan
 
 

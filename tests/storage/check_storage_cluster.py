@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
-from storage import agent, buckets, fastfail, guard, mount, replication, volumes
+from storage import buckets, fastfail, guard, mount, replication, storaged, volumes
 from storage.host import StorageError
 from tests.storage.conftest import EtcdWriterStore, StorageCluster, start_storage_cluster
 
@@ -100,10 +100,10 @@ def wait_for(pred, what: str, timeout: float):
 
 def test_agent_converges_and_restarts_a_dead_process(sc):
     h = sc.host("home-2")
-    assert agent.converge(sc.plan, h, h.data_dir, h.run_dir, sc.weed) == []  # already as planned
-    volume = agent.running(h.run_dir, "volume")
+    assert storaged.converge(sc.plan, h, h.data_dir, h.run_dir, sc.weed) == []  # already as planned
+    volume = storaged.running(h.run_dir, "volume")
     os.kill(volume["pid"], 9)
-    wait_for(lambda: agent.running(h.run_dir, "volume") is None, "volume server dead", 10)
+    wait_for(lambda: storaged.running(h.run_dir, "volume") is None, "volume server dead", 10)
     assert sc.converge("home-2") == ["volume"]
     assert (h.data_dir / "storage" / "filer" / "filer.toml").read_text().count("[etcd]") == 1
 

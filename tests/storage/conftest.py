@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from storage import agent
+from storage import storaged
 from storage.host import weed_binary
 from storage.plan import ClusterPlan, Machine, plan_cluster
 from vcapp import keys
@@ -90,8 +90,8 @@ class StorageCluster:
 
     def converge(self, name: str) -> list[str]:
         h = self.hosts[name]
-        started = agent.converge(self.plan, h, h.data_dir, h.run_dir, self.weed)
-        agent.wait_ready(self.plan, h)
+        started = storaged.converge(self.plan, h, h.data_dir, h.run_dir, self.weed)
+        storaged.wait_ready(self.plan, h)
         return started
 
     def addr(self, name: str) -> str:
@@ -111,9 +111,9 @@ def start_storage_cluster(dc: DevCluster, names: list[str], sites: dict[str, str
     plan = plan_cluster([Machine(n, sites[n], addrs[n]) for n in names], endpoints, keys.SEAWEEDFS)
     cluster = StorageCluster(dc, plan, hosts, endpoints, weed_binary())
     for n in names:
-        agent.converge(plan, hosts[n], hosts[n].data_dir, hosts[n].run_dir, cluster.weed)
+        storaged.converge(plan, hosts[n], hosts[n].data_dir, hosts[n].run_dir, cluster.weed)
     for n in names:
-        agent.wait_ready(plan, hosts[n])
+        storaged.wait_ready(plan, hosts[n])
     return cluster
 
 

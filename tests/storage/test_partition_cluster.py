@@ -17,7 +17,7 @@ import time
 import pytest
 
 from builder.baseimage import TINY_IMAGE
-from storage import agent
+from storage import storaged
 from storage.plan import MASTER_PORT
 from tests.control.conftest import three_machines
 from tests.storage.test_volumes_cluster import NOTES, PAGE_WAIT_S, RECORDS, healthy, page
@@ -54,7 +54,7 @@ def lead_from(cc, victim: str) -> None:
         leader = cc.wait(lambda: master_leader(cc), 60, "a storage master leader", interval=1)
         if leader == victim:
             return
-        os.kill(agent.running(cc.sim.dc.run_dir(leader), "master")["pid"], signal.SIGKILL)
+        os.kill(storaged.running(cc.sim.dc.run_dir(leader), "master")["pid"], signal.SIGKILL)
         time.sleep(6)  # the election and the restart
     pytest.fail(f"the master leader never landed on {victim} in {LEADER_MOVES} elections")
 

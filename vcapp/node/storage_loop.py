@@ -2,7 +2,7 @@
 
 StorageLoop (every machine), in a thread, every CONVERGE_EVERY_S once the cluster has its
 first volume (/vc/storage/enabled): plan from the members (storage/plan.py) and converge
-this machine's master/volume/filer processes to it (storage/agent.py). The processes are
+this machine's master/volume/filer processes to it (storage/storaged.py). The processes are
 this daemon's children in spirit: a power-off kills them, the next boot restarts them.
 It also makes connections to the storage ports of a machine whose lease expired fail at
 once until its lease is back, and aborts this machine's open connections to its storage and
@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 
-from storage import agent as storage_agent
+from storage import storaged
 from storage import fastfail, replication
 from storage import volumes as engine
 from storage.host import LocalHost, weed_binary
@@ -73,7 +73,7 @@ class StorageLoop:
         alive = membership.alive_machines(store)
         plan = volumes.storage_plan(store, self.cfg, alive)
         host = LocalHost(self.cfg.name)
-        started = storage_agent.converge(plan, host, self.base, run_dir(), weed_binary())
+        started = storaged.converge(plan, host, self.base, run_dir(), weed_binary())
         if started:
             log.info("storage: started %s", ", ".join(started))
         self._fastfail(host, {m.addr for m in plan.machines if m.name != self.cfg.name},

@@ -1,4 +1,4 @@
-"""The per-machine storage agent: keeps this machine's SeaweedFS processes running as planned.
+"""The per-machine storage daemon logic (storaged): keeps this machine's SeaweedFS processes running as planned.
 
 One reconcile step, safe to run at any time and again after a crash:
     desired  machine_processes(plan, me)              (storage/plan.py)
