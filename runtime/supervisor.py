@@ -147,7 +147,7 @@ class Agent:
             if gone is None or not gone.running or action.key in specs:
                 self.driver.remove(action.name)  # serves nobody (or a leftover of a replace)
                 return {}
-            if self.handoff:
+            if self.handoff and gone.host_port:  # routers send only to published ports
                 self.handoff(action.key, None)
             self._retire(gone)
             return {}
@@ -185,7 +185,7 @@ class Agent:
         rec = self.tracker.record(new.id, new.started_at)
         rec.last_ok = rec.passed_once = True
         rec.failures = 0
-        if self.handoff:
+        if self.handoff and spec.port:  # routers send only to instances with a port
             self.handoff(spec.key, self._report(spec, self._visible(containers), book, None, now))
 
     def _retire(self, old: Container) -> None:

@@ -133,3 +133,15 @@ def test_an_instance_handed_over_keeps_serving_here_until_released(agent):
     assert agent.handoffs[0][:2] == ("blog/0", None)
     driver.drained.set()
     assert driver.retired.wait(5)
+
+
+def test_a_worker_without_a_port_is_replaced_without_asking_the_routers(agent):
+    driver = agent.driver
+    worker = lambda release: InstanceSpec(app="blog", instance="worker-0", release=release,  # noqa: E731
+                                          image="img", health=HealthCheck(kind="none"))
+    agent.step([worker("1")])
+    agent.step([worker("2")])
+    assert agent.handoffs == []
+    driver.drained.set()
+    assert driver.retired.wait(5)
+    assert set(driver.containers) == {"vc-blog-worker-0-r2"}
