@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from vcapp import __version__, etcdtls, keys
+from vcapp import __version__, etcdtls, keys, peerwatch
 from vcapp.node import etcd, etcd_members, loops, resources
 from vcapp.node.children import Child
 from vcapp.node.config import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
 from vcapp.node.lease import LEASE_TTL, LeaseKeeper
 from vcapp.pidfile import live_pid
-from vcapp.store import Store, StoreUnavailable, absent, put_op, unchanged
+from vcapp.store import Store, StoreUnavailable, absent, delete_op, put_op, unchanged
 
 log = logging.getLogger("vcapp.node")
 
@@ -223,14 +223,29 @@ class Daemon:
         cfg.save()
 
     def _lead(self, store: Store) -> None:
+        key = keys.election("controller")
+        held = store.get(key)
+        if self.leader and (held is None or held.lease != self.lease):
+            log.warning("no longer the controller: the election went to another machine")
+            self.leader = False
         if not self.leader:
-            self.leader = store.txn([absent(keys.election("controller"))],
-                                    [put_op(keys.election("controller"), {"lease": self.lease}, lease=self.lease)])
+            if held is not None and held.lease != self.lease and self._holder_unreachable(store, held.lease):
+                # Its lease would hold the election for seconds more, and with it every move.
+                if store.txn([unchanged(key, held.mod_revision)], [delete_op(key)]):
+                    log.warning("the controller's machine is unreachable (vcapp/peerwatch.py): electing again")
+            self.leader = store.txn([absent(key)], [put_op(key, {"lease": self.lease}, lease=self.lease)])
             if self.leader:
                 log.info("elected controller")
         if self.leader and self.controller:
             self.controller.tick()
 
+
+    @staticmethod
+    def _holder_unreachable(store: Store, lease: int) -> bool:
+        """Is the machine holding `lease` confirmed unreachable by its peers?"""
+        alive = {keys.name_of(e.key, keys.ALIVE): e.lease for e in store.list(keys.ALIVE)}
+        holder = next((name for name, held in alive.items() if held == lease), None)
+        return holder is not None and holder in peerwatch.unreachable(store, set(alive))
 
     def _run_loops(self, cfg: NodeConfig, store: Store) -> None:
         ctx = NodeContext(cfg, self.base, store, self.lease, self.leader, self.keeper.confirmed_at)
