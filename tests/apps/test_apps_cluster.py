@@ -92,6 +92,17 @@ def test_logs_are_shown_from_whichever_machine_runs_the_app(cc):
     assert proc.returncode == 124 and "serving plain" in proc.stdout, proc.stderr
 
 
+def test_following_the_logs_follows_every_instance_on_every_machine(cc):
+    cc.vcapp("home-1", "scale", "plain", "--count", "2")
+    rows = cc.wait(lambda: healthy(cc, "plain", 2), PLACE_WAIT_S, "two plain instances")
+    assert len({r["node"] for r in rows}) == 2  # spread: one stream is forwarded from elsewhere
+    proc = cc.sim.run("home-1", "sh", "-c", "PYTHONUNBUFFERED=1 timeout 8 vcapp logs plain -f", check=False)
+    assert proc.returncode == 124, proc.stderr
+    assert {"0| serving plain", "1| serving plain"} <= set(proc.stdout.splitlines()), proc.stdout
+    cc.vcapp("home-1", "scale", "plain", "--count", "1")
+    cc.wait(lambda: len(ps(cc, "plain")) == 1, PLACE_WAIT_S, "plain back to one instance")
+
+
 def test_secrets_reach_the_container_and_nowhere_else(cc):
     before = healthy(cc, "plain")[0]
     cc.vcapp("home-2", "secrets", "set", "plain", f"TOKEN={SECRET}")

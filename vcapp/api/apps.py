@@ -8,6 +8,8 @@ never come out: the secrets routes answer names only.
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import Iterator
 
 import requests
@@ -135,8 +137,9 @@ def unset_secrets(name: str):
 
 @bp.get("/v1/apps/<name>/logs")
 def logs(name: str):
-    """Text lines of the app's output. ?instance=N (default: every instance, or 0 when
-    following), ?follow=1 keeps streaming, ?tail=N starts with the last N lines."""
+    """Text lines of the app's output. ?instance=N (default: every instance, each line
+    prefixed "N| "), ?follow=1 keeps streaming (every instance at once, lines as they come),
+    ?tail=N starts with the last N lines of each."""
     store = context.store()
     apps.get_app(store, name)
     follow = request.args.get("follow") in ("1", "true", "yes")
@@ -148,14 +151,42 @@ def logs(name: str):
     wanted = [chosen] if chosen is not None else sorted(assigned, key=lambda i: (len(i), i))
     if not wanted:
         raise NotFound(f"app {name} has no instance on any machine yet; `vcapp ps {name}` says why")
-    if follow:
-        wanted = wanted[:1]
     prefix = len(wanted) > 1
     nodes = {n: store.value(keys.node(n)) or {} for n in {assigned[i]["node"] for i in wanted}}
     me = context.config().node
     sources = [_lines(name, i, assigned[i]["node"], nodes[assigned[i]["node"]], me, follow, tail) for i in wanted]
-    body = (f"{i}| {line}\n" if prefix else f"{line}\n" for i, src in zip(wanted, sources) for line in src)
+    if follow and prefix:
+        lines = _merged(list(zip(wanted, sources)))
+    else:
+        lines = ((i, line) for i, src in zip(wanted, sources) for line in src)
+    body = (f"{i}| {line}\n" if prefix else f"{line}\n" for i, line in lines)
     return Response(stream_with_context(body), mimetype="text/plain")
+
+
+def _merged(sources: list[tuple[str, Iterator[str]]]) -> Iterator[tuple[str, str]]:
+    """(instance, line) from every source as the lines come, each source read on a thread of its
+    own; ends when every source has ended (a followed container that stops or moves)."""
+    lines: queue.Queue = queue.Queue(maxsize=1000)
+    done = object()
+
+    def pump(inst: str, src: Iterator[str]) -> None:
+        try:
+            for line in src:
+                lines.put((inst, line))
+        except Exception as e:  # one machine gone must not end the others' lines
+            lines.put((inst, f"(vcapp: the log of {inst} ended: {e})"))
+        finally:
+            lines.put(done)
+
+    for inst, src in sources:
+        threading.Thread(target=pump, args=(inst, src), name=f"logs-{inst}", daemon=True).start()
+    left = len(sources)
+    while left:
+        item = lines.get()
+        if item is done:
+            left -= 1
+        else:
+            yield item
 
 
 def _lines(app: str, inst: str, node: str, record: dict, me: str, follow: bool, tail: int | None) -> Iterator[str]:
