@@ -165,28 +165,46 @@ def logs(name: str):
 
 def _merged(sources: list[tuple[str, Iterator[str]]]) -> Iterator[tuple[str, str]]:
     """(instance, line) from every source as the lines come, each source read on a thread of its
-    own; ends when every source has ended (a followed container that stops or moves)."""
+    own; ends when every source has ended (a followed container that stops or moves). When the
+    reader goes away, each thread stops at its source's next line and closes it."""
     lines: queue.Queue = queue.Queue(maxsize=1000)
-    done = object()
+    done, gone = object(), threading.Event()
+
+    def offer(item) -> bool:
+        """Queue `item` unless the reader went away (False)."""
+        while not gone.is_set():
+            try:
+                lines.put(item, timeout=1.0)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def pump(inst: str, src: Iterator[str]) -> None:
         try:
             for line in src:
-                lines.put((inst, line))
+                if not offer((inst, line)):
+                    break
         except Exception as e:  # one machine gone must not end the others' lines
-            lines.put((inst, f"(vcapp: the log of {inst} ended: {e})"))
+            offer((inst, f"(vcapp: the log of {inst} ended: {e})"))
         finally:
-            lines.put(done)
+            close = getattr(src, "close", None)
+            if close:
+                close()
+            offer(done)
 
     for inst, src in sources:
         threading.Thread(target=pump, args=(inst, src), name=f"logs-{inst}", daemon=True).start()
     left = len(sources)
-    while left:
-        item = lines.get()
-        if item is done:
-            left -= 1
-        else:
-            yield item
+    try:
+        while left:
+            item = lines.get()
+            if item is done:
+                left -= 1
+            else:
+                yield item
+    finally:
+        gone.set()
 
 
 def _lines(app: str, inst: str, node: str, record: dict, me: str, follow: bool, tail: int | None) -> Iterator[str]:
