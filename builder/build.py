@@ -159,7 +159,7 @@ def _failure(outcome: proc.Outcome, limits: Limits) -> BuildError:
         return BuildTimeout(
             f"build killed: it ran over its time limit of {limits.seconds:.0f} s; make the slow step "
             "faster or raise the limit (VCAPP_BUILD_TIMEOUT)", outcome.tail)
-    hint = "fix the failing step shown below and push again"
+    hint = "fix the failing step shown above and push again"
     text = "\n".join(outcome.tail)
     if "image not known" in text or "pull policy is" in text:
         hint = (f"FROM names an image this machine does not have and could not resolve (a FROM naming a "

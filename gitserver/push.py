@@ -50,25 +50,32 @@ ZERO_SHA = b"0" * 40
 
 
 class DeployError(Exception):
-    """Raise from on_push with a message for the pusher (nothing to build, build failed...)."""
+    """Raise from on_push with a message for the pusher (nothing to build, build failed...).
+    `kept`: what still runs, in words ("blog keeps running v4"); "" lets the hook guess."""
+
+    def __init__(self, message: str, kept: str = ""):
+        super().__init__(message)
+        self.kept = kept
 
 
 @dataclass(frozen=True)
 class PushResult:
-    """What on_push says happened. ok=False means the deploy failed and `message` says why."""
+    """What on_push says happened. ok=False means the deploy failed and `message` says why;
+    `kept` then says what still runs ("" lets the hook guess from the branch)."""
 
     ok: bool
     message: str = ""
     release: int | None = None
     url: str | None = None
+    kept: str = ""
 
     @classmethod
     def released(cls, release: int, url: str, message: str = "") -> "PushResult":
         return cls(ok=True, message=message, release=release, url=url)
 
     @classmethod
-    def failed(cls, message: str) -> "PushResult":
-        return cls(ok=False, message=message)
+    def failed(cls, message: str, kept: str = "") -> "PushResult":
+        return cls(ok=False, message=message, kept=kept)
 
 
 class OnPush(TypingProtocol):
@@ -233,7 +240,7 @@ class DeployReceivePackHandler(ReceivePackHandler):
 
     def _deploy(self, ref: bytes, old_sha: bytes, new_sha: bytes) -> bytes | None:
         app, out = self.push.app, self.out
-        out.line(f"-----> Deploying {app} {new_sha.decode()[:7]} ({ref.decode()}) for {self.push.who}")
+        out.line(f"-----> Deploying {app} {new_sha.decode()[:7]} ({branch_of(ref)}), pushed by {self.push.who}")
         with tempfile.TemporaryDirectory(prefix=f"vcapp-push-{app}-", dir=self.push.scratch_dir) as tmp:
             try:
                 source = checkout_tree(self.repo, new_sha, Path(tmp) / "src")
@@ -260,7 +267,7 @@ class DeployReceivePackHandler(ReceivePackHandler):
             if not isinstance(result, PushResult):
                 raise TypeError(f"on_push returned {type(result).__name__}, not PushResult")
         except DeployError as e:
-            result = PushResult.failed(str(e))
+            result = PushResult.failed(str(e), e.kept)
         except Exception as e:
             log.exception("git: on_push for %s crashed", self.push.app)
             result = PushResult.failed(f"internal error {type(e).__name__}: {e} (the server log has the traceback)")
@@ -269,12 +276,20 @@ class DeployReceivePackHandler(ReceivePackHandler):
         if not result.ok:
             reason = f"deploy failed: {result.message or 'no reason given'}"
             out.line(f"!      {reason}")
-            out.line(f"!      {self.push.app} keeps running its previous release; {branch_of(ref)} was not updated")
+            out.line(f"!      {result.kept or self._kept(old_sha)}; {branch_of(ref)} was not "
+                     + ("created" if old_sha == ZERO_SHA else "updated"))
             return reason
         out.line(f"-----> Released v{result.release}" + (f": {result.message}" if result.message else ""))
         if result.url:
             out.line(f"       {result.url}")
         return None
+
+    def _kept(self, old_sha: bytes) -> str:
+        """What still runs after a failed deploy, when on_push did not say: the first push to
+        the branch had nothing before it."""
+        if old_sha == ZERO_SHA:
+            return f"{self.push.app} was not deployed by this push"
+        return f"{self.push.app} keeps running its previous release"
 
     def _take_lock(self) -> bool:
         """One deploy per app at a time, across threads and gunicorn workers (flock)."""

@@ -34,7 +34,7 @@ def test_clone_empty_app_then_push_main_deploys_the_pushed_tree(git_server, git,
     push = git("push", "origin", "main", cwd=work)
     elapsed = time.monotonic() - started
 
-    assert remote_lines(push.stderr)[0] == f"-----> Deploying {app} {sha[:7]} (refs/heads/main) for alice"
+    assert remote_lines(push.stderr)[0] == f"-----> Deploying {app} {sha[:7]} (main), pushed by alice"
     steps = [line for line in remote_lines(push.stderr) if not line.startswith("stamp")]
     assert steps[1:4] == ["building image", "pushing image", "starting release"]
     assert re.fullmatch(r"-----> Released v\d+", steps[4])
@@ -90,6 +90,20 @@ def test_failed_deploy_rejects_the_ref_and_a_later_push_deploys(git_server, git,
     git("push", "origin", "main", cwd=work)
     assert git_server.calls(app)[-1]["old_sha"] == first
     assert git_server.refs(app) == {"refs/heads/main": second}
+
+
+def test_a_failed_first_push_does_not_speak_of_a_previous_release(git_server, git, tmp_path):
+    app = git_server.new_app()
+    work = git.workdir(tmp_path, git_server.remote(app))
+    git.commit_files(work, {"requirements.txt": "nosuchpkg\n"})
+    git_server.set_mode("fail")
+
+    push = git("push", "origin", "main", cwd=work, check=False)
+
+    assert push.returncode != 0
+    assert remote_lines(push.stderr)[-1] == f"!      {app} was not deployed by this push; main was not created"
+    assert "previous release" not in push.stderr
+    assert git_server.refs(app) == {}
 
 
 def test_push_to_another_branch_is_stored_without_a_build(git_server, git, tmp_path):

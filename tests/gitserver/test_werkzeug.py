@@ -52,7 +52,7 @@ def test_unmounted_app_under_werkzeug_streams_a_builders_output(werkzeug_git, gi
     push = git("push", "origin", "main", cwd=work)
 
     lines = [x.strip() for x in re.findall(r"^remote: (.*)$", push.stderr, re.M)]
-    assert lines == [f"-----> Deploying shop {sha[:7]} (refs/heads/main) for bob",
+    assert lines == [f"-----> Deploying shop {sha[:7]} (main), pushed by bob",
                      "step: a.txt", "step: b.txt", "done",
                      f"-----> Released v7: {sha[:7]} by bob", "https://shop.apps.example.test"]
     clone = git("clone", "-q", f"{base}/shop.git", str(tmp_path / "again"), cwd=tmp_path)
