@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from placer.model import instance_name, process_of
-from vcapp import events, keys
+from vcapp import builds, events, keys
 from vcapp.appconfig import ENV_NAME, env_problem
 from vcapp.errors import BadRequest, Conflict, NotFound
 from vcapp.store import Store, absent, delete_op, none_under, put_op, unchanged
@@ -410,7 +410,7 @@ def set_release(store: Store, app: str, release: int | str, image: str, config: 
 def destroy(store: Store, name: str, repo_root: Path | None = None) -> dict:
     """Remove the app and everything of it kept in etcd, in one transaction: its spec (custom
     domains and access policy are in it), secrets, end-user access tokens, release records,
-    repository record, metrics history and pending record. Events stay: they are the
+    build records and logs, repository record, metrics history and pending record. Events stay: they are the
     cluster's history. The node loops converge the rest from that state: the placer stops
     its instances and the runtimes remove them, every machine's repository loop removes its
     copy of the repository (vcapp/reposync.py: `stale_repos`); this machine's copy goes now
@@ -430,7 +430,8 @@ def destroy(store: Store, name: str, repo_root: Path | None = None) -> dict:
         releases = store.count(keys.release(name))
         ops = [delete_op(keys.app(name)), delete_op(keys.secrets(name)), delete_op(keys.pending(name)),
                delete_op(keys.repo(name)), delete_op(keys.release(name), prefix=True),
-               delete_op(keys.metrics(f"app/{name}"), prefix=True), *(delete_op(k) for k in tokens)]
+               delete_op(keys.metrics(f"app/{name}"), prefix=True), *builds.delete_ops(name),
+               *(delete_op(k) for k in tokens)]
         guards = [unchanged(keys.app(name), entry.mod_revision), none_under(keys.volume(name, "")),
                   absent(keys.bucket(name))]
         if store.txn(guards, ops):

@@ -50,17 +50,22 @@ def choose(store: Store, receiver: str) -> tuple[str, str]:
 
 
 def build_somewhere(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log,
-                    build_here: Callable[[], dict]) -> dict:
+                    build_here: Callable[[], dict], on_machine: Callable[[str], None] = lambda name: None) -> dict:
     """Build release `number` of `app` where it should run; the release's image fields.
-    `build_here()` builds on this machine (the receiver's own pipeline, vcapp/deploy.py)."""
+    `build_here()` builds on this machine (the receiver's own pipeline, vcapp/deploy.py);
+    `on_machine(name)` hears which machine builds (again when the build moves)."""
     where, why = choose(store, node.name)
     api = reposync.live_apis(store).get(where)
     if where == node.name or api is None:
+        on_machine(node.name)
+        log(f"-----> building on {node.name} ({'where the push arrived' if where != node.name else why})")
         return build_here()
+    on_machine(where)
     log(f"-----> building on {where} ({why})")
     try:
         return send(api, app, number, source, log, machine_secret(cluster_key()))
     except requests.RequestException as e:
+        on_machine(node.name)
         log(f"-----> {where} stopped answering ({type(e).__name__}); building here on {node.name} instead")
         return build_here()
 

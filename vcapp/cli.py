@@ -6,6 +6,7 @@ import click
 
 from vcapp import __version__
 from vcapp.commands.apps import apps, logs, ps, restart, scale, secrets
+from vcapp.commands.builds import builds
 from vcapp.commands.cluster import cluster
 from vcapp.commands.completion import completion
 from vcapp.commands.domains import access, domains
@@ -50,6 +51,7 @@ cli.add_command(access)
 for command in (apps, scale, ps, restart, logs, secrets):
     cli.add_command(command)
 cli.add_command(releases)
+cli.add_command(builds)
 cli.add_command(volumes)
 cli.add_command(buckets)
 cli.add_command(settings)

@@ -1,5 +1,7 @@
 """The git-push deploy pipeline: the `on_push` hook the git endpoint calls for main/master.
 
+    build record /vc/builds/<app>/<n> "building" (builds.py; finished whatever happens below,
+      with the push's whole log: `vcapp builds APP`, `vcapp builds log APP N`)
     vcapp.toml (appconfig: refused with line and field, nothing changes)
       -> build with builder/ here or on the machine placer.build_machine picks (buildremote.py),
          every line streamed to `git push`
@@ -44,8 +46,8 @@ from buildpacks import procfile
 from buildpacks.packs import DOCKERFILES, exposed_port
 from gitserver import DeployError, PushResult
 from runtime.replace import Promotion
-from vcapp import (appconfig, apps, buildproxy, buildremote, events, keys, membership, release_phase, releases,
-                   stackshare)
+from vcapp import (appconfig, apps, buildproxy, buildremote, builds, events, keys, membership, release_phase,
+                   releases, stackshare)
 from vcapp.errors import VcError
 from vcapp.node import registry_loop
 from vcapp.node.config import NodeConfig
@@ -73,8 +75,18 @@ class Outcome:
     message: str
 
 
+@dataclass
+class Progress:
+    """How far one push got, for its build record (vcapp/builds.py)."""
+
+    stage: str = "config"
+    built_on: str | None = None
+    release: int | None = None
+
+
 class Deployer:
-    """on_push for one machine's API: `store()` gives this thread's Store; node config is read per push."""
+    """on_push for one machine's API: `store()` gives this thread's Store; node config is read per push.
+    Every push is a build record (vcapp/builds.py) with its whole log, whatever becomes of it."""
 
     def __init__(self, store: Callable[[], Store], node: Callable[[], NodeConfig | None] = NodeConfig.load):
         self.store = store
@@ -82,19 +94,59 @@ class Deployer:
 
     def __call__(self, *, app: str, ref: str, old_sha: str, new_sha: str, source_dir: Path, log: Log,
                  who: str) -> PushResult:
-        store, started = self.store(), time.monotonic()
+        store = self.store()
         try:
-            serving = apps.get_app(store, app).get("release")
+            spec = apps.get_app(store, app)
         except VcError as e:
             raise DeployError(e.message) from None
+        kept = kept_text(app, spec)
+        node = self.node()
+        book, progress = builds.LogBook(log), Progress()
+        number = builds.start(store, app, sha=new_sha, ref=ref, who=who, receiver=node.name if node else "")
+        book.keep(f"-----> push of {new_sha[:7]} to {ref} by {who}, received on {node.name if node else '?'}")
+        book(f"-----> build {number} of {app} (`vcapp builds log {app} {number}` shows this log again)")
+        try:
+            result = self._deploy(store, node, app, spec, new_sha, source_dir, book, who, progress)
+        except DeployError as e:
+            self._finish(store, app, number, book, progress, str(e))
+            raise DeployError(str(e), kept) from None
+        except Exception as e:
+            self._finish(store, app, number, book, progress, f"internal error {type(e).__name__}: {e}")
+            raise
+        if result.ok:
+            book.keep(f"-----> Released v{result.release}: {result.message}")
+            builds.finish(store, app, number, builds.SUCCEEDED, book, reason=result.message,
+                          built_on=progress.built_on, release=progress.release)
+            return result
+        self._finish(store, app, number, book, progress, result.message)
+        return dataclasses.replace(result, kept=result.kept or kept)
+
+    @staticmethod
+    def _finish(store: Store, app: str, number: int, book: builds.LogBook, progress: Progress, why: str) -> None:
+        book.keep(f"!      {why}")
+        result = builds.REFUSED if progress.stage == "config" else builds.FAILED
+        try:
+            builds.finish(store, app, number, result, book, reason=why, stage=progress.stage,
+                          built_on=progress.built_on, release=progress.release)
+        except Exception:  # the pusher still hears why; the record stays "building"
+            log.exception("deploy: could not record build %s of %s", number, app)
+
+    def _deploy(self, store: Store, node: NodeConfig | None, app: str, spec: dict, new_sha: str,
+                source_dir: Path, log: Log, who: str, progress: Progress) -> PushResult:
+        started, serving = time.monotonic(), spec.get("release")
         config = read_config(source_dir, app, log)
         table, release_command = process_table(source_dir, config, log)
-        node = self.node()
         if node is None:
             raise DeployError("this machine is not in a cluster (no node.json); push to a cluster machine's API")
         number = releases.next_number(store, app)
+        progress.stage = "build"
+
+        def building_on(name: str) -> None:
+            progress.built_on = name
+
         built = buildremote.build_somewhere(store, node, app, number, source_dir, log,
-                                            lambda: build_here(store, node, app, number, source_dir, log))
+                                            lambda: build_here(store, node, app, number, source_dir, log),
+                                            building_on)
         rec = {"number": number, "sha": new_sha, "image": built["image"], "digest": built["digest"],
                "time": time.time(), "who": who, "config": dict(config.spec(), processes=table),
                "language": built["language"],
@@ -104,12 +156,15 @@ class Deployer:
             releases.record(store, app, rec)
         except VcError as e:
             raise DeployError(e.message) from None
+        progress.built_on, progress.release = built["built_on"], number
         before = store.value(keys.release(app, serving)) if isinstance(serving, int) else None
         if release_command:
+            progress.stage = "release phase"
             try:
                 release_phase.run(store, app, number, releases.run_image(rec), release_command, rec["config"], log)
             except release_phase.ReleaseFailed as e:
                 return self._refuse(store, app, number, before, str(e))
+        progress.stage = "health check"
         return self._release(store, app, rec, before, log, started)
 
     def _refuse(self, store: Store, app: str, number: int, before: dict | None, why: str) -> PushResult:
@@ -144,6 +199,15 @@ class Deployer:
         events.record(store, "deploy.failed", f"app {app} v{number} failed its health check: {why}; {keeps}",
                       app=app, release=number)
         return PushResult.failed(f"release v{number} failed its health check ({why}); {keeps}")
+
+
+def kept_text(app: str, spec: dict) -> str:
+    """What still runs when a push of `app` fails, in words (the spec from before the push)."""
+    if isinstance(spec.get("release"), int):
+        return f"{app} keeps running v{spec['release']}"
+    if spec.get("image"):
+        return f"{app} keeps running its image {spec['image']}"
+    return f"{app} has no earlier release, so nothing of it runs yet"
 
 
 def read_config(source: Path, app: str, log: Log) -> appconfig.AppConfig:

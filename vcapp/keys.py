@@ -32,6 +32,12 @@
     /vc/secrets/<app>            {"names": [...], "data": Fernet token of {name: value}} (vcapp/secrets.py)
     /vc/releases/<app>/<n:08d>   {number, sha, image, digest, time, who, config, status} (vcapp/releases.py);
                                  zero-padded so key order is release order
+    /vc/builds/<app>/<n:08d>     {number, sha, ref, who, receiver, built_on, started, ended, seconds,
+                                 result: building|succeeded|failed|refused, stage, reason, tail, release}:
+                                 one record per push to a deploy branch (vcapp/builds.py; the newest
+                                 KEEP per app, older ones pruned)
+    /vc/buildlogs/<app>/<n:08d>  {"log": text, "cut": lines dropped}: that push's whole log, bounded
+                                 (vcapp/builds.py MAX_LOG_BYTES)
     /vc/metrics/<kind>/<name>/<tier>/<start>  one chunk of a machine's ("node") or app's ("app")
                                  metrics history (vcapp/metrics.py: tiers, chunk shape, bounds)
     /vc/health/warnings          {id: {kind, severity, node?, app?, message, since}}: current warnings
@@ -107,6 +113,8 @@ PENDING = "/vc/pending/"
 STATUS = "/vc/status/"
 SECRETS = "/vc/secrets/"
 RELEASES = "/vc/releases/"
+BUILDS = "/vc/builds/"
+BUILD_LOGS = "/vc/buildlogs/"
 METRICS = "/vc/metrics/"
 WARNINGS = "/vc/health/warnings"
 HEALTH_SUMMARY = "/vc/health/summary"
@@ -216,6 +224,16 @@ def secrets(app_name: str) -> str:
 def release(app_name: str, number: int | None = None) -> str:
     """One release of an app, or (no number) the prefix of all of its releases."""
     return f"{RELEASES}{app_name}/" + ("" if number is None else f"{number:08d}")
+
+
+def build(app_name: str, number: int | None = None) -> str:
+    """One build record of an app, or (no number) the prefix of all of its build records."""
+    return f"{BUILDS}{app_name}/" + ("" if number is None else f"{number:08d}")
+
+
+def build_log(app_name: str, number: int | None = None) -> str:
+    """One build's log, or (no number) the prefix of all of an app's build logs."""
+    return f"{BUILD_LOGS}{app_name}/" + ("" if number is None else f"{number:08d}")
 
 
 def metrics(subject: str) -> str:

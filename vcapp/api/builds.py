@@ -1,8 +1,12 @@
-"""Builds another machine asked this one to run (vcapp/buildremote.py has both halves' rules).
+"""Builds: the record of every push, and the builds machines run for each other.
 
-POST /v1/builds/<app>/<number>, machines only, body: the pushed tree as a gzip'd tar. The
-answer streams text lines: the build log as it comes, an empty line while the build is
-quiet, and last "=> {image fields}" or "!! why it failed".
+GET /v1/apps/<app>/builds            {app, builds: [record, ...] oldest first} (vcapp/builds.py)
+GET /v1/apps/<app>/builds/<n|latest> one record with its whole kept log in "log"
+
+POST /v1/builds/<app>/<number>, machines only, body: the pushed tree as a gzip'd tar
+(vcapp/buildremote.py has both halves' rules). The answer streams text lines: the build
+log as it comes, an empty line while the build is quiet, and last "=> {image fields}" or
+"!! why it failed".
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from flask import Blueprint, request
+from flask import Blueprint, jsonify, request
 
 from gitserver import DeployError
-from vcapp import apps, buildremote, deploy
+from vcapp import apps, buildremote, builds, deploy
 from vcapp.api import context, streamed
 from vcapp.api.auth import machine_only
 from vcapp.api.body import streams_body
@@ -22,6 +26,38 @@ from vcapp.errors import BadRequest, Unavailable
 from vcapp.node.config import NodeConfig
 
 bp = Blueprint("builds", __name__)
+LATEST = "latest"
+
+
+def build_number(value: str) -> int | None:
+    """A build number from a path (7, "latest": None); BadRequest otherwise."""
+    if value == LATEST:
+        return None
+    if not (value.isascii() and value.isdigit()) or len(value) > 9 or int(value) < 1:
+        raise BadRequest(f"build {value!r} is not a build number; give one like 7, or latest "
+                         "(`vcapp builds APP` lists them)")
+    return int(value)
+
+
+@bp.get("/v1/apps/<app>/builds")
+def list_builds(app: str):
+    """APP's kept builds, oldest first: number, sha, who, where it built, when, how long,
+    result (building / succeeded / failed / refused), stage and reason, the last lines of a
+    failure, the release it made. No logs: GET .../builds/<n> has one."""
+    store = context.store()
+    name = apps.app_name(app)
+    apps.get_app(store, name)
+    return jsonify(app=name, builds=builds.list_builds(store, name))
+
+
+@bp.get("/v1/apps/<app>/builds/<number>")
+def get_build(app: str, number: str):
+    """Build NUMBER of APP (or the newest: latest) with its whole kept log in "log"."""
+    store = context.store()
+    name = apps.app_name(app)
+    which = build_number(number)
+    apps.get_app(store, name)
+    return jsonify(dict(builds.get_build(store, name, which), app=name))
 
 
 @bp.post("/v1/builds/<app>/<number>")
