@@ -88,10 +88,24 @@ def _strip_session() -> dict:
             "request": {"replace": {"Cookie": [{"search_regexp": SESSION_COOKIE_RE, "replace": ""}]}}}
 
 
-def _not_running(name: str) -> dict:
-    return html_page(503, f"{name} is not running",
-                     "This app has no running instance right now. If it was just deployed "
-                     "or its machine went down, it should be back within a minute.")
+# Why an app does not answer (router/routes.py DOWN_REASONS): the page's title and first
+# sentence; the route's down_detail follows.
+DOWN_PAGES = {
+    "undeployed": ("{name} is not deployed yet", "Nothing has been deployed to this app yet."),
+    "deploying": ("{name} is being deployed", "Its first push is being built and started; try again in a minute."),
+    "build-failed": ("{name} is not running", "Its last build failed, and it has never been deployed."),
+    "stopped": ("{name} is stopped", "It is scaled to no instances."),
+    "no-room": ("{name} is not running", "No machine has room to run it."),
+    "crashed": ("{name} is not running", "Its instances crashed."),
+    "unhealthy": ("{name} is not answering", "Its instances are failing their health check."),
+}
+UNKNOWN_DOWN = ("{name} is not running", "This app has no running instance right now. If it was just deployed "
+                                         "or its machine went down, it should be back within a minute.")
+
+
+def _not_running(name: str, app: AppRoute) -> dict:
+    title, text = DOWN_PAGES.get(app.down or "", UNKNOWN_DOWN)
+    return html_page(503, title.format(name=name), " ".join(filter(None, (text, app.down_detail))))
 
 
 def _app_handlers(name: str, host: str, app: AppRoute, settings: NodeSettings) -> list[dict]:
@@ -103,7 +117,7 @@ def _app_handlers(name: str, host: str, app: AppRoute, settings: NodeSettings) -
         handlers.append(reverse_proxy(app.backends, app.health_path, health_host=host,
                                       weights=_local_first(app), to_apps=True))
     else:
-        handlers.append(_not_running(name))
+        handlers.append(_not_running(name, app))
     return handlers
 
 
@@ -157,7 +171,7 @@ def _hop_routes(routes: NodeRoutes) -> list[dict]:
     for name, app in routes.apps:
         hosts = [app_host(name, routes.domain), *app.domains]
         handler = (reverse_proxy(app.local, app.health_path, to_apps=True) if app.local
-                   else _not_running(name))
+                   else _not_running(name, app))
         out.append(host_route(hosts, [handler]))
     out.append({"handle": [html_page(404, "No app here", "Nothing is deployed at this address.")],
                 "terminal": True})

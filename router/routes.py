@@ -5,7 +5,8 @@ run, which nodes are alive) and hands them to a controller; the controller turns
 Caddy JSON. Both tables are frozen values, so "did anything change" is an equality test.
 
     EdgeRoutes   domain, apps (names), nodes (node-router addresses), custom domains
-    NodeRoutes   domain, apps: name -> AppRoute(backends, policy, health_path, domains, local),
+    NodeRoutes   domain, apps: name -> AppRoute(backends, policy, health_path, domains, local,
+                 down, down_detail),
                  api backends, trusted proxies (the edges), here: the apps the edges should
                  send to this node router (it runs them, or nobody does)
 """
@@ -16,6 +17,12 @@ import re
 from dataclasses import dataclass
 
 POLICIES = ("public", "token")
+# Why an app has no backend, for the page its visitors get (router/node_config.py):
+# never deployed; its first push is building; its last build failed (never deployed);
+# scaled to 0; no machine has room (the placer's reason); its instances crashed; failing
+# their health check. None: no reason known (just deployed, its machine just died).
+DOWN_REASONS = ("undeployed", "deploying", "build-failed", "stopped", "no-room", "crashed", "unhealthy")
+MAX_DOWN_DETAIL = 300  # characters: one sentence on a public page
 _LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _HOSTNAME = re.compile(r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z0-9]$")
 API_LABEL = "api"
@@ -99,13 +106,17 @@ class AppRoute:
     backends: "addr:port" of where the app is served: its instances on this machine
     (containers' ports, published on loopback) and the hop ports of the other machines'
     routers that run it. health_path: polled on each backend; None = passive only.
-    local: the backends on this node's own machine, preferred over the others."""
+    local: the backends on this node's own machine, preferred over the others.
+    down: why there is no backend (one of DOWN_REASONS, None: not known), down_detail: the
+    specifics a visitor or admin can act on (a pending reason, the command to run)."""
 
     backends: tuple[str, ...] = ()
     policy: str = "public"
     health_path: str | None = None
     domains: tuple[str, ...] = ()
     local: tuple[str, ...] = ()
+    down: str | None = None
+    down_detail: str = ""
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -118,6 +129,10 @@ class AppRoute:
             check_domain(host)
         if not set(self.local) <= set(self.backends):
             raise RoutesError(f"local backends {sorted(set(self.local) - set(self.backends))} are not backends")
+        if self.down is not None and self.down not in DOWN_REASONS:
+            raise RoutesError(f"down reason {self.down!r}: use one of {', '.join(DOWN_REASONS)}")
+        if len(self.down_detail) > MAX_DOWN_DETAIL:
+            raise RoutesError(f"down detail is {len(self.down_detail)} characters; at most {MAX_DOWN_DETAIL}")
 
 
 @dataclass(frozen=True)

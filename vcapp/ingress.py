@@ -9,6 +9,7 @@ reachable (vcapp/peerwatch.py; a worker, clock, ... gets no HTTP traffic):
     /vc/apps/<app>                  {policy: "public"|"token", domains: [...], health: {...}}
     /vc/status/<node>/<app>/<inst>  {state: "running", health: "healthy", host_port: 20001, process: "web"}
     /vc/nodes/<node>                {addr: ...}
+    /vc/pending/<app>, /vc/builds/<app>/<n>  why an app with no backend is down (`down_reason`)
 
 Containers publish their port on their machine's loopback only (runtime/podman.py), so a
 node router reaches the instances on its own machine at "127.0.0.1:<host_port>" and an app's
@@ -27,8 +28,10 @@ import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from router.routes import AppRoute, EdgeRoutes, NodeRoutes, RoutesError, check_app, check_domain
-from vcapp import keys, membership, peerwatch
+from placer.model import process_of
+from router.routes import (MAX_DOWN_DETAIL, AppRoute, EdgeRoutes, NodeRoutes, RoutesError, api_host, check_app,
+                           check_domain)
+from vcapp import builds, keys, membership, peerwatch
 from vcapp.store import Store
 
 log = logging.getLogger("vcapp.ingress")
@@ -52,7 +55,9 @@ class ClusterView:
     """What ingress needs from the store, as plain data.
 
     apps: name -> spec; reports: runtime status values; nodes: live machine -> address;
-    api: live machine -> "addr:port" of its admin API; edges: addresses of the edges."""
+    api: live machine -> "addr:port" of its admin API; edges: addresses of the edges;
+    pending: app -> its /vc/pending record; builds: app -> its newest build record, for the
+    apps never deployed (vcapp/builds.py): both only say why an app is down."""
 
     domain: str
     apps: dict[str, dict] = field(default_factory=dict)
@@ -60,6 +65,8 @@ class ClusterView:
     nodes: dict[str, str] = field(default_factory=dict)
     api: dict[str, str] = field(default_factory=dict)
     edges: tuple[str, ...] = ()
+    pending: dict[str, dict] = field(default_factory=dict)
+    builds: dict[str, dict] = field(default_factory=dict)
 
 
 def serving(report: dict) -> bool:
@@ -106,8 +113,51 @@ def app_route(name: str, spec: dict, view: ClusterView, node: str | None = None)
     """`name`'s route as `node`'s router sees it (None: without local instances)."""
     policy = spec.get("policy") or "public"
     local = local_backends(name, view.reports, view.nodes, node) if node else ()
-    return AppRoute(local + peer_routers(name, view.reports, view.nodes, node), policy, health_path(spec),
-                    valid_domains(name, spec), local)
+    backends = local + peer_routers(name, view.reports, view.nodes, node)
+    down, detail = (None, "") if backends else down_reason(name, spec, view)
+    return AppRoute(backends, policy, health_path(spec), valid_domains(name, spec), local, down,
+                    short(detail))
+
+
+def down_reason(name: str, spec: dict, view: ClusterView) -> tuple[str | None, str]:
+    """Why `name` has no serving instance (router/routes.py DOWN_REASONS) and what to do,
+    from what the cluster records; (None, "") when nothing says (it is starting, or its
+    machine just died). Only stable words: a change reloads every router."""
+    if not spec.get("image"):
+        build = view.builds.get(name) or {}
+        if build.get("result") in (builds.FAILED, builds.REFUSED):
+            return "build-failed", (f"Build {build.get('number')} ({str(build.get('sha') or '')[:7]}) "
+                                    f"{build['result']}: {builds.first_line(build.get('reason', ''))}. "
+                                    f"Its log: vcapp builds log {name}")
+        if build.get("result") == builds.BUILDING:
+            return "deploying", ""
+        return "undeployed", f"To deploy it, push its code: git push {git_url(view.domain, name)} main"
+    if int(spec.get("count", 1) or 0) == 0:
+        return "stopped", f"To start it: vcapp scale {name} --count 1"
+    waiting = {inst: why for inst, why in ((view.pending.get(name) or {}).get("instances") or {}).items()
+               if process_of(inst)[0] == "web"}
+    if waiting:
+        inst = min(waiting)
+        return "no-room", f"Instance {inst}: {waiting[inst]}"
+    live = [r for r in view.reports if r.get("app") == name and r.get("node") in view.nodes
+            and r.get("process", "web") == "web"]
+    for r in sorted(live, key=lambda r: str(r.get("instance"))):
+        if r.get("state") in ("failed", "exited"):
+            return "crashed", f"Instance {r.get('instance')}: {r.get('message') or 'its container ' + r['state']}"
+    for r in sorted(live, key=lambda r: str(r.get("instance"))):
+        if r.get("health") == "unhealthy":
+            return "unhealthy", f"Instance {r.get('instance')}: {r.get('message') or 'its check fails'}"
+    return None, ""
+
+
+def git_url(domain: str, app: str) -> str:
+    """Where an admin pushes `app` (the API hostname at the edge, vcapp/api/git.py)."""
+    return f"https://{api_host(domain)}/git/{app}.git"
+
+
+def short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_DOWN_DETAIL else text[:MAX_DOWN_DETAIL - 1] + "…"
 
 
 def routable_apps(view: ClusterView, node: str | None = None) -> dict[str, AppRoute]:
@@ -165,7 +215,8 @@ def api_addr(record: dict) -> str | None:
 
 
 def read_view(store: Store) -> ClusterView:
-    """The current ClusterView: four prefix reads, cheap enough for every reconcile tick."""
+    """The current ClusterView: five prefix reads, and one more for each app never deployed,
+    cheap enough for every reconcile tick."""
     cluster = store.value(keys.CLUSTER) or {}
     alive = membership.alive_machines(store)
     alive -= set(peerwatch.unreachable(store, alive))  # no route to a machine nobody reaches
@@ -176,5 +227,9 @@ def read_view(store: Store) -> ClusterView:
     reports = [dict(e.value, node=e.value.get("node") or keys.name_of(e.key, keys.STATUS).split("/")[0])
                for e in store.list(keys.STATUS) if isinstance(e.value, dict)]
     api = {n: a for n, r in live.items() if (a := api_addr(r))}
+    pending = {keys.name_of(e.key, keys.PENDING): e.value for e in store.list(keys.PENDING)
+               if isinstance(e.value, dict)}
+    last_builds = {name: b for name, spec in apps.items() if not spec.get("image")
+                   if (b := builds.latest(store, name))}
     return ClusterView(cluster.get("domain", ""), apps, reports, {n: r["addr"] for n, r in live.items()},
-                       api, edge_hosts(cluster))
+                       api, edge_hosts(cluster), pending, last_builds)

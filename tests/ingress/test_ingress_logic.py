@@ -106,3 +106,41 @@ def test_edge_table_lists_apps_domains_and_node_routers():
                                          (" 100.96.0.5 ", "100.96.0.5:7080")])
 def test_edge_node_addresses_default_to_the_node_router_port(given, addr):
     assert router_address(given) == addr
+
+
+IMAGE = {"image": "10.1.0.11:5000/apps/blog@sha256:" + "a" * 64, "release": 3, "count": 1}
+
+
+@pytest.mark.parametrize("spec, reports, pending, build, down, detail", [
+    ({}, [], {}, None, "undeployed",
+     "To deploy it, push its code: git push https://api.apps.example.com/git/blog.git main"),
+    ({}, [], {}, {"number": 2, "sha": "889e2a5" + "0" * 33, "result": "failed",
+                  "reason": "build failed (buildah exited 1): fix the failing step shown above\nmore"},
+     "build-failed", "Build 2 (889e2a5) failed: build failed (buildah exited 1): fix the failing step shown "
+                     "above. Its log: vcapp builds log blog"),
+    ({}, [], {}, {"number": 1, "result": "building"}, "deploying", ""),
+    ({}, [], {}, {"number": 1, "result": "succeeded"}, "undeployed",  # an --image app made since, destroyed...
+     "To deploy it, push its code: git push https://api.apps.example.com/git/blog.git main"),
+    (dict(IMAGE, count=0), [], {}, None, "stopped", "To start it: vcapp scale blog --count 1"),
+    (IMAGE, [], {"instances": {"0": "no machine has 512 MB free", "worker-0": "x"}}, None, "no-room",
+     "Instance 0: no machine has 512 MB free"),
+    (IMAGE, [], {"instances": {"worker-0": "no machine has room"}}, None, None, ""),  # a worker: not web's
+    (IMAGE, [report("home-1", "blog", state="exited", message="exited with code 3")], {}, None, "crashed",
+     "Instance 0: exited with code 3"),
+    (IMAGE, [report("home-1", "blog", health="unhealthy", message="HTTP 500 from /healthz")], {}, None,
+     "unhealthy", "Instance 0: HTTP 500 from /healthz"),
+    (IMAGE, [report("office-9", "blog", state="exited")], {}, None, None, ""),  # a dead machine's report
+    (IMAGE, [report("home-1", "blog", health="starting")], {}, None, None, ""),  # just deployed
+])
+def test_an_app_without_backends_says_why_it_is_down(spec, reports, pending, build, down, detail):
+    v = ClusterView("apps.example.com", {"blog": spec}, reports, dict(NODES), dict(API), (),
+                    {"blog": pending} if pending else {}, {"blog": build} if build else {})
+    r = route(v, "blog")
+    assert (r.backends, r.down, r.down_detail) == ((), down, detail)
+
+
+def test_a_serving_app_has_no_down_reason_and_a_long_detail_is_cut():
+    assert route(view({"blog": IMAGE}, [report("home-1", "blog")]), "blog").down is None
+    v = ClusterView("apps.example.com", {"blog": IMAGE}, [], dict(NODES), dict(API), (),
+                    {"blog": {"instances": {"0": "why " * 200}}})
+    assert len(route(v, "blog").down_detail) == 300 and route(v, "blog").down_detail.endswith("…")

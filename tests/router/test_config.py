@@ -227,3 +227,33 @@ def test_controller_loads_only_when_the_desired_config_differs():
     assert ctl.apply(EdgeRoutes.build(D, ["blog"], ["n1:7080", "n2:7080"])) is True
     admin.loaded.append({})  # Caddy restarted and lost its config
     assert ctl.apply(one) is True and len(admin.loaded) == 4
+
+
+@pytest.mark.parametrize("down, detail, title, words", [
+    (None, "", "blog is not running", "it should be back within a minute"),
+    ("undeployed", "To deploy it, push its code: git push https://api.apps.example.com/git/blog.git main",
+     "blog is not deployed yet", "git push https://api.apps.example.com/git/blog.git main"),
+    ("build-failed", "Build 2 (889e2a5) failed: <b>oops</b>. Its log: vcapp builds log blog", "blog is not running",
+     "Its last build failed, and it has never been deployed. Build 2 (889e2a5) failed: &lt;b&gt;oops&lt;/b&gt;. "
+     "Its log: vcapp builds log blog"),
+    ("crashed", "Instance 0: exited with code 3", "blog is not running", "Its instances crashed. Instance 0: exited"),
+    ("unhealthy", "Instance 0: HTTP 500 from /healthz", "blog is not answering", "failing their health check"),
+    ("no-room", "Instance 0: no machine has 512 MB free", "blog is not running", "No machine has room to run it."),
+    ("stopped", "To start it: vcapp scale blog --count 1", "blog is stopped", "vcapp scale blog --count 1"),
+    ("deploying", "", "blog is being deployed", "try again in a minute"),
+])
+def test_the_not_running_page_says_why_escaped(down, detail, title, words):
+    routes = NodeRoutes.build(D, {"blog": AppRoute(down=down, down_detail=detail)})
+    for server in ("node", "hop"):
+        doc = node_config.render(routes, replace(NODE, hop_listen="100.96.0.5:7081"))
+        page = handlers_for(doc, server, f"blog.{D}")[-1]
+        assert page["status_code"] == 503
+        assert f"<title>{title}</title>" in page["body"] and words in page["body"], page["body"]
+        assert "<b>" not in page["body"]
+
+
+def test_a_down_reason_must_be_known_and_short():
+    with pytest.raises(RoutesError, match="down reason 'gone'"):
+        AppRoute(down="gone")
+    with pytest.raises(RoutesError, match="at most 300"):
+        AppRoute(down="crashed", down_detail="x" * 301)
