@@ -105,7 +105,8 @@ class Client:
     def from_config(cls) -> Client:
         login = load_login()
         if login is None:
-            raise ClientError("not logged in: run `vcapp login URL TOKEN` (or set VCAPP_URL and VCAPP_TOKEN)")
+            raise ClientError("not logged in: run `vcapp login URL` (it asks for the token), "
+                              "or set VCAPP_URL and VCAPP_TOKEN")
         return cls(login)
 
     def get(self, path: str, **params: Any) -> dict:

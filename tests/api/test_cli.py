@@ -55,7 +55,7 @@ def test_an_unreachable_api_says_so(served, vcapp_cli):
 def test_commands_without_login_say_how_to_log_in(vcapp_cli):
     result = vcapp_cli("nodes")
     assert result.code == 1
-    assert "not logged in: run `vcapp login URL TOKEN`" in result.err
+    assert "not logged in: run `vcapp login URL` (it asks for the token)" in result.err
 
 
 def test_env_overrides_the_saved_login(served, logged_in):
@@ -113,7 +113,8 @@ def test_admin_tokens_create_list_revoke(served, logged_in):
     url, _, _ = served
     created = logged_in("tokens", "admin", "create", "--name", "ci-bot")
     assert created.code == 0, created.err
-    token = created.out.split(f"vcapp login {url} ", 1)[1].split()[0]
+    token = next(w for w in created.out.split() if w.startswith("vcadm_"))
+    assert f"vcapp login {url}`" in created.out and f"vcapp login {url} {token}" not in created.out
     token_id = token.split("_")[1]
     assert requests.get(url + "/v1/nodes", headers=bearer(token), timeout=5).status_code == 200
     listed = logged_in("tokens", "admin", "list").out

@@ -31,7 +31,7 @@ def join() -> None:
 
 @tokens.group("admin")
 def admin() -> None:
-    """Tokens that authorize the admin API and this CLI (`vcapp login URL TOKEN`)."""
+    """Tokens that authorize the admin API and this CLI (`vcapp login URL`, then the token)."""
 
 
 def join_state(t: dict, now: float) -> str:
@@ -108,8 +108,10 @@ def admin_create(name: str, scope: str, as_json: bool) -> None:
         click.echo(f"edge token {answer['id']} ({name}) created; it is shown only now. On the edge host:\n")
         click.echo(f"  VCAPP_TOKEN={answer['token']} vcapp edge run --domain DOMAIN\n")
         return
-    click.echo(f"admin token {answer['id']} ({name}) created; it is shown only now. To use it:\n")
-    click.echo(f"  vcapp login {client.login.url} {answer['token']}\n")
+    click.echo(f"admin token {answer['id']} ({name}) created; it is shown only now:\n")
+    click.echo(f"  {answer['token']}\n")
+    click.echo(f"To use it, run `vcapp login {client.login.url}` and paste it at the prompt (kept out of your "
+               "shell history), or give it to a script as VCAPP_TOKEN.")
 
 
 @admin.command("list")
