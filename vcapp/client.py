@@ -63,7 +63,7 @@ def load_login() -> Login | None:
         try:
             saved = json.loads(path.read_text())
         except ValueError:
-            raise ClientError(f"{path} is damaged; log in again with `vcapp login URL TOKEN`") from None
+            raise ClientError(f"{path} is damaged; log in again with `vcapp login URL`") from None
     url = os.environ.get("VCAPP_URL") or saved.get("url")
     token = os.environ.get("VCAPP_TOKEN") or saved.get("token")
     if not (url and token):
@@ -128,7 +128,7 @@ class Client:
                               "(is the cluster's etcd up? `vcapp status` from a cluster machine)") from None
         except requests.RequestException as e:
             raise ClientError(f"cannot reach {self.login.url}: {_reason(e)} "
-                              "(is the cluster up? `vcapp login URL TOKEN`)") from None
+                              "(is the cluster up? `vcapp login URL`)") from None
         return _decode(response, self.login.url)
 
     def stream(self, method: str, path: str, body: dict | None = None, params: dict | None = None,

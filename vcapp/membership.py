@@ -163,7 +163,7 @@ def authenticate_admin(store: Store, text: str, allow: tuple[str, ...] = ("admin
         raise Unauthorized(str(e)) from None
     record = store.value(keys.admin_token(token.id))
     if record is None or not tokens.secret_matches(token.secret, record["hash"]):
-        raise Unauthorized("admin token not recognised; log in again with a valid one (`vcapp login URL TOKEN`)")
+        raise Unauthorized("admin token not recognised; log in again with a valid one (`vcapp login URL`)")
     if record.get("revoked"):
         raise Unauthorized(f"admin token {token.id} ({record['name']}) was revoked; ask an admin for a new one")
     scope = record.get("scope", "admin")

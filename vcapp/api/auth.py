@@ -54,7 +54,7 @@ def bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     if not header:
         raise Unauthorized("no admin token: send `Authorization: Bearer <admin token>` "
-                           "(the CLI does after `vcapp login URL TOKEN`)")
+                           "(the CLI does after `vcapp login URL`)")
     if not header.startswith(SCHEME) or not header[len(SCHEME):].strip():
         raise Unauthorized("malformed Authorization header: use `Authorization: Bearer <admin token>`")
     return header[len(SCHEME):].strip()
