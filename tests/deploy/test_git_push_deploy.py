@@ -350,6 +350,38 @@ def test_push_whose_build_fails_is_refused_and_v1_keeps_serving(cc, repo):
         assert "[remote rejected]" in proc.stderr
         assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
         assert serving(cc) == "hello v1"
+        assert f"!      {APP} keeps running v" in proc.stderr
+        # The push is a build record with its log: `vcapp builds`, `vcapp builds log`.
+        failed = api("GET", cc, f"/v1/apps/{APP}/builds")["builds"][-1]
+        assert (failed["result"], failed["stage"], failed["who"]) == ("failed", "build", "initial"), failed
+        assert failed["built_on"] in cc.machines and any("compiling" in line for line in failed["tail"]), failed
+        cc.vcapp("home-1", "login", f"http://{cc.sim.addr('home-1')}:7180", cc.admin_token)
+        listed = cc.vcapp("home-1", "builds", APP).stdout
+        assert f"`vcapp builds log {APP} {failed['number']}`" in listed, listed
+        log = cc.vcapp("home-1", "builds", "log", APP, str(failed["number"])).stdout
+        assert f"-----> building on {failed['built_on']} (" in log and "compiling" in log, log
+
+
+def test_an_app_whose_first_build_failed_says_so_on_its_page(cc, tmp_path):
+    """Never deployed, its only build failed: a node router's 503 page says so and how to see why."""
+    api("POST", cc, "/v1/apps", {"name": "broken"})
+    work = tmp_path / "broken"
+    work.mkdir()
+    git(work, "init", "-q", "-b", "main")
+    commit(work, {"Dockerfile": f"FROM {STACKS['python'].alias}\nRUN echo compiling && exit 3\n"}, "broken")
+    url = f"http://admin:{cc.admin_token}@{cc.sim.addr('home-1')}:7180/git/broken.git"
+    proc = cc.sim.run("home-3", "git", "-C", str(work), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
+    assert proc.returncode != 0
+    assert "!      broken has no earlier release, so nothing of it runs yet; main was not created" in proc.stderr
+    assert "previous release" not in proc.stderr
+
+    def page() -> str:
+        return cc.sim.run("home-3", "curl", "-s", "--max-time", "3", "-H", "Host: broken.apps.test",
+                          f"http://{cc.sim.addr('home-2')}:{NODE_ROUTER_PORT}/", check=False).stdout
+
+    text = cc.wait(lambda: "last build failed" in (p := page()) and p, 30, "the page to name the failed build")
+    assert "vcapp builds log broken" in text and "broken is not running" in text, text
+    api("DELETE", cc, "/v1/apps/broken")
 
 
 def test_malformed_vcapp_toml_is_refused_with_the_field_named(cc, repo):
