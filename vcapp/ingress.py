@@ -122,13 +122,14 @@ def app_route(name: str, spec: dict, view: ClusterView, node: str | None = None)
 def down_reason(name: str, spec: dict, view: ClusterView) -> tuple[str | None, str]:
     """Why `name` has no serving instance (router/routes.py DOWN_REASONS) and what to do,
     from what the cluster records; (None, "") when nothing says (it is starting, or its
-    machine just died). Only stable words: a change reloads every router."""
+    machine just died). Only stable words: a change reloads every router. The page is public,
+    so the words name the admin command that tells more, never the error itself (a config
+    parse error, a health check's answer, machines' free memory)."""
     if not spec.get("image"):
         build = view.builds.get(name) or {}
         if build.get("result") in (builds.FAILED, builds.REFUSED):
             return "build-failed", (f"Build {build.get('number')} ({str(build.get('sha') or '')[:7]}) "
-                                    f"{build['result']}: {builds.first_line(build.get('reason', ''))}. "
-                                    f"Its log: vcapp builds log {name}")
+                                    f"{build['result']}; its log: vcapp builds log {name}")
         if build.get("result") == builds.BUILDING:
             return "deploying", ""
         return "undeployed", f"To deploy it, push its code: git push {git_url(view.domain, name)} main"
@@ -137,16 +138,15 @@ def down_reason(name: str, spec: dict, view: ClusterView) -> tuple[str | None, s
     waiting = {inst: why for inst, why in ((view.pending.get(name) or {}).get("instances") or {}).items()
                if process_of(inst)[0] == "web"}
     if waiting:
-        inst = min(waiting)
-        return "no-room", f"Instance {inst}: {waiting[inst]}"
+        return "no-room", f"`vcapp ps {name}` says what it needs"
     live = [r for r in view.reports if r.get("app") == name and r.get("node") in view.nodes
             and r.get("process", "web") == "web"]
     for r in sorted(live, key=lambda r: str(r.get("instance"))):
         if r.get("state") in ("failed", "exited"):
-            return "crashed", f"Instance {r.get('instance')}: {r.get('message') or 'its container ' + r['state']}"
+            return "crashed", f"`vcapp ps {name}` and `vcapp logs {name}` say why"
     for r in sorted(live, key=lambda r: str(r.get("instance"))):
         if r.get("health") == "unhealthy":
-            return "unhealthy", f"Instance {r.get('instance')}: {r.get('message') or 'its check fails'}"
+            return "unhealthy", f"`vcapp ps {name}` shows the check's answer"
     return None, ""
 
 

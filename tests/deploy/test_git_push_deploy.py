@@ -381,6 +381,7 @@ def test_an_app_whose_first_build_failed_says_so_on_its_page(cc, tmp_path):
 
     text = cc.wait(lambda: "last build failed" in (p := page()) and p, 30, "the page to name the failed build")
     assert "vcapp builds log broken" in text and "broken is not running" in text, text
+    assert "buildah" not in text and "compiling" not in text, "the public page told the build's error"
     api("DELETE", cc, "/v1/apps/broken")
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from router.routes import AppRoute
 from vcapp.edge_daemon import router_address
+from vcapp import ingress
 from vcapp.ingress import ClusterView, edge_hosts, edge_routes, node_routes
 
 pytestmark = pytest.mark.unit
@@ -116,19 +117,18 @@ IMAGE = {"image": "10.1.0.11:5000/apps/blog@sha256:" + "a" * 64, "release": 3, "
      "To deploy it, push its code: git push https://api.apps.example.com/git/blog.git main"),
     ({}, [], {}, {"number": 2, "sha": "889e2a5" + "0" * 33, "result": "failed",
                   "reason": "build failed (buildah exited 1): fix the failing step shown above\nmore"},
-     "build-failed", "Build 2 (889e2a5) failed: build failed (buildah exited 1): fix the failing step shown "
-                     "above. Its log: vcapp builds log blog"),
+     "build-failed", "Build 2 (889e2a5) failed; its log: vcapp builds log blog"),
     ({}, [], {}, {"number": 1, "result": "building"}, "deploying", ""),
     ({}, [], {}, {"number": 1, "result": "succeeded"}, "undeployed",  # an --image app made since, destroyed...
      "To deploy it, push its code: git push https://api.apps.example.com/git/blog.git main"),
     (dict(IMAGE, count=0), [], {}, None, "stopped", "To start it: vcapp scale blog --count 1"),
     (IMAGE, [], {"instances": {"0": "no machine has 512 MB free", "worker-0": "x"}}, None, "no-room",
-     "Instance 0: no machine has 512 MB free"),
+     "`vcapp ps blog` says what it needs"),
     (IMAGE, [], {"instances": {"worker-0": "no machine has room"}}, None, None, ""),  # a worker: not web's
     (IMAGE, [report("home-1", "blog", state="exited", message="exited with code 3")], {}, None, "crashed",
-     "Instance 0: exited with code 3"),
+     "`vcapp ps blog` and `vcapp logs blog` say why"),
     (IMAGE, [report("home-1", "blog", health="unhealthy", message="HTTP 500 from /healthz")], {}, None,
-     "unhealthy", "Instance 0: HTTP 500 from /healthz"),
+     "unhealthy", "`vcapp ps blog` shows the check's answer"),
     (IMAGE, [report("office-9", "blog", state="exited")], {}, None, None, ""),  # a dead machine's report
     (IMAGE, [report("home-1", "blog", health="starting")], {}, None, None, ""),  # just deployed
 ])
@@ -139,8 +139,10 @@ def test_an_app_without_backends_says_why_it_is_down(spec, reports, pending, bui
     assert (r.backends, r.down, r.down_detail) == ((), down, detail)
 
 
-def test_a_serving_app_has_no_down_reason_and_a_long_detail_is_cut():
+def test_a_serving_app_has_no_down_reason_and_the_public_page_tells_no_secret():
     assert route(view({"blog": IMAGE}, [report("home-1", "blog")]), "blog").down is None
-    v = ClusterView("apps.example.com", {"blog": IMAGE}, [], dict(NODES), dict(API), (),
-                    {"blog": {"instances": {"0": "why " * 200}}})
-    assert len(route(v, "blog").down_detail) == 300 and route(v, "blog").down_detail.endswith("…")
+    secret = "DATABASE_URL=postgres://admin:hunter2@db"
+    v = ClusterView("apps.example.com", {"blog": IMAGE}, [report("home-1", "blog", state="exited", message=secret)],
+                    dict(NODES), dict(API), (), {"blog": {"instances": {"0": "needs 900 MB; " + secret}}})
+    assert secret not in route(v, "blog").down_detail
+    assert ingress.short("why " * 200).endswith("…") and len(ingress.short("why " * 200)) == 300
