@@ -63,6 +63,7 @@ class Agent:
         self.retiring: set[str] = set()  # names of containers being stopped on their own thread
         self.retiring_lock = threading.Lock()
         self.ports_held: set[int] = set()  # host ports of every container, retiring ones too
+        self.swept = True  # False: a container went away since networks were last tidied
         self.last_specs: dict[str, InstanceSpec] = {}  # the previous pass's, for handovers
         self.node = node
         self.book_path = book_path
@@ -89,10 +90,11 @@ class Agent:
             notes.update(self._apply(action, book, containers, specs))
         book.forget_except(set(specs))
         book.save(self.book_path)
-        if any(not isinstance(a, Wait) for a in actions):
+        if any(not isinstance(a, Wait) for a in actions) or not self.swept:
             every = self.driver.list()
             containers = self._visible(every)
-            if any(isinstance(a, (Remove, Replace)) for a in actions):
+            if any(isinstance(a, (Remove, Replace)) for a in actions) or not self.swept:
+                self.swept = True  # before: a retirement ending meanwhile asks for the next sweep
                 self.driver.remove_unused_networks({c.app for c in every} | {s.app for s in desired})
         self.tracker.forget_except({c.id for c in containers})
         reports = {k: self._report(s, containers, book, notes.get(k), now) for k, s in specs.items()}
@@ -201,6 +203,7 @@ class Agent:
             finally:
                 with self.retiring_lock:
                     self.retiring.discard(old.name)
+                self.swept = False  # its app's network may be unused now
 
         threading.Thread(target=work, name=f"retire-{old.name}", daemon=True).start()
 

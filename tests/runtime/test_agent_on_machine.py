@@ -10,6 +10,8 @@ import pytest
 from runtime.supervisor import Agent
 from runtime.podman import PodmanDriver
 from runtime.reconcile import backoff_s
+from runtime.spec import DEFAULT_KILL_TIMEOUT_S
+from tests.helpers.waiting import wait_for
 from tests.runtime.conftest import AgentOnHost, HostShell, web
 from vcapp.dev.power import alive
 
@@ -95,7 +97,9 @@ def test_failing_release_is_not_promoted_and_good_one_is(agent, machine):
     agent.want([web(app="deploy", release="3", page="three")])
     new = agent.wait(DKEY, lambda r: healthy(r) and r["release"] == "3", "release 3 healthy")
     assert get(machine, "home-1", new["host_port"]) == "three"
-    assert "vc-deploy-0-r1" not in agent.podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    # The old one drains first (busybox ignores SIGTERM: the whole kill_timeout), then goes.
+    wait_for(lambda: "vc-deploy-0-r1" not in agent.podman("ps", "-a", "--format", "{{.Names}}").stdout.split(),
+             DEFAULT_KILL_TIMEOUT_S + 20, "release 1's container drained and removed", interval=0.5)
 
 
 def test_a_port_that_stops_forwarding_is_noticed_and_restored_without_restarting_the_app(agent, machine):
@@ -145,8 +149,9 @@ def test_apps_cannot_reach_each_other_directly(agent, machine):
     same = agent.podman("exec", a1["container"], "sh", "-c", probe.format(_ip(agent, a["container"]), 8080),
                         check=False)
     assert "alpha" in same.stdout
-    nets = agent.podman("network", "ls", "--format", "{{.Name}}").stdout.split()
-    assert "vc-app-beta" not in nets  # removed with the app's last container
+    # beta's network goes with its last container, once that has drained
+    wait_for(lambda: "vc-app-beta" not in agent.podman("network", "ls", "--format", "{{.Name}}").stdout.split(),
+             DEFAULT_KILL_TIMEOUT_S + 20, "beta's network removed after its container", interval=0.5)
 
 
 def test_logs_are_readable_and_streamable(agent, machine):
