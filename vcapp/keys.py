@@ -24,7 +24,7 @@
     /vc/etcd/certs/<name>        {serial, addr, issued_at}: the etcd certificate a machine was given
     /vc/etcd/revoked/<serial>    {name, addr, at}: certificates of removed machines (etcd's CRL)
     /vc/events/<ms>-<rand>       {time, kind, node?, app?, message}
-    /vc/election/<role>          the leader of <role>, bound to its lease
+    /vc/election/<role>          {lease, node}: the leader of <role>, bound to its lease
     /vc/apps/<app>               app spec (placer/model.py) + revision, created_at (vcapp/apps.py)
     /vc/assign/<app>/<inst>      the placer's assignment of one instance (placer/model.py)
     /vc/pending/<app>            {"instances": {inst: reason}, "since": t}: instances without a machine

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 
-from vcapp import keys
+from vcapp import keys, membership
 from vcapp.store import Store
 
 PROBE_EVERY_S = 0.5
@@ -67,6 +67,14 @@ def confirmed(alive: set[str], reports: dict[str, dict[str, float]]) -> dict[str
 def unreachable(store: Store, alive: set[str]) -> dict[str, list[str]]:
     """`confirmed` from the store: live machines the others cannot reach, and who says so."""
     return confirmed(alive, read(store))
+
+
+def is_unreachable(store: Store, machine: str) -> bool:
+    """Is `machine` confirmed unreachable? One read while nobody suspects it (the usual case)."""
+    reports = read(store)
+    if not any(machine in peers for peers in reports.values()):
+        return False
+    return machine in confirmed(membership.alive_machines(store), reports)
 
 
 class Tracker:

@@ -109,7 +109,7 @@ class Daemon:
             self._accept_invite(cfg, store)
             if time.monotonic() - self._last_refresh > REFRESH_EVERY:
                 self._refresh(cfg, store)
-            self._lead(store)
+            self._lead(cfg.name, store)
             self._run_loops(cfg, store)
         except StoreUnavailable as e:
             # Keep the lease (and the leadership bound to it): etcd keeps a lease through a
@@ -222,30 +222,25 @@ class Daemon:
         cfg.etcd.member = False
         cfg.save()
 
-    def _lead(self, store: Store) -> None:
+    def _lead(self, name: str, store: Store) -> None:
         key = keys.election("controller")
         held = store.get(key)
         if self.leader and (held is None or held.lease != self.lease):
             log.warning("no longer the controller: the election went to another machine")
             self.leader = False
         if not self.leader:
-            if held is not None and held.lease != self.lease and self._holder_unreachable(store, held.lease):
+            holder = (held.value or {}).get("node") if held is not None and isinstance(held.value, dict) else None
+            if holder and holder != name and peerwatch.is_unreachable(store, holder):
                 # Its lease would hold the election for seconds more, and with it every move.
                 if store.txn([unchanged(key, held.mod_revision)], [delete_op(key)]):
                     log.warning("the controller's machine is unreachable (vcapp/peerwatch.py): electing again")
-            self.leader = store.txn([absent(key)], [put_op(key, {"lease": self.lease}, lease=self.lease)])
+            self.leader = store.txn([absent(key)], [put_op(key, {"lease": self.lease, "node": name},
+                                                               lease=self.lease)])
             if self.leader:
                 log.info("elected controller")
         if self.leader and self.controller:
             self.controller.tick()
 
-
-    @staticmethod
-    def _holder_unreachable(store: Store, lease: int) -> bool:
-        """Is the machine holding `lease` confirmed unreachable by its peers?"""
-        alive = {keys.name_of(e.key, keys.ALIVE): e.lease for e in store.list(keys.ALIVE)}
-        holder = next((name for name, held in alive.items() if held == lease), None)
-        return holder is not None and holder in peerwatch.unreachable(store, set(alive))
 
     def _run_loops(self, cfg: NodeConfig, store: Store) -> None:
         ctx = NodeContext(cfg, self.base, store, self.lease, self.leader, self.keeper.confirmed_at)

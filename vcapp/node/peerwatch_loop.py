@@ -22,6 +22,9 @@ from vcapp.store import Store
 log = logging.getLogger("vcapp.peerwatch")
 
 ANSWERED_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET}
+# Whom to probe changes only when a machine joins, leaves or its lease ends: the tick reads
+# the live machines and their addresses this often, not on every tick.
+TARGETS_EVERY_S = 2.0
 
 
 def probe(addr: str, port: int, timeout: float = peerwatch.PROBE_TIMEOUT_S) -> bool:
@@ -41,6 +44,7 @@ class PeerWatchLoop:
         self.endpoints = ctx.cfg.store_endpoints()
         self.lease = ctx.lease
         self.targets: dict[str, tuple[str, int]] = {}  # peer -> (addr, port), set by step
+        self.targets_at = 0.0  # monotonic time of the last read of the targets
         self.tracker = peerwatch.Tracker()
         self.published: tuple[set[str], int] | None = None  # (suspects, lease) last written
         self.stop = threading.Event()
@@ -49,6 +53,9 @@ class PeerWatchLoop:
 
     def step(self, ctx) -> None:
         self.endpoints, self.lease = ctx.cfg.store_endpoints(), ctx.lease
+        if time.monotonic() - self.targets_at < TARGETS_EVERY_S:
+            return
+        self.targets_at = time.monotonic()
         alive = membership.alive_machines(ctx.store)
         targets = {}
         for e in ctx.store.list(keys.NODES):
