@@ -27,7 +27,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from storage import storaged
-from storage import buckets, external, guard, mount
+from storage import buckets, external, findable, guard, mount
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
 from storage.plan import S3_PORT, ClusterPlan, EtcdLogin, EtcdTLS, Machine, plan_cluster
@@ -288,7 +288,8 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
     record = get_volume(store, app, source)
     if record is None:
         record = create(store, cfg, app, source, size_mb or DEFAULT_SIZE_MB, who=f"the first instance on {cfg.name}")
-    plan = storage_plan(store, cfg)
+    alive = membership.alive_machines(store)
+    plan = storage_plan(store, cfg, alive)
     host = LocalHost(cfg.name)
     path = mount_path(base, app, source)
     entry = mount.mount_entry(path)
@@ -297,8 +298,11 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
             mount.verify_mounted(path)
         except StorageError:  # its weed mount died (a reboot, a crash): mount afresh
             mount.unmount_volume(path)
-    return str(guard.mount_for_writing(EtcdWriters(store, lease), plan, host, app, source, instance, path,
-                                       run_dir(), weed_binary(), size_mb=record["size_mb"]))
+    mounted = guard.mount_for_writing(EtcdWriters(store, lease), plan, host, app, source, instance, path,
+                                      run_dir(), weed_binary(), size_mb=record["size_mb"])
+    # the app may read its data the moment it starts: not before a master can locate it all
+    findable.wait_findable(plan, host, engine.collection(app, source), alive)
+    return str(mounted)
 
 
 def release_unused(store: Store, cfg: NodeConfig, base: Path, wanted: set[tuple[str, str]]) -> list[str]:
