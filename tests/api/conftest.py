@@ -1,5 +1,5 @@
 """Fixtures for the admin API and CLI tests: a real single-member etcd on loopback, a founded
-cluster in it, the Flask test client, and the API served by a real gunicorn."""
+cluster in it, the Flask test client, and the API served by its real server (cheroot)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,10 @@ import requests
 from vcapp import joinbox, membership
 from vcapp import etcdtls, keys
 from vcapp.api.app import ApiConfig, create_app
-from vcapp.api.wsgi import gunicorn_command
 from vcapp.store import Store, wait_healthy
 
 ETCD_START_TIMEOUT = 20  # a fresh single member elects itself in about a second
-GUNICORN_START_TIMEOUT = 20
+SERVER_START_TIMEOUT = 20
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_KEY = bytes(range(32))  # what the serving machine keeps in <data dir>/keys/cluster.key
 MACHINE_ETCD_KEY = etcdtls.new_key()  # a joining machine's etcd key; its CSR rides in the join
@@ -139,7 +138,7 @@ def api(etcd_url):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, etcd_url):
-    """The admin API served by a real gunicorn (the node daemon's command line), reading a real
+    """The admin API served by its real server (vcapp/api/serve.py, as the node daemon runs it), reading a real
     node.json; yields (base url, cluster). Stopped after the module."""
     cluster = found(etcd_url)
     data = tmp_path_factory.mktemp("node")
@@ -150,12 +149,12 @@ def served(tmp_path_factory, etcd_url):
     (data / "keys").mkdir(mode=0o700)
     (data / "keys" / "cluster.key").write_text(base64.b64encode(CLUSTER_KEY).decode())
     env = dict(os.environ, VCAPP_DATA_DIR=str(data), PYTHONPATH=str(REPO))
-    log = open(data / "gunicorn.log", "w")
-    proc = subprocess.Popen(gunicorn_command([f"127.0.0.1:{port}"]), env=env, cwd=REPO,
+    log = open(data / "api.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "vcapp.api.serve", f"127.0.0.1:{port}"], env=env, cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_http(url + "/healthz", proc, data / "gunicorn.log")
+        wait_http(url + "/healthz", proc, data / "api.log")
         yield url, cluster, proc
     finally:
         proc.terminate()
@@ -168,17 +167,17 @@ def served(tmp_path_factory, etcd_url):
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + GUNICORN_START_TIMEOUT
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"gunicorn exited {proc.returncode}:\n{log.read_text()}")
+            raise AssertionError(f"the API server exited {proc.returncode}:\n{log.read_text()}")
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
         except requests.RequestException:
             pass
         time.sleep(0.1)
-    raise AssertionError(f"{url} not healthy after {GUNICORN_START_TIMEOUT}s:\n{log.read_text()}")
+    raise AssertionError(f"{url} not healthy after {SERVER_START_TIMEOUT}s:\n{log.read_text()}")
 
 
 @dataclass

@@ -4,7 +4,7 @@ control character, numbers that are not finite, bodies over the limit (413 befor
 is read, also on the unauthenticated /v1/join), an env or secrets too big for etcd, env and
 secret names that are not POSIX names.
 
-Real etcd; the Flask test client for the rules, the API under a real gunicorn for the body
+Real etcd; the Flask test client for the rules, the API under its real server (cheroot) for the body
 limit on the wire."""
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def read_answer(sock: socket.socket) -> bytes:
     return data
 
 
-def test_gunicorn_answers_413_before_the_body_arrives(served):
+def test_the_server_answers_413_before_the_body_arrives(served):
     """Only the headers of a 10 MB join are sent: the API answers at once, without waiting for the body."""
     url, cluster, _ = served
     host, port = url.removeprefix("http://").split(":")
@@ -182,7 +182,7 @@ def test_gunicorn_answers_413_before_the_body_arrives(served):
     assert cluster.store.revision() == revision
 
 
-def test_gunicorn_cuts_a_chunked_body_at_the_limit(served):
+def test_the_server_cuts_a_chunked_body_at_the_limit(served):
     """A body without a length is read only up to the limit, then refused."""
     url, cluster, _ = served
     host, port = url.removeprefix("http://").split(":")

@@ -1,4 +1,4 @@
-"""The admin CLI against the API served by a real gunicorn, as a person at a laptop uses it."""
+"""The admin CLI against the API served by its real server (cheroot), as a person at a laptop uses it."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ def test_completion_scripts(vcapp_cli):
     assert vcapp_cli("completion", "tcsh").code == 2
 
 
-def test_gunicorn_serves_with_threads_and_answers_health_without_a_token(served):
+def test_the_server_serves_with_threads_and_answers_health_without_a_token(served):
     url, _, proc = served
     assert requests.get(url + "/healthz", timeout=5).json() == {"ok": True, "node": "home-1"}
     assert requests.get(url + "/v1/nodes", timeout=5).status_code == 401

@@ -1,5 +1,5 @@
 """`git push` with no token in any URL, argv or file but vcapp's own login: `vcapp login` sets
-up `vcapp git-credential`, `vcapp apps create` adds the remote; real git, a real API (gunicorn,
+up `vcapp git-credential`, `vcapp apps create` adds the remote; real git, a real API (cheroot,
 etcd), HOME in a temporary directory."""
 
 from __future__ import annotations

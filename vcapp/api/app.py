@@ -1,6 +1,6 @@
 """The admin API's Flask app: `create_app(config)` registers the error handlers, the body
-limit, authentication and every blueprint; `vcapp.api.wsgi` is what gunicorn serves on every
-machine."""
+limit, authentication and every blueprint; vcapp/api/serve.py serves it on every machine,
+in the node daemon."""
 
 from __future__ import annotations
 

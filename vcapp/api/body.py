@@ -6,8 +6,8 @@ authentication (so also for the public /v1/join) and refuses a declared Content-
 above the limit with 413 before a byte of the body is read; a body without a length
 (chunked) is cut at the limit while it is read. Routes that stream a large body on purpose
 are marked @streams_body (a machine's build tarball); git pushes are served beside the
-API (vcapp/api/git.py) and never pass here. Of a refused body, gunicorn's gthread worker
-drains at most 64 KiB before it closes the connection, so it is never read in full.
+API (vcapp/api/git.py) and never pass here. The server (waitress, vcapp/api/serve.py) has
+read the body before the view runs, up to its own limit (serve.MAX_BODY, 413 past it).
 """
 
 from __future__ import annotations

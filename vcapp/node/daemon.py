@@ -1,7 +1,8 @@
 """`vcapp node run`: the daemon every machine runs from boot.
 
 Until the machine belongs to a cluster (no node.json) it waits. Then, each tick:
-- keeps its children running: the etcd member (if this machine is one) and the API server;
+- keeps its children running: the etcd member (if this machine is one) and the mesh agent;
+- serves the admin API from threads of its own process (vcapp/api/serve.py);
 - keeps its liveness lease alive (/vc/alive/<name>), which is how the others know it is up
   (renewed on its own thread, vcapp/node/lease.py, so slow etcd calls here never delay it);
 - accepts an invitation to become an etcd member;
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from vcapp import __version__, etcdtls, keys, peerwatch
+from vcapp.api.serve import ApiServer
 from vcapp.node import etcd, etcd_members, loops, resources
 from vcapp.node.children import Child
 from vcapp.node.config import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
@@ -41,6 +43,8 @@ log = logging.getLogger("vcapp.node")
 
 TICK = 0.5  # s: how often the lease is renewed and the controller looks; cheap at 10 nodes
 REFRESH_EVERY = 10.0  # s: node record (resources) and etcd endpoint list
+API_BACKOFF_START = 1.0  # s: a port still held by the last API server frees in a moment...
+API_BACKOFF_MAX = 30.0  # ...one held by something else: keep trying, quietly
 CONFIG_POLL = 1.0  # s: waiting for `cluster init` / `node join` to write node.json
 
 
@@ -76,7 +80,8 @@ class Daemon:
     def __init__(self, replace_after: float = etcd_members.DEFAULT_REPLACE_AFTER):
         self.base = data_dir()
         self.etcd = Child("etcd", self.base / "log" / "etcd.log")
-        self.api = Child("api", self.base / "log" / "api.log")
+        self.api = ApiServer()
+        self._api_retry_at, self._api_backoff = 0.0, API_BACKOFF_START
         self.mesh = Child("mesh", self.base / "log" / "mesh.log")
         self.replace_after = replace_after
         self.lease = 0
@@ -149,12 +154,21 @@ class Daemon:
             self.etcd.ensure(etcd.command(cfg, self.base))
         else:
             self.etcd.stop()
+        self._serve_api([f"{cfg.addr}:{cfg.api_port}", f"127.0.0.1:{cfg.api_port}"])
+
+    def _serve_api(self, binds: list[str]) -> None:
+        """Serve the admin API in this process; a bind that fails is tried again with back-off
+        (an old API server of this machine may still hold the port for a moment)."""
+        if self.api.running() and self.api.binds == tuple(binds) or time.monotonic() < self._api_retry_at:
+            return
         try:
-            from vcapp.api.wsgi import gunicorn_command
-        except ImportError:
-            return  # an install without the API (should not happen): the node still keeps its lease
-        env = dict(os.environ, VCAPP_DATA_DIR=str(self.base))
-        self.api.ensure(gunicorn_command([f"{cfg.addr}:{cfg.api_port}", f"127.0.0.1:{cfg.api_port}"]), env)
+            self.api.ensure(binds)
+            self._api_backoff = API_BACKOFF_START
+        except OSError as e:
+            log.warning("the admin API cannot listen on %s: %s; trying again in %.0fs",
+                        ", ".join(binds), e, self._api_backoff)
+            self._api_retry_at = time.monotonic() + self._api_backoff
+            self._api_backoff = min(self._api_backoff * 2, API_BACKOFF_MAX)
 
     def _store(self, cfg: NodeConfig) -> Store:
         endpoints = cfg.store_endpoints()
