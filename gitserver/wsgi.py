@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
@@ -60,10 +62,44 @@ def unwrap_chunked_input(environ: dict) -> None:
     """Stop dulwich from de-chunking a body the WSGI server already de-chunked.
 
     git sends pushes over 1 MiB (http.postBuffer) with `Transfer-Encoding: chunked`;
-    gunicorn and werkzeug decode that themselves and say so with `wsgi.input_terminated`.
+    gunicorn, cheroot and werkzeug decode that themselves and say so with `wsgi.input_terminated`.
     """
     if environ.get("wsgi.input_terminated") and environ.get("HTTP_TRANSFER_ENCODING", "").lower() == "chunked":
         del environ["HTTP_TRANSFER_ENCODING"]
+
+
+BODY_IN_MEMORY = 1 << 20  # a fetch's wants and haves fit; a push's pack past this goes to a file
+
+
+def read_body_first(environ: dict) -> None:
+    """Hand dulwich a request body that is already all here.
+
+    dulwich answers a fetch's `have` lines (ACK/NAK) before it has read the rest of the
+    request; a WSGI server may drop the unread rest of the body the moment the response
+    starts (cheroot drains it to keep the connection usable), and dulwich then sees the
+    body end early (a fetch with haves failed with "HangupException"). So the body is read
+    into a spooled file first, to its end.
+    """
+    length = environ.get("CONTENT_LENGTH", "")
+    terminated = bool(environ.get("wsgi.input_terminated"))
+    if environ.get("REQUEST_METHOD") != "POST" or environ.get("HTTP_TRANSFER_ENCODING") or \
+            not (length.isdigit() or terminated):
+        return  # no body, or one still chunked on the wire: dulwich reads it as it comes
+    body = tempfile.SpooledTemporaryFile(max_size=BODY_IN_MEMORY)
+    source = environ["wsgi.input"]
+    if length.isdigit():
+        remaining = int(length)
+        while remaining > 0:
+            chunk = source.read(min(remaining, 1 << 16))
+            if not chunk:
+                break
+            body.write(chunk)
+            remaining -= len(chunk)
+    else:
+        shutil.copyfileobj(source, body, 1 << 16)
+    environ["CONTENT_LENGTH"] = str(body.tell())
+    body.seek(0)
+    environ["wsgi.input"] = body
 
 
 class AppsBackend(Backend):
@@ -104,6 +140,7 @@ class GitApp:
         except RepoError as e:
             return text_response(start_response, "404 Not Found", str(e))
         unwrap_chunked_input(environ)
+        read_body_first(environ)
         return self._dulwich(app, environ[WHO_KEY])(environ, start_response)
 
     def _dulwich(self, app: str, who: str) -> Callable:
