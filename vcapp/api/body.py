@@ -6,8 +6,9 @@ authentication (so also for the public /v1/join) and refuses a declared Content-
 above the limit with 413 before a byte of the body is read; a body without a length
 (chunked) is cut at the limit while it is read. Routes that stream a large body on purpose
 are marked @streams_body (a machine's build tarball); git pushes are served beside the
-API (vcapp/api/git.py) and never pass here. The server (waitress, vcapp/api/serve.py) has
-read the body before the view runs, up to its own limit (serve.MAX_BODY, 413 past it).
+API (vcapp/api/git.py) and never pass here. The server (cheroot, vcapp/api/serve.py) hands
+the view the body as it arrives and closes the connection after a 413, so a refused body is
+never read in full.
 """
 
 from __future__ import annotations
