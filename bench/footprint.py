@@ -1,0 +1,173 @@
+"""Footprint benchmark: memory and CPU of every process a machine runs for vcapp, idle.
+
+    .venv/bin/python bench/footprint.py [--idle 600] [--keep]
+
+Brings up its own simulated cluster (fpXXXX: two home machines and one at the office, as
+`vcapp dev up` makes, with vcapp installed on every machine and no app deployed), waits for
+the placer and runtimes to go quiet, then samples every process of every machine (its
+cgroup and network namespace: vcapp/dev/cluster.py host_pids) every SAMPLE_S for `--idle`
+seconds. Printed per machine and process role: mean and peak RSS (VmRSS) and CPU as a
+percentage of one core over the whole window (utime+stime from /proc/<pid>/stat), then per
+machine the totals — all processes, and without SeaweedFS ("without storage", as issue 21
+counts) — against the issue's budgets (Python <= 120 MB, everything <= 300 MB without
+storage, <= 2 % of a core).
+
+The baseline of the same run is the host itself: the CPU the bench's own sampling costs
+(its process over the same window) is printed alongside, so a figure near it is noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import secrets
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SAMPLE_S = 5.0
+SETTLE_S = 60  # after install: the first placements, image copies and storage start go quiet
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+PYTHON_BUDGET_MB = 120
+TOTAL_BUDGET_MB = 300
+CPU_BUDGET_PCT = 2.0
+STORAGE_ROLES = ("weed master", "weed volume", "weed filer", "weed mount")
+
+
+def role(pid: int) -> str | None:
+    """What a process is, from its command line ('vcapp node run', 'caddy', 'weed filer')."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    argv = [a.decode(errors="replace") for a in argv if a]
+    if not argv:
+        return None  # a kernel thread or a zombie
+    exe = os.path.basename(argv[0])
+    if re.match(r"python3?(\.\d+)?$", exe) and len(argv) > 1:
+        argv, exe = argv[1:], os.path.basename(argv[1])
+        if exe == "-m" and len(argv) > 1:
+            argv, exe = argv[1:], argv[1]
+    if exe in ("vcapp", "weed", "podman", "gunicorn") or exe.startswith("vcapp"):
+        words = [a for a in argv[1:3] if not a.startswith("-")]
+        return " ".join([exe, *words])
+    return exe
+
+
+def cgroup(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return ""
+
+
+def sample(pid: int) -> tuple[int, int] | None:
+    """(RSS in kB, CPU ticks used so far) of a live process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        statm = Path(f"/proc/{pid}/statm").read_text().split()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(statm[1]) * PAGE_KB, int(fields[11]) + int(fields[12])
+
+
+def is_python(name: str) -> bool:
+    return name.startswith("vcapp") or name.startswith("gunicorn")
+
+
+def measure(dc, machines: list[str], idle_s: float) -> dict:
+    """{machine: {role: {"rss": [kB...], "cpu": ticks over the window, "n": processes}}}."""
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    rss: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    roles: dict[int, tuple[str, str]] = {}
+    began = time.monotonic()
+    me_before = sum(os.times()[:2])
+    while True:
+        for m in machines:
+            for pid in dc.host_pids(m):
+                if pid not in roles:
+                    r = role(pid)
+                    if r is None or "libpod" in cgroup(pid):
+                        continue  # app containers are the apps' footprint, not ours
+                    roles[pid] = (m, r)
+                got = sample(pid)
+                if got is None:
+                    continue
+                first.setdefault(pid, got[1])
+                last[pid] = got[1]
+                rss[roles[pid]][pid].append(got[0])
+        if time.monotonic() - began >= idle_s:
+            break
+        time.sleep(SAMPLE_S)
+    window = time.monotonic() - began
+    out: dict = defaultdict(dict)
+    for (m, r), per_pid in rss.items():
+        samples = len(max(per_pid.values(), key=len))
+        # a role's RSS at each sample is the sum over its processes (a worker pool counts whole)
+        totals = [sum(v[i] for v in per_pid.values() if i < len(v)) for i in range(samples)]
+        ticks = sum(last[p] - first[p] for p in per_pid)
+        out[m][r] = {"rss_mean": sum(totals) / len(totals) / 1024, "rss_peak": max(totals) / 1024,
+                     "cpu_pct": 100.0 * ticks / TICK / window, "n": len(per_pid)}
+    out["_bench"] = {"cpu_pct": 100.0 * (sum(os.times()[:2]) - me_before) / window, "window": window}
+    return out
+
+
+def report(result: dict, machines: list[str]) -> None:
+    bench = result["_bench"]
+    print(f"\nidle window {bench['window']:.0f}s, one sample every {SAMPLE_S:g}s; "
+          f"the sampling itself (baseline): {bench['cpu_pct']:.2f} % of a core\n")
+    print(f"{'machine':<10} {'process':<28} {'n':>2} {'RSS mean MB':>12} {'peak MB':>8} {'CPU %core':>10}")
+    for m in machines:
+        rows = sorted(result[m].items(), key=lambda kv: -kv[1]["rss_mean"])
+        for r, v in rows:
+            print(f"{m:<10} {r:<28} {v['n']:>2} {v['rss_mean']:>12.1f} {v['rss_peak']:>8.1f} {v['cpu_pct']:>10.2f}")
+        py = sum(v["rss_mean"] for r, v in rows if is_python(r))
+        no_storage = sum(v["rss_mean"] for r, v in rows if r not in STORAGE_ROLES)
+        everything = sum(v["rss_mean"] for r, v in rows)
+        cpu = sum(v["cpu_pct"] for r, v in rows if r not in STORAGE_ROLES)
+        cpu_all = sum(v["cpu_pct"] for r, v in rows)
+        print(f"{m:<10} {'= our Python processes':<28} {'':>2} {py:>12.1f} {'':>8} "
+              f"{'':>10}   budget {PYTHON_BUDGET_MB} MB")
+        print(f"{m:<10} {'= all, without storage':<28} {'':>2} {no_storage:>12.1f} {'':>8} {cpu:>10.2f}"
+              f"   budget {TOTAL_BUDGET_MB} MB, {CPU_BUDGET_PCT:g} % of a core")
+        print(f"{m:<10} {'= all, with storage':<28} {'':>2} {everything:>12.1f} {'':>8} {cpu_all:>10.2f}\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--idle", type=float, default=600, help="seconds to sample (issue 21: 10 minutes)")
+    ap.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("footprint bench: run as root (it creates network namespaces)", file=sys.stderr)
+        return 2
+    from vcapp.dev import platform
+    from vcapp.dev.cluster import DevCluster
+    from vcapp.dev.topology import default
+
+    name = "fp" + secrets.token_hex(2)
+    dc = DevCluster(name)
+    try:
+        began = time.monotonic()
+        dc.up(default(name, 2, 1, "easy"))
+        platform.install(dc, say=lambda line: print(f"==> {line}", flush=True))
+        print(f"cluster {name} up with vcapp in {time.monotonic() - began:.0f}s; settling {SETTLE_S}s", flush=True)
+        time.sleep(SETTLE_S)
+        machines = [m.name for m in dc.topology.machines()]
+        report(measure(dc, machines, args.idle), machines)
+    finally:
+        if not args.keep:
+            dc.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
