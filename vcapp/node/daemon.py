@@ -1,8 +1,9 @@
 """`vcapp node run`: the daemon every machine runs from boot.
 
 Until the machine belongs to a cluster (no node.json) it waits. Then, each tick:
-- keeps its children running: the etcd member (if this machine is one) and the mesh agent;
-- serves the admin API from threads of its own process (vcapp/api/serve.py);
+- keeps its etcd member running (a child process, if this machine is one);
+- runs the mesh agent (vcapp/node/mesh_agent.py) and serves the admin API
+  (vcapp/api/serve.py) from threads of its own process;
 - keeps its liveness lease alive (/vc/alive/<name>), which is how the others know it is up
   (renewed on its own thread, vcapp/node/lease.py, so slow etcd calls here never delay it);
 - accepts an invitation to become an etcd member;
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
+from mesh.meshd import AgentConfig
 from vcapp import __version__, etcdtls, keys, peerwatch
 from vcapp.api.serve import ApiServer
 from vcapp.node import etcd, etcd_members, loops, resources
@@ -36,6 +38,7 @@ from vcapp.node.children import Child
 from vcapp.node.config import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
 from vcapp.node.lease import LEASE_TTL, LeaseKeeper
+from vcapp.node.mesh_agent import MeshThread
 from vcapp.pidfile import live_pid
 from vcapp.store import Store, StoreUnavailable, absent, delete_op, put_op, unchanged
 
@@ -82,7 +85,7 @@ class Daemon:
         self.etcd = Child("etcd", self.base / "log" / "etcd.log")
         self.api = ApiServer()
         self._api_retry_at, self._api_backoff = 0.0, API_BACKOFF_START
-        self.mesh = Child("mesh", self.base / "log" / "mesh.log")
+        self.mesh = MeshThread()
         self.replace_after = replace_after
         self.lease = 0
         self.keeper = LeaseKeeper(TICK)
@@ -144,7 +147,11 @@ class Daemon:
 
     def _children(self, cfg: NodeConfig) -> None:
         if cfg.mesh:
-            self.mesh.ensure(mesh_command(cfg))
+            try:
+                self.mesh.ensure(mesh_config(cfg))
+            except OSError as e:  # no credential file: the join did not finish
+                log.error("cannot start the mesh agent: %s; join this machine again (vcapp node join)", e)
+                return
             if not address_present(cfg.addr):
                 return  # etcd and the API listen on the overlay address: wait for the mesh
         if cfg.etcd.member:
@@ -272,10 +279,11 @@ class Daemon:
                 log.exception("loop %s failed; next tick tries again", loop.name)
 
 
-def mesh_command(cfg: NodeConfig) -> list[str]:
-    return [sys.executable, "-m", "vcapp", "mesh", "up", "--coord", cfg.mesh.coord_url, "--node", cfg.name,
-            "--mesh-ip", cfg.mesh.ip, "--credential-file", str(mesh_credential_path()),
-            "--interface", cfg.mesh.interface]
+def mesh_config(cfg: NodeConfig) -> AgentConfig:
+    """The mesh agent's settings for this machine (its join credential read afresh: a new
+    join writes a new one)."""
+    return AgentConfig(cfg.mesh.coord_url, cfg.name, cfg.mesh.ip, mesh_credential_path().read_text().strip(),
+                       cfg.mesh.interface, data_dir(), run_dir() / "mesh")
 
 
 def address_present(addr: str) -> bool:
