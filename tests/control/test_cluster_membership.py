@@ -134,8 +134,10 @@ def test_killed_machine_is_marked_down_within_the_lease_and_etcd_keeps_quorum(cc
     cc.wait(lambda: not cc.nodes("home-1")["home-3"]["up"], LEASE_TTL + 2, "home-3 marked down")
     took = time.monotonic() - start
     print(f"kill -> down: {took:.1f}s (lease TTL {LEASE_TTL}s)")
-    down = [e for e in json.loads(cc.vcapp("home-1", "events", "--json").stdout) if e["kind"] == "node.down"]
-    assert down and down[-1]["node"] == "home-3"
+    # the controller records the event on its next look (a tick after the lease is gone)
+    down = cc.wait(lambda: [e for e in json.loads(cc.vcapp("home-1", "events", "--json").stdout)
+                            if e["kind"] == "node.down"], 5, "the node.down event", interval=0.5)
+    assert down[-1]["node"] == "home-3"
     cc.etcd("home-1", "put", "/vc/probe/quorum", "ok")  # 2 of 3 voters: still writable
     cc.sim.dc.revive("home-3")
     cc.wait(lambda: cc.nodes("home-1")["home-3"]["up"], 30, "home-3 back up")

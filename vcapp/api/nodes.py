@@ -17,7 +17,7 @@ from vcapp.api.auth import public
 from vcapp.api.body import json_body
 from vcapp.errors import BadRequest, Unavailable
 from vcapp.node import config
-from vcapp.store import Store
+from vcapp.store import Store, StoreUnavailable
 
 bp = Blueprint("nodes", __name__)
 
@@ -137,19 +137,35 @@ def remove(name: str):
     root = store.with_auth(etcdauth.root(base64.b64decode(cluster_key())))
     etcdauth.remove_machine(root, name)
     member_removed = remove_etcd_member(root, name)
-    return jsonify(removed=name, node=record, etcd_member_removed=member_removed)
+    return jsonify(removed=name, node=record, etcd_member_removed=bool(member_removed),
+                   etcd_member_pending=member_removed is PENDING)
 
 
-def remove_etcd_member(store: Store, name: str) -> bool | None:
-    """Drop the machine's etcd member; None when the node daemon's membership code is absent."""
+PENDING = object()  # the member is still there; the controller removes it (etcd_members.plan_members)
+# etcd refuses a membership change while its members have not all been connected for ~5 s
+# (503 "unhealthy cluster" from every member, e.g. just after a cold start); past this wait
+# the removal is left to the controller, which removes the member of a machine that is gone.
+MEMBER_REMOVE_WAIT_S = 12.0
+MEMBER_REMOVE_RETRY_S = 1.0
+
+
+def remove_etcd_member(store: Store, name: str):
+    """Drop the machine's etcd member: True, False (it had none), PENDING (etcd refused for now),
+    or None when the node daemon's membership code is absent."""
     try:
         from vcapp.node.etcd_members import remove_member_of
     except ModuleNotFoundError as e:
         if e.name != "vcapp.node.etcd_members":
             raise
         return None
-    result = remove_member_of(store, name)
-    return None if result is None else bool(result)
+    deadline = time.monotonic() + MEMBER_REMOVE_WAIT_S
+    while True:
+        try:
+            return remove_member_of(store, name)
+        except StoreUnavailable:
+            if time.monotonic() >= deadline:
+                return PENDING
+            time.sleep(MEMBER_REMOVE_RETRY_S)
 
 
 @bp.get("/v1/status")

@@ -30,6 +30,9 @@ def remove(name: str, yes: bool) -> None:
     answer = Client.from_config().delete(f"/v1/nodes/{name}")
     extra = " and its etcd member" if answer.get("etcd_member_removed") else ""
     click.echo(f"machine {name}{extra} removed; to bring it back, join it again with a join token")
+    if answer.get("etcd_member_pending"):
+        click.echo("its etcd member goes as soon as etcd allows it (etcd refuses membership changes for a few "
+                   "seconds after its members restart); `vcapp events` shows etcd.member.removed then")
 
 
 @node.command("drain")
