@@ -171,8 +171,8 @@ class Daemon:
         try:
             self.api.ensure(binds)
             self._api_backoff = API_BACKOFF_START
-        except OSError as e:
-            log.warning("the admin API cannot listen on %s: %s; trying again in %.0fs",
+        except Exception as e:  # a port in use (OSError), an unreadable node.json: never the tick
+            log.warning("the admin API cannot serve on %s: %s; trying again in %.0fs",
                         ", ".join(binds), e, self._api_backoff)
             self._api_retry_at = time.monotonic() + self._api_backoff
             self._api_backoff = min(self._api_backoff * 2, API_BACKOFF_MAX)
