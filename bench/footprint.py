@@ -7,7 +7,8 @@ Brings up its own simulated cluster (fpXXXX: two home machines and one at the of
 the placer and runtimes to go quiet, then samples every process of every machine (its
 cgroup and network namespace: vcapp/dev/cluster.py host_pids) every SAMPLE_S for `--idle`
 seconds. Printed per machine and process role: mean and peak RSS (VmRSS) and CPU as a
-percentage of one core over the whole window (utime+stime from /proc/<pid>/stat), then per
+percentage of one core over the whole window (utime+stime+cutime+cstime from /proc/<pid>/stat:
+with the short-lived commands a process ran and waited for, e.g. the daemon's `podman ps`), then per
 machine the totals — all processes, and without SeaweedFS ("without storage", as issue 21
 counts) — against the issue's budgets (Python <= 120 MB, everything <= 300 MB without
 storage, <= 2 % of a core).
@@ -68,14 +69,16 @@ def cgroup(pid: int) -> str:
 
 
 def sample(pid: int) -> tuple[int, int] | None:
-    """(RSS in kB, CPU ticks used so far) of a live process."""
+    """(RSS in kB, CPU ticks used so far) of a live process. The ticks include its children
+    that it waited for: the daemon's `podman ps` and `ip` runs live between two samples, and
+    their CPU shows only there."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         statm = Path(f"/proc/{pid}/statm").read_text().split()
     except OSError:
         return None
     fields = stat[stat.rindex(")") + 2:].split()
-    return int(statm[1]) * PAGE_KB, int(fields[11]) + int(fields[12])
+    return int(statm[1]) * PAGE_KB, sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
 
 
 def is_python(name: str) -> bool:
@@ -83,14 +86,17 @@ def is_python(name: str) -> bool:
 
 
 def measure(dc, machines: list[str], idle_s: float) -> dict:
-    """{machine: {role: {"rss": [kB...], "cpu": ticks over the window, "n": processes}}}."""
+    """{machine: {role: {"rss_mean", "rss_peak" (MB), "cpu_pct", "n" (processes seen)}}}.
+    A role's RSS in a round is the sum over its processes then (0 when none ran): a process
+    that lives between rounds (a `podman ps`) weighs what it holds on average."""
     first: dict[int, int] = {}
     last: dict[int, int] = {}
-    rss: dict[tuple[str, str], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    rounds: list[dict[tuple[str, str], int]] = []
     roles: dict[int, tuple[str, str]] = {}
     began = time.monotonic()
-    me_before = sum(os.times()[:2])
+    me_before = sum(os.times()[:4])
     while True:
+        this: dict[tuple[str, str], int] = defaultdict(int)
         for m in machines:
             for pid in dc.host_pids(m):
                 if pid not in roles:
@@ -103,28 +109,30 @@ def measure(dc, machines: list[str], idle_s: float) -> dict:
                     continue
                 first.setdefault(pid, got[1])
                 last[pid] = got[1]
-                rss[roles[pid]][pid].append(got[0])
+                this[roles[pid]] += got[0]
+        rounds.append(this)
         if time.monotonic() - began >= idle_s:
             break
         time.sleep(SAMPLE_S)
     window = time.monotonic() - began
     out: dict = defaultdict(dict)
-    for (m, r), per_pid in rss.items():
-        samples = len(max(per_pid.values(), key=len))
-        # a role's RSS at each sample is the sum over its processes (a worker pool counts whole)
-        totals = [sum(v[i] for v in per_pid.values() if i < len(v)) for i in range(samples)]
-        ticks = sum(last[p] - first[p] for p in per_pid)
-        out[m][r] = {"rss_mean": sum(totals) / len(totals) / 1024, "rss_peak": max(totals) / 1024,
-                     "cpu_pct": 100.0 * ticks / TICK / window, "n": len(per_pid)}
-    out["_bench"] = {"cpu_pct": 100.0 * (sum(os.times()[:2]) - me_before) / window, "window": window}
+    for key in {k for r in rounds for k in r}:
+        m, r = key
+        series = [rnd.get(key, 0) for rnd in rounds]
+        pids = [p for p, k in roles.items() if k == key and p in last]
+        ticks = sum(last[p] - first[p] for p in pids)
+        out[m][r] = {"rss_mean": sum(series) / len(series) / 1024, "rss_peak": max(series) / 1024,
+                     "cpu_pct": 100.0 * ticks / TICK / window, "n": len(pids)}
+    out["_bench"] = {"cpu_pct": 100.0 * (sum(os.times()[:4]) - me_before) / window, "window": window,
+                     "rounds": len(rounds)}
     return out
 
 
 def report(result: dict, machines: list[str]) -> None:
     bench = result["_bench"]
-    print(f"\nidle window {bench['window']:.0f}s, one sample every {SAMPLE_S:g}s; "
+    print(f"\nidle window {bench['window']:.0f}s, {bench['rounds']} rounds of samples every {SAMPLE_S:g}s; "
           f"the sampling itself (baseline): {bench['cpu_pct']:.2f} % of a core\n")
-    print(f"{'machine':<10} {'process':<28} {'n':>2} {'RSS mean MB':>12} {'peak MB':>8} {'CPU %core':>10}")
+    print(f"{'machine':<10} {'process':<28} {'n':>2} {'RSS mean MB':>12} {'peak MB':>8} {'CPU %core':>10}")  # CPU: with the children it waited for
     for m in machines:
         rows = sorted(result[m].items(), key=lambda kv: -kv[1]["rss_mean"])
         for r, v in rows:
