@@ -86,6 +86,7 @@ class Daemon:
         self.api = ApiServer()
         self._api_retry_at, self._api_backoff = 0.0, API_BACKOFF_START
         self.mesh = MeshThread()
+        self._mesh_problem = ""
         self.replace_after = replace_after
         self.lease = 0
         self.keeper = LeaseKeeper(TICK)
@@ -149,8 +150,11 @@ class Daemon:
         if cfg.mesh:
             try:
                 self.mesh.ensure(mesh_config(cfg))
+                self._mesh_problem = ""
             except OSError as e:  # no credential file: the join did not finish
-                log.error("cannot start the mesh agent: %s; join this machine again (vcapp node join)", e)
+                if str(e) != self._mesh_problem:  # once, not every tick
+                    log.error("cannot start the mesh agent: %s; join this machine again (vcapp node join)", e)
+                self._mesh_problem = str(e)
                 return
             if not address_present(cfg.addr):
                 return  # etcd and the API listen on the overlay address: wait for the mesh
