@@ -151,9 +151,10 @@ class Daemon:
             try:
                 self.mesh.ensure(mesh_config(cfg))
                 self._mesh_problem = ""
-            except OSError as e:  # no credential file: the join did not finish
-                if str(e) != self._mesh_problem:  # once, not every tick
-                    log.error("cannot start the mesh agent: %s; join this machine again (vcapp node join)", e)
+            except Exception as e:  # no credential file (the join did not finish), no wireguard-go...
+                if str(e) != self._mesh_problem:  # once, not every tick; never the tick itself
+                    log.error("cannot start the mesh agent: %s; if the join did not finish, join this machine "
+                              "again (vcapp node join)", e)
                 self._mesh_problem = str(e)
                 return
             if not address_present(cfg.addr):
