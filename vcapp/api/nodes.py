@@ -137,7 +137,7 @@ def remove(name: str):
     root = store.with_auth(etcdauth.root(base64.b64decode(cluster_key())))
     etcdauth.remove_machine(root, name)
     member_removed = remove_etcd_member(root, name)
-    return jsonify(removed=name, node=record, etcd_member_removed=bool(member_removed),
+    return jsonify(removed=name, node=record, etcd_member_removed=member_removed is True,
                    etcd_member_pending=member_removed is PENDING)
 
 
