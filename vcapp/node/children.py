@@ -1,5 +1,6 @@
-"""Child processes the node daemon keeps running (etcd, the API server), restarted with
-back-off when they exit, and taken down with the daemon."""
+"""What the node daemon keeps running — child processes (etcd) and its own servers (the
+mesh agent, the admin API) — started again with back-off when they stop, and taken down
+with the daemon. `Restarts` is the back-off all of them share."""
 
 from __future__ import annotations
 
@@ -25,15 +26,40 @@ def _die_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class Restarts:
+    """When to start again something that keeps stopping: at once the first time, then after
+    BACKOFF_START, doubling up to BACKOFF_MAX; a run of STABLE_AFTER starts the back-off over."""
+
+    def __init__(self) -> None:
+        self.backoff = BACKOFF_START
+        self.next_start = 0.0
+        self.started_at = 0.0
+
+    def may_start(self, now: float) -> bool:
+        return now >= self.next_start
+
+    def started(self, now: float) -> None:
+        self.started_at = now
+
+    def still_running(self, now: float) -> None:
+        if now - self.started_at > STABLE_AFTER:
+            self.backoff = BACKOFF_START
+
+    def stopped(self, now: float) -> float:
+        """It stopped (or could not start): the seconds until it may start again."""
+        delay = self.backoff
+        self.next_start = now + delay
+        self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        return delay
+
+
 class Child:
     def __init__(self, name: str, log_path: Path):
         self.name = name
         self.log_path = log_path
         self.proc: subprocess.Popen | None = None
         self.argv: list[str] = []
-        self.backoff = BACKOFF_START
-        self.next_start = 0.0
-        self.started_at = 0.0
+        self.restarts = Restarts()
 
     def ensure(self, argv: list[str], env: dict | None = None) -> None:
         """Keep `argv` running: start it, restart it after a crash (with back-off), or
@@ -41,22 +67,20 @@ class Child:
         now = time.monotonic()
         if self.proc and self.proc.poll() is None:
             if argv == self.argv:
-                if now - self.started_at > STABLE_AFTER:
-                    self.backoff = BACKOFF_START
+                self.restarts.still_running(now)
                 return
             self.stop()
         elif self.proc:
-            log.warning("%s exited with %s; restarting in %.0fs", self.name, self.proc.returncode, self.backoff)
-            self.proc = None
-            self.next_start = now + self.backoff
-            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
-        if now < self.next_start:
+            code, self.proc = self.proc.returncode, None
+            log.warning("%s exited with %s; restarting in %.0fs", self.name, code, self.restarts.stopped(now))
+        if not self.restarts.may_start(now):
             return
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          env=env, preexec_fn=_die_with_parent)
-        self.argv, self.started_at = argv, now
+        self.argv = argv
+        self.restarts.started(now)
         log.info("started %s (pid %s)", self.name, self.proc.pid)
 
     def running(self) -> bool:

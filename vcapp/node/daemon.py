@@ -34,7 +34,7 @@ from mesh.meshd import AgentConfig
 from vcapp import __version__, etcdtls, keys, peerwatch
 from vcapp.api.serve import ApiServer
 from vcapp.node import etcd, etcd_members, loops, resources
-from vcapp.node.children import Child
+from vcapp.node.children import Child, Restarts
 from vcapp.node.config import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
 from vcapp.node.lease import LEASE_TTL, LeaseKeeper
@@ -46,8 +46,6 @@ log = logging.getLogger("vcapp.node")
 
 TICK = 0.5  # s: how often the lease is renewed and the controller looks; cheap at 10 nodes
 REFRESH_EVERY = 10.0  # s: node record (resources) and etcd endpoint list
-API_BACKOFF_START = 1.0  # s: a port still held by the last API server frees in a moment...
-API_BACKOFF_MAX = 30.0  # ...one held by something else: keep trying, quietly
 CONFIG_POLL = 1.0  # s: waiting for `cluster init` / `node join` to write node.json
 
 
@@ -84,7 +82,7 @@ class Daemon:
         self.base = data_dir()
         self.etcd = Child("etcd", self.base / "log" / "etcd.log")
         self.api = ApiServer()
-        self._api_retry_at, self._api_backoff = 0.0, API_BACKOFF_START
+        self._api_restarts = Restarts()
         self.mesh = MeshThread()
         self._mesh_problem = ""
         self.replace_after = replace_after
@@ -171,16 +169,18 @@ class Daemon:
     def _serve_api(self, binds: list[str]) -> None:
         """Serve the admin API in this process; a bind that fails is tried again with back-off
         (an old API server of this machine may still hold the port for a moment)."""
-        if self.api.running() and self.api.binds == tuple(binds) or time.monotonic() < self._api_retry_at:
+        now = time.monotonic()
+        if self.api.running() and self.api.binds == tuple(binds):
+            self._api_restarts.still_running(now)
+            return
+        if not self._api_restarts.may_start(now):
             return
         try:
             self.api.ensure(binds)
-            self._api_backoff = API_BACKOFF_START
+            self._api_restarts.started(now)
         except Exception as e:  # a port in use (OSError), an unreadable node.json: never the tick
             log.warning("the admin API cannot serve on %s: %s; trying again in %.0fs",
-                        ", ".join(binds), e, self._api_backoff)
-            self._api_retry_at = time.monotonic() + self._api_backoff
-            self._api_backoff = min(self._api_backoff * 2, API_BACKOFF_MAX)
+                        ", ".join(binds), e, self._api_restarts.stopped(now))
 
     def _store(self, cfg: NodeConfig) -> Store:
         endpoints = cfg.store_endpoints()

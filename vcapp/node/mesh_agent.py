@@ -18,12 +18,10 @@ import threading
 import time
 
 from mesh.meshd import Agent, AgentConfig, MeshAuthError
+from vcapp.node.children import Restarts
 
 log = logging.getLogger("vcapp.node")
 
-BACKOFF_START = 1.0  # s: an agent that stopped at once is tried again soon...
-BACKOFF_MAX = 30.0  # ...but an edge that keeps refusing is not hammered
-STABLE_AFTER = 60.0  # s: an agent that ran this long was healthy; back-off starts over
 STOP_WAIT = 10.0  # s: its loops wake every second or two; wireguard-go gets 5 s to exit
 
 
@@ -32,9 +30,7 @@ class MeshThread:
         self.config: AgentConfig | None = None
         self.agent: Agent | None = None
         self.thread: threading.Thread | None = None
-        self.backoff = BACKOFF_START
-        self.next_start = 0.0
-        self.started_at = 0.0
+        self.restarts = Restarts()
 
     def running(self) -> bool:
         return bool(self.thread and self.thread.is_alive())
@@ -44,18 +40,16 @@ class MeshThread:
         now = time.monotonic()
         if self.running():
             if config == self.config:
-                if now - self.started_at > STABLE_AFTER:
-                    self.backoff = BACKOFF_START
+                self.restarts.still_running(now)
                 return
             self.stop()
         elif self.thread is not None:  # it stopped by itself
-            log.warning("mesh agent stopped; starting it again in %.0fs", self.backoff)
             self.thread = None
-            self.next_start = now + self.backoff
-            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
-        if now < self.next_start:
+            log.warning("mesh agent stopped; starting it again in %.0fs", self.restarts.stopped(now))
+        if not self.restarts.may_start(now):
             return
-        self.config, self.started_at = config, now
+        self.config = config
+        self.restarts.started(now)
         self.agent = Agent(config)
         self.thread = threading.Thread(target=self._run, args=(self.agent,), name="mesh", daemon=True)
         self.thread.start()
