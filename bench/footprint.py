@@ -55,7 +55,7 @@ def role(pid: int) -> str | None:
         argv, exe = argv[1:], os.path.basename(argv[1])
         if exe == "-m" and len(argv) > 1:
             argv, exe = argv[1:], argv[1]
-    if exe in ("vcapp", "weed", "podman", "gunicorn") or exe.startswith("vcapp"):
+    if exe in ("vcapp", "weed", "podman") or exe.startswith("vcapp"):
         words = [a for a in argv[1:3] if not a.startswith("-")]
         return " ".join([exe, *words])
     return exe
@@ -82,7 +82,7 @@ def sample(pid: int) -> tuple[int, int] | None:
 
 
 def is_python(name: str) -> bool:
-    return name.startswith("vcapp") or name.startswith("gunicorn")
+    return name.startswith("vcapp")
 
 
 def measure(dc, machines: list[str], idle_s: float) -> dict:
