@@ -36,6 +36,8 @@ APP_PORT = 9001
 HTTPS_PORT = 443
 # A python web app starts in well under a second; 10 s means it failed.
 APP_START_TIMEOUT = 10.0
+# A new edge's first certificate from the internal CA: milliseconds; 5 s means it failed.
+CERT_WAIT = 5.0
 SESSION_KEY = b"k" * 32
 
 
@@ -163,6 +165,10 @@ def stack(sim, stand_in_mesh, tmp_path_factory):
         s.apps["blog"] = AppRoute((f"{sim.addr('home-1')}:{APP_PORT}",), "public", "/health")
         s.publish()
         s.ca_file.write_text(edge.root_ca_pem())
+        # The edge issues its wildcard certificate in the background after its first load
+        # (milliseconds); until then every TLS handshake fails, with no HTTP status at all.
+        wait_for(lambda: s.curl(f"blog.{DOMAIN}", "/", "-o", "/dev/null", "-w", "%{http_code}").stdout != "000",
+                 CERT_WAIT, "the edge's first certificate")
         yield s
     finally:
         for part in started:

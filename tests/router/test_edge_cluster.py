@@ -15,7 +15,7 @@ from router.edge import Edge
 from router.edge_config import EdgeSettings
 from router.routes import AppRoute, EdgeRoutes
 from router.tokens import TokenRecord, generate, hash_token
-from tests.router.conftest import (APP_PORT, DOMAIN, launcher_on, path_to_home_lan, start_webapp,
+from tests.router.conftest import (APP_PORT, CERT_WAIT, DOMAIN, launcher_on, path_to_home_lan, start_webapp,
                                    wait_for)
 
 pytestmark = pytest.mark.cluster
@@ -26,8 +26,6 @@ VAULT = f"vault.{DOMAIN}"
 REVOKE_DEADLINE = 5.0
 # DESIGN: the route updated within a second of a placement change.
 ROUTE_DEADLINE = 1.0
-# A new edge's first certificate from the internal CA: milliseconds; 5 s means it failed.
-CERT_WAIT = 5.0
 
 
 def status_and_body(out) -> tuple[str, str]:
