@@ -45,6 +45,8 @@ HEALTH_TYPES = ("http", "tcp", "none")
 # A process type names instances ("worker-0") and containers: lower-case, short. `web` is the
 # spec's own count/command/port; `release` is a Procfile line run once per release, not a type.
 PROCESS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,19}")
+# An instance of a process type (placer.model.instance_name): "0" for web, "worker-1".
+INSTANCE = re.compile(r"[0-9]{1,4}|[a-z][a-z0-9_-]{0,19}-[0-9]{1,4}")
 RESERVED_PROCESSES = ("web", "release")
 MAX_PROCESS_TYPES = 10
 

@@ -28,6 +28,7 @@ COMMANDS = {
     "tokens": "vcapp.commands.tokens:tokens",
     "completion": "vcapp.commands.completion:completion",
     "run": "vcapp.commands.run:run",
+    "exec": "vcapp.commands.run:exec_",
     "edge": "vcapp.commands.edge:edge",
     "domains": "vcapp.commands.domains:domains",
     "access": "vcapp.commands.domains:access",

@@ -141,7 +141,7 @@ def test_openapi_lists_every_route_with_its_auth(api, cluster):
             assert op["summary"], (path, method)
             public = (path, method) in {("/healthz", "get"), ("/v1/join", "post"),
                                         ("/", "get"), ("/ui/{name}", "get")}  # the dashboard page holds no data
-            machines = path.startswith("/v1/builds/") or path.endswith("/phase")  # one machine asking another
+            machines = path.startswith("/v1/builds/") or path.endswith(("/phase", "/instances/{instance}/exec"))
             wanted = [] if public else [{"machineCredential": []}] if machines else [{"adminToken": []}]
             assert op["security"] == wanted, (path, method)
     assert doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
@@ -187,3 +187,16 @@ def test_builds_are_for_machines_only_not_admin_tokens(api, cluster):
         assert response.status_code == 401, response.json
     assert "for the cluster's machines only" in response.json["error"]
     assert cluster.store.revision() == revision
+
+
+def test_exec_on_a_machine_is_for_machines_and_exec_for_admins_only(api, cluster):
+    """An instance's machine runs an exec only when another machine relays it; the admin asks
+    POST /v1/apps/<app>/exec with an admin token, which an edge-scoped token is not."""
+    edge = api.post("/v1/tokens/admin", json={"name": "edge-1", "scope": "edge"}, headers=bearer(cluster.admin))
+    for headers in ({}, bearer(cluster.admin), bearer("0" * 64)):
+        response = api.post("/v1/apps/blog/instances/0/exec", json={"command": "id"}, headers=headers)
+        assert response.status_code == 401, response.json
+    assert "for the cluster's machines only" in response.json["error"]
+    for headers in ({}, bearer(edge.json["token"])):
+        response = api.post("/v1/apps/blog/exec", json={"command": "id"}, headers=headers)
+        assert response.status_code in (401, 403), response.json

@@ -1,6 +1,7 @@
 """`vcapp run APP -- CMD`: a one-off command in the app's current release, with its env,
-secrets and volumes (vcapp/release_phase.py), like `heroku run` or `dokku run`. Its output
-streams here as it comes; `vcapp run` exits with the command's exit status."""
+secrets and volumes (vcapp/release_phase.py), like `heroku run` or `dokku run`; `vcapp exec
+APP -- CMD`: a command inside a running instance (vcapp/instance_exec.py), like `kubectl
+exec`. The output streams here as it comes; both exit with the command's exit status."""
 
 from __future__ import annotations
 
@@ -30,10 +31,37 @@ def run(app: str, command: tuple[str, ...]) -> None:
     vcapp run blog -- python manage.py migrate
     vcapp run blog -- sh -c 'ls /data | wc -l'
     """
+    stream_command(f"/v1/apps/{app}/run", {"command": command_line(command)})
+
+
+@click.command("exec", context_settings={"ignore_unknown_options": True})
+@click.argument("app")
+@click.option("-i", "--instance", help="The instance to run in (`vcapp ps APP` lists them); default: the first web one.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@api_errors
+def exec_(app: str, instance: str | None, command: tuple[str, ...]) -> None:
+    """Run COMMAND inside a running instance of APP (its processes, files and memory), e.g.
+
+    \b
+    vcapp exec blog -- ps aux
+    vcapp exec blog -i worker-0 -- cat /tmp/queue.log
+    """
+    body = {"command": command_line(command)}
+    if instance is not None:
+        body["instance"] = instance
+    stream_command(f"/v1/apps/{app}/exec", body)
+
+
+def command_line(command: tuple[str, ...]) -> str:
+    """One argument is a shell line as typed; several are quoted into one."""
+    return command[0] if len(command) == 1 else shlex.join(command)
+
+
+def stream_command(path: str, body: dict) -> None:
+    """POST a command to a streaming endpoint (api/streamed.py), print its output as it comes,
+    and exit with its exit status."""
     client = Client.from_config()
-    line = command[0] if len(command) == 1 else shlex.join(command)
-    resp = client.stream("POST", f"/v1/apps/{app}/run", {"command": line}, connect_timeout=CONNECT_TIMEOUT_S,
-                         read_timeout=buildremote.IDLE_TIMEOUT)
+    resp = client.stream("POST", path, body, connect_timeout=CONNECT_TIMEOUT_S, read_timeout=buildremote.IDLE_TIMEOUT)
     with resp:
         try:
             for text in resp.iter_lines(decode_unicode=True):
