@@ -46,6 +46,8 @@ SHUTDOWN_GRACE = "5s"
 # WebSockets outlive config reloads (routes change on every placement change) this long.
 STREAM_CLOSE_DELAY = "5m"
 NODE_HEALTH_HOST = "health.vcapp.invalid"
+# Active health checks carry it: a peer router's hop server keeps them out of its access log.
+CHECK_HEADER = "X-Vcapp-Check"
 NODE_HEALTH_PATH = "/.vcapp/health"
 # On the same virtual host, /.vcapp/serves/<app> answers 200 on the node routers the edge
 # should send <app>'s requests to: those on a machine running it (or all, while none does).
@@ -85,9 +87,10 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
     max_fails, rest = (BACKEND_MAX_FAILS, BACKEND_FAIL_DURATION) if to_apps else (MAX_FAILS, FAIL_DURATION)
     checks: dict = {"passive": {"fail_duration": rest, "max_fails": max_fails}}
     if health_path:
-        active: dict = {"uri": health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT}
+        active: dict = {"uri": health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT,
+                        "headers": {CHECK_HEADER: ["1"]}}
         if health_host:
-            active["headers"] = {"Host": [health_host]}
+            active["headers"]["Host"] = [health_host]
         checks["active"] = active
     return {
         "handler": "reverse_proxy",

@@ -19,6 +19,14 @@ from router.routes import NodeRoutes
 from router.tokencheck import Lookup
 
 
+ACCESS_LOG = "access.log"
+
+
+def access_log_path(workdir: str | Path) -> Path:
+    """Where the router in `workdir` writes its access lines (router/accesslog.py reads them)."""
+    return Path(workdir).resolve() / ACCESS_LOG
+
+
 class NodeRouter:
     """listen: where Caddy serves ("addr:port"); auth_listen: where the auth service listens
     (default: a unix socket in workdir, which Caddy dials); hop_listen: where the other
@@ -30,9 +38,10 @@ class NodeRouter:
         self.caddy = CaddyProcess(workdir, launcher)
         auth_listen = auth_listen or f"unix/{Path(workdir).resolve() / 'auth.sock'}"
         self.auth = AuthServer(auth_listen, lookup, key)
+        self.access_log = access_log_path(workdir)
         self.settings = node_config.NodeSettings(
             admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),
-            listen=listen, auth=auth_listen, hop_listen=hop_listen)
+            listen=listen, auth=auth_listen, hop_listen=hop_listen, access_log=str(self.access_log))
         self.controller: Controller | None = None
 
     def start(self) -> None:

@@ -26,8 +26,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from router.caddyjson import (LOCAL_WEIGHT, NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE,
+from router.caddyjson import (CHECK_HEADER, LOCAL_WEIGHT, NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE,
                               base_document, host_route, html_page, reverse_proxy, serves_path)
+from router.auth import TOKEN_PARAM
 from router.routes import AppRoute, NodeRoutes, api_host, app_host
 
 SERVER = "node"
@@ -40,6 +41,10 @@ TOKEN_NAME_HEADER = "X-Vcapp-Token-Name"
 TOKEN_VIA_HEADER = "X-Vcapp-Token-Via"
 # Drops the session cookie (and its separator) from a Cookie header, keeping the app's own.
 SESSION_COOKIE_RE = "__Host-vcapp-session=[^;]*(;[ ]*)?"
+ACCESS_LOGGER = "http.log.access"
+# The access log rolls at this size, keeping this many old files: bounded on every machine.
+ACCESS_LOG_ROLL_MB = 10
+ACCESS_LOG_KEEP = 2
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,7 @@ class NodeSettings:
     listen: str
     auth: str
     hop_listen: str | None = None
+    access_log: str | None = None  # the file of its access lines (router/accesslog.py); None: none kept
 
 
 def _forward_auth(app: str, auth: str) -> dict:
@@ -114,11 +120,17 @@ def _app_handlers(name: str, host: str, app: AppRoute, settings: NodeSettings) -
         handlers.append(_forward_auth(name, settings.auth))
     handlers.append(_strip_session())
     if app.backends:
+        handlers.append(_log_upstream())
         handlers.append(reverse_proxy(app.backends, app.health_path, health_host=host,
                                       weights=_local_first(app), to_apps=True))
     else:
         handlers.append(_not_running(name, app))
     return handlers
+
+
+def _log_upstream() -> dict:
+    """The access line names where the request went (an instance here, or another router)."""
+    return {"handler": "log_append", "key": "upstream", "value": "{http.reverse_proxy.upstream.hostport}"}
 
 
 def _local_first(app: AppRoute) -> list[int] | None:
@@ -136,7 +148,8 @@ def _health_routes(here: tuple[str, ...] | None) -> list[dict]:
         match: dict = {"host": [NODE_HEALTH_HOST]}
         if paths is not None:
             match["path"] = paths
-        return {"match": [match], "handle": [{"handler": "static_response", "status_code": status, "body": body}],
+        return {"match": [match], "handle": [{"handler": "vars", "log_skip": True},  # each second, per edge
+                                             {"handler": "static_response", "status_code": status, "body": body}],
                 "terminal": True}
 
     routes = [answer([NODE_HEALTH_PATH], 200, "ok\n")]
@@ -167,12 +180,13 @@ def _hop_routes(routes: NodeRoutes) -> list[dict]:
                     "terminal": True}
     if routes.machines:
         refuse["match"] = [{"not": [{"remote_ip": {"ranges": list(routes.machines)}}]}]
-    out = [refuse]
+    # peers' health checks of this machine's instances, each second: not access lines
+    out = [refuse, {"match": [{"header": {CHECK_HEADER: ["1"]}}], "handle": [{"handler": "vars", "log_skip": True}]}]
     for name, app in routes.apps:
         hosts = [app_host(name, routes.domain), *app.domains]
-        handler = (reverse_proxy(app.local, app.health_path, to_apps=True) if app.local
-                   else _not_running(name, app))
-        out.append(host_route(hosts, [handler]))
+        handlers = ([_log_upstream(), reverse_proxy(app.local, app.health_path, to_apps=True)] if app.local
+                    else [_not_running(name, app)])
+        out.append(host_route(hosts, handlers))
     out.append({"handle": [html_page(404, "No app here", "Nothing is deployed at this address.")],
                 "terminal": True})
     return out
@@ -198,4 +212,23 @@ def render(routes: NodeRoutes, settings: NodeSettings) -> dict:
             servers[HOP_SERVER]["trusted_proxies"] = {"source": "static", "ranges": list(routes.machines)}
     doc["apps"] = {"http": {"grace_period": SHUTDOWN_GRACE, "metrics": {"per_host": True},
                             "servers": servers}}
+    if settings.access_log:
+        for name, srv in servers.items():
+            srv["logs"] = {"default_logger_name": name}  # its lines' logger: http.log.access.<server>
+        doc["logging"] = access_logging(settings.access_log)
     return doc
+
+
+def access_logging(path: str) -> dict:
+    """Access lines to their own bounded file, as JSON without headers (cookies, Authorization)
+    and without the access-token query parameter; everything else as before, to stderr."""
+    fields = {"request>headers": {"filter": "delete"}, "resp_headers": {"filter": "delete"},
+              "request>tls": {"filter": "delete"},
+              "request>uri": {"filter": "query", "actions": [{"type": "delete", "parameter": TOKEN_PARAM}]}}
+    return {"logs": {
+        "default": {"exclude": [ACCESS_LOGGER]},
+        "access": {"writer": {"output": "file", "filename": path, "roll_size_mb": ACCESS_LOG_ROLL_MB,
+                              "roll_keep": ACCESS_LOG_KEEP},
+                   "encoder": {"format": "filter", "wrap": {"format": "json"}, "fields": fields},
+                   "include": [ACCESS_LOGGER]},
+    }}

@@ -181,9 +181,12 @@ class PodmanDriver:
 
     # ---- logs --------------------------------------------------------------------------
 
-    def logs(self, name: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """Lines of a container's output (stdout and stderr), following if asked."""
-        argv = ["podman", "logs"] + (["--follow"] if follow else []) + (["--tail", str(tail)] if tail else [])
+    def logs(self, name: str, follow: bool = False, tail: int | None = None,
+             since: float | None = None) -> Iterator[str]:
+        """Lines of a container's output (stdout and stderr), following if asked; `since`: unix
+        seconds, older lines left out."""
+        argv = ["podman", "logs"] + (["--follow"] if follow else []) + (["--tail", str(tail)] if tail else []) \
+            + (["--since", str(int(since))] if since is not None else [])
         proc = self.shell.popen(argv + [name])
         try:
             assert proc.stdout is not None

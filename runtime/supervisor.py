@@ -253,13 +253,15 @@ class Agent:
 
     # ---- logs --------------------------------------------------------------------------
 
-    def logs(self, app: str, instance: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """Log lines of an instance (its current container: running, else the newest)."""
+    def logs(self, app: str, instance: str, follow: bool = False, tail: int | None = None,
+             since: float | None = None) -> Iterator[str]:
+        """Log lines of an instance (its current container: running, else the newest); `since`:
+        unix seconds, older lines left out."""
         mine = [c for c in self.driver.list() if c.app == app and c.instance == instance]
         if not mine:
             raise PodmanError(f"no container for {app}/{instance} on {self.node}; `vcapp ps {app}` shows where it runs")
         c = max(mine, key=lambda c: (c.running, c.started_at))
-        return self.driver.logs(c.name, follow=follow, tail=tail)
+        return self.driver.logs(c.name, follow=follow, tail=tail, since=since)
 
 
 def specs_from(doc: dict, node: str | None = None) -> tuple[list[InstanceSpec], dict[str, str]]:

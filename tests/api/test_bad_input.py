@@ -67,6 +67,12 @@ NAMES = [
     ("post", "/v1/apps", {"name": "envy", "env": {"MODE\n": "x"}}, "env: 'MODE\\n' is not a variable name"),
     ("post", "/v1/apps", {"name": "envy", "env": {"2FA": "x"}}, "env: '2FA' is not a variable name"),
     ("post", "/v1/apps", {"name": "envy", "env": {"A": "x\x00"}}, "NUL"),
+    ("post", "/v1/apps/blog/exec", {"command": "ls", "instance": "0\n"}, "instance: '0\\n' is not an instance name"),
+    ("post", "/v1/apps/blog/exec", {"command": "ls\x00"}, "one shell command line"),
+    ("post", "/v1/apps/blog/exec", {"command": "x" * 5000}, "at most 4096 characters"),
+    ("post", "/v1/apps/blog/run", {"command": "  "}, "one shell command line"),
+    ("get", "/v1/apps/blog/logs?since=1h%0A", None, "give a duration like 30s, 15m, 1h or 2d"),
+    ("get", "/v1/apps/blog/logs?source=kernel", None, "source: 'kernel' is not one of all, app, router"),
 ]
 
 

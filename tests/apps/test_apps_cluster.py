@@ -90,15 +90,31 @@ def test_logs_are_shown_from_whichever_machine_runs_the_app(cc):
     # Following: the stream stays open (timeout ends it) and has shown the output so far.
     proc = cc.sim.run(other, "sh", "-c", "PYTHONUNBUFFERED=1 timeout 5 vcapp logs plain -f", check=False)
     assert proc.returncode == 124 and "serving plain" in proc.stdout, proc.stderr
+    # --since leaves out what is older: the line printed at start, seconds ago.
+    time.sleep(2)
+    assert "serving plain" not in cc.vcapp(other, "logs", "plain", "--since", "1s", "--source", "app").stdout
+    assert "serving plain" in cc.vcapp(other, "logs", "plain", "--since", "1h", "--source", "app").stdout
+    refused = cc.vcapp(other, "logs", "plain", "--since", "yesterday", check=False)
+    assert refused.returncode != 0 and "give a duration like 30s, 15m, 1h or 2d" in refused.stderr
 
 
 def test_following_the_logs_follows_every_instance_on_every_machine(cc):
     cc.vcapp("home-1", "scale", "plain", "--count", "2")
     rows = cc.wait(lambda: healthy(cc, "plain", 2), PLACE_WAIT_S, "two plain instances")
     assert len({r["node"] for r in rows}) == 2  # spread: one stream is forwarded from elsewhere
-    proc = cc.sim.run("home-1", "sh", "-c", "PYTHONUNBUFFERED=1 timeout 8 vcapp logs plain -f", check=False)
+    # Following shows both instances' output and, as a request arrives at a router, its access line.
+    probe = (f"curl -s -o /dev/null -H 'Host: plain.apps.test' "
+             f"'http://{cc.sim.addr('home-2')}:7080/index.html?probe=1'")
+    proc = cc.sim.run("home-1", "sh", "-c", "PYTHONUNBUFFERED=1 timeout 10 vcapp logs plain -f & pid=$!; "
+                      f"sleep 4; {probe}; wait $pid", check=False)
     assert proc.returncode == 124, proc.stderr
-    assert {"0| serving plain", "1| serving plain"} <= set(proc.stdout.splitlines()), proc.stdout
+    lines = proc.stdout.splitlines()
+    assert {"0| serving plain", "1| serving plain"} <= set(lines), proc.stdout
+    access = r'router@home-\d\| method=GET path="/index.html\?probe=1" status=200 service=\d+ms .* instance=[01]'
+    assert any(re.fullmatch(access, line) for line in lines), proc.stdout
+    # The same line afterwards, from the routers only.
+    routers = cc.vcapp("home-3", "logs", "plain", "--source", "router").stdout.splitlines()
+    assert any(re.fullmatch(access, line) for line in routers) and not any("serving" in x for x in routers), routers
     cc.vcapp("home-1", "scale", "plain", "--count", "1")
     cc.wait(lambda: len(ps(cc, "plain")) == 1, PLACE_WAIT_S, "plain back to one instance")
 

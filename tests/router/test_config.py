@@ -74,29 +74,29 @@ def test_node_router_checks_tokens_only_for_token_apps():
     })
     doc = node_config.render(routes, NODE)
     blog = handlers_for(doc, "node", f"blog.{D}")
-    assert [h["handler"] for h in blog] == ["headers", "headers", "reverse_proxy"]
+    assert [h["handler"] for h in blog] == ["headers", "headers", "log_append", "reverse_proxy"]
     assert blog[0]["request"]["delete"] == [node_config.TOKEN_ID_HEADER, node_config.TOKEN_NAME_HEADER]
-    assert blog[2]["health_checks"]["active"]["uri"] == "/health"
+    assert blog[3]["health_checks"]["active"]["uri"] == "/health"
     # Peer routers' hop servers route the check by Host, like a request.
-    assert blog[2]["health_checks"]["active"]["headers"] == {"Host": [f"blog.{D}"]}
+    assert blog[3]["health_checks"]["active"]["headers"] == {"Host": [f"blog.{D}"], caddyjson.CHECK_HEADER: ["1"]}
     # An app's instances: one slow connect (a dropped SYN) is not a death, and a burst of them
     # rests the only instance for a moment, not for a node router's 10 s.
-    assert blog[2]["health_checks"]["passive"]["max_fails"] == caddyjson.BACKEND_MAX_FAILS > 1
-    assert blog[2]["health_checks"]["passive"]["fail_duration"] == caddyjson.BACKEND_FAIL_DURATION == "2s"
+    assert blog[3]["health_checks"]["passive"]["max_fails"] == caddyjson.BACKEND_MAX_FAILS > 1
+    assert blog[3]["health_checks"]["passive"]["fail_duration"] == caddyjson.BACKEND_FAIL_DURATION == "2s"
     vault = handlers_for(doc, "node", "vault.example.org")
     assert vault == handlers_for(doc, "node", f"vault.{D}")
-    assert [h["handler"] for h in vault] == ["headers", "reverse_proxy", "headers", "reverse_proxy"]
+    assert [h["handler"] for h in vault] == ["headers", "reverse_proxy", "headers", "log_append", "reverse_proxy"]
     auth = vault[1]
     assert auth["upstreams"] == [{"dial": "unix//run/n/auth.sock"}]
     assert auth["rewrite"] == {"method": "GET", "uri": "/check?app=vault"}
-    assert "active" not in vault[3]["health_checks"]
+    assert "active" not in vault[4]["health_checks"]
 
 
 def test_the_app_never_sees_the_visitors_vcapp_credential():
     import re
 
     doc = node_config.render(NodeRoutes.build(D, {"vault": AppRoute(("10.0.0.1:9002",), "token")}), NODE)
-    _, auth, cookie, _ = handlers_for(doc, "node", f"vault.{D}")
+    _, auth, cookie, _, _ = handlers_for(doc, "node", f"vault.{D}")
     bearer, any_token = auth["handle_response"]
     # A bearer token is taken off the request; id and name are passed instead.
     assert bearer["match"]["headers"] == {node_config.TOKEN_VIA_HEADER: ["bearer"]}
@@ -124,7 +124,8 @@ def test_other_machines_reach_an_apps_local_instances_only_through_the_hop_serve
     assert refuse["match"] == [{"not": [{"remote_ip": {"ranges": ["100.96.0.5", "100.96.0.6"]}}]}]
     assert refuse["handle"][0]["status_code"] == 403
     # Only this machine's instances, no second hop; the sending router checked the token.
-    (proxy,) = handlers_for(doc, "hop", f"blog.{D}")
+    (upstream, proxy) = handlers_for(doc, "hop", f"blog.{D}")
+    assert upstream["handler"] == "log_append"
     assert proxy["upstreams"] == [{"dial": "127.0.0.1:20001"}]
     (page,) = handlers_for(doc, "hop", f"shop.{D}")
     assert page["status_code"] == 503
@@ -155,7 +156,7 @@ def health_answer(doc: dict, path: str) -> int:
         if caddyjson.NODE_HEALTH_HOST in match.get("host", []):
             paths = match.get("path")
             if paths is None or path in paths or any(p.endswith("*") and path.startswith(p[:-1]) for p in paths):
-                return route["handle"][0]["status_code"]
+                return route["handle"][-1]["status_code"]
     raise AssertionError(f"the health host does not answer {path}")
 
 
@@ -257,3 +258,27 @@ def test_a_down_reason_must_be_known_and_short():
         AppRoute(down="gone")
     with pytest.raises(RoutesError, match="at most 300"):
         AppRoute(down="crashed", down_detail="x" * 301)
+
+
+def test_access_lines_go_to_their_own_file_without_headers_or_the_token():
+    doc = node_config.render(NodeRoutes.build(D, {"blog": AppRoute(("127.0.0.1:20001",), local=("127.0.0.1:20001",))}),
+                             replace(NODE, hop_listen="100.96.0.5:7081", access_log="/var/lib/n/access.log"))
+    servers = doc["apps"]["http"]["servers"]
+    assert servers["node"]["logs"] == {"default_logger_name": "node"}
+    assert servers["hop"]["logs"] == {"default_logger_name": "hop"}
+    access = doc["logging"]["logs"]["access"]
+    assert access["writer"]["filename"] == "/var/lib/n/access.log" and access["writer"]["roll_size_mb"] > 0
+    assert access["include"] == ["http.log.access"]
+    assert doc["logging"]["logs"]["default"]["exclude"] == ["http.log.access"]
+    fields = access["encoder"]["fields"]
+    assert fields["request>headers"] == {"filter": "delete"} and fields["resp_headers"] == {"filter": "delete"}
+    assert fields["request>uri"]["actions"] == [{"type": "delete", "parameter": "token"}]
+    # the edges' health checks, every second, are not access lines
+    health = [r for r in servers["node"]["routes"]
+              if caddyjson.NODE_HEALTH_HOST in (r.get("match") or [{}])[0].get("host", [])]
+    assert health and all(r["handle"][0] == {"handler": "vars", "log_skip": True} for r in health)
+    # nor are the peers' checks of this machine's instances through its hop server
+    skip = servers["hop"]["routes"][1]
+    assert skip == {"match": [{"header": {caddyjson.CHECK_HEADER: ["1"]}}],
+                    "handle": [{"handler": "vars", "log_skip": True}]}
+    assert "logging" not in node_config.render(NodeRoutes.build(D, {}), NODE)

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 
-from router import caddyjson, edge_config
+from router import accesslog, caddyjson, edge_config
 from router.caddy import caddy_binary
 from router.edge import Edge
 from router.edge_config import EdgeSettings
@@ -107,6 +107,29 @@ def test_browser_token_link_sets_cookie_and_redirects_to_clean_url(stack, vault,
     assert "Domain" not in cookie and vault not in cookie  # host-only, and not the raw token
     status, body = status_and_body(stack.curl(VAULT, "/page?x=1", "-b", str(jar), "-w", "\n%{http_code}"))
     assert status == "200" and "Hello from blog" in body
+
+
+def test_access_lines_say_what_was_asked_where_it_went_and_never_the_token(stack, vault, tmp_path):
+    """The routers' access logs (what `vcapp logs` shows as router lines): method, path,
+    status, client, the instance it went to; no header, and the token of a token link gone."""
+    stack.curl(VAULT, f"/from-link?x=1&token={vault}", "-o", "/dev/null", "-c", str(tmp_path / "jar"))
+    stack.curl(VAULT, "/bearer", "-o", "/dev/null", "-H", f"Authorization: Bearer {vault}")
+
+    def lines() -> list[accesslog.Access]:
+        found = []
+        for router in stack.nodes.values():
+            text = router.access_log.read_text() if router.access_log.exists() else ""
+            assert vault not in text and "Bearer" not in text
+            found += [e for e in map(accesslog.parse, text.splitlines()) if e and e.host == VAULT]
+        return found
+
+    seen = wait_for(lambda: d if {"/from-link?x=1", "/bearer"} <= set(d := {e.path: e for e in lines()}) else None,
+                    5, "both requests in a router's access log")
+    assert seen["/from-link?x=1"].status == 302 and not seen["/from-link?x=1"].upstream  # the auth service answered
+    bearer = seen["/bearer"]
+    assert bearer.status == 200 and bearer.method == "GET" and bearer.server == "node"
+    assert bearer.client == stack.sim.addr("client")  # through the edge, the visitor's address
+    assert bearer.upstream == f"{stack.sim.addr('home-1')}:{APP_PORT}"  # the instance it went to
 
 
 def test_revoked_token_stops_working_within_5s_for_bearer_and_cookie(stack, tmp_path):

@@ -1,10 +1,10 @@
-"""`vcapp logs -f` over several instances (vcapp/api/apps.py `_merged`): every line of every
+"""`vcapp logs -f` over several instances (vcapp/api/logs.py `_merged`): every line of every
 stream arrives, tagged with its instance, and a reader that goes away stops the streams."""
 
 import threading
 import time
 
-from vcapp.api.apps import _merged
+from vcapp.api.logs import _merged
 
 
 def lines(n: int, pause: float, closed: list | None = None):

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from flask import Flask
 
-from vcapp.api import (apptokens, auth, body, builds, dashboard, errors, events, git, health, instance_exec, nodes,
-                       openapi, registries, releases, settings, tokens, volumes)
+from vcapp.api import (apptokens, auth, body, builds, dashboard, errors, events, git, health, instance_exec, logs,
+                       nodes, openapi, registries, releases, settings, tokens, volumes)
 from vcapp.api import apps as apps_routes
 from vcapp.api.config import ApiConfig
 from vcapp.api.context import EXTENSION
@@ -25,6 +25,7 @@ def create_app(config: ApiConfig) -> Flask:
     for module in (health, nodes, events, tokens, openapi):
         app.register_blueprint(module.bp)
     app.register_blueprint(apps_routes.bp)
+    app.register_blueprint(logs.bp)  # GET /v1/apps/<app>/logs
     app.register_blueprint(apptokens.bp)
     app.register_blueprint(releases.bp)
     app.register_blueprint(instance_exec.bp)  # POST /v1/apps/<app>/exec: `vcapp exec`

@@ -191,13 +191,18 @@ def restart(app: str) -> None:
 @click.command("logs")
 @click.argument("app")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
-@click.option("--instance", "-i", help="Only this instance (default: all; the first when following).")
-@click.option("--tail", "-n", type=int, help="Start with the last N lines.")
+@click.option("--instance", "-i", help="Only this instance's output (default: every instance and the routers).")
+@click.option("--tail", "-n", type=int, help="Start with the last N lines of each source.")
+@click.option("--since", help="Leave out lines older than this: 30s, 15m, 1h, 2d (or unix seconds).")
+@click.option("--source", type=click.Choice(["all", "app", "router"]), default="all", show_default=True,
+              help="app: the instances' output; router: the routers' access lines.")
 @api_errors
-def logs(app: str, follow: bool, instance: str | None, tail: int | None) -> None:
-    """Print an app's output, wherever its instances run."""
+def logs(app: str, follow: bool, instance: str | None, tail: int | None, since: str | None, source: str) -> None:
+    """Print an app's output and its requests, wherever they ran: every instance's lines
+    ("0| ...") and every router's access lines ("router@home-1| method=GET path=...")."""
     client = Client.from_config()
-    params = {"follow": "1" if follow else None, "instance": instance, "tail": tail}
+    params = {"follow": "1" if follow else None, "instance": instance, "tail": tail, "since": since,
+              "source": source if source != "all" else None}
     resp = client.stream("GET", f"/v1/apps/{app}/logs", params={k: v for k, v in params.items() if v is not None},
                          connect_timeout=LOG_CONNECT_TIMEOUT_S)
     try:
