@@ -140,3 +140,14 @@ def test_an_existing_remote_elsewhere_is_left_and_outside_a_work_tree_the_comman
     shown = cli("apps", "create", "notes", cwd=outside)
     assert shown.code == 0
     assert f"not in a git work tree; in the app's repository run: git remote add cluster {url}/git/notes.git" in shown.out
+
+
+def test_login_takes_the_token_on_standard_input_for_scripts(served, vcapp_cli):
+    url, cluster, _ = served
+    result = vcapp_cli("login", url, "--token-stdin", input=cluster.admin + "\n")
+    assert result.code == 0, result.err
+    assert "logged in to cluster" in result.out and fill(vcapp_cli, f"{url}/git/blog.git").returncode == 0
+    both = vcapp_cli("login", url, cluster.admin, "--token-stdin", input=cluster.admin)
+    assert both.code != 0 and "not both" in both.err
+    empty = vcapp_cli("login", url, "--token-stdin", input="")
+    assert empty.code != 0 and "standard input held no token" in empty.err

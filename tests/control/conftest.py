@@ -88,5 +88,5 @@ def start_three(sim, tiny_dir, labels: dict[str, str] | None = None, up_timeout:
         sim.run(host, "vcapp", "node", "join", cc.join_token, "--site", "home", *extra)
     cc.wait(lambda: len(cc.all_up() or {}) == 3, up_timeout, "three machines up")
     for host in machines[1:]:  # each admin CLI talks to its own machine's API
-        cc.vcapp(host, "login", f"http://{sim.addr(host)}:7180", cc.admin_token)
+        sim.run(host, "vcapp", "login", f"http://{sim.addr(host)}:7180", "--token-stdin", input=cc.admin_token)
     return cc

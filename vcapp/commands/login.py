@@ -14,9 +14,11 @@ from vcapp.gitcredential import cluster_git_urls
 @click.command("login")
 @click.argument("url")
 @click.argument("token", required=False)
+@click.option("--token-stdin", is_flag=True, help="Read the token from standard input (scripts: "
+              "`vcapp login URL --token-stdin < file`), as docker login --password-stdin.")
 @click.option("--no-git", is_flag=True, help="Do not register the git credential helper.")
 @api_errors
-def login(url: str, token: str | None, no_git: bool) -> None:
+def login(url: str, token: str | None, token_stdin: bool, no_git: bool) -> None:
     """Log in to the admin API at URL with an admin TOKEN (asked for when not given: then it is
     in neither your shell history nor the process list).
 
@@ -26,6 +28,12 @@ def login(url: str, token: str | None, no_git: bool) -> None:
     API, so a remote without a token in it (`vcapp apps create` adds one) pushes with this
     token through the edge or to any machine. Log in again after machines join.
     """
+    if token_stdin:
+        if token:
+            raise click.UsageError("give the token as an argument or with --token-stdin, not both")
+        token = click.get_text_stream("stdin").readline().strip()
+        if not token:
+            raise click.UsageError("--token-stdin: standard input held no token")
     if not token:
         token = click.prompt("admin token", hide_input=True).strip()
     credentials = Login(normalize_url(url), token.strip())

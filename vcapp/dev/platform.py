@@ -43,8 +43,8 @@ class Platform:
     first: str
 
 
-def _vcapp(dc: DevCluster, host: str, *args: str, timeout: float = 180) -> str:
-    proc = dc.run(host, ["vcapp", *args], timeout=timeout)
+def _vcapp(dc: DevCluster, host: str, *args: str, timeout: float = 180, stdin: str | None = None) -> str:
+    proc = dc.run(host, ["vcapp", *args], timeout=timeout, input=stdin)
     if proc.returncode != 0:
         raise DevError(f"on {host}: vcapp {' '.join(args)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc.stdout
@@ -82,7 +82,7 @@ def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
     for m in machines[1:]:  # an admin at any machine: each talks to its own API
         if not _login(dc, m) and login:
             addr = json.loads((dc.host_dir(m) / "data" / "node.json").read_text())["addr"]
-            _vcapp(dc, m, "login", f"http://{addr}:7180", login["token"])
+            _vcapp(dc, m, "login", f"http://{addr}:7180", "--token-stdin", stdin=login["token"])
     _start_ingress(dc, first, say)
     proxy = dc.proxy_url
     if proxy:
@@ -141,7 +141,8 @@ def deploy_sample(dc: DevCluster, platform: Platform, say: Callable[[str], None]
             subprocess.run(["git", "-C", str(repo), "-c", "user.name=vcapp dev", "-c", "user.email=dev@vcapp.test",
                             *args], check=True, capture_output=True)
     say(f"git push of {SAMPLE_APP} (build log follows)")
-    remote = f"{platform.api_url.replace('http://', f'http://admin:{platform.admin_token}@')}/git/{SAMPLE_APP}.git"
+    # `cluster init` logged the first machine in: git asks `vcapp git-credential`, no token in the URL
+    remote = f"{platform.api_url}/git/{SAMPLE_APP}.git"
     push = dc.run(platform.first, ["git", "-C", str(repo), "push", remote, "main"], timeout=PUSH_TIMEOUT)
     for line in push.stderr.splitlines():
         if line.startswith("remote:"):
