@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from runtime import keptlogs
 from runtime.shell import LocalShell, Shell
 from runtime.spec import InstanceSpec
 
@@ -65,19 +66,22 @@ class Container:
 
 class PodmanDriver:
     def __init__(self, shell: Shell | None = None, cgroup_parent: str | None = None,
-                 publish_ip: str = PUBLISH_IP, scratch_dir: Path | None = None, authfile: Path | None = None):
+                 publish_ip: str = PUBLISH_IP, scratch_dir: Path | None = None, authfile: Path | None = None,
+                 kept_logs: Path | None = None):
         self.shell = shell or LocalShell()
+        self.kept_logs = kept_logs  # where a removed container's output is kept (runtime/keptlogs.py)
         self.authfile = authfile  # registry credentials (containers-auth.json) for the pulls of `podman run`
         self.cgroup_parent = cgroup_parent
         self.publish_ip = publish_ip
         self.scratch_dir = scratch_dir
 
     @classmethod
-    def from_env(cls, shell: Shell | None = None, authfile: Path | None = None) -> "PodmanDriver":
+    def from_env(cls, shell: Shell | None = None, authfile: Path | None = None,
+                 kept_logs: Path | None = None) -> "PodmanDriver":
         """Configured from $VCAPP_CGROUP_PARENT and $VCAPP_RUN_DIR when set."""
         run_dir = os.environ.get("VCAPP_RUN_DIR")
         return cls(shell, cgroup_parent=os.environ.get("VCAPP_CGROUP_PARENT") or None,
-                   scratch_dir=Path(run_dir) if run_dir else None, authfile=authfile)
+                   scratch_dir=Path(run_dir) if run_dir else None, authfile=authfile, kept_logs=kept_logs)
 
     def _podman(self, *args: str, what: str) -> str:
         proc = self.shell.run(["podman", *args])
@@ -150,13 +154,31 @@ class PodmanDriver:
         self._podman("restart", "-t", str(STOP_GRACE_S), name, what=f"restart {name}")
 
     def remove(self, name: str) -> None:
+        if self.kept_logs is not None:  # its last lines first, once it has stopped writing them
+            self.shell.run(["podman", "stop", "-t", str(STOP_GRACE_S), name])  # a failure: rm -f still removes
+            self._keep_logs(name)
         self._podman("rm", "-f", "-t", str(STOP_GRACE_S), name, what=f"remove {name}")
 
     def retire(self, name: str) -> None:
         """SIGTERM, up to the container's own stop timeout (its spec's kill_timeout) for the
         requests in flight to finish, SIGKILL; then remove it."""
         self._podman("stop", name, what=f"stop {name}")
+        self._keep_logs(name)
         self._podman("rm", "-f", name, what=f"remove {name}")
+
+    def _keep_logs(self, name: str) -> None:
+        """Keep a stopped container's last lines (kept_logs); never in the way of its removal."""
+        if self.kept_logs is None:
+            return
+        proc = self.shell.run(["podman", "inspect", "--format", "{{json .Config.Labels}}", name])
+        try:
+            labels = json.loads(proc.stdout or "null") or {} if proc.returncode == 0 else {}
+            app, instance = labels.get(f"{LABEL}.app"), labels.get(f"{LABEL}.instance")
+            if app and instance:
+                keptlogs.save(self.kept_logs, app, instance, labels.get(f"{LABEL}.release", ""), name,
+                              self.logs(name, tail=keptlogs.KEEP_LINES))
+        except (ValueError, AttributeError, OSError):
+            pass
 
     def reload_network(self, name: str) -> None:
         """Write the firewall rules of `name` (its published port) again, without restarting it.

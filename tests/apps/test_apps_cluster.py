@@ -117,6 +117,15 @@ def test_following_the_logs_follows_every_instance_on_every_machine(cc):
     assert any(re.fullmatch(access, line) for line in routers) and not any("serving" in x for x in routers), routers
     cc.vcapp("home-1", "scale", "plain", "--count", "1")
     cc.wait(lambda: len(ps(cc, "plain")) == 1, PLACE_WAIT_S, "plain back to one instance")
+    # The instance scaled away is gone, its output is not: kept on the machine that ran it.
+    ended = r"1 \(r\S+, ended \S+ \S+Z on home-\d\)\| serving plain"
+
+    def with_ended() -> list[str] | None:
+        out = cc.vcapp("home-3", "logs", "plain", "--source", "app").stdout.splitlines()
+        return out if any(re.fullmatch(ended, line) for line in out) else None
+
+    lines = cc.wait(with_ended, 30, "the ended instance's lines")
+    assert "0| serving plain" in lines, lines
 
 
 def test_secrets_reach_the_container_and_nowhere_else(cc):

@@ -7,10 +7,11 @@ import time
 
 import pytest
 
-from runtime.supervisor import Agent
+from runtime import keptlogs
 from runtime.podman import PodmanDriver
 from runtime.reconcile import backoff_s
 from runtime.spec import DEFAULT_KILL_TIMEOUT_S
+from runtime.supervisor import Agent
 from tests.helpers.waiting import wait_for
 from tests.runtime.conftest import AgentOnHost, HostShell, web
 from vcapp.dev.power import alive
@@ -168,6 +169,25 @@ def test_logs_are_readable_and_streamable(agent, machine):
     later = [next(stream) for _ in range(3)]  # new lines arrive while we follow
     stream.close()
     assert later == [f"tick {first + i}" for i in (1, 2, 3)]
+
+
+def test_a_removed_containers_last_lines_are_kept_on_its_machine(agent, machine, tmp_path):
+    """What `vcapp logs` shows of an instance that moved or was replaced (runtime/keptlogs.py)."""
+    ticker = ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done"]
+    agent.want([web(app="keeper", command=ticker, health={"type": "none"})])
+    agent.wait("keeper/0", lambda r: r["state"] == "running", "running")
+    driver = PodmanDriver(HostShell(machine.dc, "home-1"), kept_logs=tmp_path)
+    time.sleep(1)
+    (gone,) = [c for c in driver.list() if c.app == "keeper"]
+    driver.remove(gone.name)
+    agent.want([])
+    (kept,) = keptlogs.listing(tmp_path, "keeper")
+    assert (kept.instance, kept.release) == ("0", gone.release)
+    text = keptlogs.lines(kept)
+    # its whole output (the agent may have started it again while it stopped: it still wanted it)
+    assert text[:5] == [f"tick {i}" for i in range(5)] and all(line.startswith("tick ") for line in text)
+    assert keptlogs.lines(kept, tail=2) == text[-2:]
+    assert not [c for c in driver.list() if c.name == gone.name]
 
 
 def test_machine_power_off_leaves_no_container_process(machine, tmp_path_factory):

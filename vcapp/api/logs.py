@@ -76,31 +76,38 @@ def logs(name: str):
         raise BadRequest(f"source: {source!r} is not one of {', '.join(SOURCES)}")
     chosen = request.args.get("instance")
     me = context.config().node
+    auth = request.headers.get("Authorization", "")  # sources run on threads of their own: no request there
     if request.args.get("local") == "1" and request.args.get("router") == "1":
         hosts = _hosts(store, name, spec)
         return _text((f"{line}\n" for line in _local_router_lines(name, hosts, since, tail, follow)))
+    if request.args.get("local") == "1" and request.args.get("kept") == "1":
+        return _text((f"{line}\n" for line in _local_kept_lines(name, chosen, since, tail, me)))
     assigned = {e.value["instance"]: e.value for e in store.list(keys.assign(name))}
     if chosen is not None and chosen not in assigned:
         raise NotFound(f"app {name} has no instance {chosen!r} running; `vcapp ps {name}` lists them")
     wanted = [chosen] if chosen is not None else [] if source == "router" else \
         sorted(assigned, key=lambda i: (len(i), i))
-    routers = sorted(reposync.live_apis(store)) if chosen is None and source != "app" else []
+    live = sorted(reposync.live_apis(store))
+    routers = live if chosen is None and source != "app" else []
     if not wanted and not routers:
         raise NotFound(f"app {name} has no instance on any machine yet; `vcapp ps {name}` says why")
-    nodes = {n: store.value(keys.node(n)) or {} for n in {assigned[i]["node"] for i in wanted} | set(routers)}
+    nodes = {n: store.value(keys.node(n)) or {} for n in {assigned[i]["node"] for i in wanted} | set(live)}
     gone = threading.Event()
-    sources = [(i, _lines(name, i, assigned[i]["node"], nodes[assigned[i]["node"]], me, follow, tail, since))
-               for i in wanted]
+    # the output of containers that are gone first (each line prefixed already), then the live ones
+    sources = [(None, _kept_lines(name, n, nodes[n], me, chosen, tail, since, auth))
+               for n in live if source != "router"]
+    sources += [(i, _lines(name, i, assigned[i]["node"], nodes[assigned[i]["node"]], me, follow, tail, since, auth))
+                for i in wanted]
     if routers:
         hosts = _hosts(store, name, spec)
-        sources += [(ROUTER + n, _router_lines(name, n, nodes[n], me, hosts, follow, tail, since, gone.is_set))
+        sources += [(ROUTER + n, _router_lines(name, n, nodes[n], me, hosts, follow, tail, since, auth, gone.is_set))
                     for n in routers]
-    prefix = len(sources) > 1
-    if follow and prefix:
+    prefix = len([i for i, _ in sources if i is not None]) > 1 or chosen is None
+    if follow:
         lines = _merged(sources, gone)
     else:
         lines = ((i, line) for i, src in sources for line in src)
-    return _text(f"{i}| {line}\n" if prefix else f"{line}\n" for i, line in lines)
+    return _text(f"{i}| {line}\n" if prefix and i is not None else f"{line}\n" for i, line in lines)
 
 
 def _text(body: Iterator[str]) -> Response:
@@ -136,7 +143,7 @@ def _merged(sources: list[tuple[str, Iterator[str]]],
                 if not offer((inst, line)):
                     break
         except Exception as e:  # one machine gone must not end the others' lines
-            offer((inst, f"(vcapp: the log of {inst} ended: {e})"))
+            offer((inst, f"(vcapp: the log of {inst or 'ended containers'} ended: {e})"))
         finally:
             close = getattr(src, "close", None)
             if close:
@@ -158,10 +165,10 @@ def _merged(sources: list[tuple[str, Iterator[str]]],
 
 
 def _lines(app: str, inst: str, node: str, record: dict, me: str, follow: bool, tail: int | None,
-           since: float | None) -> Iterator[str]:
+           since: float | None, auth: str) -> Iterator[str]:
     if node == me or request.args.get("local") == "1":
         return _local_lines(app, inst, follow, tail, since)
-    return _forwarded(record, node, app, {"instance": inst}, follow, tail, since, f"{app}/{inst}")
+    return _forwarded(record, node, app, {"instance": inst}, follow, tail, since, f"{app}/{inst}", auth)
 
 
 def _local_lines(app: str, inst: str, follow: bool, tail: int | None, since: float | None) -> Iterator[str]:
@@ -175,15 +182,42 @@ def _local_lines(app: str, inst: str, follow: bool, tail: int | None, since: flo
         raise NotFound(str(e)) from None
 
 
+def _kept_lines(app: str, node: str, record: dict, me: str, instance: str | None, tail: int | None,
+                since: float | None, auth: str) -> Iterator[str]:
+    """The kept output of the app's containers that are gone from `node`, each line prefixed
+    "<instance> (r<release>, ended <time> on <node>)| "; a machine that cannot answer is skipped
+    with one line saying so."""
+    try:
+        if node == me:
+            yield from _local_kept_lines(app, instance, since, tail, me)
+        else:
+            params = {"kept": "1", **({"instance": instance} if instance is not None else {})}
+            yield from _forwarded(record, node, app, params, False, tail, since, f"the kept logs on {node}", auth)
+    except (Unavailable, requests.RequestException) as e:
+        yield f"(vcapp: no logs of ended containers from {node}: {e})"
+
+
+def _local_kept_lines(app: str, instance: str | None, since: float | None, tail: int | None,
+                      me: str) -> Iterator[str]:
+    from runtime import keptlogs
+    from vcapp.node.config import kept_logs_dir
+
+    for kept in keptlogs.listing(kept_logs_dir(), app, instance, since):
+        ended = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(kept.ended))
+        head = f"{kept.instance} (r{kept.release}, ended {ended}Z on {me})| "
+        yield from (head + line for line in keptlogs.lines(kept, tail))
+
+
 def _router_lines(app: str, node: str, record: dict, me: str, hosts: set[str], follow: bool, tail: int | None,
-                  since: float | None, stopped: Callable[[], bool]) -> Iterator[str]:
+                  since: float | None, auth: str, stopped: Callable[[], bool]) -> Iterator[str]:
     """A router's lines; a machine that cannot give them is one line saying so, not the end of
     the other sources' (its instances' lines would fail the request instead: they were asked for)."""
     try:
         if node == me:
             yield from _local_router_lines(app, hosts, since, tail, follow, stopped)
         else:
-            yield from _forwarded(record, node, app, {"router": "1"}, follow, tail, since, f"the router of {node}")
+            yield from _forwarded(record, node, app, {"router": "1"}, follow, tail, since, f"the router of {node}",
+                                  auth)
     except (Unavailable, requests.RequestException) as e:
         yield f"(vcapp: no access lines from {node}: {e})"
 
@@ -212,7 +246,7 @@ def _local_router_lines(app: str, hosts: set[str], since: float | None, tail: in
 
 
 def _forwarded(record: dict, node: str, app: str, params: dict, follow: bool, tail: int | None,
-               since: float | None, what: str) -> Iterator[str]:
+               since: float | None, what: str, auth: str) -> Iterator[str]:
     api_url = record.get("api_url")
     if not api_url:
         raise Unavailable(f"machine {node} has no API address on record; is it still in the cluster?")
@@ -223,7 +257,7 @@ def _forwarded(record: dict, node: str, app: str, params: dict, follow: bool, ta
         params["since"] = f"{since:.3f}"
     try:
         resp = requests.get(f"{api_url.rstrip('/')}/v1/apps/{app}/logs", params=params, stream=True,
-                            headers={"Authorization": request.headers.get("Authorization", "")},
+                            headers={"Authorization": auth},
                             timeout=(FORWARD_CONNECT_TIMEOUT_S, None if follow else FORWARD_READ_TIMEOUT_S))
     except requests.RequestException as e:
         raise Unavailable(f"cannot reach machine {node} for the logs of {what} ({type(e).__name__}); "

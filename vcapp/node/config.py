@@ -31,6 +31,11 @@ def run_dir() -> Path:
     return Path(os.environ.get("VCAPP_RUN_DIR", "/run/vcapp"))
 
 
+def kept_logs_dir() -> Path:
+    """Where the runtime keeps removed containers' output (runtime/keptlogs.py)."""
+    return data_dir() / "runtime" / "kept-logs"
+
+
 def config_path() -> Path:
     return data_dir() / "node.json"
 

@@ -39,6 +39,7 @@ from runtime.replace import Promotion
 from vcapp import events, keys, routeswitch, secrets, volumes
 from vcapp.errors import VcError
 from vcapp.node import registry_loop
+from vcapp.node.config import kept_logs_dir
 from vcapp.node.lease import LEASE_TTL
 from vcapp.store import Store, StoreUnavailable
 
@@ -75,7 +76,8 @@ class RuntimeLoop:
         self.stale = False  # the lease had gone stale at the last look
         self.lease_lock = threading.Lock()
         self.cfg, self.base = ctx.cfg, Path(ctx.base)
-        driver = PodmanDriver.from_env(authfile=registry_loop.auth_file())  # pulls with the machine credential
+        driver = PodmanDriver.from_env(authfile=registry_loop.auth_file(),  # pulls with the machine credential
+                                       kept_logs=kept_logs_dir())
         self.agent = Agent(driver, self.node, self.base / "runtime" / "book.json", prepare=self._prepare,
                            handoff=self._handoff)
         self.store: Store | None = None
