@@ -10,7 +10,8 @@
 
 Build numbers count pushes; release numbers (vcapp/releases.py) count successful builds, so
 build 7 may have made release 5 ("release"). A record is written "building" when the push
-starts and finished when it ends; a receiver that dies meanwhile leaves it "building".
+starts and finished when it ends; a receiver that dies meanwhile leaves it "building", which
+the readers here show as "interrupted" once the receiver is gone or MAX_PUSH_S has passed.
 
 Bounds (etcd refuses a request over 1.5 MiB; a range answer is held in memory whole): a log
 keeps its first HEAD_BYTES and its last MAX_LOG_BYTES - HEAD_BYTES (where a build fails),
@@ -26,12 +27,17 @@ import time
 from collections import deque
 from typing import Callable
 
-from vcapp import events, keys
+from vcapp import events, keys, membership
 from vcapp.errors import NotFound
 from vcapp.store import Store, absent, delete_op, put_op
 
 BUILDING, SUCCEEDED, FAILED, REFUSED = "building", "succeeded", "failed", "refused"
 RESULTS = (BUILDING, SUCCEEDED, FAILED, REFUSED)
+# Never stored: how a "building" record reads once its push cannot be running any more.
+INTERRUPTED = "interrupted"
+# Longer than any push runs: a build (builder BUILD_TIMEOUT, 900 s), its pushes and copies,
+# a release phase (900 s) and the health check; a record "building" for longer lost its push.
+MAX_PUSH_S = 3600.0
 # Where a push stopped: "config" (vcapp.toml, Procfile: refused before building), "build"
 # (the image), "release phase", "health check" (the new release never served).
 STAGES = ("config", "build", "release phase", "health check")
@@ -123,9 +129,25 @@ def first_line(text: str) -> str:
     return (text or "no reason given").strip().split("\n", 1)[0][:300]
 
 
+def settled(record: dict, alive: set[str], now: float) -> dict:
+    """The record as it reads now (pure): "building" on a receiver that is no longer a live
+    machine, or for longer than any push runs, is "interrupted", saying why."""
+    if record.get("result") != BUILDING:
+        return record
+    receiver, started = record.get("receiver") or "?", float(record.get("started") or 0)
+    if receiver not in alive:
+        why = f"{receiver}, which took the push, went down before it ended"
+    elif now - started > MAX_PUSH_S:
+        why = f"no end was recorded within {MAX_PUSH_S:.0f} s (the node daemon on {receiver} restarted?)"
+    else:
+        return record
+    return dict(record, result=INTERRUPTED, reason=f"{why}; push again to build it")
+
+
 def list_builds(store: Store, app: str) -> list[dict]:
     """Every kept build of `app`, oldest first (records only, no log)."""
-    return [e.value for e in store.list(keys.build(app)) if isinstance(e.value, dict)]
+    alive, now = membership.alive_machines(store), time.time()
+    return [settled(e.value, alive, now) for e in store.list(keys.build(app)) if isinstance(e.value, dict)]
 
 
 def latest(store: Store, app: str) -> dict | None:
@@ -136,6 +158,8 @@ def latest(store: Store, app: str) -> dict | None:
 def get_build(store: Store, app: str, number: int | None = None) -> dict:
     """Build `number` of `app` (None: the newest) with its log in "log"; NotFound otherwise."""
     rec = latest(store, app) if number is None else store.value(keys.build(app, number))
+    if isinstance(rec, dict):
+        rec = settled(rec, membership.alive_machines(store), time.time())
     if not isinstance(rec, dict):
         which = "no builds yet: git push to its repository" if number is None else f"no build {number}"
         raise NotFound(f"app {app} has {which}; `vcapp builds {app}` lists them")
