@@ -24,6 +24,7 @@ with what etcd assigns to this machine, and writes each report. `specs_from` rea
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -41,6 +42,12 @@ log = logging.getLogger("vcapp.runtime")
 # Health checks and crash detection run this often; with a 1 s back-off first step, a crashed
 # instance is back within ~2 s, and podman is asked about twice a second at most.
 LOOP_INTERVAL_S = 1.0
+# A `podman ps` costs ~60 ms of CPU (most of an idle machine's runtime share). A pass trusts
+# the last answer for this long while it still holds: nothing done since, no retirement
+# ended, and every container it saw running still has its process (so a crash is seen at
+# the next pass, as before). Anything else (a container started or removed outside vcapp)
+# is seen within this long.
+FULL_LOOK_EVERY_S = 5.0
 
 
 class PrepareError(RuntimeError):
@@ -69,6 +76,9 @@ class Agent:
         self.book_path = book_path
         self.tracker = health.HealthTracker()
         self.cpu_samples: dict[str, tuple[int, float]] = {}
+        self.looked: list[Container] | None = None  # podman's last answer (see FULL_LOOK_EVERY_S)
+        self.looked_at = 0.0
+        self.retired = self.looked_retired = 0  # retirements ended: one makes the last answer old
 
     def step(self, desired: list[InstanceSpec], errors: dict[str, str] | None = None,
              hold: set[str] | frozenset[str] = frozenset()) -> dict[str, dict]:
@@ -80,7 +90,7 @@ class Agent:
                              if k in self.last_specs and k not in {s.key for s in desired}]
         self.last_specs = {s.key: s for s in desired}
         specs = {s.key: s for s in desired}
-        containers = self._visible(every := self.driver.list())
+        containers = self._visible(every := self._look())
         self.ports_held = {c.host_port for c in every if c.host_port}
         observed = [self._observe(c, specs.get(c.key), now) for c in containers]
         book = Book.load(self.book_path)
@@ -91,7 +101,7 @@ class Agent:
         book.forget_except(set(specs))
         book.save(self.book_path)
         if any(not isinstance(a, Wait) for a in actions) or not self.swept:
-            every = self.driver.list()
+            every = self._look(fresh=True)
             containers = self._visible(every)
             if any(isinstance(a, (Remove, Replace)) for a in actions) or not self.swept:
                 self.swept = True  # before: a retirement ending meanwhile asks for the next sweep
@@ -103,6 +113,17 @@ class Agent:
             reports[key] = {"node": self.node, "app": app, "instance": inst, "state": "failed", "health": "-",
                             "message": why, "updated_at": now}
         return reports
+
+    def _look(self, fresh: bool = False) -> list[Container]:
+        """Every vcapp container, from podman, or its last answer while that still holds."""
+        with self.retiring_lock:
+            retired = self.retired
+        held = self.looked is not None and not fresh and retired == self.looked_retired \
+            and time.monotonic() - self.looked_at < FULL_LOOK_EVERY_S \
+            and all(c.pid > 0 and os.path.exists(f"/proc/{c.pid}") for c in self.looked if c.running)
+        if not held:
+            self.looked, self.looked_at, self.looked_retired = self.driver.list(), time.monotonic(), retired
+        return self.looked
 
     def _visible(self, containers: list[Container]) -> list[Container]:
         with self.retiring_lock:
@@ -203,6 +224,7 @@ class Agent:
             finally:
                 with self.retiring_lock:
                     self.retiring.discard(old.name)
+                    self.retired += 1
                 self.swept = False  # its app's network may be unused now
 
         threading.Thread(target=work, name=f"retire-{old.name}", daemon=True).start()
