@@ -34,6 +34,7 @@ import argparse
 import json
 import queue
 import secrets
+import signal
 import socket
 import ssl
 import subprocess
@@ -157,15 +158,18 @@ class _Session:
 
 
 def client(t: dict, mode: str, rate: float, seconds: float) -> None:
-    """Print one JSON line per request: [scheduled s, status, latency s] (closed: no schedule)."""
+    """Print one JSON line per request: [scheduled s, status, latency s] (closed: no schedule).
+    SIGTERM ends the schedule early: no new request leaves, those in flight finish, all are printed."""
     n = int(rate * seconds)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     sessions = [_Session(t) for _ in range(CONNS if mode == "closed" else min(OPEN_WORKERS, n))]
     for s in sessions:  # a browser's connection is open before it asks: keep handshakes out of the figures
         s.open()
     out, lock, start = [], threading.Lock(), time.monotonic() + 0.2
     if mode == "closed":
         def run(s: _Session):
-            while time.monotonic() < start + seconds:
+            while time.monotonic() < start + seconds and not stopped.is_set():
                 t0 = time.monotonic()
                 r = s.get()
                 with lock:
@@ -181,7 +185,10 @@ def client(t: dict, mode: str, rate: float, seconds: float) -> None:
                     due = slots.get_nowait()
                 except queue.Empty:
                     return
-                time.sleep(max(0.0, due - time.monotonic()))
+                while not stopped.is_set() and due - time.monotonic() > 0:
+                    stopped.wait(due - time.monotonic())
+                if stopped.is_set():
+                    return
                 r = s.get()
                 with lock:
                     out.append((due - start, r, time.monotonic() - due))

@@ -35,8 +35,10 @@ PUSH_TIMEOUT = 600  # a cold first build loads the python stack into the machine
 SERVE_TIMEOUT = 90  # placer + image pull + start + health check, with 7 engineers on 2 cores
 DEPLOY_TARGET_S = 30  # DESIGN.md: git push -> new release serving, warm caches
 # Issue 16: a deploy and a rollback lose no request of an open loop (>= 250 requests each).
-# The deploy's loop covers the warm push and the switch on the loaded 2-core host (<= 60 s).
-DEPLOY_LOOP_S, ROLLBACK_LOOP_S, LOOP_RATE = 75.0, 30.0, 10.0
+# The deploy's loop may cover the warm push and the switch on the loaded 2-core host (<= 60 s);
+# each loop stops LOOP_AFTER s after the new release serves (the old one's SIGTERM and drain
+# fall in that time), once it has sent ISSUE_REQUESTS.
+DEPLOY_LOOP_S, ROLLBACK_LOOP_S, LOOP_RATE, LOOP_AFTER, ISSUE_REQUESTS = 75.0, 30.0, 10.0, 12.0, 250
 
 APP_PY = '''\
 import os
@@ -234,11 +236,16 @@ def open_loop(cc: ControlCluster, seconds: float):
     return openloop.start(cc.sim.dc, "home-2", target, LOOP_RATE, seconds)
 
 
-def lost_none(load, seconds: float, what: str) -> None:
+def lost_none(load, seconds: float, what: str, began: float) -> None:
+    """The loop `began` (monotonic) ends LOOP_AFTER s from now, after ISSUE_REQUESTS at least;
+    none of its requests may have failed."""
+    end = max(time.monotonic() + LOOP_AFTER, began + ISSUE_REQUESTS / LOOP_RATE + 1)
+    time.sleep(max(0.0, end - time.monotonic()))
+    openloop.stop(load)
     results = openloop.outcomes(load, seconds)
     failed = openloop.failures(results)
     print(f"\n{what}: {len(failed)} of {len(results)} requests failed {failed}")
-    assert len(results) == int(seconds * LOOP_RATE), "the request loop did not run steadily"
+    assert len(results) >= ISSUE_REQUESTS, f"the request loop sent {len(results)} requests, not {ISSUE_REQUESTS}"
     assert not failed, f"{what}: {len(failed)} of {len(results)} requests failed: {failed}"
 
 
@@ -255,7 +262,7 @@ def test_second_push_serves_v2_within_the_design_target(cc, repo):
     TIMINGS["warm push -> v2 serving (s)"] = time.monotonic() - start
     TIMINGS["warm push exit (s)"] = pushed
     assert TIMINGS["warm push -> v2 serving (s)"] < DEPLOY_LOOP_S - 5, "v2 came after the request loop"
-    lost_none(load, DEPLOY_LOOP_S, "git push of v2")
+    lost_none(load, DEPLOY_LOOP_S, "git push of v2", start)
     rel = releases(cc)
     assert [r["number"] for r in rel["releases"]] == [1, 2] and rel["current"] == 2
     table = cc.vcapp("home-1", "releases", APP).stdout
@@ -265,13 +272,13 @@ def test_second_push_serves_v2_within_the_design_target(cc, repo):
 
 
 def test_rollback_to_v1_serves_v1_again(cc, repo):
-    load = open_loop(cc, ROLLBACK_LOOP_S)
+    load, began = open_loop(cc, ROLLBACK_LOOP_S), time.monotonic()
     time.sleep(2)
     out = cc.vcapp("home-1", "rollback", APP, "1").stdout
     assert "rolled back from v2 to v1" in out
     TIMINGS["rollback -> v1 serving (s)"] = wait_serving(cc, "hello v1")
     assert TIMINGS["rollback -> v1 serving (s)"] < ROLLBACK_LOOP_S - 5, "v1 came after the request loop"
-    lost_none(load, ROLLBACK_LOOP_S, "vcapp rollback to v1")
+    lost_none(load, ROLLBACK_LOOP_S, "vcapp rollback to v1", began)
     assert releases(cc)["current"] == 1
     kinds = [e["kind"] for e in json.loads(cc.vcapp("home-1", "events", "--json", "-n", "200").stdout)]
     assert "rollback" in kinds

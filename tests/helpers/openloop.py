@@ -1,11 +1,13 @@
 """An open-loop HTTP client on a host of a simulated cluster (bench/ingress_bench.py's `client`
 mode): requests leave on a fixed schedule whatever the latency, over keep-alive connections
 reopened after a failure, each failing after 5 s. Tests run it across an operation that must
-lose no request (issue 16) and read every request's outcome afterwards."""
+lose no request (issue 16), stop it once the operation is over, and read every request's
+outcome afterwards."""
 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,6 +33,12 @@ def start(dc, on: str, target: Target, rate: float, seconds: float) -> subproces
                     stdout=subprocess.PIPE, text=True)
     assert load.stdout.readline().strip() == "ready", f"the load client on {on} did not start"
     return load
+
+
+def stop(load: subprocess.Popen) -> None:
+    """End the schedule now: requests in flight finish, no new one leaves (then `outcomes`)."""
+    if load.poll() is None:
+        load.send_signal(signal.SIGTERM)
 
 
 def outcomes(load: subprocess.Popen, seconds: float) -> list[tuple[float, str]]:
