@@ -4,28 +4,24 @@ release), it sees the instance's own processes, files and memory.
 
 Where it runs: the machine the instance's assignment names. The machine that took the request
 runs it there itself when the instance is its own, else asks that machine over the machine
-API (POST /v1/apps/<app>/instances/<instance>/exec, api/releases.py) and relays its output,
-as the release phase does (vcapp/buildremote.py `call`). The output streams as it comes, then
+API (POST /v1/apps/<app>/instances/<instance>/exec, api/instance_exec.py) and relays its
+output, as the release phase does (vcapp/release_phase.py `relay`). The output streams as it comes, then
 the exit status; a command still running at its time limit, or whose caller went away, is
 stopped with its `podman exec` session.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import threading
 import time
 from collections import deque
 from typing import Callable
 
-import requests
-
 from placer.model import WEB, process_of
 from runtime.podman import Container, PodmanDriver, PodmanError
-from vcapp import buildremote, keys, reposync
-from vcapp.node.config import cluster_key, machine_secret
-from vcapp.release_phase import STOPPED, TAIL_LINES, Outcome
+from vcapp import keys, reposync
+from vcapp.release_phase import STOPPED, TAIL_LINES, Outcome, relay
 from vcapp.store import Store
 
 EXEC_TIMEOUT_S = 3600.0  # as long as a one-off run: a console session or a long data fix
@@ -82,17 +78,10 @@ def execute(store: Store, me: str, app: str, instance: str | None, command: str,
 
 
 def _run_on(store: Store, node: str, app: str, instance: str, command: str, log: Callable[[str], None]) -> Outcome:
-    api = reposync.live_apis(store).get(node)
-    if api is None:
+    if node not in reposync.live_apis(store):
         raise ExecFailed(f"instance {instance} of {app} runs on {node}, which does not answer; try again once it "
                          "is back or the instance has moved")
-    body = json.dumps({"command": command}).encode()
-    try:
-        result = buildremote.call(f"http://{api}/v1/apps/{app}/instances/{instance}/exec", body, "application/json",
-                                  machine_secret(cluster_key()), log, node, ExecFailed)
-    except requests.RequestException as e:
-        raise ExecFailed(f"{node} stopped answering while it ran the command ({type(e).__name__})") from None
-    return Outcome(int(result["code"]), float(result["seconds"]), tuple(result.get("tail") or ()))
+    return relay(store, node, f"/v1/apps/{app}/instances/{instance}/exec", {"command": command}, log, ExecFailed)
 
 
 def run_here(app: str, instance: str, command: str, log: Callable[[str], None], me: str,

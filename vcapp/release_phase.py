@@ -181,17 +181,26 @@ def volume_holder(store: Store, app: str, mounts: list[dict]) -> str | None:
 def _run_on(store: Store, holder: str, app: str, job: Job, image: str, command: str, config: dict,
             log: Callable[[str], None]) -> Outcome:
     """Ask `holder` to run the job, where the volumes are; relay its output."""
-    api = reposync.live_apis(store).get(holder)
-    if api is None:
+    if holder not in reposync.live_apis(store):
         raise ReleaseFailed(f"{holder} holds the app's volumes but does not answer; try again once it is "
                             "back or its instance has moved")
     log(f"-----> sent to {holder}, which holds the app's volumes")
-    body = json.dumps({"image": image, "command": command, "config": config, "job": job.to_json()}).encode()
+    doc = {"image": image, "command": command, "config": config, "job": job.to_json()}
+    return relay(store, holder, f"/v1/releases/{app}/{job.number}/phase", doc, log, ReleaseFailed)
+
+
+def relay(store: Store, node: str, path: str, doc: dict, log: Callable[[str], None],
+          failure: type[Exception]) -> Outcome:
+    """POST `doc` to a command-running endpoint of live machine `node` (api/streamed.py), relay
+    its output to `log`; its Outcome. `failure(why)` when it refuses or stops answering."""
+    api = reposync.live_apis(store).get(node)
+    if api is None:
+        raise failure(f"{node} does not answer")
     try:
-        result = buildremote.call(f"http://{api}/v1/releases/{app}/{job.number}/phase", body, "application/json",
-                                  machine_secret(cluster_key()), log, holder, ReleaseFailed)
+        result = buildremote.call(f"http://{api}{path}", json.dumps(doc).encode(), "application/json",
+                                  machine_secret(cluster_key()), log, node, failure)
     except requests.RequestException as e:
-        raise ReleaseFailed(f"{holder} stopped answering while it ran the command ({type(e).__name__})") from None
+        raise failure(f"{node} stopped answering while it ran the command ({type(e).__name__})") from None
     return Outcome(int(result["code"]), float(result["seconds"]), tuple(result.get("tail") or ()))
 
 

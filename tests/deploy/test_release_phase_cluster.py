@@ -182,15 +182,15 @@ def test_vcapp_exec_runs_inside_the_running_instance_on_its_machine(cc):
     """Unlike `vcapp run`, exec reaches the instance itself: its files, its processes."""
     web = next(r for r in ps(cc) if r["process"] == "web" and r["state"] == "running")
     asker = next(h for h in ("home-1", "home-2", "home-3") if h != web["node"])
-    wrote = cc.vcapp(asker, "exec", APP, "--", "sh", "-c", 'echo "$MODE" > /tmp/exec-mark; cat /tmp/exec-mark; exit 4',
+    wrote = cc.vcapp(asker, "exec", APP, "--", "sh", "-c", 'echo "$MODE" > /exec-mark; cat /exec-mark; exit 4',
                      check=False)
     assert wrote.returncode == 4, (wrote.stdout, wrote.stderr)
     assert wrote.stdout.splitlines()[-1] == "prod"
     assert f"in instance {web['instance']} of {APP} on {web['node']}" in wrote.stdout
-    again = cc.vcapp(asker, "exec", APP, "-i", web["instance"], "--", "sh", "-c", "cat /tmp/exec-mark; ps", check=False)
+    again = cc.vcapp(asker, "exec", APP, "-i", web["instance"], "--", "sh", "-c", "cat /exec-mark; ps", check=False)
     assert again.returncode == 0, (again.stdout, again.stderr)
     assert "prod" in again.stdout.splitlines() and "httpd" in again.stdout  # the same container, its server running
-    fresh = cc.vcapp(asker, "run", APP, "--", "cat", "/tmp/exec-mark", check=False)
+    fresh = cc.vcapp(asker, "run", APP, "--", "cat", "/exec-mark", check=False)
     assert fresh.returncode != 0  # a one-off container is a new one
     worker = cc.vcapp(asker, "exec", APP, "-i", "worker-0", "--", "ps", check=False)
     assert worker.returncode == 0 and "sleep" in worker.stdout, (worker.stdout, worker.stderr)
