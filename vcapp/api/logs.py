@@ -182,19 +182,26 @@ def _local_lines(app: str, inst: str, follow: bool, tail: int | None, since: flo
         raise NotFound(str(e)) from None
 
 
+def _machine_lines(node: str, me: str, local: Callable[[], Iterator[str]], forward: Callable[[], Iterator[str]],
+                   what: str) -> Iterator[str]:
+    """A source every live machine gives (kept output, access lines): `local()` here, else
+    `forward()`. A machine that cannot give it is one line saying so, not the end of the other
+    sources' (an instance's own lines fail the request instead: they were asked for)."""
+    try:
+        yield from local() if node == me else forward()
+    except (Unavailable, requests.RequestException) as e:
+        yield f"(vcapp: no {what} from {node}: {e})"
+
+
 def _kept_lines(app: str, node: str, record: dict, me: str, instance: str | None, tail: int | None,
                 since: float | None, auth: str) -> Iterator[str]:
     """The kept output of the app's containers that are gone from `node`, each line prefixed
-    "<instance> (r<release>, ended <time> on <node>)| "; a machine that cannot answer is skipped
-    with one line saying so."""
-    try:
-        if node == me:
-            yield from _local_kept_lines(app, instance, since, tail, me)
-        else:
-            params = {"kept": "1", **({"instance": instance} if instance is not None else {})}
-            yield from _forwarded(record, node, app, params, False, tail, since, f"the kept logs on {node}", auth)
-    except (Unavailable, requests.RequestException) as e:
-        yield f"(vcapp: no logs of ended containers from {node}: {e})"
+    "<instance> (r<release>, ended <time> on <node>)| "."""
+    params = {"kept": "1", **({"instance": instance} if instance is not None else {})}
+    return _machine_lines(node, me, lambda: _local_kept_lines(app, instance, since, tail, me),
+                          lambda: _forwarded(record, node, app, params, False, tail, since,
+                                             f"the kept logs on {node}", auth),
+                          "logs of ended containers")
 
 
 def _local_kept_lines(app: str, instance: str | None, since: float | None, tail: int | None,
@@ -210,16 +217,11 @@ def _local_kept_lines(app: str, instance: str | None, since: float | None, tail:
 
 def _router_lines(app: str, node: str, record: dict, me: str, hosts: set[str], follow: bool, tail: int | None,
                   since: float | None, auth: str, stopped: Callable[[], bool]) -> Iterator[str]:
-    """A router's lines; a machine that cannot give them is one line saying so, not the end of
-    the other sources' (its instances' lines would fail the request instead: they were asked for)."""
-    try:
-        if node == me:
-            yield from _local_router_lines(app, hosts, since, tail, follow, stopped)
-        else:
-            yield from _forwarded(record, node, app, {"router": "1"}, follow, tail, since, f"the router of {node}",
-                                  auth)
-    except (Unavailable, requests.RequestException) as e:
-        yield f"(vcapp: no access lines from {node}: {e})"
+    """`node`'s router's access lines for the app."""
+    return _machine_lines(node, me, lambda: _local_router_lines(app, hosts, since, tail, follow, stopped),
+                          lambda: _forwarded(record, node, app, {"router": "1"}, follow, tail, since,
+                                             f"the router of {node}", auth),
+                          "access lines")
 
 
 def _local_router_lines(app: str, hosts: set[str], since: float | None, tail: int | None, follow: bool,
