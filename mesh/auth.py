@@ -14,7 +14,7 @@ another key:
     X-Mesh-Node: <node>    X-Mesh-IP: <mesh ip>    X-Mesh-Time: <unix seconds>
     X-Mesh-Proof: hex(HMAC-SHA256(credential, f"{action}|{node}|{mesh_ip}|{time}|{hex(SHA256(body))}"))
 
-action is "register", "peers" or "relay"; the edge recomputes the credential from K.
+action is "register", "relayed", "peers" or "relay"; the edge recomputes the credential from K.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ Every request proves the machine's join with the X-Mesh-* headers drawn in mesh/
                        "probe_port": 8443}, "cidr": "100.96.0.0/16"}
       <- 400 malformed | 403 proof does not verify | 409 mesh IP or key held by another node
 
+    POST <base>/relayed    (whenever it changes: the peers this machine reaches only through the
+      -> {"relayed": ["100.96.1.2"]}   edge by its own measurement; mesh/paths.py routed_direct)
+      <- 200 {} | 400 malformed | 403 proof does not verify | 404 not registered
+
     GET <base>/peers?since=<version>&wait=<seconds>      (long poll: answers at once if the
       <- 200 {"version": 7,                               version moved past `since`, else
               "self": <peer>, "peers": [<peer>, ...],     when it does or `wait` runs out)
@@ -19,7 +23,8 @@ Every request proves the machine's join with the X-Mesh-* headers drawn in mesh/
          <peer> = {"node", "mesh_ip", "public_key", "lan_endpoints": [...],
                    "endpoint": "203.0.113.21:41641" | null,   # as the edge's WireGuard sees it
                    "public_ip": "203.0.113.21" | null,
-                   "transport": "udp" | "tcp" | null}          # how it reaches the edge
+                   "transport": "udp" | "tcp" | null,          # how it reaches the edge
+                   "relayed": ["100.96.1.2", ...]}             # as it last posted /relayed
 
     GET <base>/relay   (HTTP Upgrade to the TCP relay, see mesh/relay.py)
 
@@ -48,6 +53,8 @@ PROBE_TIMEOUT = 1.0
 # A long poll shorter than common proxy idle timeouts (60 s) so Caddy never cuts it.
 LONG_POLL = 25.0
 HTTP_TIMEOUT = 10.0
+# A cluster has 10 machines at most; a /relayed list longer than this is not from a machine.
+MAX_RELAYED = 256
 # TCP keepalive on the coordination connection: after a roam (new public address) the
 # router has forgotten the old flow and the edge answers a probe with a reset, so a long
 # poll that can no longer be answered is noticed in seconds instead of at its timeout.
@@ -84,6 +91,19 @@ def validate_registration(msg: dict) -> str | None:
     lan = msg.get("lan_endpoints", [])
     if not isinstance(lan, list) or not all(isinstance(e, str) and e.count(":") == 1 for e in lan):
         return "lan_endpoints must be a list of 'ip:port' strings"
+    return None
+
+
+def validate_relayed(msg: dict) -> str | None:
+    """What is wrong with a /relayed body, or None."""
+    ips = msg.get("relayed")
+    if not isinstance(ips, list) or len(ips) > MAX_RELAYED or not all(isinstance(ip, str) for ip in ips):
+        return f"relayed must be a list of at most {MAX_RELAYED} mesh IPs"
+    for ip in ips:
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            return f"relayed: {ip[:40]!r} is not an IPv4 address"
     return None
 
 
@@ -126,6 +146,15 @@ class Client:
         except requests.RequestException as e:
             raise CoordError(f"cannot reach the edge at {self.base}: {e}") from None
         return self._check(resp)
+
+    def relayed(self, mesh_ips: list[str]) -> None:
+        body = json.dumps({"relayed": mesh_ips}).encode()
+        headers = {"Content-Type": "application/json", **self.identity.headers("relayed", body)}
+        try:
+            resp = self.http.post(f"{self.base}/relayed", data=body, headers=headers, timeout=HTTP_TIMEOUT)
+        except requests.RequestException as e:
+            raise CoordError(f"cannot reach the edge at {self.base}: {e}") from None
+        self._check(resp)
 
     def peers(self, since: int = 0, wait: float = LONG_POLL) -> dict:
         try:

@@ -5,7 +5,9 @@ read actual (wireguard-go over UAPI), act on the difference. Per peer, a DirectL
 (mesh/paths.py) picks the endpoint to try and says whether the direct session is heard;
 a heard peer gets its /32 on its own WireGuard peer (lan or direct), a quiet one has its /32
 on the edge peer (the edge forwards: relay-udp, or relay-tcp when this machine reaches the
-edge through the TCP shim). Safe to restart at any point: everything is derived again from
+edge through the TCP shim). Whom this machine relays by its own measurement is posted to the
+edge, and a peer that relays us is relayed too: the two ends of a pair must agree on its path
+(mesh/paths.py routed_direct). Safe to restart at any point: everything is derived again from
 the edge and from wireguard-go, which a restarted daemon adopts.
 """
 
@@ -111,6 +113,8 @@ class Agent:
         self.shim: relay.RelayShim | None = None
         self.edge_link: paths.EdgeLink | None = None
         self.wg_proc: subprocess.Popen | None = None
+        self.relayed_own: list[str] | None = None  # peers not heard directly, for publish_relayed
+        self.relayed_changed = threading.Event()
 
     # ---- registration and the peer list --------------------------------------------------
 
@@ -157,6 +161,23 @@ class Agent:
                 self.view = view
             since = view["version"]
 
+    def publish_relayed(self) -> None:
+        """Post whom this machine relays whenever the edge's record of it (our own entry in the
+        peer list) differs from what reconcile measured: after a change, and again after an
+        edge restart forgot it. On its own coordination session: the long poll holds the other."""
+        client = coord.Client(self.cfg.coord_url, self.identity)
+        while not self.stop.is_set():
+            self.relayed_changed.wait(COORD_RETRY)
+            self.relayed_changed.clear()
+            with self.lock:
+                want, view = self.relayed_own, self.view
+            if want is None or view is None or view["self"].get("relayed") == want:
+                continue
+            try:
+                client.relayed(want)
+            except coord.CoordError as e:
+                log.warning("relayed peers: %s", e)  # posted again at the next wait
+
     def measure_rtts(self) -> None:
         while not self.stop.is_set():
             with self.lock:
@@ -197,16 +218,19 @@ class Agent:
         dev = wg.get(self.cfg.interface)
         edge_hex = keys.from_b64(self.edge["public_key"]).hex()
         edge_state = dev.peers.get(edge_hex)
-        configs, relayed, wanted, rows = [], [], {edge_hex}, []
+        configs, relayed, wanted, rows, own = [], [], {edge_hex}, [], []
         for peer in view["peers"]:
             hexkey = keys.from_b64(peer["public_key"]).hex()
             wanted.add(hexkey)
-            cfg, row, is_relayed = self._peer(now, view["self"], peer, hexkey, dev.peers.get(hexkey))
+            cfg, row, is_relayed, direct_own = self._peer(now, view["self"], peer, hexkey, dev.peers.get(hexkey))
             if cfg:
                 configs.append(cfg)
             if is_relayed:
                 relayed.append(f"{peer['mesh_ip']}/32")
+            if not direct_own:
+                own.append(peer["mesh_ip"])
             rows.append(row)
+        self._relayed_own(sorted(own))
         edge_cfg = wg.PeerConfig(edge_hex)
         if self._edge_transport(now, edge_state):
             edge_cfg.endpoint, edge_cfg.keepalive, edge_cfg.kick = self._edge_endpoint(), paths.HEARTBEAT, True
@@ -219,6 +243,12 @@ class Agent:
         self._links_gc(wanted)
         self._write_status(view, dev, edge_state, rows)
 
+    def _relayed_own(self, own: list[str]) -> None:
+        with self.lock:
+            changed, self.relayed_own = own != self.relayed_own, own
+        if changed:
+            self.relayed_changed.set()
+
     def _link(self, now: float, peer: dict, hexkey: str, st: wg.PeerState | None) -> paths.DirectLink:
         link = self.links.get(hexkey)
         if link is None:
@@ -228,11 +258,12 @@ class Agent:
         return link
 
     def _peer(self, now: float, me: dict, peer: dict, hexkey: str, st: wg.PeerState | None):
-        """(config change or None, status row, relayed?) for one peer."""
+        """(config change or None, status row, relayed?, direct by our own measure?) for one peer."""
         link = self._link(now, peer, hexkey, st)
         cands = paths.candidates(me, peer)
         try_ep = link.update(now, cands, st.rx_bytes if st else 0, st.endpoint if st else None)
-        alive = link.alive(now)
+        own_alive = link.alive(now)
+        alive = paths.routed_direct(own_alive, self.cfg.mesh_ip, peer)
         allowed = [f"{peer['mesh_ip']}/32"] if alive else []
         cfg, changed = wg.PeerConfig(hexkey), False
         if st is None:
@@ -242,10 +273,10 @@ class Agent:
             cfg.allowed_ips, changed = allowed, True
         if try_ep:
             cfg.endpoint, cfg.keepalive, cfg.kick, changed = try_ep, paths.HEARTBEAT, True, True
-        label = link.path(now, st.endpoint if st else None,
-                          paths.relay_kind(self.edge_link.transport, peer.get("transport")))
+        kind = paths.relay_kind(self.edge_link.transport, peer.get("transport"))
+        label = link.path(now, st.endpoint if st else None, kind) if alive else kind
         self._log_path(peer["node"], hexkey, label)
-        return (cfg if changed else None), self._row(peer, st, label, alive, try_ep), not alive
+        return (cfg if changed else None), self._row(peer, st, label, alive, try_ep), not alive, own_alive
 
     def _log_path(self, node: str, hexkey: str, label: str) -> None:
         if self.labels.get(hexkey) != label:
@@ -294,7 +325,7 @@ class Agent:
             self.register_until_ok()
             self.edge_link = paths.EdgeLink(time.monotonic(), retry=self.cfg.edge_udp_retry)
             log.info("%s up at %s on %s, port %d", self.cfg.node, self.cfg.mesh_ip, self.cfg.interface, self.port)
-            for target in (self.poll_peers, self.measure_rtts):
+            for target in (self.poll_peers, self.publish_relayed, self.measure_rtts):
                 threading.Thread(target=target, name=target.__name__, daemon=True).start()
             while not self.stop.is_set():
                 try:

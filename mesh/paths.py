@@ -167,6 +167,17 @@ class EdgeLink:
         return transport
 
 
+def routed_direct(own_alive: bool, my_ip: str, peer: dict) -> bool:
+    """Does traffic to `peer` go on its own WireGuard peer? Only while this end hears it and the
+    peer does not relay us. Both ends must agree: a machine drops a packet that arrives from the
+    edge when its source mesh IP sits on that source's own WireGuard peer (AllowedIPs bind each
+    address to one peer), so a pair on different paths carries nothing either way. One end
+    alone may stop hearing the other (a one-way black hole, a NAT mapping gone on one side) or
+    hold it on the relay (flap dampening); each publishes whom it relays (coord /relayed) and
+    the other follows within a peer-list update."""
+    return own_alive and my_ip not in peer.get("relayed", ())
+
+
 def relay_kind(my_transport: str, peer_transport: str | None) -> str:
     """A relayed pair rides TCP if either end reaches the edge over TCP."""
     return RELAY_TCP if "tcp" in (my_transport, peer_transport) else RELAY_UDP

@@ -80,6 +80,7 @@ class CoordState:
         self.seen: dict[str, Seen] = {}
         self.http_ip: dict[str, str] = {}
         self.relay_ports: dict[int, tuple[str, str]] = {}  # loopback port -> (node, remote ip)
+        self.relayed: dict[str, tuple[str, ...]] = {}  # node -> mesh IPs it reaches only through us
 
     def bump(self) -> None:
         with self.cond:
@@ -106,6 +107,17 @@ class CoordState:
                     "its credential is revoked: join the cluster again with a new join token")
         return auth.proof_problem(self.key, action, headers, body)
 
+    def set_relayed(self, node: str, ips: list[str]) -> bool:
+        """Record whom `node` relays by its own measurement; True (and a new version) if it changed."""
+        value = tuple(sorted(set(ips)))
+        with self.cond:
+            if self.relayed.get(node, ()) == value:
+                return False
+            self.relayed[node] = value
+            self.version += 1
+            self.cond.notify_all()
+            return True
+
     def observe(self, endpoints: dict[str, str | None]) -> None:
         """Endpoints as the edge's WireGuard sees them: node -> 'ip:port' or None."""
         seen = {}
@@ -130,7 +142,8 @@ class CoordState:
         seen = self.seen.get(reg.node, Seen(None, self.http_ip.get(reg.node), None))
         return {"node": reg.node, "mesh_ip": reg.mesh_ip, "public_key": reg.public_key,
                 "lan_endpoints": list(reg.lan_endpoints), "endpoint": seen.endpoint,
-                "public_ip": seen.public_ip, "transport": seen.transport}
+                "public_ip": seen.public_ip, "transport": seen.transport,
+                "relayed": list(self.relayed.get(reg.node, ()))}
 
     def snapshot(self, node: str) -> dict | None:
         """The peer list as `node` sees it; None once `node` is no longer registered."""
@@ -179,6 +192,8 @@ def make_handler(state: CoordState, wg_port: int):
         def do_POST(self) -> None:
             if self._route() == "/v1/join":
                 return self._join()
+            if self._route() == "/relayed":
+                return self._relayed()
             if self._route() != "/register":
                 return self._reply(404, {"error": f"no such endpoint {self.path}"})
             raw = self._body()
@@ -207,6 +222,27 @@ def make_handler(state: CoordState, wg_port: int):
                 log.info("registered %s at %s", reg.node, reg.mesh_ip)
                 state.bump()
             self._reply(200, {"edge": state.edge_info, "cidr": state.cidr})
+
+        def _relayed(self) -> None:
+            raw = self._body()
+            if raw is None:
+                return
+            try:
+                msg = json.loads(raw or b"{}")
+            except ValueError:
+                return self._reply(400, {"error": "body is not JSON"})
+            why = coord.validate_relayed(msg) if isinstance(msg, dict) else "body must be an object"
+            if why:
+                return self._reply(400, {"error": why})
+            problem = state.refusal("relayed", self.headers, raw)
+            if problem:
+                return self._reply(403, {"error": problem})
+            reg = state.registry.get(self.headers["X-Mesh-Node"])
+            if reg is None or reg.mesh_ip != self.headers["X-Mesh-IP"]:
+                return self._reply(404, {"error": "not registered at this mesh IP; POST /register first"})
+            if state.set_relayed(reg.node, msg["relayed"]):
+                log.info("%s reaches %s only through the edge", reg.node, ", ".join(msg["relayed"]) or "no peer")
+            self._reply(200, {})
 
         def _join(self) -> None:
             raw = self._body()

@@ -1,6 +1,7 @@
 """The edge's coordination server, really started on 127.0.0.1: a request with a bad
 Content-Length is refused at once without its body being read, a slow caller is cut off,
-and a revoked mesh IP's credential is refused while the others still work."""
+and a revoked mesh IP's credential is refused while the others still work; whom a machine relays
+reaches its peers.
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from mesh import auth, server
+from mesh import coord as protocol  # `coord` is the fixture here
 from mesh.registry import Registration, Registry, read_revoked, revoked_path, write_revoked
 
 pytestmark = pytest.mark.unit
@@ -174,3 +176,34 @@ def test_revoked_ips_file_round_trip(tmp_path: Path):
     path.write_text('{"not": "a list"}')
     with pytest.raises(ValueError, match="expected a JSON list"):
         read_revoked(path)
+
+
+def test_whom_a_machine_relays_reaches_its_peers_only_from_that_machine(coord):
+    """home-1 posts that it reaches home-2 only through the edge: home-2's peer list says so
+    (home-2 then relays home-1 too); a forged, malformed or unregistered post changes nothing."""
+    state, port = coord
+    _register(state, "home-1", "100.96.0.10", "A" * 43 + "=")
+    _register(state, "home-2", "100.96.0.11", "B" * 43 + "=")
+    one = protocol.Client(f"http://127.0.0.1:{port}/_mesh",
+                          protocol.Identity("home-1", "100.96.0.10", auth.issue_credential(KEY, "home-1", "100.96.0.10")))
+    version = state.version
+    one.relayed(["100.96.0.11"])
+    assert state.version > version
+    code, body = _signed_get(port, "peers", "home-2", "100.96.0.11", auth.issue_credential(KEY, "home-2", "100.96.0.11"))
+    assert code == 200 and body["peers"][0]["node"] == "home-1" and body["peers"][0]["relayed"] == ["100.96.0.11"]
+    version = state.version
+    one.relayed(["100.96.0.11"])  # the same again is no news for the long polls
+    assert state.version == version
+
+    forged = protocol.Client(f"http://127.0.0.1:{port}/_mesh", protocol.Identity("home-1", "100.96.0.10", "x" * 43))
+    with pytest.raises(protocol.CoordError) as refused:
+        forged.relayed([])
+    assert refused.value.status == 403
+    with pytest.raises(protocol.CoordError, match="not an IPv4 address") as bad:
+        one.relayed(["home-2"])
+    assert bad.value.status == 400
+    stranger = protocol.Client(f"http://127.0.0.1:{port}/_mesh",
+                               protocol.Identity("new-1", "100.96.0.12", auth.issue_credential(KEY, "new-1", "100.96.0.12")))
+    with pytest.raises(protocol.CoordError, match="POST /register first"):
+        stranger.relayed([])
+    assert state.relayed == {"home-1": ("100.96.0.11",)} and state.version == version

@@ -8,7 +8,7 @@ import pytest
 
 from mesh import auth, coord, relay
 from mesh.paths import (DIRECT, DIRECT_TRUST, FLAP_HOLD, LAN, RELAY_TCP, RELAY_UDP, Candidate, DirectLink, EdgeLink,
-                        candidates, relay_kind)
+                        candidates, relay_kind, routed_direct)
 from mesh.registry import Conflict, Registration, Registry
 
 pytestmark = pytest.mark.unit
@@ -158,6 +158,22 @@ def test_edge_link_moves_to_tcp_when_the_edge_is_not_heard_and_back_when_udp_wor
     assert not edge.wants_probe(20) and edge.wants_probe(25)
     assert edge.probed(25, False) is None and edge.transport == "tcp"
     assert edge.probed(40, True) == "udp"
+
+
+def test_a_peer_goes_direct_only_while_both_ends_route_it_directly():
+    assert routed_direct(True, "100.96.1.1", {"relayed": ["100.96.1.3"]})
+    assert not routed_direct(True, "100.96.1.1", {"relayed": ["100.96.1.1"]}), "it relays us: relay it too"
+    assert not routed_direct(False, "100.96.1.1", {"relayed": []})
+    assert routed_direct(True, "100.96.1.1", {}), "a peer list without the field (an older edge)"
+
+
+def test_relayed_messages_are_checked():
+    assert coord.validate_relayed({"relayed": ["100.96.1.2"]}) is None
+    assert coord.validate_relayed({"relayed": []}) is None
+    assert "list" in coord.validate_relayed({"relayed": "100.96.1.2"})
+    assert "list" in coord.validate_relayed({})
+    assert "not an IPv4" in coord.validate_relayed({"relayed": ["100.96.1.2", "x\n"]})
+    assert "at most" in coord.validate_relayed({"relayed": ["100.96.1.2"] * (coord.MAX_RELAYED + 1)})
 
 
 def test_relay_kind_is_tcp_if_either_end_uses_tcp():

@@ -107,10 +107,11 @@ def test_a_machine_without_a_valid_join_cannot_register(mesh):
     assert "intruder" not in peers
 
 
-def _udp_blackhole(mesh, action: str) -> None:
+def _udp_blackhole(mesh, action: str, chains: tuple[str, ...] = ("OUTPUT", "INPUT")) -> None:
     home = mesh.sim.addr("home")
-    mesh.sim.run("office-1", "iptables", "-w", action, "OUTPUT", "-d", home, "-p", "udp", "-j", "DROP")
-    mesh.sim.run("office-1", "iptables", "-w", action, "INPUT", "-s", home, "-p", "udp", "-j", "DROP")
+    for chain in chains:
+        mesh.sim.run("office-1", "iptables", "-w", action, chain, "-d" if chain == "OUTPUT" else "-s", home,
+                     "-p", "udp", "-j", "DROP")
 
 
 def test_black_holed_direct_path_moves_to_the_relay_and_back(mesh):
@@ -125,6 +126,24 @@ def test_black_holed_direct_path_moves_to_the_relay_and_back(mesh):
         _udp_blackhole(mesh, "-D")
     mesh.wait_path("home-1", "office-1", "direct", FALLBACK)
     mesh.wait_path("office-1", "home-1", "direct", FALLBACK)
+    assert mesh.ping("home-1", "office-1", count=3)
+
+
+def test_a_one_way_black_hole_moves_both_ends_to_the_relay(mesh):
+    """office-1 no longer hears home (its packets to home still arrive): office-1 relays home-1,
+    and home-1, which still hears office-1, follows it onto the relay, since a pair on different
+    paths carries nothing (WireGuard drops what arrives from the edge for a directly routed peer)."""
+    _udp_blackhole(mesh, "-I", ("INPUT",))
+    try:
+        took = mesh.wait_ping("home-1", "office-1", RECOVERY)
+        mesh.wait_path("office-1", "home-1", "relay-udp", SETTLE)
+        mesh.wait_path("home-1", "office-1", "relay-udp", SETTLE)
+        assert mesh.ping("home-1", "office-1", count=5), f"relay stopped carrying after {took:.1f}s"
+        assert mesh.ping("office-1", "home-2", count=3)
+    finally:
+        _udp_blackhole(mesh, "-D", ("INPUT",))
+    mesh.wait_path("office-1", "home-1", "direct", FALLBACK)
+    mesh.wait_path("home-1", "office-1", "direct", FALLBACK)
     assert mesh.ping("home-1", "office-1", count=3)
 
 
@@ -146,10 +165,9 @@ def test_a_flapping_link_settles_instead_of_flapping_the_path(mesh):
             _udp_blackhole(mesh, "-D")
     # At most: to the relay, back, and to the relay to stay (dampened) - not every few seconds.
     assert changes <= 3, f"the path changed {changes} times in {FLAP_FOR:.0f}s of flapping"
-    # Right after the flapping the two ends may still be on different paths (one held on the
-    # relay by the dampening): packets still flow, but on a loaded CI host the first ping
-    # has taken longer than SETTLE, so allow it the dampening hold.
-    mesh.wait_ping("home-1", "office-1", paths.FLAP_HOLD + SETTLE)
+    # The end that holds the pair on the relay (dampening) takes the other with it: packets flow
+    # at once, as after any loss.
+    mesh.wait_ping("home-1", "office-1", RECOVERY)
     mesh.settle(timeout=paths.DIRECT_RETRY)
 
 
