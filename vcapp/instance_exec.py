@@ -55,11 +55,14 @@ def exec_args(container: str, command: str) -> list[str]:
     return ["podman", "exec", container, "sh", "-c", command]
 
 
-def running_container(containers: list[Container], app: str, instance: str, node: str) -> Container:
-    """The running container of app/instance among this machine's (pure)."""
-    for c in containers:
-        if c.app == app and c.instance == instance and c.running:
-            return c
+def running_container(containers: list[Container], app: str, instance: str, node: str,
+                      release: str | None = None) -> Container:
+    """The running container of app/instance among this machine's (pure). While a release
+    replaces another, the old container still runs beside the new one until it has drained:
+    the assigned release's container is chosen, else the one started last."""
+    running = [c for c in containers if c.app == app and c.instance == instance and c.running]
+    if running:
+        return max(running, key=lambda c: (c.release == release, c.started_at))
     raise ExecFailed(f"instance {instance} of {app} is not running on {node} right now (starting, moving or "
                      f"crashed); `vcapp ps {app}` shows its state")
 
@@ -67,11 +70,11 @@ def running_container(containers: list[Container], app: str, instance: str, node
 def execute(store: Store, me: str, app: str, instance: str | None, command: str, log: Callable[[str], None],
             here_only: bool = False, timeout: float = EXEC_TIMEOUT_S) -> Outcome:
     """Run `command` in the instance (the first web one when None), here or on its machine."""
-    assigned = {e.value["instance"]: e.value.get("node", "") for e in store.list(keys.assign(app))
-                if isinstance(e.value, dict) and e.value.get("instance")}
-    instance, node = choose_instance(assigned, instance, app)
+    records = {e.value["instance"]: e.value for e in store.list(keys.assign(app))
+               if isinstance(e.value, dict) and e.value.get("instance")}
+    instance, node = choose_instance({i: a.get("node", "") for i, a in records.items()}, instance, app)
     if node == me:
-        return run_here(app, instance, command, log, me, timeout)
+        return run_here(app, instance, command, log, me, timeout, release=records[instance].get("release"))
     if here_only:
         raise ExecFailed(f"instance {instance} of {app} moved to {node} meanwhile; run it again")
     return _run_on(store, node, app, instance, command, log)
@@ -85,11 +88,12 @@ def _run_on(store: Store, node: str, app: str, instance: str, command: str, log:
 
 
 def run_here(app: str, instance: str, command: str, log: Callable[[str], None], me: str,
-             timeout: float = EXEC_TIMEOUT_S) -> Outcome:
-    """`command` in this machine's running container of app/instance; its output to `log`."""
+             timeout: float = EXEC_TIMEOUT_S, release: str | None = None) -> Outcome:
+    """`command` in this machine's running container of app/instance (of `release` when it
+    runs); its output to `log`."""
     driver = PodmanDriver.from_env()
     try:
-        container = running_container(driver.list(), app, instance, me)
+        container = running_container(driver.list(), app, instance, me, release)
     except PodmanError as e:
         raise ExecFailed(f"podman on {me} does not answer: {e}") from None
     log(f"-----> in instance {instance} of {app} on {me} ({container.name})")

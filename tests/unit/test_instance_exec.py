@@ -9,9 +9,10 @@ from vcapp.instance_exec import ExecFailed, choose_instance, exec_args, running_
 pytestmark = pytest.mark.unit
 
 
-def container(instance: str, state: str, app: str = "blog") -> Container:
-    return Container(id="c" + instance, name=f"vc-{app}-{instance}-{state}", app=app, instance=instance, release="1.0",
-                     state=state, exit_code=0, started_at=1.0, exited_at=0.0, host_port=None, pid=0)
+def container(instance: str, state: str, app: str = "blog", release: str = "1.0", started: float = 1.0) -> Container:
+    return Container(id="c" + instance, name=f"vc-{app}-{instance}-{state}-{release}", app=app, instance=instance,
+                     release=release, state=state, exit_code=0, started_at=started, exited_at=0.0, host_port=None,
+                     pid=0)
 
 
 def test_the_first_web_instance_by_default_then_any_type():
@@ -30,9 +31,17 @@ def test_an_unknown_instance_or_none_at_all_says_what_exists():
 def test_only_a_running_container_of_that_instance_is_used():
     found = running_container([container("0", "exited"), container("0", "running", "other"),
                                container("0", "running")], "blog", "0", "home-1")
-    assert found.name == "vc-blog-0-running"
+    assert found.name == "vc-blog-0-running-1.0"
     with pytest.raises(ExecFailed, match="not running on home-1"):
         running_container([container("0", "exited")], "blog", "0", "home-1")
+
+
+def test_while_a_release_replaces_another_the_assigned_releases_container_is_used():
+    draining, new = container("0", "running", release="1.0", started=5.0), container("0", "running", release="1.1")
+    assert running_container([draining, new], "blog", "0", "home-1", "1.1") is new
+    assert running_container([new, draining], "blog", "0", "home-1", "1.0") is draining
+    # The assignment names a release not started yet: the one started last, not the first listed.
+    assert running_container([new, draining], "blog", "0", "home-1", "1.2") is draining
 
 
 def test_the_command_goes_to_the_containers_shell_as_one_argument():
