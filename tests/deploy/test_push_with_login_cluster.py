@@ -133,6 +133,9 @@ def test_the_walkthrough_in_docs_is_this_session(cc):
         return bool(rows) and all(r["state"] == "running" and r["health"] == "healthy" and
                                   str(r["release"]).startswith(release) for r in rows)
 
+    def serves(body: str) -> bool:  # the router takes the new container a moment after it is healthy
+        return cc.sim.run(m, "curl", "-s", "-H", f"Host: {APP}.apps.test", router, check=False).stdout == body
+
     assert APP in s.run("The app the push above made, and its instance:", "vcapp apps")
     assert "healthy" in s.run("", f"vcapp ps {APP}")
     assert s.run("A visitor's request, through the machine's router (the edge does the same over "
@@ -151,11 +154,11 @@ def test_the_walkthrough_in_docs_is_this_session(cc):
     s.run("A change, committed and pushed: the build log streams back:", "git commit -qam 'say v2'")
     pushed = s.run("", "git push cluster main", timeout=PUSH_TIMEOUT)
     assert "released" in pushed or "v2" in pushed, pushed
-    cc.wait(lambda: running("2."), 90, "v2 serving")
+    cc.wait(lambda: running("2.") and serves("hello v2\n"), 90, "v2 serving")
     assert s.run("", f"curl -s -H 'Host: {APP}.apps.test' {router}") == "hello v2\n"
     assert "v2" in s.run("Releases, and going back to the first:", f"vcapp releases {APP}")
     assert "rolled back from v2 to v1" in s.run("", f"vcapp rollback {APP} 1")
-    cc.wait(lambda: running("1."), 90, "v1 serving again")
+    cc.wait(lambda: running("1.") and serves("hello\n"), 90, "v1 serving again")
     assert s.run("", f"curl -s -H 'Host: {APP}.apps.test' {router}") == "hello\n"
     s.run("Two instances:", f"vcapp scale {APP} --count 2")
     cc.wait(lambda: len(json.loads(cc.vcapp(m, "ps", APP, "--json").stdout)) == 2 and running("1."), 90,
