@@ -1,7 +1,7 @@
 """The edge's coordination server, really started on 127.0.0.1: a request with a bad
 Content-Length is refused at once without its body being read, a slow caller is cut off,
 and a revoked mesh IP's credential is refused while the others still work; whom a machine relays
-reaches its peers.
+reaches its peers."""
 
 from __future__ import annotations
 
