@@ -112,18 +112,25 @@ def test_two_machines_racing_for_a_single_use_token_cannot_both_join(etcd_url, c
     admin = create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()
     token = new_join_token(admin, cluster)["token"]
     answers: dict[str, JoinAnswer] = {}
-    start = threading.Barrier(4)
+    broken: dict[str, BaseException] = {}
+    start = threading.Barrier(4, timeout=30)
+    # One API per machine (made here: the race is between the joins, not the app setups).
+    clients = [create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()
+               for _ in range(4)]
 
     def race(name: str, n: int) -> None:
-        client = create_app(ApiConfig.for_endpoints([etcd_url], "home-1", lambda: CLUSTER_KEY)).test_client()
-        start.wait()
-        answers[name] = join(client, token, name, n=n)
+        try:
+            start.wait()
+            answers[name] = join(clients[n - 20], token, name, n=n)
+        except BaseException as e:  # a thread's exception would otherwise vanish (or hang the barrier)
+            broken[name] = e
 
     threads = [threading.Thread(target=race, args=(f"racer-{n}", 20 + n)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
+    assert not broken and len(answers) == 4, broken
     won = [name for name, a in answers.items() if a.status_code == 201]
     assert len(won) == 1, {name: (a.status_code, a.json) for name, a in answers.items()}
     for name, a in answers.items():
