@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 
 from tests.helpers.waiting import wait_for
+from vcapp import edge_setup
+from vcapp.node import service
 
 # Short enough for a test to see a dead member replaced, long enough not to race the kill.
 TEST_REPLACE_AFTER = 6
@@ -21,7 +23,7 @@ class ControlCluster:
 
     def boot_daemons(self) -> None:
         for m in self.machines:
-            self.sim.dc.add_service(m, "vcapp-node", ["vcapp", "node", "run", "--replace-after", str(TEST_REPLACE_AFTER)])
+            self.sim.dc.add_service(m, "vcapp-node", [*service.boot_argv(), "--replace-after", str(TEST_REPLACE_AFTER)])
 
     def init(self, first: str, site: str = "home", edge: str = "") -> None:
         """Found the cluster; with `edge` (the edge's coordination host:port) over the mesh."""
@@ -30,12 +32,17 @@ class ControlCluster:
                            *mesh, "--site", site).stdout
         self.admin_token = re.search(r"vcadm_\S+", out).group(0)
         self.join_token = re.search(r"vcjoin_\S+", out).group(0)
-        found = re.search(r"VCAPP_MESH_KEY=([0-9a-f]+)", out)
+        found = re.search(r"mesh key \(secret; shown once\):\s+([0-9a-f]+)", out)
         self.mesh_key = found.group(1) if found else ""
 
     def start_edge_mesh(self) -> None:
-        """The edge's side of the mesh, with the key `cluster init` printed, started at boot."""
-        self.sim.dc.add_service("edge", "mesh-edge", ["env", f"VCAPP_MESH_KEY={self.mesh_key}", "vcapp", "mesh", "edge"])
+        """The edge's side of the mesh, with the key `cluster init` printed, as `vcapp edge setup`
+        makes it: the key in a root-only file, the unit's command started at boot."""
+        proc = self.sim.run("edge", "vcapp", "edge", "setup", "--mesh-key-file", "-", input=self.mesh_key)
+        assert "vcapp-mesh-edge.service" in proc.stdout, proc.stdout
+        data = self.sim.dc.host_dir("edge") / "data"
+        unit = edge_setup.units(data, edge_setup.DEFAULT_LISTEN, None)[edge_setup.MESH_UNIT]
+        self.sim.dc.add_service("edge", "mesh-edge", service.exec_start_of(unit))
 
     def join(self, machine: str, site: str = "home", token: str | None = None, check: bool = True):
         return self.sim.run(machine, "vcapp", "node", "join", token or self.join_token, "--site", site, check=check)

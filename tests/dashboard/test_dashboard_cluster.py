@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from tests.control.conftest import ControlCluster
+from vcapp.node import service
 
 pytestmark = pytest.mark.cluster
 
@@ -37,7 +38,7 @@ def cc(make_sim, tmp_path_factory):
         sim.run(host, *tiny_build_command(ctx), timeout=300)
     cc = ControlCluster(sim, MACHINES)
     for m in MACHINES:  # default member replacement (120 s): a killed machine comes back as itself
-        sim.dc.add_service(m, "vcapp-node", ["vcapp", "node", "run"])
+        sim.dc.add_service(m, "vcapp-node", service.boot_argv())
     cc.init("home-1")
     cc.join("home-2")
     cc.join("home-3")

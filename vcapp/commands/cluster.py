@@ -70,7 +70,9 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
                f"`vcapp tokens join create`):\n  {join}\n")
     if record.get("mesh_coord"):
         mesh_key = derived_key("mesh").hex()
-        click.echo(f"on the edge host (once; the mesh key is secret):\n  VCAPP_MESH_KEY={mesh_key} vcapp mesh edge\n")
+        click.echo(f"mesh key (secret; shown once):\n  {mesh_key}\n")
+        click.echo("on the edge host (once; it starts the mesh hub at every boot):\n"
+                   "  vcapp edge setup --mesh-key-file FILE   (FILE: that key; - reads it from standard input)\n")
     click.echo("on every other machine:\n  vcapp node join <join token>")
     click.echo(f"from an admin laptop (it asks for the admin token and sets git up for git push):\n"
                f"  vcapp login {url}")

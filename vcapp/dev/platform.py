@@ -1,6 +1,6 @@
 """vcapp itself on a simulated cluster: what an admin would do on real machines, done for them.
 
-Every machine gets the node daemon as a boot service (as a systemd unit would start it);
+Every machine gets the node daemon as a boot service (the systemd unit's ExecStart, node/service.py);
 the first machine founds the cluster with the edge host as its mesh edge; the edge runs the
 mesh's coordination and hub; the other machines join with the join token. Builds reach
 the package registries through the cluster's one way out (vcapp/dev/egress.py), set as the
@@ -22,6 +22,8 @@ from typing import Callable
 from builder import stacks
 from buildpacks.stacks import STACKS
 from vcapp.dev.cluster import DevCluster, DevError
+from vcapp import edge_setup
+from vcapp.node import service
 
 EDGE_COORD_PORT = 8443
 CLUSTER_NAME = "dev"
@@ -60,15 +62,16 @@ def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
     machines = [m.name for m in dc.topology.machines()]
     first = machines[0]
     for m in machines:
-        dc.add_service(m, NODE_SERVICE, ["vcapp", "node", "run"])
+        dc.add_service(m, NODE_SERVICE, service.boot_argv())  # the systemd unit's ExecStart
     if not (dc.host_dir(first) / "data" / "node.json").exists():
         say(f"founding cluster {CLUSTER_NAME!r} on {first} (edge {dc.topology.host('edge').addr})")
         out = _vcapp(dc, first, "cluster", "init", "--name", CLUSTER_NAME, "--domain", DOMAIN,
                      "--edge", f"{dc.topology.host('edge').addr}:{EDGE_COORD_PORT}",
                      "--site", dc.topology.host(first).site)
-        mesh_key = re.search(r"VCAPP_MESH_KEY=([0-9a-f]+)", out).group(1)
+        mesh_key = re.search(r"mesh key \(secret; shown once\):\s+([0-9a-f]+)", out).group(1)
         join_token = re.search(r"vcjoin_\S+", out).group(0)
-        dc.add_service("edge", EDGE_SERVICE, ["env", f"VCAPP_MESH_KEY={mesh_key}", "vcapp", "mesh", "edge"])
+        _vcapp(dc, "edge", "edge", "setup", "--mesh-key-file", "-", stdin=mesh_key)
+        dc.add_service("edge", EDGE_SERVICE, _edge_command(dc, edge_setup.MESH_UNIT))
     else:
         join_token = ""
     pending = [m for m in machines[1:] if not (dc.host_dir(m) / "data" / "node.json").exists()]
@@ -120,8 +123,15 @@ def _start_ingress(dc: DevCluster, first: str, say: Callable[[str], None]) -> No
                            f"see {dc.host_dir('edge') / 'log' / (EDGE_SERVICE + '.log')}")
         time.sleep(0.5)
     say(f"starting the edge's HTTPS entry for *.{DOMAIN}")
-    dc.add_service("edge", INGRESS_SERVICE, ["env", f"VCAPP_TOKEN={token}", "vcapp", "edge", "run",
-                                             "--domain", DOMAIN, "--dev"])
+    _vcapp(dc, "edge", "edge", "setup", "--domain", DOMAIN, "--dev", "--token-file", "-", stdin=token)
+    dc.add_service("edge", INGRESS_SERVICE, _edge_command(dc, edge_setup.ROUTES_UNIT))
+
+
+def _edge_command(dc: DevCluster, unit: str) -> list[str]:
+    """The ExecStart of the edge unit `vcapp edge setup` made (what systemd would boot)."""
+    routes = edge_setup.RoutesOptions(DOMAIN, dev=True)
+    text = edge_setup.units(dc.host_dir("edge") / "data", edge_setup.DEFAULT_LISTEN, routes)[unit]
+    return service.exec_start_of(text)
 
 
 def deploy_sample(dc: DevCluster, platform: Platform, say: Callable[[str], None]) -> str:

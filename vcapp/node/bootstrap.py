@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from urllib.parse import urlsplit
 
@@ -25,7 +24,7 @@ from mesh.coord import PREFIX as MESH_PREFIX
 from vcapp import __version__, joinbox, keys, membership, tokens
 from vcapp import etcdauth, etcdtls
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
-from vcapp.node import daemon, etcd, etcd_members, resources
+from vcapp.node import daemon, etcd, etcd_members, resources, service
 from vcapp.node.config import (EtcdRole, MeshRole, NodeConfig, cluster_key_path, config_path, data_dir,
                                derive, mesh_credential_path, save_cluster_key)
 from vcapp.node.config import cluster_key
@@ -70,20 +69,30 @@ def _refuse_if_member() -> None:
                        "remove it if that cluster is gone for good")
 
 
-def ensure_daemon() -> int:
-    """Start `vcapp node run` in the background unless it is already running."""
-    pid = daemon.running_pid()
-    if pid:
-        return pid
+def ensure_daemon() -> None:
+    """Start the node daemon unless it is already running: as the systemd unit where systemd
+    runs the machine (it then comes back after a reboot or a crash), else in the background."""
+    running = daemon.running_pid()
+    if service.systemd_runs_this_machine() and not (running and not service.installed()):
+        try:
+            service.install_and_start()
+        except (OSError, subprocess.SubprocessError, service.ServiceError) as e:
+            raise Unavailable(f"could not start {service.UNIT_NAME}: {e}; `journalctl -u {service.UNIT_NAME}` "
+                              "says why") from None
+        return
+    if running:  # a daemon started by hand or before the unit existed keeps running
+        return
     log = data_dir() / "log" / "node.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "vcapp", "node", "run"], stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc.pid
+        subprocess.Popen(service.boot_argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         start_new_session=True)
 
 
 def stop_daemon() -> None:
+    if service.installed() and service.systemd_runs_this_machine():
+        service.stop_and_remove()  # else systemd would start it again
+        return
     pid = daemon.running_pid()
     if not pid:
         return
