@@ -24,6 +24,7 @@ COMMANDS = {
     "git-credential": "vcapp.commands.git_credential:git_credential",
     "nodes": "vcapp.commands.nodes:nodes",
     "status": "vcapp.commands.status:status",
+    "doctor": "vcapp.commands.doctor:doctor",
     "events": "vcapp.commands.events:events",
     "tokens": "vcapp.commands.tokens:tokens",
     "completion": "vcapp.commands.completion:completion",

@@ -2,7 +2,9 @@
 edge, etcd members talk over overlay addresses."""
 
 import json
+import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -54,6 +56,46 @@ def test_the_edge_holds_no_etcd_credential_and_etcd_refuses_it(cc):
                          check=False, timeout=15)
         assert "revision" not in out.stdout, (url, out)
     assert cc.sim.etcdctl("home-1", ["100.96.0.10"], "get", "/vc/tokens/admin/forged").stdout == ""
+
+
+def test_the_mesh_key_is_in_a_root_only_file_and_in_no_argv_or_environment_on_the_edge(cc):
+    creds = cc.sim.dc.host_dir("edge") / "data" / "credentials"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o700
+    assert stat.S_IMODE((creds / "mesh.key").stat().st_mode) == 0o600
+    assert (creds / "mesh.key").read_text().strip() == cc.mesh_key
+    pids = cc.sim.dc.host_pids("edge")
+    seen = 0
+    for pid in pids:
+        try:
+            cmdline, environ = (Path(f"/proc/{pid}/{f}").read_bytes() for f in ("cmdline", "environ"))
+        except OSError:
+            continue  # ended meanwhile
+        seen += b"mesh" in cmdline and b"edge" in cmdline
+        assert cc.mesh_key.encode() not in cmdline + environ, f"the mesh key is visible in process {pid}"
+    assert seen, "no mesh hub process found on the edge host"
+
+
+def test_doctor_on_a_joined_machine_checks_its_daemon_the_clocks_and_the_edge(cc):
+    cc.wait(cc.all_up, 30, "3 machines up")
+
+    def doctor() -> tuple[int, dict]:
+        proc = cc.vcapp("office-1", "doctor", "--json", check=False)
+        return proc.returncode, {c["name"]: c for c in json.loads(proc.stdout)["checks"]}
+
+    code, found = doctor()
+    assert code == 0, found
+    assert found["daemon"]["status"] == "ok" and "pid" in found["daemon"]["detail"]
+    assert found["clock"]["status"] == "ok" and "machine(s)" in found["clock"]["detail"], found["clock"]
+    assert found["edge"]["status"] == "ok" and "2 other machine(s)" in found["edge"]["detail"], found["edge"]
+    assert found["udp"]["status"] == "ok" and "203.0.113.10:8443" in found["udp"]["detail"]
+    # The office's firewall starts dropping UDP to the edge's coordination port.
+    rule = ["OUTPUT", "-d", "203.0.113.10", "-p", "udp", "--dport", "8443", "-j", "DROP"]
+    cc.sim.run("office-1", "iptables", "-w", "-I", *rule)
+    try:
+        code, found = doctor()
+    finally:
+        cc.sim.run("office-1", "iptables", "-w", "-D", *rule)
+    assert code == 0 and found["udp"]["status"] == "warn" and "TCP relay" in found["udp"]["fix"], found["udp"]
 
 
 def test_the_office_machine_going_dark_is_noticed_at_home(cc):
