@@ -196,16 +196,9 @@ def make_handler(state: CoordState, wg_port: int):
                 return self._relayed()
             if self._route() != "/register":
                 return self._reply(404, {"error": f"no such endpoint {self.path}"})
-            raw = self._body()
-            if raw is None:
+            raw, msg = self._message(coord.validate_registration)
+            if msg is None:
                 return
-            try:
-                msg = json.loads(raw or b"{}")
-            except ValueError:
-                return self._reply(400, {"error": "body is not JSON"})
-            why = coord.validate_registration(msg) if isinstance(msg, dict) else "body must be an object"
-            if why:
-                return self._reply(400, {"error": why})
             problem = state.refusal("register", self.headers, raw)
             if not problem and (self.headers["X-Mesh-Node"], self.headers["X-Mesh-IP"]) != (msg["node"], msg["mesh_ip"]):
                 problem = "the signed node and mesh IP differ from the registration's"
@@ -223,17 +216,26 @@ def make_handler(state: CoordState, wg_port: int):
                 state.bump()
             self._reply(200, {"edge": state.edge_info, "cidr": state.cidr})
 
-        def _relayed(self) -> None:
+        def _message(self, validate) -> tuple[bytes, dict | None]:
+            """(raw body, its JSON object), or (.., None) after answering why it is refused."""
             raw = self._body()
             if raw is None:
-                return
+                return b"", None
             try:
                 msg = json.loads(raw or b"{}")
             except ValueError:
-                return self._reply(400, {"error": "body is not JSON"})
-            why = coord.validate_relayed(msg) if isinstance(msg, dict) else "body must be an object"
+                self._reply(400, {"error": "body is not JSON"})
+                return raw, None
+            why = validate(msg) if isinstance(msg, dict) else "body must be an object"
             if why:
-                return self._reply(400, {"error": why})
+                self._reply(400, {"error": why})
+                return raw, None
+            return raw, msg
+
+        def _relayed(self) -> None:
+            raw, msg = self._message(coord.validate_relayed)
+            if msg is None:
+                return
             problem = state.refusal("relayed", self.headers, raw)
             if problem:
                 return self._reply(403, {"error": problem})
