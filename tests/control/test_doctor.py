@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 READY = ("kernel", "podman", "buildah", "runc", "etcd", "wireguard-go", "fusermount3", "iptables", "ip", "caddy",
-         "weed", "tun", "fuse", "disk")
+         "weed", "tun", "fuse")
 
 
 def doctor(data_dir: Path, *args: str, path: str | None = None) -> tuple[int, str]:
@@ -34,6 +34,7 @@ def test_this_prepared_machine_passes_and_the_cluster_checks_wait_for_a_join(tmp
     found = checks(out)
     assert code == 0 and json.loads(out)["ok"] is True, out
     assert {n: found[n]["status"] for n in READY} == {n: "ok" for n in READY}
+    assert found["disk"]["status"] in ("ok", "warn")  # a test machine may have under 10 GiB free
     assert "runc" in found["podman"]["detail"]
     assert [found[n]["status"] for n in ("daemon", "clock", "edge", "udp")] == ["skip"] * 4
     assert "--edge URL" in found["udp"]["detail"]
