@@ -30,6 +30,10 @@ DEFAULT_JOIN_TTL = 3600  # a join token that lives forever is a door left open
 # copied from a terminal or a chat cannot bring in a second machine nobody meant to add.
 DEFAULT_JOIN_USES = 1
 
+# The admin token `cluster init` prints; pushes and events name a token by its name ("pushed by
+# admin"). People get their own with `vcapp tokens admin create --name alice-laptop`.
+FIRST_ADMIN_TOKEN = "admin"
+
 
 @dataclass
 class NodeInfo:
@@ -120,7 +124,7 @@ def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: No
             put_op(keys.CLUSTER, cluster),
             put_op(keys.node(first.name), first.record(now)),
             put_op(keys.NODES_VERSION, {"at": now}),
-            put_op(keys.admin_token(admin.id), _admin_record("initial", admin, now)),
+            put_op(keys.admin_token(admin.id), _admin_record(FIRST_ADMIN_TOKEN, admin, now)),
             put_op(keys.join_token(join.id), _join_record("initial", join, now, DEFAULT_JOIN_TTL, max(max_nodes - 1, 1))),
         ],
     )

@@ -29,7 +29,7 @@ def test_login_checks_the_token_saves_it_privately_and_says_who_you_are(served, 
     url, cluster, _ = served
     result = vcapp_cli("login", url + "/", cluster.admin)
     assert result.code == 0, result.err
-    assert f"logged in to cluster acme at {url} as 'initial'" in result.out
+    assert f"logged in to cluster acme at {url} as 'admin'" in result.out
     config = vcapp_cli.home / ".config" / "vcapp" / "config.json"
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     assert stat.S_IMODE(config.parent.stat().st_mode) == 0o700

@@ -156,7 +156,7 @@ def test_the_cli_sets_and_shows_the_backend_and_the_secret_never_comes_back(cli,
     shown = cli("buckets", "backend", "show", "--json")
     assert json.loads(shown.out) == {"backend": "external", "kind": "iam", "endpoint": external_s3.endpoint,
                                      "access_key": ADMIN_KEY, "region": "", "bucket_prefix": "vcapp-",
-                                     "iam_endpoint": "", "by": "initial",
+                                     "iam_endpoint": "", "by": "admin",
                                      "set_at": json.loads(shown.out)["set_at"]}
     human = cli("buckets", "backend", "show")
     assert external_s3.endpoint in human.out and ADMIN_KEY in human.out

@@ -239,7 +239,7 @@ def test_a_new_admin_token_works_and_the_api_knows_who_is_calling(api, cluster):
     status = api.get("/v1/status", headers=bearer(created["token"])).json
     assert status["admin"] == "alice-laptop"
     listed = api.get("/v1/tokens/admin", headers=bearer(created["token"])).json
-    assert {t["name"] for t in listed["tokens"]} == {"initial", "alice-laptop"}
+    assert {t["name"] for t in listed["tokens"]} == {"admin", "alice-laptop"}
 
 
 def test_removing_a_machine_forgets_it(api, cluster):

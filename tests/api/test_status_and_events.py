@@ -27,7 +27,7 @@ def test_status_reports_machines_up_and_down_with_counts(api, cluster):
     finally:
         cluster.store.revoke(lease)
     assert status["cluster"]["name"] == "acme" and status["cluster"]["max_nodes"] == 10
-    assert status["served_by"] == "home-1" and status["admin"] == "initial"
+    assert status["served_by"] == "home-1" and status["admin"] == "admin"
     summary = status["summary"]
     assert (summary["nodes"], summary["up"], summary["down"]) == (2, 1, 1)
     assert summary["sites"] == {"home": {"up": 1, "down": 0}, "office": {"up": 0, "down": 1}}

@@ -209,7 +209,7 @@ def test_first_push_streams_the_build_and_serves_v1(cc, repo):
     assert rel["releases"][0]["image"] == f"{cc.sim.addr('home-1')}:5000/apps/{APP}:1"
     assert rel["releases"][0]["digest"].startswith("sha256:")
     assert rel["releases"][0]["sha"] == git(repo, "rev-parse", "HEAD").strip()
-    assert rel["releases"][0]["who"] == "initial"  # the admin token made at init
+    assert rel["releases"][0]["who"] == "admin"  # the admin token made at init
 
 
 def auth_file(cc: ControlCluster, machine: str) -> Path:
@@ -360,7 +360,7 @@ def test_push_whose_build_fails_is_refused_and_v1_keeps_serving(cc, repo):
         assert f"!      {APP} keeps running v" in proc.stderr
         # The push is a build record with its log: `vcapp builds`, `vcapp builds log`.
         failed = api("GET", cc, f"/v1/apps/{APP}/builds")["builds"][-1]
-        assert (failed["result"], failed["stage"], failed["who"]) == ("failed", "build", "initial"), failed
+        assert (failed["result"], failed["stage"], failed["who"]) == ("failed", "build", "admin"), failed
         assert failed["built_on"] in cc.machines and any("compiling" in line for line in failed["tail"]), failed
         cc.vcapp("home-1", "login", f"http://{cc.sim.addr('home-1')}:7180", cc.admin_token)
         listed = cc.vcapp("home-1", "builds", APP).stdout
