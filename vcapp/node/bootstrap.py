@@ -73,7 +73,7 @@ def ensure_daemon() -> None:
     """Start the node daemon unless it is already running: as the systemd unit where systemd
     runs the machine (it then comes back after a reboot or a crash), else in the background."""
     running = daemon.running_pid()
-    if service.systemd_runs_this_machine() and not (running and not service.installed()):
+    if service.systemd_runs_this_machine() and (service.installed() or not running):
         try:
             service.install_and_start()
         except (OSError, subprocess.SubprocessError, service.ServiceError) as e:
