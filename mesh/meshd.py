@@ -165,7 +165,7 @@ class Agent:
         """Post whom this machine relays whenever the edge's record of it (our own entry in the
         peer list) differs from what reconcile measured: after a change, and again after an
         edge restart forgot it. On its own coordination session: the long poll holds the other."""
-        client = coord.Client(self.cfg.coord_url, self.identity)
+        client, problem = coord.Client(self.cfg.coord_url, self.identity), ""
         while not self.stop.is_set():
             self.relayed_changed.wait(COORD_RETRY)
             self.relayed_changed.clear()
@@ -175,8 +175,11 @@ class Agent:
                 continue
             try:
                 client.relayed(want)
-            except coord.CoordError as e:
-                log.warning("relayed peers: %s", e)  # posted again at the next wait
+                problem = ""
+            except coord.CoordError as e:  # posted again at the next wait; said once, not every 2 s
+                if str(e) != problem:
+                    log.warning("relayed peers: %s", e)
+                problem = str(e)
 
     def measure_rtts(self) -> None:
         while not self.stop.is_set():

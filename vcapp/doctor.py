@@ -16,13 +16,15 @@ import resource
 import shutil
 import stat
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+
+from router.caddy import caddy_binary
+from storage.host import weed_binary
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
@@ -234,9 +236,12 @@ def _free_bytes(path: Path) -> int | None:
         return None
 
 
-def _beside_python(name: str) -> str | None:
-    here = Path(sys.executable).parent / name
-    return str(here) if here.exists() else shutil.which(name)
+def _bundled(find) -> str | None:
+    """A binary scripts/install puts beside our Python (router/caddy.py, storage/host.py find it)."""
+    try:
+        return find()
+    except RuntimeError:
+        return None
 
 
 def machine_checks(data_dir: Path) -> list[Check]:
@@ -246,7 +251,7 @@ def machine_checks(data_dir: Path) -> list[Check]:
               judge_runtime(*_podman_info())]
     checks += [judge_tool(t, shutil.which(t)) for t in ("buildah", "runc", "etcd", "wireguard-go", "fusermount3",
                                                            "iptables", "ip")]
-    checks += [judge_tool(t, _beside_python(t)) for t in ("caddy", "weed")]
+    checks += [judge_tool("caddy", _bundled(caddy_binary)), judge_tool("weed", _bundled(weed_binary))]
     checks += [judge_device("tun", Path("/dev/net/tun"), _is_char(Path("/dev/net/tun")), "wireguard-go",
                             "wireguard-go makes the mesh's interface on it"),
                judge_device("fuse", Path("/dev/fuse"), _is_char(Path("/dev/fuse")), "fuse3",
@@ -254,18 +259,6 @@ def machine_checks(data_dir: Path) -> list[Check]:
                judge_disk(data_dir, _free_bytes(data_dir)),
                judge_nofile(resource.getrlimit(resource.RLIMIT_NOFILE)[1])]
     return checks
-
-
-def _unit_state() -> str | None:
-    from vcapp.node import service
-
-    if not service.systemd_runs_this_machine():
-        return None
-    try:
-        return subprocess.run(["systemctl", "is-enabled", service.UNIT_NAME], capture_output=True, text=True,
-                              timeout=30).stdout.strip() or "not-found"
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
 
 
 def clock_offsets(hosts: dict[str, str]) -> dict[str, float | None]:
@@ -294,13 +287,13 @@ def probe_udp(coord_url: str) -> tuple[bool, str]:
 def cluster_checks(data_dir: Path) -> list[Check]:
     """Once joined: the daemon, the clocks of the other machines, the edge and UDP to it."""
     from mesh import coord
-    from vcapp.node import config, daemon
+    from vcapp.node import config, daemon, service
 
     cfg = config.NodeConfig.load()
     if cfg is None:
         return [Check(name, SKIP, "not in a cluster yet (`vcapp cluster init` or `vcapp node join`)")
                 for name in ("daemon", "clock", "edge")] + [judge_udp(None, "")]
-    checks = [judge_daemon(daemon.running_pid(), data_dir / "log" / "node.log", _unit_state())]
+    checks = [judge_daemon(daemon.running_pid(), data_dir / "log" / "node.log", service.enabled_state())]
     hosts = {}
     for url in cfg.endpoints:
         host = urlsplit(url).hostname

@@ -75,9 +75,9 @@ def routes_argv(data_dir: Path, opts: RoutesOptions) -> list[str]:
 
 
 def units(data_dir: Path, listen: str, routes: RoutesOptions | None) -> dict[str, str]:
-    """{unit name: unit text} for this edge (pure). The hub keeps its wireguard-go across a
-    restart (KillMode=process: the next hub adopts the interface); the HTTPS entry's Caddy
-    stops with it."""
+    """{unit name: unit text} for this edge (the units keep $VCAPP_DATA_DIR/$VCAPP_RUN_DIR when
+    set). The hub keeps its wireguard-go across a restart (KillMode=process: the next hub
+    adopts the interface); the HTTPS entry's Caddy stops with it."""
     env = service.placed_env()
     out = {MESH_UNIT: service.unit_text(mesh_argv(data_dir, listen), env, "vcapp mesh hub on the edge "
                                         "(WireGuard, coordination, TCP relay)", runs_containers=False)}

@@ -101,6 +101,18 @@ def installed(name: str = UNIT_NAME) -> bool:
     return unit_path(name).exists()
 
 
+def enabled_state(name: str = UNIT_NAME) -> str | None:
+    """What `systemctl is-enabled` says of the unit ("enabled", "disabled", "not-found", ...);
+    None where systemd does not run this machine."""
+    if not systemd_runs_this_machine():
+        return None
+    try:
+        return subprocess.run(["systemctl", "is-enabled", name], capture_output=True, text=True,
+                              timeout=SYSTEMCTL_TIMEOUT).stdout.strip() or "not-found"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
 def _systemctl(*args: str) -> None:
     proc = subprocess.run(["systemctl", *args], capture_output=True, text=True, timeout=SYSTEMCTL_TIMEOUT)
     if proc.returncode != 0:
