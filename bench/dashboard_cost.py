@@ -24,9 +24,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vcapp import keys, metrics, overview  # noqa: E402
 from vcapp.node import metrics_loop  # noqa: E402
-from vcapp.store import Store, wait_healthy  # noqa: E402
+from vcapp.state import keys, metrics
+from vcapp.state.store import Store, wait_healthy
+from vcapp.views import overview
 
 MACHINES, APPS, INSTANCES, ROUNDS = 10, 10, 2, 30
 

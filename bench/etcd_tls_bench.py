@@ -1,8 +1,8 @@
 """What etcd's TLS and its auth cost a write, and an admin API request: three single-member
 etcds side by side on loopback -- plain HTTP; the cluster's TLS (client certificates, CRL:
 vcapp/node/etcd.py tls_flags); TLS and auth on as `cluster init` leaves it (auth_flags,
-vcapp/etcdauth.py: the machine's user and its token) -- written to through the
-project's client (vcapp/store.py, etcd's JSON gateway), and the admin API (the Flask app, in
+vcapp/state/etcdauth.py: the machine's user and its token) -- written to through the
+project's client (vcapp/state/store.py, etcd's JSON gateway), and the admin API (the Flask app, in
 process) on each answering `GET /v1/apps` with an admin token (a token look-up and a
 listing: two etcd reads). Ratios: tls against plain, auth against tls.
 
@@ -29,10 +29,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vcapp import etcdauth, etcdtls, membership  # noqa: E402
+from vcapp import etcdtls
 from vcapp.api.app import ApiConfig, create_app  # noqa: E402
 from vcapp.node import etcd  # noqa: E402
-from vcapp.store import Store, wait_healthy  # noqa: E402
+from vcapp.state import etcdauth, membership
+from vcapp.state.store import Store, wait_healthy
 
 CLUSTER_KEY = bytes(range(32))
 START_TIMEOUT = 20.0

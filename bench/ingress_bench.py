@@ -280,7 +280,7 @@ def hops(b: Bench, solo: dict, rate: float, seconds: float) -> list[tuple[str, d
     router, which hops to solo's machine's router."""
     nodes = {n["name"]: n for n in json.loads(b.must("home-1", ["vcapp", "nodes", "--json"]))}
     other = next(m for m in ("home-1", "home-2") if m != solo["node"])
-    from vcapp.ingress import NODE_ROUTER_PORT
+    from vcapp.views.ingress import NODE_ROUTER_PORT
     via = lambda m: {"addr": nodes[m]["addr"], "port": NODE_ROUTER_PORT, "host": "solo.apps.test", "ca": ""}  # noqa: E731
     legs = [("edge host -> node router -> container", "edge", via(solo["node"])),
             (f"{other} -> its router -> hop -> container", other, via(other))]

@@ -6,7 +6,7 @@ speaks HTTP or the git protocol.
 
 Where they live: on the local disk of the machine that serves the git endpoint, under the
 root the caller configures. The control plane keeps a copy on every machine
-(vcapp/reposync.py); nothing here knows about that.
+(vcapp/state/reposync.py); nothing here knows about that.
 """
 
 from __future__ import annotations

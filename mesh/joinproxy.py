@@ -16,7 +16,7 @@ import random
 
 from mesh.registry import Registration
 
-API_PORT = 7180  # the control plane's API on every machine (vcapp/node/config.py API_PORT)
+API_PORT = 7180  # the control plane's API on every machine (vcapp/machine.py API_PORT)
 # A machine that is down (no answer on the mesh) must not hold the joiner for long before the
 # next one is tried: the connect gets this long.
 CONNECT_TIMEOUT = 3.0

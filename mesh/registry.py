@@ -6,7 +6,7 @@ A mesh IP or a public key belongs to one node at a time; the same node may regis
 
 Revoked mesh IPs (machines removed from the cluster) come from the control plane, which the
 mesh does not ask itself: whoever on the edge host reads the cluster's view (`vcapp edge run`,
-vcapp/edge_daemon.py) writes them to REVOKED_FILE next to the registry, a JSON list of IPs,
+vcapp/edge/daemon.py) writes them to REVOKED_FILE next to the registry, a JSON list of IPs,
 and the edge daemon (mesh/edge.py) reads it every ENDPOINT_POLL.
 """
 
@@ -17,7 +17,6 @@ import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
 
 REVOKED_FILE = "edge-revoked.json"
 

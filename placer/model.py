@@ -1,6 +1,6 @@
 """The placer's input snapshot and output plan, as plain dataclasses, and their JSON shapes.
 
-These shapes are the contract with etcd (vcapp/keys.py, docs/ARCHITECTURE.md "State in etcd"). The glue reads
+These shapes are the contract with etcd (vcapp/state/keys.py, docs/ARCHITECTURE.md "State in etcd"). The glue reads
 the keys, builds a `ClusterState` with `ClusterState.from_json(...)`, calls `plan()`, and
 writes `Placement.to_json()` to `/vc/assign/<app>/<instance>` (deleting the keys of
 `Plan.stops`). Nothing here does I/O.

@@ -4,7 +4,7 @@
 the new one only when they differ, so it is idempotent and safe to call after any crash or
 Caddy restart (Caddy keeps config in memory only; a restarted Caddy is simply "different").
 The loop that calls it (when, how often, resyncs) belongs to whoever owns the routes:
-vcapp/node/router_loop.py on a machine, vcapp/edge_daemon.py at the edge.
+vcapp/node/router_loop.py on a machine, vcapp/edge/daemon.py at the edge.
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ from storage.host import Host, StorageError
 from storage.mount import mount_volume
 from storage.plan import ClusterPlan
 
+
 class WriterConflict(StorageError):
     """Another machine holds the volume for writing."""
 
@@ -56,7 +57,7 @@ class Decision:
 
 def writer_key(app: str, volume: str) -> str:
     """The name of app/volume's writer record in a WriterStore; the store places it in its
-    own key space (the control plane's etcd: vcapp/keys.py storage_writer)."""
+    own key space (the control plane's etcd: vcapp/state/keys.py storage_writer)."""
     return f"{app}/{volume}"
 
 

@@ -19,7 +19,7 @@ import pytest
 from vcapp import etcdtls
 from vcapp.dev.cluster import DevCluster, list_clusters
 from vcapp.dev.topology import Topology, default
-from vcapp.node.config import ETCD_CLIENT_PORT
+from vcapp.machine import ETCD_CLIENT_PORT
 
 TEST_CLUSTER = re.compile(r"^t[0-9a-f]{4}$")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"

@@ -1,5 +1,5 @@
 """`python -m vcapp` runs the CLI."""
 
-from vcapp.cli import main
+from vcapp.cli.main import main
 
 main()

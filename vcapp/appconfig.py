@@ -33,7 +33,7 @@ and field, what was found and what is allowed. Nothing here touches the cluster.
     release = "python migrate.py"  # runs once per release before it serves (refused if it fails)
 
 What a deploy does with it (`AppConfig.spec()`, `[access] policy` becomes the spec's `policy`
-that vcapp/access.py also sets): port and health describe the image, so they
+that vcapp/state/access.py also sets): port and health describe the image, so they
 always apply (their defaults when absent); count, resources, env, mounts and access apply only
 when the file sets them, so a `vcapp scale` is not undone by the next push.
 """
@@ -57,7 +57,7 @@ POLICIES = ("public", "token")
 HEALTH_TYPES = ("http", "tcp", "none")
 TOP_KEYS = ("app", "port", "count", "kill_timeout", "resources", "health", "env", "mounts", "access", "processes")
 KILL_TIMEOUT_RANGE_S = (1, 300)  # as runtime/spec.py's
-PROCESS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,19}")  # as vcapp/apps.py's: names instances ("worker-0")
+PROCESS_NAME = re.compile(r"[a-z][a-z0-9_-]{0,19}")  # as vcapp/state/apps.py's: names instances ("worker-0")
 MAX_PROCESSES = 10
 MAX_COMMAND = 4096
 # Matched whole (fullmatch): `$` would also match before a final newline.

@@ -58,7 +58,7 @@ class Paths:
     cert: Path
     key: Path
     crl: Path
-    auth: Path | None = None  # the machine's etcd login (vcapp/etcdauth.py)
+    auth: Path | None = None  # the machine's etcd login (vcapp/state/etcdauth.py)
 
     def complete(self) -> bool:
         return self.ca.exists() and self.cert.exists() and self.key.exists()
@@ -167,7 +167,7 @@ def machine_subject(name: str) -> x509.Name:
     refuses (HTTP 400) every request whose client certificate has a CN, because it cannot pass
     a CN on as the user (etcd PRs #10366, #10392); and over gRPC a CN would log in as the
     etcd user of that name without a password. Without one, the certificate only says "a
-    cluster machine" and the etcd user says which (vcapp/etcdauth.py)."""
+    cluster machine" and the etcd user says which (vcapp/state/etcdauth.py)."""
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "vcapp"),
                       x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, name)])
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from vcapp import joinbox, membership
-from vcapp import etcdtls, keys
+from vcapp import etcdtls, joinbox
 from vcapp.api.app import ApiConfig, create_app
-from vcapp.store import Store, wait_healthy
+from vcapp.state import keys, membership
+from vcapp.state.store import Store, wait_healthy
 
 ETCD_START_TIMEOUT = 20  # a fresh single member elects itself in about a second
 SERVER_START_TIMEOUT = 20

@@ -22,9 +22,9 @@ from router.auth import AuthService
 from router.tokencheck import TokenChecker
 from router.tokens import hash_token
 from tests.api.conftest import CLUSTER_KEY, bearer
-from vcapp import apptokens, keys, releases, reposync
 from vcapp.api.app import ApiConfig, create_app
 from vcapp.node.repos_loop import RepoSyncLoop
+from vcapp.state import apptokens, keys, releases, reposync
 
 pytestmark = pytest.mark.cluster
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from vcapp import keys
-from vcapp.api.app import ApiConfig, create_app
 from tests.api.conftest import bearer
+from vcapp.api.app import ApiConfig, create_app
+from vcapp.state import keys
 
 pytestmark = pytest.mark.cluster
 

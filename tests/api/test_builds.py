@@ -1,7 +1,7 @@
 """Builds are records: every push is kept with who, where, how long, what became of it and
 its whole log (bounded), listed by the API and `vcapp builds`, and gone with its app.
 
-Real parts: etcd, the admin API (Flask test client), the deploy hook (vcapp/deploy.py
+Real parts: etcd, the admin API (Flask test client), the deploy hook (vcapp/deploy/pipeline.py
 Deployer) and buildremote.build_somewhere choosing over the real cluster state; only the
 image build itself (buildah) is a stand-in that prints lines and fails or succeeds."""
 
@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from gitserver import DeployError
 from tests.api.conftest import bearer
-from vcapp import builds, deploy, events, keys
-from vcapp.commands import builds as builds_cli
-from vcapp.node.config import NodeConfig
+from vcapp.cli import builds as builds_cli
+from vcapp.deploy import pipeline
+from vcapp.machine import NodeConfig
+from vcapp.state import builds, events, keys
 
 pytestmark = pytest.mark.cluster
 
@@ -31,7 +32,7 @@ def push(store, tmp_path, app: str = "blog", files: dict | None = None, sha: str
     for name, text in (files or {"app.py": "print('hi')\n"}).items():
         (src / name).write_text(text)
     lines: list[str] = []
-    hook = deploy.Deployer(lambda: store, lambda: HOME_1)
+    hook = pipeline.Deployer(lambda: store, lambda: HOME_1)
     try:
         result = hook(app=app, ref="refs/heads/main", old_sha="0" * 40, new_sha=sha, source_dir=src,
                       log=lines.append, who="initial")
@@ -61,7 +62,7 @@ def admin(api, cluster):
 
 
 def test_a_failed_build_is_recorded_with_its_log_listed_and_an_event(api, cluster, admin, tmp_path, monkeypatch):
-    monkeypatch.setattr(deploy, "build_here", failing_build)
+    monkeypatch.setattr(pipeline, "build_here", failing_build)
 
     error, lines = push(cluster.store, tmp_path)
 
@@ -94,7 +95,7 @@ def test_a_failed_build_is_recorded_with_its_log_listed_and_an_event(api, cluste
 
 def test_a_bad_vcapp_toml_is_a_refused_build_and_a_good_one_succeeds_with_its_release(
         api, cluster, admin, tmp_path, monkeypatch):
-    monkeypatch.setattr(deploy, "build_here", good_build)
+    monkeypatch.setattr(pipeline, "build_here", good_build)
     refused, _ = push(cluster.store, tmp_path, files={"vcapp.toml": "port = 'eighty'\n"}, sha="1" * 40)
     released, lines = push(cluster.store, tmp_path, files={"vcapp.toml": "count = 0\n"}, sha="2" * 40)
 
@@ -109,7 +110,7 @@ def test_a_bad_vcapp_toml_is_a_refused_build_and_a_good_one_succeeds_with_its_re
         "-----> Released v1")
     assert [e["build"] for e in events.latest(cluster.store) if e["kind"] == "build.failed"] == [1]
     # A later failure says what keeps running.
-    monkeypatch.setattr(deploy, "build_here", failing_build)
+    monkeypatch.setattr(pipeline, "build_here", failing_build)
     error, _ = push(cluster.store, tmp_path, sha="3" * 40)
     assert error.kept == "blog keeps running v1"
 
@@ -166,7 +167,7 @@ class ApiClient:
         self.api, self.headers = api, headers
 
     def get(self, path: str, **params):
-        from vcapp.client import ClientError
+        from vcapp.cli.client import ClientError
 
         r = self.api.get(path, headers=self.headers, query_string=params)
         if r.status_code != 200:
@@ -175,7 +176,7 @@ class ApiClient:
 
 
 def test_vcapp_builds_lists_and_prints_a_log(api, cluster, admin, tmp_path, monkeypatch):
-    monkeypatch.setattr(deploy, "build_here", failing_build)
+    monkeypatch.setattr(pipeline, "build_here", failing_build)
     push(cluster.store, tmp_path)
     monkeypatch.setattr(builds_cli.Client, "from_config", classmethod(lambda cls: ApiClient(api, admin)))
     runner = CliRunner()

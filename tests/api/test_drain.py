@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from vcapp import membership
 from vcapp.errors import NotFound
+from vcapp.state import membership
 
 
 def test_drain_marks_the_machine_once_and_undrain_clears_it(cluster):

@@ -23,10 +23,10 @@ from minio.error import S3Error
 
 from storage.host import weed_binary
 from tests.api.conftest import CLUSTER_KEY, bearer, free_port
-from vcapp import apps, keys, secrets
-from vcapp.node.config import derive
+from vcapp.machine import derive
 from vcapp.node.placer_loop import PASS_THROUGH
 from vcapp.node.runtime_loop import with_s3_endpoint
+from vcapp.state import apps, keys, secrets
 
 pytestmark = pytest.mark.cluster
 

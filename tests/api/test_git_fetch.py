@@ -1,4 +1,4 @@
-"""Fetching an app's repository from a machine's API as the other machines do (vcapp/reposync.py:
+"""Fetching an app's repository from a machine's API as the other machines do (vcapp/state/reposync.py:
 dulwich's HTTP client, the machine sync credential), once they already hold its older commits:
 the request then carries `have` lines, which dulwich's server answers before it has read the
 whole request. Real git pushes, the API under its real server, real etcd."""
@@ -9,9 +9,9 @@ import pytest
 from dulwich.client import HttpGitClient
 from dulwich.repo import Repo
 
-from tests.api.test_git_login import git, logged_in, work_tree  # noqa: F401 (a fixture)
 from tests.api.conftest import CLUSTER_KEY
-from vcapp import reposync
+from tests.api.test_git_login import git, logged_in, work_tree  # noqa: F401 (a fixture)
+from vcapp.state import reposync
 
 pytestmark = pytest.mark.cluster
 

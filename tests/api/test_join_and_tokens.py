@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from vcapp import joinbox, keys, tokens
-from vcapp import etcdtls
-from vcapp.api.app import ApiConfig, create_app
 from tests.api.conftest import CLUSTER_KEY, JOIN_KEY, JoinAnswer, bearer, client_post, found, sealed_join
+from vcapp import etcdtls, joinbox, tokens
+from vcapp.api.app import ApiConfig, create_app
+from vcapp.state import keys
 
 pytestmark = pytest.mark.cluster
 

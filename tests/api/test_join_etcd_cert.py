@@ -10,9 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from vcapp import etcdtls, joinbox, keys
 from tests.api.conftest import CLUSTER_KEY, JOIN_KEY, MACHINE_ETCD_KEY, bearer, client_post, sealed_join
 from tests.api.test_join_and_tokens import machine
+from vcapp import etcdtls, joinbox
+from vcapp.state import keys
 
 pytestmark = pytest.mark.cluster
 

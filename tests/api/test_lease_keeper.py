@@ -9,7 +9,7 @@ import time
 import pytest
 
 from vcapp.node.lease import KEEPALIVE_TIMEOUT, LeaseKeeper
-from vcapp.store import Store
+from vcapp.state.store import Store
 
 pytestmark = pytest.mark.cluster
 

@@ -1,12 +1,12 @@
-"""Suspects as records in a real etcd (vcapp/peerwatch.py): a machine is unreachable only when
+"""Suspects as records in a real etcd (vcapp/state/peerwatch.py): a machine is unreachable only when
 two live observers published it, and one observer's word is not enough."""
 
 from __future__ import annotations
 
 import time
 
-from vcapp import keys, peerwatch
-from vcapp.store import Store
+from vcapp.state import keys, peerwatch
+from vcapp.state.store import Store
 
 
 def test_a_machine_is_unreachable_once_two_live_observers_say_so(etcd_url):

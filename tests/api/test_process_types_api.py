@@ -10,8 +10,8 @@ import base64
 import pytest
 
 from tests.api.conftest import CLUSTER_KEY, bearer
-from vcapp import apps, keys
 from vcapp.api.app import ApiConfig, create_app
+from vcapp.state import apps, keys
 
 pytestmark = pytest.mark.cluster
 

@@ -1,13 +1,12 @@
-"""Registry mirrors and credentials over the admin API (vcapp/registries.py)."""
+"""Registry mirrors and credentials over the admin API (vcapp/state/registries.py)."""
 
 from __future__ import annotations
 
-
 import pytest
 
-from vcapp import keys, registries, secrets
-from vcapp.node.config import derive
 from tests.api.conftest import CLUSTER_KEY, bearer
+from vcapp.machine import derive
+from vcapp.state import keys, registries, secrets
 
 pytestmark = [pytest.mark.cluster, pytest.mark.usefixtures("node_dir")]  # seals with its cluster key
 

@@ -1,4 +1,4 @@
-"""Route switch requests and acknowledgements (vcapp/routeswitch.py) against a real etcd: a
+"""Route switch requests and acknowledgements (vcapp/state/routeswitch.py) against a real etcd: a
 runtime's wait ends when every live machine's router acknowledged, names the routers that
 did not when it times out, and ignores machines that are down."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
-from vcapp import keys, routeswitch
-from vcapp.store import Store
+from vcapp.state import keys, routeswitch
+from vcapp.state.store import Store
 
 
 def machines_up(store: Store, *names: str) -> int:

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from builder.build import Proxy
-from vcapp import buildproxy, keys
 from tests.api.conftest import bearer
+from vcapp.state import buildproxy, keys
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""The cluster-wide lock a stack is loaded or made under (vcapp/stackshare.py), against a real
+"""The cluster-wide lock a stack is loaded or made under (vcapp/deploy/stackshare.py), against a real
 etcd: a second machine needing the same stack waits for the first, says so, then goes on; and
 the registries a build pulls stacks from."""
 
@@ -7,9 +7,10 @@ from __future__ import annotations
 import threading
 import time
 
-from vcapp import keys, stackshare
-from vcapp.node.config import NodeConfig
-from vcapp.store import Store
+from vcapp.deploy import stackshare
+from vcapp.machine import NodeConfig
+from vcapp.state import keys
+from vcapp.state.store import Store
 
 STACK = "python-bookworm-e2783a44d413"
 

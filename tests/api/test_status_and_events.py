@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from vcapp import events, keys
+from tests.api.conftest import bearer, client_post, sealed_join
 from vcapp.api.validate import format_duration, parse_duration, parse_uses
 from vcapp.errors import BadRequest
-from tests.api.conftest import bearer, client_post, sealed_join
+from vcapp.state import events, keys
 
 pytestmark = pytest.mark.cluster
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.conftest import bearer
-from vcapp import apps, keys, releases
+from vcapp.state import apps, keys, releases
 
 pytestmark = pytest.mark.cluster
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from tests.helpers.waiting import wait_for
-from vcapp import edge_setup
+from vcapp.edge import setup as edge_setup
 from vcapp.node import service
 
 # Short enough for a test to see a dead member replaced, long enough not to race the kill.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
-from vcapp import edge_setup
+from vcapp.edge import setup as edge_setup
 from vcapp.node import service
 
 

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from tests.control.conftest import TEST_REPLACE_AFTER, ControlCluster
-from vcapp import etcdauth, etcdtls
+from vcapp import etcdtls
 from vcapp.node.lease import LEASE_TTL
+from vcapp.state import etcdauth
 
 pytestmark = pytest.mark.cluster
 
@@ -27,7 +28,7 @@ def cc(make_sim):
 
 
 def root_login(cc) -> list[str]:
-    """etcdctl flags for etcd's root (vcapp/etcdauth.py), whose password the cluster key derives."""
+    """etcdctl flags for etcd's root (vcapp/state/etcdauth.py), whose password the cluster key derives."""
     creds = etcdauth.root(base64.b64decode((cc.sim.dc.host_dir("home-1") / "data" / "keys" / "cluster.key").read_text()))
     return ["--user", creds.user, "--password", creds.password]
 
@@ -78,7 +79,7 @@ def test_etcd_admits_only_clients_with_a_cluster_certificate_and_a_login(cc):
     cert = ("--cacert", str(tls.ca), "--cert", str(tls.cert), "--key", str(tls.key))
     no_login = etcd_put(cc, "home-2", "home-1", *cert)  # a certificate alone: a machine, but which?
     assert "user name is empty" in no_login.stdout and "revision" not in no_login.stdout, no_login
-    login = json.loads(tls.auth.read_text())  # vcapp/etcdauth.py: the machine's etcd user
+    login = json.loads(tls.auth.read_text())  # vcapp/state/etcdauth.py: the machine's etcd user
     token = json.loads(cc.sim.run("home-2", "curl", "-sS", "--max-time", "5", *cert, "-X", "POST",
                                   "-d", json.dumps({"name": login["user"], "password": login["password"]}),
                                   f"https://{cc.sim.addr('home-1')}:2379/v3/auth/authenticate").stdout)["token"]

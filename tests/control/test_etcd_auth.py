@@ -1,4 +1,4 @@
-"""etcd auth (vcapp/etcdauth.py) on a real etcd started with the node daemon's TLS and auth
+"""etcd auth (vcapp/state/etcdauth.py) on a real etcd started with the node daemon's TLS and auth
 flags: a certificate alone reads nothing, a machine's user reads and writes /vc/ and nothing
 else, root administers, and a removed machine's user is refused at once."""
 
@@ -12,13 +12,13 @@ import pytest
 import requests
 from etcd3gw.exceptions import Etcd3Exception
 
-from vcapp import etcdauth, etcdtls, membership
-from vcapp.errors import BadRequest
-from vcapp.node import etcd
-from vcapp.store import Store, error_text, wait_healthy
-
 from tests.api.conftest import free_port
 from tests.control.test_etcd_tls import CLUSTER_KEY, START_TIMEOUT, machine_certs, tls_etcd_process
+from vcapp import etcdtls
+from vcapp.errors import BadRequest
+from vcapp.node import etcd
+from vcapp.state import etcdauth, membership
+from vcapp.state.store import Store, error_text, wait_healthy
 
 SHORT_TTL_S = 2  # so a test sees a token expire
 

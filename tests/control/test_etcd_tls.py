@@ -12,11 +12,10 @@ from typing import Iterator
 import pytest
 import requests
 
+from tests.api.conftest import free_port
 from vcapp import etcdtls
 from vcapp.node import etcd
-from vcapp.store import Store, StoreUnavailable, wait_healthy
-
-from tests.api.conftest import free_port
+from vcapp.state.store import Store, StoreUnavailable, wait_healthy
 
 CLUSTER_KEY = bytes(range(32))
 START_TIMEOUT = 20

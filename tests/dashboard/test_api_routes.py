@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import api, cluster, etcd_url  # noqa: F401  (fixtures)
-from vcapp import keys
 from vcapp.node import metrics_loop
+from vcapp.state import keys
 
 pytestmark = pytest.mark.cluster
 

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from vcapp import health, metrics
 from vcapp.node import metrics_loop
+from vcapp.state import metrics
+from vcapp.views import health
 
 pytestmark = pytest.mark.unit
 

@@ -22,11 +22,11 @@ from typing import Iterator
 
 import pytest
 
-from buildpacks.stacks import STACKS
 from builder import stacks
+from buildpacks.stacks import STACKS
 from tests.control.conftest import ControlCluster
 from tests.helpers import openloop
-from vcapp.ingress import NODE_ROUTER_PORT
+from vcapp.views.ingress import NODE_ROUTER_PORT
 
 pytestmark = pytest.mark.cluster
 
@@ -213,7 +213,7 @@ def test_first_push_streams_the_build_and_serves_v1(cc, repo):
 
 
 def auth_file(cc: ControlCluster, machine: str) -> Path:
-    """The machine's registry credential, as its node daemon wrote it (registry_loop.auth_file)."""
+    """The machine's registry credential, as its node daemon wrote it (machine.registry_auth_file)."""
     return cc.sim.dc.run_dir(machine) / "registry" / "auth.json"
 
 

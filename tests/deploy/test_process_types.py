@@ -10,10 +10,10 @@ import pytest
 
 from buildpacks import procfile
 from gitserver import DeployError
-from vcapp import apps
 from vcapp.appconfig import AppConfigError, parse
-from vcapp.deploy import process_table
+from vcapp.deploy.pipeline import process_table
 from vcapp.errors import BadRequest
+from vcapp.state import apps
 
 pytestmark = pytest.mark.unit
 
@@ -122,7 +122,7 @@ def test_a_created_app_keeps_its_processes_counted_with_its_volumes():
 
 
 def test_release_command_runs_in_the_release_image_with_the_app_limits_and_an_env_file():
-    from vcapp.release_phase import command_args, pull_args
+    from vcapp.deploy.release_phase import command_args, pull_args
 
     image = "10.0.0.1:5000/apps/shop@sha256:ab"
     assert pull_args(image, "/run/auth.json") == ["podman", "pull", "--authfile", "/run/auth.json", image]
@@ -139,8 +139,8 @@ def test_release_command_runs_in_the_release_image_with_the_app_limits_and_an_en
 
 
 def test_a_job_sent_between_machines_is_checked_before_it_names_a_container():
+    from vcapp.deploy.release_phase import Job
     from vcapp.errors import VcError
-    from vcapp.release_phase import Job
 
     job = Job.one_off("shop", 7)
     assert job.kind == "run" and job.name.startswith("vc-run-shop-") and Job.from_json(job.to_json()) == job
@@ -152,7 +152,7 @@ def test_a_job_sent_between_machines_is_checked_before_it_names_a_container():
 
 
 def test_release_env_file_refuses_a_value_podman_cannot_carry():
-    from vcapp.release_phase import ReleaseFailed, env_lines
+    from vcapp.deploy.release_phase import ReleaseFailed, env_lines
 
     assert env_lines({"A": "1", "DATABASE_URL": "postgres://x"}) == "A=1\nDATABASE_URL=postgres://x\n"
     with pytest.raises(ReleaseFailed, match="B contains a newline"):
@@ -163,8 +163,8 @@ class Reports:
     """The two prefixes check_instances reads, as a store would answer them."""
 
     def __init__(self, assigned: dict[str, str], reports: list[dict]):
-        from vcapp import keys
-        from vcapp.store import Entry
+        from vcapp.state import keys
+        from vcapp.state.store import Entry
 
         self.entries = {keys.assign("shop"): [Entry(f"a/{i}", {"instance": i, "node": n}, 1, 1, 0)
                                               for i, n in assigned.items()],
@@ -175,7 +175,7 @@ class Reports:
 
 
 def test_a_healthy_worker_does_not_count_as_a_serving_web_instance():
-    from vcapp.deploy import check_instances
+    from vcapp.deploy.pipeline import check_instances
 
     rep = {"app": "shop", "release": "2.0", "state": "running", "health": "healthy"}
     store = Reports({"0": "home-1", "worker-0": "home-2"},

@@ -41,7 +41,7 @@ def test_dropin_mirrors_other_machines_registries_with_this_one_first_and_only_l
 
 
 def test_image_copies_go_to_live_machines_of_other_sites_first():
-    from vcapp.deploy import copy_targets
+    from vcapp.deploy.pipeline import copy_targets
     nodes = {"home-1": {"site": "home", "addr": "a"}, "home-2": {"site": "home", "addr": "b"},
              "home-3": {"site": "home", "addr": "c"}, "office-1": {"site": "office", "addr": "d"},
              "office-2": {"site": "office", "addr": "e"}}
@@ -79,7 +79,7 @@ def _tarball(entries) -> bytes:
 ])
 def test_a_build_source_that_would_write_outside_its_directory_is_refused_before_anything_is_written(
         tmp_path, entry, why):
-    from vcapp.buildremote import unpack
+    from vcapp.deploy.remote_build import unpack
     data = _tarball([("app.py", "file", b"print(1)\n"), entry])
     with pytest.raises(BadRequest, match=why):
         unpack(data, tmp_path / "src")
@@ -87,7 +87,7 @@ def test_a_build_source_that_would_write_outside_its_directory_is_refused_before
 
 
 def test_a_build_source_round_trips_files_links_and_exec_bits(tmp_path):
-    from vcapp.buildremote import pack, unpack
+    from vcapp.deploy.remote_build import pack, unpack
     src = tmp_path / "a"
     (src / "bin").mkdir(parents=True)
     (src / "app.py").write_text("print(1)\n")
@@ -107,7 +107,7 @@ def test_a_build_source_round_trips_files_links_and_exec_bits(tmp_path):
     ({"image": "blog:3", "digest": "sha256:" + "b" * 64}, "blog@sha256:" + "b" * 64),
 ])
 def test_a_release_runs_its_image_by_digest_and_a_record_without_one_by_tag(rec, runs):
-    from vcapp.releases import run_image
+    from vcapp.state.releases import run_image
     assert run_image(rec) == runs
 
 
@@ -116,21 +116,22 @@ def test_the_auth_file_gives_the_machine_credential_for_every_registry_and_only_
     import json
     import os
 
-    from vcapp.node import config, registry_loop
+    from vcapp import machine
+    from vcapp.node import registry_loop
     monkeypatch.setenv("VCAPP_RUN_DIR", str(tmp_path / "run"))
     monkeypatch.setenv("VCAPP_DATA_DIR", str(tmp_path / "data"))
-    config.save_cluster_key(os.urandom(32))
+    machine.save_cluster_key(os.urandom(32))
 
     class Ctx:
         base = tmp_path / "data"
     loop = registry_loop.RegistryLoop(Ctx())
     loop._auth(["10.1.0.12:5000", "10.1.0.11:5000"])
-    path = registry_loop.auth_file()
+    path = machine.registry_auth_file()
     assert path == tmp_path / "run" / "registry" / "auth.json" and path.stat().st_mode & 0o777 == 0o600
     auths = json.loads(path.read_text())["auths"]
     assert sorted(auths) == ["10.1.0.11:5000", "10.1.0.12:5000"]
-    cred = registry_loop.credential()
+    cred = machine.registry_credential()
     assert {base64.b64decode(a["auth"]).decode() for a in auths.values()} == {f"{cred.user}:{cred.password}"}
     # derived from the cluster key for the registry alone: not the machine API's bearer
-    from vcapp.node.config import machine_secret
-    assert cred.password != machine_secret(config.cluster_key()) and len(cred.password) == 64
+    from vcapp.machine import machine_secret
+    assert cred.password != machine_secret(machine.cluster_key()) and len(cred.password) == 64

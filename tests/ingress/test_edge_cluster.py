@@ -40,7 +40,7 @@ LOADCLIENT = str(Path(__file__).resolve().parents[2] / "bench" / "ingress_bench.
 # Placement + podman create + first health check: ~15 s; on the shared 2-core host at load
 # average 60 it has taken over 90 s, so 180 s before calling it broken.
 PLACE_WAIT = 180.0
-# The edge polls its table every second (vcapp/edge_daemon.py): a new app answers within seconds.
+# The edge polls its table every second (vcapp/edge/daemon.py): a new app answers within seconds.
 ROUTE_WAIT = 30.0
 # Issue 7's steady loop: 20 requests/s for 25 s, the machine killed 8 s in.
 LOAD_SECONDS, LOAD_INTERVAL, KILL_AT = 25.0, 0.05, 8.0

@@ -33,7 +33,7 @@ READY_TIMEOUT = 60.0
 REVOKE_DEADLINE = 5.0
 # Brief: the route follows a moved instance within a second or two of its new report.
 MOVE_DEADLINE = 2.0
-# An edge's table is polled every second (vcapp/edge_daemon.py), a custom domain's
+# An edge's table is polled every second (vcapp/edge/daemon.py), a custom domain's
 # certificate is issued in the background after that: seconds.
 DOMAIN_TIMEOUT = 10.0
 # Node routers publish their counters every 10 s, the controller samples every 10 s and a

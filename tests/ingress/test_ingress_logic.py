@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from router.routes import AppRoute
-from vcapp.edge_daemon import router_address
-from vcapp import ingress
-from vcapp.ingress import ClusterView, edge_hosts, edge_routes, node_routes
+from vcapp.edge.daemon import router_address
+from vcapp.views import ingress
+from vcapp.views.ingress import ClusterView, edge_hosts, edge_routes, node_routes
 
 pytestmark = pytest.mark.unit
 

@@ -21,9 +21,9 @@ import pytest
 from storage import storaged
 from storage.host import weed_binary
 from storage.plan import ClusterPlan, Machine, plan_cluster
-from vcapp import keys
 from vcapp.dev.cluster import DevCluster
 from vcapp.dev.topology import default
+from vcapp.state import keys
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 ETCD_CLIENT_PORT = 2379

@@ -16,10 +16,10 @@ import requests
 
 from storage.host import weed_binary
 from storage.plan import EtcdLogin, EtcdTLS, filer_toml
-from vcapp import etcdauth, keys
-from vcapp.store import Store, prefix_end
 from tests.api.conftest import free_port
 from tests.control.test_etcd_auth import auth_etcd_process
+from vcapp.state import etcdauth, keys
+from vcapp.state.store import Store, prefix_end
 
 START_TIMEOUT = 60.0  # weed server: master election, volume registration, filer store check
 GRPC_OFFSET = 10000  # SeaweedFS serves gRPC on its HTTP port + 10000

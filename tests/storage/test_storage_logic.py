@@ -9,7 +9,7 @@ from storage.mount import mount_entry
 from storage.plan import Machine, machine_processes, plan_cluster
 from storage.shell import parse_volume_list
 from storage.volumes import rule_command, under_replicated
-from vcapp import keys
+from vcapp.state import keys
 
 pytestmark = pytest.mark.unit
 

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import time
 
 import pytest
 
-import sys
-
 from builder.baseimage import TINY_IMAGE
 from tests.control.conftest import three_machines
-from vcapp import keys
+from vcapp.state import keys
 
 pytestmark = pytest.mark.cluster
 

@@ -41,7 +41,7 @@ def test_a_simulated_machine_boots_the_units_command_and_never_the_hosts_systemd
 
 
 def test_the_edge_gets_its_hub_then_its_https_entry_with_secrets_read_from_files(tmp_path):
-    from vcapp import edge_setup
+    from vcapp.edge import setup as edge_setup
 
     data = tmp_path / "data"
     hub_only = edge_setup.units(data, "0.0.0.0:8443", None)

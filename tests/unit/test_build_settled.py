@@ -1,10 +1,10 @@
 """A build record left "building" by a push that cannot be running any more reads as
-"interrupted" (vcapp/builds.py `settled`), so `vcapp builds` never shows a push in progress
+"interrupted" (vcapp/state/builds.py `settled`), so `vcapp builds` never shows a push in progress
 for ever."""
 
 import pytest
 
-from vcapp.builds import BUILDING, INTERRUPTED, MAX_PUSH_S, settled
+from vcapp.state.builds import BUILDING, INTERRUPTED, MAX_PUSH_S, settled
 
 pytestmark = pytest.mark.unit
 

@@ -6,8 +6,8 @@ import pytest
 
 from vcapp import tokens
 from vcapp.errors import Unauthorized
-from vcapp.membership import check_join_token
-from vcapp.node.etcd_members import MemberView, NodeView, members_target, plan_members, voters_target
+from vcapp.state.etcd_members import MemberView, NodeView, members_target, plan_members, voters_target
+from vcapp.state.membership import check_join_token
 
 pytestmark = pytest.mark.unit
 

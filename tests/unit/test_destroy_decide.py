@@ -1,10 +1,10 @@
-"""The pure rule of vcapp/destroy.py: an app's stored data goes only with `--confirm APP`."""
+"""The pure rule of vcapp/deploy/destroy.py: an app's stored data goes only with `--confirm APP`."""
 
 from __future__ import annotations
 
 import pytest
 
-from vcapp.destroy import Held, decide
+from vcapp.deploy.destroy import Held, decide
 from vcapp.errors import BadRequest, Conflict
 
 VOLUME = {"app": "shop", "name": "data", "size_mb": 64}

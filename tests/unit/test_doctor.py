@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vcapp import doctor
-from vcapp.commands.doctor import report
+from vcapp.cli.doctor import report
+from vcapp.node import doctor
 
 pytestmark = pytest.mark.unit
 

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from storage import external
-from vcapp import bucketbackend
 from vcapp.errors import BadRequest
 from vcapp.node.runtime_loop import with_s3_endpoint
+from vcapp.state import bucketbackend
 
 pytestmark = pytest.mark.unit
 

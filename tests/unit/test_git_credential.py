@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vcapp.client import Login
-from vcapp.gitcredential import answer, cluster_git_urls, origin, parse_request, repo_url
+from vcapp.cli.client import Login
+from vcapp.cli.credential_helper import answer, cluster_git_urls, origin, parse_request, repo_url
 
 pytestmark = pytest.mark.unit
 

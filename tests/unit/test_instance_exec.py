@@ -1,10 +1,10 @@
-"""Choosing the instance `vcapp exec` runs in, and its podman argv (vcapp/instance_exec.py)."""
+"""Choosing the instance `vcapp exec` runs in, and its podman argv (vcapp/deploy/instance_exec.py)."""
 
 import pytest
 
 from runtime.podman import Container
-from vcapp import apps
-from vcapp.instance_exec import ExecFailed, choose_instance, exec_args, running_container
+from vcapp.deploy.instance_exec import ExecFailed, choose_instance, exec_args, running_container
+from vcapp.state import apps
 
 pytestmark = pytest.mark.unit
 

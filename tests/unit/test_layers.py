@@ -1,6 +1,7 @@
-"""The import graph: engines know nothing of vcapp/, no module imports itself back through
-others (function-local and type-checking imports count: they only hide a circle), and
-every etcd key prefix is spelled in vcapp/keys.py alone."""
+"""The import graph: engines know nothing of vcapp/, vcapp/'s layers import only their own
+layer and those below, no module imports itself back through others (function-local and
+type-checking imports count: they only hide a circle), and every etcd key prefix is spelled
+in vcapp/state/keys.py alone."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = ("placer", "runtime", "storage", "router", "mesh", "gitserver", "buildpacks", "builder")
 PACKAGES = ENGINES + ("vcapp",)
+# vcapp/ from the bottom up (docs/ARCHITECTURE.md, section 1): the top-level modules are this
+# machine and the formats every layer shares; each package may import its own layer and lower.
+LAYERS = ("vcapp", "vcapp.state", "vcapp.views", "vcapp.deploy", "vcapp.api", "vcapp.node", "vcapp.edge",
+          "vcapp.dev", "vcapp.cli")
 
 
 @functools.cache
@@ -106,12 +111,27 @@ def test_engines_import_nothing_of_vcapp():
     assert upward == []
 
 
+def layer(module: str) -> int:
+    """The rank of a vcapp module's layer: its package among LAYERS (`vcapp.__main__` is the top)."""
+    if module == "vcapp.__main__":
+        return len(LAYERS)
+    package = ".".join(module.split(".")[:2])
+    return LAYERS.index(package) if package in LAYERS else 0
+
+
+def test_the_layers_of_vcapp_import_only_downward():
+    assert layer("vcapp.machine") < layer("vcapp.state.apps") < layer("vcapp.node.daemon") < layer("vcapp.cli.main")
+    upward = sorted(f"{name} -> {target}" for name, targets in graph().items() if name.startswith("vcapp")
+                    for target in targets if target.startswith("vcapp.") and layer(target) > layer(name))
+    assert upward == []
+
+
 def test_no_module_imports_itself_back():
     assert circles(graph()) == []
 
 
 def test_every_etcd_key_prefix_is_spelled_in_keys_py():
-    keys_py = ROOT / "vcapp" / "keys.py"
+    keys_py = ROOT / "vcapp" / "state" / "keys.py"
     spelled = []
     for path in modules().values():
         if path == keys_py:

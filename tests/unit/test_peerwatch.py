@@ -1,8 +1,8 @@
-"""Machines watching each other (vcapp/peerwatch.py), the pure parts: when one observer
+"""Machines watching each other (vcapp/state/peerwatch.py), the pure parts: when one observer
 suspects a peer, and when the cluster takes a peer as unreachable."""
 
-from vcapp import peerwatch
-from vcapp.peerwatch import Tracker, confirmed
+from vcapp.state import peerwatch
+from vcapp.state.peerwatch import Tracker, confirmed
 
 
 def test_a_silent_peer_becomes_a_suspect_after_two_misses_and_the_silence():

@@ -9,9 +9,10 @@ import pytest
 
 from builder import registry as reg
 from buildpacks.packs import exposed_port
-from vcapp import appconfig, registries, secrets
-from vcapp.deploy import with_exposed_port
+from vcapp import appconfig
+from vcapp.deploy.pipeline import with_exposed_port
 from vcapp.errors import BadRequest
+from vcapp.state import registries, secrets
 
 KEY = bytes(range(32))
 

@@ -6,9 +6,9 @@ import pytest
 
 from runtime.podman import PodmanDriver, PodmanError
 from runtime.spec import InstanceSpec, SpecError
-from vcapp import apps
 from vcapp.api.volumes import parse_size
 from vcapp.errors import BadRequest
+from vcapp.state import apps
 
 ASSIGNMENT = {"app": "notes", "instance": "0", "release": 2, "image": "localhost/notes:2", "port": 8080,
               "volumes": [{"source": "data", "destination": "/data", "size_mb": 64}]}
@@ -57,7 +57,7 @@ def test_a_size_that_is_not_one_is_refused():
 
 
 def test_degraded_storage_is_a_warning_until_it_heals():
-    from vcapp import health
+    from vcapp.views import health
 
     def found(state):
         return health.warnings(health.Inputs([], [], {}, {}, 0.0, state))
@@ -69,7 +69,7 @@ def test_degraded_storage_is_a_warning_until_it_heals():
 
 
 def test_a_filer_first_asks_its_own_etcd_member_else_a_live_one():
-    from vcapp.volumes import etcd_order
+    from vcapp.state.volumes import etcd_order
 
     members = ["http://10.0.0.3:2379", "http://10.0.0.1:2379", "http://10.0.0.2:2379"]
     assert etcd_order(members, "10.0.0.2", set()) == ["10.0.0.2:2379", "10.0.0.1:2379", "10.0.0.3:2379"]

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from vcapp.api import apps as apps_routes
 from vcapp.api import (apptokens, auth, body, builds, dashboard, errors, events, git, health, instance_exec, logs,
                        nodes, openapi, registries, releases, settings, tokens, volumes)
-from vcapp.api import apps as apps_routes
 from vcapp.api.config import ApiConfig
 from vcapp.api.context import EXTENSION
 
@@ -34,5 +34,5 @@ def create_app(config: ApiConfig) -> Flask:
     app.register_blueprint(registries.bp)  # GET /v1/registries, PUT/DELETE /v1/registries/<host>
     app.register_blueprint(builds.bp)  # POST /v1/builds: machines build for each other
     app.register_blueprint(dashboard.bp)  # GET / page, /v1/dashboard, /v1/history, /v1/warnings, /metrics
-    git.mount(app, config)  # /git/<app>.git: git push deploys (vcapp/deploy.py)
+    git.mount(app, config)  # /git/<app>.git: git push deploys (vcapp/deploy/pipeline.py)
     return app

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from vcapp import apps, keys
-from vcapp import destroy as app_destroy
-from vcapp import secrets as app_secrets
 from vcapp.api import context
 from vcapp.api.body import json_body
+from vcapp.deploy import destroy as app_destroy
 from vcapp.errors import BadRequest
+from vcapp.state import apps, keys
+from vcapp.state import secrets as app_secrets
 
 bp = Blueprint("apps", __name__)
 
@@ -21,7 +21,7 @@ def create():
     """Create an app. Body: {name, image?, port?, command?, count?, cpus?, memory?, env?, health?,
     priority?, constraints?}. Without an image it waits for its first git push."""
     body = json_body()
-    from vcapp.node.config import data_dir
+    from vcapp.machine import data_dir
 
     spec = apps.create_app(context.store(), body.get("name"), body, repo_root=data_dir() / "git")
     return jsonify(app=spec), 201
@@ -56,8 +56,8 @@ def destroy(name: str):
     """Destroy an app: its instances stop on every machine; its secrets, access tokens, custom
     domains, release records, repository and release images are deleted. Its volumes and
     bucket go too, only with ?confirm=NAME (or body {"confirm": NAME}); without it 409 names
-    them and changes nothing (vcapp/destroy.py)."""
-    from vcapp.node.config import NodeConfig, data_dir
+    them and changes nothing (vcapp/deploy/destroy.py)."""
+    from vcapp.machine import NodeConfig, data_dir
 
     confirm = request.args.get("confirm")
     if confirm is None:

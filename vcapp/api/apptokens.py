@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from vcapp import access, apps, apptokens, ingress, keys, membership
 from vcapp.api import context
 from vcapp.api.auth import edge_readable
 from vcapp.api.body import json_body
 from vcapp.api.validate import parse_duration, token_name
+from vcapp.state import access, apps, apptokens, keys, membership
+from vcapp.views import ingress
 
 bp = Blueprint("apptokens", __name__)
 

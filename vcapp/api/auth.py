@@ -11,10 +11,10 @@ from typing import Callable, TypeVar
 
 from flask import Flask, current_app, g, request
 
-from vcapp import membership
 from vcapp.api import context
 from vcapp.errors import Unauthorized
-from vcapp.node.config import machine_secret
+from vcapp.machine import machine_secret
+from vcapp.state import membership
 
 View = TypeVar("View", bound=Callable)
 SCHEME = "Bearer "

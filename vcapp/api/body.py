@@ -24,7 +24,7 @@ from vcapp.errors import BadRequest, PayloadTooLarge
 View = TypeVar("View", bound=Callable)
 
 # The biggest JSON an admin sends is an env or a set of secrets (each bounded far below this,
-# vcapp/appconfig.py and vcapp/secrets.py); a megabyte is room to spare, and small next to
+# vcapp/appconfig.py and vcapp/state/secrets.py); a megabyte is room to spare, and small next to
 # etcd's 1.5 MiB request limit.
 MAX_JSON_BODY = 1 << 20
 TOO_LARGE = ("request body too large ({size}): the API takes at most {limit} bytes (1 MiB) of JSON; "

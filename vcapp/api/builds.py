@@ -1,10 +1,10 @@
 """Builds: the record of every push, and the builds machines run for each other.
 
-GET /v1/apps/<app>/builds            {app, builds: [record, ...] oldest first} (vcapp/builds.py)
+GET /v1/apps/<app>/builds            {app, builds: [record, ...] oldest first} (vcapp/state/builds.py)
 GET /v1/apps/<app>/builds/<n|latest> one record with its whole kept log in "log"
 
 POST /v1/builds/<app>/<number>, machines only, body: the pushed tree as a gzip'd tar
-(vcapp/buildremote.py has both halves' rules). The answer streams text lines: the build
+(vcapp/deploy/remote_build.py has both halves' rules). The answer streams text lines: the build
 log as it comes, an empty line while the build is quiet, and last "=> {image fields}" or
 "!! why it failed".
 """
@@ -18,12 +18,13 @@ from pathlib import Path
 from flask import Blueprint, jsonify, request
 
 from gitserver import DeployError
-from vcapp import apps, buildremote, builds, deploy
 from vcapp.api import context, streamed
 from vcapp.api.auth import machine_only
 from vcapp.api.body import streams_body
+from vcapp.deploy import pipeline, remote_build
 from vcapp.errors import BadRequest, Unavailable
-from vcapp.node.config import NodeConfig
+from vcapp.machine import NodeConfig
+from vcapp.state import apps, builds
 
 bp = Blueprint("builds", __name__)
 LATEST = "latest"
@@ -77,10 +78,10 @@ def build(app: str, number: str):
         raise Unavailable("this machine is not in a cluster (no node.json)")
     work = Path(tempfile.mkdtemp(prefix=f"vcapp-build-{app}-"))
     try:
-        source = buildremote.unpack(request.get_data(), work / "src")
+        source = remote_build.unpack(request.get_data(), work / "src")
     except Exception:
         shutil.rmtree(work, ignore_errors=True)
         raise
     return streamed.respond(f"build-{app}-{number}",
-                            lambda log: deploy.build_here(config.store(), node, app, number, source, log),
+                            lambda log: pipeline.build_here(config.store(), node, app, number, source, log),
                             (DeployError,), node.name, cleanup=lambda: shutil.rmtree(work, ignore_errors=True))

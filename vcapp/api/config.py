@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from vcapp.errors import Unavailable
-from vcapp.store import Store, per_thread_store
+from vcapp.state.store import Store, per_thread_store
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class ApiConfig:
     @classmethod
     def from_node_config(cls) -> ApiConfig:
         """This machine's API: etcd endpoints and name from its node.json."""
-        from vcapp.node.config import NodeConfig, cluster_key, config_path
+        from vcapp.machine import NodeConfig, cluster_key, config_path
 
         node_config = NodeConfig.load()
         if node_config is None:
@@ -38,7 +38,7 @@ class ApiConfig:
 def node_endpoints() -> Callable[[], list[str]]:
     """This machine's etcd endpoints, read again whenever node.json changes (the daemon
     rewrites it as members come and go)."""
-    from vcapp.node.config import NodeConfig, config_path
+    from vcapp.machine import NodeConfig, config_path
 
     seen: dict = {"mtime": None, "endpoints": []}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import current_app, g
 
 from vcapp.api.config import ApiConfig
-from vcapp.store import Store
+from vcapp.state.store import Store
 
 EXTENSION = "vcapp"
 

@@ -2,7 +2,7 @@
 
     GET /                 the page (public: it holds no data; its script asks for a token)
     GET /ui/<file>        its script and style (vcapp/api/static/)
-    GET /v1/dashboard     machines, apps, instances, mesh paths, warnings (vcapp/overview.py)
+    GET /v1/dashboard     machines, apps, instances, mesh paths, warnings (vcapp/views/overview.py)
     GET /v1/history       ?subject=node/<name>|app/<name>&range=1h|24h|7d: one series;
                           without subject: for each subject its newest sample and the mean
                           of the last hour, with uptime and failovers
@@ -20,11 +20,12 @@ from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request, send_from_directory
 
-from vcapp import keys, metrics, overview, prometheus
 from vcapp.api import context
 from vcapp.api.auth import public
 from vcapp.api.validate import parse_duration
 from vcapp.errors import BadRequest, NotFound
+from vcapp.state import keys, metrics
+from vcapp.views import overview, prometheus
 
 bp = Blueprint("dashboard", __name__)
 

@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from vcapp.api import body
 from vcapp.errors import VcError
-from vcapp.store import StoreUnavailable
+from vcapp.state.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

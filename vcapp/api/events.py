@@ -6,10 +6,10 @@ import time
 
 from flask import Blueprint, jsonify, request
 
-from vcapp import events as history
 from vcapp.api import context
 from vcapp.api.validate import bounded_int, event_id
-from vcapp.store import Store
+from vcapp.state import events as history
+from vcapp.state.store import Store
 
 bp = Blueprint("events", __name__)
 

@@ -3,7 +3,7 @@
 `mount(flask_app, config)` dispatches `/git` to gitserver's smart-HTTP app with the admin
 token as the HTTP password (membership.authenticate_admin) and vcapp.deploy as the push hook.
 Repositories live on the local disk of each machine under <data dir>/git, kept the same on
-every machine by vcapp/reposync.py: before a request is served here the local repository
+every machine by vcapp/state/reposync.py: before a request is served here the local repository
 catches up with the branches recorded in etcd (fetched from a machine that has them), and
 after a push here this machine's branches become the record. Machines fetch from each other
 with a credential derived from the cluster key that may only fetch.
@@ -20,13 +20,14 @@ from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from gitserver import GitConfig, create_git_app
 from gitserver.auth import basic_password
-from gitserver.wsgi import text_response
 from gitserver.repos import RepoError, repo_path
-from vcapp import apps, deploy, keys, membership, reposync
+from gitserver.wsgi import text_response
 from vcapp.api.config import ApiConfig
+from vcapp.deploy import pipeline
 from vcapp.errors import VcError
-from vcapp.node.config import data_dir
-from vcapp.store import StoreUnavailable
+from vcapp.machine import data_dir
+from vcapp.state import apps, keys, membership, reposync
+from vcapp.state.store import StoreUnavailable
 
 log = logging.getLogger("vcapp.api.git")
 APP_IN_PATH = re.compile(r"^/(?P<app>[^/]+)\.git/")
@@ -128,7 +129,7 @@ class RepoOnDemand:
 def git_app(config: ApiConfig) -> Callable:
     root = data_dir() / "git"
     app = create_git_app(GitConfig(root=root, authenticate=authenticator(config),
-                                   on_push=deploy.on_push_for(config.store)))
+                                   on_push=pipeline.on_push_for(config.store)))
     return RepoOnDemand(app, config, lambda: root)
 
 

@@ -1,15 +1,16 @@
-"""Commands inside a running instance (`vcapp exec`, vcapp/instance_exec.py): the admin's
+"""Commands inside a running instance (`vcapp exec`, vcapp/deploy/instance_exec.py): the admin's
 request on any machine, and the machine-only half the instance's own machine serves."""
 
 from __future__ import annotations
 
 from flask import Blueprint
 
-from vcapp import apps, instance_exec
 from vcapp.api import context, streamed
 from vcapp.api.auth import machine_only
 from vcapp.api.body import json_body
+from vcapp.deploy import instance_exec
 from vcapp.errors import BadRequest
+from vcapp.state import apps
 
 bp = Blueprint("instance_exec", __name__)
 MAX_COMMAND = 4096  # characters of a command line, as for `vcapp run`

@@ -24,10 +24,11 @@ from flask import Blueprint, Response, request, stream_with_context
 from router import accesslog
 from router.node import access_log_path
 from router.routes import app_host
-from vcapp import apps, ingress, keys, reposync
 from vcapp.api import context
 from vcapp.api.validate import bounded_int
 from vcapp.errors import BadRequest, NotFound, Unavailable
+from vcapp.state import apps, keys, reposync
+from vcapp.views import ingress
 
 bp = Blueprint("logs", __name__)
 
@@ -207,7 +208,7 @@ def _kept_lines(app: str, node: str, record: dict, me: str, instance: str | None
 def _local_kept_lines(app: str, instance: str | None, since: float | None, tail: int | None,
                       me: str) -> Iterator[str]:
     from runtime import keptlogs
-    from vcapp.node.config import kept_logs_dir
+    from vcapp.machine import kept_logs_dir
 
     for kept in keptlogs.listing(kept_logs_dir(), app, instance, since):
         ended = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(kept.ended))
@@ -228,7 +229,7 @@ def _local_router_lines(app: str, hosts: set[str], since: float | None, tail: in
                         stopped: Callable[[], bool] = lambda: False) -> Iterator[str]:
     """This machine's router's access lines for the app, each naming the instance it went to."""
     from runtime.podman import PodmanDriver, PodmanError
-    from vcapp.node.config import data_dir
+    from vcapp.machine import data_dir
 
     driver, ports, looked = PodmanDriver.from_env(), {}, [0.0]
 

@@ -9,15 +9,14 @@ import time
 from flask import Blueprint, g, jsonify
 
 from mesh import auth as mesh_auth
-
-from vcapp import joinbox, keys, membership
-from vcapp import etcdauth, etcdtls
+from vcapp import etcdtls, joinbox, machine
 from vcapp.api import context
 from vcapp.api.auth import public
 from vcapp.api.body import json_body
 from vcapp.errors import BadRequest, Unavailable
-from vcapp.node import config
-from vcapp.store import Store, StoreUnavailable
+from vcapp.state import etcdauth, keys, membership
+from vcapp.state.etcd_members import remove_member_of
+from vcapp.state.store import Store, StoreUnavailable
 
 bp = Blueprint("nodes", __name__)
 
@@ -70,7 +69,7 @@ def join():
     etcdauth.add_machine(store.with_auth(etcdauth.root(base64.b64decode(key))), base64.b64decode(key), node["name"])
     answer["etcd_tls"] = {"ca": ca_pem.decode(), "cert": cert.decode()}
     if cluster.get("mesh_coord"):
-        mesh_key = config.derive(base64.b64decode(key), "mesh")
+        mesh_key = machine.derive(base64.b64decode(key), "mesh")
         answer["mesh"] = {"ip": node["addr"], "coord_url": cluster["mesh_coord"],
                           "credential": mesh_auth.issue_credential(mesh_key, node["name"], node["addr"])}
     return jsonify(opened.seal_answer(answer)), 201
@@ -150,14 +149,7 @@ MEMBER_REMOVE_RETRY_S = 1.0
 
 
 def remove_etcd_member(store: Store, name: str):
-    """Drop the machine's etcd member: True, False (it had none), PENDING (etcd refused for now),
-    or None when the node daemon's membership code is absent."""
-    try:
-        from vcapp.node.etcd_members import remove_member_of
-    except ModuleNotFoundError as e:
-        if e.name != "vcapp.node.etcd_members":
-            raise
-        return None
+    """Drop the machine's etcd member: True, False (it had none) or PENDING (etcd refused for now)."""
     deadline = time.monotonic() + MEMBER_REMOVE_WAIT_S
     while True:
         try:

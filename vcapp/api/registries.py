@@ -1,4 +1,4 @@
-"""Container registry mirrors and credentials for builds (vcapp/registries.py).
+"""Container registry mirrors and credentials for builds (vcapp/state/registries.py).
 
     GET    /v1/registries         {"registries": [{host, mirror, insecure, username, password: bool, ...}]}
     PUT    /v1/registries/<host>  {"mirror": "http://mirror.lan:5000", "insecure": false,
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
-from vcapp import registries
 from vcapp.api import context
 from vcapp.api.body import json_body
+from vcapp.state import registries
 
 bp = Blueprint("registries", __name__)
 

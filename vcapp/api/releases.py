@@ -6,11 +6,12 @@ import re
 
 from flask import Blueprint, g, jsonify
 
-from vcapp import apps, release_phase, releases
 from vcapp.api import context, streamed
 from vcapp.api.auth import machine_only
 from vcapp.api.body import json_body
+from vcapp.deploy import release_phase
 from vcapp.errors import BadRequest, Conflict
+from vcapp.state import apps, releases
 
 bp = Blueprint("releases", __name__)
 # ASCII digits only (str.isdigit also takes "²", which int() refuses), and few enough to be one.

@@ -1,4 +1,4 @@
-"""Cluster settings an admin changes at any time (vcapp/buildproxy.py).
+"""Cluster settings an admin changes at any time (vcapp/state/buildproxy.py).
 
     GET /v1/settings         {"build.proxy": "http://user:***@proxy:3128" | null,
                               "build.no_proxy": "mirror.lan,10.0.0.0/8" | null}
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
-from vcapp import buildproxy
 from vcapp.api import context
 from vcapp.api.body import json_body
+from vcapp.state import buildproxy
 
 bp = Blueprint("settings", __name__)
 

@@ -1,4 +1,4 @@
-"""Work one machine does for another, its log streamed back as it runs (vcapp/buildremote.py
+"""Work one machine does for another, its log streamed back as it runs (vcapp/deploy/remote_build.py
 `call` is the other half).
 
 The answer is text lines: each log line as it comes, an empty line at least every KEEPALIVE_S
@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 from flask import Response
 
-from vcapp import buildremote
+from vcapp.deploy import remote_build
 
 
 def respond(name: str, work: Callable[[Callable[[str], None]], dict], failures: tuple[type[Exception], ...],
@@ -29,14 +29,14 @@ def respond(name: str, work: Callable[[Callable[[str], None]], dict], failures: 
 
     def run() -> None:
         def log(line: str) -> None:
-            lines.put(buildremote.escape(line))
+            lines.put(remote_build.escape(line))
 
         try:
-            lines.put(buildremote.RESULT + json.dumps(work(log)))
+            lines.put(remote_build.RESULT + json.dumps(work(log)))
         except failures as e:
-            lines.put(buildremote.FAILURE + str(e))
+            lines.put(remote_build.FAILURE + str(e))
         except Exception as e:  # the caller must hear why
-            lines.put(buildremote.FAILURE + f"internal error on {where}: {type(e).__name__}: {e}")
+            lines.put(remote_build.FAILURE + f"internal error on {where}: {type(e).__name__}: {e}")
         finally:
             lines.put(None)
 
@@ -44,7 +44,7 @@ def respond(name: str, work: Callable[[Callable[[str], None]], dict], failures: 
         try:
             while True:
                 try:
-                    line = lines.get(timeout=buildremote.KEEPALIVE_S)
+                    line = lines.get(timeout=remote_build.KEEPALIVE_S)
                 except queue.Empty:
                     yield "\n"
                     continue

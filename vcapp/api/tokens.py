@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify
 
-from vcapp import membership
 from vcapp.api import context
 from vcapp.api.body import json_body
 from vcapp.api.validate import parse_duration, parse_uses, token_id, token_name
 from vcapp.errors import Conflict
+from vcapp.state import membership
 
 bp = Blueprint("tokens", __name__)
 

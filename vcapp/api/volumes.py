@@ -19,11 +19,11 @@ import re
 
 from flask import Blueprint, g, jsonify, request
 
-from vcapp import apps, bucketbackend, volumes
 from vcapp.api import context
 from vcapp.api.body import json_body
 from vcapp.errors import BadRequest, Unavailable
-from vcapp.node.config import NodeConfig
+from vcapp.machine import NodeConfig
+from vcapp.state import apps, bucketbackend, volumes
 
 bp = Blueprint("volumes", __name__)
 SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(m|mb|mib|g|gb|gib)?")  # matched whole

@@ -21,8 +21,8 @@ from typing import Callable
 
 from builder import stacks
 from buildpacks.stacks import STACKS
-from vcapp import edge_setup
 from vcapp.dev.cluster import DevCluster, DevError
+from vcapp.edge import setup as edge_setup
 from vcapp.node import service
 
 EDGE_COORD_PORT = 8443

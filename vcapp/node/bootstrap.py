@@ -20,15 +20,13 @@ import requests
 
 from mesh import auth as mesh_auth
 from mesh.coord import PREFIX as MESH_PREFIX
-
-from vcapp import __version__, joinbox, keys, membership, tokens
-from vcapp import etcdauth, etcdtls
+from vcapp import __version__, etcdtls, joinbox, tokens
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
-from vcapp.node import daemon, etcd, etcd_members, resources, service
-from vcapp.node.config import (EtcdRole, MeshRole, NodeConfig, cluster_key_path, config_path, data_dir,
-                               derive, mesh_credential_path, save_cluster_key)
-from vcapp.node.config import cluster_key
-from vcapp.store import Store, StoreUnavailable, wait_healthy
+from vcapp.machine import (EtcdRole, MeshRole, NodeConfig, cluster_key, cluster_key_path, config_path, data_dir, derive,
+                           mesh_credential_path, save_cluster_key)
+from vcapp.node import daemon, etcd, resources, service
+from vcapp.state import etcd_members, etcdauth, keys, membership
+from vcapp.state.store import Store, StoreUnavailable, wait_healthy
 
 START_TIMEOUT = 60.0  # s: etcd's first start plus the daemon's; seconds normally, slow disks more
 # s: a join is answered in well under a second when idle and in many on a loaded machine; an

@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
-from vcapp import events, keys, membership
-from vcapp.node import etcd_members
-from vcapp.node.config import ETCD_PEER_PORT
-from vcapp.store import Store, StoreUnavailable
+from vcapp.machine import ETCD_PEER_PORT
+from vcapp.state import etcd_members, events, keys, membership
+from vcapp.state.store import Store, StoreUnavailable
 
 log = logging.getLogger("vcapp.controller")
 

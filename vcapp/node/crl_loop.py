@@ -17,8 +17,9 @@ import logging
 import subprocess
 import time
 
-from vcapp import etcdtls, membership
-from vcapp.node.config import ETCD_CLIENT_PORT, ETCD_PEER_PORT, cluster_key
+from vcapp import etcdtls
+from vcapp.machine import ETCD_CLIENT_PORT, ETCD_PEER_PORT, cluster_key
+from vcapp.state import membership
 
 log = logging.getLogger("vcapp.node")
 

@@ -31,16 +31,17 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from mesh.meshd import AgentConfig
-from vcapp import __version__, etcdtls, keys, peerwatch
+from vcapp import __version__, etcdtls
 from vcapp.api.serve import ApiServer
-from vcapp.node import etcd, etcd_members, loops, resources
+from vcapp.machine import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
+from vcapp.node import etcd, loops, resources
 from vcapp.node.children import Child, Restarts
-from vcapp.node.config import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node.controller import Controller
 from vcapp.node.lease import LEASE_TTL, LeaseKeeper
 from vcapp.node.mesh_agent import MeshThread
 from vcapp.pidfile import live_pid
-from vcapp.store import Store, StoreUnavailable, absent, delete_op, put_op, unchanged
+from vcapp.state import etcd_members, keys, peerwatch
+from vcapp.state.store import Store, StoreUnavailable, absent, delete_op, put_op, unchanged
 
 log = logging.getLogger("vcapp.node")
 
@@ -259,7 +260,7 @@ class Daemon:
             if holder and holder != name and peerwatch.is_unreachable(store, holder):
                 # Its lease would hold the election for seconds more, and with it every move.
                 if store.txn([unchanged(key, held.mod_revision)], [delete_op(key)]):
-                    log.warning("the controller's machine is unreachable (vcapp/peerwatch.py): electing again")
+                    log.warning("the controller's machine is unreachable (vcapp/state/peerwatch.py): electing again")
             self.leader = store.txn([absent(key)], [put_op(key, {"lease": self.lease, "node": name},
                                                                lease=self.lease)])
             if self.leader:

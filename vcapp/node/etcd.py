@@ -3,14 +3,15 @@
 etcd speaks TLS only, to clients and to peers, and admits only certificates signed by the
 cluster CA that are not on the revocation list (vcapp/etcdtls.py). Its loopback listener is
 TLS too: a process on the machine without the machine's key gets nothing from it either.
-Auth is on from `cluster init` (vcapp/etcdauth.py): a certificate without a login reads nothing."""
+Auth is on from `cluster init` (vcapp/state/etcdauth.py): a certificate without a login reads nothing."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vcapp import etcdauth, etcdtls
-from vcapp.node.config import ETCD_CLIENT_PORT, NodeConfig
+from vcapp import etcdtls
+from vcapp.machine import ETCD_CLIENT_PORT, NodeConfig
+from vcapp.state import etcdauth
 
 ETCD_BIN = "/usr/bin/etcd"
 # Raft timers. etcd's defaults (100 ms heartbeat, 1 s election) assume a LAN; links between
@@ -68,6 +69,6 @@ def tls_flags(tls: etcdtls.Paths) -> list[str]:
 
 
 def auth_flags() -> list[str]:
-    """etcd's logins (vcapp/etcdauth.py): simple tokens, kept in the member's memory."""
+    """etcd's logins (vcapp/state/etcdauth.py): simple tokens, kept in the member's memory."""
     return ["--auth-token", "simple", "--auth-token-ttl", str(etcdauth.TOKEN_TTL_S),
             "--bcrypt-cost", str(etcdauth.BCRYPT_COST)]

@@ -19,9 +19,10 @@ from mesh.edge import MESH_CIDR
 from runtime import firewall
 from runtime.shell import LocalShell
 from storage.plan import FILER_PORT, MASTER_PORT, S3_PORT, VOLUME_PORT
-from vcapp import ingress, keys
-from vcapp.node.config import ETCD_CLIENT_PORT, ETCD_PEER_PORT
-from vcapp.store import StoreUnavailable
+from vcapp.machine import ETCD_CLIENT_PORT, ETCD_PEER_PORT
+from vcapp.state import keys
+from vcapp.state.store import StoreUnavailable
+from vcapp.views import ingress
 
 log = logging.getLogger("vcapp.fence")
 

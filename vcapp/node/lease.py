@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 
-from vcapp.store import Store, StoreUnavailable
+from vcapp.state.store import Store, StoreUnavailable
 
 log = logging.getLogger("vcapp.node")
 

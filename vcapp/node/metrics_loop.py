@@ -2,8 +2,8 @@
 
 `MetricsLoop` (leader only), every SAMPLE_EVERY_S: reads machines, apps, runtime reports and
 the node routers' request counters (requests/s and 5xx/s per app through the routers, which
-every request from the edge passes), adds one sample per machine and per app to the history (vcapp/metrics.py) and writes the
-changed chunks in one transaction; computes the warnings (vcapp/health.py), stores them at
+every request from the edge passes), adds one sample per machine and per app to the history (vcapp/state/metrics.py) and writes the
+changed chunks in one transaction; computes the warnings (vcapp/views/health.py), stores them at
 /vc/health/warnings and records an event when one starts or clears; every SUMMARY_EVERY_S
 writes uptime % and failover counts per app over 24 h and 7 d to /vc/health/summary
 (at once after a failover, so the count on the dashboard follows the event).
@@ -23,8 +23,9 @@ import threading
 import time
 from typing import Callable
 
-from vcapp import apps, events, health, keys, membership, metrics
-from vcapp.store import Store, StoreUnavailable, put_op
+from vcapp.state import apps, events, keys, membership, metrics
+from vcapp.state.store import Store, StoreUnavailable, put_op
+from vcapp.views import health
 
 log = logging.getLogger("vcapp.metrics")
 

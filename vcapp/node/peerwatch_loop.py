@@ -1,4 +1,4 @@
-"""This machine's probes of its peers (vcapp/peerwatch.py): a thread starts a connect to every
+"""This machine's probes of its peers (vcapp/state/peerwatch.py): a thread starts a connect to every
 live peer's API port every PROBE_EVERY_S (one in flight per peer: a silent peer's probe takes
 its whole timeout), feeds each answer to a `peerwatch.Tracker` as it lands, and publishes the
 suspects when they change. The daemon's tick (`step`) only refreshes whom to probe: the
@@ -16,8 +16,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from vcapp import keys, membership, peerwatch
-from vcapp.store import Store
+from vcapp.state import keys, membership, peerwatch
+from vcapp.state.store import Store
 
 log = logging.getLogger("vcapp.peerwatch")
 

@@ -25,8 +25,9 @@ import time
 
 from placer.model import ClusterState, Plan
 from placer.plan import plan
-from vcapp import apps, events, keys, membership, peerwatch
-from vcapp.store import Entry, Store, absent, delete_op, put_op, unchanged
+from vcapp.state import events, keys
+from vcapp.state.store import Entry, Store, absent, delete_op, put_op, unchanged
+from vcapp.views.placement import Snapshot
 
 log = logging.getLogger("vcapp.placer")
 
@@ -36,43 +37,6 @@ PLACE_EVERY_S = 0.5
 # App spec fields copied into every assignment beside the planner's: the runtime's fencing and
 # S3 endpoint key on them.
 PASS_THROUGH = ("volumes", "bucket", "s3_endpoint")
-
-
-class Snapshot:
-    """What one pass read, with the revisions the transaction guards on."""
-
-    def __init__(self, store: Store):
-        self.nodes = {keys.name_of(e.key, keys.NODES): _placer_node(e.value) for e in store.list(keys.NODES)}
-        self.alive: dict[str, Entry] = {keys.name_of(e.key, keys.ALIVE): e for e in store.list(keys.ALIVE)}
-        self.apps: dict[str, Entry] = {keys.name_of(e.key, keys.APPS): e for e in store.list(keys.APPS)}
-        self.assign: dict[str, Entry] = {e.key: e for e in store.list(keys.ASSIGN)}
-        self.pending: dict[str, Entry] = {keys.name_of(e.key, keys.PENDING): e for e in store.list(keys.PENDING)}
-        self.drained = set(membership.drained_machines(store))
-        self.unreachable = peerwatch.unreachable(store, set(self.alive))
-
-    def state(self, now: float) -> ClusterState:
-        specs = {name: _placer_spec(e.value) for name, e in self.apps.items()}
-        up_since = {n: (e.value or {}).get("at") for n, e in self.alive.items()}
-        return ClusterState.from_json(self.nodes, up_since, specs, [e.value for e in self.assign.values()], now,
-                                      self.drained, set(self.unreachable))
-
-    def gone(self, node: str) -> bool:
-        """Dead (lease expired) or confirmed unreachable: a move off it is a failover."""
-        return node not in self.alive or node in self.unreachable
-
-
-def _placer_node(record: dict) -> dict:
-    """CPU is compressible and the measured figure is the load average (noisy on a shared
-    machine, 0 on a busy one): place CPU by requests against totals only. Memory and disk
-    keep their measured free figures: those must never be overcommitted."""
-    return {k: v for k, v in record.items() if k != "free_cpus"}
-
-
-def _placer_spec(spec: dict) -> dict:
-    out = dict(spec, release=apps.runtime_release(spec), count=spec.get("count", 1) if spec.get("image") else 0)
-    if not spec.get("image") and spec.get("processes"):
-        out["processes"] = {k: dict(v, count=0) for k, v in spec["processes"].items()}
-    return out
 
 
 class PlacerLoop:

@@ -3,7 +3,7 @@ machine's registry over plain HTTP.
 
 - The distribution registry (`docker-registry serve`) runs as a child of the node daemon on
   <addr>:5000 with its storage under <data dir>/registry (builder/registry.py writes its
-  config). Git pushes received here build and push to it (vcapp/deploy.py); other machines
+  config). Git pushes received here build and push to it (vcapp/deploy/pipeline.py); other machines
   pull the image from it by the full reference recorded in the release.
 - Plain HTTP inside the cluster: podman refuses it unless told. This loop writes a
   registries.conf.d drop-in listing every cluster machine's registry as `insecure`, in
@@ -13,19 +13,19 @@ machine's registry over plain HTTP.
   the runtime needs no `--tls-verify=false`. $VCAPP_REGISTRIES_CONF_DIR overrides the place.
 
 Storage is local, so a deploy copies each release image to up to two more machines'
-registries (vcapp/deploy.py). The drop-in makes every machine's registry a mirror of every
+registries (vcapp/deploy/pipeline.py). The drop-in makes every machine's registry a mirror of every
 other: a pull of <builder>:5000/apps/x:3 tries this machine's own registry first, then the
 other live machines', and the builder's last, so the image is found while any copy lives.
 Machines that are down are left out of the mirrors (a dead mirror costs a connect timeout
 on every pull); the drop-in is rewritten as soon as the live set changes.
 
 Only machines use the registries: every request (pull, push, delete, even /v2/) needs basic
-auth as MACHINE_USER, whose password is derived from the cluster key (`credential`), which
+auth as machine.REGISTRY_USER, whose password is derived from the cluster key (`machine.registry_credential`), which
 only machines hold. The registry checks it against <data dir>/registry/htpasswd (bcrypt);
-podman and buildah read it from `auth_file()` (<run dir>/registry/auth.json, 0600, naming
+podman and buildah read it from `registry_auth_file()` (<run dir>/registry/auth.json, 0600, naming
 every cluster registry, as mirrors are pulled from with their own address's credentials),
-passed as `--authfile` by the runtime (runtime_loop.py) and the builds (deploy.py).
-The same loop writes what `vcapp registries` set (vcapp/registries.py): a second drop-in,
+passed as `--authfile` by the runtime (runtime_loop.py) and the builds (vcapp/deploy/pipeline.py).
+The same loop writes what `vcapp registries` set (vcapp/state/registries.py): a second drop-in,
 REGISTRIES_DROPIN_NAME (each registry's mirror, plain HTTP where allowed), and those
 registries' credentials in the same auth file, which builds pull their base images with
 (builder/images.py): one writer per file.
@@ -45,9 +45,9 @@ import time
 from pathlib import Path
 
 from builder import registry
-from vcapp import keys, membership, registries
+from vcapp.machine import derived_key, registry_auth_file, registry_credential
 from vcapp.node.children import Child
-from vcapp.node.config import derived_key, run_dir
+from vcapp.state import keys, membership, registries
 
 log = logging.getLogger("vcapp.node")
 
@@ -78,19 +78,6 @@ def dropin_text(addresses: list[str], own: str | None = None, live: list[str] | 
     return head + "\n".join(entries)
 
 
-MACHINE_USER = "vcapp-machine"
-
-
-def credential() -> registry.Credential:
-    """The machines' registry credential. Its own derivation: the password sits in the auth
-    file, and leaking it must not open the machine API (api/auth.py machine_secret)."""
-    return registry.Credential(MACHINE_USER, derived_key("registry-machine").hex())
-
-
-def auth_file() -> Path:
-    """Where podman/buildah on this machine find the registry credential (`--authfile`)."""
-    return run_dir() / "registry" / "auth.json"
-
 
 def http_secret() -> str:
     """Stable across restarts (upload state stays valid); derived, so never stored."""
@@ -120,14 +107,14 @@ class RegistryLoop:
             self.last_refresh = time.monotonic()
 
     def _configure(self, base: Path, address: str) -> None:
-        if not auth_file().exists():  # the run dir is emptied at boot; this machine's own registry first
+        if not registry_auth_file().exists():  # the run dir is emptied at boot; this machine's own registry first
             self._auth([address])
         storage = registry.FilesystemStorage(base / "registry" / "data")
         wanted = registry.config(address, storage, http_secret() or None)
         if self.config_path.exists() and self.htpasswd.exists() and self.written == address:
             return
         storage.root.mkdir(parents=True, exist_ok=True)
-        registry.write_htpasswd(self.htpasswd, credential())
+        registry.write_htpasswd(self.htpasswd, registry_credential())
         registry.write_config(self.config_path, address, storage, wanted["http"]["secret"], self.htpasswd)
         self.written = address
         if self.child.running():
@@ -150,12 +137,12 @@ class RegistryLoop:
         a login (written when either changes; passwords unsealed only then)."""
         logins = [[r["host"], r.get("mirror"), r.get("username"), r.get("password")] for r in configured or ()]
         wanted = ",".join(sorted(set(addresses))) + json.dumps(logins)
-        if wanted == self.auth_written and auth_file().exists():
+        if wanted == self.auth_written and registry_auth_file().exists():
             return
         others = registries.credentials(configured or [])
-        registry.write_auth_file(auth_file(), addresses, credential(), others)
+        registry.write_auth_file(registry_auth_file(), addresses, registry_credential(), others)
         self.auth_written = wanted
-        log.info("registry auth file %s names %d cluster registries and %d others", auth_file(),
+        log.info("registry auth file %s names %d cluster registries and %d others", registry_auth_file(),
                  len(set(addresses)), len(others))
 
 

@@ -1,6 +1,6 @@
 """Node loop: this machine's copy of every app repository, kept up to date in the background.
 
-Every SYNC_EVERY_S it reads /vc/repos/* (vcapp/reposync.py) and, on a worker thread (a
+Every SYNC_EVERY_S it reads /vc/repos/* (vcapp/state/reposync.py) and, on a worker thread (a
 fetch takes seconds; the daemon's tick must not wait), catches up each repository this
 machine does not hold yet: fetched from a machine that does, then listed as a holder. So a
 push is on every live machine seconds after it lands, and survives the machine that took it.
@@ -15,10 +15,10 @@ import threading
 import time
 
 from gitserver.repos import RepoError, repo_path
-from vcapp import keys, reposync
 from vcapp.errors import VcError
-from vcapp.node.config import cluster_key
-from vcapp.store import StoreUnavailable, per_thread_store
+from vcapp.machine import cluster_key
+from vcapp.state import keys, reposync
+from vcapp.state.store import StoreUnavailable, per_thread_store
 
 log = logging.getLogger("vcapp.node")
 

@@ -3,11 +3,11 @@ the other machines' routers, its own instances on <addr>:7081) and
 sends each request to a healthy instance of its app, on this machine or another.
 
 `step` (every daemon tick) reads cluster state and computes the desired NodeRoutes
-(vcapp/ingress.py); a worker thread owns the NodeRouter (router/node.py): it starts Caddy and
+(vcapp/views/ingress.py); a worker thread owns the NodeRouter (router/node.py): it starts Caddy and
 the token auth service, loads a new config only when the routes changed (or Caddy was
 restarted), and restarts Caddy if it dies. Token checks look records up in etcd
-(vcapp/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
-While a runtime waits to retire a container (vcapp/routeswitch.py), `step` reads the open
+(vcapp/state/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
+While a runtime waits to retire a container (vcapp/state/routeswitch.py), `step` reads the open
 switch requests before the cluster state, and once the worker has loaded routes computed from
 that state it acknowledges the newest request, so the runtime stops the old container only
 after this router stopped sending to it.
@@ -26,17 +26,18 @@ from pathlib import Path
 
 from router.node import NodeRouter
 from router.routes import NodeRoutes
-from vcapp import apptokens, ingress, keys, routeswitch
-from vcapp.node.config import derived_key
+from vcapp.machine import derived_key
 from vcapp.pidfile import live_pid
-from vcapp.store import per_thread_store
+from vcapp.state import apptokens, keys, routeswitch
+from vcapp.state.store import per_thread_store
+from vcapp.views import ingress
 
 log = logging.getLogger("vcapp.router")
 
 # Even with unchanged routes the worker compares with what Caddy runs this often, so a
 # Caddy that lost its in-memory config (restart) is serving again within this long.
 RESYNC_INTERVAL = 5.0
-COUNT_EVERY_S = 10.0  # the history samples every 10 s (vcapp/metrics.py)
+COUNT_EVERY_S = 10.0  # the history samples every 10 s (vcapp/state/metrics.py)
 # After a failed start or load, wait this long before trying again (Caddy logs say why).
 RETRY_AFTER = 2.0
 PID_FILE = "caddy.pid"

@@ -9,7 +9,7 @@ not wait for them) does, every PASS_EVERY_S:
      dead machine's reports vanish with it; delete reports of instances no longer here;
      a container about to stop is handed off first (`_handoff`): its instance's new report
      (or its deletion) is written at once and the pass waits until every router has
-     switched (vcapp/routeswitch.py) before the agent drains and stops it;
+     switched (vcapp/state/routeswitch.py) before the agent drains and stops it;
   4. record events: crashes (restart count went up), promotions, releases not promoted, and
      an instance healthy again after a failover (with the seconds it took).
 
@@ -31,17 +31,17 @@ import threading
 import time
 from pathlib import Path
 
-from runtime.supervisor import Agent, PrepareError, specs_from
-from runtime.spec import InstanceSpec
-from storage.host import StorageError
 from runtime.podman import PodmanDriver, PodmanError
 from runtime.replace import Promotion
-from vcapp import events, keys, routeswitch, secrets, volumes
+from runtime.spec import InstanceSpec
+from runtime.supervisor import Agent, PrepareError, specs_from
+from storage.host import StorageError
+from vcapp import machine
 from vcapp.errors import VcError
-from vcapp.node import registry_loop
-from vcapp.node.config import kept_logs_dir
+from vcapp.machine import kept_logs_dir
 from vcapp.node.lease import LEASE_TTL
-from vcapp.store import Store, StoreUnavailable
+from vcapp.state import events, keys, routeswitch, secrets, volumes
+from vcapp.state.store import Store, StoreUnavailable
 
 log = logging.getLogger("vcapp.runtime")
 
@@ -76,7 +76,7 @@ class RuntimeLoop:
         self.stale = False  # the lease had gone stale at the last look
         self.lease_lock = threading.Lock()
         self.cfg, self.base = ctx.cfg, Path(ctx.base)
-        driver = PodmanDriver.from_env(authfile=registry_loop.auth_file(),  # pulls with the machine credential
+        driver = PodmanDriver.from_env(authfile=machine.registry_auth_file(),  # pulls with the machine credential
                                        kept_logs=kept_logs_dir())
         self.agent = Agent(driver, self.node, self.base / "runtime" / "book.json", prepare=self._prepare,
                            handoff=self._handoff)

@@ -21,13 +21,12 @@ import logging
 import threading
 import time
 
-from storage import storaged
-from storage import fastfail, replication
+from storage import fastfail, replication, storaged
 from storage import volumes as engine
 from storage.host import LocalHost, weed_binary
-from vcapp import events, membership, volumes
-from vcapp.node.config import ETCD_CLIENT_PORT, run_dir
-from vcapp.store import Store
+from vcapp.machine import ETCD_CLIENT_PORT, run_dir
+from vcapp.state import events, membership, volumes
+from vcapp.state.store import Store
 
 log = logging.getLogger("vcapp.storage")
 

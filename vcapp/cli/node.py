@@ -1,0 +1,58 @@
+"""`vcapp node ...`: this machine's membership (join, leave, the daemon) and removing others."""
+
+from __future__ import annotations
+
+import click
+
+from vcapp.cli.client import Client
+from vcapp.cli.cluster import join, leave, run
+from vcapp.cli.output import api_errors
+
+
+@click.group()
+def node() -> None:
+    """Machines: join this one, leave, run the daemon, drain or remove another."""
+
+
+node.add_command(join)
+node.add_command(leave)
+node.add_command(run)
+
+
+@node.command("remove")
+@click.argument("name")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@api_errors
+def remove(name: str, yes: bool) -> None:
+    """Remove machine NAME from the cluster (its etcd member too). Its apps move elsewhere."""
+    if not yes:
+        click.confirm(f"remove machine {name} from the cluster?", abort=True)
+    answer = Client.from_config().delete(f"/v1/nodes/{name}")
+    extra = " and its etcd member" if answer.get("etcd_member_removed") else ""
+    click.echo(f"machine {name}{extra} removed; to bring it back, join it again with a join token")
+    if answer.get("etcd_member_pending"):
+        click.echo("its etcd member goes as soon as etcd allows it (etcd refuses membership changes for a few "
+                   "seconds after its members restart); `vcapp events` shows etcd.member.removed then")
+
+
+@node.command("drain")
+@click.argument("name")
+@api_errors
+def drain(name: str) -> None:
+    """Move every instance off machine NAME (each new one healthy before the old stops) and place
+    nothing there until `vcapp node undrain NAME`. For maintenance: the machine stays up."""
+    answer = Client.from_config().post(f"/v1/nodes/{name}/drain", {})
+    if not answer["changed"]:
+        click.echo(f"machine {name} was already drained; `vcapp ps APP` shows where instances run")
+        return
+    click.echo(f"machine {name} drained: its instances move to other machines; `vcapp status` shows it "
+               f"drained, `vcapp node undrain {name}` takes it back")
+
+
+@node.command("undrain")
+@click.argument("name")
+@api_errors
+def undrain(name: str) -> None:
+    """Let machine NAME take instances again (nothing moves back by itself)."""
+    answer = Client.from_config().post(f"/v1/nodes/{name}/undrain", {})
+    click.echo(f"machine {name} takes instances again" if answer["changed"] else f"machine {name} was not drained")

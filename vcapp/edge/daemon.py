@@ -1,0 +1,136 @@
+"""`vcapp edge run`: the public entry of a cluster. One Caddy (router/edge.py) serves `*.D`,
+`api.D` and the apps' custom domains, and hands every request to a live machine's node
+router, which knows where each app runs.
+
+What it serves comes from the cluster itself: every EDGE_POLL the edge asks the admin API,
+through any node router it knows (Host: api.D), for GET /v1/ingress — the app names, their
+custom domains and the live machines' node-router addresses. The node routers it starts
+from are the `--node` addresses and, when this host runs the mesh coordination server, every
+machine in its registry (mesh/registry.py) at <mesh ip>:7080.
+
+The same table lists the mesh IPs of machines removed from the cluster; the daemon writes
+them next to that registry (mesh/registry.py REVOKED_FILE), where the mesh edge reads them
+and refuses those machines' mesh credentials. So the edge host learns of a removal through
+its edge-scoped token and holds no etcd access.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from mesh.registry import Registry, revoked_path, write_revoked
+from router.edge import Edge
+from router.routes import EdgeRoutes, api_host
+from vcapp.views.ingress import NODE_ROUTER_PORT
+
+log = logging.getLogger("vcapp.edge")
+
+# How often the edge asks the cluster for its table: a new app or custom domain is served
+# within about this long. Placement changes need no edge update (node routers follow them).
+EDGE_POLL = 1.0
+# One admin API request through a node router on the cluster network: milliseconds; longer
+# means that machine is going down, and the next one is asked.
+TABLE_TIMEOUT = 3.0
+CA_FILE = "root.crt"
+
+
+def router_address(text: str) -> str:
+    """"10.1.0.11" or "10.1.0.11:7080" -> "10.1.0.11:7080"."""
+    text = text.strip()
+    host, sep, port = text.rpartition(":")
+    return text if sep and port.isdigit() and host else f"{text}:{NODE_ROUTER_PORT}"
+
+
+@dataclass
+class EdgeOptions:
+    domain: str
+    token: str
+    workdir: Path
+    nodes: list[str] = field(default_factory=list)
+    mesh_registry: Path | None = None
+    dev: bool = False
+    https_port: int = 443
+    http_port: int = 80
+    acme_email: str | None = None
+
+
+class EdgeDaemon:
+    def __init__(self, opts: EdgeOptions, edge: Edge | None = None):
+        self.opts = opts
+        self.edge = edge or Edge(opts.workdir / "caddy", https_port=opts.https_port, http_port=opts.http_port,
+                                 dev=opts.dev, acme_email=opts.acme_email)
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {opts.token}"
+        self.last_table: dict | None = None
+
+    def known_routers(self) -> list[str]:
+        """Node routers to ask: the --node ones, the mesh registry's, the last table's."""
+        found = [router_address(n) for n in self.opts.nodes]
+        if self.opts.mesh_registry and self.opts.mesh_registry.exists():
+            found += [f"{r.mesh_ip}:{NODE_ROUTER_PORT}" for r in Registry(self.opts.mesh_registry).all()]
+        found += (self.last_table or {}).get("nodes", [])
+        return list(dict.fromkeys(found))
+
+    def fetch_table(self) -> dict | None:
+        """GET /v1/ingress through the first node router that answers."""
+        for router in self.known_routers():
+            try:
+                resp = self.session.get(f"http://{router}/v1/ingress", timeout=TABLE_TIMEOUT,
+                                        headers={"Host": api_host(self.opts.domain)})
+            except requests.RequestException as e:
+                log.debug("node router %s: %s", router, type(e).__name__)
+                continue
+            if resp.status_code == 200:
+                return resp.json()
+            log.warning("node router %s answered %s for the routes table: %s", router, resp.status_code,
+                        resp.text[:200])
+        return None
+
+    def routes(self) -> EdgeRoutes:
+        table = self.fetch_table()
+        if table is not None:
+            if table.get("domain") not in (None, self.opts.domain):
+                log.warning("the cluster serves *.%s, this edge *.%s: check --domain", table["domain"],
+                            self.opts.domain)
+            self.last_table = table
+            self.publish_revoked(table)
+        table = self.last_table or {}
+        nodes = table.get("nodes") or self.known_routers()
+        return EdgeRoutes.build(self.opts.domain, table.get("apps", []), nodes, table.get("domains", {}))
+
+    def publish_revoked(self, table: dict) -> None:
+        """Hand the cluster's revoked mesh IPs to the mesh edge on this host (if it runs one)."""
+        registry = self.opts.mesh_registry
+        if registry is None or not registry.exists() or not isinstance(table.get("mesh_revoked"), list):
+            return
+        if write_revoked(revoked_path(registry), table["mesh_revoked"]):
+            log.info("revoked mesh IPs now: %s", ", ".join(table["mesh_revoked"]) or "none")
+
+    def start(self) -> Path | None:
+        """Start Caddy with what is known now; in dev mode write the CA clients must trust."""
+        self.opts.workdir.mkdir(parents=True, exist_ok=True)
+        self.edge.start()
+        self.edge.update(self.routes())
+        if not self.opts.dev:
+            return None
+        ca = self.opts.workdir / CA_FILE
+        ca.write_text(self.edge.root_ca_pem())
+        return ca
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.wait(EDGE_POLL):
+            try:
+                if self.edge.update(self.routes()):
+                    table = self.last_table or {}
+                    log.info("edge: %d app(s), %d machine(s)", len(table.get("apps", [])),
+                             len(table.get("nodes", [])))
+            except Exception:  # a restarting Caddy or an odd answer: try again next poll
+                log.exception("edge update failed; next poll tries again")
+
+    def stop(self) -> None:
+        self.edge.stop()

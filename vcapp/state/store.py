@@ -1,0 +1,320 @@
+"""The cluster state store: etcd v3 (through its JSON gateway, with etcd3gw), values as JSON.
+
+`Store` talks to any of several etcd endpoints and moves to the next when one stops
+answering, so a machine keeps working while a member is down. https endpoints are reached
+with this machine's etcd certificate (vcapp/etcdtls.py): etcd admits no client without one.
+With etcd auth on (vcapp/state/etcdauth.py) it also logs in as this machine's etcd user, on each
+member it talks to when that member asks, and again when a token has expired.
+It offers what the control plane needs and no more: JSON get/put/delete, prefix listings
+with revisions, transactions with compare-and-swap, leases, and etcd membership calls.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import requests
+from etcd3gw import exceptions as etcd_errors
+from etcd3gw.client import Etcd3Client
+
+from vcapp import etcdtls
+from vcapp.machine import cluster_key, data_dir
+from vcapp.state import etcdauth, keys
+
+# A request to a live etcd on the cluster network answers in milliseconds; 5 s means the
+# member is gone or partitioned, and the next endpoint should be tried.
+REQUEST_TIMEOUT = 5.0
+
+
+# Answers of a member that cannot serve right now, while another member may: try the next.
+MEMBER_CANNOT_SERVE = ("no leader", "timed out", "not supported for learner", "not capable",
+                       "unhealthy cluster", "leader changed", "stopped")
+
+
+class StoreUnavailable(RuntimeError):
+    """No etcd endpoint answered."""
+
+
+def error_text(e: etcd_errors.Etcd3Exception) -> str:
+    """What etcd said: etcd3gw keeps the answer's body in `detail_text`; str(e) is only the
+    HTTP reason ("Bad Request")."""
+    return f"{e.detail_text or ''} {e}"
+
+
+def _b64(data: str | bytes) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.b64encode(raw).decode()
+
+
+def _unb64(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+def prefix_end(prefix: str) -> str:
+    """The range end that selects every key starting with `prefix`."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1
+    return raw.decode()
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    value: Any
+    mod_revision: int
+    create_revision: int
+    lease: int
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+    is_learner: bool
+
+
+# ---- transaction building blocks (plain dicts in the gateway's JSON form) --------------
+
+def put_op(key: str, value: Any, lease: int = 0) -> dict:
+    op = {"key": _b64(key), "value": _b64(json.dumps(value, sort_keys=True))}
+    if lease:
+        op["lease"] = str(lease)
+    return {"request_put": op}
+
+
+def delete_op(key: str, prefix: bool = False) -> dict:
+    op = {"key": _b64(key)}
+    if prefix:
+        op["range_end"] = _b64(prefix_end(key))
+    return {"request_delete_range": op}
+
+
+def absent(key: str) -> dict:
+    """Compare: the key does not exist."""
+    return {"key": _b64(key), "result": "EQUAL", "target": "CREATE", "create_revision": "0"}
+
+
+def none_under(prefix: str) -> dict:
+    """Compare: no key starts with `prefix` (etcd checks every key of the range; an empty range holds)."""
+    return dict(absent(prefix), range_end=_b64(prefix_end(prefix)))
+
+
+def unchanged(key: str, mod_revision: int) -> dict:
+    """Compare: the key was not modified since we read it at `mod_revision` (0 = absent)."""
+    return {"key": _b64(key), "result": "EQUAL", "target": "MOD", "mod_revision": str(mod_revision)}
+
+
+class Store:
+    def __init__(self, endpoints: Iterable[str], timeout: float = REQUEST_TIMEOUT, tls: etcdtls.Paths | None = None,
+                 auth: etcdauth.Credentials | None = None):
+        """`tls`: the CA and client certificate for https endpoints; this machine's (in its
+        data dir) when not given. `auth`: the etcd login; the one beside `tls` when not given
+        (none if there is no such file: an etcd without auth)."""
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        if not self.endpoints:
+            raise ValueError("no etcd endpoint given")
+        self.timeout = timeout
+        self.tls = tls or etcdtls.paths(data_dir())
+        self.auth = auth if auth is not None else etcdauth.load(self.tls.auth)
+        self._clients = [self._client(e) for e in self.endpoints]
+
+    def with_auth(self, auth: etcdauth.Credentials) -> Store:
+        """The same endpoints and certificate, another etcd user."""
+        return Store(self.endpoints, self.timeout, self.tls, auth=auth)
+
+    def as_root(self) -> Store:
+        """This store as etcd's root, for users and membership (vcapp/state/etcdauth.py: every
+        machine holding the cluster key can)."""
+        return self.with_auth(etcdauth.root(cluster_key()))
+
+    def _client(self, url: str) -> Etcd3Client:
+        scheme, rest = url.split("://", 1)
+        host, port = rest.rsplit(":", 1)
+        if scheme != "https":
+            return Etcd3Client(host=host, port=int(port), protocol=scheme, timeout=self.timeout, api_path="/v3/")
+        # Not from the environment: requests lets REQUESTS_CA_BUNDLE override a session's CA.
+        session = requests.Session()
+        session.trust_env = False
+        session.verify = str(self.tls.ca)
+        session.cert = (str(self.tls.cert), str(self.tls.key))
+        return Etcd3Client(host=host, port=int(port), protocol=scheme, timeout=self.timeout, api_path="/v3/",
+                           session=session)
+
+    def _post(self, client: Etcd3Client, path: str, payload: dict) -> dict:
+        """One request; with a login, logged in first when etcd asks for it, then once more."""
+        try:
+            return client.post(client.get_url(path), json=payload)
+        except etcd_errors.Etcd3Exception as e:
+            if self.auth is None or not any(s in error_text(e) for s in etcdauth.NEEDS_LOGIN):
+                raise
+        self._login(client)
+        return client.post(client.get_url(path), json=payload)
+
+    def _login(self, client: Etcd3Client) -> None:
+        client.session.headers.pop("Authorization", None)
+        answer = client.post(client.get_url("/auth/authenticate"),
+                             json={"name": self.auth.user, "password": self.auth.password})
+        client.session.headers["Authorization"] = answer["token"]
+
+    def call(self, path: str, payload: dict) -> dict:
+        """POST to the gateway, trying each endpoint in turn; the one that answers goes first."""
+        errors = []
+        for i, client in enumerate(self._clients):
+            try:
+                result = self._post(client, path, payload)
+            except (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError) as e:
+                errors.append(f"{self.endpoints[i]}: {type(e).__name__}")
+                continue
+            except etcd_errors.Etcd3Exception as e:
+                if any(s in error_text(e) for s in MEMBER_CANNOT_SERVE):
+                    errors.append(f"{self.endpoints[i]}: {error_text(e).strip()}")
+                    continue
+                raise
+            if i:
+                self._clients.insert(0, self._clients.pop(i))
+                self.endpoints.insert(0, self.endpoints.pop(i))
+            return result
+        raise StoreUnavailable("no etcd endpoint answered (" + "; ".join(errors) + ")")
+
+    # ---- key/value ---------------------------------------------------------------------
+
+    def get(self, key: str) -> Entry | None:
+        kvs = self.call("/kv/range", {"key": _b64(key)}).get("kvs", [])
+        return self._entry(kvs[0]) if kvs else None
+
+    def value(self, key: str, default: Any = None) -> Any:
+        entry = self.get(key)
+        return entry.value if entry else default
+
+    def list(self, prefix: str, limit: int = 0, descending: bool = False, start: str = "") -> list[Entry]:
+        """Keys under `prefix` in key order (from `start`, inclusive, when given)."""
+        payload = {"key": _b64(start or prefix), "range_end": _b64(prefix_end(prefix)), "sort_target": "KEY",
+                   "sort_order": "DESCEND" if descending else "ASCEND"}
+        if limit:
+            payload["limit"] = str(limit)
+        return [self._entry(kv) for kv in self.call("/kv/range", payload).get("kvs", [])]
+
+    def count(self, prefix: str) -> int:
+        payload = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)), "count_only": True}
+        return int(self.call("/kv/range", payload).get("count", 0))
+
+    def put(self, key: str, value: Any, lease: int = 0) -> int:
+        op = put_op(key, value, lease)["request_put"]
+        return int(self.call("/kv/put", op)["header"]["revision"])
+
+    def delete(self, key: str, prefix: bool = False) -> int:
+        op = delete_op(key, prefix)["request_delete_range"]
+        return int(self.call("/kv/deleterange", op).get("deleted", 0))
+
+    def txn(self, compare: list[dict], success: list[dict], failure: list[dict] | None = None) -> bool:
+        """All-or-nothing: apply `success` if every compare holds, else `failure`."""
+        result = self.call("/kv/txn", {"compare": compare, "success": success, "failure": failure or []})
+        return bool(result.get("succeeded", False))
+
+    def revision(self) -> int:
+        # a key a machine may read (etcd checks the permission even of an absent key)
+        return int(self.call("/kv/range", {"key": _b64(keys.ROOT), "limit": "1"})["header"]["revision"])
+
+    @staticmethod
+    def _entry(kv: dict) -> Entry:
+        raw = _unb64(kv.get("value", ""))
+        try:
+            value = json.loads(raw) if raw else None
+        except ValueError:
+            value = raw.decode(errors="replace")
+        return Entry(
+            key=_unb64(kv["key"]).decode(),
+            value=value,
+            mod_revision=int(kv.get("mod_revision", 0)),
+            create_revision=int(kv.get("create_revision", 0)),
+            lease=int(kv.get("lease", 0)),
+        )
+
+    # ---- leases ------------------------------------------------------------------------
+
+    def grant(self, ttl: int) -> int:
+        return int(self.call("/lease/grant", {"TTL": str(ttl), "ID": "0"})["ID"])
+
+    def keepalive(self, lease: int) -> int:
+        """Refresh a lease; returns its remaining TTL (0 if it has already expired)."""
+        try:
+            result = self.call("/lease/keepalive", {"ID": str(lease)})
+        except etcd_errors.Etcd3Exception as e:
+            if "lease not found" in error_text(e):
+                return 0
+            raise
+        return int(result.get("result", {}).get("TTL", 0))
+
+    def revoke(self, lease: int) -> None:
+        try:
+            self.call("/kv/lease/revoke", {"ID": str(lease)})
+        except etcd_errors.Etcd3Exception:
+            pass  # already expired: the keys are gone either way
+
+    # ---- membership ----------------------------------------------------------------------
+
+    def members(self) -> list[Member]:
+        return [
+            Member(
+                id=int(m["ID"]),
+                name=m.get("name", ""),
+                peer_urls=tuple(m.get("peerURLs", [])),
+                client_urls=tuple(m.get("clientURLs", [])),
+                is_learner=bool(m.get("isLearner", False)),
+            )
+            for m in self.call("/cluster/member/list", {}).get("members", [])
+        ]
+
+    def member_add(self, peer_url: str, learner: bool = True) -> tuple[Member, list[Member]]:
+        result = self.call("/cluster/member/add", {"peerURLs": [peer_url], "isLearner": learner})
+        added = result["member"]
+        member = Member(int(added["ID"]), added.get("name", ""), tuple(added.get("peerURLs", [])),
+                        tuple(added.get("clientURLs", [])), bool(added.get("isLearner", False)))
+        return member, self.members()
+
+    def member_promote(self, member_id: int) -> None:
+        self.call("/cluster/member/promote", {"ID": str(member_id)})
+
+    def member_remove(self, member_id: int) -> None:
+        self.call("/cluster/member/remove", {"ID": str(member_id)})
+
+    def healthy(self) -> bool:
+        try:
+            self.call("/maintenance/status", {})
+            return True
+        except (StoreUnavailable, etcd_errors.Etcd3Exception):
+            return False
+
+
+def per_thread_store(endpoints: list[str] | Callable[[], list[str]]) -> Callable[[], Store]:
+    """A factory giving each thread its own Store (and HTTP connections), reused across calls.
+
+    A Store reorders its endpoints when one fails and holds a requests session, neither of
+    which is meant to be shared between threads. `endpoints` may be a callable: when what it
+    returns changes (members come and go), the thread's Store is made anew, so a long-lived
+    server never keeps talking only to the members it knew at start."""
+    source = endpoints if callable(endpoints) else (lambda: endpoints)
+    local = threading.local()
+
+    def store() -> Store:
+        wanted = list(source())
+        if getattr(local, "store", None) is None or local.wanted != wanted:
+            local.store, local.wanted = Store(wanted), wanted
+        return local.store
+
+    return store
+
+
+def wait_healthy(store: Store, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not store.healthy():
+        if time.monotonic() > deadline:
+            raise StoreUnavailable(f"etcd at {', '.join(store.endpoints)} not healthy after {timeout:.0f}s")
+        time.sleep(0.2)

@@ -1,0 +1,326 @@
+"""App volumes as the control plane sees them: records, the storage cluster's plan from the
+members, and the glue the runtime uses to mount a volume for one instance.
+
+    /vc/storage/enabled        {"since": t}: set by the first volume; from then on every machine
+                               runs its SeaweedFS processes (vcapp/node/storage_loop.py). A
+                               cluster without volumes spends nothing on storage.
+    /vc/storage/state          {"code", "state": healthy|degraded, "live", "at"}: written by the
+                               controller whenever the live machines change
+    /vc/volumes/<app>/<name>   {app, name, size_mb, created_at}
+    /vc/storage/writer/...     at most one writer machine per volume (storage/guard.py)
+    /vc/buckets/<app>          {app, bucket, backend, endpoint?, kind?, created_at}: the app's S3
+                               bucket; its keys are app secrets (AWS_ACCESS_KEY_ID,
+                               AWS_SECRET_ACCESS_KEY), BUCKET_NAME is in its env. On the built-in
+                               storage every instance gets AWS_ENDPOINT_URL_S3 of its own machine;
+                               on an external S3 service (vcapp/state/bucketbackend.py) the service's URL,
+                               from the spec's s3_endpoint, and the storage cluster stays off.
+
+The storage engine itself (processes, path rules, mounts, degrade and heal) is storage/;
+this module only feeds it cluster state and never runs SeaweedFS commands in a loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from storage import buckets, external, findable, guard, mount, storaged
+from storage import volumes as engine
+from storage.host import LocalHost, StorageError, weed_binary
+from storage.plan import S3_PORT, ClusterPlan, EtcdLogin, EtcdTLS, Machine, plan_cluster
+from vcapp import etcdtls
+from vcapp.errors import BadRequest, Conflict, NotFound, Unavailable
+from vcapp.machine import NodeConfig, data_dir, run_dir
+from vcapp.state import apps, bucketbackend, etcdauth, events, keys, membership, secrets
+from vcapp.state.store import Store, absent, delete_op, put_op, unchanged
+
+ENABLED, STATE, VOLUMES, BUCKETS = keys.STORAGE_ENABLED, keys.STORAGE_STATE, keys.VOLUMES, keys.BUCKETS
+DEFAULT_SIZE_MB = 1024
+MAX_SIZE_MB = 1024 * 1024
+# The first volume starts the storage cluster: masters elect a leader (~5 s), volume servers
+# and filers register. A minute covers a loaded 2-core machine; beyond it something is wrong.
+FIRST_START_TIMEOUT = 90.0
+
+
+def storage_enabled(store: Store) -> bool:
+    return store.get(ENABLED) is not None
+
+
+def storage_plan(store: Store, cfg: NodeConfig, alive: set[str] | None = None) -> ClusterPlan:
+    """The SeaweedFS plan every machine derives alike from the members and etcd's endpoints
+    (`alive`: the live machines, when the caller has just read them)."""
+    machines = [Machine(keys.name_of(e.key, keys.NODES), e.value["site"], e.value["addr"])
+                for e in store.list(keys.NODES) if e.value]
+    alive = membership.alive_machines(store) if alive is None else alive
+    order = etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines if m.name in alive})
+    tls, login = filer_etcd_access(cfg.store_endpoints())
+    return plan_cluster(machines, order, keys.SEAWEEDFS, tls, login)
+
+
+def filer_etcd_access(endpoints: list[str]) -> tuple[EtcdTLS | None, EtcdLogin | None]:
+    """The filers reach etcd as this machine: its certificate when etcd speaks TLS, and its
+    etcd login when etcd has authentication on (vcapp/state/etcdauth.py)."""
+    if not any(e.startswith("https://") for e in endpoints):
+        return None, None
+    tls = etcdtls.paths(data_dir())
+    login = etcdauth.load(tls.auth)
+    return (EtcdTLS(ca=str(tls.ca), cert=str(tls.cert), key=str(tls.key)),
+            EtcdLogin(login.user, login.password) if login else None)
+
+
+def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> list[str]:
+    """host:port of the etcd members for a filer, the one it must reach first in front: a
+    starting filer checks only the first server (SeaweedFS etcd store: Status(servers[0])) and
+    exits if that one is down. This machine's own member if it has one (stable: no restart of
+    the filer when another machine dies), else the first live member."""
+    hosts = sorted(urlparse(u).netloc for u in endpoints)
+    if not hosts:
+        return []
+    first = next((h for h in hosts if h.rsplit(":", 1)[0] == own_addr), None) or next(
+        (h for h in hosts if h.rsplit(":", 1)[0] in alive_addrs), hosts[0])
+    return [first] + [h for h in hosts if h != first]
+
+
+def live_sites(store: Store) -> list[str]:
+    alive = membership.alive_machines(store)
+    return [e.value["site"] for e in store.list(keys.NODES)
+            if e.value and keys.name_of(e.key, keys.NODES) in alive]
+
+
+def list_volumes(store: Store, app: str | None = None) -> list[dict]:
+    return [e.value for e in store.list(f"{VOLUMES}{app}/" if app else VOLUMES) if e.value]
+
+
+def get_volume(store: Store, app: str, name: str) -> dict | None:
+    return store.value(keys.volume(app, name))
+
+
+def check_request(store: Store, app: str, name: str, size_mb: int) -> dict | None:
+    """Refuse a bad volume request before anything starts; returns the existing record."""
+    try:
+        engine.check_names(app, name)
+    except StorageError as e:
+        raise BadRequest(str(e)) from None
+    if not isinstance(size_mb, int) or not 16 <= size_mb <= MAX_SIZE_MB:
+        raise BadRequest(f"volume size must be between 16M and {MAX_SIZE_MB // 1024}G, got {size_mb!r} MB")
+    if store.get(keys.app(app)) is None:
+        raise NotFound(f"no app {app}; create it first (`vcapp apps create {app}` or a git push)")
+    old = get_volume(store, app, name)
+    if old and old["size_mb"] > size_mb:
+        raise BadRequest(f"volume {app}/{name} is {old['size_mb']} MB; it can grow, not shrink "
+                         f"(data beyond {size_mb} MB would be lost)")
+    return old
+
+
+def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who: str = "admin") -> dict:
+    """Create (or grow) volume NAME of APP on the replicated storage, starting the storage
+    cluster first if this is the cluster's first volume. Idempotent."""
+    old = check_request(store, app, name, size_mb)
+    try:
+        plan = _start_storage(store, cfg)
+        engine.create_volume(plan, LocalHost(cfg.name), app, name, size_mb, live_sites(store), weed_binary())
+    except StorageError as e:
+        raise Unavailable(f"could not create volume {app}/{name}: {e}") from None
+    record = {"app": app, "name": name, "size_mb": size_mb,
+              "created_at": (old or {}).get("created_at") or time.time()}
+    store.put(keys.volume(app, name), record)
+    what = "resized" if old else "created"
+    events.record(store, "volume", f"volume {app}/{name} {what} ({size_mb} MB) by {who}", app=app)
+    return record
+
+
+def _start_storage(store: Store, cfg: NodeConfig) -> ClusterPlan:
+    """Make sure the storage cluster runs (the first volume or bucket starts it); its plan."""
+    store.txn([absent(ENABLED)], [put_op(ENABLED, {"since": time.time()})])
+    plan = storage_plan(store, cfg)
+    storaged.wait_ready(plan, LocalHost(cfg.name), FIRST_START_TIMEOUT)
+    return plan
+
+
+def create_bucket(store: Store, cfg: NodeConfig | None, app: str, who: str = "admin") -> dict:
+    """Give APP its S3 bucket and keys (idempotent: existing keys are kept), on the external S3
+    service when one is set (vcapp/state/bucketbackend.py), else on the built-in storage, which the
+    first bucket starts. The instances roll onto the new environment."""
+    apps.app_name(app)
+    if store.get(keys.app(app)) is None:
+        raise NotFound(f"no app {app}; create it first (`vcapp apps create {app}` or a git push)")
+    backend = store.get(keys.BUCKET_BACKEND)
+    setting = backend.value if backend else None
+    old = store.value(keys.bucket(app))
+    if old and bucketbackend.location(setting) != _location(old):
+        raise Conflict(f"app {app} already has bucket {old['bucket']} on {bucketbackend.describe(old)}; buckets stay where "
+                       "they were made")
+    if setting:
+        env, placed = _external_bucket(store, setting, app, old)
+    else:
+        env, placed = _builtin_bucket(store, cfg, app), {"backend": bucketbackend.BUILTIN}
+    bucket, endpoint = env["BUCKET_NAME"], placed.get("endpoint")
+    app_env = {"BUCKET_NAME": bucket, **({"AWS_REGION": env["AWS_REGION"]} if env.get("AWS_REGION") else {})}
+    apps.update_app(store, app, lambda spec: _with_bucket(spec, bucket, endpoint, app_env))
+    secrets.set_secrets(store, app, {"AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
+                                     "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"]})
+    record = {"app": app, "bucket": bucket, **placed, "created_at": (old or {}).get("created_at") or time.time()}
+    if not store.txn([unchanged(keys.BUCKET_BACKEND, backend.mod_revision if backend else 0)],
+                     [put_op(keys.bucket(app), record)]):
+        raise Conflict(f"the bucket backend changed while the bucket of {app} was made; "
+                       f"`vcapp buckets backend show`, then create it again")
+    if not old:
+        events.record(store, "bucket", f"bucket {bucket} created for app {app} on {bucketbackend.describe(record)} by {who}", app=app)
+    return record
+
+
+def _builtin_bucket(store: Store, cfg: NodeConfig | None, app: str) -> dict[str, str]:
+    if cfg is None:
+        raise Unavailable("this machine has no node config; ask another machine's API")
+    try:
+        plan = _start_storage(store, cfg)
+        return buckets.create_bucket(plan, LocalHost(cfg.name), app, live_sites(store), weed_binary())
+    except StorageError as e:
+        raise Unavailable(f"could not create the bucket of {app}: {e}") from None
+
+
+def _external_bucket(store: Store, setting: dict, app: str, old: dict | None) -> tuple[dict[str, str], dict]:
+    """The bucket and a key only it opens on the external service; the storage cluster stays off."""
+    svc = bucketbackend.service(setting)
+    try:
+        bucket = external.bucket_name(setting.get("bucket_prefix") or "", app)
+    except external.BadSetting as e:
+        raise BadRequest(str(e)) from None
+    kept = secrets.values_for(store, app) if old else {}
+    current = ({"access_key": kept["AWS_ACCESS_KEY_ID"], "secret_key": kept["AWS_SECRET_ACCESS_KEY"]}
+               if kept.get("AWS_ACCESS_KEY_ID") and kept.get("AWS_SECRET_ACCESS_KEY") else None)
+    try:
+        external.ensure_bucket(svc, bucket)
+        key = external.ensure_app_key(svc, bucket, current)
+    except StorageError as e:
+        raise bucketbackend.BadGateway(f"could not create the bucket of {app} on {svc.endpoint}: {e}") from None
+    env = {"AWS_ACCESS_KEY_ID": key["access_key"], "AWS_SECRET_ACCESS_KEY": key["secret_key"],
+           "AWS_ENDPOINT_URL_S3": svc.endpoint, "BUCKET_NAME": bucket, "AWS_REGION": svc.region}
+    return env, {"backend": bucketbackend.EXTERNAL, "endpoint": svc.endpoint, "kind": svc.kind}
+
+
+def _with_bucket(spec: dict, bucket: str, endpoint: str | None, env: dict[str, str]) -> dict:
+    """The spec of an app with a bucket: `s3_endpoint` is the external service every instance
+    uses; without it each instance uses its own machine's gateway (vcapp/node/runtime_loop.py)."""
+    out = dict(spec, bucket=bucket, env={**(spec.get("env") or {}), **env})
+    if endpoint:
+        out["s3_endpoint"] = endpoint
+    else:
+        out.pop("s3_endpoint", None)
+    return out
+
+
+def _location(record: dict) -> tuple[str, str] | None:
+    """(endpoint, bucket prefix) of a bucket record, None on the built-in storage."""
+    if record.get("backend", bucketbackend.BUILTIN) == bucketbackend.BUILTIN:
+        return None
+    return record["endpoint"], record["bucket"][: len(record["bucket"]) - len(record["app"])]
+
+
+def list_buckets(store: Store) -> list[dict]:
+    """Every app's bucket record; records from before external backends are on the built-in storage."""
+    return [{"backend": bucketbackend.BUILTIN, **e.value} for e in store.list(BUCKETS) if e.value]
+
+
+def s3_endpoint(addr: str) -> str:
+    """The S3 gateway of the machine at `addr` (every machine runs one): what its instances use."""
+    return f"http://{addr}:{S3_PORT}"
+
+
+# ---- the runtime's side: mount a volume for one instance ------------------------------
+
+
+class EtcdWriters:
+    """storage.guard's WriterStore on etcd: the writer record of app/volume is the key
+    keys.storage_writer(app, volume), and lives and dies with this node's lease."""
+
+    def __init__(self, store: Store, lease: int):
+        self.store, self.lease = store, lease
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return keys.STORAGE_WRITERS + name
+
+    def get(self, name: str) -> str | None:
+        value = self.store.value(self._key(name))
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def put_if_absent(self, name: str, value: str) -> bool:
+        key = self._key(name)
+        return self.store.txn([absent(key)], [put_op(key, json.loads(value), lease=self.lease)])
+
+    def delete_if_equal(self, name: str, value: str) -> bool:
+        key = self._key(name)
+        entry = self.store.get(key)
+        if entry is None or json.dumps(entry.value, sort_keys=True) != value:
+            return False
+        return self.store.txn([unchanged(key, entry.mod_revision)], [delete_op(key)])
+
+
+def mount_path(base: Path, app: str, name: str) -> Path:
+    return Path(base) / "volumes" / app / name
+
+
+# The writer records of a release command or a one-off (vcapp/deploy/release_phase.py) name it so:
+# the runtime's clean-up leaves its mounts alone, the command gives them back itself.
+RELEASE_PHASE_INSTANCE = "release-phase-"
+
+
+def release_phase_instance(container: str) -> str:
+    return f"{RELEASE_PHASE_INSTANCE}{container}"
+
+
+def give_back(store: Store, cfg: NodeConfig, base: Path, app: str, source: str, instance: str, lease: int) -> None:
+    """Unmount APP's volume SOURCE here and give up the writer key INSTANCE holds (the end of
+    a release phase); a key already gone (its lease ended) is fine."""
+    path = mount_path(base, app, source)
+    if mount.mount_entry(path) is not None:
+        mount.unmount_volume(path)
+    guard.release_writer(EtcdWriters(store, lease), app, source, cfg.name, instance)
+
+
+def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, app: str, instance: str,
+                       source: str, size_mb: int | None) -> str:
+    """Mount APP's volume SOURCE here for INSTANCE (creating the volume on first use, with the
+    size vcapp.toml gives) and return the host path to bind-mount. Raises StorageError."""
+    record = get_volume(store, app, source)
+    if record is None:
+        record = create(store, cfg, app, source, size_mb or DEFAULT_SIZE_MB, who=f"the first instance on {cfg.name}")
+    alive = membership.alive_machines(store)
+    plan = storage_plan(store, cfg, alive)
+    host = LocalHost(cfg.name)
+    path = mount_path(base, app, source)
+    entry = mount.mount_entry(path)
+    if entry and entry["fstype"] in mount.FUSE_TYPES:
+        try:
+            mount.verify_mounted(path)
+        except StorageError:  # its weed mount died (a reboot, a crash): mount afresh
+            mount.unmount_volume(path)
+    mounted = guard.mount_for_writing(EtcdWriters(store, lease), plan, host, app, source, instance, path,
+                                      run_dir(), weed_binary(), size_mb=record["size_mb"])
+    # the app may read its data the moment it starts: not before a master can locate it all
+    findable.wait_findable(plan, host, engine.collection(app, source), alive)
+    return str(mounted)
+
+
+def release_unused(store: Store, cfg: NodeConfig, base: Path, wanted: set[tuple[str, str]]) -> list[str]:
+    """Unmount every volume mounted here that no instance here needs any more (`wanted`:
+    (app, volume) pairs of this machine's assignments) and give up its writer key."""
+    released = []
+    root = Path(base) / "volumes"
+    for path in sorted(root.glob("*/*")) if root.is_dir() else []:
+        app, name = path.parent.name, path.name
+        if (app, name) in wanted or mount.mount_entry(path) is None:
+            continue
+        key = keys.storage_writer(app, name)
+        entry = store.get(key)
+        holder = (entry.value or {}) if entry else {}
+        if holder.get("node") == cfg.name and str(holder.get("instance", "")).startswith(RELEASE_PHASE_INSTANCE):
+            continue  # a release command runs with it: release_phase.py gives it back
+        mount.unmount_volume(path)
+        if entry and holder.get("node") == cfg.name:
+            store.txn([unchanged(key, entry.mod_revision)], [delete_op(key)])
+        released.append(f"{app}/{name}")
+    return released
