@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from vcapp.node import metrics_loop
+from vcapp.node import meshpath_loop, metrics_loop
 from vcapp.state import metrics
-from vcapp.views import health
+from vcapp.views import warnings
 
 pytestmark = pytest.mark.unit
 
@@ -88,17 +88,17 @@ def node(name, up=True, free_disk=500, disk=1000, free_mem=800, mem=1000):
 
 def test_warnings_for_full_machines_flapping_crash_loops_and_relay():
     now = 10_000.0
-    inp = health.Inputs(
+    inp = warnings.Inputs(
         nodes=[node("a", free_disk=50), node("b", free_mem=20), node("c"), node("d", up=False, free_disk=1)],
         transitions=[(now - 500, "c"), (now - 400, "c"), (now - 300, "c"), (now - 200, "c"), (now - 900, "a")],
         restarts={"crashy": [(now - 200, 1), (now - 100, 3), (now - 10, 5)], "calm": [(now - 200, 7), (now, 7)]},
         mesh={"a": {"b": {"path": "relay-udp", "since": now - 600}, "c": {"path": "direct", "since": now - 600}},
               "b": {"a": {"path": "relay-tcp", "since": now - 10}}},
         now=now)
-    found = health.warnings(inp)
+    found = warnings.compute(inp)
     assert set(found) == {"disk:a", "memory:b", "flapping:c", "crashloop:crashy", "relay:a:b"}
     assert "5% free" in found["disk:a"]["message"] and "vcapp logs crashy" in found["crashloop:crashy"]["message"]
-    current, started, cleared = health.diff({"disk:a": {"since": 1.0, "message": "x"}, "gone:x": {"message": "y"}},
+    current, started, cleared = warnings.diff({"disk:a": {"since": 1.0, "message": "x"}, "gone:x": {"message": "y"}},
                                             found, now)
     assert current["disk:a"]["since"] == 1.0 and current["flapping:c"]["since"] == now
     assert {w["id"] for w in started} == set(found) - {"disk:a"}
@@ -115,7 +115,7 @@ def test_samples_from_records_and_reports():
     assert metrics_loop.app_sample({"image": "x", "count": 2}, reports) == \
         {"cpu": 1.5, "mem_mb": 10, "healthy": 1, "restarts": 6, "up": 1}
     assert "up" not in metrics_loop.app_sample({"image": "", "count": 1}, [])
-    paths = metrics_loop.mesh_paths({"peers": [{"node": "b", "path": "relay-udp"}]},
+    paths = meshpath_loop.mesh_paths({"peers": [{"node": "b", "path": "relay-udp"}]},
                                     {"b": {"path": "relay-udp", "since": 5.0}}, 100.0)
     assert paths["b"]["since"] == 5.0
 

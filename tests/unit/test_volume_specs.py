@@ -57,10 +57,10 @@ def test_a_size_that_is_not_one_is_refused():
 
 
 def test_degraded_storage_is_a_warning_until_it_heals():
-    from vcapp.views import health
+    from vcapp.views import warnings
 
     def found(state):
-        return health.warnings(health.Inputs([], [], {}, {}, 0.0, state))
+        return warnings.compute(warnings.Inputs([], [], {}, {}, 0.0, state))
 
     assert found(None) == {}
     warned = found({"state": "degraded", "code": "001", "live": 2})

@@ -6,9 +6,10 @@ every machine; leader loops only on the machine holding the controller election.
 
 from __future__ import annotations
 
-from vcapp.node.fence_loop import FenceLoop
 from vcapp.node.crl_loop import CrlLoop
-from vcapp.node.metrics_loop import MeshPathLoop, MetricsLoop
+from vcapp.node.fence_loop import FenceLoop
+from vcapp.node.meshpath_loop import MeshPathLoop
+from vcapp.node.metrics_loop import MetricsLoop
 from vcapp.node.peerwatch_loop import PeerWatchLoop
 from vcapp.node.placer_loop import PlacerLoop
 from vcapp.node.registry_loop import RegistryLoop

@@ -1,9 +1,9 @@
-"""Metrics and warnings: the controller samples the cluster, every machine reports its mesh paths.
+"""Metrics and warnings: the controller samples the cluster.
 
 `MetricsLoop` (leader only), every SAMPLE_EVERY_S: reads machines, apps, runtime reports and
 the node routers' request counters (requests/s and 5xx/s per app through the routers, which
 every request from the edge passes), adds one sample per machine and per app to the history (vcapp/state/metrics.py) and writes the
-changed chunks in one transaction; computes the warnings (vcapp/views/health.py), stores them at
+changed chunks in one transaction; computes the warnings (vcapp/views/warnings.py), stores them at
 /vc/health/warnings and records an event when one starts or clears; every SUMMARY_EVERY_S
 writes uptime % and failover counts per app over 24 h and 7 d to /vc/health/summary
 (at once after a failover, so the count on the dashboard follows the event).
@@ -11,9 +11,6 @@ A new controller reloads the history from etcd, so nothing lives only in memory 
 recent node transitions and failovers it re-reads from the events at start. Loading a week of
 history takes seconds (bench/dashboard_cost.py), so it is read in a thread, off the tick that
 renews the lease; sampling starts once it is in.
-
-`MeshPathLoop` (every machine): copies the path to each mesh peer from the mesh daemon's
-status file to /vc/meshpaths/<node> (bound to the lease), only when a path changes.
 """
 
 from __future__ import annotations
@@ -24,8 +21,8 @@ import time
 from typing import Callable
 
 from vcapp.state import apps, events, keys, membership, metrics
-from vcapp.state.store import Store, StoreUnavailable, put_op
-from vcapp.views import health
+from vcapp.state.store import Store, StoreUnavailable
+from vcapp.views import warnings
 
 log = logging.getLogger("vcapp.metrics")
 
@@ -36,7 +33,6 @@ DAY_S = 86400
 MAX_TXN_OPS = 100
 # A pause this long in our sampling means another machine led meanwhile: reload from etcd.
 STALE_AFTER_S = 3 * metrics.SAMPLE_EVERY_S
-MESH_EVERY_S = 10.0  # a path change shows on the dashboard within this long
 EVENT_PAGE = 1000
 
 
@@ -194,7 +190,7 @@ class MetricsLoop:
                 self.cursor = found[-1]["id"]
             if len(found) < EVENT_PAGE:
                 break
-        self.transitions = [x for x in self.transitions if now - x[0] <= health.FLAP_WINDOW_S]
+        self.transitions = [x for x in self.transitions if now - x[0] <= warnings.FLAP_WINDOW_S]
         self.failovers = [x for x in self.failovers if now - x[0] <= WEEK_S]
 
 
@@ -238,17 +234,17 @@ def expire_gone(history: dict[str, metrics.Chunks], subject: str, now: float) ->
 
 def restarts_samples(chunks: metrics.Chunks, now: float) -> list[tuple[float, float]]:
     return [(t, row["restarts"]) for t, row in
-            metrics.points(chunks, metrics.TIERS[0], now - health.CRASH_WINDOW_S, now + 1) if "restarts" in row]
+            metrics.points(chunks, metrics.TIERS[0], now - warnings.CRASH_WINDOW_S, now + 1) if "restarts" in row]
 
 
 def warn(store: Store, history: dict[str, metrics.Chunks], transitions: list, now: float) -> dict:
     """Compute warnings, store them if they changed, record an event for each start and clear."""
     mesh = {keys.name_of(e.key, keys.MESHPATHS): e.value for e in store.list(keys.MESHPATHS)}
     restarts = {s.split("/", 1)[1]: restarts_samples(c, now) for s, c in history.items() if s.startswith("app/")}
-    inputs = health.Inputs(membership.list_nodes(store), transitions, restarts, mesh, now,
+    inputs = warnings.Inputs(membership.list_nodes(store), transitions, restarts, mesh, now,
                            store.value(keys.STORAGE_STATE))
     old = store.value(keys.WARNINGS) or {}
-    current, started, cleared = health.diff(old, health.warnings(inputs), now)
+    current, started, cleared = warnings.diff(old, warnings.compute(inputs), now)
     if started or cleared:
         store.put(keys.WARNINGS, current)
     for w in started:
@@ -284,44 +280,3 @@ def write_summary(store: Store, history: dict[str, metrics.Chunks], failovers: l
 def _uptime(chunks: metrics.Chunks, seconds: float, now: float) -> float | None:
     up = metrics.mean(chunks, "up", seconds, now)
     return None if up is None else round(100 * up, 2)
-
-
-# ---- every machine: mesh paths -----------------------------------------------------------------
-
-def mesh_paths(status: dict, previous: dict, now: float) -> dict:
-    """{peer: {path, since}} from the mesh daemon's status; `since` kept while the path holds."""
-    out = {}
-    for peer in status.get("peers", []):
-        name, path = peer.get("node"), peer.get("path")
-        if not name or not path:
-            continue
-        old = previous.get(name) or {}
-        out[name] = {"path": path, "since": old.get("since", now) if old.get("path") == path else now,
-                     "rtt_ms": peer.get("rtt_ms")}
-    return out
-
-
-class MeshPathLoop:
-    name = "meshpaths"
-
-    def __init__(self, ctx) -> None:
-        self.last = 0.0
-        self.written: dict = {}
-        self.lease = 0
-
-    def step(self, ctx) -> None:
-        if not ctx.cfg.mesh or time.monotonic() - self.last < MESH_EVERY_S:
-            return
-        self.last = time.monotonic()
-        from mesh import status as mesh_status
-
-        try:
-            status = mesh_status.read()
-        except (FileNotFoundError, ValueError):
-            return
-        paths = mesh_paths(status, self.written, time.time())
-        same = {k: v["path"] for k, v in paths.items()} == {k: v["path"] for k, v in self.written.items()}
-        if same and self.lease == ctx.lease:
-            return
-        ctx.store.txn([], [put_op(keys.meshpaths(ctx.cfg.name), paths, lease=ctx.lease)])
-        self.written, self.lease = paths, ctx.lease

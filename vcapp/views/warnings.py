@@ -37,7 +37,7 @@ class Inputs:
     storage: dict | None = None              # /vc/storage/state, None while no volume exists
 
 
-def warnings(inp: Inputs) -> dict[str, dict]:
+def compute(inp: Inputs) -> dict[str, dict]:
     """Every current warning by id: {kind, severity, node?, app?, message}."""
     found: dict[str, dict] = {}
     for node in inp.nodes:
