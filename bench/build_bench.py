@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from buildpacks.stacks import STACKS
 from builder import registry, stacks
 from builder.build import build
+from buildpacks.stacks import STACKS
 from vcapp.dev.cluster import DevCluster
 from vcapp.dev.topology import default
 

@@ -52,9 +52,9 @@ DROP_RULES = (("INPUT", "-j", "DROP"), ("OUTPUT", "-j", "DROP"))
 def bring_up():
     """A fresh cluster with the tiny image on every machine and the app healthy somewhere."""
     from builder.baseimage import TINY_IMAGE
-    from tests.conftest import Sim
-    from tests.control.conftest import start_three
     from vcapp.dev.cluster import DevCluster
+    from vcapp.dev.rigs.control import start_three
+    from vcapp.dev.rigs.sim import Sim
     from vcapp.dev.topology import default
 
     dc = DevCluster("fob" + secrets.token_hex(2))

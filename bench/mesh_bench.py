@@ -20,6 +20,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -115,34 +116,18 @@ def pair_paths(mesh) -> list[str]:
 
 def run(rounds: int, seconds: float) -> tuple[list[dict], dict]:
     from mesh import auth
-    from tests.mesh.conftest import MACHINES, Mesh, realistic_router_input
     from vcapp.dev.cluster import DevCluster
+    from vcapp.dev.rigs.mesh import MACHINES, Mesh, realistic_router_input
+    from vcapp.dev.rigs.sim import Sim
     from vcapp.dev.topology import default
-
-    class BenchSim:  # the slice of tests' Sim that Mesh uses
-        def __init__(self, dc):
-            self.dc, self.name = dc, dc.name
-            self.topology = dc.topology
-
-        def addr(self, host):
-            return self.topology.host(host).addr
-
-        def spawn(self, host, *cmd, log=None):
-            return self.dc.spawn(host, list(cmd), log=log)
-
-        def run(self, host, *cmd, check=True, timeout=120, **kw):
-            proc = self.dc.run(host, list(cmd), timeout=timeout, **kw)
-            if check and proc.returncode != 0:
-                raise RuntimeError(f"on {host}: {' '.join(cmd)}: {proc.stderr}")
-            return proc
 
     dc = DevCluster("mbn" + secrets.token_hex(2))
     dc.up(default(dc.name))
     rows, shares, mesh = [], {}, None
     try:
-        sim = BenchSim(dc)
+        sim = Sim(dc)
         realistic_router_input(sim)
-        mesh = Mesh(sim, auth.new_mesh_key())
+        mesh = Mesh(sim, auth.new_mesh_key(), Path(tempfile.mkdtemp(prefix="mesh-bench-")))
         mesh.start_edge()
         for host in MACHINES:
             mesh.start_machine(host)

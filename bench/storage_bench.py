@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from storage import buckets, mount, volumes  # noqa: E402
-from tests.storage.conftest import start_storage_cluster  # noqa: E402
 from vcapp.dev.cluster import DevCluster  # noqa: E402
+from vcapp.dev.rigs.storage import start_storage_cluster  # noqa: E402
 from vcapp.dev.topology import default  # noqa: E402
 
 BLOCK = 1 << 20

@@ -1,11 +1,11 @@
 """Simulated machines power off for real, boot again with their disks, and run podman."""
 
-import time
 
 import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from vcapp.dev.power import alive
+from vcapp.dev.rigs.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -63,16 +63,8 @@ def test_services_start_at_every_boot(sim):
     dc = sim.dc
     marker = dc.host_dir("home-2") / "data" / "boots"
     dc.add_service("home-2", "bootcount", ["sh", "-c", f"echo boot >> {marker}; exec sleep 600"])
-    _wait_for(lambda: marker.exists() and marker.read_text().count("boot") == 1)
+    wait_for(lambda: marker.exists() and marker.read_text().count("boot") == 1, 10, "the first boot", 0.05)
     dc.kill("home-2")
     dc.revive("home-2")
-    _wait_for(lambda: marker.read_text().count("boot") == 2)
+    wait_for(lambda: marker.read_text().count("boot") == 2, 10, "the second boot", 0.05)
     assert "bootcount" in {s for h in dc.status()["hosts"] if h["name"] == "home-2" for s in h["services"]}
-
-
-
-def _wait_for(cond, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 READY = ("kernel", "podman", "buildah", "runc", "etcd", "wireguard-go", "fusermount3", "iptables", "ip", "caddy",
          "weed", "tun", "fuse")
 

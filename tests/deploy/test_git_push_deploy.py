@@ -142,13 +142,13 @@ def push(cc: ControlCluster, repo: Path) -> subprocess.CompletedProcess:
     return cc.sim.run("home-3", "git", "-C", str(repo), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
 
 
-def instance_urls(cc: ControlCluster) -> list[tuple[str, str]]:
+def instance_urls(cc: ControlCluster, app: str = APP) -> list[tuple[str, str]]:
     """Where the app's running instances answer, from /vc/status: (machine, URL of the port
     published on its loopback, the only place a container publishes)."""
     urls = []
     for e in json.loads(cc.etcd("home-1", "get", "--prefix", "/vc/status/", "-w", "json").stdout).get("kvs", []):
         rep = json.loads(base64.b64decode(e["value"]))
-        if rep.get("app") == APP and rep.get("host_port") and rep.get("state") == "running":
+        if rep.get("app") == app and rep.get("host_port") and rep.get("state") == "running":
             urls.append((rep["node"], f"http://127.0.0.1:{rep['host_port']}/"))
     return urls
 
@@ -160,21 +160,21 @@ def ask(cc: ControlCluster, where: tuple[str, str]) -> str | None:
     return got.stdout.strip() if got.returncode == 0 else None
 
 
-def serving(cc: ControlCluster) -> str | None:
+def serving(cc: ControlCluster, app: str = APP) -> str | None:
     """What the app answers on the machine its instance runs on (via its published port), or None."""
-    for url in instance_urls(cc):
+    for url in instance_urls(cc, app):
         answer = ask(cc, url)
         if answer is not None:
             return answer
     return None
 
 
-def wait_serving(cc: ControlCluster, body: str, timeout: float = SERVE_TIMEOUT) -> float:
+def wait_serving(cc: ControlCluster, body: str, timeout: float = SERVE_TIMEOUT, app: str = APP) -> float:
     start = time.monotonic()
     try:
-        cc.wait(lambda: serving(cc) == body, timeout, f"the app to answer {body!r}", interval=0.5)
+        cc.wait(lambda: serving(cc, app) == body, timeout, f"{app} to answer {body!r}", interval=0.5)
     except AssertionError as e:
-        raise AssertionError(f"{e}\n{what_runs(cc)}") from None
+        raise AssertionError(f"{e}\n{what_runs(cc, app)}") from None
     return time.monotonic() - start
 
 
@@ -427,9 +427,9 @@ def test_release_failing_its_health_check_is_refused_and_v1_keeps_serving(cc, re
             raise AssertionError(f"{e}\n{what_runs(cc)}") from None
 
 
-def what_runs(cc: ControlCluster) -> str:
+def what_runs(cc: ControlCluster, app: str = APP) -> str:
     """For a failure message: the app's instances as reported, every machine's containers, recent events."""
-    lines = [f"instances: {instance_urls(cc)}"]
+    lines = [f"instances: {instance_urls(cc, app)}"]
     for machine in cc.machines:
         ps = cc.sim.run(machine, "podman", "ps", "-a", "--format", "{{.Names}} {{.Status}} {{.Ports}}", check=False)
         lines.append(f"{machine}: {ps.stdout.strip() or ps.stderr.strip()}")

@@ -18,7 +18,7 @@ import pytest
 from buildpacks.stacks import STACKS
 from tests.control.conftest import ControlCluster
 from tests.deploy.test_git_push_deploy import (  # noqa: F401  (cc and python_stack are fixtures)
-    PUSH_TIMEOUT, SERVE_TIMEOUT, api, ask, auth_file, cc, commit, git, python_stack, remote_lines,
+    PUSH_TIMEOUT, api, ask, auth_file, cc, commit, git, python_stack, remote_lines, serving, wait_serving,
 )
 
 pytestmark = pytest.mark.cluster
@@ -84,23 +84,6 @@ def releases(cc: ControlCluster, app: str) -> dict:
     return json.loads(cc.vcapp("home-1", "releases", app, "--json").stdout)
 
 
-def instance_urls(cc: ControlCluster, app: str) -> list[tuple[str, str]]:
-    urls = []
-    for e in json.loads(cc.etcd("home-1", "get", "--prefix", "/vc/status/", "-w", "json").stdout).get("kvs", []):
-        rep = json.loads(base64.b64decode(e["value"]))
-        if rep.get("app") == app and rep.get("host_port") and rep.get("state") == "running":
-            urls.append((rep["node"], f"http://127.0.0.1:{rep['host_port']}/"))
-    return urls
-
-
-def serving(cc: ControlCluster, app: str) -> str | None:
-    return next((a for a in (ask(cc, u) for u in instance_urls(cc, app)) if a is not None), None)
-
-
-def wait_serving(cc: ControlCluster, app: str, body: str) -> None:
-    cc.wait(lambda: serving(cc, app) == body, SERVE_TIMEOUT, f"{app} to answer {body!r}", interval=0.5)
-
-
 def registry_digest(cc: ControlCluster, image: str) -> str:
     """The digest the cluster registry serves for `image` (host:port/repo:tag), asked from home-3
     with its machine credential (curl reads it from stdin: never in a command line)."""
@@ -131,7 +114,7 @@ def test_app_with_dockerfile_is_built_as_it_is_released_and_answers(our_apps, bo
     image = rel["releases"][0]["image"]
     assert image == f"{cc.sim.addr('home-1')}:5000/apps/{BOXED}:1"
     assert registry_digest(cc, image) == rel["releases"][0]["digest"], "the release's image is in the registry"
-    wait_serving(cc, BOXED, GREETING)
+    wait_serving(cc, GREETING, app=BOXED)
 
 
 def test_another_machine_pulls_the_image_and_runs_it(our_apps):

@@ -23,7 +23,7 @@ import pytest
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from router.edge import spki_sha256
 from tests.helpers import openloop
-from tests.helpers.waiting import wait_for
+from vcapp.dev.rigs.waiting import wait_for
 from tests.ingress.diagnose import edge_report
 from vcapp.dev import netns, platform
 

@@ -7,8 +7,20 @@ import io
 import pytest
 
 from mesh import auth, coord, relay
-from mesh.paths import (DIRECT, DIRECT_TRUST, FLAP_HOLD, LAN, RELAY_TCP, RELAY_UDP, Candidate, DirectLink, EdgeLink,
-                        candidates, relay_kind, routed_direct)
+from mesh.paths import (
+    DIRECT,
+    DIRECT_TRUST,
+    FLAP_HOLD,
+    LAN,
+    RELAY_TCP,
+    RELAY_UDP,
+    Candidate,
+    DirectLink,
+    EdgeLink,
+    candidates,
+    relay_kind,
+    routed_direct,
+)
 from mesh.registry import Conflict, Registration, Registry
 
 pytestmark = pytest.mark.unit

@@ -24,7 +24,7 @@ from router.node import NodeRouter
 from router.routes import AppRoute, EdgeRoutes, NodeRoutes
 from router.tokens import TokenRecord
 from tests.conftest import Sim
-from tests.helpers import waiting
+from vcapp.dev.rigs import waiting
 from vcapp.dev import netns
 from vcapp.dev.cluster import DevCluster
 from vcapp.dev.topology import default

@@ -12,7 +12,7 @@ from runtime.podman import PodmanDriver
 from runtime.reconcile import backoff_s
 from runtime.spec import DEFAULT_KILL_TIMEOUT_S
 from runtime.supervisor import Agent
-from tests.helpers.waiting import wait_for
+from vcapp.dev.rigs.waiting import wait_for
 from tests.runtime.conftest import AgentOnHost, HostShell, web
 from vcapp.dev.power import alive
 

@@ -21,7 +21,9 @@ import pytest
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from storage import buckets, fastfail, guard, mount, replication, storaged, volumes
 from storage.host import StorageError
-from tests.storage.conftest import EtcdWriterStore, StorageCluster, start_storage_cluster
+from tests.storage.conftest import EtcdWriterStore
+from vcapp.dev.rigs.storage import StorageCluster, start_storage_cluster
+from vcapp.dev.rigs.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -87,23 +89,12 @@ def copies_of(sc: StorageCluster, host: str, vol: volumes.Volume) -> dict[int, i
     return volumes.replica_report(sc.plan, sc.host(host), vol, sc.weed)
 
 
-def wait_for(pred, what: str, timeout: float):
-    end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
-        last = pred()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"{what} not reached within {timeout:.0f}s (last: {last})")
-
-
 def test_agent_converges_and_restarts_a_dead_process(sc):
     h = sc.host("home-2")
     assert storaged.converge(sc.plan, h, h.data_dir, h.run_dir, sc.weed) == []  # already as planned
     volume = storaged.running(h.run_dir, "volume")
     os.kill(volume["pid"], 9)
-    wait_for(lambda: storaged.running(h.run_dir, "volume") is None, "volume server dead", 10)
+    wait_for(lambda: storaged.running(h.run_dir, "volume") is None, 10, "volume server dead", 1)
     assert sc.converge("home-2") == ["volume"]
     assert (h.data_dir / "storage" / "filer" / "filer.toml").read_text().count("[etcd]") == 1
 
@@ -127,7 +118,7 @@ def test_fsynced_data_survives_the_death_of_its_machine_and_heals(sc):
     assert s3(sc, "home-1", env, "put", "before-death", "kept")["ok"]
     # three copies of every volume of this app's data, each on its own machine
     placed = wait_for(lambda: (c := copies_of(sc, "home-2", vol)) and all(n == 3 for n in c.values()) and c,
-                      "3 copies of every volume", 30)
+                      30, "3 copies of every volume", 1)
     assert set(placed) and replication.copies("110") == 3
 
     t0 = time.monotonic()
@@ -153,7 +144,7 @@ def test_fsynced_data_survives_the_death_of_its_machine_and_heals(sc):
         f.write(os.urandom(2 << 20))
         f.flush()
         os.fsync(f.fileno())
-    two = wait_for(lambda: (c := copies_of(sc, "home-2", vol)) and 2 in c.values() and c, "a 2-copy volume", 30)
+    two = wait_for(lambda: (c := copies_of(sc, "home-2", vol)) and 2 in c.values() and c, 30, "a 2-copy volume", 1)
     assert min(two.values()) == 2
     print(f"copies before death {placed}, while degraded {two}")
 
@@ -170,7 +161,7 @@ def test_fsynced_data_survives_the_death_of_its_machine_and_heals(sc):
         return report["state"] == "healthy" and counts and all(n == 3 for n in counts.values()) and counts
 
     t1 = time.monotonic()
-    counts = wait_for(healed, "every volume back to 3 copies", HEAL_TIMEOUT)
+    counts = wait_for(healed, HEAL_TIMEOUT, "every volume back to 3 copies", 1)
     print(f"healed in {time.monotonic() - t1:.1f}s after revive: {counts}")
     assert set(two) <= set(counts)
     assert (p2 / "while-degraded.bin").stat().st_size == 2 << 20

@@ -23,7 +23,8 @@ import pytest
 
 from storage import buckets, fastfail, volumes
 from storage.plan import MASTER_PORT
-from tests.storage.conftest import ARTIFACTS, ETCD_CLIENT_PORT, StorageCluster, start_storage_cluster
+from tests.storage.conftest import ARTIFACTS
+from vcapp.dev.rigs.storage import ETCD_CLIENT_PORT, StorageCluster, start_storage_cluster
 
 pytestmark = pytest.mark.cluster
 

@@ -1,4 +1,4 @@
-"""The one polling wait of the test suite: ask until the answer is truthy or time runs out."""
+"""The one polling wait of the tests and the benches: ask until the answer is truthy or time runs out."""
 
 from __future__ import annotations
 
