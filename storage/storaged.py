@@ -2,10 +2,12 @@
 
 One reconcile step, safe to run at any time and again after a crash:
     desired  machine_processes(plan, me)              (storage/plan.py)
-    actual   <run_dir>/storage/<name>.json: pid + digest of the spec it was started with,
-             checked against /proc (a power-off wipes run_dir, so a booted machine starts
-             from "nothing runs")
-    converge start what is missing or dead, restart what runs with another spec
+    actual   observe(): <run_dir>/storage/<name>.json, the pid + digest of the spec it was
+             started with, checked against /proc (a power-off wipes run_dir, so a booted
+             machine starts from "nothing runs")
+    decide   (pure) start what is missing or dead, restart what runs with another spec,
+             stop what the plan no longer names
+    act      converge() carries the actions out
 
 Data lives under <data_dir>/storage/<process>/, logs under <data_dir>/storage/log/.
 """
@@ -17,6 +19,7 @@ import json
 import os
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from storage.host import Host, StorageError
@@ -87,20 +90,44 @@ def _start(host: Host, spec: ProcessSpec, data_dir: Path, run_dir: Path) -> int:
     return pid
 
 
+PROCESSES = ("master", "volume", "filer")
+
+
+@dataclass(frozen=True)
+class Start:
+    """(Re)start a process: whatever runs under its name is stopped first."""
+
+    spec: ProcessSpec
+
+
+@dataclass(frozen=True)
+class Stop:
+    name: str
+
+
+def decide(desired: list[ProcessSpec], digests: dict[str, str]) -> list[Start | Stop]:
+    """Pure: what brings this machine to `desired`, given the spec digest of each process that
+    runs (`digests`: name -> digest; a process that does not run is absent)."""
+    starts = [Start(spec) for spec in desired if digests.get(spec.name) != spec_digest(spec)]
+    wanted = {spec.name for spec in desired}
+    return starts + [Stop(name) for name in sorted(digests) if name not in wanted]
+
+
+def observe(run_dir: Path) -> dict[str, str]:
+    """The spec digest of each storage process that runs on this machine."""
+    return {name: state["digest"] for name in PROCESSES if (state := running(run_dir, name))}
+
+
 def converge(plan: ClusterPlan, host: Host, data_dir: Path, run_dir: Path, weed: str) -> list[str]:
     """Bring this machine's storage processes to the plan. Returns the names (re)started."""
-    desired = machine_processes(plan, host.name, weed)
-    changed = []
-    for spec in desired:
-        state = running(run_dir, spec.name)
-        if state and state["digest"] == spec_digest(spec):
-            continue
-        stop(run_dir, spec.name)
-        _start(host, spec, data_dir, run_dir)
-        changed.append(spec.name)
-    for extra in {"master", "volume", "filer"} - {s.name for s in desired}:
-        stop(run_dir, extra)
-    return changed
+    actions = decide(machine_processes(plan, host.name, weed), observe(run_dir))
+    for action in actions:
+        if isinstance(action, Start):
+            stop(run_dir, action.spec.name)
+            _start(host, action.spec, data_dir, run_dir)
+        else:
+            stop(run_dir, action.name)
+    return [a.spec.name for a in actions if isinstance(a, Start)]
 
 
 def log_tail(data_dir: Path, name: str, lines: int = 15) -> str:

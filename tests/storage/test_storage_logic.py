@@ -6,7 +6,7 @@ import pytest
 
 from storage import guard, replication
 from storage.mount import mount_entry
-from storage.plan import Machine, machine_processes, plan_cluster
+from storage.plan import Machine, ProcessSpec, machine_processes, plan_cluster
 from storage.shell import parse_volume_list
 from storage.volumes import rule_command, under_replicated
 from vcapp.state import keys
@@ -172,3 +172,19 @@ def test_decide_is_pure():
     assert guard.decide(None, "a", "i") == guard.Decision(True, True, None)
     assert not guard.decide({"node": "b", "instance": "j"}, "a", "i").granted
     assert not guard.decide({"node": "a", "instance": "old"}, "a", "i").granted  # another instance
+
+
+def test_the_storage_daemon_starts_what_is_missing_restarts_what_changed_and_stops_what_is_gone():
+    from storage.storaged import Start, Stop, decide, spec_digest
+    master = ProcessSpec("master", ("weed", "master", "-port=9333"), "master")
+    volume = ProcessSpec("volume", ("weed", "volume", "-port=8080"), "volume")
+    moved = ProcessSpec("volume", ("weed", "volume", "-port=8080", "-mserver=b:9333"), "volume")
+    # nothing runs (a booted machine): both start
+    assert decide([master, volume], {}) == [Start(master), Start(volume)]
+    # both run as planned: nothing to do
+    assert decide([master, volume], {"master": spec_digest(master), "volume": spec_digest(volume)}) == []
+    # the volume server's spec changed (another master list): only it restarts
+    assert decide([master, moved], {"master": spec_digest(master), "volume": spec_digest(volume)}) == [Start(moved)]
+    # the plan no longer has a master here (the cluster grew past 3): it stops, the filer too
+    assert decide([volume], {"master": spec_digest(master), "volume": spec_digest(volume), "filer": "x"}) == [
+        Stop("filer"), Stop("master")]
