@@ -1,7 +1,7 @@
 """The machine daemon: this machine's WireGuard interface, kept converged with the mesh.
 
-Every second: read desired (the peer list the edge hands out, refreshed by a long poll),
-read actual (wireguard-go over UAPI), act on the difference. Per peer, a DirectLink
+Every second (`reconcile`): observe desired (the peer list the edge hands out, refreshed by a
+long poll) and actual (wireguard-go over UAPI), `decide` the peer changes, `apply` them. Per peer, a DirectLink
 (mesh/paths.py) picks the endpoint to try and says whether the direct session is heard;
 a heard peer gets its /32 on its own WireGuard peer (lan or direct), a quiet one has its /32
 on the edge peer (the edge forwards: relay-udp, or relay-tcp when this machine reaches the
@@ -20,7 +20,7 @@ import socket
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -85,6 +85,18 @@ def lan_endpoints(port: int, skip_if: str, cidr: str) -> list[str]:
         if ipaddress.IPv4Address(ip) not in net:
             found.append(f"{ip}:{port}")
     return sorted(found)
+
+
+@dataclass
+class Converge:
+    """What one pass decided: the peer changes for wireguard-go (the edge's first), whom this
+    machine relays by its own measure, the peers it keeps, and the rows for `mesh status`."""
+
+    edge_state: wg.PeerState | None
+    wanted: set[str]
+    configs: list[wg.PeerConfig] = field(default_factory=list)
+    relayed_own: list[str] = field(default_factory=list)
+    rows: list[dict] = field(default_factory=list)
 
 
 class Agent:
@@ -213,38 +225,49 @@ class Agent:
         return bool(changed) or edge_state is None
 
     def reconcile(self) -> None:
-        now = time.monotonic()
+        """One pass: observe wireguard-go and the edge's peer list, decide, apply."""
         with self.lock:
             view = self.view
         if view is None:
             return
         dev = wg.get(self.cfg.interface)
+        plan = self.decide(time.monotonic(), view, dev)
+        self.apply(plan, view, dev)
+
+    def decide(self, now: float, view: dict, dev: wg.DeviceState) -> Converge:
+        """The peer configs that bring the interface to the view, and the status rows. Moves
+        each path's state machine (mesh/paths.py) on by what `dev` shows."""
         edge_hex = keys.from_b64(self.edge["public_key"]).hex()
         edge_state = dev.peers.get(edge_hex)
-        configs, relayed, wanted, rows, own = [], [], {edge_hex}, [], []
+        plan = Converge(edge_state=edge_state, wanted={edge_hex})
+        relayed = []
         for peer in view["peers"]:
             hexkey = keys.from_b64(peer["public_key"]).hex()
-            wanted.add(hexkey)
+            plan.wanted.add(hexkey)
             cfg, row, is_relayed, direct_own = self._peer(now, view["self"], peer, hexkey, dev.peers.get(hexkey))
             if cfg:
-                configs.append(cfg)
+                plan.configs.append(cfg)
             if is_relayed:
                 relayed.append(f"{peer['mesh_ip']}/32")
             if not direct_own:
-                own.append(peer["mesh_ip"])
-            rows.append(row)
-        self._relayed_own(sorted(own))
+                plan.relayed_own.append(peer["mesh_ip"])
+            plan.rows.append(row)
+        plan.relayed_own.sort()
         edge_cfg = wg.PeerConfig(edge_hex)
         if self._edge_transport(now, edge_state):
             edge_cfg.endpoint, edge_cfg.keepalive, edge_cfg.kick = self._edge_endpoint(), paths.HEARTBEAT, True
         edge_allowed = [f"{self.edge['mesh_ip']}/32"] + relayed
         if edge_state is None or sorted(edge_state.allowed_ips) != sorted(edge_allowed) or edge_cfg.endpoint:
             edge_cfg.allowed_ips = edge_allowed
-            configs.insert(0, edge_cfg)
-        configs += [wg.PeerConfig(k, remove=True) for k in dev.peers if k not in wanted]
-        wg.set_device(self.cfg.interface, peers=configs)
-        self._links_gc(wanted)
-        self._write_status(view, dev, edge_state, rows)
+            plan.configs.insert(0, edge_cfg)
+        plan.configs += [wg.PeerConfig(k, remove=True) for k in dev.peers if k not in plan.wanted]
+        return plan
+
+    def apply(self, plan: Converge, view: dict, dev: wg.DeviceState) -> None:
+        self._relayed_own(plan.relayed_own)
+        wg.set_device(self.cfg.interface, peers=plan.configs)
+        self._links_gc(plan.wanted)
+        self._write_status(view, dev, plan.edge_state, plan.rows)
 
     def _relayed_own(self, own: list[str]) -> None:
         with self.lock:
