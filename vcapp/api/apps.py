@@ -10,7 +10,7 @@ from vcapp.api import context
 from vcapp.api.body import json_body
 from vcapp.deploy import destroy as app_destroy
 from vcapp.errors import BadRequest
-from vcapp.state import apps, keys
+from vcapp.state import apps, instances
 from vcapp.state import secrets as app_secrets
 
 bp = Blueprint("apps", __name__)
@@ -38,9 +38,9 @@ def list_all():
 
 def _healthy_counts(store) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for e in store.list(keys.STATUS):
-        if (e.value or {}).get("health") == "healthy":
-            counts[e.value.get("app")] = counts.get(e.value.get("app"), 0) + 1
+    for report in instances.reports(store):
+        if report.get("health") == "healthy":
+            counts[report["app"]] = counts.get(report["app"], 0) + 1
     return counts
 
 

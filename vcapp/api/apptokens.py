@@ -19,7 +19,7 @@ from vcapp.api import context
 from vcapp.api.auth import edge_readable
 from vcapp.api.body import json_body
 from vcapp.api.validate import parse_duration, token_name
-from vcapp.state import access, apps, apptokens, keys, membership
+from vcapp.state import access, apps, apptokens, membership
 from vcapp.views import ingress
 
 bp = Blueprint("apptokens", __name__)
@@ -88,8 +88,8 @@ def edge_table():
     moment when requests in flight matter most."""
     store = context.store()
     view = ingress.read_view(store)
-    routers = sorted(f"{e.value['addr']}:{ingress.NODE_ROUTER_PORT}"
-                     for e in store.list(keys.NODES) if e.value.get("addr"))
+    routers = sorted(f"{r['addr']}:{ingress.NODE_ROUTER_PORT}"
+                     for r in membership.node_records(store).values() if r.get("addr"))
     table = ingress.edge_routes(view, routers)
     return jsonify(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes),
                    domains={app: list(hosts) for app, hosts in table.domains},

@@ -27,7 +27,7 @@ from router.routes import app_host
 from vcapp.api import context
 from vcapp.api.validate import bounded_int
 from vcapp.errors import BadRequest, NotFound, Unavailable
-from vcapp.state import apps, keys, reposync
+from vcapp.state import apps, instances, keys, reposync
 from vcapp.views import ingress
 
 bp = Blueprint("logs", __name__)
@@ -83,7 +83,7 @@ def logs(name: str):
         return _text((f"{line}\n" for line in _local_router_lines(name, hosts, since, tail, follow)))
     if request.args.get("local") == "1" and request.args.get("kept") == "1":
         return _text((f"{line}\n" for line in _local_kept_lines(name, chosen, since, tail, me)))
-    assigned = {e.value["instance"]: e.value for e in store.list(keys.assign(name))}
+    assigned = instances.assignments(store, name)
     if chosen is not None and chosen not in assigned:
         raise NotFound(f"app {name} has no instance {chosen!r} running; `vcapp ps {name}` lists them")
     wanted = [chosen] if chosen is not None else [] if source == "router" else \

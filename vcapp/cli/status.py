@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from vcapp.cli.client import Client
-from vcapp.cli.warnings import history_table, warning_lines
 from vcapp.cli.nodes import node_table
 from vcapp.cli.output import api_errors, print_json, used_total
+from vcapp.cli.warnings import history_table, warning_lines
 
 
 def header(answer: dict) -> list[str]:

@@ -44,7 +44,7 @@ from storage.host import LocalHost, StorageError, weed_binary
 from vcapp import machine
 from vcapp.errors import BadRequest, Conflict, Unavailable
 from vcapp.machine import NodeConfig
-from vcapp.state import apps, bucketbackend, events, keys, membership, releases, volumes
+from vcapp.state import apps, bucketbackend, events, instances, keys, membership, releases, volumes
 from vcapp.state.store import Store, delete_op, unchanged
 
 # The placer reacts within a second, a runtime stops a container in its stop timeout (10 s)
@@ -167,7 +167,7 @@ def _stop(store: Store, app: str) -> None:
     deadline = time.monotonic() + STOP_TIMEOUT
     while True:
         alive = membership.alive_machines(store)
-        running = [e.value.get("node") for e in store.list(keys.assign(app)) if e.value]
+        running = [a.get("node") for a in instances.assignments(store, app).values()]
         mounted = [(e.value or {}).get("node") for e in store.list(keys.storage_writer(app))
                    if (e.value or {}).get("node") in alive]
         if not running and not mounted:
@@ -213,7 +213,7 @@ def _delete_bucket(store: Store, cfg: NodeConfig | None, record: dict) -> int | 
 
 def _delete_images(store: Store, app: str) -> tuple[list[str], list[str]]:
     """Delete apps/<app> from the registry of every live machine: (digests deleted, machines down)."""
-    nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES) if e.value}
+    nodes = membership.node_records(store)
     if not nodes:
         return [], []
     alive = membership.alive_machines(store)

@@ -21,7 +21,7 @@ from typing import Callable
 from placer.model import WEB, process_of
 from runtime.podman import Container, PodmanDriver, PodmanError
 from vcapp.deploy.release_phase import STOPPED, TAIL_LINES, Outcome, relay
-from vcapp.state import keys, reposync
+from vcapp.state import instances, reposync
 from vcapp.state.store import Store
 
 EXEC_TIMEOUT_S = 3600.0  # as long as a one-off run: a console session or a long data fix
@@ -70,8 +70,7 @@ def running_container(containers: list[Container], app: str, instance: str, node
 def execute(store: Store, me: str, app: str, instance: str | None, command: str, log: Callable[[str], None],
             here_only: bool = False, timeout: float = EXEC_TIMEOUT_S) -> Outcome:
     """Run `command` in the instance (the first web one when None), here or on its machine."""
-    records = {e.value["instance"]: e.value for e in store.list(keys.assign(app))
-               if isinstance(e.value, dict) and e.value.get("instance")}
+    records = instances.assignments(store, app)
     instance, node = choose_instance({i: a.get("node", "") for i, a in records.items()}, instance, app)
     if node == me:
         return run_here(app, instance, command, log, me, timeout, release=records[instance].get("release"))

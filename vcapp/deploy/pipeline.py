@@ -50,7 +50,7 @@ from vcapp import appconfig, machine
 from vcapp.deploy import release_phase, remote_build, stackshare
 from vcapp.errors import VcError
 from vcapp.machine import NodeConfig
-from vcapp.state import apps, buildproxy, builds, events, keys, membership, releases
+from vcapp.state import apps, buildproxy, builds, events, instances, keys, membership, releases
 from vcapp.state.store import Store
 
 log = logging.getLogger("vcapp.deploy")
@@ -298,7 +298,7 @@ def copy_image(store: Store, node: NodeConfig, image: str, log: Log, digest: str
     """Copy `image` to the registries of copy_targets, in parallel; the names that got it,
     each holding the same manifest (`digest`, what instances pull by).
     A failed copy is a warning: the release still deploys, with fewer copies."""
-    nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
+    nodes = membership.node_records(store)
     alive = membership.alive_machines(store)
     targets = copy_targets(nodes, alive, node.name)
     if not targets:
@@ -365,11 +365,10 @@ def wait_serving(store: Store, app: str, release: str, count: int, timeout: floa
 def check_instances(store: Store, app: str, release: str) -> tuple[list[str], str | None]:
     """("<instance> on <node>: healthy" for each healthy web instance of release, first failure of
     any process type or None)."""
-    assigned = {e.value["instance"]: e.value.get("node") for e in store.list(keys.assign(app))}
+    assigned = {i: a.get("node") for i, a in instances.assignments(store, app).items()}
     healthy, failure = [], None
-    for e in store.list(keys.STATUS):
-        rep = e.value
-        if rep.get("app") != app or assigned.get(str(rep.get("instance"))) != rep.get("node"):
+    for rep in instances.app_reports(store, app):
+        if assigned.get(rep["instance"]) != rep["node"]:
             continue
         where = f"instance {rep.get('instance')} on {rep.get('node')}"
         message = rep.get("message") or ""
@@ -388,12 +387,11 @@ def check_instances(store: Store, app: str, release: str) -> tuple[list[str], st
 
 def why_not(store: Store, app: str, release: str) -> str:
     """What the instances of `app` are doing instead of serving `release` (for the pusher)."""
-    assigned = {e.value["instance"]: e.value for e in store.list(keys.assign(app))}
+    assigned = instances.assignments(store, app)
     if not assigned:
         pending = (store.value(keys.pending(app)) or {}).get("instances", {})
         return "; ".join(f"instance {i}: {why}" for i, why in sorted(pending.items())) or "no instance assigned yet"
-    reports = {str(e.value.get("instance")): e.value for e in store.list(keys.STATUS)
-               if e.value.get("app") == app}
+    reports = {r["instance"]: r for r in instances.app_reports(store, app)}
     parts = []
     for inst, a in sorted(assigned.items()):
         rep = reports.get(inst)

@@ -46,7 +46,7 @@ Log = Callable[[str], None]
 
 def registries(store: Store, node: NodeConfig) -> tuple[str, ...]:
     """This machine's registry, then every other live machine's (by name)."""
-    nodes = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
+    nodes = membership.node_records(store)
     alive = membership.alive_machines(store)
     others = [f"{rec['addr']}:{REGISTRY_PORT}" for name, rec in sorted(nodes.items())
               if name != node.name and name in alive and rec.get("addr")]

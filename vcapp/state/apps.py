@@ -24,6 +24,7 @@ from placer.model import instance_name, process_of
 from vcapp.appconfig import ENV_NAME, env_problem
 from vcapp.errors import BadRequest, Conflict, NotFound
 from vcapp.state import builds, events, keys
+from vcapp.state.instances import app_reports, assignments
 from vcapp.state.store import Store, absent, delete_op, none_under, put_op, unchanged
 
 # Patterns are matched whole (fullmatch): `$` would also match before a final newline.
@@ -466,12 +467,9 @@ def _refuse_with_data(store: Store, name: str, volumes_prefix: str, bucket: str)
 def instances(store: Store, name: str) -> list[dict]:
     """Each instance of the app: where it is assigned, what its runtime reports, or why it is pending."""
     spec = get_app(store, name)
-    assigned = {e.value["instance"]: e.value for e in store.list(keys.assign(name))}
-    reports = {}
-    for e in store.list(keys.STATUS):
-        parts = keys.name_of(e.key, keys.STATUS).split("/")
-        if len(parts) == 3 and parts[1] == name and assigned.get(parts[2], {}).get("node") == parts[0]:
-            reports[parts[2]] = e.value
+    assigned = assignments(store, name)
+    reports = {r["instance"]: r for r in app_reports(store, name)
+               if assigned.get(r["instance"], {}).get("node") == r["node"]}
     pending = (store.value(keys.pending(name)) or {}).get("instances", {})
     rows = []
     wanted = {instance_name(kind, i) for kind, n in process_counts(spec).items() for i in range(n)}

@@ -93,6 +93,11 @@ def alive_machines(store: Store) -> set[str]:
     return {keys.name_of(e.key, keys.ALIVE) for e in store.list(keys.ALIVE)}
 
 
+def node_records(store: Store) -> dict[str, dict]:
+    """Every machine's record (/vc/nodes/<name>), by name: site, addr, api_url, labels, resources."""
+    return {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES) if isinstance(e.value, dict)}
+
+
 def api_addr(record: dict) -> str | None:
     """"host:port" of a node record's admin API, or None."""
     parts = urlsplit(record.get("api_url") or "")

@@ -257,5 +257,5 @@ def prune(root: Path, apps: dict[str, int]) -> list[str]:
 def live_apis(store: Store) -> dict[str, str]:
     """Live machine -> "addr:port" of its API (from the node records' api_url)."""
     alive = membership.alive_machines(store)
-    found = {keys.name_of(e.key, keys.NODES): membership.api_addr(e.value or {}) for e in store.list(keys.NODES)}
+    found = {name: membership.api_addr(record) for name, record in membership.node_records(store).items()}
     return {name: addr for name, addr in found.items() if addr and name in alive}

@@ -51,8 +51,7 @@ def storage_enabled(store: Store) -> bool:
 def storage_plan(store: Store, cfg: NodeConfig, alive: set[str] | None = None) -> ClusterPlan:
     """The SeaweedFS plan every machine derives alike from the members and etcd's endpoints
     (`alive`: the live machines, when the caller has just read them)."""
-    machines = [Machine(keys.name_of(e.key, keys.NODES), e.value["site"], e.value["addr"])
-                for e in store.list(keys.NODES) if e.value]
+    machines = [Machine(name, r["site"], r["addr"]) for name, r in membership.node_records(store).items()]
     alive = membership.alive_machines(store) if alive is None else alive
     order = etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines if m.name in alive})
     tls, login = filer_etcd_access(cfg.store_endpoints())
@@ -85,8 +84,7 @@ def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> li
 
 def live_sites(store: Store) -> list[str]:
     alive = membership.alive_machines(store)
-    return [e.value["site"] for e in store.list(keys.NODES)
-            if e.value and keys.name_of(e.key, keys.NODES) in alive]
+    return [r["site"] for name, r in membership.node_records(store).items() if name in alive]
 
 
 def list_volumes(store: Store, app: str | None = None) -> list[dict]:

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from placer.model import process_of
 from router.routes import (MAX_DOWN_DETAIL, AppRoute, EdgeRoutes, NodeRoutes, RoutesError, api_host, check_app,
                            check_domain)
-from vcapp.state import builds, keys, membership, peerwatch
+from vcapp.state import builds, instances, keys, membership, peerwatch
 from vcapp.state.store import Store
 
 log = logging.getLogger("vcapp.ingress")
@@ -214,12 +214,10 @@ def read_view(store: Store) -> ClusterView:
     cluster = store.value(keys.CLUSTER) or {}
     alive = membership.alive_machines(store)
     alive -= set(peerwatch.unreachable(store, alive))  # no route to a machine nobody reaches
-    records = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)
-               if isinstance(e.value, dict)}
+    records = membership.node_records(store)
     live = {n: r for n, r in records.items() if n in alive and r.get("addr")}
     apps = {keys.name_of(e.key, keys.APPS): e.value for e in store.list(keys.APPS) if isinstance(e.value, dict)}
-    reports = [dict(e.value, node=e.value.get("node") or keys.name_of(e.key, keys.STATUS).split("/")[0])
-               for e in store.list(keys.STATUS) if isinstance(e.value, dict)]
+    reports = instances.reports(store)
     api = {n: a for n, r in live.items() if (a := membership.api_addr(r))}
     pending = {keys.name_of(e.key, keys.PENDING): e.value for e in store.list(keys.PENDING)
                if isinstance(e.value, dict)}

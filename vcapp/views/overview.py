@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from vcapp.state import keys, membership
+from vcapp.state import instances, keys, membership
 
 NODE_FIELDS = ("name", "site", "addr", "up", "drained", "last_seen", "state_since", "cpus", "load1", "memory_mb",
                "free_memory_mb", "disk_mb", "free_disk_mb", "labels", "version")
@@ -17,13 +17,9 @@ NODE_FIELDS = ("name", "site", "addr", "up", "drained", "last_seen", "state_sinc
 
 def _instances(store) -> list[dict]:
     """One row per assigned instance: app, instance, node, and the report of that node if any."""
-    reports = {}
-    for e in store.list(keys.STATUS):
-        node, app, inst = (keys.name_of(e.key, keys.STATUS).split("/") + ["", ""])[:3]
-        reports[(app, inst, node)] = e.value or {}
+    reports = {(r["app"], r["instance"], r["node"]): r for r in instances.reports(store)}
     rows = []
-    for e in store.list(keys.ASSIGN):
-        a = e.value or {}
+    for a in instances.every_assignment(store):
         rep = reports.get((a.get("app"), str(a.get("instance")), a.get("node")), {})
         rows.append({"app": a.get("app"), "instance": str(a.get("instance")), "node": a.get("node"),
                      "state": rep.get("state", "assigned"), "health": rep.get("health", "-"),
