@@ -157,7 +157,7 @@ class Deployer:
         except VcError as e:
             raise DeployError(e.message) from None
         progress.built_on, progress.release = built["built_on"], number
-        before = store.value(keys.release(app, serving)) if isinstance(serving, int) else None
+        before = releases.find(store, app, serving) if isinstance(serving, int) else None
         if release_command:
             progress.stage = "release phase"
             try:

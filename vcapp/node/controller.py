@@ -28,9 +28,9 @@ class Controller:
 
     def tick(self, now: float | None = None) -> None:
         now = now or time.time()
-        nodes = {e.key[len(keys.NODES):]: e.value for e in self.store.list(keys.NODES)}
+        nodes = membership.node_records(self.store)
         alive = membership.alive_machines(self.store)
-        states = {e.key[len(keys.NODESTATE):]: e.value for e in self.store.list(keys.NODESTATE)}
+        states = membership.node_states(self.store)
         self._transitions(nodes, alive, states, now)
         self._membership(nodes, alive, states, now)
         if now - self._last_prune > PRUNE_EVERY:

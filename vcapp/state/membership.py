@@ -98,6 +98,12 @@ def node_records(store: Store) -> dict[str, dict]:
     return {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES) if isinstance(e.value, dict)}
 
 
+def node_states(store: Store) -> dict[str, dict]:
+    """Each machine's last up/down transition (/vc/nodestate/<name>: {state, since}), by name."""
+    return {keys.name_of(e.key, keys.NODESTATE): e.value for e in store.list(keys.NODESTATE)
+            if isinstance(e.value, dict)}
+
+
 def api_addr(record: dict) -> str | None:
     """"host:port" of a node record's admin API, or None."""
     parts = urlsplit(record.get("api_url") or "")
@@ -395,7 +401,7 @@ def list_nodes(store: Store) -> list[dict]:
     """Node records with `up` (lease alive), `drained` and `state_since` filled in."""
     alive = {e.key[len(keys.ALIVE):]: e.value for e in store.list(keys.ALIVE)}
     drained = drained_machines(store)
-    states = {e.key[len(keys.NODESTATE):]: e.value for e in store.list(keys.NODESTATE)}
+    states = node_states(store)
     result = []
     for entry in store.list(keys.NODES):
         name = entry.key[len(keys.NODES):]

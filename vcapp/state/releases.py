@@ -52,8 +52,13 @@ def next_number(store: Store, app: str) -> int:
     return (last["number"] if last else 0) + 1
 
 
+def find(store: Store, app: str, number: int) -> dict | None:
+    """Release `number` of the app, or None."""
+    return store.value(keys.release(app, number))
+
+
 def get_release(store: Store, app: str, number: int) -> dict:
-    rec = store.value(keys.release(app, number))
+    rec = find(store, app, number)
     if rec is None:
         raise NotFound(f"app {app} has no release v{number}; `vcapp releases {app}` lists them")
     return rec
