@@ -1,10 +1,10 @@
 """The cluster image registry: the distribution registry (`docker-registry serve`) on one
 machine, holding every app's release images, reachable at an address:port of the cluster.
 
-Storage is a local directory now; `S3Storage` switches in the s3 driver (SeaweedFS later).
-With either, `redirect.disable` is set: the registry serves blobs itself instead of
-redirecting machines to pre-signed S3 URLs, which would name an S3 endpoint machines may
-not reach. The config is written as JSON, which is YAML too.
+Storage is a local directory; every release image is copied to other machines' registries
+instead (vcapp/deploy/pipeline.py). `redirect.disable` is set: the registry serves blobs
+itself, never redirects to a storage backend's URL. The config is written as JSON, which is
+YAML too.
 
 Plain HTTP inside the cluster (the mesh encrypts the path): pushes and pulls pass
 `--tls-verify=false` explicitly (builder.build.push, `pull_command`); a machine that wants
@@ -72,25 +72,6 @@ class FilesystemStorage:
 
 
 @dataclass(frozen=True)
-class S3Storage:
-    """An S3 bucket (SeaweedFS's S3 gateway later). secure=False for plain HTTP endpoints."""
-
-    endpoint: str  # http://host:port
-    bucket: str
-    access_key: str
-    secret_key: str
-    region: str = "us-east-1"  # required by the driver, ignored by SeaweedFS
-    root: str = "/registry"
-
-    def driver(self) -> dict:
-        return {"s3": {
-            "regionendpoint": self.endpoint, "bucket": self.bucket, "region": self.region,
-            "accesskey": self.access_key, "secretkey": self.secret_key,
-            "secure": self.endpoint.startswith("https://"), "v4auth": True, "rootdirectory": self.root,
-        }}
-
-
-@dataclass(frozen=True)
 class Credential:
     """A registry user and its password. repr() leaves the password out (logs, tracebacks)."""
 
@@ -148,12 +129,11 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def config(address: str, storage: FilesystemStorage | S3Storage, secret: str | None = None,
+def config(address: str, storage: FilesystemStorage, secret: str | None = None,
            htpasswd: Path | None = None) -> dict:
     """The registry's configuration (version 0.1 format) for `address` (host:port).
 
-    `secret` signs upload state: registries sharing one S3 bucket behind one name need the
-    same one (keep it in cluster state); a lone registry may let it be random.
+    `secret` signs upload state; stable across restarts keeps an upload in progress valid.
     `htpasswd`: every request needs basic auth as a user of that file (`write_htpasswd`);
     without it the registry answers anyone who reaches `address`."""
     auth = {"auth": {"htpasswd": {"realm": REALM, "path": str(htpasswd)}}} if htpasswd else {}
@@ -174,9 +154,9 @@ def config(address: str, storage: FilesystemStorage | S3Storage, secret: str | N
     }
 
 
-def write_config(path: Path, address: str, storage: FilesystemStorage | S3Storage,
+def write_config(path: Path, address: str, storage: FilesystemStorage,
                  secret: str | None = None, htpasswd: Path | None = None) -> Path:
-    _write_private(path, json.dumps(config(address, storage, secret, htpasswd), indent=2) + "\n")  # may hold S3 keys
+    _write_private(path, json.dumps(config(address, storage, secret, htpasswd), indent=2) + "\n")
     return path
 
 
@@ -285,7 +265,7 @@ def delete_repository(address: str, credential: Credential | None, repository: s
     return deleted
 
 
-def start(address: str, storage: FilesystemStorage | S3Storage, config_path: Path,
+def start(address: str, storage: FilesystemStorage, config_path: Path,
           spawn: proc.Spawn | None = None, log: Path | None = None,
           probe=None, secret: str | None = None, htpasswd: Path | None = None) -> subprocess.Popen:
     """Start the registry and wait until it answers; return its process.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
@@ -62,18 +61,6 @@ def test_registry_config_filesystem_serves_blobs_itself(tmp_path):
     assert cfg["http"]["addr"] == "10.1.0.12:5000"
     assert cfg["storage"]["filesystem"] == {"rootdirectory": str(tmp_path)}
     assert cfg["storage"]["redirect"] == {"disable": True}
-
-
-def test_registry_config_s3_switches_in(tmp_path):
-    s3 = registry.S3Storage("http://10.1.0.11:8333", "registry", "AK", "SK")
-    cfg = registry.config("10.1.0.12:5000", s3, secret="shared-by-all-registries")
-    assert cfg["http"]["secret"] == "shared-by-all-registries"
-    assert "filesystem" not in cfg["storage"]
-    assert cfg["storage"]["s3"]["regionendpoint"] == "http://10.1.0.11:8333"
-    assert cfg["storage"]["s3"]["secure"] is False
-    assert cfg["storage"]["redirect"] == {"disable": True}
-    path = registry.write_config(tmp_path / "config.yml", "10.1.0.12:5000", s3, "shared-by-all-registries")
-    assert json.loads(path.read_text()) == cfg and (path.stat().st_mode & 0o077) == 0
 
 
 def test_registries_conf_marks_the_address_insecure():
