@@ -43,14 +43,6 @@ def issue_credential(key: bytes, node: str, mesh_ip: str) -> str:
     return hmac.new(key, f"{node}|{mesh_ip}".encode(), hashlib.sha256).hexdigest()
 
 
-def verify_credential(key: bytes, node: str, mesh_ip: str, credential: str) -> bool:
-    """True if `credential` was issued with `key` for exactly this node and mesh IP."""
-    if not key or not isinstance(credential, str):
-        return False
-    expected = issue_credential(key, node, mesh_ip)
-    return hmac.compare_digest(expected.encode(), credential.strip().lower().encode())
-
-
 def load_mesh_key(text: str) -> bytes:
     """Parse a mesh key as stored in a file or the environment: hex (64 chars) or raw text."""
     text = text.strip()

@@ -9,14 +9,9 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import time
 from pathlib import Path
-
-from cryptography import x509
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from router import edge_config
 from router.caddy import CaddyError, CaddyProcess, Launcher
@@ -25,12 +20,6 @@ from router.routes import EdgeRoutes
 
 # The internal CA is created when the first config with a tls/pki app loads: milliseconds.
 CA_TIMEOUT = 10.0
-
-
-def spki_sha256(pem: str) -> str:
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    der = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 
 class Edge:
@@ -65,14 +54,6 @@ class Edge:
                 raise CaddyError(f"no dev CA after {CA_TIMEOUT:.0f}s ({status}: {body!r}); "
                                  "is the edge in dev mode and updated once?")
             time.sleep(0.05)
-
-    def intermediate_spki(self) -> str:
-        """base64 SHA-256 of the dev CA intermediate's public key: what browsers take in
-        --ignore-certificate-errors-spki-list to trust this edge without a system-wide CA."""
-        self.root_ca_pem()
-        status, body = self.caddy.admin.request("GET", "/pki/ca/local")
-        pem = json.loads(body)["intermediate_certificate"]
-        return spki_sha256(pem)
 
     def stop(self) -> None:
         self.caddy.stop()

@@ -130,14 +130,6 @@ def converge(plan: ClusterPlan, host: Host, data_dir: Path, run_dir: Path, weed:
     return [a.spec.name for a in actions if isinstance(a, Start)]
 
 
-def log_tail(data_dir: Path, name: str, lines: int = 15) -> str:
-    path = storage_dir(data_dir) / "log" / f"{name}.log"
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
 def wait_ready(plan: ClusterPlan, host: Host, timeout: float = READY_TIMEOUT) -> None:
     """Wait until, seen from `host`, a master leads and this machine's volume server and
     filer answer. Raises StorageError naming what is not up."""

@@ -59,7 +59,7 @@ def commit_to(root, app: str, text: bytes) -> str:
 
 def router_answer(store, token: str, app: str = "blog") -> str:
     """What a node router's token check answers a visitor of `app` showing `token` (fresh cache)."""
-    service = AuthService(TokenChecker(apptokens.lookup_in(store)), SESSION_KEY)
+    service = AuthService(TokenChecker(lambda token_hash: apptokens.lookup(store, token_hash)), SESSION_KEY)
     return service.decide(app, "/", f"Bearer {token}", "").status
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
-from router.edge import spki_sha256
 from tests.helpers import openloop
-from vcapp.dev.rigs.waiting import wait_for
+from tests.helpers.browser import spki_sha256
 from tests.ingress.diagnose import edge_report
 from vcapp.dev import netns, platform
+from vcapp.dev.rigs.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 

@@ -30,15 +30,20 @@ KEY = bytes(range(32))
 
 # ---- credentials -------------------------------------------------------------------------
 
-def test_credential_verifies_only_for_its_node_ip_and_key():
+def test_a_credential_proves_only_its_own_node_ip_and_key():
     cred = auth.issue_credential(KEY, "home-1", "100.96.1.1")
-    assert len(cred) == 64 and auth.verify_credential(KEY, "home-1", "100.96.1.1", cred)
-    assert auth.verify_credential(KEY, "home-1", "100.96.1.1", cred.upper() + "\n")
-    assert not auth.verify_credential(KEY, "home-2", "100.96.1.1", cred)
-    assert not auth.verify_credential(KEY, "home-1", "100.96.1.2", cred)
-    assert not auth.verify_credential(b"another key of thirty-two bytes!", "home-1", "100.96.1.1", cred)
-    assert not auth.verify_credential(KEY, "home-1", "100.96.1.1", cred[:-1] + ("0" if cred[-1] != "0" else "1"))
-    assert not auth.verify_credential(KEY, "home-1", "100.96.1.1", "")
+
+    def problem(credential: str, node: str, ip: str, key: bytes = KEY) -> str | None:
+        headers = auth.sign(credential, "register", node, ip, b"{}", now=1000)
+        return auth.proof_problem(key, "register", headers, b"{}", now=1000)
+
+    assert len(cred) == 64 and problem(cred, "home-1", "100.96.1.1") is None
+    assert problem(cred.upper() + "\n", "home-1", "100.96.1.1") is None  # as read from a file
+    assert problem(cred, "home-2", "100.96.1.1")
+    assert problem(cred, "home-1", "100.96.1.2")
+    assert problem(cred, "home-1", "100.96.1.1", key=b"another key of thirty-two bytes!")
+    assert problem(cred[:-1] + ("0" if cred[-1] != "0" else "1"), "home-1", "100.96.1.1")
+    assert problem("", "home-1", "100.96.1.1")
 
 
 def test_signed_requests_prove_the_credential_without_carrying_it():

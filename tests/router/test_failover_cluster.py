@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from router.routes import AppRoute
+from tests.helpers.browser import intermediate_spki
 from tests.router.conftest import APP_PORT, DOMAIN
 
 pytestmark = pytest.mark.cluster
@@ -30,7 +31,7 @@ MIN_PNG_BYTES = 5000
 
 def test_browser_loads_an_app_page_through_the_edge(stack, artifacts, tmp_path):
     assert shutil.which("chromium"), "chromium is missing: run scripts/install"
-    intermediate = stack.edge.intermediate_spki()
+    intermediate = intermediate_spki(stack.edge)
     shot = artifacts / "router_browser.png"
     shot.unlink(missing_ok=True)
     profile = tmp_path / "chromium-profile"

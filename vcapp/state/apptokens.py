@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable
 
 from router import tokens
 from router.tokens import TokenRecord
@@ -94,7 +93,3 @@ def lookup(store: Store, token_hash: str) -> TokenRecord | None:
         return None  # its app is gone, or this is another app of the same name
     return TokenRecord(value["id"], value["app"], value.get("name", ""), value.get("expires_at"),
                        bool(value.get("revoked")))
-
-
-def lookup_in(store: Store) -> Callable[[str], TokenRecord | None]:
-    return lambda token_hash: lookup(store, token_hash)
