@@ -92,8 +92,7 @@ def _routes(routes: EdgeRoutes) -> list[dict]:
 def _preferred(nodes: tuple[str, ...], app: str) -> dict:
     """The node routers that run `app`, as its active checks find them; a router whose dial
     failed rests like in any pool, so a killed machine costs one failed dial, not one per
-    request until its checks fail (measured without passive checks: a kill lost 25 of 800
-    requests of a two-instance app, 1-2 with them)."""
+    request until its active checks fail."""
     return reverse_proxy(nodes, serves_path(app), NODE_HEALTH_HOST, try_duration=PREFERRED_TRY_DURATION)
 
 

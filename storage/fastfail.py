@@ -4,8 +4,8 @@ When the machine of the master leader powers off or is cut off, every SeaweedFS 
 (filers, S3 gateways, mounts, the other masters) first redials the old leader. Packets to a
 dead or cut-off machine vanish (its ARP entry is still cached on a LAN; over WireGuard there
 is no answer either), so that dial waits for gRPC's 20 s connect timeout, not configurable
-from the command line; measured here: the new leader is elected 5 s after the death, clients
-find it 21 s after. A firewall rule that answers connections to that machine's *storage*
+from the command line: the new leader is elected about 5 s after the death, but clients find it
+only when that dial gives up. A firewall rule that answers connections to that machine's *storage*
 ports with a TCP reset makes connect() fail at once and the clients try the next master.
 Connections already open to it are aborted too (`ss -K`), on the storage ports and on any
 other port the caller names: a connection that only waits for answers never hits the rule.

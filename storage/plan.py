@@ -39,9 +39,9 @@ MIN_FREE_SPACE = "1GiB"
 # leader spent ~40 s of a 15 s failover budget when the leader's machine died; masters talk
 # over a LAN or the mesh (ms round trips, 300 ms heartbeats), so 3 s is still 10 heartbeats.
 MASTER_ELECTION_TIMEOUT = "3s"
-# Raft: hashicorp/raft instead of SeaweedFS's default goraft. With goraft, a cut-off (not
-# powered-off) leader left the two other masters without a working leader for minutes in
-# 2 of 3 runs here (also seaweedfs issues #629, #5872).
+# Raft: hashicorp/raft instead of SeaweedFS's default goraft, with which a cut-off (not
+# powered-off) leader can leave the two other masters without a working leader for minutes
+# (seaweedfs issues #629, #5872).
 
 
 @dataclass(frozen=True)
