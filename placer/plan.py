@@ -19,7 +19,7 @@ Rules, in the order they apply:
 5. An instance that fits nowhere is pending, with a reason naming what is short and where
    the most room is ("needs 2048 MB memory; largest free is 1200 MB on office-1").
 6. A machine the others cannot reach (`unreachable`: its lease has not expired yet, see
-   vcapp/peerwatch.py) takes nothing new, and its instances that own no volume move as off a
+   vcapp/state/peerwatch.py) takes nothing new, and its instances that own no volume move as off a
    dead machine; those with volumes wait for the lease (the machine fences them first).
 7. Instances on a drained machine move off it like those of a dead one, but the machine is
    alive: the placement names it as `previous_node`, and the old instance keeps serving until

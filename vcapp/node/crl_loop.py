@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import time
 
 from vcapp import etcdtls
 from vcapp.machine import ETCD_CLIENT_PORT, ETCD_PEER_PORT, cluster_key
+from vcapp.node.harness import Every
 from vcapp.state import membership
 
 log = logging.getLogger("vcapp.node")
@@ -35,29 +35,35 @@ def abort_filter(addr: str) -> list[str]:
             "sport", "=", f":{ETCD_PEER_PORT}", ")"]
 
 
+def to_abort(revoked: dict[str, dict], written: dict[str, dict] | None, own_addr: str) -> list[str]:
+    """The addresses whose etcd connections to abort once `revoked` replaces `written` (pure):
+    the other machines revoked since. At the daemon's start (`written` None) nothing: its
+    etcd, its child, was not running."""
+    if written is None:
+        return []
+    fresh = [r for s, r in revoked.items() if s not in written]
+    return [r["addr"] for r in fresh if r.get("addr") and r["addr"] != own_addr]
+
+
 class CrlLoop:
     name = "etcd-crl"
 
     def __init__(self, ctx) -> None:
         self.written: dict[str, dict] | None = None  # what the file holds, serial -> record
-        self.next_at = 0.0
+        self.refresh = Every(REFRESH_EVERY_S)
 
     def step(self, ctx) -> None:
-        now = time.monotonic()
-        if now < self.next_at:
+        if not self.refresh.due():
             return
-        self.next_at = now + REFRESH_EVERY_S
         revoked = membership.revoked_etcd_certs(ctx.store)
         if self.written is not None and revoked.keys() == self.written.keys():
             return
         etcdtls.write_crl(ctx.base, cluster_key(), sorted(revoked))
-        # At the daemon's start nothing is aborted: its etcd, its child, was not running.
-        fresh = {} if self.written is None else {s: r for s, r in revoked.items() if s not in self.written}
+        aborts = to_abort(revoked, self.written, ctx.cfg.addr)
         self.written = revoked
         log.info("etcd revocation list written: %d certificate(s)", len(revoked))
-        for record in fresh.values():
-            if record.get("addr") and record["addr"] != ctx.cfg.addr:
-                self._abort(record["addr"])
+        for addr in aborts:
+            self._abort(addr)
 
     @staticmethod
     def _abort(addr: str) -> None:

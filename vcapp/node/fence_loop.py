@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
 
 from builder.registry import DEFAULT_PORT as REGISTRY_PORT
 from mesh.edge import MESH_CIDR
@@ -20,7 +19,8 @@ from runtime import firewall
 from runtime.shell import LocalShell
 from storage.plan import FILER_PORT, MASTER_PORT, S3_PORT, VOLUME_PORT
 from vcapp.machine import ETCD_CLIENT_PORT, ETCD_PEER_PORT
-from vcapp.state import keys
+from vcapp.node.harness import Every
+from vcapp.state import membership
 from vcapp.state.store import StoreUnavailable
 from vcapp.views import ingress
 
@@ -58,11 +58,11 @@ class FenceLoop:
     def __init__(self, ctx) -> None:
         self.shell = LocalShell()
         self.loaded: firewall.Fence | None = None
-        self.verified = 0.0
+        self.verify = Every(VERIFY_EVERY_S)  # begun by each load and each check that finds it
 
     def step(self, ctx) -> None:
         try:
-            records = {keys.name_of(e.key, keys.NODES): e.value for e in ctx.store.list(keys.NODES)}
+            records = membership.node_records(ctx.store)
         except StoreUnavailable:
             if self.loaded is None:  # containers are fenced at once; the mesh rule waits for the members
                 self._load(desired({}))
@@ -70,11 +70,10 @@ class FenceLoop:
         if ctx.cfg.addr and ctx.cfg.name not in records:
             records[ctx.cfg.name] = {"addr": ctx.cfg.addr}  # our own, before the record lands
         fence = desired(records)
-        now = time.monotonic()
-        if fence == self.loaded and now - self.verified < VERIFY_EVERY_S:
+        if fence == self.loaded and not self.verify.ready():
             return
         if fence == self.loaded and firewall.present(self.shell):
-            self.verified = now
+            self.verify.mark()
             return
         if self.loaded is None or fence.machines != self.loaded.machines:
             log.info("control-plane fence: %d machine(s) may reach the machine-only ports", len(fence.machines))
@@ -82,4 +81,5 @@ class FenceLoop:
 
     def _load(self, fence: firewall.Fence) -> None:
         firewall.apply(self.shell, fence)
-        self.loaded, self.verified = fence, time.monotonic()
+        self.loaded = fence
+        self.verify.mark()

@@ -1,7 +1,9 @@
 """The reconcile loops the node daemon runs, in order, on every tick.
 
 Each entry is a factory `f(ctx: NodeContext) -> Loop` (a class is fine). Node loops run on
-every machine; leader loops only on the machine holding the controller election.
+every machine; leader loops only on the machine holding the controller election. A loop's
+own code observes, decides and acts; its throttles, threads, retries and error memory are
+vcapp/node/harness.py's.
 """
 
 from __future__ import annotations

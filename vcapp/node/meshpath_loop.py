@@ -7,10 +7,12 @@ from __future__ import annotations
 import time
 
 from mesh import status as mesh_status
+from vcapp.node.harness import Every
 from vcapp.state import keys
 from vcapp.state.store import put_op
 
 MESH_EVERY_S = 10.0  # a path change shows on the dashboard within this long
+
 
 def mesh_paths(status: dict, previous: dict, now: float) -> dict:
     """{peer: {path, since}} from the mesh daemon's status; `since` kept while the path holds."""
@@ -25,25 +27,30 @@ def mesh_paths(status: dict, previous: dict, now: float) -> dict:
     return out
 
 
+def to_write(paths: dict, written: dict, written_lease: int, lease: int) -> bool:
+    """Whether `paths` must be written (pure): a peer's path changed, or the lease did (the
+    record goes with the lease it was written with)."""
+    same = {k: v["path"] for k, v in paths.items()} == {k: v["path"] for k, v in written.items()}
+    return not same or written_lease != lease
+
+
 class MeshPathLoop:
     name = "meshpaths"
 
     def __init__(self, ctx) -> None:
-        self.last = 0.0
+        self.every = Every(MESH_EVERY_S)
         self.written: dict = {}
         self.lease = 0
 
     def step(self, ctx) -> None:
-        if not ctx.cfg.mesh or time.monotonic() - self.last < MESH_EVERY_S:
+        if not ctx.cfg.mesh or not self.every.due():
             return
-        self.last = time.monotonic()
         try:
             status = mesh_status.read()
         except (FileNotFoundError, ValueError):
             return
         paths = mesh_paths(status, self.written, time.time())
-        same = {k: v["path"] for k, v in paths.items()} == {k: v["path"] for k, v in self.written.items()}
-        if same and self.lease == ctx.lease:
+        if not to_write(paths, self.written, self.lease, ctx.lease):
             return
         ctx.store.txn([], [put_op(keys.meshpaths(ctx.cfg.name), paths, lease=ctx.lease)])
         self.written, self.lease = paths, ctx.lease

@@ -16,11 +16,11 @@ renews the lease; sampling starts once it is in.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Callable
 
-from vcapp.state import apps, events, keys, membership, metrics
+from vcapp.node.harness import Every, Job
+from vcapp.state import apps, events, instances, keys, membership, metrics
 from vcapp.state.store import Store, StoreUnavailable
 from vcapp.views import warnings
 
@@ -124,10 +124,9 @@ def app_of_host(domain: str | None, specs: list[dict]) -> Callable[[str], str | 
 
 def reports_by_app(store: Store, alive: set[str]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
-    for e in store.list(keys.STATUS):
-        node = keys.name_of(e.key, keys.STATUS).split("/", 1)[0]
-        if node in alive and isinstance(e.value, dict):
-            out.setdefault(e.value.get("app", ""), []).append(e.value)
+    for report in instances.reports(store):
+        if report["node"] in alive:
+            out.setdefault(report["app"], []).append(report)
     return out
 
 
@@ -138,41 +137,39 @@ class MetricsLoop:
 
     def __init__(self, ctx) -> None:
         self.history: dict[str, metrics.Chunks] | None = None
-        self.loader: threading.Thread | None = None
-        self.last = 0.0
-        self.last_summary = 0.0
+        self.loader = Job("metrics-load")
+        self.sample = Every(metrics.SAMPLE_EVERY_S)  # its age tells how long ago this machine sampled
+        self.summary = Every(SUMMARY_EVERY_S)
         self.cursor = ""
         self.transitions: list[tuple[float, str]] = []
         self.failovers: list[tuple[float, str]] = []
         self.rates = RequestRates()
 
     def step(self, ctx) -> None:
-        if time.monotonic() - self.last < metrics.SAMPLE_EVERY_S or (self.loader and self.loader.is_alive()):
+        if not self.sample.ready() or self.loader.running():
             return
-        if self.history is None or time.monotonic() - self.last > STALE_AFTER_S:
+        if self.history is None or self.sample.age() > STALE_AFTER_S:
             self._start_loading(ctx.store)
             return
-        self.last = time.monotonic()
+        self.sample.mark()
         sample_once(ctx.store, self.history, time.time(), self.rates)
         failovers = len(self.failovers)
         self._read_events(ctx.store, time.time())
         warn(ctx.store, self.history, self.transitions, time.time())
-        if time.monotonic() - self.last_summary > SUMMARY_EVERY_S or len(self.failovers) > failovers:
+        if self.summary.ready() or len(self.failovers) > failovers:
             write_summary(ctx.store, self.history, self.failovers, time.time())
-            self.last_summary = time.monotonic()
+            self.summary.mark()
 
     def _start_loading(self, store: Store) -> None:
         """Read the history in a thread: a week of it takes seconds, longer than a lease tick may."""
         self.history = None
-        self.loader = threading.Thread(target=self._load, args=(Store(store.endpoints),), daemon=True,
-                                       name="metrics-load")
-        self.loader.start()
+        self.loader.start(self._load, Store(store.endpoints))
 
     def _load(self, store: Store) -> None:
         try:
             self.history = metrics.load_all(store)
             self._read_events(store, time.time())  # a week of events, also off the tick
-            self.last = time.monotonic() - metrics.SAMPLE_EVERY_S  # sample at the next tick
+            self.sample.soon()  # sample at the next tick
         except StoreUnavailable as e:
             log.warning("metrics history not loaded (%s); trying again", e)
 

@@ -13,10 +13,11 @@ import logging
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
 
-from vcapp.state import keys, membership, peerwatch
+from vcapp.node.harness import Every, Worker
+from vcapp.state import membership, peerwatch
 from vcapp.state.store import Store
 
 log = logging.getLogger("vcapp.peerwatch")
@@ -36,6 +37,18 @@ def probe(addr: str, port: int, timeout: float = peerwatch.PROBE_TIMEOUT_S) -> b
         return e.errno in ANSWERED_ERRNOS
 
 
+def probe_targets(records: dict[str, object], alive: set[str], own: str) -> dict[str, tuple[str, int]]:
+    """Whom to probe (pure): every other live machine with an address and an API port, as
+    peer -> (addr, port), from the node records."""
+    targets = {}
+    for name, rec in records.items():
+        rec = rec if isinstance(rec, dict) else {}
+        url = urlsplit(rec.get("api_url") or "")
+        if name != own and name in alive and rec.get("addr") and url.port:
+            targets[name] = (rec["addr"], url.port)
+    return targets
+
+
 class PeerWatchLoop:
     name = "peerwatch"
 
@@ -44,59 +57,52 @@ class PeerWatchLoop:
         self.endpoints = ctx.cfg.store_endpoints()
         self.lease = ctx.lease
         self.targets: dict[str, tuple[str, int]] = {}  # peer -> (addr, port), set by step
-        self.targets_at = 0.0  # monotonic time of the last read of the targets
+        self.read_targets = Every(TARGETS_EVERY_S)
         self.tracker = peerwatch.Tracker()
         self.published: tuple[set[str], int] | None = None  # (suspects, lease) last written
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="vcapp-peerwatch", daemon=True)
-        self.thread.start()
+        self.store: Store | None = None  # the worker's, made for store_endpoints
+        self.store_endpoints: list[str] | None = None
+        self.lock = threading.Lock()  # the tracker, between the worker and the probes
+        self.flying: dict[str, Future] = {}  # peer -> its probe in flight (or done)
+        self.pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix="vcapp-probe")
+        # The watch outlives a bad round (etcd away, ...): the worker runs the next one.
+        self.worker = Worker("vcapp-peerwatch", self._round, peerwatch.PROBE_EVERY_S, log=log,
+                             failed=lambda e: log.exception("peer probe round failed; trying again"))
+        self.worker.start()
 
     def step(self, ctx) -> None:
         self.endpoints, self.lease = ctx.cfg.store_endpoints(), ctx.lease
-        if time.monotonic() - self.targets_at < TARGETS_EVERY_S:
+        if not self.read_targets.due():
             return
-        self.targets_at = time.monotonic()
         alive = membership.alive_machines(ctx.store)
-        targets = {}
-        for e in ctx.store.list(keys.NODES):
-            name, rec = keys.name_of(e.key, keys.NODES), e.value if isinstance(e.value, dict) else {}
-            url = urlsplit(rec.get("api_url") or "")
-            if name != self.node and name in alive and rec.get("addr") and url.port:
-                targets[name] = (rec["addr"], url.port)
-        self.targets = targets
+        records = membership.node_records(ctx.store)
+        self.targets = probe_targets(records, alive, self.node)
 
-    def _run(self) -> None:
-        store, endpoints = None, None
-        lock = threading.Lock()
-        flying: dict[str, object] = {}
+    # ---- the worker's round: probes out, suspects published ---------------------------------
 
-        def one(peer: str, target: tuple[str, int]) -> None:
-            answered = probe(*target)
-            with lock:
-                self.tracker.observe(peer, answered, time.monotonic())
+    def _round(self) -> None:
+        if self.endpoints != self.store_endpoints:
+            self.store, self.store_endpoints = Store(self.endpoints), list(self.endpoints)
+        targets = dict(self.targets)
+        with self.lock:
+            self.tracker.peers(set(targets), time.monotonic())
+            suspects = {p: time.time() - (time.monotonic() - t) for p, t in self.tracker.suspects().items()}
+        for peer, target in targets.items():
+            if peer not in self.flying or self.flying[peer].done():
+                self.flying[peer] = self.pool.submit(self._probe, peer, target)
+        if (set(suspects), self.lease) != self.published and self.lease:
+            self._publish(suspects)
 
-        with ThreadPoolExecutor(max_workers=10, thread_name_prefix="vcapp-probe") as pool:
-            while not self.stop.is_set():
-                started = time.monotonic()
-                try:
-                    if self.endpoints != endpoints:
-                        store, endpoints = Store(self.endpoints), list(self.endpoints)
-                    targets = dict(self.targets)
-                    with lock:
-                        self.tracker.peers(set(targets), time.monotonic())
-                        suspects = {p: time.time() - (time.monotonic() - t)
-                                    for p, t in self.tracker.suspects().items()}
-                    for peer, target in targets.items():
-                        if peer not in flying or flying[peer].done():
-                            flying[peer] = pool.submit(one, peer, target)
-                    if (set(suspects), self.lease) != self.published and self.lease:
-                        peerwatch.publish(store, self.node, suspects, self.lease)
-                        if set(suspects) != (self.published or (set(), 0))[0]:
-                            if suspects:
-                                log.warning("cannot reach %s", ", ".join(sorted(suspects)))
-                            else:
-                                log.info("every peer answers again")
-                        self.published = (set(suspects), self.lease)
-                except Exception:  # the watch must outlive a bad round (etcd away, ...)
-                    log.exception("peer probe round failed; trying again")
-                self.stop.wait(max(0.0, peerwatch.PROBE_EVERY_S - (time.monotonic() - started)))
+    def _probe(self, peer: str, target: tuple[str, int]) -> None:
+        answered = probe(*target)
+        with self.lock:
+            self.tracker.observe(peer, answered, time.monotonic())
+
+    def _publish(self, suspects: dict[str, float]) -> None:
+        peerwatch.publish(self.store, self.node, suspects, self.lease)
+        if set(suspects) != (self.published or (set(), 0))[0]:
+            if suspects:
+                log.warning("cannot reach %s", ", ".join(sorted(suspects)))
+            else:
+                log.info("every peer answers again")
+        self.published = (set(suspects), self.lease)

@@ -25,6 +25,7 @@ import time
 
 from placer.model import ClusterState, Plan
 from placer.plan import plan
+from vcapp.node.harness import Every
 from vcapp.state import events, keys
 from vcapp.state.store import Entry, Store, absent, delete_op, put_op, unchanged
 from vcapp.views.placement import Snapshot
@@ -43,13 +44,11 @@ class PlacerLoop:
     name = "placer"
 
     def __init__(self, ctx) -> None:
-        self.last = 0.0
+        self.every = Every(PLACE_EVERY_S)
 
     def step(self, ctx) -> None:
-        if time.monotonic() - self.last < PLACE_EVERY_S:
-            return
-        self.last = time.monotonic()
-        place_once(ctx.store)
+        if self.every.due():
+            place_once(ctx.store)
 
 
 def place_once(store: Store, now: float | None = None) -> Plan | None:

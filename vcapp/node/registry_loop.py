@@ -41,13 +41,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from pathlib import Path
 
 from builder import registry
 from vcapp.machine import derived_key, registry_auth_file, registry_credential
 from vcapp.node.children import Child
-from vcapp.state import keys, membership, registries
+from vcapp.node.harness import Every
+from vcapp.state import membership, registries
 
 log = logging.getLogger("vcapp.node")
 
@@ -78,6 +78,12 @@ def dropin_text(addresses: list[str], own: str | None = None, live: list[str] | 
     return head + "\n".join(entries)
 
 
+def cluster_registries(records: dict[str, dict], alive: set[str], own: str) -> tuple[list[str], list[str]]:
+    """Every cluster registry's address (`own` first) and the live machines' ones (pure)."""
+    addresses = [own] + [f"{rec['addr']}:{PORT}" for rec in records.values() if rec.get("addr")]
+    live = [f"{rec['addr']}:{PORT}" for name, rec in records.items() if rec.get("addr") and name in alive]
+    return addresses, live
+
 
 def http_secret() -> str:
     """Stable across restarts (upload state stays valid); derived, so never stored."""
@@ -94,7 +100,7 @@ class RegistryLoop:
         self.child = Child("registry", ctx.base / "log" / "registry.log")
         self.config_path = ctx.base / "registry" / "config.yml"
         self.htpasswd = ctx.base / "registry" / "htpasswd"
-        self.last_refresh = 0.0
+        self.refresh = Every(REFRESH_EVERY_S)  # begun by a refresh that worked; a failed one is retried next tick
         self.written = ""
         self.auth_written = ""
 
@@ -102,9 +108,9 @@ class RegistryLoop:
         address = f"{ctx.cfg.addr}:{PORT}"
         self._configure(ctx.base, address)
         self.child.ensure(registry.serve_command(self.config_path))
-        if time.monotonic() - self.last_refresh >= REFRESH_EVERY_S:
+        if self.refresh.ready():
             self._dropin(ctx.store, address)
-            self.last_refresh = time.monotonic()
+            self.refresh.mark()
 
     def _configure(self, base: Path, address: str) -> None:
         if not registry_auth_file().exists():  # the run dir is emptied at boot; this machine's own registry first
@@ -121,10 +127,8 @@ class RegistryLoop:
             self.child.stop()  # restart with the new config on this same step
 
     def _dropin(self, store, own: str) -> None:
-        records = {keys.name_of(e.key, keys.NODES): e.value for e in store.list(keys.NODES)}
-        alive = membership.alive_machines(store)
-        addresses = [own] + [f"{rec['addr']}:{PORT}" for rec in records.values() if rec.get("addr")]
-        live = [f"{rec['addr']}:{PORT}" for name, rec in records.items() if rec.get("addr") and name in alive]
+        records = membership.node_records(store)
+        addresses, live = cluster_registries(records, membership.alive_machines(store), own)
         configured = registries.records(store)
         self._auth(addresses, configured)
         if _write(dropin_dir() / DROPIN_NAME, dropin_text(addresses, own, live)):

@@ -11,12 +11,12 @@ a destroyed app's history is gone from every live machine seconds after the dest
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from gitserver.repos import RepoError, repo_path
 from vcapp.errors import VcError
 from vcapp.machine import cluster_key
+from vcapp.node.harness import Every, Job
+from vcapp.state import apps as app_records
 from vcapp.state import keys, reposync
 from vcapp.state.store import StoreUnavailable, per_thread_store
 
@@ -33,27 +33,29 @@ class RepoSyncLoop:
         self.node = ctx.cfg.name
         self.endpoints = ctx.cfg.store_endpoints()
         self.store = per_thread_store(lambda: self.endpoints)
-        self.last = 0.0
-        self.worker: threading.Thread | None = None
+        self.every = Every(SYNC_EVERY_S)
+        self.worker = Job("vcapp-repos")
 
     def step(self, ctx) -> None:
         self.endpoints = ctx.cfg.store_endpoints()
-        if time.monotonic() - self.last < SYNC_EVERY_S or (self.worker and self.worker.is_alive()):
+        if self.worker.running() or not self.every.due():
             return
-        self.last = time.monotonic()
-        behind = [keys.name_of(e.key, keys.REPOS) for e in ctx.store.list(keys.REPOS)
-                  if self.node not in ((e.value or {}).get("holders") or [])]
-        apps = {keys.name_of(e.key, keys.APPS): e.create_revision for e in ctx.store.list(keys.APPS)}
+        behind = reposync.behind(ctx.store, self.node)
+        apps = app_records.generations(ctx.store)
+        if behind or self._stale(apps):
+            self.worker.start(self._sync, behind)
+
+    def _stale(self, apps: dict[str, int]) -> bool:
+        """Whether this machine holds a repository `reposync.prune` removes: its app is gone, or
+        was destroyed and made again (`apps`: each app's generation)."""
         local = {p.name[: -len(".git")] for p in self.root.glob("*.git")} if self.root.is_dir() else set()
-        if behind or local - set(apps) or any(reposync.generation(self.root, a) not in (None, apps[a])
-                                              for a in local & set(apps)):
-            self.worker = threading.Thread(target=self._sync, args=(behind,), name="vcapp-repos", daemon=True)
-            self.worker.start()
+        return bool(local - set(apps)) or any(reposync.generation(self.root, a) not in (None, apps[a])
+                                              for a in local & set(apps))
 
     def _sync(self, apps: list[str]) -> None:
         store = self.store()
         try:
-            current = {keys.name_of(e.key, keys.APPS): e.create_revision for e in store.list(keys.APPS)}
+            current = app_records.generations(store)
             for app in reposync.prune(self.root, current):
                 log.info("repository of %s removed: its app was destroyed", app)
         except (OSError, StoreUnavailable) as e:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
 import time
 from pathlib import Path
 
 from router.node import NodeRouter
 from router.routes import NodeRoutes
 from vcapp.machine import derived_key
+from vcapp.node.harness import Every, Worker
 from vcapp.pidfile import live_pid
 from vcapp.state import apptokens, keys, routeswitch
 from vcapp.state.store import per_thread_store
@@ -62,13 +62,20 @@ class RouterLoop:
         self.listen = f"{ctx.cfg.addr}:{ingress.NODE_ROUTER_PORT}"
         self.hop_listen = f"{ctx.cfg.addr}:{ingress.NODE_HOP_PORT}"
         self.desired: NodeRoutes | None = None
-        self.wake = threading.Event()
-        self.thread: threading.Thread | None = None
         self.node = ctx.cfg.name
         self.counts: dict | None = None  # the worker's latest read of Caddy's request counters
         self.applied: NodeRoutes | None = None  # what the worker's Caddy runs (None: unknown)
         self.acked = 0  # the newest route switch request acknowledged
-        self.published: tuple[dict | None, float] = (None, 0.0)
+        self.published: dict | None = None  # the counts last published
+        self.republish = Every(6 * COUNT_EVERY_S)  # unchanged counts are written again this often
+        self.router: NodeRouter | None = None  # the worker's
+        self.resync = Every(RESYNC_INTERVAL)  # begun by each config the worker loads
+        self.count = Every(COUNT_EVERY_S)  # begun by each read of the counters
+        # Woken by `step` when the routes change, else after RESYNC_INTERVAL; a bad table or a
+        # dying Caddy does not end it: it tries again after RETRY_AFTER.
+        self.worker = Worker("vcapp-router", self._sync, RESYNC_INTERVAL, gap=True, retry_s=RETRY_AFTER, log=log,
+                             failed=lambda e: log.exception("node router update failed; retrying in %.0fs",
+                                                            RETRY_AFTER))
 
     def step(self, ctx) -> None:
         self.endpoints = ctx.cfg.store_endpoints()  # token checks follow membership changes
@@ -80,13 +87,11 @@ class RouterLoop:
         routes = ingress.node_routes(view, self.node)
         if routes != self.desired:
             self.desired = routes
-            self.wake.set()
+            self.worker.wake()
         if routes == self.applied:
             self._acknowledge(ctx, asked)
         self._publish_counts(ctx)
-        if self.thread is None or not self.thread.is_alive():
-            self.thread = threading.Thread(target=self._work, name="vcapp-router", daemon=True)
-            self.thread.start()
+        self.worker.start()
 
     def _acknowledge(self, ctx, asked: int) -> None:
         if asked > self.acked and ctx.lease:
@@ -94,11 +99,12 @@ class RouterLoop:
             self.acked = asked
 
     def _publish_counts(self, ctx) -> None:
-        counts, (last, at) = self.counts, self.published
-        if counts is None or not ctx.lease or (counts == last and time.monotonic() - at < 6 * COUNT_EVERY_S):
+        counts = self.counts
+        if counts is None or not ctx.lease or (counts == self.published and not self.republish.ready()):
             return
         ctx.store.put(keys.requests(self.node), {"hosts": counts, "at": time.time()}, lease=ctx.lease)
-        self.published = (counts, time.monotonic())
+        self.published = counts
+        self.republish.mark()
 
     # ---- the worker --------------------------------------------------------------------------
 
@@ -113,29 +119,28 @@ class RouterLoop:
         log.info("node router listening on %s", self.listen)
         return router
 
-    def _work(self) -> None:
-        router: NodeRouter | None = None
-        applied, synced, counted = None, 0.0, 0.0
-        while True:
-            self.wake.wait(RESYNC_INTERVAL)
-            self.wake.clear()
-            try:
-                if router is None or router.caddy.proc.poll() is not None:
-                    if router is not None:
-                        log.warning("node router caddy exited (%s); restarting", router.caddy.proc.returncode)
-                        router.auth.stop()
-                    self.applied = None
-                    router, applied = self._start(), None
-                desired = self.desired
-                if desired is not None and (desired != applied or time.monotonic() - synced > RESYNC_INTERVAL):
-                    if router.update(desired):
-                        log.info("node router: %d app(s) routed", len(desired.apps))
-                    applied, synced = desired, time.monotonic()
-                    self.applied = desired
-                if time.monotonic() - counted >= COUNT_EVERY_S:
-                    self.counts, counted = router.request_counts(), time.monotonic()
-            except Exception:  # a bad table or a dying Caddy must not end the worker
-                log.exception("node router update failed; retrying in %.0fs", RETRY_AFTER)
-                applied = self.applied = None
-                time.sleep(RETRY_AFTER)
-                self.wake.set()
+    def _sync(self) -> None:
+        """Keep Caddy running with the desired routes and read its counters; after a failure
+        what Caddy runs is unknown, so the next sync loads the routes again."""
+        try:
+            self._converge()
+        except Exception:
+            self.applied = None
+            raise
+
+    def _converge(self) -> None:
+        if self.router is None or self.router.caddy.proc.poll() is not None:
+            if self.router is not None:
+                log.warning("node router caddy exited (%s); restarting", self.router.caddy.proc.returncode)
+                self.router.auth.stop()
+            self.applied = None
+            self.router = self._start()
+        desired = self.desired
+        if desired is not None and (desired != self.applied or self.resync.ready()):
+            if self.router.update(desired):
+                log.info("node router: %d app(s) routed", len(desired.apps))
+            self.applied = desired
+            self.resync.mark()
+        if self.count.ready():
+            self.counts = self.router.request_counts()
+            self.count.mark()

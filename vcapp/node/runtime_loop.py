@@ -39,8 +39,9 @@ from storage.host import StorageError
 from vcapp import machine
 from vcapp.errors import VcError
 from vcapp.machine import kept_logs_dir
+from vcapp.node.harness import Worker
 from vcapp.node.lease import LEASE_TTL
-from vcapp.state import events, keys, routeswitch, secrets, volumes
+from vcapp.state import events, instances, keys, routeswitch, secrets, volumes
 from vcapp.state.store import Store, StoreUnavailable
 
 log = logging.getLogger("vcapp.runtime")
@@ -81,6 +82,7 @@ class RuntimeLoop:
         self.agent = Agent(driver, self.node, self.base / "runtime" / "book.json", prepare=self._prepare,
                            handoff=self._handoff)
         self.store: Store | None = None
+        self.store_endpoints: list[str] | None = None  # what `store` was made for
         self.publisher = Publisher(self.node)
         self.desired: dict = {"assignments": [], "secrets": {}}
         self.assigned: dict[str, dict] = {}  # app/inst -> assignment, as the current pass reads it
@@ -89,10 +91,13 @@ class RuntimeLoop:
         self.regained_at = 0.0  # when the lease was last confirmed after going stale
         self.fenced = False
         self.online = False  # the current pass read its assignments from etcd
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="vcapp-runtime", daemon=True)
-        self.thread.start()
-        self.watchdog = threading.Thread(target=self._watch, name="vcapp-fence", daemon=True)
+        # Each outlives a bad pass or look: the next one tries again.
+        self.worker = Worker("vcapp-runtime", self._sync, PASS_EVERY_S, log=log,
+                             failed=lambda e: log.exception("runtime pass failed; trying again"))
+        self.watchdog = Worker("vcapp-fence", self._watch, FENCE_CHECK_S, gap=True, log=log,
+                               failed=lambda e: log.exception("self-fencing could not kill this machine's "
+                                                              "volume owners"))
+        self.worker.start()
         self.watchdog.start()
 
     def step(self, ctx) -> None:
@@ -101,20 +106,12 @@ class RuntimeLoop:
         self._lease_lost()
         self.endpoints, self.cfg = ctx.cfg.store_endpoints(), ctx.cfg
 
-    # ---- the thread ---------------------------------------------------------------------
+    # ---- the pass, on the worker's thread ------------------------------------------------
 
-    def _run(self) -> None:
-        store, endpoints = None, None
-        while not self.stop.is_set():
-            started = time.monotonic()
-            if self.endpoints != endpoints:
-                store, endpoints = Store(self.endpoints), list(self.endpoints)
-                self.store = store
-            try:
-                self._pass(store)
-            except Exception:  # the thread must outlive any one bad pass
-                log.exception("runtime pass failed; trying again")
-            self.stop.wait(max(0.0, PASS_EVERY_S - (time.monotonic() - started)))
+    def _sync(self) -> None:
+        if self.endpoints != self.store_endpoints:
+            self.store, self.store_endpoints = Store(self.endpoints), list(self.endpoints)
+        self._pass(self.store)
 
     def _pass(self, store: Store) -> None:
         online = self._read_desired(store)
@@ -181,7 +178,7 @@ class RuntimeLoop:
         """Refresh the desired state from etcd; on failure keep the last one (returns False)."""
         began = time.monotonic()
         try:
-            every = [e.value for e in store.list(keys.ASSIGN) if isinstance(e.value, dict)]
+            every = instances.every_assignment(store)
             mine = [a for a in every if a.get("node") == self.node]
             wanted = {a["app"] for a in mine if a.get("secrets")}
             values = {app: secrets.values_for(store, app) for app in wanted}
@@ -205,7 +202,7 @@ class RuntimeLoop:
                 continue
             if time.time() - float(move.get("at") or 0) > HANDOVER_TIMEOUT_S:
                 continue
-            there = store.value(keys.status(a["node"], a["app"], a["instance"])) or {}
+            there = instances.report(store, a["node"], a["app"], a["instance"])
             if str(there.get("release")) == str(a.get("release")) and there.get("health") in ("healthy", "-") \
                     and there.get("state") == "running":
                 continue
@@ -226,20 +223,16 @@ class RuntimeLoop:
 
     def _watch(self) -> None:
         """Kill volume-owning instances the moment the lease goes stale (see the module docstring)."""
-        while not self.stop.wait(FENCE_CHECK_S):
-            if not self._lease_lost():
-                continue
-            owners = {f"{a['app']}/{a['instance']}" for a in self.desired["assignments"] if a.get("volumes")}
-            if not owners:
-                continue
-            try:
-                doomed = [c.name for c in self.agent.driver.list() if c.key in owners and c.running]
-                if doomed:
-                    log.warning("lease stale for %.1fs: killing %s (self-fencing)",
-                                time.monotonic() - self.lease_ok_at, ", ".join(doomed))
-                    self.agent.driver.shell.run(["podman", "kill", "--signal", "KILL", *doomed])
-            except Exception:  # keep watching: the next look tries again
-                log.exception("self-fencing could not kill this machine's volume owners")
+        if not self._lease_lost():
+            return
+        owners = {f"{a['app']}/{a['instance']}" for a in self.desired["assignments"] if a.get("volumes")}
+        if not owners:
+            return
+        doomed = [c.name for c in self.agent.driver.list() if c.key in owners and c.running]
+        if doomed:
+            log.warning("lease stale for %.1fs: killing %s (self-fencing)",
+                        time.monotonic() - self.lease_ok_at, ", ".join(doomed))
+            self.agent.driver.shell.run(["podman", "kill", "--signal", "KILL", *doomed])
 
     def _fence(self, doc: dict) -> dict:
         """Without a confirmed lease, and until the assignments were read again after it came

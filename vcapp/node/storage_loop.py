@@ -18,13 +18,13 @@ and publish the result in /vc/storage/state for `vcapp status` and the dashboard
 from __future__ import annotations
 
 import logging
-import threading
 import time
 
 from storage import fastfail, replication, storaged
 from storage import volumes as engine
 from storage.host import LocalHost, weed_binary
 from vcapp.machine import ETCD_CLIENT_PORT, run_dir
+from vcapp.node.harness import Every, Job, Worker
 from vcapp.state import events, membership, volumes
 from vcapp.state.store import Store
 
@@ -46,25 +46,18 @@ class StorageLoop:
     def __init__(self, ctx) -> None:
         self.cfg, self.base = ctx.cfg, ctx.base
         self.endpoints = ctx.cfg.store_endpoints()
-        self.stop = threading.Event()
-        self.last_error = ""
         self.fastfailed: set[str] = set()  # addrs whose storage ports are rejected here
         self.cleaned = False
-        self.thread = threading.Thread(target=self._run, name="vcapp-storage", daemon=True)
-        self.thread.start()
+        # etcd unreachable, a weed binary missing: said once, tried again next period.
+        self.worker = Worker("vcapp-storage", self._sync, CONVERGE_EVERY_S, gap=True, log=log,
+                             failed=lambda e: log.warning("storage: %s", e))
+        self.worker.start()
 
     def step(self, ctx) -> None:
         self.cfg = ctx.cfg
 
-    def _run(self) -> None:
-        while not self.stop.wait(CONVERGE_EVERY_S):
-            try:
-                self._pass(Store(self.cfg.store_endpoints()))
-                self.last_error = ""
-            except Exception as e:  # etcd unreachable, a weed binary missing: say it once, retry
-                if str(e) != self.last_error:
-                    log.warning("storage: %s", e)
-                self.last_error = str(e)
+    def _sync(self) -> None:
+        self._pass(Store(self.cfg.store_endpoints()))
 
     def _pass(self, store: Store) -> None:
         if not volumes.storage_enabled(store):
@@ -98,23 +91,22 @@ class ReplicationLoop:
     def __init__(self, ctx) -> None:
         self.cfg = ctx.cfg
         self.live: frozenset[str] | None = None
-        self.done_at = 0.0
-        self.retry_at = 0.0
-        self.busy = threading.Lock()
+        self.heal = Every(HEAL_EVERY_S)  # begun by each convergence started
+        self.hold = Every(RETRY_AFTER_S)  # begun by each failure: none starts before it ends
+        self.job = Job("vcapp-replication")
 
     def step(self, ctx) -> None:
         self.cfg = ctx.cfg
         live = frozenset(membership.alive_machines(ctx.store))
-        now = time.monotonic()
-        due = (live != self.live or now - self.done_at > HEAL_EVERY_S) and now >= self.retry_at
-        if not due or not self.busy.acquire(blocking=False):
+        due = (live != self.live or self.heal.ready()) and self.hold.ready()
+        if not due or self.job.running():
             return
         if not volumes.storage_enabled(ctx.store) or not (volumes.list_volumes(ctx.store)
                                                           or volumes.list_buckets(ctx.store)):
-            self.busy.release()
             return
-        self.live, self.done_at = live, time.monotonic()
-        threading.Thread(target=self._converge, args=(live,), name="vcapp-replication", daemon=True).start()
+        self.live = live
+        self.heal.mark()
+        self.job.start(self._converge, live)
 
     def _converge(self, live: frozenset[str]) -> None:
         try:
@@ -127,10 +119,9 @@ class ReplicationLoop:
             if before.get("state") != result["state"]:
                 events.record(store, "storage", _message(result, len(live)))
         except Exception as e:
-            self.live, self.retry_at = None, time.monotonic() + RETRY_AFTER_S
+            self.live = None
+            self.hold.mark()
             log.warning("storage replication: %s", e)
-        finally:
-            self.busy.release()
 
 
 def _message(result: dict, live: int) -> str:

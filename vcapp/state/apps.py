@@ -305,6 +305,12 @@ def create_app(store: Store, name: str, body: dict, repo_root: Path | None = Non
     return spec
 
 
+def generations(store: Store) -> dict[str, int]:
+    """Each app's generation: the etcd revision that created its record (a destroyed app made
+    again is another generation)."""
+    return {keys.name_of(e.key, keys.APPS): e.create_revision for e in store.list(keys.APPS)}
+
+
 def _create_repo(root: Path, name: str, generation: int) -> None:
     """The new app's empty repository here: one left by a destroyed app of the same name is
     removed first (its history is not the new app's)."""

@@ -38,6 +38,12 @@ def reports(store: Store) -> list[dict]:
     return found
 
 
+def report(store: Store, node: str, app: str, instance: str) -> dict:
+    """What `node` reports of the instance ({} when it reports nothing)."""
+    found = store.value(keys.status(node, app, instance))
+    return dict(found, node=node, app=app, instance=instance) if isinstance(found, dict) else {}
+
+
 def app_reports(store: Store, app: str) -> list[dict]:
     """The reports of one app's instances, from every machine."""
     return [r for r in reports(store) if r["app"] == app]

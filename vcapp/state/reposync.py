@@ -254,6 +254,12 @@ def prune(root: Path, apps: dict[str, int]) -> list[str]:
     return removed
 
 
+def behind(store: Store, node: str) -> list[str]:
+    """The apps whose repository record does not name `node` among its holders."""
+    return [keys.name_of(e.key, keys.REPOS) for e in store.list(keys.REPOS)
+            if node not in ((e.value or {}).get("holders") or [])]
+
+
 def live_apis(store: Store) -> dict[str, str]:
     """Live machine -> "addr:port" of its API (from the node records' api_url)."""
     alive = membership.alive_machines(store)

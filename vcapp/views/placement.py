@@ -14,7 +14,7 @@ class Snapshot:
     """What one pass read, with the revisions the transaction guards on."""
 
     def __init__(self, store: Store):
-        self.nodes = {keys.name_of(e.key, keys.NODES): _placer_node(e.value) for e in store.list(keys.NODES)}
+        self.nodes = {name: _placer_node(record) for name, record in membership.node_records(store).items()}
         self.alive: dict[str, Entry] = {keys.name_of(e.key, keys.ALIVE): e for e in store.list(keys.ALIVE)}
         self.apps: dict[str, Entry] = {keys.name_of(e.key, keys.APPS): e for e in store.list(keys.APPS)}
         self.assign: dict[str, Entry] = {e.key: e for e in store.list(keys.ASSIGN)}
