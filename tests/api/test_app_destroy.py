@@ -89,8 +89,8 @@ def test_a_destroyed_apps_tokens_history_and_repository_do_not_reach_a_new_app_o
     old_token = created.json["token"]
     old_sha = commit_to(root, "blog", b"print('old')\n")
     reposync.publish(store, "blog", root, "home-1")
-    releases.record(store, "blog", {"number": 1, "sha": old_sha, "image": "10.0.0.1:5000/apps/blog:1",
-                                    "status": "released", "time": time.time()})
+    releases.record_next(store, "blog", {"sha": old_sha, "image": "10.0.0.1:5000/apps/blog:1",
+                                         "status": "released", "time": time.time()})
     store.put(keys.metrics("app/blog") + "minute/0", {"points": [1]})
     other = tmp_path / "home-2" / "git"  # another machine's copy, made by its repository loop
     shutil.copytree(root, other)

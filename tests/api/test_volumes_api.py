@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.api.conftest import bearer
-from vcapp.state import apps, keys, releases
+from vcapp.state import apps, keys
 
 pytestmark = pytest.mark.cluster
 
@@ -15,12 +15,12 @@ MOUNTS = [{"source": "data", "destination": "/data", "size_mb": 64}]
 
 def test_mounts_in_vcapp_toml_become_the_volumes_every_instance_mounts(cluster):
     apps.create_app(cluster.store, "notes", {})
-    releases.apply(cluster.store, "notes", {"number": 1, "image": "localhost/notes:1", "config": {"mounts": MOUNTS}})
+    apps.run_release(cluster.store, "notes", {"number": 1, "image": "localhost/notes:1", "config": {"mounts": MOUNTS}})
     assert apps.get_app(cluster.store, "notes")["volumes"] == MOUNTS
     # A later release without [[mounts]] leaves the app's volumes alone; an empty list removes them.
-    releases.apply(cluster.store, "notes", {"number": 2, "image": "localhost/notes:2", "config": {}})
+    apps.run_release(cluster.store, "notes", {"number": 2, "image": "localhost/notes:2", "config": {}})
     assert apps.get_app(cluster.store, "notes")["volumes"] == MOUNTS
-    releases.apply(cluster.store, "notes", {"number": 3, "image": "localhost/notes:3", "config": {"mounts": []}})
+    apps.run_release(cluster.store, "notes", {"number": 3, "image": "localhost/notes:3", "config": {"mounts": []}})
     assert apps.get_app(cluster.store, "notes")["volumes"] == []
 
 

@@ -266,8 +266,10 @@ def test_second_push_serves_v2_within_the_design_target(cc, repo):
     rel = releases(cc)
     assert [r["number"] for r in rel["releases"]] == [1, 2] and rel["current"] == 2
     table = cc.vcapp("home-1", "releases", APP).stdout
-    rows = [line.split()[:3] for line in table.splitlines()[1:]]
-    assert rows == [["v2", "released", "(current)"], ["v1", "released", git(repo, "rev-parse", "HEAD~1").strip()[:7]]]
+    rows = [line.split()[:4] for line in table.splitlines()[1:]]
+    shas = [git(repo, "rev-parse", ref).strip()[:7] for ref in ("HEAD", "HEAD~1")]
+    assert rows == [["v2", "Deploy", shas[0], "released"], ["v1", "Deploy", shas[1], "released"]], table
+    assert "(current)" in table.splitlines()[1]
     assert TIMINGS["warm push -> v2 serving (s)"] <= DEPLOY_TARGET_S * 2, TIMINGS  # shared, loaded host
 
 
@@ -275,11 +277,11 @@ def test_rollback_to_v1_serves_v1_again(cc, repo):
     load, began = open_loop(cc, ROLLBACK_LOOP_S), time.monotonic()
     time.sleep(2)
     out = cc.vcapp("home-1", "rollback", APP, "1").stdout
-    assert "rolled back from v2 to v1" in out
+    assert "rolled back from v2 to v1's code as v3" in out  # a rollback is a release of its own
     TIMINGS["rollback -> v1 serving (s)"] = wait_serving(cc, "hello v1")
     assert TIMINGS["rollback -> v1 serving (s)"] < ROLLBACK_LOOP_S - 5, "v1 came after the request loop"
     lost_none(load, ROLLBACK_LOOP_S, "vcapp rollback to v1", began)
-    assert releases(cc)["current"] == 1
+    assert releases(cc)["current"] == 3
     kinds = [e["kind"] for e in json.loads(cc.vcapp("home-1", "events", "--json", "-n", "200").stdout)]
     assert "rollback" in kinds
 
@@ -300,8 +302,8 @@ def test_the_release_runs_by_digest_so_a_moved_tag_changes_nothing_that_runs(cc,
     container and its local image are removed, and the runtime makes it again: it pulls v1 by
     the digest its assignment names, and the app still answers v1 (by tag it would be v2)."""
     rel = releases(cc)
-    v1, v2 = rel["releases"][0], rel["releases"][1]
-    assert rel["current"] == 1 and v1["digest"] != v2["digest"]
+    v1, v2, v3 = rel["releases"][:3]
+    assert rel["current"] == 3 and v1["digest"] != v2["digest"] and v3["digest"] == v1["digest"]
     by_digest = f"{cc.sim.addr('home-1')}:5000/apps/{APP}@{v1['digest']}"
     assignments = [json.loads(base64.b64decode(e["value"])) for e in json.loads(
         cc.etcd("home-1", "get", "--prefix", f"/vc/assign/{APP}/", "-w", "json").stdout).get("kvs", [])]
@@ -333,7 +335,7 @@ def test_the_release_runs_by_digest_so_a_moved_tag_changes_nothing_that_runs(cc,
         [machine] = {r["node"] for r in reports if r.get("app") == APP and r.get("state") == "running"}
         [container] = [c for c in json.loads(cc.sim.run(machine, "podman", "ps", "--format", "json", "--filter",
                                                         f"label=vcapp.app={APP}").stdout)
-                       if c["Labels"]["vcapp.release"].startswith("1.")]  # release 1, any revision
+                       if c["Labels"]["vcapp.release"].startswith("3.")]  # release 3 (v1's code), any revision
         assert container["Image"] == by_digest, container["Image"]
         # one command, so the runtime cannot make the container again from the image meanwhile
         cc.sim.run(machine, "podman", "rmi", "-f", container["ImageID"])  # and the container using it
@@ -355,7 +357,7 @@ def test_push_whose_build_fails_is_refused_and_v1_keeps_serving(cc, repo):
         assert "compiling" in remote_lines(proc)
         assert "deploy failed: build failed (buildah exited" in proc.stderr
         assert "[remote rejected]" in proc.stderr
-        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
+        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2, 3]
         assert serving(cc) == "hello v1"
         assert f"!      {APP} keeps running v" in proc.stderr
         # The push is a build record with its log: `vcapp builds`, `vcapp builds log`.
@@ -399,7 +401,7 @@ def test_malformed_vcapp_toml_is_refused_with_the_field_named(cc, repo):
         assert proc.returncode != 0
         assert "vcapp.toml line 5: resources.memory: use a size like \"256M\"" in proc.stderr
         assert not any(l.startswith("STEP ") for l in remote_lines(proc)), "nothing was built"
-        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
+        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2, 3]
 
 
 def test_push_with_nothing_to_build_says_so(cc, repo):
@@ -408,7 +410,7 @@ def test_push_with_nothing_to_build_says_so(cc, repo):
         proc = push(cc, repo)
         assert proc.returncode != 0
         assert "nothing to build: no Dockerfile" in proc.stderr
-        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2]
+        assert [r["number"] for r in releases(cc)["releases"]] == [1, 2, 3]
 
 
 def test_release_failing_its_health_check_is_refused_and_v1_keeps_serving(cc, repo):
@@ -417,9 +419,9 @@ def test_release_failing_its_health_check_is_refused_and_v1_keeps_serving(cc, re
                                "vcapp.toml": "[health]\npath = \"/healthz\"\ngrace = 5\n"}, "fails its check"):
         proc = push(cc, repo)
         assert proc.returncode != 0, proc.stderr
-        assert "release v3 failed its health check" in proc.stderr and "v1 keeps serving" in proc.stderr
+        assert "release v4 failed its health check" in proc.stderr and "v3 keeps serving" in proc.stderr
         rel = releases(cc)
-        assert rel["current"] == 1 and rel["releases"][-1]["status"] == "failed"
+        assert rel["current"] == 3 and rel["releases"][-1]["status"] == "failed"
         # the same container on the same port (a single GET can time out on a loaded host)
         try:
             cc.wait(lambda: ask(cc, v1_url) == "hello v1", 30, "the v1 container answering on its port", interval=1)

@@ -168,7 +168,8 @@ class Reports:
 
         self.entries = {keys.assign("shop"): [Entry(f"a/{i}", {"instance": i, "node": n}, 1, 1, 0)
                                               for i, n in assigned.items()],
-                        keys.STATUS: [Entry("s", r, 1, 1, 0) for r in reports]}
+                        keys.STATUS: [Entry(keys.status(r["node"], r["app"], r["instance"]), r, 1, 1, 0)
+                                      for r in reports]}
 
     def list(self, prefix: str):
         return self.entries.get(prefix, [])

@@ -4,7 +4,7 @@ api/logs.py). Secret values go in and never come out: the secrets routes answer 
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
 from vcapp.api import context
 from vcapp.api.body import json_body
@@ -74,7 +74,7 @@ def scale(name: str):
     instances (no downtime)."""
     body = json_body()
     spec = apps.scale(context.store(), name, body.get("count"), body.get("memory"), body.get("cpus"),
-                      body.get("processes"))
+                      body.get("processes"), who=g.admin)
     return jsonify(app=spec)
 
 
@@ -96,7 +96,7 @@ def ps(name: str):
 def set_secrets(name: str):
     """Body: {"secrets": {NAME: value}}. Answers the names only; the app's instances roll."""
     body = json_body()
-    names = app_secrets.set_secrets(context.store(), apps.app_name(name), body.get("secrets"))
+    names = app_secrets.set_secrets(context.store(), apps.app_name(name), body.get("secrets"), g.admin)
     return jsonify(app=name, secrets=names)
 
 
@@ -113,5 +113,5 @@ def unset_secrets(name: str):
     names = body.get("names")
     if not isinstance(names, list) or not names:
         raise BadRequest('names: give the list of secret names to remove, e.g. {"names": ["DATABASE_URL"]}')
-    left = app_secrets.unset_secrets(context.store(), apps.app_name(name), [str(n) for n in names])
+    left = app_secrets.unset_secrets(context.store(), apps.app_name(name), [str(n) for n in names], g.admin)
     return jsonify(app=name, secrets=left)

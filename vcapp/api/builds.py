@@ -65,11 +65,12 @@ def get_build(app: str, number: str):
 @machine_only
 @streams_body
 def build(app: str, number: str):
-    """Build release NUMBER of APP here from the tarball in the body; the log streams back.
+    """Build NUMBER (the build number, the image tag) of APP here from the tarball in the body; the
+    log streams back.
 
     For the cluster's machines only (the machine credential, not an admin token)."""
     if not number.isdigit():
-        raise BadRequest(f"release number {number!r} is not a whole number")
+        raise BadRequest(f"build number {number!r} is not a whole number")
     number = int(number)
     config = context.config()
     apps.get_app(config.store(), apps.app_name(app))

@@ -41,10 +41,11 @@ def list_releases(app: str):
 
 @bp.post("/v1/apps/<app>/rollback")
 def rollback(app: str):
-    """Run an earlier release again. Body: {"release": N} (default: the last good one before the current)."""
+    """Run an earlier release's code again, as a new release. Body: {"release": N} (default: the
+    newest released one before the current with other code)."""
     body = json_body(required=False)
     number = release_number(body.get("release"))
-    result = releases.rollback(context.store(), apps.app_name(app), number, g.admin)
+    result = apps.rollback(context.store(), apps.app_name(app), number, g.admin)
     return jsonify(result)
 
 

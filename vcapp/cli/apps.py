@@ -34,7 +34,7 @@ def apps(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    rows = [[a["name"], app_model.runtime_release(a) if a.get("image") else "-", a.get("image") or "(no deploy)",
+    rows = [[a["name"], app_model.release_label(a.get("release")) if a.get("image") else "-", a.get("image") or "(no deploy)",
              f"{a.get('healthy', 0)}/{a.get('count', 0)}", f"{a.get('cpus', 0):g}", size_mb(a.get("memory_mb")),
              ago(a.get("created_at"))] for a in found]
     click.echo(table(APPS_HEADERS, rows) if rows else "no apps yet: `vcapp apps create NAME`")
@@ -174,7 +174,7 @@ def ps(app: str, as_json: bool) -> None:
     if as_json:
         print_json(found)
         return
-    rows = [[i["instance"], i.get("process") or "web", i.get("node") or "-", i.get("release") or "-", i.get("state"), i.get("health") or "-",
+    rows = [[i["instance"], i.get("process") or "web", i.get("node") or "-", app_model.release_label(i.get("release")), i.get("state"), i.get("health") or "-",
              i.get("restarts", 0), i.get("host_port") or "-", i.get("reason") or ""] for i in found]
     click.echo(table(PS_HEADERS, rows) if rows else f"app {app} has no instances (count 0)")
 
@@ -185,7 +185,8 @@ def ps(app: str, as_json: bool) -> None:
 def restart(app: str) -> None:
     """Restart an app's instances one new container at a time (no downtime)."""
     spec = Client.from_config().post(f"/v1/apps/{app}/restart", {})["app"]
-    click.echo(f"app {app}: restarting as release {app_model.runtime_release(spec)}")
+    click.echo(f"app {app}: restarting {app_model.release_label(spec.get('release'))} (restart "
+               f"{spec.get('revision', 0)}): one new container at a time, each healthy before the old stops")
 
 
 @click.command("logs")

@@ -7,15 +7,16 @@ import click
 from vcapp.api.releases import release_number
 from vcapp.cli.client import Client
 from vcapp.cli.output import api_errors, clock, print_json, table
+from vcapp.state.releases import description
 
-HEADERS = ["VERSION", "STATUS", "SHA", "WHEN", "WHO", "IMAGE", "MESSAGE"]
+HEADERS = ["VERSION", "CHANGE", "STATUS", "WHEN", "WHO", "IMAGE", "MESSAGE"]
 
 
 def rows(found: list[dict], current) -> list[list]:
     out = []
     for r in reversed(found):  # newest first, as people read a history
         status = r.get("status", "-") + (" (current)" if r["number"] == current else "")
-        out.append([f"v{r['number']}", status, (r.get("sha") or "")[:7], clock(r.get("time")), r.get("who"),
+        out.append([f"v{r['number']}", description(r), status, clock(r.get("time")), r.get("who"),
                     r.get("image"), r.get("message") or ""])
     return out
 
@@ -25,7 +26,8 @@ def rows(found: list[dict], current) -> list[list]:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @api_errors
 def releases(app: str, as_json: bool) -> None:
-    """List APP's releases, newest first: version, status, git sha, when, who, image."""
+    """List APP's releases, newest first: version, what changed (a deploy, secrets, limits, a
+    rollback), status, when, who, image."""
     answer = Client.from_config().get(f"/v1/apps/{app}/releases")
     if as_json:
         print_json(answer)
@@ -42,11 +44,12 @@ def releases(app: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @api_errors
 def rollback(app: str, release: str | None, as_json: bool) -> None:
-    """Run an earlier RELEASE of APP again (default: the last good one before the current)."""
+    """Run the code of an earlier RELEASE of APP again, as a new release (default: the newest
+    released one before the current with other code)."""
     body = {} if release is None else {"release": release_number(release)}
     answer = Client.from_config().post(f"/v1/apps/{app}/rollback", body)
     if as_json:
         print_json(answer)
         return
-    click.echo(f"{app}: rolled back from v{answer['previous']} to v{answer['release']} ({answer['image']}); "
-               f"instances are replaced one by one, each new one healthy before the old stops")
+    click.echo(f"{app}: rolled back from v{answer['previous']} to v{answer['target']}'s code as v{answer['release']} "
+               f"({answer['image']}); instances are replaced one by one, each new one healthy before the old stops")

@@ -106,7 +106,7 @@ class Deployer:
         book.keep(f"-----> push of {new_sha[:7]} to {ref} by {who}, received on {node.name if node else '?'}")
         book(f"-----> build {number} of {app} (`vcapp builds log {app} {number}` shows this log again)")
         try:
-            result = self._deploy(store, node, app, spec, new_sha, source_dir, book, who, progress)
+            result = self._deploy(store, node, app, spec, number, new_sha, source_dir, book, who, progress)
         except DeployError as e:
             self._finish(store, app, number, book, progress, str(e))
             raise DeployError(str(e), kept) from None
@@ -131,31 +131,33 @@ class Deployer:
         except Exception:  # the pusher still hears why; the record stays "building"
             log.exception("deploy: could not record build %s of %s", number, app)
 
-    def _deploy(self, store: Store, node: NodeConfig | None, app: str, spec: dict, new_sha: str,
+    def _deploy(self, store: Store, node: NodeConfig | None, app: str, spec: dict, build: int, new_sha: str,
                 source_dir: Path, log: Log, who: str, progress: Progress) -> PushResult:
+        """Build (the image is tagged with the build number), record the next release, run its
+        release phase, set it and wait for it to serve."""
         started, serving = time.monotonic(), spec.get("release")
         config = read_config(source_dir, app, log)
         table, release_command = process_table(source_dir, config, log)
         if node is None:
             raise DeployError("this machine is not in a cluster (no node.json); push to a cluster machine's API")
-        number = releases.next_number(store, app)
         progress.stage = "build"
 
         def building_on(name: str) -> None:
             progress.built_on = name
 
-        built = remote_build.build_somewhere(store, node, app, number, source_dir, log,
-                                            lambda: build_here(store, node, app, number, source_dir, log),
+        built = remote_build.build_somewhere(store, node, app, build, source_dir, log,
+                                            lambda: build_here(store, node, app, build, source_dir, log),
                                             building_on)
-        rec = {"number": number, "sha": new_sha, "image": built["image"], "digest": built["digest"],
-               "time": time.time(), "who": who, "config": dict(config.spec(), processes=table),
-               "language": built["language"],
+        rec = {"kind": "build", "description": f"Deploy {new_sha[:7]}", "sha": new_sha, "image": built["image"],
+               "digest": built["digest"], "time": time.time(), "who": who,
+               "config": dict(config.spec(), processes=table), "language": built["language"],
                "build_seconds": built["seconds"], "built_on": built["built_on"], "copies": built["copies"],
-               "status": "deploying"}
+               "build": build, "status": "deploying"}
         try:
-            releases.record(store, app, rec)
+            rec = releases.record_next(store, app, rec)
         except VcError as e:
             raise DeployError(e.message) from None
+        number = rec["number"]
         progress.built_on, progress.release = built["built_on"], number
         before = releases.find(store, app, serving) if isinstance(serving, int) else None
         if release_command:
@@ -178,7 +180,7 @@ class Deployer:
                  started: float) -> PushResult:
         """Set the app to release `rec`; if it fails its check, back to `before` (what served)."""
         number = rec["number"]
-        spec = releases.apply(store, app, rec)
+        spec = apps.run_release(store, app, rec)
         count = int(spec.get("count", 1))
         log(f"-----> v{number} set; waiting for {count} instance{'s' if count != 1 else ''} to pass "
             f"{health_text(spec.get('health'))}")
@@ -191,7 +193,7 @@ class Deployer:
 
     def _fall_back(self, store: Store, app: str, number: int, before: dict | None, why: str) -> PushResult:
         if before is not None:
-            releases.apply(store, app, before)
+            apps.run_release(store, app, before)
             keeps = f"v{before['number']} keeps serving"
         else:
             keeps = "no earlier release was serving"

@@ -51,7 +51,7 @@ def choose(store: Store, receiver: str) -> tuple[str, str]:
 
 def build_somewhere(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log,
                     build_here: Callable[[], dict], on_machine: Callable[[str], None] = lambda name: None) -> dict:
-    """Build release `number` of `app` where it should run; the release's image fields.
+    """Build number `number` of `app` where it should run; the release's image fields.
     `build_here()` builds on this machine (the receiver's own pipeline, vcapp/deploy/pipeline.py);
     `on_machine(name)` hears which machine builds (again when the build moves)."""
     where, why = choose(store, node.name)

@@ -3,11 +3,12 @@
 /vc/apps/<app> holds the spec the placer reads (placer/model.py), plus two fields of ours:
     "processes" {type: {"command": [...], "count": n}}: process types besides web (a Procfile's
                 worker, clock, ...), each scaled on its own; `count` stays web's
-    "release"   the deploy release (set by git push through `set_release`, or 1 for --image apps)
-    "revision"  bumped by every change that needs new containers (secrets, restart, limits)
+    "release"   the release it runs (vcapp/state/releases.py: a push, a change of secrets or
+                limits, a rollback each make one; 1 for --image apps, which have no records)
+    "revision"  bumped by a restart, and by a change of an app without release records
 The runtime sees one identity per container generation, `runtime_release(spec)` =
 "<release>.<revision>": a change of either rolls the instances (new one healthy, then the
-old one stops), so a restart or a new secret never takes the app down.
+old one stops), so a restart or a new secret never takes the app down. People see "vN".
 
 Every change is a read-modify-write guarded by the spec's mod revision, retried a few times
 when something else changed it meanwhile.
@@ -23,7 +24,7 @@ from typing import Any, Callable
 from placer.model import instance_name, process_of
 from vcapp.appconfig import ENV_NAME, env_problem
 from vcapp.errors import BadRequest, Conflict, NotFound
-from vcapp.state import builds, events, keys
+from vcapp.state import builds, events, keys, releases
 from vcapp.state.instances import app_reports, assignments
 from vcapp.state.store import Store, absent, delete_op, none_under, put_op, unchanged
 
@@ -249,6 +250,12 @@ def runtime_release(spec: dict) -> str:
     return f"{spec.get('release') or 0}.{spec.get('revision', 0)}"
 
 
+def release_label(runtime: Any) -> str:
+    """"v2" for the runtime identity "2.1" (or the release number 2); "-" for none."""
+    number = str(runtime or "").split(".", 1)[0]
+    return f"v{number}" if number.isdigit() and number != "0" else "-"
+
+
 # ---- reading --------------------------------------------------------------------------------
 
 def get_app(store: Store, name: str) -> dict:
@@ -319,21 +326,43 @@ def _create_repo(root: Path, name: str, generation: int) -> None:
     reposync.fresh_repo(root, name, generation)
 
 
-def update_app(store: Store, name: str, change: Callable[[dict], dict], extra_ops: list[dict] | None = None) -> dict:
-    """Apply `change(spec) -> new spec` atomically; `extra_ops` go in the same transaction."""
+Roll = Callable[[dict, dict], tuple[dict, list[dict], list[dict]]]
+
+
+def update_app(store: Store, name: str, change: Callable[[dict], dict], extra_ops: list[dict] | None = None,
+               roll: Roll | None = None) -> dict:
+    """Apply `change(spec) -> new spec` atomically; `extra_ops` go in the same transaction, and
+    so do the guards and ops `roll(old, new) -> (new, guards, ops)` adds (`rolled`)."""
     key = keys.app(app_name(name))
     for _ in range(UPDATE_ATTEMPTS):
         entry = store.get(key)
         if entry is None:
             get_app(store, name)  # raises the NotFound a person can act on
         new = dict(change(dict(entry.value)), updated_at=time.time())
-        if store.txn([unchanged(key, entry.mod_revision)], [put_op(key, new), *(extra_ops or [])]):
+        guards, ops = [unchanged(key, entry.mod_revision)], list(extra_ops or [])
+        if roll is not None:
+            new, more_guards, more_ops = roll(entry.value, new)
+            guards, ops = guards + more_guards, ops + more_ops
+        if store.txn(guards, [put_op(key, new), *ops]):
             return new
     raise Conflict(f"app {name} kept changing while being updated; try again")
 
 
+def rolled(store: Store, name: str, old: dict, new: dict, description: str, who: str,
+           **config: Any) -> tuple[dict, list[dict], list[dict]]:
+    """`new`, made to roll the instances, with the guards and ops that go with it: a release of
+    its own (`config`: what changes in the release's config) when the app runs a release
+    record, else a revision bump (an app made from an image has none)."""
+    parent = releases.current(store, name, old)
+    if parent is None:
+        return dict(new, revision=new.get("revision", 0) + 1), [], []
+    number, guards, ops = releases.next_ops(store, name, releases.derived(parent, "config", description, who,
+                                                                         **config))
+    return dict(new, release=number, revision=0), guards, ops
+
+
 def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: Any = None,
-          processes: Any = None) -> dict:
+          processes: Any = None, who: str = "") -> dict:
     """Change instance counts (web's `count`, or per process type: {"web": 2, "worker": 1})
     and/or per-instance limits; new limits roll the instances. A type the app does not have
     is refused, naming the ones it has."""
@@ -355,10 +384,7 @@ def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: 
         if unknown:
             raise BadRequest(f"app {name} has no process type {unknown[0]!r}; its types are "
                              f"{', '.join(['web', *sorted(have)])} (from its Procfile or vcapp.toml [processes])")
-        limits = {k: v for k, v in (("memory_mb", new_mem), ("cpus", new_cpus)) if v is not None}
-        if any(spec.get(k) != v for k, v in limits.items()):
-            spec["revision"] = spec.get("revision", 0) + 1
-        spec.update(limits)
+        spec.update({k: v for k, v in (("memory_mb", new_mem), ("cpus", new_cpus)) if v is not None})
         if counts:
             check_single_writer(total_count(spec, counts), spec.get("volumes"))
         if "web" in counts:
@@ -367,7 +393,14 @@ def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: 
             spec["processes"] = {k: dict(p, count=counts.get(k, p.get("count", 0))) for k, p in have.items()}
         return spec
 
-    spec = update_app(store, name, change)
+    def roll(old: dict, new: dict) -> tuple[dict, list[dict], list[dict]]:
+        limits = {k: new.get(k) for k in ("memory_mb", "cpus") if new.get(k) != old.get(k)}
+        if not limits:
+            return new, [], []
+        said = ", ".join(f"{new['memory_mb']} MB" if k == "memory_mb" else f"{new['cpus']:g} CPU" for k in limits)
+        return rolled(store, name, old, new, f"Scale limits to {said}", who, **limits)
+
+    spec = update_app(store, name, change, roll=roll)
     extra = "".join(f", {k} x {p.get('count', 0)}" for k, p in sorted((spec.get("processes") or {}).items()))
     events.record(store, "app.scaled", f"app {name} scaled to {spec['count']} x {spec['cpus']:g} CPU, "
                                        f"{spec['memory_mb']} MB{extra}", app=name)
@@ -377,8 +410,8 @@ def scale(store: Store, name: str, count: Any = None, memory: Any = None, cpus: 
 def restart(store: Store, name: str) -> dict:
     """Roll every instance: each new container is healthy before the old one stops."""
     spec = update_app(store, name, lambda s: dict(s, revision=s.get("revision", 0) + 1))
-    events.record(store, "app.restarted", f"app {name} restart requested (release {runtime_release(spec)})",
-                  app=name)
+    events.record(store, "app.restarted", f"app {name} {release_label(spec.get('release'))} restart requested "
+                                          f"(restart {spec['revision']})", app=name)
     return spec
 
 
@@ -412,8 +445,46 @@ def set_release(store: Store, app: str, release: int | str, image: str, config: 
         return spec
 
     spec = update_app(store, app, change)
-    events.record(store, "deploy", f"app {app} release {release} ({image}) deployed", app=app, release=release)
+    events.record(store, "deploy", f"app {app} v{release} ({image}) deployed", app=app, release=release)
     return spec
+
+
+def run_release(store: Store, app: str, rec: dict) -> dict:
+    """Point the app at release `rec`: its operational fields, then set_release (one roll)."""
+    config = rec.get("config") or {}
+    ops = {k: config[k] for k in ("count", "kill_timeout", "cpus", "memory_mb", "policy") if k in config}
+    if "mounts" in config:  # vcapp.toml's [[mounts]]: the volumes every instance mounts
+        ops["volumes"] = config["mounts"] or []
+    if ops:
+        # Without a revision bump: these roll out with the new release set just below.
+        update_app(store, app, lambda spec: dict(spec, **ops))
+    return set_release(store, app, rec["number"], releases.run_image(rec), config)
+
+
+def rollback(store: Store, app: str, number: int | None, who: str) -> dict:
+    """Run the code of release `number` again (default: the newest released one before the
+    current with other code), as a new release that says so."""
+    spec = get_app(store, app)
+    current = spec.get("release")
+    if number is None:
+        if not isinstance(current, int):
+            raise BadRequest(f"app {app} has no deployed release to roll back from; give a release number")
+        target = releases.previous_good(store, app, current)
+        if target is None:
+            raise BadRequest(f"app {app} has no released version before v{current}; "
+                             f"`vcapp releases {app}` lists them")
+    else:
+        if number < 1:
+            raise BadRequest("release numbers start at 1; `vcapp releases APP` lists them")
+        target = releases.get_release(store, app, number)
+    rec = releases.record_next(store, app, releases.derived(target, "rollback", f"Rollback to v{target['number']}",
+                                                            who))
+    new_spec = run_release(store, app, rec)
+    events.record(store, "rollback", f"app {app} rolled back from v{current} to v{target['number']}'s code "
+                                     f"as v{rec['number']} by {who}",
+                  app=app, release=rec["number"], target=target["number"], previous=current, who=who)
+    return {"app": app, "release": rec["number"], "target": target["number"], "previous": current,
+            "image": target["image"], "runtime_release": runtime_release(new_spec), "time": time.time()}
 
 
 def destroy(store: Store, name: str, repo_root: Path | None = None) -> dict:
@@ -436,7 +507,7 @@ def destroy(store: Store, name: str, repo_root: Path | None = None) -> dict:
         _refuse_with_data(store, name, keys.volume(name, ""), keys.bucket(name))
         tokens = [e.key for e in store.list(keys.APP_TOKENS)
                   if isinstance(e.value, dict) and e.value.get("app") == name]
-        releases = store.count(keys.release(name))
+        release_count = store.count(keys.release(name))
         ops = [delete_op(keys.app(name)), delete_op(keys.secrets(name)), delete_op(keys.pending(name)),
                delete_op(keys.repo(name)), delete_op(keys.release(name), prefix=True),
                delete_op(keys.metrics(f"app/{name}"), prefix=True), *builds.delete_ops(name),
@@ -452,8 +523,8 @@ def destroy(store: Store, name: str, repo_root: Path | None = None) -> dict:
 
         reposync.remove_local(repo_root, name)
     events.record(store, "app.destroyed", f"app {name} destroyed ({len(tokens)} access token(s), "
-                                          f"{releases} release record(s) removed)", app=name)
-    return {"destroyed": name, "tokens": len(tokens), "releases": releases}
+                                          f"{release_count} release record(s) removed)", app=name)
+    return {"destroyed": name, "tokens": len(tokens), "releases": release_count}
 
 
 def _refuse_with_data(store: Store, name: str, volumes_prefix: str, bucket: str) -> None:
@@ -510,4 +581,5 @@ def _instance_row(spec: dict, inst: str, assign: dict | None, rep: dict | None, 
         row.update({k: rep.get(k) for k in ("release", "state", "health", "restarts", "host_port", "container",
                                             "cpu_percent", "memory_mb", "memory_limit_mb", "started_at")})
         row["reason"] = rep.get("message") or row["reason"]
+    row["version"] = release_label(row["release"])  # "release" is the runtime's "2.1", people read "v2"
     return row

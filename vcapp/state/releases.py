@@ -1,15 +1,21 @@
-"""Release records: one per successful build of an app, kept at /vc/releases/<app>/<n>.
+"""Release records, kept at /vc/releases/<app>/<n>: one numbering for every change that makes
+an app's instances restart, as Heroku's (v1, v2, ...).
 
-    {"number": 3, "sha": "<git commit>", "image": "10.1.0.11:5000/apps/blog:3",
-     "digest": "sha256:..." | null, "time": t, "who": "<admin token name>",
+    {"number": 3, "kind": "build" | "config" | "rollback", "description": "Deploy 889e2a5",
+     "sha": "<git commit>", "image": "10.1.0.11:5000/apps/blog:7", "digest": "sha256:..." | null,
+     "time": t, "who": "<admin token name>",
      "config": {<app-spec fields from vcapp.toml: port, health, count, policy, ...>},
      "language": "python", "build_seconds": 12.3, "built_on": "home-1",
-     "status": "deploying" | "released" | "failed", "message": "...", "rolled_back_to"?: n}
+     "status": "deploying" | "released" | "failed", "message": "...", "parent"?: n}
 
-A record is written only after its image is in the registry, so a failed build leaves no
-trace here; a release that then fails its health check keeps its record with status
-"failed" (its image can still be rolled back to on purpose). Rollback sets the app back to
-an earlier record's image and config (`rollback`).
+A push's record ("build") is written once its image is in the registry, so a failed build
+leaves no trace here (its build record has it: vcapp/state/builds.py); a release that then
+fails its health check keeps its record with status "failed". Its number is taken when the
+record is written (`record_next`), not when the push starts: a secret set during a build
+takes the next number, the build the one after. A change of secrets or limits
+("config") and a rollback are releases too: each copies the image of the release it starts
+from (`parent`), so the image tag (the build number) and the release number part after the
+first push.
 
 The app runs a release's image by digest (`run_image`: <registry>/apps/blog@sha256:...), so
 what runs is the manifest the build pushed whatever a tag in any registry says later. "image"
@@ -21,9 +27,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from vcapp.errors import BadRequest, Conflict, NotFound
-from vcapp.state import apps, events, keys
+from vcapp.errors import Conflict, NotFound
+from vcapp.state import keys
 from vcapp.state.store import Store, absent, put_op
+
+# Another release taking the same number at once (a push, a config change) is rare; retry.
+RECORD_ATTEMPTS = 5
+# Fields of a record that describe its own rollout, not what it runs: a derived release
+# starts without them.
+OWN_FIELDS = ("status", "message", "deploy_seconds", "rolled_back_to")
 
 
 def list_releases(store: Store, app: str) -> list[dict]:
@@ -64,11 +76,33 @@ def get_release(store: Store, app: str, number: int) -> dict:
     return rec
 
 
-def record(store: Store, app: str, rec: dict[str, Any]) -> None:
-    """Write a new release record; Conflict if its number was taken meanwhile."""
-    key = keys.release(app, rec["number"])
-    if not store.txn([absent(key)], [put_op(key, rec)]):
-        raise Conflict(f"release v{rec['number']} of {app} was taken by another deploy meanwhile; push again")
+def record_next(store: Store, app: str, rec: dict[str, Any]) -> dict:
+    """Write `rec` as the app's next release; answers it with its number."""
+    for _ in range(RECORD_ATTEMPTS):
+        number, guards, ops = next_ops(store, app, rec)
+        if store.txn(guards, ops):
+            return dict(rec, number=number)
+    raise Conflict(f"other releases of {app} kept taking the next number; try again")
+
+
+def next_ops(store: Store, app: str, rec: dict[str, Any]) -> tuple[int, list[dict], list[dict]]:
+    """(number, guards, ops) that write `rec` as the next release inside a caller's transaction."""
+    number = next_number(store, app)
+    key = keys.release(app, number)
+    return number, [absent(key)], [put_op(key, dict(rec, number=number))]
+
+
+def derived(parent: dict, kind: str, description: str, who: str, **config: Any) -> dict:
+    """A release that runs `parent`'s image: a config change (`config`: the new limits) or a
+    rollback. Released at once: it builds nothing, and its instances roll like any release."""
+    base = {k: v for k, v in parent.items() if k not in OWN_FIELDS}
+    return dict(base, kind=kind, description=description, who=who, time=time.time(), status="released",
+                message="", parent=parent["number"], config=dict(parent.get("config") or {}, **config))
+
+
+def description(rec: dict) -> str:
+    """What a release changed, in words (records from before `description` say it by their sha)."""
+    return rec.get("description") or f"Deploy {(rec.get('sha') or '')[:7]}".rstrip()
 
 
 def mark(store: Store, app: str, number: int, status: str, message: str = "", **fields: Any) -> dict:
@@ -79,9 +113,12 @@ def mark(store: Store, app: str, number: int, status: str, message: str = "", **
 
 
 def previous_good(store: Store, app: str, before: int) -> dict | None:
-    """The newest release below `before` that was released (the one to fall back to)."""
+    """The newest released release below `before` that runs other code than `before` (what
+    `vcapp rollback` goes back to: the deploy before, not a config change of the same image)."""
+    current = find(store, app, before) or {}
     for rec in reversed(list_releases(store, app)):
-        if rec["number"] < before and rec.get("status") == "released":
+        if rec["number"] < before and rec.get("status") == "released" and \
+                (rec.get("digest"), rec.get("image")) != (current.get("digest"), current.get("image")):
             return rec
     return None
 
@@ -95,37 +132,3 @@ def run_image(rec: dict) -> str:
     head, _, last = image.rpartition("/")  # the tag is in the last part: a host may have a port
     name = last.split("@", 1)[0].split(":", 1)[0]
     return f"{head}/{name}@{digest}" if head else f"{name}@{digest}"
-
-
-def apply(store: Store, app: str, rec: dict) -> dict:
-    """Point the app at release `rec`: its operational fields, then set_release (one roll)."""
-    config = rec.get("config") or {}
-    ops = {k: config[k] for k in ("count", "kill_timeout", "cpus", "memory_mb", "policy") if k in config}
-    if "mounts" in config:  # vcapp.toml's [[mounts]]: the volumes every instance mounts
-        ops["volumes"] = config["mounts"] or []
-    if ops:
-        # Without a revision bump: these roll out with the new release set just below.
-        apps.update_app(store, app, lambda spec: dict(spec, **ops))
-    return apps.set_release(store, app, rec["number"], run_image(rec), config)
-
-
-def rollback(store: Store, app: str, number: int | None, who: str) -> dict:
-    """Run release `number` (default: the newest released one before the current) again."""
-    spec = apps.get_app(store, app)
-    current = spec.get("release")
-    if number is None:
-        if not isinstance(current, int):
-            raise BadRequest(f"app {app} has no deployed release to roll back from; give a release number")
-        target = previous_good(store, app, current)
-        if target is None:
-            raise BadRequest(f"app {app} has no released version before v{current}; "
-                             f"`vcapp releases {app}` lists them")
-    else:
-        if number < 1:
-            raise BadRequest("release numbers start at 1; `vcapp releases APP` lists them")
-        target = get_release(store, app, number)
-    new_spec = apply(store, app, target)
-    events.record(store, "rollback", f"app {app} rolled back from v{current} to v{target['number']} by {who}",
-                  app=app, release=target["number"], previous=current, who=who)
-    return {"app": app, "release": target["number"], "previous": current, "image": target["image"],
-            "runtime_release": apps.runtime_release(new_spec), "time": time.time()}

@@ -3,10 +3,10 @@
     /vc/secrets/<app>   {"names": ["DATABASE_URL", ...], "data": "<Fernet token>", "updated_at": t}
 
 The token is Fernet (AES-128-CBC + HMAC-SHA256) over the JSON {name: value}, keyed by the
-cluster key's "secrets" derivation (`vcapp.node.config.derived_key`), which lives on every
+cluster key's "secrets" derivation (`vcapp.machine.derived_key`), which lives on every
 machine's disk and never in etcd: a copy of etcd alone reveals names, not values.
 The app spec lists the names (the placer copies them into assignments); a change of the
-secrets bumps the spec's revision in the same transaction, so instances roll onto the new
+secrets rolls the instances in the same transaction (a new release, apps.rolled), so they get the new
 values. Values never appear in an answer, an event or a log line. `seal`/`unseal` do the same
 for a single secret kept elsewhere in etcd (the bucket backend's admin key, vcapp/state/bucketbackend.py).
 """
@@ -108,24 +108,27 @@ def names(store: Store, app: str) -> list[str]:
     return (store.value(keys.secrets(app)) or {}).get("names", [])
 
 
-def set_secrets(store: Store, app: str, values: dict[str, str]) -> list[str]:
-    """Add or replace secrets; returns all names. Instances roll onto the new values."""
+def set_secrets(store: Store, app: str, values: dict[str, str], who: str = "") -> list[str]:
+    """Add or replace secrets; returns all names. Instances roll onto the new values, as a new
+    release when the app has release records."""
     values = check_values(values)
-    result = _change(store, app, lambda cur: {**cur, **values})
+    result = _change(store, app, lambda cur: {**cur, **values}, f"Set {', '.join(sorted(values))}", who)
     events.record(store, "secrets.set", f"app {app}: secrets {', '.join(sorted(values))} set", app=app)
     return result
 
 
-def unset_secrets(store: Store, app: str, to_remove: list[str]) -> list[str]:
+def unset_secrets(store: Store, app: str, to_remove: list[str], who: str = "") -> list[str]:
     for name in to_remove:
         secret_name(name)
-    result = _change(store, app, lambda cur: {k: v for k, v in cur.items() if k not in to_remove})
+    result = _change(store, app, lambda cur: {k: v for k, v in cur.items() if k not in to_remove},
+                     f"Unset {', '.join(sorted(to_remove))}", who)
     events.record(store, "secrets.unset", f"app {app}: secrets {', '.join(sorted(to_remove))} removed", app=app)
     return result
 
 
-def _change(store: Store, app: str, change: Callable[[dict], dict]) -> list[str]:
-    """Rewrite the secrets and the spec's names/revision in one transaction guarded by both reads."""
+def _change(store: Store, app: str, change: Callable[[dict], dict], description: str, who: str) -> list[str]:
+    """Rewrite the secrets and the spec's names, with the release that rolls them out
+    (apps.rolled), in one transaction guarded by both reads."""
     for _ in range(apps.UPDATE_ATTEMPTS):
         spec_entry, sec_entry = store.get(keys.app(apps.app_name(app))), store.get(keys.secrets(app))
         if spec_entry is None:
@@ -135,11 +138,11 @@ def _change(store: Store, app: str, change: Callable[[dict], dict]) -> list[str]
         if total > MAX_TOTAL:
             raise BadRequest(f"app {app}'s secrets would be {total} bytes in all; at most {MAX_TOTAL // 1024} KiB. "
                              "Put large values in a file (the image or a volume) and a path in the secret")
-        spec = dict(spec_entry.value, secrets=sorted(new), revision=spec_entry.value.get("revision", 0) + 1,
-                    updated_at=time.time())
+        spec = dict(spec_entry.value, secrets=sorted(new), updated_at=time.time())
+        spec, roll_guards, roll_ops = apps.rolled(store, app, spec_entry.value, spec, description, who)
         write = put_op(keys.secrets(app), encrypt(new)) if new else delete_op(keys.secrets(app))
         guards = [unchanged(keys.app(app), spec_entry.mod_revision),
-                  unchanged(keys.secrets(app), sec_entry.mod_revision if sec_entry else 0)]
-        if store.txn(guards, [put_op(keys.app(app), spec), write]):
+                  unchanged(keys.secrets(app), sec_entry.mod_revision if sec_entry else 0), *roll_guards]
+        if store.txn(guards, [put_op(keys.app(app), spec), write, *roll_ops]):
             return sorted(new)
     raise Conflict(f"app {app} kept changing while its secrets were set; try again")

@@ -123,7 +123,7 @@ function appCard(a) {
   const cls = a.health.replace(" ", "-");
   const card = el("div", { class: "card", "data-app": a.name, "data-health": a.health },
     el("h3", {}, a.name, badge(a.health, cls)),
-    el("div", { class: "muted" }, `release ${a.release ?? "-"} · ${a.healthy}/${a.count} healthy · ${a.policy}`));
+    el("div", { class: "muted" }, `${a.release ? "v" + a.release : "not deployed"} · ${a.healthy}/${a.count} healthy · ${a.policy}`));
   if (a.url) card.append(el("div", {}, el("a", { href: a.url, target: "_blank", rel: "noopener" }, a.url)));
   const up = (w) => (a["uptime_" + w] == null ? "-" : a["uptime_" + w] + "%");
   card.append(el("div", { class: "muted" }, `uptime ${up("24h")} (24 h), ${up("7d")} (7 d) · failovers ` +
