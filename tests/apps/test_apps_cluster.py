@@ -165,8 +165,8 @@ def test_scale_to_two_spreads_across_machines(cc):
 def test_release_failing_its_health_check_is_not_promoted(cc):
     row = cc.wait(lambda: healthy(cc, "plain"), PLACE_WAIT_S, "plain healthy")[0]
     # What the git-push pipeline does on a deploy: a release that serves no /index.html.
-    script = ("from vcapp.apps import set_release; from vcapp.node.config import NodeConfig; "
-              "from vcapp.store import Store; "
+    script = ("from vcapp.state.apps import set_release; from vcapp.machine import NodeConfig; "
+              "from vcapp.state.store import Store; "
               "s = Store(NodeConfig.load().store_endpoints()); "
               "set_release(s, 'plain', 2, 'localhost/vcapp/tiny:latest', {'command': ['sh', '-c', "
               "'echo broken && exec httpd -f -p 8080 -h /nowhere'], 'health': {'type': 'http', "

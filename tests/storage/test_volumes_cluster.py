@@ -43,9 +43,9 @@ SHOW_ENV = "mkdir -p /www; env > /www/env.txt; echo ok > /www/index.html; exec h
 S3_CLIENT = """
 import sys
 from minio import Minio
-from vcapp import secrets
-from vcapp.node.config import NodeConfig
-from vcapp.store import Store
+from vcapp.machine import NodeConfig
+from vcapp.state import secrets
+from vcapp.state.store import Store
 app, gateway, action, bucket, name = sys.argv[1:6]
 keys = secrets.values_for(Store(NodeConfig.load().store_endpoints()), app)
 s3 = Minio(gateway, keys["AWS_ACCESS_KEY_ID"], keys["AWS_SECRET_ACCESS_KEY"], secure=False, region="us-east-1")
@@ -155,8 +155,8 @@ KEEPER = ("mkdir -p /www; echo \"seen=$(cat /data/mark.txt 2>/dev/null | tr '\\n
 MANIFEST_STATUS = """
 import sys
 from builder import registry
-from vcapp.node.registry_loop import credential
-print(registry.manifest_status(sys.argv[1], credential(), sys.argv[2], sys.argv[3]))
+from vcapp.machine import registry_credential
+print(registry.manifest_status(sys.argv[1], registry_credential(), sys.argv[2], sys.argv[3]))
 """
 
 

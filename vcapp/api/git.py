@@ -1,7 +1,7 @@
 """The git endpoint inside the API server: `/git/<app>.git` on every machine.
 
 `mount(flask_app, config)` dispatches `/git` to gitserver's smart-HTTP app with the admin
-token as the HTTP password (membership.authenticate_admin) and vcapp.deploy as the push hook.
+token as the HTTP password (membership.authenticate_admin) and vcapp.deploy.pipeline as the push hook.
 Repositories live on the local disk of each machine under <data dir>/git, kept the same on
 every machine by vcapp/state/reposync.py: before a request is served here the local repository
 catches up with the branches recorded in etcd (fetched from a machine that has them), and

@@ -1,6 +1,6 @@
 """`vcapp apps|scale|ps|restart|logs|secrets`: apps, their instances, output and secrets.
 
-Input is checked with the same functions the API uses (vcapp.apps, vcapp.secrets) before a
+Input is checked with the same functions the API uses (vcapp.state.apps, vcapp.state.secrets) before a
 request is sent. Secret values go to the API once and are never printed back.
 """
 

@@ -2,7 +2,7 @@
 
     /vc/apps/<app>   {..., "policy": "public" | "token", "domains": ["www.example.org", ...]}
 
-Changes go through `vcapp.apps.update_app` (a guarded read-modify-write). A custom domain
+Changes go through `vcapp.state.apps.update_app` (a guarded read-modify-write). A custom domain
 belongs to one app at a time, and may not sit under the cluster's own domain (those names
 are the apps' own subdomains). Node routers and edges pick changes up within a tick.
 """
