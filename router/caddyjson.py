@@ -80,10 +80,11 @@ def upstreams(addresses: tuple[str, ...] | list[str]) -> list[dict]:
 
 def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | None,
                   health_host: str | None = None, weights: list[int] | None = None,
-                  try_duration: str = TRY_DURATION, to_apps: bool = False) -> dict:
+                  try_duration: str = TRY_DURATION, to_apps: bool = False, streaming: bool = False) -> dict:
     """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept.
     `weights` (one per address): weighted round robin instead of plain round robin.
-    `to_apps`: the upstreams are app instances (BACKEND_MAX_FAILS)."""
+    `to_apps`: the upstreams are app instances (BACKEND_MAX_FAILS). `streaming`: every piece of
+    an answer goes on at once (the admin API's logs, builds and terminal sessions)."""
     max_fails, rest = (BACKEND_MAX_FAILS, BACKEND_FAIL_DURATION) if to_apps else (MAX_FAILS, FAIL_DURATION)
     checks: dict = {"passive": {"fail_duration": rest, "max_fails": max_fails}}
     if health_path:
@@ -94,6 +95,7 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
         checks["active"] = active
     return {
         "handler": "reverse_proxy",
+        **({"flush_interval": -1} if streaming else {}),
         "upstreams": upstreams(addresses),
         "load_balancing": {
             "selection_policy": ({"policy": "weighted_round_robin", "weights": list(weights)} if weights

@@ -82,7 +82,8 @@ def _routes(routes: EdgeRoutes) -> list[dict]:
                            "if it lasts, the cluster admin should run `vcapp status`.")
         return [host_route(routes.hostnames(), [nobody]), unknown]
     domains = dict(routes.domains)
-    out = [host_route([api_host(routes.domain)], [_any_router(routes.nodes)])]
+    out = [host_route([api_host(routes.domain)], [reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST,
+                                                                 streaming=True)])]
     for app in routes.apps:
         hosts = [app_host(app, routes.domain), *domains.get(app, ())]
         out.append(host_route(hosts, [_preferred(routes.nodes, app)]))
@@ -124,6 +125,9 @@ def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
                     "routes": _routes(routes),
                     "errors": {"routes": _error_routes(routes)},
                     "protocols": ["h1", "h2"],
+                    # The admin API's terminal sessions read the request while they answer
+                    # (vcapp/terminal.py); HTTP/2 always can, HTTP/1 only with this.
+                    "enable_full_duplex": True,
                 }
             },
         },

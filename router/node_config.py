@@ -167,7 +167,7 @@ def _routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
         hosts = [app_host(name, routes.domain), *app.domains]
         out.append(host_route(hosts, _app_handlers(name, hosts[0], app, settings)))
     if routes.api:
-        out.append(host_route([api_host(routes.domain)], [reverse_proxy(routes.api, None)]))
+        out.append(host_route([api_host(routes.domain)], [reverse_proxy(routes.api, None, streaming=True)]))
     out.append({"handle": [html_page(404, "No app here",
                                      "Nothing is deployed at this address. Check the spelling of the link.")],
                 "terminal": True})
@@ -199,6 +199,7 @@ def render(routes: NodeRoutes, settings: NodeSettings) -> dict:
         "routes": _routes(routes, settings),
         "automatic_https": {"disable": True},
         "protocols": ["h1", "h2c"],
+        "enable_full_duplex": True,  # the admin API's terminal sessions (vcapp/terminal.py), as at the edge
     }
     if routes.trusted_proxies:
         server["trusted_proxies"] = {"source": "static", "ranges": list(routes.trusted_proxies)}

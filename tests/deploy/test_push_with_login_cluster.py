@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,51 @@ def test_the_walkthrough_in_docs_is_this_session(cc):
     kept = WALKTHROUGH.read_text() if WALKTHROUGH.exists() else ""
     assert commands_of(kept) == commands_of(made), \
         f"docs/WALKTHROUGH.md lists other commands than this session ran; run the test with {WRITE_ENV}=1"
+
+
+def test_vcapp_run_on_a_terminal_takes_keystrokes_and_gives_the_exit_status(cc):
+    """`vcapp run -t` (what a terminal gets by default): the command runs on a terminal in the
+    release, sees the app's secret, reads what is typed, and its exit status comes back."""
+    typed = "read name; echo \"$GREETING, $name\"; tty; exit 3\nAlice\n"
+    proc = cc.sim.run("home-1", "vcapp", "run", "-t", APP, "--", "sh", input=typed, check=False, timeout=180)
+    assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr)
+    assert "bonjour, Alice" in proc.stdout and "/dev/pts/" in proc.stdout, proc.stdout  # a terminal indeed
+
+
+DRIVER = """
+import http.client, json, sys, time
+from vcapp import terminal
+host, token, app = sys.argv[1:4]
+conn = http.client.HTTPConnection(host, 7080, timeout=60)
+conn.putrequest("POST", f"/v1/apps/{app}/console", skip_host=True)
+for name, value in (("Host", "api.apps.test"), ("Authorization", "Bearer " + token),
+                    ("Transfer-Encoding", "chunked")):
+    conn.putheader(name, value)
+conn.endheaders()
+def send(kind, payload):
+    data = terminal.frame(kind, payload)
+    conn.send(b"%x\\r\\n%s\\r\\n" % (len(data), data))
+send(terminal.COMMAND, json.dumps({"command": "echo ready; read line; echo got:$line"}).encode())
+answer, frames, seen = conn.getresponse(), terminal.Frames(), b""
+while data := answer.read1(65536):
+    for kind, payload in frames.feed(data):
+        if kind == terminal.OUTPUT:
+            seen += payload
+            if b"ready" in seen and b"typed" not in seen:  # typed after the answer began: full duplex
+                seen += b"typed"
+                send(terminal.INPUT, b"through the router\\r")
+        elif kind in (terminal.EXIT, terminal.ERROR):
+            print(json.dumps({"kind": kind.decode(), "payload": payload.decode(), "seen": seen.decode()}))
+            sys.exit(0)
+print(json.dumps({"kind": "cut", "seen": seen.decode()}))
+"""
+
+
+def test_a_terminal_session_through_the_node_router_is_full_duplex(cc):
+    """api.DOMAIN through a machine's router (Caddy), as the edge reaches it: the keystrokes sent
+    after the answer began still reach the command."""
+    out = cc.sim.run("home-1", sys.executable, "-c", DRIVER, cc.sim.addr("home-1"), cc.admin_token, APP,
+                     timeout=180).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["kind"] == "x" and json.loads(result["payload"]) == {"code": 0}, result
+    assert "got:through the router" in result["seen"], result

@@ -1,5 +1,6 @@
 """`vcapp run APP -- CMD`: a one-off command in the app's current release, with its env,
-secrets and volumes (vcapp/deploy/release_phase.py), like `heroku run` or `dokku run`; `vcapp exec
+secrets and volumes (vcapp/deploy/release_phase.py), like `heroku run` or `dokku run`; on a
+terminal (and `vcapp run APP`, a shell) it runs on one (vcapp/cli/console.py); `vcapp exec
 APP -- CMD`: a command inside a running instance (vcapp/deploy/instance_exec.py), like `kubectl
 exec`. The output streams here as it comes; both exit with the command's exit status."""
 
@@ -12,6 +13,7 @@ import sys
 import click
 import requests
 
+from vcapp.cli import console
 from vcapp.cli.client import Client, ClientError
 from vcapp.cli.output import api_errors
 from vcapp.deploy import remote_build
@@ -22,15 +24,25 @@ STOPPED_STATUS = 124  # what timeout(1) exits with; the API says -1 for a comman
 
 @click.command("run", context_settings={"ignore_unknown_options": True})
 @click.argument("app")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-t/-T", "--tty/--no-tty", default=None,
+              help="Run on a terminal (keys go in, the screen comes back); default: when this is one.")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @api_errors
-def run(app: str, command: tuple[str, ...]) -> None:
-    """Run COMMAND once in APP's current release (its env, secrets and volumes), e.g.
+def run(app: str, tty: bool | None, command: tuple[str, ...]) -> None:
+    """Run COMMAND once in APP's current release (its env, secrets and volumes); with no
+    COMMAND, a shell on this terminal. E.g.
 
     \b
+    vcapp run blog                      (a shell: bash if the image has it)
     vcapp run blog -- python manage.py migrate
     vcapp run blog -- sh -c 'ls /data | wc -l'
     """
+    interactive = tty if tty is not None else sys.stdin.isatty() and sys.stdout.isatty()
+    if interactive:
+        sys.exit(console.session(Client.from_config(), app, command_line(command) if command else ""))
+    if not command:
+        raise ClientError(f"give the command to run: vcapp run {app} -- CMD (a shell needs a terminal: run "
+                          "`vcapp run APP` from one, or add -t)")
     stream_command(f"/v1/apps/{app}/run", {"command": command_line(command)})
 
 

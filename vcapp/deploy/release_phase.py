@@ -61,6 +61,10 @@ PULL_TIMEOUT_S = 300.0  # the image is in the cluster's registries, on the LAN
 WRITER_LEASE_S = 15
 
 
+# Runs a podman argv on a person's terminal (vcapp/deploy/console.py); answers the exit status.
+Terminal = Callable[[list[str], "Job"], int]
+
+
 class ReleaseFailed(Exception):
     """The release command failed; the message is what the pusher reads."""
 
@@ -114,10 +118,11 @@ class Outcome:
 
 
 def command_args(app: str, number: int, image: str, command: str, env_file: str, spec: dict,
-                 binds: dict[str, str] | None = None, name: str | None = None) -> list[str]:
+                 binds: dict[str, str] | None = None, name: str | None = None, tty: bool = False) -> list[str]:
     """The podman run argv for a command in the release image (pure: tested as data);
-    `binds`: host path -> path in the container, for the app's volumes."""
-    argv = ["podman", "run", "--rm", "--pull", "never", "--name", name or f"vc-release-{app}-{number}",
+    `binds`: host path -> path in the container, for the app's volumes; `tty`: on a terminal."""
+    argv = ["podman", "run", "--rm", *(["-i", "-t"] if tty else []), "--pull", "never",
+            "--name", name or f"vc-release-{app}-{number}",
             "--env-file", env_file, "--label", "vcapp.release-phase=true",
             "--pids-limit", str(spec.get("pids") or apps.DEFAULT_PIDS)]
     for host, inside in (binds or {}).items():
@@ -150,24 +155,24 @@ def run(store: Store, app: str, number: int, image: str, command: str, config: d
 
 
 def execute(store: Store, app: str, job: Job, image: str, command: str, config: dict,
-            log: Callable[[str], None], here_only: bool = False) -> Outcome:
+            log: Callable[[str], None], here_only: bool = False, terminal: Terminal | None = None) -> Outcome:
     """Run `command` in `image` with the app's env, secrets and volumes where the volumes are;
-    its output line by line to `log`. ReleaseFailed when it cannot run at all. `here_only`:
-    another machine sent it here (it is not sent on again)."""
+    its output line by line to `log`, or, with a `terminal`, on it. ReleaseFailed when it cannot
+    run at all. `here_only`: another machine sent it here (it is not sent on again)."""
     spec = apps.get_app(store, app)
     mounts = spec.get("volumes") or []
     if not mounts:
-        return _run_here(store, app, job, image, command, config, log, spec, {})
+        return _run_here(store, app, job, image, command, config, log, spec, {}, terminal)
     node = NodeConfig.load()
     if node is None:
         raise ReleaseFailed("this machine is not in a cluster (no node.json): the app's volumes cannot be reached")
     holder = volume_holder(store, app, mounts)
     if holder is not None and holder != node.name:
-        if here_only:
+        if here_only or terminal is not None:
             raise ReleaseFailed(f"the app's volumes moved to {holder} meanwhile; run it again")
         return _run_on(store, holder, app, job, image, command, config, log)
     with _volumes_here(store, node, app, job, mounts, held=holder is not None, log=log) as binds:
-        return _run_here(store, app, job, image, command, config, log, spec, binds)
+        return _run_here(store, app, job, image, command, config, log, spec, binds, terminal)
 
 
 def volume_holder(store: Store, app: str, mounts: list[dict]) -> str | None:
@@ -260,7 +265,7 @@ def _renew(store: Store, lease: int, stop: threading.Event) -> None:
 
 
 def _run_here(store: Store, app: str, job: Job, image: str, command: str, config: dict,
-              log: Callable[[str], None], spec: dict, binds: dict[str, str]) -> Outcome:
+              log: Callable[[str], None], spec: dict, binds: dict[str, str], terminal: Terminal | None) -> Outcome:
     env = {**(spec.get("env") or {}), **(config.get("env") or {}), **secrets.values_for(store, app),
            "PORT": str(config.get("port") or spec.get("port") or 8080)}
     auth = machine.registry_auth_file()
@@ -279,7 +284,10 @@ def _run_here(store: Store, app: str, job: Job, image: str, command: str, config
         os.chmod(f.name, 0o600)
         f.write(env_lines(env))
         f.flush()
-        argv = command_args(app, job.number, image, command, f.name, spec, binds, job.name)
+        argv = command_args(app, job.number, image, command, f.name, spec, binds, job.name, tty=terminal is not None)
+        if terminal is not None:
+            code = terminal(argv, job)
+            return Outcome(code, time.monotonic() - started, ())
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
         timer = threading.Timer(job.timeout, _stop, (proc, job.name))
         timer.start()
