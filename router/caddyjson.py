@@ -66,7 +66,7 @@ def serves_path(app: str) -> str:
 
 def base_document(admin_socket: str, storage_dir: str) -> dict:
     """Admin API on a unix socket (no TCP port to protect), config kept only in memory
-    (the controller pushes it again after a restart), certificates stored under storage_dir."""
+    (config_sync pushes it again after a restart), certificates stored under storage_dir."""
     return {
         "admin": {"listen": f"unix/{admin_socket}", "config": {"persist": False}},
         "storage": {"module": "file_system", "root": storage_dir},

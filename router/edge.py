@@ -15,7 +15,7 @@ from pathlib import Path
 
 from router import edge_config
 from router.caddy import CaddyError, CaddyProcess, Launcher
-from router.controller import Controller
+from router.config_sync import ConfigSync
 from router.routes import EdgeRoutes
 
 # The internal CA is created when the first config with a tls/pki app loads: milliseconds.
@@ -31,17 +31,17 @@ class Edge:
             admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),
             https_port=https_port, http_port=http_port, dev=dev, acme_email=acme_email,
             ca_cert=ca_cert, ca_key=ca_key)
-        self.controller: Controller | None = None
+        self.config_sync: ConfigSync | None = None
 
     def start(self) -> None:
         admin = self.caddy.start()
-        self.controller = Controller(admin, lambda routes: edge_config.render(routes, self.settings))
+        self.config_sync = ConfigSync(admin, lambda routes: edge_config.render(routes, self.settings))
 
     def update(self, routes: EdgeRoutes) -> bool:
         """Make the edge serve `routes`. True when Caddy got a new config."""
-        if self.controller is None:
+        if self.config_sync is None:
             raise CaddyError("the edge is not started; call start() first")
-        return self.controller.apply(routes)
+        return self.config_sync.apply(routes)
 
     def root_ca_pem(self) -> str:
         """The PEM root certificate of the dev CA (after the first update in dev mode)."""

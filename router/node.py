@@ -14,7 +14,7 @@ from pathlib import Path
 from router import node_config, requestcount
 from router.authserver import AuthServer
 from router.caddy import CaddyError, CaddyProcess, Launcher
-from router.controller import Controller
+from router.config_sync import ConfigSync
 from router.routes import NodeRoutes
 from router.tokencheck import Lookup
 
@@ -42,18 +42,18 @@ class NodeRouter:
         self.settings = node_config.NodeSettings(
             admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),
             listen=listen, auth=auth_listen, hop_listen=hop_listen, access_log=str(self.access_log))
-        self.controller: Controller | None = None
+        self.config_sync: ConfigSync | None = None
 
     def start(self) -> None:
         self.auth.start()
         admin = self.caddy.start()
-        self.controller = Controller(admin, lambda routes: node_config.render(routes, self.settings))
+        self.config_sync = ConfigSync(admin, lambda routes: node_config.render(routes, self.settings))
 
     def update(self, routes: NodeRoutes) -> bool:
         """Make this node route `routes`. True when Caddy got a new config."""
-        if self.controller is None:
+        if self.config_sync is None:
             raise CaddyError("the node router is not started; call start() first")
-        return self.controller.apply(routes)
+        return self.config_sync.apply(routes)
 
     def request_counts(self) -> dict[str, dict[str, int]]:
         """{host: {requests, errors}} served by this router since its Caddy started."""

@@ -1,7 +1,7 @@
 """The routes tables the router layers are driven from: plain data, no I/O.
 
 The control plane builds these from cluster state (which apps exist, where their instances
-run, which nodes are alive) and hands them to a controller; the controller turns them into
+run, which nodes are alive) and hands them to a ConfigSync (config_sync.py), which turns them into
 Caddy JSON. Both tables are frozen values, so "did anything change" is an equality test.
 
     EdgeRoutes   domain, apps (names), nodes (node-router addresses), custom domains

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from router import caddyjson, edge_config, node_config
-from router.controller import Controller
+from router.config_sync import ConfigSync
 from router.routes import AppRoute, EdgeRoutes, NodeRoutes, RoutesError
 
 pytestmark = pytest.mark.unit
@@ -221,7 +221,7 @@ class FakeAdmin:
 
 def test_controller_loads_only_when_the_desired_config_differs():
     admin = FakeAdmin()
-    ctl = Controller(admin, lambda r: edge_config.render(r, EDGE))
+    ctl = ConfigSync(admin, lambda r: edge_config.render(r, EDGE))
     one = EdgeRoutes.build(D, ["blog"], ["n1:7080"])
     assert ctl.apply(one) is True
     assert ctl.apply(EdgeRoutes.build(D, ["blog"], ["n1:7080"])) is False

@@ -1,6 +1,6 @@
 """The reconcile loop of one router layer: desired Caddy config vs what Caddy runs.
 
-`Controller.apply(routes)` renders the routes table, reads Caddy's running config and loads
+`ConfigSync.apply(routes)` renders the routes table, reads Caddy's running config and loads
 the new one only when they differ, so it is idempotent and safe to call after any crash or
 Caddy restart (Caddy keeps config in memory only; a restarted Caddy is simply "different").
 The loop that calls it (when, how often, resyncs) belongs to whoever owns the routes:
@@ -19,7 +19,7 @@ def _canonical(doc: Any) -> str:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
 
-class Controller:
+class ConfigSync:
     """Drives one Caddy from routes tables through `render(routes) -> dict`."""
 
     def __init__(self, admin: AdminClient, render: Callable[[Any], dict]):
