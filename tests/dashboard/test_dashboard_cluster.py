@@ -43,6 +43,7 @@ def cc(make_sim, tmp_path_factory):
     cc.join("home-2")
     cc.join("home-3")
     cc.wait(lambda: all_up(cc, "home-1"), UP_WAIT_S, "three machines up")
+    cc.wait_voters(3)  # the test kills a machine: the cluster must keep its quorum
     return cc
 
 

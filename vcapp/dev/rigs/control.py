@@ -13,6 +13,7 @@ from vcapp.node import service
 
 # Short enough for a test to see a dead member replaced, long enough not to race the kill.
 TEST_REPLACE_AFTER = 6
+VOTERS_WAIT_S = 120  # each new member a learner until caught up: seconds, longer on a loaded host
 
 
 class ControlCluster:
@@ -70,6 +71,19 @@ class ControlCluster:
     def wait(self, cond, timeout: float, what: str, interval: float = 0.25):
         return wait_for(cond, timeout, what, interval)
 
+    def voters(self, machine: str = "home-1") -> int:
+        """How many etcd members vote (a learner catching up does not)."""
+        out = self.etcd(machine, "member", "list", "-w", "json", check=False).stdout
+        try:
+            return sum(1 for m in json.loads(out).get("members", []) if not m.get("isLearner"))
+        except ValueError:
+            return 0
+
+    def wait_voters(self, count: int, timeout: float = VOTERS_WAIT_S) -> None:
+        """Until `count` etcd members vote: only then does the cluster keep its quorum when a
+        machine dies (the controller adds members one at a time, each a learner until caught up)."""
+        self.wait(lambda: self.voters() >= count, timeout, f"{count} etcd voters", interval=1)
+
 
 def start_three(sim, tiny_dir, labels: dict[str, str] | None = None, up_timeout: float = 60) -> ControlCluster:
     """vcapp on the three machines of `sim` (home-1..3): the tiny test image on each, the
@@ -87,6 +101,7 @@ def start_three(sim, tiny_dir, labels: dict[str, str] | None = None, up_timeout:
         extra = ["--label", labels[host]] if host in labels else []
         sim.run(host, "vcapp", "node", "join", cc.join_token, "--site", "home", *extra)
     cc.wait(lambda: len(cc.all_up() or {}) == 3, up_timeout, "three machines up")
+    cc.wait_voters(3)
     for host in machines[1:]:  # each admin CLI talks to its own machine's API
         sim.run(host, "vcapp", "login", f"http://{sim.addr(host)}:7180", "--token-stdin", input=cc.admin_token)
     return cc
