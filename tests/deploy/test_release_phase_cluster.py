@@ -170,6 +170,11 @@ def test_the_release_command_migrates_the_data_on_the_apps_volume(cc, tmp_path):
                    check=False)
     assert ran.returncode == 7, (ran.stdout, ran.stderr)
     assert ran.stdout.splitlines()[-3:] == ["v1 migrated", "v2 migrated", "token=xyz"], ran.stdout
+    # On a terminal, asked of a machine that does not hold the volume: it hands the session on.
+    asker = next(h for h in ("home-1", "home-2", "home-3") if h != holder)
+    term = cc.sim.run(asker, "vcapp", "run", "-t", VOLUME_APP, "--", "sh", input="cat /data/index.html; exit 5\n",
+                      check=False, timeout=180)
+    assert term.returncode == 5 and "v2 migrated" in term.stdout, (term.returncode, term.stdout, term.stderr)
 
 
 def test_vcapp_run_sees_the_env_and_secrets_of_the_release_that_serves(cc):

@@ -61,7 +61,11 @@ def _session(app: str, here_only: bool) -> Response:
         raise Conflict(f"{app} has no release to run a command in yet; deploy it first (git push)")
     holder = release_phase.volume_holder(store, app, spec.get("volumes") or [])
     if holder is not None and holder != api.node and not here_only:
-        return Response(_forward(store, holder, app, first, frames), mimetype=MIMETYPE)
+        address = reposync.live_apis(store).get(holder)
+        if address is None:
+            raise Unavailable(f"{holder} holds the app's volumes but does not answer; try again once it is back "
+                              "or its instance has moved")
+        return Response(_forward(address, holder, app, first, frames), mimetype=MIMETYPE)
     job = release_phase.Job.one_off(app, record["number"])
     out: queue.Queue = queue.Queue()
 
@@ -97,14 +101,17 @@ def _first(frames: Iterator[tuple[bytes, bytes]]) -> dict:
     return doc
 
 
-def _forward(store, holder: str, app: str, first: dict, frames: Iterator[tuple[bytes, bytes]]) -> Iterator[bytes]:
-    """The session, run on `holder`: the person's frames there, its frames back."""
-    api = reposync.live_apis(store).get(holder)
-    if api is None:
-        raise Unavailable(f"{holder} holds the app's volumes but does not answer; try again once it is back "
-                          "or its instance has moved")
-    host, _, port = api.rpartition(":")
+def _forward(address: str, holder: str, app: str, first: dict,
+             frames: Iterator[tuple[bytes, bytes]]) -> Iterator[bytes]:
+    """The session, run on `holder` (its API at `address`): the person's frames there, its
+    frames back."""
+    host, _, port = address.rpartition(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=CONNECT_TIMEOUT_S)
+    try:
+        conn.connect()
+    except OSError as e:
+        yield terminal.frame(terminal.ERROR, f"{holder} holds the app's volumes but cannot be reached: {e}".encode())
+        return
     conn.putrequest("POST", f"/v1/apps/{app}/console/here")
     conn.putheader("Authorization", f"Bearer {machine_secret(cluster_key())}")
     conn.putheader("Content-Type", MIMETYPE)
