@@ -43,6 +43,11 @@ def json_frame(kind: bytes, doc: dict) -> bytes:
     return frame(kind, json.dumps(doc).encode())
 
 
+def chunk(data: bytes) -> bytes:
+    """`data` as one HTTP/1.1 chunk of a request body sent piece by piece."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
 class Frames:
     """Frames out of bytes that arrive in pieces of any size."""
 

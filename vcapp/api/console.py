@@ -141,4 +141,4 @@ def _forward(address: str, holder: str, app: str, first: dict,
 
 
 def send_chunk(conn: http.client.HTTPConnection, data: bytes) -> None:
-    conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+    conn.send(terminal.chunk(data))

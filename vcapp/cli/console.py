@@ -54,9 +54,8 @@ class Connection:
         self.conn.sock.settimeout(None)  # a session waits on the person as long as the command runs
 
     def send(self, kind: bytes, payload: bytes) -> None:
-        data = terminal.frame(kind, payload)
         with self.lock:
-            self.conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+            self.conn.send(terminal.chunk(terminal.frame(kind, payload)))
 
 
 def session(client: Client, app: str, command: str) -> int:
