@@ -20,6 +20,7 @@ Proxies may split or join HTTP chunks, so frames carry their own length.
 
 from __future__ import annotations
 
+import http.client
 import json
 import struct
 from typing import BinaryIO, Iterator
@@ -27,6 +28,7 @@ from typing import BinaryIO, Iterator
 COMMAND, INPUT, WINDOW = b"c", b"i", b"w"
 OUTPUT, EXIT, ERROR = b"o", b"x", b"e"
 KINDS = {COMMAND, INPUT, WINDOW, OUTPUT, EXIT, ERROR}
+MIMETYPE = "application/vnd.vcapp.terminal"
 MAX_PAYLOAD = 64 * 1024  # a frame is a read of a terminal or of a keyboard: a few KB at most
 HEADER = struct.Struct(">cI")
 
@@ -46,6 +48,17 @@ def json_frame(kind: bytes, doc: dict) -> bytes:
 def chunk(data: bytes) -> bytes:
     """`data` as one HTTP/1.1 chunk of a request body sent piece by piece."""
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def open_session(conn: http.client.HTTPConnection, path: str, token: str) -> None:
+    """Start a session's request on `conn`: its headers sent, its body open for frames (send
+    each as `chunk(frame(...))`), no read timeout (a session lasts as long as its command)."""
+    conn.putrequest("POST", path)
+    conn.putheader("Authorization", f"Bearer {token}")
+    conn.putheader("Content-Type", MIMETYPE)
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.endheaders()
+    conn.sock.settimeout(None)
 
 
 class Frames:

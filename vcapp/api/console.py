@@ -27,7 +27,6 @@ from vcapp.machine import cluster_key, machine_secret
 from vcapp.state import apps, releases, reposync
 
 bp = Blueprint("console", __name__)
-MIMETYPE = "application/vnd.vcapp.terminal"
 CONNECT_TIMEOUT_S = 10.0  # another machine's API, on the cluster network
 DEFAULT_COMMAND = "command -v bash >/dev/null && exec bash || exec sh"  # `vcapp run APP`: a shell
 
@@ -65,7 +64,7 @@ def _session(app: str, here_only: bool) -> Response:
         if address is None:
             raise Unavailable(f"{holder} holds the app's volumes but does not answer; try again once it is back "
                               "or its instance has moved")
-        return Response(_forward(address, holder, app, first, frames), mimetype=MIMETYPE)
+        return Response(_forward(address, holder, app, first, frames), mimetype=terminal.MIMETYPE)
     job = release_phase.Job.one_off(app, record["number"])
     out: queue.Queue = queue.Queue()
 
@@ -86,7 +85,7 @@ def _session(app: str, here_only: bool) -> Response:
             out.put(None)
 
     threading.Thread(target=work, name=f"console-{app}", daemon=True).start()
-    return Response(iter(out.get, None), mimetype=MIMETYPE)
+    return Response(iter(out.get, None), mimetype=terminal.MIMETYPE)
 
 
 def _first(frames: Iterator[tuple[bytes, bytes]]) -> dict:
@@ -112,13 +111,8 @@ def _forward(address: str, holder: str, app: str, first: dict,
     except OSError as e:
         yield terminal.frame(terminal.ERROR, f"{holder} holds the app's volumes but cannot be reached: {e}".encode())
         return
-    conn.putrequest("POST", f"/v1/apps/{app}/console/here")
-    conn.putheader("Authorization", f"Bearer {machine_secret(cluster_key())}")
-    conn.putheader("Content-Type", MIMETYPE)
-    conn.putheader("Transfer-Encoding", "chunked")
-    conn.endheaders()
+    terminal.open_session(conn, f"/v1/apps/{app}/console/here", machine_secret(cluster_key()))
     send_chunk(conn, terminal.json_frame(terminal.COMMAND, first))
-    conn.sock.settimeout(None)  # a session waits for the person as long as the command runs
 
     def pump_in() -> None:
         try:

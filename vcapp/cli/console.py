@@ -44,14 +44,9 @@ class Connection:
             self.conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=CONNECT_TIMEOUT_S)
         self.lock = threading.Lock()
         try:
-            self.conn.putrequest("POST", url.path.rstrip("/") + path)
-            self.conn.putheader("Authorization", f"Bearer {client.login.token}")
-            self.conn.putheader("Content-Type", "application/vnd.vcapp.terminal")
-            self.conn.putheader("Transfer-Encoding", "chunked")
-            self.conn.endheaders()
+            terminal.open_session(self.conn, url.path.rstrip("/") + path, client.login.token)
         except OSError as e:
             raise ClientError(f"cannot reach {client.login.url}: {e}") from None
-        self.conn.sock.settimeout(None)  # a session waits on the person as long as the command runs
 
     def send(self, kind: bytes, payload: bytes) -> None:
         with self.lock:
