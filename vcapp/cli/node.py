@@ -19,6 +19,11 @@ node.add_command(leave)
 node.add_command(run)
 
 
+# The API waits up to 12 s for etcd to accept the member's removal (vcapp/api/nodes.py), on top
+# of the user's and record's deletion: a loaded cluster takes more than a plain request's 15 s.
+REMOVE_TIMEOUT_S = 60.0
+
+
 @node.command("remove")
 @click.argument("name")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -27,7 +32,7 @@ def remove(name: str, yes: bool) -> None:
     """Remove machine NAME from the cluster (its etcd member too). Its apps move elsewhere."""
     if not yes:
         click.confirm(f"remove machine {name} from the cluster?", abort=True)
-    answer = Client.from_config().delete(f"/v1/nodes/{name}")
+    answer = Client.from_config().request("DELETE", f"/v1/nodes/{name}", timeout=REMOVE_TIMEOUT_S)
     extra = " and its etcd member" if answer.get("etcd_member_removed") else ""
     click.echo(f"machine {name}{extra} removed; to bring it back, join it again with a join token")
     if answer.get("etcd_member_pending"):
