@@ -53,14 +53,14 @@ def bring_up():
     """A fresh cluster with the tiny image on every machine and the app healthy somewhere."""
     from builder.baseimage import TINY_IMAGE
     from vcapp.dev.cluster import DevCluster
-    from vcapp.dev.rigs.control import start_three
+    from vcapp.dev.rigs.control import start_machines
     from vcapp.dev.rigs.sim import Sim
     from vcapp.dev.topology import default
 
     dc = DevCluster("fob" + secrets.token_hex(2))
     dc.up(default(dc.name, 3, 0))
     sim = Sim(dc)
-    cc = start_three(sim, Path(tempfile.mkdtemp(prefix="fob-tiny-")), up_timeout=90)
+    cc = start_machines(sim, Path(tempfile.mkdtemp(prefix="fob-tiny-")), up_timeout=90)
     cc.vcapp("home-1", "apps", "create", APP, "--image", TINY_IMAGE, "--port", "8080", "--command", SERVE,
              "--health-path", "/index.html", "--memory", "64M")
     return dc, sim, cc

@@ -4,8 +4,9 @@ A pure function of the cluster's members (name, site, address) and its etcd endp
 
     masters   3 machines (Raft) when there are >= 3, else 1 — the first by name, so every
               machine computes the same set without talking to the others
-    volume    every machine: -dataCenter=<site> -rack=<machine> (one rack per machine, so
-              copies land on distinct machines; see storage/replication.py)
+    volume    every machine but those whose data moved off (`volume_off`: a storage drain):
+              -dataCenter=<site> -rack=<machine> (one rack per machine, so copies land on
+              distinct machines; see storage/replication.py)
     filer+S3  every machine; the filer's metadata lives in the cluster's etcd (filer.toml
               [etcd]), so any filer serves any path and no filer's disk is special
 
@@ -39,6 +40,12 @@ MIN_FREE_SPACE = "1GiB"
 # leader spent ~40 s of a 15 s failover budget when the leader's machine died; masters talk
 # over a LAN or the mesh (ms round trips, 300 ms heartbeats), so 3 s is still 10 heartbeats.
 MASTER_ELECTION_TIMEOUT = "3s"
+# The volume servers keep their needle index in memory (SeaweedFS's default). With
+# `-index=leveldb`, SeaweedFS 4.48 counts a volume's overwritten needles as deletions when it
+# loads a copied index but not when they were written, so every copy of a volume that had an
+# overwrite (any file appended to through `weed mount`) failed its check at the target
+# ("target deleted count [7] is not same as origin deleted count [0]") and the volume could
+# not move off a drained machine. In memory it costs ~20 bytes per stored chunk.
 # Raft: hashicorp/raft instead of SeaweedFS's default goraft, with which a cut-off (not
 # powered-off) leader can leave the two other masters without a working leader for minutes
 # (seaweedfs issues #629, #5872).
@@ -96,6 +103,9 @@ class ClusterPlan:
     etcd_prefix: str  # the filers' metadata keys start with it (the control plane names it)
     etcd_tls: EtcdTLS | None = None
     etcd_login: EtcdLogin | None = None
+    # Machines that run no volume server: their copies moved to others (storage/evacuate.py),
+    # and a volume server there would take new volumes again.
+    volume_off: frozenset[str] = frozenset()
 
     @property
     def master_list(self) -> str:
@@ -114,11 +124,11 @@ class ClusterPlan:
 
 
 def plan_cluster(machines: list[Machine], etcd: list[str], etcd_prefix: str, etcd_tls: EtcdTLS | None = None,
-                 etcd_login: EtcdLogin | None = None) -> ClusterPlan:
+                 etcd_login: EtcdLogin | None = None, volume_off: frozenset[str] = frozenset()) -> ClusterPlan:
     """The cluster-wide plan from every member machine (alive or not) and etcd's endpoints
     (host:port; with `etcd_tls`, reached over TLS with that client certificate, and as
     `etcd_login` when etcd has authentication on); the filers keep their metadata under
-    `etcd_prefix`."""
+    `etcd_prefix`. `volume_off`: machines that run no volume server."""
     if not machines:
         raise ValueError("a storage cluster needs at least one machine")
     if not etcd:
@@ -129,10 +139,12 @@ def plan_cluster(machines: list[Machine], etcd: list[str], etcd_prefix: str, etc
         masters=ordered[:count],
         machines=ordered,
         etcd=tuple(etcd),
-        default_replication=replication.choose_code([m.site for m in ordered]),
+        default_replication=replication.choose_code([m.site for m in ordered if m.name not in volume_off]
+                                                    or [m.site for m in ordered]),
         etcd_prefix=etcd_prefix,
         etcd_tls=etcd_tls,
         etcd_login=etcd_login,
+        volume_off=frozenset(volume_off) & {m.name for m in ordered},
     )
 
 
@@ -162,7 +174,8 @@ def machine_processes(plan: ClusterPlan, name: str, weed: str = "weed") -> list[
     specs = []
     if me in plan.masters:
         specs.append(_master(plan, me, weed))
-    specs.append(_volume(plan, me, weed))
+    if me.name not in plan.volume_off:
+        specs.append(_volume(plan, me, weed))
     specs.append(_filer(plan, me, weed))
     return specs
 
@@ -181,7 +194,7 @@ def _volume(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
     return ProcessSpec("volume", (
         weed, "volume", f"-ip={me.addr}", f"-port={VOLUME_PORT}", "-dir=.", f"-max={VOLUME_SLOTS}",
         f"-master={plan.master_list}", f"-dataCenter={me.site}", f"-rack={me.name}",
-        f"-minFreeSpace={MIN_FREE_SPACE}", "-index=leveldb",
+        f"-minFreeSpace={MIN_FREE_SPACE}",
     ), cwd="volume")
 
 

@@ -19,7 +19,7 @@ SHELL_TIMEOUT = 120.0  # volume.fix.replication copies whole volumes (up to 1 GB
 # entry is still cached hangs ~20 s, which was most of the time a failover took.
 MASTER_PROBE_TIMEOUT = 1.0
 MUTATING = ("volume.fix.replication", "volume.configure.replication", "volume.delete", "volume.balance",
-            "collection.delete")
+            "collection.delete", "volumeServer.evacuate")
 
 
 def run(plan: ClusterPlan, host: Host, commands: list[str], weed: str, timeout: float = SHELL_TIMEOUT) -> str:

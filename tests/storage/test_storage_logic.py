@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage import guard, replication
+from storage import evacuate, guard, replication
 from storage.mount import mount_entry
 from storage.plan import Machine, ProcessSpec, machine_processes, plan_cluster
 from storage.shell import parse_volume_list
@@ -71,6 +71,26 @@ def test_small_clusters_run_one_master_without_peers():
     assert [m.name for m in plan.masters] == ["m1"]
     master = machine_processes(plan, "m1")[0]
     assert master.name == "master" and "-peers=none" in master.argv
+
+
+def test_an_evacuated_machine_runs_no_volume_server_and_the_others_keep_theirs():
+    plan = plan_cluster(MACHINES, ["10.0.0.1:2379"], keys.SEAWEEDFS, volume_off=frozenset({"m2", "gone"}))
+    assert plan.volume_off == {"m2"}
+    assert [s.name for s in machine_processes(plan, "m2")] == ["master", "filer"]  # still a master and a filer
+    assert [s.name for s in machine_processes(plan, "m3")] == ["master", "volume", "filer"]
+    # new volumes' default placement fits the machines that keep data
+    assert plan_cluster(MACHINES[:3], ["e:2379"], keys.SEAWEEDFS).default_replication == "110"
+    assert plan_cluster(MACHINES[:3], ["e:2379"], keys.SEAWEEDFS, volume_off=frozenset({"m3"})).default_replication \
+        == "010"  # m3, the one office machine, keeps nothing
+
+
+def test_evacuation_finds_the_copies_on_one_server_and_room_elsewhere():
+    copies = parse_volume_list(VOLUME_LIST)
+    assert evacuate.copies_on(copies, "10.1.0.11:8080") == [1, 7]
+    assert evacuate.copies_on(copies, "10.1.0.13:8080") == []
+    assert evacuate.room_for(["home", "home", "office"]) and evacuate.room_for(["home"] * 3)
+    assert not evacuate.room_for(["home", "office"]) and not evacuate.room_for([])
+    assert evacuate.room_for(["home", "office"], copies=2)
 
 
 def test_plan_needs_etcd():

@@ -14,7 +14,7 @@ from vcapp.api import context
 from vcapp.api.auth import public
 from vcapp.api.body import json_body
 from vcapp.errors import BadRequest, Unavailable
-from vcapp.state import etcdauth, keys, membership
+from vcapp.state import etcdauth, keys, membership, volumes
 from vcapp.state.etcd_members import remove_member_of
 from vcapp.state.store import Store, StoreUnavailable
 
@@ -115,8 +115,13 @@ def nodes():
 def drain(name: str):
     """Drain a machine: nothing new is placed there and every instance on it moves to another
     machine, the new one healthy before the old one stops (instances with volumes stop
-    first: one writer). Storage replicas stay; the machine is still up."""
-    return jsonify(membership.drain(context.store(), name, g.get("admin") or "admin"))
+    first: one writer). Storage replicas stay unless the body says {"storage": true}: then
+    they move to other machines too (409 when the others cannot hold every copy)."""
+    storage = json_body(required=False).get("storage", False)
+    if not isinstance(storage, bool):
+        raise BadRequest(f'"storage" must be true or false, not {storage!r}')
+    store, who = context.store(), g.get("admin") or "admin"
+    return jsonify(volumes.drain_storage(store, name, who) if storage else membership.drain(store, name, who))
 
 
 @bp.post("/v1/nodes/<name>/undrain")
@@ -173,11 +178,13 @@ def status():
 
 
 def storage_summary(store) -> dict:
-    """App data: off (no volume yet), starting, healthy (3 copies) or degraded (2), and volume count."""
+    """App data: off (no volume yet), starting, healthy (3 copies) or degraded (2), the volume
+    count, and the storage drains: machines whose copies moved off, and volumes still moving."""
     state = store.value(keys.STORAGE_STATE) or {}
     enabled = store.get(keys.STORAGE_ENABLED) is not None
     return {"state": state.get("state") or ("starting" if enabled else "off"),
-            "volumes": store.count(keys.VOLUMES), "replication": state.get("code")}
+            "volumes": store.count(keys.VOLUMES), "replication": state.get("code"),
+            "evacuated": state.get("evacuated") or [], "evacuating": state.get("evacuating") or {}}
 
 
 def summary(machines: list[dict]) -> dict:

@@ -42,16 +42,21 @@ def remove(name: str, yes: bool) -> None:
 
 @node.command("drain")
 @click.argument("name")
+@click.option("--storage", is_flag=True,
+              help="Move its copies of app data to other machines too (it needs three others up).")
 @api_errors
-def drain(name: str) -> None:
+def drain(name: str, storage: bool) -> None:
     """Move every instance off machine NAME (each new one healthy before the old stops) and place
-    nothing there until `vcapp node undrain NAME`. For maintenance: the machine stays up."""
-    answer = Client.from_config().post(f"/v1/nodes/{name}/drain", {})
+    nothing there until `vcapp node undrain NAME`. For maintenance: the machine stays up. With
+    --storage, its copies of app data move too, so it can be switched off for good."""
+    answer = Client.from_config().post(f"/v1/nodes/{name}/drain", {"storage": True} if storage else {})
+    data = " and its copies of app data" if answer.get("storage") else ""
     if not answer["changed"]:
-        click.echo(f"machine {name} was already drained; `vcapp ps APP` shows where instances run")
+        click.echo(f"machine {name} was already drained{data and ' with its storage'}; "
+                   "`vcapp ps APP` shows where instances run, `vcapp status` the storage")
         return
-    click.echo(f"machine {name} drained: its instances move to other machines; `vcapp status` shows it "
-               f"drained, `vcapp node undrain {name}` takes it back")
+    click.echo(f"machine {name} drained: its instances{data} move to other machines; `vcapp status` shows it "
+               f"drained{' and the data still moving' if data else ''}, `vcapp node undrain {name}` takes it back")
 
 
 @node.command("undrain")

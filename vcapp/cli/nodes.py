@@ -10,8 +10,13 @@ from vcapp.cli.output import ago, api_errors, print_json, table, used_total
 HEADERS = ["NAME", "SITE", "STATE", "ADDR", "CPUS", "MEM", "DISK", "LAST SEEN"]
 
 
+def state_text(node: dict) -> str:
+    drained = ", drained with storage" if node.get("storage_drained") else ", drained" if node.get("drained") else ""
+    return ("up" if node.get("up") else "down") + drained
+
+
 def node_rows(nodes: list[dict], now: float | None) -> list[list]:
-    return [[n.get("name"), n.get("site"), ("up" if n.get("up") else "down") + (", drained" if n.get("drained") else ""),
+    return [[n.get("name"), n.get("site"), state_text(n),
              n.get("addr"),
              n.get("cpus", "-"), used_total(n.get("memory_mb"), n.get("free_memory_mb")),
              used_total(n.get("disk_mb"), n.get("free_disk_mb")), ago(n.get("last_seen"), now)]

@@ -28,7 +28,11 @@ def header(answer: dict) -> list[str]:
 def storage_line(st: dict) -> str:
     copies = {"healthy": "3 copies of app data", "degraded": "DEGRADED: 2 copies until a machine returns",
               "off": "off until the first `vcapp volumes create`", "starting": "starting"}
-    return f"storage   {copies.get(st.get('state'), st.get('state') or '-')}, {st.get('volumes', 0)} volume(s)"
+    line = f"storage   {copies.get(st.get('state'), st.get('state') or '-')}, {st.get('volumes', 0)} volume(s)"
+    moving = "; ".join(f"{name}'s data moving off ({count} volume(s) left)"
+                       for name, count in sorted((st.get("evacuating") or {}).items()))
+    moved = ", ".join(st.get("evacuated") or [])
+    return line + (f"; {moving}" if moving else "") + (f"; no data on {moved} (storage drained)" if moved else "")
 
 
 @click.command("status")

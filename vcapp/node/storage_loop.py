@@ -9,10 +9,12 @@ once until its lease is back, and aborts this machine's open connections to its 
 etcd (storage/fastfail.py): SeaweedFS clients otherwise wait ~20 s on a dead master leader or
 volume server before trying the next, and a filer whose etcd client used the dead member hung.
 
-ReplicationLoop (the controller), in a thread, whenever the set of live machines changes
-and every HEAL_EVERY_S: lower the volumes' replication to what the live machines can hold
-(degraded: writes continue on two) or raise it back and copy the missing replicas (healed),
-and publish the result in /vc/storage/state for `vcapp status` and the dashboard.
+ReplicationLoop (the controller), in a thread, whenever the set of live machines or of
+storage-drained ones changes and every HEAL_EVERY_S: lower the volumes' replication to what
+the live machines can hold (degraded: writes continue on two) or raise it back and copy the
+missing replicas (healed); move every copy off a machine drained with its storage (again
+every RETRY_AFTER_S until none is left); publish the result in /vc/storage/state for
+`vcapp status`, the dashboard and the plan (no volume server on an evacuated machine).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import time
 
-from storage import fastfail, replication, storaged
+from storage import evacuate, fastfail, replication, storaged
 from storage import volumes as engine
 from storage.host import LocalHost, weed_binary
 from vcapp.machine import ETCD_CLIENT_PORT, run_dir
@@ -90,36 +92,46 @@ class ReplicationLoop:
 
     def __init__(self, ctx) -> None:
         self.cfg = ctx.cfg
-        self.live: frozenset[str] | None = None
+        self.seen: tuple[frozenset[str], frozenset[str]] | None = None  # live, storage-drained
         self.heal = Every(HEAL_EVERY_S)  # begun by each convergence started
-        self.hold = Every(RETRY_AFTER_S)  # begun by each failure: none starts before it ends
+        self.hold = Every(RETRY_AFTER_S)  # begun by each failure or unfinished drain: none starts before
         self.job = Job("vcapp-replication")
 
     def step(self, ctx) -> None:
         self.cfg = ctx.cfg
-        live = frozenset(membership.alive_machines(ctx.store))
-        due = (live != self.live or self.heal.ready()) and self.hold.ready()
+        seen = (frozenset(membership.alive_machines(ctx.store)), frozenset(volumes.storage_drained(ctx.store)))
+        due = (seen != self.seen or self.heal.ready()) and self.hold.ready()
         if not due or self.job.running():
             return
         if not volumes.storage_enabled(ctx.store) or not (volumes.list_volumes(ctx.store)
                                                           or volumes.list_buckets(ctx.store)):
             return
-        self.live = live
+        self.seen = seen
         self.heal.mark()
-        self.job.start(self._converge, live)
+        self.job.start(self._converge, *seen)
 
-    def _converge(self, live: frozenset[str]) -> None:
+    def _converge(self, live: frozenset[str], drained: frozenset[str]) -> None:
         try:
             store = Store(self.cfg.store_endpoints())
             plan = volumes.storage_plan(store, self.cfg)
-            result = engine.converge_replication(plan, LocalHost(self.cfg.name), volumes.live_sites(store),
-                                                 weed_binary())
+            host, weed = LocalHost(self.cfg.name), weed_binary()
+            result = engine.converge_replication(plan, host, volumes.live_sites(store), weed)
+            left = {name: evacuate.evacuate(plan, host, name, weed)
+                    for name in sorted(drained) if name in {m.name for m in plan.machines}}
+            result["evacuated"] = sorted(name for name, ids in left.items() if not ids)
+            result["evacuating"] = {name: len(ids) for name, ids in left.items() if ids}
             before = store.value(volumes.STATE) or {}
             store.put(volumes.STATE, dict(result, live=len(live), at=time.time()))
             if before.get("state") != result["state"]:
                 events.record(store, "storage", _message(result, len(live)))
+            for name in sorted(set(result["evacuated"]) - set(before.get("evacuated") or ())):
+                events.record(store, "storage", f"{name}'s copies of app data moved to other machines; it keeps "
+                              "none until `vcapp node undrain`", node=name)
+            if result["evacuating"]:  # a copy with nowhere to go yet: look again after a while
+                self.seen = None
+                self.hold.mark()
         except Exception as e:
-            self.live = None
+            self.seen = None
             self.hold.mark()
             log.warning("storage replication: %s", e)
 

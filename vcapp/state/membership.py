@@ -376,25 +376,33 @@ def revoked_etcd_certs(store: Store) -> dict[str, dict]:
 
 
 def drained_machines(store: Store) -> dict[str, dict]:
-    """Machine -> {at, by} of every drained machine (`vcapp node drain`)."""
+    """Machine -> {at, by, storage} of every drained machine (`vcapp node drain`); `storage`:
+    its app data moves off too (vcapp/state/volumes.py)."""
     return {keys.name_of(e.key, keys.DRAINED): e.value if isinstance(e.value, dict) else {}
             for e in store.list(keys.DRAINED)}
 
 
-def drain(store: Store, name: str, who: str, drained: bool = True) -> dict:
+def drain(store: Store, name: str, who: str, drained: bool = True, storage: bool = False) -> dict:
     """Mark machine `name` drained (the placer moves its instances off and places nothing
-    there) or schedulable again. Answers {name, drained, changed}."""
+    there; with `storage`, its copies of app data move off too) or schedulable again.
+    Answers {name, drained, storage, changed}. Whether the others have room for the data is
+    the caller's check (volumes.drain_storage)."""
     if store.get(keys.node(name)) is None:
         raise NotFound(f"no machine named {name!r}; `vcapp nodes` lists them")
-    was = store.get(keys.drained(name)) is not None
-    if drained and not was:
-        store.put(keys.drained(name), {"at": time.time(), "by": who})
-        events.record(store, "node.drained", f"{name} drained by {who}: its instances move to other machines",
-                      node=name, who=who)
-    elif not drained and was:
+    was = store.value(keys.drained(name))
+    was = was if isinstance(was, dict) else ({} if was is None else {"storage": False})
+    storage = storage or bool(was.get("storage"))  # a second drain without --storage keeps it
+    if drained and (not was or storage != bool(was.get("storage"))):
+        store.put(keys.drained(name), {"at": was.get("at", time.time()), "by": who, "storage": storage})
+        moves = "its instances and its copies of app data move" if storage else "its instances move"
+        events.record(store, "node.drained", f"{name} drained by {who}: {moves} to other machines",
+                      node=name, who=who, storage=storage)
+        return {"name": name, "drained": True, "storage": storage, "changed": True}
+    if not drained and was:
         store.delete(keys.drained(name))
         events.record(store, "node.undrained", f"{name} takes instances again ({who})", node=name, who=who)
-    return {"name": name, "drained": drained, "changed": drained != was}
+        return {"name": name, "drained": False, "storage": False, "changed": True}
+    return {"name": name, "drained": drained, "storage": drained and storage, "changed": False}
 
 
 def list_nodes(store: Store) -> list[dict]:
@@ -408,6 +416,7 @@ def list_nodes(store: Store) -> list[dict]:
         record = dict(entry.value)
         record["up"] = name in alive
         record["drained"] = name in drained
+        record["storage_drained"] = bool((drained.get(name) or {}).get("storage"))
         record["last_seen"] = time.time() if record["up"] else (states.get(name) or {}).get("since")
         record["state_since"] = (states.get(name) or {}).get("since")
         result.append(record)

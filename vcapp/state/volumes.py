@@ -4,8 +4,12 @@ members, and the glue the runtime uses to mount a volume for one instance.
     /vc/storage/enabled        {"since": t}: set by the first volume; from then on every machine
                                runs its SeaweedFS processes (vcapp/node/storage_loop.py). A
                                cluster without volumes spends nothing on storage.
-    /vc/storage/state          {"code", "state": healthy|degraded, "live", "at"}: written by the
-                               controller whenever the live machines change
+    /vc/storage/state          {"code", "state": healthy|degraded, "live", "at", "evacuated",
+                               "evacuating"}: written by the controller whenever the live
+                               machines or the storage drains change; "evacuated" lists the
+                               storage-drained machines with no copy left, which then run no
+                               volume server (storage/evacuate.py), "evacuating" the others
+                               with the count of volumes still on each
     /vc/volumes/<app>/<name>   {app, name, size_mb, created_at}
     /vc/storage/writer/...     at most one writer machine per volume (storage/guard.py)
     /vc/buckets/<app>          {app, bucket, backend, endpoint?, kind?, created_at}: the app's S3
@@ -26,7 +30,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
-from storage import buckets, external, findable, guard, mount, storaged
+from storage import buckets, evacuate, external, findable, guard, mount, replication, storaged
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, weed_binary
 from storage.plan import S3_PORT, ClusterPlan, EtcdLogin, EtcdTLS, Machine, plan_cluster
@@ -55,7 +59,9 @@ def storage_plan(store: Store, cfg: NodeConfig, alive: set[str] | None = None) -
     alive = membership.alive_machines(store) if alive is None else alive
     order = etcd_order(cfg.store_endpoints(), cfg.addr, {m.addr for m in machines if m.name in alive})
     tls, login = filer_etcd_access(cfg.store_endpoints())
-    return plan_cluster(machines, order, keys.SEAWEEDFS, tls, login)
+    state = store.value(STATE)
+    evacuated = frozenset(state.get("evacuated") or ()) if isinstance(state, dict) else frozenset()
+    return plan_cluster(machines, order, keys.SEAWEEDFS, tls, login, volume_off=evacuated)
 
 
 def filer_etcd_access(endpoints: list[str]) -> tuple[EtcdTLS | None, EtcdLogin | None]:
@@ -83,8 +89,30 @@ def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> li
 
 
 def live_sites(store: Store) -> list[str]:
-    alive = membership.alive_machines(store)
+    """The site of every live machine that keeps app data (not one whose storage is drained)."""
+    alive = membership.alive_machines(store) - storage_drained(store)
     return [r["site"] for name, r in membership.node_records(store).items() if name in alive]
+
+
+def storage_drained(store: Store) -> set[str]:
+    """Machines drained with their storage (`vcapp node drain --storage`)."""
+    return {name for name, rec in membership.drained_machines(store).items() if rec.get("storage")}
+
+
+def drain_storage(store: Store, name: str, who: str) -> dict:
+    """Drain machine `name` with its copies of app data, when the live machines left can hold
+    every copy the data keeps; else Conflict, and nothing changes."""
+    if store.get(keys.node(name)) is None:
+        raise NotFound(f"no machine named {name!r}; `vcapp nodes` lists them")
+    records = membership.node_records(store)
+    keeping = membership.alive_machines(store) - storage_drained(store) - {name}
+    sites = [records[m]["site"] for m in sorted(keeping) if m in records]
+    want = replication.TARGET_COPIES
+    if not evacuate.room_for(sites, want):
+        raise Conflict(f"the machines left ({', '.join(sorted(keeping)) or 'none'}) cannot hold {want} copies of "
+                       f"the app data on {name}: it needs {want} live machines besides {name}. Join a machine "
+                       f"first, or drain without --storage (the data stays on {name}, which keeps running)")
+    return membership.drain(store, name, who, storage=True)
 
 
 def list_volumes(store: Store, app: str | None = None) -> list[dict]:

@@ -103,7 +103,7 @@ function fmt(v) { return v >= 10000 ? (v / 1024).toFixed(0) + "k" : Number(v).to
 function machineCard(n) {
   const state = n.up ? "online" : "offline";
   const card = el("div", { class: "card " + state, "data-node": n.name, "data-state": state },
-    el("h3", {}, n.name, badge(state, state), ...(n.drained ? [badge("drained", "drained")] : [])),
+    el("h3", {}, n.name, badge(state, state), ...(n.drained ? [badge(n.storage_drained ? "drained with storage" : "drained", "drained")] : [])),
     el("div", { class: "muted" }, `site ${n.site || "-"} · ${n.addr || ""}` +
       (n.up ? "" : n.last_seen ? ` · last seen ${ago(n.last_seen)}` : "")));
   if (n.up) {

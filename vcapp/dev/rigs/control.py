@@ -85,11 +85,12 @@ class ControlCluster:
         self.wait(lambda: self.voters() >= count, timeout, f"{count} etcd voters", interval=1)
 
 
-def start_three(sim, tiny_dir, labels: dict[str, str] | None = None, up_timeout: float = 60) -> ControlCluster:
-    """vcapp on the three machines of `sim` (home-1..3): the tiny test image on each, the
-    cluster founded on home-1, the others joined, the admin CLI of every machine logged in to
-    its own API. `labels`: machine -> KEY=VALUE."""
-    machines = ["home-1", "home-2", "home-3"]
+def start_machines(sim, tiny_dir, labels: dict[str, str] | None = None, up_timeout: float = 60,
+                count: int = 3) -> ControlCluster:
+    """vcapp on the first `count` home machines of `sim` (home-1..3 by default): the tiny
+    test image on each, the cluster founded on home-1, the others joined, the admin CLI of
+    every machine logged in to its own API. `labels`: machine -> KEY=VALUE."""
+    machines = [f"home-{i}" for i in range(1, count + 1)]
     labels = labels or {}
     ctx = tiny_context(tiny_dir)
     for host in machines:
@@ -100,7 +101,7 @@ def start_three(sim, tiny_dir, labels: dict[str, str] | None = None, up_timeout:
     for host in machines[1:]:
         extra = ["--label", labels[host]] if host in labels else []
         sim.run(host, "vcapp", "node", "join", cc.join_token, "--site", "home", *extra)
-    cc.wait(lambda: len(cc.all_up() or {}) == 3, up_timeout, "three machines up")
+    cc.wait(lambda: len(cc.all_up() or {}) == count, up_timeout, f"{count} machines up")
     cc.wait_voters(3)
     for host in machines[1:]:  # each admin CLI talks to its own machine's API
         sim.run(host, "vcapp", "login", f"http://{sim.addr(host)}:7180", "--token-stdin", input=cc.admin_token)
