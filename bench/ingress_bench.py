@@ -25,6 +25,12 @@ instead measures the operations that must lose nothing (issue 16), each run unde
 on both apps through the edge: `vcapp restart`, `vcapp secrets set`, a scale-down from two
 instances to one, `vcapp node drain` (then undrain); per operation and app: requests sent,
 failed, the longest gap between two answered requests, and p99 latency.
+    .venv/bin/python bench/ingress_bench.py --failovers 5
+
+instead loses a machine under a two-instance app (`trio`, free to use any machine) at 50 req/s
+through the edge, `--failovers` times each way: powered off (then booted again) and
+black-holed (then let through); per event: requests sent, failed, the longest gap between two
+answers and p99 latency (issue 16: 0 of 1000 failed, p99 under 2 s).
 Also used by tests/ingress/test_edge_cluster.py as its request loop (`client` mode).
 """
 
@@ -252,6 +258,13 @@ class Bench:
             time.sleep(1)
         raise SystemExit(f"{app}: fewer than {count} healthy instances after {PLACE_WAIT:.0f}s")
 
+    def nodes(self, on: str) -> list[dict]:
+        try:
+            proc = self.dc.run(on, ["vcapp", "nodes", "--json"], timeout=30)
+        except subprocess.TimeoutExpired:
+            return []
+        return json.loads(proc.stdout) if proc.returncode == 0 and proc.stdout.strip() else []
+
     def edge_target(self, app: str) -> dict:
         return {"addr": self.dc.topology.host("edge").addr, "port": 443, "host": f"{app}.apps.test", "ca": self.ca}
 
@@ -353,6 +366,65 @@ def operations(b: Bench, rate: float) -> list[tuple[str, str, dict]]:
     return rows
 
 
+FAILOVERS_RATE, FAILOVERS_SECONDS, FAILOVERS_AT = 50.0, 20.0, 4.0  # 1000 requests, the event 4 s in
+BACK_WAIT = 180.0  # s: a booted machine's daemon, etcd member and mesh back; its lease again
+
+
+def failovers(b: Bench, runs: int) -> list[tuple[str, str, dict]]:
+    """`runs` kills and `runs` black holes of a machine running one of trio's two instances."""
+    from builder.baseimage import TINY_IMAGE
+    from vcapp.dev import netns
+    machines = [m.name for m in b.dc.topology.machines()]
+    b.must("home-1", ["vcapp", "apps", "create", "trio", "--image", TINY_IMAGE, "--port", "8080", "--command",
+                      SERVE.format(app="trio"), "--health-path", "/", "--count", "2", "--memory", "64M"])
+    rows = []
+    for run in range(runs):
+        for kind in ("kill", "black hole"):
+            began = time.monotonic()
+            while len(spread := sorted({r["node"] for r in b.wait_healthy("trio", 2, on=machines[0])})) < 2:
+                if time.monotonic() - began > RESPREAD_WAIT:  # the placer respreads a crowded app
+                    raise SystemExit(f"trio not on two machines after {RESPREAD_WAIT:.0f}s")
+                time.sleep(2)
+            victim = spread[run % 2]
+            observer = next(m for m in machines if m != victim)
+            client = b.client("client", b.edge_target("trio"), "open", FAILOVERS_RATE, FAILOVERS_SECONDS)
+            time.sleep(FAILOVERS_AT)
+            ns = b.dc.topology.ns(victim)
+            if kind == "kill":
+                b.dc.kill(victim)
+            else:
+                for chain in ("INPUT", "OUTPUT", "FORWARD"):
+                    netns.iptables(ns, "-I", chain, "-j", "DROP")
+            out, _ = client.communicate(timeout=FAILOVERS_SECONDS + 120)
+            figures = loss(json.loads(line) for line in out.splitlines() if line.startswith("["))
+            rows.append((kind, victim, figures))
+            print(f"  run {run + 1} {kind} {victim}: {figures}", flush=True)
+            if kind == "kill":
+                b.dc.revive(victim)
+            else:
+                for chain in ("INPUT", "OUTPUT", "FORWARD"):
+                    netns.iptables(ns, "-D", chain, "-j", "DROP")
+            began = time.monotonic()
+            while not any(n["name"] == victim and n["up"] for n in b.nodes(observer)):
+                if time.monotonic() - began > BACK_WAIT:
+                    raise SystemExit(f"{victim} not up again {BACK_WAIT:.0f}s after the {kind} ended")
+                time.sleep(2)
+            machines = [victim, *[m for m in machines if m != victim]]  # ask a machine known up
+    return rows
+
+
+def print_failovers(rows: list[tuple[str, str, dict]], runs: int) -> None:
+    print(f"\na machine under trio (2 instances) lost, {FAILOVERS_RATE:.0f} req/s through the edge for "
+          f"{FAILOVERS_SECONDS:.0f} s, the event {FAILOVERS_AT:.0f} s in; {runs} runs each")
+    print(f"{'event':11} {'victim':9} {'sent':>5} {'failed':>7} {'max gap s':>10} {'p99 ms':>8}")
+    for kind, victim, f in rows:
+        print(f"{kind:11} {victim:9} {f['sent']:5} {f['failed']:7} {f['max_gap']:10.2f} {f['p99']:8.1f}")
+    for kind in dict.fromkeys(r[0] for r in rows):
+        mine = [f for k, _, f in rows if k == kind]
+        print(f"{kind + ' (all)':21} {sum(f['sent'] for f in mine):5} {sum(f['failed'] for f in mine):7} "
+              f"{max(f['max_gap'] for f in mine):10.2f} {max(f['p99'] for f in mine):8.1f}")
+
+
 def loss(rows) -> dict:
     """sent, failed, the longest gap between two answers (s, by completion time), p99 (ms)."""
     rows = list(rows)
@@ -370,6 +442,7 @@ def main() -> None:
     ap.add_argument("--no-failover", action="store_true", help="throughput and latency only")
     ap.add_argument("--operations", type=int, default=0, help="runs of the zero-loss operations, instead of the rest")
     ap.add_argument("--op-rate", type=float, default=50.0, help="req/s per app during the operations")
+    ap.add_argument("--failovers", type=int, default=0, help="runs of each machine loss under trio, instead of the rest")
     args = ap.parse_args()
     b = Bench("ib" + secrets.token_hex(2))
     print(f"cluster {b.dc.name}", flush=True)
@@ -377,6 +450,9 @@ def main() -> None:
         b.install()
         solo = b.wait_healthy("solo", 1)[0]
         b.wait_healthy("duo", 2)
+        if args.failovers:
+            print_failovers(failovers(b, args.failovers), args.failovers)
+            return
         if args.operations:
             rows = []
             for run in range(args.operations):

@@ -16,6 +16,10 @@ DIAL_TIMEOUT = "1s"
 TRY_DURATION = "5s"
 # Pause between attempts while every upstream looks down (e.g. during a failover).
 TRY_INTERVAL = "100ms"
+# A request whose round trip failed after it reached an upstream (its machine died with the
+# request in flight: router/cutoff.py) is sent to another only when sending it twice is safe.
+# A failed dial is always retried, whatever the method: the request never reached an app.
+RETRY_METHODS = ("GET", "HEAD", "OPTIONS")
 # The edge tries the node routers running an app this long before any node router will do
 # (router/edge_config.py): a dial that times out (DIAL_TIMEOUT) and a retry on the app's other
 # router fit, and so does a health interval, so a move is seen; a router running the app that
@@ -102,6 +106,7 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
                                  else {"policy": "round_robin"}),
             "try_duration": try_duration,
             "try_interval": TRY_INTERVAL,
+            "retry_match": [{"method": list(RETRY_METHODS)}],
         },
         "health_checks": checks,
         "stream_close_delay": STREAM_CLOSE_DELAY,

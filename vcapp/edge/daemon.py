@@ -7,6 +7,8 @@ through any node router it knows (Host: api.D), for GET /v1/ingress — the app 
 custom domains and the live machines' node-router addresses. The node routers it starts
 from are the `--node` addresses and, when this host runs the mesh coordination server, every
 machine in its registry (mesh/registry.py) at <mesh ip>:7080.
+When a machine leaves that table (the cluster saw it die), the edge cuts its open connections
+to that machine's node router (router/cutoff.py), so requests in flight there are retried.
 
 The same table lists the mesh IPs of machines removed from the cluster; the daemon writes
 them next to that registry (mesh/registry.py REVOKED_FILE), where the mesh edge reads them
@@ -24,6 +26,7 @@ from pathlib import Path
 import requests
 
 from mesh.registry import Registry, revoked_path, write_revoked
+from router import cutoff
 from router.edge import Edge
 from router.routes import EdgeRoutes, api_host
 from vcapp.views.ingress import NODE_ROUTER_PORT
@@ -125,10 +128,14 @@ class EdgeDaemon:
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(EDGE_POLL):
             try:
+                before = (self.last_table or {}).get("nodes") or []
                 if self.edge.update(self.routes()):
                     table = self.last_table or {}
                     log.info("edge: %d app(s), %d machine(s)", len(table.get("apps", [])),
                              len(table.get("nodes", [])))
+                    # requests in flight to a machine that left the table fail now and are retried
+                    for addr in cutoff.departed(before, table.get("nodes") or before):
+                        cutoff.abort(addr, (NODE_ROUTER_PORT,))
             except Exception:  # a restarting Caddy or an odd answer: try again next poll
                 log.exception("edge update failed; next poll tries again")
 

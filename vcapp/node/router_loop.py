@@ -5,7 +5,8 @@ sends each request to a healthy instance of its app, on this machine or another.
 `step` (every daemon tick) reads cluster state and computes the desired NodeRoutes
 (vcapp/views/ingress.py); a worker thread owns the NodeRouter (router/node.py): it starts Caddy and
 the token auth service, loads a new config only when the routes changed (or Caddy was
-restarted), and restarts Caddy if it dies. Token checks look records up in etcd
+restarted), and restarts Caddy if it dies. When a machine leaves the routes (its death seen), the
+worker cuts this machine's open connections to that machine's hop server (router/cutoff.py). Token checks look records up in etcd
 (vcapp/state/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
 While a runtime waits to retire a container (vcapp/state/routeswitch.py), `step` reads the open
 switch requests before the cluster state, and once the worker has loaded routes computed from
@@ -23,6 +24,7 @@ import signal
 import time
 from pathlib import Path
 
+from router import cutoff
 from router.node import NodeRouter
 from router.routes import NodeRoutes
 from vcapp.machine import derived_key
@@ -135,12 +137,15 @@ class RouterLoop:
                 self.router.auth.stop()
             self.applied = None
             self.router = self._start()
-        desired = self.desired
+        desired, before = self.desired, self.applied
         if desired is not None and (desired != self.applied or self.resync.ready()):
             if self.router.update(desired):
                 log.info("node router: %d app(s) routed", len(desired.apps))
             self.applied = desired
             self.resync.mark()
+            # requests in flight to a machine that left the routes fail now and are retried
+            for addr in cutoff.departed(before.machines, desired.machines) if before else ():
+                cutoff.abort(addr, (ingress.NODE_HOP_PORT,))
         if self.count.ready():
             self.counts = self.router.request_counts()
             self.count.mark()

@@ -1,0 +1,147 @@
+"""A request in flight to a machine that dies, on a real Caddy proxying as the edge and the node
+routers do (router/caddyjson.py): the upstream has the request and never answers; once the
+connections to it are cut (router/cutoff.py, as the routers do when the machine leaves the
+routes) a GET is answered by the other upstream at once, and a POST is not sent twice."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from router import caddyjson, cutoff
+from router.caddy import CaddyProcess
+
+ANSWER_WITHIN_S = 3.0  # after the cut: the retry is one more local round trip
+
+
+class Silent:
+    """A server that takes requests and never answers, like a machine that died with them."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.received = threading.Event()
+        self.conns: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn: socket.socket) -> None:
+        try:
+            while conn.recv(65536):
+                self.received.set()
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+class Answering(BaseHTTPRequestHandler):
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        Answering.seen.append(self.command)
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = b"from the live instance\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def proxied(tmp_path):
+    silent = Silent()
+    live = ThreadingHTTPServer(("127.0.0.1", 0), Answering)
+    threading.Thread(target=live.serve_forever, daemon=True).start()
+    Answering.seen = []
+    caddy = CaddyProcess(tmp_path / "caddy")
+    caddy.start()
+    listen = free_port()
+    proxy = caddyjson.reverse_proxy([f"127.0.0.1:{silent.port}", f"127.0.0.1:{live.server_address[1]}"], None)
+    proxy["load_balancing"]["selection_policy"] = {"policy": "first"}  # the doomed upstream first
+    config = caddyjson.base_document(str(caddy.admin_socket), str(caddy.storage_dir))
+    config["apps"]["http"] = {"servers": {"s": {"listen": [f"127.0.0.1:{listen}"], "routes": [{"handle": [proxy]}]}}}
+    caddy.admin.load(config)
+    yield listen, silent
+    caddy.stop()
+    live.shutdown()
+    silent.close()
+
+
+def send(port: int, method: str, out: dict) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(method, "/", body=b"order 1" if method == "POST" else None)
+    resp = conn.getresponse()
+    out.update(status=resp.status, body=resp.read().decode(), at=time.monotonic())
+
+
+def cut_while_in_flight(port: int, silent: Silent, method: str) -> tuple[dict, float]:
+    out: dict = {}
+    client = threading.Thread(target=send, args=(port, method, out))
+    client.start()
+    assert silent.received.wait(10), "the request never reached the silent upstream"
+    time.sleep(0.5)  # in flight: sent, no answer
+    assert not out, out
+    cut = time.monotonic()
+    assert cutoff.abort("127.0.0.1", (silent.port,))
+    client.join(ANSWER_WITHIN_S + 30)
+    return out, cut
+
+
+def test_a_get_in_flight_to_a_dead_upstream_is_answered_by_another_once_cut(proxied):
+    port, silent = proxied
+    out, cut = cut_while_in_flight(port, silent, "GET")
+    assert out["status"] == 200 and out["body"] == "from the live instance\n", out
+    assert out["at"] - cut < ANSWER_WITHIN_S, f"answered {out['at'] - cut:.1f}s after the cut"
+    assert Answering.seen == ["GET"]
+
+
+def test_a_post_in_flight_is_not_sent_twice(proxied):
+    port, silent = proxied
+    out, _ = cut_while_in_flight(port, silent, "POST")
+    assert out["status"] == 502, out  # the app may have acted on it: the client decides
+    assert Answering.seen == []
+
+
+def test_the_cut_selects_one_machine_and_its_ports_only():
+    argv = cutoff.abort_argv("100.96.0.11", (7080, 7081))
+    assert argv == ["ss", "-K", "-t", "dst", "100.96.0.11", "(", "dport", "=", ":7080", "or", "dport", "=",
+                    ":7081", ")"]
+    with pytest.raises(ValueError):
+        cutoff.abort_argv("100.96.0.11; reboot", (7080,))
+    with pytest.raises(ValueError):
+        cutoff.abort_argv("100.96.0.11", ())
+    assert cutoff.departed(["10.1.0.11:7080", "10.1.0.12:7080"], ["10.1.0.12:7080"]) == ["10.1.0.11"]
+    assert cutoff.departed(("10.1.0.11", "10.1.0.12"), ("10.1.0.11", "10.1.0.12", "10.1.0.13")) == []
+    assert json.dumps(caddyjson.reverse_proxy(["a:1"], None)["load_balancing"]["retry_match"]) == \
+        '[{"method": ["GET", "HEAD", "OPTIONS"]}]'
