@@ -426,12 +426,14 @@ def print_failovers(rows: list[tuple[str, str, dict]], runs: int) -> None:
 
 
 def loss(rows) -> dict:
-    """sent, failed, the longest gap between two answers (s, by completion time), p99 (ms)."""
+    """sent, failed, the longest gap between two answers (s, by completion time), p99 (ms), and
+    each failure's (scheduled time, outcome)."""
     rows = list(rows)
     done = sorted(t + lat for t, r, lat in rows if r.startswith("200"))
     gaps = [b - a for a, b in zip(done, done[1:])]
-    return {"sent": len(rows), "failed": sum(not r.startswith("200") for _, r, _ in rows),
-            "max_gap": max(gaps, default=float("nan")), "p99": pct([lat for _, _, lat in rows], 99) * 1000}
+    failed = [(round(t, 2), r) for t, r, _ in rows if not r.startswith("200")]
+    return {"sent": len(rows), "failed": len(failed), "max_gap": max(gaps, default=float("nan")),
+            "p99": pct([lat for _, _, lat in rows], 99) * 1000, "errors": failed}
 
 
 def main() -> None:

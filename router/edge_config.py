@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_DURATION, SHUTDOWN_GRACE,
-                              base_document, host_route, html_page, reverse_proxy, serves_path)
+from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_DURATION, RETRY_METHODS,
+                              SHUTDOWN_GRACE, base_document, host_route, html_page, reverse_proxy, serves_path)
 from router.routes import EdgeRoutes, api_host, app_host
 
 SERVER = "edge"
@@ -102,12 +102,16 @@ def _any_router(nodes: tuple[str, ...]) -> dict:
     return reverse_proxy(nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST)
 
 
-def _error_routes(routes: EdgeRoutes) -> list[dict]:
-    """503 from a handler: no node router running the app was available (an app's answers,
-    503 included, are responses, never errors). Any live node router will do."""
+def error_routes(routes: EdgeRoutes) -> list[dict]:
+    """Errors of a handler (an app's answers, 503 included, are responses, never errors): 503,
+    no node router running the app was available; or 502 for an idempotent request, its round
+    trip failed after the handler's tries ran out (a request in flight to a machine that died,
+    cut only once the cluster saw the death: router/cutoff.py). Any live node router will do."""
     if not routes.nodes:
         return []
-    return [{"match": [{"expression": "{http.error.status_code} == 503"}],
+    methods = ", ".join(f'"{m}"' for m in RETRY_METHODS)
+    return [{"match": [{"expression": f"{{http.error.status_code}} == 503 || ({{http.error.status_code}} == 502 "
+                                      f"&& {{http.request.method}} in [{methods}])"}],
              "handle": [_any_router(routes.nodes)], "terminal": True}]
 
 
@@ -123,7 +127,7 @@ def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
                 SERVER: {
                     "listen": [f":{settings.https_port}"],
                     "routes": _routes(routes),
-                    "errors": {"routes": _error_routes(routes)},
+                    "errors": {"routes": error_routes(routes)},
                     "protocols": ["h1", "h2"],
                     # The admin API's terminal sessions read the request while they answer
                     # (vcapp/terminal.py); HTTP/2 always can, HTTP/1 only with this.

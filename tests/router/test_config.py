@@ -42,7 +42,8 @@ def test_edge_routes_every_hostname_to_the_live_nodes_with_health_checks():
         assert proxy["health_checks"]["passive"]["max_fails"] == caddyjson.MAX_FAILS  # a dead router rests
     # Nobody running an app available: any node router takes the request.
     (fallback,) = doc["apps"]["http"]["servers"]["edge"]["errors"]["routes"]
-    assert fallback["match"] == [{"expression": "{http.error.status_code} == 503"}]
+    assert fallback["match"] == [{"expression": '{http.error.status_code} == 503 || ({http.error.status_code} == 502 '
+                                                '&& {http.request.method} in ["GET", "HEAD", "OPTIONS"])'}]
     (proxy,) = fallback["handle"]
     assert proxy["health_checks"]["active"]["uri"] == caddyjson.NODE_HEALTH_PATH
     assert [u["dial"] for u in proxy["upstreams"]] == ["100.96.0.5:7080", "100.96.0.6:7080"]

@@ -1,7 +1,9 @@
 """A request in flight to a machine that dies, on a real Caddy proxying as the edge and the node
 routers do (router/caddyjson.py): the upstream has the request and never answers; once the
 connections to it are cut (router/cutoff.py, as the routers do when the machine leaves the
-routes) a GET is answered by the other upstream at once, and a POST is not sent twice."""
+routes) a GET is answered by the other upstream at once, and a POST is not sent twice. On
+the edge the cut may come after the app's handler stopped trying (its try duration counts
+from the request's arrival); its error route then sends a GET to any live node router."""
 
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from router import caddyjson, cutoff
+from router import caddyjson, cutoff, edge_config
 from router.caddy import CaddyProcess
+from router.routes import EdgeRoutes
 
 ANSWER_WITHIN_S = 3.0  # after the cut: the retry is one more local round trip
 
@@ -78,24 +81,43 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def proxied(tmp_path):
+def proxy_to(tmp_path, edge: bool):
+    """Caddy on a free port before a silent upstream and a live one; `edge`: the silent one is
+    the app's handler's only upstream, tried for 1 s, and the live one is behind the edge's
+    error route (any node router), else both are the handler's, the silent one first."""
     silent = Silent()
     live = ThreadingHTTPServer(("127.0.0.1", 0), Answering)
     threading.Thread(target=live.serve_forever, daemon=True).start()
     Answering.seen = []
     caddy = CaddyProcess(tmp_path / "caddy")
     caddy.start()
-    listen = free_port()
-    proxy = caddyjson.reverse_proxy([f"127.0.0.1:{silent.port}", f"127.0.0.1:{live.server_address[1]}"], None)
-    proxy["load_balancing"]["selection_policy"] = {"policy": "first"}  # the doomed upstream first
+    listen, doomed, alive = free_port(), f"127.0.0.1:{silent.port}", f"127.0.0.1:{live.server_address[1]}"
+    server: dict = {"listen": [f"127.0.0.1:{listen}"]}
+    if edge:
+        server["routes"] = [{"handle": [caddyjson.reverse_proxy([doomed], None, try_duration="1s")]}]
+        server["errors"] = {"routes": edge_config.error_routes(EdgeRoutes.build("apps.test", ["shop"], [alive]))}
+    else:
+        proxy = caddyjson.reverse_proxy([doomed, alive], None)
+        proxy["load_balancing"]["selection_policy"] = {"policy": "first"}  # the doomed upstream first
+        server["routes"] = [{"handle": [proxy]}]
     config = caddyjson.base_document(str(caddy.admin_socket), str(caddy.storage_dir))
-    config["apps"]["http"] = {"servers": {"s": {"listen": [f"127.0.0.1:{listen}"], "routes": [{"handle": [proxy]}]}}}
+    config["apps"]["http"] = {"servers": {"s": server}}
     caddy.admin.load(config)
+    return listen, silent, lambda: (caddy.stop(), live.shutdown(), silent.close())
+
+
+@pytest.fixture
+def proxied(tmp_path):
+    listen, silent, stop = proxy_to(tmp_path, edge=False)
     yield listen, silent
-    caddy.stop()
-    live.shutdown()
-    silent.close()
+    stop()
+
+
+@pytest.fixture
+def edge(tmp_path):
+    listen, silent, stop = proxy_to(tmp_path, edge=True)
+    yield listen, silent
+    stop()
 
 
 def send(port: int, method: str, out: dict) -> None:
@@ -105,12 +127,12 @@ def send(port: int, method: str, out: dict) -> None:
     out.update(status=resp.status, body=resp.read().decode(), at=time.monotonic())
 
 
-def cut_while_in_flight(port: int, silent: Silent, method: str) -> tuple[dict, float]:
+def cut_while_in_flight(port: int, silent: Silent, method: str, after: float = 0.5) -> tuple[dict, float]:
     out: dict = {}
     client = threading.Thread(target=send, args=(port, method, out))
     client.start()
     assert silent.received.wait(10), "the request never reached the silent upstream"
-    time.sleep(0.5)  # in flight: sent, no answer
+    time.sleep(after)  # in flight: sent, no answer
     assert not out, out
     cut = time.monotonic()
     assert cutoff.abort("127.0.0.1", (silent.port,))
@@ -131,6 +153,20 @@ def test_a_post_in_flight_is_not_sent_twice(proxied):
     out, _ = cut_while_in_flight(port, silent, "POST")
     assert out["status"] == 502, out  # the app may have acted on it: the client decides
     assert Answering.seen == []
+
+
+def test_on_the_edge_a_get_cut_after_the_handler_gave_up_goes_to_any_router(edge):
+    port, silent = edge
+    out, cut = cut_while_in_flight(port, silent, "GET", after=2.0)  # the handler tried for 1 s only
+    assert out["status"] == 200 and out["body"] == "from the live instance\n", out
+    assert out["at"] - cut < ANSWER_WITHIN_S, f"answered {out['at'] - cut:.1f}s after the cut"
+
+
+def test_on_the_edge_a_post_cut_in_flight_is_not_sent_again(edge):
+    port, silent = edge
+    out, _ = cut_while_in_flight(port, silent, "POST", after=2.0)
+    assert out["status"] == 502, out
+    assert "POST" not in Answering.seen
 
 
 def test_the_cut_selects_one_machine_and_its_ports_only():
