@@ -30,10 +30,10 @@ def abort_argv(addr: str, ports: tuple[int, ...]) -> list[str]:
     return ["ss", "-K", "-t", "dst", ip, "(", *selector, ")"]
 
 
-def departed(before: list[str] | tuple[str, ...], after: list[str] | tuple[str, ...]) -> list[str]:
-    """Host parts of the addresses ("ip" or "ip:port") in `before` and not in `after` (pure)."""
+def only_in(first: list[str] | tuple[str, ...], second: list[str] | tuple[str, ...]) -> list[str]:
+    """Host parts of the addresses ("ip" or "ip:port") in `first` and not in `second` (pure)."""
     hosts = lambda addrs: {a.rsplit(":", 1)[0] if a.count(":") == 1 else a for a in addrs}  # noqa: E731
-    return sorted(hosts(before) - hosts(after))
+    return sorted(hosts(first) - hosts(second))
 
 
 def abort(addr: str, ports: tuple[int, ...]) -> bool:

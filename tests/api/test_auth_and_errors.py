@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 
@@ -148,6 +149,16 @@ def test_openapi_lists_every_route_with_its_auth(api, cluster):
     assert doc["components"]["securitySchemes"]["adminToken"]["scheme"] == "bearer"
     assert doc["paths"]["/v1/nodes/{name}"]["delete"]["parameters"][0]["name"] == "name"
     json.dumps(doc)
+
+
+def test_the_routes_table_names_the_routers_of_machines_down(api, cluster):
+    """The edge cuts its connections to those (vcapp/edge/daemon.py); it keeps listing them all."""
+    table = api.get("/v1/ingress", headers=bearer(cluster.admin)).json
+    assert table["nodes"] == table["down"] and len(table["down"]) == 1  # home-1 has no lease: down
+    lease = cluster.store.grant(60)
+    cluster.store.put(keys.alive("home-1"), {"at": time.time()}, lease=lease)
+    table = api.get("/v1/ingress", headers=bearer(cluster.admin)).json
+    assert table["down"] == [] and len(table["nodes"]) == 1
 
 
 def test_an_edge_token_reads_the_routes_table_and_nothing_else(api, cluster):

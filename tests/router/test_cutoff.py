@@ -177,7 +177,7 @@ def test_the_cut_selects_one_machine_and_its_ports_only():
         cutoff.abort_argv("100.96.0.11; reboot", (7080,))
     with pytest.raises(ValueError):
         cutoff.abort_argv("100.96.0.11", ())
-    assert cutoff.departed(["10.1.0.11:7080", "10.1.0.12:7080"], ["10.1.0.12:7080"]) == ["10.1.0.11"]
-    assert cutoff.departed(("10.1.0.11", "10.1.0.12"), ("10.1.0.11", "10.1.0.12", "10.1.0.13")) == []
+    assert cutoff.only_in(["10.1.0.11:7080", "10.1.0.12:7080"], ["10.1.0.12:7080"]) == ["10.1.0.11"]
+    assert cutoff.only_in(("10.1.0.11", "10.1.0.12"), ("10.1.0.11", "10.1.0.12", "10.1.0.13")) == []
     assert json.dumps(caddyjson.reverse_proxy(["a:1"], None)["load_balancing"]["retry_match"]) == \
         '[{"method": ["GET", "HEAD", "OPTIONS"]}]'

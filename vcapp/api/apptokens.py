@@ -85,12 +85,15 @@ def edge_table():
 
     Every machine, not only the live ones: the edge's health checks and retries step around a
     dead one, while a routes change would make each edge reload as a machine dies — the
-    moment when requests in flight matter most."""
+    moment when requests in flight matter most. `down` names the routers of the machines the
+    cluster sees dead or unreachable: the edge cuts its connections to them (router/cutoff.py)."""
     store = context.store()
     view = ingress.read_view(store)
-    routers = sorted(f"{r['addr']}:{ingress.NODE_ROUTER_PORT}"
-                     for r in membership.node_records(store).values() if r.get("addr"))
+    records = membership.node_records(store)
+    routers = sorted(f"{r['addr']}:{ingress.NODE_ROUTER_PORT}" for r in records.values() if r.get("addr"))
+    down = sorted(f"{r['addr']}:{ingress.NODE_ROUTER_PORT}" for name, r in records.items()
+                  if r.get("addr") and name not in view.nodes)
     table = ingress.edge_routes(view, routers)
-    return jsonify(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes),
+    return jsonify(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes), down=down,
                    domains={app: list(hosts) for app, hosts in table.domains},
                    mesh_revoked=membership.revoked_mesh_ips(store))

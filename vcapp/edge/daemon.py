@@ -7,8 +7,9 @@ through any node router it knows (Host: api.D), for GET /v1/ingress — the app 
 custom domains and the live machines' node-router addresses. The node routers it starts
 from are the `--node` addresses and, when this host runs the mesh coordination server, every
 machine in its registry (mesh/registry.py) at <mesh ip>:7080.
-When a machine leaves that table (the cluster saw it die), the edge cuts its open connections
-to that machine's node router (router/cutoff.py), so requests in flight there are retried.
+The table names, among them, the routers of machines the cluster sees down (`down`); when one
+joins that list the edge cuts its open connections to it (router/cutoff.py), so requests in
+flight there are retried elsewhere.
 
 The same table lists the mesh IPs of machines removed from the cluster; the daemon writes
 them next to that registry (mesh/registry.py REVOKED_FILE), where the mesh edge reads them
@@ -128,16 +129,20 @@ class EdgeDaemon:
     def run(self, stop: threading.Event) -> None:
         while not stop.wait(EDGE_POLL):
             try:
-                before = (self.last_table or {}).get("nodes") or []
+                before = (self.last_table or {}).get("down") or []
                 if self.edge.update(self.routes()):
                     table = self.last_table or {}
                     log.info("edge: %d app(s), %d machine(s)", len(table.get("apps", [])),
                              len(table.get("nodes", [])))
-                    # requests in flight to a machine that left the table fail now and are retried
-                    for addr in cutoff.departed(before, table.get("nodes") or before):
-                        cutoff.abort(addr, (NODE_ROUTER_PORT,))
+                self.cut_the_fallen(before, (self.last_table or {}).get("down") or [])
             except Exception:  # a restarting Caddy or an odd answer: try again next poll
                 log.exception("edge update failed; next poll tries again")
+
+    def cut_the_fallen(self, before: list[str], now: list[str]) -> None:
+        """Requests in flight to a router whose machine the cluster now sees down fail at once
+        and are retried (router/cutoff.py); the table keeps listing it, so nothing reloads."""
+        for addr in cutoff.only_in(now, before):
+            cutoff.abort(addr, (NODE_ROUTER_PORT,))
 
     def stop(self) -> None:
         self.edge.stop()

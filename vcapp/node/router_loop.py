@@ -144,7 +144,7 @@ class RouterLoop:
             self.applied = desired
             self.resync.mark()
             # requests in flight to a machine that left the routes fail now and are retried
-            for addr in cutoff.departed(before.machines, desired.machines) if before else ():
+            for addr in cutoff.only_in(before.machines, desired.machines) if before else ():
                 cutoff.abort(addr, (ingress.NODE_HOP_PORT,))
         if self.count.ready():
             self.counts = self.router.request_counts()
