@@ -390,6 +390,7 @@ def failovers(b: Bench, runs: int) -> list[tuple[str, str, dict]]:
             client = b.client("client", b.edge_target("trio"), "open", FAILOVERS_RATE, FAILOVERS_SECONDS)
             time.sleep(FAILOVERS_AT)
             ns = b.dc.topology.ns(victim)
+            print(f"  {kind} {victim} at {time.strftime('%H:%M:%S')}.{int(time.time() % 1 * 1000):03d}", flush=True)
             if kind == "kill":
                 b.dc.kill(victim)
             else:

@@ -73,12 +73,14 @@ class EdgeDaemon:
         self.last_table: dict | None = None
 
     def known_routers(self) -> list[str]:
-        """Node routers to ask: the --node ones, the mesh registry's, the last table's."""
+        """Node routers to ask: the --node ones, the mesh registry's, the last table's; those
+        the last table names down last (asking a dead one first costs TABLE_TIMEOUT)."""
         found = [router_address(n) for n in self.opts.nodes]
         if self.opts.mesh_registry and self.opts.mesh_registry.exists():
             found += [f"{r.mesh_ip}:{NODE_ROUTER_PORT}" for r in Registry(self.opts.mesh_registry).all()]
         found += (self.last_table or {}).get("nodes", [])
-        return list(dict.fromkeys(found))
+        down = set((self.last_table or {}).get("down") or ())
+        return sorted(dict.fromkeys(found), key=lambda router: router in down)
 
     def fetch_table(self) -> dict | None:
         """GET /v1/ingress through the first node router that answers."""
