@@ -71,16 +71,19 @@ class EdgeDaemon:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {opts.token}"
         self.last_table: dict | None = None
+        self.answered: str | None = None  # the router that gave the last table
+        self.silent: set[str] = set()  # routers whose last ask failed
 
     def known_routers(self) -> list[str]:
-        """Node routers to ask: the --node ones, the mesh registry's, the last table's; those
-        the last table names down last (asking a dead one first costs TABLE_TIMEOUT)."""
+        """Node routers to ask: the --node ones, the mesh registry's, the last table's; the one
+        that answered last first, those that did not answer or the table names down last
+        (asking a dead one first costs TABLE_TIMEOUT on every poll)."""
         found = [router_address(n) for n in self.opts.nodes]
         if self.opts.mesh_registry and self.opts.mesh_registry.exists():
             found += [f"{r.mesh_ip}:{NODE_ROUTER_PORT}" for r in Registry(self.opts.mesh_registry).all()]
         found += (self.last_table or {}).get("nodes", [])
         down = set((self.last_table or {}).get("down") or ())
-        return sorted(dict.fromkeys(found), key=lambda router: router in down)
+        return sorted(dict.fromkeys(found), key=lambda r: (r != self.answered, r in self.silent or r in down))
 
     def fetch_table(self) -> dict | None:
         """GET /v1/ingress through the first node router that answers."""
@@ -90,8 +93,11 @@ class EdgeDaemon:
                                         headers={"Host": api_host(self.opts.domain)})
             except requests.RequestException as e:
                 log.debug("node router %s: %s", router, type(e).__name__)
+                self.silent.add(router)
                 continue
+            self.silent.discard(router)
             if resp.status_code == 200:
+                self.answered = router
                 return resp.json()
             log.warning("node router %s answered %s for the routes table: %s", router, resp.status_code,
                         resp.text[:200])

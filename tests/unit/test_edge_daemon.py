@@ -1,0 +1,32 @@
+"""The edge daemon's choices (vcapp/edge/daemon.py), without Caddy or a cluster: whom it asks for
+the routes table first, and whose connections it cuts when the table names them down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from router import cutoff
+from vcapp.edge.daemon import EdgeDaemon, EdgeOptions
+
+
+def daemon() -> EdgeDaemon:
+    opts = EdgeOptions(domain="apps.test", token="t", workdir=Path("/nonexistent"), nodes=["10.1.0.11"])
+    return EdgeDaemon(opts, edge=object())
+
+
+def test_the_router_that_answered_is_asked_first_and_the_silent_or_down_ones_last():
+    d = daemon()
+    d.last_table = {"nodes": ["10.1.0.11:7080", "10.1.0.12:7080", "10.1.0.13:7080"], "down": ["10.1.0.12:7080"]}
+    assert d.known_routers() == ["10.1.0.11:7080", "10.1.0.13:7080", "10.1.0.12:7080"]
+    d.answered, d.silent = "10.1.0.13:7080", {"10.1.0.11:7080"}
+    assert d.known_routers() == ["10.1.0.13:7080", "10.1.0.11:7080", "10.1.0.12:7080"]
+
+
+def test_only_routers_newly_down_are_cut(monkeypatch):
+    cut = []
+    monkeypatch.setattr(cutoff, "abort", lambda addr, ports: cut.append((addr, ports)) or True)
+    d = daemon()
+    d.cut_the_fallen(["10.1.0.12:7080"], ["10.1.0.12:7080", "10.1.0.13:7080"])
+    assert cut == [("10.1.0.13", (7080,))]
+    d.cut_the_fallen(["10.1.0.13:7080"], [])  # back up: nothing to cut
+    assert len(cut) == 1
