@@ -258,6 +258,24 @@ class Bench:
             time.sleep(1)
         raise SystemExit(f"{app}: fewer than {count} healthy instances after {PLACE_WAIT:.0f}s")
 
+    def lose(self, kind: str, victim: str) -> None:
+        """`kill`: power the machine off; `blackhole`: drop every packet in and out of it."""
+        if kind == "kill":
+            self.dc.kill(victim)
+            return
+        from vcapp.dev import netns
+        for chain in ("INPUT", "OUTPUT", "FORWARD"):
+            netns.iptables(self.dc.topology.ns(victim), "-I", chain, "-j", "DROP")
+
+    def restore(self, kind: str, victim: str) -> None:
+        """Undo `lose`: boot the machine again, or let its packets through."""
+        if kind == "kill":
+            self.dc.revive(victim)
+            return
+        from vcapp.dev import netns
+        for chain in ("INPUT", "OUTPUT", "FORWARD"):
+            netns.iptables(self.dc.topology.ns(victim), "-D", chain, "-j", "DROP")
+
     def nodes(self, on: str) -> list[dict]:
         try:
             proc = self.dc.run(on, ["vcapp", "nodes", "--json"], timeout=30)
@@ -305,13 +323,7 @@ def failover(b: Bench, kind: str, apps: tuple[str, ...]) -> dict:
     victim = b.wait_healthy("solo", 1, on="home-1" if kind == "blackhole" else "home-2")[0]["node"]
     clients = {app: b.client("client", b.edge_target(app), "open", FAILOVER_RATE, FAILOVER_SECONDS) for app in apps}
     time.sleep(EVENT_AT)
-    ns = b.dc.topology.ns(victim)
-    from vcapp.dev import netns
-    if kind == "blackhole":
-        for chain in ("INPUT", "OUTPUT", "FORWARD"):
-            netns.iptables(ns, "-I", chain, "-j", "DROP")
-    else:
-        b.dc.kill(victim)
+    b.lose(kind, victim)
     result = {"victim": victim}
     for app, proc in clients.items():
         out, _ = proc.communicate(timeout=FAILOVER_SECONDS + 120)
@@ -324,8 +336,7 @@ def failover(b: Bench, kind: str, apps: tuple[str, ...]) -> dict:
                        "last_fail": failed[-1][0] - EVENT_AT if failed else None,
                        "errors": sorted({r for _, r in failed})}
     if kind == "blackhole":
-        for chain in ("INPUT", "OUTPUT", "FORWARD"):
-            netns.iptables(ns, "-D", chain, "-j", "DROP")
+        b.restore(kind, victim)
     return result
 
 
@@ -373,13 +384,12 @@ BACK_WAIT = 180.0  # s: a booted machine's daemon, etcd member and mesh back; it
 def failovers(b: Bench, runs: int) -> list[tuple[str, str, dict]]:
     """`runs` kills and `runs` black holes of a machine running one of trio's two instances."""
     from builder.baseimage import TINY_IMAGE
-    from vcapp.dev import netns
     machines = [m.name for m in b.dc.topology.machines()]
     b.must("home-1", ["vcapp", "apps", "create", "trio", "--image", TINY_IMAGE, "--port", "8080", "--command",
                       SERVE.format(app="trio"), "--health-path", "/", "--count", "2", "--memory", "64M"])
     rows = []
     for run in range(runs):
-        for kind in ("kill", "black hole"):
+        for kind in ("kill", "blackhole"):
             began = time.monotonic()
             while len(spread := sorted({r["node"] for r in b.wait_healthy("trio", 2, on=machines[0])})) < 2:
                 if time.monotonic() - began > RESPREAD_WAIT:  # the placer respreads a crowded app
@@ -389,22 +399,13 @@ def failovers(b: Bench, runs: int) -> list[tuple[str, str, dict]]:
             observer = next(m for m in machines if m != victim)
             client = b.client("client", b.edge_target("trio"), "open", FAILOVERS_RATE, FAILOVERS_SECONDS)
             time.sleep(FAILOVERS_AT)
-            ns = b.dc.topology.ns(victim)
             print(f"  {kind} {victim} at {time.strftime('%H:%M:%S')}.{int(time.time() % 1 * 1000):03d}", flush=True)
-            if kind == "kill":
-                b.dc.kill(victim)
-            else:
-                for chain in ("INPUT", "OUTPUT", "FORWARD"):
-                    netns.iptables(ns, "-I", chain, "-j", "DROP")
+            b.lose(kind, victim)
             out, _ = client.communicate(timeout=FAILOVERS_SECONDS + 120)
             figures = loss(json.loads(line) for line in out.splitlines() if line.startswith("["))
             rows.append((kind, victim, figures))
             print(f"  run {run + 1} {kind} {victim}: {figures}", flush=True)
-            if kind == "kill":
-                b.dc.revive(victim)
-            else:
-                for chain in ("INPUT", "OUTPUT", "FORWARD"):
-                    netns.iptables(ns, "-D", chain, "-j", "DROP")
+            b.restore(kind, victim)
             began = time.monotonic()
             while not any(n["name"] == victim and n["up"] for n in b.nodes(observer)):
                 if time.monotonic() - began > BACK_WAIT:

@@ -86,6 +86,17 @@ def found(etcd_url: str, max_nodes: int = 10) -> Cluster:
 
 
 @pytest.fixture
+def hanging_member():
+    """Accepts connections, never answers: what a member without a leader (or a machine that
+    died with the connection open) looks like to an etcd client."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+@pytest.fixture
 def cluster(etcd_url) -> Cluster:
     """A freshly founded cluster `acme` with one machine, home-1 (records only, no daemon)."""
     return found(etcd_url)

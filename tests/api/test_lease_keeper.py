@@ -3,7 +3,6 @@ each renewal gives up on it within KEEPALIVE_TIMEOUT and asks the next, on real 
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
@@ -14,16 +13,6 @@ from vcapp.state.store import Store
 pytestmark = pytest.mark.cluster
 
 TTL = 2
-
-
-@pytest.fixture
-def hanging_member():
-    """Accepts connections, never answers: what a member without a leader looks like to a renewal."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
 
 
 def test_lease_stays_alive_past_its_ttl_with_a_hanging_member_first_and_ends_when_revoked(etcd_url, hanging_member):

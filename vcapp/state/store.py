@@ -31,6 +31,14 @@ from vcapp.state import etcdauth, keys
 REQUEST_TIMEOUT = 5.0
 
 
+# An endpoint that did not answer (its machine died or is cut off) is tried last, by every Store
+# of this process, for this long after: each Store (the API's threads have one each, the loops
+# theirs) otherwise waited REQUEST_TIMEOUT on it once before moving on, and a request spread
+# over the API's threads met a fresh wait on most of them (the edge learned of a death 8-10 s
+# after it, where the node routers took 4 s). It is still tried when the others fail.
+UNANSWERED_LAST_S = 30.0
+_unanswered: dict[str, float] = {}  # endpoint -> time.monotonic() of its last failure to answer
+
 # Answers of a member that cannot serve right now, while another member may: try the next.
 MEMBER_CANNOT_SERVE = ("no leader", "timed out", "not supported for learner", "not capable",
                        "unhealthy cluster", "leader changed", "stopped")
@@ -164,19 +172,26 @@ class Store:
         client.session.headers["Authorization"] = answer["token"]
 
     def call(self, path: str, payload: dict) -> dict:
-        """POST to the gateway, trying each endpoint in turn; the one that answers goes first."""
+        """POST to the gateway, trying each endpoint in turn, those that did not answer lately
+        (in any Store of this process) last; the one that answers goes first."""
         errors = []
-        for i, client in enumerate(self._clients):
+        now = time.monotonic()
+        order = sorted(range(len(self._clients)), key=lambda i: now - _unanswered.get(self.endpoints[i], -1e9)
+                       < UNANSWERED_LAST_S)
+        for i in order:
+            endpoint = self.endpoints[i]
             try:
-                result = self._post(client, path, payload)
+                result = self._post(self._clients[i], path, payload)
             except (etcd_errors.ConnectionFailedError, etcd_errors.ConnectionTimeoutError) as e:
-                errors.append(f"{self.endpoints[i]}: {type(e).__name__}")
+                errors.append(f"{endpoint}: {type(e).__name__}")
+                _unanswered[endpoint] = time.monotonic()
                 continue
             except etcd_errors.Etcd3Exception as e:
                 if any(s in error_text(e) for s in MEMBER_CANNOT_SERVE):
-                    errors.append(f"{self.endpoints[i]}: {error_text(e).strip()}")
+                    errors.append(f"{endpoint}: {error_text(e).strip()}")
                     continue
                 raise
+            _unanswered.pop(endpoint, None)
             if i:
                 self._clients.insert(0, self._clients.pop(i))
                 self.endpoints.insert(0, self.endpoints.pop(i))
