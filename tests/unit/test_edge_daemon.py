@@ -30,3 +30,17 @@ def test_only_routers_newly_down_are_cut(monkeypatch):
     assert cut == [("10.1.0.13", (7080,))]
     d.cut_the_fallen(["10.1.0.13:7080"], [])  # back up: nothing to cut
     assert len(cut) == 1
+
+
+def test_a_router_falls_when_the_cluster_names_it_down_or_the_edge_stops_reaching_it():
+    d = daemon()
+    d.last_table = {"nodes": ["10.1.0.11:7080", "10.1.0.12:7080", "10.1.0.13:7080"], "down": ["10.1.0.13:7080"]}
+    d.tracker.peers(set(d.last_table["nodes"]), now=0.0)
+    for t in (0.5, 1.0):
+        d.tracker.observe("10.1.0.11:7080", True, t)
+        d.tracker.observe("10.1.0.12:7080", False, t)
+    assert d.fallen() == ["10.1.0.13:7080"]  # one miss after 1 s of silence: not yet
+    d.tracker.observe("10.1.0.12:7080", False, 1.6)
+    assert d.fallen() == ["10.1.0.12:7080", "10.1.0.13:7080"]
+    d.tracker.observe("10.1.0.12:7080", True, 2.0)  # it answers again
+    assert d.fallen() == ["10.1.0.13:7080"]

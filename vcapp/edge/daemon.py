@@ -7,9 +7,11 @@ through any node router it knows (Host: api.D), for GET /v1/ingress — the app 
 custom domains and the live machines' node-router addresses. The node routers it starts
 from are the `--node` addresses and, when this host runs the mesh coordination server, every
 machine in its registry (mesh/registry.py) at <mesh ip>:7080.
-The table names, among them, the routers of machines the cluster sees down (`down`); when one
-joins that list the edge cuts its open connections to it (router/cutoff.py), so requests in
-flight there are retried elsewhere.
+The table names, among them, the routers of machines the cluster sees down (`down`), and the
+edge probes every router itself twice a second as the machines probe each other
+(vcapp/state/peerwatch.py); when a router falls (either says so) the edge cuts its open
+connections to it (router/cutoff.py), so requests in flight there are retried elsewhere. Its
+own probes see a death about as soon as the cluster does, without the table's round trip.
 
 The same table lists the mesh IPs of machines removed from the cluster; the daemon writes
 them next to that registry (mesh/registry.py REVOKED_FILE), where the mesh edge reads them
@@ -21,6 +23,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +34,9 @@ from mesh.registry import Registry, revoked_path, write_revoked
 from router import cutoff
 from router.edge import Edge
 from router.routes import EdgeRoutes, api_host
+from vcapp.node.harness import Every
+from vcapp.node.peerwatch_loop import probe
+from vcapp.state import peerwatch
 from vcapp.views.ingress import NODE_ROUTER_PORT
 
 log = logging.getLogger("vcapp.edge")
@@ -38,8 +45,9 @@ log = logging.getLogger("vcapp.edge")
 # within about this long. Placement changes need no edge update (node routers follow them).
 EDGE_POLL = 1.0
 # One admin API request through a node router on the cluster network: milliseconds; longer
-# means that machine is going down, and the next one is asked.
-TABLE_TIMEOUT = 3.0
+# means that machine is going down, and the next one is asked (a poll that finds none keeps
+# the last table).
+TABLE_TIMEOUT = 1.0
 CA_FILE = "root.crt"
 
 
@@ -73,6 +81,10 @@ class EdgeDaemon:
         self.last_table: dict | None = None
         self.answered: str | None = None  # the router that gave the last table
         self.silent: set[str] = set()  # routers whose last ask failed
+        self.tracker = peerwatch.Tracker()  # this edge's probes of the routers
+        self.lock = threading.Lock()  # the tracker, between the loop and the probes
+        self.flying: dict[str, Future] = {}  # router -> its probe in flight (or done)
+        self.probes = ThreadPoolExecutor(max_workers=10, thread_name_prefix="edge-probe")
 
     def known_routers(self) -> list[str]:
         """Node routers to ask: the --node ones, the mesh registry's, the last table's; the one
@@ -135,22 +147,48 @@ class EdgeDaemon:
         return ca
 
     def run(self, stop: threading.Event) -> None:
-        while not stop.wait(EDGE_POLL):
+        poll = Every(EDGE_POLL)
+        while not stop.wait(peerwatch.PROBE_EVERY_S):
             try:
-                before = (self.last_table or {}).get("down") or []
-                if self.edge.update(self.routes()):
+                before = self.fallen()
+                self.probe_routers()
+                if poll.due() and self.edge.update(self.routes()):
                     table = self.last_table or {}
                     log.info("edge: %d app(s), %d machine(s)", len(table.get("apps", [])),
                              len(table.get("nodes", [])))
-                self.cut_the_fallen(before, (self.last_table or {}).get("down") or [])
+                self.cut_the_fallen(before, self.fallen())
             except Exception:  # a restarting Caddy or an odd answer: try again next poll
                 log.exception("edge update failed; next poll tries again")
 
+    def probe_routers(self) -> None:
+        """Start a connect to every router of the table that has none in flight; each answer
+        lands in the tracker as it comes (a silent router costs its probe's whole timeout)."""
+        routers = set((self.last_table or {}).get("nodes") or ())
+        with self.lock:
+            self.tracker.peers(routers, time.monotonic())
+        for router in routers:
+            if router not in self.flying or self.flying[router].done():
+                self.flying[router] = self.probes.submit(self._probe, router)
+
+    def _probe(self, router: str) -> None:
+        host, _, port = router.rpartition(":")
+        answered = probe(host, int(port))
+        with self.lock:
+            self.tracker.observe(router, answered, time.monotonic())
+
+    def fallen(self) -> list[str]:
+        """Routers to stop waiting on: those the cluster names down, and those this edge's own
+        probes have not reached lately (two misses, SILENCE_S: vcapp/state/peerwatch.py)."""
+        with self.lock:
+            unreachable = set(self.tracker.suspects())
+        return sorted(unreachable | set((self.last_table or {}).get("down") or ()))
+
     def cut_the_fallen(self, before: list[str], now: list[str]) -> None:
-        """Requests in flight to a router whose machine the cluster now sees down fail at once
-        and are retried (router/cutoff.py); the table keeps listing it, so nothing reloads."""
+        """Requests in flight to a router that just fell (`fallen`) fail at once and are
+        retried (router/cutoff.py); the table keeps listing it, so nothing reloads."""
         for addr in cutoff.only_in(now, before):
             cutoff.abort(addr, (NODE_ROUTER_PORT,))
 
     def stop(self) -> None:
+        self.probes.shutdown(wait=False, cancel_futures=True)
         self.edge.stop()
