@@ -85,6 +85,7 @@ class EdgeDaemon:
         self.lock = threading.Lock()  # the tracker, between the loop and the probes
         self.flying: dict[str, Future] = {}  # router -> its probe in flight (or done)
         self.probes = ThreadPoolExecutor(max_workers=10, thread_name_prefix="edge-probe")
+        self.fell: list[str] = []  # the routers fallen at the last look, whose connections were cut
 
     def known_routers(self) -> list[str]:
         """Node routers to ask: the --node ones, the mesh registry's, the last table's; the one
@@ -150,13 +151,14 @@ class EdgeDaemon:
         poll = Every(EDGE_POLL)
         while not stop.wait(peerwatch.PROBE_EVERY_S):
             try:
-                before = self.fallen()
                 self.probe_routers()
                 if poll.due() and self.edge.update(self.routes()):
                     table = self.last_table or {}
                     log.info("edge: %d app(s), %d machine(s)", len(table.get("apps", [])),
                              len(table.get("nodes", [])))
-                self.cut_the_fallen(before, self.fallen())
+                fallen = self.fallen()  # the probes land in their own threads, at any time
+                self.cut_the_fallen(self.fell, fallen)
+                self.fell = fallen
             except Exception:  # a restarting Caddy or an odd answer: try again next poll
                 log.exception("edge update failed; next poll tries again")
 
@@ -187,6 +189,7 @@ class EdgeDaemon:
         """Requests in flight to a router that just fell (`fallen`) fail at once and are
         retried (router/cutoff.py); the table keeps listing it, so nothing reloads."""
         for addr in cutoff.only_in(now, before):
+            log.info("node router %s fell (unreachable or down): cutting the connections to it", addr)
             cutoff.abort(addr, (NODE_ROUTER_PORT,))
 
     def stop(self) -> None:
