@@ -82,10 +82,11 @@ class EdgeDaemon:
         self.answered: str | None = None  # the router that gave the last table
         self.silent: set[str] = set()  # routers whose last ask failed
         self.tracker = peerwatch.Tracker()  # this edge's probes of the routers
-        self.lock = threading.Lock()  # the tracker, between the loop and the probes
+        self.lock = threading.RLock()  # the tracker and `fell`, between the loop and the probes
         self.flying: dict[str, Future] = {}  # router -> its probe in flight (or done)
         self.probes = ThreadPoolExecutor(max_workers=10, thread_name_prefix="edge-probe")
         self.fell: list[str] = []  # the routers fallen at the last look, whose connections were cut
+        self.stopping = threading.Event()
 
     def known_routers(self) -> list[str]:
         """Node routers to ask: the --node ones, the mesh registry's, the last table's; the one
@@ -156,9 +157,7 @@ class EdgeDaemon:
                     table = self.last_table or {}
                     log.info("edge: %d app(s), %d machine(s)", len(table.get("apps", [])),
                              len(table.get("nodes", [])))
-                fallen = self.fallen()  # the probes land in their own threads, at any time
-                self.cut_the_fallen(self.fell, fallen)
-                self.fell = fallen
+                self.settle()
             except Exception:  # a restarting Caddy or an odd answer: try again next poll
                 log.exception("edge update failed; next poll tries again")
 
@@ -173,10 +172,24 @@ class EdgeDaemon:
                 self.flying[router] = self.probes.submit(self._probe, router)
 
     def _probe(self, router: str) -> None:
+        """Probe `router` until it answers (a miss already took the probe's timeout, so the
+        next one starts at once); a router that falls is cut from here, at once."""
         host, _, port = router.rpartition(":")
-        answered = probe(host, int(port))
+        while not self.stopping.is_set():
+            answered = probe(host, int(port))
+            with self.lock:
+                self.tracker.observe(router, answered, time.monotonic())
+                watched = router in self.tracker.heard
+            if answered or not watched:
+                return
+            self.settle()
+
+    def settle(self) -> None:
+        """Cut the routers that fell since the last look (from the loop or a probe's thread)."""
         with self.lock:
-            self.tracker.observe(router, answered, time.monotonic())
+            fallen = self.fallen()
+            before, self.fell = self.fell, fallen
+        self.cut_the_fallen(before, fallen)
 
     def fallen(self) -> list[str]:
         """Routers to stop waiting on: those the cluster names down, and those this edge's own
@@ -193,5 +206,6 @@ class EdgeDaemon:
             cutoff.abort(addr, (NODE_ROUTER_PORT,))
 
     def stop(self) -> None:
+        self.stopping.set()
         self.probes.shutdown(wait=False, cancel_futures=True)
         self.edge.stop()
