@@ -176,6 +176,7 @@ class EdgeDaemon:
         next one starts at once); a router that falls is cut from here, at once."""
         host, _, port = router.rpartition(":")
         while not self.stopping.is_set():
+            began = time.monotonic()
             answered = probe(host, int(port))
             with self.lock:
                 self.tracker.observe(router, answered, time.monotonic())
@@ -183,6 +184,7 @@ class EdgeDaemon:
             if answered or not watched:
                 return
             self.settle()
+            time.sleep(max(0.0, peerwatch.PROBE_EVERY_S - (time.monotonic() - began)))  # a fast "no route"
 
     def settle(self) -> None:
         """Cut the routers that fell since the last look (from the loop or a probe's thread)."""

@@ -1,7 +1,8 @@
 """This machine's probes of its peers (vcapp/state/peerwatch.py): a thread starts a connect to every
 live peer's API port every PROBE_EVERY_S (one in flight per peer: a silent peer's probe takes
-its whole timeout), feeds each answer to a `peerwatch.Tracker` as it lands, and publishes the
-suspects when they change. The daemon's tick (`step`) only refreshes whom to probe: the
+its whole timeout, and is followed by the next at once), feeds each answer to a
+`peerwatch.Tracker` as it lands, and publishes the suspects when they change. A peer this
+machine starts to suspect gets its hop connections from here cut at once (router/cutoff.py). The daemon's tick (`step`) only refreshes whom to probe: the
 live machines and their addresses. A connect that is refused counts as an answer (the machine
 and its network are up, a process is not); a timeout or "no route" is a miss.
 """
@@ -16,9 +17,11 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from router import cutoff
 from vcapp.node.harness import Every, Worker
 from vcapp.state import membership, peerwatch
 from vcapp.state.store import Store
+from vcapp.views.ingress import NODE_HOP_PORT
 
 log = logging.getLogger("vcapp.peerwatch")
 
@@ -94,9 +97,22 @@ class PeerWatchLoop:
             self._publish(suspects)
 
     def _probe(self, peer: str, target: tuple[str, int]) -> None:
-        answered = probe(*target)
-        with self.lock:
-            self.tracker.observe(peer, answered, time.monotonic())
+        """Probe `peer` until it answers (a miss already took the probe's timeout, so the next
+        starts at once). When this machine starts to suspect it, this machine's routers stop
+        waiting on it at once: requests in flight to its hop server are cut (router/cutoff.py)
+        and retried elsewhere, before the other machines confirm the death."""
+        while True:
+            began = time.monotonic()
+            answered = probe(*target)
+            with self.lock:
+                was = peer in self.tracker.suspects()
+                self.tracker.observe(peer, answered, time.monotonic())
+                now, watched = peer in self.tracker.suspects(), peer in self.tracker.heard
+            if now and not was:
+                cutoff.abort(target[0], (NODE_HOP_PORT,))
+            if answered or not watched or peer not in self.targets:
+                return
+            time.sleep(max(0.0, peerwatch.PROBE_EVERY_S - (time.monotonic() - began)))  # a fast "no route"
 
     def _publish(self, suspects: dict[str, float]) -> None:
         peerwatch.publish(self.store, self.node, suspects, self.lease)
