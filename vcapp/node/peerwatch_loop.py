@@ -2,8 +2,8 @@
 live peer's API port every PROBE_EVERY_S (one in flight per peer: a silent peer's probe takes
 its whole timeout, and is followed by the next at once), feeds each answer to a
 `peerwatch.Tracker` as it lands, and publishes the suspects when they change. A peer this
-machine starts to suspect gets its hop connections from here cut at once (router/cutoff.py). The daemon's tick (`step`) only refreshes whom to probe: the
-live machines and their addresses. A connect that is refused counts as an answer (the machine
+machine starts to suspect gets its hop connections from here cut at once (router/cutoff.py).
+The daemon's tick (`step`) only refreshes whom to probe: the live machines and their addresses. A connect that is refused counts as an answer (the machine
 and its network are up, a process is not); a timeout or "no route" is a miss.
 """
 
