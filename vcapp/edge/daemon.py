@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +33,7 @@ from router import cutoff
 from router.edge import Edge
 from router.routes import EdgeRoutes, api_host
 from vcapp.node.harness import Every
-from vcapp.node.peerwatch_loop import probe
+from vcapp.node.peerwatch_loop import Prober
 from vcapp.state import peerwatch
 from vcapp.views.ingress import NODE_ROUTER_PORT
 
@@ -81,12 +79,11 @@ class EdgeDaemon:
         self.last_table: dict | None = None
         self.answered: str | None = None  # the router that gave the last table
         self.silent: set[str] = set()  # routers whose last ask failed
-        self.tracker = peerwatch.Tracker()  # this edge's probes of the routers
-        self.lock = threading.RLock()  # the tracker and `fell`, between the loop and the probes
-        self.flying: dict[str, Future] = {}  # router -> its probe in flight (or done)
-        self.probes = ThreadPoolExecutor(max_workers=10, thread_name_prefix="edge-probe")
+        # This edge's probes of the routers; one that falls is cut from the probe's thread.
+        self.prober = Prober(lambda router, target: self.settle(), "edge-probe")
+        self.tracker = self.prober.tracker
+        self.lock = threading.Lock()  # `fell`, between the loop and the probes
         self.fell: list[str] = []  # the routers fallen at the last look, whose connections were cut
-        self.stopping = threading.Event()
 
     def known_routers(self) -> list[str]:
         """Node routers to ask: the --node ones, the mesh registry's, the last table's; the one
@@ -162,29 +159,9 @@ class EdgeDaemon:
                 log.exception("edge update failed; next poll tries again")
 
     def probe_routers(self) -> None:
-        """Start a connect to every router of the table that has none in flight; each answer
-        lands in the tracker as it comes (a silent router costs its probe's whole timeout)."""
-        routers = set((self.last_table or {}).get("nodes") or ())
-        with self.lock:
-            self.tracker.peers(routers, time.monotonic())
-        for router in routers:
-            if router not in self.flying or self.flying[router].done():
-                self.flying[router] = self.probes.submit(self._probe, router)
-
-    def _probe(self, router: str) -> None:
-        """Probe `router` until it answers (a miss already took the probe's timeout, so the
-        next one starts at once); a router that falls is cut from here, at once."""
-        host, _, port = router.rpartition(":")
-        while not self.stopping.is_set():
-            began = time.monotonic()
-            answered = probe(host, int(port))
-            with self.lock:
-                self.tracker.observe(router, answered, time.monotonic())
-                watched = router in self.tracker.heard
-            if answered or not watched:
-                return
-            self.settle()
-            time.sleep(max(0.0, peerwatch.PROBE_EVERY_S - (time.monotonic() - began)))  # a fast "no route"
+        """Probe every router of the table (vcapp/node/peerwatch_loop.Prober)."""
+        routers = (self.last_table or {}).get("nodes") or ()
+        self.prober.round({r: (r.rpartition(":")[0], int(r.rpartition(":")[2])) for r in routers})
 
     def settle(self) -> None:
         """Cut the routers that fell since the last look (from the loop or a probe's thread)."""
@@ -196,9 +173,7 @@ class EdgeDaemon:
     def fallen(self) -> list[str]:
         """Routers to stop waiting on: those the cluster names down, and those this edge's own
         probes have not reached lately (two misses, SILENCE_S: vcapp/state/peerwatch.py)."""
-        with self.lock:
-            unreachable = set(self.tracker.suspects())
-        return sorted(unreachable | set((self.last_table or {}).get("down") or ()))
+        return sorted(set(self.prober.suspects()) | set((self.last_table or {}).get("down") or ()))
 
     def cut_the_fallen(self, before: list[str], now: list[str]) -> None:
         """Requests in flight to a router that just fell (`fallen`) fail at once and are
@@ -208,6 +183,5 @@ class EdgeDaemon:
             cutoff.abort(addr, (NODE_ROUTER_PORT,))
 
     def stop(self) -> None:
-        self.stopping.set()
-        self.probes.shutdown(wait=False, cancel_futures=True)
+        self.prober.stop()
         self.edge.stop()

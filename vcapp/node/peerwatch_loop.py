@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable
 from urllib.parse import urlsplit
 
 from router import cutoff
@@ -52,6 +53,55 @@ def probe_targets(records: dict[str, object], alive: set[str], own: str) -> dict
     return targets
 
 
+class Prober:
+    """Probes of a set of peers (name -> (addr, port)): `round` starts one connect to every
+    peer that has none in flight; a peer that misses is probed again at once (the miss took
+    the probe's timeout), at least PROBE_EVERY_S apart when a probe fails fast ("no route").
+    Answers land in `tracker` as they come; `fell(peer, target)` is called from the probe's
+    thread when this prober starts to suspect a peer. Used by the machines (PeerWatchLoop)
+    and by the edge (vcapp/edge/daemon.py), which probes the node routers."""
+
+    def __init__(self, fell: Callable[[str, tuple[str, int]], None], thread_prefix: str) -> None:
+        self.tracker = peerwatch.Tracker()
+        self.lock = threading.Lock()  # the tracker, between `round` and the probes
+        self.fell = fell
+        self.targets: dict[str, tuple[str, int]] = {}
+        self.flying: dict[str, Future] = {}  # peer -> its probe in flight (or done)
+        self.pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix=thread_prefix)
+        self.stopping = threading.Event()
+
+    def round(self, targets: dict[str, tuple[str, int]]) -> None:
+        self.targets = dict(targets)
+        with self.lock:
+            self.tracker.peers(set(targets), time.monotonic())
+        for peer, target in targets.items():
+            if peer not in self.flying or self.flying[peer].done():
+                self.flying[peer] = self.pool.submit(self._probe, peer, target)
+
+    def suspects(self) -> dict[str, float]:
+        """peer -> since (time.monotonic()) of every peer this prober suspects."""
+        with self.lock:
+            return self.tracker.suspects()
+
+    def _probe(self, peer: str, target: tuple[str, int]) -> None:
+        while not self.stopping.is_set():
+            began = time.monotonic()
+            answered = probe(*target)
+            with self.lock:
+                was = peer in self.tracker.suspects()
+                self.tracker.observe(peer, answered, time.monotonic())
+                now, watched = peer in self.tracker.suspects(), peer in self.tracker.heard
+            if now and not was:
+                self.fell(peer, target)
+            if answered or not watched or peer not in self.targets:
+                return
+            time.sleep(max(0.0, peerwatch.PROBE_EVERY_S - (time.monotonic() - began)))
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
 class PeerWatchLoop:
     name = "peerwatch"
 
@@ -61,13 +111,12 @@ class PeerWatchLoop:
         self.lease = ctx.lease
         self.targets: dict[str, tuple[str, int]] = {}  # peer -> (addr, port), set by step
         self.read_targets = Every(TARGETS_EVERY_S)
-        self.tracker = peerwatch.Tracker()
+        # A peer this machine starts to suspect: requests in flight to its hop server are cut
+        # and retried elsewhere, before the other machines confirm the death.
+        self.prober = Prober(lambda peer, target: cutoff.abort(target[0], (NODE_HOP_PORT,)), "vcapp-probe")
         self.published: tuple[set[str], int] | None = None  # (suspects, lease) last written
         self.store: Store | None = None  # the worker's, made for store_endpoints
         self.store_endpoints: list[str] | None = None
-        self.lock = threading.Lock()  # the tracker, between the worker and the probes
-        self.flying: dict[str, Future] = {}  # peer -> its probe in flight (or done)
-        self.pool = ThreadPoolExecutor(max_workers=10, thread_name_prefix="vcapp-probe")
         # The watch outlives a bad round (etcd away, ...): the worker runs the next one.
         self.worker = Worker("vcapp-peerwatch", self._round, peerwatch.PROBE_EVERY_S, log=log,
                              failed=lambda e: log.exception("peer probe round failed; trying again"))
@@ -86,33 +135,10 @@ class PeerWatchLoop:
     def _round(self) -> None:
         if self.endpoints != self.store_endpoints:
             self.store, self.store_endpoints = Store(self.endpoints), list(self.endpoints)
-        targets = dict(self.targets)
-        with self.lock:
-            self.tracker.peers(set(targets), time.monotonic())
-            suspects = {p: time.time() - (time.monotonic() - t) for p, t in self.tracker.suspects().items()}
-        for peer, target in targets.items():
-            if peer not in self.flying or self.flying[peer].done():
-                self.flying[peer] = self.pool.submit(self._probe, peer, target)
+        self.prober.round(dict(self.targets))
+        suspects = {p: time.time() - (time.monotonic() - t) for p, t in self.prober.suspects().items()}
         if (set(suspects), self.lease) != self.published and self.lease:
             self._publish(suspects)
-
-    def _probe(self, peer: str, target: tuple[str, int]) -> None:
-        """Probe `peer` until it answers (a miss already took the probe's timeout, so the next
-        starts at once). When this machine starts to suspect it, this machine's routers stop
-        waiting on it at once: requests in flight to its hop server are cut (router/cutoff.py)
-        and retried elsewhere, before the other machines confirm the death."""
-        while True:
-            began = time.monotonic()
-            answered = probe(*target)
-            with self.lock:
-                was = peer in self.tracker.suspects()
-                self.tracker.observe(peer, answered, time.monotonic())
-                now, watched = peer in self.tracker.suspects(), peer in self.tracker.heard
-            if now and not was:
-                cutoff.abort(target[0], (NODE_HOP_PORT,))
-            if answered or not watched or peer not in self.targets:
-                return
-            time.sleep(max(0.0, peerwatch.PROBE_EVERY_S - (time.monotonic() - began)))  # a fast "no route"
 
     def _publish(self, suspects: dict[str, float]) -> None:
         peerwatch.publish(self.store, self.node, suspects, self.lease)
