@@ -220,6 +220,8 @@ def false_alarms(cc, seconds: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="runs per mode (>= 5 for the issue's figures)")
+    ap.add_argument("--modes", default="kill,blackhole", help="which losses, comma-separated")
+    ap.add_argument("--keep", action="store_true", help="leave the cluster up (its logs, to look at)")
     ap.add_argument("--volume", action="store_true",
                     help="the app keeps its data on a volume: it moves only once the lease ends (fencing)")
     ap.add_argument("--false-alarms", type=float, default=0.0, metavar="SECONDS",
@@ -234,14 +236,17 @@ def main() -> None:
             dc.down()
         return
     try:
-        for mode in ("kill", "blackhole"):
+        for mode in args.modes.split(","):
             for i in range(args.runs):
                 r = one_run(cc, mode)
                 print(f"{mode} {i + 1}/{args.runs}: {r}", flush=True)
                 runs.append(r)
     finally:
         print(table(runs), flush=True)
-        dc.down()
+        if args.keep:
+            print(f"cluster {dc.name} left up (--keep)")
+        else:
+            dc.down()
 
 
 if __name__ == "__main__":

@@ -143,7 +143,9 @@ class _Session:
         status = int(lines[0].split()[1])
         fields = {k.strip().lower(): v.strip().lower() for k, _, v in (line.partition(":") for line in lines[1:])}
         closing = fields.get("connection") == "close" or lines[0].startswith("HTTP/1.0")
-        if "content-length" in fields:
+        if fields.get("transfer-encoding") == "chunked":  # a proxied answer of unknown length
+            body = self._chunks()
+        elif "content-length" in fields:
             size = int(fields["content-length"])
             while len(self.buf) < size:
                 self._fill()
@@ -153,6 +155,19 @@ class _Session:
                 pass
             body, self.buf, closing = self.buf, b"", True
         return status, body.decode(errors="replace"), closing
+
+    def _chunks(self) -> bytes:
+        body = b""
+        while True:
+            while b"\r\n" not in self.buf:
+                self._fill()
+            line, _, self.buf = self.buf.partition(b"\r\n")
+            size = int(line.split(b";")[0], 16)
+            while len(self.buf) < size + 2:  # the chunk and its CRLF (the last: no trailers)
+                self._fill()
+            body, self.buf = body + self.buf[:size], self.buf[size + 2:]
+            if size == 0:
+                return body
 
     def _fill(self, eof_ok: bool = False) -> bool:
         chunk = self.sock.recv(65536)

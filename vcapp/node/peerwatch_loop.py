@@ -113,7 +113,7 @@ class PeerWatchLoop:
         self.read_targets = Every(TARGETS_EVERY_S)
         # A peer this machine starts to suspect: requests in flight to its hop server are cut
         # and retried elsewhere, before the other machines confirm the death.
-        self.prober = Prober(lambda peer, target: cutoff.abort(target[0], (NODE_HOP_PORT,)), "vcapp-probe")
+        self.prober = Prober(self._fell, "vcapp-probe")
         self.published: tuple[set[str], int] | None = None  # (suspects, lease) last written
         self.store: Store | None = None  # the worker's, made for store_endpoints
         self.store_endpoints: list[str] | None = None
@@ -129,6 +129,12 @@ class PeerWatchLoop:
         alive = membership.alive_machines(ctx.store)
         records = membership.node_records(ctx.store)
         self.targets = probe_targets(records, alive, self.node)
+
+    def _fell(self, peer: str, target: tuple[str, int]) -> None:
+        """A peer became a suspect: cut its hop connections, and publish it now rather than at
+        the next round (the confirmation, and every move it allows, waits for it)."""
+        cutoff.abort(target[0], (NODE_HOP_PORT,))
+        self.worker.wake()
 
     # ---- the worker's round: probes out, suspects published ---------------------------------
 
