@@ -3,6 +3,7 @@ each renewal gives up on it within KEEPALIVE_TIMEOUT and asks the next, on real 
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -35,3 +36,28 @@ def test_lease_stays_alive_past_its_ttl_with_a_hanging_member_first_and_ends_whe
         assert keeper.expired(), "a lease etcd no longer has must be reported, so a new one is granted"
     finally:
         keeper.stop()
+
+
+def test_renewal_asks_every_member_at_once_when_the_one_it_asks_stops_answering(etcd_url, hanging_member):
+    """Two members that hang before the live one: asked one after the other, a second each, the
+    first renewal lands after the TTL; asked together once a renewal is late, it lands in time."""
+    other = socket.socket()
+    other.bind(("127.0.0.1", 0))
+    other.listen(16)
+    store = Store([etcd_url])
+    keeper = LeaseKeeper(every=0.25)
+    began = time.monotonic()
+    lease = store.grant(TTL)
+    store.put("/vc/test/keeper2", "here", lease=lease)
+    keeper.adopt(lease, began)
+    keeper.set_endpoints([hanging_member, f"http://127.0.0.1:{other.getsockname()[1]}", etcd_url])
+    try:
+        while keeper.confirmed_at() == began and time.monotonic() - began < 2 * TTL:
+            time.sleep(0.05)
+        assert keeper.confirmed_at() - began < TTL - KEEPALIVE_TIMEOUT / 2, "the first renewal came too late"
+        time.sleep(2 * TTL)
+        assert store.value("/vc/test/keeper2") == "here", "the lease ran out although a member answered"
+        assert time.monotonic() - keeper.confirmed_at() < TTL / 2  # it keeps asking the one that answers
+    finally:
+        keeper.stop()
+        other.close()
