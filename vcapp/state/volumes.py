@@ -88,9 +88,10 @@ def etcd_order(endpoints: list[str], own_addr: str, alive_addrs: set[str]) -> li
     return [first] + [h for h in hosts if h != first]
 
 
-def live_sites(store: Store) -> list[str]:
-    """The site of every live machine that keeps app data (not one whose storage is drained)."""
-    alive = membership.alive_machines(store) - storage_drained(store)
+def live_sites(store: Store, alive: set[str] | frozenset[str] | None = None) -> list[str]:
+    """The site of every live machine (`alive`, or those with a lease) that keeps app data
+    (not one whose storage is drained)."""
+    alive = set(membership.alive_machines(store) if alive is None else alive) - storage_drained(store)
     return [r["site"] for name, r in membership.node_records(store).items() if name in alive]
 
 
