@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import secrets
 import subprocess
 import time
 from dataclasses import dataclass
@@ -64,8 +65,11 @@ class Edge:
         self.public_b64 = keys.b64(keys.public_of(self.private))
         self.registry = Registry(mesh_dir / "edge-registry.json")
         self.revoked_file = revoked_path(mesh_dir / "edge-registry.json")
+        # `epoch` changes with every start: a machine that sees a new one drops its WireGuard
+        # session with this edge and handshakes at once (mesh/meshd.py) instead of waiting
+        # the 15 s WireGuard takes to notice a peer that lost its sessions.
         info = {"public_key": self.public_b64, "mesh_ip": cfg.mesh_ip, "wg_port": cfg.wg_port,
-                "probe_port": cfg.listen_port}
+                "probe_port": cfg.listen_port, "epoch": secrets.token_hex(8)}
         self.state = server.CoordState(cfg.mesh_key, self.registry, info, cfg.cidr)
         self.follow_revocations()
         self.service: server.MeshService | None = None

@@ -94,6 +94,7 @@ class Converge:
 
     edge_state: wg.PeerState | None
     wanted: set[str]
+    renew_edge: bool = False  # drop the session with the edge (configs[0]) first
     configs: list[wg.PeerConfig] = field(default_factory=list)
     relayed_own: list[str] = field(default_factory=list)
     rows: list[dict] = field(default_factory=list)
@@ -124,6 +125,7 @@ class Agent:
         self.rtts: dict[str, float | None] = {}
         self.shim: relay.RelayShim | None = None
         self.edge_link: paths.EdgeLink | None = None
+        self.edge_epoch: str | None = None  # the edge's start the WireGuard session belongs to
         self.wg_proc: subprocess.Popen | None = None
         self.relayed_own: list[str] | None = None  # peers not heard directly, for publish_relayed
         self.relayed_changed = threading.Event()
@@ -215,14 +217,14 @@ class Agent:
         return f"{self.edge_host}:{self.edge['wg_port']}"
 
     def _edge_transport(self, now: float, edge_state: wg.PeerState | None) -> bool:
-        """Update how we reach the edge; True if the edge's endpoint must be set again."""
+        """Update how we reach the edge; True if that changed (UDP or the TCP relay)."""
         changed = self.edge_link.update(now, edge_state.rx_bytes if edge_state else 0)
         if self.edge_link.wants_probe(now):
             port = self.edge.get("probe_port", self.coord_port)
             changed = self.edge_link.probed(now, coord.udp_probe(self.edge_host, port)) or changed
         if changed:
             log.info("edge reached over %s", changed)
-        return bool(changed) or edge_state is None
+        return bool(changed)
 
     def reconcile(self) -> None:
         """One pass: observe wireguard-go and the edge's peer list, decide, apply."""
@@ -239,7 +241,17 @@ class Agent:
         each path's state machine (mesh/paths.py) on by what `dev` shows."""
         edge_hex = keys.from_b64(self.edge["public_key"]).hex()
         edge_state = dev.peers.get(edge_hex)
-        plan = Converge(edge_state=edge_state, wanted={edge_hex})
+        # A new session with the edge (its peer dropped and made again: WireGuard handshakes at
+        # once) when the edge restarted, and on each change of how we reach it: a session the
+        # edge no longer has is otherwise kept for 15 s, and nothing gets through meanwhile.
+        epoch = (view.get("edge") or {}).get("epoch")
+        restarted = bool(epoch and self.edge_epoch and epoch != self.edge_epoch)
+        self.edge_epoch = epoch or self.edge_epoch
+        if restarted:
+            log.info("the edge restarted: handshaking with it again")
+        moved = self._edge_transport(now, edge_state)
+        renew = edge_state is not None and (restarted or moved)
+        plan = Converge(edge_state=edge_state, wanted={edge_hex}, renew_edge=renew)
         relayed = []
         for peer in view["peers"]:
             hexkey = keys.from_b64(peer["public_key"]).hex()
@@ -254,7 +266,7 @@ class Agent:
             plan.rows.append(row)
         plan.relayed_own.sort()
         edge_cfg = wg.PeerConfig(edge_hex)
-        if self._edge_transport(now, edge_state):
+        if moved or renew or edge_state is None:
             edge_cfg.endpoint, edge_cfg.keepalive, edge_cfg.kick = self._edge_endpoint(), paths.HEARTBEAT, True
         edge_allowed = [f"{self.edge['mesh_ip']}/32"] + relayed
         if edge_state is None or sorted(edge_state.allowed_ips) != sorted(edge_allowed) or edge_cfg.endpoint:
@@ -265,6 +277,8 @@ class Agent:
 
     def apply(self, plan: Converge, view: dict, dev: wg.DeviceState) -> None:
         self._relayed_own(plan.relayed_own)
+        if plan.renew_edge:  # a fresh peer handshakes at once
+            wg.set_device(self.cfg.interface, peers=[wg.PeerConfig(plan.configs[0].public_key, remove=True)])
         wg.set_device(self.cfg.interface, peers=plan.configs)
         self._links_gc(plan.wanted)
         self._write_status(view, dev, plan.edge_state, plan.rows)
