@@ -185,6 +185,23 @@ def app_figures(rows: list[dict], faults: list[Fault]) -> dict:
             "errors": sorted({r["outcome"] for r in rows if not r["ok"]})[:10]}
 
 
+def per_fault(rows: list[dict], faults: list[Fault], apps: list[str]) -> list[dict]:
+    """For each fault's slot (from its start to the next fault's): per app, requests sent,
+    failed, and the longest run of failures (s, by send time)."""
+    out = []
+    began = [f for f in faults if f.began]
+    for i, f in enumerate(began):
+        end = began[i + 1].began if i + 1 < len(began) else float("inf")
+        slot = {"fault": f.label(), "at": f.at}
+        for app in apps:
+            mine = sorted((r for r in rows if r["app"] == app and f.began <= r["t"] < end), key=lambda r: r["t"])
+            figures = app_figures(mine, [])
+            slot[app] = {"sent": len(mine), "failed": len(mine) - figures["ok"],
+                         "outage_s": figures["longest_outage_s"]}
+        out.append(slot)
+    return out
+
+
 def ledger_check(rows: list[dict], log: list[str]) -> dict:
     """Acknowledged writes missing from the log, writes in it twice, and acknowledged writes
     that come after a write that was sent only once they had been acknowledged."""
@@ -553,7 +570,8 @@ def report(run: Run, seed: int, args, rows: list[dict], log: list[str] | None, e
     mesh = {f"{a}-{b}": round(100.0 * sum(ok for _, ok in s) / len(s), 1) for (a, b), s in run.pings.items() if s}
     worker = round(100.0 * sum(ok for _, ok in run.worker) / len(run.worker), 1) if run.worker else None
     base_fp = mid_fp or start_fp
-    result = {"seed": seed, "minutes": args.minutes, "every": args.every,
+    slots = per_fault(rows, run.faults, list(RATES))
+    result = {"seed": seed, "minutes": args.minutes, "every": args.every, "per_fault": slots,
               "faults": [asdict(f) for f in run.faults], "apps": apps, "ledger": ledger,
               "worker_running_pct": worker, "false_downs": downs, "unexplained_failovers": len(moves),
               "mesh_pct": mesh, "footprint": {"start": start_fp, "minute10": mid_fp, "end": end_fp},
@@ -564,6 +582,11 @@ def report(run: Run, seed: int, args, rows: list[dict], log: list[str] | None, e
     print("\nfaults:")
     for f in run.faults:
         print(f"  {f.at:6.0f}s  {f.label():28} held {f.hold:g}s")
+    print("\nper fault (its slot, until the next one): failed requests / longest outage s")
+    print(f"{'at s':>6}  {'fault':28} " + " ".join(f"{a:>13}" for a in RATES))
+    for slot in slots:
+        print(f"{slot['at']:6.0f}  {slot['fault']:28} "
+              + " ".join(f"{slot[a]['failed']:>6}/{slot[a]['outage_s']:>5.1f}s" for a in RATES))
     print(f"\n{'app':7} {'sent':>6} {'ok %':>8} {'longest outage':>15}  during            failed per fault")
     for a, v in apps.items():
         print(f"{a:7} {v['sent']:6} {v['availability']:8.3f} {v['longest_outage_s']:14.1f}s  "
