@@ -29,6 +29,11 @@ from storage.plan import FILER_PORT, ClusterPlan
 VOLUMES_ROOT = "/volumes"
 RECORDS_ROOT = "/vcapp/volumes"
 BUCKETS_ROOT = "/buckets"
+# The filers' own log of metadata changes, written as changes come (SeaweedFS puts it under
+# this path with the matching rule's replication, else the filer's default of every member):
+# it follows the app data's code. Without the rule, while a machine was down every write of
+# it failed after 30 s of retries ("metadata log write failed ... no writable volumes").
+META_LOG = "/topics/.system/"
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,40}$")
 # Volume records are tiny files on the local filer (metadata in etcd): ms when healthy;
 # 10 s covers an etcd leader election.
@@ -156,11 +161,15 @@ def converge_replication(plan: ClusterPlan, host: Host, live_sites: list[str], w
     has the full copy count, raise degraded-period volumes to it and copy them (heal).
     Returns {"code": ..., "state": healthy|degraded, "changed_rules": n, "healed": [ids]}."""
     code = replication.choose_code(live_sites)
-    changed = [r for r in rules(plan, host, weed)
+    found = rules(plan, host, weed)
+    changed = [r for r in found
                if r["locationPrefix"].startswith((VOLUMES_ROOT + "/", BUCKETS_ROOT + "/"))
                and r.get("replication") != code]
-    if changed:
-        shell.run(plan, host, [rule_command(r["locationPrefix"], r.get("collection", ""), code) for r in changed], weed)
+    commands = [rule_command(r["locationPrefix"], r.get("collection", ""), code) for r in changed]
+    if not any(r["locationPrefix"] == META_LOG and r.get("replication") == code for r in found):
+        commands.append(rule_command(META_LOG, "", code))
+    if commands:
+        shell.run(plan, host, commands, weed)
     healed: list[int] = []
     if replication.state(code) == "healthy":
         healed = heal(plan, host, code, weed)
