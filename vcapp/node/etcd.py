@@ -29,6 +29,12 @@ ELECTION_MS = 1200
 # lease renewals stalled for 11 s on every machine and a healthy machine fenced its volume
 # app (bench/soak.py, a black-holed machine let back in). etcd 3.6 turns it on by default.
 PRE_VOTE = True
+# Revisions older than this are compacted away (nothing here reads history: no watches). The
+# filers keep file metadata in etcd and rewrite a file's whole entry, every chunk listed, on
+# each fsync: an app appending a line and fsyncing twice a second grew every member's database
+# by ~400 MB in 25 minutes with an hour kept (the soak, bench/soak.py), on course for etcd's
+# 2 GB quota, past which etcd refuses every write of the whole cluster.
+COMPACTION_RETENTION = "5m"
 
 
 def data_dir(base: Path) -> Path:
@@ -55,7 +61,7 @@ def command(cfg: NodeConfig, base: Path) -> list[str]:
         "--election-timeout", str(ELECTION_MS),
         f"--pre-vote={'true' if PRE_VOTE else 'false'}",
         "--auto-compaction-mode", "periodic",
-        "--auto-compaction-retention", "1h",
+        "--auto-compaction-retention", COMPACTION_RETENTION,
         "--logger", "zap",
         "--log-level", "warn",
         *tls_flags(etcdtls.paths(base)),
