@@ -16,14 +16,20 @@ pytestmark = pytest.mark.cluster
 TTL = 2
 
 
-def test_lease_stays_alive_past_its_ttl_with_a_hanging_member_first_and_ends_when_revoked(etcd_url, hanging_member):
-    store = Store([etcd_url])
+def keep(store: Store, key: str, endpoints: list[str]) -> tuple[LeaseKeeper, int, float]:
+    """A TTL lease holding `key`, kept by a keeper asking `endpoints`: (keeper, lease, granted at)."""
     keeper = LeaseKeeper(every=0.25)
     began = time.monotonic()
     lease = store.grant(TTL)
-    store.put("/vc/test/keeper", "here", lease=lease)
+    store.put(key, "here", lease=lease)
     keeper.adopt(lease, began)
-    keeper.set_endpoints([hanging_member, etcd_url])
+    keeper.set_endpoints(endpoints)
+    return keeper, lease, began
+
+
+def test_lease_stays_alive_past_its_ttl_with_a_hanging_member_first_and_ends_when_revoked(etcd_url, hanging_member):
+    store = Store([etcd_url])
+    keeper, lease, began = keep(store, "/vc/test/keeper", [hanging_member, etcd_url])
     try:
         time.sleep(3 * TTL)
         assert store.value("/vc/test/keeper") == "here", "the lease ran out although etcd was reachable"
@@ -45,12 +51,8 @@ def test_renewal_asks_every_member_at_once_when_the_one_it_asks_stops_answering(
     other.bind(("127.0.0.1", 0))
     other.listen(16)
     store = Store([etcd_url])
-    keeper = LeaseKeeper(every=0.25)
-    began = time.monotonic()
-    lease = store.grant(TTL)
-    store.put("/vc/test/keeper2", "here", lease=lease)
-    keeper.adopt(lease, began)
-    keeper.set_endpoints([hanging_member, f"http://127.0.0.1:{other.getsockname()[1]}", etcd_url])
+    keeper, _, began = keep(store, "/vc/test/keeper2",
+                            [hanging_member, f"http://127.0.0.1:{other.getsockname()[1]}", etcd_url])
     try:
         while keeper.confirmed_at() == began and time.monotonic() - began < 2 * TTL:
             time.sleep(0.05)
