@@ -278,18 +278,14 @@ class Bench:
         if kind == "kill":
             self.dc.kill(victim)
             return
-        from vcapp.dev import netns
-        for chain in ("INPUT", "OUTPUT", "FORWARD"):
-            netns.iptables(self.dc.topology.ns(victim), "-I", chain, "-j", "DROP")
+        self.dc.black_hole(victim)
 
     def restore(self, kind: str, victim: str) -> None:
         """Undo `lose`: boot the machine again, or let its packets through."""
         if kind == "kill":
             self.dc.revive(victim)
             return
-        from vcapp.dev import netns
-        for chain in ("INPUT", "OUTPUT", "FORWARD"):
-            netns.iptables(self.dc.topology.ns(victim), "-D", chain, "-j", "DROP")
+        self.dc.black_hole(victim, on=False)
 
     def nodes(self, on: str) -> list[dict]:
         try:

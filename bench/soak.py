@@ -78,7 +78,6 @@ PING_GRACE_S = 45.0
 ALL_OFF_MIN_SLOTS = 8  # a run with fewer slots leaves the all-off out (it needs minutes to recover)
 SETUP_WAIT = 300.0  # s: every app healthy after install, on a loaded host
 FINAL_WAIT = 300.0  # s: the ledger readable again after the last fault
-DROP_CHAINS = ("INPUT", "OUTPUT", "FORWARD")
 
 WEB = ('mkdir -p /www && echo "<html><body><h1>{app}</h1><p>served by instance $HOSTNAME</p></body></html>"'
        ' > /www/index.html && exec httpd -f -p 8080 -h /www')
@@ -277,11 +276,11 @@ def client(spec_json: str) -> None:
         return f"GET / HTTP/1.1\r\n{host}\r\n".encode(), None
 
     def one(app: dict, n: int, at: float) -> None:
-        sessions = getattr(local, "sessions", None)
-        if sessions is None:
-            sessions = local.sessions = {}
-        target = {"addr": spec["edge"], "port": 443, "host": app["host"], "ca": spec["ca"]}
-        s = sessions.get(app["name"]) or sessions.setdefault(app["name"], _Requester(target))
+        sessions = local.__dict__.setdefault("sessions", {})  # this thread's connection per app
+        s = sessions.get(app["name"])
+        if s is None:
+            s = sessions[app["name"]] = _Requester({"addr": spec["edge"], "port": 443, "host": app["host"],
+                                                    "ca": spec["ca"]})
         request, wid = request_for(app, n)
         try:
             status, body = s.send(request)
@@ -346,18 +345,13 @@ class Run:
         return None
 
     # -- faults --
-    def drop(self, machine: str, on: bool) -> None:
-        from vcapp.dev import netns
-        for chain in DROP_CHAINS:
-            netns.iptables(self.dc.topology.ns(machine), "-I" if on else "-D", chain, "-j", "DROP")
-
     def apply(self, f: Fault) -> None:
         k, ts = f.kind, f.targets
         if k in ("kill", "kill-two", "all-off", "edge-restart"):
             for t in ts + (["edge"] if k == "all-off" else []):
                 self.dc.kill(t)
         elif k == "blackhole":
-            self.drop(ts[0], True)
+            self.dc.black_hole(ts[0])
         elif k == "partition":
             self.dc.partition(ts[0])
         elif k == "nat-hard":
@@ -369,10 +363,10 @@ class Run:
             down, until = False, time.monotonic() + f.hold
             while time.monotonic() < until:
                 down = not down
-                self.drop(ts[0], down)
+                self.dc.black_hole(ts[0], down)
                 time.sleep(FLAP_S)
             if down:
-                self.drop(ts[0], False)
+                self.dc.black_hole(ts[0], on=False)
 
     def undo(self, f: Fault) -> None:
         k, ts = f.kind, f.targets
@@ -380,7 +374,7 @@ class Run:
             for t in (["edge"] if k == "all-off" else []) + ts:
                 self.dc.revive(t)
         elif k == "blackhole":
-            self.drop(ts[0], False)
+            self.dc.black_hole(ts[0], on=False)
         elif k == "partition":
             self.dc.partition(ts[0], cut=False)
         elif k == "nat-hard":
@@ -458,6 +452,17 @@ def bring_up(seed: int, name: str | None):
     return run, token
 
 
+def fetch(run: Run, app: str, path: str = "/", token: str | None = None, max_time: float = 5) -> tuple[str, str]:
+    """(HTTP status, body) of one GET of `app` through the edge from the client host."""
+    args = ["curl", "-sk", "--max-time", f"{max_time:g}", "-w", "\n%{http_code}",
+            "--resolve", f"{app}.{DOMAIN}:443:{run.dc.topology.host('edge').addr}"]
+    if token:
+        args += ["-H", f"Authorization: Bearer {token}"]
+    proc = run.dc.run("client", [*args, f"https://{app}.{DOMAIN}{path}"], timeout=max_time + 10)
+    body, _, code = proc.stdout.rpartition("\n")
+    return code, body
+
+
 def wait_serving(run: Run, token: str, timeout: float) -> None:
     """Every app answers through the edge from the client (the first requests of the soak must
     measure faults, not the first placements)."""
@@ -465,13 +470,8 @@ def wait_serving(run: Run, token: str, timeout: float) -> None:
     pending = set(RATES)
     while pending and time.monotonic() < deadline:
         for app in sorted(pending):
-            args = ["curl", "-sk", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
-                    "--resolve", f"{app}.{DOMAIN}:443:{run.dc.topology.host('edge').addr}"]
-            if app == "gate":
-                args += ["-H", f"Authorization: Bearer {token}"]
-            url = f"https://{app}.{DOMAIN}/" + ("cgi-bin/w" if app == "ledger" else "")
-            proc = run.dc.run("client", [*args, url], timeout=15)
-            if proc.stdout.strip() == "200":
+            code, _ = fetch(run, app, "/cgi-bin/w" if app == "ledger" else "/", token if app == "gate" else None)
+            if code == "200":
                 pending.discard(app)
         time.sleep(2)
     if pending:
@@ -481,10 +481,7 @@ def wait_serving(run: Run, token: str, timeout: float) -> None:
 def read_ledger(run: Run, timeout: float) -> list[str] | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        proc = run.dc.run("client", ["curl", "-sk", "--max-time", "10", "-w", "\n%{http_code}", "--resolve",
-                                     f"ledger.{DOMAIN}:443:{run.dc.topology.host('edge').addr}",
-                                     f"https://ledger.{DOMAIN}/cgi-bin/w"], timeout=20)
-        body, _, code = proc.stdout.rpartition("\n")
+        code, body = fetch(run, "ledger", "/cgi-bin/w", max_time=10)
         if code == "200":
             return body.splitlines()
         time.sleep(3)

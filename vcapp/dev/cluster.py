@@ -278,6 +278,14 @@ class DevCluster:
             state["hosts"][name]["partitioned"] = cut
             self._save(state)
 
+    def black_hole(self, name: str, on: bool = True) -> None:
+        """Drop every packet into, out of and through a host (its processes keep running and
+        its cable stays in: what a dead link or a hung kernel looks like to the others);
+        `on=False` lets them through again."""
+        ns = self.topology.ns(self._process_host(self.topology, name).name)
+        for chain in ("INPUT", "OUTPUT", "FORWARD"):
+            netns.iptables(ns, "-I" if on else "-D", chain, "-j", "DROP")
+
     def set_nat(self, site: str, mode: str) -> None:
         """Change a site router's NAT behaviour (easy, hard, udp-blocked) on the fly."""
         with self._locked():
