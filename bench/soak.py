@@ -322,9 +322,9 @@ class Run:
     burners: list = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
-    def vcapp(self, host: str, *args: str, timeout: float = 60, check: bool = True) -> str:
+    def vcapp(self, host: str, *args: str, timeout: float = 60) -> str:
         proc = self.dc.run(host, ["vcapp", *args], timeout=timeout)
-        if check and proc.returncode != 0:
+        if proc.returncode != 0:
             raise SystemExit(f"on {host}: vcapp {' '.join(args)}: {proc.stderr or proc.stdout}")
         return proc.stdout
 

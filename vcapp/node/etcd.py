@@ -23,12 +23,6 @@ ETCD_BIN = "/usr/bin/etcd"
 # (runtime_loop.FENCE_AFTER_S, 3 s): healthy machines cannot renew during an election.
 HEARTBEAT_MS = 150
 ELECTION_MS = 1200
-# Pre-vote: a member cut off from the others (black-holed, partitioned, a flapping link) asks
-# whether it could win before it raises its term. Without it, such a member came back with a
-# term raised by every election it tried alone and unseated the working leader: reads and
-# lease renewals stalled for 11 s on every machine and a healthy machine fenced its volume
-# app (bench/soak.py, a black-holed machine let back in). etcd 3.6 turns it on by default.
-PRE_VOTE = True
 # Revisions older than this are compacted away (nothing here reads history: no watches). The
 # filers keep file metadata in etcd and rewrite a file's whole entry, every chunk listed, on
 # each fsync: an app appending a line and fsyncing twice a second grew every member's database
@@ -59,7 +53,12 @@ def command(cfg: NodeConfig, base: Path) -> list[str]:
         "--initial-cluster-token", f"vcapp-{cfg.cluster}",
         "--heartbeat-interval", str(HEARTBEAT_MS),
         "--election-timeout", str(ELECTION_MS),
-        f"--pre-vote={'true' if PRE_VOTE else 'false'}",
+        # A member cut off from the others (black-holed, partitioned, a flapping link) asks
+        # whether it could win before it raises its term. Without it, such a member came back
+        # with a term raised by every election it tried alone and unseated the working leader:
+        # reads and lease renewals stalled for 11 s on every machine and a healthy machine
+        # fenced its volume app (bench/soak.py). etcd 3.6 turns it on by default.
+        "--pre-vote",
         "--auto-compaction-mode", "periodic",
         "--auto-compaction-retention", COMPACTION_RETENTION,
         "--logger", "zap",
