@@ -78,6 +78,7 @@ PING_GRACE_S = 45.0
 ALL_OFF_MIN_SLOTS = 8  # a run with fewer slots leaves the all-off out (it needs minutes to recover)
 SETUP_WAIT = 300.0  # s: every app healthy after install, on a loaded host
 FINAL_WAIT = 300.0  # s: the ledger readable again after the last fault
+CHECK_BEFORE_S = 12.0  # --checkpoints: the ledger is read this long before the next fault
 
 WEB = ('mkdir -p /www && echo "<html><body><h1>{app}</h1><p>served by instance $HOSTNAME</p></body></html>"'
        ' > /www/index.html && exec httpd -f -p 8080 -h /www')
@@ -111,19 +112,26 @@ class Fault:
         return f"{self.kind} {'+'.join(self.targets)}"
 
 
-def schedule(seed: int, minutes: float, every: float, machines: list[str], sites: dict[str, str]) -> list[Fault]:
-    """One fault per `every` s slot, the first a slot in; kinds cycle through a shuffled list so
-    every kind comes up in a long run; the all-off once, in the middle, if the run has room."""
+KINDS = ("kill", "blackhole", "partition", "flap", "edge-restart", "nat-hard", "cpu", "kill-two", "all-off")
+
+
+def schedule(seed: int, minutes: float, every: float, machines: list[str], sites: dict[str, str],
+             only: tuple[str, ...] = KINDS) -> list[Fault]:
+    """One fault per `every` s slot, the first a slot in; kinds (of `only`) cycle through a
+    shuffled list so every kind comes up in a long run; the all-off once, in the middle, if the
+    run has room."""
     rng = random.Random(seed)
     slots = int(minutes * 60 // every) - 1
-    kinds = ["kill", "blackhole", "partition", "flap", "edge-restart", "nat-hard", "cpu", "kill-two"]
+    kinds = [k for k in KINDS if k != "all-off" and k in only]
+    if not kinds or set(only) - set(KINDS):
+        raise ValueError(f"fault kinds must be some of {', '.join(KINDS)} besides all-off, not {only}")
     order: list[str] = []
     while len(order) < slots:
         batch = kinds[:]
         rng.shuffle(batch)
         order += batch
     order = order[:slots]
-    if slots >= ALL_OFF_MIN_SLOTS:
+    if slots >= ALL_OFF_MIN_SLOTS and "all-off" in only:
         order[slots // 2] = "all-off"
     out = []
     for i, kind in enumerate(order):
@@ -320,6 +328,7 @@ class Run:
     pings: dict[tuple[str, str], list[tuple[float, bool]]] = field(default_factory=dict)
     worker: list[tuple[float, bool]] = field(default_factory=list)
     burners: list = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)  # the ledger read at the end of each slot
     stop: threading.Event = field(default_factory=threading.Event)
 
     def vcapp(self, host: str, *args: str, timeout: float = 60) -> str:
@@ -383,6 +392,27 @@ class Run:
             for b in self.burners:
                 b.kill()
             self.burners = []
+
+    def aim(self, f: Fault) -> None:
+        """Point a one-machine fault at the machine the ledger runs on now (--aim-ledger)."""
+        out = self.ask("ps", "ledger", "--json", timeout=10)
+        nodes = [r.get("node") for r in json.loads(out or "[]") if r.get("state") == "running"]
+        if nodes and nodes[0] in self.machines:
+            f.targets = [nodes[0]]
+
+    def checkpoint(self, rows_path: Path, after: Fault) -> dict:
+        """The ledger read now against the writes acknowledged so far: which went missing, and
+        after which fault (a loss is found in the slot that caused it, not only at the end)."""
+        code, body = fetch(self, "ledger", "/cgi-bin/w", max_time=10)
+        rows = [json.loads(line) for line in rows_path.read_text().splitlines() if line.startswith("{")]
+        mark = {"after": after.label(), "at": after.at, "readable": code == "200"}
+        if code == "200":
+            got = ledger_check([r for r in rows if r["app"] == "ledger"], body.splitlines())
+            mark.update(acked=got["acked"], lost=len(got["lost"]), first_lost=got["lost"][:10])
+        self.checks.append(mark)
+        print(f"    ledger after {mark['after']}: " + (f"{mark['acked']} acknowledged, {mark['lost']} missing "
+              f"{mark['first_lost']}" if mark["readable"] else f"not readable (HTTP {code or '-'})"), flush=True)
+        return mark
 
     def run_fault(self, f: Fault) -> None:
         f.began = time.time()
@@ -515,7 +545,8 @@ def soak(args) -> dict:
     try:
         wait_serving(run, token, SETUP_WAIT)
         print(f"  set up in {time.monotonic() - began_setup:.0f}s", flush=True)
-        run.faults = schedule(seed, args.minutes, args.every, run.machines, run.sites)
+        run.faults = schedule(seed, args.minutes, args.every, run.machines, run.sites,
+                              tuple(args.kinds.split(",")) if args.kinds else KINDS)
         print("schedule: " + "; ".join(f"{f.at:.0f}s {f.label()}" for f in run.faults), flush=True)
         start_fp = footprint(run)
         spec = {"edge": run.dc.topology.host("edge").addr, "ca": run.ca, "seconds": args.minutes * 60,
@@ -529,12 +560,16 @@ def soak(args) -> dict:
         sampler.start()
         t0 = time.monotonic() + 0.5
         mid_fp = None
-        for f in run.faults:
+        for i, f in enumerate(run.faults):
             while time.monotonic() < t0 + f.at:
                 if mid_fp is None and args.minutes >= 20 and time.monotonic() - t0 >= 600 and \
                         not any(x.began and not x.ended for x in run.faults):
                     mid_fp = footprint(run)  # minute 10: the leak baseline of a long run
+                if args.checkpoints and i and len(run.checks) < i and time.monotonic() > t0 + f.at - CHECK_BEFORE_S:
+                    run.checkpoint(out_path, run.faults[i - 1])
                 time.sleep(0.2)
+            if args.aim_ledger and len(f.targets) == 1 and f.targets[0] in run.machines:
+                run.aim(f)
             run.run_fault(f)
         while time.monotonic() < t0 + args.minutes * 60:
             time.sleep(0.5)
@@ -569,7 +604,7 @@ def report(run: Run, seed: int, args, rows: list[dict], log: list[str] | None, e
     base_fp = mid_fp or start_fp
     slots = per_fault(rows, run.faults, list(RATES))
     result = {"seed": seed, "minutes": args.minutes, "every": args.every, "per_fault": slots,
-              "faults": [asdict(f) for f in run.faults], "apps": apps, "ledger": ledger,
+              "faults": [asdict(f) for f in run.faults], "checkpoints": run.checks, "apps": apps, "ledger": ledger,
               "worker_running_pct": worker, "false_downs": downs, "unexplained_failovers": len(moves),
               "mesh_pct": mesh, "footprint": {"start": start_fp, "minute10": mid_fp, "end": end_fp},
               "rss_growth_pct": {m: round(100.0 * (end_fp[m]["all_mb"] - base_fp[m]["all_mb"]) / base_fp[m]["all_mb"], 1)
@@ -621,6 +656,11 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="leave the cluster up")
     ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--name", help="the simulated cluster's name (default skXXXX)")
+    ap.add_argument("--kinds", help=f"only these fault kinds, comma-separated (of {','.join(KINDS)})")
+    ap.add_argument("--aim-ledger", action="store_true",
+                    help="aim each one-machine fault at the machine the ledger runs on at the time")
+    ap.add_argument("--checkpoints", action="store_true",
+                    help="read the ledger near the end of each slot and print what is missing so far")
     soak(ap.parse_args())
 
 
