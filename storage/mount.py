@@ -86,7 +86,12 @@ def verify_mounted(path: Path, timeout: float = ANSWER_TIMEOUT) -> dict:
 
 
 def _state_file(run_dir: Path, vol: Volume) -> Path:
-    return Path(run_dir) / "storage" / "mounts" / f"{vol.app}_{vol.name}.json"
+    return state_path(run_dir, vol.app, vol.name)
+
+
+def state_path(run_dir: Path, app: str, name: str) -> Path:
+    """Where the pid of app/name's weed mount on this machine is kept."""
+    return Path(run_dir) / "storage" / "mounts" / f"{app}_{name}.json"
 
 
 def mount_command(plan: ClusterPlan, host_name: str, vol: Volume, host_path: Path, run_dir: Path,
@@ -130,19 +135,26 @@ def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: 
 
 
 def _stop_previous(state: Path) -> None:
-    """Kill the weed mount recorded in `state`, if it still runs."""
+    """Kill the weed mount recorded in `state`, if it still runs, and forget it."""
     try:
         pid = int(json.loads(state.read_text())["pid"])
     except (OSError, ValueError, KeyError):
         return
-    try:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-    except ProcessLookupError:
-        return
+    if _is_weed_mount(pid):  # not a process that took the pid over since
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ChildProcessError, ProcessLookupError):
+            pass
     state.unlink(missing_ok=True)
+
+
+def _is_weed_mount(pid: int) -> bool:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return len(argv) > 1 and argv[0].endswith(b"weed") and argv[1] == b"mount"
 
 
 def _wait_mounted(path: Path, pid: int, log: Path, timeout: float) -> None:
@@ -163,3 +175,16 @@ def unmount_volume(host_path: Path) -> None:
     """Unmount (lazily, so a busy mount still goes) if something is mounted at host_path."""
     if mount_entry(host_path):
         subprocess.run(["umount", "-l", str(host_path)], capture_output=True, timeout=UMOUNT_TIMEOUT)
+
+
+def stop_mount(run_dir: Path, app: str, name: str, host_path: Path) -> bool:
+    """Kill app/name's weed mount on this machine at once and detach its mount point; whether
+    there was one. SIGKILL, not an unmount: a weed mount retries a failed metadata flush for
+    up to 30 s, and each flush replaces the file's whole entry in the filer (every chunk
+    listed, the chunks it does not list deleted), so a flush from a machine that lost the
+    volume, landing after the new owner wrote, erases what the new owner wrote."""
+    state = state_path(run_dir, app, name)
+    had = state.exists() or mount_entry(host_path) is not None
+    _stop_previous(state)
+    unmount_volume(host_path)
+    return had

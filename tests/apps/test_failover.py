@@ -33,9 +33,14 @@ OOM_WAIT_S = 60     # each cycle: start, 3 s of serving, seconds of doubling, 1-
 FAILOVER_WAIT_S = 60  # lease TTL 5 s + placement + container start, with margin for slowness
 HEAL_WAIT_S = 60    # the cut machine renews its lease again once its cable is back
 VOLUMES = [{"source": "data", "destination": "/data"}]
-# The ledger appends a line to its volume at every start, then serves.
+# The ledger appends a line to its volume at every start, then serves, and keeps appending
+# "<its host name> <n>" to /data/log ten times a second (each close() flushes it to the filer).
 LEDGER = ("mkdir -p /www && echo ledger > /www/index.html && echo \"started $(date +%s)\" >> /data/starts && "
+          "(h=$(hostname); n=0; while :; do n=$((n+1)); echo \"$h $n\" >> /data/log; sleep 0.1; done) & "
           "exec httpd -f -p 8080 -h /www")
+# A weed mount retries a metadata flush for up to 30 s: a cut-off machine's pending flush, if
+# it survived the fence, lands this long after the cut at the latest.
+STALE_FLUSH_S = 40
 STORAGE_START_S = 90  # the first volume starts SeaweedFS on every machine
 
 
@@ -125,6 +130,11 @@ def _running_here(cc, host: str, app: str) -> list[str]:
     return out.split()
 
 
+def _ledger_log(cc, host: str, container: str) -> list[str]:
+    proc = cc.sim.run(host, "podman", "exec", container, "cat", "/data/log", check=False)
+    return proc.stdout.splitlines() if proc.returncode == 0 else []
+
+
 def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewhere(cc):
     create(cc, "ledger", LEDGER, "--memory", "64M", "--volume", "data:/data")
     cc.vcapp("home-1", "volumes", "create", "ledger", "data", "--size", "64M")
@@ -134,7 +144,9 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewher
     # The machine running it has read that assignment: it knows to fence this instance.
     cc.wait(lambda: _status(cc, victim, "ledger").get("owns_volumes"), 30, f"{victim} to know ledger owns a volume")
     watcher = next(m for m in MACHINES if m != victim)
-    cc.sim.dc.partition(victim, cut=True)
+    cc.wait(lambda: len(_ledger_log(cc, victim, old)) > 10, 30, "the ledger writing its log")
+    cc.sim.dc.partition(victim, cut=True)  # mid-write: a flush of the cut-off machine is pending
+    cut_at = time.monotonic()
     try:
         # The controller moves the assignment once the cut-off machine's lease expires: from
         # then on another machine may take the volume's writer key and start the instance.
@@ -149,14 +161,25 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewher
               f"({moved['time'] - died:+.2f}s later)")
         # ... and it died before anyone else was allowed to start it: never two writers.
         assert died < moved["time"], f"two writers: ledger moved {died - moved['time']:.2f}s before the old one died"
-        new_node = cc.wait(lambda: [r["node"] for r in ps(cc, "ledger", on=watcher)], 30, "ledger's place")[0]
+        # ... nor a weed mount of its volume that could still send the filer a write.
+        mounts = cc.sim.run(victim, "cat", "/proc/self/mountinfo").stdout.splitlines()
+        assert not [m for m in mounts if f"/{victim}/" in m and "/volumes/ledger/data " in m], mounts
+        row = cc.wait(lambda: healthy(cc, "ledger", on=watcher), FAILOVER_WAIT_S, "ledger healthy again")[0]
+        new_node = row["node"]
         assert new_node != victim
+        # What the new owner has written (and its mount acknowledged) by now must outlive the heal.
+        written = cc.wait(lambda: _ledger_log(cc, new_node, row["container"]), 30, "the new owner's log")
     finally:
         cc.sim.dc.partition(victim, cut=False)
     cc.wait(lambda: cc.all_up(watcher), HEAL_WAIT_S, f"{victim} back up after its cable returned")
     time.sleep(3)  # a few runtime passes on the healed machine: it must not start ledger again
     assert _running_here(cc, victim, "ledger") == []
     assert [r["node"] for r in ps(cc, "ledger", on=watcher)] == [new_node]
+    time.sleep(max(0.0, cut_at + STALE_FLUSH_S - time.monotonic()))
+    after = _ledger_log(cc, new_node, row["container"])
+    lost = [line for line in written if line not in set(after)]
+    assert not lost, f"{len(lost)} of {len(written)} lines the new owner had written are gone: {lost[:5]}"
+    assert len(after) > len(written)  # and it went on writing
 
 
 def test_short_of_room_after_a_death_the_higher_priority_app_moves_and_the_other_waits_for_room(cc):

@@ -225,14 +225,20 @@ class RuntimeLoop:
         """Kill volume-owning instances the moment the lease goes stale (see the module docstring)."""
         if not self._lease_lost():
             return
-        owners = {f"{a['app']}/{a['instance']}" for a in self.desired["assignments"] if a.get("volumes")}
-        if not owners:
+        owned = [a for a in self.desired["assignments"] if a.get("volumes")]
+        if not owned:
             return
+        owners = {f"{a['app']}/{a['instance']}" for a in owned}
         doomed = [c.name for c in self.agent.driver.list() if c.key in owners and c.running]
         if doomed:
             log.warning("lease stale for %.1fs: killing %s (self-fencing)",
                         time.monotonic() - self.lease_ok_at, ", ".join(doomed))
             self.agent.driver.shell.run(["podman", "kill", "--signal", "KILL", *doomed])
+        # Then their volumes' weed mounts: a flush they still retry would land after the new
+        # owner's writes and replace the file's entry with this machine's older one.
+        pairs = {(a["app"], v["source"]) for a in owned for v in a["volumes"] if v.get("source")}
+        if stopped := volumes.stop_mounts(self.base, pairs):
+            log.warning("self-fencing: killed the weed mounts of %s", ", ".join(stopped))
 
     def _fence(self, doc: dict) -> dict:
         """Without a confirmed lease, and until the assignments were read again after it came

@@ -302,9 +302,7 @@ def release_phase_instance(container: str) -> str:
 def give_back(store: Store, cfg: NodeConfig, base: Path, app: str, source: str, instance: str, lease: int) -> None:
     """Unmount APP's volume SOURCE here and give up the writer key INSTANCE holds (the end of
     a release phase); a key already gone (its lease ended) is fine."""
-    path = mount_path(base, app, source)
-    if mount.mount_entry(path) is not None:
-        mount.unmount_volume(path)
+    mount.stop_mount(run_dir(), app, source, mount_path(base, app, source))
     guard.release_writer(EtcdWriters(store, lease), app, source, cfg.name, instance)
 
 
@@ -332,6 +330,14 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
     return str(mounted)
 
 
+def stop_mounts(base: Path, pairs: set[tuple[str, str]]) -> list[str]:
+    """Kill the weed mounts here of these (app, volume) pairs at once (self-fencing: a machine
+    that may have lost its volumes must not send one more write to the filer); the ones
+    there were. No etcd: the machine is cut off when it does this."""
+    return [f"{app}/{name}" for app, name in sorted(pairs)
+            if mount.stop_mount(run_dir(), app, name, mount_path(base, app, name))]
+
+
 def release_unused(store: Store, cfg: NodeConfig, base: Path, wanted: set[tuple[str, str]]) -> list[str]:
     """Unmount every volume mounted here that no instance here needs any more (`wanted`:
     (app, volume) pairs of this machine's assignments) and give up its writer key."""
@@ -346,7 +352,7 @@ def release_unused(store: Store, cfg: NodeConfig, base: Path, wanted: set[tuple[
         holder = (entry.value or {}) if entry else {}
         if holder.get("node") == cfg.name and str(holder.get("instance", "")).startswith(RELEASE_PHASE_INSTANCE):
             continue  # a release command runs with it: release_phase.py gives it back
-        mount.unmount_volume(path)
+        mount.stop_mount(run_dir(), app, name, path)
         if entry and holder.get("node") == cfg.name:
             store.txn([unchanged(key, entry.mod_revision)], [delete_op(key)])
         released.append(f"{app}/{name}")
