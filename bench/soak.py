@@ -215,12 +215,15 @@ def ledger_check(rows: list[dict], log: list[str]) -> dict:
     acked = {r["id"]: r for r in rows if r["ok"] and r.get("id") is not None}
     sent = {r["id"]: r for r in rows if r.get("id") is not None}
     seen: dict[str, int] = {}
-    order = []
+    order, garbled = [], []
     for line in log:
         wid = line.strip().removeprefix("id=")
-        if wid:
-            seen[wid] = seen.get(wid, 0) + 1
-            order.append(wid)
+        if not wid.isdigit():  # NUL bytes where a chunk could not be read, a torn append
+            if line.strip():
+                garbled.append(line)
+            continue
+        seen[wid] = seen.get(wid, 0) + 1
+        order.append(wid)
     lost = sorted((w for w in acked if w not in seen), key=int)
     dupes = sorted((w for w, n in seen.items() if n > 1), key=int)
     # Walk the log backwards keeping the earliest acknowledgement of anything after this point:
@@ -234,7 +237,8 @@ def ledger_check(rows: list[dict], log: list[str]) -> dict:
             earliest_ack_after = min(earliest_ack_after, acked[wid]["t"] + acked[wid]["latency"])
     return {"acked": len(acked), "in_log": len(set(order)), "lost": lost, "duplicates": dupes,
             "out_of_order": sorted(set(out_of_order), key=int),
-            "unacked_but_written": len([w for w in seen if w not in acked])}
+            "unacked_but_written": len([w for w in seen if w not in acked]),
+            "garbled": len(garbled), "garbled_sample": [repr(g[:60]) for g in garbled[:3]]}
 
 
 def false_downs(events: list[dict], faults: list[Fault], machines: list[str]) -> dict[str, list[float]]:
@@ -408,10 +412,10 @@ class Run:
         mark = {"after": after.label(), "at": after.at, "readable": code == "200"}
         if code == "200":
             got = ledger_check([r for r in rows if r["app"] == "ledger"], body.splitlines())
-            mark.update(acked=got["acked"], lost=len(got["lost"]), first_lost=got["lost"][:10])
+            mark.update(acked=got["acked"], lost=len(got["lost"]), first_lost=got["lost"][:10], garbled=got["garbled"])
         self.checks.append(mark)
         print(f"    ledger after {mark['after']}: " + (f"{mark['acked']} acknowledged, {mark['lost']} missing "
-              f"{mark['first_lost']}" if mark["readable"] else f"not readable (HTTP {code or '-'})"), flush=True)
+              f"{mark['first_lost']}, {mark['garbled']} garbled lines" if mark["readable"] else f"not readable (HTTP {code or '-'})"), flush=True)
         return mark
 
     def run_fault(self, f: Fault) -> None:
@@ -625,7 +629,8 @@ def report(run: Run, seed: int, args, rows: list[dict], log: list[str] | None, e
               f"{str(v['outage_fault']):17} {v['failed_by_fault']}")
     print(f"\nledger: {ledger['acked']} writes acknowledged, {len(ledger['lost'])} lost {ledger['lost'][:20]}, "
           f"{len(ledger['duplicates'])} applied twice, {len(ledger['out_of_order'])} out of order, "
-          f"{ledger['unacked_but_written']} written without an acknowledgement (allowed)"
+          f"{ledger['unacked_but_written']} written without an acknowledgement (allowed), "
+          f"{ledger['garbled']} lines that are no write {ledger['garbled_sample']}"
           + (" -- THE LEDGER WAS NOT READABLE AT THE END" if log is None else ""))
     print(f"jobs' worker running in {worker}% of {len(run.worker)} samples")
     print(f"false failovers (node.down with no fault on the machine): "
