@@ -22,7 +22,9 @@ Fencing: the key vanishes when the old node's lease expires, but a partitioned n
 still be running its instance. The runtime's self-fencing closes that gap: a node that
 cannot renew its lease stops instances owning volumes *before* the lease's TTL runs out
 (stop at TTL minus a margin), so by the time another node can take the key the old writer
-has stopped. Unmounting there is not needed for safety; stopping the writer is.
+has stopped. Stopping the app is not enough: its volume's weed mount goes too
+(storage.mount.stop_mount), or a flush it still retries lands after the new owner's writes,
+and an app blocked in that flush cannot even be killed.
 """
 
 from __future__ import annotations

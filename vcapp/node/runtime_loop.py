@@ -17,7 +17,8 @@ Self-fencing: the daemon's lease keeper (vcapp/node/lease.py) says when the leas
 confirmed. Once it has not been for FENCE_AFTER_S (FENCE_MARGIN_S before its TTL runs
 out and the others may start this machine's instances elsewhere), a watchdog thread kills
 every instance here whose assignment has `volumes` (two writers on one volume is the failure
-that loses data) and the pass stops running them; the rest keep running from the last
+that loses data), then those volumes' weed mounts (an app blocked in a FUSE flush outlives
+SIGKILL until its mount answers or dies), and the pass stops running them; the rest keep running from the last
 assignments it read. The watchdog is separate because the pass itself can hang for seconds
 on etcd reads that cannot answer during the very partition it must react to. The fence
 lifts only after the lease is confirmed again *and* the assignments were read afresh since,
