@@ -82,18 +82,20 @@ CHECK_BEFORE_S = 12.0  # --checkpoints: the ledger is read this long before the 
 
 WEB = ('mkdir -p /www && echo "<html><body><h1>{app}</h1><p>served by instance $HOSTNAME</p></body></html>"'
        ' > /www/index.html && exec httpd -f -p 8080 -h /www')
-# The ledger: a CGI script appends the id, fsyncs the file, and only then answers 200.
+# The ledger: a CGI script appends the id, fsyncs the file, and only then answers 200; a read
+# answers 200 only with the whole file (a read that fails part-way must not look like a loss).
 LEDGER_CGI = """#!/bin/sh
 if [ "$REQUEST_METHOD" = POST ] && echo "$QUERY_STRING" >> /data/writes && sync /data/writes; then
   printf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'
-elif [ "$REQUEST_METHOD" = GET ]; then
-  printf 'Content-Type: text/plain\\r\\n\\r\\n'; cat /data/writes 2>/dev/null
+elif [ "$REQUEST_METHOD" = GET ] && cat /data/writes > /tmp/read.$$; then
+  printf 'Content-Type: text/plain\\r\\n\\r\\n'; cat /tmp/read.$$; rm -f /tmp/read.$$
 else
-  printf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\nwrite failed\\n'
+  rm -f /tmp/read.$$
+  printf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\nfailed\\n'
 fi
 """
-LEDGER = ("mkdir -p /www/cgi-bin && echo ok > /www/index.html && echo {b64} | base64 -d > /www/cgi-bin/w"
-          " && chmod 755 /www/cgi-bin/w && exec httpd -f -p 8080 -h /www")
+LEDGER = ("touch /data/writes && mkdir -p /www/cgi-bin && echo ok > /www/index.html"
+          " && echo {b64} | base64 -d > /www/cgi-bin/w && chmod 755 /www/cgi-bin/w && exec httpd -f -p 8080 -h /www")
 WORKER = "while :; do date; sleep 5; done"
 
 
