@@ -85,6 +85,11 @@ class WriterStore(Protocol):
 
 def acquire_writer(store: WriterStore, app: str, volume: str, node: str, instance: str) -> dict:
     """Take the writer key of app/volume for node/instance. Raises WriterConflict if held."""
+    return take_writer(store, app, volume, node, instance)[0]
+
+
+def take_writer(store: WriterStore, app: str, volume: str, node: str, instance: str) -> tuple[dict, bool]:
+    """acquire_writer, and whether the key was taken just now (not already ours)."""
     key = writer_key(app, volume)
     raw = store.get(key)
     decision = decide(json.loads(raw) if raw else None, node, instance)
@@ -95,7 +100,7 @@ def acquire_writer(store: WriterStore, app: str, volume: str, node: str, instanc
         # someone took it between our read and our put: report who
         raw = store.get(key)
         raise WriterConflict(app, volume, json.loads(raw) if raw else {"node": "unknown"})
-    return record
+    return record, decision.write
 
 
 def release_writer(store: WriterStore, app: str, volume: str, node: str, instance: str) -> bool:
@@ -109,9 +114,9 @@ def mount_for_writing(store: WriterStore, plan: ClusterPlan, host: Host, app: st
     """What the runtime calls before starting an instance with a volume: take the writer
     key, mount, verify the mount is real; give the key back if the mount fails. Returns
     the host path to bind-mount into the container."""
-    acquire_writer(store, app, volume, host.name, instance)
+    _, fresh = take_writer(store, app, volume, host.name, instance)
     try:
-        return mount_volume(plan, host, app, volume, host_path, run_dir, weed, size_mb=size_mb)
+        return mount_volume(plan, host, app, volume, host_path, run_dir, weed, size_mb=size_mb, fresh=fresh)
     except Exception:
         release_writer(store, app, volume, host.name, instance)
         raise

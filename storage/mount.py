@@ -105,17 +105,21 @@ def mount_command(plan: ClusterPlan, host_name: str, vol: Volume, host_path: Pat
 
 
 def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: Path, run_dir: Path,
-                 weed: str, timeout: float = MOUNT_TIMEOUT, size_mb: int | None = None) -> Path:
+                 weed: str, timeout: float = MOUNT_TIMEOUT, size_mb: int | None = None, fresh: bool = False) -> Path:
     """Mount volume app/name at host_path on `host` and return host_path once the kernel
     shows a live FUSE mount there (the path to bind-mount into the container).
-    Idempotent: an existing live mount is kept. Raises StorageError otherwise.
+    Idempotent: an existing live mount is kept, unless `fresh` (this machine has just taken
+    the volume over: a mount it kept from before may have missed what another machine wrote
+    meanwhile, its metadata cache is not the filer's). Raises StorageError otherwise.
     `size_mb` known (the control plane keeps it): no read of the volume's record in the
     filer, which needs a volume server holding it to answer (slow while one is cut off)."""
     host_path = Path(host_path)
     vol = Volume(app, name, size_mb) if size_mb else get_volume(plan, host, app, name)
     if (entry := mount_entry(host_path)) and entry["fstype"] in FUSE_TYPES:
-        verify_mounted(host_path)
-        return host_path
+        if not fresh:
+            verify_mounted(host_path)
+            return host_path
+        stop_mount(run_dir, app, name, host_path)
     host_path.mkdir(parents=True, exist_ok=True)
     argv = mount_command(plan, host.name, vol, host_path, run_dir, weed)
     Path(argv[-1].split("=", 1)[1]).mkdir(parents=True, exist_ok=True)

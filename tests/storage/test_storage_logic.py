@@ -181,6 +181,16 @@ def test_one_writer_per_volume():
     assert guard.acquire_writer(store, "blog", "data", "home-2", "i2")
 
 
+def test_a_volume_taken_over_is_mounted_afresh_and_one_still_held_is_not():
+    """take_writer says whether the key was just taken: only then may a mount kept from
+    before have missed another machine's writes (storage.mount.mount_volume's `fresh`)."""
+    store = MemoryStore()
+    assert guard.take_writer(store, "blog", "data", "home-1", "i1") == ({"node": "home-1", "instance": "i1"}, True)
+    assert guard.take_writer(store, "blog", "data", "home-1", "i1")[1] is False  # still ours: keep the mount
+    assert guard.release_writer(store, "blog", "data", "home-1", "i1")
+    assert guard.take_writer(store, "blog", "data", "home-1", "i1")[1] is True  # gone and back: mount afresh
+
+
 def test_lease_expiry_frees_the_volume():
     store = MemoryStore()
     guard.acquire_writer(store, "blog", "data", "home-1", "i1")
