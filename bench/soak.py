@@ -94,7 +94,7 @@ else
   printf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\nfailed\\n'
 fi
 """
-LEDGER = ("touch /data/writes && mkdir -p /www/cgi-bin && echo ok > /www/index.html"
+LEDGER = ("touch /data/writes && mkdir -p /tmp /www/cgi-bin && echo ok > /www/index.html"
           " && echo {b64} | base64 -d > /www/cgi-bin/w && chmod 755 /www/cgi-bin/w && exec httpd -f -p 8080 -h /www")
 WORKER = "while :; do date; sleep 5; done"
 
