@@ -27,7 +27,8 @@ ELECTION_MS = 1200
 # filers keep file metadata in etcd and rewrite a file's whole entry, every chunk listed, on
 # each fsync: an app appending a line and fsyncing twice a second grew every member's database
 # by ~400 MB in 25 minutes with an hour kept (the soak, bench/soak.py), on course for etcd's
-# 2 GB quota, past which etcd refuses every write of the whole cluster.
+# 2 GB quota, past which etcd refuses every write of the whole cluster. Compaction frees pages
+# inside the file; vcapp/node/defrag_loop.py gives them back (file size and memory).
 COMPACTION_RETENTION = "5m"
 
 

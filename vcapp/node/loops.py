@@ -9,6 +9,7 @@ vcapp/node/harness.py's.
 from __future__ import annotations
 
 from vcapp.node.crl_loop import CrlLoop
+from vcapp.node.defrag_loop import DefragLoop
 from vcapp.node.fence_loop import FenceLoop
 from vcapp.node.meshpath_loop import MeshPathLoop
 from vcapp.node.metrics_loop import MetricsLoop
@@ -23,7 +24,7 @@ from vcapp.node.storage_loop import ReplicationLoop, StorageLoop
 
 def node_loops() -> list:
     return [FenceLoop, CrlLoop, RegistryLoop, StorageLoop, RuntimeLoop, RouterLoop, PeerWatchLoop, MeshPathLoop,
-            RepoSyncLoop]
+            RepoSyncLoop, DefragLoop]
 
 
 def leader_loops() -> list:

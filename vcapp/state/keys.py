@@ -23,6 +23,8 @@
     /vc/etcd/ca                  {"cert": PEM}: the cluster's etcd CA certificate (vcapp/etcdtls.py)
     /vc/etcd/certs/<name>        {serial, addr, issued_at}: the etcd certificate a machine was given
     /vc/etcd/revoked/<serial>    {name, addr, at}: certificates of removed machines (etcd's CRL)
+    /vc/etcd/defrag-turn         {node}: the one member defragmenting its database now, bound to a
+                                 lease (vcapp/node/defrag_loop.py)
     /vc/events/<ms>-<rand>       {time, kind, node?, app?, message}
     /vc/election/<role>          {lease, node}: the leader of <role>, bound to its lease
     /vc/apps/<app>               app spec (placer/model.py) + revision, created_at (vcapp/state/apps.py)
@@ -95,6 +97,7 @@ ETCD_INVITES = "/vc/etcd/invite/"
 ETCD_CA = "/vc/etcd/ca"
 ETCD_CERTS = "/vc/etcd/certs/"
 ETCD_REVOKED = "/vc/etcd/revoked/"
+ETCD_DEFRAG_TURN = "/vc/etcd/defrag-turn"
 EVENTS = "/vc/events/"
 ELECTION = "/vc/election/"
 STORAGE_ENABLED = "/vc/storage/enabled"
