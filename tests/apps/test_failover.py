@@ -130,6 +130,15 @@ def _running_here(cc, host: str, app: str) -> list[str]:
     return out.split()
 
 
+def _mount_killed_at(cc, host: str) -> float | None:
+    """When the self-fencing on `host` killed the weed mount of ledger/data (its node log)."""
+    log = cc.sim.dc.host_dir(host) / "log" / "vcapp-node.log"
+    for line in log.read_text(errors="replace").splitlines():
+        if "killed the weed mounts of" in line and "ledger/data" in line:
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    return None
+
+
 def _ledger_log(cc, host: str, container: str) -> list[str]:
     proc = cc.sim.run(host, "podman", "exec", container, "cat", "/data/log", check=False)
     return proc.stdout.splitlines() if proc.returncode == 0 else []
@@ -161,6 +170,9 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewher
               f"({moved['time'] - died:+.2f}s later)")
         # ... and it died before anyone else was allowed to start it: never two writers.
         assert died < moved["time"], f"two writers: ledger moved {died - moved['time']:.2f}s before the old one died"
+        # Its volume's weed mount was gone before that too: no flush of the old owner can land.
+        unmounted = _mount_killed_at(cc, victim)
+        assert unmounted is not None and unmounted < moved["time"], (unmounted, moved["time"])
         # ... nor a weed mount of its volume that could still send the filer a write.
         mounts = cc.sim.run(victim, "cat", "/proc/self/mountinfo").stdout.splitlines()
         assert not [m for m in mounts if f"/{victim}/" in m and "/volumes/ledger/data " in m], mounts

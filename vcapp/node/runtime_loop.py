@@ -16,10 +16,10 @@ not wait for them) does, every PASS_EVERY_S:
 Self-fencing: the daemon's lease keeper (vcapp/node/lease.py) says when the lease was last
 confirmed. Once it has not been for FENCE_AFTER_S (FENCE_MARGIN_S before its TTL runs
 out and the others may start this machine's instances elsewhere), a watchdog thread kills
-every instance here whose assignment has `volumes` (two writers on one volume is the failure
-that loses data), then those volumes' weed mounts (an app blocked in a FUSE flush outlives
-SIGKILL until its mount answers or dies), and the pass stops running them; the rest keep running from the last
-assignments it read. The watchdog is separate because the pass itself can hang for seconds
+the weed mounts of the volumes of every instance here whose assignment has `volumes`, then
+those instances (two writers on one volume is the failure that loses data; an app blocked in
+a FUSE flush outlives SIGKILL until its mount answers or dies), and the pass stops running
+them; the rest keep running from the last assignments it read. The watchdog is separate because the pass itself can hang for seconds
 on etcd reads that cannot answer during the very partition it must react to. The fence
 lifts only after the lease is confirmed again *and* the assignments were read afresh since,
 so a healed machine never restarts an instance that has meanwhile moved.
@@ -229,17 +229,20 @@ class RuntimeLoop:
         owned = [a for a in self.desired["assignments"] if a.get("volumes")]
         if not owned:
             return
+        # Their volumes' weed mounts first, by signal (no podman: its calls wait on its lock for
+        # seconds while the runtime pass runs one). A flush a mount still retries would land after
+        # the new owner's writes and replace the file's entry with this machine's older one; and
+        # an app blocked in that flush dies only once its mount is gone.
+        pairs = {(a["app"], v["source"]) for a in owned for v in a["volumes"] if v.get("source")}
+        if stopped := volumes.stop_mounts(self.base, pairs):
+            log.warning("lease stale for %.1fs: killed the weed mounts of %s (self-fencing)",
+                        time.monotonic() - self.lease_ok_at, ", ".join(stopped))
         owners = {f"{a['app']}/{a['instance']}" for a in owned}
         doomed = [c.name for c in self.agent.driver.list() if c.key in owners and c.running]
         if doomed:
             log.warning("lease stale for %.1fs: killing %s (self-fencing)",
                         time.monotonic() - self.lease_ok_at, ", ".join(doomed))
             self.agent.driver.shell.run(["podman", "kill", "--signal", "KILL", *doomed])
-        # Then their volumes' weed mounts: a flush they still retry would land after the new
-        # owner's writes and replace the file's entry with this machine's older one.
-        pairs = {(a["app"], v["source"]) for a in owned for v in a["volumes"] if v.get("source")}
-        if stopped := volumes.stop_mounts(self.base, pairs):
-            log.warning("self-fencing: killed the weed mounts of %s", ", ".join(stopped))
 
     def _fence(self, doc: dict) -> dict:
         """Without a confirmed lease, and until the assignments were read again after it came
