@@ -409,11 +409,13 @@ class Run:
     def checkpoint(self, rows_path: Path, after: Fault) -> dict:
         """The ledger read now against the writes acknowledged so far: which went missing, and
         after which fault (a loss is found in the slot that caused it, not only at the end)."""
+        began = time.time()
         code, body = fetch(self, "ledger", "/cgi-bin/w", max_time=10)
         rows = [json.loads(line) for line in rows_path.read_text().splitlines() if line.startswith("{")]
         mark = {"after": after.label(), "at": after.at, "readable": code == "200"}
-        if code == "200":
-            got = ledger_check([r for r in rows if r["app"] == "ledger"], body.splitlines())
+        if code == "200":  # against the writes acknowledged before the read began (later ones may miss it)
+            done = [r for r in rows if r["app"] == "ledger" and r["t"] + r["latency"] < began]
+            got = ledger_check(done, body.splitlines())
             mark.update(acked=got["acked"], lost=len(got["lost"]), first_lost=got["lost"][:10], garbled=got["garbled"])
         self.checks.append(mark)
         print(f"    ledger after {mark['after']}: " + (f"{mark['acked']} acknowledged, {mark['lost']} missing "
