@@ -28,8 +28,14 @@ ELECTION_MS = 1200
 # each fsync: an app appending a line and fsyncing twice a second grew every member's database
 # by ~400 MB in 25 minutes with an hour kept (the soak, bench/soak.py), on course for etcd's
 # 2 GB quota, past which etcd refuses every write of the whole cluster. Compaction frees pages
-# inside the file; vcapp/node/defrag_loop.py gives them back (file size and memory).
+# inside the file; vcapp/node/defrag_loop.py gives them back after a burst.
 COMPACTION_RETENTION = "5m"
+# Raft entries applied since the last snapshot stay in the member's memory (plus 5000 kept for
+# followers to catch up). etcd 3.4 snapshots every 100 000: with the filers' entries of tens of
+# KB each, a member's RSS grew by ~1.5 GB in the hour-long soak and ~210 MB in 13 minutes of an
+# aimed one at 8 entries/s (its database was 43 MB), on course to grow for hours. 10 000 is
+# etcd 3.6's default.
+SNAPSHOT_COUNT = 10000
 
 
 def data_dir(base: Path) -> Path:
@@ -62,6 +68,7 @@ def command(cfg: NodeConfig, base: Path) -> list[str]:
         "--pre-vote",
         "--auto-compaction-mode", "periodic",
         "--auto-compaction-retention", COMPACTION_RETENTION,
+        "--snapshot-count", str(SNAPSHOT_COUNT),
         "--logger", "zap",
         "--log-level", "warn",
         *tls_flags(etcdtls.paths(base)),
