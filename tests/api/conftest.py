@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,27 +36,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def etcd_url(tmp_path_factory):
-    """A real etcd, alone on 127.0.0.1 with ports of its own; killed at the end of the session."""
-    data = tmp_path_factory.mktemp("etcd")
+@contextmanager
+def lone_etcd(data: Path):
+    """A real etcd, alone on 127.0.0.1 with ports of its own and its data in `data`; its URL
+    once it answers. Killed on leaving."""
     client, peer = free_port(), free_port()
     url = f"http://127.0.0.1:{client}"
-    log = open(data / "etcd.log", "w")
-    proc = subprocess.Popen(
-        ["/usr/bin/etcd", "--name", "t", "--data-dir", str(data / "data"),
-         "--listen-client-urls", url, "--advertise-client-urls", url,
-         "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-cluster", f"t=http://127.0.0.1:{peer}"],
-        stdout=log, stderr=subprocess.STDOUT)
+    with open(data / "etcd.log", "w") as log:
+        proc = subprocess.Popen(
+            ["/usr/bin/etcd", "--name", "t", "--data-dir", str(data / "data"),
+             "--listen-client-urls", url, "--advertise-client-urls", url,
+             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
+             "--initial-cluster", f"t=http://127.0.0.1:{peer}"],
+            stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_healthy(Store([url]), ETCD_START_TIMEOUT)
         yield url
     finally:
         proc.kill()
         proc.wait(10)
-        log.close()
+
+
+@pytest.fixture(scope="session")
+def etcd_url(tmp_path_factory):
+    """The session's etcd, shared by the API tests."""
+    with lone_etcd(tmp_path_factory.mktemp("etcd")) as url:
+        yield url
 
 
 def wipe(store: Store) -> None:

@@ -4,16 +4,15 @@ a cluster with other voters; its data stays."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
 
-from tests.api.conftest import ETCD_START_TIMEOUT, free_port
+from tests.api.conftest import lone_etcd
 from vcapp.node import defrag_loop
 from vcapp.node.defrag_loop import Defragment, HandOver, MemberStatus, plan
 from vcapp.state import keys
-from vcapp.state.store import Store, wait_healthy
+from vcapp.state.store import Store
 
 MB = 1 << 20
 
@@ -29,23 +28,10 @@ def test_only_a_mostly_free_database_is_defragmented_and_a_leader_hands_over_fir
 
 
 @pytest.fixture
-def lone_etcd(tmp_path):
+def own_etcd(tmp_path):
     """An etcd of its own (the session's is shared by every API test)."""
-    client, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{client}"
-    with open(tmp_path / "etcd.log", "w") as log:
-        proc = subprocess.Popen(
-            ["/usr/bin/etcd", "--name", "d", "--data-dir", str(tmp_path / "data"),
-             "--listen-client-urls", url, "--advertise-client-urls", url,
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls",
-             f"http://127.0.0.1:{peer}", "--initial-cluster", f"d=http://127.0.0.1:{peer}"],
-            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(Store([url]), ETCD_START_TIMEOUT)
+    with lone_etcd(tmp_path) as url:
         yield url
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def compact(store: Store) -> None:
@@ -60,8 +46,8 @@ def compact(store: Store) -> None:
         time.sleep(0.3)
 
 
-def test_a_member_full_of_compacted_revisions_shrinks_back_and_keeps_its_data(lone_etcd):
-    store = Store([lone_etcd], timeout=60)
+def test_a_member_full_of_compacted_revisions_shrinks_back_and_keeps_its_data(own_etcd):
+    store = Store([own_etcd], timeout=60)
     store.put("/vc/keep", {"still": "here"})
     blob = "x" * (512 * 1024)
     for i in range(200):  # 100 MB of revisions of one key: what the filers' entry rewrites look like
@@ -78,8 +64,8 @@ def test_a_member_full_of_compacted_revisions_shrinks_back_and_keeps_its_data(lo
     assert defrag_loop.run_once(store, store, "home-1") is None  # nothing left to win back
 
 
-def test_a_member_waits_while_another_has_the_turn(lone_etcd):
-    store = Store([lone_etcd], timeout=60)
+def test_a_member_waits_while_another_has_the_turn(own_etcd):
+    store = Store([own_etcd], timeout=60)
     for i in range(150):
         store.put("/vc/blob", {"i": i, "blob": "y" * (512 * 1024)})
     compact(store)
