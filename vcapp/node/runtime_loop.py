@@ -19,10 +19,11 @@ out and the others may start this machine's instances elsewhere), a watchdog thr
 the weed mounts of the volumes of every instance here whose assignment has `volumes`, then
 those instances (two writers on one volume is the failure that loses data; an app blocked in
 a FUSE flush outlives SIGKILL until its mount answers or dies), and the pass stops running
-them; the rest keep running from the last assignments it read. The watchdog is separate because the pass itself can hang for seconds
-on etcd reads that cannot answer during the very partition it must react to. The fence
-lifts only after the lease is confirmed again *and* the assignments were read afresh since,
-so a healed machine never restarts an instance that has meanwhile moved.
+them; the rest keep running from the last assignments it read. The watchdog is separate
+because the pass itself can hang for seconds on etcd reads that cannot answer during the
+very partition it must react to. The fence lifts only after the lease is confirmed again
+*and* the assignments were read afresh since, so a healed machine never restarts an instance
+that has meanwhile moved.
 """
 
 from __future__ import annotations
