@@ -10,42 +10,21 @@ of each after every batch. A ratio against the baseline in the same run, not a t
 from __future__ import annotations
 
 import argparse
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vcapp.node.etcd import COMPACTION_RETENTION, ETCD_BIN, SNAPSHOT_COUNT  # noqa: E402 - after the path set-up
-from vcapp.state.store import Store, wait_healthy  # noqa: E402
+from vcapp.dev.rigs.etcd import lone_etcd  # noqa: E402 - after the path set-up
+from vcapp.node.etcd import COMPACTION_RETENTION, SNAPSHOT_COUNT  # noqa: E402
+from vcapp.state.store import Store  # noqa: E402
 
 BASELINE_SNAPSHOT_COUNT = 100_000  # etcd 3.4's default
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(data: Path, snapshot_count: int) -> tuple[subprocess.Popen, str]:
-    client, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{client}"
-    proc = subprocess.Popen(
-        [ETCD_BIN, "--name", "m", "--data-dir", str(data), "--listen-client-urls", url,
-         "--advertise-client-urls", url, "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-         "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}", "--initial-cluster",
-         f"m=http://127.0.0.1:{peer}", "--snapshot-count", str(snapshot_count),
-         "--auto-compaction-mode", "periodic", "--auto-compaction-retention", COMPACTION_RETENTION,
-         "--quota-backend-bytes", str(8 << 30)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_healthy(Store([url]), 20)
-    return proc, url
 
 
 def rss_mb(pid: int) -> float:
@@ -61,26 +40,26 @@ def main() -> None:
     ap.add_argument("--entry-kb", type=int, default=30, help="size of the rewritten entry")
     args = ap.parse_args()
     value = "c" * (args.entry_kb * 1024)
-    with tempfile.TemporaryDirectory() as tmp:
-        members = {n: start(Path(tmp) / str(n), n) for n in (BASELINE_SNAPSHOT_COUNT, SNAPSHOT_COUNT)}
-        try:
-            stores = {n: Store([url], timeout=30) for n, (_, url) in members.items()}
-            print(f"{args.writes} rewrites of a {args.entry_kb} KB entry; RSS in MB "
-                  f"(snapshot count {BASELINE_SNAPSHOT_COUNT} vs {SNAPSHOT_COUNT})")
-            print(f"{'writes':>8} {'baseline':>9} {'vcapp':>7} {'ratio':>6}")
-            step, began = max(1, args.writes // 10), time.monotonic()
-            with ThreadPoolExecutor(8) as pool:
-                for done in range(step, args.writes + 1, step):
-                    for n, store in stores.items():
-                        list(pool.map(lambda i, s=store: s.put("/vc/volumes/file", {"i": i, "chunks": value}),
-                                      range(step)))
-                    base, ours = (rss_mb(members[n][0].pid) for n in (BASELINE_SNAPSHOT_COUNT, SNAPSHOT_COUNT))
-                    print(f"{done:8} {base:9.0f} {ours:7.0f} {ours / base:6.2f}", flush=True)
-            print(f"({time.monotonic() - began:.0f}s)")
-        finally:
-            for proc, _ in members.values():
-                proc.kill()
-                proc.wait(10)
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        members = {}  # snapshot count -> (url, process)
+        for n in (BASELINE_SNAPSHOT_COUNT, SNAPSHOT_COUNT):
+            (Path(tmp) / str(n)).mkdir()
+            members[n] = stack.enter_context(lone_etcd(
+                Path(tmp) / str(n), "--snapshot-count", str(n), "--auto-compaction-mode", "periodic",
+                "--auto-compaction-retention", COMPACTION_RETENTION, "--quota-backend-bytes", str(8 << 30)))
+        stores = {n: Store([url], timeout=30) for n, (url, _) in members.items()}
+        print(f"{args.writes} rewrites of a {args.entry_kb} KB entry; RSS in MB "
+              f"(snapshot count {BASELINE_SNAPSHOT_COUNT} vs {SNAPSHOT_COUNT})")
+        print(f"{'writes':>8} {'baseline':>9} {'vcapp':>7} {'ratio':>6}")
+        step, began = max(1, args.writes // 10), time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            for done in range(step, args.writes + 1, step):
+                for store in stores.values():
+                    list(pool.map(lambda i, s=store: s.put("/vc/volumes/file", {"i": i, "chunks": value}),
+                                  range(step)))
+                base, ours = (rss_mb(members[n][1].pid) for n in (BASELINE_SNAPSHOT_COUNT, SNAPSHOT_COUNT))
+                print(f"{done:8} {base:9.0f} {ours:7.0f} {ours / base:6.2f}", flush=True)
+        print(f"({time.monotonic() - began:.0f}s)")
 
 
 if __name__ == "__main__":

@@ -418,8 +418,9 @@ class Run:
             got = ledger_check(done, body.splitlines())
             mark.update(acked=got["acked"], lost=len(got["lost"]), first_lost=got["lost"][:10], garbled=got["garbled"])
         self.checks.append(mark)
-        print(f"    ledger after {mark['after']}: " + (f"{mark['acked']} acknowledged, {mark['lost']} missing "
-              f"{mark['first_lost']}, {mark['garbled']} garbled lines" if mark["readable"] else f"not readable (HTTP {code or '-'})"), flush=True)
+        said = (f"{mark['acked']} acknowledged, {mark['lost']} missing {mark['first_lost']}, "
+                f"{mark['garbled']} garbled lines") if mark["readable"] else f"not readable (HTTP {code or '-'})"
+        print(f"    ledger after {mark['after']}: {said}", flush=True)
         return mark
 
     def run_fault(self, f: Fault) -> None:

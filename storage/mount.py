@@ -85,10 +85,6 @@ def verify_mounted(path: Path, timeout: float = ANSWER_TIMEOUT) -> dict:
     return entry
 
 
-def _state_file(run_dir: Path, vol: Volume) -> Path:
-    return state_path(run_dir, vol.app, vol.name)
-
-
 def state_path(run_dir: Path, app: str, name: str) -> Path:
     """Where the pid of app/name's weed mount on this machine is kept."""
     return Path(run_dir) / "storage" / "mounts" / f"{app}_{name}.json"
@@ -123,7 +119,7 @@ def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: 
     host_path.mkdir(parents=True, exist_ok=True)
     argv = mount_command(plan, host.name, vol, host_path, run_dir, weed)
     Path(argv[-1].split("=", 1)[1]).mkdir(parents=True, exist_ok=True)
-    state = _state_file(run_dir, vol)
+    state = state_path(run_dir, app, name)
     state.parent.mkdir(parents=True, exist_ok=True)
     log = state.with_suffix(".log")
     _stop_previous(state)  # a mount that never came up still holds its cache's locks
@@ -178,7 +174,11 @@ def _wait_mounted(path: Path, pid: int, log: Path, timeout: float) -> None:
 def unmount_volume(host_path: Path) -> None:
     """Unmount (lazily, so a busy mount still goes) if something is mounted at host_path."""
     if mount_entry(host_path):
-        subprocess.run(["umount", "-l", str(host_path)], capture_output=True, timeout=UMOUNT_TIMEOUT)
+        _umount(host_path)
+
+
+def _umount(host_path: Path) -> None:
+    subprocess.run(["umount", "-l", str(host_path)], capture_output=True, timeout=UMOUNT_TIMEOUT)
 
 
 def stop_mount(run_dir: Path, app: str, name: str, host_path: Path) -> bool:
@@ -187,8 +187,9 @@ def stop_mount(run_dir: Path, app: str, name: str, host_path: Path) -> bool:
     up to 30 s, and each flush replaces the file's whole entry in the filer (every chunk
     listed, the chunks it does not list deleted), so a flush from a machine that lost the
     volume, landing after the new owner wrote, erases what the new owner wrote."""
-    state = state_path(run_dir, app, name)
-    had = state.exists() or mount_entry(host_path) is not None
+    state, mounted = state_path(run_dir, app, name), mount_entry(host_path) is not None
+    had = mounted or state.exists()
     _stop_previous(state)
-    unmount_volume(host_path)
+    if mounted:
+        _umount(host_path)
     return had

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,10 +18,10 @@ import requests
 
 from vcapp import etcdtls, joinbox
 from vcapp.api.app import ApiConfig, create_app
+from vcapp.dev.rigs.etcd import free_port, lone_etcd
 from vcapp.state import keys, membership
-from vcapp.state.store import Store, wait_healthy
+from vcapp.state.store import Store
 
-ETCD_START_TIMEOUT = 20  # a fresh single member elects itself in about a second
 SERVER_START_TIMEOUT = 20
 REPO = Path(__file__).resolve().parents[2]
 CLUSTER_KEY = bytes(range(32))  # what the serving machine keeps in <data dir>/keys/cluster.key
@@ -30,38 +29,10 @@ MACHINE_ETCD_KEY = etcdtls.new_key()  # a joining machine's etcd key; its CSR ri
 JOIN_KEY = joinbox.cluster_public(CLUSTER_KEY)  # what the cluster's join tokens pin
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def lone_etcd(data: Path):
-    """A real etcd, alone on 127.0.0.1 with ports of its own and its data in `data`; its URL
-    once it answers. Killed on leaving."""
-    client, peer = free_port(), free_port()
-    url = f"http://127.0.0.1:{client}"
-    with open(data / "etcd.log", "w") as log:
-        proc = subprocess.Popen(
-            ["/usr/bin/etcd", "--name", "t", "--data-dir", str(data / "data"),
-             "--listen-client-urls", url, "--advertise-client-urls", url,
-             "--listen-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
-             "--initial-cluster", f"t=http://127.0.0.1:{peer}"],
-            stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_healthy(Store([url]), ETCD_START_TIMEOUT)
-        yield url
-    finally:
-        proc.kill()
-        proc.wait(10)
-
-
 @pytest.fixture(scope="session")
 def etcd_url(tmp_path_factory):
     """The session's etcd, shared by the API tests."""
-    with lone_etcd(tmp_path_factory.mktemp("etcd")) as url:
+    with lone_etcd(tmp_path_factory.mktemp("etcd")) as (url, _):
         yield url
 
 

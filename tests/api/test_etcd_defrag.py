@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.api.conftest import lone_etcd
+from vcapp.dev.rigs.etcd import lone_etcd
 from vcapp.node import defrag_loop
 from vcapp.node.defrag_loop import Defragment, HandOver, MemberStatus, plan
 from vcapp.state import keys
@@ -30,7 +30,7 @@ def test_only_a_mostly_free_database_is_defragmented_and_a_leader_hands_over_fir
 @pytest.fixture
 def own_etcd(tmp_path):
     """An etcd of its own (the session's is shared by every API test)."""
-    with lone_etcd(tmp_path) as url:
+    with lone_etcd(tmp_path) as (url, _):
         yield url
 
 
