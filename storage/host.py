@@ -19,6 +19,11 @@ class StorageError(RuntimeError):
     """A storage operation failed; the message says what to do next."""
 
 
+class StorageUnreachable(StorageError):
+    """A storage process refused the connection or was not there: the operation did not reach
+    it, and asking again once the storage agent has it running again may succeed."""
+
+
 class Host(Protocol):
     name: str
 

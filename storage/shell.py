@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from storage.host import Host, StorageError
+from storage.host import Host, StorageError, StorageUnreachable
 from storage.plan import FILER_PORT, MASTER_PORT, ClusterPlan
 
 SHELL_TIMEOUT = 120.0  # volume.fix.replication copies whole volumes (up to 1 GB each)
@@ -18,6 +18,9 @@ SHELL_TIMEOUT = 120.0  # volume.fix.replication copies whole volumes (up to 1 GB
 # `weed shell` dials its masters in order, and a dial to a powered-off machine whose ARP
 # entry is still cached hangs ~20 s, which was most of the time a failover took.
 MASTER_PROBE_TIMEOUT = 1.0
+# gRPC's status when a dial failed or a connection broke (a filer or master restarting):
+# whether the command ran is unknown, so only idempotent callers ask again.
+UNREACHABLE = "code = Unavailable"
 MUTATING = ("volume.fix.replication", "volume.configure.replication", "volume.delete", "volume.balance",
             "collection.delete", "volumeServer.evacuate")
 
@@ -31,7 +34,8 @@ def run(plan: ClusterPlan, host: Host, commands: list[str], weed: str, timeout: 
     argv = [weed, "shell", f"-master={masters}", f"-filer={me.addr}:{FILER_PORT}"]
     out = host.run(argv, input="\n".join(commands) + "\n", timeout=timeout)
     if out.returncode != 0 or _failed(out.stdout + out.stderr):
-        raise StorageError(
+        error = StorageUnreachable if UNREACHABLE in out.stdout + out.stderr else StorageError
+        raise error(
             f"weed shell on {host.name} failed ({'; '.join(commands)}): {(out.stderr or out.stdout).strip()[-600:]}"
             " — check that the masters and this machine's filer run (storage agent logs)"
         )

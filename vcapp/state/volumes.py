@@ -27,12 +27,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlparse
 
 from storage import buckets, evacuate, external, findable, guard, mount, replication, storaged
 from storage import volumes as engine
-from storage.host import LocalHost, StorageError, weed_binary
+from storage.host import LocalHost, StorageError, StorageUnreachable, weed_binary
 from storage.plan import S3_PORT, ClusterPlan, EtcdLogin, EtcdTLS, Machine, plan_cluster
 from vcapp import etcdtls
 from vcapp.errors import BadRequest, Conflict, NotFound, Unavailable
@@ -46,6 +48,8 @@ MAX_SIZE_MB = 1024 * 1024
 # The first volume starts the storage cluster: masters elect a leader (~5 s), volume servers
 # and filers register. A minute covers a loaded 2-core machine; beyond it something is wrong.
 FIRST_START_TIMEOUT = 90.0
+UNREACHABLE_RETRY_S = 2.0  # the storage agent restarts a dead weed process within ~2 s
+T = TypeVar("T")
 
 
 def storage_enabled(store: Store) -> bool:
@@ -146,8 +150,8 @@ def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who
     cluster first if this is the cluster's first volume. Idempotent."""
     old = check_request(store, app, name, size_mb)
     try:
-        plan = _start_storage(store, cfg)
-        engine.create_volume(plan, LocalHost(cfg.name), app, name, size_mb, live_sites(store), weed_binary())
+        _on_storage(store, cfg, lambda plan: engine.create_volume(plan, LocalHost(cfg.name), app, name, size_mb,
+                                                                  live_sites(store), weed_binary()))
     except StorageError as e:
         raise Unavailable(f"could not create volume {app}/{name}: {e}") from None
     record = {"app": app, "name": name, "size_mb": size_mb,
@@ -158,12 +162,22 @@ def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who
     return record
 
 
-def _start_storage(store: Store, cfg: NodeConfig) -> ClusterPlan:
-    """Make sure the storage cluster runs (the first volume or bucket starts it); its plan."""
+def _on_storage(store: Store, cfg: NodeConfig, act: Callable[[ClusterPlan], T]) -> T:
+    """act(plan) once the storage cluster answers, starting it first if this is the cluster's
+    first volume or bucket. `act` is idempotent: while the cluster settles a filer or master
+    may restart under it (a crash its storage agent repairs in seconds, a plan that changed),
+    so an unreachable process is waited for again, for up to FIRST_START_TIMEOUT in all."""
     store.txn([absent(ENABLED)], [put_op(ENABLED, {"since": time.time()})])
-    plan = storage_plan(store, cfg)
-    storaged.wait_ready(plan, LocalHost(cfg.name), FIRST_START_TIMEOUT)
-    return plan
+    deadline = time.monotonic() + FIRST_START_TIMEOUT
+    while True:
+        plan = storage_plan(store, cfg)
+        storaged.wait_ready(plan, LocalHost(cfg.name), max(deadline - time.monotonic(), UNREACHABLE_RETRY_S))
+        try:
+            return act(plan)
+        except StorageUnreachable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(UNREACHABLE_RETRY_S)
 
 
 def create_bucket(store: Store, cfg: NodeConfig | None, app: str, who: str = "admin") -> dict:
@@ -202,8 +216,8 @@ def _builtin_bucket(store: Store, cfg: NodeConfig | None, app: str) -> dict[str,
     if cfg is None:
         raise Unavailable("this machine has no node config; ask another machine's API")
     try:
-        plan = _start_storage(store, cfg)
-        return buckets.create_bucket(plan, LocalHost(cfg.name), app, live_sites(store), weed_binary())
+        return _on_storage(store, cfg, lambda plan: buckets.create_bucket(plan, LocalHost(cfg.name), app,
+                                                                           live_sites(store), weed_binary()))
     except StorageError as e:
         raise Unavailable(f"could not create the bucket of {app}: {e}") from None
 
