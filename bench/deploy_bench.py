@@ -12,8 +12,9 @@ streams back:
 
 For each push: the builder's own figure (`-----> built ... in X s`, build + push to the
 registry), the wall time from starting `git push` to that line (image in the registry: adds
-the receive-pack, the checkout and vcapp.toml), and the wall time to `-----> Released`
-(adds the placer, the pull on the chosen machine, the start and the health check).
+the receive-pack, the checkout and vcapp.toml), the wall time to `-----> vN live` (adds the
+placer, the pull on the chosen machine, the start and the health check), to `vN durable` (the
+image's copies on more machines, made while it starts) and to `-----> Released`.
 The cold/warm ratio is printed beside them.
 
 Run as root: .venv/bin/python bench/deploy_bench.py [--name gG1] [--keep]
@@ -42,6 +43,9 @@ SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "hello"
 PUSH_TIMEOUT = 900.0  # s: a cold push loads the python stack into a new storage (minutes on a loaded host)
 BUILT = re.compile(r"-----> built \S+ in ([0-9.]+) s")
 RELEASED = "-----> Released"
+# the release serves (its instances healthy); before this line existed, "Released" came then
+LIVE = re.compile(r"-----> v\d+ live ")
+DURABLE = re.compile(r"-----> v\d+ durable: ")
 STACK_LOAD = "-----> loading stack"  # builder/stacks.py: the stack goes into a storage without it
 CACHE_HIT = "Using cache"  # buildah --layers: a step taken from the layer cache
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@vcapp.test"]
@@ -54,6 +58,8 @@ class Push:
     label: str
     builder_s: float | None = None  # the builder's own `built ... in X s`
     to_registry_s: float | None = None  # wall: push started -> the `built` line arrived
+    to_live_s: float | None = None  # wall: push started -> `vN live` (or `Released` without that line)
+    to_durable_s: float | None = None  # wall: push started -> `vN durable` (its image copied)
     to_released_s: float | None = None  # wall: push started -> `Released`
     exit_s: float | None = None
     returncode: int | None = None
@@ -94,8 +100,13 @@ def _note(result: Push, line: str, at: float) -> None:
     built = BUILT.search(line)
     if built and result.to_registry_s is None:
         result.builder_s, result.to_registry_s = float(built.group(1)), at
+    if LIVE.match(line) and result.to_live_s is None:
+        result.to_live_s = at
+    if DURABLE.match(line) and result.to_durable_s is None:
+        result.to_durable_s = at
     if RELEASED in line and result.to_released_s is None:
         result.to_released_s = at
+        result.to_live_s = result.to_live_s or at
 
 
 def fresh_cluster(name: str) -> DevCluster:
@@ -140,6 +151,8 @@ def report(archive_s: float, cold: Push, warm: Push) -> None:
     print(f"{'examples/hello by git push':<44} {'cold':>8} {'warm':>8} {'cold/warm':>10}")
     for label, attr in (("builder: built + pushed to registry (s)", "builder_s"),
                         ("wall: git push -> image in registry (s)", "to_registry_s"),
+                        ("wall: git push -> live, serving (s)", "to_live_s"),
+                        ("wall: git push -> durable, copied (s)", "to_durable_s"),
                         ("wall: git push -> Released (s)", "to_released_s"),
                         ("wall: git push exits (s)", "exit_s")):
         a, b = getattr(cold, attr), getattr(warm, attr)

@@ -51,7 +51,7 @@ def failing_build(store, node, app, number, source, log):
 def good_build(store, node, app, number, source, log):
     log("STEP 1/1: FROM scratch")
     return {"image": f"10.0.0.1:5000/apps/{app}:{number}", "digest": "sha256:" + "a" * 64, "language": "static",
-            "seconds": 1.0, "built_on": node.name, "copies": []}
+            "seconds": 1.0, "built_on": node.name}
 
 
 @pytest.fixture

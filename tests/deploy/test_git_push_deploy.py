@@ -528,6 +528,11 @@ def test_a_push_to_a_machine_without_room_builds_on_one_with_room(cc, repo):
     assert any(line.startswith("STEP ") for line in lines), "the builder's log streams back through the receiver"
     rel = releases(cc, via="home-2")["releases"][-1]
     assert rel["built_on"] == other and rel["image"].startswith(f"{cc.sim.addr(other)}:5000/")
+    # the builder copied its image to the one other live machine while the release started
+    assert rel["copies"] == [busy], rel
+    live = next(i for i, line in enumerate(lines) if line.startswith("-----> v") and " live " in line)
+    durable = next(i for i, line in enumerate(lines) if line.startswith("-----> v") and " durable: " in line)
+    assert live < durable and "its image is on 2 machines" in lines[durable], lines
     cc.vcapp("home-2", "apps", "destroy", "busy", "--yes")
 
 

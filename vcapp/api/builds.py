@@ -7,27 +7,32 @@ POST /v1/builds/<app>/<number>, machines only, body: the pushed tree as a gzip'd
 (vcapp/deploy/remote_build.py has both halves' rules). The answer streams text lines: the build
 log as it comes, an empty line while the build is quiet, and last "=> {image fields}" or
 "!! why it failed".
+POST /v1/builds/<app>/<number>/copies, machines only: the image built there, copied to more
+machines; streamed the same way, last "=> {"copies": [...]}".
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from pathlib import Path
 
 from flask import Blueprint, jsonify, request
 
+from builder.build import image_ref
 from gitserver import DeployError
 from vcapp.api import context, streamed
 from vcapp.api.auth import machine_only
-from vcapp.api.body import streams_body
+from vcapp.api.body import json_body, streams_body
 from vcapp.deploy import pipeline, remote_build
 from vcapp.errors import BadRequest, Unavailable
 from vcapp.machine import NodeConfig
-from vcapp.state import apps, builds
+from vcapp.state import apps, builds, membership
 
 bp = Blueprint("builds", __name__)
 LATEST = "latest"
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def build_number(value: str) -> int | None:
@@ -86,3 +91,30 @@ def build(app: str, number: str):
     return streamed.respond(f"build-{app}-{number}",
                             lambda log: pipeline.build_here(config.store(), node, app, number, source, log),
                             (DeployError,), node.name, cleanup=lambda: shutil.rmtree(work, ignore_errors=True))
+
+
+@bp.post("/v1/builds/<app>/<number>/copies")
+@machine_only
+def copy_build(app: str, number: str):
+    """Copy the image this machine built as build NUMBER of APP to more machines' registries
+    (vcapp/deploy/pipeline.py ImageCopies); body {"digest": the manifest digest the copies must
+    have, or null}. The log streams back, last "=> {"copies": [machine, ...]}".
+
+    For the cluster's machines only (the machine credential, not an admin token)."""
+    if not (number.isascii() and number.isdigit()) or len(number) > 9:
+        raise BadRequest(f"build number {number!r} is not a whole number")
+    digest = json_body().get("digest")
+    if digest is not None and not (isinstance(digest, str) and DIGEST.fullmatch(digest)):
+        raise BadRequest("digest must be a manifest digest like sha256:<64 hex digits>, or null")
+    config = context.config()
+    store = config.store()
+    name = apps.app_name(app)
+    apps.get_app(store, name)
+    node = NodeConfig.load()
+    if node is None:
+        raise Unavailable("this machine is not in a cluster (no node.json)")
+    image = image_ref(f"{node.addr}:{pipeline.REGISTRY_PORT}", name, int(number))
+    nodes, alive = membership.node_records(store), membership.alive_machines(store)
+    return streamed.respond(f"copies-{name}-{number}",
+                            lambda log: {"copies": pipeline.copy_image(nodes, alive, node.name, image, log, digest)},
+                            (DeployError,), node.name)

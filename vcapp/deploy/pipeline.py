@@ -7,12 +7,14 @@
          every line streamed to `git push`
          (a stack it lacks: pulled from the cluster registries, or made once: stackshare.py)
       -> push to this machine's registry (<addr>:5000, node/registry_loop.py)
-      -> copy to IMAGE_COPIES other live machines' registries (other sites first)
       -> record /vc/releases/<app>/<n> (state/releases.py)
+      -> from here on, beside the rest: copy to IMAGE_COPIES other live machines' registries
+         (other sites first), by the machine that built it (ImageCopies)
       -> the release phase, if the Procfile or vcapp.toml has `release:` (release_phase.py):
          refused on a non-zero exit, nothing changes for what serves
       -> apps.set_release
-      -> wait (bounded) until every instance runs vN healthy per /vc/status
+      -> wait (bounded) until every instance runs vN healthy per /vc/status: "vN live"
+      -> wait (bounded) for the copies: "vN durable", the machines that hold its image
       -> "released vN" + https://<app>.<domain>
     or, if vN fails its health check: the app is set back to the release that served before,
     vN is recorded as failed, and the push is refused (main keeps pointing at what serves).
@@ -22,8 +24,10 @@ unbooked, else the live machine with the most CPU left): elsewhere, the source g
 comes back line by line (vcapp/deploy/remote_build.py). The release records the image's full
 reference with the building machine's address; every machine's registries drop-in mirrors that
 address by the other live registries (node/registry_loop.py), so once the copies are made, losing
-this machine loses no image. Copies are made at deploy time only: a machine that dies later
-leaves its images with one copy fewer until the app's next push.
+this machine loses no image. Nothing waits for the copies before the release starts: the
+machine that runs it pulls from the builder, the copies land while it starts. Copies are made
+at deploy time only: a machine that dies later leaves its images with one copy fewer until the
+app's next push.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from typing import Callable
 
 from builder import registry as image_registry
 from builder import stacks
-from builder.build import Limits, Proxy, build, copy
+from builder.build import COPY_TIMEOUT, Limits, Proxy, build, copy
 from builder.errors import BuildError, NothingToBuild
 from buildpacks import procfile
 from buildpacks.packs import DOCKERFILES, exposed_port
@@ -49,8 +53,8 @@ from runtime.replace import Promotion
 from vcapp import appconfig, machine
 from vcapp.deploy import release_phase, remote_build, stackshare
 from vcapp.errors import VcError
-from vcapp.machine import NodeConfig
-from vcapp.state import apps, buildproxy, builds, events, instances, keys, membership, releases
+from vcapp.machine import NodeConfig, cluster_key, machine_secret
+from vcapp.state import apps, buildproxy, builds, events, instances, keys, membership, releases, reposync
 from vcapp.state.store import Store
 
 log = logging.getLogger("vcapp.deploy")
@@ -65,6 +69,8 @@ REGISTRY_PORT = image_registry.DEFAULT_PORT
 # Registries besides the builder's that get each release image: any one machine (or two)
 # can die and the image is still pulled from a copy, as app data is (three copies).
 IMAGE_COPIES = 2
+# builder.build.COPY_TIMEOUT bounds each copy; the push waits that long for them at most.
+COPY_WAIT_S = COPY_TIMEOUT + 10.0
 
 Log = Callable[[str], None]
 
@@ -151,7 +157,7 @@ class Deployer:
         rec = {"kind": "build", "description": f"Deploy {new_sha[:7]}", "sha": new_sha, "image": built["image"],
                "digest": built["digest"], "time": time.time(), "who": who,
                "config": dict(config.spec(), processes=table), "language": built["language"],
-               "build_seconds": built["seconds"], "built_on": built["built_on"], "copies": built["copies"],
+               "build_seconds": built["seconds"], "built_on": built["built_on"], "copies": [],
                "build": build, "status": "deploying"}
         try:
             rec = releases.record_next(store, app, rec)
@@ -159,6 +165,7 @@ class Deployer:
             raise DeployError(e.message) from None
         number = rec["number"]
         progress.built_on, progress.release = built["built_on"], number
+        copies = ImageCopies.start(store, node, app, build, built)
         before = releases.find(store, app, serving) if isinstance(serving, int) else None
         if release_command:
             progress.stage = "release phase"
@@ -167,7 +174,7 @@ class Deployer:
             except release_phase.ReleaseFailed as e:
                 return self._refuse(store, app, number, before, str(e))
         progress.stage = "health check"
-        return self._release(store, app, rec, before, log, started)
+        return self._release(store, app, rec, before, log, started, copies)
 
     def _refuse(self, store: Store, app: str, number: int, before: dict | None, why: str) -> PushResult:
         """The release phase failed: v`number` never runs; what served keeps serving."""
@@ -177,8 +184,9 @@ class Deployer:
         return PushResult.failed(f"release v{number} refused: {why}; {keeps}")
 
     def _release(self, store: Store, app: str, rec: dict, before: dict | None, log: Log,
-                 started: float) -> PushResult:
-        """Set the app to release `rec`; if it fails its check, back to `before` (what served)."""
+                 started: float, copies: ImageCopies) -> PushResult:
+        """Set the app to release `rec`; if it fails its check, back to `before` (what served).
+        The push ends once the image's copies landed too (or could not be made)."""
         number = rec["number"]
         spec = apps.run_release(store, app, rec)
         count = int(spec.get("count", 1))
@@ -187,8 +195,12 @@ class Deployer:
         outcome = wait_serving(store, app, apps.runtime_release(spec), count, health_wait(spec), log)
         if outcome.ok:
             seconds = time.monotonic() - started
-            releases.mark(store, app, number, "released", outcome.message, deploy_seconds=round(seconds, 1))
+            log(f"-----> v{number} live {seconds:.1f} s after the push: {outcome.message}")
+            held = copies.finish(log, number)
+            releases.mark(store, app, number, "released", outcome.message, deploy_seconds=round(seconds, 1),
+                          copies=held)
             return PushResult.released(number, app_url(store, app), f"{outcome.message} ({seconds:.0f} s after the push)")
+        copies.finish(log, number)
         return self._fall_back(store, app, number, before, outcome.message)
 
     def _fall_back(self, store: Store, app: str, number: int, before: dict | None, why: str) -> PushResult:
@@ -268,9 +280,8 @@ def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Pa
                           "starts it; check `vcapp status` and its log (data dir log/registry.log)")
     result = run_build(source, app, number, registry, log, buildproxy.for_build(store, registry),
                        stackshare.for_build(store, node, log))
-    copies = copy_image(store, node, result.image, log, result.digest)
     return {"image": result.image, "digest": result.digest, "language": result.language,
-            "seconds": round(result.seconds, 1), "built_on": node.name, "copies": copies}
+            "seconds": round(result.seconds, 1), "built_on": node.name}
 
 
 def run_build(source: Path, app: str, number: int, registry: str, log: Log, proxy: Proxy | None = None,
@@ -296,15 +307,65 @@ def copy_targets(nodes: dict[str, dict], alive: set[str], own: str, count: int =
     return sorted(others, key=lambda n: (nodes[n].get("site") == own_site, n))[:count]
 
 
-def copy_image(store: Store, node: NodeConfig, image: str, log: Log, digest: str | None = None) -> list[str]:
-    """Copy `image` to the registries of copy_targets, in parallel; the names that got it,
-    each holding the same manifest (`digest`, what instances pull by).
-    A failed copy is a warning: the release still deploys, with fewer copies."""
-    nodes = membership.node_records(store)
-    alive = membership.alive_machines(store)
-    targets = copy_targets(nodes, alive, node.name)
+class ImageCopies:
+    """The copies of a release's image to more machines, made while the release starts: by
+    this machine when it built the image (it is in its local storage), else by the builder
+    through its API (POST /v1/builds/<app>/<n>/copies). The thread keeps its log lines until
+    finish(), so they do not cut into the health check's lines."""
+
+    def __init__(self, work: Callable[[Log], list[str]]):
+        self.lines: list[str] = []
+        self.copies: list[str] = []
+        self.started = time.monotonic()
+        self.thread = threading.Thread(target=self._run, args=(work,), name="image-copies", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def start(cls, store: Store, node: NodeConfig, app: str, build: int, built: dict) -> ImageCopies:
+        if built["built_on"] == node.name:
+            nodes, alive = membership.node_records(store), membership.alive_machines(store)
+            return cls(lambda log: copy_image(nodes, alive, node.name, built["image"], log, built["digest"]))
+        api = reposync.live_apis(store).get(built["built_on"])
+        if api is None:
+            return cls(lambda log: _no_copies(log, built["built_on"], "its API is not answering"))
+        secret = machine_secret(cluster_key())
+        return cls(lambda log: remote_build.copy_there(api, app, build, built["digest"], log, secret))
+
+    def _run(self, work: Callable[[Log], list[str]]) -> None:
+        try:
+            self.copies = work(self.lines.append)
+        except Exception as e:  # a release without copies still serves: the push says so
+            self.lines.append(f"-----> warning: the image was not copied to more machines: {e}")
+
+    def finish(self, log: Log, number: int) -> list[str]:
+        """Wait (bounded) for the copies, pass their log on; the machines that got one."""
+        self.thread.join(COPY_WAIT_S)
+        for line in list(self.lines):
+            log(line)
+        if self.thread.is_alive():
+            log(f"-----> the image's copies are still being made after {COPY_WAIT_S:.0f} s; "
+                f"v{number} serves from the machine that built it")
+            return []
+        if self.copies:
+            log(f"-----> v{number} durable: its image is on {len(self.copies) + 1} machines, "
+                f"{time.monotonic() - self.started:.1f} s after it was built")
+        return list(self.copies)
+
+
+def _no_copies(log: Log, builder: str, why: str) -> list[str]:
+    log(f"-----> warning: the image stays on {builder} only for now: {why}")
+    return []
+
+
+def copy_image(nodes: dict[str, dict], alive: set[str], own: str, image: str, log: Log,
+               digest: str | None = None) -> list[str]:
+    """Copy `image` (in this machine's storage: it built it) to the registries of
+    copy_targets, in parallel; the names that got it, each holding the same manifest
+    (`digest`, what instances pull by). A failed copy is a warning: the release still
+    serves, with fewer copies."""
+    targets = copy_targets(nodes, alive, own)
     if not targets:
-        log(f"-----> no other machine is up: the image is on {node.name} only until the next push")
+        log(f"-----> no other machine is up: the image is on {own} only until the next push")
         return []
     started, errors = time.monotonic(), {}
 

@@ -4,8 +4,11 @@ and relays the log, so the pusher sees one stream whichever machine builds.
     receiver (vcapp/deploy/pipeline.py)                 builder (POST /v1/builds/<app>/<n>, api/builds.py)
       choose: placer.build_machine
       tar.gz of the pushed tree  ───────────>  unpack (files, dirs, links that stay inside)
-      log(line) for each line    <───────────  deploy.build_here: buildah, its registry, copies
+      log(line) for each line    <───────────  deploy.build_here: buildah, its registry
       the release's image fields <───────────  last line "=> {json}", or "!! why it failed"
+      while the release starts:
+      copy_there                 ───────────>  POST /v1/builds/<app>/<n>/copies: deploy.copy_image
+      the machines with a copy   <───────────  "=> {"copies": [...]}"
 
 Machines call each other with the machine credential (api/auth.py machine_only). If the
 chosen machine stops answering, the build runs on the receiver instead, and the log says so.
@@ -74,6 +77,14 @@ def send(api: str, app: str, number: int, source: Path, log: Log, secret: str) -
     """POST the source to another machine's builder and relay its log; its result fields."""
     return call(f"http://{api}/v1/builds/{app}/{number}", pack(source), "application/gzip", secret, log,
                 "the builder at " + api, DeployError)
+
+
+def copy_there(api: str, app: str, number: int, digest: str | None, log: Log, secret: str) -> list[str]:
+    """Ask the machine that built `number` (its API at `api`) to copy its image to more
+    machines' registries; relays its log, returns the names that got a copy."""
+    body = json.dumps({"digest": digest}).encode()
+    return call(f"http://{api}/v1/builds/{app}/{number}/copies", body, "application/json", secret, log,
+                "the builder at " + api, DeployError)["copies"]
 
 
 def escape(line: str) -> str:
