@@ -66,6 +66,7 @@ class Push:
     stack_loaded: bool = False
     cached_steps: int = 0
     lines: list[str] = field(default_factory=list)
+    timed: list[tuple[float, str]] = field(default_factory=list)
 
 
 def git(repo: Path, *args: str) -> None:
@@ -95,14 +96,15 @@ def _note(result: Push, line: str, at: float) -> None:
     if not line:
         return
     result.lines.append(line)
+    result.timed.append((at, line))
     result.stack_loaded |= STACK_LOAD in line
     result.cached_steps += CACHE_HIT in line
     built = BUILT.search(line)
     if built and result.to_registry_s is None:
         result.builder_s, result.to_registry_s = float(built.group(1)), at
-    if LIVE.match(line) and result.to_live_s is None:
+    if LIVE.search(line) and result.to_live_s is None:
         result.to_live_s = at
-    if DURABLE.match(line) and result.to_durable_s is None:
+    if DURABLE.search(line) and result.to_durable_s is None:
         result.to_durable_s = at
     if RELEASED in line and result.to_released_s is None:
         result.to_released_s = at
@@ -160,6 +162,9 @@ def report(archive_s: float, cold: Push, warm: Push) -> None:
     print(f"{'stack loaded into the storage':<44} {_yes(cold.stack_loaded):>8} {_yes(warm.stack_loaded):>8}")
     print(f"{'build steps from the layer cache':<44} {cold.cached_steps:>8} {warm.cached_steps:>8}")
     for push in (cold, warm):
+        print(f"\n{push.label}: the push's lines after the image reached the registry")
+        print("\n".join(f"  {at:6.1f} s  {line[:110]}" for at, line in push.timed
+                        if push.to_registry_s is not None and at >= push.to_registry_s))
         if push.returncode != 0 or push.to_released_s is None:
             print(f"\n{push.label}: git push exited {push.returncode}; its last lines:")
             print("\n".join(push.lines[-20:]))

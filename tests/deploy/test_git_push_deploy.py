@@ -204,6 +204,11 @@ def test_first_push_streams_the_build_and_serves_v1(cc, repo):
     assert any(line.startswith(f"-----> pushed stack python (bookworm) to the cluster registry at {registry}")
                for line in lines), lines
     assert serving(cc) == "hello v1"
+    # the machine that built the image runs it: its start needed no pull (the copies came after)
+    (row,) = json.loads(cc.vcapp("home-1", "ps", APP, "--json").stdout)
+    assert row["node"] == "home-1", row
+    live = next(i for i, line in enumerate(lines) if line.startswith("-----> v1 live "))
+    assert live < next(i for i, line in enumerate(lines) if line.startswith("-----> image copied to")), lines
     rel = releases(cc)
     assert rel["current"] == 1 and rel["releases"][0]["status"] == "released"
     assert rel["releases"][0]["image"] == f"{cc.sim.addr('home-1')}:5000/apps/{APP}:1"

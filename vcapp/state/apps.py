@@ -415,8 +415,11 @@ def restart(store: Store, name: str) -> dict:
     return spec
 
 
-def set_release(store: Store, app: str, release: int | str, image: str, config: dict | None = None) -> dict:
+def set_release(store: Store, app: str, release: int | str, image: str, config: dict | None = None,
+                built_on: str | None = None) -> dict:
     """A new deploy: set release, image and the build's config (port, command, env, health) at once.
+    `built_on`: the machine whose own image storage holds the image (it built it), which the
+    placer prefers for a new instance, as starting there needs no pull (vcapp/views/placement.py).
 
     Called by the git push pipeline once the image is in the registry; records a `deploy` event.
     """
@@ -436,6 +439,9 @@ def set_release(store: Store, app: str, release: int | str, image: str, config: 
 
     def change(spec: dict) -> dict:
         spec = dict(spec, **updates)
+        spec.pop("built_on", None)
+        if built_on:
+            spec["built_on"] = built_on
         if commands is not None:  # the release's process table; a scaled type keeps its count
             have = spec.get("processes") or {}
             spec["processes"] = {k: {"command": c, "count": (have.get(k) or {}).get("count", 1)}
@@ -458,7 +464,7 @@ def run_release(store: Store, app: str, rec: dict) -> dict:
     if ops:
         # Without a revision bump: these roll out with the new release set just below.
         update_app(store, app, lambda spec: dict(spec, **ops))
-    return set_release(store, app, rec["number"], releases.run_image(rec), config)
+    return set_release(store, app, rec["number"], releases.run_image(rec), config, rec.get("built_on"))
 
 
 def rollback(store: Store, app: str, number: int | None, who: str) -> dict:
