@@ -42,6 +42,10 @@ log = logging.getLogger("vcapp.runtime")
 # Health checks and crash detection run this often; with a 1 s back-off first step, a crashed
 # instance is back within ~2 s, and podman is asked about twice a second at most.
 LOOP_INTERVAL_S = 1.0
+# A new instance is probed this often, from its start until it first passes (or its start grace
+# ends), on a thread of its own, so that its first healthy report waits for no pass: `on_ready`
+# asks the loop for one at once. Replacing one already does this (runtime/replace.py).
+FIRST_CHECK_EVERY_S = 0.1
 # A `podman ps` costs ~60 ms of CPU (most of an idle machine's runtime share). A pass trusts
 # the last answer for this long while it still holds: nothing done since, no retirement
 # ended, and every container it saw running still has its process (so a crash is seen at
@@ -59,14 +63,17 @@ Prepare = Callable[[InstanceSpec], dict[str, str]]
 # Called before a serving container stops: app/instance and the report that now stands for
 # it (None: the instance leaves this machine); returns once traffic has moved.
 Handoff = Callable[[str, dict | None], None]
+# Called (from another thread) when a new instance first passes its check: run a pass soon.
+Ready = Callable[[], None]
 
 
 class Agent:
     def __init__(self, driver: PodmanDriver, node: str, book_path: Path | None = None,
-                 prepare: Prepare | None = None, handoff: Handoff | None = None):
+                 prepare: Prepare | None = None, handoff: Handoff | None = None, on_ready: Ready | None = None):
         self.driver = driver
         self.prepare = prepare
         self.handoff = handoff
+        self.on_ready = on_ready
         self.retiring: set[str] = set()  # names of containers being stopped on their own thread
         self.retiring_lock = threading.Lock()
         self.ports_held: set[int] = set()  # host ports of every container, retiring ones too
@@ -159,6 +166,9 @@ class Agent:
         if isinstance(action, Create):
             port = self._take_port()
             self.driver.run(action.spec, port if action.spec.port else None, self._binds(action.spec))
+            if self.on_ready:
+                threading.Thread(target=self._first_check, args=(action.spec, port if action.spec.port else None),
+                                 name=f"first-check-{action.spec.container_name}", daemon=True).start()
             return {action.spec.key: f"started: {action.reason}"}
         if isinstance(action, Restart):
             (self.driver.restart if action.running else self.driver.start)(action.name)
@@ -191,6 +201,17 @@ class Agent:
                                                 "previous": result.previous, "at": time.time()}
             return {action.spec.key: result.message}
         return {action.key: action.reason}
+
+    def _first_check(self, spec: InstanceSpec, port: int | None) -> None:
+        """Probe a new instance until it first passes, then ask for a pass (which checks it
+        again and reports it healthy). Gives up silently when its start grace ends: the
+        passes report it unhealthy then."""
+        end = time.monotonic() + spec.health.start_grace_s
+        while time.monotonic() < end:
+            if health.probe(spec.health, port)[0]:
+                self.on_ready()
+                return
+            time.sleep(FIRST_CHECK_EVERY_S)
 
     def _take_port(self) -> int:
         port = self.driver.pick_host_port(self.ports_held)

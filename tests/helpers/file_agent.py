@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -41,9 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--once", action="store_true")
     args = ap.parse_args(argv)
     data_dir = os.environ.get("VCAPP_DATA_DIR")
-    agent = Agent(PodmanDriver.from_env(), args.node, Path(data_dir) / "runtime" / "book.json" if data_dir else None)
+    ready = threading.Event()  # a new instance passed its first check: step now
+    agent = Agent(PodmanDriver.from_env(), args.node, Path(data_dir) / "runtime" / "book.json" if data_dir else None,
+                  on_ready=ready.set)
     while True:
         started = time.monotonic()
+        ready.clear()
         doc = json.loads(args.desired.read_text()) if args.desired.exists() else {}
         specs, errors = specs_from(doc, args.node)
         try:
@@ -54,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                                  "step_s": round(time.monotonic() - started, 3), "rss_mb": rss_mb()})
         if args.once:
             return
-        time.sleep(max(0.0, args.interval - (time.monotonic() - started)))
+        ready.wait(max(0.0, args.interval - (time.monotonic() - started)))
 
 
 if __name__ == "__main__":

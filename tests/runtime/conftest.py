@@ -40,13 +40,14 @@ class HostShell:
 class AgentOnHost:
     """A node agent process on a simulated machine, fed assignments through a file."""
 
-    def __init__(self, sim, host: str, workdir: Path):
+    def __init__(self, sim, host: str, workdir: Path, interval: float = AGENT_INTERVAL_S,
+                 assignments: list[dict] | None = None):
         self.sim, self.host = sim, host
         workdir.mkdir(parents=True, exist_ok=True)
         self.desired, self.status_file, self.log = workdir / "desired.json", workdir / "status.json", workdir / "agent.log"
-        self.want([])
+        self.want(assignments or [])
         argv = [sys.executable, "-m", "tests.helpers.file_agent", "--desired", str(self.desired),
-                "--status", str(self.status_file), "--interval", str(AGENT_INTERVAL_S)]
+                "--status", str(self.status_file), "--interval", str(interval)]
         self.proc = sim.dc.spawn(host, argv, log=self.log, cwd=str(ROOT))
 
     def want(self, assignments: list[dict], secrets: dict | None = None) -> None:

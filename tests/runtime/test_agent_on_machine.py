@@ -61,6 +61,18 @@ def test_instance_starts_with_limits_and_goes_healthy(agent, machine, record_pro
     assert "s3cret-value" not in agent.log.read_text() and "s3cret-value" not in agent.status_file.read_text()
 
 
+def test_a_new_instance_is_reported_healthy_without_waiting_for_the_next_pass(machine, tmp_path):
+    """The agent probes a new instance from its start until it passes, and steps again then:
+    here its passes are 60 s apart, and the instance is still reported healthy in seconds."""
+    slow = AgentOnHost(machine, "home-2", tmp_path / "slow", interval=60.0, assignments=[web(app="quick")])
+    try:
+        rep = slow.wait("quick/0", healthy, "healthy before the agent's next pass", timeout=20)
+        assert get(machine, "home-2", rep["host_port"]) == "hello"
+    finally:
+        slow.stop()
+        slow.podman("rm", "-f", "-t", "0", "vc-quick-0-r1", check=False)
+
+
 def _kill_container(agent, rep: dict) -> None:
     pid = json.loads(agent.podman("inspect", rep["container"]).stdout)[0]["State"]["Pid"]
     agent.sim.run("home-1", "kill", "-9", str(pid))

@@ -64,7 +64,7 @@ log = logging.getLogger("vcapp.deploy")
 # container start. Past that, something is wrong and the pusher should not wait longer.
 HEALTH_WAIT_EXTRA_S = 60.0
 DEFAULT_START_GRACE_S = 30.0
-POLL_S = 0.5  # status reports are refreshed about every second by the runtime loop
+POLL_S = 0.2  # a report changes as soon as the runtime sees it (a new instance: its first passing probe)
 REGISTRY_PORT = image_registry.DEFAULT_PORT
 # Registries besides the builder's that get each release image: any one machine (or two)
 # can die and the image is still pulled from a copy, as app data is (three copies).

@@ -82,7 +82,7 @@ class RuntimeLoop:
         driver = PodmanDriver.from_env(authfile=machine.registry_auth_file(),  # pulls with the machine credential
                                        kept_logs=kept_logs_dir())
         self.agent = Agent(driver, self.node, self.base / "runtime" / "book.json", prepare=self._prepare,
-                           handoff=self._handoff)
+                           handoff=self._handoff, on_ready=lambda: self.worker.wake())
         self.store: Store | None = None
         self.store_endpoints: list[str] | None = None  # what `store` was made for
         self.publisher = Publisher(self.node)
