@@ -9,6 +9,9 @@ streams back:
            layer is built (the stack archive itself is made beforehand, reported apart)
     warm   the same machine, second push of a one-line change to app.py: the stack and the
            venv layer come from the cache, only the COPY layer and the commit are redone
+    elsewhere  a third one-line change pushed to another machine's git endpoint: it builds
+           there, a machine that never built the app (its step layers come from the first
+           machine's registry cache); its ratio is against warm, in the same run
 
 For each push: the builder's own figure (`-----> built ... in X s`, build + push to the
 registry), the wall time from starting `git push` to that line (image in the registry: adds
@@ -48,6 +51,7 @@ LIVE = re.compile(r"-----> v\d+ live ")
 DURABLE = re.compile(r"-----> v\d+ durable: ")
 STACK_LOAD = "-----> loading stack"  # builder/stacks.py: the stack goes into a storage without it
 CACHE_HIT = "Using cache"  # buildah --layers: a step taken from the layer cache
+REMOTE_CACHE_HIT = "Cache pulled from remote"  # buildah --cache-from: that layer came from a registry
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@vcapp.test"]
 
 
@@ -65,6 +69,7 @@ class Push:
     returncode: int | None = None
     stack_loaded: bool = False
     cached_steps: int = 0
+    remote_steps: int = 0  # of them, layers pulled from another machine's registry cache
     lines: list[str] = field(default_factory=list)
     timed: list[tuple[float, str]] = field(default_factory=list)
 
@@ -99,6 +104,7 @@ def _note(result: Push, line: str, at: float) -> None:
     result.timed.append((at, line))
     result.stack_loaded |= STACK_LOAD in line
     result.cached_steps += CACHE_HIT in line
+    result.remote_steps += REMOTE_CACHE_HIT in line
     built = BUILT.search(line)
     if built and result.to_registry_s is None:
         result.builder_s, result.to_registry_s = float(built.group(1)), at
@@ -133,7 +139,13 @@ def run(dc: DevCluster, plat: platform.Platform) -> list[Push]:
         f.write("# one-line change for the warm push\n")
     git(repo, "commit", "-q", "-am", "one line")
     warm = timed_push(dc, plat.first, repo, remote, "warm (second push, app.py changed)")
-    return [cold, warm]
+    with open(repo / "app.py", "a") as f:
+        f.write("# one-line change for the push to another machine\n")
+    git(repo, "commit", "-q", "-am", "one more line")
+    other = next(h for h in dc.topology.machines() if h.name != plat.first)
+    there = f"http://admin:{plat.admin_token}@{other.addr}:7180/git/{app}.git"
+    elsewhere = timed_push(dc, plat.first, repo, there, f"elsewhere (to {other.name}, which never built it)")
+    return [cold, warm, elsewhere]
 
 
 def _fmt(value: float | None) -> str:
@@ -148,20 +160,25 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def report(archive_s: float, cold: Push, warm: Push) -> None:
+def report(archive_s: float, cold: Push, warm: Push, elsewhere: Push) -> None:
     print(f"\npython stack archive ready beforehand: {archive_s:.1f} s (0 when cached)")
-    print(f"{'examples/hello by git push':<44} {'cold':>8} {'warm':>8} {'cold/warm':>10}")
+    print(f"{'examples/hello by git push':<44} {'cold':>8} {'warm':>8} {'cold/warm':>10} {'elsewhere':>10} "
+          f"{'else/warm':>10}")
     for label, attr in (("builder: built + pushed to registry (s)", "builder_s"),
                         ("wall: git push -> image in registry (s)", "to_registry_s"),
                         ("wall: git push -> live, serving (s)", "to_live_s"),
                         ("wall: git push -> durable, copied (s)", "to_durable_s"),
                         ("wall: git push -> Released (s)", "to_released_s"),
                         ("wall: git push exits (s)", "exit_s")):
-        a, b = getattr(cold, attr), getattr(warm, attr)
-        print(f"{label:<44} {_fmt(a)} {_fmt(b)} {_ratio(a, b)}")
-    print(f"{'stack loaded into the storage':<44} {_yes(cold.stack_loaded):>8} {_yes(warm.stack_loaded):>8}")
-    print(f"{'build steps from the layer cache':<44} {cold.cached_steps:>8} {warm.cached_steps:>8}")
-    for push in (cold, warm):
+        a, b, c = getattr(cold, attr), getattr(warm, attr), getattr(elsewhere, attr)
+        print(f"{label:<44} {_fmt(a)} {_fmt(b)} {_ratio(a, b)}   {_fmt(c)} {_ratio(c, b)}")
+    print(f"{'stack loaded into the storage':<44} {_yes(cold.stack_loaded):>8} {_yes(warm.stack_loaded):>8}"
+          f"{'':>11} {_yes(elsewhere.stack_loaded):>8}")
+    print(f"{'build steps from the layer cache':<44} {cold.cached_steps:>8} {warm.cached_steps:>8}"
+          f"{'':>11} {elsewhere.cached_steps:>8}")
+    print(f"{'  of them pulled from another machine':<44} {cold.remote_steps:>8} {warm.remote_steps:>8}"
+          f"{'':>11} {elsewhere.remote_steps:>8}")
+    for push in (cold, warm, elsewhere):
         print(f"\n{push.label}: the push's lines after the image reached the registry")
         print("\n".join(f"  {at:6.1f} s  {line[:110]}" for at, line in push.timed
                         if push.to_registry_s is not None and at >= push.to_registry_s))
@@ -182,12 +199,12 @@ def main() -> int:
     dc = fresh_cluster(args.name)
     try:
         plat = platform.install(dc, say=lambda line: print(f"  {line}", flush=True))
-        cold, warm = run(dc, plat)
+        pushes = run(dc, plat)
     finally:
         if not args.keep:
             dc.down()
-    report(archive_s, cold, warm)
-    return 0 if cold.returncode == 0 and warm.returncode == 0 else 1
+    report(archive_s, *pushes)
+    return 0 if all(p.returncode == 0 for p in pushes) else 1
 
 
 if __name__ == "__main__":

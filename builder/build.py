@@ -95,6 +95,26 @@ class BuildResult:
     log_tail: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class LayerCache:
+    """Build-step layers shared between machines through the cluster registries (buildah
+    --cache-to/--cache-from, as its --layers cache but in a registry): each step's layer is
+    pushed to `to` (this machine's <registry>/cache/<app>); a step not in this machine's own
+    cache is looked for in `sources` (repositories of the same form on the machines that built
+    the app before) before it runs. A push that lands on a machine that never built the app
+    then takes its dependency layers instead of installing them again."""
+
+    to: str
+    sources: tuple[str, ...] = ()
+
+
+def cache_repository(registry: str, app: str) -> str:
+    """Where `registry` keeps the build-step layers of `app`: <registry>/cache/<app>."""
+    if not NAME.match(app):
+        raise ValueError(f"app name {app!r} must be lowercase letters, digits and dashes (at most 63)")
+    return f"{registry}/cache/{app}"
+
+
 def image_ref(registry: str | None, app: str, release: int | str) -> str:
     """Where an app's release image lives: <registry>/apps/<app>:<release>."""
     if not NAME.match(app):
@@ -112,11 +132,13 @@ def _ulimits() -> list[str]:
 
 def bud_command(context: Path, containerfile: Path, tag: str, limits: Limits,
                 cgroup_parent: str | None = None, ignorefile: Path | None = None,
-                proxy_env: Path | None = None) -> list[str]:
+                proxy_env: Path | None = None, cache: LayerCache | None = None,
+                authfile: Path | None = None) -> list[str]:
     """The buildah bud command line for one build (pure: tested as data). With `proxy_env` (a
     proc.write_env_file of Proxy.environment), buildah runs with the proxy variables, which
     it hands to every RUN step (its --http-proxy, on by default) without a --build-arg on the
-    command line or a trace in the image."""
+    command line or a trace in the image. With `cache`, step layers go to and come from the
+    cluster registries (plain HTTP, the credentials in `authfile`)."""
     argv = ["buildah", "bud", "--layers", "--pull-never", "--format", "oci", "-f", str(containerfile), "-t", tag,
             "--cpu-period", str(CPU_PERIOD), "--cpu-quota", str(int(limits.cpus * CPU_PERIOD)),
             "--memory", limits.memory, "--memory-swap", limits.memory, *_ulimits()]
@@ -126,6 +148,10 @@ def bud_command(context: Path, containerfile: Path, tag: str, limits: Limits,
         argv += ["--cgroup-parent", cgroup_parent]
     if ignorefile:
         argv += ["--ignorefile", str(ignorefile)]
+    if cache:
+        argv += ["--tls-verify=false", *_auth(authfile), "--cache-to", cache.to]
+        for source in cache.sources:
+            argv += ["--cache-from", source]
     return proc.with_env_file(argv + [str(context)], proxy_env)
 
 
@@ -227,14 +253,14 @@ def build(tree: Path, app: str, release: int | str, registry: str | None, *,
           on_line: proc.LineSink | None = None, spawn: proc.Spawn | None = None,
           limits: Limits = Limits(), cgroup_parent: str | None = None,
           stack_cache: Path | None = None, proxy: Proxy | None = None, authfile: Path | None = None,
-          stacks_from: stacks.Share | None = None) -> BuildResult:
+          stacks_from: stacks.Share | None = None, cache: LayerCache | None = None) -> BuildResult:
     """Build `tree` into <registry>/apps/<app>:<release> and push it (no push when registry is None)
     with the credentials in `authfile` (containers-auth.json) when the registry wants them.
 
     Log lines go to on_line as buildah prints them; with `proxy`, build steps (and a stack
     made for this build) reach the registries through it. `stacks_from`: the cluster registries
     a missing stack is pulled from, and pushed to when this machine loads or makes it
-    (builder/stacks.py). Raises NothingToBuild (before
+    (builder/stacks.py). `cache`: the registries that share build-step layers. Raises NothingToBuild (before
     starting anything), BuildTimeout, BuildError (with the log tail), StackError or PushError."""
     say = on_line or (lambda line: None)
     spawn = spawn or proc.local()
@@ -255,7 +281,7 @@ def build(tree: Path, app: str, release: int | str, registry: str | None, *,
         else:
             containerfile, ignorefile = _write_buildpack_files(plan, Path(tree), work)
         cgroup = f"{(cgroup_parent or DEFAULT_CGROUP_PARENT).rstrip('/')}/build-{app}-{secrets.token_hex(4)}"
-        argv = bud_command(Path(tree), containerfile, tag, limits, cgroup, ignorefile, proxy_env)
+        argv = bud_command(Path(tree), containerfile, tag, limits, cgroup, ignorefile, proxy_env, cache, authfile)
         try:
             outcome = proc.stream(spawn, argv, say, limits.seconds)
         finally:

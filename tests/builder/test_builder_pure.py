@@ -8,7 +8,7 @@ import pytest
 
 from buildpacks.stacks import CA_BUNDLE
 from builder import proc, registry
-from builder.build import Limits, Proxy, bud_command, image_ref
+from builder.build import LayerCache, Limits, Proxy, bud_command, cache_repository, image_ref
 
 pytestmark = pytest.mark.unit
 
@@ -35,6 +35,19 @@ def test_bud_command_limits_cache_and_ca(tmp_path):
         assert flag in joined
     nofile = argv[argv.index("--ulimit") + 1]
     assert nofile.startswith("nofile=") and int(nofile.split("=")[1].split(":")[0]) <= 16384
+
+
+def test_bud_command_shares_step_layers_through_the_cluster_registries(tmp_path):
+    plain = bud_command(tmp_path, tmp_path / "Containerfile", "r/apps/a:1", Limits())
+    assert not [a for a in plain if a.startswith("--cache")]
+    cache = LayerCache(cache_repository("10.0.0.1:5000", "a"), (cache_repository("10.0.0.2:5000", "a"),))
+    argv = bud_command(tmp_path, tmp_path / "Containerfile", "r/apps/a:1", Limits(), cache=cache,
+                       authfile=tmp_path / "auth.json")
+    joined = " ".join(argv)
+    assert "--cache-to 10.0.0.1:5000/cache/a" in joined and "--cache-from 10.0.0.2:5000/cache/a" in joined
+    assert f"--authfile {tmp_path}/auth.json" in joined and "--layers" in argv and argv[-1] == str(tmp_path)
+    with pytest.raises(ValueError, match="lowercase letters"):
+        cache_repository("10.0.0.1:5000", "../apps/other")
 
 
 def test_bud_command_gives_build_steps_the_proxy_and_what_bypasses_it_never_in_argv(tmp_path):

@@ -531,8 +531,12 @@ def test_a_push_to_a_machine_without_room_builds_on_one_with_room(cc, repo):
     lines = remote_lines(proc)
     assert any(line.startswith(f"-----> building on {other} (most room: ") for line in lines), lines
     assert any(line.startswith("STEP ") for line in lines), "the builder's log streams back through the receiver"
-    rel = releases(cc, via="home-2")["releases"][-1]
+    before, rel = releases(cc, via="home-2")["releases"][-2:]
     assert rel["built_on"] == other and rel["image"].startswith(f"{cc.sim.addr(other)}:5000/")
+    # its steps come from a layer cache: its own, or that of the machine that built v9
+    shared = f"--> Cache pulled from remote {cc.sim.addr(before['built_on'])}:5000/cache/{APP}:"
+    taken = [line for line in lines if line.startswith(shared if before["built_on"] != other else "--> Using cache")]
+    assert taken, (before["built_on"], lines)
     # the builder copied its image to the one other live machine while the release started
     assert rel["copies"] == [busy], rel
     live = next(i for i, line in enumerate(lines) if line.startswith("-----> v") and " live " in line)

@@ -54,6 +54,7 @@ STOP_POLL = 0.5
 STORAGE_CHECK_TIMEOUT = 10.0  # a running storage cluster answers in ms; 10 s covers a leader election
 REGISTRY_PORT = image_registry.DEFAULT_PORT
 IMAGE_REPOSITORY = "apps/{app}"
+CACHE_REPOSITORY = "cache/{app}"  # its build-step layers (builder/build.py LayerCache)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,8 @@ def _delete_bucket(store: Store, cfg: NodeConfig | None, record: dict) -> int | 
 
 
 def _delete_images(store: Store, app: str) -> tuple[list[str], list[str]]:
-    """Delete apps/<app> from the registry of every live machine: (digests deleted, machines down)."""
+    """Delete apps/<app> and its build-step layers (cache/<app>) from the registry of every live
+    machine: (digests of release images deleted, machines down)."""
     nodes = membership.node_records(store)
     if not nodes:
         return [], []
@@ -227,6 +229,7 @@ def _delete_images(store: Store, app: str) -> tuple[list[str], list[str]]:
                                                            digests):
                 if digest not in deleted:
                     deleted.append(digest)
+            image_registry.delete_repository(address, credential, CACHE_REPOSITORY.format(app=app))
         except image_registry.RegistryError as e:
             raise Unavailable(_halfway(app, f"its images in the registry of {name}", e)) from None
     return deleted, sorted(n for n in nodes if n not in alive)

@@ -44,7 +44,7 @@ from typing import Callable
 
 from builder import registry as image_registry
 from builder import stacks
-from builder.build import COPY_TIMEOUT, Limits, Proxy, build, copy
+from builder.build import COPY_TIMEOUT, LayerCache, Limits, Proxy, build, cache_repository, copy
 from builder.errors import BuildError, NothingToBuild
 from buildpacks import procfile
 from buildpacks.packs import DOCKERFILES, exposed_port
@@ -279,21 +279,35 @@ def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Pa
         raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
                           "starts it; check `vcapp status` and its log (data dir log/registry.log)")
     result = run_build(source, app, number, registry, log, buildproxy.for_build(store, registry),
-                       stackshare.for_build(store, node, log))
+                       stackshare.for_build(store, node, log), layer_cache(store, node, app))
     return {"image": result.image, "digest": result.digest, "language": result.language,
             "seconds": round(result.seconds, 1), "built_on": node.name}
 
 
+def layer_cache(store: Store, node: NodeConfig, app: str) -> LayerCache:
+    """Where a build of `app` on `node` shares its step layers: its own registry's cache, and
+    the one of the live machine that built the serving release when that is another (a
+    dead one is not asked: each step would wait out its retries)."""
+    nodes = membership.node_records(store)
+    own = cache_repository(f"{node.addr}:{REGISTRY_PORT}", app)
+    before = (store.value(keys.app(app)) or {}).get("built_on")
+    if not before or before == node.name or before not in membership.alive_machines(store) \
+            or not (nodes.get(before) or {}).get("addr"):
+        return LayerCache(own)
+    return LayerCache(own, (cache_repository(f"{nodes[before]['addr']}:{REGISTRY_PORT}", app),))
+
+
 def run_build(source: Path, app: str, number: int, registry: str, log: Log, proxy: Proxy | None = None,
-              stacks_from: stacks.Share | None = None):
+              stacks_from: stacks.Share | None = None, cache: LayerCache | None = None):
     """Build and push `source` as <registry>/apps/<app>:<number> (build steps going out through
     `proxy`, the cluster's build.proxy; a missing stack pulled from, or made once and pushed to,
-    the cluster registries `stacks_from`); DeployError when it cannot."""
+    the cluster registries `stacks_from`; step layers shared through `cache`); DeployError when
+    it cannot."""
     parent = os.environ.get("VCAPP_CGROUP_PARENT")
     try:
         return build(source, app, number, registry, on_line=log, limits=Limits(), proxy=proxy,
                      cgroup_parent=f"{parent.rstrip('/')}/builds" if parent else None,
-                     authfile=machine.registry_auth_file(), stacks_from=stacks_from)
+                     authfile=machine.registry_auth_file(), stacks_from=stacks_from, cache=cache)
     except NothingToBuild as e:
         raise DeployError(e.reason) from None
     except BuildError as e:
