@@ -26,6 +26,7 @@ Run as root: .venv/bin/python bench/deploy_bench.py [--name gG1] [--keep]
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import subprocess
@@ -142,9 +143,10 @@ def run(dc: DevCluster, plat: platform.Platform) -> list[Push]:
     with open(repo / "app.py", "a") as f:
         f.write("# one-line change for the push to another machine\n")
     git(repo, "commit", "-q", "-am", "one more line")
-    other = next(h for h in dc.topology.machines() if h.name != plat.first)
-    there = f"http://admin:{plat.admin_token}@{other.addr}:7180/git/{app}.git"
-    elsewhere = timed_push(dc, plat.first, repo, there, f"elsewhere (to {other.name}, which never built it)")
+    listed = dc.run(plat.first, ["vcapp", "nodes", "--json"], timeout=60)
+    other = next(n for n in json.loads(listed.stdout) if n["name"] != plat.first and n.get("up"))
+    there = f"http://admin:{plat.admin_token}@{other['addr']}:7180/git/{app}.git"  # its API, on the mesh
+    elsewhere = timed_push(dc, plat.first, repo, there, f"elsewhere (to {other['name']}, which never built it)")
     return [cold, warm, elsewhere]
 
 

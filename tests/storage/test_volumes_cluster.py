@@ -162,17 +162,18 @@ print(registry.manifest_status(sys.argv[1], registry_credential(), sys.argv[2], 
 """
 
 
-def push_image(cc, on: str, app: str) -> str:
-    """Push the tiny image into `on`'s registry as apps/<app>:1, as a deploy does; its digest."""
+def push_image(cc, on: str, app: str, repo: str = "apps", tag: str = "1") -> str:
+    """Push the tiny image into `on`'s registry as <repo>/<app>:<tag>, as a deploy does (a
+    release image, or a build step's layer in cache/<app>); its digest."""
     run = cc.sim.dc.run_dir(on)
-    target = f"docker://{cc.sim.addr(on)}:5000/apps/{app}:1"
+    target = f"docker://{cc.sim.addr(on)}:5000/{repo}/{app}:{tag}"
     cc.sim.run(on, "buildah", "push", "--tls-verify=false", "--authfile", str(run / "registry" / "auth.json"),
                "--digestfile", f"/tmp/{app}.digest", TINY_IMAGE, target, timeout=120)
     return cc.sim.run(on, "cat", f"/tmp/{app}.digest").stdout.strip()
 
 
-def manifest_status(cc, on: str, app: str, digest: str) -> str:
-    return cc.sim.run(on, sys.executable, "-c", MANIFEST_STATUS, f"{cc.sim.addr(on)}:5000", f"apps/{app}",
+def manifest_status(cc, on: str, app: str, digest: str, repo: str = "apps") -> str:
+    return cc.sim.run(on, sys.executable, "-c", MANIFEST_STATUS, f"{cc.sim.addr(on)}:5000", f"{repo}/{app}",
                       digest, check=False).stdout.strip()
 
 
@@ -211,6 +212,8 @@ def test_a_destroyed_apps_volume_bucket_tokens_and_images_do_not_reach_an_app_ma
     token = json.loads(cc.vcapp(on, "tokens", "create", app, "--name", "alice", "--json").stdout)
     digest = push_image(cc, registry_machine, app)
     assert manifest_status(cc, registry_machine, app, digest) == "200"
+    step = push_image(cc, registry_machine, app, repo="cache", tag="0" * 64)  # a build step's layer
+    assert manifest_status(cc, registry_machine, app, step, repo="cache") == "200"
 
     before = app_keys(cc, on, app)
     refused = cc.vcapp(on, "apps", "destroy", app, "--yes", check=False)
@@ -227,6 +230,7 @@ def test_a_destroyed_apps_volume_bucket_tokens_and_images_do_not_reach_an_app_ma
     print(f"\ndestroy with a volume, a bucket and an image: {took:.1f} s")
     assert f"app {app} destroyed" in out and "volume(s) data" in out and f"bucket {app}" in out, out
     assert manifest_status(cc, registry_machine, app, digest) == "404"
+    assert manifest_status(cc, registry_machine, app, step, repo="cache") == "404"
     assert app_keys(cc, on, app) == {}
     assert not any(v["app"] == app for v in vcapp_json(cc, on, "volumes", "list")["volumes"])
 

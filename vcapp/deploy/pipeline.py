@@ -8,13 +8,12 @@
          (a stack it lacks: pulled from the cluster registries, or made once: stackshare.py)
       -> push to this machine's registry (<addr>:5000, node/registry_loop.py)
       -> record /vc/releases/<app>/<n> (state/releases.py)
-      -> from here on, beside the rest: copy to IMAGE_COPIES other live machines' registries
-         (other sites first), by the machine that built it (ImageCopies)
       -> the release phase, if the Procfile or vcapp.toml has `release:` (release_phase.py):
          refused on a non-zero exit, nothing changes for what serves
       -> apps.set_release
       -> wait (bounded) until every instance runs vN healthy per /vc/status: "vN live"
-      -> wait (bounded) for the copies: "vN durable", the machines that hold its image
+      -> copy to IMAGE_COPIES other live machines' registries (other sites first), by the
+         machine that built it (copy_release_image): "vN durable", the machines that hold it
       -> "released vN" + https://<app>.<domain>
     or, if vN fails its health check: the app is set back to the release that served before,
     vN is recorded as failed, and the push is refused (main keeps pointing at what serves).
@@ -24,10 +23,11 @@ unbooked, else the live machine with the most CPU left): elsewhere, the source g
 comes back line by line (vcapp/deploy/remote_build.py). The release records the image's full
 reference with the building machine's address; every machine's registries drop-in mirrors that
 address by the other live registries (node/registry_loop.py), so once the copies are made, losing
-this machine loses no image. Nothing waits for the copies before the release starts: the
-machine that runs it pulls from the builder, the copies land while it starts. Copies are made
-at deploy time only: a machine that dies later leaves its images with one copy fewer until the
-app's next push.
+this machine loses no image. The copies are made once the release serves: nothing it needs to
+start waits for them or shares the network with them (the placer starts it where it was
+built when it can, vcapp/views/placement.py), and a release that fails its check is not
+copied. Copies are made at deploy time only: a machine that dies later leaves its images with
+one copy fewer until the app's next push.
 """
 
 from __future__ import annotations
@@ -42,9 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import requests
+
 from builder import registry as image_registry
 from builder import stacks
-from builder.build import COPY_TIMEOUT, LayerCache, Limits, Proxy, build, cache_repository, copy
+from builder.build import LayerCache, Limits, Proxy, build, cache_repository, copy
 from builder.errors import BuildError, NothingToBuild
 from buildpacks import procfile
 from buildpacks.packs import DOCKERFILES, exposed_port
@@ -69,8 +71,6 @@ REGISTRY_PORT = image_registry.DEFAULT_PORT
 # Registries besides the builder's that get each release image: any one machine (or two)
 # can die and the image is still pulled from a copy, as app data is (three copies).
 IMAGE_COPIES = 2
-# builder.build.COPY_TIMEOUT bounds each copy; the push waits that long for them at most.
-COPY_WAIT_S = COPY_TIMEOUT + 10.0
 
 Log = Callable[[str], None]
 
@@ -165,7 +165,6 @@ class Deployer:
             raise DeployError(e.message) from None
         number = rec["number"]
         progress.built_on, progress.release = built["built_on"], number
-        copies = ImageCopies.start(store, node, app, build, built)
         before = releases.find(store, app, serving) if isinstance(serving, int) else None
         if release_command:
             progress.stage = "release phase"
@@ -174,7 +173,8 @@ class Deployer:
             except release_phase.ReleaseFailed as e:
                 return self._refuse(store, app, number, before, str(e))
         progress.stage = "health check"
-        return self._release(store, app, rec, before, log, started, copies)
+        return self._release(store, app, rec, before, log, started, lambda: copy_release_image(
+            store, node, app, build, built, log))
 
     def _refuse(self, store: Store, app: str, number: int, before: dict | None, why: str) -> PushResult:
         """The release phase failed: v`number` never runs; what served keeps serving."""
@@ -184,9 +184,9 @@ class Deployer:
         return PushResult.failed(f"release v{number} refused: {why}; {keeps}")
 
     def _release(self, store: Store, app: str, rec: dict, before: dict | None, log: Log,
-                 started: float, copies: ImageCopies) -> PushResult:
+                 started: float, make_copies: Callable[[], list[str]]) -> PushResult:
         """Set the app to release `rec`; if it fails its check, back to `before` (what served).
-        The push ends once the image's copies landed too (or could not be made)."""
+        Once it serves, `make_copies()` gives its image to more machines; the push ends after."""
         number = rec["number"]
         spec = apps.run_release(store, app, rec)
         count = int(spec.get("count", 1))
@@ -196,11 +196,12 @@ class Deployer:
         if outcome.ok:
             seconds = time.monotonic() - started
             log(f"-----> v{number} live {seconds:.1f} s after the push: {outcome.message}")
-            held = copies.finish(log, number)
+            held = make_copies()
+            if held:
+                log(f"-----> v{number} durable: its image is on {len(held) + 1} machines")
             releases.mark(store, app, number, "released", outcome.message, deploy_seconds=round(seconds, 1),
                           copies=held)
             return PushResult.released(number, app_url(store, app), f"{outcome.message} ({seconds:.0f} s after the push)")
-        copies.finish(log, number)
         return self._fall_back(store, app, number, before, outcome.message)
 
     def _fall_back(self, store: Store, app: str, number: int, before: dict | None, why: str) -> PushResult:
@@ -321,54 +322,22 @@ def copy_targets(nodes: dict[str, dict], alive: set[str], own: str, count: int =
     return sorted(others, key=lambda n: (nodes[n].get("site") == own_site, n))[:count]
 
 
-class ImageCopies:
-    """The copies of a release's image to more machines, made while the release starts: by
-    this machine when it built the image (it is in its local storage), else by the builder
-    through its API (POST /v1/builds/<app>/<n>/copies). The thread keeps its log lines until
-    finish(), so they do not cut into the health check's lines."""
-
-    def __init__(self, work: Callable[[Log], list[str]]):
-        self.lines: list[str] = []
-        self.copies: list[str] = []
-        self.started = time.monotonic()
-        self.thread = threading.Thread(target=self._run, args=(work,), name="image-copies", daemon=True)
-        self.thread.start()
-
-    @classmethod
-    def start(cls, store: Store, node: NodeConfig, app: str, build: int, built: dict) -> ImageCopies:
+def copy_release_image(store: Store, node: NodeConfig, app: str, build: int, built: dict, log: Log) -> list[str]:
+    """Copy the image of build `build` to more machines' registries: from this machine when it
+    built it (it is in its own image storage), else by the builder through its API (POST
+    /v1/builds/<app>/<n>/copies). The machines that got a copy; a failure is a warning."""
+    try:
         if built["built_on"] == node.name:
-            nodes, alive = membership.node_records(store), membership.alive_machines(store)
-            return cls(lambda log: copy_image(nodes, alive, node.name, built["image"], log, built["digest"]))
+            return copy_image(membership.node_records(store), membership.alive_machines(store), node.name,
+                              built["image"], log, built["digest"])
         api = reposync.live_apis(store).get(built["built_on"])
         if api is None:
-            return cls(lambda log: _no_copies(log, built["built_on"], "its API is not answering"))
-        secret = machine_secret(cluster_key())
-        return cls(lambda log: remote_build.copy_there(api, app, build, built["digest"], log, secret))
-
-    def _run(self, work: Callable[[Log], list[str]]) -> None:
-        try:
-            self.copies = work(self.lines.append)
-        except Exception as e:  # a release without copies still serves: the push says so
-            self.lines.append(f"-----> warning: the image was not copied to more machines: {e}")
-
-    def finish(self, log: Log, number: int) -> list[str]:
-        """Wait (bounded) for the copies, pass their log on; the machines that got one."""
-        self.thread.join(COPY_WAIT_S)
-        for line in list(self.lines):
-            log(line)
-        if self.thread.is_alive():
-            log(f"-----> the image's copies are still being made after {COPY_WAIT_S:.0f} s; "
-                f"v{number} serves from the machine that built it")
+            log(f"-----> warning: the image stays on {built['built_on']} only for now: its API is not answering")
             return []
-        if self.copies:
-            log(f"-----> v{number} durable: its image is on {len(self.copies) + 1} machines, "
-                f"{time.monotonic() - self.started:.1f} s after it was built")
-        return list(self.copies)
-
-
-def _no_copies(log: Log, builder: str, why: str) -> list[str]:
-    log(f"-----> warning: the image stays on {builder} only for now: {why}")
-    return []
+        return remote_build.copy_there(api, app, build, built["digest"], log, machine_secret(cluster_key()))
+    except (DeployError, requests.RequestException) as e:  # the release serves anyway: the push says so
+        log(f"-----> warning: the image was not copied to more machines: {e}")
+        return []
 
 
 def copy_image(nodes: dict[str, dict], alive: set[str], own: str, image: str, log: Log,
