@@ -5,8 +5,10 @@ node daemons, `cluster init` with the mesh edge, joins), creates the sample app,
 it twice with the real `git` CLI from the first machine, timestamping every line the push
 streams back:
 
-    cold   the machine's storage is new: the python stack is loaded (`podman load`), every
-           layer is built (the stack archive itself is made beforehand, reported apart)
+    cold   the first push: for examples/hello the machine's storage is new, the python stack
+           is loaded (`podman load`) and every layer is built (the stack archive itself is
+           made beforehand, reported apart); then a Flask app (flask and gunicorn fetched
+           through the build proxy), whose first push finds the stack loaded
     warm   the same machine, second push of a one-line change to app.py: the stack and the
            venv layer come from the cache, only the COPY layer and the commit are redone
     elsewhere  a third one-line change pushed to another machine's git endpoint: it builds
@@ -54,6 +56,15 @@ STACK_LOAD = "-----> loading stack"  # builder/stacks.py: the stack goes into a 
 CACHE_HIT = "Using cache"  # buildah --layers: a step taken from the layer cache
 REMOTE_CACHE_HIT = "Cache pulled from remote"  # buildah --cache-from: that layer came from a registry
 GIT_ID = ["-c", "user.name=bench", "-c", "user.email=bench@vcapp.test"]
+# Issue 21's app: dependencies fetched at build time through the build proxy. Pushed after the
+# sample app, so its "cold" push finds the python stack loaded (a warm stack image).
+FLASK_APP = {
+    "requirements.txt": "flask\ngunicorn\n",
+    "Procfile": "web: gunicorn --bind 0.0.0.0:8080 app:app\n",
+    "vcapp.toml": "port = 8080\n\n[health]\npath = \"/\"\n",
+    "app.py": "from flask import Flask\n\napp = Flask(__name__)\n\n\n@app.get(\"/\")\ndef index():\n"
+              "    return \"flask on vcapp\\n\"\n",
+}
 
 
 @dataclass
@@ -126,27 +137,33 @@ def fresh_cluster(name: str) -> DevCluster:
     return dc
 
 
-def run(dc: DevCluster, plat: platform.Platform) -> list[Push]:
-    app = platform.SAMPLE_APP
+def run(dc: DevCluster, plat: platform.Platform, app: str, files: Path | dict[str, str]) -> list[Push]:
+    """Create `app` from `files` (a directory to copy, or name -> text) and push it cold, warm and
+    elsewhere from the first machine."""
     dc.run(plat.first, ["vcapp", "apps", "create", app], timeout=60).check_returncode()
     repo = dc.host_dir(plat.first) / "data" / "bench" / app
-    shutil.copytree(SAMPLE, repo)
+    if isinstance(files, Path):
+        shutil.copytree(files, repo)
+    else:
+        repo.mkdir(parents=True)
+        for name, text in files.items():
+            (repo / name).write_text(text)
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", "hello")
+    git(repo, "commit", "-q", "-m", app)
     remote = f"{plat.api_url.replace('http://', f'http://admin:{plat.admin_token}@')}/git/{app}.git"
-    cold = timed_push(dc, plat.first, repo, remote, "cold (new storage: stack load, all layers)")
+    cold = timed_push(dc, plat.first, repo, remote, f"{app} cold (first push: its layers all built)")
     with open(repo / "app.py", "a") as f:
         f.write("# one-line change for the warm push\n")
     git(repo, "commit", "-q", "-am", "one line")
-    warm = timed_push(dc, plat.first, repo, remote, "warm (second push, app.py changed)")
+    warm = timed_push(dc, plat.first, repo, remote, f"{app} warm (second push, app.py changed)")
     with open(repo / "app.py", "a") as f:
         f.write("# one-line change for the push to another machine\n")
     git(repo, "commit", "-q", "-am", "one more line")
     listed = dc.run(plat.first, ["vcapp", "nodes", "--json"], timeout=60)
     other = next(n for n in json.loads(listed.stdout) if n["name"] != plat.first and n.get("up"))
     there = f"http://admin:{plat.admin_token}@{other['addr']}:7180/git/{app}.git"  # its API, on the mesh
-    elsewhere = timed_push(dc, plat.first, repo, there, f"elsewhere (to {other['name']}, which never built it)")
+    elsewhere = timed_push(dc, plat.first, repo, there, f"{app} elsewhere (to {other['name']}, which never built it)")
     return [cold, warm, elsewhere]
 
 
@@ -162,9 +179,8 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def report(archive_s: float, cold: Push, warm: Push, elsewhere: Push) -> None:
-    print(f"\npython stack archive ready beforehand: {archive_s:.1f} s (0 when cached)")
-    print(f"{'examples/hello by git push':<44} {'cold':>8} {'warm':>8} {'cold/warm':>10} {'elsewhere':>10} "
+def report(title: str, cold: Push, warm: Push, elsewhere: Push) -> None:
+    print(f"\n{title:<44} {'cold':>8} {'warm':>8} {'cold/warm':>10} {'elsewhere':>10} "
           f"{'else/warm':>10}")
     for label, attr in (("builder: built + pushed to registry (s)", "builder_s"),
                         ("wall: git push -> image in registry (s)", "to_registry_s"),
@@ -201,12 +217,15 @@ def main() -> int:
     dc = fresh_cluster(args.name)
     try:
         plat = platform.install(dc, say=lambda line: print(f"  {line}", flush=True))
-        pushes = run(dc, plat)
+        pushes = run(dc, plat, platform.SAMPLE_APP, SAMPLE)
+        flask = run(dc, plat, "flaskapp", FLASK_APP)
     finally:
         if not args.keep:
             dc.down()
-    report(archive_s, *pushes)
-    return 0 if all(p.returncode == 0 for p in pushes) else 1
+    print(f"\npython stack archive ready beforehand: {archive_s:.1f} s (0 when cached)")
+    report("examples/hello by git push", *pushes)
+    report("a Flask app (flask, gunicorn from PyPI)", *flask)
+    return 0 if all(p.returncode == 0 for p in pushes + flask) else 1
 
 
 if __name__ == "__main__":
