@@ -24,9 +24,8 @@ comes back line by line (vcapp/deploy/remote_build.py). The release records the 
 reference with the building machine's address; every machine's registries drop-in mirrors that
 address by the other live registries (node/registry_loop.py), so once the copies are made, losing
 this machine loses no image. The copies are made once the release serves: nothing it needs to
-start waits for them or shares the network with them (the placer starts it where it was
-built when it can, vcapp/views/placement.py), and a release that fails its check is not
-copied. Copies are made at deploy time only: a machine that dies later leaves its images with
+start waits for them or shares the network with them, and a release that fails its check is
+not copied. Copies are made at deploy time only: a machine that dies later leaves its images with
 one copy fewer until the app's next push.
 """
 
@@ -68,6 +67,7 @@ HEALTH_WAIT_EXTRA_S = 60.0
 DEFAULT_START_GRACE_S = 30.0
 POLL_S = 0.2  # a report changes as soon as the runtime sees it (a new instance: its first passing probe)
 REGISTRY_PORT = image_registry.DEFAULT_PORT
+CACHE_PROBE_S = 1.0  # a registry answers /v2/ in milliseconds; a second means it is gone
 # Registries besides the builder's that get each release image: any one machine (or two)
 # can die and the image is still pulled from a copy, as app data is (three copies).
 IMAGE_COPIES = 2
@@ -280,22 +280,28 @@ def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Pa
         raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
                           "starts it; check `vcapp status` and its log (data dir log/registry.log)")
     result = run_build(source, app, number, registry, log, buildproxy.for_build(store, registry),
-                       stackshare.for_build(store, node, log), layer_cache(store, node, app))
+                       stackshare.for_build(store, node, log), layer_cache(store, node, app, log))
     return {"image": result.image, "digest": result.digest, "language": result.language,
             "seconds": round(result.seconds, 1), "built_on": node.name}
 
 
-def layer_cache(store: Store, node: NodeConfig, app: str) -> LayerCache:
+def layer_cache(store: Store, node: NodeConfig, app: str, log: Log) -> LayerCache:
     """Where a build of `app` on `node` shares its step layers: its own registry's cache, and
-    the one of the live machine that built the serving release when that is another (a
-    dead one is not asked: each step would wait out its retries)."""
+    the one of the machine that built the serving release when that is another and its
+    registry answers now. One that does not is not asked: buildah would wait out three
+    retries on every step (a machine killed moments ago still holds its lease: a build with
+    its dead cache took 94 s more in tests/deploy/test_git_push_deploy.py)."""
     nodes = membership.node_records(store)
     own = cache_repository(f"{node.addr}:{REGISTRY_PORT}", app)
     before = (store.value(keys.app(app)) or {}).get("built_on")
-    if not before or before == node.name or before not in membership.alive_machines(store) \
-            or not (nodes.get(before) or {}).get("addr"):
+    addr = (nodes.get(before) or {}).get("addr") if before and before != node.name else None
+    if not addr:
         return LayerCache(own)
-    return LayerCache(own, (cache_repository(f"{nodes[before]['addr']}:{REGISTRY_PORT}", app),))
+    registry = f"{addr}:{REGISTRY_PORT}"
+    if before not in membership.alive_machines(store) or not image_registry.answers(registry, CACHE_PROBE_S):
+        log(f"-----> the build-step cache of {before} does not answer: building without it")
+        return LayerCache(own)
+    return LayerCache(own, (cache_repository(registry, app),))
 
 
 def run_build(source: Path, app: str, number: int, registry: str, log: Log, proxy: Proxy | None = None,

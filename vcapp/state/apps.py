@@ -418,8 +418,8 @@ def restart(store: Store, name: str) -> dict:
 def set_release(store: Store, app: str, release: int | str, image: str, config: dict | None = None,
                 built_on: str | None = None) -> dict:
     """A new deploy: set release, image and the build's config (port, command, env, health) at once.
-    `built_on`: the machine whose own image storage holds the image (it built it), which the
-    placer prefers for a new instance, as starting there needs no pull (vcapp/views/placement.py).
+    `built_on`: the machine that built the image; its registry keeps the app's build-step
+    layers, which the next build on another machine starts from (vcapp/deploy/pipeline.py).
 
     Called by the git push pipeline once the image is in the registry; records a `deploy` event.
     """

@@ -14,11 +14,9 @@ class Snapshot:
     """What one pass read, with the revisions the transaction guards on."""
 
     def __init__(self, store: Store):
+        self.nodes = {name: _placer_node(record) for name, record in membership.node_records(store).items()}
         self.alive: dict[str, Entry] = {keys.name_of(e.key, keys.ALIVE): e for e in store.list(keys.ALIVE)}
         self.apps: dict[str, Entry] = {keys.name_of(e.key, keys.APPS): e for e in store.list(keys.APPS)}
-        built = built_images([e.value for e in self.apps.values()])
-        self.nodes = {name: _placer_node(record, built.get(name, ()))
-                      for name, record in membership.node_records(store).items()}
         self.assign: dict[str, Entry] = {e.key: e for e in store.list(keys.ASSIGN)}
         self.pending: dict[str, Entry] = {keys.name_of(e.key, keys.PENDING): e for e in store.list(keys.PENDING)}
         self.drained = set(membership.drained_machines(store))
@@ -35,23 +33,11 @@ class Snapshot:
         return node not in self.alive or node in self.unreachable
 
 
-def built_images(specs: list[dict]) -> dict[str, set[str]]:
-    """machine -> the app images its own image storage holds because it built them (the app
-    spec's `built_on`): an instance started there needs no pull, which is most of the time
-    from a push to a serving first release (Kubernetes' ImageLocality scores alike)."""
-    held: dict[str, set[str]] = {}
-    for spec in specs:
-        if isinstance(spec, dict) and spec.get("built_on") and spec.get("image"):
-            held.setdefault(spec["built_on"], set()).add(spec["image"])
-    return held
-
-
-def _placer_node(record: dict, images: set[str] | tuple = ()) -> dict:
+def _placer_node(record: dict) -> dict:
     """CPU is compressible and the measured figure is the load average (noisy on a shared
     machine, 0 on a busy one): place CPU by requests against totals only. Memory and disk
-    keep their measured free figures: those must never be overcommitted. `images`: what the
-    machine holds already (the placer prefers it among equals)."""
-    return dict({k: v for k, v in record.items() if k != "free_cpus"}, images=sorted(images))
+    keep their measured free figures: those must never be overcommitted."""
+    return {k: v for k, v in record.items() if k != "free_cpus"}
 
 
 def _placer_spec(spec: dict) -> dict:
