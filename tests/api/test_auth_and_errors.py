@@ -197,7 +197,11 @@ def test_builds_are_for_machines_only_not_admin_tokens(api, cluster):
     for headers in ({}, bearer(cluster.admin), bearer("0" * 64)):
         response = api.post("/v1/builds/blog/1", data=b"not a tarball", headers=headers)
         assert response.status_code == 401, response.json
+        # nor make a machine push its images anywhere
+        copies = api.post("/v1/builds/blog/1/copies", json={"digest": None}, headers=headers)
+        assert copies.status_code == 401, copies.json
     assert "for the cluster's machines only" in response.json["error"]
+    assert "for the cluster's machines only" in copies.json["error"]
     assert cluster.store.revision() == revision
 
 

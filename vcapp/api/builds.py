@@ -97,7 +97,7 @@ def build(app: str, number: str):
 @machine_only
 def copy_build(app: str, number: str):
     """Copy the image this machine built as build NUMBER of APP to more machines' registries
-    (vcapp/deploy/pipeline.py ImageCopies); body {"digest": the manifest digest the copies must
+    (vcapp/deploy/pipeline.py copy_release_image); body {"digest": the manifest digest the copies must
     have, or null}. The log streams back, last "=> {"copies": [machine, ...]}".
 
     For the cluster's machines only (the machine credential, not an admin token)."""
