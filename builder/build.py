@@ -108,11 +108,14 @@ class LayerCache:
     sources: tuple[str, ...] = ()
 
 
+CACHE_REPOSITORY = "cache/{app}"  # in each registry: the build-step layers of an app
+
+
 def cache_repository(registry: str, app: str) -> str:
     """Where `registry` keeps the build-step layers of `app`: <registry>/cache/<app>."""
     if not NAME.match(app):
         raise ValueError(f"app name {app!r} must be lowercase letters, digits and dashes (at most 63)")
-    return f"{registry}/cache/{app}"
+    return f"{registry}/{CACHE_REPOSITORY.format(app=app)}"
 
 
 def image_ref(registry: str | None, app: str, release: int | str) -> str:

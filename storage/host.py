@@ -20,8 +20,9 @@ class StorageError(RuntimeError):
 
 
 class StorageUnreachable(StorageError):
-    """A storage process refused the connection or was not there: the operation did not reach
-    it, and asking again once the storage agent has it running again may succeed."""
+    """A storage process refused the connection or dropped it (a filer or master restarting):
+    whether the operation took effect is unknown, so an idempotent caller may ask again once
+    the storage agent has the process running again."""
 
 
 class Host(Protocol):

@@ -35,6 +35,14 @@ LATEST = "latest"
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 
+def this_machine() -> NodeConfig:
+    """The node config of the machine asked to build or copy; Unavailable outside a cluster."""
+    node = NodeConfig.load()
+    if node is None:
+        raise Unavailable("this machine is not in a cluster (no node.json)")
+    return node
+
+
 def build_number(value: str) -> int | None:
     """A build number from a path (7, "latest": None); BadRequest otherwise."""
     if value == LATEST:
@@ -79,9 +87,7 @@ def build(app: str, number: str):
     number = int(number)
     config = context.config()
     apps.get_app(config.store(), apps.app_name(app))
-    node = NodeConfig.load()
-    if node is None:
-        raise Unavailable("this machine is not in a cluster (no node.json)")
+    node = this_machine()
     work = Path(tempfile.mkdtemp(prefix=f"vcapp-build-{app}-"))
     try:
         source = remote_build.unpack(request.get_data(), work / "src")
@@ -110,9 +116,7 @@ def copy_build(app: str, number: str):
     store = config.store()
     name = apps.app_name(app)
     apps.get_app(store, name)
-    node = NodeConfig.load()
-    if node is None:
-        raise Unavailable("this machine is not in a cluster (no node.json)")
+    node = this_machine()
     image = image_ref(f"{node.addr}:{pipeline.REGISTRY_PORT}", name, int(number))
     nodes, alive = membership.node_records(store), membership.alive_machines(store)
     return streamed.respond(f"copies-{name}-{number}",

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder import registry as image_registry
+from builder.build import CACHE_REPOSITORY
 from storage import buckets as builtin_buckets
 from storage import external, storaged
 from storage import volumes as engine
@@ -54,7 +55,6 @@ STOP_POLL = 0.5
 STORAGE_CHECK_TIMEOUT = 10.0  # a running storage cluster answers in ms; 10 s covers a leader election
 REGISTRY_PORT = image_registry.DEFAULT_PORT
 IMAGE_REPOSITORY = "apps/{app}"
-CACHE_REPOSITORY = "cache/{app}"  # its build-step layers (builder/build.py LayerCache)
 
 
 @dataclass(frozen=True)

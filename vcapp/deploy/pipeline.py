@@ -274,34 +274,34 @@ def process_table(source: Path, config: appconfig.AppConfig, log: Log) -> tuple[
 
 
 def build_here(store: Store, node: NodeConfig, app: str, number: int, source: Path, log: Log) -> dict:
-    """Build on this machine, push to its registry, copy to others: the release's image fields."""
+    """Build on this machine and push to its registry: the release's image fields."""
     registry = f"{node.addr}:{REGISTRY_PORT}"
     if not image_registry.answers(registry):
         raise DeployError(f"the image registry on {node.name} ({registry}) is not answering: the node daemon "
                           "starts it; check `vcapp status` and its log (data dir log/registry.log)")
     result = run_build(source, app, number, registry, log, buildproxy.for_build(store, registry),
-                       stackshare.for_build(store, node, log), layer_cache(store, node, app, log))
+                       stackshare.for_build(store, node, log), layer_cache(store, node, app, registry, log))
     return {"image": result.image, "digest": result.digest, "language": result.language,
             "seconds": round(result.seconds, 1), "built_on": node.name}
 
 
-def layer_cache(store: Store, node: NodeConfig, app: str, log: Log) -> LayerCache:
-    """Where a build of `app` on `node` shares its step layers: its own registry's cache, and
+def layer_cache(store: Store, node: NodeConfig, app: str, registry: str, log: Log) -> LayerCache:
+    """Where a build of `app` on `node` shares its step layers: its own `registry`'s cache, and
     the one of the machine that built the serving release when that is another and its
     registry answers now. One that does not is not asked: buildah would wait out three
     retries on every step (a machine killed moments ago still holds its lease: a build with
     its dead cache took 94 s more in tests/deploy/test_git_push_deploy.py)."""
     nodes = membership.node_records(store)
-    own = cache_repository(f"{node.addr}:{REGISTRY_PORT}", app)
+    own = cache_repository(registry, app)
     before = (store.value(keys.app(app)) or {}).get("built_on")
     addr = (nodes.get(before) or {}).get("addr") if before and before != node.name else None
     if not addr:
         return LayerCache(own)
-    registry = f"{addr}:{REGISTRY_PORT}"
-    if before not in membership.alive_machines(store) or not image_registry.answers(registry, CACHE_PROBE_S):
+    theirs = f"{addr}:{REGISTRY_PORT}"
+    if before not in membership.alive_machines(store) or not image_registry.answers(theirs, CACHE_PROBE_S):
         log(f"-----> the build-step cache of {before} does not answer: building without it")
         return LayerCache(own)
-    return LayerCache(own, (cache_repository(registry, app),))
+    return LayerCache(own, (cache_repository(theirs, app),))
 
 
 def run_build(source: Path, app: str, number: int, registry: str, log: Log, proxy: Proxy | None = None,

@@ -6,7 +6,7 @@ and relays the log, so the pusher sees one stream whichever machine builds.
       tar.gz of the pushed tree  ───────────>  unpack (files, dirs, links that stay inside)
       log(line) for each line    <───────────  deploy.build_here: buildah, its registry
       the release's image fields <───────────  last line "=> {json}", or "!! why it failed"
-      while the release starts:
+      once the release serves:
       copy_there                 ───────────>  POST /v1/builds/<app>/<n>/copies: deploy.copy_image
       the machines with a copy   <───────────  "=> {"copies": [...]}"
 
