@@ -20,17 +20,21 @@ from router.routes import EdgeRoutes
 
 # The internal CA is created when the first config with a tls/pki app loads: milliseconds.
 CA_TIMEOUT = 10.0
+CERT_LOG = "certificates.log"  # in the Caddy workdir: edge_config.CERT_LOGGERS' lines, JSON
 
 
 class Edge:
     def __init__(self, workdir: str | Path, https_port: int = 443, http_port: int = 80, dev: bool = False,
                  acme_email: str | None = None, ca_cert: str | None = None, ca_key: str | None = None,
-                 launcher: Launcher | None = None):
+                 launcher: Launcher | None = None, acme_directory: str | None = None,
+                 acme_ca_root: str | None = None, ask_url: str | None = None):
         self.caddy = CaddyProcess(workdir, launcher)
+        self.cert_log = Path(workdir) / CERT_LOG
         self.settings = edge_config.EdgeSettings(
             admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),
             https_port=https_port, http_port=http_port, dev=dev, acme_email=acme_email,
-            ca_cert=ca_cert, ca_key=ca_key)
+            acme_directory=acme_directory, acme_ca_root=acme_ca_root, ask_url=ask_url,
+            cert_log=str(self.cert_log), ca_cert=ca_cert, ca_key=ca_key)
         self.config_sync: ConfigSync | None = None
 
     def start(self) -> None:

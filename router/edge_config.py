@@ -10,7 +10,11 @@ When none of them is available for PREFERRED_TRY_DURATION (a move not yet seen, 
 missed under load) Caddy answers 503 inside the server, and its error route sends the
 request to any live node router instead, which forwards it: two mesh hops, not a stall.
 Certificates: in dev mode one wildcard `*.D` from Caddy's internal CA (the
-client trusts its exported root); otherwise one certificate per hostname from ACME.
+client trusts its exported root); otherwise one certificate per hostname from ACME, obtained
+on demand at the name's first TLS handshake and only after the edge daemon's permission
+endpoint (`ask_url`) says the cluster serves that name: a Host or SNI the cluster does not
+serve never reaches the CA. Caddy's issuance and renewal lines go to `cert_log` as JSON,
+which the daemon reads for each name's status (vcapp/edge/certificates.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ SERVER = "edge"
 HEALTH_CHECK_LOGGER = "http.handlers.reverse_proxy.health_checker.active"
 HEALTH_LOG_FIRST = 5
 HEALTH_LOG_INTERVAL_NS = 60 * 10**9  # Caddy reads this one as nanoseconds; a "1m" string drops every line
+# certmagic's loggers for getting and renewing certificates (one line per attempt, its outcome
+# with the name and the CA's error), written to EdgeSettings.cert_log; a few MB of history.
+CERT_LOGGERS = ("tls.obtain", "tls.renew", "tls.on_demand")
+CERT_LOG_ROLL_MB, CERT_LOG_KEEP = 2, 2
 
 
 @dataclass(frozen=True)
@@ -37,7 +45,11 @@ class EdgeSettings:
     """How this edge runs (not what it routes).
 
     dev: internal CA instead of ACME. ca_cert/ca_key: a root to share between several dev
-    edges (otherwise each makes its own). acme_email: contact for the ACME account."""
+    edges (otherwise each makes its own). acme_email: contact for the ACME account;
+    acme_directory: the CA's directory URL (Caddy's default, Let's Encrypt, when None);
+    acme_ca_root: a PEM file of roots to trust for that URL (a private CA's TLS); ask_url:
+    the endpoint Caddy asks before getting a certificate for a name (`?domain=NAME`, 200 =
+    yes); cert_log: where Caddy writes its issuance lines."""
 
     admin_socket: str
     storage_dir: str
@@ -46,6 +58,9 @@ class EdgeSettings:
     dev: bool = False
     acme_email: str | None = None
     acme_directory: str | None = None
+    acme_ca_root: str | None = None
+    ask_url: str | None = None
+    cert_log: str | None = None
     ca_cert: str | None = None
     ca_key: str | None = None
 
@@ -62,7 +77,14 @@ def _tls_app(routes: EdgeRoutes, s: EdgeSettings) -> dict:
         acme["email"] = s.acme_email
     if s.acme_directory:
         acme["ca"] = s.acme_directory
-    return {"automation": {"policies": [{"issuers": [acme]}]}}
+    if s.acme_ca_root:
+        acme["trusted_roots_pem_files"] = [s.acme_ca_root]
+    policy: dict = {"issuers": [acme]}
+    automation: dict = {"policies": [policy]}
+    if s.ask_url:
+        policy["on_demand"] = True
+        automation["on_demand"] = {"permission": {"module": "http", "endpoint": s.ask_url}}
+    return {"automation": automation}
 
 
 def _pki_app(s: EdgeSettings) -> dict:
@@ -139,14 +161,20 @@ def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
     }
     if settings.dev:
         doc["apps"]["pki"] = _pki_app(settings)
-    doc["logging"] = _logging()
+    doc["logging"] = _logging(settings.cert_log)
     return doc
 
 
-def _logging() -> dict:
-    """Everything as Caddy logs it, the health checker sampled (see HEALTH_CHECK_LOGGER)."""
-    return {"logs": {
+def _logging(cert_log: str | None) -> dict:
+    """Everything as Caddy logs it, the health checker sampled (see HEALTH_CHECK_LOGGER);
+    the certificate lines also as JSON in `cert_log`."""
+    logs: dict = {
         "default": {"exclude": [HEALTH_CHECK_LOGGER]},
         "health_checks": {"include": [HEALTH_CHECK_LOGGER], "sampling": {
             "interval": HEALTH_LOG_INTERVAL_NS, "first": HEALTH_LOG_FIRST, "thereafter": 0}},
-    }}
+    }
+    if cert_log:
+        logs["certificates"] = {"include": list(CERT_LOGGERS), "level": "INFO", "encoder": {"format": "json"},
+                                "writer": {"output": "file", "filename": cert_log,
+                                           "roll_size_mb": CERT_LOG_ROLL_MB, "roll_keep": CERT_LOG_KEEP}}
+    return {"logs": logs}

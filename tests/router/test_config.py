@@ -62,6 +62,21 @@ def test_dev_edge_uses_the_internal_ca_and_production_uses_acme():
     assert "pki" not in prod["apps"] and "certificates" not in prod["apps"]["tls"]
 
 
+def test_production_edge_gets_certificates_on_demand_after_asking_and_logs_them():
+    settings = edge_config.EdgeSettings("/s", "/d", acme_directory="https://ca.example/dir",
+                                        acme_ca_root="/etc/ca.pem", ask_url="http://127.0.0.1:4000/",
+                                        cert_log="/d/certificates.log")
+    tls = edge_config.render(EdgeRoutes.build(D, ["blog"], ["100.96.0.5:7080"]), settings)["apps"]["tls"]
+    (policy,) = tls["automation"]["policies"]
+    assert policy["on_demand"] is True
+    assert policy["issuers"] == [{"module": "acme", "ca": "https://ca.example/dir",
+                                  "trusted_roots_pem_files": ["/etc/ca.pem"]}]
+    assert tls["automation"]["on_demand"] == {"permission": {"module": "http", "endpoint": "http://127.0.0.1:4000/"}}
+    logs = edge_config.render(EdgeRoutes.build(D), settings)["logging"]["logs"]
+    assert logs["certificates"]["writer"]["filename"] == "/d/certificates.log"
+    assert set(logs["certificates"]["include"]) == set(edge_config.CERT_LOGGERS)
+
+
 def test_edge_without_live_nodes_answers_503_page():
     doc = edge_config.render(EdgeRoutes.build(D, ["blog"], []), EDGE)
     (page,) = handlers_for(doc, "edge", f"blog.{D}")

@@ -4,6 +4,7 @@ the routes table first, and whose connections it cuts when the table names them 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from router import cutoff
 from vcapp.edge.daemon import EdgeDaemon, EdgeOptions
@@ -11,7 +12,7 @@ from vcapp.edge.daemon import EdgeDaemon, EdgeOptions
 
 def daemon() -> EdgeDaemon:
     opts = EdgeOptions(domain="apps.test", token="t", workdir=Path("/nonexistent"), nodes=["10.1.0.11"])
-    return EdgeDaemon(opts, edge=object())
+    return EdgeDaemon(opts, edge=SimpleNamespace(cert_log=Path("/nonexistent/certificates.log")))
 
 
 def test_the_router_that_answered_is_asked_first_and_the_silent_or_down_ones_last():

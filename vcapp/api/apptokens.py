@@ -9,6 +9,8 @@ routes table edges poll.
     POST   /v1/apps/<app>/domains         {"host": "www.example.org"}
     DELETE /v1/apps/<app>/domains/<host>
     GET    /v1/ingress                    for edges: domain, apps, custom domains, node routers
+    PUT    /v1/ingress/certificates       for edges: {"certificates": {host: status}}
+    GET    /v1/domains                    every name the edge serves, with its certificate
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from vcapp.api import context
-from vcapp.api.auth import edge_readable
+from router.routes import api_host, app_host
+from vcapp.api.auth import for_edges
 from vcapp.api.body import json_body
 from vcapp.api.validate import parse_duration, token_name
-from vcapp.state import access, apps, apptokens, membership
+from vcapp.state import access, apps, apptokens, certificates, membership
 from vcapp.views import ingress
 
 bp = Blueprint("apptokens", __name__)
@@ -77,7 +80,7 @@ def remove_domain(app: str, host: str):
 
 
 @bp.get("/v1/ingress")
-@edge_readable
+@for_edges
 def edge_table():
     """What an edge serves: app hostnames, custom domains, and every machine's node router;
     and the mesh IPs of removed machines, whose mesh credentials its coordination server
@@ -97,3 +100,29 @@ def edge_table():
     return jsonify(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes), down=down,
                    domains={app: list(hosts) for app, hosts in table.domains},
                    mesh_revoked=membership.revoked_mesh_ips(store))
+
+
+@bp.put("/v1/ingress/certificates")
+@for_edges
+def edge_certificates():
+    """An edge's report of each served name's certificate (vcapp/edge/certificates.py)."""
+    store = context.store()
+    served = set(ingress.edge_routes(ingress.read_view(store), []).hostnames())
+    return jsonify(kept=len(certificates.record(store, json_body(), served)))
+
+
+NOT_REPORTED = {"state": "unknown", "reason": "the edge has not reported this name yet (is `vcapp edge run` up?)",
+                "not_after": None, "since": None}
+
+
+@bp.get("/v1/domains")
+def all_domains():
+    """Every name the cluster serves at its edge (the API, each app, the custom domains),
+    with its certificate as the edge last reported it."""
+    store = context.store()
+    table = ingress.edge_routes(ingress.read_view(store), [])
+    certs, at = certificates.read(store)
+    rows = [{"host": api_host(table.domain), "app": None, "kind": "api"}]
+    rows += [{"host": app_host(app, table.domain), "app": app, "kind": "app"} for app in table.apps]
+    rows += [{"host": host, "app": app, "kind": "custom"} for app, hosts in table.domains for host in hosts]
+    return jsonify(domains=[row | (certs.get(row["host"]) or NOT_REPORTED) for row in rows], reported_at=at)

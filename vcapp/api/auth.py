@@ -1,6 +1,6 @@
 """Admin authentication: every route needs `Authorization: Bearer <admin token>` unless its
 view is marked @public (health checks, and joins, which carry a join token in their body).
-An edge-scoped admin token passes only views marked @edge_readable (membership.SCOPES).
+An edge-scoped admin token passes only views marked @for_edges (membership.SCOPES).
 Views marked @machine_only take no admin token at all, only the machine credential (derived
 from the cluster key, which only machines hold): what one machine asks of another."""
 
@@ -44,9 +44,9 @@ def _require_machine() -> None:
     g.admin = "machine"
 
 
-def edge_readable(view: View) -> View:
-    """Mark a view as readable with an edge-scoped admin token too."""
-    view.edge_readable = True
+def for_edges(view: View) -> View:
+    """Mark a view as open to an edge-scoped admin token too (what an edge reads and reports)."""
+    view.for_edges = True
     return view
 
 
@@ -69,7 +69,7 @@ def require_admin() -> None:
         return
     if getattr(view, "machine_only", False):
         return _require_machine()
-    allow = ("admin", "edge") if getattr(view, "edge_readable", False) else ("admin",)
+    allow = ("admin", "edge") if getattr(view, "for_edges", False) else ("admin",)
     g.admin = membership.authenticate_admin(context.store(), bearer_token(), allow)
 
 

@@ -1,19 +1,33 @@
-"""`vcapp domains add|list|remove APP HOST` and `vcapp access APP [public|token]`: how an
-app is reached besides <app>.<cluster domain>, and whether visitors need a token."""
+"""`vcapp domains [--json]`: every name the edge serves and its certificate;
+`vcapp domains add|list|remove APP HOST` and `vcapp access APP [public|token]`: how an app is
+reached besides <app>.<cluster domain>, and whether visitors need a token."""
 
 from __future__ import annotations
 
 import click
 
 from vcapp.cli.client import Client
-from vcapp.cli.output import api_errors, print_json
+from vcapp.cli.output import api_errors, print_json, table, until
 from vcapp.state.access import policy as parse_policy
 from vcapp.state.apps import app_name
 
 
-@click.group("domains")
-def domains() -> None:
-    """Custom host names an app is served at (point their DNS at the edge)."""
+@click.group("domains", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+@api_errors
+def domains(ctx: click.Context, as_json: bool) -> None:
+    """Every name the edge serves and its certificate (issued, pending, failed and why,
+    expired, waiting for a first visit); subcommands manage an app's custom host names."""
+    if ctx.invoked_subcommand is not None:
+        return
+    rows = Client.from_config().get("/v1/domains")["domains"]
+    if as_json:
+        print_json(rows)
+        return
+    click.echo(table(["NAME", "APP", "CERTIFICATE", "EXPIRES", "DETAIL"],
+                     [[r["host"], r["app"] or "(api)", r["state"], until(r["not_after"]) if r["not_after"] else "-",
+                       r["reason"]] for r in rows]))
 
 
 @domains.command("add")

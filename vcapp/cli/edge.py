@@ -35,6 +35,29 @@ def edge() -> None:
     """The public entry: TLS and routing of *.DOMAIN to the cluster's machines."""
 
 
+def _acme_ca(url: str | None) -> str | None:
+    if url is not None and not url.startswith("https://"):
+        raise click.UsageError(f"--acme-ca: {url!r} is not an ACME directory URL like "
+                               "https://acme-v02.api.letsencrypt.org/directory")
+    return url
+
+
+def _acme_ca_root(path: Path | None) -> str | None:
+    """The PEM file of roots to trust for the ACME CA, checked to hold a certificate."""
+    if path is None:
+        return None
+    from cryptography import x509
+    try:
+        x509.load_pem_x509_certificates(path.read_bytes())
+    except ValueError:
+        raise click.UsageError(f"--acme-ca-root: {path} holds no PEM certificate") from None
+    return str(path.resolve())
+
+
+ACME_CA_HELP = "ACME directory URL of the CA (default: Let's Encrypt), e.g. a private step-ca or Pebble."
+ACME_CA_ROOT_HELP = "PEM file of the root(s) the ACME CA's own HTTPS is signed by (a private CA)."
+
+
 @edge.command("run")
 @click.option("--domain", required=True, help="Apps are served at <app>.DOMAIN, the API at api.DOMAIN.")
 @click.option("--node", "nodes", multiple=True, metavar="ADDR",
@@ -45,12 +68,16 @@ def edge() -> None:
 @click.option("--https-port", default=443, show_default=True, type=int)
 @click.option("--http-port", default=80, show_default=True, type=int, help="Redirects to HTTPS, ACME challenges.")
 @click.option("--acme-email", default=None, help="Contact address for the ACME account (production).")
+@click.option("--acme-ca", default=None, help=ACME_CA_HELP)
+@click.option("--acme-ca-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help=ACME_CA_ROOT_HELP)
 @click.option("--token", default=None, help="Token the edge reads routes with, best an edge-scoped one (`vcapp tokens admin create --scope edge`; default $VCAPP_TOKEN).")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="File holding that token (what `vcapp edge setup` gives the service).")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Where Caddy keeps certificates (default: <data dir>/edge).")
-def run(domain, nodes, mesh_registry, dev, https_port, http_port, acme_email, token, token_file, workdir) -> None:
+def run(domain, nodes, mesh_registry, dev, https_port, http_port, acme_email, acme_ca, acme_ca_root, token, token_file,
+        workdir) -> None:
     """Run an edge until stopped (SIGTERM/SIGINT). Several edges may run with the same routes."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -59,7 +86,7 @@ def run(domain, nodes, mesh_registry, dev, https_port, http_port, acme_email, to
         raise click.UsageError("no machine to reach: give --node ADDR (repeatable), or run the edge where "
                                f"the mesh coordination server keeps its registry ({registry})")
     opts = EdgeOptions(domain, _token(token, token_file), workdir or data_dir() / "edge", list(nodes), registry, dev,
-                       https_port, http_port, acme_email)
+                       https_port, http_port, acme_email, _acme_ca(acme_ca), _acme_ca_root(acme_ca_root))
     daemon = EdgeDaemon(opts)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,7 +124,11 @@ def _read_secret(path: Path | None, what: str, prompt: bool) -> str | None:
 @click.option("--https-port", default=443, show_default=True, type=int)
 @click.option("--http-port", default=80, show_default=True, type=int)
 @click.option("--acme-email", default=None, help="Contact address for the ACME account.")
-def setup(mesh_key_file, domain, token_file, listen, dev, https_port, http_port, acme_email) -> None:
+@click.option("--acme-ca", default=None, help=ACME_CA_HELP)
+@click.option("--acme-ca-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help=ACME_CA_ROOT_HELP + " Copied next to the edge's data.")
+def setup(mesh_key_file, domain, token_file, listen, dev, https_port, http_port, acme_email, acme_ca,
+          acme_ca_root) -> None:
     """Make this host the cluster's edge for good: the mesh hub (and, with --domain, the HTTPS
     entry) as systemd services that start at boot, their secrets in root-only files. Run it
     again with --domain and --token-file once the cluster has an edge token."""
@@ -123,7 +154,9 @@ def setup(mesh_key_file, domain, token_file, listen, dev, https_port, http_port,
         if token is not None and not tokens.ADMIN_RE.match(token):
             raise click.UsageError("that is not a vcapp admin token (they look like vcadm_<id>_<secret>); "
                                    "`vcapp tokens admin create --name edge --scope edge` makes one")
-        routes = edge_setup.RoutesOptions(domain, dev, https_port, http_port, acme_email)
+        _acme_ca_root(acme_ca_root)
+        root = edge_setup.keep_acme_ca_root(data_dir(), acme_ca_root) if acme_ca_root else None
+        routes = edge_setup.RoutesOptions(domain, dev, https_port, http_port, acme_email, _acme_ca(acme_ca), root)
     elif token_file:
         raise click.UsageError("--token-file goes with --domain (the HTTPS entry it is for)")
     as_units, commands = edge_setup.setup(data_dir(), listen, mesh_key, routes, token)

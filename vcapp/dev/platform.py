@@ -38,6 +38,15 @@ SAMPLE_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "hello"
 PUSH_TIMEOUT = 900.0  # s: a first build loads the python stack into the machine; then ~20 s
 
 
+@dataclass(frozen=True)
+class Acme:
+    """An ACME CA for the edge instead of the dev CA: its directory URL and the PEM file of
+    the root its own HTTPS is signed by (on the host's filesystem)."""
+
+    directory: str
+    ca_root: Path
+
+
 @dataclass
 class Platform:
     admin_token: str
@@ -57,8 +66,9 @@ def _login(dc: DevCluster, host: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
-    """Bring vcapp up on every machine of a running simulated cluster."""
+def install(dc: DevCluster, say: Callable[[str], None] = print, acme: Acme | None = None) -> Platform:
+    """Bring vcapp up on every machine of a running simulated cluster; the edge's certificates
+    from `acme` when given, else from its dev CA."""
     machines = [m.name for m in dc.topology.machines()]
     first = machines[0]
     for m in machines:
@@ -86,7 +96,7 @@ def install(dc: DevCluster, say: Callable[[str], None] = print) -> Platform:
         if not _login(dc, m) and login:
             addr = json.loads((dc.host_dir(m) / "data" / "node.json").read_text())["addr"]
             _vcapp(dc, m, "login", f"http://{addr}:7180", "--token-stdin", stdin=login["token"])
-    _start_ingress(dc, first, say)
+    _start_ingress(dc, first, say, acme)
     proxy = dc.proxy_url
     if proxy:
         say(f"builds reach PyPI, npm and Debian through the simulated internet's proxy {proxy}")
@@ -108,9 +118,10 @@ def _set_build_proxy(dc: DevCluster, first: str, proxy: str) -> None:
             time.sleep(2)
 
 
-def _start_ingress(dc: DevCluster, first: str, say: Callable[[str], None]) -> None:
-    """The edge's public HTTPS entry (Caddy with a dev CA), once the mesh edge knows a machine.
-    It reads its routes with an edge-scoped token: the edge host cannot change the cluster."""
+def _start_ingress(dc: DevCluster, first: str, say: Callable[[str], None], acme: Acme | None) -> None:
+    """The edge's public HTTPS entry (Caddy with a dev CA or `acme`), once the mesh edge knows
+    a machine. It reads its routes with an edge-scoped token: the edge host cannot change the
+    cluster."""
     if INGRESS_SERVICE in dc.status_services("edge"):
         return
     token = json.loads(_vcapp(dc, first, "tokens", "admin", "create", "--name", "edge", "--scope", "edge",
@@ -123,14 +134,17 @@ def _start_ingress(dc: DevCluster, first: str, say: Callable[[str], None]) -> No
                            f"see {dc.host_dir('edge') / 'log' / (EDGE_SERVICE + '.log')}")
         time.sleep(0.5)
     say(f"starting the edge's HTTPS entry for *.{DOMAIN}")
-    _vcapp(dc, "edge", "edge", "setup", "--domain", DOMAIN, "--dev", "--token-file", "-", stdin=token)
-    dc.add_service("edge", INGRESS_SERVICE, _edge_command(dc, edge_setup.ROUTES_UNIT))
+    certs = ["--acme-ca", acme.directory, "--acme-ca-root", str(acme.ca_root)] if acme else ["--dev"]
+    _vcapp(dc, "edge", "edge", "setup", "--domain", DOMAIN, *certs, "--token-file", "-", stdin=token)
+    dc.add_service("edge", INGRESS_SERVICE, _edge_command(dc, edge_setup.ROUTES_UNIT, acme))
 
 
-def _edge_command(dc: DevCluster, unit: str) -> list[str]:
+def _edge_command(dc: DevCluster, unit: str, acme: Acme | None = None) -> list[str]:
     """The ExecStart of the edge unit `vcapp edge setup` made (what systemd would boot)."""
-    routes = edge_setup.RoutesOptions(DOMAIN, dev=True)
-    text = edge_setup.units(dc.host_dir("edge") / "data", edge_setup.DEFAULT_LISTEN, routes)[unit]
+    data = dc.host_dir("edge") / "data"
+    routes = edge_setup.RoutesOptions(DOMAIN, dev=True) if acme is None else edge_setup.RoutesOptions(
+        DOMAIN, acme_ca=acme.directory, acme_ca_root=str(data / edge_setup.ACME_CA_ROOT))
+    text = edge_setup.units(data, edge_setup.DEFAULT_LISTEN, routes)[unit]
     return service.exec_start_of(text)
 
 

@@ -13,6 +13,12 @@ edge probes every router itself twice a second as the machines probe each other
 connections to it (router/cutoff.py), so requests in flight there are retried elsewhere. Its
 own probes see a death about as soon as the cluster does, without the table's round trip.
 
+Certificates (without --dev) come from an ACME CA on demand: Caddy asks this daemon's
+permission endpoint (vcapp/edge/permission.py) before each first issuance, and it allows only
+the names of the last table. Every poll it works out each name's certificate status
+(vcapp/edge/certificates.py) and, when that changed, reports it to the API (PUT
+/v1/ingress/certificates), which `vcapp domains` shows.
+
 The same table lists the mesh IPs of machines removed from the cluster; the daemon writes
 them next to that registry (mesh/registry.py REVOKED_FILE), where the mesh edge reads them
 and refuses those machines' mesh credentials. So the edge host learns of a removal through
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +39,8 @@ from mesh.registry import Registry, revoked_path, write_revoked
 from router import cutoff
 from router.edge import Edge
 from router.routes import EdgeRoutes, api_host
+from vcapp.edge import certificates
+from vcapp.edge.permission import PermissionServer
 from vcapp.node.harness import Every
 from vcapp.node.peerwatch_loop import Prober
 from vcapp.state import peerwatch
@@ -67,13 +76,22 @@ class EdgeOptions:
     https_port: int = 443
     http_port: int = 80
     acme_email: str | None = None
+    acme_ca: str | None = None  # the ACME directory URL; None: Caddy's default (Let's Encrypt)
+    acme_ca_root: str | None = None  # PEM roots to trust for acme_ca (a private CA)
 
 
 class EdgeDaemon:
     def __init__(self, opts: EdgeOptions, edge: Edge | None = None):
         self.opts = opts
+        self.served: frozenset[str] = frozenset()  # the names of the last table
+        self.permission = None if opts.dev or edge else PermissionServer(lambda name: name in self.served)
         self.edge = edge or Edge(opts.workdir / "caddy", https_port=opts.https_port, http_port=opts.http_port,
-                                 dev=opts.dev, acme_email=opts.acme_email)
+                                 dev=opts.dev, acme_email=opts.acme_email, acme_directory=opts.acme_ca,
+                                 acme_ca_root=opts.acme_ca_root,
+                                 ask_url=self.permission.url if self.permission else None)
+        self.cert_log = certificates.LogReader(self.edge.cert_log)
+        self.attempts: dict[str, certificates.Attempt] = {}
+        self.reported: dict | None = None  # the certificate statuses the API has
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {opts.token}"
         self.last_table: dict | None = None
@@ -124,7 +142,38 @@ class EdgeDaemon:
             self.publish_revoked(table)
         table = self.last_table or {}
         nodes = table.get("nodes") or self.known_routers()
-        return EdgeRoutes.build(self.opts.domain, table.get("apps", []), nodes, table.get("domains", {}))
+        routes = EdgeRoutes.build(self.opts.domain, table.get("apps", []), nodes, table.get("domains", {}))
+        if table:
+            self.served = frozenset(routes.hostnames())
+        return routes
+
+    def certificate_statuses(self) -> dict[str, dict]:
+        """{name: CertStatus dict} for every served name (vcapp/edge/certificates.py)."""
+        names = sorted(self.served)
+        parsed = [a for line in self.cert_log.new_lines() if (a := certificates.parse_line(line))]
+        certificates.latest(parsed, self.attempts)
+        issued = certificates.issued_certificates(self.edge.caddy.storage_dir, names)
+        asked = self.permission.first_asks() if self.permission else {}
+        return {n: st.to_dict() for n, st in
+                certificates.decide(names, issued, self.attempts, asked, time.time()).items()}
+
+    def report_certificates(self) -> None:
+        """Tell the API each name's certificate status when it changed (through the router
+        that gave the last table); a failed report is tried again next poll."""
+        statuses = self.certificate_statuses()
+        if statuses == self.reported or not self.answered:
+            return
+        try:
+            resp = self.session.put(f"http://{self.answered}/v1/ingress/certificates", timeout=TABLE_TIMEOUT,
+                                    json={"certificates": statuses}, headers={"Host": api_host(self.opts.domain)})
+        except requests.RequestException as e:
+            log.debug("certificate report to %s: %s", self.answered, type(e).__name__)
+            return
+        if resp.status_code == 200:
+            self.reported = statuses
+        else:
+            log.warning("the API refused this edge's certificate report (%s): %s", resp.status_code,
+                        resp.text[:200])
 
     def publish_revoked(self, table: dict) -> None:
         """Hand the cluster's revoked mesh IPs to the mesh edge on this host (if it runs one)."""
@@ -137,6 +186,8 @@ class EdgeDaemon:
     def start(self) -> Path | None:
         """Start Caddy with what is known now; in dev mode write the CA clients must trust."""
         self.opts.workdir.mkdir(parents=True, exist_ok=True)
+        if self.permission:
+            self.permission.start()
         self.edge.start()
         self.edge.update(self.routes())
         if not self.opts.dev:
@@ -150,10 +201,12 @@ class EdgeDaemon:
         while not stop.wait(peerwatch.PROBE_EVERY_S):
             try:
                 self.probe_routers()
-                if poll.due() and self.edge.update(self.routes()):
-                    table = self.last_table or {}
-                    log.info("edge: %d app(s), %d machine(s)", len(table.get("apps", [])),
-                             len(table.get("nodes", [])))
+                if poll.due():
+                    if self.edge.update(self.routes()):
+                        table = self.last_table or {}
+                        log.info("edge: %d app(s), %d machine(s)", len(table.get("apps", [])),
+                                 len(table.get("nodes", [])))
+                    self.report_certificates()
                 self.settle()
             except Exception:  # a restarting Caddy or an odd answer: try again next poll
                 log.exception("edge update failed; next poll tries again")
@@ -185,3 +238,5 @@ class EdgeDaemon:
     def stop(self) -> None:
         self.prober.stop()
         self.edge.stop()
+        if self.permission:
+            self.permission.stop()

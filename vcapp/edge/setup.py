@@ -31,6 +31,7 @@ ROUTES_UNIT = "vcapp-edge.service"
 CREDENTIALS = "credentials"
 MESH_KEY_FILE = "mesh.key"
 TOKEN_FILE = "edge.token"
+ACME_CA_ROOT = "edge/acme-ca-root.pem"  # under the data dir: not a secret, but the unit needs a stable path
 DEFAULT_LISTEN = "0.0.0.0:8443"
 
 
@@ -41,6 +42,8 @@ class RoutesOptions:
     https_port: int = 443
     http_port: int = 80
     acme_email: str | None = None
+    acme_ca: str | None = None
+    acme_ca_root: str | None = None  # the copy keep_acme_ca_root made
 
 
 def credentials_dir(data_dir: Path) -> Path:
@@ -58,6 +61,16 @@ def save_secret(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def keep_acme_ca_root(data_dir: Path, given: Path) -> str:
+    """Copy the ACME CA's root file where the edge unit reads it; returns that path."""
+    path = data_dir / ACME_CA_ROOT
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(given.read_bytes())
+    os.replace(tmp, path)
+    return str(path)
+
+
 def mesh_argv(data_dir: Path, listen: str = DEFAULT_LISTEN) -> list[str]:
     return [sys.executable, "-m", "vcapp", "mesh", "edge", "--listen", listen,
             "--mesh-key-file", str(credentials_dir(data_dir) / MESH_KEY_FILE)]
@@ -71,6 +84,10 @@ def routes_argv(data_dir: Path, opts: RoutesOptions) -> list[str]:
         argv.append("--dev")
     if opts.acme_email:
         argv += ["--acme-email", opts.acme_email]
+    if opts.acme_ca:
+        argv += ["--acme-ca", opts.acme_ca]
+    if opts.acme_ca_root:
+        argv += ["--acme-ca-root", opts.acme_ca_root]
     return argv
 
 

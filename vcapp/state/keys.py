@@ -78,6 +78,8 @@
                                  mod revision is what the routers acknowledge (vcapp/state/routeswitch.py)
     /vc/routes/applied/<node>    {revision, at}: the newest switch request <node>'s router has
                                  routes for, loaded in its Caddy, bound to its lease
+    /vc/edge/certificates        {names: {host: {state, reason, not_after, since}}, at}: each served
+                                 name's certificate as the edge reports it (vcapp/state/certificates.py)
 """
 
 ROOT = "/vc/"  # every key below; the only prefix a machine may touch (vcapp/state/etcdauth.py)
@@ -127,6 +129,7 @@ REPOS = "/vc/repos/"
 STACK_MAKERS = "/vc/stacks/making/"
 ROUTE_SWITCHES = "/vc/routes/switch/"
 ROUTES_APPLIED = "/vc/routes/applied/"
+EDGE_CERTIFICATES = "/vc/edge/certificates"
 
 
 def node(name: str) -> str:

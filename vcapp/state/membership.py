@@ -155,9 +155,11 @@ def create_cluster(store: Store, *, name: str, domain: str, edge: str, first: No
 
 # ---- admin tokens ------------------------------------------------------------------------
 
-# What an admin token may do. "edge": only read the routes table an edge serves (the views
-# marked @edge_readable), so a compromised edge host cannot change the cluster or read code.
-SCOPES = {"admin": "use the whole admin API and git", "edge": "read the edge's routes table (GET /v1/ingress)"}
+# What an admin token may do. "edge": only read the routes table an edge serves and report
+# its certificates' status (the views marked @for_edges), so a compromised edge host cannot
+# change the cluster or read code.
+SCOPES = {"admin": "use the whole admin API and git",
+          "edge": "read the edge's routes table (GET /v1/ingress), report its certificates"}
 
 
 def _admin_record(name: str, token: tokens.AdminToken, now: float, scope: str = "admin") -> dict:

@@ -1,0 +1,186 @@
+"""Issue 18 item 2: the edge's certificates from a real ACME CA, on the simulated internet.
+
+Pebble (Let's Encrypt's test CA, Debian's `pebble` package) runs on the client host with
+pebble-challtestsrv as its DNS server: every name resolves to the edge unless a test points
+it elsewhere, as a domain owner's DNS would. Pebble validates the challenges for real, on the
+edge's ports 80 (HTTP-01) and 443 (TLS-ALPN-01), and issues certificates that live
+VALIDITY seconds, so a renewal happens within the module. The cluster is installed as
+`vcapp dev up` installs it, with `vcapp edge setup --acme-ca URL --acme-ca-root FILE`
+instead of `--dev`; the client trusts Pebble's root only, so a 200 proves the certificate
+came from the CA. What is checked is what an admin and a visitor see: the page over HTTPS,
+no certificate (and no order at the CA) for a name the cluster does not serve, and `vcapp
+domains` saying issued / failed and why / renewed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import time
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+from vcapp.dev import platform
+from vcapp.dev.rigs.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+DOMAIN = platform.DOMAIN
+APP = "shop"
+CUSTOM = "www.shop-example.test"  # a custom domain; its DNS first points at the wrong host
+VALIDITY = 60  # s, Pebble's certificate lifetime: Caddy renews in the last third (20 s)
+SERVE = 'mkdir -p /www && echo "<h1>Hello from {app}</h1>" > /www/index.html && exec httpd -f -p 8080 -h /www'
+PLACE_WAIT = 180.0  # s: placement, podman create and the first check (see test_edge_cluster)
+# s: the first visit waits for the whole ACME exchange (order, challenge, finalize) in its
+# TLS handshake; ~1-3 s here, generous for a loaded host.
+ISSUE_WAIT = 90.0
+# s: a failed on-demand issuance is tried again by Caddy (certmagic) 1 minute later, within
+# the 180 s it gives a handshake's issuance.
+RETRY_WAIT = 150.0
+REPORT_WAIT = 30.0  # s: the edge reports a changed status at its next 1 s poll
+
+
+def _self_signed(work: Path, ip: str) -> tuple[str, str]:
+    """Pebble's own HTTPS certificate for `ip` (what Caddy trusts with --acme-ca-root)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble on the simulated internet")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = work / "pebble.crt", work / "pebble.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+class Acme:
+    def __init__(self, sim, work: Path):
+        self.sim, self.work = sim, work
+        self.client, self.edge = sim.addr("client"), sim.addr("edge")
+        self.listen_cert, key = _self_signed(work, self.client)
+        config = work / "pebble.json"
+        config.write_text(json.dumps({"pebble": {
+            "listenAddress": f"{self.client}:14000", "managementListenAddress": f"{self.client}:15000",
+            "certificate": self.listen_cert, "privateKey": key, "httpPort": 80, "tlsPort": 443,
+            "ocspResponderURL": "", "externalAccountBindingRequired": False,
+            "certificateValidityPeriod": VALIDITY}}))
+        sim.spawn("client", "pebble-challtestsrv", "-defaultIPv4", self.edge, "-defaultIPv6", "",
+                  "-dns01", f"{self.client}:8053", "-http01", "", "-https01", "", "-tlsalpn01", "",
+                  "-management", f"{self.client}:8055", log=work / "challtestsrv.log")
+        # No random 0-5 s sleep before each validation, no nonces refused on purpose.
+        sim.spawn("client", "env", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "pebble", "-config",
+                  str(config), "-dnsserver", f"{self.client}:8053", log=work / "pebble.log")
+        self.directory = f"https://{self.client}:14000/dir"
+        wait_for(lambda: self.get(self.directory).returncode == 0, 30, "Pebble's ACME directory answering")
+        self.root = work / "pebble-root.pem"
+        self.root.write_text(self.get(f"https://{self.client}:15000/roots/0").stdout)
+        self.vcapp_domains: list = []
+
+    def get(self, url: str):
+        return self.sim.fetch(url, "--cacert", self.listen_cert)
+
+    def point(self, host: str, addr: str) -> None:
+        """The domain owner's DNS: `host` resolves to `addr` (for Pebble's validations)."""
+        out = self.sim.fetch(f"http://{self.client}:8055/add-a", "-d",
+                             json.dumps({"host": host + ".", "addresses": [addr]}))
+        assert out.returncode == 0, out.stderr
+
+    def visit(self, host: str, timeout: float = 30):
+        """GET https://HOST/ from the client through the edge, trusting Pebble's root only."""
+        return self.sim.fetch(f"https://{host}/", "--cacert", str(self.root), "--resolve",
+                              f"{host}:443:{self.edge}", "-w", "\n%{http_code}", timeout=timeout)
+
+    def domains(self) -> dict[str, dict]:
+        out = self.sim.run("home-1", "vcapp", "domains", "--json", timeout=60).stdout
+        return {row["host"]: row for row in json.loads(out)}
+
+    def served_cert(self, host: str) -> x509.Certificate:
+        out = self.sim.run("client", "sh", "-c", f"openssl s_client -connect {self.edge}:443 -servername {host} "
+                           f"</dev/null 2>/dev/null | openssl x509", check=False)
+        return x509.load_pem_x509_certificate(out.stdout.encode())
+
+
+@pytest.fixture(scope="module")
+def acme(make_sim, tmp_path_factory):
+    sim = make_sim(home=1, office=0)
+    ctx = tiny_context(tmp_path_factory.mktemp("tiny"))
+    sim.run("home-1", *tiny_build_command(ctx), timeout=300)
+    a = Acme(sim, tmp_path_factory.mktemp("pebble"))
+    platform.install(sim.dc, say=lambda line: None, acme=platform.Acme(a.directory, Path(a.listen_cert)))
+    sim.run("home-1", "vcapp", "apps", "create", APP, "--image", TINY_IMAGE, "--port", "8080", "--command",
+            SERVE.format(app=APP), "--health-path", "/", "--memory", "64M", timeout=60)
+    return a
+
+
+def test_an_app_gets_its_certificate_from_the_ca_at_its_first_visit(acme):
+    host = f"{APP}.{DOMAIN}"
+    row = wait_for(lambda: (r := acme.domains().get(host)) and r["state"] != "unknown" and r, REPORT_WAIT,
+                   f"the edge reporting {host}")
+    assert row["state"] == "waiting", row  # certificates come on demand: none before a visit
+    out = wait_for(lambda: (o := acme.visit(host)).stdout.endswith("\n200") and o, PLACE_WAIT + ISSUE_WAIT,
+                   f"https://{host}/ answering through the edge with a certificate Pebble issued")
+    assert f"Hello from {APP}" in out.stdout
+    row = wait_for(lambda: (r := acme.domains()[host])["state"] == "issued" and r, REPORT_WAIT,
+                   f"`vcapp domains` showing {host} issued")
+    assert time.time() < row["not_after"] <= time.time() + VALIDITY + 5, row
+    issuer = acme.served_cert(host).issuer.rfc4514_string()
+    assert "Pebble" in issuer, issuer
+
+
+def test_a_name_the_cluster_does_not_serve_gets_no_certificate(acme):
+    for host in (f"nosuch.{DOMAIN}", "www.not-ours.test"):
+        out = acme.visit(host, timeout=15)
+        assert out.returncode != 0 and not out.stdout.endswith("\n200"), (host, out.stdout, out.stderr)
+        assert "SSL" in out.stderr or "TLS" in out.stderr, out.stderr  # refused in the handshake
+        assert host not in acme.domains()
+    storage = acme.sim.dc.host_dir("edge") / "data" / "edge" / "caddy"
+    held = sorted(p.name for p in storage.rglob("*.crt"))
+    assert not [n for n in held if "nosuch" in n or "not-ours" in n], held
+
+
+def test_a_failed_challenge_shows_why_and_the_name_is_issued_once_dns_is_right(acme):
+    acme.point(CUSTOM, acme.client)  # the owner's DNS points at a host that serves nothing
+    acme.sim.run("home-1", "vcapp", "domains", "add", APP, CUSTOM, timeout=60)
+    wait_for(lambda: acme.domains().get(CUSTOM, {}).get("state") == "waiting", REPORT_WAIT,
+             f"{CUSTOM} among the served names")
+    out = acme.visit(CUSTOM, timeout=20)
+    assert not out.stdout.endswith("\n200"), out.stdout
+    row = wait_for(lambda: (r := acme.domains()[CUSTOM])["state"] == "failed" and r, ISSUE_WAIT,
+                   f"`vcapp domains` showing {CUSTOM} failed")
+    assert acme.client in row["reason"] or "refused" in row["reason"].lower(), row  # why, from the CA
+    human = acme.sim.run("home-1", "vcapp", "domains", timeout=60).stdout
+    assert CUSTOM in human and "failed" in human, human
+
+    acme.point(CUSTOM, acme.edge)  # DNS fixed: Caddy's next try succeeds
+    out = wait_for(lambda: (o := acme.visit(CUSTOM, timeout=20)).stdout.endswith("\n200") and o, RETRY_WAIT,
+                   f"https://{CUSTOM}/ once its DNS points at the edge")
+    assert f"Hello from {APP}" in out.stdout
+    wait_for(lambda: acme.domains()[CUSTOM]["state"] == "issued", REPORT_WAIT, f"{CUSTOM} shown issued")
+
+
+def test_a_short_lived_certificate_is_renewed_before_it_expires(acme):
+    host = f"{APP}.{DOMAIN}"
+    first = acme.served_cert(host)
+    renew_from = first.not_valid_after_utc.timestamp() - VALIDITY / 3
+    time.sleep(max(0.0, renew_from - time.time()) + 1)
+
+    def renewed():
+        assert acme.visit(host).stdout.endswith("\n200")  # visits go on being served throughout
+        cert = acme.served_cert(host)
+        return cert.serial_number != first.serial_number and cert
+
+    second = wait_for(renewed, VALIDITY, f"a renewed certificate for {host}", interval=2)
+    assert second.not_valid_after_utc > first.not_valid_after_utc
+    wait_for(lambda: acme.domains()[host]["not_after"] >= second.not_valid_after_utc.timestamp() - 1,
+             REPORT_WAIT, "`vcapp domains` showing the renewed certificate's expiry")
