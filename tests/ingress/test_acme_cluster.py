@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
+import re
 import time
 from pathlib import Path
 
@@ -78,8 +79,11 @@ class Acme:
         sim.spawn("client", "pebble-challtestsrv", "-defaultIPv4", self.edge, "-defaultIPv6", "",
                   "-dns01", f"{self.client}:8053", "-http01", "", "-https01", "", "-tlsalpn01", "",
                   "-management", f"{self.client}:8055", log=work / "challtestsrv.log")
-        # No random 0-5 s sleep before each validation, no nonces refused on purpose.
-        sim.spawn("client", "env", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "pebble", "-config",
+        # No random 0-5 s sleep before each validation, no nonces refused on purpose, and every
+        # order validated afresh (Pebble reuses half the valid authorizations by default, and a
+        # reused one would let a renewal pass without any challenge).
+        sim.spawn("client", "env", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0",
+                  "pebble", "-config",
                   str(config), "-dnsserver", f"{self.client}:8053", log=work / "pebble.log")
         self.directory = f"https://{self.client}:14000/dir"
         wait_for(lambda: self.get(self.directory).returncode == 0, 30, "Pebble's ACME directory answering")
@@ -92,9 +96,9 @@ class Acme:
 
     def point(self, host: str, addr: str) -> None:
         """The domain owner's DNS: `host` resolves to `addr` (for Pebble's validations)."""
-        out = self.sim.fetch(f"http://{self.client}:8055/add-a", "-d",
-                             json.dumps({"host": host + ".", "addresses": [addr]}))
-        assert out.returncode == 0, out.stderr
+        for verb, body in (("clear-a", {"host": host + "."}), ("add-a", {"host": host + ".", "addresses": [addr]})):
+            out = self.sim.fetch(f"http://{self.client}:8055/{verb}", "-d", json.dumps(body))
+            assert out.returncode == 0, out.stderr
 
     def visit(self, host: str, timeout: float = 30):
         """GET https://HOST/ from the client through the edge, trusting Pebble's root only."""
@@ -105,10 +109,17 @@ class Acme:
         out = self.sim.run("home-1", "vcapp", "domains", "--json", timeout=60).stdout
         return {row["host"]: row for row in json.loads(out)}
 
+    def issuance_log(self) -> str:
+        """The edge's certificate log (Caddy's issuance lines), for failure messages."""
+        path = self.sim.dc.host_dir("edge") / "data" / "edge" / "caddy" / "certificates.log"
+        return "edge certificate log:\n" + ("\n".join(path.read_text().splitlines()[-15:]) if path.exists() else "none")
+
     def served_cert(self, host: str) -> x509.Certificate:
-        out = self.sim.run("client", "sh", "-c", f"openssl s_client -connect {self.edge}:443 -servername {host} "
-                           f"</dev/null 2>/dev/null | openssl x509", check=False)
-        return x509.load_pem_x509_certificate(out.stdout.encode())
+        out = self.sim.run("client", "openssl", "s_client", "-connect", f"{self.edge}:443", "-servername", host,
+                           input="", check=False, timeout=60)
+        pem = re.search(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----", out.stdout, re.S)
+        assert pem, f"no certificate in the TLS handshake for {host}: {out.stderr[-500:]}"
+        return x509.load_pem_x509_certificate(pem.group(0).encode())
 
 
 @pytest.fixture(scope="module")
@@ -164,23 +175,34 @@ def test_a_failed_challenge_shows_why_and_the_name_is_issued_once_dns_is_right(a
 
     acme.point(CUSTOM, acme.edge)  # DNS fixed: Caddy's next try succeeds
     out = wait_for(lambda: (o := acme.visit(CUSTOM, timeout=20)).stdout.endswith("\n200") and o, RETRY_WAIT,
-                   f"https://{CUSTOM}/ once its DNS points at the edge")
+                   f"https://{CUSTOM}/ once its DNS points at the edge", detail=acme.issuance_log)
     assert f"Hello from {APP}" in out.stdout
     wait_for(lambda: acme.domains()[CUSTOM]["state"] == "issued", REPORT_WAIT, f"{CUSTOM} shown issued")
 
 
-def test_a_short_lived_certificate_is_renewed_before_it_expires(acme):
+def test_a_short_lived_certificate_is_renewed_before_it_expires_even_with_port_80_shut(acme):
+    """Renewal with the edge's port 80 closed (an ISP that blocks it): HTTP-01 fails, and
+    Caddy's ACME client proves the name with TLS-ALPN-01 on port 443 instead."""
     host = f"{APP}.{DOMAIN}"
+    wait_for(lambda: acme.visit(host).stdout.endswith("\n200"), PLACE_WAIT + ISSUE_WAIT, f"https://{host}/ answering")
     first = acme.served_cert(host)
-    renew_from = first.not_valid_after_utc.timestamp() - VALIDITY / 3
-    time.sleep(max(0.0, renew_from - time.time()) + 1)
+    shut = ["iptables", "-w", "-I", "INPUT", "-p", "tcp", "--dport", "80", "-j", "REJECT",
+            "--reject-with", "tcp-reset"]
+    acme.sim.run("edge", *shut)
+    try:
+        assert acme.sim.fetch(f"http://{acme.edge}/", timeout=5).returncode != 0  # port 80 is shut
+        renew_from = first.not_valid_after_utc.timestamp() - VALIDITY / 3
+        time.sleep(max(0.0, renew_from - time.time()) + 1)
 
-    def renewed():
-        assert acme.visit(host).stdout.endswith("\n200")  # visits go on being served throughout
-        cert = acme.served_cert(host)
-        return cert.serial_number != first.serial_number and cert
+        def renewed():
+            assert acme.visit(host).stdout.endswith("\n200")  # visits go on being served throughout
+            cert = acme.served_cert(host)  # (two certificates of one expiry can alternate: not a renewal)
+            return cert.not_valid_after_utc > first.not_valid_after_utc and cert
 
-    second = wait_for(renewed, VALIDITY, f"a renewed certificate for {host}", interval=2)
-    assert second.not_valid_after_utc > first.not_valid_after_utc
-    wait_for(lambda: acme.domains()[host]["not_after"] >= second.not_valid_after_utc.timestamp() - 1,
-             REPORT_WAIT, "`vcapp domains` showing the renewed certificate's expiry")
+        second = wait_for(renewed, VALIDITY, f"a renewed certificate for {host}", interval=2,
+                          detail=acme.issuance_log)
+    finally:
+        acme.sim.run("edge", *[("-D" if a == "-I" else a) for a in shut])
+    row = wait_for(lambda: (r := acme.domains()[host])["not_after"] >= second.not_valid_after_utc.timestamp() - 1
+                   and r, REPORT_WAIT, "`vcapp domains` showing the renewed certificate's expiry")
+    assert row["state"] == "issued" and row["reason"] == "", row
