@@ -151,6 +151,27 @@ def test_openapi_lists_every_route_with_its_auth(api, cluster):
     json.dumps(doc)
 
 
+def test_an_edge_reports_its_certificates_and_the_admin_sees_them_per_name(api, cluster):
+    """`vcapp domains`: the edge (with its edge-scoped token) reports each served name's
+    certificate; a name the cluster does not serve is dropped, a malformed report changes
+    nothing, and only an admin reads the list."""
+    edge = api.post("/v1/tokens/admin", json={"name": "edge-2", "scope": "edge"},
+                    headers=bearer(cluster.admin)).json["token"]
+    before = {r["host"]: r for r in api.get("/v1/domains", headers=bearer(cluster.admin)).json["domains"]}
+    assert before["api.apps.example.com"]["state"] == "unknown"  # the edge has not said anything yet
+    report = {"certificates": {"api.apps.example.com": {"state": "issued", "reason": "", "not_after": 2e9,
+                                                        "since": 1.7e9},
+                               "evil.example.org": {"state": "issued"}}}
+    assert api.put("/v1/ingress/certificates", json=report, headers=bearer(edge)).json == {"kept": 1}
+    bad = api.put("/v1/ingress/certificates", json={"certificates": {"api.apps.example.com": {"state": "meh"}}},
+                  headers=bearer(edge))
+    assert bad.status_code == 400 and "state must be one of" in bad.json["error"]
+    rows = {r["host"]: r for r in api.get("/v1/domains", headers=bearer(cluster.admin)).json["domains"]}
+    assert rows["api.apps.example.com"]["state"] == "issued" and rows["api.apps.example.com"]["not_after"] == 2e9
+    assert "evil.example.org" not in rows
+    assert api.get("/v1/domains", headers=bearer(edge)).status_code == 403
+
+
 def test_the_routes_table_names_the_routers_of_machines_down(api, cluster):
     """The edge cuts its connections to those (vcapp/edge/daemon.py); it keeps listing them all."""
     table = api.get("/v1/ingress", headers=bearer(cluster.admin)).json
