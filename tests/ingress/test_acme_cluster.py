@@ -14,8 +14,6 @@ domains` saying issued / failed and why / renewed.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import re
 import time
@@ -23,12 +21,10 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from vcapp.dev import platform
+from vcapp.dev.rigs.acme import Pebble
 from vcapp.dev.rigs.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -48,57 +44,8 @@ RETRY_WAIT = 150.0
 REPORT_WAIT = 30.0  # s: the edge reports a changed status at its next 1 s poll
 
 
-def _self_signed(work: Path, ip: str) -> tuple[str, str]:
-    """Pebble's own HTTPS certificate for `ip` (what Caddy trusts with --acme-ca-root)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pebble on the simulated internet")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = work / "pebble.crt", work / "pebble.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
-
-
-class Acme:
-    def __init__(self, sim, work: Path):
-        self.sim, self.work = sim, work
-        self.client, self.edge = sim.addr("client"), sim.addr("edge")
-        self.listen_cert, key = _self_signed(work, self.client)
-        config = work / "pebble.json"
-        config.write_text(json.dumps({"pebble": {
-            "listenAddress": f"{self.client}:14000", "managementListenAddress": f"{self.client}:15000",
-            "certificate": self.listen_cert, "privateKey": key, "httpPort": 80, "tlsPort": 443,
-            "ocspResponderURL": "", "externalAccountBindingRequired": False,
-            "certificateValidityPeriod": VALIDITY}}))
-        sim.spawn("client", "pebble-challtestsrv", "-defaultIPv4", self.edge, "-defaultIPv6", "",
-                  "-dns01", f"{self.client}:8053", "-http01", "", "-https01", "", "-tlsalpn01", "",
-                  "-management", f"{self.client}:8055", log=work / "challtestsrv.log")
-        # No random 0-5 s sleep before each validation, no nonces refused on purpose, and every
-        # order validated afresh (Pebble reuses half the valid authorizations by default, and a
-        # reused one would let a renewal pass without any challenge).
-        sim.spawn("client", "env", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0",
-                  "pebble", "-config",
-                  str(config), "-dnsserver", f"{self.client}:8053", log=work / "pebble.log")
-        self.directory = f"https://{self.client}:14000/dir"
-        wait_for(lambda: self.get(self.directory).returncode == 0, 30, "Pebble's ACME directory answering")
-        self.root = work / "pebble-root.pem"
-        self.root.write_text(self.get(f"https://{self.client}:15000/roots/0").stdout)
-        self.vcapp_domains: list = []
-
-    def get(self, url: str):
-        return self.sim.fetch(url, "--cacert", self.listen_cert)
-
-    def point(self, host: str, addr: str) -> None:
-        """The domain owner's DNS: `host` resolves to `addr` (for Pebble's validations)."""
-        for verb, body in (("clear-a", {"host": host + "."}), ("add-a", {"host": host + ".", "addresses": [addr]})):
-            out = self.sim.fetch(f"http://{self.client}:8055/{verb}", "-d", json.dumps(body))
-            assert out.returncode == 0, out.stderr
+class Acme(Pebble):
+    """Pebble, and what the tests ask of the cluster through it."""
 
     def visit(self, host: str, timeout: float = 30):
         """GET https://HOST/ from the client through the edge, trusting Pebble's root only."""
@@ -127,7 +74,7 @@ def acme(make_sim, tmp_path_factory):
     sim = make_sim(home=1, office=0)
     ctx = tiny_context(tmp_path_factory.mktemp("tiny"))
     sim.run("home-1", *tiny_build_command(ctx), timeout=300)
-    a = Acme(sim, tmp_path_factory.mktemp("pebble"))
+    a = Acme(sim, tmp_path_factory.mktemp("pebble"), validity=VALIDITY)
     platform.install(sim.dc, say=lambda line: None, acme=platform.Acme(a.directory, Path(a.listen_cert)))
     sim.run("home-1", "vcapp", "apps", "create", APP, "--image", TINY_IMAGE, "--port", "8080", "--command",
             SERVE.format(app=APP), "--health-path", "/", "--memory", "64M", timeout=60)
@@ -161,7 +108,7 @@ def test_a_name_the_cluster_does_not_serve_gets_no_certificate(acme):
 
 
 def test_a_failed_challenge_shows_why_and_the_name_is_issued_once_dns_is_right(acme):
-    acme.point(CUSTOM, acme.client)  # the owner's DNS points at a host that serves nothing
+    acme.point(CUSTOM, acme.addr)  # the owner's DNS points at a host that serves nothing
     acme.sim.run("home-1", "vcapp", "domains", "add", APP, CUSTOM, timeout=60)
     wait_for(lambda: acme.domains().get(CUSTOM, {}).get("state") == "waiting", REPORT_WAIT,
              f"{CUSTOM} among the served names")
@@ -169,7 +116,7 @@ def test_a_failed_challenge_shows_why_and_the_name_is_issued_once_dns_is_right(a
     assert not out.stdout.endswith("\n200"), out.stdout
     row = wait_for(lambda: (r := acme.domains()[CUSTOM])["state"] == "failed" and r, ISSUE_WAIT,
                    f"`vcapp domains` showing {CUSTOM} failed")
-    assert acme.client in row["reason"] or "refused" in row["reason"].lower(), row  # why, from the CA
+    assert acme.addr in row["reason"] or "refused" in row["reason"].lower(), row  # why, from the CA
     human = acme.sim.run("home-1", "vcapp", "domains", timeout=60).stdout
     assert CUSTOM in human and "failed" in human, human
 

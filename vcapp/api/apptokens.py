@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from vcapp.api import context
 from router.routes import api_host, app_host
+from vcapp.api import context
 from vcapp.api.auth import for_edges
 from vcapp.api.body import json_body
 from vcapp.api.validate import parse_duration, token_name

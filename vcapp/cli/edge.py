@@ -68,8 +68,9 @@ ACME_CA_ROOT_HELP = "PEM file of the root(s) the ACME CA's own HTTPS is signed b
 @click.option("--https-port", default=443, show_default=True, type=int)
 @click.option("--http-port", default=80, show_default=True, type=int, help="Redirects to HTTPS, ACME challenges.")
 @click.option("--acme-email", default=None, help="Contact address for the ACME account (production).")
-@click.option("--acme-ca", default=None, help=ACME_CA_HELP)
+@click.option("--acme-ca", default=None, envvar="VCAPP_ACME_CA", show_envvar=True, help=ACME_CA_HELP)
 @click.option("--acme-ca-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="VCAPP_ACME_CA_ROOT", show_envvar=True,
               help=ACME_CA_ROOT_HELP)
 @click.option("--token", default=None, help="Token the edge reads routes with, best an edge-scoped one (`vcapp tokens admin create --scope edge`; default $VCAPP_TOKEN).")
 @click.option("--token-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -124,8 +125,9 @@ def _read_secret(path: Path | None, what: str, prompt: bool) -> str | None:
 @click.option("--https-port", default=443, show_default=True, type=int)
 @click.option("--http-port", default=80, show_default=True, type=int)
 @click.option("--acme-email", default=None, help="Contact address for the ACME account.")
-@click.option("--acme-ca", default=None, help=ACME_CA_HELP)
+@click.option("--acme-ca", default=None, envvar="VCAPP_ACME_CA", show_envvar=True, help=ACME_CA_HELP)
 @click.option("--acme-ca-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              envvar="VCAPP_ACME_CA_ROOT", show_envvar=True,
               help=ACME_CA_ROOT_HELP + " Copied next to the edge's data.")
 def setup(mesh_key_file, domain, token_file, listen, dev, https_port, http_port, acme_email, acme_ca,
           acme_ca_root) -> None:

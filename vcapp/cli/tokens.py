@@ -94,7 +94,7 @@ def join_revoke(token: str) -> None:
 @admin.command("create")
 @click.option("--name", required=True, help="Who or what holds it, e.g. alice-laptop.")
 @click.option("--scope", type=click.Choice(["admin", "edge"]), default="admin", show_default=True,
-              help="edge: may only read the routes table (for `vcapp edge run`).")
+              help="edge: may only read the routes table and report certificates (for `vcapp edge setup`).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @api_errors
 def admin_create(name: str, scope: str, as_json: bool) -> None:
@@ -105,8 +105,10 @@ def admin_create(name: str, scope: str, as_json: bool) -> None:
         print_json(answer)
         return
     if scope == "edge":
-        click.echo(f"edge token {answer['id']} ({name}) created; it is shown only now. On the edge host:\n")
-        click.echo(f"  VCAPP_TOKEN={answer['token']} vcapp edge run --domain DOMAIN\n")
+        click.echo(f"edge token {answer['id']} ({name}) created; it is shown only now:\n")
+        click.echo(f"  {answer['token']}\n")
+        click.echo("On the edge host, run `vcapp edge setup --domain DOMAIN --token-file -` and paste it "
+                   "(then Ctrl-D): it is kept in a root-only file, never on a command line.")
         return
     click.echo(f"admin token {answer['id']} ({name}) created; it is shown only now:\n")
     click.echo(f"  {answer['token']}\n")
