@@ -21,11 +21,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_DURATION, RETRY_METHODS,
-                              SHUTDOWN_GRACE, base_document, host_route, html_page, reverse_proxy, serves_path)
+from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_DURATION, RETRY_METHODS, base_document,
+                              host_route, html_page, reverse_proxy, serves_path)
 from router.routes import EdgeRoutes, api_host, app_host
 
 SERVER = "edge"
+# A config change (a new app, domain or machine) reloads Caddy, and the requests in flight then
+# finish on the old config for up to this long. At the edge they include `git push` with its
+# build log streamed back (minutes for a first build), `vcapp logs -f` and terminal sessions:
+# a node router's SHUTDOWN_GRACE (seconds) would cut them at any other admin's change. Caddy
+# stops waiting as soon as they are done; a stop (SIGTERM) is bounded by router/caddy.py.
+EDGE_GRACE = "1h"
 # Caddy's logger for active health checks. Every app's route asks every node router whether it
 # runs the app, and the routers that do not answer 503 each second: expected, and logged by
 # Caddy at info as "status code out of tolerances", one line per app per router per second.
@@ -144,7 +150,7 @@ def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
         "http": {
             "http_port": settings.http_port,
             "https_port": settings.https_port,
-            "grace_period": SHUTDOWN_GRACE,
+            "grace_period": EDGE_GRACE,
             "servers": {
                 SERVER: {
                     "listen": [f":{settings.https_port}"],

@@ -15,6 +15,7 @@ test fills in what a person pastes and plays the internet's part, nothing else:
   VCAPP_ACME_CA / VCAPP_ACME_CA_ROOT, and trusted by the laptop (its CA bundle variables);
 - systemd: a service `vcapp edge setup` prints for boot is started as the simulator's boot
   service (its exact command line); `cluster init` and `node join` start their daemon;
+- a laptop with git set up (its author name and address);
 - "every machine and the edge": the simulated hosts share this host's files, so
   `scripts/install` runs once, here, in this checkout (it finds everything in place);
 - the guide's own waits ("when `vcapp nodes` shows it down"): before a block, the test waits
@@ -53,6 +54,9 @@ SECRETS = {
     "edge token": r"edge token \S+ \(edge\) created; it is shown only now:\s+(vcadm_\S+)",
     "join token": r"(vcjoin_\S+)",
 }
+# A laptop whose git knows its user (the guide's commit needs an author).
+LAPTOP_GIT = ("GIT_AUTHOR_NAME=Admin GIT_AUTHOR_EMAIL=admin@example.com GIT_COMMITTER_NAME=Admin "
+              "GIT_COMMITTER_EMAIL=admin@example.com")
 BOOT_SERVICE = re.compile(r"^  (vcapp-[\w-]+\.service): (.+)$", re.M)
 BLOCK_TIMEOUT = 900.0  # s: the first push builds the app (its stack is made beforehand)
 DOWN_WAIT = 90.0  # s: a dead machine is `down` within its lease (~10 s); generous for a loaded host
@@ -96,7 +100,8 @@ class Guide:
             env = ""
             if host == "client":  # the laptop: the guide's names resolve to the edge, Pebble's root trusted
                 root = shlex.quote(str(self.pebble.root))
-                env = f"export REQUESTS_CA_BUNDLE={root} CURL_CA_BUNDLE={root} GIT_SSL_CAINFO={root}\n"
+                env = (f"export REQUESTS_CA_BUNDLE={root} CURL_CA_BUNDLE={root} GIT_SSL_CAINFO={root} "
+                       f"{LAPTOP_GIT}\n")
                 cmd = ["unshare", "-m", "bash", "-c", 'mount --bind "$1" /etc/hosts && exec bash -e -c "$2"', "-",
                        str(self.hosts_file), env + script]
             elif host == "edge":
@@ -105,18 +110,26 @@ class Guide:
             proc = self.sim.run(host, *cmd, check=False, timeout=BLOCK_TIMEOUT, input=stdin)
         self.log.append(f"# on {where}\n{script}\n--- exit {proc.returncode}\n{proc.stdout[-3000:]}"
                         f"{proc.stderr[-3000:]}")
-        assert proc.returncode == 0, "\n\n".join(self.log[-3:])
+        assert proc.returncode == 0, "\n\n".join(self.log[-3:]) + self.edge_log()
         self.outputs.append(proc.stdout + proc.stderr)
         if where == "the edge":
             self.boot_services(proc.stdout)
         return proc.stdout
 
+    def edge_log(self) -> str:
+        """The edge's Caddy log tail, for failure messages."""
+        path = self.sim.dc.host_dir("edge") / "data" / "edge" / "caddy" / "caddy.log"
+        lines = path.read_text(errors="replace").splitlines()[-25:] if path.exists() else []
+        return "\n\nedge Caddy log:\n" + "\n".join(line[:400] for line in lines)
+
     def boot_services(self, out: str) -> None:
-        """What systemd would start at boot (the edge has no systemd here): the printed units."""
+        """What systemd would start at boot (the edge has no systemd here): the printed units,
+        restarted 2 s after they exit as their Restart=always, RestartSec=2 say (the HTTPS
+        entry exits while no machine has registered with the mesh hub yet)."""
         running = set(self.sim.dc.status_services("edge"))
         for unit, command in BOOT_SERVICE.findall(out):
             if unit not in running:
-                self.sim.dc.add_service("edge", unit, shlex.split(command))
+                self.sim.dc.add_service("edge", unit, ["sh", "-c", f"while :; do {command}; sleep 2; done"])
 
     def laptop(self, *args: str, check: bool = True):
         return self.sim.run("client", "unshare", "-m", "bash", "-c", 'mount --bind "$1" /etc/hosts && shift && '
