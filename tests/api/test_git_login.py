@@ -66,6 +66,9 @@ def test_login_registers_the_helper_and_git_gets_the_token_only_for_the_cluster(
     gitconfig = (cli.home / ".gitconfig").read_text()
     assert cluster.admin not in gitconfig
     assert f'[credential "{url}"]' in gitconfig and "git-credential" in gitconfig
+    # git talks HTTP/1.1 to the edge, whose reloads break libcurl's HTTP/2 (vcapp/cli/gitconfig.py)
+    version = git(cli, "config", "--global", "--get-urlmatch", "http.version", f"{EDGE_API}/git/blog.git")
+    assert version.stdout.strip() == "HTTP/1.1"
 
     again = cli("login", url, cluster.admin)
     assert again.code == 0 and f"git: {url} already gets the token from `vcapp git-credential`" in again.out

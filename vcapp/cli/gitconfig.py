@@ -14,7 +14,13 @@ settings are left alone. git applies helpers in config-file order, so a general 
 to ~/.gitconfig later would come after the reset: a later `vcapp login` sees that and moves
 this section to the end again (one in another file, e.g. /etc/gitconfig, comes first and is
 reset). git matches the section by scheme, host and port, so every repository path on that
-host is covered and `useHttpPath` is not needed. Everything here is idempotent: a second run
+host is covered and `useHttpPath` is not needed.
+
+For an https URL (the edge's api.DOMAIN) it also sets `http.<url>.version = HTTP/1.1`: the
+edge reloads its Caddy when an app, domain or machine comes or goes, and libcurl (git's HTTP
+client) fails a request that races Go's graceful HTTP/2 shutdown with "Error in the HTTP2
+framing layer" (3 of 60 requests on one connection across 4 reloads here; 0 of 60 over
+HTTP/1.1, which retries on a fresh connection). Everything here is idempotent: a second run
 finds the same values in place and changes nothing. Each function returns
 the sentence to show the user; none raises for a git that is missing or refuses.
 """
@@ -62,11 +68,14 @@ def helper_command() -> str:
 
 
 def register_helper(url: str, command: str | None = None) -> str:
-    """Make git ask `vcapp git-credential` (and only it) for the credentials of `url`."""
+    """Make git ask `vcapp git-credential` (and only it) for the credentials of `url`; an
+    https `url` also gets HTTP/1.1 (see the module's docstring)."""
     command = command or helper_command()
     section = f"credential.{url}"
     key = f"{section}.helper"
     try:
+        if url.startswith("https://"):
+            _check(_git("config", "--global", f"http.{url}.version", "HTTP/1.1"))
         entries = _credential_entries()
         if _in_place(entries, key, ["", command]):
             return f"git: {url} already gets the token from `vcapp {HELPER_SUBCOMMAND}`"

@@ -25,6 +25,7 @@ from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
 from vcapp.machine import (EtcdRole, MeshRole, NodeConfig, cluster_key, cluster_key_path, config_path, data_dir, derive,
                            mesh_credential_path, save_cluster_key)
 from vcapp.node import daemon, etcd, resources, service
+from vcapp.node.router_loop import kill_stale_caddy
 from vcapp.state import etcd_members, etcdauth, keys, membership
 from vcapp.state.store import Store, StoreUnavailable, wait_healthy
 
@@ -104,6 +105,9 @@ def stop_daemon() -> None:
 
 def _forget_local_state() -> None:
     stop_daemon()
+    # The node router outlives a daemon restart (the next daemon replaces it), not a leave:
+    # left running, it would keep answering the edge for the API this machine no longer runs.
+    kill_stale_caddy(data_dir() / "router")
     config_path().unlink(missing_ok=True)
     cluster_key_path().unlink(missing_ok=True)
     mesh_credential_path().unlink(missing_ok=True)
