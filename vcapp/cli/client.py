@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,9 @@ import requests
 
 # An admin request touches etcd a few times: seconds mean the API or its etcd is stuck.
 REQUEST_TIMEOUT = 15.0
+# A GET that a proxy answers 502/503/504 (a machine joining or leaving, the edge reloading) is
+# asked again this many times, this far apart; a write is never repeated.
+GATEWAY_RETRIES, GATEWAY_RETRY_S = 3, 1.0
 CONFIG_NAME = "config.json"
 
 
@@ -121,15 +125,21 @@ class Client:
     def request(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
                 timeout: float | None = None) -> dict:
         url = self.login.url + path
-        try:
-            response = self.session.request(method, url, json=body, params=params, timeout=timeout or self.timeout)
-        except requests.Timeout:
-            raise ClientError(f"{self.login.url} did not answer within {timeout or self.timeout:.0f}s "
-                              "(is the cluster's etcd up? `vcapp status` from a cluster machine)") from None
-        except requests.RequestException as e:
-            raise ClientError(f"cannot reach {self.login.url}: {_reason(e)} "
-                              "(is the cluster up? `vcapp login URL`)") from None
-        return _decode(response, self.login.url)
+        for attempt in range(GATEWAY_RETRIES + 1):
+            try:
+                response = self.session.request(method, url, json=body, params=params,
+                                                timeout=timeout or self.timeout)
+            except requests.Timeout:
+                raise ClientError(f"{self.login.url} did not answer within {timeout or self.timeout:.0f}s "
+                                  "(is the cluster's etcd up? `vcapp status` from a cluster machine)") from None
+            except requests.RequestException as e:
+                raise ClientError(f"cannot reach {self.login.url}: {_reason(e)} "
+                                  "(is the cluster up? `vcapp login URL`)") from None
+            if method != "GET" or attempt == GATEWAY_RETRIES or not _gateway_error(response):
+                return _decode(response, self.login.url)
+            response.close()
+            time.sleep(GATEWAY_RETRY_S)
+        raise AssertionError("unreachable")
 
     def stream(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
                connect_timeout: float = REQUEST_TIMEOUT, read_timeout: float | None = None) -> requests.Response:
@@ -144,6 +154,17 @@ class Client:
             with response:
                 _decode(response, self.login.url)
         return response
+
+
+def _gateway_error(response: requests.Response) -> bool:
+    """A proxy's 502/503/504 (the edge or a node router), not the API's own answer: the API
+    answers JSON, a proxy between answers otherwise while a machine comes or goes."""
+    if response.status_code not in (502, 503, 504):
+        return False
+    try:
+        return not isinstance(response.json(), dict)
+    except ValueError:
+        return True
 
 
 def _reason(error: requests.RequestException) -> str:

@@ -1,0 +1,78 @@
+"""The CLI's API client asks a GET again when a proxy between (the edge, a node router)
+answers 502/503/504 while a machine comes or goes; the API's own errors and writes are never
+repeated (vcapp/cli/client.py)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from vcapp.cli import client as c
+
+
+class Script:
+    """A server answering each request with the next (status, body) of a list."""
+
+    def __init__(self, answers: list[tuple[int, str]]):
+        self.answers, self.seen = list(answers), []
+        script = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                script.seen.append(self.command)
+                status, body = script.answers.pop(0)
+                data = body.encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = answer
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.client = c.Client(c.Login(f"http://127.0.0.1:{self.httpd.server_address[1]}", "vcadm_x_y"))
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch):
+    monkeypatch.setattr(c, "GATEWAY_RETRY_S", 0.01)
+
+
+def test_a_get_through_a_proxy_that_answers_502_is_asked_again():
+    s = Script([(502, ""), (503, "<html>no upstream</html>"), (200, json.dumps({"nodes": []}))])
+    try:
+        assert s.client.get("/v1/nodes") == {"nodes": []} and s.seen == ["GET"] * 3
+    finally:
+        s.close()
+
+
+def test_the_apis_own_error_and_a_write_are_not_repeated():
+    s = Script([(503, json.dumps({"error": "etcd is not answering"})), (502, ""), (200, "{}")])
+    try:
+        with pytest.raises(c.ClientError, match="etcd is not answering"):
+            s.client.get("/v1/nodes")
+        with pytest.raises(c.ClientError, match="HTTP 502 without a vcapp answer"):
+            s.client.post("/v1/apps", {"name": "x"})
+        assert s.seen == ["GET", "POST"]
+    finally:
+        s.close()
+
+
+def test_a_proxy_that_keeps_failing_gives_up_after_the_retries():
+    s = Script([(502, "")] * (c.GATEWAY_RETRIES + 1))
+    try:
+        with pytest.raises(c.ClientError, match="HTTP 502"):
+            s.client.get("/v1/nodes")
+        assert len(s.seen) == c.GATEWAY_RETRIES + 1
+    finally:
+        s.close()
