@@ -151,7 +151,7 @@ class EdgeDaemon:
         """{name: CertStatus dict} for every served name (vcapp/edge/certificates.py)."""
         names = sorted(self.served)
         parsed = [a for line in self.cert_log.new_lines() if (a := certificates.parse_line(line))]
-        certificates.latest(parsed, self.attempts)
+        self.attempts = {n: a for n, a in certificates.latest(parsed, self.attempts).items() if n in self.served}
         issued = certificates.issued_certificates(self.edge.caddy.storage_dir, names)
         asked = self.permission.first_asks() if self.permission else {}
         return {n: st.to_dict() for n, st in
@@ -160,8 +160,10 @@ class EdgeDaemon:
     def report_certificates(self) -> None:
         """Tell the API each name's certificate status when it changed (through the router
         that gave the last table); a failed report is tried again next poll."""
+        if not self.answered or not self.served:
+            return  # no table yet: nothing to report on, and the log waits (it names the served names)
         statuses = self.certificate_statuses()
-        if statuses == self.reported or not self.answered:
+        if statuses == self.reported:
             return
         try:
             resp = self.session.put(f"http://{self.answered}/v1/ingress/certificates", timeout=TABLE_TIMEOUT,
