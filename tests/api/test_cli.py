@@ -174,3 +174,20 @@ def test_the_server_serves_with_threads_and_answers_health_without_a_token(serve
     assert abs(health["time"] - time.time()) < 5  # its clock, which `vcapp doctor` compares
     assert requests.get(url + "/v1/nodes", timeout=5).status_code == 401
     assert proc.poll() is None
+
+
+def test_edge_setup_refuses_a_bad_acme_ca_or_root_and_saves_nothing(vcapp_cli, tmp_path):
+    key = tmp_path / "mesh.key"
+    key.write_text("00" * 32)
+    token = tmp_path / "edge.token"
+    token.write_text("vcadm_0123abcd_" + "A" * 43)
+    not_pem = tmp_path / "root.pem"
+    not_pem.write_text("hello")
+    data = tmp_path / "data"
+    base = ["edge", "setup", "--mesh-key-file", str(key), "--domain", "apps.test", "--token-file", str(token)]
+    env = {"VCAPP_DATA_DIR": str(data)}
+    plain = vcapp_cli(*base, "--acme-ca", "http://ca.example/dir", extra_env=env)
+    assert plain.code == 2 and "is not an ACME directory URL like https://" in plain.err
+    bad_root = vcapp_cli(*base, "--acme-ca", "https://ca.example/dir", "--acme-ca-root", str(not_pem), extra_env=env)
+    assert bad_root.code == 2 and "holds no PEM certificate" in bad_root.err
+    assert not (data / "credentials").exists() and not (data / "edge").exists()

@@ -156,9 +156,10 @@ def setup(mesh_key_file, domain, token_file, listen, dev, https_port, http_port,
         if token is not None and not tokens.ADMIN_RE.match(token):
             raise click.UsageError("that is not a vcapp admin token (they look like vcadm_<id>_<secret>); "
                                    "`vcapp tokens admin create --name edge --scope edge` makes one")
+        acme_ca = _acme_ca(acme_ca)
         _acme_ca_root(acme_ca_root)
         root = edge_setup.keep_acme_ca_root(data_dir(), acme_ca_root) if acme_ca_root else None
-        routes = edge_setup.RoutesOptions(domain, dev, https_port, http_port, acme_email, _acme_ca(acme_ca), root)
+        routes = edge_setup.RoutesOptions(domain, dev, https_port, http_port, acme_email, acme_ca, root)
     elif token_file:
         raise click.UsageError("--token-file goes with --domain (the HTTPS entry it is for)")
     as_units, commands = edge_setup.setup(data_dir(), listen, mesh_key, routes, token)
