@@ -105,6 +105,22 @@ def test_warnings_for_full_machines_flapping_crash_loops_and_relay():
     assert [w["id"] for w in cleared] == ["gone:x"]
 
 
+def test_warnings_for_certificates_the_edge_could_not_get_or_renew():
+    now = 1_800_000_000.0
+    week = warnings.CERT_EXPIRY_WARN_S
+    certs = {"shop.example.org": {"state": "failed", "reason": "Connection refused", "not_after": None},
+             "old.apps.test": {"state": "expired", "reason": "", "not_after": now - 10},
+             "soon.apps.test": {"state": "issued", "reason": "renewal failed: DNS problem", "not_after": now + 3600},
+             "fine.apps.test": {"state": "issued", "reason": "", "not_after": now + 3600},
+             "later.apps.test": {"state": "issued", "reason": "renewal failed: x", "not_after": now + week + 60},
+             "new.apps.test": {"state": "waiting", "reason": "", "not_after": None}}
+    found = warnings.compute(warnings.Inputs([], [], {}, {}, now, certificates=certs))
+    assert set(found) == {"certificate:shop.example.org", "certificate:old.apps.test", "certificate:soon.apps.test"}
+    assert "Connection refused" in found["certificate:shop.example.org"]["message"]
+    assert "DNS problem" in found["certificate:soon.apps.test"]["message"]
+    assert "2027-01-15" in found["certificate:soon.apps.test"]["message"]  # a date, never a countdown
+
+
 def test_samples_from_records_and_reports():
     rec = {"name": "a", "up": True, "cpus": 4, "load1": 1.0, "memory_mb": 1000, "free_memory_mb": 250,
            "disk_mb": 100, "free_disk_mb": 90}

@@ -20,7 +20,7 @@ import time
 from typing import Callable
 
 from vcapp.node.harness import Every, Job
-from vcapp.state import apps, events, instances, keys, membership, metrics
+from vcapp.state import apps, certificates, events, instances, keys, membership, metrics
 from vcapp.state.store import Store, StoreUnavailable
 from vcapp.views import warnings
 
@@ -239,7 +239,7 @@ def warn(store: Store, history: dict[str, metrics.Chunks], transitions: list, no
     mesh = {keys.name_of(e.key, keys.MESHPATHS): e.value for e in store.list(keys.MESHPATHS)}
     restarts = {s.split("/", 1)[1]: restarts_samples(c, now) for s, c in history.items() if s.startswith("app/")}
     inputs = warnings.Inputs(membership.list_nodes(store), transitions, restarts, mesh, now,
-                           store.value(keys.STORAGE_STATE))
+                             store.value(keys.STORAGE_STATE), certificates.read(store)[0])
     old = store.value(keys.WARNINGS) or {}
     current, started, cleared = warnings.diff(old, warnings.compute(inputs), now)
     if started or cleared:

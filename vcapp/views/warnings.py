@@ -7,12 +7,15 @@
     relay:<a>:<b>      machine a has reached peer b only through the edge's relay for RELAY_STUCK_S
     storage            app data has fewer copies than it should (a machine is down); it heals
                        by itself when one returns or joins (vcapp/node/storage_loop.py)
+    certificate:<host> the edge has no valid certificate for a served name (its issuance failed,
+                       or it expired), or one that expires within CERT_EXPIRY_WARN_S unrenewed
 
 `diff` tells which warnings started and cleared, for the events the controller records.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 DISK_FREE_MIN = 0.10    # under 10 % free a build or a volume can fill the rest within hours
@@ -23,6 +26,9 @@ CRASH_WINDOW_S = 300    # the runtime backs off restarts; 3 in 5 min is a loop, 
 CRASH_RESTARTS = 3
 RELAY_STUCK_S = 120     # hole punching retries within a minute; two minutes on relay is stuck
 RELAY_PATHS = ("relay-udp", "relay-tcp")
+# Let's Encrypt's 90-day certificates are renewed 30 days ahead: a week left means three
+# weeks of failed renewals, and a week to fix the DNS or the edge's ports.
+CERT_EXPIRY_WARN_S = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Inputs:
     mesh: dict[str, dict]                    # node -> {peer: {"path", "since"}}
     now: float
     storage: dict | None = None              # /vc/storage/state, None while no volume exists
+    certificates: dict | None = None         # host -> the edge's report (vcapp/state/certificates.py)
 
 
 def compute(inp: Inputs) -> dict[str, dict]:
@@ -47,6 +54,27 @@ def compute(inp: Inputs) -> dict[str, dict]:
         found.update(crash_looping(app, samples, inp.now))
     found.update(stuck_on_relay(inp.mesh, {n["name"] for n in inp.nodes if n.get("up")}, inp.now))
     found.update(storage_degraded(inp.storage))
+    found.update(certificate_problems(inp.certificates or {}, inp.now))
+    return found
+
+
+def certificate_problems(certs: dict[str, dict], now: float) -> dict[str, dict]:
+    """A served name without a valid certificate, or with one about to expire unrenewed. The
+    messages name no countdown: a warning's text stays as it started."""
+    found = {}
+    for host, cert in sorted(certs.items()):
+        state, reason, not_after = cert.get("state"), cert.get("reason") or "", cert.get("not_after")
+        if state == "failed":
+            message = (f"the edge could not get a certificate for {host}: {reason}; check that its DNS points "
+                       "at the edge and the edge's ports 80/443 are open (`vcapp domains`)")
+        elif state == "expired":
+            message = f"the certificate of {host} has expired and no renewal succeeded (`vcapp domains`)"
+        elif state == "issued" and not_after and not_after - now < CERT_EXPIRY_WARN_S and "failed" in reason:
+            day = time.strftime("%Y-%m-%d", time.gmtime(not_after))
+            message = f"the certificate of {host} expires on {day} and its renewal fails: {reason}"
+        else:
+            continue
+        found[f"certificate:{host}"] = {"kind": "certificate", "severity": "warning", "message": message}
     return found
 
 
