@@ -122,6 +122,7 @@ def test_etcd_down_is_a_503_with_a_reason_and_healthz_says_so(api, cluster):
     response = dead.get("/v1/nodes", headers=bearer(cluster.admin))
     assert response.status_code == 503
     assert "etcd" in response.json["error"] and "not answering" in response.json["error"]
+    assert response.headers["Retry-After"] == "1"  # the CLI asks a read again (vcapp/cli/client.py)
     health = dead.get("/healthz")
     assert health.status_code == 503 and health.json["ok"] is False
 

@@ -16,16 +16,18 @@ from vcapp.cli import client as c
 class Script:
     """A server answering each request with the next (status, body) of a list."""
 
-    def __init__(self, answers: list[tuple[int, str]]):
+    def __init__(self, answers: list[tuple]):
         self.answers, self.seen = list(answers), []
         script = self
 
         class Handler(BaseHTTPRequestHandler):
             def answer(self) -> None:
                 script.seen.append(self.command)
-                status, body = script.answers.pop(0)
+                status, body, *headers = script.answers.pop(0)
                 data = body.encode()
                 self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
@@ -52,6 +54,15 @@ def test_a_get_through_a_proxy_that_answers_502_is_asked_again():
     s = Script([(502, ""), (503, "<html>no upstream</html>"), (200, json.dumps({"nodes": []}))])
     try:
         assert s.client.get("/v1/nodes") == {"nodes": []} and s.seen == ["GET"] * 3
+    finally:
+        s.close()
+
+
+def test_the_apis_503_with_retry_after_is_asked_again_for_a_read():
+    down = json.dumps({"error": "the cluster state store (etcd) is not answering"})
+    s = Script([(503, down, ("Retry-After", "1")), (200, json.dumps({"nodes": [1]}))])
+    try:
+        assert s.client.get("/v1/nodes") == {"nodes": [1]} and s.seen == ["GET", "GET"]
     finally:
         s.close()
 

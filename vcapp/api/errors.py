@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from vcapp.api import body
 from vcapp.errors import VcError
-from vcapp.state.store import StoreUnavailable
+from vcapp.state.store import StoreUnavailable, error_text
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,18 @@ def error_response(message: str, status: int) -> tuple[Response, int]:
     return jsonify(error=message), status
 
 
+# etcd between two states (a leader election, a member just removed) answers again within a
+# second or two: a 503 for it says when to ask again (RFC 9110 Retry-After), which the CLI
+# does for reads (vcapp/cli/client.py).
+STORE_RETRY_AFTER_S = 1
+
+
+def store_down(detail: object) -> tuple[Response, int]:
+    response, status = error_response(STORE_DOWN.format(detail), 503)
+    response.headers["Retry-After"] = str(STORE_RETRY_AFTER_S)
+    return response, status
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(VcError)
     def vc_error(e: VcError):
@@ -34,12 +46,12 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(StoreUnavailable)
     def store_unavailable(e: StoreUnavailable):
-        return error_response(STORE_DOWN.format(e), 503)
+        return store_down(e)
 
     @app.errorhandler(Etcd3Exception)
     def store_error(e: Etcd3Exception):
-        log.error("etcd refused a request: %s", type(e).__name__)
-        return error_response(STORE_DOWN.format(f"etcd answered with an error ({type(e).__name__})"), 503)
+        log.error("etcd refused a request: %s: %s", type(e).__name__, error_text(e).strip()[:300])
+        return store_down(f"etcd answered with an error ({type(e).__name__})")
 
     @app.errorhandler(HTTPException)
     def http_error(e: HTTPException):

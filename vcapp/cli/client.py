@@ -21,8 +21,9 @@ import requests
 
 # An admin request touches etcd a few times: seconds mean the API or its etcd is stuck.
 REQUEST_TIMEOUT = 15.0
-# A GET that a proxy answers 502/503/504 (a machine joining or leaving, the edge reloading) is
-# asked again this many times, this far apart; a write is never repeated.
+# A GET that a proxy answers 502/503/504 (a machine joining or leaving, the edge reloading), or
+# the API 503 with Retry-After (etcd electing a leader, a member just removed), is asked again
+# this many times, this far apart; a write is never repeated.
 GATEWAY_RETRIES, GATEWAY_RETRY_S = 3, 1.0
 CONFIG_NAME = "config.json"
 
@@ -157,10 +158,13 @@ class Client:
 
 
 def _gateway_error(response: requests.Response) -> bool:
-    """A proxy's 502/503/504 (the edge or a node router), not the API's own answer: the API
-    answers JSON, a proxy between answers otherwise while a machine comes or goes."""
+    """A proxy's 502/503/504 (the edge or a node router: it answers otherwise than the API's
+    JSON while a machine comes or goes), or the API's own 503 with Retry-After (its etcd
+    between two states)."""
     if response.status_code not in (502, 503, 504):
         return False
+    if response.status_code == 503 and "Retry-After" in response.headers:
+        return True
     try:
         return not isinstance(response.json(), dict)
     except ValueError:
