@@ -19,8 +19,7 @@ host is covered and `useHttpPath` is not needed.
 For an https URL (the edge's api.DOMAIN) it also sets `http.<url>.version = HTTP/1.1`: the
 edge reloads its Caddy when an app, domain or machine comes or goes, and libcurl (git's HTTP
 client) fails a request that races Go's graceful HTTP/2 shutdown with "Error in the HTTP2
-framing layer" (3 of 60 requests on one connection across 4 reloads here; 0 of 60 over
-HTTP/1.1, which retries on a fresh connection). Everything here is idempotent: a second run
+framing layer", where over HTTP/1.1 it retries on a fresh connection. Everything here is idempotent: a second run
 finds the same values in place and changes nothing. Each function returns
 the sentence to show the user; none raises for a git that is missing or refuses.
 """
