@@ -35,6 +35,7 @@ import pytest
 
 from builder import stacks
 from buildpacks.stacks import STACKS
+from vcapp.dev import platform
 from vcapp.dev.rigs.acme import Pebble
 from vcapp.dev.rigs.waiting import wait_for
 
@@ -118,7 +119,7 @@ class Guide:
 
     def edge_log(self) -> str:
         """The edge's Caddy log tail, for failure messages."""
-        path = self.sim.dc.host_dir("edge") / "data" / "edge" / "caddy" / "caddy.log"
+        path = platform.edge_caddy_dir(self.sim.dc) / "caddy.log"
         lines = path.read_text(errors="replace").splitlines()[-25:] if path.exists() else []
         return "\n\nedge Caddy log:\n" + "\n".join(line[:400] for line in lines)
 

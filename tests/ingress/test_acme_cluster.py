@@ -23,6 +23,7 @@ import pytest
 from cryptography import x509
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+from router.edge import CERT_LOG
 from vcapp.dev import platform
 from vcapp.dev.rigs.acme import Pebble
 from vcapp.dev.rigs.waiting import wait_for
@@ -58,7 +59,7 @@ class Acme(Pebble):
 
     def issuance_log(self) -> str:
         """The edge's certificate log (Caddy's issuance lines), for failure messages."""
-        path = self.sim.dc.host_dir("edge") / "data" / "edge" / "caddy" / "certificates.log"
+        path = platform.edge_caddy_dir(self.sim.dc) / CERT_LOG
         return "edge certificate log:\n" + ("\n".join(path.read_text().splitlines()[-15:]) if path.exists() else "none")
 
     def served_cert(self, host: str) -> x509.Certificate:
@@ -102,7 +103,7 @@ def test_a_name_the_cluster_does_not_serve_gets_no_certificate(acme):
         assert out.returncode != 0 and not out.stdout.endswith("\n200"), (host, out.stdout, out.stderr)
         assert "SSL" in out.stderr or "TLS" in out.stderr, out.stderr  # refused in the handshake
         assert host not in acme.domains()
-    storage = acme.sim.dc.host_dir("edge") / "data" / "edge" / "caddy"
+    storage = platform.edge_caddy_dir(acme.sim.dc)
     held = sorted(p.name for p in storage.rglob("*.crt"))
     assert not [n for n in held if "nosuch" in n or "not-ours" in n], held
 

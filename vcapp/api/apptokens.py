@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from router.routes import api_host, app_host
+from router.routes import EdgeRoutes, api_host, app_host
 from vcapp.api import context
 from vcapp.api.auth import for_edges
 from vcapp.api.body import json_body
@@ -107,8 +107,13 @@ def edge_table():
 def edge_certificates():
     """An edge's report of each served name's certificate (vcapp/edge/certificates.py)."""
     store = context.store()
-    served = set(ingress.edge_routes(ingress.read_view(store), []).hostnames())
+    served = set(_served(store).hostnames())
     return jsonify(kept=len(certificates.record(store, json_body(), served)))
+
+
+def _served(store) -> EdgeRoutes:
+    """What the edge serves now (its table without the routers)."""
+    return ingress.edge_routes(ingress.read_view(store), [])
 
 
 NOT_REPORTED = {"state": "unknown", "reason": "the edge has not reported this name yet (is `vcapp edge run` up?)",
@@ -120,7 +125,7 @@ def all_domains():
     """Every name the cluster serves at its edge (the API, each app, the custom domains),
     with its certificate as the edge last reported it."""
     store = context.store()
-    table = ingress.edge_routes(ingress.read_view(store), [])
+    table = _served(store)
     certs, at = certificates.read(store)
     rows = [{"host": api_host(table.domain), "app": None, "kind": "api"}]
     rows += [{"host": app_host(app, table.domain), "app": app, "kind": "app"} for app in table.apps]

@@ -125,22 +125,26 @@ class Client:
 
     def request(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
                 timeout: float | None = None) -> dict:
-        url = self.login.url + path
-        for attempt in range(GATEWAY_RETRIES + 1):
-            try:
-                response = self.session.request(method, url, json=body, params=params,
-                                                timeout=timeout or self.timeout)
-            except requests.Timeout:
-                raise ClientError(f"{self.login.url} did not answer within {timeout or self.timeout:.0f}s "
-                                  "(is the cluster's etcd up? `vcapp status` from a cluster machine)") from None
-            except requests.RequestException as e:
-                raise ClientError(f"cannot reach {self.login.url}: {_reason(e)} "
-                                  "(is the cluster up? `vcapp login URL`)") from None
-            if method != "GET" or attempt == GATEWAY_RETRIES or not _gateway_error(response):
-                return _decode(response, self.login.url)
+        response = self._send(method, path, body, params, timeout)
+        for _ in range(GATEWAY_RETRIES if method == "GET" else 0):
+            if not _gateway_error(response):
+                break
             response.close()
             time.sleep(GATEWAY_RETRY_S)
-        raise AssertionError("unreachable")
+            response = self._send(method, path, body, params, timeout)
+        return _decode(response, self.login.url)
+
+    def _send(self, method: str, path: str, body: dict | None, params: dict | None,
+              timeout: float | None) -> requests.Response:
+        try:
+            return self.session.request(method, self.login.url + path, json=body, params=params,
+                                        timeout=timeout or self.timeout)
+        except requests.Timeout:
+            raise ClientError(f"{self.login.url} did not answer within {timeout or self.timeout:.0f}s "
+                              "(is the cluster's etcd up? `vcapp status` from a cluster machine)") from None
+        except requests.RequestException as e:
+            raise ClientError(f"cannot reach {self.login.url}: {_reason(e)} "
+                              "(is the cluster up? `vcapp login URL`)") from None
 
     def stream(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
                connect_timeout: float = REQUEST_TIMEOUT, read_timeout: float | None = None) -> requests.Response:

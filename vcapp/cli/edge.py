@@ -128,7 +128,7 @@ def _read_secret(path: Path | None, what: str, prompt: bool) -> str | None:
 @click.option("--acme-ca", default=None, envvar="VCAPP_ACME_CA", show_envvar=True, help=ACME_CA_HELP)
 @click.option("--acme-ca-root", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               envvar="VCAPP_ACME_CA_ROOT", show_envvar=True,
-              help=ACME_CA_ROOT_HELP + " Copied next to the edge's data.")
+              help=ACME_CA_ROOT_HELP + " Copied beside the edge's credentials.")
 def setup(mesh_key_file, domain, token_file, listen, dev, https_port, http_port, acme_email, acme_ca,
           acme_ca_root) -> None:
     """Make this host the cluster's edge for good: the mesh hub (and, with --domain, the HTTPS

@@ -143,7 +143,7 @@ def _edge_command(dc: DevCluster, unit: str, acme: Acme | None = None) -> list[s
     """The ExecStart of the edge unit `vcapp edge setup` made (what systemd would boot)."""
     data = dc.host_dir("edge") / "data"
     routes = edge_setup.RoutesOptions(DOMAIN, dev=True) if acme is None else edge_setup.RoutesOptions(
-        DOMAIN, acme_ca=acme.directory, acme_ca_root=str(data / edge_setup.ACME_CA_ROOT))
+        DOMAIN, acme_ca=acme.directory, acme_ca_root=str(edge_setup.acme_ca_root_path(data)))
     text = edge_setup.units(data, edge_setup.DEFAULT_LISTEN, routes)[unit]
     return service.exec_start_of(text)
 
@@ -174,6 +174,11 @@ def deploy_sample(dc: DevCluster, platform: Platform, say: Callable[[str], None]
     if push.returncode != 0:
         raise DevError(f"the sample app's push failed: {push.stderr.strip()[-400:]}")
     return url
+
+
+def edge_caddy_dir(dc: DevCluster) -> Path:
+    """The edge's Caddy workdir: its log, certificate log (router/edge.py CERT_LOG) and storage."""
+    return dc.host_dir("edge") / "data" / "edge" / "caddy"
 
 
 def edge_ca(dc: DevCluster) -> Path:

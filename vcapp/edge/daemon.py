@@ -56,6 +56,9 @@ EDGE_POLL = 1.0
 # the last table).
 TABLE_TIMEOUT = 1.0
 CA_FILE = "root.crt"
+# A certificate's status changes with a line in Caddy's issuance log, except when it expires:
+# the statuses are worked out from Caddy's storage again at least this often.
+CERT_REFRESH_S = 30.0
 
 
 def router_address(text: str) -> str:
@@ -91,6 +94,9 @@ class EdgeDaemon:
                                  ask_url=self.permission.url if self.permission else None)
         self.cert_log = certificates.LogReader(self.edge.cert_log)
         self.attempts: dict[str, certificates.Attempt] = {}
+        self.statuses: dict | None = None  # the certificate statuses worked out last
+        self.cert_inputs: tuple | None = None  # (served names, first visits) they were worked out from
+        self.cert_refresh = Every(CERT_REFRESH_S)
         self.reported: dict | None = None  # the certificate statuses the API has
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {opts.token}"
@@ -148,14 +154,21 @@ class EdgeDaemon:
         return routes
 
     def certificate_statuses(self) -> dict[str, dict]:
-        """{name: CertStatus dict} for every served name (vcapp/edge/certificates.py)."""
-        names = sorted(self.served)
+        """{name: CertStatus dict} for every served name (vcapp/edge/certificates.py). Caddy's
+        storage is read again only when its log tells of an attempt, the served names or the
+        first visits changed, or CERT_REFRESH_S passed (an expiry): not on every poll."""
         parsed = [a for line in self.cert_log.new_lines() if (a := certificates.parse_line(line))]
-        self.attempts = {n: a for n, a in certificates.latest(parsed, self.attempts).items() if n in self.served}
-        issued = certificates.issued_certificates(self.edge.caddy.storage_dir, names)
         asked = self.permission.first_asks() if self.permission else {}
-        return {n: st.to_dict() for n, st in
-                certificates.decide(names, issued, self.attempts, asked, time.time()).items()}
+        inputs = (self.served, frozenset(asked))
+        if not parsed and inputs == self.cert_inputs and not self.cert_refresh.due():
+            return self.statuses
+        self.cert_inputs = inputs
+        self.attempts = {n: a for n, a in certificates.latest(parsed, self.attempts).items() if n in self.served}
+        names = sorted(self.served)
+        issued = certificates.issued_certificates(self.edge.caddy.storage_dir, names)
+        self.statuses = {n: st.to_dict() for n, st in
+                         certificates.decide(names, issued, self.attempts, asked, time.time()).items()}
+        return self.statuses
 
     def report_certificates(self) -> None:
         """Tell the API each name's certificate status when it changed (through the router

@@ -31,7 +31,7 @@ ROUTES_UNIT = "vcapp-edge.service"
 CREDENTIALS = "credentials"
 MESH_KEY_FILE = "mesh.key"
 TOKEN_FILE = "edge.token"
-ACME_CA_ROOT = "edge/acme-ca-root.pem"  # under the data dir: not a secret, but the unit needs a stable path
+ACME_CA_ROOT_FILE = "acme-ca-root.pem"  # beside the secrets: not one, but the unit needs a stable path
 DEFAULT_LISTEN = "0.0.0.0:8443"
 
 
@@ -61,13 +61,14 @@ def save_secret(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def acme_ca_root_path(data_dir: Path) -> Path:
+    return credentials_dir(data_dir) / ACME_CA_ROOT_FILE
+
+
 def keep_acme_ca_root(data_dir: Path, given: Path) -> str:
     """Copy the ACME CA's root file where the edge unit reads it; returns that path."""
-    path = data_dir / ACME_CA_ROOT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(given.read_bytes())
-    os.replace(tmp, path)
+    path = acme_ca_root_path(data_dir)
+    save_secret(path, given.read_text())
     return str(path)
 
 
