@@ -151,6 +151,8 @@ def test_a_short_lived_certificate_is_renewed_before_it_expires_even_with_port_8
                           detail=acme.issuance_log)
     finally:
         acme.sim.run("edge", *[("-D" if a == "-I" else a) for a in shut])
-    row = wait_for(lambda: (r := acme.domains()[host])["not_after"] >= second.not_valid_after_utc.timestamp() - 1
-                   and r, REPORT_WAIT, "`vcapp domains` showing the renewed certificate's expiry")
-    assert row["state"] == "issued" and row["reason"] == "", row
+    # A 60 s certificate is due again 40 s after it is issued: a next renewal may be under way
+    # ("issued", reason "renewing") when this looks; what must not stay is a failure's reason.
+    wait_for(lambda: (r := acme.domains()[host])["not_after"] >= second.not_valid_after_utc.timestamp() - 1
+             and r["state"] == "issued" and r["reason"] == "" and r, REPORT_WAIT,
+             "`vcapp domains` showing the renewed certificate's expiry, issued, no failure")
