@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Flask
 
 from vcapp.api import apps as apps_routes
-from vcapp.api import (apptokens, auth, body, builds, console, dashboard, errors, events, git, health, instance_exec,
+from vcapp.api import (apptokens, auth, backups, body, builds, console, dashboard, errors, events, git, health, instance_exec,
                        logs, nodes, openapi, registries, releases, settings, tokens, volumes)
 from vcapp.api.config import ApiConfig
 from vcapp.api.context import EXTENSION
@@ -31,6 +31,7 @@ def create_app(config: ApiConfig) -> Flask:
     app.register_blueprint(instance_exec.bp)  # POST /v1/apps/<app>/exec: `vcapp exec`
     app.register_blueprint(console.bp)  # POST /v1/apps/<app>/console: `vcapp run APP` on a terminal
     app.register_blueprint(volumes.bp)
+    app.register_blueprint(backups.bp)  # POST /v1/backups
     app.register_blueprint(settings.bp)  # GET /v1/settings, PUT /v1/settings/<name>
     app.register_blueprint(registries.bp)  # GET /v1/registries, PUT/DELETE /v1/registries/<host>
     app.register_blueprint(builds.bp)  # POST /v1/builds: machines build for each other

@@ -15,7 +15,7 @@ from vcapp.node import bootstrap
 from vcapp.state.etcd_members import DEFAULT_REPLACE_AFTER
 
 
-def _labels(pairs: tuple[str, ...]) -> dict:
+def parse_labels(pairs: tuple[str, ...]) -> dict:
     labels = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -25,7 +25,7 @@ def _labels(pairs: tuple[str, ...]) -> dict:
     return labels
 
 
-def _machine_options(name_flag: str):
+def machine_options(name_flag: str):
     return lambda f: _add_machine_options(f, name_flag)
 
 
@@ -49,7 +49,7 @@ def cluster() -> None:
 @click.option("--domain", required=True, help="Apps are served at <app>.<domain>.")
 @click.option("--edge", default="", help="The edge's public host:port (mesh coordination and ingress).")
 @click.option("--max-nodes", default=10, show_default=True, help="At most this many machines (10 at most).")
-@_machine_options("--node-name")
+@machine_options("--node-name")
 def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
     """Found a cluster on this machine; prints the first admin token and join token."""
     try:
@@ -57,9 +57,14 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
         addr = addr or bootstrap.default_addr()
         record, admin, join = bootstrap.init_cluster(
             name=name, domain=domain, edge=edge, node_name=node_name, site=site, addr=addr,
-            labels=_labels(labels), max_nodes=max_nodes)
+            labels=parse_labels(labels), max_nodes=max_nodes)
     except VcError as e:
         raise click.ClickException(e.message)
+    announce(record, admin, join, node_name)
+
+
+def announce(record: dict, admin, join, node_name: str) -> None:
+    """Log this machine in and print what a founded cluster's admin needs next."""
     addr = NodeConfig.load().addr  # the overlay address when the cluster runs on the mesh
     url = f"http://{addr}:7180"
     git_urls = cluster_git_urls(url, record.get("domain"), [])
@@ -82,13 +87,13 @@ def init(name, domain, edge, max_nodes, node_name, site, addr, labels) -> None:
 
 @click.command()
 @click.argument("token")
-@_machine_options("--name")
+@machine_options("--name")
 def join(token, node_name, site, addr, labels) -> None:
     """Join this machine to a cluster with a join token."""
     try:
         node_name = node_name or bootstrap.default_name()
         addr = addr or bootstrap.default_addr()
-        answer = bootstrap.join_cluster(token, node_name=node_name, site=site, addr=addr, labels=_labels(labels))
+        answer = bootstrap.join_cluster(token, node_name=node_name, site=site, addr=addr, labels=parse_labels(labels))
     except VcError as e:
         raise click.ClickException(e.message)
     click.echo(f"{node_name} joined cluster {answer['cluster']['name']} (site {site}, {answer['node']['addr']}); it is up.")

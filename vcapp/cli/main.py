@@ -46,6 +46,7 @@ COMMANDS = {
     "settings": "vcapp.cli.settings:settings",
     "registries": "vcapp.cli.registries:registries",
     "rollback": "vcapp.cli.releases:rollback",
+    "backup": "vcapp.cli.backup:backup",
 }
 
 

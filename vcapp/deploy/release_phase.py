@@ -233,7 +233,7 @@ def _volumes_here(store: Store, node: NodeConfig, app: str, job: Job, mounts: li
     instance = volumes.release_phase_instance(job.name)
     lease = store.grant(WRITER_LEASE_S)
     stop = threading.Event()
-    renew = threading.Thread(target=_renew, args=(store, lease, stop), daemon=True)
+    renew = threading.Thread(target=renew_lease, args=(store, lease, WRITER_LEASE_S, stop), daemon=True)
     renew.start()
     taken: list[str] = []
     try:
@@ -256,8 +256,9 @@ def _volumes_here(store: Store, node: NodeConfig, app: str, job: Job, mounts: li
         store.revoke(lease)
 
 
-def _renew(store: Store, lease: int, stop: threading.Event) -> None:
-    while not stop.wait(WRITER_LEASE_S / 3):
+def renew_lease(store: Store, lease: int, ttl: float, stop: threading.Event) -> None:
+    """Keep `lease` alive (every third of its `ttl`) until `stop` is set."""
+    while not stop.wait(ttl / 3):
         try:
             store.keepalive(lease)
         except Exception:  # a missed renewal is retried; the lease outlives two of them

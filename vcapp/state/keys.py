@@ -131,6 +131,13 @@ ROUTE_SWITCHES = "/vc/routes/switch/"
 ROUTES_APPLIED = "/vc/routes/applied/"
 EDGE_CERTIFICATES = "/vc/edge/certificates"
 
+# What a backup keeps (vcapp/deploy/backup.py): the cluster's desired state and history. The
+# rest is made again by the machines of the cluster a restore founds (members, liveness,
+# placements, reports, etcd's PKI, routes, metrics) or held elsewhere (the filers' metadata:
+# the volumes' files travel as files).
+BACKED_UP = (CLUSTER, APPS, SECRETS, RELEASES, BUILDS, ADMIN_TOKENS, APP_TOKENS, VOLUMES, BUCKETS, BUCKET_BACKEND,
+             BUILD_PROXY, BUILD_NO_PROXY, REGISTRIES, EVENTS)
+
 
 def node(name: str) -> str:
     return NODES + name

@@ -208,12 +208,16 @@ class Store:
         entry = self.get(key)
         return entry.value if entry else default
 
-    def list(self, prefix: str, limit: int = 0, descending: bool = False, start: str = "") -> list[Entry]:
-        """Keys under `prefix` in key order (from `start`, inclusive, when given)."""
+    def list(self, prefix: str, limit: int = 0, descending: bool = False, start: str = "",
+             revision: int = 0) -> list[Entry]:
+        """Keys under `prefix` in key order (from `start`, inclusive, when given); as they were
+        at `revision` when given (several reads at one revision are one consistent view)."""
         payload = {"key": _b64(start or prefix), "range_end": _b64(prefix_end(prefix)), "sort_target": "KEY",
                    "sort_order": "DESCEND" if descending else "ASCEND"}
         if limit:
             payload["limit"] = str(limit)
+        if revision:
+            payload["revision"] = str(revision)
         return [self._entry(kv) for kv in self.call("/kv/range", payload).get("kvs", [])]
 
     def count(self, prefix: str) -> int:

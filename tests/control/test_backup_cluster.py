@@ -1,0 +1,140 @@
+"""Issue 18 item 6: back a cluster up, lose every machine's disk, found a new cluster from the
+backup on fresh machines, and find the app serving its data.
+
+The first cluster (3 machines on one LAN) runs an app pushed with git (a Dockerfile FROM the
+tiny busybox image): a secret, a volume whose files its release command wrote (one owned by
+another user, with its own mode), an end-user token, the app's access set to tokens. `vcapp
+backup create` on a machine writes the backup encrypted to an age key made off the cluster.
+Then the whole simulated cluster is torn down (its disks deleted) and three new machines come
+up; `vcapp backup restore` with the wrong key refuses and founds nothing; with the right one it
+founds the cluster, the others join, and what users and the admin had works again: the page
+from the volume, the secret, owners and modes, the old admin token, the old end-user token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.control.conftest import ControlCluster, start_machines
+
+pytestmark = pytest.mark.cluster
+
+APP = "notes"
+DOCKERFILE = """\
+FROM localhost/vcapp/tiny:latest
+CMD ["httpd", "-f", "-p", "8080", "-h", "/data"]
+"""
+VCAPP_TOML = 'port = 8080\n\n[health]\npath = "/index.html"\n'
+# The release command writes the data the app serves, and a file another user owns.
+PROCFILE = ("release: echo \"notes for $TOKEN_OWNER\" > /data/index.html && mkdir -p /data/private && "
+            "echo diary > /data/private/diary.txt && chown 1234:1234 /data/private/diary.txt && "
+            "chmod 0640 /data/private/diary.txt\n")
+PUSH_TIMEOUT = 600
+SERVE_TIMEOUT = 240  # the storage's first start on the new cluster, then placement and mount
+UP_TIMEOUT = 120
+
+
+def git(path: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(path), "-c", "user.name=Alice", "-c", "user.email=alice@example.com",
+                           *args], check=True, capture_output=True, text=True).stdout
+
+
+def page(cc: ControlCluster) -> str | None:
+    """What the app's instance answers on its own machine."""
+    proc = cc.vcapp("home-1", "ps", APP, "--json", check=False)
+    rows = [r for r in (json.loads(proc.stdout) if proc.returncode == 0 else [])
+            if r.get("host_port") and r["state"] == "running"]
+    got = rows and cc.sim.run(rows[0]["node"], "curl", "-sf", "--max-time", "3",
+                              f"http://127.0.0.1:{rows[0]['host_port']}/index.html", check=False)
+    return got.stdout.strip() if got and got.returncode == 0 else None
+
+
+def visit(cc: ControlCluster, token: str) -> subprocess.CompletedProcess:
+    """An end user's request through home-1's node router, with their token."""
+    return cc.sim.run("home-1", "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                      "-H", f"Host: {APP}.apps.test", "-H", f"Authorization: Bearer {token}",
+                      f"http://{cc.sim.addr('home-1')}:7080/index.html", check=False)
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory) -> dict[str, Path]:
+    """The admin's age key pair, on the admin's own disk, and a stranger's."""
+    where = tmp_path_factory.mktemp("admin-keys")
+    out = {}
+    for who in ("admin", "stranger"):
+        out[who] = where / f"{who}.txt"
+        subprocess.run(["age-keygen", "-o", str(out[who])], check=True, capture_output=True)
+    return out
+
+
+def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_sim, tmp_path_factory, keys):
+    old = start_machines(make_sim(home=3, office=0), tmp_path_factory.mktemp("tiny"))
+    old.vcapp("home-1", "apps", "create", APP, "--memory", "64M", "--volume", "data:/data")
+    old.vcapp("home-1", "secrets", "set", APP, "TOKEN_OWNER=alice")
+    old.vcapp("home-1", "volumes", "create", APP, "data", "--size", "64M")
+    repo = tmp_path_factory.mktemp("laptop") / APP
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    for name, text in {"Dockerfile": DOCKERFILE, "vcapp.toml": VCAPP_TOML, "Procfile": PROCFILE}.items():
+        (repo / name).write_text(text)
+        git(repo, "add", name)
+    git(repo, "commit", "-q", "-m", "v1")
+    url = f"http://admin:{old.admin_token}@{old.sim.addr('home-1')}:7180/git/{APP}.git"
+    pushed = old.sim.run("home-3", "git", "-C", str(repo), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
+    assert pushed.returncode == 0, pushed.stderr
+    old.wait(lambda: page(old) == "notes for alice", SERVE_TIMEOUT, "the app serving what its release wrote")
+    user_token = json.loads(old.vcapp("home-1", "tokens", "create", APP, "--name", "alice-phone", "--json").stdout)
+    old.vcapp("home-1", "access", APP, "token")
+    old.wait(lambda: visit(old, user_token["token"]).stdout == "200", 60, "the end user's token let in")
+    assert visit(old, "vcapp_not_a_token").stdout == "401"
+
+    # A backup, made by home-2's API, written to the admin's disk.
+    backups = tmp_path_factory.mktemp("backups")
+    made = old.vcapp("home-2", "backup", "create", "--recipient", str(keys["admin"]), "-o", str(backups))
+    files = list(backups.glob("vcapp-backup-acme-*.tar.age"))
+    assert len(files) == 1, (made.stdout, made.stderr)
+    assert "1 apps, 1 images, 1 volumes" in made.stdout, made.stdout
+    backup = files[0]
+    assert b"notes for alice" not in backup.read_bytes()  # encrypted: nothing readable without the key
+    refused = old.vcapp("home-2", "backup", "create", "--recipient", "age1short", "-o", str(backups), check=False)
+    assert refused.returncode != 0 and "age-keygen" in refused.stderr, refused.stderr
+
+    # Every machine's disk is lost.
+    old.sim.dc.down()
+
+    new = ControlCluster(make_sim(home=3, office=0), ["home-1", "home-2", "home-3"])
+    new.boot_daemons()
+    wrong = new.vcapp("home-1", "backup", "restore", str(backup), "--identity", str(keys["stranger"]),
+                      "--site", "home", check=False)
+    assert wrong.returncode != 0 and "could not be decrypted" in wrong.stderr, wrong.stderr
+    assert not (new.sim.dc.host_dir("home-1") / "data" / "node.json").exists()  # founded nothing
+
+    out = new.vcapp("home-1", "backup", "restore", str(backup), "--identity", str(keys["admin"]), "--site", "home")
+    assert "restored: notes; volumes notes/data" in out.stdout, (out.stdout, out.stderr)
+    new.join_token = re.search(r"vcjoin_\S+", out.stdout).group(0)
+    for host in ("home-2", "home-3"):
+        new.join(host)
+    new.wait(lambda: len(new.all_up() or {}) == 3, UP_TIMEOUT, "3 machines up in the restored cluster")
+
+    new.wait(lambda: page(new) == "notes for alice", SERVE_TIMEOUT, "the restored app serving its volume's data")
+    ran = new.vcapp("home-1", "run", APP, "--", "sh", "-c",
+                    "echo owner=$TOKEN_OWNER; stat -c '%u:%g %a' /data/private/diary.txt; "
+                    "cat /data/private/diary.txt", check=False)
+    assert ran.returncode == 0, (ran.stdout, ran.stderr)
+    assert ran.stdout.splitlines()[-3:] == ["owner=alice", "1234:1234 640", "diary"], ran.stdout
+
+    # The old admin token logs in; the old end-user token still opens the app.
+    login = new.sim.run("home-3", "vcapp", "login", f"http://{new.sim.addr('home-3')}:7180", "--token-stdin",
+                        input=old.admin_token, check=False)
+    assert login.returncode == 0, login.stderr
+    apps = json.loads(new.vcapp("home-3", "apps", "--json").stdout)
+    assert [a["name"] for a in apps] == [APP], apps
+    new.wait(lambda: visit(new, user_token["token"]).stdout == "200", 60, "the old end-user token let in")
+    assert visit(new, "vcapp_not_a_token").stdout == "401"
+    history = new.vcapp("home-3", "events", "--json").stdout
+    assert "restored from the backup of" in history

@@ -1,0 +1,127 @@
+"""`vcapp backup create`: the whole cluster in one file encrypted to your age key;
+`vcapp backup restore FILE`: found a new cluster from it, on a blank machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from vcapp.cli import cluster as cluster_cli
+from vcapp.cli.client import Client, ClientError
+from vcapp.cli.output import api_errors
+from vcapp.deploy import remote_build
+from vcapp.errors import VcError
+
+READ_TIMEOUT = remote_build.IDLE_TIMEOUT  # the machine sends a line at least every KEEPALIVE_S
+
+
+@click.group()
+def backup() -> None:
+    """Back the cluster up, and found a new one from a backup."""
+
+
+def _recipient(value: str) -> str:
+    path = Path(value)
+    if not value.startswith("age1") and path.is_file():  # a file age-keygen wrote, or one with the public key
+        for line in path.read_text().splitlines():
+            word = line.split(":", 1)[1].strip() if line.startswith("# public key:") else line.strip()
+            if word.startswith("age1"):
+                return word
+        raise click.BadParameter(f"{value}: no age public key (age1...) in it", param_hint="--recipient")
+    return value
+
+
+@backup.command("create")
+@click.option("--recipient", "-r", envvar="VCAPP_BACKUP_RECIPIENT", required=True,
+              help="The age public key (age1...) the backup is encrypted to, or a file holding it "
+                   "(`age-keygen -o backup-key.txt` makes the pair; keep that file off the cluster).")
+@click.option("--output", "-o", "out_dir", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Directory the backup file is written to.")
+@api_errors
+def create(recipient: str, out_dir: str) -> None:
+    """Back up the cluster: its state (apps, releases, secrets, tokens, settings, history),
+    each app's image and each volume's files, in one file only your age key opens."""
+    dest = Path(out_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    resp = Client.from_config().stream("POST", "/v1/backups", {"recipient": _recipient(recipient)},
+                                       read_timeout=READ_TIMEOUT)
+    with resp:
+        raw = resp.raw
+        while True:
+            line = raw.readline().decode(errors="replace")
+            if not line:
+                raise ClientError("the machine writing the backup went away before it ended; try again")
+            line = line.rstrip("\n")
+            if line.startswith(remote_build.FAILURE):
+                raise ClientError(line[len(remote_build.FAILURE):])
+            if line.startswith(remote_build.RESULT):
+                result = json.loads(line[len(remote_build.RESULT):])
+                break
+            if line:
+                click.echo(remote_build.unescape(line), err=True)
+        name = Path(result["name"]).name
+        part = dest / f".{name}.part"
+        left = int(result["bytes"])
+        with open(part, "wb") as out:
+            while left:
+                chunk = raw.read(min(left, 1 << 20))
+                if not chunk:
+                    part.unlink(missing_ok=True)
+                    raise ClientError("the backup's transfer was cut; try again")
+                out.write(chunk)
+                left -= len(chunk)
+        os.replace(part, dest / name)
+    made = result["manifest"]
+    click.echo(f"{dest / name}  ({result['bytes'] / 1e6:.1f} MB: {len(made['apps'])} apps, "
+               f"{len(made['images'])} images, {len(made['volumes'])} volumes)")
+    for why in made.get("skipped") or []:
+        click.echo(f"not in the backup: {why}", err=True)
+
+
+@backup.command("restore")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--identity", "-i", required=True, type=click.Path(dir_okay=False),
+              help="The age key file the backup was made for (from `age-keygen -o`).")
+@click.option("--edge", default=None, help="The edge's public host:port [default: the backed-up cluster's].")
+@cluster_cli.machine_options("--node-name")
+def restore(file: str, identity: str, edge: str | None, node_name, site, addr, labels) -> None:
+    """Found a new cluster on this blank machine from a backup: its apps, releases, secrets,
+    tokens (old admin tokens work again), settings, images and volume data. Then join the
+    other machines with the join token it prints; the apps start as machines come."""
+    from vcapp.deploy import restore as restoring
+    from vcapp.machine import NodeConfig
+    from vcapp.node import bootstrap
+    from vcapp.state.store import Store
+
+    work = Path(tempfile.mkdtemp(prefix="vcapp-restore-"))
+    try:
+        try:
+            found = restoring.open_backup(Path(file), Path(identity), work)
+            cluster = found.cluster
+            node_name = node_name or bootstrap.default_name()
+            addr = addr or bootstrap.default_addr()
+            click.echo(f"backup of cluster {cluster.get('name')} ({cluster.get('domain')}) made "
+                       f"{restoring.when_text(found.manifest.get('created_at'))}: {len(found.manifest['apps'])} apps, "
+                       f"{len(found.manifest['volumes'])} volumes", err=True)
+            record, admin, join = bootstrap.init_cluster(
+                name=cluster["name"], domain=cluster["domain"], edge=cluster.get("edge", "") if edge is None else edge,
+                node_name=node_name, site=site, addr=addr, labels=cluster_cli.parse_labels(labels),
+                max_nodes=int(cluster.get("max_nodes") or 10), key=found.cluster_key)
+        except VcError as e:
+            raise click.ClickException(e.message)
+        try:
+            cfg = NodeConfig.load()
+            done = restoring.put_back(Store(cfg.store_endpoints()), cfg, found, lambda line: click.echo(line, err=True))
+        except VcError as e:
+            raise click.ClickException(f"{e.message}\nthis machine founded cluster {record['name']} but the restore did "
+                                       "not end: `vcapp node leave` here, then run `vcapp backup restore` again") from None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    click.echo(f"restored: {', '.join(done['apps']) or 'no apps'}"
+               + (f"; volumes {', '.join(done['volumes'])}" if done["volumes"] else "") + "\n")
+    cluster_cli.announce(record, admin, join, node_name)

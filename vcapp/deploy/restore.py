@@ -1,0 +1,209 @@
+"""Read a backup (vcapp/deploy/backup.py) and put its cluster back on a newly founded one.
+
+`open_backup` decrypts with the admin's age identity and keeps only the members a backup
+has (anyone holding the public key can make an archive: nothing in it is trusted to name
+its own paths). `put_back` runs on the founding machine of the new cluster, right after
+`vcapp backup restore` founded it with the backup's cluster key:
+
+    1. the records: secrets, releases, builds, token hashes, settings, history, buckets
+    2. each app's image into this machine's registry; the app's spec and its current
+       release point at the copy (older releases keep their old references: rolling back
+       to them needs a push)
+    3. for apps with volumes: their writer keys taken (so no instance mounts an empty
+       volume), the app specs written, each volume made and its files unpacked, the keys
+       given back; then the placer starts the apps, on whatever machines join
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from builder.registry import DEFAULT_PORT as REGISTRY_PORT
+from storage import guard
+from storage.host import LocalHost, StorageError, weed_binary
+from storage.snapshot import import_volume
+from storage.volumes import Volume
+from vcapp import machine
+from vcapp.deploy.backup import FORMAT
+from vcapp.deploy.release_phase import renew_lease
+from vcapp.errors import BadRequest, Unavailable, VcError
+from vcapp.machine import NodeConfig
+from vcapp.state import events, keys, releases, volumes
+from vcapp.state.store import Store
+
+# The members a backup holds; anything else in the archive is ignored.
+MEMBERS = re.compile(r"manifest\.json|state\.json|cluster\.key|images/[a-z0-9-]{1,63}\.tar"
+                     r"|volumes/[a-z0-9-]{1,63}/[a-z0-9][a-z0-9-]{0,40}\.tar")
+MAX_JSON = 512 << 20  # bytes of manifest or state: far above any cluster's records
+WRITER_LEASE_S = 15
+PUSH_TIMEOUT = 900.0
+RESTORE_INSTANCE = volumes.release_phase_instance("restore")
+# Record families put back as they were (the apps, volumes and cluster record have steps of their own).
+AS_THEY_WERE = (keys.SECRETS, keys.RELEASES, keys.BUILDS, keys.ADMIN_TOKENS, keys.APP_TOKENS, keys.BUCKETS,
+                keys.BUCKET_BACKEND, keys.BUILD_PROXY, keys.BUILD_NO_PROXY, keys.REGISTRIES, keys.EVENTS)
+Say = Callable[[str], None]
+
+
+@dataclass
+class Backup:
+    dir: Path
+    manifest: dict
+    state: dict[str, list[dict]]
+    cluster_key: bytes
+
+    @property
+    def cluster(self) -> dict:
+        rows = self.state.get(keys.CLUSTER) or []
+        return (rows[0]["value"] if rows else None) or {}
+
+
+def open_backup(path: Path, identity: Path, work: Path) -> Backup:
+    """Decrypt `path` with the age identity file into `work` (the known members only)."""
+    if not path.is_file():
+        raise BadRequest(f"{path}: no such backup file")
+    if not identity.is_file():
+        raise BadRequest(f"{identity}: no such key file; give the age identity the backup was made for "
+                         "(the file `age-keygen -o` wrote)")
+    age = subprocess.Popen(["age", "-d", "-i", str(identity), str(path)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    try:
+        with tarfile.open(fileobj=age.stdout, mode="r|") as tar:
+            for member in tar:
+                name = member.name.removeprefix("./")
+                if not member.isfile() or not MEMBERS.fullmatch(name):
+                    continue
+                dest = work / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with open(dest, "wb") as out:
+                    src = tar.extractfile(member)
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+    except tarfile.TarError as e:
+        age.kill()
+        err = age.stderr.read().decode(errors="replace").strip()
+        raise BadRequest(f"{path} is not a vcapp backup this key opens: {err or e}") from None
+    finally:
+        rc = age.wait()
+    if rc != 0:
+        err = age.stderr.read().decode(errors="replace").strip()
+        raise BadRequest(f"{path} could not be decrypted with {identity}: {err.splitlines()[-1] if err else rc}")
+    return _load(work)
+
+
+def _load(work: Path) -> Backup:
+    try:
+        manifest = _json(work / "manifest.json")
+        state = _json(work / "state.json")
+        key = (work / "cluster.key").read_bytes()
+    except (OSError, ValueError) as e:
+        raise BadRequest(f"the backup is incomplete or damaged ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BadRequest(f"the backup's format is {manifest.get('format') if isinstance(manifest, dict) else '?'}; "
+                         f"this vcapp reads format {FORMAT}")
+    if not isinstance(state, dict) or len(key) != 32:
+        raise BadRequest("the backup is damaged: its state or cluster key is not what a backup holds")
+    return Backup(work, manifest, state, key)
+
+
+def _json(path: Path):
+    if path.stat().st_size > MAX_JSON:
+        raise ValueError(f"{path.name} is over {MAX_JSON >> 20} MB")
+    return json.loads(path.read_text())
+
+
+def put_back(store: Store, cfg: NodeConfig, backup: Backup, say: Say) -> dict:
+    """Steps 1-3 above on this (founding) machine; returns what was restored."""
+    rows = {prefix: [r for r in backup.state.get(prefix) or [] if _ours(r, prefix)] for prefix in keys.BACKED_UP}
+    for prefix in AS_THEY_WERE:
+        for r in rows[prefix]:
+            store.put(r["key"], r["value"])
+    say(f"records: {len(rows[keys.APPS])} apps, {len(rows[keys.RELEASES])} releases, "
+        f"{len(rows[keys.ADMIN_TOKENS])} admin and {len(rows[keys.APP_TOKENS])} app tokens, "
+        f"{len(rows[keys.SECRETS])} apps' secrets")
+    specs = {keys.name_of(r["key"], keys.APPS): dict(r["value"]) for r in rows[keys.APPS] if isinstance(r["value"], dict)}
+    images = {app: _push_image(store, cfg, backup, app, spec, say) for app, spec in specs.items()
+              if (backup.dir / "images" / f"{app}.tar").is_file()}
+    vols = [r["value"] for r in rows[keys.VOLUMES] if isinstance(r["value"], dict) and r["value"].get("app") in specs]
+    lease = store.grant(WRITER_LEASE_S)
+    stop = threading.Event()
+    threading.Thread(target=renew_lease, args=(store, lease, WRITER_LEASE_S, stop), daemon=True).start()
+    writers = volumes.EtcdWriters(store, lease)
+    try:
+        for v in vols:
+            guard.take_writer(writers, v["app"], v["name"], cfg.name, RESTORE_INSTANCE)
+        for app, spec in specs.items():
+            store.put(keys.app(app), spec)
+        for v in vols:
+            _volume(store, cfg, backup, v, say)
+            guard.release_writer(writers, v["app"], v["name"], cfg.name, RESTORE_INSTANCE)
+    except StorageError as e:
+        raise Unavailable(f"the volumes could not be restored: {e}; run the restore again on blank machines") from None
+    finally:
+        stop.set()
+        store.revoke(lease)
+    for app in sorted(specs):
+        events.record(store, "restore", f"app {app} restored from the backup of "
+                      f"{when_text(backup.manifest.get('created_at'))}", app=app)
+    return {"apps": sorted(specs), "images": sorted(a for a, ok in images.items() if ok),
+            "volumes": [f"{v['app']}/{v['name']}" for v in vols]}
+
+
+def _ours(row: dict, prefix: str) -> bool:
+    """A row of the state really is of that family (a hand-made archive could name any key)."""
+    key = row.get("key") if isinstance(row, dict) else None
+    return isinstance(key, str) and key.startswith(prefix) and "\n" not in key and "value" in row
+
+
+def _push_image(store: Store, cfg: NodeConfig, backup: Backup, app: str, spec: dict, say: Say) -> bool:
+    """Load the app's saved image into this machine's registry and point the spec and the
+    current release at it (by digest, as a pushed release is run). Whether it worked."""
+    number = spec.get("release")
+    target = f"{cfg.addr}:{REGISTRY_PORT}/apps/{app}:{number or 'restored'}"
+    archive = backup.dir / "images" / f"{app}.tar"
+    auth = machine.registry_auth_file()
+    authflag = ["--authfile", str(auth)] if auth.is_file() else []
+    digestfile = archive.with_suffix(".digest")
+    pushed = subprocess.run(["buildah", "push", "-q", "--tls-verify=false", *authflag, "--digestfile", str(digestfile),
+                             f"oci-archive:{archive}", f"docker://{target}"],
+                            capture_output=True, text=True, timeout=PUSH_TIMEOUT)
+    if pushed.returncode != 0 or not digestfile.is_file():
+        say(f"warning: the image of {app} could not be put in the registry ({pushed.stderr.strip()[-300:]}); "
+            f"`git push` the app again")
+        return False
+    digest = digestfile.read_text().strip()
+    record = {"image": target, "digest": digest}
+    spec["image"] = releases.run_image(record)
+    if isinstance(number, int):
+        key = keys.release(app, number)
+        old = store.value(key)
+        if isinstance(old, dict):
+            store.put(key, {**old, **record})
+    say(f"image of {app} in the registry of {cfg.name}")
+    return True
+
+
+def _volume(store: Store, cfg: NodeConfig, backup: Backup, record: dict, say: Say) -> None:
+    app, name, size_mb = record["app"], record["name"], int(record["size_mb"])
+    try:
+        volumes.create(store, cfg, app, name, size_mb, who="the restore")
+    except VcError as e:
+        raise StorageError(f"volume {app}/{name}: {e.message}") from None
+    archive = backup.dir / "volumes" / app / f"{name}.tar"
+    if not archive.is_file():
+        say(f"warning: volume {app}/{name} is in the state but its files are not in the backup: it starts empty")
+        return
+    plan = volumes.storage_plan(store, cfg)
+    import_volume(plan, LocalHost(cfg.name), Volume(app, name, size_mb), archive, machine.run_dir(), weed_binary())
+    say(f"volume {app}/{name}: {archive.stat().st_size / 1e6:.1f} MB of files back")
+
+
+def when_text(at) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if isinstance(at, (int, float)) else "an unknown time"
