@@ -16,11 +16,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.control.conftest import ControlCluster, start_machines
+from vcapp.dev.rigs.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -34,6 +36,8 @@ VCAPP_TOML = 'port = 8080\n\n[health]\npath = "/index.html"\n'
 PROCFILE = ("release: echo \"notes for $TOKEN_OWNER\" > /data/index.html && mkdir -p /data/private && "
             "echo diary > /data/private/diary.txt && chown 1234:1234 /data/private/diary.txt && "
             "chmod 0640 /data/private/diary.txt\n")
+# The secret and the private file's content, as the app sees them.
+CHECK = "echo owner=$TOKEN_OWNER; cat /data/private/diary.txt"
 PUSH_TIMEOUT = 600
 SERVE_TIMEOUT = 240  # the storage's first start on the new cluster, then placement and mount
 UP_TIMEOUT = 120
@@ -88,10 +92,12 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     pushed = old.sim.run("home-3", "git", "-C", str(repo), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
     assert pushed.returncode == 0, pushed.stderr
     old.wait(lambda: page(old) == "notes for alice", SERVE_TIMEOUT, "the app serving what its release wrote")
+    before = old.vcapp("home-1", "run", APP, "--", "sh", "-c", CHECK, check=False)
+    assert before.stdout.splitlines()[-2:] == ["owner=alice", "diary"], before.stdout
     user_token = json.loads(old.vcapp("home-1", "tokens", "create", APP, "--name", "alice-phone", "--json").stdout)
     old.vcapp("home-1", "access", APP, "token")
-    old.wait(lambda: visit(old, user_token["token"]).stdout == "200", 60, "the end user's token let in")
-    assert visit(old, "vcapp_not_a_token").stdout == "401"
+    old.wait(lambda: visit(old, "vcapp_not_a_token").stdout == "401", 60, "the app asking visitors for a token")
+    assert visit(old, user_token["token"]).stdout == "200"
 
     # A backup, made by home-2's API, written to the admin's disk.
     backups = tmp_path_factory.mktemp("backups")
@@ -116,17 +122,25 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
 
     out = new.vcapp("home-1", "backup", "restore", str(backup), "--identity", str(keys["admin"]), "--site", "home")
     assert "restored: notes; volumes notes/data" in out.stdout, (out.stdout, out.stderr)
+    assert "image of notes in the registry of home-1" in out.stderr, out.stderr
     new.join_token = re.search(r"vcjoin_\S+", out.stdout).group(0)
     for host in ("home-2", "home-3"):
         new.join(host)
     new.wait(lambda: len(new.all_up() or {}) == 3, UP_TIMEOUT, "3 machines up in the restored cluster")
 
-    new.wait(lambda: page(new) == "notes for alice", SERVE_TIMEOUT, "the restored app serving its volume's data")
-    ran = new.vcapp("home-1", "run", APP, "--", "sh", "-c",
-                    "echo owner=$TOKEN_OWNER; stat -c '%u:%g %a' /data/private/diary.txt; "
-                    "cat /data/private/diary.txt", check=False)
-    assert ran.returncode == 0, (ran.stdout, ran.stderr)
-    assert ran.stdout.splitlines()[-3:] == ["owner=alice", "1234:1234 640", "diary"], ran.stdout
+    wait_for(lambda: page(new) == "notes for alice", SERVE_TIMEOUT, "the restored app serving its volume's data",
+             detail=lambda: new.vcapp("home-1", "ps", APP, check=False).stdout + out.stderr)
+    began = time.monotonic()
+    ran = wait_for(lambda: (r := new.vcapp("home-1", "run", APP, "--", "sh", "-c", CHECK, check=False)).returncode == 0
+                   and r, 120, "the private file readable", interval=2)
+    print(f"private file readable {time.monotonic() - began:.1f} s after the app served")
+    assert ran.stdout.splitlines()[-2:] == ["owner=alice", "diary"], ran.stdout
+
+    # Owner and mode as the volume keeps them (the filer's record of the file).
+    listing = new.sim.run("home-1", "curl", "-sf", "-H", "Accept: application/json",
+                          f"http://{new.sim.addr('home-1')}:8888/volumes/{APP}/data/private/").stdout
+    diary = next(e for e in json.loads(listing)["Entries"] if e["FullPath"].endswith("/diary.txt"))
+    assert (diary["Uid"], diary["Gid"], diary["Mode"] & 0o777) == (1234, 1234, 0o640), diary
 
     # The old admin token logs in; the old end-user token still opens the app.
     login = new.sim.run("home-3", "vcapp", "login", f"http://{new.sim.addr('home-3')}:7180", "--token-stdin",
@@ -134,7 +148,7 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     assert login.returncode == 0, login.stderr
     apps = json.loads(new.vcapp("home-3", "apps", "--json").stdout)
     assert [a["name"] for a in apps] == [APP], apps
-    new.wait(lambda: visit(new, user_token["token"]).stdout == "200", 60, "the old end-user token let in")
-    assert visit(new, "vcapp_not_a_token").stdout == "401"
+    assert visit(new, "vcapp_not_a_token").stdout == "401"  # the access policy came back too
+    assert visit(new, user_token["token"]).stdout == "200"  # and the old end-user token opens the app
     history = new.vcapp("home-3", "events", "--json").stdout
     assert "restored from the backup of" in history

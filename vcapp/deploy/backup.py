@@ -77,8 +77,8 @@ def file_name(cluster: str, at: float) -> str:
 def snapshot_state(store: Store) -> tuple[int, dict[str, list[dict]]]:
     """Every backed-up key family, all read at one etcd revision."""
     revision = store.revision()
-    return revision, {prefix: [{"key": e.key, "value": e.value} for e in store.list(prefix, revision=revision)]
-                      for prefix in keys.BACKED_UP}
+    return revision, {prefix: [{"key": e.key, "value": e.value, "create_revision": e.create_revision}
+                               for e in store.list(prefix, revision=revision)] for prefix in keys.BACKED_UP}
 
 
 def create(store: Store, cfg: NodeConfig, recipient: str, dest_dir: Path, say: Say) -> tuple[Path, Manifest]:

@@ -10,8 +10,13 @@ its own paths). `put_back` runs on the founding machine of the new cluster, righ
        release point at the copy (older releases keep their old references: rolling back
        to them needs a push)
     3. for apps with volumes: their writer keys taken (so no instance mounts an empty
-       volume), the app specs written, each volume made and its files unpacked, the keys
-       given back; then the placer starts the apps, on whatever machines join
+       volume), the app specs written, end-user tokens bound to the apps' new records,
+       each volume made and its files unpacked, the keys given back; then the placer
+       starts the apps, on whatever machines join
+
+Not restored: built-in buckets' objects (a bucket comes back empty, with the app's keys),
+the git repositories (the next `git push` makes them again, from the pusher's history),
+images of releases before the current one.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ WRITER_LEASE_S = 15
 PUSH_TIMEOUT = 900.0
 RESTORE_INSTANCE = volumes.release_phase_instance("restore")
 # Record families put back as they were (the apps, volumes and cluster record have steps of their own).
-AS_THEY_WERE = (keys.SECRETS, keys.RELEASES, keys.BUILDS, keys.ADMIN_TOKENS, keys.APP_TOKENS, keys.BUCKETS,
+AS_THEY_WERE = (keys.SECRETS, keys.RELEASES, keys.BUILDS, keys.ADMIN_TOKENS, keys.BUCKETS,
                 keys.BUCKET_BACKEND, keys.BUILD_PROXY, keys.BUILD_NO_PROXY, keys.REGISTRIES, keys.EVENTS)
 Say = Callable[[str], None]
 
@@ -87,14 +92,19 @@ def open_backup(path: Path, identity: Path, work: Path) -> Backup:
                     while chunk := src.read(1 << 20):
                         out.write(chunk)
     except tarfile.TarError as e:
-        age.kill()
-        err = age.stderr.read().decode(errors="replace").strip()
-        raise BadRequest(f"{path} is not a vcapp backup this key opens: {err or e}") from None
+        broken: Exception | None = e
+    else:
+        broken = None
     finally:
+        age.stdout.close()
         rc = age.wait()
     if rc != 0:
-        err = age.stderr.read().decode(errors="replace").strip()
-        raise BadRequest(f"{path} could not be decrypted with {identity}: {err.splitlines()[-1] if err else rc}")
+        err = [line for line in age.stderr.read().decode(errors="replace").splitlines() if "age: error:" in line]
+        why = err[0].split("age: error:", 1)[1].strip() if err else f"age exit {rc}"
+        raise BadRequest(f"{path} could not be decrypted with {identity}: {why} (is it the key the backup was "
+                         "made for?)")
+    if broken is not None:
+        raise BadRequest(f"{path} is not a vcapp backup: {broken}")
     return _load(work)
 
 
@@ -141,6 +151,7 @@ def put_back(store: Store, cfg: NodeConfig, backup: Backup, say: Say) -> dict:
             guard.take_writer(writers, v["app"], v["name"], cfg.name, RESTORE_INSTANCE)
         for app, spec in specs.items():
             store.put(keys.app(app), spec)
+        _tokens(store, rows)
         for v in vols:
             _volume(store, cfg, backup, v, say)
             guard.release_writer(writers, v["app"], v["name"], cfg.name, RESTORE_INSTANCE)
@@ -154,6 +165,19 @@ def put_back(store: Store, cfg: NodeConfig, backup: Backup, say: Say) -> dict:
                       f"{when_text(backup.manifest.get('created_at'))}", app=app)
     return {"apps": sorted(specs), "images": sorted(a for a, ok in images.items() if ok),
             "volumes": [f"{v['app']}/{v['name']}" for v in vols]}
+
+
+def _tokens(store: Store, rows: dict[str, list[dict]]) -> None:
+    """End-user tokens, bound to their app's new generation (vcapp/state/apptokens.py: the
+    create revision of the app's record, which the restore made anew). A token of an older
+    generation of its app opened nothing before the backup and is left out."""
+    was = {keys.name_of(r["key"], keys.APPS): r.get("create_revision") for r in rows[keys.APPS]}
+    now = {e.key: e.create_revision for e in store.list(keys.APPS)}
+    for r in rows[keys.APP_TOKENS]:
+        token = r["value"] if isinstance(r["value"], dict) else {}
+        app = token.get("app")
+        if app in was and was[app] and token.get("app_generation") == was[app] and keys.app(app) in now:
+            store.put(r["key"], {**token, "app_generation": now[keys.app(app)]})
 
 
 def _ours(row: dict, prefix: str) -> bool:
@@ -171,12 +195,15 @@ def _push_image(store: Store, cfg: NodeConfig, backup: Backup, app: str, spec: d
     auth = machine.registry_auth_file()
     authflag = ["--authfile", str(auth)] if auth.is_file() else []
     digestfile = archive.with_suffix(".digest")
-    pushed = subprocess.run(["buildah", "push", "-q", "--tls-verify=false", *authflag, "--digestfile", str(digestfile),
-                             f"oci-archive:{archive}", f"docker://{target}"],
-                            capture_output=True, text=True, timeout=PUSH_TIMEOUT)
-    if pushed.returncode != 0 or not digestfile.is_file():
-        say(f"warning: the image of {app} could not be put in the registry ({pushed.stderr.strip()[-300:]}); "
-            f"`git push` the app again")
+    loaded = subprocess.run(["buildah", "pull", "-q", f"oci-archive:{archive}"], capture_output=True, text=True,
+                            timeout=PUSH_TIMEOUT)
+    pushed = loaded.returncode == 0 and subprocess.run(
+        ["buildah", "push", "-q", "--tls-verify=false", *authflag, "--digestfile", str(digestfile),
+         loaded.stdout.strip().splitlines()[-1], f"docker://{target}"], capture_output=True, text=True,
+        timeout=PUSH_TIMEOUT)
+    if not pushed or pushed.returncode != 0 or not digestfile.is_file():
+        why = (pushed.stderr if pushed else loaded.stderr).strip()[-300:]
+        say(f"warning: the image of {app} could not be put in the registry ({why}); `git push` the app again")
         return False
     digest = digestfile.read_text().strip()
     record = {"image": target, "digest": digest}
