@@ -4,9 +4,11 @@ backup on fresh machines, and find the app serving its data.
 The first cluster (3 machines on one LAN) runs an app pushed with git (a Dockerfile FROM the
 tiny busybox image): a secret, a volume whose files its release command wrote (one owned by
 another user, with its own mode), an end-user token, the app's access set to tokens. `vcapp
-backup create` on a machine writes the backup encrypted to an age key made off the cluster.
+backup create` writes a backup encrypted to an age key made off the cluster, to the admin's
+disk; `vcapp backup schedule` has the controller write one into a directory at once.
 Then the whole simulated cluster is torn down (its disks deleted) and three new machines come
-up; `vcapp backup restore` with the wrong key refuses and founds nothing; with the right one it
+up; `vcapp backup restore` with the wrong key refuses and founds nothing; with the right one
+(the scheduled backup) it
 founds the cluster, the others join, and what users and the admin had works again: the page
 from the volume, the secret, owners and modes, the old admin token, the old end-user token.
 """
@@ -105,10 +107,19 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     files = list(backups.glob("vcapp-backup-acme-*.tar.age"))
     assert len(files) == 1, (made.stdout, made.stderr)
     assert "1 apps, 1 images, 1 volumes" in made.stdout, made.stdout
-    backup = files[0]
-    assert b"notes for alice" not in backup.read_bytes()  # encrypted: nothing readable without the key
+    assert b"notes for alice" not in files[0].read_bytes()  # encrypted: nothing readable without the key
     refused = old.vcapp("home-2", "backup", "create", "--recipient", "age1short", "-o", str(backups), check=False)
     assert refused.returncode != 0 and "age-keygen" in refused.stderr, refused.stderr
+
+    # The schedule's first backup is made at once, by the controller, into the directory.
+    scheduled = tmp_path_factory.mktemp("nas")
+    old.vcapp("home-1", "backup", "schedule", "--every", "12h", "--keep", "5", "-r", str(keys["admin"]),
+              "--dir", str(scheduled))
+    last = wait_for(lambda: (json.loads(old.vcapp("home-1", "backup", "status", "--json").stdout).get("last")),
+                    180, "the first scheduled backup", interval=2)
+    assert last["ok"], last
+    backup = scheduled / last["name"]
+    assert backup.is_file() and backup.stat().st_size == last["bytes"], last
 
     # Every machine's disk is lost.
     old.sim.dc.down()

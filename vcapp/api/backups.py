@@ -6,6 +6,10 @@
                        "=> {name, bytes, manifest}" or "!! why"), and after the result line
                        the backup's bytes, exactly `bytes` of them. The machine keeps no copy.
 
+    GET    /v1/backups            {"schedule": ..., "last": the last scheduled run's outcome}
+    PUT    /v1/backups/schedule   {"every": "12h", "keep": 5, "recipient": "age1...", "dir": "/mnt/nas"}
+    DELETE /v1/backups/schedule   no more scheduled backups (the files made stay)
+
 One backup at a time per machine: a second request while one runs is refused (409), as two
 would double the disk and the load for nothing.
 """
@@ -20,7 +24,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, g, jsonify
 
 from vcapp import machine
 from vcapp.api import context
@@ -28,6 +32,7 @@ from vcapp.api.body import json_body
 from vcapp.deploy import backup, remote_build
 from vcapp.errors import Conflict, VcError
 from vcapp.machine import NodeConfig
+from vcapp.state import backups
 
 bp = Blueprint("backups", __name__)
 CHUNK = 1 << 20
@@ -37,7 +42,7 @@ _running = threading.Lock()
 @bp.post("/v1/backups")
 def create_backup():
     """Write a backup of the cluster encrypted to the given age public key, and send it."""
-    recipient = backup.check_recipient(str(json_body().get("recipient") or ""))
+    recipient = backups.check_recipient(str(json_body().get("recipient") or ""))
     if not _running.acquire(blocking=False):
         raise Conflict("a backup is being written on this machine already; wait for it to end")
     store, cfg = context.store(), NodeConfig.load()
@@ -83,3 +88,22 @@ def create_backup():
 
     threading.Thread(target=run, name="vcapp-backup", daemon=True).start()
     return Response(stream(), mimetype="application/octet-stream")
+
+
+@bp.get("/v1/backups")
+def backup_status():
+    """The backup schedule and the outcome of its last run."""
+    store = context.store()
+    return jsonify({"schedule": backups.schedule(store), "last": backups.status(store)})
+
+
+@bp.put("/v1/backups/schedule")
+def set_schedule():
+    """Back the cluster up on a schedule, into a directory of the controller's machine."""
+    return jsonify(backups.set_schedule(context.store(), json_body(), who=g.admin))
+
+
+@bp.delete("/v1/backups/schedule")
+def clear_schedule():
+    """Stop the scheduled backups; the files already made stay where they are."""
+    return jsonify({"cleared": backups.clear_schedule(context.store())})

@@ -13,7 +13,7 @@ import click
 
 from vcapp.cli import cluster as cluster_cli
 from vcapp.cli.client import Client, ClientError
-from vcapp.cli.output import api_errors
+from vcapp.cli.output import api_errors, print_json, table
 from vcapp.deploy import remote_build
 from vcapp.errors import VcError
 
@@ -125,3 +125,54 @@ def restore(file: str, identity: str, edge: str | None, node_name, site, addr, l
     click.echo(f"restored: {', '.join(done['apps']) or 'no apps'}"
                + (f"; volumes {', '.join(done['volumes'])}" if done["volumes"] else "") + "\n")
     cluster_cli.announce(record, admin, join, node_name)
+
+
+@backup.command("schedule")
+@click.option("--every", default="12h", show_default=True, help="How often: 90m, 12h, 1d (1 hour at least).")
+@click.option("--keep", default=5, show_default=True, type=int, help="How many backups the directory keeps.")
+@click.option("--recipient", "-r", envvar="VCAPP_BACKUP_RECIPIENT", help="The age public key, or a file holding it.")
+@click.option("--dir", "where", help="Absolute directory on the machines (best a mount they share) the "
+                                      "controller writes the backups to.")
+@click.option("--off", is_flag=True, help="Stop the scheduled backups (the files stay).")
+@api_errors
+def schedule(every: str, keep: int, recipient: str | None, where: str | None, off: bool) -> None:
+    """Back the cluster up on a schedule (like k3s's etcd snapshots: every 12 h, 5 kept)."""
+    client = Client.from_config()
+    if off:
+        client.request("DELETE", "/v1/backups/schedule")
+        click.echo("scheduled backups stopped; the backups already made stay in their directory")
+        return
+    if not recipient or not where:
+        raise click.UsageError("give --recipient (the age public key) and --dir, or --off")
+    got = client.request("PUT", "/v1/backups/schedule", {"every": every, "keep": keep,
+                                                        "recipient": _recipient(recipient), "dir": where})
+    click.echo(f"a backup every {_period(got['every_s'])} into {got['dir']} on the controller's machine, "
+               f"the newest {got['keep']} kept; the first one is made now")
+
+
+@backup.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@api_errors
+def status(as_json: bool) -> None:
+    """The backup schedule and how its last run went."""
+    got = Client.from_config().get("/v1/backups")
+    if as_json:
+        print_json(got)
+        return
+    sched, last = got.get("schedule"), got.get("last")
+    if not sched:
+        click.echo("no scheduled backups: `vcapp backup schedule --recipient KEY --dir DIR`")
+    else:
+        click.echo(f"every {_period(sched['every_s'])} into {sched['dir']}, {sched['keep']} kept, "
+                   f"encrypted to {sched['recipient'][:16]}...")
+    if last:
+        rows = [["ok" if last["ok"] else "FAILED", last.get("name") or "-", f"{last.get('bytes', 0) / 1e6:.1f} MB",
+                 last.get("machine", "-"), last.get("error") or ""]]
+        click.echo(table(["LAST RUN", "FILE", "SIZE", "MACHINE", "ERROR"], rows))
+
+
+def _period(seconds: int) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

@@ -18,7 +18,6 @@ work files live under that machine's data directory and are gone when it returns
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 import tempfile
@@ -32,14 +31,12 @@ from storage.host import LocalHost, StorageError, weed_binary
 from storage.snapshot import export_volume
 from storage.volumes import Volume
 from vcapp import machine
-from vcapp.errors import BadRequest, Unavailable
+from vcapp.errors import Unavailable
 from vcapp.machine import NodeConfig
-from vcapp.state import keys, membership, volumes
+from vcapp.state import backups, keys, membership, volumes
 from vcapp.state.store import Store
 
 FORMAT = 1
-# age's X25519 recipient: "age1" and 58 bech32 characters (age-keygen prints it as "Public key").
-RECIPIENT = re.compile(r"age1[02-9ac-hj-np-z]{58}")
 IMAGE_TIMEOUT = 900.0  # s: pulling and writing out one app's image
 AGE_TIMEOUT = 7200.0
 Say = Callable[[str], None]
@@ -61,15 +58,6 @@ class Manifest:
         return asdict(self)
 
 
-def check_recipient(text: str) -> str:
-    text = (text or "").strip()
-    if not RECIPIENT.fullmatch(text):
-        raise BadRequest("recipient: give the public key of an age key pair (age1..., 62 characters); make one with "
-                         "`age-keygen -o backup-key.txt` on a machine you keep the backups' key on, and keep that "
-                         "file away from the cluster: it is what opens the backups")
-    return text
-
-
 def file_name(cluster: str, at: float) -> str:
     return f"vcapp-backup-{cluster}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(at))}.tar.age"
 
@@ -83,7 +71,7 @@ def snapshot_state(store: Store) -> tuple[int, dict[str, list[dict]]]:
 
 def create(store: Store, cfg: NodeConfig, recipient: str, dest_dir: Path, say: Say) -> tuple[Path, Manifest]:
     """Write the cluster's backup, encrypted to `recipient`, into `dest_dir`; returns its path."""
-    recipient = check_recipient(recipient)
+    recipient = backups.check_recipient(recipient)
     key = machine.cluster_key()
     if not key:
         raise Unavailable("this machine has no cluster key; ask another machine's API")

@@ -53,7 +53,8 @@ PUSH_TIMEOUT = 900.0
 RESTORE_INSTANCE = volumes.release_phase_instance("restore")
 # Record families put back as they were (the apps, volumes and cluster record have steps of their own).
 AS_THEY_WERE = (keys.SECRETS, keys.RELEASES, keys.BUILDS, keys.ADMIN_TOKENS, keys.BUCKETS,
-                keys.BUCKET_BACKEND, keys.BUILD_PROXY, keys.BUILD_NO_PROXY, keys.REGISTRIES, keys.EVENTS)
+                keys.BUCKET_BACKEND, keys.BUILD_PROXY, keys.BUILD_NO_PROXY, keys.REGISTRIES, keys.BACKUP_SCHEDULE,
+                keys.EVENTS)
 Say = Callable[[str], None]
 
 

@@ -8,6 +8,7 @@ vcapp/node/harness.py's.
 
 from __future__ import annotations
 
+from vcapp.node.backup_loop import BackupLoop
 from vcapp.node.crl_loop import CrlLoop
 from vcapp.node.defrag_loop import DefragLoop
 from vcapp.node.fence_loop import FenceLoop
@@ -28,4 +29,4 @@ def node_loops() -> list:
 
 
 def leader_loops() -> list:
-    return [PlacerLoop, MetricsLoop, ReplicationLoop]
+    return [PlacerLoop, MetricsLoop, ReplicationLoop, BackupLoop]

@@ -80,6 +80,9 @@
                                  routes for, loaded in its Caddy, bound to its lease
     /vc/edge/certificates        {names: {host: {state, reason, not_after, since}}, at}: each served
                                  name's certificate as the edge reports it (vcapp/state/certificates.py)
+    /vc/settings/backup          {every_s, keep, recipient, dir, set_at, by}: scheduled backups
+                                 (vcapp/state/backups.py; made by node/backup_loop on the controller)
+    /vc/backups/status           {at, ok, name, bytes, machine, error}: the last scheduled backup
 """
 
 ROOT = "/vc/"  # every key below; the only prefix a machine may touch (vcapp/state/etcdauth.py)
@@ -130,13 +133,15 @@ STACK_MAKERS = "/vc/stacks/making/"
 ROUTE_SWITCHES = "/vc/routes/switch/"
 ROUTES_APPLIED = "/vc/routes/applied/"
 EDGE_CERTIFICATES = "/vc/edge/certificates"
+BACKUP_SCHEDULE = "/vc/settings/backup"
+BACKUP_STATUS = "/vc/backups/status"
 
 # What a backup keeps (vcapp/deploy/backup.py): the cluster's desired state and history. The
 # rest is made again by the machines of the cluster a restore founds (members, liveness,
 # placements, reports, etcd's PKI, routes, metrics) or held elsewhere (the filers' metadata:
 # the volumes' files travel as files).
 BACKED_UP = (CLUSTER, APPS, SECRETS, RELEASES, BUILDS, ADMIN_TOKENS, APP_TOKENS, VOLUMES, BUCKETS, BUCKET_BACKEND,
-             BUILD_PROXY, BUILD_NO_PROXY, REGISTRIES, EVENTS)
+             BUILD_PROXY, BUILD_NO_PROXY, REGISTRIES, BACKUP_SCHEDULE, EVENTS)
 
 
 def node(name: str) -> str:
