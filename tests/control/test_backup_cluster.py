@@ -148,8 +148,9 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     assert ran.stdout.splitlines()[-2:] == ["owner=alice", "diary"], ran.stdout
 
     # Owner and mode as the volume keeps them (the filer's record of the file).
-    listing = new.sim.run("home-1", "curl", "-sf", "-H", "Accept: application/json",
-                          f"http://{new.sim.addr('home-1')}:8888/volumes/{APP}/data/private/").stdout
+    listing = wait_for(lambda: new.sim.run("home-1", "curl", "-sf", "-H", "Accept: application/json",
+                                           f"http://{new.sim.addr('home-1')}:8888/volumes/{APP}/data/private/",
+                                           check=False).stdout, 60, "home-1's filer answering")
     diary = next(e for e in json.loads(listing)["Entries"] if e["FullPath"].endswith("/diary.txt"))
     assert (diary["Uid"], diary["Gid"], diary["Mode"] & 0o777) == (1234, 1234, 0o640), diary
 
