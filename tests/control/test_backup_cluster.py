@@ -15,6 +15,7 @@ from the volume, the secret, owners and modes, the old admin token, the old end-
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -120,6 +121,10 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     assert last["ok"], last
     backup = scheduled / last["name"]
     assert backup.is_file() and backup.stat().st_size == last["bytes"], last
+    # Opened with the admin's key: the secret is in it (to be sealed again), the cluster key is not.
+    opened = subprocess.run(["age", "-d", "-i", str(keys["admin"]), str(backup)], capture_output=True, check=True).stdout
+    cluster_key = base64.b64decode((old.sim.dc.host_dir("home-1") / "data" / "keys" / "cluster.key").read_text())
+    assert b"alice" in opened and cluster_key not in opened and base64.b64encode(cluster_key) not in opened
 
     # Every machine's disk is lost.
     old.sim.dc.down()

@@ -111,7 +111,7 @@ def restore(file: str, identity: str, edge: str | None, node_name, site, addr, l
             record, admin, join = bootstrap.init_cluster(
                 name=cluster["name"], domain=cluster["domain"], edge=cluster.get("edge", "") if edge is None else edge,
                 node_name=node_name, site=site, addr=addr, labels=cluster_cli.parse_labels(labels),
-                max_nodes=int(cluster.get("max_nodes") or 10), key=found.cluster_key)
+                max_nodes=int(cluster.get("max_nodes") or 10))
         except VcError as e:
             raise click.ClickException(e.message)
         try:

@@ -4,9 +4,9 @@
                                                  the cluster keeps no key that opens it
       manifest.json     format, cluster name and domain, when, the etcd revision, what is in
       state.json        every key of keys.BACKED_UP as it was at that one revision: apps,
-                        releases, sealed secrets, token hashes, volumes, settings, history
-      cluster.key       the cluster key: it unseals the secrets and derives the mesh key,
-                        so a restored cluster opens its own secrets and its edge still fits
+                        releases, secrets, token hashes, volumes, settings, history; what
+                        etcd keeps sealed with the cluster key is here open (secrets.opened),
+                        so the cluster key itself never leaves the machines
       images/<app>.tar  the image each app runs (OCI archive), from the cluster's registries
       volumes/<app>/<name>.tar   each volume's files (storage/snapshot.py)
 
@@ -33,7 +33,7 @@ from storage.volumes import Volume
 from vcapp import machine
 from vcapp.errors import Unavailable
 from vcapp.machine import NodeConfig
-from vcapp.state import backups, keys, membership, volumes
+from vcapp.state import backups, keys, membership, secrets, volumes
 from vcapp.state.store import Store
 
 FORMAT = 1
@@ -63,18 +63,18 @@ def file_name(cluster: str, at: float) -> str:
 
 
 def snapshot_state(store: Store) -> tuple[int, dict[str, list[dict]]]:
-    """Every backed-up key family, all read at one etcd revision."""
+    """Every backed-up key family, all read at one etcd revision, sealed fields open."""
     revision = store.revision()
-    return revision, {prefix: [{"key": e.key, "value": e.value, "create_revision": e.create_revision}
+    return revision, {prefix: [{"key": e.key, "value": secrets.opened(prefix, e.value),
+                                "create_revision": e.create_revision}
                                for e in store.list(prefix, revision=revision)] for prefix in keys.BACKED_UP}
 
 
 def create(store: Store, cfg: NodeConfig, recipient: str, dest_dir: Path, say: Say) -> tuple[Path, Manifest]:
     """Write the cluster's backup, encrypted to `recipient`, into `dest_dir`; returns its path."""
     recipient = backups.check_recipient(recipient)
-    key = machine.cluster_key()
-    if not key:
-        raise Unavailable("this machine has no cluster key; ask another machine's API")
+    if not machine.cluster_key():
+        raise Unavailable("this machine has no cluster key to open the secrets with; ask another machine's API")
     revision, state = snapshot_state(store)
     cluster = (state[keys.CLUSTER][0]["value"] if state[keys.CLUSTER] else {}) or {}
     made = Manifest(FORMAT, cluster.get("name", ""), cluster.get("domain", ""), time.time(), revision)
@@ -84,8 +84,6 @@ def create(store: Store, cfg: NodeConfig, recipient: str, dest_dir: Path, say: S
     try:
         (work / "images").mkdir()
         (work / "volumes").mkdir()
-        (work / "cluster.key").write_bytes(key)
-        (work / "cluster.key").chmod(0o600)
         (work / "state.json").write_text(json.dumps(state))
         registries = {f"{n['addr']}:{REGISTRY_PORT}" for n in membership.node_records(store).values() if n.get("addr")}
         for entry in state[keys.APPS]:

@@ -3,9 +3,10 @@
 `open_backup` decrypts with the admin's age identity and keeps only the members a backup
 has (anyone holding the public key can make an archive: nothing in it is trusted to name
 its own paths). `put_back` runs on the founding machine of the new cluster, right after
-`vcapp backup restore` founded it with the backup's cluster key:
+`vcapp backup restore` founded it (with a cluster key of its own):
 
-    1. the records: secrets, releases, builds, token hashes, settings, history, buckets
+    1. the records: releases, builds, token hashes, settings, history, buckets; the secrets
+       and the settings' credentials sealed under the new cluster key
     2. each app's image into this machine's registry; the app's spec and its current
        release point at the copy (older releases keep their old references: rolling back
        to them needs a push)
@@ -41,11 +42,11 @@ from vcapp.deploy.backup import FORMAT
 from vcapp.deploy.release_phase import renew_lease
 from vcapp.errors import BadRequest, Unavailable, VcError
 from vcapp.machine import NodeConfig
-from vcapp.state import events, keys, releases, volumes
+from vcapp.state import events, keys, releases, secrets, volumes
 from vcapp.state.store import Store
 
 # The members a backup holds; anything else in the archive is ignored.
-MEMBERS = re.compile(r"manifest\.json|state\.json|cluster\.key|images/[a-z0-9-]{1,63}\.tar"
+MEMBERS = re.compile(r"manifest\.json|state\.json|images/[a-z0-9-]{1,63}\.tar"
                      r"|volumes/[a-z0-9-]{1,63}/[a-z0-9][a-z0-9-]{0,40}\.tar")
 MAX_JSON = 512 << 20  # bytes of manifest or state: far above any cluster's records
 WRITER_LEASE_S = 15
@@ -63,7 +64,6 @@ class Backup:
     dir: Path
     manifest: dict
     state: dict[str, list[dict]]
-    cluster_key: bytes
 
     @property
     def cluster(self) -> dict:
@@ -113,15 +113,14 @@ def _load(work: Path) -> Backup:
     try:
         manifest = _json(work / "manifest.json")
         state = _json(work / "state.json")
-        key = (work / "cluster.key").read_bytes()
     except (OSError, ValueError) as e:
         raise BadRequest(f"the backup is incomplete or damaged ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BadRequest(f"the backup's format is {manifest.get('format') if isinstance(manifest, dict) else '?'}; "
                          f"this vcapp reads format {FORMAT}")
-    if not isinstance(state, dict) or len(key) != 32:
-        raise BadRequest("the backup is damaged: its state or cluster key is not what a backup holds")
-    return Backup(work, manifest, state, key)
+    if not isinstance(state, dict) or not all(isinstance(rows, list) for rows in state.values()):
+        raise BadRequest("the backup is damaged: its state is not what a backup holds")
+    return Backup(work, manifest, state)
 
 
 def _json(path: Path):
@@ -135,7 +134,7 @@ def put_back(store: Store, cfg: NodeConfig, backup: Backup, say: Say) -> dict:
     rows = {prefix: [r for r in backup.state.get(prefix) or [] if _ours(r, prefix)] for prefix in keys.BACKED_UP}
     for prefix in AS_THEY_WERE:
         for r in rows[prefix]:
-            store.put(r["key"], r["value"])
+            store.put(r["key"], secrets.sealed(prefix, r["value"]))
     say(f"records: {len(rows[keys.APPS])} apps, {len(rows[keys.RELEASES])} releases, "
         f"{len(rows[keys.ADMIN_TOKENS])} admin and {len(rows[keys.APP_TOKENS])} app tokens, "
         f"{len(rows[keys.SECRETS])} apps' secrets")

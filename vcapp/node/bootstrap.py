@@ -140,15 +140,14 @@ def _save_credential(credential: str) -> None:
 
 
 def init_cluster(*, name: str, domain: str, edge: str, node_name: str, site: str, addr: str,
-                 labels: dict, max_nodes: int, key: bytes | None = None) -> tuple[dict, tokens.AdminToken, tokens.JoinToken]:
+                 labels: dict, max_nodes: int) -> tuple[dict, tokens.AdminToken, tokens.JoinToken]:
     """Found a cluster on this machine: first etcd member, founding records, first tokens.
 
     With an edge, the machine takes the first overlay address and all cluster traffic rides
-    the mesh; without, the machines must reach each other directly (one LAN). `key`: the
-    cluster key of a backup being restored (its sealed secrets open with it), else a new one."""
+    the mesh; without, the machines must reach each other directly (one LAN)."""
     _refuse_if_member()
     membership.validate_node_name(node_name)
-    key = key or secrets.token_bytes(32)
+    key = secrets.token_bytes(32)
     save_cluster_key(key)
     mesh = None
     if edge:

@@ -87,6 +87,29 @@ def unseal(token: str, what: str, key: bytes | None = None) -> str:
                           "(was the cluster key replaced?); set it again") from None
 
 
+# The field each record family keeps sealed. A backup carries these open, inside its own
+# encryption to the admin's key (vcapp/deploy/backup.py), never the cluster key; a restore
+# seals them again under the new cluster's key.
+SEALED_FIELDS = {keys.SECRETS: "data", keys.BUILD_PROXY: "password", keys.BUCKET_BACKEND: "secret",
+                 keys.REGISTRIES: "password"}
+
+
+def opened(prefix: str, value: object) -> object:
+    """A record of family `prefix` with its sealed field open (as is when it has none)."""
+    field = SEALED_FIELDS.get(prefix)
+    if not field or not isinstance(value, dict) or not value.get(field):
+        return value
+    return {**value, field: unseal(value[field], f"the {field} of {prefix}")}
+
+
+def sealed(prefix: str, value: object) -> object:
+    """`opened` undone, under this machine's cluster key."""
+    field = SEALED_FIELDS.get(prefix)
+    if not field or not isinstance(value, dict) or not isinstance(value.get(field), str) or not value[field]:
+        return value
+    return {**value, field: seal(value[field])}
+
+
 def decrypt(record: dict | None, key: bytes | None = None) -> dict[str, str]:
     """{name: value} from a /vc/secrets record (empty when there is none)."""
     if not record or not record.get("data"):
