@@ -1,4 +1,4 @@
-"""A filer directory as a tar file and back: what a backup keeps of a volume.
+"""A filer directory as a tar file and back: what a backup keeps of a volume or a bucket.
 
     export   weed mount -readOnly of the directory at a private mount point, then
              tar --numeric-owner (owners, modes, symlinks, times as the app left them)
@@ -25,7 +25,7 @@ from pathlib import Path
 from storage.host import Host, StorageError
 from storage.mount import _wait_mounted, unmount_volume
 from storage.plan import ClusterPlan
-from storage.volumes import Volume
+from storage.volumes import BUCKETS_ROOT, Volume
 
 MOUNT_TIMEOUT = 30.0
 UNMOUNT_TIMEOUT = 120.0  # s: the mount uploads the last files a restore wrote before it exits
@@ -33,15 +33,13 @@ TAR_TIMEOUT = 3600.0  # s: a volume of tens of GB through a FUSE mount on a slow
 
 
 @contextlib.contextmanager
-def _mounted(plan: ClusterPlan, host: Host, vol: Volume, run_dir: Path, weed: str, read_only: bool) -> Iterator[Path]:
+def _mounted(plan: ClusterPlan, host: Host, path: str, run_dir: Path, weed: str, flags: list[str]) -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(prefix="vcapp-snapshot-", dir=run_dir))
     point, cache, log = work / "mnt", work / "cache", work / "mount.log"
     point.mkdir()
     cache.mkdir()
-    argv = [weed, "mount", f"-filer={plan.filer_list(plan.machine(host.name))}", f"-filer.path={vol.path}",
-            f"-dir={point}", f"-cacheDir={cache}"]
-    argv += ["-readOnly"] if read_only else [f"-collection={vol.collection}", f"-collectionQuotaMB={vol.size_mb}",
-                                             "-df.logical"]
+    argv = [weed, "mount", f"-filer={plan.filer_list(plan.machine(host.name))}", f"-filer.path={path}",
+            f"-dir={point}", f"-cacheDir={cache}", *flags]
     pid = host.spawn(argv, work, log)
     try:
         _wait_mounted(point, pid, log, MOUNT_TIMEOUT)
@@ -78,15 +76,31 @@ def _tar(argv: list[str], what: str) -> None:
         raise StorageError(f"{what}: {out.stderr.strip()[-500:] or f'tar exit {out.returncode}'}")
 
 
-def export_volume(plan: ClusterPlan, host: Host, vol: Volume, dest: Path, run_dir: Path, weed: str) -> int:
-    """Write volume `vol`'s files to the tar file `dest`; returns its size in bytes."""
-    with _mounted(plan, host, vol, run_dir, weed, read_only=True) as point:
-        _tar(["tar", "--numeric-owner", "-C", str(point), "-cf", str(dest), "."], f"reading volume {vol.app}/{vol.name}")
+def export_tree(plan: ClusterPlan, host: Host, path: str, dest: Path, run_dir: Path, weed: str) -> int:
+    """Write the files under filer directory `path` to the tar file `dest`; returns its size."""
+    with _mounted(plan, host, path, run_dir, weed, ["-readOnly"]) as point:
+        _tar(["tar", "--numeric-owner", "-C", str(point), "-cf", str(dest), "."], f"reading {path}")
     return dest.stat().st_size
 
 
-def import_volume(plan: ClusterPlan, host: Host, vol: Volume, src: Path, run_dir: Path, weed: str) -> None:
-    """Unpack the tar file `src` into volume `vol` (made already, its writer key held)."""
-    with _mounted(plan, host, vol, run_dir, weed, read_only=False) as point:
+def import_tree(plan: ClusterPlan, host: Host, path: str, src: Path, run_dir: Path, weed: str,
+                flags: list[str] | None = None) -> None:
+    """Unpack the tar file `src` into filer directory `path` (made already, nobody else writing)."""
+    with _mounted(plan, host, path, run_dir, weed, flags or []) as point:
         _tar(["tar", "--numeric-owner", "--same-owner", "--same-permissions", "-C", str(point), "-xf", str(src)],
-             f"writing volume {vol.app}/{vol.name}")
+             f"writing {path}")
+
+
+def export_volume(plan: ClusterPlan, host: Host, vol: Volume, dest: Path, run_dir: Path, weed: str) -> int:
+    return export_tree(plan, host, vol.path, dest, run_dir, weed)
+
+
+def import_volume(plan: ClusterPlan, host: Host, vol: Volume, src: Path, run_dir: Path, weed: str) -> None:
+    """Into volume `vol` (its writer key held): its collection and quota, as the runtime mounts it."""
+    import_tree(plan, host, vol.path, src, run_dir, weed,
+                [f"-collection={vol.collection}", f"-collectionQuotaMB={vol.size_mb}", "-df.logical"])
+
+
+def bucket_path(bucket: str) -> str:
+    """A bucket's filer directory (SeaweedFS puts what is written there in the bucket's collection)."""
+    return f"{BUCKETS_ROOT}/{bucket}"

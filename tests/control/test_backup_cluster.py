@@ -3,14 +3,15 @@ backup on fresh machines, and find the app serving its data.
 
 The first cluster (3 machines on one LAN) runs an app pushed with git (a Dockerfile FROM the
 tiny busybox image): a secret, a volume whose files its release command wrote (one owned by
-another user, with its own mode), an end-user token, the app's access set to tokens. `vcapp
+another user, with its own mode), a photo in its bucket, an end-user token, the app's access
+set to tokens. `vcapp
 backup create` writes a backup encrypted to an age key made off the cluster, to the admin's
 disk; `vcapp backup schedule` has the controller write one into a directory at once.
 Then the whole simulated cluster is torn down (its disks deleted) and three new machines come
 up; `vcapp backup restore` with the wrong key refuses and founds nothing; with the right one
 (the scheduled backup) it
 founds the cluster, the others join, and what users and the admin had works again: the page
-from the volume, the secret, owners and modes, the old admin token, the old end-user token.
+from the volume, the secret, owners and modes, the bucket's photo, the old admin token, the old end-user token.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.control.conftest import ControlCluster, start_machines
+from tests.storage.test_volumes_cluster import s3
 from vcapp.dev.rigs.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -84,6 +86,7 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     old.vcapp("home-1", "apps", "create", APP, "--memory", "64M", "--volume", "data:/data")
     old.vcapp("home-1", "secrets", "set", APP, "TOKEN_OWNER=alice")
     old.vcapp("home-1", "volumes", "create", APP, "data", "--size", "64M")
+    old.vcapp("home-1", "buckets", "create", APP)
     repo = tmp_path_factory.mktemp("laptop") / APP
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
@@ -95,6 +98,7 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     pushed = old.sim.run("home-3", "git", "-C", str(repo), "push", url, "main", check=False, timeout=PUSH_TIMEOUT)
     assert pushed.returncode == 0, pushed.stderr
     old.wait(lambda: page(old) == "notes for alice", SERVE_TIMEOUT, "the app serving what its release wrote")
+    assert s3(old, "home-1", APP, "home-1", "put", APP) == "stored 6000"  # a photo in the app's bucket
     before = old.vcapp("home-1", "run", APP, "--", "sh", "-c", CHECK, check=False)
     assert before.stdout.splitlines()[-2:] == ["owner=alice", "diary"], before.stdout
     user_token = json.loads(old.vcapp("home-1", "tokens", "create", APP, "--name", "alice-phone", "--json").stdout)
@@ -107,7 +111,7 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     made = old.vcapp("home-2", "backup", "create", "--recipient", str(keys["admin"]), "-o", str(backups))
     files = list(backups.glob("vcapp-backup-acme-*.tar.age"))
     assert len(files) == 1, (made.stdout, made.stderr)
-    assert "1 apps, 1 images, 1 volumes" in made.stdout, made.stdout
+    assert "1 apps, 1 images, 1 volumes, 1 buckets" in made.stdout, made.stdout
     assert b"notes for alice" not in files[0].read_bytes()  # encrypted: nothing readable without the key
     refused = old.vcapp("home-2", "backup", "create", "--recipient", "age1short", "-o", str(backups), check=False)
     assert refused.returncode != 0 and "age-keygen" in refused.stderr, refused.stderr
@@ -137,7 +141,7 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     assert not (new.sim.dc.host_dir("home-1") / "data" / "node.json").exists()  # founded nothing
 
     out = new.vcapp("home-1", "backup", "restore", str(backup), "--identity", str(keys["admin"]), "--site", "home")
-    assert "restored: notes; volumes notes/data" in out.stdout, (out.stdout, out.stderr)
+    assert "restored: notes; volumes notes/data; buckets notes" in out.stdout, (out.stdout, out.stderr)
     assert "image of notes in the registry of home-1" in out.stderr, out.stderr
     new.join_token = re.search(r"vcjoin_\S+", out.stdout).group(0)
     for host in ("home-2", "home-3"):
@@ -151,6 +155,9 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
                    and r, 120, "the private file readable", interval=2)
     print(f"private file readable {time.monotonic() - began:.1f} s after the app served")
     assert ran.stdout.splitlines()[-2:] == ["owner=alice", "diary"], ran.stdout
+
+    # The bucket is back with its photo, opened with the keys the app has now.
+    wait_for(lambda: s3(new, "home-1", APP, "home-1", "get", APP) == "got 6000", 60, "the photo in the restored bucket")
 
     # Owner and mode as the volume keeps them (the filer's record of the file).
     listing = wait_for(lambda: new.sim.run("home-1", "curl", "-sf", "-H", "Accept: application/json",

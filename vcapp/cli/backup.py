@@ -78,7 +78,7 @@ def create(recipient: str, out_dir: str) -> None:
         os.replace(part, dest / name)
     made = result["manifest"]
     click.echo(f"{dest / name}  ({result['bytes'] / 1e6:.1f} MB: {len(made['apps'])} apps, "
-               f"{len(made['images'])} images, {len(made['volumes'])} volumes)")
+               f"{len(made['images'])} images, {len(made['volumes'])} volumes, {len(made.get('buckets') or [])} buckets)")
     for why in made.get("skipped") or []:
         click.echo(f"not in the backup: {why}", err=True)
 
@@ -123,7 +123,8 @@ def restore(file: str, identity: str, edge: str | None, node_name, site, addr, l
     finally:
         shutil.rmtree(work, ignore_errors=True)
     click.echo(f"restored: {', '.join(done['apps']) or 'no apps'}"
-               + (f"; volumes {', '.join(done['volumes'])}" if done["volumes"] else "") + "\n")
+               + (f"; volumes {', '.join(done['volumes'])}" if done["volumes"] else "")
+               + (f"; buckets {', '.join(done['buckets'])}" if done["buckets"] else "") + "\n")
     cluster_cli.announce(record, admin, join, node_name)
 
 

@@ -9,6 +9,7 @@
                         so the cluster key itself never leaves the machines
       images/<app>.tar  the image each app runs (OCI archive), from the cluster's registries
       volumes/<app>/<name>.tar   each volume's files (storage/snapshot.py)
+      buckets/<app>.tar the objects of each app's built-in bucket
 
 A restore (vcapp/deploy/restore.py) founds a new cluster from it on new machines. The
 backup runs on the machine whose API is asked (or the controller, on the schedule); its
@@ -28,12 +29,12 @@ from pathlib import Path
 
 from builder.registry import DEFAULT_PORT as REGISTRY_PORT
 from storage.host import LocalHost, StorageError, weed_binary
-from storage.snapshot import export_volume
+from storage.snapshot import bucket_path, export_tree, export_volume
 from storage.volumes import Volume
 from vcapp import machine
 from vcapp.errors import Unavailable
 from vcapp.machine import NodeConfig
-from vcapp.state import backups, keys, membership, secrets, volumes
+from vcapp.state import backups, bucketbackend, keys, membership, secrets, volumes
 from vcapp.state.store import Store
 
 FORMAT = 1
@@ -52,6 +53,7 @@ class Manifest:
     apps: list[str] = field(default_factory=list)
     images: dict[str, str] = field(default_factory=dict)  # app -> the image it ran
     volumes: list[dict] = field(default_factory=list)  # {"app", "name", "size_mb", "bytes"}
+    buckets: list[dict] = field(default_factory=list)  # built-in ones: {"app", "bucket", "bytes"}
     skipped: list[str] = field(default_factory=list)  # what could not be kept, and why
 
     def to_dict(self) -> dict:
@@ -94,6 +96,9 @@ def create(store: Store, cfg: NodeConfig, recipient: str, dest_dir: Path, say: S
                 _save_image(app, spec["image"], registries, work / "images" / f"{app}.tar", made, say)
         for entry in state[keys.VOLUMES]:
             _save_volume(store, cfg, entry["value"], work, made, say)
+        for entry in state[keys.BUCKETS]:
+            if (entry["value"] or {}).get("backend") == bucketbackend.BUILTIN:
+                _save_bucket(store, cfg, entry["value"], work, made, say)
         (work / "manifest.json").write_text(json.dumps(made.to_dict(), indent=1))
         out = dest_dir / file_name(made.cluster or "cluster", made.created_at)
         _encrypt(work, recipient, out)
@@ -139,6 +144,21 @@ def _save_volume(store: Store, cfg: NodeConfig, record: dict, work: Path, made: 
         raise Unavailable(f"could not read volume {app}/{name}: {e}; the backup was not written") from None
     made.volumes.append({"app": app, "name": name, "size_mb": size_mb, "bytes": size})
     say(f"volume {app}/{name}: {size / 1e6:.1f} MB")
+
+
+def _save_bucket(store: Store, cfg: NodeConfig, record: dict, work: Path, made: Manifest, say: Say) -> None:
+    """A built-in bucket's objects (one on an external S3 service stays there: only its record
+    and keys are in the backup)."""
+    app, bucket = record["app"], record["bucket"]
+    dest = work / "buckets" / f"{app}.tar"
+    dest.parent.mkdir(exist_ok=True)
+    try:
+        plan = volumes.storage_plan(store, cfg, membership.alive_machines(store))
+        size = export_tree(plan, LocalHost(cfg.name), bucket_path(bucket), dest, machine.run_dir(), weed_binary())
+    except StorageError as e:
+        raise Unavailable(f"could not read bucket {bucket}: {e}; the backup was not written") from None
+    made.buckets.append({"app": app, "bucket": bucket, "bytes": size})
+    say(f"bucket {bucket}: {size / 1e6:.1f} MB")
 
 
 def _encrypt(work: Path, recipient: str, out: Path) -> None:

@@ -15,8 +15,8 @@ its own paths). `put_back` runs on the founding machine of the new cluster, righ
        each volume made and its files unpacked, the keys given back; then the placer
        starts the apps, on whatever machines join
 
-Not restored: built-in buckets' objects (a bucket comes back empty, with the app's keys),
-the git repositories (the next `git push` makes them again, from the pusher's history),
+A built-in bucket is made again with new keys (the old ones lived in the old storage; the app
+rolls onto them) and its objects are put back. Not restored: the git repositories (the next `git push` makes them again, from the pusher's history),
 images of releases before the current one.
 """
 
@@ -35,19 +35,19 @@ from pathlib import Path
 from builder.registry import DEFAULT_PORT as REGISTRY_PORT
 from storage import guard
 from storage.host import LocalHost, StorageError, weed_binary
-from storage.snapshot import import_volume
+from storage.snapshot import bucket_path, import_tree, import_volume
 from storage.volumes import Volume
 from vcapp import machine
 from vcapp.deploy.backup import FORMAT
 from vcapp.deploy.release_phase import renew_lease
 from vcapp.errors import BadRequest, Unavailable, VcError
 from vcapp.machine import NodeConfig
-from vcapp.state import events, keys, releases, secrets, volumes
+from vcapp.state import bucketbackend, events, keys, releases, secrets, volumes
 from vcapp.state.store import Store
 
 # The members a backup holds; anything else in the archive is ignored.
 MEMBERS = re.compile(r"manifest\.json|state\.json|images/[a-z0-9-]{1,63}\.tar"
-                     r"|volumes/[a-z0-9-]{1,63}/[a-z0-9][a-z0-9-]{0,40}\.tar")
+                     r"|volumes/[a-z0-9-]{1,63}/[a-z0-9][a-z0-9-]{0,40}\.tar|buckets/[a-z0-9-]{1,63}\.tar")
 MAX_JSON = 512 << 20  # bytes of manifest or state: far above any cluster's records
 WRITER_LEASE_S = 15
 PUSH_TIMEOUT = 900.0
@@ -160,11 +160,14 @@ def put_back(store: Store, cfg: NodeConfig, backup: Backup, say: Say) -> dict:
     finally:
         stop.set()
         store.revoke(lease)
+    made = [_bucket(store, cfg, backup, r["value"], say) for r in rows[keys.BUCKETS]
+            if isinstance(r["value"], dict) and r["value"].get("app") in specs
+            and r["value"].get("backend") == bucketbackend.BUILTIN]
     for app in sorted(specs):
         events.record(store, "restore", f"app {app} restored from the backup of "
                       f"{when_text(backup.manifest.get('created_at'))}", app=app)
     return {"apps": sorted(specs), "images": sorted(a for a, ok in images.items() if ok),
-            "volumes": [f"{v['app']}/{v['name']}" for v in vols]}
+            "volumes": [f"{v['app']}/{v['name']}" for v in vols], "buckets": [b for b in made if b]}
 
 
 def _tokens(store: Store, rows: dict[str, list[dict]]) -> None:
@@ -178,6 +181,23 @@ def _tokens(store: Store, rows: dict[str, list[dict]]) -> None:
         app = token.get("app")
         if app in was and was[app] and token.get("app_generation") == was[app] and keys.app(app) in now:
             store.put(r["key"], {**token, "app_generation": now[keys.app(app)]})
+
+
+def _bucket(store: Store, cfg: NodeConfig, backup: Backup, record: dict, say: Say) -> str:
+    """Make an app's built-in bucket again (new keys: the old ones lived in the old storage;
+    the app rolls onto them) and put its objects back. Its name, or "" when it failed."""
+    app = record["app"]
+    try:
+        made = volumes.create_bucket(store, cfg, app, who="the restore")
+        archive = backup.dir / "buckets" / f"{app}.tar"
+        if archive.is_file():
+            import_tree(volumes.storage_plan(store, cfg), LocalHost(cfg.name), bucket_path(made["bucket"]), archive,
+                        machine.run_dir(), weed_binary())
+    except (VcError, StorageError) as e:
+        say(f"warning: the bucket of {app} was not restored: {getattr(e, 'message', e)}; `vcapp buckets create {app}`")
+        return ""
+    say(f"bucket {made['bucket']} of {app} made again with new keys, its objects back")
+    return made["bucket"]
 
 
 def _ours(row: dict, prefix: str) -> bool:
