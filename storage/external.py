@@ -325,3 +325,36 @@ def delete_app_key(svc: Service, bucket: str) -> None:
         except StorageError as e:
             if "NoSuch" not in str(e) and "not found" not in str(e).lower():
                 raise
+
+
+# ---- files kept in a bucket (vcapp's scheduled backups) ----------------------------------------
+
+def check_bucket(name: object) -> str:
+    text = str(name or "").strip()
+    if not BUCKET.match(text):
+        raise BadSetting(f"bucket {name!r} is not a valid S3 bucket name (3-63 lower-case letters, digits, '-')")
+    return text
+
+
+def list_files(svc: Service, bucket: str, prefix: str) -> dict[str, int]:
+    """The objects under `prefix` in `bucket`: name after the prefix -> size."""
+    try:
+        return {o.object_name[len(prefix):]: o.size or 0
+                for o in s3_client(svc).list_objects(bucket, prefix=prefix, recursive=True)}
+    except (S3Error, *NETWORK_ERRORS) as e:
+        raise _failure(svc, e) from None
+
+
+def put_file(svc: Service, bucket: str, key: str, path: str) -> None:
+    """Upload a local file (multipart for a large one: minio's fput_object)."""
+    try:
+        s3_client(svc).fput_object(bucket, key, path)
+    except (S3Error, *NETWORK_ERRORS) as e:
+        raise _failure(svc, e) from None
+
+
+def delete_file(svc: Service, bucket: str, key: str) -> None:
+    try:
+        s3_client(svc).remove_object(bucket, key)
+    except (S3Error, *NETWORK_ERRORS) as e:
+        raise _failure(svc, e) from None

@@ -4,8 +4,10 @@ cluster in it, the Flask test client, and the API served by its real server (che
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
+import secrets as pysecrets
 import socket
 import subprocess
 import sys
@@ -15,7 +17,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from minio import Minio
 
+from storage.host import weed_binary
 from vcapp import etcdtls, joinbox
 from vcapp.api.app import ApiConfig, create_app
 from vcapp.dev.rigs.etcd import free_port, lone_etcd
@@ -200,3 +204,69 @@ def vcapp_cli(tmp_path):
 def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
+
+# ---- an S3 service outside the cluster ---------------------------------------------------------
+
+# A lone `weed server` elects its master, registers its volume server and opens S3 within a few
+# seconds; a minute covers a loaded 2-core machine.
+WEED_START_TIMEOUT = 60.0
+ADMIN_KEY, ADMIN_SECRET = "VCTESTADMIN", "external-admin-secret-" + pysecrets.token_hex(8)
+
+
+@dataclass
+class External:
+    endpoint: str
+    netloc: str
+    log: Path
+
+    def client(self, access: str = ADMIN_KEY, secret: str = ADMIN_SECRET) -> Minio:
+        return Minio(self.netloc, access_key=access, secret_key=secret, secure=False)
+
+
+@pytest.fixture(scope="module")
+def external_s3(tmp_path_factory):
+    """A standalone SeaweedFS with an admin identity: the external S3 service. Killed after the module."""
+    base = tmp_path_factory.mktemp("external-s3")
+    (base / "data").mkdir()
+    config = {"identities": [{"name": "admin", "credentials": [{"accessKey": ADMIN_KEY, "secretKey": ADMIN_SECRET}],
+                              "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
+    (base / "s3.json").write_text(json.dumps(config))
+    ports = {name: free_port() for name in ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc",
+                                            "s3", "s3_grpc")}
+    argv = [weed_binary(), "server", f"-dir={base / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-master.port={ports['master']}", f"-master.port.grpc={ports['master_grpc']}",
+            "-master.volumeSizeLimitMB=64", "-volume.max=0",
+            f"-volume.port={ports['volume']}", f"-volume.port.grpc={ports['volume_grpc']}",
+            "-filer", f"-filer.port={ports['filer']}", f"-filer.port.grpc={ports['filer_grpc']}",
+            "-s3", f"-s3.port={ports['s3']}", f"-s3.port.grpc={ports['s3_grpc']}",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            f"-s3.config={base / 's3.json'}", "-s3.iam.readOnly=false"]
+    log = base / "weed.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=base)
+    ext = External(f"http://127.0.0.1:{ports['s3']}", f"127.0.0.1:{ports['s3']}", log)
+    try:
+        _wait_writable(ext, proc)
+        yield ext
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def _wait_writable(ext: External, proc: subprocess.Popen) -> None:
+    """Until the admin key can write an object (master elected, volume server registered)."""
+    deadline, last = time.monotonic() + WEED_START_TIMEOUT, None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"weed server exited {proc.returncode}:\n{ext.log.read_text()[-3000:]}")
+        try:
+            client = ext.client()
+            if not client.bucket_exists("probe"):
+                client.make_bucket("probe")
+            client.put_object("probe", "ready", io.BytesIO(b"1"), 1)
+            return
+        except Exception as e:  # not up yet: connection refused, 5xx while volumes grow
+            last = e
+            time.sleep(0.5)
+    raise AssertionError(f"external S3 not writable after {WEED_START_TIMEOUT}s: {last}\n"
+                         f"{ext.log.read_text()[-3000:]}")

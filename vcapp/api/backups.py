@@ -94,7 +94,7 @@ def create_backup():
 def backup_status():
     """The backup schedule and the outcome of its last run."""
     store = context.store()
-    return jsonify({"schedule": backups.schedule(store), "last": backups.status(store)})
+    return jsonify({"schedule": backups.public(backups.schedule(store)), "last": backups.status(store)})
 
 
 @bp.put("/v1/backups/schedule")

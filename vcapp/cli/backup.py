@@ -14,7 +14,7 @@ import click
 from vcapp.cli import cluster as cluster_cli
 from vcapp.cli.client import Client, ClientError
 from vcapp.cli.output import api_errors, print_json, table
-from vcapp.deploy import remote_build
+from vcapp.deploy import backup_target, remote_build
 from vcapp.errors import VcError
 
 READ_TIMEOUT = remote_build.IDLE_TIMEOUT  # the machine sends a line at least every KEEPALIVE_S
@@ -130,25 +130,47 @@ def restore(file: str, identity: str, edge: str | None, node_name, site, addr, l
 
 @backup.command("schedule")
 @click.option("--every", default="12h", show_default=True, help="How often: 90m, 12h, 1d (1 hour at least).")
-@click.option("--keep", default=5, show_default=True, type=int, help="How many backups the directory keeps.")
+@click.option("--keep", default=5, show_default=True, type=int, help="How many backups are kept.")
 @click.option("--recipient", "-r", envvar="VCAPP_BACKUP_RECIPIENT", help="The age public key, or a file holding it.")
-@click.option("--dir", "where", help="Absolute directory on the machines (best a mount they share) the "
-                                      "controller writes the backups to.")
-@click.option("--off", is_flag=True, help="Stop the scheduled backups (the files stay).")
+@click.option("--dir", "where", help="An absolute directory on the machines (best a mount they share): the "
+                                      "controller writes the backups there.")
+@click.option("--s3", "s3_url", metavar="s3://BUCKET/PREFIX", help="A bucket on an S3 service outside the "
+                                                                    "cluster: the place that outlives the machines.")
+@click.option("--s3-endpoint", help="The S3 service, e.g. https://s3.eu-west-1.amazonaws.com.")
+@click.option("--s3-region", default="", help="The bucket's region, when the service wants one.")
+@click.option("--s3-access-key", help="A key that may list, write and delete in the bucket.")
+@click.option("--s3-secret-key-stdin", is_flag=True, help="Read its secret key from standard input.")
+@click.option("--off", is_flag=True, help="Stop the scheduled backups (the backups made stay).")
 @api_errors
-def schedule(every: str, keep: int, recipient: str | None, where: str | None, off: bool) -> None:
-    """Back the cluster up on a schedule (like k3s's etcd snapshots: every 12 h, 5 kept)."""
+def schedule(every: str, keep: int, recipient: str | None, where: str | None, s3_url: str | None,
+             s3_endpoint: str | None, s3_region: str, s3_access_key: str | None, s3_secret_key_stdin: bool,
+             off: bool) -> None:
+    """Back the cluster up on a schedule (like k3s's etcd snapshots: every 12 h, 5 kept), into
+    a directory or an S3 bucket; the first backup is made at once."""
     client = Client.from_config()
     if off:
         client.request("DELETE", "/v1/backups/schedule")
-        click.echo("scheduled backups stopped; the backups already made stay in their directory")
+        click.echo("scheduled backups stopped; the backups already made stay where they are")
         return
-    if not recipient or not where:
-        raise click.UsageError("give --recipient (the age public key) and --dir, or --off")
-    got = client.request("PUT", "/v1/backups/schedule", {"every": every, "keep": keep,
-                                                        "recipient": _recipient(recipient), "dir": where})
-    click.echo(f"a backup every {_period(got['every_s'])} into {got['dir']} on the controller's machine, "
-               f"the newest {got['keep']} kept; the first one is made now")
+    if not recipient or bool(where) == bool(s3_url):
+        raise click.UsageError("give --recipient (the age public key) and one of --dir or --s3; or --off")
+    body = {"every": every, "keep": keep, "recipient": _recipient(recipient)}
+    if where:
+        body["dir"] = where
+    else:
+        bucket, _, prefix = s3_url.removeprefix("s3://").partition("/")
+        if not s3_url.startswith("s3://") or not s3_endpoint or not s3_access_key or not s3_secret_key_stdin:
+            raise click.UsageError("--s3 s3://BUCKET/PREFIX needs --s3-endpoint, --s3-access-key and the secret "
+                                   "key on standard input with --s3-secret-key-stdin")
+        body["s3"] = {"endpoint": s3_endpoint, "bucket": bucket, "prefix": prefix, "region": s3_region,
+                      "access_key": s3_access_key, "secret_key": click.get_text_stream("stdin").readline().strip()}
+    got = client.request("PUT", "/v1/backups/schedule", body)
+    click.echo(f"a backup every {_period(got['every_s'])} into {_where(got)}, the newest {got['keep']} kept; "
+               "the first one is made now (`vcapp backup status`)")
+
+
+def _where(sched: dict) -> str:
+    return backup_target.describe(sched) + ("" if sched.get("s3") else " on the controller's machine")
 
 
 @backup.command("status")
@@ -162,9 +184,10 @@ def status(as_json: bool) -> None:
         return
     sched, last = got.get("schedule"), got.get("last")
     if not sched:
-        click.echo("no scheduled backups: `vcapp backup schedule --recipient KEY --dir DIR`")
+        click.echo("no scheduled backups: `vcapp backup schedule --recipient KEY --s3 s3://BUCKET/PREFIX ...` "
+                   "or `--dir DIR`")
     else:
-        click.echo(f"every {_period(sched['every_s'])} into {sched['dir']}, {sched['keep']} kept, "
+        click.echo(f"every {_period(sched['every_s'])} into {_where(sched)}, {sched['keep']} kept, "
                    f"encrypted to {sched['recipient'][:16]}...")
     if last:
         rows = [["ok" if last["ok"] else "FAILED", last.get("name") or "-", f"{last.get('bytes', 0) / 1e6:.1f} MB",

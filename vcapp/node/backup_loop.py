@@ -1,21 +1,23 @@
 """Leader loop: scheduled backups (vcapp/state/backups.py).
 
-Observe: the schedule and the backups of this cluster in its directory (their names say when
-they were made). Decide (`plan`, pure): make one when the newest is `every_s` old or there is
-none; else delete the oldest beyond `keep` (so a failed run never costs a backup kept). Act: the backup is written on a
-worker thread (it reads every image and volume: minutes, not a tick), its outcome in
-/vc/backups/status and the history.
+Observe: the schedule and the backups of this cluster at its target, a directory or a bucket
+(vcapp/deploy/backup_target.py; their names say when they were made). Decide (`plan`, pure): make one when the newest is `every_s` old or there is
+none; else delete the oldest beyond `keep` (so a failed run never costs a backup kept). Act, on a worker thread (a bucket
+is a network call away; a backup reads every image and volume: minutes, not a tick): the
+backup written here and kept at the target, its outcome in /vc/backups/status and the history.
 """
 
 from __future__ import annotations
 
 import logging
-import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vcapp.deploy import backup
+from vcapp import machine
+from vcapp.deploy import backup, backup_target
 from vcapp.errors import VcError
 from vcapp.node.harness import Every, Job
 from vcapp.state import backups, events, membership
@@ -24,6 +26,7 @@ from vcapp.state.store import Store, StoreUnavailable
 log = logging.getLogger("vcapp.node")
 
 CHECK_EVERY_S = 30.0
+RETRY_AFTER_S = 600.0  # a failed backup is tried again this much later, not at every check
 
 
 @dataclass(frozen=True)
@@ -41,54 +44,53 @@ def plan(schedule: dict, held: dict[str, float], now: float) -> Plan:
     return Plan(delete=by_age[max(1, int(schedule["keep"])):])
 
 
-def held_backups(where: Path, cluster: str) -> dict[str, float]:
-    out = {}
-    for entry in os.scandir(where) if where.is_dir() else []:
-        at = backups.made_at(entry.name)
-        if at is not None and entry.name.startswith(f"vcapp-backup-{cluster}-") and entry.is_file():
-            out[entry.name] = at
-    return out
-
-
 class BackupLoop:
     name = "backup"
 
     def __init__(self, ctx) -> None:
         self.check = Every(CHECK_EVERY_S)
         self.job = Job("vcapp-backup")
+        self.quiet_until = 0.0
 
     def step(self, ctx) -> None:
-        if self.job.running() or not self.check.due():
+        if self.job.running() or time.monotonic() < self.quiet_until or not self.check.due():
             return
         try:
             schedule = backups.schedule(ctx.store)
             cluster = membership.cluster_record(ctx.store).get("name", "")
         except StoreUnavailable:
             return
-        if not schedule:
-            return
-        where = Path(schedule["dir"])
-        todo = plan(schedule, held_backups(where, cluster), time.time())
-        for name in todo.delete:
-            (where / name).unlink(missing_ok=True)
-            log.info("backup %s deleted (%d are kept)", name, schedule["keep"])
-        if todo.make:
-            self.job.start(self._make, Store(ctx.store.endpoints), ctx.cfg, schedule)
+        if schedule:
+            self.job.start(self._run, Store(ctx.store.endpoints), ctx.cfg, schedule, cluster)
+
+    def _run(self, store: Store, cfg, schedule: dict, cluster: str) -> None:
+        """Observe the target, then make a backup or delete the ones beyond `keep` (a worker
+        thread: listing a bucket is a network call, a backup takes minutes)."""
+        try:
+            todo = plan(schedule, backup_target.held(schedule, cluster), time.time())
+            for name in todo.delete:
+                backup_target.delete(schedule, name)
+                log.info("backup %s deleted from %s (%d are kept)", name, backup_target.describe(schedule),
+                         schedule["keep"])
+            if todo.make:
+                self._make(store, cfg, schedule)
+        except (VcError, OSError) as e:
+            why = e.message if isinstance(e, VcError) else f"{type(e).__name__}: {e}"
+            log.warning("scheduled backup failed (tried again in %.0f min): %s", RETRY_AFTER_S / 60, why)
+            _record(store, False, cfg.name, error=why)
+            self.quiet_until = time.monotonic() + RETRY_AFTER_S
 
     def _make(self, store: Store, cfg, schedule: dict) -> None:
-        where = Path(schedule["dir"])
+        work = Path(tempfile.mkdtemp(prefix="vcapp-backup-run-", dir=machine.data_dir()))
         try:
-            where.mkdir(parents=True, exist_ok=True)
-            path, made = backup.create(store, cfg, schedule["recipient"], where, lambda line: log.info("backup: %s", line))
-        except (VcError, OSError) as e:
-            why = e.message if isinstance(e, VcError) else f"{where}: {e.strerror or e}"
-            log.warning("scheduled backup failed: %s", why)
-            _record(store, False, cfg.name, error=why)
-            return
-        size = path.stat().st_size
+            path, made = backup.create(store, cfg, schedule["recipient"], work, lambda line: log.info("backup: %s", line))
+            size = path.stat().st_size
+            backup_target.keep(schedule, path)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
         _record(store, True, cfg.name, path.name, size)
-        events.record(store, "backup", f"backup {path.name} written on {cfg.name} ({size / 1e6:.1f} MB, "
-                      f"{len(made.apps)} apps, {len(made.volumes)} volumes)")
+        events.record(store, "backup", f"backup {path.name} written to {backup_target.describe(schedule)} by "
+                      f"{cfg.name} ({size / 1e6:.1f} MB, {len(made.apps)} apps, {len(made.volumes)} volumes)")
 
 
 def _record(store: Store, ok: bool, machine: str, name: str = "", size: int = 0, error: str = "") -> None:

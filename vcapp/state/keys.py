@@ -80,7 +80,7 @@
                                  routes for, loaded in its Caddy, bound to its lease
     /vc/edge/certificates        {names: {host: {state, reason, not_after, since}}, at}: each served
                                  name's certificate as the edge reports it (vcapp/state/certificates.py)
-    /vc/settings/backup          {every_s, keep, recipient, dir, set_at, by}: scheduled backups
+    /vc/settings/backup          {every_s, keep, recipient, dir | s3, secret (sealed), set_at, by}: scheduled backups
                                  (vcapp/state/backups.py; made by node/backup_loop on the controller)
     /vc/backups/status           {at, ok, name, bytes, machine, error}: the last scheduled backup
 """

@@ -91,7 +91,7 @@ def unseal(token: str, what: str, key: bytes | None = None) -> str:
 # encryption to the admin's key (vcapp/deploy/backup.py), never the cluster key; a restore
 # seals them again under the new cluster's key.
 SEALED_FIELDS = {keys.SECRETS: "data", keys.BUILD_PROXY: "password", keys.BUCKET_BACKEND: "secret",
-                 keys.REGISTRIES: "password"}
+                 keys.REGISTRIES: "password", keys.BACKUP_SCHEDULE: "secret"}
 
 
 def opened(prefix: str, value: object) -> object:
