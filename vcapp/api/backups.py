@@ -32,7 +32,7 @@ from vcapp.api.body import json_body
 from vcapp.deploy import backup, remote_build
 from vcapp.errors import Conflict, VcError
 from vcapp.machine import NodeConfig
-from vcapp.state import backups
+from vcapp.state import backups, events
 
 bp = Blueprint("backups", __name__)
 CHUNK = 1 << 20
@@ -45,7 +45,7 @@ def create_backup():
     recipient = backups.check_recipient(str(json_body().get("recipient") or ""))
     if not _running.acquire(blocking=False):
         raise Conflict("a backup is being written on this machine already; wait for it to end")
-    store, cfg = context.store(), NodeConfig.load()
+    store, cfg, who = context.store(), NodeConfig.load(), g.admin
     try:
         work = Path(tempfile.mkdtemp(prefix="vcapp-backup-out-", dir=machine.data_dir()))
     except OSError:
@@ -57,6 +57,8 @@ def create_backup():
         try:
             path, made = backup.create(store, cfg, recipient, work, lambda line: lines.put(remote_build.escape(line)))
             result = {"name": path.name, "bytes": path.stat().st_size, "manifest": made.to_dict()}
+            events.record(store, "backup", f"backup {path.name} ({result['bytes'] / 1e6:.1f} MB) made on {cfg.name} "
+                          f"for {who}, encrypted to {recipient[:16]}...", by=who)
             lines.put(remote_build.RESULT + json.dumps(result))
             lines.put(path)
         except VcError as e:
