@@ -173,6 +173,7 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     apps = json.loads(new.vcapp("home-3", "apps", "--json").stdout)
     assert [a["name"] for a in apps] == [APP], apps
     assert visit(new, "vcapp_not_a_token").stdout == "401"  # the access policy came back too
-    assert visit(new, user_token["token"]).stdout == "200"  # and the old end-user token opens the app
+    # and the old end-user token opens the app (once it has rolled onto its new bucket keys)
+    wait_for(lambda: visit(new, user_token["token"]).stdout == "200", 60, "the old end-user token letting in")
     history = new.vcapp("home-3", "events", "--json").stdout
     assert "restored from the backup of" in history

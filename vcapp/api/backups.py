@@ -16,20 +16,18 @@ would double the disk and the load for nothing.
 
 from __future__ import annotations
 
-import json
-import queue
 import shutil
 import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
 
-from flask import Blueprint, Response, g, jsonify
+from flask import Blueprint, g, jsonify
 
 from vcapp import machine
-from vcapp.api import context
+from vcapp.api import context, streamed
 from vcapp.api.body import json_body
-from vcapp.deploy import backup, remote_build
+from vcapp.deploy import backup
 from vcapp.errors import Conflict, VcError
 from vcapp.machine import NodeConfig
 from vcapp.state import backups, events
@@ -47,49 +45,30 @@ def create_backup():
         raise Conflict("a backup is being written on this machine already; wait for it to end")
     store, cfg, who = context.store(), NodeConfig.load(), g.admin
     try:
-        work = Path(tempfile.mkdtemp(prefix="vcapp-backup-out-", dir=machine.data_dir()))
+        out = Path(tempfile.mkdtemp(prefix="vcapp-backup-out-", dir=machine.data_dir()))
     except OSError:
         _running.release()
         raise
-    lines: queue.Queue = queue.Queue()
+    made: list[Path] = []
 
-    def run() -> None:
-        try:
-            path, made = backup.create(store, cfg, recipient, work, lambda line: lines.put(remote_build.escape(line)))
-            result = {"name": path.name, "bytes": path.stat().st_size, "manifest": made.to_dict()}
-            events.record(store, "backup", f"backup {path.name} ({result['bytes'] / 1e6:.1f} MB) made on {cfg.name} "
-                          f"for {who}, encrypted to {recipient[:16]}...", by=who)
-            lines.put(remote_build.RESULT + json.dumps(result))
-            lines.put(path)
-        except VcError as e:
-            lines.put(remote_build.FAILURE + e.message)
-        except Exception as e:  # the caller must hear why
-            lines.put(remote_build.FAILURE + f"internal error on {cfg.name}: {type(e).__name__}: {e}")
-        finally:
-            lines.put(None)
+    def work(log) -> dict:
+        path, manifest = backup.create(store, cfg, recipient, out, log)
+        made.append(path)
+        size = path.stat().st_size
+        events.record(store, "backup", f"backup {path.name} ({size / 1e6:.1f} MB) made on {cfg.name} for {who}, "
+                      f"encrypted to {recipient[:16]}...", by=who)
+        return {"name": path.name, "bytes": size, "manifest": manifest.to_dict()}
 
-    def stream() -> Iterator[bytes]:
-        try:
-            while True:
-                try:
-                    item = lines.get(timeout=remote_build.KEEPALIVE_S)
-                except queue.Empty:
-                    yield b"\n"
-                    continue
-                if item is None:
-                    return
-                if isinstance(item, Path):
-                    with open(item, "rb") as f:
-                        while chunk := f.read(CHUNK):
-                            yield chunk
-                    continue
-                yield (item.replace("\n", " ") + "\n").encode()
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-            _running.release()
+    def send() -> Iterator[bytes]:
+        with open(made[0], "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
 
-    threading.Thread(target=run, name="vcapp-backup", daemon=True).start()
-    return Response(stream(), mimetype="application/octet-stream")
+    def cleanup() -> None:
+        shutil.rmtree(out, ignore_errors=True)
+        _running.release()
+
+    return streamed.respond("vcapp-backup", work, (VcError,), cfg.name, cleanup=cleanup, then=send)
 
 
 @bp.get("/v1/backups")

@@ -21,10 +21,12 @@ from vcapp.deploy import remote_build
 
 
 def respond(name: str, work: Callable[[Callable[[str], None]], dict], failures: tuple[type[Exception], ...],
-            where: str, cleanup: Callable[[], None] | None = None) -> Response:
+            where: str, cleanup: Callable[[], None] | None = None,
+            then: Callable[[], Iterator[bytes]] | None = None) -> Response:
     """Run `work(log)` on a thread and stream its log and its result. An exception of
     `failures` is the work's own refusal (its message is for people); any other is reported as
-    an internal error of this machine (`where`), never as a cut stream."""
+    an internal error of this machine (`where`), never as a cut stream. `then`: bytes sent
+    after a result line (a file the work made; the result says how many)."""
     lines: queue.Queue = queue.Queue()
 
     def run() -> None:
@@ -33,6 +35,8 @@ def respond(name: str, work: Callable[[Callable[[str], None]], dict], failures: 
 
         try:
             lines.put(remote_build.RESULT + json.dumps(work(log)))
+            if then:
+                lines.put(then)
         except failures as e:
             lines.put(remote_build.FAILURE + str(e))
         except Exception as e:  # the caller must hear why
@@ -50,6 +54,9 @@ def respond(name: str, work: Callable[[Callable[[str], None]], dict], failures: 
                     continue
                 if line is None:
                     return
+                if callable(line):
+                    yield from line()
+                    continue
                 yield line.replace("\n", " ") + "\n"
         finally:
             if cleanup:
