@@ -36,13 +36,13 @@ from builder.registry import DEFAULT_PORT as REGISTRY_PORT
 from storage import guard
 from storage.host import LocalHost, StorageError, weed_binary
 from storage.snapshot import bucket_path, import_tree, import_volume
-from storage.volumes import Volume
+from storage.volumes import Volume, check_names
 from vcapp import machine
 from vcapp.deploy.backup import FORMAT
 from vcapp.deploy.release_phase import renew_lease
 from vcapp.errors import BadRequest, Unavailable, VcError
 from vcapp.machine import NodeConfig
-from vcapp.state import bucketbackend, events, keys, releases, secrets, volumes
+from vcapp.state import apps, bucketbackend, events, keys, releases, secrets, volumes
 from vcapp.state.store import Store
 
 # The members a backup holds; anything else in the archive is ignored.
@@ -138,10 +138,12 @@ def put_back(store: Store, cfg: NodeConfig, backup: Backup, say: Say) -> dict:
     say(f"records: {len(rows[keys.APPS])} apps, {len(rows[keys.RELEASES])} releases, "
         f"{len(rows[keys.ADMIN_TOKENS])} admin and {len(rows[keys.APP_TOKENS])} app tokens, "
         f"{len(rows[keys.SECRETS])} apps' secrets")
-    specs = {keys.name_of(r["key"], keys.APPS): dict(r["value"]) for r in rows[keys.APPS] if isinstance(r["value"], dict)}
+    specs = {keys.name_of(r["key"], keys.APPS): dict(r["value"]) for r in rows[keys.APPS]
+             if isinstance(r["value"], dict) and _named_well(keys.name_of(r["key"], keys.APPS), say)}
     images = {app: _push_image(store, cfg, backup, app, spec, say) for app, spec in specs.items()
               if (backup.dir / "images" / f"{app}.tar").is_file()}
-    vols = [r["value"] for r in rows[keys.VOLUMES] if isinstance(r["value"], dict) and r["value"].get("app") in specs]
+    vols = [r["value"] for r in rows[keys.VOLUMES] if isinstance(r["value"], dict) and r["value"].get("app") in specs
+            and _named_well(f"{r['value']['app']}/{r['value'].get('name')}", say)]
     lease = store.grant(WRITER_LEASE_S)
     stop = threading.Event()
     threading.Thread(target=renew_lease, args=(store, lease, WRITER_LEASE_S, stop), daemon=True).start()
@@ -168,6 +170,20 @@ def put_back(store: Store, cfg: NodeConfig, backup: Backup, say: Say) -> dict:
                       f"{when_text(backup.manifest.get('created_at'))}", app=app)
     return {"apps": sorted(specs), "images": sorted(a for a, ok in images.items() if ok),
             "volumes": [f"{v['app']}/{v['name']}" for v in vols], "buckets": [b for b in made if b]}
+
+
+def _named_well(name: str, say: Say) -> bool:
+    """An app name, or app/volume, as vcapp makes them; a backup naming others (not one
+    vcapp wrote) has them left out."""
+    app, _, volume = name.partition("/")
+    try:
+        apps.app_name(app)
+        if volume:
+            check_names(app, volume)
+    except (VcError, StorageError):
+        say(f"warning: {name!r} in the backup is not a name vcapp makes; left out")
+        return False
+    return True
 
 
 def _tokens(store: Store, rows: dict[str, list[dict]]) -> None:
