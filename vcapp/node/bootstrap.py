@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -20,10 +21,12 @@ import requests
 
 from mesh import auth as mesh_auth
 from mesh.coord import PREFIX as MESH_PREFIX
+from runtime.podman import PodmanDriver, PodmanError
+from storage import mount, storaged
 from vcapp import __version__, etcdtls, joinbox, tokens
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
 from vcapp.machine import (EtcdRole, MeshRole, NodeConfig, cluster_key, cluster_key_path, config_path, data_dir, derive,
-                           mesh_credential_path, save_cluster_key)
+                           mesh_credential_path, run_dir, save_cluster_key)
 from vcapp.node import daemon, etcd, resources, service
 from vcapp.node.router_loop import kill_stale_caddy
 from vcapp.state import etcd_members, etcdauth, keys, membership
@@ -108,11 +111,29 @@ def _forget_local_state() -> None:
     # The node router outlives a daemon restart (the next daemon replaces it), not a leave:
     # left running, it would keep answering the edge for the API this machine no longer runs.
     kill_stale_caddy(data_dir() / "router")
+    _stop_workloads()
     config_path().unlink(missing_ok=True)
     cluster_key_path().unlink(missing_ok=True)
     mesh_credential_path().unlink(missing_ok=True)
     etcdtls.forget(data_dir())
     shutil.rmtree(etcd.data_dir(data_dir()), ignore_errors=True)
+
+
+def _stop_workloads() -> None:
+    """End what outlives the daemon on purpose (a restart must not stop the apps) but not a
+    leave: the apps' containers, their volumes' weed mounts, the storage processes. Left
+    running, an instance would go on writing to a volume its app now mounts elsewhere."""
+    for path in sorted((data_dir() / "volumes").glob("*/*")):
+        mount.stop_mount(run_dir(), path.parent.name, path.name, path)
+    try:
+        driver = PodmanDriver.from_env()
+        for container in driver.list():
+            driver.remove(container.name)
+    except PodmanError as e:
+        print(f"warning: the apps' containers here could not all be removed ({e}); "
+              "`podman ps --filter label=vcapp.managed=true` lists them", file=sys.stderr)
+    for name in storaged.observe(run_dir()):
+        storaged.stop(run_dir(), name)
 
 
 def _node_info(name: str, site: str, addr: str, api_url: str, labels: dict) -> membership.NodeInfo:

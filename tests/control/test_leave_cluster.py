@@ -1,0 +1,59 @@
+"""`vcapp node leave` on a machine that runs an app with a volume, without a drain first: the
+machine takes down what it ran (the app's container, the volume's weed mount, its storage
+processes), so nothing of it goes on writing, and the app comes back on another machine with
+the data it had written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from builder.baseimage import TINY_IMAGE
+from tests.control.conftest import start_machines
+from vcapp.dev.rigs.waiting import wait_for
+
+pytestmark = pytest.mark.cluster
+
+APP = "diary"
+SERVE = ("mkdir -p /www; [ -f /data/first ] || hostname > /data/first; cp /data/first /www/index.html; "
+         "exec httpd -f -p 8080 -h /www")
+MOVE_TIMEOUT = 180
+
+
+def running_on(cc, asker: str = "home-1") -> dict | None:
+    """The app's healthy instance, as machine `asker`'s API tells."""
+    rows = [r for r in json.loads(cc.vcapp(asker, "ps", APP, "--json", check=False).stdout or "[]")
+            if r["state"] == "running" and r.get("health") == "healthy"]
+    return rows[0] if rows else None
+
+
+def page(cc, row: dict) -> str:
+    got = cc.sim.run(row["node"], "curl", "-sf", "--max-time", "3", f"http://127.0.0.1:{row['host_port']}/",
+                     check=False)
+    return got.stdout.strip()
+
+
+def test_a_machine_that_leaves_without_a_drain_stops_its_app_which_comes_back_elsewhere(make_sim, tmp_path_factory):
+    cc = start_machines(make_sim(home=3, office=0), tmp_path_factory.mktemp("tiny"))
+    cc.vcapp("home-1", "apps", "create", APP, "--image", TINY_IMAGE, "--port", "8080", "--command", SERVE,
+             "--health-path", "/", "--memory", "64M", "--volume", "data:/data")
+    first = wait_for(lambda: running_on(cc), MOVE_TIMEOUT, f"{APP} running")
+    leaver = first["node"]
+    written = page(cc, first)
+    assert written, first
+    asker = next(m for m in cc.machines if m != leaver)
+
+    cc.vcapp(leaver, "node", "leave")
+
+    containers = cc.sim.run(leaver, "podman", "ps", "-a", "--filter", "label=vcapp.managed=true",
+                            "--format", "{{.Names}}").stdout.split()
+    assert containers == [], containers
+    mounts = cc.sim.run(leaver, "cat", "/proc/self/mountinfo").stdout
+    assert f"/volumes/{APP}/data" not in mounts and "fuse.seaweedfs" not in mounts
+    weeds = cc.sim.run(leaver, "pgrep", "-af", f"weed .*{cc.sim.dc.host_dir(leaver)}", check=False).stdout
+    assert weeds.strip() == "", weeds
+
+    moved = wait_for(lambda: (r := running_on(cc, asker)) and r["node"] != leaver and r, MOVE_TIMEOUT,
+                     f"{APP} running on another machine")
+    assert page(cc, moved) == written  # the data it had, not a fresh volume
