@@ -108,7 +108,9 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
 
     # A backup, made by home-2's API, written to the admin's disk.
     backups = tmp_path_factory.mktemp("backups")
+    began = time.monotonic()
     made = old.vcapp("home-2", "backup", "create", "--recipient", str(keys["admin"]), "-o", str(backups))
+    print(f"backup create: {time.monotonic() - began:.1f} s, {made.stdout.strip()}")
     files = list(backups.glob("vcapp-backup-acme-*.tar.age"))
     assert len(files) == 1, (made.stdout, made.stderr)
     assert "1 apps, 1 images, 1 volumes, 1 buckets" in made.stdout, made.stdout
@@ -140,7 +142,10 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
     assert wrong.returncode != 0 and "could not be decrypted" in wrong.stderr, wrong.stderr
     assert not (new.sim.dc.host_dir("home-1") / "data" / "node.json").exists()  # founded nothing
 
+    began = time.monotonic()
     out = new.vcapp("home-1", "backup", "restore", str(backup), "--identity", str(keys["admin"]), "--site", "home")
+    print(f"backup restore: {time.monotonic() - began:.1f} s")
+    restored_at = time.monotonic()
     assert "restored: notes; volumes notes/data; buckets notes" in out.stdout, (out.stdout, out.stderr)
     assert "image of notes in the registry of home-1" in out.stderr, out.stderr
     new.join_token = re.search(r"vcjoin_\S+", out.stdout).group(0)
@@ -150,6 +155,7 @@ def test_a_backup_restored_on_fresh_machines_serves_the_app_with_its_data(make_s
 
     wait_for(lambda: page(new) == "notes for alice", SERVE_TIMEOUT, "the restored app serving its volume's data",
              detail=lambda: new.vcapp("home-1", "ps", APP, check=False).stdout + out.stderr)
+    print(f"restored app serving {time.monotonic() - restored_at:.1f} s after the restore ended")
     began = time.monotonic()
     ran = wait_for(lambda: (r := new.vcapp("home-1", "run", APP, "--", "sh", "-c", CHECK, check=False)).returncode == 0
                    and r, 120, "the private file readable", interval=2)
