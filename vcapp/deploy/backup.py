@@ -112,8 +112,10 @@ def _save_image(app: str, image: str, registries: set[str], dest: Path, made: Ma
     """The app's image as an OCI archive: pulled from the cluster's registries (through their
     credentials), or from this machine's image store for an image given by name."""
     auth = machine.registry_auth_file()
-    local = image
+    local, pulled_here = image, False
     if image.split("/", 1)[0] in registries:
+        pulled_here = subprocess.run(["buildah", "inspect", "--type", "image", image], capture_output=True,
+                                     timeout=IMAGE_TIMEOUT).returncode != 0
         argv = ["buildah", "pull", "-q", "--tls-verify=false", *(["--authfile", str(auth)] if auth.is_file() else []),
                 image]
         pulled = subprocess.run(argv, capture_output=True, text=True, timeout=IMAGE_TIMEOUT)
@@ -122,8 +124,12 @@ def _save_image(app: str, image: str, registries: set[str], dest: Path, made: Ma
             say(f"warning: the image of {app} could not be read: {_last(pulled.stderr)}")
             return
         local = pulled.stdout.strip().splitlines()[-1]
-    out = subprocess.run(["buildah", "push", "-q", local, f"oci-archive:{dest}"], capture_output=True, text=True,
-                         timeout=IMAGE_TIMEOUT)
+    try:
+        out = subprocess.run(["buildah", "push", "-q", local, f"oci-archive:{dest}"], capture_output=True, text=True,
+                             timeout=IMAGE_TIMEOUT)
+    finally:
+        if pulled_here:  # pulled only for the backup: not left to fill this machine's disk, backup after backup
+            subprocess.run(["buildah", "rmi", local], capture_output=True, timeout=IMAGE_TIMEOUT)
     if out.returncode != 0:
         made.skipped.append(f"image of {app} ({image}): {_last(out.stderr)}")
         say(f"warning: the image of {app} is not in the backup: {_last(out.stderr)}")
