@@ -16,8 +16,10 @@ device"), which is what apps already handle for a full disk.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -32,6 +34,7 @@ ANSWER_TIMEOUT = 5.0  # a live FUSE mount answers stat() in milliseconds; a hung
 POLL = 0.1
 UMOUNT_TIMEOUT = 30.0  # a lazy umount returns at once; 30 s only guards against a wedged kernel
 FUSE_TYPES = ("fuse.seaweedfs", "fuse")
+MAX_STACKED = 8  # mounts one path may hold on top of each other, at most, in practice
 
 
 def _unescape(field: str) -> str:
@@ -193,3 +196,27 @@ def stop_mount(run_dir: Path, app: str, name: str, host_path: Path) -> bool:
     if mounted:
         _umount(host_path)
     return had
+
+
+def stop_every_mount(path: Path) -> int:
+    """End every weed mount at `path`: stacked ones too (a mount whose daemon died under it can
+    sit below a newer one) and any weed mount process serving it; the number of processes
+    killed. For a machine that leaves its cluster, where nothing may go on writing."""
+    want = f"-dir={Path(path)}".encode()
+    killed = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[0].endswith(b"weed") and argv[1] == b"mount" and want in argv:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed += 1
+    for _ in range(MAX_STACKED):
+        if mount_entry(path) is None:
+            break
+        _umount(path)
+    return killed

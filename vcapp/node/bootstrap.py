@@ -125,6 +125,7 @@ def _stop_workloads() -> None:
     running, an instance would go on writing to a volume its app now mounts elsewhere."""
     for path in sorted((data_dir() / "volumes").glob("*/*")):
         mount.stop_mount(run_dir(), path.parent.name, path.name, path)
+        mount.stop_every_mount(path)
     try:
         driver = PodmanDriver.from_env()
         for container in driver.list():
