@@ -66,18 +66,26 @@ def _login(dc: DevCluster, host: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def install(dc: DevCluster, say: Callable[[str], None] = print, acme: Acme | None = None) -> Platform:
+def install(dc: DevCluster, say: Callable[[str], None] = print, acme: Acme | None = None,
+            restore: tuple[Path, Path] | None = None) -> Platform:
     """Bring vcapp up on every machine of a running simulated cluster; the edge's certificates
-    from `acme` when given, else from its dev CA."""
+    from `acme` when given, else from its dev CA. `restore`: (backup file, age key file) to
+    found the cluster from, with `vcapp backup restore`, instead of `vcapp cluster init`."""
     machines = [m.name for m in dc.topology.machines()]
     first = machines[0]
     for m in machines:
         dc.add_service(m, NODE_SERVICE, service.boot_argv())  # the systemd unit's ExecStart
     if not (dc.host_dir(first) / "data" / "node.json").exists():
-        say(f"founding cluster {CLUSTER_NAME!r} on {first} (edge {dc.topology.host('edge').addr})")
-        out = _vcapp(dc, first, "cluster", "init", "--name", CLUSTER_NAME, "--domain", DOMAIN,
-                     "--edge", f"{dc.topology.host('edge').addr}:{EDGE_COORD_PORT}",
-                     "--site", dc.topology.host(first).site)
+        edge = f"{dc.topology.host('edge').addr}:{EDGE_COORD_PORT}"
+        site = dc.topology.host(first).site
+        if restore:
+            say(f"founding the cluster on {first} from the backup {restore[0].name} (edge {edge})")
+            out = _vcapp(dc, first, "backup", "restore", str(restore[0]), "--identity", str(restore[1]),
+                         "--edge", edge, "--site", site, timeout=600)
+        else:
+            say(f"founding cluster {CLUSTER_NAME!r} on {first} (edge {dc.topology.host('edge').addr})")
+            out = _vcapp(dc, first, "cluster", "init", "--name", CLUSTER_NAME, "--domain", DOMAIN,
+                         "--edge", edge, "--site", site)
         mesh_key = re.search(r"mesh key \(secret; shown once\):\s+([0-9a-f]+)", out).group(1)
         join_token = re.search(r"vcjoin_\S+", out).group(0)
         _vcapp(dc, "edge", "edge", "setup", "--mesh-key-file", "-", stdin=mesh_key)
