@@ -7,7 +7,8 @@
                        the backup's bytes, exactly `bytes` of them. The machine keeps no copy.
 
     GET    /v1/backups            {"schedule": ..., "last": the last scheduled run's outcome}
-    PUT    /v1/backups/schedule   {"every": "12h", "keep": 5, "recipient": "age1...", "dir": "/mnt/nas"}
+    PUT    /v1/backups/schedule   {"every": "12h", "keep": 5, "recipient": "age1...", and "dir": "/mnt/nas"
+                                  or "s3": {endpoint, bucket, prefix, region?, access_key, secret_key}}
     DELETE /v1/backups/schedule   no more scheduled backups (the files made stay)
 
 One backup at a time per machine: a second request while one runs is refused (409), as two

@@ -1,10 +1,11 @@
 """Leader loop: scheduled backups (vcapp/state/backups.py).
 
-Observe: the schedule and the backups of this cluster at its target, a directory or a bucket
-(vcapp/deploy/backup_target.py; their names say when they were made). Decide (`plan`, pure): make one when the newest is `every_s` old or there is
-none; else delete the oldest beyond `keep` (so a failed run never costs a backup kept). Act, on a worker thread (a bucket
-is a network call away; a backup reads every image and volume: minutes, not a tick): the
-backup written here and kept at the target, its outcome in /vc/backups/status and the history.
+Observe: the schedule, and this cluster's backups at its target, a directory or a bucket
+(vcapp/deploy/backup_target.py; their names say when they were made). Decide (`plan`, pure):
+make one when the newest is `every_s` old or there is none; else delete the oldest beyond
+`keep` (so a failed run never costs a kept backup). Act, on a worker thread (a bucket is a
+network call away; a backup reads every image and volume: minutes, not a tick): the backup
+written here and kept at the target, its outcome in /vc/backups/status and the history.
 """
 
 from __future__ import annotations
