@@ -129,7 +129,7 @@ def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: 
     pid = host.spawn(argv, state.parent, log)
     state.write_text(json.dumps({"pid": pid, "path": str(host_path)}))
     try:
-        _wait_mounted(host_path, pid, log, timeout)
+        wait_mounted(host_path, pid, log, timeout)
     except StorageError:
         _stop_previous(state)
         unmount_volume(host_path)
@@ -152,15 +152,20 @@ def _stop_previous(state: Path) -> None:
     state.unlink(missing_ok=True)
 
 
-def _is_weed_mount(pid: int) -> bool:
+def _weed_mount_argv(pid: int) -> list[bytes] | None:
+    """The command line of process `pid` if it is a weed mount, else None."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return False
-    return len(argv) > 1 and argv[0].endswith(b"weed") and argv[1] == b"mount"
+        return None
+    return argv if len(argv) > 1 and argv[0].endswith(b"weed") and argv[1] == b"mount" else None
 
 
-def _wait_mounted(path: Path, pid: int, log: Path, timeout: float) -> None:
+def _is_weed_mount(pid: int) -> bool:
+    return _weed_mount_argv(pid) is not None
+
+
+def wait_mounted(path: Path, pid: int, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         entry = mount_entry(path)
@@ -205,13 +210,7 @@ def stop_every_mount(path: Path) -> int:
     want = f"-dir={Path(path)}".encode()
     killed = 0
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if len(argv) > 1 and argv[0].endswith(b"weed") and argv[1] == b"mount" and want in argv:
+        if proc.name.isdigit() and want in (_weed_mount_argv(int(proc.name)) or []):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
                 killed += 1

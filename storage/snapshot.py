@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from storage.host import Host, StorageError
-from storage.mount import _wait_mounted, unmount_volume
+from storage.mount import unmount_volume, wait_mounted
 from storage.plan import ClusterPlan
 from storage.volumes import BUCKETS_ROOT, Volume
 
@@ -42,7 +42,7 @@ def _mounted(plan: ClusterPlan, host: Host, path: str, run_dir: Path, weed: str,
             f"-dir={point}", f"-cacheDir={cache}", *flags]
     pid = host.spawn(argv, work, log)
     try:
-        _wait_mounted(point, pid, log, MOUNT_TIMEOUT)
+        wait_mounted(point, pid, log, MOUNT_TIMEOUT)
         yield point
     finally:
         _unmount(point, pid)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -52,18 +51,10 @@ def create(recipient: str, out_dir: str) -> None:
                                        read_timeout=READ_TIMEOUT)
     with resp:
         raw = resp.raw
-        while True:
-            line = raw.readline().decode(errors="replace")
-            if not line:
-                raise ClientError("the machine writing the backup went away before it ended; try again")
-            line = line.rstrip("\n")
-            if line.startswith(remote_build.FAILURE):
-                raise ClientError(line[len(remote_build.FAILURE):])
-            if line.startswith(remote_build.RESULT):
-                result = json.loads(line[len(remote_build.RESULT):])
-                break
-            if line:
-                click.echo(remote_build.unescape(line), err=True)
+        lines = (line.decode(errors="replace") for line in iter(raw.readline, b""))
+        result = remote_build.read_result(lines, lambda line: click.echo(line, err=True), ClientError)
+        if result is None:
+            raise ClientError("the machine writing the backup went away before it ended; try again")
         name = Path(result["name"]).name
         part = dest / f".{name}.part"
         left = int(result["bytes"])

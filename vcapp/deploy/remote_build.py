@@ -22,7 +22,7 @@ import os
 import tarfile
 import time
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Callable, Iterable
 
 import requests
 
@@ -106,14 +106,25 @@ def call(url: str, body: bytes, content_type: str, secret: str, log: Log, who: s
     with resp:
         if resp.status_code != 200:
             raise failure(f"{who} refused ({resp.status_code}): {resp.text[:300]}")
-        for line in resp.iter_lines(decode_unicode=True):
-            if line.startswith(RESULT):
-                return json.loads(line[len(RESULT):])
-            if line.startswith(FAILURE):
-                raise failure(line[len(FAILURE):])
-            if line:
-                log(unescape(line))
-    raise requests.ConnectionError(f"the stream from {who} ended without a result")
+        result = read_result(resp.iter_lines(decode_unicode=True), log, failure)
+    if result is None:
+        raise requests.ConnectionError(f"the stream from {who} ended without a result")
+    return result
+
+
+def read_result(lines: Iterable[str], log: Log, failure: type[Exception]) -> dict | None:
+    """Read a stream's lines up to its result line and return the result's fields (the log
+    lines go to `log`; `failure(why)` for a failure line); None when the lines end first.
+    Reads no line past the result: what follows it (a file) is the caller's."""
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.startswith(RESULT):
+            return json.loads(line[len(RESULT):])
+        if line.startswith(FAILURE):
+            raise failure(line[len(FAILURE):])
+        if line:
+            log(unescape(line))
+    return None
 
 
 def pack(source: Path) -> bytes:
