@@ -22,3 +22,19 @@ def intermediate_spki(edge) -> str:
     edge.root_ca_pem()  # waits for the CA to exist
     status, body = edge.caddy.admin.request("GET", "/pki/ca/local")
     return spki_sha256(json.loads(body)["intermediate_certificate"])
+
+
+def screenshot(sim, host: str, url: str, shot, profile, resolve: str, spki: str, timeout: float) -> bytes:
+    """Headless Chromium on simulated `host` loads `url` (names mapped by `resolve`, a
+    --host-resolver-rules MAP rule; sites signed under the certificate of SPKI hash `spki`
+    trusted) and saves a 900x600 screenshot to `shot`; returns its bytes. A page Chromium could
+    not load leaves no file: the failure says Chromium's reason (net::ERR_...)."""
+    shot.unlink(missing_ok=True)
+    proc = sim.run(host, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                   "--window-size=900,600", f"--host-resolver-rules={resolve}",
+                   f"--ignore-certificate-errors-spki-list={spki}", f"--screenshot={shot}", url, timeout=timeout)
+    if not shot.exists():
+        reasons = [line for line in proc.stderr.splitlines() if "ERR_" in line or "failed" in line.lower()]
+        raise AssertionError(f"chromium saved no screenshot of {url}: {' '.join(reasons) or proc.stderr[-2000:]}")
+    return shot.read_bytes()

@@ -22,7 +22,7 @@ import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
 from tests.helpers import openloop
-from tests.helpers.browser import spki_sha256
+from tests.helpers.browser import screenshot, spki_sha256
 from tests.ingress.diagnose import edge_report
 from vcapp.dev import netns, platform
 from vcapp.dev.rigs.waiting import wait_for
@@ -58,7 +58,6 @@ SWITCH_SECONDS, SWITCH_RATE, SWITCH_AT, SWITCH_AFTER, ISSUE_REQUESTS = 40.0, 15.
 # Chromium renders one small page in seconds; 90 s means it hung.
 BROWSER_TIMEOUT = 90
 MIN_PNG_BYTES = 3000  # a blank 900x600 PNG is ~2 KB; text makes it bigger
-CHROMIUM = "/usr/bin/chromium"
 LAST_CURL_ERROR: list[str] = []
 CLUSTER: list = []  # the module's cluster, for failure reports
 
@@ -137,15 +136,9 @@ def test_app_page_through_the_edge_and_no_port_forward_at_any_site(cl):
 def test_browser_on_the_client_loads_the_app_page(cl, artifacts, tmp_path):
     wait("solo's page through the edge", lambda: cl.curl(SOLO)[0] == "200", PLACE_WAIT + ROUTE_WAIT)
     intermediate = Path(cl.ca).parent / "caddy" / "data" / "pki" / "authorities" / "local" / "intermediate.crt"
-    shot = artifacts / "edge_cluster_browser.png"
-    shot.unlink(missing_ok=True)
-    cl.sim.run("client", CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run",
-               f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,600",
-               f"--host-resolver-rules=MAP *.{DOMAIN} {cl.edge_addr}",
-               f"--ignore-certificate-errors-spki-list={spki_sha256(intermediate.read_text())}",
-               f"--screenshot={shot}", f"https://{SOLO}.{DOMAIN}/", timeout=BROWSER_TIMEOUT)
-    data = shot.read_bytes()
+    data = screenshot(cl.sim, "client", f"https://{SOLO}.{DOMAIN}/", artifacts / "edge_cluster_browser.png",
+                      tmp_path / "profile", f"MAP *.{DOMAIN} {cl.edge_addr}", spki_sha256(intermediate.read_text()),
+                      BROWSER_TIMEOUT)
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > MIN_PNG_BYTES, f"{len(data)} bytes"
 
 

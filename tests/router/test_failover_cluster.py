@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from router.routes import AppRoute
-from tests.helpers.browser import intermediate_spki
+from tests.helpers.browser import intermediate_spki, screenshot
 from tests.router.conftest import APP_PORT, DOMAIN
 
 pytestmark = pytest.mark.cluster
@@ -32,16 +32,9 @@ MIN_PNG_BYTES = 5000
 def test_browser_loads_an_app_page_through_the_edge(stack, artifacts, tmp_path):
     assert shutil.which("chromium"), "chromium is missing: run scripts/install"
     intermediate = intermediate_spki(stack.edge)
-    shot = artifacts / "router_browser.png"
-    shot.unlink(missing_ok=True)
-    profile = tmp_path / "chromium-profile"
-    stack.sim.run("client", "chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-first-run", f"--user-data-dir={profile}", "--window-size=900,600",
-                  f"--host-resolver-rules=MAP {BLOG} {stack.sim.addr('edge')}",
-                  f"--ignore-certificate-errors-spki-list={intermediate}",
-                  f"--screenshot={shot}", f"https://{BLOG}/", timeout=BROWSER_TIMEOUT)
-    data = shot.read_bytes()
+    data = screenshot(stack.sim, "client", f"https://{BLOG}/", artifacts / "router_browser.png",
+                      tmp_path / "chromium-profile", f"MAP {BLOG} {stack.sim.addr('edge')}", intermediate,
+                      BROWSER_TIMEOUT)
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > MIN_PNG_BYTES
 
 

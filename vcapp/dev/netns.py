@@ -50,9 +50,14 @@ def list_namespaces(prefix: str) -> list[str]:
 
 
 def add(ns: str) -> None:
+    """A namespace whose new links get no IPv6 link-local address. The simulated network is
+    IPv4; a link-local address finishing duplicate detection a second after its link comes up
+    is a netlink change that Chromium takes for a new network and aborts a page load on
+    (net::ERR_NETWORK_CHANGED). Loopback keeps ::1."""
     if not exists(ns):
         run(["ip", "netns", "add", ns])
     run(["ip", "-n", ns, "link", "set", "lo", "up"])
+    sysctl(ns, "net.ipv6.conf.default.addr_gen_mode", "1")
 
 
 def delete(ns: str) -> None:
