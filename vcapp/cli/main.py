@@ -12,8 +12,6 @@ import importlib
 
 import click
 
-from vcapp import __version__
-
 # command name -> "module:attribute"
 COMMANDS = {
     "cluster": "vcapp.cli.cluster:cluster",
@@ -70,8 +68,17 @@ class LazyGroup(click.Group):
         return command
 
 
+def _print_version(ctx: click.Context, _param, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from vcapp import version  # hashes the installed code: only when asked
+
+        click.echo(f"vcapp {version.describe()}")
+        ctx.exit()
+
+
 @click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="vcapp")
+@click.option("--version", is_flag=True, is_eager=True, expose_value=False, callback=_print_version,
+              help="Show the release and build (`vcapp nodes` shows each machine's) and exit.")
 def cli() -> None:
     """vcapp: turn a few machines behind NAT into one cluster you deploy to with git push."""
 

@@ -7,16 +7,18 @@ import click
 from vcapp.cli.client import Client
 from vcapp.cli.cluster import join, leave, run
 from vcapp.cli.output import api_errors
+from vcapp.cli.upgrade import upgrade
 
 
 @click.group()
 def node() -> None:
-    """Machines: join this one, leave, run the daemon, drain or remove another."""
+    """Machines: join this one, leave, run the daemon, upgrade it, drain or remove another."""
 
 
 node.add_command(join)
 node.add_command(leave)
 node.add_command(run)
+node.add_command(upgrade)
 
 
 # The API waits up to 12 s for etcd to accept the member's removal (vcapp/api/nodes.py), on top

@@ -54,6 +54,9 @@ class DevCluster:
         self.name = name
         self.dir = (root or root_dir()) / name
         self.state_file = self.dir / "state.json"
+        # The Python whose vcapp the hosts run (its directory first on their PATH); a test of
+        # upgrades gives the hosts an older vcapp's.
+        self.python = sys.executable
 
     # ---- state -------------------------------------------------------------------------
 
@@ -325,7 +328,7 @@ class DevCluster:
             CONTAINERS_CONF=str(hdir / "etc" / "containers.conf"),
             CONTAINERS_STORAGE_CONF=str(hdir / "etc" / "storage.conf"),
             HOME=str(hdir / "home"),
-            PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
+            PATH=f"{Path(self.python).parent}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}",
         )
         return env
 
@@ -376,9 +379,9 @@ class DevCluster:
         argv = power.host_command(self.topology.ns(host.name), state["hosts"][host.name]["init_pid"], cmd)
         cgroup = self._cgroup(host.name)
         with open(self.host_dir(host.name) / "log" / f"{name}.log", "ab") as out:
-            subprocess.Popen(
+            subprocess.Popen(  # in /, as systemd starts a unit: `python -m` imports from its cwd
                 argv, env=self.host_env(host.name), stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                stderr=subprocess.STDOUT, start_new_session=True, cwd="/",
                 preexec_fn=lambda: power.join_cgroup(cgroup),
             )
 

@@ -74,7 +74,7 @@ def install(dc: DevCluster, say: Callable[[str], None] = print, acme: Acme | Non
     machines = [m.name for m in dc.topology.machines()]
     first = machines[0]
     for m in machines:
-        dc.add_service(m, NODE_SERVICE, service.boot_argv())  # the systemd unit's ExecStart
+        dc.add_service(m, NODE_SERVICE, service.boot_argv(dc.python))  # the systemd unit's ExecStart
     if not (dc.host_dir(first) / "data" / "node.json").exists():
         edge = f"{dc.topology.host('edge').addr}:{EDGE_COORD_PORT}"
         site = dc.topology.host(first).site

@@ -23,7 +23,7 @@ from mesh import auth as mesh_auth
 from mesh.coord import PREFIX as MESH_PREFIX
 from runtime.podman import PodmanDriver, PodmanError
 from storage import mount, storaged
-from vcapp import __version__, etcdtls, joinbox, tokens
+from vcapp import __version__, etcdtls, joinbox, tokens, version
 from vcapp.errors import BadRequest, Conflict, Unavailable, VcError
 from vcapp.machine import (EtcdRole, MeshRole, NodeConfig, cluster_key, cluster_key_path, config_path, data_dir, derive,
                            mesh_credential_path, run_dir, save_cluster_key)
@@ -86,9 +86,9 @@ def ensure_daemon() -> None:
         return
     log = data_dir() / "log" / "node.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
+    with open(log, "ab") as out:  # in /, as systemd would: `python -m vcapp` imports from its cwd first
         subprocess.Popen(service.boot_argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                         start_new_session=True)
+                         start_new_session=True, cwd="/")
 
 
 def stop_daemon() -> None:
@@ -139,7 +139,8 @@ def _stop_workloads() -> None:
 
 def _node_info(name: str, site: str, addr: str, api_url: str, labels: dict) -> membership.NodeInfo:
     return membership.NodeInfo(name=name, site=site, addr=addr, api_url=api_url, labels=labels,
-                               resources=resources.measure(data_dir()), version=__version__)
+                               resources=resources.measure(data_dir()), version=__version__,
+                               build=version.build())
 
 
 def coord_url(edge: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from mesh.meshd import AgentConfig
-from vcapp import __version__, etcdtls
+from vcapp import __version__, etcdtls, version
 from vcapp.api.serve import ApiServer
 from vcapp.machine import NodeConfig, cluster_key, config_path, data_dir, mesh_credential_path, run_dir
 from vcapp.node import etcd, loops, resources
@@ -221,7 +221,7 @@ class Daemon:
         if record is None:
             return  # removed from the cluster: `vcapp node leave` cleans up the rest
         measured = resources.measure(self.base)
-        fresh = dict(record.value, **measured, version=__version__, etcd_member=cfg.etcd.member,
+        fresh = dict(record.value, **measured, version=__version__, build=version.build(), etcd_member=cfg.etcd.member,
                      updated_at=time.time())
         # Only if nobody changed (or removed) the record since we read it: a refresh must never
         # bring back a machine an admin just removed.
@@ -308,5 +308,5 @@ def main(replace_after: float) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    log.info("vcapp node %s starting; config %s", __version__, config_path())
+    log.info("vcapp node %s starting; config %s", version.describe(), config_path())  # fixes the build
     Daemon(replace_after).run(stop)

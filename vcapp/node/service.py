@@ -35,9 +35,9 @@ class ServiceError(RuntimeError):
     """systemctl refused; the message carries its words."""
 
 
-def exec_start() -> list[str]:
-    """The daemon's command: this Python (the venv vcapp is installed in) running vcapp."""
-    return [sys.executable, "-m", "vcapp", "node", "run"]
+def exec_start(python: str | None = None) -> list[str]:
+    """The daemon's command: this Python (the venv vcapp is installed in), or `python`, running vcapp."""
+    return [python or sys.executable, "-m", "vcapp", "node", "run"]
 
 
 def _escaped(text: str) -> str:
@@ -81,9 +81,10 @@ def placed_env() -> dict[str, str]:
     return {k: os.environ[k] for k in PLACED_BY if os.environ.get(k)}
 
 
-def boot_argv() -> list[str]:
-    """What a machine boots: the ExecStart of the unit this machine would get."""
-    return exec_start_of(unit_text(exec_start(), placed_env()))
+def boot_argv(python: str | None = None) -> list[str]:
+    """What a machine boots: the ExecStart of the unit this machine would get (with vcapp
+    installed for `python`, by default this one)."""
+    return exec_start_of(unit_text(exec_start(python), placed_env()))
 
 
 def systemd_runs_this_machine() -> bool:

@@ -48,11 +48,13 @@ class NodeInfo:
     labels: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
     version: str = ""
+    build: str = ""  # vcapp/version.py; a machine of a release before builds sends none
 
     def record(self, now: float) -> dict:
         return {
             "name": self.name, "site": self.site, "addr": self.addr, "api_url": self.api_url,
-            "labels": self.labels, **self.resources, "version": self.version, "joined_at": now,
+            "labels": self.labels, **self.resources, "version": self.version, "build": self.build,
+            "joined_at": now,
         }
 
     @classmethod
@@ -66,6 +68,7 @@ class NodeInfo:
             name=str(data["name"]), site=str(data["site"]), addr=str(data["addr"]),
             api_url=str(data["api_url"]), labels=dict(data.get("labels") or {}),
             resources=dict(data.get("resources") or {}), version=str(data.get("version", "")),
+            build=str(data.get("build", "")),
         )
 
 

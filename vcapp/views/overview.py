@@ -12,7 +12,7 @@ import time
 from vcapp.state import instances, keys, membership
 
 NODE_FIELDS = ("name", "site", "addr", "up", "drained", "storage_drained", "last_seen", "state_since", "cpus",
-               "load1", "memory_mb", "free_memory_mb", "disk_mb", "free_disk_mb", "labels", "version")
+               "load1", "memory_mb", "free_memory_mb", "disk_mb", "free_disk_mb", "labels", "version", "build")
 
 
 def _instances(store) -> list[dict]:

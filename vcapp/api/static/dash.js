@@ -105,7 +105,9 @@ function machineCard(n) {
   const card = el("div", { class: "card " + state, "data-node": n.name, "data-state": state },
     el("h3", {}, n.name, badge(state, state), ...(n.drained ? [badge(n.storage_drained ? "drained with storage" : "drained", "drained")] : [])),
     el("div", { class: "muted" }, `site ${n.site || "-"} · ${n.addr || ""}` +
-      (n.up ? "" : n.last_seen ? ` · last seen ${ago(n.last_seen)}` : "")));
+      (n.up ? "" : n.last_seen ? ` · last seen ${ago(n.last_seen)}` : "")),
+    el("div", { class: "muted", "data-version": n.version || "" },
+      `vcapp ${n.version || "?"}` + (n.build ? ` build ${n.build.slice(0, 7)}` : "")));
   if (n.up) {
     card.append(bar("CPU", n.load1 || 0, n.cpus || 0, `load ${fmt(n.load1 || 0)}, ${n.cpus} cpus`),
       bar("memory", (n.memory_mb || 0) - (n.free_memory_mb || 0), n.memory_mb),
