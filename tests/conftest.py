@@ -76,12 +76,14 @@ def make_sim():
 
 
 def _keep_logs(dc: DevCluster) -> None:
-    """With VCAPP_TEST_KEEP_LOGS=DIR, every machine's logs outlive the cluster (DIR/<cluster>/<host>)."""
+    """With VCAPP_TEST_KEEP_LOGS=DIR, every machine's logs outlive the cluster (DIR/<cluster>/<host>):
+    its boot services' and those its daemon writes (data/log)."""
     keep = os.environ.get("VCAPP_TEST_KEEP_LOGS")
     if not keep:
         return
-    for log_dir in (dc.dir / "hosts").glob("*/log"):
-        shutil.copytree(log_dir, Path(keep) / dc.name / log_dir.parent.name, dirs_exist_ok=True)
+    for log_dir in [*(dc.dir / "hosts").glob("*/log"), *(dc.dir / "hosts").glob("*/data/log")]:
+        host = log_dir.parent.parent.name if log_dir.parent.name == "data" else log_dir.parent.name
+        shutil.copytree(log_dir, Path(keep) / dc.name / host, dirs_exist_ok=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,12 @@
 """An etcd member that stopped answering costs one wait per process, not one per Store: the
-API gives each of its threads a Store, and the loops have theirs (vcapp/state/store.py)."""
+API gives each of its threads a Store, and the loops have theirs (vcapp/state/store.py). A
+member whose gateway does not serve yet (its plain "Not Found") gives way to the next one,
+while etcd's own "not found" (an expired lease) still means what it says."""
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 
 import pytest
@@ -33,3 +37,35 @@ def test_a_silent_member_is_still_asked_when_no_other_answers(hanging_member):
         with pytest.raises(StoreUnavailable, match=f"no etcd endpoint answered .*{hanging_member}"):
             store.get("/vc/test/anything")
         assert time.monotonic() - began >= TIMEOUT
+
+
+@pytest.fixture
+def unserving_member():
+    """Answers every request as etcd's gateway answers a route it does not serve (seen from a
+    member added a moment before): 404, text/plain "Not Found"."""
+    class NotServing(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            body = b"Not Found\n"
+            self.send_response(404)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotServing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_a_member_whose_gateway_does_not_serve_yet_gives_way_to_the_next(etcd_url, unserving_member):
+    store = Store([unserving_member, etcd_url], timeout=TIMEOUT)
+    store.put("/vc/test/written", {"through": "the next member"})
+    assert store.value("/vc/test/written") == {"through": "the next member"}
+    assert store.keepalive(123456789) == 0  # etcd's JSON "lease not found" is an answer, not a refusal
+    with pytest.raises(StoreUnavailable, match=f"{unserving_member}: Not Found"):
+        Store([unserving_member], timeout=TIMEOUT).get("/vc/test/written")

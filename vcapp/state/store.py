@@ -40,8 +40,17 @@ UNANSWERED_LAST_S = 30.0
 _unanswered: dict[str, float] = {}  # endpoint -> time.monotonic() of its last failure to answer
 
 # Answers of a member that cannot serve right now, while another member may: try the next.
+# A member answering these cannot serve now; another may.
 MEMBER_CANNOT_SERVE = ("no leader", "timed out", "not supported for learner", "not capable",
                        "unhealthy cluster", "leader changed", "stopped")
+# The gateway's plain-text 404 for a route it does not serve (a member whose gateway is not
+# ready: one just added, as after a dead member's removal); etcd's own "not found" errors (a
+# lease that expired) come as JSON and mean what they say on every member.
+ROUTE_NOT_SERVED = ("Not Found", "404 page not found")
+
+
+def member_cannot_serve(e: etcd_errors.Etcd3Exception) -> bool:
+    return any(s in error_text(e) for s in MEMBER_CANNOT_SERVE) or (e.detail_text or "").strip() in ROUTE_NOT_SERVED
 
 
 class StoreUnavailable(RuntimeError):
@@ -187,7 +196,7 @@ class Store:
                 _unanswered[endpoint] = time.monotonic()
                 continue
             except etcd_errors.Etcd3Exception as e:
-                if any(s in error_text(e) for s in MEMBER_CANNOT_SERVE):
+                if member_cannot_serve(e):
                     errors.append(f"{endpoint}: {error_text(e).strip()}")
                     continue
                 raise
