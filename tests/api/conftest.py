@@ -54,7 +54,8 @@ class Cluster:
 
 FIRST = membership.NodeInfo(name="home-1", site="home", addr="10.0.0.1", api_url="http://10.0.0.1:7180",
                             resources={"cpus": 4, "memory_mb": 8000, "free_memory_mb": 6000,
-                                       "disk_mb": 100_000, "free_disk_mb": 60_000})
+                                       "disk_mb": 100_000, "free_disk_mb": 60_000},
+                            version="0.1.0", build="84b3173aa0f1")
 
 
 def found(etcd_url: str, max_nodes: int = 10) -> Cluster:

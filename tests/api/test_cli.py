@@ -76,8 +76,8 @@ def test_nodes_and_status_for_people_and_scripts(served, logged_in):
         cluster.store.revoke(lease)
     assert [(m["name"], m["site"], m["up"], m["cpus"]) for m in machines] == [("home-1", "home", True, 4)]
     header, row = table.splitlines()
-    assert header.split() == ["NAME", "SITE", "STATE", "ADDR", "CPUS", "MEM", "DISK", "LAST", "SEEN"]
-    assert row.split()[:7] == ["home-1", "home", "up", "10.0.0.1", "4", "2.0G/7.8G", "39.1G/97.7G"]
+    assert header.split() == ["NAME", "SITE", "STATE", "ADDR", "CPUS", "MEM", "DISK", "VERSION", "LAST", "SEEN"]
+    assert row.split()[:8] == ["home-1", "home", "up", "10.0.0.1", "4", "2.0G/7.8G", "39.1G/97.7G", "0.1.0+84b3173"]
     assert row.index("up") == header.index("STATE")  # aligned columns
     assert row.rstrip().endswith(("0s ago", "1s ago"))  # a machine that is up was seen just now
     assert "cluster   acme" in status and "1 up, 0 down (home 1/1 up)" in status
