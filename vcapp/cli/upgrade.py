@@ -94,7 +94,7 @@ def upgrade(source: str, no_drain: bool) -> None:
     was_drained = bool(me.get("drained"))
     now = f"build {me['build'][:7]}" if me.get("build") else f"{me.get('version') or 'a release'} (before builds)"
     say(f"upgrading {name} from {now} to build {target.build[:7]} ({target.path.name})")
-    storage_was = client.get("/v1/status")["storage"]["state"]
+    storage_was = _storage_state(client)
     try:
         _roll(client, name, target, argv, python, drain=not no_drain and not was_drained, say=say)
         if storage_was == "healthy":
@@ -110,8 +110,12 @@ def upgrade(source: str, no_drain: bool) -> None:
         "(`vcapp nodes` shows each machine's build)")
 
 
+def _storage_state(client: Client) -> str:
+    return (client.get("/v1/status").get("storage") or {}).get("state") or "unknown"
+
+
 def _storage_healthy(client: Client) -> bool | str:
-    state = client.get("/v1/status")["storage"]["state"]
+    state = _storage_state(client)
     return True if state == "healthy" else f"app data {state}"
 
 
@@ -137,7 +141,9 @@ def _roll(client: Client, name: str, target: local.Source, argv: list[str], pyth
     local.restart(argv)
 
     def back():
-        node = _machines(client)[name]
+        node = _machines(client).get(name)
+        if node is None:
+            raise Conflict(f"{name} is no longer in the cluster (removed meanwhile?); its daemon runs the new build")
         if node.get("up") and node.get("build") == target.build:
             return True
         return f"{name} is {'up' if node.get('up') else 'not up yet'}, build {(node.get('build') or '-')[:7]}"

@@ -138,6 +138,11 @@ def install_and_start(name: str = UNIT_NAME, text: str | None = None) -> None:
         _systemctl("try-restart", name)  # running the old command line: take the new one
 
 
+def restart(name: str = UNIT_NAME) -> None:
+    """Restart the unit (ServiceError with systemctl's words if it refuses)."""
+    _systemctl("restart", name)
+
+
 def stop_and_remove(name: str = UNIT_NAME) -> None:
     """Stop the daemon for good: disable the unit, stop it, remove its file."""
     _systemctl("disable", "--now", name)

@@ -112,7 +112,11 @@ def restart(argv: list[str]) -> None:
     same command line again as a detached child (as `vcapp node join` starts it). App containers
     keep running across it (the next daemon adopts them)."""
     if service.systemd_runs_this_machine() and service.installed():
-        subprocess.run(["systemctl", "restart", service.UNIT_NAME], check=True, timeout=service.SYSTEMCTL_TIMEOUT)
+        try:
+            service.restart()
+        except (OSError, subprocess.SubprocessError, service.ServiceError) as e:
+            raise Unavailable(f"could not restart {service.UNIT_NAME}: {e}; `journalctl -u {service.UNIT_NAME}` "
+                              "says why") from None
         return
     bootstrap.stop_daemon()
     log = data_dir() / "log" / "node.log"
