@@ -81,7 +81,8 @@ def upgrade(source: str, no_drain: bool) -> None:
                        "`vcapp login` to its API first")
     me = machines[name]
     if me.get("build") == target.build:
-        say(f"{name} already runs build {target.build[:7]}; nothing to do")
+        drained = f"; it is drained: `vcapp node undrain {name}` takes it back" if me.get("drained") else ""
+        say(f"{name} already runs build {target.build[:7]}; nothing to do{drained}")
         return
     refusal = local.skew_refusal({m: n.get("build") or "" for m, n in machines.items()}, name, target.build)
     if refusal:
@@ -96,7 +97,7 @@ def upgrade(source: str, no_drain: bool) -> None:
     say(f"upgrading {name} from {now} to build {target.build[:7]} ({target.path.name})")
     storage_was = _storage_state(client)
     try:
-        _roll(client, name, target, argv, python, drain=not no_drain and not was_drained, say=say)
+        _roll(client, name, target, argv, python, drain=not no_drain, drained_already=was_drained, say=say)
         if storage_was == "healthy":
             say("waiting for app data to keep three copies again (this machine's volume servers restarted)")
             _wait("app data back to three copies", STORAGE_TIMEOUT_S, lambda: _storage_healthy(client), say)
@@ -119,10 +120,13 @@ def _storage_healthy(client: Client) -> bool | str:
     return True if state == "healthy" else f"app data {state}"
 
 
-def _roll(client: Client, name: str, target: local.Source, argv: list[str], python: str, drain: bool, say) -> None:
-    """Drain (when asked), install, restart, and wait for the machine on the new build."""
+def _roll(client: Client, name: str, target: local.Source, argv: list[str], python: str, drain: bool,
+          drained_already: bool, say) -> None:
+    """Drain (when asked; a machine drained before still has its instances waited out),
+    install, restart, and wait for the machine on the new build."""
     if drain:
-        client.post(f"/v1/nodes/{name}/drain", {})
+        if not drained_already:
+            client.post(f"/v1/nodes/{name}/drain", {})
         say(f"draining {name}: its instances start on other machines, each healthy before the old one stops")
 
         def drained():
