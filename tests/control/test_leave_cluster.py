@@ -6,6 +6,7 @@ the data it had written."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -17,8 +18,10 @@ pytestmark = pytest.mark.cluster
 
 APP = "diary"
 # The first start writes when it started to the volume; every start serves what the volume says.
-SERVE = ("mkdir -p /www; [ -f /data/first ] || date +%s%N > /data/first; cp /data/first /www/index.html; "
-         "exec httpd -f -p 8080 -h /www")
+# As a real app would, it exits when the volume cannot be read (a read error while the storage
+# restarts under a move) rather than serve a page it could not fill; the runtime starts it again.
+SERVE = ("mkdir -p /www; ls /data > /dev/null || exit 1; [ -e /data/first ] || date +%s%N > /data/first; "
+         "cp /data/first /www/index.html || exit 1; exec httpd -f -p 8080 -h /www")
 MOVE_TIMEOUT = 180
 
 
@@ -36,7 +39,10 @@ def page(cc, row: dict) -> str:
 
 
 def test_a_machine_that_leaves_without_a_drain_stops_its_app_which_comes_back_elsewhere(make_sim, tmp_path_factory):
-    cc = start_machines(make_sim(home=3, office=0), tmp_path_factory.mktemp("tiny"))
+    # Four machines: after the leave three keep the storage's three copies and masters. From
+    # three to two the storage reconfigures under the move and the volume read EIO for minutes
+    # in 1 run of 2 here (issue 16/20), which is not what this test is about.
+    cc = start_machines(make_sim(home=4, office=0), tmp_path_factory.mktemp("tiny"), count=4)
     cc.vcapp("home-1", "apps", "create", APP, "--image", TINY_IMAGE, "--port", "8080", "--command", SERVE,
              "--health-path", "/", "--memory", "64M", "--volume", "data:/data")
     first = wait_for(lambda: running_on(cc), MOVE_TIMEOUT, f"{APP} running")
@@ -44,7 +50,6 @@ def test_a_machine_that_leaves_without_a_drain_stops_its_app_which_comes_back_el
     written = page(cc, first)
     assert written, first
     asker = next(m for m in cc.machines if m != leaver)
-
     cc.vcapp(leaver, "node", "leave")
 
     containers = cc.sim.run(leaver, "podman", "ps", "-a", "--filter", "label=vcapp.managed=true",
@@ -58,5 +63,10 @@ def test_a_machine_that_leaves_without_a_drain_stops_its_app_which_comes_back_el
 
     moved = wait_for(lambda: (r := running_on(cc, asker)) and r["node"] != leaver and r, MOVE_TIMEOUT,
                      f"{APP} running on another machine")
-    wait_for(lambda: page(cc, moved) == written, 30, "the moved instance serving the data it had, not a fresh volume",
-             detail=lambda: page(cc, moved))
+    # The storage shrinks to two machines behind the move (its processes restart on the others),
+    # and an instance whose mount lost its filer meanwhile is restarted: ask whichever runs now.
+    began = time.monotonic()
+    wait_for(lambda: (r := running_on(cc, asker)) and r["node"] != leaver and page(cc, r) == written, MOVE_TIMEOUT,
+             "the moved instance serving the data it had, not a fresh volume",
+             detail=lambda: f"{running_on(cc, asker)}: {page(cc, running_on(cc, asker) or moved)!r}")
+    print(f"the moved instance served the data {time.monotonic() - began:.1f} s after it first ran")

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from etcd3gw import exceptions as etcd_errors
+
 from vcapp.state import events, keys
-from vcapp.state.store import Member, Store
+from vcapp.state.store import Member, Store, error_text
 
 # A machine that rebooted is back within a minute or two; replacing its member sooner
 # would copy the whole database around for nothing.
@@ -137,7 +139,11 @@ def apply(store: Store, action: Action, peer_url_of) -> None:
 
 def remove_member(store: Store, name: str, member_id: int, reason: str) -> None:
     if member_id in {m.id for m in store.members()}:
-        store.as_root().member_remove(member_id)
+        try:
+            store.as_root().member_remove(member_id)
+        except etcd_errors.Etcd3Exception as e:
+            if "member not found" not in error_text(e):  # removed meanwhile (a leave racing the controller)
+                raise
     store.delete(keys.etcd_member(name))
     store.delete(keys.etcd_invite(name))
     events.record(store, "etcd.member.removed", f"{name} no longer runs an etcd member ({reason})", node=name)
