@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
@@ -76,19 +77,30 @@ def ensure_daemon() -> None:
     runs the machine (it then comes back after a reboot or a crash), else in the background."""
     running = daemon.running_pid()
     if service.systemd_runs_this_machine() and (service.installed() or not running):
-        try:
-            service.install_and_start()
-        except (OSError, subprocess.SubprocessError, service.ServiceError) as e:
-            raise Unavailable(f"could not start {service.UNIT_NAME}: {e}; `journalctl -u {service.UNIT_NAME}` "
-                              "says why") from None
+        unit_call("start", service.install_and_start)
         return
     if running:  # a daemon started by hand or before the unit existed keeps running
         return
+    spawn_daemon(service.boot_argv())
+
+
+def unit_call(verb: str, call) -> None:
+    """`call()` on the node unit; a refusal is Unavailable saying where systemd tells why."""
+    try:
+        call()
+    except (OSError, subprocess.SubprocessError, service.ServiceError) as e:
+        raise Unavailable(f"could not {verb} {service.UNIT_NAME}: {e}; `journalctl -u {service.UNIT_NAME}` "
+                          "says why") from None
+
+
+def spawn_daemon(argv: list[str]) -> Path:
+    """Start the node daemon as a detached child logging to node.log; the log's path."""
     log = data_dir() / "log" / "node.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:  # in /, as systemd would: `python -m vcapp` imports from its cwd first
-        subprocess.Popen(service.boot_argv(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                          start_new_session=True, cwd="/")
+    return log
 
 
 def stop_daemon() -> None:

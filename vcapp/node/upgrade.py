@@ -20,7 +20,6 @@ from pathlib import Path
 
 from vcapp import version
 from vcapp.errors import BadRequest, Conflict, Unavailable
-from vcapp.machine import data_dir
 from vcapp.node import bootstrap, daemon, service
 
 PIP_TIMEOUT = 900.0  # s: a wheel whose new dependencies come from PyPI on a slow line
@@ -112,17 +111,10 @@ def restart(argv: list[str]) -> None:
     same command line again as a detached child (as `vcapp node join` starts it). App containers
     keep running across it (the next daemon adopts them)."""
     if service.systemd_runs_this_machine() and service.installed():
-        try:
-            service.restart()
-        except (OSError, subprocess.SubprocessError, service.ServiceError) as e:
-            raise Unavailable(f"could not restart {service.UNIT_NAME}: {e}; `journalctl -u {service.UNIT_NAME}` "
-                              "says why") from None
+        bootstrap.unit_call("restart", service.restart)
         return
     bootstrap.stop_daemon()
-    log = data_dir() / "log" / "node.log"
-    with open(log, "ab") as out:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                         start_new_session=True, cwd="/")
+    log = bootstrap.spawn_daemon(argv)
     deadline = time.monotonic() + START_TIMEOUT
     while not daemon.running_pid():
         if time.monotonic() > deadline:
