@@ -181,12 +181,19 @@ def machine_processes(plan: ClusterPlan, name: str, weed: str = "weed") -> list[
 
 
 def _master(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
-    peers = plan.master_list if len(plan.masters) > 1 else "none"
+    alone = len(plan.masters) == 1
+    # A lone master starts from no Raft state (-resumeState=false): its leader admits any master
+    # that dials it (SeaweedFS's AdmitRaftPeer), so one of the three masters of a cluster that
+    # shrank to two machines, still running for the seconds until its machine stops it, joins
+    # its Raft and then leaves it without a quorum; resumed, that peer would stay in its
+    # configuration for good. All a lone master's state holds is the highest volume id, which
+    # the volume servers' heartbeats report again.
     return ProcessSpec("master", (
-        weed, "master", f"-ip={me.addr}", f"-port={MASTER_PORT}", "-mdir=.", f"-peers={peers}",
+        weed, "master", f"-ip={me.addr}", f"-port={MASTER_PORT}", "-mdir=.",
+        f"-peers={'none' if alone else plan.master_list}",
         f"-defaultReplication={plan.default_replication}",
         f"-volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}", f"-electionTimeout={MASTER_ELECTION_TIMEOUT}",
-        *(("-raftHashicorp",) if len(plan.masters) > 1 else ()),
+        *(("-resumeState=false",) if alone else ("-raftHashicorp",)),
     ), cwd="master")
 
 

@@ -110,7 +110,9 @@ def decide(desired: list[ProcessSpec], digests: dict[str, str]) -> list[Start | 
     runs (`digests`: name -> digest; a process that does not run is absent)."""
     starts = [Start(spec) for spec in desired if digests.get(spec.name) != spec_digest(spec)]
     wanted = {spec.name for spec in desired}
-    return starts + [Stop(name) for name in sorted(digests) if name not in wanted]
+    # Stops first: a master the plan retires must be gone before this machine's master restarts
+    # as the cluster's lone one (see stray_peers), and a stop takes up to STOP_TIMEOUT.
+    return [Stop(name) for name in sorted(digests) if name not in wanted] + starts
 
 
 def observe(run_dir: Path) -> dict[str, str]:
@@ -128,6 +130,22 @@ def converge(plan: ClusterPlan, host: Host, data_dir: Path, run_dir: Path, weed:
         else:
             stop(run_dir, action.name)
     return [a.spec.name for a in actions if isinstance(a, Start)]
+
+
+def stray_peers(plan: ClusterPlan, host: Host) -> list[str]:
+    """The Raft peers of this machine's master when the plan makes it the cluster's only one:
+    masters the plan retired that its leader admitted in the seconds before they stopped
+    (storage/plan.py: _master). Non-empty means it has no quorum and must start afresh."""
+    me = plan.machine(host.name)
+    if plan.masters != (me,):
+        return []
+    out = host.run(["curl", "-sf", "--max-time", str(PROBE_TIMEOUT), f"http://{me.addr}:{MASTER_PORT}/cluster/status"],
+                   timeout=PROBE_TIMEOUT + 5)
+    try:
+        peers = json.loads(out.stdout).get("Peers") if out.returncode == 0 else None
+    except (ValueError, AttributeError):
+        return []
+    return [str(p) for p in peers or ()]
 
 
 def wait_ready(plan: ClusterPlan, host: Host, timeout: float = READY_TIMEOUT) -> None:

@@ -71,6 +71,10 @@ def test_small_clusters_run_one_master_without_peers():
     assert [m.name for m in plan.masters] == ["m1"]
     master = machine_processes(plan, "m1")[0]
     assert master.name == "master" and "-peers=none" in master.argv
+    # no Raft state resumed: a retired master its leader admitted would stay a peer for good
+    assert "-resumeState=false" in master.argv and "-raftHashicorp" not in master.argv
+    three = machine_processes(plan_cluster(MACHINES[:3], ["10.0.0.1:2379"], keys.SEAWEEDFS), "m1")[0]
+    assert "-raftHashicorp" in three.argv and "-resumeState=false" not in three.argv
 
 
 def test_an_evacuated_machine_runs_no_volume_server_and_the_others_keep_theirs():
@@ -218,3 +222,34 @@ def test_the_storage_daemon_starts_what_is_missing_restarts_what_changed_and_sto
     # the plan no longer has a master here (the cluster grew past 3): it stops, the filer too
     assert decide([volume], {"master": spec_digest(master), "volume": spec_digest(volume), "filer": "x"}) == [
         Stop("filer"), Stop("master")]
+    # what the plan retires stops before anything restarts (a retired master must be gone
+    # before the lone one starts)
+    assert decide([moved], {"master": spec_digest(master), "volume": spec_digest(volume)}) == [
+        Stop("master"), Start(moved)]
+
+
+class StatusHost:
+    """A machine whose master answers /cluster/status with `body` (a unit-test stand-in)."""
+
+    def __init__(self, name: str, body: str, code: int = 0) -> None:
+        self.name, self.body, self.code, self.asked = name, body, code, []
+
+    def run(self, argv, *, input=None, timeout=60):
+        import subprocess
+        self.asked.append(argv[-1])
+        return subprocess.CompletedProcess(argv, self.code, self.body, "")
+
+
+def test_a_lone_master_with_raft_peers_is_told_apart_from_a_healthy_one():
+    from storage.storaged import stray_peers
+    lone = plan_cluster(MACHINES[:2], ["10.0.0.1:2379"], keys.SEAWEEDFS)
+    stray = StatusHost("m1", '{"Peers":["10.0.0.3:9333.19333"],"MaxVolumeId":6}')
+    assert stray_peers(lone, stray) == ["10.0.0.3:9333.19333"]
+    assert stray.asked == ["http://10.0.0.1:9333/cluster/status"]
+    assert stray_peers(lone, StatusHost("m1", '{"IsLeader":true,"Leader":"10.0.0.1:9333"}')) == []
+    assert stray_peers(lone, StatusHost("m1", "", code=7)) == []  # not up yet: nothing to say
+    assert stray_peers(lone, StatusHost("m1", "<html>")) == []
+    # not the lone master: a machine without one, and a member of three Raft masters
+    for plan, name in ((lone, "m2"), (plan_cluster(MACHINES[:3], ["10.0.0.1:2379"], keys.SEAWEEDFS), "m1")):
+        host = StatusHost(name, '{"Peers":["10.0.0.3:9333.19333"]}')
+        assert stray_peers(plan, host) == [] and host.asked == []

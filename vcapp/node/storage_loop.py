@@ -70,6 +70,11 @@ class StorageLoop:
         started = storaged.converge(plan, host, self.base, run_dir(), weed_binary())
         if started:
             log.info("storage: started %s", ", ".join(started))
+        if stray := storaged.stray_peers(plan, host):
+            log.warning("storage: the lone master let retired master(s) %s into its Raft and has no quorum; "
+                        "restarting it afresh", ", ".join(stray))
+            storaged.stop(run_dir(), "master")
+            storaged.converge(plan, host, self.base, run_dir(), weed_binary())
         self._fastfail(host, {m.addr for m in plan.machines if m.name != self.cfg.name},
                        {m.addr for m in plan.machines if m.name not in alive and m.name != self.cfg.name})
 
