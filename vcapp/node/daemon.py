@@ -117,8 +117,9 @@ class Daemon:
             self._accept_invite(cfg, store)
             if time.monotonic() - self._last_refresh > REFRESH_EVERY:
                 self._refresh(cfg, store)
-            self._lead(cfg.name, store)
-            self._run_loops(cfg, store)
+            with store.shared_reads():  # the loops read the same machines and liveness: once a tick
+                self._lead(cfg.name, store)
+                self._run_loops(cfg, store)
         except StoreUnavailable as e:
             # Keep the lease (and the leadership bound to it): etcd keeps a lease through a
             # leader election, and extends it, until its TTL runs out without a renewal. The

@@ -28,7 +28,7 @@ from storage.host import LocalHost, weed_binary
 from vcapp.machine import ETCD_CLIENT_PORT, run_dir
 from vcapp.node.harness import Every, Job, Worker
 from vcapp.state import events, membership, peerwatch, volumes
-from vcapp.state.store import Store
+from vcapp.state.store import Store, per_thread_store
 
 log = logging.getLogger("vcapp.storage")
 
@@ -50,6 +50,9 @@ class StorageLoop:
         self.endpoints = ctx.cfg.store_endpoints()
         self.fastfailed: set[str] = set()  # addrs whose storage ports are rejected here
         self.cleaned = False
+        # One Store for the worker's passes: a new one logs in to etcd again, and etcd checks
+        # every login's password with bcrypt (a new Store every 2 s was each member's only login).
+        self.store = per_thread_store(lambda: self.cfg.store_endpoints())
         # etcd unreachable, a weed binary missing: said once, tried again next period.
         self.worker = Worker("vcapp-storage", self._sync, CONVERGE_EVERY_S, gap=True, log=log,
                              failed=lambda e: log.warning("storage: %s", e))
@@ -59,7 +62,7 @@ class StorageLoop:
         self.cfg = ctx.cfg
 
     def _sync(self) -> None:
-        self._pass(Store(self.cfg.store_endpoints()))
+        self._pass(self.store())
 
     def _pass(self, store: Store) -> None:
         if not volumes.storage_enabled(store):

@@ -15,6 +15,7 @@ import base64
 import json
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -38,6 +39,11 @@ REQUEST_TIMEOUT = 5.0
 # after it, where the node routers took 4 s). It is still tried when the others fail.
 UNANSWERED_LAST_S = 30.0
 _unanswered: dict[str, float] = {}  # endpoint -> time.monotonic() of its last failure to answer
+# How long a read shared inside Store.shared_reads may be answered again from memory: the
+# daemon's tick (vcapp/node/daemon.py) opens one, so a loop that waits on a key within it
+# still sees it change.
+SHARED_READ_MAX_AGE_S = 0.5
+SHAREABLE = ("/kv/range", "/cluster/member/list")  # reads; any other request is taken for a write
 
 # Answers of a member that cannot serve right now, while another member may: try the next.
 # A member answering these cannot serve now; another may.
@@ -141,6 +147,8 @@ class Store:
         self.tls = tls or etcdtls.paths(data_dir())
         self.auth = auth if auth is not None else etcdauth.load(self.tls.auth)
         self._clients = [self._client(e) for e in self.endpoints]
+        self._shared: dict[str, tuple[float, dict]] | None = None  # see shared_reads
+        self._shared_thread = 0
 
     def with_auth(self, auth: etcdauth.Credentials) -> Store:
         """The same endpoints and certificate, another etcd user."""
@@ -180,7 +188,37 @@ class Store:
                              json={"name": self.auth.user, "password": self.auth.password})
         client.session.headers["Authorization"] = answer["token"]
 
+    @contextmanager
+    def shared_reads(self):
+        """Within the block, this thread's identical reads share one answer (for at most
+        SHARED_READ_MAX_AGE_S), and any other request (a write, a txn, a lease) forgets them
+        all first. The daemon's loops each read the machines, their liveness and the storage
+        state every tick: on the controller ~110 range requests a second of an idle
+        three-machine cluster, most of them the same ones."""
+        self._shared, self._shared_thread = {}, threading.get_ident()
+        try:
+            yield self
+        finally:
+            self._shared = None
+
     def call(self, path: str, payload: dict) -> dict:
+        shared = self._shared
+        if shared is None:
+            return self._call(path, payload)
+        if path not in SHAREABLE:
+            shared.clear()
+            return self._call(path, payload)
+        if threading.get_ident() != self._shared_thread:
+            return self._call(path, payload)
+        key, now = json.dumps(payload, sort_keys=True), time.monotonic()
+        hit = shared.get(key)
+        if hit and now - hit[0] <= SHARED_READ_MAX_AGE_S:
+            return hit[1]
+        result = self._call(path, payload)
+        shared[key] = (now, result)
+        return result
+
+    def _call(self, path: str, payload: dict) -> dict:
         """POST to the gateway, trying each endpoint in turn, those that did not answer lately
         (in any Store of this process) last; the one that answers goes first."""
         errors = []

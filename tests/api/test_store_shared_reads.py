@@ -1,0 +1,73 @@
+"""Within a daemon tick (Store.shared_reads) the loops' identical reads reach etcd once; a
+write of the tick, another thread, or an answer older than SHARED_READ_MAX_AGE_S is never
+served from it. Real etcd."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from vcapp.state import store as store_module
+from vcapp.state.store import Store
+
+KEY = "/vc/test/shared"
+
+
+class Counting(Store):
+    """A Store that counts the requests it sends to etcd."""
+
+    def __init__(self, endpoints):
+        super().__init__(endpoints)
+        self.sent: list[str] = []
+
+    def _call(self, path, payload):
+        self.sent.append(path)
+        return super()._call(path, payload)
+
+
+@pytest.fixture
+def pair(etcd_url):
+    other, mine = Store([etcd_url]), Counting([etcd_url])
+    other.put(KEY, {"n": 1})
+    yield other, mine
+    other.delete(KEY)
+
+
+def test_identical_reads_of_a_tick_reach_etcd_once_and_outside_it_every_time(pair):
+    other, mine = pair
+    with mine.shared_reads():
+        assert [mine.value(KEY), mine.value(KEY), mine.list("/vc/test/")[0].value] == [{"n": 1}] * 3
+        assert mine.sent == ["/kv/range", "/kv/range"]  # one get, one list
+        other.put(KEY, {"n": 2})  # another machine writes meanwhile: seen next tick
+        assert mine.value(KEY) == {"n": 1}
+    assert mine.value(KEY) == {"n": 2}
+    assert mine.value(KEY) == {"n": 2}
+    assert mine.sent.count("/kv/range") == 4
+
+
+def test_a_write_of_the_tick_makes_every_later_read_fresh(pair):
+    other, mine = pair
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1}
+        other.put(KEY, {"n": 2})
+        mine.put("/vc/test/elsewhere", 1)  # any write: a txn's guard may have read anything
+        assert mine.value(KEY) == {"n": 2}
+        mine.delete("/vc/test/elsewhere")
+
+
+def test_a_shared_answer_expires_and_other_threads_never_see_it(pair, monkeypatch):
+    other, mine = pair
+    monkeypatch.setattr(store_module, "SHARED_READ_MAX_AGE_S", 0.2)
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1}
+        other.put(KEY, {"n": 2})
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(mine.value(KEY)))
+        worker.start()
+        worker.join()
+        assert seen == [{"n": 2}]  # a loop's worker thread reads for itself
+        assert mine.value(KEY) == {"n": 1}
+        time.sleep(0.3)  # a loop that waits on a key within the tick sees it change
+        assert mine.value(KEY) == {"n": 2}
