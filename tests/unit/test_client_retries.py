@@ -32,7 +32,7 @@ class Script:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_GET = do_POST = answer
+            do_GET = do_POST = do_DELETE = answer
 
             def log_message(self, *args) -> None:
                 pass
@@ -85,5 +85,27 @@ def test_a_proxy_that_keeps_failing_gives_up_after_the_retries():
         with pytest.raises(c.ClientError, match="HTTP 502"):
             s.client.get("/v1/nodes")
         assert len(s.seen) == c.GATEWAY_RETRIES + 1
+    finally:
+        s.close()
+
+
+def test_a_machine_removal_whose_answer_a_proxy_lost_is_sent_again_and_its_404_means_done(monkeypatch):
+    from click.testing import CliRunner
+
+    from vcapp.cli.node import node
+    gone = json.dumps({"error": "no machine named 'home-2'; `vcapp nodes` lists them"})
+    s = Script([(502, ""), (404, gone)])  # the first DELETE removed it; the edge lost the answer
+    try:
+        monkeypatch.setattr(c.Client, "from_config", classmethod(lambda cls: s.client))
+        out = CliRunner().invoke(node, ["remove", "home-2", "--yes"])
+        assert out.exit_code == 0, out.output
+        assert "machine home-2 removed" in out.output and s.seen == ["DELETE", "DELETE"]
+    finally:
+        s.close()
+    s = Script([(404, gone)])  # asked once and not found: the machine never was
+    try:
+        monkeypatch.setattr(c.Client, "from_config", classmethod(lambda cls: s.client))
+        out = CliRunner().invoke(node, ["remove", "home-2", "--yes"])
+        assert out.exit_code != 0 and "no machine named 'home-2'" in out.output
     finally:
         s.close()

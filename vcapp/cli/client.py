@@ -105,6 +105,7 @@ class Client:
         self.timeout = timeout
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {login.token}"
+        self.resent = False  # the last request was sent again (see request)
 
     @classmethod
     def from_config(cls) -> Client:
@@ -124,14 +125,19 @@ class Client:
         return self.request("DELETE", path)
 
     def request(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
-                timeout: float | None = None) -> dict:
+                timeout: float | None = None, idempotent: bool = False) -> dict:
+        """`idempotent`: a write whose repetition changes nothing more (the DELETE of one
+        thing), sent again like a GET after a proxy's 502/503/504; `self.resent` then says so,
+        and a 404 may mean the first attempt did it."""
         response = self._send(method, path, body, params, timeout)
-        for _ in range(GATEWAY_RETRIES if method == "GET" else 0):
+        self.resent = False
+        for _ in range(GATEWAY_RETRIES if method == "GET" or idempotent else 0):
             if not _gateway_error(response):
                 break
             response.close()
             time.sleep(GATEWAY_RETRY_S)
             response = self._send(method, path, body, params, timeout)
+            self.resent = True
         return _decode(response, self.login.url)
 
     def _send(self, method: str, path: str, body: dict | None, params: dict | None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vcapp.cli.client import Client
+from vcapp.cli.client import Client, ClientError
 from vcapp.cli.cluster import join, leave, run
 from vcapp.cli.output import api_errors
 from vcapp.cli.upgrade import upgrade
@@ -34,7 +34,15 @@ def remove(name: str, yes: bool) -> None:
     """Remove machine NAME from the cluster (its etcd member too). Its apps move elsewhere."""
     if not yes:
         click.confirm(f"remove machine {name} from the cluster?", abort=True)
-    answer = Client.from_config().request("DELETE", f"/v1/nodes/{name}", timeout=REMOVE_TIMEOUT_S)
+    client = Client.from_config()
+    try:
+        # Sent again if a proxy loses the answer (the edge and the node routers reload as the
+        # machine goes): a removal changes nothing the second time.
+        answer = client.request("DELETE", f"/v1/nodes/{name}", timeout=REMOVE_TIMEOUT_S, idempotent=True)
+    except ClientError as e:
+        if not (client.resent and e.status == 404):
+            raise
+        answer = {}  # the first attempt removed it; its answer was lost on the way back
     extra = " and its etcd member" if answer.get("etcd_member_removed") else ""
     click.echo(f"machine {name}{extra} removed; to bring it back, join it again with a join token")
     if answer.get("etcd_member_pending"):
