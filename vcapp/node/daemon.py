@@ -262,8 +262,17 @@ class Daemon:
                 # Its lease would hold the election for seconds more, and with it every move.
                 if store.txn([unchanged(key, held.mod_revision)], [delete_op(key)]):
                     log.warning("the controller's machine is unreachable (vcapp/state/peerwatch.py): electing again")
-            self.leader = store.txn([absent(key)], [put_op(key, {"lease": self.lease, "node": name},
-                                                               lease=self.lease)])
+                    held = None
+            # Campaign only for a free seat: a txn that writes goes through Raft to every member's
+            # disk even when its compare fails, and each machine that is not the controller
+            # tried twice a second (4 proposals a second of an idle three-machine cluster).
+            # The seat frees when the holder's lease ends; this tick's read saw that. A seat
+            # held on this machine's own lease is its own (a campaign whose answer was lost).
+            if held is None:
+                self.leader = store.txn([absent(key)], [put_op(key, {"lease": self.lease, "node": name},
+                                                                   lease=self.lease)])
+            else:
+                self.leader = bool(self.lease) and held.lease == self.lease and holder == name
             if self.leader:
                 log.info("elected controller")
         if self.leader and self.controller:
