@@ -71,3 +71,27 @@ def test_a_shared_answer_expires_and_other_threads_never_see_it(pair, monkeypatc
         assert mine.value(KEY) == {"n": 1}
         time.sleep(0.3)  # a loop that waits on a key within the tick sees it change
         assert mine.value(KEY) == {"n": 2}
+
+
+def test_a_ticks_reads_are_one_view_of_the_cluster_at_its_first_reads_revision(pair):
+    other, mine = pair
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1}
+        other.put("/vc/test/later", "written after the view began")
+        other.put(KEY, {"n": 2})
+        assert mine.value("/vc/test/later") is None  # another key, read later: still the same view
+        assert [e.key for e in mine.list("/vc/test/")] == [KEY]
+    assert mine.value("/vc/test/later") == "written after the view began"
+    other.delete("/vc/test/later")
+
+
+def test_a_view_the_member_cannot_serve_is_read_afresh(pair):
+    other, mine = pair
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1}
+        other.put(KEY, {"n": 2})
+        # as when another member answered the view's first read and this one lags behind it
+        ahead = other.revision() + 1000
+        mine._view = (time.monotonic(), ahead)
+        assert mine.list("/vc/test/")[0].value == {"n": 2}  # not an error: read linearizably
+        assert mine._view[1] < ahead  # and the view starts again at that read's revision
