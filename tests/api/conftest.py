@@ -40,6 +40,18 @@ def etcd_url(tmp_path_factory):
         yield url
 
 
+class CountingStore(Store):
+    """A Store that records the path of every request it sends to etcd."""
+
+    def __init__(self, endpoints):
+        super().__init__(endpoints)
+        self.sent: list[str] = []
+
+    def _call(self, path, payload):
+        self.sent.append(path)
+        return super()._call(path, payload)
+
+
 def wipe(store: Store) -> None:
     store.delete("/vc/", prefix=True)
 

@@ -7,25 +7,16 @@ from __future__ import annotations
 
 import pytest
 
+from tests.api.conftest import CountingStore
 from vcapp.node.daemon import Daemon
 from vcapp.state import keys
 from vcapp.state.store import Store
 
 
-class Counting(Store):
-    def __init__(self, endpoints):
-        super().__init__(endpoints)
-        self.sent: list[str] = []
-
-    def _call(self, path, payload):
-        self.sent.append(path)
-        return super()._call(path, payload)
-
-
 @pytest.fixture
 def store(etcd_url, tmp_path, monkeypatch):
     monkeypatch.setenv("VCAPP_DATA_DIR", str(tmp_path))
-    s = Counting([etcd_url])
+    s = CountingStore([etcd_url])
     s.delete("/vc/", prefix=True)
     yield s
     s.delete("/vc/", prefix=True)

@@ -9,27 +9,16 @@ import time
 
 import pytest
 
+from tests.api.conftest import CountingStore
 from vcapp.state import store as store_module
 from vcapp.state.store import Store
 
 KEY = "/vc/test/shared"
 
 
-class Counting(Store):
-    """A Store that counts the requests it sends to etcd."""
-
-    def __init__(self, endpoints):
-        super().__init__(endpoints)
-        self.sent: list[str] = []
-
-    def _call(self, path, payload):
-        self.sent.append(path)
-        return super()._call(path, payload)
-
-
 @pytest.fixture
 def pair(etcd_url):
-    other, mine = Store([etcd_url]), Counting([etcd_url])
+    other, mine = Store([etcd_url]), CountingStore([etcd_url])
     other.put(KEY, {"n": 1})
     yield other, mine
     other.delete(KEY)
