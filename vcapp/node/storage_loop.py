@@ -40,6 +40,9 @@ RETRY_AFTER_S = 10.0
 # replicas (seconds once their dials fail fast); short enough that a machine that was only
 # partitioned gets through again soon after its cable is back.
 FASTFAIL_FOR_S = 30.0  # after a failed weed shell (no master leader yet, say)
+# A lone master can only be joined by a retired master in the seconds before that one's machine
+# stops it: it is asked for stray Raft peers this long after it (or the daemon) started.
+STRAY_WATCH_S = 60.0
 
 
 class StorageLoop:
@@ -47,9 +50,9 @@ class StorageLoop:
 
     def __init__(self, ctx) -> None:
         self.cfg, self.base = ctx.cfg, ctx.base
-        self.endpoints = ctx.cfg.store_endpoints()
         self.fastfailed: set[str] = set()  # addrs whose storage ports are rejected here
         self.cleaned = False
+        self.master_started = time.monotonic()  # a master outlives the daemon: watch from its start too
         # One Store for the worker's passes: a new one logs in to etcd again, and etcd checks
         # every login's password with bcrypt (a new Store every 2 s was each member's only login).
         self.store = per_thread_store(lambda: self.cfg.store_endpoints())
@@ -73,11 +76,14 @@ class StorageLoop:
         started = storaged.converge(plan, host, self.base, run_dir(), weed_binary())
         if started:
             log.info("storage: started %s", ", ".join(started))
-        if stray := storaged.stray_peers(plan, host):
+        if "master" in started:
+            self.master_started = time.monotonic()
+        if time.monotonic() - self.master_started < STRAY_WATCH_S and (stray := storaged.stray_peers(plan, host)):
             log.warning("storage: the lone master let retired master(s) %s into its Raft and has no quorum; "
                         "restarting it afresh", ", ".join(stray))
             storaged.stop(run_dir(), "master")
             storaged.converge(plan, host, self.base, run_dir(), weed_binary())
+            self.master_started = time.monotonic()
         self._fastfail(host, {m.addr for m in plan.machines if m.name != self.cfg.name},
                        {m.addr for m in plan.machines if m.name not in alive and m.name != self.cfg.name})
 
