@@ -13,7 +13,9 @@ from tests.api.conftest import CountingStore
 from vcapp.state import store as store_module
 from vcapp.state.store import Store
 
-KEY = "/vc/test/shared"
+PREFIX = "/vc/test/shared-reads/"  # this file's own keys: other tests share the etcd
+KEY = PREFIX + "key"
+LATER = PREFIX + "later"
 
 
 @pytest.fixture
@@ -21,13 +23,14 @@ def pair(etcd_url):
     other, mine = Store([etcd_url]), CountingStore([etcd_url])
     other.put(KEY, {"n": 1})
     yield other, mine
-    other.delete(KEY)
+    for entry in other.list(PREFIX):
+        other.delete(entry.key)
 
 
 def test_identical_reads_of_a_tick_reach_etcd_once_and_outside_it_every_time(pair):
     other, mine = pair
     with mine.shared_reads():
-        assert [mine.value(KEY), mine.value(KEY), mine.list("/vc/test/")[0].value] == [{"n": 1}] * 3
+        assert [mine.value(KEY), mine.value(KEY), mine.list(PREFIX)[0].value] == [{"n": 1}] * 3
         assert mine.sent == ["/kv/range", "/kv/range"]  # one get, one list
         other.put(KEY, {"n": 2})  # another machine writes meanwhile: seen next tick
         assert mine.value(KEY) == {"n": 1}
@@ -41,9 +44,8 @@ def test_a_write_of_the_tick_makes_every_later_read_fresh(pair):
     with mine.shared_reads():
         assert mine.value(KEY) == {"n": 1}
         other.put(KEY, {"n": 2})
-        mine.put("/vc/test/elsewhere", 1)  # any write: a txn's guard may have read anything
+        mine.put(PREFIX + "elsewhere", 1)  # any write: a txn's guard may have read anything
         assert mine.value(KEY) == {"n": 2}
-        mine.delete("/vc/test/elsewhere")
 
 
 def test_a_shared_answer_expires_and_other_threads_never_see_it(pair, monkeypatch):
@@ -66,12 +68,11 @@ def test_a_ticks_reads_are_one_view_of_the_cluster_at_its_first_reads_revision(p
     other, mine = pair
     with mine.shared_reads():
         assert mine.value(KEY) == {"n": 1}
-        other.put("/vc/test/later", "written after the view began")
+        other.put(LATER, "written after the view began")
         other.put(KEY, {"n": 2})
-        assert mine.value("/vc/test/later") is None  # another key, read later: still the same view
-        assert [e.key for e in mine.list("/vc/test/")] == [KEY]
-    assert mine.value("/vc/test/later") == "written after the view began"
-    other.delete("/vc/test/later")
+        assert mine.value(LATER) is None  # another key, read later: still the same view
+        assert [e.key for e in mine.list(PREFIX)] == [KEY]
+    assert mine.value(LATER) == "written after the view began"
 
 
 def test_a_view_the_member_cannot_serve_is_read_afresh(pair):
@@ -82,5 +83,5 @@ def test_a_view_the_member_cannot_serve_is_read_afresh(pair):
         # as when another member answered the view's first read and this one lags behind it
         ahead = other.revision() + 1000
         mine._view = (time.monotonic(), ahead)
-        assert mine.list("/vc/test/")[0].value == {"n": 2}  # not an error: read linearizably
+        assert mine.list(PREFIX)[0].value == {"n": 2}  # not an error: read linearizably
         assert mine._view[1] < ahead  # and the view starts again at that read's revision
