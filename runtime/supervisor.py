@@ -171,6 +171,13 @@ class Agent:
                                  name=f"first-check-{action.spec.container_name}", daemon=True).start()
             return {action.spec.key: f"started: {action.reason}"}
         if isinstance(action, Restart):
+            if (spec := specs.get(action.key)) is not None and spec.volumes:
+                # The container binds its volumes' mount points, and what was mounted there
+                # may be gone: a reboot or self-fencing kills the weed mounts. Started on the
+                # bare directory, the app would see an empty volume and its writes would be
+                # lost when it moves. `prepare` mounts them again (at the same paths) and takes
+                # the writer key, or raises and the container stays stopped.
+                self._binds(spec)
             (self.driver.restart if action.running else self.driver.start)(action.name)
             book.restarts[action.key] = book.restarts.get(action.key, 0) + 1
             book.streak[action.key] = action.streak

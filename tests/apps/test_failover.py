@@ -194,6 +194,33 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewher
     assert len(after) > len(written)  # and it went on writing
 
 
+def _read(cc, host: str, container: str, path: str) -> list[str] | None:
+    proc = cc.sim.run(host, "podman", "exec", container, "cat", path, check=False)
+    return proc.stdout.splitlines() if proc.returncode == 0 else None
+
+
+def test_an_instance_restarted_on_its_machine_after_a_reboot_finds_its_volumes_data(cc):
+    """The diary may run on home-3 only. home-3 loses power and boots again: its old container
+    is started again there, and must find the volume as it was, not the bare directory under
+    the mount point (its weed mount died with the machine)."""
+    create(cc, "diary", LEDGER, "--memory", "64M", "--volume", "data:/data", "--constraint", "pool=other")
+    row = cc.wait(lambda: healthy(cc, "diary"), PLACE_WAIT_S + STORAGE_START_S, "diary healthy")[0]
+    assert row["node"] == "home-3"
+    cc.wait(lambda: len(_read(cc, "home-3", row["container"], "/data/log") or []) > 10, 30, "the diary writing")
+    cc.sim.dc.kill("home-3")
+    cc.sim.dc.revive("home-3")
+    again = cc.wait(lambda: [r for r in healthy(cc, "diary") if r.get("started_at") != row["started_at"]],
+                    HEAL_WAIT_S + PLACE_WAIT_S, "diary running again after home-3's reboot")[0]
+    assert again["node"] == "home-3"
+    starts = cc.wait(lambda: _read(cc, "home-3", again["container"], "/data/starts"), 30, "the diary's starts")
+    assert len(starts) == 2, f"the volume after the reboot holds {starts}: the first start's line is gone"
+    log = _read(cc, "home-3", again["container"], "/data/log") or []
+    assert sum(1 for line in log if " " in line) > 10 and log[0].endswith(" 1"), log[:5]
+    # and it is the volume, not a directory on home-3's disk: the filer lists what it wrote
+    mounts = cc.sim.run("home-3", "cat", "/proc/self/mountinfo").stdout
+    assert "/volumes/diary/data " in mounts and "fuse" in mounts.split("/volumes/diary/data ", 1)[1].split("\n")[0]
+
+
 def test_short_of_room_after_a_death_the_higher_priority_app_moves_and_the_other_waits_for_room(cc):
     """home-1 runs `web` (priority 10) and `batch` (0); home-2 has room for one of them, home-3
     for neither. Killing home-1: web moves, batch is pending with its reason (by name alone
