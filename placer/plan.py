@@ -27,7 +27,9 @@ Rules, in the order they apply:
    elsewhere they stay, pending, where they are.
 8. Instances of one app that share a machine (after a failover) are spread again, one move
    per plan, once a stable machine without any of them has room (a machine back from the
-   dead counts after FLAP_STABLE_AFTER_S).
+   dead counts after FLAP_STABLE_AFTER_S); likewise instances that share a site while a
+   stable machine at another site, with none of them, has room: a site's power cut or
+   uplink loss then leaves one serving.
 """
 
 from __future__ import annotations
@@ -100,27 +102,36 @@ def plan(state: ClusterState) -> Plan:
 
 def _respread(app: App, now: float, nodes: dict[str, Node], room: _Room, out: Plan,
               placed: dict[str, dict[str, str]], moved: set[tuple[str, str]]) -> None:
-    """Two instances of `app` share a machine (a failover put them there) while a stable
-    machine that has none of them has room: move one there, one per plan, so the next death
-    does not take both."""
-    here = Counter(placed[app.name].values())
-    crowded = sorted((inst for inst, node in placed[app.name].items()
-                      if here[node] > 1 and (app.name, inst) not in moved), key=_slot, reverse=True)
-    if not crowded:
-        return
+    """One move per plan, so the next death (or a site's outage) does not take every
+    instance of `app`: two of them share a machine (a failover put them there) while a
+    stable machine that has none of them has room; or, failing that, they are spread over
+    machines but not over sites while a stable machine at a site without any has room."""
+    where = placed[app.name]
+    here = Counter(where.values())
+    movable = sorted((inst for inst in where if (app.name, inst) not in moved), key=_slot, reverse=True)
     empty = [n for n in nodes.values() if _schedulable(n) and not _flapping(n, now) and here[n.id] == 0
              and _matches(n, app) and room.fits(n, app)]
-    if not empty:
-        return
-    inst = crowded[0]
-    sites = Counter(nodes[n].site for n in placed[app.name].values())
-    best = min(empty, key=lambda n: (sites[n.site], app.image not in n.images, -room.free(n)[1], n.name))
-    was = placed[app.name][inst]
+    sites = Counter(nodes[n].site for n in where.values())
+    crowded = [inst for inst in movable if here[where[inst]] > 1]
+    if crowded and empty:
+        inst, what = crowded[0], "machines"
+        best = min(empty, key=lambda n: (sites[n.site], app.image not in n.images, -room.free(n)[1], n.name))
+    else:
+        # per process type: a web and a worker at one site are not two copies of one service
+        kinds = Counter((process_of(i)[0], nodes[n].site) for i, n in where.items())
+        moves = [(i, [n for n in empty if kinds[(process_of(i)[0], n.site)] == 0]) for i in movable
+                 if kinds[(process_of(i)[0], nodes[where[i]].site)] > 1]
+        inst, targets = next(((i, t) for i, t in moves if t), (None, []))
+        if inst is None:
+            return
+        what = "sites"
+        best = min(targets, key=lambda n: (app.image not in n.images, -room.free(n)[1], n.name))
+    was = where[inst]
     room.take(best.id, app, new=True)
-    placed[app.name][inst] = best.id
+    where[inst] = best.id
     out.placements.append(Placement(app.name, inst, best.id, app.release,
                                     f"moved from {_name(nodes, was)} to {best.name}: spreading {app.name} "
-                                    "over machines again", previous_node=was))
+                                    f"over {what} again", previous_node=was))
 
 
 def _slot(instance: str) -> tuple[int, str]:

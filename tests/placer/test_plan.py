@@ -128,9 +128,10 @@ def test_pending_reason_table(case, nodes, the_app, reason):
 
 def test_healthy_placements_stay_put():
     web = app("web", count=2)
-    # A new, emptier machine joined; the current placements are fine, so nothing moves.
+    # A new, emptier machine joined; the current placements are fine (two machines, two
+    # sites), so nothing moves.
     nodes = THREE + [node("office-2", mem=65536, images=("localhost/web:1",))]
-    p = run(nodes, [web], [assigned(web, "0", "home-1"), assigned(web, "1", "home-2")])
+    p = run(nodes, [web], [assigned(web, "0", "home-1"), assigned(web, "1", "office-1")])
     assert p.placements == [] and p.stops == [] and p.pending == []
 
 
@@ -296,6 +297,31 @@ def test_instances_crowded_on_one_machine_spread_again_once_another_is_stable():
     assert (move.instance, move.node, move.previous_node) == ("1", "home-2", "home-1")
     assert move.reason == "moved from home-1 to home-2: spreading web over machines again"
     assert not result.stops and not result.pending
+
+
+def test_instances_at_one_site_spread_to_another_once_a_machine_there_is_stable():
+    """A failover while office-1 was cut off put both web instances at home: once office-1 is
+    stable again one moves there (handed over), so a power cut at home leaves one serving."""
+    web = app("web", count=2)
+    at_home = [assigned(web, "0", "home-1"), assigned(web, "1", "home-2")]
+    nodes = [node("home-1", up=NOW - 3600), node("home-2", up=NOW - 3600), node("office-1", up=NOW - 3600)]
+    [move] = run(nodes, [web], at_home).placements
+    assert (move.instance, move.node, move.previous_node) == ("1", "office-1", "home-2")
+    assert move.reason == "moved from home-2 to office-1: spreading web over sites again"
+    # not before office-1 has been back for FLAP_STABLE_AFTER_S, nor where it has no room
+    just_back = [*nodes[:2], node("office-1", up=NOW - 10)]
+    assert run(just_back, [web], at_home).placements == []
+    full = [*nodes[:2], node("office-1", mem=128, up=NOW - 3600)]
+    assert run(full, [web], at_home).placements == []
+    # nor against the app's own constraint, nor for one instance of each process type
+    pinned = app("web", count=2, site="home")
+    assert run(nodes, [pinned], [assigned(pinned, "0", "home-1"), assigned(pinned, "1", "home-2")]).placements == []
+    alone = app("web")
+    assert run(nodes, [alone], [assigned(alone, "0", "home-1")]).placements == []
+    # and a spread that is already over sites stays: three instances, two sites
+    three = app("web", count=3)
+    spread = [assigned(three, "0", "home-1"), assigned(three, "1", "home-2"), assigned(three, "2", "office-1")]
+    assert run(nodes, [three], spread).placements == []
 
 
 def test_no_respreading_onto_a_machine_that_just_came_back_or_has_no_room():
