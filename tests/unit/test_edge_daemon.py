@@ -45,3 +45,19 @@ def test_a_router_falls_when_the_cluster_names_it_down_or_the_edge_stops_reachin
     assert d.fallen() == ["10.1.0.12:7080", "10.1.0.13:7080"]
     d.tracker.observe("10.1.0.12:7080", True, 2.0)  # it answers again
     assert d.fallen() == ["10.1.0.13:7080"]
+
+
+def test_a_restarted_edge_serves_the_apps_of_its_last_table_before_the_cluster_answers(tmp_path):
+    opts = EdgeOptions(domain="apps.test", token="t", workdir=tmp_path, nodes=["10.1.0.11"])
+    first = EdgeDaemon(opts, edge=SimpleNamespace(cert_log=tmp_path / "certificates.log"))
+    table = {"domain": "apps.test", "apps": ["web", "shop"], "nodes": ["10.1.0.11:7080", "10.1.0.12:7080"],
+             "domains": {"shop": ["shop.example.com"]}}
+    first.fetch_table = lambda: table
+    assert first.routes().apps == ("shop", "web")
+    again = EdgeDaemon(opts, edge=SimpleNamespace(cert_log=tmp_path / "certificates.log"))
+    again.fetch_table = lambda: None  # booting: the mesh is not up yet
+    routes = again.routes()
+    assert routes.apps == ("shop", "web") and routes.nodes == ("10.1.0.11:7080", "10.1.0.12:7080")
+    assert "shop.example.com" in routes.hostnames() and again.served  # and may be given certificates
+    (tmp_path / "last-table.json").write_text("{not json")
+    assert EdgeDaemon(opts, edge=SimpleNamespace(cert_log=tmp_path / "c.log")).last_table is None

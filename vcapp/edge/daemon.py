@@ -27,7 +27,9 @@ its edge-scoped token and holds no etcd access.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -56,6 +58,10 @@ EDGE_POLL = 1.0
 # the last table).
 TABLE_TIMEOUT = 1.0
 CA_FILE = "root.crt"
+# The last routes table the cluster gave, kept so that a restarted edge serves every app at
+# once (until its first answer from the cluster, which waits for the mesh, it would answer
+# "No app here" for all of them).
+TABLE_FILE = "last-table.json"
 # A certificate's status changes with a line in Caddy's issuance log, except when it expires:
 # the statuses are worked out from Caddy's storage again at least this often.
 CERT_REFRESH_S = 30.0
@@ -100,7 +106,7 @@ class EdgeDaemon:
         self.reported: dict | None = None  # the certificate statuses the API has
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {opts.token}"
-        self.last_table: dict | None = None
+        self.last_table: dict | None = self.load_table()
         self.answered: str | None = None  # the router that gave the last table
         self.silent: set[str] = set()  # routers whose last ask failed
         # This edge's probes of the routers; one that falls is cut from the probe's thread.
@@ -144,6 +150,8 @@ class EdgeDaemon:
             if table.get("domain") not in (None, self.opts.domain):
                 log.warning("the cluster serves *.%s, this edge *.%s: check --domain", table["domain"],
                             self.opts.domain)
+            if table != self.last_table:
+                self.save_table(table)
             self.last_table = table
             self.publish_revoked(table)
         table = self.last_table or {}
@@ -152,6 +160,22 @@ class EdgeDaemon:
         if table:
             self.served = frozenset(routes.hostnames())
         return routes
+
+    def load_table(self) -> dict | None:
+        try:
+            table = json.loads((self.opts.workdir / TABLE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return table if isinstance(table, dict) else None
+
+    def save_table(self, table: dict) -> None:
+        path = self.opts.workdir / TABLE_FILE
+        try:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(table))
+            os.replace(tmp, path)
+        except OSError as e:  # the edge serves on; only a restart would wait for the cluster
+            log.warning("cannot keep the routes table in %s: %s", path, e)
 
     def certificate_statuses(self) -> dict[str, dict]:
         """{name: CertStatus dict} for every served name (vcapp/edge/certificates.py). Caddy's
