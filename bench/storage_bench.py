@@ -7,6 +7,10 @@ agent runs them), mounts a volume on home-1, and measures, side by side in the s
     seq read          the same file, cold (local: page cache dropped for
                       the file; volume: read through home-2's mount)      MiB/s
     small files       create + write 4 KiB + fsync + close                files/s
+    appends           open O_APPEND + one line + fsync + close, as a
+                      journal does; median ms of the first and the last
+                      100 of --appends (each fsync'ed append is a chunk
+                      of its own in the filer's entry for the file)     ms
     S3 put / get      4 KiB objects through the S3 gateway (minio client)  ops/s
 
     .venv/bin/python bench/storage_bench.py [--mb 64] [--files 200] [--objects 200]
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -86,6 +91,19 @@ def small_files(root: Path, count: int) -> float:
     return count / (time.monotonic() - t)
 
 
+def appends(path: Path, count: int, edge: int = 100) -> tuple[float, float]:
+    """Median ms of the first and of the last `edge` of `count` fsync'ed one-line appends."""
+    took = []
+    for i in range(count):
+        t = time.monotonic()
+        with open(path, "a") as f:
+            f.write(f"id={i}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        took.append((time.monotonic() - t) * 1000)
+    return statistics.median(took[:edge]), statistics.median(took[-edge:])
+
+
 def s3_rates(sc, env: dict, objects: int) -> tuple[float, float]:
     out = sc.host("home-1").run([sys.executable, "-c", S3_SCRIPT, env["AWS_ENDPOINT_URL_S3"], env["AWS_ACCESS_KEY_ID"],
                                  env["AWS_SECRET_ACCESS_KEY"], env["BUCKET_NAME"], str(objects)], timeout=600)
@@ -100,6 +118,7 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=64)
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--objects", type=int, default=200)
+    ap.add_argument("--appends", type=int, default=3000)
     args = ap.parse_args()
     dc = DevCluster("sb" + secrets.token_hex(2))
     try:
@@ -121,10 +140,14 @@ def main() -> None:
             ("small files/s (4K+fsync)", small_files(local / "small", args.files),
              small_files(vol1 / "small", args.files)),
         ]
+        local_first, local_last = appends(local / "journal", args.appends)
+        vol_first, vol_last = appends(vol1 / "journal", args.appends)
+        rows += [(f"append ms, first 100 of {args.appends}", local_first, vol_first),
+                 (f"append ms, last 100 of {args.appends}", local_last, vol_last)]
         env = buckets.create_bucket(sc.plan, h1, "bench", sites, sc.weed)
         put, get = s3_rates(sc, env, args.objects)
         print(f"\nstorage bench: 3 simulated machines, one LAN, volume with 3 copies "
-              f"({args.mb} MiB file, {args.files} small files, {args.objects} S3 objects)\n")
+              f"({args.mb} MiB file, {args.files} small files, {args.appends} appends, {args.objects} S3 objects)\n")
         print(f"{'measure':28} {'local disk':>12} {'volume':>12} {'volume/local':>13}")
         for name, base, vol in rows:
             print(f"{name:28} {base:12.1f} {vol:12.1f} {vol / base:13.2f}")
