@@ -139,9 +139,13 @@ def _mount_killed_at(cc, host: str) -> float | None:
     return None
 
 
+def _read(cc, host: str, container: str, path: str) -> list[str] | None:
+    proc = cc.sim.run(host, "podman", "exec", container, "cat", path, check=False)
+    return proc.stdout.splitlines() if proc.returncode == 0 else None
+
+
 def _ledger_log(cc, host: str, container: str) -> list[str]:
-    proc = cc.sim.run(host, "podman", "exec", container, "cat", "/data/log", check=False)
-    return proc.stdout.splitlines() if proc.returncode == 0 else []
+    return _read(cc, host, container, "/data/log") or []
 
 
 def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewhere(cc):
@@ -194,11 +198,6 @@ def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewher
     assert len(after) > len(written)  # and it went on writing
 
 
-def _read(cc, host: str, container: str, path: str) -> list[str] | None:
-    proc = cc.sim.run(host, "podman", "exec", container, "cat", path, check=False)
-    return proc.stdout.splitlines() if proc.returncode == 0 else None
-
-
 def test_an_instance_restarted_on_its_machine_after_a_reboot_finds_its_volumes_data(cc):
     """The diary may run on home-3 only. home-3 loses power and boots again: its old container
     is started again there, and must find the volume as it was, not the bare directory under
@@ -206,7 +205,7 @@ def test_an_instance_restarted_on_its_machine_after_a_reboot_finds_its_volumes_d
     create(cc, "diary", LEDGER, "--memory", "64M", "--volume", "data:/data", "--constraint", "pool=other")
     row = cc.wait(lambda: healthy(cc, "diary"), PLACE_WAIT_S + STORAGE_START_S, "diary healthy")[0]
     assert row["node"] == "home-3"
-    cc.wait(lambda: len(_read(cc, "home-3", row["container"], "/data/log") or []) > 10, 30, "the diary writing")
+    cc.wait(lambda: len(_ledger_log(cc, "home-3", row["container"])) > 10, 30, "the diary writing")
     cc.sim.dc.kill("home-3")
     cc.sim.dc.revive("home-3")
     again = cc.wait(lambda: [r for r in healthy(cc, "diary") if r.get("started_at") != row["started_at"]],
@@ -214,9 +213,9 @@ def test_an_instance_restarted_on_its_machine_after_a_reboot_finds_its_volumes_d
     assert again["node"] == "home-3"
     starts = cc.wait(lambda: _read(cc, "home-3", again["container"], "/data/starts"), 30, "the diary's starts")
     assert len(starts) == 2, f"the volume after the reboot holds {starts}: the first start's line is gone"
-    log = _read(cc, "home-3", again["container"], "/data/log") or []
+    log = _ledger_log(cc, "home-3", again["container"])
     assert sum(1 for line in log if " " in line) > 10 and log[0].endswith(" 1"), log[:5]
-    # and it is the volume, not a directory on home-3's disk: the filer lists what it wrote
+    # and home-3 has the volume's FUSE mount there again, not a bare directory of its disk
     mounts = cc.sim.run("home-3", "cat", "/proc/self/mountinfo").stdout
     assert "/volumes/diary/data " in mounts and "fuse" in mounts.split("/volumes/diary/data ", 1)[1].split("\n")[0]
 
