@@ -111,10 +111,10 @@ def _respread(app: App, now: float, nodes: dict[str, Node], room: _Room, out: Pl
     movable = sorted((inst for inst in where if (app.name, inst) not in moved), key=_slot, reverse=True)
     empty = [n for n in nodes.values() if _schedulable(n) and not _flapping(n, now) and here[n.id] == 0
              and _matches(n, app) and room.fits(n, app)]
-    sites = Counter(nodes[n].site for n in where.values())
     crowded = [inst for inst in movable if here[where[inst]] > 1]
     if crowded and empty:
         inst, what = crowded[0], "machines"
+        sites = Counter(nodes[n].site for n in where.values())
         best = min(empty, key=lambda n: (sites[n.site], app.image not in n.images, -room.free(n)[1], n.name))
     else:
         # per process type: a web and a worker at one site are not two copies of one service
