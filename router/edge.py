@@ -49,11 +49,17 @@ class Edge:
 
     def root_ca_pem(self) -> str:
         """The PEM root certificate of the dev CA (after the first update in dev mode)."""
+        return self.dev_ca()["root_certificate"]
+
+    def dev_ca(self) -> dict:
+        """Caddy's answer for the dev CA: name, root_certificate, intermediate_certificate (PEM).
+        Only the edge config's own CA counts: right after a load the admin API may still answer
+        from the bootstrap config, with a default CA that signs nothing served."""
         deadline = time.monotonic() + CA_TIMEOUT
         while True:
             status, body = self.caddy.admin.request("GET", "/pki/ca/local")
-            if status == 200:
-                return json.loads(body)["root_certificate"]
+            if status == 200 and (ca := json.loads(body)).get("name") == edge_config.DEV_CA_NAME:
+                return ca
             if time.monotonic() > deadline:
                 raise CaddyError(f"no dev CA after {CA_TIMEOUT:.0f}s ({status}: {body!r}); "
                                  "is the edge in dev mode and updated once?")

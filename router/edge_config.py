@@ -26,6 +26,10 @@ from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_
 from router.routes import EdgeRoutes, api_host, app_host
 
 SERVER = "edge"
+# The dev internal CA's name. Caddy answers /pki/ca/local from the config it runs, and just after
+# a load that may still be the bootstrap one, whose lazily made default CA ("Caddy Local
+# Authority") signs nothing the edge serves: a reader of the CA checks this name.
+DEV_CA_NAME = "vcapp dev edge CA"
 # A config change (a new app, domain or machine) reloads Caddy, and the requests in flight then
 # finish on the old config for up to this long. At the edge they include `git push` with its
 # build log streamed back (minutes for a first build), `vcapp logs -f` and terminal sessions:
@@ -94,7 +98,7 @@ def _tls_app(routes: EdgeRoutes, s: EdgeSettings) -> dict:
 
 
 def _pki_app(s: EdgeSettings) -> dict:
-    ca: dict = {"name": "vcapp dev edge CA", "install_trust": False}
+    ca: dict = {"name": DEV_CA_NAME, "install_trust": False}
     if s.ca_cert and s.ca_key:
         ca["root"] = {"certificate": s.ca_cert, "private_key": s.ca_key, "format": "pem_file"}
     return {"certificate_authorities": {"local": ca}}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -19,9 +18,7 @@ def spki_sha256(pem: str) -> str:
 
 def intermediate_spki(edge) -> str:
     """The SPKI hash of a dev edge's (router.edge.Edge) CA intermediate, which signs its sites."""
-    edge.root_ca_pem()  # waits for the CA to exist
-    status, body = edge.caddy.admin.request("GET", "/pki/ca/local")
-    return spki_sha256(json.loads(body)["intermediate_certificate"])
+    return spki_sha256(edge.dev_ca()["intermediate_certificate"])
 
 
 def screenshot(sim, host: str, url: str, shot, profile, resolve: str, spki: str, timeout: float) -> bytes:

@@ -7,7 +7,9 @@ from dataclasses import replace
 import pytest
 
 from router import caddyjson, edge_config, node_config
+from router.caddy import CaddyProcess
 from router.config_sync import ConfigSync
+from router.edge import Edge
 from router.routes import AppRoute, EdgeRoutes, NodeRoutes, RoutesError
 
 pytestmark = pytest.mark.unit
@@ -244,6 +246,28 @@ def test_controller_loads_only_when_the_desired_config_differs():
     assert ctl.apply(EdgeRoutes.build(D, ["blog"], ["n1:7080", "n2:7080"])) is True
     admin.loaded.append({})  # Caddy restarted and lost its config
     assert ctl.apply(one) is True and len(admin.loaded) == 4
+
+
+class SwitchingAdmin:
+    """Caddy's admin API just after a load: the first answers still come from the bootstrap
+    config, whose default internal CA signs nothing the edge serves."""
+
+    def __init__(self, answers: list[dict]):
+        self.answers = answers
+
+    def request(self, method: str, path: str):
+        assert (method, path) == ("GET", "/pki/ca/local")
+        return 200, json.dumps(self.answers.pop(0) if len(self.answers) > 1 else self.answers[0])
+
+
+def test_the_dev_ca_given_to_clients_is_the_one_that_signs_the_edges_sites(tmp_path, monkeypatch):
+    edge = Edge(tmp_path, dev=True)
+    stale = {"name": "Caddy Local Authority", "root_certificate": "DEFAULT ROOT"}
+    ours = {"name": edge_config.DEV_CA_NAME, "root_certificate": "EDGE ROOT", "intermediate_certificate": "I"}
+    monkeypatch.setattr(CaddyProcess, "admin", SwitchingAdmin([stale, stale, ours]))
+    assert edge.root_ca_pem() == "EDGE ROOT"
+    assert edge_config.render(EdgeRoutes.build(D, ["blog"], ["n1:7080"]), EDGE)[
+        "apps"]["pki"]["certificate_authorities"]["local"]["name"] == edge_config.DEV_CA_NAME
 
 
 @pytest.mark.parametrize("down, detail, title, words", [
