@@ -46,8 +46,8 @@ def launcher_on(sim, host: str):
     return lambda argv, log: sim.spawn(host, *argv, log=log)
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.05):
-    return waiting.wait_for(predicate, timeout, what, interval)
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.05, detail=None):
+    return waiting.wait_for(predicate, timeout, what, interval, detail)
 
 
 @dataclass
@@ -168,7 +168,8 @@ def stack(sim, stand_in_mesh, tmp_path_factory):
         # The edge issues its wildcard certificate in the background after its first load
         # (milliseconds); until then every TLS handshake fails, with no HTTP status at all.
         wait_for(lambda: s.curl(f"blog.{DOMAIN}", "/", "-o", "/dev/null", "-w", "%{http_code}").stdout != "000",
-                 CERT_WAIT, "the edge's first certificate")
+                 CERT_WAIT, "the edge's first certificate",
+                 detail=lambda: s.curl(f"blog.{DOMAIN}", "/", "-o", "/dev/null").stderr + edge.caddy.log.read_text()[-3000:])
         yield s
     finally:
         for part in started:
