@@ -16,6 +16,11 @@ from vcapp.state import keys
 from vcapp.state.store import Store
 
 
+def placed_at(store: Store) -> int:
+    """The revision of the newest placement written (a new or moved instance, a new release)."""
+    return store.newest_change(keys.ASSIGN)
+
+
 def assignments(store: Store, app: str) -> dict[str, dict]:
     """The app's placements by instance name: node, release, process and what the placer adds."""
     return {str(e.value["instance"]): e.value for e in store.list(keys.assign(app))

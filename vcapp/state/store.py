@@ -290,6 +290,15 @@ class Store:
             payload["revision"] = str(revision)
         return [self._entry(kv) for kv in self.call("/kv/range", payload).get("kvs", [])]
 
+    def newest_change(self, prefix: str) -> int:
+        """The mod revision of the most recently written key under `prefix` (0: none). One
+        key, no value: a cheap question whether something was put there since the last look
+        (a deletion does not show)."""
+        payload = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)), "sort_target": "MOD",
+                   "sort_order": "DESCEND", "limit": "1", "keys_only": True}
+        kvs = self.call("/kv/range", payload).get("kvs", [])
+        return int(kvs[0].get("mod_revision", 0)) if kvs else 0
+
     def count(self, prefix: str) -> int:
         payload = {"key": _b64(prefix), "range_end": _b64(prefix_end(prefix)), "count_only": True}
         return int(self.call("/kv/range", payload).get("count", 0))

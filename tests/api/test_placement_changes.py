@@ -1,0 +1,63 @@
+"""A machine's runtime passes at once when a placement is written (a failover's move, a new
+release) instead of at its next timed pass. Real etcd for the store's question; the loop's
+decision with a stand-in worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from vcapp.node.runtime_loop import RuntimeLoop
+from vcapp.state.store import Store
+
+PREFIX = "/vc/test/placement-changes/"  # this file's own keys: other tests share the etcd
+
+
+@pytest.fixture
+def store(etcd_url):
+    s = Store([etcd_url])
+    yield s
+    s.delete(PREFIX, prefix=True)
+
+
+def test_the_newest_change_under_a_prefix_is_the_last_put_whichever_key(store):
+    assert store.newest_change(PREFIX) == 0
+    first = store.put(PREFIX + "blog/0", {"node": "home-1"})
+    store.put(PREFIX + "shop/0", {"node": "home-2"})
+    moved = store.put(PREFIX + "blog/0", {"node": "home-3"})  # an older key written again
+    assert moved > first
+    assert store.newest_change(PREFIX) == moved
+    store.put("/vc/test/placement-changes-not/x", {})  # a sibling prefix is not counted
+    assert store.newest_change(PREFIX) == moved
+
+
+class Waker:
+    def __init__(self):
+        self.woken = 0
+
+    def wake(self):
+        self.woken += 1
+
+
+class Placements:
+    """What `instances.placed_at` reads: the newest placement's revision, or an outage."""
+
+    def __init__(self, revision: int | Exception):
+        self.revision = revision
+
+    def newest_change(self, prefix: str) -> int:
+        if isinstance(self.revision, Exception):
+            raise self.revision
+        return self.revision
+
+
+def test_the_runtime_passes_at_once_only_when_a_placement_was_written_since_the_last_tick():
+    loop = RuntimeLoop.__new__(RuntimeLoop)  # the decision alone: no podman, no threads
+    loop.worker, loop.placed_seen = Waker(), 0
+    loop._wake_on_placement(Placements(40))
+    assert loop.worker.woken == 1
+    loop._wake_on_placement(Placements(40))  # nothing new: the timed pass is enough
+    assert loop.worker.woken == 1
+    loop._wake_on_placement(Placements(RuntimeError("etcd unreachable")))  # the pass reads for itself
+    assert loop.worker.woken == 1
+    loop._wake_on_placement(Placements(41))
+    assert loop.worker.woken == 2
