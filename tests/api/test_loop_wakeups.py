@@ -1,13 +1,16 @@
-"""A machine's runtime passes at once when a placement is written (a failover's move, a new
-release) instead of at its next timed pass. Real etcd for the store's question; the loop's
-decision with a stand-in worker."""
+"""A machine's background passes start at once when what they act on changed, instead of at
+their next timed pass: the runtime's when a placement is written (a failover's move, a new
+release), the storage's when a machine's lease ends or comes back (the dead machine's storage
+must fail fast before a moved instance mounts its volume). Real etcd for the store's
+question; the loops' decisions with a stand-in worker."""
 
 from __future__ import annotations
 
 import pytest
 
 from vcapp.node.runtime_loop import RuntimeLoop
-from vcapp.state.store import Store
+from vcapp.node.storage_loop import StorageLoop
+from vcapp.state.store import Entry, Store
 
 PREFIX = "/vc/test/placement-changes/"  # this file's own keys: other tests share the etcd
 
@@ -50,6 +53,18 @@ class Placements:
         return self.revision
 
 
+class Leases:
+    """What `membership.alive_machines` reads: the machines with a current lease, or an outage."""
+
+    def __init__(self, *alive: str, down: Exception | None = None):
+        self.alive, self.down = alive, down
+
+    def list(self, prefix: str, **kw):
+        if self.down:
+            raise self.down
+        return [Entry(prefix + name, {}, 1, 1, 7) for name in self.alive]
+
+
 def test_the_runtime_passes_at_once_only_when_a_placement_was_written_since_the_last_tick():
     loop = RuntimeLoop.__new__(RuntimeLoop)  # the decision alone: no podman, no threads
     loop.worker, loop.placed_seen = Waker(), 0
@@ -61,3 +76,18 @@ def test_the_runtime_passes_at_once_only_when_a_placement_was_written_since_the_
     assert loop.worker.woken == 1
     loop._wake_on_placement(Placements(41))
     assert loop.worker.woken == 2
+
+
+def test_storage_passes_at_once_when_a_machine_dies_or_comes_back():
+    loop = StorageLoop.__new__(StorageLoop)  # the decision alone: no weed, no threads
+    loop.worker, loop.alive_seen = Waker(), frozenset()
+    loop._wake_on_liveness(Leases("home-1", "home-2", "home-3"))
+    assert loop.worker.woken == 1
+    loop._wake_on_liveness(Leases("home-3", "home-2", "home-1"))  # the same machines
+    assert loop.worker.woken == 1
+    loop._wake_on_liveness(Leases("home-1", "home-3"))  # home-2's lease ended
+    assert loop.worker.woken == 2
+    loop._wake_on_liveness(Leases(down=RuntimeError("etcd unreachable")))
+    assert loop.worker.woken == 2
+    loop._wake_on_liveness(Leases("home-1", "home-2", "home-3"))  # back
+    assert loop.worker.woken == 3
