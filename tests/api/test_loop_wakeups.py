@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from vcapp.node.harness import Worker
 from vcapp.node.runtime_loop import RuntimeLoop
 from vcapp.node.storage_loop import StorageLoop
 from vcapp.state.store import Entry, Store
@@ -33,8 +34,11 @@ def test_the_newest_change_under_a_prefix_is_the_last_put_whichever_key(store):
     assert store.newest_change(PREFIX) == moved
 
 
-class Waker:
+class Waker(Worker):
+    """A loop's worker, not started: counts the passes it was asked to run at once."""
+
     def __init__(self):
+        super().__init__("test", lambda: None, 60.0)
         self.woken = 0
 
     def wake(self):
@@ -67,7 +71,7 @@ class Leases:
 
 def test_the_runtime_passes_at_once_only_when_a_placement_was_written_since_the_last_tick():
     loop = RuntimeLoop.__new__(RuntimeLoop)  # the decision alone: no podman, no threads
-    loop.worker, loop.placed_seen = Waker(), 0
+    loop.worker = Waker()
     loop._wake_on_placement(Placements(40))
     assert loop.worker.woken == 1
     loop._wake_on_placement(Placements(40))  # nothing new: the timed pass is enough
@@ -80,7 +84,7 @@ def test_the_runtime_passes_at_once_only_when_a_placement_was_written_since_the_
 
 def test_storage_passes_at_once_when_a_machine_dies_or_comes_back():
     loop = StorageLoop.__new__(StorageLoop)  # the decision alone: no weed, no threads
-    loop.worker, loop.alive_seen = Waker(), frozenset()
+    loop.worker = Waker()
     loop._wake_on_liveness(Leases("home-1", "home-2", "home-3"))
     assert loop.worker.woken == 1
     loop._wake_on_liveness(Leases("home-3", "home-2", "home-1"))  # the same machines

@@ -86,6 +86,7 @@ class Worker:
         self.thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._seen: object = None  # wake_on_change's last answer
 
     def start(self) -> None:
         """Start the thread unless it runs."""
@@ -108,6 +109,18 @@ class Worker:
     def wake(self) -> None:
         """Run the next sync now (or right after the current one)."""
         self._wake.set()
+
+    def wake_on_change(self, read: Callable[[], object]) -> None:
+        """Run the next sync now when `read()` answers differently from its last answer (the
+        first answer counts as a change). A read that fails wakes nothing: the paced sync
+        reads for itself."""
+        try:
+            seen = read()
+        except Exception:
+            return
+        if seen != self._seen:
+            self._seen = seen
+            self.wake()
 
     def run_once(self) -> float:
         """One sync, its outcome recorded; returns the seconds to wait before the next."""

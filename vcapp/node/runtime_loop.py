@@ -90,7 +90,6 @@ class RuntimeLoop:
         self.assigned: dict[str, dict] = {}  # app/inst -> assignment, as the current pass reads it
         self.held: dict[str, dict] = {}  # app/inst -> assignment of an instance handed over elsewhere
         self.read_at = 0.0  # monotonic start of the last successful read of the assignments
-        self.placed_seen = 0  # the newest placement's revision at the last tick
         self.regained_at = 0.0  # when the lease was last confirmed after going stale
         self.fenced = False
         self.online = False  # the current pass read its assignments from etcd
@@ -114,13 +113,7 @@ class RuntimeLoop:
         """A pass at once when a placement was written since the last tick: an instance moved
         here by a failover or a new release starts up to PASS_EVERY_S sooner. One key-only read
         per tick (within the tick's view); removals wait for the next pass."""
-        try:
-            placed = instances.placed_at(store)
-        except Exception:  # the pass reads for itself every PASS_EVERY_S
-            return
-        if placed != self.placed_seen:
-            self.placed_seen = placed
-            self.worker.wake()
+        self.worker.wake_on_change(lambda: instances.placed_at(store))
 
     # ---- the pass, on the worker's thread ------------------------------------------------
 

@@ -51,7 +51,6 @@ class StorageLoop:
     def __init__(self, ctx) -> None:
         self.cfg, self.base = ctx.cfg, ctx.base
         self.fastfailed: set[str] = set()  # addrs whose storage ports are rejected here
-        self.alive_seen: frozenset[str] = frozenset()  # the live machines at the last tick
         self.cleaned = False
         self.master_started = time.monotonic()  # a master outlives the daemon: watch from its start too
         # One Store for the worker's passes: a new one logs in to etcd again, and etcd checks
@@ -71,13 +70,7 @@ class StorageLoop:
         dead machine's storage fails fast before an instance moved here mounts its volume
         (that mount otherwise waited on the dead volume servers for ~1 s until the next timed
         pass). One small read per tick, within the tick's view."""
-        try:
-            alive = frozenset(membership.alive_machines(store))
-        except Exception:  # the pass reads for itself every CONVERGE_EVERY_S
-            return
-        if alive != self.alive_seen:
-            self.alive_seen = alive
-            self.worker.wake()
+        self.worker.wake_on_change(lambda: frozenset(membership.alive_machines(store)))
 
     def _sync(self) -> None:
         self._pass(self.store())
