@@ -6,11 +6,13 @@ while etcd's own "not found" (an expired lease) still means what it says."""
 from __future__ import annotations
 
 import http.server
+import socket
 import threading
 import time
 
 import pytest
 
+from vcapp.state import store as store_mod
 from vcapp.state.store import Store, StoreUnavailable
 
 TIMEOUT = 1.0  # the Stores' request timeout here: what one wait on the silent member costs
@@ -37,6 +39,21 @@ def test_a_silent_member_is_still_asked_when_no_other_answers(hanging_member):
         with pytest.raises(StoreUnavailable, match=f"no etcd endpoint answered .*{hanging_member}"):
             store.get("/vc/test/anything")
         assert time.monotonic() - began >= TIMEOUT
+
+
+def test_the_members_of_machines_the_peer_watch_suspects_are_asked_last_before_any_wait(etcd_url):
+    """A black-holed machine's member: the daemon's peer watch suspects the machine before any
+    request waited on its member, and the publish of that suspicion must not wait on it."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.2", 0))  # another machine's address, as far as the Store can tell
+        silent.listen(16)
+        member = f"http://127.0.0.2:{silent.getsockname()[1]}"
+        try:
+            store_mod.ask_last(["127.0.0.2"])
+            assert timed_get(Store([member, etcd_url], timeout=TIMEOUT)) < TIMEOUT / 2
+        finally:
+            store_mod.ask_last([])
+        assert timed_get(Store([member, etcd_url], timeout=TIMEOUT)) >= TIMEOUT  # trusted again: asked first
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from router import cutoff
 from vcapp.node.harness import Every, Worker
 from vcapp.state import membership, peerwatch
-from vcapp.state.store import Store
+from vcapp.state.store import Store, ask_last
 from vcapp.views.ingress import NODE_HOP_PORT
 
 log = logging.getLogger("vcapp.peerwatch")
@@ -131,10 +131,18 @@ class PeerWatchLoop:
         self.targets = probe_targets(records, alive, self.node)
 
     def _fell(self, peer: str, target: tuple[str, int]) -> None:
-        """A peer became a suspect: cut its hop connections, and publish it now rather than at
-        the next round (the confirmation, and every move it allows, waits for it)."""
+        """A peer became a suspect: cut its hop connections, ask its etcd member last, and
+        publish it now rather than at the next round (the confirmation, and every move it
+        allows, waits for it)."""
         cutoff.abort(target[0], (NODE_HOP_PORT,))
+        self._ask_suspects_last()
         self.worker.wake()
+
+    def _ask_suspects_last(self) -> None:
+        """Every Store of this daemon asks the suspects' etcd members last: a black-holed
+        member holds a request its whole timeout."""
+        targets = self.prober.targets
+        ask_last(targets[p][0] for p in self.prober.suspects() if p in targets)
 
     # ---- the worker's round: probes out, suspects published ---------------------------------
 
@@ -142,6 +150,7 @@ class PeerWatchLoop:
         if self.endpoints != self.store_endpoints:
             self.store, self.store_endpoints = Store(self.endpoints), list(self.endpoints)
         self.prober.round(dict(self.targets))
+        self._ask_suspects_last()
         suspects = {p: time.time() - (time.monotonic() - t) for p, t in self.prober.suspects().items()}
         if (set(suspects), self.lease) != self.published and self.lease:
             self._publish(suspects)

@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
 
 import requests
 from etcd3gw import exceptions as etcd_errors
@@ -39,6 +40,10 @@ REQUEST_TIMEOUT = 5.0
 # after it, where the node routers took 4 s). It is still tried when the others fail.
 UNANSWERED_LAST_S = 30.0
 _unanswered: dict[str, float] = {}  # endpoint -> time.monotonic() of its last failure to answer
+# Hosts this process's peer watch suspects (vcapp/node/peerwatch_loop.py): their members are
+# asked last too, before any request of ours waited on them; a black-holed machine's member
+# otherwise held the publish of its suspicion REQUEST_TIMEOUT, and the failover with it.
+_suspected_hosts: frozenset[str] = frozenset()
 # How long a read shared inside Store.shared_reads may be answered again from memory: the
 # daemon's tick (vcapp/node/daemon.py) opens one, so a loop that waits on a key within it
 # still sees it change.
@@ -56,6 +61,17 @@ MEMBER_CANNOT_SERVE = ("no leader", "timed out", "not supported for learner", "n
 # ready: one just added, as after a dead member's removal); etcd's own "not found" errors (a
 # lease that expired) come as JSON and mean what they say on every member.
 ROUTE_NOT_SERVED = ("Not Found", "404 page not found")
+
+
+def ask_last(hosts: Iterable[str]) -> None:
+    """Every Store of this process asks the members on `hosts` (and no others, for this reason)
+    after the rest, from now on: the machines the peer watch suspects."""
+    global _suspected_hosts
+    _suspected_hosts = frozenset(hosts)
+
+
+def _asked_last(endpoint: str, now: float) -> bool:
+    return now - _unanswered.get(endpoint, -1e9) < UNANSWERED_LAST_S or urlsplit(endpoint).hostname in _suspected_hosts
 
 
 def member_cannot_serve(e: etcd_errors.Etcd3Exception) -> bool:
@@ -243,11 +259,10 @@ class Store:
 
     def _call(self, path: str, payload: dict) -> dict:
         """POST to the gateway, trying each endpoint in turn, those that did not answer lately
-        (in any Store of this process) last; the one that answers goes first."""
+        (in any Store of this process) or whose machine the peer watch suspects last; the one that answers goes first."""
         errors = []
         now = time.monotonic()
-        order = sorted(range(len(self._clients)), key=lambda i: now - _unanswered.get(self.endpoints[i], -1e9)
-                       < UNANSWERED_LAST_S)
+        order = sorted(range(len(self._clients)), key=lambda i: _asked_last(self.endpoints[i], now))
         for i in order:
             endpoint = self.endpoints[i]
             try:
