@@ -15,10 +15,19 @@ from __future__ import annotations
 import ipaddress
 import logging
 import subprocess
+import time
+from typing import Callable, TypeVar
 
 log = logging.getLogger("router.cutoff")
 
 TIMEOUT = 5.0  # ss answers in milliseconds
+# Caddy drops the retries of requests still in flight under a config it replaces (the old
+# config's context ends with the load, and a retry first waits caddyjson.TRY_INTERVAL on it):
+# a GET in flight to a machine that died came back 502 when the cut followed the load. The
+# load waits this long after the cut, so those requests are retried under the running config.
+RETRIES_SETTLE_S = 0.3
+
+T = TypeVar("T")
 
 
 def abort_argv(addr: str, ports: tuple[int, ...]) -> list[str]:
@@ -50,3 +59,18 @@ def abort(addr: str, ports: tuple[int, ...]) -> bool:
     if cut:
         log.info("cut %d open connection(s) to %s, which left the cluster's routes", cut, addr)
     return True
+
+
+def around_load(addrs: list[str], ports: tuple[int, ...], load: Callable[[], T]) -> T:
+    """Load a config that drops the machines at `addrs`: their connections on `ports` are cut
+    first and the requests in flight to them retried under the running config, then `load`
+    runs, then they are cut again (connections begun meanwhile)."""
+    for addr in addrs:
+        abort(addr, ports)
+    if addrs:
+        time.sleep(RETRIES_SETTLE_S)
+    try:
+        return load()
+    finally:
+        for addr in addrs:
+            abort(addr, ports)

@@ -81,7 +81,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def proxy_to(tmp_path, edge: bool):
+def proxy_to(tmp_path, edge: bool, reload: list | None = None):
     """Caddy on a free port before a silent upstream and a live one; `edge`: the silent one is
     the app's handler's only upstream, tried for 1 s, and the live one is behind the edge's
     error route (any node router), else both are the handler's, the silent one first."""
@@ -103,6 +103,10 @@ def proxy_to(tmp_path, edge: bool):
     config = caddyjson.base_document(str(caddy.admin_socket), str(caddy.storage_dir))
     config["apps"]["http"] = {"servers": {"s": server}}
     caddy.admin.load(config)
+    if reload is not None:  # the same server without the doomed upstream, as after its death
+        without = json.loads(json.dumps(config))
+        without["apps"]["http"]["servers"]["s"]["routes"] = [{"handle": [caddyjson.reverse_proxy([alive], None)]}]
+        reload.append(lambda: caddy.admin.load(without))
     return listen, silent, lambda: (caddy.stop(), live.shutdown(), silent.close())
 
 
@@ -167,6 +171,25 @@ def test_on_the_edge_a_post_cut_in_flight_is_not_sent_again(edge):
     out, _ = cut_while_in_flight(port, silent, "POST", after=2.0)
     assert out["status"] == 502, out
     assert "POST" not in Answering.seen
+
+
+def test_a_get_in_flight_to_a_machine_that_leaves_the_routes_is_answered_across_the_reload(tmp_path):
+    """The node routers load routes without a dead machine and cut its connections: a GET in
+    flight to it is answered by the live instance (Caddy drops the retries of a replaced config,
+    so cutting after the load answered 502)."""
+    reload: list = []
+    port, silent, stop = proxy_to(tmp_path, edge=False, reload=reload)
+    try:
+        out: dict = {}
+        client = threading.Thread(target=send, args=(port, "GET", out))
+        client.start()
+        assert silent.received.wait(10), "the request never reached the silent upstream"
+        time.sleep(0.5)
+        cutoff.around_load(["127.0.0.1"], (silent.port,), reload[0])
+        client.join(ANSWER_WITHIN_S + 30)
+        assert out["status"] == 200 and out["body"] == "from the live instance\n", out
+    finally:
+        stop()
 
 
 def test_the_cut_selects_one_machine_and_its_ports_only():

@@ -7,7 +7,7 @@ sends each request to a healthy instance of its app, on this machine or another.
 the token auth service, loads a new config only when the routes changed (or Caddy was
 restarted), and restarts Caddy if it dies. When a machine leaves the routes (its death seen),
 the worker cuts this machine's open connections to that machine's hop server
-(router/cutoff.py). Token checks look records up in etcd (vcapp/state/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
+(router/cutoff.py) before and after it loads the routes without it. Token checks look records up in etcd (vcapp/state/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
 While a runtime waits to retire a container (vcapp/state/routeswitch.py), `step` reads the open
 switch requests before the cluster state, and once the worker has loaded routes computed from
 that state it acknowledges the newest request, so the runtime stops the old container only
@@ -139,13 +139,12 @@ class RouterLoop:
             self.router = self._start()
         desired, before = self.desired, self.applied
         if desired is not None and (desired != self.applied or self.resync.ready()):
-            if self.router.update(desired):
+            # requests in flight to a machine that left the routes fail, and are retried
+            leaving = cutoff.only_in(before.machines, desired.machines) if before else []
+            if cutoff.around_load(leaving, (ingress.NODE_HOP_PORT,), lambda: self.router.update(desired)):
                 log.info("node router: %d app(s) routed", len(desired.apps))
             self.applied = desired
             self.resync.mark()
-            # requests in flight to a machine that left the routes fail now and are retried
-            for addr in cutoff.only_in(before.machines, desired.machines) if before else ():
-                cutoff.abort(addr, (ingress.NODE_HOP_PORT,))
         if self.count.ready():
             self.counts = self.router.request_counts()
             self.count.mark()
