@@ -135,14 +135,14 @@ class PeerWatchLoop:
         publish it now rather than at the next round (the confirmation, and every move it
         allows, waits for it)."""
         cutoff.abort(target[0], (NODE_HOP_PORT,))
-        self._ask_suspects_last()
+        self._ask_last(self.prober.suspects())
         self.worker.wake()
 
-    def _ask_suspects_last(self) -> None:
+    def _ask_last(self, suspects: dict[str, float]) -> None:
         """Every Store of this daemon asks the suspects' etcd members last: a black-holed
         member holds a request its whole timeout."""
         targets = self.prober.targets
-        ask_last(targets[p][0] for p in self.prober.suspects() if p in targets)
+        ask_last(targets[p][0] for p in suspects if p in targets)
 
     # ---- the worker's round: probes out, suspects published ---------------------------------
 
@@ -150,8 +150,9 @@ class PeerWatchLoop:
         if self.endpoints != self.store_endpoints:
             self.store, self.store_endpoints = Store(self.endpoints), list(self.endpoints)
         self.prober.round(dict(self.targets))
-        self._ask_suspects_last()
-        suspects = {p: time.time() - (time.monotonic() - t) for p, t in self.prober.suspects().items()}
+        suspected = self.prober.suspects()
+        self._ask_last(suspected)
+        suspects = {p: time.time() - (time.monotonic() - t) for p, t in suspected.items()}
         if (set(suspects), self.lease) != self.published and self.lease:
             self._publish(suspects)
 

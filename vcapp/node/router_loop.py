@@ -7,7 +7,9 @@ sends each request to a healthy instance of its app, on this machine or another.
 the token auth service, loads a new config only when the routes changed (or Caddy was
 restarted), and restarts Caddy if it dies. When a machine leaves the routes (its death seen),
 the worker cuts this machine's open connections to that machine's hop server
-(router/cutoff.py) before and after it loads the routes without it. Token checks look records up in etcd (vcapp/state/apptokens.py) and sessions are signed with the cluster's derived "sessions" key.
+(router/cutoff.py) before and after it loads the routes without it. Token checks look records
+up in etcd (vcapp/state/apptokens.py) and sessions are signed with the cluster's derived
+"sessions" key.
 While a runtime waits to retire a container (vcapp/state/routeswitch.py), `step` reads the open
 switch requests before the cluster state, and once the worker has loaded routes computed from
 that state it acknowledges the newest request, so the runtime stops the old container only

@@ -71,7 +71,9 @@ def ask_last(hosts: Iterable[str]) -> None:
 
 
 def _asked_last(endpoint: str, now: float) -> bool:
-    return now - _unanswered.get(endpoint, -1e9) < UNANSWERED_LAST_S or urlsplit(endpoint).hostname in _suspected_hosts
+    if now - _unanswered.get(endpoint, -1e9) < UNANSWERED_LAST_S:
+        return True
+    return bool(_suspected_hosts) and urlsplit(endpoint).hostname in _suspected_hosts
 
 
 def member_cannot_serve(e: etcd_errors.Etcd3Exception) -> bool:
@@ -259,7 +261,8 @@ class Store:
 
     def _call(self, path: str, payload: dict) -> dict:
         """POST to the gateway, trying each endpoint in turn, those that did not answer lately
-        (in any Store of this process) or whose machine the peer watch suspects last; the one that answers goes first."""
+        (in any Store of this process) or whose machine the peer watch suspects last; the one
+        that answers goes first."""
         errors = []
         now = time.monotonic()
         order = sorted(range(len(self._clients)), key=lambda i: _asked_last(self.endpoints[i], now))
