@@ -222,6 +222,9 @@ def test_a_removed_machine_cannot_reach_etcd_with_its_certificate(cc):
         out = cc.sim.etcdctl("home-4", [cc.sim.addr(other)], "--dial-timeout=2s", "get", "/vc/cluster", check=False)
         assert out.returncode != 0, out
         cc.sim.etcdctl("home-1", [cc.sim.addr(other)], "put", "/vc/probe/after-remove", "ok")  # others still can
-    members = [cc.sim.addr(m) for m in ("home-1", "home-2", "home-3")]  # not the removed machine's
+    # Voters only: the controller invites home-2 back as a learner meanwhile, and etcdctl 3.4
+    # authenticates through any of its endpoints, which a learner refuses ("rpc not supported
+    # for learner", CI stop 30).
+    members = home1 + [cc.sim.addr(m) for m in others]  # not the removed machine's
     users = cc.sim.etcdctl("home-1", members, "user", "list", *root_login(cc)).stdout.split()
     assert "home-4" not in users and "home-1" in users, users  # its etcd user went with it
