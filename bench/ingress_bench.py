@@ -354,8 +354,8 @@ def failover(b: Bench, kind: str, apps: tuple[str, ...]) -> dict:
 OP_SECONDS, OP_AT = 30.0, 3.0  # each operation's loop, and when in it the operation begins
 
 
-def operations(b: Bench, rate: float) -> list[tuple[str, str, dict]]:
-    """One run of each zero-loss operation; (operation, app, figures) rows."""
+def operations(b: Bench, rate: float, only: set[str] | None = None) -> list[tuple[str, str, dict]]:
+    """One run of each zero-loss operation (or of those named in `only`); (operation, app, figures) rows."""
     def solo_at_two() -> None:
         b.must("home-1", ["vcapp", "scale", "solo", "--count", "2"])
         b.wait_healthy("solo", 2)
@@ -372,11 +372,14 @@ def operations(b: Bench, rate: float) -> list[tuple[str, str, dict]]:
            ("node drain", None, drain)]
     rows = []
     for name, before, act in ops:
+        if only and name not in only:
+            continue
         if before:
             before()
         b.wait_healthy("solo", 1)
         clients = {app: b.client("client", b.edge_target(app), "open", rate, OP_SECONDS) for app in ("solo", "duo")}
         time.sleep(OP_AT)
+        print(f"  {name} at {time.strftime('%H:%M:%S')}.{int(time.time() % 1 * 1000):03d}", flush=True)
         act()
         for app, proc in clients.items():
             out, _ = proc.communicate(timeout=OP_SECONDS + 120)
@@ -457,6 +460,8 @@ def main() -> None:
     ap.add_argument("--no-failover", action="store_true", help="throughput and latency only")
     ap.add_argument("--operations", type=int, default=0, help="runs of the zero-loss operations, instead of the rest")
     ap.add_argument("--op-rate", type=float, default=50.0, help="req/s per app during the operations")
+    ap.add_argument("--only", default="", help="with --operations: those operations only, comma-separated "
+                    "(restart, secrets set, scale 2 -> 1, node drain)")
     ap.add_argument("--failovers", type=int, default=0, help="runs of each machine loss under trio, instead of the rest")
     args = ap.parse_args()
     b = Bench("ib" + secrets.token_hex(2))
@@ -471,7 +476,7 @@ def main() -> None:
         if args.operations:
             rows = []
             for run in range(args.operations):
-                for row in operations(b, args.op_rate):
+                for row in operations(b, args.op_rate, set(filter(None, args.only.split(","))) or None):
                     print(f"  run {run + 1}: {row}", flush=True)
                     rows.append(row)
             print_operations(rows, args.op_rate, args.operations)

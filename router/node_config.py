@@ -175,7 +175,8 @@ def _routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
 
 
 def _hop_routes(routes: NodeRoutes) -> list[dict]:
-    """The hop server's routes: machines only; each app's instances on this machine only."""
+    """The hop server's routes: machines only; each app's instances on this machine only, its
+    retiring ones included (other routers may still send to them)."""
     refuse: dict = {"handle": [html_page(403, "Not for you", "This port serves the cluster's machines only.")],
                     "terminal": True}
     if routes.machines:
@@ -184,7 +185,8 @@ def _hop_routes(routes: NodeRoutes) -> list[dict]:
     out = [refuse, {"match": [{"header": {CHECK_HEADER: ["1"]}}], "handle": [{"handler": "vars", "log_skip": True}]}]
     for name, app in routes.apps:
         hosts = [app_host(name, routes.domain), *app.domains]
-        handlers = ([_log_upstream(), reverse_proxy(app.local, app.health_path, to_apps=True)] if app.local
+        here = app.local + tuple(b for b in app.retiring if b not in app.local)
+        handlers = ([_log_upstream(), reverse_proxy(here, app.health_path, to_apps=True)] if here
                     else [_not_running(name, app)])
         out.append(host_route(hosts, handlers))
     out.append({"handle": [html_page(404, "No app here", "Nothing is deployed at this address.")],

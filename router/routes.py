@@ -107,6 +107,9 @@ class AppRoute:
     (containers' ports, published on loopback) and the hop ports of the other machines'
     routers that run it. health_path: polled on each backend; None = passive only.
     local: the backends on this node's own machine, preferred over the others.
+    retiring: containers of the app leaving this machine ("127.0.0.1:port"): no longer
+    backends here, but its hop server still serves them to the routers that have not
+    switched yet (vcapp/state/routeswitch.py).
     down: why there is no backend (one of DOWN_REASONS, None: not known), down_detail: the
     specifics a visitor or admin can act on (a pending reason, the command to run)."""
 
@@ -117,11 +120,12 @@ class AppRoute:
     local: tuple[str, ...] = ()
     down: str | None = None
     down_detail: str = ""
+    retiring: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
             raise RoutesError(f"access policy {self.policy!r}: use one of {', '.join(POLICIES)}")
-        for backend in self.backends:
+        for backend in self.backends + self.retiring:
             check_address(backend)
         if self.health_path is not None and not self.health_path.startswith("/"):
             raise RoutesError(f"health path {self.health_path!r} must start with '/'")

@@ -60,9 +60,10 @@ class PrepareError(RuntimeError):
 
 # Called before an instance with volumes starts: volume name -> host path to bind-mount.
 Prepare = Callable[[InstanceSpec], dict[str, str]]
-# Called before a serving container stops: app/instance and the report that now stands for
-# it (None: the instance leaves this machine); returns once traffic has moved.
-Handoff = Callable[[str, dict | None], None]
+# Called before a serving container stops: app/instance, the report that now stands for it
+# and, when the instance leaves this machine (report None), the old container's host port;
+# returns once traffic has moved.
+Handoff = Callable[[str, dict | None, int | None], None]
 # Called (from another thread) when a new instance first passes its check: run a pass soon.
 Ready = Callable[[], None]
 
@@ -188,7 +189,7 @@ class Agent:
                 self.driver.remove(action.name)  # serves nobody (or a leftover of a replace)
                 return {}
             if self.handoff and gone.host_port:  # routers send only to published ports
-                self.handoff(action.key, None)
+                self.handoff(action.key, None, gone.host_port)
             self._retire(gone)
             return {}
         if isinstance(action, Reforward):
@@ -237,7 +238,7 @@ class Agent:
         rec.last_ok = rec.passed_once = True
         rec.failures = 0
         if self.handoff and spec.port:  # routers send only to instances with a port
-            self.handoff(spec.key, self._report(spec, self._visible(containers), book, None, now))
+            self.handoff(spec.key, self._report(spec, self._visible(containers), book, None, now), None)
 
     def _retire(self, old: Container) -> None:
         """Stop `old` on a thread of its own: SIGTERM, its drain time, SIGKILL, remove."""

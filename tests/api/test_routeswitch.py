@@ -58,3 +58,19 @@ def test_a_machine_that_is_down_is_not_waited_for(etcd_url):
     routeswitch.acknowledge(store, "home-1", asked, lease)
     store.put(keys.routes_applied("home-2"), {"revision": 0, "at": 0})  # home-2 is not alive
     assert routeswitch.wait(store, asked, timeout=1) == []
+
+
+def test_a_container_leaving_its_machine_is_named_to_that_machines_router_until_the_switch_closes(etcd_url):
+    store = Store([etcd_url])
+    lease = machines_up(store, "home-1", "home-2")
+    routeswitch.ask(store, "home-1", "blog", "1", lease, host_port=20001)
+    routeswitch.ask(store, "home-1", "blog", "2", lease, host_port=20004)
+    routeswitch.ask(store, "home-1", "shop", "0", lease)  # a new release here: nothing leaves
+    routeswitch.ask(store, "home-2", "blog", "0", lease, host_port=20009)
+    assert routeswitch.retiring(store, "home-1") == {"blog": (20001, 20004)}
+    assert routeswitch.retiring(store, "home-2") == {"blog": (20009,)}
+    assert routeswitch.retiring(store, "home") == {}  # a name that prefixes others' names: nothing of theirs
+    store.put(keys.route_switch("home-1", "odd", "0"), {"at": 1, "host_port": "20001; rm -rf"}, lease=lease)
+    assert "odd" not in routeswitch.retiring(store, "home-1")
+    routeswitch.close(store, "home-1", "blog", "1")
+    assert routeswitch.retiring(store, "home-1") == {"blog": (20004,)}

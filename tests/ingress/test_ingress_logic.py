@@ -75,6 +75,22 @@ def test_a_node_router_prefers_its_own_instances_and_takes_the_apps_it_runs_or_n
     assert node_routes(v).here is None  # no machine of its own: no preference
 
 
+def test_a_container_leaving_a_machine_stays_on_its_hop_only_while_its_switch_is_open():
+    # blog/1 left home-1 (report gone, switch open): home-1's hop still serves it, home-1's
+    # own visitors and the edges go to home-2, and no other router hears of the port.
+    v = view({"blog": {}, "shop": {}}, [report("home-2", "blog", port=20002)])
+    leaving = {"blog": (20001,)}
+    one = dict(node_routes(v, "home-1", leaving).apps)["blog"]
+    assert one.retiring == ("127.0.0.1:20001",) and one.local == () and one.backends == ("10.1.0.12:7081",)
+    assert "blog" not in node_routes(v, "home-1", leaving).here
+    assert dict(node_routes(v, "home-1", leaving).apps)["shop"].retiring == ()
+    assert node_routes(v, "home-1", leaving) != node_routes(v, "home-1")  # closing it reloads the hop
+    assert route(v, "blog").retiring == ()  # a router without a machine has no hop
+    # announced before its report goes: nothing changes (no reload) while it is still local
+    still = view({"blog": {}}, [report("home-1", "blog", "1", 20001), report("home-2", "blog", port=20002)])
+    assert node_routes(still, "home-1", leaving) == node_routes(still, "home-1")
+
+
 def test_policy_health_path_and_custom_domains_come_from_the_spec():
     spec = {"policy": "token", "health": {"type": "http", "path": "/healthz"}, "domains": ["www.example.org", "bad_name"]}
     r = route(view({"vault": spec}, []), "vault")

@@ -153,6 +153,25 @@ def test_other_machines_reach_an_apps_local_instances_only_through_the_hop_serve
     assert "hop" not in node_config.render(routes, NODE)["apps"]["http"]["servers"]
 
 
+def test_a_container_leaving_the_machine_is_served_by_the_hop_only_until_its_switch_closes():
+    hop = replace(NODE, hop_listen="100.96.0.5:7081")
+    # blog's last instance here is leaving (its report is gone): the node server sends to the
+    # other machine, the hop still answers the routers that have not switched yet.
+    leaving = AppRoute(("100.96.0.6:7081",), "public", "/health", retiring=("127.0.0.1:20001",))
+    doc = node_config.render(NodeRoutes.build(D, {"blog": leaving}, machines=["100.96.0.5", "100.96.0.6"]), hop)
+    (_, proxy) = handlers_for(doc, "hop", f"blog.{D}")
+    assert proxy["upstreams"] == [{"dial": "127.0.0.1:20001"}]
+    node_proxy = [h for h in handlers_for(doc, "node", f"blog.{D}") if h.get("handler") == "reverse_proxy"]
+    assert [u["dial"] for p in node_proxy for u in p["upstreams"]] == ["100.96.0.6:7081"]
+    # beside an instance that stays: both, once each
+    both = replace(leaving, backends=("127.0.0.1:20002", "100.96.0.6:7081"), local=("127.0.0.1:20002",),
+                   retiring=("127.0.0.1:20001", "127.0.0.1:20002"))
+    (_, proxy) = handlers_for(node_config.render(NodeRoutes.build(D, {"blog": both}), hop), "hop", f"blog.{D}")
+    assert proxy["upstreams"] == [{"dial": "127.0.0.1:20002"}, {"dial": "127.0.0.1:20001"}]
+    with pytest.raises(RoutesError, match="host:port"):
+        AppRoute(retiring=("nowhere",))
+
+
 def test_node_router_trusts_the_edges_and_answers_health_and_unknown_hosts():
     doc = node_config.render(NodeRoutes.build(D, {"blog": AppRoute()}, api=["127.0.0.1:8000"],
                                               trusted_proxies=["100.96.0.1/32"]), NODE)

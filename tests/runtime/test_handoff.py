@@ -70,9 +70,9 @@ def spec(release: str, **kw) -> InstanceSpec:
 @pytest.fixture
 def agent(tmp_path):
     driver = FakeDriver()
-    handoffs: list[tuple[str, dict | None, list]] = []
+    handoffs: list[tuple[str, dict | None, list, int | None]] = []
     a = Agent(driver, "home-1", tmp_path / "book.json",
-              handoff=lambda key, rep: handoffs.append((key, rep, list(driver.calls))))
+              handoff=lambda key, rep, port: handoffs.append((key, rep, list(driver.calls), port)))
     a.handoffs = handoffs
     return a
 
@@ -82,8 +82,8 @@ def test_a_new_release_is_handed_off_healthy_before_the_old_one_is_told_to_stop(
     agent.step([spec("1")])
     old_port = driver.containers["vc-blog-0-r1"].host_port
     reports = agent.step([spec("2")])
-    [(key, rep, calls_then)] = agent.handoffs
-    assert key == "blog/0"
+    [(key, rep, calls_then, leaving)] = agent.handoffs
+    assert key == "blog/0" and leaving is None  # the instance stays: the new container serves here
     assert rep["release"] == "2" and rep["state"] == "running" and rep["health"] == "healthy"
     assert rep["host_port"] != old_port
     assert ("stop", "vc-blog-0-r1") not in calls_then, "the old container was stopped before the routers switched"
@@ -102,9 +102,11 @@ def test_a_new_release_is_handed_off_healthy_before_the_old_one_is_told_to_stop(
 def test_an_instance_leaving_the_machine_is_unpublished_before_it_stops(agent):
     driver = agent.driver
     agent.step([spec("1")])
+    old_port = driver.containers["vc-blog-0-r1"].host_port
     agent.step([])
-    [(key, rep, calls_then)] = agent.handoffs
+    [(key, rep, calls_then, leaving)] = agent.handoffs
     assert key == "blog/0" and rep is None
+    assert leaving == old_port  # its machine's hop keeps it for the routers not switched yet
     assert ("stop", "vc-blog-0-r1") not in calls_then
     driver.drained.set()
     assert driver.retired.wait(5)

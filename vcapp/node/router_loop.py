@@ -13,7 +13,8 @@ up in etcd (vcapp/state/apptokens.py) and sessions are signed with the cluster's
 While a runtime waits to retire a container (vcapp/state/routeswitch.py), `step` reads the open
 switch requests before the cluster state, and once the worker has loaded routes computed from
 that state it acknowledges the newest request, so the runtime stops the old container only
-after this router stopped sending to it.
+after this router stopped sending to it; it reads them again after the cluster state for the
+containers leaving this machine, which its hop server serves until their request closes.
 Every COUNT_EVERY_S the worker reads Caddy's per-host request counters and `step` publishes
 them at /vc/requests/<node> (bound to the lease) for the controller's request-rate history.
 """
@@ -88,7 +89,8 @@ class RouterLoop:
         if not view.domain:  # no routes at all: nothing to switch
             self._acknowledge(ctx, asked)
             return
-        routes = ingress.node_routes(view, self.node)
+        # after the view: a container whose report it lacks is still served by the hop (routeswitch.py)
+        routes = ingress.node_routes(view, self.node, routeswitch.retiring(ctx.store, self.node))
         if routes != self.desired:
             self.desired = routes
             self.worker.wake()

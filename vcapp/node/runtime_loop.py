@@ -142,21 +142,25 @@ class RuntimeLoop:
             for gone in volumes.release_unused(store, self.cfg, self.base, wanted):
                 log.info("volume %s unmounted here: no instance here uses it any more", gone)
 
-    def _handoff(self, key: str, report: dict | None) -> None:
+    def _handoff(self, key: str, report: dict | None, leaving_port: int | None = None) -> None:
         """Publish what now stands for `key` (None: nothing here), then wait for the routers
-        to switch (routeswitch.SWITCH_TIMEOUT_S at most). Offline or fenced: nothing to wait
-        for, the routers cannot be asked."""
+        to switch (routeswitch.SWITCH_TIMEOUT_S at most). `leaving_port`: the old container's
+        when the instance leaves this machine; this machine's router keeps it on its hop server
+        meanwhile, for the routers that have not switched yet. Offline or fenced: nothing to
+        wait for, the routers cannot be asked."""
         store = self.store
         if store is None or self.fenced or not self.online or not self.lease:
             return
         app, _, inst = key.partition("/")
         began = time.monotonic()
         try:
+            if leaving_port:  # known to this machine's router before the report goes
+                routeswitch.ask(store, self.node, app, inst, self.lease, leaving_port)
             if report is None:
                 self.publisher.drop(store, key)
             else:
                 self.publisher.publish_one(store, self.lease, key, report, self.assigned.get(key, {}))
-            asked = routeswitch.ask(store, self.node, app, inst, self.lease)
+            asked = routeswitch.ask(store, self.node, app, inst, self.lease, leaving_port)
             try:
                 late = routeswitch.wait(store, asked)
             finally:

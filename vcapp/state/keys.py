@@ -73,9 +73,10 @@
     /vc/stacks/making/<stack>    {machine, since}: the one machine loading or making a buildpack stack
                                  (<name>-<suite>-<key>) for the cluster, bound to a lease of its own
                                  (vcapp/deploy/stackshare.py)
-    /vc/routes/switch/<node>/<app>/<inst>  {at}: a runtime asks every router to stop sending to
-                                 this instance's old container before it stops it; the key's
-                                 mod revision is what the routers acknowledge (vcapp/state/routeswitch.py)
+    /vc/routes/switch/<node>/<app>/<inst>  {at, host_port}: a runtime asks every router to stop
+                                 sending to this instance's old container (published on host_port
+                                 when it leaves the machine) before it stops it; the key's mod
+                                 revision is what the routers acknowledge (vcapp/state/routeswitch.py)
     /vc/routes/applied/<node>    {revision, at}: the newest switch request <node>'s router has
                                  routes for, loaded in its Caddy, bound to its lease
     /vc/edge/certificates        {names: {host: {state, reason, not_after, since}}, at}: each served

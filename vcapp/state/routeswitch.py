@@ -12,6 +12,12 @@ the request, or after `SWITCH_TIMEOUT_S` with the routers that did not (a stuck 
 router must not hold a deploy forever; the drain that follows still covers requests already
 sent). Acknowledgements are written only while a request is open, so an idle cluster writes
 nothing. Only this module reads or writes these keys.
+
+A container leaving its machine (`ask` with `host_port`) keeps serving the other routers that
+still send to it: until its request closes, its machine's router keeps it among the app's
+instances on its hop server (`retiring`), although its report is gone. The runtime puts the
+request once before the report changes and once after (whose revision it waits for): the router reads the requests after
+the cluster state, so routes that lack the report always have the retiring port.
 """
 
 from __future__ import annotations
@@ -27,9 +33,22 @@ SWITCH_TIMEOUT_S = 10.0
 POLL_S = 0.1
 
 
-def ask(store: Store, node: str, app: str, instance: str, lease: int) -> int:
-    """Open a switch request for `app/instance` on `node`; its revision (what routers acknowledge)."""
-    return store.put(keys.route_switch(node, app, instance), {"at": time.time()}, lease=lease)
+def ask(store: Store, node: str, app: str, instance: str, lease: int, host_port: int | None = None) -> int:
+    """Open a switch request for `app/instance` on `node`; its revision (what routers acknowledge).
+    `host_port`: the old container's, when the instance leaves `node` (see `retiring`)."""
+    value = {"at": time.time(), **({"host_port": host_port} if host_port else {})}
+    return store.put(keys.route_switch(node, app, instance), value, lease=lease)
+
+
+def retiring(store: Store, node: str) -> dict[str, tuple[int, ...]]:
+    """App -> host ports of its containers leaving `node` whose switch is still open."""
+    out: dict[str, set[int]] = {}
+    for e in store.list(keys.ROUTE_SWITCHES + node + "/"):
+        app, _, _ = keys.name_of(e.key, keys.ROUTE_SWITCHES + node + "/").partition("/")
+        port = e.value.get("host_port") if isinstance(e.value, dict) else None
+        if app and type(port) is int and 0 < port < 65536:
+            out.setdefault(app, set()).add(port)
+    return {app: tuple(sorted(ports)) for app, ports in out.items()}
 
 
 def close(store: Store, node: str, app: str, instance: str) -> None:

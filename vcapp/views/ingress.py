@@ -109,14 +109,17 @@ def valid_domains(app: str, spec: dict) -> tuple[str, ...]:
     return tuple(sorted(set(good)))
 
 
-def app_route(name: str, spec: dict, view: ClusterView, node: str | None = None) -> AppRoute:
-    """`name`'s route as `node`'s router sees it (None: without local instances)."""
+def app_route(name: str, spec: dict, view: ClusterView, node: str | None = None,
+              retiring: tuple[int, ...] = ()) -> AppRoute:
+    """`name`'s route as `node`'s router sees it (None: without local instances); `retiring`:
+    host ports of its containers leaving `node` (vcapp/state/routeswitch.py)."""
     policy = spec.get("policy") or "public"
     local = local_backends(name, view.reports, view.nodes, node) if node else ()
     backends = local + peer_routers(name, view.reports, view.nodes, node)
     down, detail = (None, "") if backends else down_reason(name, spec, view)
+    leaving = tuple(b for port in retiring if (b := f"{LOCAL_ADDR}:{port}") not in local) if node else ()
     return AppRoute(backends, policy, health_path(spec), valid_domains(name, spec), local, down,
-                    short(detail))
+                    short(detail), leaving)
 
 
 def down_reason(name: str, spec: dict, view: ClusterView) -> tuple[str | None, str]:
@@ -160,13 +163,14 @@ def short(text: str) -> str:
     return text if len(text) <= MAX_DOWN_DETAIL else text[:MAX_DOWN_DETAIL - 1] + "…"
 
 
-def routable_apps(view: ClusterView, node: str | None = None) -> dict[str, AppRoute]:
+def routable_apps(view: ClusterView, node: str | None = None,
+                  retiring: dict[str, tuple[int, ...]] | None = None) -> dict[str, AppRoute]:
     """Every app the routers can serve; an app whose name or policy cannot be is skipped, logged."""
     routes = {}
     for name, spec in sorted(view.apps.items()):
         try:
             check_app(name)
-            routes[name] = app_route(name, spec or {}, view, node)
+            routes[name] = app_route(name, spec or {}, view, node, (retiring or {}).get(name, ()))
         except RoutesError as e:
             log.warning("app %s not routed: %s", name, e)
     return routes
@@ -183,11 +187,13 @@ def trusted_proxies(edges: tuple[str, ...]) -> list[str]:
     return out
 
 
-def node_routes(view: ClusterView, node: str | None = None) -> NodeRoutes:
+def node_routes(view: ClusterView, node: str | None = None,
+                retiring: dict[str, tuple[int, ...]] | None = None) -> NodeRoutes:
     """The table of `node`'s router: every app's instances (its own preferred), and the apps
     the edges should bring to it: those it runs, and those nobody runs (any router answers
-    their "not running" page). None: a router without a machine of its own."""
-    apps = routable_apps(view, node)
+    their "not running" page). None: a router without a machine of its own. `retiring`: app ->
+    host ports of its containers leaving `node`, which only its hop server still serves."""
+    apps = routable_apps(view, node, retiring)
     here = None if node is None else [name for name, r in apps.items() if r.local or not r.backends]
     return NodeRoutes.build(view.domain, apps, list(view.api.values()), trusted_proxies(view.edges), here,
                             machines=list(view.nodes.values()))
