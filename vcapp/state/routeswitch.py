@@ -16,8 +16,8 @@ nothing. Only this module reads or writes these keys.
 A container leaving its machine (`ask` with `host_port`) keeps serving the other routers that
 still send to it: until its request closes, its machine's router keeps it among the app's
 instances on its hop server (`retiring`), although its report is gone. The runtime puts the
-request once before the report changes and once after (whose revision it waits for): the router reads the requests after
-the cluster state, so routes that lack the report always have the retiring port.
+request once before the report changes and once after (the revision it waits for); the router
+reads the requests after the cluster state, so routes that lack the report have the port.
 """
 
 from __future__ import annotations
