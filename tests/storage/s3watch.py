@@ -4,7 +4,8 @@ each in its own thread (a stalled one does not hold back the next), with the min
     python s3watch.py ENDPOINT ACCESS SECRET BUCKET NAME SECONDS
 
 Prints one JSON line per operation when it ends: {"op", "at" (epoch s it started), "took",
-"err" ("" when it succeeded)}. Keys go under NAME/; `get` reads NAME/fixed, written first.
+"err" ("" when it succeeded)}. Keys go under NAME/; `get` reads NAME/fixed, written first
+(tried again until FIRST_PUT_WITHIN_S); SECONDS count from then.
 """
 
 import io
@@ -21,13 +22,24 @@ INTERVAL_S = 0.5
 # longer than any stall the test tolerates, so a stall shows as a late answer.
 READ_TIMEOUT_S = 60
 CONNECT_TIMEOUT_S = 5
+# A new bucket's first write waits for its first volumes, made on every machine that holds a
+# copy; one slow to answer the master fails the write after the filer's 30 s of retries.
+FIRST_PUT_WITHIN_S = 95
 
 
 def main(endpoint: str, access: str, secret: str, bucket: str, name: str, seconds: str) -> None:
     http = urllib3.PoolManager(timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
                                retries=False, maxsize=500)
     s3 = Minio(endpoint, access_key=access, secret_key=secret, secure=False, http_client=http, region="us-east-1")
-    s3.put_object(bucket, f"{name}/fixed", io.BytesIO(b"fixed"), 5)
+    first_put_by = time.time() + FIRST_PUT_WITHIN_S
+    while True:
+        try:
+            s3.put_object(bucket, f"{name}/fixed", io.BytesIO(b"fixed"), 5)
+            break
+        except Exception:
+            if time.time() > first_put_by:
+                raise
+            time.sleep(1)
     out = threading.Lock()
 
     def one(op: str, i: int) -> None:
