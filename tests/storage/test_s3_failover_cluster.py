@@ -56,12 +56,13 @@ QUICK_S = 3  # an answer in this long is no stall, even on a loaded machine
 WATCHERS_APART_S = 10
 
 
-def answered(log: Path) -> bool:
-    """The watcher writing `log` has had an operation answered without error."""
+def first_answer(log: Path) -> float | None:
+    """When the watcher writing `log` started its first operation answered without error (epoch s)."""
     try:
-        return any(line.startswith("{") and not json.loads(line)["err"] for line in log.read_text().splitlines())
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
     except (OSError, ValueError):  # not written yet, or a line half written
-        return False
+        return None
+    return min((r["at"] for r in rows if not r["err"]), default=None)
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +114,12 @@ def test_survivors_s3_answers_within_seconds_when_a_machine_behind_a_black_hole_
     try:
         # the fault comes WARM_S after every watcher had its first answer (or gave up waiting for it)
         began = time.monotonic()
-        while not all(answered(logs[n]) or watchers[n].poll() is not None for n in survivors):
+        while not all(first_answer(logs[n]) or watchers[n].poll() is not None for n in survivors):
             assert time.monotonic() - began < FIRST_ANSWER_WITHIN_S, "S3 never answered before the kill"
             time.sleep(0.2)
+        firsts = [t for n in survivors if (t := first_answer(logs[n]))]
+        assert not firsts or max(firsts) - min(firsts) < WATCHERS_APART_S, \
+            f"the watchers' first answers came {max(firsts) - min(firsts):.0f}s apart: one would stop watching early"
         time.sleep(WARM_S)
         killed = time.time()
         sc.dc.partition(victim, cut=True)
