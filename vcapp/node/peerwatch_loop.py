@@ -134,6 +134,7 @@ class PeerWatchLoop:
         """A peer became a suspect: cut its hop connections, ask its etcd member last, and
         publish it now rather than at the next round (the confirmation, and every move it
         allows, waits for it)."""
+        log.info("%s stopped answering probes at %s:%d: a suspect from now", peer, *target)
         cutoff.abort(target[0], (NODE_HOP_PORT,))
         self._ask_last(self.prober.suspects())
         self.worker.wake()
@@ -157,10 +158,12 @@ class PeerWatchLoop:
             self._publish(suspects)
 
     def _publish(self, suspects: dict[str, float]) -> None:
+        began = time.monotonic()
         peerwatch.publish(self.store, self.node, suspects, self.lease)
         if set(suspects) != (self.published or (set(), 0))[0]:
-            if suspects:
-                log.warning("cannot reach %s", ", ".join(sorted(suspects)))
+            if suspects:  # the etcd put's time: what a confirmation waited for besides the probes
+                log.warning("cannot reach %s (published in %.2fs)", ", ".join(sorted(suspects)),
+                            time.monotonic() - began)
             else:
                 log.info("every peer answers again")
         self.published = (set(suspects), self.lease)
