@@ -351,6 +351,12 @@ def failover(b: Bench, kind: str, apps: tuple[str, ...]) -> dict:
     return result
 
 
+def clock() -> str:
+    """The wall time to the millisecond, as the daemons' and routers' logs show it (UTC)."""
+    now = time.time()
+    return time.strftime("%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}"
+
+
 OP_SECONDS, OP_AT = 30.0, 3.0  # each operation's loop, and when in it the operation begins
 
 
@@ -379,7 +385,7 @@ def operations(b: Bench, rate: float, only: set[str] | None = None) -> list[tupl
         b.wait_healthy("solo", 1)
         clients = {app: b.client("client", b.edge_target(app), "open", rate, OP_SECONDS) for app in ("solo", "duo")}
         time.sleep(OP_AT)
-        print(f"  {name} at {time.strftime('%H:%M:%S')}.{int(time.time() % 1 * 1000):03d}", flush=True)
+        print(f"  {name} at {clock()}", flush=True)
         act()
         for app, proc in clients.items():
             out, _ = proc.communicate(timeout=OP_SECONDS + 120)
@@ -413,7 +419,7 @@ def failovers(b: Bench, runs: int) -> list[tuple[str, str, dict]]:
             observer = next(m for m in machines if m != victim)
             client = b.client("client", b.edge_target("trio"), "open", FAILOVERS_RATE, FAILOVERS_SECONDS)
             time.sleep(FAILOVERS_AT)
-            print(f"  {kind} {victim} at {time.strftime('%H:%M:%S')}.{int(time.time() % 1 * 1000):03d}", flush=True)
+            print(f"  {kind} {victim} at {clock()}", flush=True)
             b.lose(kind, victim)
             out, _ = client.communicate(timeout=FAILOVERS_SECONDS + 120)
             figures = loss(json.loads(line) for line in out.splitlines() if line.startswith("["))

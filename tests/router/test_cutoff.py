@@ -7,6 +7,7 @@ from the request's arrival); its error route then sends a GET to any live node r
 
 from __future__ import annotations
 
+import copy
 import http.client
 import json
 import socket
@@ -104,7 +105,7 @@ def proxy_to(tmp_path, edge: bool, reload: list | None = None):
     config["apps"]["http"] = {"servers": {"s": server}}
     caddy.admin.load(config)
     if reload is not None:  # the same server without the doomed upstream, as after its death
-        without = json.loads(json.dumps(config))
+        without = copy.deepcopy(config)
         without["apps"]["http"]["servers"]["s"]["routes"] = [{"handle": [caddyjson.reverse_proxy([alive], None)]}]
         reload.append(lambda: caddy.admin.load(without))
     return listen, silent, lambda: (caddy.stop(), live.shutdown(), silent.close())
