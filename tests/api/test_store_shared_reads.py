@@ -85,3 +85,63 @@ def test_a_view_the_member_cannot_serve_is_read_afresh(pair):
         mine._view = (time.monotonic(), ahead)
         assert mine.list(PREFIX)[0].value == {"n": 2}  # not an error: read linearizably
         assert mine._view[1] < ahead  # and the view starts again at that read's revision
+
+
+def test_the_next_tick_of_an_idle_cluster_asks_etcd_once_and_sees_any_write_since(pair):
+    other, mine = pair
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1} and mine.list(PREFIX)[0].value == {"n": 1}
+        mine.members()
+    mine.sent.clear()
+    with mine.shared_reads():  # nothing written since: the last tick's answers are today's
+        assert mine.value(KEY) == {"n": 1} and mine.list(PREFIX)[0].value == {"n": 1}
+        mine.members()  # no revision counts membership: asked every tick
+    assert mine.sent == ["/kv/range", "/cluster/member/list"]
+    other.put("/vc/test/elsewhere", 1)  # a write anywhere in the cluster, even far from what is read
+    mine.sent.clear()
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1}
+        other.put(KEY, {"n": 2})  # within the tick: the view holds
+        assert mine.value(KEY) == {"n": 1}
+    assert mine.sent == ["/kv/range", "/kv/range"]  # the revision, then the read at it
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 2}
+    other.delete("/vc/test/elsewhere")
+
+
+def test_a_tick_after_one_that_wrote_carries_only_what_it_read_after_the_write(pair):
+    other, mine = pair
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1}
+        mine.put(LATER, "mine")
+        assert mine.value(LATER) == "mine"
+    mine.sent.clear()
+    with mine.shared_reads():
+        assert mine.value(LATER) == "mine"  # read after the write, at the tick's last view: carried
+        assert mine.value(KEY) == {"n": 1}  # read before it: asked again
+    assert mine.sent == ["/kv/range", "/kv/range"]
+
+
+def test_a_lease_that_ends_between_ticks_is_seen_by_the_next(pair):
+    other, mine = pair
+    lease = other.grant(5)
+    other.put(LATER, "alive", lease=lease)
+    with mine.shared_reads():
+        assert mine.value(LATER) == "alive"
+    other.revoke(lease)  # as when the TTL runs out: its keys go, and the revision moves
+    with mine.shared_reads():
+        assert mine.value(LATER) is None
+
+
+def test_the_revision_asked_in_a_tick_is_the_one_its_first_read_saw(pair):
+    other, mine = pair
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1}
+    other.put(KEY, {"n": 2})
+    mine.sent.clear()
+    with mine.shared_reads():
+        seen = mine.revision()
+        other.put(KEY, {"n": 3})
+        assert mine.revision() == seen and mine.value(KEY) == {"n": 2}
+    assert mine.sent == ["/kv/range", "/kv/range"]  # the tick's first read answered revision()
+    assert mine.revision() == seen + 1
