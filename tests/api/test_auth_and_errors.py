@@ -11,6 +11,7 @@ import pytest
 from tests.api.conftest import bearer
 from vcapp.api.app import ApiConfig, create_app
 from vcapp.state import keys
+from vcapp.state.store import Store
 
 pytestmark = pytest.mark.cluster
 
@@ -181,6 +182,21 @@ def test_the_routes_table_names_the_routers_of_machines_down(api, cluster):
     cluster.store.put(keys.alive("home-1"), {"at": time.time()}, lease=lease)
     table = api.get("/v1/ingress", headers=bearer(cluster.admin)).json
     assert table["down"] == [] and len(table["nodes"]) == 1
+
+
+def test_each_poll_of_an_unchanged_routes_table_reads_etcd_once(api, cluster, monkeypatch):
+    """Every edge polls the table each second: while nothing is written, a poll is one read of
+    the revision (and the token check), not a fresh view; the first write after shows."""
+    table = api.get("/v1/ingress", headers=bearer(cluster.admin)).json
+    sent = []
+    real = Store._call
+    monkeypatch.setattr(Store, "_call", lambda self, path, payload: sent.append(path) or real(self, path, payload))
+    assert api.get("/v1/ingress", headers=bearer(cluster.admin)).json == table
+    unchanged = len(sent)
+    cluster.store.put(keys.alive("home-1"), {"at": time.time()}, lease=cluster.store.grant(60))
+    sent.clear()
+    assert api.get("/v1/ingress", headers=bearer(cluster.admin)).json["down"] == []
+    assert unchanged + 5 <= len(sent)  # the view: cluster, machines, apps, reports, pending, suspects...
 
 
 def test_an_edge_token_reads_the_routes_table_and_nothing_else(api, cluster):

@@ -15,7 +15,7 @@ routes table edges poll.
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from router.routes import EdgeRoutes, api_host, app_host
 from vcapp.api import context
@@ -89,17 +89,35 @@ def edge_table():
     Every machine, not only the live ones: the edge's health checks and retries step around a
     dead one, while a routes change would make each edge reload as a machine dies — the
     moment when requests in flight matter most. `down` names the routers of the machines the
-    cluster sees dead or unreachable: the edge cuts its connections to them (router/cutoff.py)."""
+    cluster sees dead or unreachable: the edge cuts its connections to them (router/cutoff.py).
+
+    The table is a function of the cluster's state alone: it is computed once per etcd
+    revision (every read at the revision of the first, in one view), and each edge's poll (one a
+    second) while nothing was written costs one read of etcd, not the view's ten linearizable
+    ones."""
     store = context.store()
+    with store.shared_reads():
+        revision = store.revision()  # the view's first read: the others are at its revision
+        cached = current_app.extensions.get(EDGE_TABLE, (0, {}))  # (revision, the table at it)
+        if cached[0] != revision:
+            cached = (revision, _compute_edge_table(store))
+            current_app.extensions[EDGE_TABLE] = cached  # for every thread of this API (one cluster)
+    return jsonify(cached[1])
+
+
+EDGE_TABLE = "vcapp.edge_table"
+
+
+def _compute_edge_table(store) -> dict:
     view = ingress.read_view(store)
     records = membership.node_records(store)
     routers = sorted(f"{r['addr']}:{ingress.NODE_ROUTER_PORT}" for r in records.values() if r.get("addr"))
     down = sorted(f"{r['addr']}:{ingress.NODE_ROUTER_PORT}" for name, r in records.items()
                   if r.get("addr") and name not in view.nodes)
     table = ingress.edge_routes(view, routers)
-    return jsonify(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes), down=down,
-                   domains={app: list(hosts) for app, hosts in table.domains},
-                   mesh_revoked=membership.revoked_mesh_ips(store))
+    return dict(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes), down=down,
+                domains={app: list(hosts) for app, hosts in table.domains},
+                mesh_revoked=membership.revoked_mesh_ips(store))
 
 
 @bp.put("/v1/ingress/certificates")
