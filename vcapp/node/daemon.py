@@ -221,12 +221,13 @@ class Daemon:
         record = store.get(keys.node(cfg.name))
         if record is None:
             return  # removed from the cluster: `vcapp node leave` cleans up the rest
-        measured = resources.measure(self.base)
+        measured, now = resources.measure(self.base), time.time()
         fresh = dict(record.value, **measured, version=__version__, build=version.build(), etcd_member=cfg.etcd.member,
-                     updated_at=time.time())
-        # Only if nobody changed (or removed) the record since we read it: a refresh must never
-        # bring back a machine an admin just removed.
-        store.txn([unchanged(keys.node(cfg.name), record.mod_revision)], [put_op(keys.node(cfg.name), fresh)])
+                     updated_at=now)
+        if resources.worth_writing(record.value, fresh, now):
+            # Only if nobody changed (or removed) the record since we read it: a refresh must never
+            # bring back a machine an admin just removed.
+            store.txn([unchanged(keys.node(cfg.name), record.mod_revision)], [put_op(keys.node(cfg.name), fresh)])
         members = store.members()
         self._demote_if_removed(cfg, store, members)
         urls = sorted({u for m in members for u in m.client_urls})

@@ -28,8 +28,9 @@ import time
 from pathlib import Path
 
 from router import cutoff
+from router.caddyjson import NODE_HEALTH_HOST
 from router.node import NodeRouter
-from router.routes import NodeRoutes
+from router.routes import NodeRoutes, api_host
 from vcapp.machine import derived_key
 from vcapp.node.harness import Every, Worker
 from vcapp.pidfile import live_pid
@@ -96,7 +97,7 @@ class RouterLoop:
             self.worker.wake()
         if routes == self.applied:
             self._acknowledge(ctx, asked)
-        self._publish_counts(ctx)
+        self._publish_counts(ctx, view.domain)
         self.worker.start()
 
     def _acknowledge(self, ctx, asked: int) -> None:
@@ -104,8 +105,13 @@ class RouterLoop:
             routeswitch.acknowledge(ctx.store, self.node, asked, ctx.lease)
             self.acked = asked
 
-    def _publish_counts(self, ctx) -> None:
+    def _publish_counts(self, ctx, domain: str) -> None:
+        """The apps' counters, for the request history (vcapp/node/metrics_loop.py). Not the API's
+        (each edge polls its table every second) nor the health checks': they count no app, and
+        on an idle cluster they changed every COUNT_EVERY_S, a write of every machine each time."""
         counts = self.counts
+        if counts is not None:
+            counts = {host: c for host, c in counts.items() if host not in (api_host(domain), NODE_HEALTH_HOST)}
         if counts is None or not ctx.lease or (counts == self.published and not self.republish.ready()):
             return
         ctx.store.put(keys.requests(self.node), {"hosts": counts, "at": time.time()}, lease=ctx.lease)
