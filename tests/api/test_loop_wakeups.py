@@ -11,6 +11,7 @@ import pytest
 from vcapp.node.harness import Worker
 from vcapp.node.runtime_loop import RuntimeLoop
 from vcapp.node.storage_loop import StorageLoop
+from vcapp.state import volumes
 from vcapp.state.store import Entry, Store
 
 PREFIX = "/vc/test/placement-changes/"  # this file's own keys: other tests share the etcd
@@ -58,15 +59,21 @@ class Placements:
 
 
 class Leases:
-    """What `membership.alive_machines` reads: the machines with a current lease, or an outage."""
+    """What the storage loop's tick reads: the machines with a current lease and whether the
+    cluster has storage (its first volume), or an outage."""
 
-    def __init__(self, *alive: str, down: Exception | None = None):
-        self.alive, self.down = alive, down
+    def __init__(self, *alive: str, down: Exception | None = None, storage: bool = True):
+        self.alive, self.down, self.storage = alive, down, storage
 
     def list(self, prefix: str, **kw):
         if self.down:
             raise self.down
         return [Entry(prefix + name, {}, 1, 1, 7) for name in self.alive]
+
+    def get(self, key: str):
+        if self.down:
+            raise self.down
+        return Entry(key, {}, 1, 1, 0) if self.storage and key == volumes.ENABLED else None
 
 
 def test_the_runtime_passes_at_once_only_when_a_placement_was_written_since_the_last_tick():
@@ -95,3 +102,15 @@ def test_storage_passes_at_once_when_a_machine_dies_or_comes_back():
     assert loop.worker.woken == 2
     loop._wake_on_liveness(Leases("home-1", "home-2", "home-3"))  # back
     assert loop.worker.woken == 3
+
+
+def test_storage_passes_at_once_when_the_first_volume_enables_it_and_not_before():
+    loop = StorageLoop.__new__(StorageLoop)
+    loop.worker, loop.enabled = Waker(), None
+    loop._wake_on_liveness(Leases("home-1", "home-2", storage=False))
+    assert loop.worker.woken == 1 and loop.enabled is False
+    loop._pass(Leases(down=AssertionError("a pass read etcd while the tick says no storage")))
+    loop._wake_on_liveness(Leases("home-1", "home-2", storage=False))
+    assert loop.worker.woken == 1
+    loop._wake_on_liveness(Leases("home-1", "home-2", storage=True))  # `vcapp volumes create`
+    assert loop.worker.woken == 2 and loop.enabled is True

@@ -52,6 +52,7 @@ class StorageLoop:
         self.cfg, self.base = ctx.cfg, ctx.base
         self.fastfailed: set[str] = set()  # addrs whose storage ports are rejected here
         self.cleaned = False
+        self.enabled: bool | None = None  # storage enabled, as the last tick read it (None: not yet)
         self.master_started = time.monotonic()  # a master outlives the daemon: watch from its start too
         # One Store for the worker's passes: a new one logs in to etcd again, and etcd checks
         # every login's password with bcrypt (a new Store every 2 s was each member's only login).
@@ -69,14 +70,20 @@ class StorageLoop:
         """A pass at once when a machine's lease ended or came back since the last tick: the
         dead machine's storage fails fast before an instance moved here mounts its volume
         (that mount otherwise waited on the dead volume servers for ~1 s until the next timed
-        pass). One small read per tick, within the tick's view."""
-        self.worker.wake_on_change(lambda: frozenset(membership.alive_machines(store)))
+        pass); and when the cluster's first volume enables storage. Two small reads per tick,
+        within the tick's view."""
+        def read() -> tuple[bool, frozenset[str]]:
+            self.enabled = volumes.storage_enabled(store)
+            return self.enabled, frozenset(membership.alive_machines(store))
+        self.worker.wake_on_change(read)
 
     def _sync(self) -> None:
         self._pass(self.store())
 
     def _pass(self, store: Store) -> None:
-        if not volumes.storage_enabled(store):
+        # Until the first volume, the tick's view says "not enabled" (and wakes the pass when
+        # that changes): the pass does not ask etcd again every CONVERGE_EVERY_S.
+        if self.enabled is False or not volumes.storage_enabled(store):
             return
         alive = membership.alive_machines(store)
         plan = volumes.storage_plan(store, self.cfg, alive)
