@@ -50,10 +50,17 @@ log = logging.getLogger("vcapp.runtime")
 
 # Crash detection and health checks run this often; a crashed instance restarts within ~2 s.
 PASS_EVERY_S = 1.0
-# A report whose state did not change is rewritten this often, so `vcapp ps` shows fresh usage.
-STATUS_REFRESH_S = 5.0
-# Fields whose change is written at once (usage figures wait for the refresh).
+# Fields whose change is written at once.
 STATUS_FIELDS = ("release", "state", "health", "restarts", "host_port", "container", "message")
+# A report whose state did not change is rewritten after STATUS_REFRESH_S when its usage moved
+# this much (`vcapp ps`, the apps' CPU and memory history), and after STATUS_MAX_AGE_S anyway.
+# Each write is an etcd revision, after which every machine's tick reads the cluster afresh
+# (vcapp/state/store.py shared_reads): rewritten every 5 s, an idle app's reports kept the
+# revision moving.
+STATUS_REFRESH_S = 5.0
+STATUS_MAX_AGE_S = 60.0
+CPU_MOVED_POINTS = 2.0  # percent of one core
+MEMORY_MOVED = (4.0, 0.05)  # MB, and a share of the last figure: whichever is larger
 # etcd drops the lease LEASE_TTL s after the last renewal it saw. Fence this much sooner so
 # the instances are dead before anyone may be told to start them elsewhere: it covers the lag
 # from a renewal to `step`, the watchdog interval and a `podman kill`, with room to spare.
@@ -310,7 +317,7 @@ class Publisher:
         skey = keys.status(self.node, app, inst)
         old = self.written.get(skey)
         self._events(store, key, rep, old[0] if old else None, assign)
-        if old and old[2] == lease and now - old[1] < STATUS_REFRESH_S and _same(old[0], rep):
+        if old and old[2] == lease and not report_due(old[0], rep, now - old[1]):
             return
         store.put(skey, rep, lease=lease)
         self.written[skey] = (rep, now, lease)
@@ -350,5 +357,17 @@ class Publisher:
             events.record(store, kind, message, **fields)
 
 
-def _same(a: dict, b: dict) -> bool:
-    return all(a.get(f) == b.get(f) for f in STATUS_FIELDS)
+def report_due(written: dict, report: dict, age: float) -> bool:
+    """Is `report` worth writing over the one `written` `age` seconds ago? (pure)"""
+    if any(written.get(f) != report.get(f) for f in STATUS_FIELDS) or age >= STATUS_MAX_AGE_S:
+        return True
+    return age >= STATUS_REFRESH_S and _usage_moved(written, report)
+
+
+def _usage_moved(a: dict, b: dict) -> bool:
+    cpu_a, cpu_b, mem_a, mem_b = a.get("cpu_percent"), b.get("cpu_percent"), a.get("memory_mb"), b.get("memory_mb")
+    if (cpu_a is None) != (cpu_b is None) or (mem_a is None) != (mem_b is None):
+        return True
+    if cpu_a is not None and abs(cpu_b - cpu_a) >= CPU_MOVED_POINTS:
+        return True
+    return mem_a is not None and abs(mem_b - mem_a) >= max(MEMORY_MOVED[0], MEMORY_MOVED[1] * mem_a)
