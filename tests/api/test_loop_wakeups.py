@@ -6,12 +6,15 @@ question; the loops' decisions with a stand-in worker."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
+from tests.api.conftest import CountingStore
 from vcapp.node.harness import Worker
 from vcapp.node.runtime_loop import RuntimeLoop
 from vcapp.node.storage_loop import StorageLoop
-from vcapp.state import volumes
+from vcapp.state import keys, volumes
 from vcapp.state.store import Entry, Store
 
 PREFIX = "/vc/test/placement-changes/"  # this file's own keys: other tests share the etcd
@@ -114,3 +117,22 @@ def test_storage_passes_at_once_when_the_first_volume_enables_it_and_not_before(
     assert loop.worker.woken == 1
     loop._wake_on_liveness(Leases("home-1", "home-2", storage=True))  # `vcapp volumes create`
     assert loop.worker.woken == 2 and loop.enabled is True
+
+
+def test_the_runtime_pass_takes_the_ticks_assignments_and_reads_them_itself_when_the_tick_stopped(etcd_url):
+    node = "wakeups-runtime-node"  # this test's own machine: other tests share the etcd
+    writer, reader = Store([etcd_url]), CountingStore([etcd_url])
+    writer.put(keys.assign("wakeupsblog", "0"), {"app": "wakeupsblog", "instance": "0", "node": node, "release": "3"})
+    try:
+        loop = RuntimeLoop.__new__(RuntimeLoop)  # the reads alone: no podman, no threads
+        loop.node, loop.cfg, loop.read_at, loop.held = node, SimpleNamespace(addr="100.96.0.9"), 0.0, {}
+        assert loop._read_desired(reader)  # what the tick does, in its view
+        assert [a["release"] for a in loop.desired["assignments"]] == ["3"]
+        reader.sent.clear()
+        assert loop._desired_now(reader) and reader.sent == []  # the pass asks etcd nothing
+        writer.put(keys.assign("wakeupsblog", "0"), {"app": "wakeupsblog", "instance": "0", "node": node, "release": "4"})
+        loop.read_at -= 5  # no tick for seconds
+        assert loop._desired_now(reader) and reader.sent
+        assert [a["release"] for a in loop.desired["assignments"]] == ["4"]
+    finally:
+        writer.delete(keys.assign("wakeupsblog", "0"))

@@ -2,7 +2,9 @@
 
 A background thread (podman calls and health checks take seconds; the daemon's tick must
 not wait for them) does, every PASS_EVERY_S:
-  1. read /vc/assign/* for this machine and decrypt the secrets those instances name;
+  1. take this machine's assignments (/vc/assign/*) and the secrets those instances name, as
+     the daemon's tick read them in its view of the cluster (`step`), or read them itself when
+     that read is older than TICK_READ_FRESH_S;
   2. `runtime.supervisor.Agent.step(specs)`: create, restart with back-off, roll new releases
      (new healthy before old stops; a release that fails its health check is not promoted);
   3. write each report to /vc/status/<node>/<app>/<inst> with the node's liveness lease, so a
@@ -66,6 +68,9 @@ MEMORY_MOVED = (4.0, 0.05)  # MB, and a share of the last figure: whichever is l
 # from a renewal to `step`, the watchdog interval and a `podman kill`, with room to spare.
 FENCE_MARGIN_S = 2.0
 FENCE_AFTER_S = LEASE_TTL - FENCE_MARGIN_S
+# The pass reads the assignments itself when the tick's last read (`step`) is older than this:
+# the tick stopped (etcd unreachable, or a loop stuck); it then finds out for itself.
+TICK_READ_FRESH_S = 1.0
 # How often the watchdog looks; cheap (a clock read) until the lease goes stale.
 FENCE_CHECK_S = 0.2
 # An instance moving off this live machine (drain, respread) keeps serving here until its
@@ -99,7 +104,7 @@ class RuntimeLoop:
         self.read_at = 0.0  # monotonic start of the last successful read of the assignments
         self.regained_at = 0.0  # when the lease was last confirmed after going stale
         self.fenced = False
-        self.online = False  # the current pass read its assignments from etcd
+        self.online = False  # the current pass's assignments were read from etcd (TICK_READ_FRESH_S)
         # Each outlives a bad pass or look: the next one tries again.
         self.worker = Worker("vcapp-runtime", self._sync, PASS_EVERY_S, log=log,
                              failed=lambda e: log.exception("runtime pass failed; trying again"))
@@ -114,6 +119,7 @@ class RuntimeLoop:
             self.lease = ctx.lease
         self._lease_lost()
         self.endpoints, self.cfg = ctx.cfg.store_endpoints(), ctx.cfg
+        self._read_desired(ctx.store)
         self._wake_on_placement(ctx.store)
 
     def _wake_on_placement(self, store: Store) -> None:
@@ -130,7 +136,7 @@ class RuntimeLoop:
         self._pass(self.store)
 
     def _pass(self, store: Store) -> None:
-        online = self._read_desired(store)
+        online = self._desired_now(store)
         doc = self._fence(self.desired)
         specs, errors = specs_from(doc, self.node)
         held = {} if self.fenced else self.held
@@ -194,8 +200,14 @@ class RuntimeLoop:
             log.info("volume %s of %s mounted at %s", v.source, spec.key, binds[v.source])
         return binds
 
+    def _desired_now(self, store: Store) -> bool:
+        """Whether the desired state is etcd's now: the tick's read, or this pass's own."""
+        return time.monotonic() - self.read_at <= TICK_READ_FRESH_S or self._read_desired(store)
+
     def _read_desired(self, store: Store) -> bool:
-        """Refresh the desired state from etcd; on failure keep the last one (returns False)."""
+        """Refresh the desired state from etcd; on failure keep the last one (returns False).
+        The tick does, in its view of the cluster (answers carried over while nothing was
+        written: no request on an idle cluster); a pass only when the tick's is not fresh."""
         began = time.monotonic()
         try:
             every = instances.every_assignment(store)
