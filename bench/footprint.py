@@ -15,6 +15,13 @@ storage, <= 2 % of a core).
 
 The baseline of the same run is the host itself: the CPU the bench's own sampling costs
 (its process over the same window) is printed alongside, so a figure near it is noise.
+
+Then, from each etcd member's own /metrics over the same window: the requests it answered per
+second by gRPC method (through its JSON gateway: our Store's reads, lease renewals, member
+lists), and how many revisions the cluster moved by (each a write: on an idle cluster, our own
+bookkeeping; each makes every daemon's next tick read the cluster afresh,
+vcapp/state/store.py shared_reads). These count what the CPU figures are made of, without the
+host's noise.
 """
 
 from __future__ import annotations
@@ -128,6 +135,50 @@ def measure(dc, machines: list[str], idle_s: float) -> dict:
     return out
 
 
+HANDLED = re.compile(r'^grpc_server_handled_total\{[^}]*grpc_method="(\w+)"[^}]*\} (\S+)$')
+REVISION = re.compile(r'^etcd_debugging_mvcc_current_revision (\S+)$')
+
+
+def etcd_counters(dc, machine: str) -> dict[str, float]:
+    """{gRPC method: requests answered so far, "revision": the store's revision} of the etcd
+    member on `machine` ({} without one), from its /metrics (client certificate required)."""
+    import json
+
+    from vcapp import etcdtls
+    from vcapp.machine import ETCD_CLIENT_PORT
+
+    data = dc.host_dir(machine) / "data"
+    try:
+        addr = json.loads((data / "node.json").read_text())["addr"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    tls = etcdtls.paths(data)
+    proc = dc.run(machine, ["curl", "-s", "--max-time", "5", "--cacert", str(tls.ca), "--cert", str(tls.cert),
+                            "--key", str(tls.key), f"https://{addr}:{ETCD_CLIENT_PORT}/metrics"],
+                  capture_output=True, text=True, timeout=30)
+    out: dict[str, float] = defaultdict(float)
+    for line in proc.stdout.splitlines():
+        if m := HANDLED.match(line):
+            out[m.group(1)] += float(m.group(2))
+        elif m := REVISION.match(line):
+            out["revision"] = float(m.group(1))
+    return dict(out)
+
+
+def report_etcd(before: dict, after: dict, window: float) -> None:
+    print(f"etcd over the same {window:.0f}s: requests answered per second by each member, by method; "
+          "the cluster's revisions")
+    methods = sorted({k for m in after.values() for k in m if k != "revision"})
+    for m, now in after.items():
+        rates = {k: (now.get(k, 0) - before.get(m, {}).get(k, 0)) / window for k in methods}
+        shown = ", ".join(f"{k} {v:.2f}" for k, v in sorted(rates.items(), key=lambda kv: -kv[1]) if v > 0)
+        print(f"  {m:<10} {sum(rates.values()):7.2f}/s  {shown}")
+    moved = [now["revision"] - before[m]["revision"] for m, now in after.items()
+             if "revision" in now and "revision" in before.get(m, {})]
+    if moved:
+        print(f"  revisions: {max(moved):.0f} in {window:.0f}s ({max(moved) / window:.2f}/s)")
+
+
 def report(result: dict, machines: list[str]) -> None:
     bench = result["_bench"]
     print(f"\nidle window {bench['window']:.0f}s, {bench['rounds']} rounds of samples every {SAMPLE_S:g}s; "
@@ -170,7 +221,11 @@ def main() -> int:
         print(f"cluster {name} up with vcapp in {time.monotonic() - began:.0f}s; settling {SETTLE_S}s", flush=True)
         time.sleep(SETTLE_S)
         machines = [m.name for m in dc.topology.machines()]
-        report(measure(dc, machines, args.idle), machines)
+        etcd_before, t0 = {m: etcd_counters(dc, m) for m in machines}, time.monotonic()
+        result = measure(dc, machines, args.idle)
+        etcd_after = {m: c for m in machines if (c := etcd_counters(dc, m))}
+        report(result, machines)
+        report_etcd(etcd_before, etcd_after, time.monotonic() - t0)
     finally:
         if not args.keep:
             dc.down()
