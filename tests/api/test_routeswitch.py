@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import time
 
-from vcapp.state import keys, routeswitch
+from vcapp.state import keys, peerwatch, routeswitch
 from vcapp.state.store import Store
 
 
@@ -74,3 +74,18 @@ def test_a_container_leaving_its_machine_is_named_to_that_machines_router_until_
     assert "odd" not in routeswitch.retiring(store, "home-1")
     routeswitch.close(store, "home-1", "blog", "1")
     assert routeswitch.retiring(store, "home-1") == {"blog": (20004,)}
+
+
+def test_a_machine_the_others_cannot_reach_is_not_waited_for(etcd_url):
+    """Black-holed, its lease still runs for seconds, but its router cannot acknowledge."""
+    store = Store([etcd_url])
+    lease = machines_up(store, "home-1", "home-2", "home-3")
+    asked = routeswitch.ask(store, "home-1", "blog", "0", lease)
+    routeswitch.acknowledge(store, "home-1", asked, lease)
+    routeswitch.acknowledge(store, "home-2", asked, lease)
+    peerwatch.publish(store, "home-1", {"home-3": time.time()}, lease)
+    assert routeswitch.wait(store, asked, timeout=0.5) == ["home-3"]  # one observer's word is not enough
+    peerwatch.publish(store, "home-2", {"home-3": time.time()}, lease)
+    began = time.monotonic()
+    assert routeswitch.wait(store, asked, timeout=5) == []
+    assert time.monotonic() - began < 1

@@ -7,7 +7,7 @@ first writes the instance's new status (the new container, or none), then asks f
 node router, on its tick, reads the open requests *before* it reads the cluster state its
 routes come from, so routes computed after that read reflect the new status; once its Caddy
 runs exactly those routes it acknowledges the newest request it saw (`acknowledge`:
-/vc/routes/applied/<node>). `wait` returns when every live machine's router has acknowledged
+/vc/routes/applied/<node>). `wait` returns when every live machine's router (but those confirmed unreachable) has acknowledged
 the request, or after `SWITCH_TIMEOUT_S` with the routers that did not (a stuck or cut-off
 router must not hold a deploy forever; the drain that follows still covers requests already
 sent). Acknowledgements are written only while a request is open, so an idle cluster writes
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 
-from vcapp.state import keys, membership
+from vcapp.state import keys, membership, peerwatch
 from vcapp.state.store import Store
 
 # A router acknowledges on its next tick after loading the new routes: ~1 s on an idle
@@ -75,9 +75,15 @@ def acknowledged(store: Store) -> dict[str, int]:
 
 
 def lagging(store: Store, revision: int) -> list[str]:
-    """The live machines whose router has not acknowledged request `revision` yet."""
+    """The live machines whose router has not acknowledged request `revision` yet; not those the
+    others confirm unreachable (vcapp/state/peerwatch.py). Cut off, such a router cannot answer,
+    and no router or edge sends to that machine any more: waited for until its lease ran out, it
+    held every handoff of a black-holed machine's failover by seconds (bench/failover_bench.py:
+    the moved instance healthy only just after the lost machine's lease ended)."""
+    alive = membership.alive_machines(store)
+    alive -= set(peerwatch.unreachable(store, alive))
     acks = acknowledged(store)
-    return sorted(n for n in membership.alive_machines(store) if acks.get(n, 0) < revision)
+    return sorted(n for n in alive if acks.get(n, 0) < revision)
 
 
 def wait(store: Store, revision: int, timeout: float = SWITCH_TIMEOUT_S) -> list[str]:
