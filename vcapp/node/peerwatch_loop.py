@@ -2,7 +2,8 @@
 live peer's API port every PROBE_EVERY_S (one in flight per peer: a silent peer's probe takes
 its whole timeout, and is followed by the next at once), feeds each answer to a
 `peerwatch.Tracker` as it lands, and publishes the suspects when they change. A peer this
-machine starts to suspect gets its hop connections from here cut at once (router/cutoff.py).
+machine starts to suspect gets its hop and etcd connections from here cut at once
+(router/cutoff.py).
 The daemon's tick (`step`) only refreshes whom to probe: the live machines and their addresses. A connect that is refused counts as an answer (the machine
 and its network are up, a process is not); a timeout or "no route" is a miss.
 """
@@ -19,6 +20,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from router import cutoff
+from vcapp.machine import ETCD_CLIENT_PORT
 from vcapp.node.harness import Every, Worker
 from vcapp.state import membership, peerwatch
 from vcapp.state.store import Store, ask_last
@@ -131,12 +133,19 @@ class PeerWatchLoop:
         self.targets = probe_targets(records, alive, self.node)
 
     def _fell(self, peer: str, target: tuple[str, int]) -> None:
-        """A peer became a suspect: cut its hop connections, ask its etcd member last, and
-        publish it now rather than at the next round (the confirmation, and every move it
-        allows, waits for it)."""
+        """A peer became a suspect: ask its etcd member last, cut this machine's connections to
+        its hop server and its etcd member, and publish it now rather than at the next round
+        (the confirmation, and every move it allows, waits for it).
+
+        A request already in flight to a black-holed member gets no answer and no reset: it
+        waited the Store's whole REQUEST_TIMEOUT (5 s) before the next member was asked. The
+        daemon's tick and the runtime's pass, caught so on the lost machine's member, held the
+        controller's election and the moved instance's start for those seconds (the slow half
+        of bench/failover_bench.py's black holes: answering after ~7 s, not ~3.5). Cut, the
+        request fails at once and is asked of another member."""
         log.info("%s stopped answering probes at %s:%d: a suspect from now", peer, *target)
-        cutoff.abort(target[0], (NODE_HOP_PORT,))
         self._ask_last(self.prober.suspects())
+        cutoff.abort(target[0], (NODE_HOP_PORT, ETCD_CLIENT_PORT))
         self.worker.wake()
 
     def _ask_last(self, suspects: dict[str, float]) -> None:
