@@ -27,6 +27,7 @@ host's noise.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -142,8 +143,6 @@ REVISION = re.compile(r'^etcd_debugging_mvcc_current_revision (\S+)$')
 def etcd_counters(dc, machine: str) -> dict[str, float]:
     """{gRPC method: requests answered so far, "revision": the store's revision} of the etcd
     member on `machine` ({} without one), from its /metrics (client certificate required)."""
-    import json
-
     from vcapp import etcdtls
     from vcapp.machine import ETCD_CLIENT_PORT
 

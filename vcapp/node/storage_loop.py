@@ -81,9 +81,9 @@ class StorageLoop:
         self._pass(self.store())
 
     def _pass(self, store: Store) -> None:
-        # Until the first volume, the tick's view says "not enabled" (and wakes the pass when
-        # that changes): the pass does not ask etcd again every CONVERGE_EVERY_S.
-        if self.enabled is False or not volumes.storage_enabled(store):
+        # The tick's view says whether the cluster has storage (and wakes the pass when that
+        # changes; once enabled it stays): the pass asks etcd only before the first tick.
+        if not (self.enabled if self.enabled is not None else volumes.storage_enabled(store)):
             return
         alive = membership.alive_machines(store)
         plan = volumes.storage_plan(store, self.cfg, alive)
@@ -134,8 +134,7 @@ class ReplicationLoop:
         # old copy count fails, and SeaweedFS's filer retries such an assignment, with the
         # count it began with, for 30 s (the soak, bench/soak.py: a machine killed, the volume
         # app on another machine could not write for 35-45 s).
-        alive = membership.alive_machines(ctx.store)
-        live = alive - set(peerwatch.unreachable(ctx.store, alive))
+        live = peerwatch.reachable(ctx.store)
         seen = (frozenset(live), frozenset(volumes.storage_drained(ctx.store)))
         due = (seen != self.seen or self.heal.ready()) and self.hold.ready()
         if not due or self.job.running():

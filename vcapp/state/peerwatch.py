@@ -69,6 +69,13 @@ def unreachable(store: Store, alive: set[str]) -> dict[str, list[str]]:
     return confirmed(alive, read(store))
 
 
+def reachable(store: Store) -> set[str]:
+    """The live machines (a current lease) but those confirmed unreachable: the ones routes
+    send to, handoffs wait for and storage counts as up."""
+    alive = membership.alive_machines(store)
+    return alive - set(unreachable(store, alive))
+
+
 def is_unreachable(store: Store, machine: str) -> bool:
     """Is `machine` confirmed unreachable? One read while nobody suspects it (the usual case)."""
     reports = read(store)

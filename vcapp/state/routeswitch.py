@@ -7,11 +7,11 @@ first writes the instance's new status (the new container, or none), then asks f
 node router, on its tick, reads the open requests *before* it reads the cluster state its
 routes come from, so routes computed after that read reflect the new status; once its Caddy
 runs exactly those routes it acknowledges the newest request it saw (`acknowledge`:
-/vc/routes/applied/<node>). `wait` returns when every live machine's router (but those confirmed unreachable) has acknowledged
-the request, or after `SWITCH_TIMEOUT_S` with the routers that did not (a stuck or cut-off
-router must not hold a deploy forever; the drain that follows still covers requests already
-sent). Acknowledgements are written only while a request is open, so an idle cluster writes
-nothing. Only this module reads or writes these keys.
+/vc/routes/applied/<node>). `wait` returns when every live machine's router (but those confirmed
+unreachable) has acknowledged the request, or after `SWITCH_TIMEOUT_S` with the routers that did
+not (a stuck or cut-off router must not hold a deploy forever; the drain that follows still
+covers requests already sent). Acknowledgements are written only while a request is open, so an
+idle cluster writes nothing. Only this module reads or writes these keys.
 
 A container leaving its machine (`ask` with `host_port`) keeps serving the other routers that
 still send to it: until its request closes, its machine's router keeps it among the app's
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 
-from vcapp.state import keys, membership, peerwatch
+from vcapp.state import keys, peerwatch
 from vcapp.state.store import Store
 
 # A router acknowledges on its next tick after loading the new routes: ~1 s on an idle
@@ -80,10 +80,8 @@ def lagging(store: Store, revision: int) -> list[str]:
     and no router or edge sends to that machine any more: waited for until its lease ran out, it
     held every handoff of a black-holed machine's failover by seconds (bench/failover_bench.py:
     the moved instance healthy only just after the lost machine's lease ended)."""
-    alive = membership.alive_machines(store)
-    alive -= set(peerwatch.unreachable(store, alive))
     acks = acknowledged(store)
-    return sorted(n for n in alive if acks.get(n, 0) < revision)
+    return sorted(n for n in peerwatch.reachable(store) if acks.get(n, 0) < revision)
 
 
 def wait(store: Store, revision: int, timeout: float = SWITCH_TIMEOUT_S) -> list[str]:

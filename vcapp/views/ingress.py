@@ -218,8 +218,7 @@ def read_view(store: Store) -> ClusterView:
     """The current ClusterView: five prefix reads, and one more for each app never deployed,
     cheap enough for every reconcile tick."""
     cluster = store.value(keys.CLUSTER) or {}
-    alive = membership.alive_machines(store)
-    alive -= set(peerwatch.unreachable(store, alive))  # no route to a machine nobody reaches
+    alive = peerwatch.reachable(store)  # no route to a machine nobody reaches
     records = membership.node_records(store)
     live = {n: r for n, r in records.items() if n in alive and r.get("addr")}
     apps = {keys.name_of(e.key, keys.APPS): e.value for e in store.list(keys.APPS) if isinstance(e.value, dict)}
