@@ -43,6 +43,22 @@ def _owner_alive(dc: DevCluster) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
+def _module_rank(item: pytest.Item) -> int:
+    return 0 if item.get_closest_marker("slow") else 1 if item.get_closest_marker("cluster") else 2
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules marked slow first, then the other cluster modules, then the rest, each module's
+    tests kept together and in their order. scripts/test hands whole modules to two workers
+    (xdist's loadfile) in this order: a long module started last would run alone at the end,
+    and the quick ones fill the gaps."""
+    rank: dict[str, int] = {}
+    for item in items:
+        rank[item.module.__name__] = min(rank.get(item.module.__name__, 2), _module_rank(item))
+    position = {id(item): n for n, item in enumerate(items)}
+    items.sort(key=lambda item: (rank[item.module.__name__], position[id(item)]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _clean_stale_test_clusters():
     """A crashed earlier run can leave test clusters behind: remove those whose pytest is

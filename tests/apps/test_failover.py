@@ -17,7 +17,7 @@ import pytest
 from builder.baseimage import TINY_IMAGE
 from tests.control.conftest import three_machines
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 MACHINES = ["home-1", "home-2", "home-3"]
 SERVE = ("mkdir -p /www && echo {page} > /www/index.html && echo serving {page} && "

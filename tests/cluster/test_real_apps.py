@@ -28,7 +28,7 @@ from tests.helpers import gitpush
 from tests.helpers.gitpush import through_the_edge
 from vcapp.dev import platform
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 ROUTE_WAIT = 60.0  # s: the edge polls its routes every second; a promoted release answers in seconds
 APP_CPUS = 0.25  # six apps on one 2-core machine; at the default half a core, four fit

@@ -29,7 +29,7 @@ from tests.control.conftest import ControlCluster, start_machines
 from tests.storage.test_volumes_cluster import s3
 from vcapp.dev.rigs.waiting import wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 APP = "notes"
 DOCKERFILE = """\

@@ -26,7 +26,7 @@ from vcapp.dev import platform
 from vcapp.dev.rigs.waiting import wait_for
 from vcapp.node import upgrade
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_PATHS = [*version.PACKAGES, "pyproject.toml"]

@@ -28,7 +28,7 @@ from tests.control.conftest import ControlCluster
 from tests.helpers import openloop
 from vcapp.views.ingress import NODE_ROUTER_PORT
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 APP = "hello"
 PUSH_TIMEOUT = 600  # a cold first build loads the python stack into the machine's storage

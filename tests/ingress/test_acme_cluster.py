@@ -28,7 +28,7 @@ from vcapp.dev import platform
 from vcapp.dev.rigs.acme import Pebble
 from vcapp.dev.rigs.waiting import wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 DOMAIN = platform.DOMAIN
 APP = "shop"

@@ -27,7 +27,7 @@ from tests.ingress.diagnose import edge_report
 from vcapp.dev import netns, platform
 from vcapp.dev.rigs.waiting import wait_for
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 DOMAIN = platform.DOMAIN
 DUO, SOLO = "duo", "solo"

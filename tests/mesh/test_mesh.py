@@ -16,7 +16,7 @@ from vcapp.dev import netns
 
 from .conftest import MACHINES, VCAPP
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 # What the issue promises: connectivity back within 10 s after a roam or a black hole.
 RECOVERY = 10.0

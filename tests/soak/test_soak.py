@@ -19,7 +19,7 @@ import pytest
 
 from vcapp.dev.cluster import DevCluster, list_clusters
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SOAK = str(Path(__file__).resolve().parents[2] / "bench" / "soak.py")
 SEED, MINUTES, EVERY = 9, 4.5, 50

@@ -16,7 +16,7 @@ import pytest
 from builder.baseimage import TINY_IMAGE
 from vcapp.dev.rigs.control import start_machines
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 APP = "ledger"
 RECORDS = 300

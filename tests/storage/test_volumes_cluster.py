@@ -20,7 +20,7 @@ from builder.baseimage import TINY_IMAGE
 from tests.control.conftest import three_machines
 from vcapp.state import keys
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 RECORDS = 1000
 BATCH = 100  # records appended per fsync

@@ -21,7 +21,8 @@ def test_tokens_round_trip_and_hash_only():
     assert admin.secret not in tokens.hash_secret(admin.secret)
 
 
-@pytest.mark.parametrize("text", ["", "vcadm_", "vcadm_zz_abc", "vcjoin_abc", str(tokens.new_admin_token()) + "x"])
+@pytest.mark.parametrize("text", ["", "vcadm_", "vcadm_zz_abc", "vcjoin_abc", str(tokens.new_admin_token()) + "x"],
+                         ids=["empty", "prefix-only", "bad-id", "join-prefix", "secret-too-long"])
 def test_malformed_tokens_are_refused_with_what_to_do(text):
     with pytest.raises(tokens.TokenError, match="vcapp tokens"):
         tokens.parse_admin_token(text) if text.startswith("vcadm") or not text else tokens.parse_join_token(text)
