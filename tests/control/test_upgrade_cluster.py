@@ -30,6 +30,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE_PATHS = [*version.PACKAGES, "pyproject.toml"]
+# What a build fingerprints (vcapp/version.py): a commit that changes only pyproject.toml (a
+# test dependency) installs other code but the same build, so it is no "previous version".
+BUILD_PATHS = [f":(glob){package}/**/*{suffix}" for package in version.PACKAGES for suffix in version.SUFFIXES]
 NEW_CLI = str(Path(sys.executable).parent / "vcapp")  # this version's, wherever a host's PATH points
 APP = "web"
 SERVE = "mkdir -p /www; echo served > /www/index.html; exec httpd -f -p 8080 -h /www"
@@ -48,11 +51,11 @@ def git(*args: str) -> str:
 
 
 def previous_version() -> str:
-    """The commit before the last one that changed the installed code (from the clone's origin
-    if the clone is shallow)."""
+    """The commit before the last one that changed the build (from the clone's origin if the
+    clone is shallow)."""
     if git("rev-parse", "--is-shallow-repository") == "true":
         subprocess.run(["git", "-C", str(ROOT), "fetch", "-q", "--unshallow"], capture_output=True, timeout=300)
-    last = git("log", "-n1", "--format=%H", "HEAD", "--", *CODE_PATHS)
+    last = git("log", "-n1", "--format=%H", "HEAD", "--", *BUILD_PATHS)
     found = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "-q", f"{last}^"],
                            capture_output=True, text=True)
     assert found.returncode == 0, (f"the repository has no commit before {last[:10]}: the upgrade test needs "
