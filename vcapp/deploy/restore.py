@@ -26,12 +26,14 @@ import json
 import re
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from builder import registry
 from builder.registry import DEFAULT_PORT as REGISTRY_PORT
 from storage import guard
 from storage.host import LocalHost, StorageError, weed_binary
@@ -51,6 +53,11 @@ MEMBERS = re.compile(r"manifest\.json|state\.json|images/[a-z0-9-]{1,63}\.tar"
 MAX_JSON = 512 << 20  # bytes of manifest or state: far above any cluster's records
 WRITER_LEASE_S = 15
 PUSH_TIMEOUT = 900.0
+# The daemon `cluster init` started brings this machine's registry up (its password file, then
+# the process) in its first ticks, which a loaded machine may take seconds to reach: a push
+# refused or unanswered meanwhile is tried again for this long.
+REGISTRY_WAIT_S = 90.0
+REGISTRY_RETRY_S = 2.0
 RESTORE_INSTANCE = volumes.release_phase_instance("restore")
 # Record families put back as they were (the apps, volumes and cluster record have steps of their own).
 AS_THEY_WERE = (keys.SECRETS, keys.RELEASES, keys.BUILDS, keys.ADMIN_TOKENS, keys.BUCKETS,
@@ -228,15 +235,25 @@ def _push_image(store: Store, cfg: NodeConfig, backup: Backup, app: str, spec: d
     number = spec.get("release")
     target = f"{cfg.addr}:{REGISTRY_PORT}/apps/{app}:{number or 'restored'}"
     archive = backup.dir / "images" / f"{app}.tar"
-    auth = machine.registry_auth_file()
-    authflag = ["--authfile", str(auth)] if auth.is_file() else []
     digestfile = archive.with_suffix(".digest")
     loaded = subprocess.run(["buildah", "pull", "-q", f"oci-archive:{archive}"], capture_output=True, text=True,
                             timeout=PUSH_TIMEOUT)
-    pushed = loaded.returncode == 0 and subprocess.run(
-        ["buildah", "push", "-q", "--tls-verify=false", *authflag, "--digestfile", str(digestfile),
-         loaded.stdout.strip().splitlines()[-1], f"docker://{target}"], capture_output=True, text=True,
-        timeout=PUSH_TIMEOUT)
+    pushed = None
+    if loaded.returncode == 0:
+        with tempfile.TemporaryDirectory(prefix="vcapp-restore-auth-") as tmp:
+            # The machine credential for this registry, not the daemon's auth file: that one
+            # is written by the registry loop, which may not have run yet.
+            auth = registry.write_auth_file(Path(tmp) / "auth.json", [f"{cfg.addr}:{REGISTRY_PORT}"],
+                                            machine.registry_credential())
+            deadline = time.monotonic() + REGISTRY_WAIT_S
+            while True:
+                pushed = subprocess.run(
+                    ["buildah", "push", "-q", "--tls-verify=false", "--authfile", str(auth), "--digestfile",
+                     str(digestfile), loaded.stdout.strip().splitlines()[-1], f"docker://{target}"],
+                    capture_output=True, text=True, timeout=PUSH_TIMEOUT)
+                if pushed.returncode == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(REGISTRY_RETRY_S)
     if not pushed or pushed.returncode != 0 or not digestfile.is_file():
         why = (pushed.stderr if pushed else loaded.stderr).strip()[-300:]
         say(f"warning: the image of {app} could not be put in the registry ({why}); `git push` the app again")
