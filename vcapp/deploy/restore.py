@@ -245,12 +245,11 @@ def _push_image(store: Store, cfg: NodeConfig, backup: Backup, app: str, spec: d
             # is written by the registry loop, which may not have run yet.
             auth = registry.write_auth_file(Path(tmp) / "auth.json", [f"{cfg.addr}:{REGISTRY_PORT}"],
                                             machine.registry_credential())
+            push = ["buildah", "push", "-q", "--tls-verify=false", "--authfile", str(auth), "--digestfile",
+                    str(digestfile), loaded.stdout.strip().splitlines()[-1], f"docker://{target}"]
             deadline = time.monotonic() + REGISTRY_WAIT_S
             while True:
-                pushed = subprocess.run(
-                    ["buildah", "push", "-q", "--tls-verify=false", "--authfile", str(auth), "--digestfile",
-                     str(digestfile), loaded.stdout.strip().splitlines()[-1], f"docker://{target}"],
-                    capture_output=True, text=True, timeout=PUSH_TIMEOUT)
+                pushed = subprocess.run(push, capture_output=True, text=True, timeout=PUSH_TIMEOUT)
                 if pushed.returncode == 0 or time.monotonic() > deadline:
                     break
                 time.sleep(REGISTRY_RETRY_S)

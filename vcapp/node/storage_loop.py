@@ -83,7 +83,8 @@ class StorageLoop:
     def _pass(self, store: Store) -> None:
         # The tick's view says whether the cluster has storage (and wakes the pass when that
         # changes; once enabled it stays): the pass asks etcd only before the first tick.
-        if not (self.enabled if self.enabled is not None else volumes.storage_enabled(store)):
+        enabled = self.enabled if self.enabled is not None else volumes.storage_enabled(store)
+        if not enabled:
             return
         alive = membership.alive_machines(store)
         plan = volumes.storage_plan(store, self.cfg, alive)
