@@ -82,10 +82,15 @@ CHECK_BEFORE_S = 12.0  # --checkpoints: the ledger is read this long before the 
 
 WEB = ('mkdir -p /www && echo "<html><body><h1>{app}</h1><p>served by instance $HOSTNAME</p></body></html>"'
        ' > /www/index.html && exec httpd -f -p 8080 -h /www')
-# The ledger: a CGI script appends the id, fsyncs the file, and only then answers 200; a read
-# answers 200 only with the whole file (a read that fails part-way must not look like a loss).
+# The ledger: a CGI script appends the id and fsyncs it through the descriptor it wrote with,
+# as a database does, and only then answers 200 (dd exits non-zero when the write, the fsync or
+# the close fails); a read answers 200 only with the whole file (a read that fails part-way must
+# not look like a loss). A shell append (`echo >> f; sync f`) is not a durable write on a volume:
+# the shell ignores the close() that reports a failed upload, and `sync` opens a new descriptor
+# whose fsync has nothing left to flush (docs/volumes.md, "Durable writes").
 LEDGER_CGI = """#!/bin/sh
-if [ "$REQUEST_METHOD" = POST ] && echo "$QUERY_STRING" >> /data/writes && sync /data/writes; then
+if [ "$REQUEST_METHOD" = POST ] && echo "$QUERY_STRING" | dd of=/data/writes oflag=append conv=notrunc,fsync 2>/dev/null
+then
   printf 'Content-Type: text/plain\\r\\n\\r\\nok\\n'
 elif [ "$REQUEST_METHOD" = GET ] && cat /data/writes > /tmp/read.$$; then
   printf 'Content-Type: text/plain\\r\\n\\r\\n'; cat /tmp/read.$$; rm -f /tmp/read.$$
