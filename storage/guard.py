@@ -110,13 +110,15 @@ def release_writer(store: WriterStore, app: str, volume: str, node: str, instanc
 
 
 def mount_for_writing(store: WriterStore, plan: ClusterPlan, host: Host, app: str, volume: str, instance: str,
-                      host_path: Path, run_dir: Path, weed: str, size_mb: int | None = None) -> Path:
+                      host_path: Path, run_dir: Path, weed: str, size_mb: int | None = None,
+                      log_dir: Path | None = None) -> Path:
     """What the runtime calls before starting an instance with a volume: take the writer
     key, mount, verify the mount is real; give the key back if the mount fails. Returns
     the host path to bind-mount into the container."""
     _, fresh = take_writer(store, app, volume, host.name, instance)
     try:
-        return mount_volume(plan, host, app, volume, host_path, run_dir, weed, size_mb=size_mb, fresh=fresh)
+        return mount_volume(plan, host, app, volume, host_path, run_dir, weed, size_mb=size_mb, fresh=fresh,
+                            log_dir=log_dir)
     except Exception:
         release_writer(store, app, volume, host.name, instance)
         raise

@@ -35,6 +35,10 @@ POLL = 0.1
 UMOUNT_TIMEOUT = 30.0  # a lazy umount returns at once; 30 s only guards against a wedged kernel
 FUSE_TYPES = ("fuse.seaweedfs", "fuse")
 MAX_STACKED = 8  # mounts one path may hold on top of each other, at most, in practice
+# A mount's log is appended to across mounts and reboots (a failed upload, a refused metadata
+# flush: what an app's I/O error came from); past this size it is moved to <log>.1 at the
+# next mount, so two of these at most are kept per volume.
+MOUNT_LOG_MAX_BYTES = 8 << 20
 
 
 def _unescape(field: str) -> str:
@@ -103,15 +107,31 @@ def mount_command(plan: ClusterPlan, host_name: str, vol: Volume, host_path: Pat
     ]
 
 
+def log_path(log_dir: Path, app: str, name: str) -> Path:
+    """Where the weed mounts of app/name on this machine log."""
+    return Path(log_dir) / f"mount-{app}_{name}.log"
+
+
+def _rotated(log: Path) -> Path:
+    """`log`, its old content moved to log.1 once it grew past MOUNT_LOG_MAX_BYTES."""
+    with contextlib.suppress(FileNotFoundError):
+        if log.stat().st_size > MOUNT_LOG_MAX_BYTES:
+            log.replace(log.with_name(log.name + ".1"))
+    return log
+
+
 def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: Path, run_dir: Path,
-                 weed: str, timeout: float = MOUNT_TIMEOUT, size_mb: int | None = None, fresh: bool = False) -> Path:
+                 weed: str, timeout: float = MOUNT_TIMEOUT, size_mb: int | None = None, fresh: bool = False,
+                 log_dir: Path | None = None) -> Path:
     """Mount volume app/name at host_path on `host` and return host_path once the kernel
     shows a live FUSE mount there (the path to bind-mount into the container).
     Idempotent: an existing live mount is kept, unless `fresh` (this machine has just taken
     the volume over: a mount it kept from before may have missed what another machine wrote
     meanwhile, its metadata cache is not the filer's). Raises StorageError otherwise.
     `size_mb` known (the control plane keeps it): no read of the volume's record in the
-    filer, which needs a volume server holding it to answer (slow while one is cut off)."""
+    filer, which needs a volume server holding it to answer (slow while one is cut off).
+    The mount logs to `log_dir` (the machine's storage log directory, which outlives a
+    reboot; default: beside its pid file in `run_dir`)."""
     host_path = Path(host_path)
     vol = Volume(app, name, size_mb) if size_mb else get_volume(plan, host, app, name)
     if (entry := mount_entry(host_path)) and entry["fstype"] in FUSE_TYPES:
@@ -124,7 +144,11 @@ def mount_volume(plan: ClusterPlan, host: Host, app: str, name: str, host_path: 
     Path(argv[-1].split("=", 1)[1]).mkdir(parents=True, exist_ok=True)
     state = state_path(run_dir, app, name)
     state.parent.mkdir(parents=True, exist_ok=True)
-    log = state.with_suffix(".log")
+    if log_dir is None:
+        log = state.with_suffix(".log")
+    else:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        log = _rotated(log_path(log_dir, app, name))
     _stop_previous(state)  # a mount that never came up still holds its cache's locks
     pid = host.spawn(argv, state.parent, log)
     state.write_text(json.dumps({"pid": pid, "path": str(host_path)}))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage import evacuate, guard, replication
+from storage import evacuate, guard, mount, replication
 from storage.mount import mount_entry
 from storage.plan import Machine, ProcessSpec, machine_processes, plan_cluster
 from storage.shell import parse_volume_list
@@ -149,6 +149,17 @@ def test_mount_entry_reads_the_kernel_table(tmp_path):
     assert mount_entry("/", str(table))["fstype"] == "ext4"
     entry = mount_entry("/run/vc/x/vol a", str(table))
     assert entry["fstype"] == "fuse.seaweedfs" and entry["source"].endswith(":/volumes/a/b")
+
+
+def test_a_mount_log_is_kept_across_mounts_and_moved_aside_once_large(tmp_path, monkeypatch):
+    monkeypatch.setattr(mount, "MOUNT_LOG_MAX_BYTES", 100)
+    log = mount.log_path(tmp_path, "blog", "data")
+    assert mount._rotated(log) == log and not log.exists()  # a first mount: nothing to move
+    log.write_text("first mount\n")
+    assert mount._rotated(log) == log and log.read_text() == "first mount\n"  # appended to next
+    log.write_text("x" * 101)
+    mount._rotated(log)
+    assert not log.exists() and (tmp_path / "mount-blog_data.log.1").read_text() == "x" * 101
 
 
 class MemoryStore:

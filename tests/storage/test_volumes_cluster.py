@@ -17,6 +17,8 @@ import time
 import pytest
 
 from builder.baseimage import TINY_IMAGE
+from storage import mount
+from storage.plan import storage_dir
 from tests.control.conftest import three_machines
 from vcapp.state import keys
 
@@ -141,6 +143,10 @@ def test_storage_heals_when_the_machine_returns(cc):
     assert KILLED, "the failover test must run first"
     victim = KILLED[0]
     cc.sim.dc.revive(victim)
+    # What the victim's weed mount said before the power went is still there to read after the
+    # boot (its run directory is gone): the log is kept with the machine's storage logs.
+    log = mount.log_path(storage_dir(cc.sim.dc.host_dir(victim) / "data") / "log", "notes", "data")
+    assert "This is SeaweedFS version" in log.read_text(errors="replace")
     cc.wait(lambda: storage_state(cc, "home-1" if victim != "home-1" else "home-2") == "healthy", HEAL_WAIT_S,
             "storage healthy again (3 copies) after the machine returned", interval=2)
     events = vcapp_json(cc, "home-2" if victim != "home-2" else "home-3", "events", "--limit", "500") or []

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 from storage import buckets, evacuate, external, findable, guard, mount, replication, storaged
 from storage import volumes as engine
 from storage.host import LocalHost, StorageError, StorageUnreachable, weed_binary
-from storage.plan import S3_PORT, ClusterPlan, EtcdLogin, EtcdTLS, Machine, plan_cluster
+from storage.plan import S3_PORT, ClusterPlan, EtcdLogin, EtcdTLS, Machine, plan_cluster, storage_dir
 from vcapp import etcdtls
 from vcapp.errors import BadRequest, Conflict, NotFound, Unavailable
 from vcapp.machine import NodeConfig, data_dir, run_dir
@@ -338,7 +338,8 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
         except StorageError:  # its weed mount died (a reboot, a crash): mount afresh
             mount.unmount_volume(path)
     mounted = guard.mount_for_writing(EtcdWriters(store, lease), plan, host, app, source, instance, path,
-                                      run_dir(), weed_binary(), size_mb=record["size_mb"])
+                                      run_dir(), weed_binary(), size_mb=record["size_mb"],
+                                      log_dir=storage_dir(base) / "log")
     # the app may read its data the moment it starts: not before a master can locate it all
     findable.wait_findable(plan, host, engine.collection(app, source), alive)
     return str(mounted)
