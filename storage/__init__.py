@@ -23,10 +23,12 @@ weed binary path, `storage.host.weed_binary()`):
     agent.converge(plan, LocalHost(), data_dir, run_dir, weed) in each node's loop
     volumes.create_volume(plan, host, app, name, size_mb, live_sites, weed)
     buckets.create_bucket(plan, host, app, live_sites, weed) -> env vars for the app
-    volumes.converge_replication(plan, host, live_sites, weed) -> {"code", "state", ...}
+    volumes.set_rules(plan, host, live_sites, weed) -> {"code", "state", ...}
         on every change of the live machines (lease expiry, revive, join): lowers the
-        rules when machines die (degraded), raises them and copies data when they return
-        (healed); show "state" in `vcapp status`
+        rules when machines die (degraded), raises them when they return; show "state"
+        in `vcapp status`
+    volumes.heal(plan, host, code, weed) -> ids: then copies the data of the degraded
+        period (healed); minutes, under the admin lock. converge_replication does both.
     fastfail.mark_dead(host, addr) on every live machine when a machine's lease expires,
     fastfail.mark_alive(host, addr) when it is back (failover 27 s -> 3 s, see the module)
 For the runtime:

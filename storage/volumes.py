@@ -160,6 +160,16 @@ def converge_replication(plan: ClusterPlan, host: Host, live_sites: list[str], w
     """Make every app data rule use the code that fits the live machines; when that code
     has the full copy count, raise degraded-period volumes to it and copy them (heal).
     Returns {"code": ..., "state": healthy|degraded, "changed_rules": n, "healed": [ids]}."""
+    result = set_rules(plan, host, live_sites, weed)
+    healed = heal(plan, host, result["code"], weed) if result["state"] == "healthy" else []
+    return dict(result, healed=healed)
+
+
+def set_rules(plan: ClusterPlan, host: Host, live_sites: list[str], weed: str) -> dict:
+    """Make every app data rule use the code that fits the live machines: new writes need
+    only the copies those machines can take. Seconds, and no admin lock: it never waits on
+    a heal that holds the lock while it copies volumes.
+    Returns {"code": ..., "state": healthy|degraded, "changed_rules": n}."""
     code = replication.choose_code(live_sites)
     found = rules(plan, host, weed)
     changed = [r for r in found
@@ -170,10 +180,7 @@ def converge_replication(plan: ClusterPlan, host: Host, live_sites: list[str], w
         commands.append(rule_command(META_LOG, "", code))
     if commands:
         shell.run(plan, host, commands, weed)
-    healed: list[int] = []
-    if replication.state(code) == "healthy":
-        healed = heal(plan, host, code, weed)
-    return {"code": code, "state": replication.state(code), "changed_rules": len(changed), "healed": healed}
+    return {"code": code, "state": replication.state(code), "changed_rules": len(changed)}
 
 
 def under_replicated(copies: list[dict], code: str) -> dict[int, dict]:

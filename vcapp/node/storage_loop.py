@@ -123,9 +123,16 @@ class ReplicationLoop:
     def __init__(self, ctx) -> None:
         self.cfg = ctx.cfg
         self.seen: tuple[frozenset[str], frozenset[str]] | None = None  # live, storage-drained
+        self.code: str | None = None  # the code the rules were last set to
         self.heal = Every(HEAL_EVERY_S)  # begun by each convergence started
         self.hold = Every(RETRY_AFTER_S)  # begun by each failure or unfinished drain: none starts before
+        # Two jobs: setting the rules takes seconds; copying a degraded period's volumes and
+        # moving a drained machine's copies take minutes under the admin lock. A machine lost
+        # while copies are made must not wait for them: every write needs the full copy count
+        # until the rules are lowered (the soak: a machine killed a few seconds into the heal
+        # that its predecessor's return began left the volume app unable to write).
         self.job = Job("vcapp-replication")
+        self.copies = Job("vcapp-replication-copies")
 
     def step(self, ctx) -> None:
         self.cfg = ctx.cfg
@@ -148,19 +155,41 @@ class ReplicationLoop:
         self.job.start(self._converge, *seen)
 
     def _converge(self, live: frozenset[str], drained: frozenset[str]) -> None:
+        """Set the rules for `live`; publish a degraded state at once, and leave the copies (a
+        heal, a drain) to their own job, which publishes when it is done."""
         try:
             store = Store(self.cfg.store_endpoints())
             plan = volumes.storage_plan(store, self.cfg)
             host, weed = LocalHost(self.cfg.name), weed_binary()
-            result = engine.converge_replication(plan, host, volumes.live_sites(store, live), weed)
+            result = engine.set_rules(plan, host, volumes.live_sites(store, live), weed)
+            self.code = result["code"]
+            if result["state"] == "degraded":
+                before = store.value(volumes.STATE) or {}
+                # what the last copies job found of the drains stays true until the next one
+                self._publish(store, before, dict(before, **result, healed=[], live=len(live)))
+            if (result["state"] == "healthy" or drained) and not self.copies.start(self._copy, result, live, drained):
+                self.seen = None  # the copies of an earlier pass are still being made: again later
+                self.hold.mark()
+        except Exception as e:
+            self.seen = None
+            self.hold.mark()
+            log.warning("storage replication: %s", e)
+
+    def _copy(self, rules: dict, live: frozenset[str], drained: frozenset[str]) -> None:
+        try:
+            store = Store(self.cfg.store_endpoints())
+            plan = volumes.storage_plan(store, self.cfg)
+            host, weed = LocalHost(self.cfg.name), weed_binary()
+            healed = engine.heal(plan, host, rules["code"], weed) if rules["state"] == "healthy" else []
             left = {name: evacuate.evacuate(plan, host, name, weed)
                     for name in sorted(drained) if name in {m.name for m in plan.machines}}
+            result = dict(rules, healed=healed, live=len(live))
             result["evacuated"] = sorted(name for name, ids in left.items() if not ids)
             result["evacuating"] = {name: len(ids) for name, ids in left.items() if ids}
+            if self.code != rules["code"]:
+                return  # machines came or went meanwhile: the newer rules' pass publishes
             before = store.value(volumes.STATE) or {}
-            store.put(volumes.STATE, dict(result, live=len(live), at=time.time()))
-            if before.get("state") != result["state"]:
-                events.record(store, "storage", _message(result, len(live)))
+            self._publish(store, before, result)
             for name in sorted(set(result["evacuated"]) - set(before.get("evacuated") or ())):
                 events.record(store, "storage", f"{name}'s copies of app data moved to other machines; it keeps "
                               "none until `vcapp node undrain`", node=name)
@@ -171,6 +200,12 @@ class ReplicationLoop:
             self.seen = None
             self.hold.mark()
             log.warning("storage replication: %s", e)
+
+    @staticmethod
+    def _publish(store: Store, before: dict, result: dict) -> None:
+        store.put(volumes.STATE, dict(result, at=time.time()))
+        if before.get("state") != result["state"]:
+            events.record(store, "storage", _message(result, result["live"]))
 
 
 def _message(result: dict, live: int) -> str:
