@@ -8,7 +8,7 @@ from runtime.book import Book
 from runtime.podman import Container, PodmanDriver
 from runtime.reconcile import (BACKOFF_RESET_AFTER_S, RESTART_BACKOFF_MAX_S, UNHEALTHY_RESTART_AFTER, Create,
                                Observed, Remove, Replace, Restart, Wait, backoff_s, reconcile)
-from runtime.spec import InstanceSpec, SpecError
+from runtime.spec import InstanceSpec, SpecError, VolumeMount
 
 pytestmark = pytest.mark.unit
 
@@ -77,6 +77,16 @@ def test_reconcile_table(case, desired, actual, book, expected):
 def test_reconcile_is_repeatable():
     desired, actual = [spec(release="2"), spec(inst="1")], [obs(ctr()), obs(ctr(app="old"))]
     assert reconcile(desired, actual, Book(), NOW) == reconcile(desired, actual, Book(), NOW)
+
+
+def test_instances_without_volumes_start_before_those_with_volumes():
+    # A failover moves a volume app ("a/0") and a web app ("z/0") here in one pass: the web
+    # app's start must not wait for the volume's mount and the storage's readiness.
+    ledger = InstanceSpec(app="a", instance="0", release="1", image="img", port=8080,
+                          volumes=(VolumeMount("data", "/data"),))
+    gone = obs(ctr(app="old", inst="0"))
+    actions = reconcile([ledger, spec(app="z")], [gone], Book(), NOW)
+    assert kinds(actions) == [("Remove", "vc-old-0-r1"), ("Create", "vc-z-0-r1"), ("Create", "vc-a-0-r1")]
 
 
 def test_backoff_doubles_then_caps():

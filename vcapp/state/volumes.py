@@ -43,6 +43,10 @@ from vcapp.state import apps, bucketbackend, etcdauth, events, keys, membership,
 from vcapp.state.store import Store, absent, delete_op, put_op, unchanged
 
 ENABLED, STATE, VOLUMES, BUCKETS = keys.STORAGE_ENABLED, keys.STORAGE_STATE, keys.VOLUMES, keys.BUCKETS
+# The controller lowers the rules seconds after a machine is lost (one weed shell, which waits
+# for the storage's new master leader when the old one was on that machine): 30 s is long.
+WRITABLE_WAIT_S = 30.0
+WRITABLE_POLL_S = 0.5
 DEFAULT_SIZE_MB = 1024
 MAX_SIZE_MB = 1024 * 1024
 # The first volume starts the storage cluster: masters elect a leader (~5 s), volume servers
@@ -342,7 +346,33 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
                                       log_dir=storage_dir(base) / "log")
     # the app may read its data the moment it starts: not before a master can locate it all
     findable.wait_findable(plan, host, engine.collection(app, source), alive)
+    wait_writable(store, alive)
     return str(mounted)
+
+
+def copies_asked(store: Store) -> int | None:
+    """How many copies the app data rules ask of a new write now, as the controller last set
+    them (/vc/storage/state); None before it did."""
+    code = (store.value(STATE) or {}).get("code")
+    return replication.copies(code) if code else None
+
+
+def wait_writable(store: Store, alive: list[str], timeout: float = WRITABLE_WAIT_S) -> bool:
+    """Wait until the app data rules ask new writes for no more copies than the live machines
+    can hold; whether they do. An instance moved here because its machine was lost starts
+    once the controller has lowered them (node/storage_loop.py ReplicationLoop): the first
+    write its weed mount sends before that asks for the old count, and SeaweedFS's filer
+    retries that assignment with that count until its 30 s timeout, with every later write of
+    the file queued behind it (the soak, bench/soak.py: the volume app answered again 1 s
+    after its move and wrote nothing for 30 s more). Past `timeout` (the controller gone too,
+    the storage shell failing) the instance starts anyway: its reads at least are served."""
+    want = len(live_sites(store, set(alive)))
+    deadline = time.monotonic() + timeout
+    while (asked := copies_asked(store)) is not None and asked > want:
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(WRITABLE_POLL_S)
+    return True
 
 
 def stop_mounts(base: Path, pairs: set[tuple[str, str]]) -> list[str]:
