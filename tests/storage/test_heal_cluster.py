@@ -27,7 +27,7 @@ from storage.host import weed_binary
 from storage.plan import FILER_PORT, MASTER_PORT
 from tests.control.conftest import three_machines
 from tests.storage.test_partition_cluster import master_leader
-from tests.storage.test_volumes_cluster import PAGE_WAIT_S, healthy, storage_state
+from tests.storage.test_volumes_cluster import PAGE_WAIT_S, healthy, storage_state, vcapp_json
 
 pytestmark = pytest.mark.cluster
 
@@ -92,7 +92,9 @@ def test_a_machine_lost_while_copies_are_being_made_does_not_stop_the_writes(cc,
         assert holder.poll() is None, (tmp_path / "lock-holder.log").read_text()
         cc.sim.dc.revive(victim)
         cc.wait(lambda: journal_code(cc, owner) == full, RULES_WAIT_S, "the rules raised to three copies", interval=2)
-        assert storage_state(cc, owner) == "degraded", "the heal finished while another admin held the lock"
+        storage = vcapp_json(cc, owner, "volumes", "list")["storage"]
+        assert storage["state"] == "degraded", "the heal finished while another admin held the lock"
+        assert storage["code"] == full, storage  # what a moved instance waits on (volumes.wait_writable)
 
         cc.sim.dc.kill(victim)
         lost = time.monotonic()

@@ -163,10 +163,13 @@ class ReplicationLoop:
             host, weed = LocalHost(self.cfg.name), weed_binary()
             result = engine.set_rules(plan, host, volumes.live_sites(store, live), weed)
             self.code = result["code"]
+            before = store.value(volumes.STATE) or {}
+            # What the last copies job found of the drains stays true until the next one; the code
+            # is always the rules' own (an instance moved here waits for it: volumes.wait_writable).
             if result["state"] == "degraded":
-                before = store.value(volumes.STATE) or {}
-                # what the last copies job found of the drains stays true until the next one
                 self._publish(store, before, dict(before, **result, healed=[], live=len(live)))
+            elif before and before.get("code") != result["code"]:  # raised: degraded until the copies are made
+                self._publish(store, before, dict(before, code=result["code"], live=len(live)))
             if (result["state"] == "healthy" or drained) and not self.copies.start(self._copy, result, live, drained):
                 self.seen = None  # the copies of an earlier pass are still being made: again later
                 self.hold.mark()
@@ -204,7 +207,7 @@ class ReplicationLoop:
     @staticmethod
     def _publish(store: Store, before: dict, result: dict) -> None:
         store.put(volumes.STATE, dict(result, at=time.time()))
-        if before.get("state") != result["state"]:
+        if before.get("state") != result.get("state"):
             events.record(store, "storage", _message(result, result["live"]))
 
 
