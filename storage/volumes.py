@@ -151,7 +151,12 @@ def get_volume(plan: ClusterPlan, host: Host, app: str, name: str) -> Volume:
 
 def rules(plan: ClusterPlan, host: Host, weed: str) -> list[dict]:
     """The filer's path rules (fs.configure's JSON)."""
-    text = shell.run(plan, host, ["fs.configure"], weed)
+    return parse_rules(shell.run(plan, host, ["fs.configure"], weed))
+
+
+def parse_rules(text: str) -> list[dict]:
+    """The path rules in `fs.configure`'s output (its JSON); ValueError when it holds none
+    that parse."""
     start = text.find("{")
     return json.loads(text[start:text.rfind("}") + 1]).get("locations", []) if start >= 0 else []
 

@@ -14,7 +14,6 @@ would, before the machine returns."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -22,7 +21,7 @@ import time
 import pytest
 
 from builder.baseimage import TINY_IMAGE
-from storage import replication
+from storage import replication, volumes
 from storage.host import weed_binary
 from storage.plan import FILER_PORT, MASTER_PORT
 from tests.control.conftest import three_machines
@@ -63,7 +62,7 @@ def journal_code(cc, on: str) -> str | None:
     """The copy code of the journal volume's rule, as the filers hold it now."""
     out = cc.sim.run(on, *shell_argv(cc, on), input="fs.configure\n", check=False, timeout=30).stdout
     try:
-        rules = json.loads(out[out.index("{"):out.rindex("}") + 1]).get("locations", [])
+        rules = volumes.parse_rules(out)
     except ValueError:
         return None
     return next((r.get("replication") for r in rules if r.get("locationPrefix") == "/volumes/journal/data/"), None)
