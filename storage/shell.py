@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from storage.host import Host, StorageError, StorageUnreachable
 from storage.plan import FILER_PORT, MASTER_PORT, ClusterPlan
@@ -18,6 +20,12 @@ SHELL_TIMEOUT = 120.0  # volume.fix.replication copies whole volumes (up to 1 GB
 # `weed shell` dials its masters in order, and a dial to a powered-off machine whose ARP
 # entry is still cached hangs ~20 s, which was most of the time a failover took.
 MASTER_PROBE_TIMEOUT = 1.0
+# After the lead master's machine is lost, the others name it leader until they elect another
+# (plan.MASTER_ELECTION_TIMEOUT, then a vote): a shell started meanwhile follows them to it and
+# waits out a dial to a machine that does not answer. Setting the copy count after a black hole
+# took 10-20 s that way (bench/soak.py), and no write of a volume lands until it is set.
+LEADER_WAIT_S = 10.0
+LEADER_POLL_S = 0.3
 # gRPC's status when a dial failed or a connection broke (a filer or master restarting):
 # whether the command ran is unknown, so only idempotent callers ask again.
 UNREACHABLE = "code = Unavailable"
@@ -42,24 +50,49 @@ def run(plan: ClusterPlan, host: Host, commands: list[str], weed: str, timeout: 
     return out.stdout
 
 
-def live_masters(plan: ClusterPlan, host: Host) -> list[str]:
-    """Masters that answer from `host`, the Raft leader first (empty if none answers)."""
-    answering, leader = [], None
-    for m in plan.masters:
-        addr = f"{m.addr}:{MASTER_PORT}"
-        out = host.run(["curl", "-sf", "--max-time", str(MASTER_PROBE_TIMEOUT), f"http://{addr}/cluster/status"],
-                       timeout=MASTER_PROBE_TIMEOUT + 5)
-        if out.returncode != 0:
-            continue
-        answering.append(addr)
-        try:
-            leader = leader or json.loads(out.stdout).get("Leader", "").rsplit(".", 1)[0] or None
-        except ValueError:
-            pass
-    if leader in answering:
-        answering.remove(leader)
-        answering.insert(0, leader)
-    return answering
+def live_masters(plan: ClusterPlan, host: Host, wait: float = LEADER_WAIT_S) -> list[str]:
+    """Masters that answer from `host`, the Raft leader first (empty if none answers). While
+    the answering masters name no leader, or one that does not answer, asks again for up to
+    `wait` s: a shell started then follows them to that leader and waits out the dial."""
+    deadline = time.monotonic() + wait
+    while True:
+        with ThreadPoolExecutor(max_workers=len(plan.masters) or 1) as pool:
+            answers = dict(zip(plan.masters, pool.map(lambda m: _cluster_status(host, m), plan.masters)))
+        masters, leader_answers = order_masters({f"{m.addr}:{MASTER_PORT}": a for m, a in answers.items()})
+        if leader_answers or not masters or time.monotonic() + LEADER_POLL_S > deadline:
+            return masters
+        time.sleep(LEADER_POLL_S)
+
+
+def order_masters(answers: dict[str, dict | None]) -> tuple[list[str], bool]:
+    """From each master's /cluster/status (None: no answer): the masters that answered, the
+    leader they name first, and whether that leader is among them."""
+    answering = [addr for addr, a in answers.items() if a is not None]
+    leaders = {_http_address(a.get("Leader") or "") for a in answers.values() if a}
+    leaders |= {addr for addr, a in answers.items() if a and a.get("IsLeader")}
+    leader = next((addr for addr in answering if addr in leaders), None)
+    if leader is None:
+        return answering, False
+    return [leader, *(a for a in answering if a != leader)], True
+
+
+def _http_address(name: str) -> str:
+    """A master as the shell dials it, from the name Raft gives it: "<host>:<http>.<grpc>"."""
+    head, _, grpc_port = name.rpartition(".")
+    return head if ":" in head and grpc_port.isdigit() else name
+
+
+def _cluster_status(host: Host, master) -> dict | None:
+    """A master's /cluster/status answer, or None when it does not answer."""
+    out = host.run(["curl", "-sf", "--max-time", str(MASTER_PROBE_TIMEOUT),
+                    f"http://{master.addr}:{MASTER_PORT}/cluster/status"], timeout=MASTER_PROBE_TIMEOUT + 5)
+    if out.returncode != 0:
+        return None
+    try:
+        answer = json.loads(out.stdout)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
 
 
 def _failed(text: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from storage import evacuate, guard, mount, replication
@@ -264,3 +266,48 @@ def test_a_lone_master_with_raft_peers_is_told_apart_from_a_healthy_one():
     for plan, name in ((lone, "m2"), (plan_cluster(MACHINES[:3], ["10.0.0.1:2379"], keys.SEAWEEDFS), "m1")):
         host = StatusHost(name, '{"Peers":["10.0.0.3:9333.19333"]}')
         assert stray_peers(plan, host) == [] and host.asked == []
+
+
+def test_the_shell_dials_the_leader_the_masters_name_first_and_waits_while_it_is_gone():
+    from storage.shell import order_masters
+    a, b, c = "10.0.0.1:9333", "10.0.0.2:9333", "10.0.0.3:9333"
+    named_b = {"Leader": "10.0.0.2:9333.19333"}
+    assert order_masters({a: named_b, b: dict(named_b, IsLeader=True), c: named_b}) == ([b, a, c], True)
+    # the leader's machine is gone, and the others still name it: no shell can connect yet
+    assert order_masters({a: named_b, b: None, c: named_b}) == ([a, c], False)
+    # an election under way names no leader
+    assert order_masters({a: {"Leader": ""}, b: None, c: {}}) == ([a, c], False)
+    assert order_masters({a: None, b: None, c: None}) == ([], False)
+    # a lone master names itself without Raft's gRPC port, or only says it leads
+    assert order_masters({a: {"IsLeader": True, "Leader": a}}) == ([a], True)
+    assert order_masters({a: {"IsLeader": True}}) == ([a], True)
+
+
+class ElectingHost:
+    """Three masters: 10.0.0.1's machine is gone, and the others name it leader for
+    `rounds` probes before they name 10.0.0.2."""
+
+    name = "m2"
+
+    def __init__(self, rounds: int) -> None:
+        self.rounds, self.asked = rounds, []
+
+    def run(self, argv, *, input=None, timeout=60):
+        import subprocess
+        self.asked.append(argv[-1])
+        if "//10.0.0.1:" in argv[-1]:
+            return subprocess.CompletedProcess(argv, 28, "", "")  # curl: timed out
+        elected = sum("//10.0.0.2:" in u for u in self.asked) > self.rounds
+        leader = "10.0.0.2:9333.19333" if elected else "10.0.0.1:9333.19333"
+        return subprocess.CompletedProcess(argv, 0, json.dumps({"Leader": leader}), "")
+
+
+def test_live_masters_asks_again_until_the_leader_they_name_answers(monkeypatch):
+    from storage import shell
+    plan = plan_cluster(MACHINES[:3], ["10.0.0.1:2379"], keys.SEAWEEDFS)
+    monkeypatch.setattr(shell, "LEADER_POLL_S", 0.01)
+    host = ElectingHost(rounds=2)
+    assert shell.live_masters(plan, host) == ["10.0.0.2:9333", "10.0.0.3:9333"]
+    assert sum("//10.0.0.2:" in u for u in host.asked) == 3
+    # no leader that answers within the wait: the masters that answer, as they are
+    assert shell.live_masters(plan, ElectingHost(rounds=10**6), wait=0.05) == ["10.0.0.2:9333", "10.0.0.3:9333"]

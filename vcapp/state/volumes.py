@@ -26,6 +26,7 @@ this module only feeds it cluster state and never runs SeaweedFS commands in a l
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,8 @@ from vcapp.errors import BadRequest, Conflict, NotFound, Unavailable
 from vcapp.machine import NodeConfig, data_dir, run_dir
 from vcapp.state import apps, bucketbackend, etcdauth, events, keys, membership, secrets
 from vcapp.state.store import Store, absent, delete_op, put_op, unchanged
+
+log = logging.getLogger("vcapp.storage")
 
 ENABLED, STATE, VOLUMES, BUCKETS = keys.STORAGE_ENABLED, keys.STORAGE_STATE, keys.VOLUMES, keys.BUCKETS
 # The controller lowers the rules seconds after a machine is lost (one weed shell, which waits
@@ -346,7 +349,11 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
                                       log_dir=storage_dir(base) / "log")
     # the app may read its data the moment it starts: not before a master can locate it all
     findable.wait_findable(plan, host, engine.collection(app, source), alive)
-    wait_writable(store, alive)
+    if not wait_writable(store, alive):
+        log.warning("volume %s of %s: new writes still ask %s copies with %d machine(s) alive after %.0fs; "
+                    "starting the app anyway, its writes may hang until the controller lowers the count "
+                    "(`vcapp events`: storage degraded; the controller's log: storage replication)",
+                    source, app, copies_asked(store), len(alive), WRITABLE_WAIT_S)
     return str(mounted)
 
 
