@@ -158,10 +158,14 @@ class ReplicationLoop:
         """Set the rules for `live`; publish a degraded state at once, and leave the copies (a
         heal, a drain) to their own job, which publishes when it is done."""
         try:
+            began = time.monotonic()
             store = Store(self.cfg.store_endpoints())
             plan = volumes.storage_plan(store, self.cfg)
             host, weed = LocalHost(self.cfg.name), weed_binary()
             result = engine.set_rules(plan, host, volumes.live_sites(store, live), weed)
+            if result["code"] != self.code:
+                log.info("storage: new writes keep %d copies (%d machine(s) alive); set in %.1fs",
+                         replication.copies(result["code"]), len(live), time.monotonic() - began)
             self.code = result["code"]
             before = store.value(volumes.STATE) or {}
             # What the last copies job found of the drains stays true until the next one; the code
