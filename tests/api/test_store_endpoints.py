@@ -32,6 +32,33 @@ def test_a_member_that_did_not_answer_is_asked_last_by_every_store_of_the_proces
         assert timed_get(Store([hanging_member, etcd_url], timeout=TIMEOUT)) < TIMEOUT / 2
 
 
+class AnsweredBy(Store):
+    """A Store that records which endpoint each request went to."""
+
+    def __init__(self, endpoints):
+        super().__init__(endpoints, timeout=TIMEOUT)
+        self.asked: list[str] = []
+
+    def _post(self, client, path, payload):
+        self.asked.append(client.get_url(path).split("/v3/")[0])
+        return super()._post(client, path, payload)
+
+
+def test_the_first_member_given_is_asked_first_again_once_it_answers(etcd_url, monkeypatch):
+    """A daemon lists its own member first: a moment when it could not answer (still starting)
+    must not send the daemon's reads to another machine's member for good."""
+    own = etcd_url.replace("127.0.0.1", "localhost")  # the same etcd by another name
+    monkeypatch.setattr(store_mod, "UNANSWERED_LAST_S", 0.3)
+    monkeypatch.setitem(store_mod._unanswered, own, time.monotonic())  # it did not answer just now
+    store = AnsweredBy([own, etcd_url])
+    store.get("/vc/test/anything")
+    assert store.asked == [etcd_url]
+    time.sleep(0.4)
+    store.get("/vc/test/anything")
+    store.get("/vc/test/anything")
+    assert store.asked == [etcd_url, own, own]
+
+
 def test_a_silent_member_is_still_asked_when_no_other_answers(hanging_member):
     store = Store([hanging_member], timeout=TIMEOUT)
     for _ in range(2):
