@@ -1,11 +1,13 @@
-"""This machine's probes of its peers (vcapp/state/peerwatch.py): a thread starts a connect to every
-live peer's API port every PROBE_EVERY_S (one in flight per peer: a silent peer's probe takes
+"""This machine's probes of its peers (vcapp/state/peerwatch.py): a thread starts a probe of every
+live peer every PROBE_EVERY_S (one in flight per peer: a silent peer's probe takes
 its whole timeout, and is followed by the next at once), feeds each answer to a
 `peerwatch.Tracker` as it lands, and publishes the suspects when they change. A peer this
 machine starts to suspect gets its hop and etcd connections from here cut at once
 (router/cutoff.py).
-The daemon's tick (`step`) only refreshes whom to probe: the live machines and their addresses. A connect that is refused counts as an answer (the machine
-and its network are up, a process is not); a timeout or "no route" is a miss.
+The daemon's tick (`step`) only refreshes whom to probe: the live machines and their addresses.
+A probe is an ICMP echo (`probe`); an echo reply, or where raw sockets are not allowed a connect
+accepted or refused, counts as an answer (the machine and its network are up); a timeout or "no
+route" is a miss.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable
 from urllib.parse import urlsplit
 
+from mesh.probe import echo
 from router import cutoff
 from vcapp.machine import ETCD_CLIENT_PORT
 from vcapp.node.harness import Every, Worker
@@ -35,12 +38,26 @@ TARGETS_EVERY_S = 2.0
 
 
 def probe(addr: str, port: int, timeout: float = peerwatch.PROBE_TIMEOUT_S) -> bool:
-    """Did the machine at addr answer a TCP connect (accepted or refused) within `timeout`?"""
+    """Did the machine at addr answer within `timeout`? An ICMP echo (two packets through each
+    WireGuard, where a TCP connect and its close took seven: with every machine and the edge
+    probing every machine twice a second, those were a third of an idle follower's mesh
+    traffic, bench/footprint.py); where this process may not send one, a TCP connect to `port`,
+    accepted or refused. Either is answered by the kernel, so a busy machine answers."""
+    global _echo_allowed
+    if _echo_allowed:
+        try:
+            return echo(addr, timeout) is not None
+        except PermissionError:
+            _echo_allowed = False
+            log.info("no raw sockets here (CAP_NET_RAW): probing peers with TCP connects")
     try:
         with socket.create_connection((addr, port), timeout=timeout):
             return True
     except OSError as e:
         return e.errno in ANSWERED_ERRNOS
+
+
+_echo_allowed = True
 
 
 def probe_targets(records: dict[str, object], alive: set[str], own: str) -> dict[str, tuple[str, int]]:

@@ -1,8 +1,9 @@
 """Machines watching each other: a death is seen in about two seconds, not when a lease expires.
 
-Every machine probes every live peer over the cluster network twice a second (a TCP connect to
-its API port, vcapp/node/peerwatch_loop.py): an answer, even a refusal, means the machine and
-its network are up; a probe that times out or finds no route is a miss. A peer that missed
+Every machine probes every live peer over the cluster network twice a second (an ICMP echo, or
+a TCP connect to its API port where raw sockets are not allowed, vcapp/node/peerwatch_loop.py):
+an answer, even a refused connect, means the machine and its network are up; a probe that times
+out or finds no route is a miss. A peer that missed
 `MISSES_TO_SUSPECT` probes in a row and has not answered for `SILENCE_S` is a suspect of this
 machine, published at /vc/suspects/<observer>
 (bound to the observer's lease). A suspect is *confirmed* unreachable when enough other live
@@ -25,7 +26,7 @@ from vcapp.state.store import Store
 
 PROBE_EVERY_S = 0.5
 # A mesh round trip is milliseconds; a second covers a loaded host's scheduling of the
-# userspace WireGuard process. A connect is answered by the kernel, so a busy machine answers.
+# userspace WireGuard process. An echo or a connect is answered by the kernel, so a busy machine answers.
 PROBE_TIMEOUT_S = 1.0
 # Two misses in a row and 1.5 s without an answer: a dead machine is a suspect ~2 s after it
 # died; a flapping link also has to fail a second observer to count.
