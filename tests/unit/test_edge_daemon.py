@@ -61,30 +61,3 @@ def test_a_restarted_edge_serves_the_apps_of_its_last_table_before_the_cluster_a
     assert "shop.example.com" in routes.hostnames() and again.served  # and may be given certificates
     (tmp_path / "last-table.json").write_text("{not json")
     assert EdgeDaemon(opts, edge=SimpleNamespace(cert_log=tmp_path / "c.log")).last_table is None
-
-
-class RecordingEdge(SimpleNamespace):
-    """The Caddy side of the edge, recording the routes it is given."""
-
-    def start(self):
-        self.started = True
-
-    def update(self, routes):
-        self.served = routes
-        return True
-
-
-def test_a_restarted_edge_gives_caddy_its_last_table_before_asking_the_cluster(tmp_path):
-    opts = EdgeOptions(domain="apps.test", token="t", workdir=tmp_path, nodes=["10.1.0.11"], dev=False)
-    table = {"domain": "apps.test", "apps": ["web"], "nodes": ["10.1.0.11:7080"]}
-    asked = []
-    first = EdgeDaemon(opts, edge=RecordingEdge(cert_log=tmp_path / "certificates.log"))
-    first.fetch_table = lambda: asked.append("first") or table
-    first.start()  # nothing saved yet: it asks
-    assert asked == ["first"] and first.edge.served.apps == ("web",)
-    again = EdgeDaemon(opts, edge=RecordingEdge(cert_log=tmp_path / "certificates.log"))
-    again.fetch_table = lambda: asked.append("again") or table
-    again.start()
-    assert asked == ["first"] and again.edge.served.apps == ("web",)  # served before any answer
-    again.edge.update(again.routes())  # the run loop's first poll asks
-    assert asked == ["first", "again"]

@@ -144,10 +144,8 @@ class EdgeDaemon:
                         resp.text[:200])
         return None
 
-    def routes(self, ask: bool = True) -> EdgeRoutes:
-        """What to serve: the cluster's table (without `ask`, or when no router answers, the
-        last one it gave)."""
-        table = self.fetch_table() if ask else None
+    def routes(self) -> EdgeRoutes:
+        table = self.fetch_table()
         if table is not None:
             if table.get("domain") not in (None, self.opts.domain):
                 log.warning("the cluster serves *.%s, this edge *.%s: check --domain", table["domain"],
@@ -230,10 +228,7 @@ class EdgeDaemon:
         if self.permission:
             self.permission.start()
         self.edge.start()
-        # A saved table is served at once: until the mesh is up, asking the cluster costs
-        # TABLE_TIMEOUT per known router, every app refused meanwhile (3-4 s of each edge restart
-        # in bench/soak.py). The run loop's first poll asks.
-        self.edge.update(self.routes(ask=self.last_table is None))
+        self.edge.update(self.routes())
         if not self.opts.dev:
             return None
         ca = self.opts.workdir / CA_FILE
