@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from storage.host import Host, StorageError, StorageUnreachable
-from storage.plan import FILER_PORT, MASTER_PORT, ClusterPlan
+from storage.plan import FILER_PORT, MASTER_PORT, ClusterPlan, Machine
 
 SHELL_TIMEOUT = 120.0  # volume.fix.replication copies whole volumes (up to 1 GB each)
 # A master that answers at all answers /cluster/status in milliseconds. Probing first matters:
@@ -57,7 +57,7 @@ def live_masters(plan: ClusterPlan, host: Host, wait: float = LEADER_WAIT_S) -> 
     deadline = time.monotonic() + wait
     while True:
         with ThreadPoolExecutor(max_workers=len(plan.masters) or 1) as pool:
-            answers = dict(zip(plan.masters, pool.map(lambda m: _cluster_status(host, m), plan.masters)))
+            answers = dict(zip(plan.masters, pool.map(lambda m: cluster_status(host, m), plan.masters)))
         masters, leader_answers = order_masters({f"{m.addr}:{MASTER_PORT}": a for m, a in answers.items()})
         if leader_answers or not masters or time.monotonic() + LEADER_POLL_S > deadline:
             return masters
@@ -82,10 +82,11 @@ def _http_address(name: str) -> str:
     return head if ":" in head and grpc_port.isdigit() else name
 
 
-def _cluster_status(host: Host, master) -> dict | None:
-    """A master's /cluster/status answer, or None when it does not answer."""
-    out = host.run(["curl", "-sf", "--max-time", str(MASTER_PROBE_TIMEOUT),
-                    f"http://{master.addr}:{MASTER_PORT}/cluster/status"], timeout=MASTER_PROBE_TIMEOUT + 5)
+def cluster_status(host: Host, master: Machine, timeout: float = MASTER_PROBE_TIMEOUT) -> dict | None:
+    """A master's /cluster/status answer as seen from `host` ({} when it is not JSON), or None
+    when it does not answer within `timeout`."""
+    out = host.run(["curl", "-sf", "--max-time", str(timeout), f"http://{master.addr}:{MASTER_PORT}/cluster/status"],
+                   timeout=timeout + 5)
     if out.returncode != 0:
         return None
     try:

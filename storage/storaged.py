@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage import shell
 from storage.host import Host, StorageError
 from storage.plan import (FILER_PORT, MASTER_PORT, VOLUME_PORT, ClusterPlan, ProcessSpec, machine_processes,
                           storage_dir)
@@ -139,13 +140,8 @@ def stray_peers(plan: ClusterPlan, host: Host) -> list[str]:
     me = plan.machine(host.name)
     if plan.masters != (me,):
         return []
-    out = host.run(["curl", "-sf", "--max-time", str(PROBE_TIMEOUT), f"http://{me.addr}:{MASTER_PORT}/cluster/status"],
-                   timeout=PROBE_TIMEOUT + 5)
-    try:
-        peers = json.loads(out.stdout).get("Peers") if out.returncode == 0 else None
-    except (ValueError, AttributeError):
-        return []
-    return [str(p) for p in peers or ()]
+    peers = (shell.cluster_status(host, me, PROBE_TIMEOUT) or {}).get("Peers")
+    return [str(p) for p in peers] if isinstance(peers, list) else []
 
 
 def wait_ready(plan: ClusterPlan, host: Host, timeout: float = READY_TIMEOUT) -> None:
