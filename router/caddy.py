@@ -15,9 +15,12 @@ import shutil
 import socket
 import subprocess
 import sys
+import logging
 import time
 from pathlib import Path
 from typing import Callable
+
+log = logging.getLogger(__name__)
 
 # Caddy answers its admin socket within a few hundred ms of starting; 15 s means it won't.
 START_TIMEOUT = 15.0
@@ -26,6 +29,25 @@ ADMIN_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 Launcher = Callable[[list[str], Path], subprocess.Popen]
+# Each config load binds new listening sockets beside the old ones (SO_REUSEPORT) and then
+# closes the old ones; a connection still in a closed socket's accept queue is reset, unless
+# the kernel moves it to a socket of the same port that stays open (Linux 5.14+). Per network
+# namespace.
+MIGRATE_REQ = Path("/proc/sys/net/ipv4/tcp_migrate_req")
+
+
+def hand_over_accept_queues(sysctl: Path = MIGRATE_REQ) -> bool:
+    """Let a reload's closing listeners hand their queued connections to the new ones (in this
+    process's network namespace). False when the kernel has no such switch or it cannot be
+    set (not root): Caddy runs, and a reload may reset a connection opened just before it."""
+    try:
+        if sysctl.read_text().strip() != "1":
+            sysctl.write_text("1\n")
+        return True
+    except OSError as e:
+        log.warning("cannot set %s (%s): a Caddy reload may reset connections that were just opened",
+                    sysctl, e.strerror or e)
+        return False
 
 
 class CaddyError(RuntimeError):

@@ -39,6 +39,7 @@ import requests
 
 from mesh.registry import Registry, revoked_path, write_revoked
 from router import cutoff
+from router.caddy import hand_over_accept_queues
 from router.edge import Edge
 from router.routes import EdgeRoutes, api_host
 from vcapp.edge import certificates
@@ -227,6 +228,7 @@ class EdgeDaemon:
         self.opts.workdir.mkdir(parents=True, exist_ok=True)
         if self.permission:
             self.permission.start()
+        hand_over_accept_queues()  # the edge reloads for every new app, domain or machine
         self.edge.start()
         self.edge.update(self.routes())
         if not self.opts.dev:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from router import cutoff
+from router.caddy import hand_over_accept_queues
 from router.caddyjson import NODE_HEALTH_HOST
 from router.node import NodeRouter
 from router.routes import NodeRoutes, api_host
@@ -123,6 +124,7 @@ class RouterLoop:
     def _start(self) -> NodeRouter:
         self.workdir.mkdir(parents=True, exist_ok=True)
         kill_stale_caddy(self.workdir)
+        hand_over_accept_queues()  # this router reloads at every placement change
         stores = per_thread_store(lambda: self.endpoints)
         lookup = lambda token_hash: apptokens.lookup(stores(), token_hash)  # noqa: E731
         router = NodeRouter(self.workdir, self.listen, lookup, derived_key("sessions"), hop_listen=self.hop_listen)
