@@ -1,6 +1,6 @@
 """The CLI's API client asks a GET again when a proxy between (the edge, a node router)
-answers 502/503/504 while a machine comes or goes; the API's own errors and writes are never
-repeated (vcapp/cli/client.py)."""
+answers 502/503/504 while a machine comes or goes, or closes the connection without an answer
+as it reloads; the API's own errors and writes are never repeated (vcapp/cli/client.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from vcapp.cli import client as c
+
+
+DROP = (None, "")  # close the connection without an answer, as a reloading Caddy may
 
 
 class Script:
@@ -24,6 +27,9 @@ class Script:
             def answer(self) -> None:
                 script.seen.append(self.command)
                 status, body, *headers = script.answers.pop(0)
+                if status is None:
+                    self.close_connection = True
+                    return
                 data = body.encode()
                 self.send_response(status)
                 for name, value in headers:
@@ -107,5 +113,34 @@ def test_a_machine_removal_whose_answer_a_proxy_lost_is_sent_again_and_its_404_m
         monkeypatch.setattr(c.Client, "from_config", classmethod(lambda cls: s.client))
         out = CliRunner().invoke(node, ["remove", "home-2", "--yes"])
         assert out.exit_code != 0 and "no machine named 'home-2'" in out.output
+    finally:
+        s.close()
+
+
+def test_a_get_whose_connection_closed_without_an_answer_is_sent_again():
+    s = Script([DROP, (200, json.dumps({"apps": []}))])
+    try:
+        assert s.client.get("/v1/apps") == {"apps": []} and s.seen == ["GET", "GET"]
+        assert s.client.resent
+    finally:
+        s.close()
+
+
+def test_a_write_whose_connection_closed_without_an_answer_is_not_sent_again():
+    s = Script([DROP, (200, "{}")])
+    try:
+        with pytest.raises(c.ClientError, match="cannot reach"):
+            s.client.post("/v1/apps", {"name": "x"})
+        assert s.seen == ["POST"]
+    finally:
+        s.close()
+
+
+def test_a_get_is_sent_twice_at_most_on_closed_connections():
+    s = Script([DROP, DROP, (200, "{}")])
+    try:
+        with pytest.raises(c.ClientError, match="cannot reach"):
+            s.client.get("/v1/apps")
+        assert s.seen == ["GET", "GET"]
     finally:
         s.close()

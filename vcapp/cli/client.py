@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
 # An admin request touches etcd a few times: seconds mean the API or its etcd is stuck.
 REQUEST_TIMEOUT = 15.0
@@ -127,30 +128,40 @@ class Client:
     def request(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
                 timeout: float | None = None, idempotent: bool = False) -> dict:
         """`idempotent`: a write whose repetition changes nothing more (the DELETE of one
-        thing), sent again like a GET after a proxy's 502/503/504; `self.resent` then says so,
-        and a 404 may mean the first attempt did it."""
-        response = self._send(method, path, body, params, timeout)
+        thing), sent again like a GET after a proxy's 502/503/504 or a connection closed
+        without an answer; `self.resent` then says so, and a 404 may mean the first attempt
+        did it."""
+        again = method == "GET" or idempotent
         self.resent = False
-        for _ in range(GATEWAY_RETRIES if method == "GET" or idempotent else 0):
+        response = self._send(method, path, body, params, timeout, again)
+        for _ in range(GATEWAY_RETRIES if again else 0):
             if not _gateway_error(response):
                 break
             response.close()
             time.sleep(GATEWAY_RETRY_S)
-            response = self._send(method, path, body, params, timeout)
+            response = self._send(method, path, body, params, timeout, again)
             self.resent = True
         return _decode(response, self.login.url)
 
     def _send(self, method: str, path: str, body: dict | None, params: dict | None,
-              timeout: float | None) -> requests.Response:
-        try:
-            return self.session.request(method, self.login.url + path, json=body, params=params,
-                                        timeout=timeout or self.timeout)
-        except requests.Timeout:
-            raise ClientError(f"{self.login.url} did not answer within {timeout or self.timeout:.0f}s "
-                              "(is the cluster's etcd up? `vcapp status` from a cluster machine)") from None
-        except requests.RequestException as e:
-            raise ClientError(f"cannot reach {self.login.url}: {_reason(e)} "
-                              "(is the cluster up? `vcapp login URL`)") from None
+              timeout: float | None, again: bool = False) -> requests.Response:
+        """One request; `again`: a connection closed before any answer (an edge or router
+        reloading its config closes some as they carry a request) is tried once more."""
+        tries = 2 if again else 1
+        while True:
+            tries -= 1
+            try:
+                return self.session.request(method, self.login.url + path, json=body, params=params,
+                                            timeout=timeout or self.timeout)
+            except requests.Timeout:
+                raise ClientError(f"{self.login.url} did not answer within {timeout or self.timeout:.0f}s "
+                                  "(is the cluster's etcd up? `vcapp status` from a cluster machine)") from None
+            except requests.RequestException as e:
+                if tries and _dropped(e):
+                    self.resent = True
+                    continue
+                raise ClientError(f"cannot reach {self.login.url}: {_reason(e)} "
+                                  "(is the cluster up? `vcapp login URL`)") from None
 
     def stream(self, method: str, path: str, body: dict | None = None, params: dict | None = None,
                connect_timeout: float = REQUEST_TIMEOUT, read_timeout: float | None = None) -> requests.Response:
@@ -179,6 +190,13 @@ def _gateway_error(response: requests.Response) -> bool:
         return not isinstance(response.json(), dict)
     except ValueError:
         return True
+
+
+def _dropped(error: requests.RequestException) -> bool:
+    """The connection was closed or reset after the request went out and before any answer
+    (urllib3's ProtocolError): not a refused connect, a timeout or a TLS failure."""
+    return isinstance(error, requests.ConnectionError) and bool(error.args) and \
+        isinstance(error.args[0], urllib3.exceptions.ProtocolError)
 
 
 def _reason(error: requests.RequestException) -> str:
