@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import logging
 import time
 from pathlib import Path
 from typing import Callable

@@ -12,7 +12,6 @@ import pytest
 
 from vcapp.cli import client as c
 
-
 DROP = (None, "")  # close the connection without an answer, as a reloading Caddy may
 
 
