@@ -1,8 +1,9 @@
-"""An edge: one Caddy serving the public hostnames, kept in step with an EdgeRoutes table.
+"""An edge: one Caddy serving the public hostnames, kept in step with an EdgeRoutes table,
+and the DNS answers that tell it where each app runs (router/edge_dns.py).
 
     edge = Edge(workdir, EdgeSettings-like options)   # nothing runs yet
-    edge.start()                                      # caddy up, admin socket answering
-    edge.update(EdgeRoutes.build(...))                # idempotent; loads only on change
+    edge.start()                                      # answers server and caddy up
+    edge.update(EdgeRoutes.build(...))                # idempotent; loads only when the config changes
     edge.root_ca_pem()                                # dev mode: the CA clients must trust
     edge.stop()
 """
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from router import edge_config
+from router import edge_config, edge_dns
 from router.caddy import CaddyError, CaddyProcess, Launcher
 from router.config_sync import ConfigSync
 from router.routes import EdgeRoutes
@@ -29,6 +31,7 @@ class Edge:
                  launcher: Launcher | None = None, acme_directory: str | None = None,
                  acme_ca_root: str | None = None, ask_url: str | None = None):
         self.caddy = CaddyProcess(workdir, launcher)
+        self.dns = edge_dns.DnsProcess(Path(workdir) / "dns", launcher)
         self.cert_log = Path(workdir) / CERT_LOG
         self.settings = edge_config.EdgeSettings(
             admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),
@@ -38,13 +41,19 @@ class Edge:
         self.config_sync: ConfigSync | None = None
 
     def start(self) -> None:
+        self.settings = replace(self.settings, resolver=self.dns.start())
         admin = self.caddy.start()
         self.config_sync = ConfigSync(admin, lambda routes: edge_config.render(routes, self.settings))
 
     def update(self, routes: EdgeRoutes) -> bool:
-        """Make the edge serve `routes`. True when Caddy got a new config."""
+        """Make the edge serve `routes`: the answers first (a new config may name a new
+        custom domain whose requests ask them at once), then the config. True when Caddy got
+        a new config. An answers server that died is started again (on its port if free)."""
         if self.config_sync is None:
             raise CaddyError("the edge is not started; call start() first")
+        if not self.dns.alive():
+            self.settings = replace(self.settings, resolver=self.dns.start())
+        self.dns.write(edge_dns.answers(routes))
         return self.config_sync.apply(routes)
 
     def root_ca_pem(self) -> str:
@@ -67,3 +76,4 @@ class Edge:
 
     def stop(self) -> None:
         self.caddy.stop()
+        self.dns.stop()

@@ -1,14 +1,16 @@
 """Caddy JSON for an edge: the public entry that terminates TLS and hands requests to nodes.
 
-Pure: EdgeRoutes + EdgeSettings -> dict. Every app hostname, api.D and the custom domains go
-to the node routers of the live nodes (each of which knows where every app runs), with
-active health checks on the nodes and retries, so a dying node costs at most the requests it
-was holding. Each app has its own route whose health check asks the node routers whether
-they run it (router/caddyjson.py NODE_SERVES_PREFIX): its requests go to those routers,
-and nothing here changes when an instance moves, so the edge never reloads for a failover.
-When none of them is available for PREFERRED_TRY_DURATION (a move not yet seen, a check
-missed under load) Caddy answers 503 inside the server, and its error route sends the
-request to any live node router instead, which forwards it: two mesh hops, not a stall.
+Pure: EdgeRoutes + EdgeSettings -> dict. api.D goes to every node router (each one reaches the
+admin API). Every other name under D, and the custom domains, go to the node routers that run
+the app: the config names none of them; Caddy looks the request's hostname up in the edge's
+own DNS answers (router/edge_dns.py, `dynamic_upstreams`), so a new app, a deploy or a move
+changes an answer and never this config. Only a machine joining or leaving, a custom domain or
+the edge's settings reload Caddy, and every reload closes a few requests in flight
+(bench/edge_reload_bench.py). When the app's routers all fail for PREFERRED_TRY_DURATION (a
+move not yet seen, a machine just dead) Caddy answers 503 inside the server, and its error
+route sends the request to any live node router instead, which forwards it: two mesh hops,
+not a stall. Without the answers (no resolver, or node routers on different ports) every
+request goes to any router.
 Certificates: in dev mode one wildcard `*.D` from Caddy's internal CA (the
 client trusts its exported root); otherwise one certificate per hostname from ACME, obtained
 on demand at the name's first TLS handshake and only after the edge daemon's permission
@@ -21,26 +23,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_DURATION, RETRY_METHODS, base_document,
-                              host_route, html_page, reverse_proxy, serves_path)
-from router.routes import EdgeRoutes, api_host, app_host
+from router import edge_dns
+from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_DURATION, RETRY_METHODS,
+                              base_document, host_route, html_page, reverse_proxy)
+from router.routes import EdgeRoutes, api_host
 
 SERVER = "edge"
 # The dev internal CA's name. Caddy answers /pki/ca/local from the config it runs, and just after
 # a load that may still be the bootstrap one, whose lazily made default CA ("Caddy Local
 # Authority") signs nothing the edge serves: a reader of the CA checks this name.
 DEV_CA_NAME = "vcapp dev edge CA"
-# A config change (a new app, domain or machine) reloads Caddy, and the requests in flight then
+# A config change (a machine, a custom domain) reloads Caddy, and the requests in flight then
 # finish on the old config for up to this long. At the edge they include `git push` with its
 # build log streamed back (minutes for a first build), `vcapp logs -f` and terminal sessions:
 # a node router's SHUTDOWN_GRACE (seconds) would cut them at any other admin's change. Caddy
 # stops waiting as soon as they are done; a stop (SIGTERM) is bounded by router/caddy.py.
 EDGE_GRACE = "1h"
-# Caddy's logger for active health checks. Every app's route asks every node router whether it
-# runs the app, and the routers that do not answer 503 each second: expected, and logged by
-# Caddy at info as "status code out of tolerances", one line per app per router per second.
-# Its lines are sampled: the first HEALTH_LOG_FIRST of each message per minute, so a router that
-# stops answering still shows ("HTTP request failed") and the log no longer grows with the apps.
+# Caddy's logger for active health checks: the api route checks every node router each
+# second, and a router that is down fails its check each second. Its lines are sampled: the
+# first HEALTH_LOG_FIRST of each message per minute, so a router that stops answering still
+# shows ("HTTP request failed") and a long outage does not fill the log.
 HEALTH_CHECK_LOGGER = "http.handlers.reverse_proxy.health_checker.active"
 HEALTH_LOG_FIRST = 5
 HEALTH_LOG_INTERVAL_NS = 60 * 10**9  # Caddy reads this one as nanoseconds; a "1m" string drops every line
@@ -59,7 +61,8 @@ class EdgeSettings:
     acme_directory: the CA's directory URL (Caddy's default, Let's Encrypt, when None);
     acme_ca_root: a PEM file of roots to trust for that URL (a private CA's TLS); ask_url:
     the endpoint Caddy asks before getting a certificate for a name (`?domain=NAME`, 200 =
-    yes); cert_log: where Caddy writes its issuance lines."""
+    yes); cert_log: where Caddy writes its issuance lines; resolver: "127.0.0.1:PORT" of the
+    edge's DNS answers (router/edge_dns.py), None: every app's requests to any router."""
 
     admin_socket: str
     storage_dir: str
@@ -73,6 +76,7 @@ class EdgeSettings:
     cert_log: str | None = None
     ca_cert: str | None = None
     ca_key: str | None = None
+    resolver: str | None = None
 
 
 def _tls_app(routes: EdgeRoutes, s: EdgeSettings) -> dict:
@@ -104,29 +108,32 @@ def _pki_app(s: EdgeSettings) -> dict:
     return {"certificate_authorities": {"local": ca}}
 
 
-def _routes(routes: EdgeRoutes) -> list[dict]:
+def _routes(routes: EdgeRoutes, s: EdgeSettings) -> list[dict]:
     unknown = {"handle": [html_page(404, "No app here",
                                     "Nothing is deployed at this address. Check the spelling of the link.")],
                "terminal": True}
+    served = [f"*.{routes.domain}", *sorted({h for _, hosts in routes.domains for h in hosts})]
     if not routes.nodes:
         nobody = html_page(503, "No machine is serving right now",
                            "The cluster has no live machine behind this edge. Try again in a minute; "
                            "if it lasts, the cluster admin should run `vcapp status`.")
-        return [host_route(routes.hostnames(), [nobody]), unknown]
-    domains = dict(routes.domains)
-    out = [host_route([api_host(routes.domain)], [reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST,
-                                                                 streaming=True)])]
-    for app in routes.apps:
-        hosts = [app_host(app, routes.domain), *domains.get(app, ())]
-        out.append(host_route(hosts, [_preferred(routes.nodes, app)]))
-    return [*out, unknown]
+        return [host_route([api_host(routes.domain), *served], [nobody]), unknown]
+    api = reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST, streaming=True)
+    return [host_route([api_host(routes.domain)], [api]), host_route(served, [_app_routers(routes, s)]), unknown]
 
 
-def _preferred(nodes: tuple[str, ...], app: str) -> dict:
-    """The node routers that run `app`, as its active checks find them; a router whose dial
-    failed rests like in any pool, so a killed machine costs one failed dial, not one per
-    request until its active checks fail."""
-    return reverse_proxy(nodes, serves_path(app), NODE_HEALTH_HOST, try_duration=PREFERRED_TRY_DURATION)
+def _app_routers(routes: EdgeRoutes, s: EdgeSettings) -> dict:
+    """The node routers the edge's answers name for the request's hostname (router/edge_dns.py);
+    any router when there are no answers (the lookup failed, or none are configured). A router
+    whose dial failed rests like in any pool, so a killed machine costs one failed dial."""
+    proxy = reverse_proxy(routes.nodes, None, try_duration=PREFERRED_TRY_DURATION)
+    port = edge_dns.router_port(routes.nodes)
+    if s.resolver and port:
+        proxy["dynamic_upstreams"] = {
+            "source": "a", "name": edge_dns.lookup_name(), "port": str(port), "refresh": edge_dns.REFRESH,
+            "resolver": {"addresses": [f"udp/{s.resolver}"]}, "dial_timeout": edge_dns.LOOKUP_TIMEOUT,
+            "versions": {"ipv4": True}}
+    return proxy
 
 
 def _any_router(nodes: tuple[str, ...]) -> dict:
@@ -158,7 +165,10 @@ def render(routes: EdgeRoutes, settings: EdgeSettings) -> dict:
             "servers": {
                 SERVER: {
                     "listen": [f":{settings.https_port}"],
-                    "routes": _routes(routes),
+                    # No wildcard certificate from ACME (it needs a DNS challenge): each name
+                    # under it gets its own, on demand (_tls_app).
+                    **({} if settings.dev else {"automatic_https": {"skip_certificates": [f"*.{routes.domain}"]}}),
+                    "routes": _routes(routes, settings),
                     "errors": {"routes": error_routes(routes)},
                     "protocols": ["h1", "h2"],
                     # The admin API's terminal sessions read the request while they answer

@@ -4,7 +4,8 @@ The control plane builds these from cluster state (which apps exist, where their
 run, which nodes are alive) and hands them to a ConfigSync (config_sync.py), which turns them into
 Caddy JSON. Both tables are frozen values, so "did anything change" is an equality test.
 
-    EdgeRoutes   domain, apps (names), nodes (node-router addresses), custom domains
+    EdgeRoutes   domain, apps (names), nodes (node-router addresses), custom domains,
+                 placed (app -> the routers running it), down (routers)
     NodeRoutes   domain, apps: name -> AppRoute(backends, policy, health_path, domains, local,
                  down, down_detail),
                  api backends, trusted proxies (the edges), here: the apps the edges should
@@ -65,13 +66,19 @@ def api_host(domain: str) -> str:
 class EdgeRoutes:
     """What an edge needs: every public hostname, and the node routers to send them to.
 
-    nodes: "addr:port" of each live node's router (mesh addresses in production).
-    domains: app -> extra hostnames (custom domains) served like the app's own."""
+    nodes: "addr:port" of every machine's node router (mesh addresses in production).
+    domains: app -> extra hostnames (custom domains) served like the app's own.
+    placed: app -> the routers of the machines running it (an app not named: any router).
+    down: the routers of the machines the cluster sees dead or unreachable.
+    Only domain, nodes and the custom domains make the edge's Caddy config; the apps, where
+    they run and which routers are down only change the edge's answers (router/edge_dns.py)."""
 
     domain: str
     apps: tuple[str, ...] = ()
     nodes: tuple[str, ...] = ()
     domains: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    placed: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    down: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_domain(self.domain)
@@ -84,6 +91,13 @@ class EdgeRoutes:
                 raise RoutesError(f"custom domain for unknown app {app!r}; add the app first")
             for host in hosts:
                 check_domain(host)
+        for app, routers in self.placed:
+            if app not in self.apps:
+                raise RoutesError(f"placement of unknown app {app!r}; add the app first")
+            for router in routers:
+                check_address(router)
+        for router in self.down:
+            check_address(router)
 
     def hostnames(self) -> list[str]:
         """Every hostname this edge answers for, sorted: api, apps, custom domains."""
@@ -93,10 +107,13 @@ class EdgeRoutes:
 
     @classmethod
     def build(cls, domain: str, apps: list[str] | tuple[str, ...] = (), nodes: list[str] | tuple[str, ...] = (),
-              domains: dict[str, list[str]] | None = None) -> EdgeRoutes:
+              domains: dict[str, list[str]] | None = None, placed: dict[str, list[str]] | None = None,
+              down: list[str] | tuple[str, ...] = ()) -> EdgeRoutes:
         """From ordinary lists and dicts (order does not matter)."""
         return cls(domain, tuple(sorted(set(apps))), tuple(sorted(set(nodes))),
-                   tuple(sorted((a, tuple(sorted(set(h)))) for a, h in (domains or {}).items())))
+                   tuple(sorted((a, tuple(sorted(set(h)))) for a, h in (domains or {}).items())),
+                   tuple(sorted((a, tuple(sorted(set(r)))) for a, r in (placed or {}).items() if r)),
+                   tuple(sorted(set(down))))
 
 
 @dataclass(frozen=True)

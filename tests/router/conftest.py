@@ -122,8 +122,8 @@ class Stack:
 
     def publish(self, live: list[str] | None = None, placed: bool = False) -> bool:
         """Push the current apps to every node router and the edge (nodes: `live` hosts).
-        placed: each router knows its own machine's instances and tells the edge which apps
-        it runs, as in the cluster (otherwise every router takes every app). True when the
+        placed: each router knows its own machine's instances, and the edge which routers run
+        each app, as in the cluster (otherwise every router takes every app). True when the
         edge loaded a new config."""
         live = live if live is not None else list(self.nodes)
         apps = {name: replace(app, domains=tuple(self.domains.get(name, ()))) for name, app in self.apps.items()}
@@ -135,11 +135,18 @@ class Stack:
                 DOMAIN, mine, self.api, trusted_proxies=[f"{self.sim.addr(e)}/32" for e in ("edge", "client")],
                 here=here)
             self.nodes[host].update(self.node_routes[host])
-        return self.edge.update(self.edge_routes(live))
+        return self.edge.update(self.edge_routes(live, placed))
 
-    def edge_routes(self, live: list[str] | None = None) -> EdgeRoutes:
+    def edge_routes(self, live: list[str] | None = None, placed: bool = False,
+                    where: dict[str, list[str]] | None = None) -> EdgeRoutes:
+        """placed: each app to the routers of the hosts its backends are on, as the cluster
+        tells the edge; `where`: app -> routers, said outright."""
         live = live if live is not None else list(self.nodes)
-        return EdgeRoutes.build(DOMAIN, list(self.apps), [self.node_addr(h) for h in live], self.domains)
+        if placed and where is None:
+            where = {name: [self.node_addr(h) for h in live
+                            if any(b.startswith(f"{self.sim.addr(h)}:") for b in app.backends)]
+                     for name, app in self.apps.items()}
+        return EdgeRoutes.build(DOMAIN, list(self.apps), [self.node_addr(h) for h in live], self.domains, where)
 
     def curl(self, host: str, path: str = "/", *args: str, timeout: float = 10):
         """curl https://host/path from the client, resolved to the edge, trusting the dev CA."""

@@ -15,33 +15,48 @@ from router.routes import AppRoute, EdgeRoutes, NodeRoutes, RoutesError
 pytestmark = pytest.mark.unit
 
 D = "apps.example.com"
-EDGE = edge_config.EdgeSettings("/run/e/admin.sock", "/var/lib/e", dev=True)
+EDGE = edge_config.EdgeSettings("/run/e/admin.sock", "/var/lib/e", dev=True, resolver="127.0.0.1:5353")
 NODE = node_config.NodeSettings("/run/n/admin.sock", "/var/lib/n", "100.96.0.5:7080", "unix//run/n/auth.sock")
 
 
+def host_matches(host: str, pattern: str) -> bool:
+    """Caddy's host matcher: a `*` stands for one whole label."""
+    labels, wanted = host.split("."), pattern.split(".")
+    return len(labels) == len(wanted) and all(w in ("*", h) for h, w in zip(labels, wanted))
+
+
 def handlers_for(doc: dict, server: str, host: str) -> list[dict]:
-    for route in doc["apps"]["http"]["servers"][server]["routes"]:
+    routes = doc["apps"]["http"]["servers"][server]["routes"]
+    for route in routes:
+        if "match" not in route and route is routes[-1]:
+            return route["handle"]  # every other host
         for m in route.get("match", []):
-            if host in m.get("host", []):
+            if any(host_matches(host, pattern) for pattern in m.get("host", [])):
                 return route["handle"]
     raise AssertionError(f"no route for {host}")
 
 
-def test_edge_routes_every_hostname_to_the_live_nodes_with_health_checks():
+def test_edge_sends_the_api_to_any_router_and_each_app_to_the_routers_its_answers_name():
     routes = EdgeRoutes.build(D, ["blog", "shop"], ["100.96.0.5:7080", "100.96.0.6:7080"], {"shop": ["www.shop.org"]})
     doc = edge_config.render(routes, EDGE)
     assert routes.hostnames() == [f"api.{D}", f"blog.{D}", f"shop.{D}", "www.shop.org"]
-    checked = {f"api.{D}": caddyjson.NODE_HEALTH_PATH, f"blog.{D}": "/.vcapp/serves/blog",
-               f"shop.{D}": "/.vcapp/serves/shop", "www.shop.org": "/.vcapp/serves/shop"}
-    for host in routes.hostnames():
+    (api,) = handlers_for(doc, "edge", f"api.{D}")
+    assert api["health_checks"]["active"]["uri"] == caddyjson.NODE_HEALTH_PATH
+    assert api["health_checks"]["active"]["headers"]["Host"] == [caddyjson.NODE_HEALTH_HOST]
+    assert api["load_balancing"]["try_duration"] == caddyjson.TRY_DURATION
+    for host in (f"blog.{D}", f"shop.{D}", f"never-deployed.{D}", "www.shop.org"):
         (proxy,) = handlers_for(doc, "edge", host)
+        # The routers the edge's DNS answers name for the request's own hostname (router/edge_dns.py) ...
+        assert proxy["dynamic_upstreams"] == {
+            "source": "a", "name": "{http.request.host}.routes.vcapp.invalid.", "port": "7080", "refresh": "1s",
+            "resolver": {"addresses": ["udp/127.0.0.1:5353"]}, "dial_timeout": "1s", "versions": {"ipv4": True}}
+        # ... or, when the lookup fails, any router (each one forwards).
         assert [u["dial"] for u in proxy["upstreams"]] == ["100.96.0.5:7080", "100.96.0.6:7080"]
-        active = proxy["health_checks"]["active"]
-        assert active["uri"] == checked[host]  # an app's requests go to the routers running it
-        assert active["headers"]["Host"] == [caddyjson.NODE_HEALTH_HOST]
-        wait = caddyjson.TRY_DURATION if host.startswith("api.") else caddyjson.PREFERRED_TRY_DURATION
-        assert proxy["load_balancing"]["try_duration"] == wait
+        assert proxy["load_balancing"]["try_duration"] == caddyjson.PREFERRED_TRY_DURATION
         assert proxy["health_checks"]["passive"]["max_fails"] == caddyjson.MAX_FAILS  # a dead router rests
+        assert "active" not in proxy["health_checks"]
+    (page,) = handlers_for(doc, "edge", "not-ours.example.net")
+    assert page["status_code"] == 404
     # Nobody running an app available: any node router takes the request.
     (fallback,) = doc["apps"]["http"]["servers"]["edge"]["errors"]["routes"]
     assert fallback["match"] == [{"expression": '{http.error.status_code} == 503 || ({http.error.status_code} == 502 '
@@ -50,6 +65,29 @@ def test_edge_routes_every_hostname_to_the_live_nodes_with_health_checks():
     assert proxy["health_checks"]["active"]["uri"] == caddyjson.NODE_HEALTH_PATH
     assert [u["dial"] for u in proxy["upstreams"]] == ["100.96.0.5:7080", "100.96.0.6:7080"]
     assert doc["admin"]["listen"] == "unix//run/e/admin.sock"
+
+
+def test_new_apps_deploys_moves_and_dead_machines_leave_the_edge_config_as_it_is():
+    """Every reload closes a few requests in flight (bench/edge_reload_bench.py): only a
+    machine joining or leaving, a custom domain or the edge's settings may change it."""
+    nodes = ["100.96.0.5:7080", "100.96.0.6:7080"]
+    before = EdgeRoutes.build(D, ["blog"], nodes, {}, {"blog": ["100.96.0.5:7080"]})
+    after = EdgeRoutes.build(D, ["blog", "shop", "new"], nodes, {}, {"blog": ["100.96.0.6:7080"],
+                             "shop": nodes}, down=["100.96.0.5:7080"])
+    assert edge_config.render(before, EDGE) == edge_config.render(after, EDGE)
+    joined = EdgeRoutes.build(D, ["blog"], [*nodes, "100.96.0.7:7080"], {}, {"blog": ["100.96.0.5:7080"]})
+    domain = EdgeRoutes.build(D, ["blog"], nodes, {"blog": ["www.blog.org"]}, {"blog": ["100.96.0.5:7080"]})
+    assert edge_config.render(joined, EDGE) != edge_config.render(before, EDGE)
+    assert edge_config.render(domain, EDGE) != edge_config.render(before, EDGE)
+
+
+def test_without_answers_every_app_goes_to_any_router():
+    """Routers on different ports (an answer names addresses only), or no answers server."""
+    mixed = EdgeRoutes.build(D, ["blog"], ["100.96.0.5:7080", "100.96.0.6:7081"])
+    for doc in (edge_config.render(mixed, EDGE), edge_config.render(mixed, replace(EDGE, resolver=None))):
+        (proxy,) = handlers_for(doc, "edge", f"blog.{D}")
+        assert "dynamic_upstreams" not in proxy
+        assert [u["dial"] for u in proxy["upstreams"]] == ["100.96.0.5:7080", "100.96.0.6:7081"]
 
 
 def test_dev_edge_uses_the_internal_ca_and_production_uses_acme():
@@ -62,6 +100,9 @@ def test_dev_edge_uses_the_internal_ca_and_production_uses_acme():
     issuer = prod["apps"]["tls"]["automation"]["policies"][0]["issuers"][0]
     assert issuer == {"module": "acme", "email": "ops@example.com"}
     assert "pki" not in prod["apps"] and "certificates" not in prod["apps"]["tls"]
+    # The app names come one by one, on demand: ACME gives no wildcard without a DNS challenge.
+    assert prod["apps"]["http"]["servers"]["edge"]["automatic_https"] == {"skip_certificates": [f"*.{D}"]}
+    assert "automatic_https" not in dev["apps"]["http"]["servers"]["edge"]
 
 
 def test_production_edge_gets_certificates_on_demand_after_asking_and_logs_them():

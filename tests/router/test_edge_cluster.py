@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -15,8 +14,8 @@ from router.edge import Edge
 from router.edge_config import EdgeSettings
 from router.routes import AppRoute, EdgeRoutes
 from router.tokens import TokenRecord, generate, hash_token
-from tests.router.conftest import (APP_PORT, CERT_WAIT, DOMAIN, launcher_on, path_to_home_lan, start_webapp,
-                                   wait_for)
+from tests.router.conftest import (APP_PORT, CERT_WAIT, DOMAIN, NODE_PORT, launcher_on, path_to_home_lan,
+                                   start_webapp, wait_for)
 
 pytestmark = pytest.mark.cluster
 
@@ -181,8 +180,8 @@ def test_new_app_is_reachable_within_a_second_of_the_route_change(stack):
 
 def test_an_apps_requests_go_to_the_router_running_it_and_follow_a_move_without_an_edge_reload(stack):
     """One mesh crossing, not two: the edge brings an app's requests to the node routers of
-    the machines running it (each router says which apps it runs on its health host), and a
-    move changes only those answers: the edge keeps its config and its clients' connections."""
+    the machines running it (its DNS answers, router/edge_dns.py), and a move changes only
+    those answers: the edge keeps its config and its clients' connections."""
     host = f"where.{DOMAIN}"
     for h in ("home-1", "home-2"):
         start_webapp(stack.sim, h, "where", APP_PORT + 3)
@@ -206,15 +205,16 @@ def test_an_apps_requests_go_to_the_router_running_it_and_follow_a_move_without_
         reloaded = stack.publish(placed=True)
         assert not reloaded, "the edge reloaded its config for a move"
         wait_for(lambda: all_through("home-2"), 3 * ROUTE_DEADLINE, "where's requests all through home-2's router")
-        # No router claims it (a check missed under load, a move not yet seen): after a short
-        # try the edge sends it to any router, which forwards it, instead of stalling.
-        for h in ("home-1", "home-2"):
-            stack.nodes[h].update(replace(stack.node_routes[h], here=()))
-        time.sleep(2 * ROUTE_DEADLINE)  # the edge's checks see that nobody claims it
+        # The router the edge was told of does not answer (a move not yet seen, a machine just
+        # dead): after a short try the edge sends the request to any router, which forwards it,
+        # instead of stalling.
+        lan = stack.sim.addr("home-1").rpartition(".")[0]
+        nobody = f"{lan}.250:{NODE_PORT}"  # an address of the home LAN where no machine answers
+        assert not stack.edge.update(stack.edge_routes(where={"where": [nobody]}))
         began = time.monotonic()
         pages = [stack.curl(host, "/").stdout for _ in range(5)]
         assert all("Hello from where" in p for p in pages), pages
-        # Each waits out the preferred routers at most, then is served: not a 503.
+        # Each waits out the named router at most, then is served: not a 503.
         took = time.monotonic() - began
         assert took < 5 * (caddyjson.PREFERRED_TRY_S + 1.5), f"{took:.1f}s for 5 requests"
     finally:
@@ -222,24 +222,22 @@ def test_an_apps_requests_go_to_the_router_running_it_and_follow_a_move_without_
         stack.publish()
 
 
-def test_routers_not_running_an_app_do_not_fill_the_edges_log(stack):
-    """Every second each app's health check hears 503 from every router that does not run it.
-    That is how routing works, not news: Caddy's info line for it is kept to the first few per
-    minute, and the app is served all along."""
+def test_a_new_app_is_served_without_an_edge_reload_or_a_word_in_its_log(stack):
+    """A reload closes a few requests in flight (bench/edge_reload_bench.py): a new app only
+    adds an answer. And the edge checks the routers themselves, not each app on each router,
+    so the routers not running an app put nothing in the edge's log."""
     host = f"elsewhere.{DOMAIN}"
     start_webapp(stack.sim, "home-2", "elsewhere", APP_PORT + 4)
+    log = stack.edge.caddy.log
     try:
+        before = log.read_text(errors="replace")
         stack.apps["elsewhere"] = AppRoute((f"{stack.sim.addr('home-2')}:{APP_PORT + 4}",), "public", "/health")
-        stack.publish(placed=True)  # home-1's router answers 503 for it from now on
+        assert not stack.publish(placed=True), "the edge reloaded its config for a new app"
         wait_for(lambda: "Hello from elsewhere" in stack.curl(host, "/").stdout, 3 * ROUTE_DEADLINE, "the app served")
-        log = stack.edge.caddy.log
-        before = log.read_text(errors="replace").count("status code out of tolerances")
-        # One check a second of this app alone: 20 lines unsampled. Sampled, at most one new
-        # minute of allowance starts within 20 s: twice the allowance.
-        time.sleep(20)
+        time.sleep(3)
         assert "Hello from elsewhere" in stack.curl(host, "/").stdout
-        logged = log.read_text(errors="replace").count("status code out of tolerances") - before
-        assert logged <= 2 * edge_config.HEALTH_LOG_FIRST, f"{logged} health check lines in 20 s"
+        new = log.read_text(errors="replace")[len(before):]
+        assert "status code out of tolerances" not in new and '"/load"' not in new, new[-2000:]
     finally:
         stack.apps.pop("elsewhere")
         stack.publish()
@@ -254,7 +252,8 @@ def test_api_hostname_reaches_the_api_on_a_live_machine(stack):
 
 
 def test_production_edge_config_is_accepted_by_caddy(stack, tmp_path):
-    settings = EdgeSettings(str(tmp_path / "admin.sock"), str(tmp_path / "data"), acme_email="ops@example.com")
+    settings = EdgeSettings(str(tmp_path / "admin.sock"), str(tmp_path / "data"), acme_email="ops@example.com",
+                            resolver="127.0.0.1:5353")
     routes = EdgeRoutes.build(DOMAIN, ["blog", "shop"], [stack.node_addr("home-1")], {"shop": ["www.shop.example.org"]})
     conf = tmp_path / "prod.json"
     conf.write_text(json.dumps(edge_config.render(routes, settings)))

@@ -83,8 +83,10 @@ def remove_domain(app: str, host: str):
 @for_edges
 def edge_table():
     """What an edge serves: app hostnames, custom domains, and every machine's node router;
-    and the mesh IPs of removed machines, whose mesh credentials its coordination server
-    refuses (mesh_revoked).
+    `placed`: each app's routers, those of the live machines running it (the edge's answers
+    for its hostnames, router/edge_dns.py: a deploy or a move changes them, never the edge's
+    config); and the mesh IPs of removed machines, whose mesh credentials its coordination
+    server refuses (mesh_revoked).
 
     Every machine, not only the live ones: the edge's health checks and retries step around a
     dead one, while a routes change would make each edge reload as a machine dies — the
@@ -114,9 +116,10 @@ def _compute_edge_table(store) -> dict:
     routers = sorted(f"{r['addr']}:{ingress.NODE_ROUTER_PORT}" for r in records.values() if r.get("addr"))
     down = sorted(f"{r['addr']}:{ingress.NODE_ROUTER_PORT}" for name, r in records.items()
                   if r.get("addr") and name not in view.nodes)
-    table = ingress.edge_routes(view, routers)
-    return dict(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes), down=down,
+    table = ingress.edge_routes(view, routers, down)
+    return dict(domain=table.domain, apps=list(table.apps), nodes=list(table.nodes), down=list(table.down),
                 domains={app: list(hosts) for app, hosts in table.domains},
+                placed={app: list(routers) for app, routers in table.placed},
                 mesh_revoked=membership.revoked_mesh_ips(store))
 
 

@@ -157,7 +157,8 @@ class EdgeDaemon:
             self.publish_revoked(table)
         table = self.last_table or {}
         nodes = table.get("nodes") or self.known_routers()
-        routes = EdgeRoutes.build(self.opts.domain, table.get("apps", []), nodes, table.get("domains", {}))
+        routes = EdgeRoutes.build(self.opts.domain, table.get("apps", []), nodes, table.get("domains", {}),
+                                  table.get("placed", {}), table.get("down", []))
         if table:
             self.served = frozenset(routes.hostnames())
         return routes

@@ -199,11 +199,15 @@ def node_routes(view: ClusterView, node: str | None = None,
                             machines=list(view.nodes.values()))
 
 
-def edge_routes(view: ClusterView, node_routers: list[str]) -> EdgeRoutes:
-    """An edge's table: every app hostname and custom domain, sent to `node_routers`."""
+def edge_routes(view: ClusterView, node_routers: list[str], down: list[str] | tuple[str, ...] = ()) -> EdgeRoutes:
+    """An edge's table: every app hostname and custom domain, sent to `node_routers`; each
+    app's requests to the routers of the live machines with a serving instance of it."""
     apps = routable_apps(view)
     domains = {name: list(route.domains) for name, route in apps.items() if route.domains}
-    return EdgeRoutes.build(view.domain, list(apps), node_routers, domains)
+    placed = {name: sorted({f"{view.nodes[r['node']]}:{NODE_ROUTER_PORT}" for r in view.reports
+                            if r.get("app") == name and r.get("node") in view.nodes and serving(r)})
+              for name in apps}
+    return EdgeRoutes.build(view.domain, list(apps), node_routers, domains, placed, down)
 
 
 # ---- reading the store ------------------------------------------------------------------
