@@ -53,19 +53,9 @@ NODE_HEALTH_HOST = "health.vcapp.invalid"
 # Active health checks carry it: a peer router's hop server keeps them out of its access log.
 CHECK_HEADER = "X-Vcapp-Check"
 NODE_HEALTH_PATH = "/.vcapp/health"
-# On the same virtual host, /.vcapp/serves/<app> answers 200 on the node routers the edge
-# should send <app>'s requests to: those on a machine running it (or all, while none does).
-# The edge health-checks each app's path, so its requests cross the mesh once, and a move
-# changes only which routers answer 200: the edge's config, and its clients' keep-alive
-# connections, stay as they are.
-NODE_SERVES_PREFIX = "/.vcapp/serves/"
 # A node router sends an app's requests to an instance on its own machine this many times
 # more often than to one elsewhere (kept at weight 1, so a dying local one costs a retry).
 LOCAL_WEIGHT = 100
-
-
-def serves_path(app: str) -> str:
-    return NODE_SERVES_PREFIX + app
 
 
 def base_document(admin_socket: str, storage_dir: str) -> dict:

@@ -12,9 +12,10 @@ every request, and the Authorization header when it carried the vcapp token (the
 service says so in X-Vcapp-Token-Via); the app gets the token's id and name instead
 (X-Vcapp-Token-Id, X-Vcapp-Token-Name), which a client can never set itself.
 
-An app's instances on this machine get most of its requests (LOCAL_WEIGHT), and the health
-host tells the edges which apps to bring here (NODE_SERVES_PREFIX), so a request normally
-crosses the mesh once: edge -> the router of a machine running the app -> its container.
+An app's instances on this machine get most of its requests (LOCAL_WEIGHT), and the edges
+bring an app's requests to the routers of the machines running it (router/edge_dns.py), so a
+request normally crosses the mesh once: edge -> the router of a machine running the app -> its
+container.
 Instances elsewhere are reached through their machine's router, on its hop server
 (`hop_listen`): it answers only the cluster's machines (remote_ip), serves each app's
 instances on its own machine only (no second hop, no loop), and takes the requests as the
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from router.caddyjson import (CHECK_HEADER, LOCAL_WEIGHT, NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE,
-                              base_document, host_route, html_page, reverse_proxy, serves_path)
+                              base_document, host_route, html_page, reverse_proxy)
 from router.auth import TOKEN_PARAM
 from router.routes import AppRoute, NodeRoutes, api_host, app_host
 
@@ -141,9 +142,8 @@ def _local_first(app: AppRoute) -> list[int] | None:
     return [LOCAL_WEIGHT if b in app.local else 1 for b in app.backends]
 
 
-def _health_routes(here: tuple[str, ...] | None) -> list[dict]:
-    """The edges' checks: this router is up; and which apps they should bring here (None:
-    all of them)."""
+def _health_routes() -> list[dict]:
+    """The edges' check that this router is up; anything else on the health host is 404."""
     def answer(paths: list[str] | None, status: int, body: str) -> dict:
         match: dict = {"host": [NODE_HEALTH_HOST]}
         if paths is not None:
@@ -152,17 +152,11 @@ def _health_routes(here: tuple[str, ...] | None) -> list[dict]:
                                              {"handler": "static_response", "status_code": status, "body": body}],
                 "terminal": True}
 
-    routes = [answer([NODE_HEALTH_PATH], 200, "ok\n")]
-    if here is None:
-        routes.append(answer([serves_path("*")], 200, "served here\n"))
-    elif here:
-        routes.append(answer([serves_path(app) for app in here], 200, "served here\n"))
-    routes.append(answer(None, 503, "served elsewhere\n"))
-    return routes
+    return [answer([NODE_HEALTH_PATH], 200, "ok\n"), answer(None, 404, "not found\n")]
 
 
 def _routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
-    out = _health_routes(routes.here)
+    out = _health_routes()
     for name, app in routes.apps:
         hosts = [app_host(name, routes.domain), *app.domains]
         out.append(host_route(hosts, _app_handlers(name, hosts[0], app, settings)))

@@ -8,8 +8,7 @@ Caddy JSON. Both tables are frozen values, so "did anything change" is an equali
                  placed (app -> the routers running it), down (routers)
     NodeRoutes   domain, apps: name -> AppRoute(backends, policy, health_path, domains, local,
                  down, down_detail),
-                 api backends, trusted proxies (the edges), here: the apps the edges should
-                 send to this node router (it runs them, or nobody does)
+                 api backends, trusted proxies (the edges), machines (hop clients)
 """
 
 from __future__ import annotations
@@ -162,8 +161,6 @@ class NodeRoutes:
 
     api: "addr:port" of the admin API / git server instances reachable from this node.
     trusted_proxies: CIDRs of the edges, whose X-Forwarded-* headers are believed.
-    here: apps whose requests the edges should bring to this node router (see
-    router/caddyjson.py NODE_SERVES_PREFIX); None: every app (no preference).
     machines: addresses of the cluster's machines, whose routers may use this router's hop
     server (the local instances of each app, already past the access check of the router
     that sends them)."""
@@ -172,7 +169,6 @@ class NodeRoutes:
     apps: tuple[tuple[str, AppRoute], ...] = ()
     api: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
-    here: tuple[str, ...] | None = None
     machines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -181,16 +177,11 @@ class NodeRoutes:
             check_app(name)
         for backend in self.api:
             check_address(backend)
-        unknown = set(self.here or ()) - {name for name, _ in self.apps}
-        if unknown:
-            raise RoutesError(f"apps {sorted(unknown)} served here are not routed")
 
     @classmethod
     def build(cls, domain: str, apps: dict[str, AppRoute] | None = None, api: list[str] | tuple[str, ...] = (),
               trusted_proxies: list[str] | tuple[str, ...] = (),
-              here: list[str] | tuple[str, ...] | None = None,
               machines: list[str] | tuple[str, ...] = ()) -> NodeRoutes:
         """From ordinary lists and dicts (order does not matter)."""
         return cls(domain, tuple(sorted((apps or {}).items())), tuple(sorted(set(api))),
-                   tuple(sorted(set(trusted_proxies))), None if here is None else tuple(sorted(set(here))),
-                   tuple(sorted(set(machines))))
+                   tuple(sorted(set(trusted_proxies))), tuple(sorted(set(machines))))

@@ -61,7 +61,7 @@ def test_instance_moved_to_another_machine_moves_the_backend():
     assert node_routes(before) != node_routes(after)
 
 
-def test_a_node_router_prefers_its_own_instances_and_takes_the_apps_it_runs_or_nobody_does():
+def test_a_node_router_prefers_its_own_instances_and_the_edge_brings_it_the_apps_it_runs():
     reports = [report("home-1", "blog"), report("home-2", "blog", port=20002), report("home-2", "shop")]
     v = view({"blog": {}, "shop": {}, "idle": {}}, reports)
     one, two = node_routes(v, "home-1"), node_routes(v, "home-2")
@@ -71,8 +71,9 @@ def test_a_node_router_prefers_its_own_instances_and_takes_the_apps_it_runs_or_n
     assert dict(two.apps)["blog"].local == ("127.0.0.1:20002",)
     assert dict(one.apps)["shop"].local == () and dict(one.apps)["shop"].backends == ("10.1.0.12:7081",)
     assert one.machines == ("10.1.0.11", "10.1.0.12")  # who may use the hop servers
-    assert one.here == ("blog", "idle") and two.here == ("blog", "idle", "shop")
-    assert node_routes(v).here is None  # no machine of its own: no preference
+    # The edge brings each app to the routers running it; one running nowhere, to any router.
+    assert dict(edge_routes(v, []).placed) == {"blog": ("10.1.0.11:7080", "10.1.0.12:7080"),
+                                               "shop": ("10.1.0.12:7080",)}
 
 
 def test_a_container_leaving_a_machine_stays_on_its_hop_only_while_its_switch_is_open():
@@ -82,7 +83,7 @@ def test_a_container_leaving_a_machine_stays_on_its_hop_only_while_its_switch_is
     leaving = {"blog": (20001,)}
     one = dict(node_routes(v, "home-1", leaving).apps)["blog"]
     assert one.retiring == ("127.0.0.1:20001",) and one.local == () and one.backends == ("10.1.0.12:7081",)
-    assert "blog" not in node_routes(v, "home-1", leaving).here
+    assert dict(edge_routes(v, []).placed)["blog"] == ("10.1.0.12:7080",)
     assert dict(node_routes(v, "home-1", leaving).apps)["shop"].retiring == ()
     assert node_routes(v, "home-1", leaving) != node_routes(v, "home-1")  # closing it reloads the hop
     assert route(v, "blog").retiring == ()  # a router without a machine has no hop

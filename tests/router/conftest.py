@@ -130,10 +130,8 @@ class Stack:
         for host in live:
             mine = {name: replace(app, local=tuple(b for b in app.backends if b.startswith(f"{self.sim.addr(host)}:")))
                     for name, app in apps.items()} if placed else apps
-            here = [name for name, app in mine.items() if app.local or not app.backends] if placed else None
             self.node_routes[host] = NodeRoutes.build(
-                DOMAIN, mine, self.api, trusted_proxies=[f"{self.sim.addr(e)}/32" for e in ("edge", "client")],
-                here=here)
+                DOMAIN, mine, self.api, trusted_proxies=[f"{self.sim.addr(e)}/32" for e in ("edge", "client")])
             self.nodes[host].update(self.node_routes[host])
         return self.edge.update(self.edge_routes(live, placed))
 

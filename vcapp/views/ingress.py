@@ -189,13 +189,11 @@ def trusted_proxies(edges: tuple[str, ...]) -> list[str]:
 
 def node_routes(view: ClusterView, node: str | None = None,
                 retiring: dict[str, tuple[int, ...]] | None = None) -> NodeRoutes:
-    """The table of `node`'s router: every app's instances (its own preferred), and the apps
-    the edges should bring to it: those it runs, and those nobody runs (any router answers
-    their "not running" page). None: a router without a machine of its own. `retiring`: app ->
-    host ports of its containers leaving `node`, which only its hop server still serves."""
+    """The table of `node`'s router: every app's instances (its own preferred). None: a router
+    without a machine of its own. `retiring`: app -> host ports of its containers leaving
+    `node`, which only its hop server still serves."""
     apps = routable_apps(view, node, retiring)
-    here = None if node is None else [name for name, r in apps.items() if r.local or not r.backends]
-    return NodeRoutes.build(view.domain, apps, list(view.api.values()), trusted_proxies(view.edges), here,
+    return NodeRoutes.build(view.domain, apps, list(view.api.values()), trusted_proxies(view.edges),
                             machines=list(view.nodes.values()))
 
 
