@@ -1,16 +1,18 @@
 """Edge reload benchmark: requests lost while the edge's Caddy loads a new config.
 
-    .venv/bin/python bench/edge_reload_bench.py [--reloads 60] [--every 0.3] [--clients 3]
+    .venv/bin/python bench/edge_reload_bench.py [--changes 60] [--every 0.3] [--clients 3]
 
-Each new app, custom domain or machine makes the edge load a new config (router/edge_config.py).
-This runs the dev edge (router/edge.py, its own CA) in a fresh network namespace on loopback,
-in front of a small HTTP server standing in for the node routers, and reloads it `--reloads`
-times with one more app each time while curl clients ask api.D: new connections (as a first
-`git push` or a new visitor does) over HTTP/1.1 and HTTP/2, and keep-alive connections (a
-browser tab, `vcapp logs`). Each case runs twice, without and with the kernel handing a closed
-listener's queued connections to the new one (router/caddy.py hand_over_accept_queues), and
-prints requests sent and failed with curl's reasons. The baseline is the same edge and clients
-without reloads (must be 0 failed).
+A custom domain or a machine makes the edge load a new config; a new app or a move only
+changes its DNS answers (router/edge_config.py, router/edge_dns.py). This runs the dev edge
+(router/edge.py, its own CA) in a fresh network namespace on loopback, in front of a small HTTP
+server standing in for the node routers, and changes its routes `--changes` times while curl
+clients ask api.D: new connections (as a first `git push` or a new visitor does) over
+HTTP/1.1 and HTTP/2, and keep-alive connections (a browser tab, `vcapp logs`). The changes
+are one more custom domain each (a reload each), or one more app placed on a router (no
+reload); `loads` counts the configs Caddy got. The reload cases run twice, without and with
+the kernel handing a closed listener's queued connections to the new one (router/caddy.py
+hand_over_accept_queues). The baseline is the same edge and clients without changes (must be
+0 failed).
 """
 
 from __future__ import annotations
@@ -78,9 +80,17 @@ def _keepalive_client(protocol: str, stop: threading.Event, out: list) -> None:
         out += ["(not sent)"] * (KEEPALIVE_BATCH - len(codes))
 
 
-def one_case(args, kind: str, protocol: str, reloads: int, workdir: Path) -> dict:
-    from router.edge import Edge
+def _routes(change: str, n: int, node: str):
+    """The edge's table after `n` changes of kind `change` ("none", "domains", "apps")."""
     from router.routes import EdgeRoutes
+
+    apps = ["a0"] + ([f"a{j}" for j in range(1, n + 1)] if change == "apps" else [])
+    domains = {"a0": [f"www{j}.a0.example" for j in range(n)]} if change == "domains" and n else {}
+    return EdgeRoutes.build(DOMAIN, apps, [node], domains, {a: [node] for a in apps})
+
+
+def one_case(args, kind: str, protocol: str, change: str, workdir: Path) -> dict:
+    from router.edge import Edge
 
     routers = ThreadingHTTPServer(("127.0.0.1", 0), _Routers)
     threading.Thread(target=routers.serve_forever, daemon=True).start()
@@ -88,7 +98,7 @@ def one_case(args, kind: str, protocol: str, reloads: int, workdir: Path) -> dic
     edge = Edge(workdir, https_port=HTTPS_PORT, http_port=HTTP_PORT, dev=True)
     edge.start()
     try:
-        edge.update(EdgeRoutes.build(DOMAIN, ["a0"], [node], {}))
+        edge.update(_routes(change, 0, node))
         time.sleep(1.5)  # the internal CA's certificate, the first health checks
         out: list = []
         stop = threading.Event()
@@ -99,11 +109,11 @@ def one_case(args, kind: str, protocol: str, reloads: int, workdir: Path) -> dic
                        for _ in range(args.clients)]
         for c in clients:
             c.start()
-        for i in range(reloads):
+        loads = 0
+        for i in range(args.changes):
             time.sleep(args.every)
-            edge.update(EdgeRoutes.build(DOMAIN, [f"a{j}" for j in range(i + 2)], [node], {}))
-        if not reloads:
-            time.sleep(args.every * args.reloads)
+            if change != "none":
+                loads += edge.update(_routes(change, i + 1, node))
         stop.set()
         for c in clients:
             c.join()
@@ -111,14 +121,14 @@ def one_case(args, kind: str, protocol: str, reloads: int, workdir: Path) -> dic
         edge.stop()
         routers.shutdown()
     failed = [o for o in out if o != "200"]
-    return {"kind": kind, "protocol": protocol.lstrip("-"), "reloads": reloads, "sent": len(out),
+    return {"kind": kind, "protocol": protocol.lstrip("-"), "change": change, "loads": loads, "sent": len(out),
             "failed": len(failed), "reasons": dict(Counter(failed).most_common(4))}
 
 
 def run_in_namespace(args, handoff: bool) -> list[dict]:
     """This script again, in a new network namespace with loopback up and the switch set."""
-    argv = [sys.executable, __file__, "--inside", "--reloads", str(args.reloads), "--every", str(args.every),
-            "--clients", str(args.clients)]
+    argv = [sys.executable, __file__, "--inside", "--changes", str(args.changes), "--every", str(args.every),
+            "--clients", str(args.clients), *(["--reloads-only"] if not handoff else [])]
     script = (f"ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req={int(handoff)} && "
               + " ".join(argv))
     done = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True,
@@ -134,29 +144,31 @@ def run_in_namespace(args, handoff: bool) -> list[dict]:
 def inside(args) -> None:
     rows = []
     with TemporaryDirectory(prefix="edge-reload-") as tmp:
+        changes = ("domains",) if args.reloads_only else ("none", "domains", "apps")
         for kind in ("new connections", "keep-alive"):
             for protocol in ("--http1.1", "--http2"):
-                for reloads in (0, args.reloads):
-                    rows.append(one_case(args, kind, protocol, reloads, Path(tmp) / f"{len(rows)}"))
+                for change in changes:
+                    rows.append(one_case(args, kind, protocol, change, Path(tmp) / f"{len(rows)}"))
     print(json.dumps(rows))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reloads", type=int, default=60)
-    parser.add_argument("--every", type=float, default=0.3, help="seconds between reloads")
+    parser.add_argument("--changes", type=int, default=60)
+    parser.add_argument("--every", type=float, default=0.3, help="seconds between changes")
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--json", help="also write the rows here")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reloads-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
         return inside(args)
     if os.geteuid() != 0:
         raise SystemExit("run as root: the edge runs in a network namespace of its own")
     rows = run_in_namespace(args, False) + run_in_namespace(args, True)
-    print(f"{'connections':16} {'proto':6} {'handoff':7} {'reloads':>7} {'sent':>6} {'failed':>6}  reasons")
+    print(f"{'connections':16} {'proto':7} {'handoff':7} {'changes':8} {'loads':>5} {'sent':>6} {'failed':>6}  reasons")
     for r in rows:
-        print(f"{r['kind']:16} {r['protocol']:6} {'on' if r['handoff'] else 'off':7} {r['reloads']:7d} "
+        print(f"{r['kind']:16} {r['protocol']:7} {'on' if r['handoff'] else 'off':7} {r['change']:8} {r['loads']:5d} "
               f"{r['sent']:6d} {r['failed']:6d}  {json.dumps(r['reasons'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
