@@ -229,7 +229,7 @@ class EdgeDaemon:
         self.opts.workdir.mkdir(parents=True, exist_ok=True)
         if self.permission:
             self.permission.start()
-        hand_over_accept_queues()  # the edge reloads for every new app, domain or machine
+        hand_over_accept_queues()  # the edge reloads for a custom domain or a machine
         self.edge.start()
         self.edge.update(self.routes())
         if not self.opts.dev:
