@@ -116,10 +116,23 @@ class AdminClient:
             return False
 
 
-def _default_launcher(argv: list[str], log: Path) -> subprocess.Popen:
+def default_launcher(argv: list[str], log: Path) -> subprocess.Popen:
+    """Start `argv` here, its output appended to `log`, in a session of its own."""
     with open(log, "ab") as out:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
+
+
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL after STOP_TIMEOUT; nothing when it is not running."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(STOP_TIMEOUT)
 
 
 class CaddyProcess:
@@ -127,7 +140,7 @@ class CaddyProcess:
 
     def __init__(self, workdir: str | Path, launcher: Launcher | None = None):
         self.workdir = Path(workdir)
-        self.launcher = launcher or _default_launcher
+        self.launcher = launcher or default_launcher
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -169,11 +182,4 @@ class CaddyProcess:
         return self.admin
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT)
+        stop_process(self.proc)

@@ -30,10 +30,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
 
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
+from router.caddy import Launcher, default_launcher, stop_process
 from router.routes import EdgeRoutes, app_host
 
 ZONE = "routes.vcapp.invalid"  # RFC 2606: never a real name
@@ -46,8 +46,6 @@ LOOKUP_TIMEOUT = "1s"
 TTL = 1
 ANSWERS_FILE, PORT_FILE = "dns-answers.json", "dns-port"
 START_TIMEOUT = 10.0  # a python process binds a UDP port in well under a second
-
-Launcher = Callable[[list[str], Path], subprocess.Popen]
 
 
 def lookup_name() -> str:
@@ -159,7 +157,7 @@ class DnsProcess:
 
     def __init__(self, workdir: str | Path, launcher: Launcher | None = None):
         self.workdir = Path(workdir)
-        self.launcher = launcher or _default_launcher
+        self.launcher = launcher or default_launcher
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.written: dict | None = None
@@ -203,18 +201,7 @@ class DnsProcess:
         self.written = table
 
     def stop(self) -> None:
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def _default_launcher(argv: list[str], log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        stop_process(self.proc)
 
 
 def main() -> None:

@@ -83,12 +83,16 @@ def local_backends(app: str, reports: list[dict], nodes: dict[str, str], on: str
     return tuple(sorted(found))
 
 
+def serving_machines(app: str, reports: list[dict], nodes: dict[str, str], besides: str | None = None) -> set[str]:
+    """The addresses of the live machines other than `besides` with a serving instance of `app`."""
+    return {nodes[r["node"]] for r in reports
+            if r.get("app") == app and r.get("node") in nodes and r["node"] != besides and serving(r)}
+
+
 def peer_routers(app: str, reports: list[dict], nodes: dict[str, str], besides: str | None = None) -> tuple[str, ...]:
     """"addr:NODE_HOP_PORT" of every live machine other than `besides` with a serving
     instance of `app`, sorted: where a router sends the requests it does not serve itself."""
-    found = {f"{nodes[r['node']]}:{NODE_HOP_PORT}" for r in reports
-             if r.get("app") == app and r.get("node") in nodes and r["node"] != besides and serving(r)}
-    return tuple(sorted(found))
+    return tuple(sorted(f"{addr}:{NODE_HOP_PORT}" for addr in serving_machines(app, reports, nodes, besides)))
 
 
 def health_path(spec: dict) -> str | None:
@@ -202,8 +206,7 @@ def edge_routes(view: ClusterView, node_routers: list[str], down: list[str] | tu
     app's requests to the routers of the live machines with a serving instance of it."""
     apps = routable_apps(view)
     domains = {name: list(route.domains) for name, route in apps.items() if route.domains}
-    placed = {name: sorted({f"{view.nodes[r['node']]}:{NODE_ROUTER_PORT}" for r in view.reports
-                            if r.get("app") == name and r.get("node") in view.nodes and serving(r)})
+    placed = {name: [f"{addr}:{NODE_ROUTER_PORT}" for addr in serving_machines(name, view.reports, view.nodes)]
               for name in apps}
     return EdgeRoutes.build(view.domain, list(apps), node_routers, domains, placed, down)
 
