@@ -29,10 +29,14 @@ PREFERRED_TRY_DURATION = f"{PREFERRED_TRY_S:g}s"
 # Active health checks: a dead upstream leaves the rotation within about a second.
 HEALTH_INTERVAL = "1s"
 HEALTH_TIMEOUT = "1s"
-# Passive health: one failed request takes a node router out for this long (the active check
-# brings it back sooner if it answers again).
-FAIL_DURATION = "10s"
-MAX_FAILS = 1
+# Passive health: a node router is out for FAIL_DURATION after MAX_FAILS failed requests within
+# it (an active check's success does not bring it back sooner). One failure is not enough: a
+# router reloads at every placement change in the cluster, and a request the edge sends on a
+# keep-alive connection the reload is closing fails once, on a live router (a lost POST: Go's
+# server closes the connection unanswered). A dead router fails every dial, so it still rests
+# after two, until the cluster has seen the death (router/edge_dns.py answers without it).
+FAIL_DURATION = "5s"
+MAX_FAILS = 2
 # An app's instance is out after three failed requests, and only for a moment: one slow
 # connect under load (an app whose accept queue overflowed drops a SYN, resent 1 s later,
 # when the 1 s dial has already failed) must not leave a one-instance app with no upstream.

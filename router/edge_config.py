@@ -125,7 +125,8 @@ def _routes(routes: EdgeRoutes, s: EdgeSettings) -> list[dict]:
 def _app_routers(routes: EdgeRoutes, s: EdgeSettings) -> dict:
     """The node routers the edge's answers name for the request's hostname (router/edge_dns.py);
     any router when there are no answers (the lookup failed, or none are configured). A router
-    whose dial failed rests like in any pool, so a killed machine costs one failed dial."""
+    whose dials failed rests like in any pool (caddyjson.MAX_FAILS), so a killed machine costs
+    two failed dials."""
     proxy = reverse_proxy(routes.nodes, None, try_duration=PREFERRED_TRY_DURATION)
     port = edge_dns.router_port(routes.nodes)
     if s.resolver and port:

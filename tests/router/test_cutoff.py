@@ -52,6 +52,11 @@ class Silent:
         except OSError:
             pass
 
+    def die(self) -> None:
+        """No new connection gets in any more (a dead machine's port refuses or drops them)."""
+        self.sock.shutdown(socket.SHUT_RDWR)  # stops listening at once, even with accept() blocked
+        self.sock.close()
+
     def close(self) -> None:
         self.sock.close()
         for c in self.conns:
@@ -140,6 +145,7 @@ def cut_while_in_flight(port: int, silent: Silent, method: str, after: float = 0
     time.sleep(after)  # in flight: sent, no answer
     assert not out, out
     cut = time.monotonic()
+    silent.die()
     assert cutoff.abort("127.0.0.1", (silent.port,))
     client.join(ANSWER_WITHIN_S + 30)
     return out, cut
@@ -186,6 +192,7 @@ def test_a_get_in_flight_to_a_machine_that_leaves_the_routes_is_answered_across_
         client.start()
         assert silent.received.wait(10), "the request never reached the silent upstream"
         time.sleep(0.5)
+        silent.die()
         cutoff.around_load(["127.0.0.1"], (silent.port,), reload[0])
         client.join(ANSWER_WITHIN_S + 30)
         assert out["status"] == 200 and out["body"] == "from the live instance\n", out
