@@ -3,10 +3,18 @@ the routes table first, and whose connections it cuts when the table names them 
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from router import cutoff
+from router.routes import EdgeRoutes
+from vcapp.edge import daemon as daemon_module
 from vcapp.edge.daemon import EdgeDaemon, EdgeOptions
 
 
@@ -61,3 +69,54 @@ def test_a_restarted_edge_serves_the_apps_of_its_last_table_before_the_cluster_a
     assert "shop.example.com" in routes.hostnames() and again.served  # and may be given certificates
     (tmp_path / "last-table.json").write_text("{not json")
     assert EdgeDaemon(opts, edge=SimpleNamespace(cert_log=tmp_path / "c.log")).last_table is None
+
+
+def listening_after(delay: float) -> tuple[str, socket.socket]:
+    """A loopback port that refuses connections for `delay` s, then takes them (a router whose
+    machine's mesh comes up late); the caller keeps the socket."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+    def listen() -> None:
+        time.sleep(delay)
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+
+    threading.Thread(target=listen, daemon=True).start()
+    return f"127.0.0.1:{port}", listener
+
+
+def test_a_starting_edge_serves_once_a_router_takes_a_connection_and_asks_that_one_first(tmp_path):
+    (late, _late), (never, _never) = listening_after(1.0), listening_after(3600)
+    updates: list[tuple[float, EdgeRoutes]] = []
+    edge = SimpleNamespace(cert_log=tmp_path / "c.log", start=lambda: None,
+                           update=lambda routes: updates.append((time.monotonic(), routes)))
+    d = EdgeDaemon(EdgeOptions(domain="apps.test", token="t", workdir=tmp_path, nodes=[never, late], dev=True),
+                   edge=edge)
+    asked: list[list[str]] = []
+    d.fetch_table = lambda: asked.append(d.known_routers()) or {"domain": "apps.test", "apps": ["web"],
+                                                                "nodes": [never, late]}
+    d.edge.root_ca_pem = lambda: "pem"
+    began = time.monotonic()
+    d.start()
+    (at, routes), = updates
+    assert 0.9 < at - began < 2.5, f"Caddy got its config {at - began:.1f}s after the start"
+    assert asked == [[late, never]] and routes.apps == ("web",)
+
+
+def test_a_starting_edge_that_reaches_no_router_serves_its_last_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(daemon_module, "FIRST_ROUTER_WAIT_S", 1.0)
+    never, _never = listening_after(3600)
+    (tmp_path / "last-table.json").write_text(json.dumps({"domain": "apps.test", "apps": ["shop"], "nodes": [never]}))
+    updates: list[EdgeRoutes] = []
+    d = EdgeDaemon(EdgeOptions(domain="apps.test", token="t", workdir=tmp_path, dev=True),
+                   edge=SimpleNamespace(cert_log=tmp_path / "c.log", start=lambda: None, update=updates.append,
+                                        root_ca_pem=lambda: "pem"))
+    d.fetch_table = lambda: pytest.fail("asked with no router reachable")
+    began = time.monotonic()
+    d.start()
+    assert time.monotonic() - began < 2.0
+    assert [r.apps for r in updates] == [("shop",)]

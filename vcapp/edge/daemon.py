@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,6 +64,12 @@ CA_FILE = "root.crt"
 # once (until its first answer from the cluster, which waits for the mesh, it would answer
 # "No app here" for all of them).
 TABLE_FILE = "last-table.json"
+# A starting edge gives Caddy its first config once a node router takes a connection (the mesh
+# comes up after the host does; a Caddy serving before it holds every request on routers it
+# cannot reach, and its health checks mark them all down), asking every known router at once,
+# again each ROUTER_CONNECT_TIMEOUT, for at most this long; then it serves the saved table.
+FIRST_ROUTER_WAIT_S = 10.0
+ROUTER_CONNECT_TIMEOUT = 0.5
 # A certificate's status changes with a line in Caddy's issuance log, except when it expires:
 # the statuses are worked out from Caddy's storage again at least this often.
 CERT_REFRESH_S = 30.0
@@ -145,8 +152,40 @@ class EdgeDaemon:
                         resp.text[:200])
         return None
 
-    def routes(self) -> EdgeRoutes:
-        table = self.fetch_table()
+    def first_router(self, wait_s: float) -> str | None:
+        """The first known router to take a TCP connection, all of them tried at once and again
+        until one does or `wait_s` passed (None)."""
+        routers = self.known_routers()
+        if not routers:
+            return None
+        found: list[str] = []
+        done = threading.Event()
+        deadline = time.monotonic() + wait_s
+
+        def connect(router: str) -> None:
+            host, _, port = router.rpartition(":")
+            while not done.is_set() and time.monotonic() < deadline:
+                began = time.monotonic()
+                try:
+                    socket.create_connection((host, int(port)), timeout=ROUTER_CONNECT_TIMEOUT).close()
+                except OSError:  # not up yet, or no route yet: a fast failure waits out the interval
+                    done.wait(max(0.0, ROUTER_CONNECT_TIMEOUT - (time.monotonic() - began)))
+                    continue
+                found.append(router)
+                done.set()
+
+        threads = [threading.Thread(target=connect, args=(r,), daemon=True, name="edge-first-router")
+                   for r in routers]
+        for t in threads:
+            t.start()
+        done.wait(wait_s)
+        done.set()
+        return found[0] if found else None
+
+    def routes(self, ask: bool = True) -> EdgeRoutes:
+        """The routes to serve: the cluster's table (`ask`: asked now, through a router), else
+        the last one it gave."""
+        table = self.fetch_table() if ask else None
         if table is not None:
             if table.get("domain") not in (None, self.opts.domain):
                 log.warning("the cluster serves *.%s, this edge *.%s: check --domain", table["domain"],
@@ -231,7 +270,16 @@ class EdgeDaemon:
             self.permission.start()
         hand_over_accept_queues()  # the edge reloads for a custom domain or a machine
         self.edge.start()
-        self.edge.update(self.routes())
+        began = time.monotonic()
+        first = self.first_router(FIRST_ROUTER_WAIT_S)
+        if first:
+            self.answered = first  # asked first
+        elif self.known_routers():
+            log.warning("no node router took a connection within %.0f s: serving the last table",
+                        FIRST_ROUTER_WAIT_S)
+        self.edge.update(self.routes(ask=first is not None))
+        log.info("edge: serving %.1f s after its start (first router: %s)", time.monotonic() - began,
+                 first or "none")
         if not self.opts.dev:
             return None
         ca = self.opts.workdir / CA_FILE
