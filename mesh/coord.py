@@ -16,9 +16,9 @@ Every request proves the machine's join with the X-Mesh-* headers drawn in mesh/
       <- 200 {} | 400 malformed | 403 proof does not verify | 404 not registered
 
     GET <base>/peers?since=<version>&wait=<seconds>      (long poll: answers at once if the
-      <- 200 {"version": 7,                               version moved past `since`, else
-              "self": <peer>, "peers": [<peer>, ...],     when it does or `wait` runs out)
-              "edge": {...as in /register...}}
+      <- 200 {"version": 7,                               version is not `since`, else when it
+              "self": <peer>, "peers": [<peer>, ...],     changes or `wait` runs out; versions
+              "edge": {...as in /register...}}            go on across restarts of the edge)
       <- 404 not registered (register again) | 403 proof does not verify
          <peer> = {"node", "mesh_ip", "public_key", "lan_endpoints": [...],
                    "endpoint": "203.0.113.21:41641" | null,   # as the edge's WireGuard sees it

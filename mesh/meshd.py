@@ -165,6 +165,7 @@ class Agent:
             except coord.CoordError as e:
                 self.need_register = e.status == 404  # the edge forgot us: register again
                 log.warning("peer list: %s", e)
+                since = 0  # the edge may have restarted: its first answer then comes at once
                 self.stop.wait(COORD_RETRY)
                 continue
             except MeshAuthError as e:

@@ -17,6 +17,7 @@ import json
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -76,7 +77,9 @@ class CoordState:
         self.key, self.registry, self.edge_info, self.cidr = mesh_key, registry, edge_info, cidr
         self.revoked = revoked  # mesh IPs of machines removed from the cluster
         self.cond = threading.Condition()
-        self.version = 1
+        # Versions go on from the wall clock (ms), so a restarted edge's are past any a machine
+        # polled with before the restart, and its first poll answers at once (not after LONG_POLL).
+        self.version = time.time_ns() // 1_000_000
         self.seen: dict[str, Seen] = {}
         self.http_ip: dict[str, str] = {}
         self.relay_ports: dict[int, tuple[str, str]] = {}  # loopback port -> (node, remote ip)
@@ -282,7 +285,8 @@ def make_handler(state: CoordState, wg_port: int):
             except ValueError:
                 return self._reply(400, {"error": "since must be an integer and wait a number of seconds"})
             with state.cond:
-                state.cond.wait_for(lambda: state.version > since, timeout=wait)
+                # `since` ahead of us is from another run of this service (a clock stepped back)
+                state.cond.wait_for(lambda: state.version != since, timeout=wait)
                 body = state.snapshot(reg.node)
             if body is None:  # revoked (or forgotten) while it waited
                 return self._reply(403, {"error": state.refusal("peers", self.headers) or

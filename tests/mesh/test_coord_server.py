@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -207,3 +208,37 @@ def test_whom_a_machine_relays_reaches_its_peers_only_from_that_machine(coord):
     with pytest.raises(protocol.CoordError, match="POST /register first"):
         stranger.relayed([])
     assert state.relayed == {"home-1": ("100.96.0.11",)} and state.version == version
+
+
+def test_a_restarted_edge_answers_a_poll_from_before_the_restart_at_once(tmp_path):
+    """A machine long-polls with the last version it saw; the edge restarts (its registry is
+    kept on disk). The first poll to the new edge must answer at once, with the new edge's
+    epoch, so the machine renews its WireGuard session then, not a long poll later."""
+    registry = Registry(tmp_path / "edge-registry.json")
+    _register(SimpleNamespace(registry=registry), "home-1", "100.96.0.10", "A" * 43 + "=")
+    identity = protocol.Identity("home-1", "100.96.0.10", auth.issue_credential(KEY, "home-1", "100.96.0.10"))
+
+    def run_edge(epoch: str) -> tuple[server.CoordState, server.MeshService, protocol.Client]:
+        state = server.CoordState(KEY, registry, {**EDGE, "epoch": epoch}, "100.96.0.0/16")
+        service = server.MeshService(state, "127.0.0.1", 0, 0).start()
+        return state, service, protocol.Client(f"http://127.0.0.1:{service.port}/_mesh", identity)
+
+    state, service, client = run_edge("first")
+    for _ in range(5):
+        state.bump()  # machines came and went
+    seen = client.peers(0, 0)["version"]
+    service.close()
+
+    state, service, client = run_edge("second")
+    try:
+        began = time.monotonic()
+        view = client.peers(seen, 10)
+        assert time.monotonic() - began < PROMPT and view["edge"]["epoch"] == "second"
+        began = time.monotonic()
+        assert client.peers(seen + 10 ** 9, 10)["version"] == state.version  # from a clock stepped back
+        assert time.monotonic() - began < PROMPT
+        began = time.monotonic()
+        client.peers(view["version"], 0.5)  # nothing new: the poll waits
+        assert time.monotonic() - began >= 0.4
+    finally:
+        service.close()
