@@ -53,6 +53,10 @@ PROBE_TIMEOUT = 1.0
 # A long poll shorter than common proxy idle timeouts (60 s) so Caddy never cuts it.
 LONG_POLL = 25.0
 HTTP_TIMEOUT = 10.0
+# A connection to the edge that is not made in this long is given up and tried anew: a SYN
+# sent while the edge was down is otherwise resent only after 1, 2, 4... s of backoff, and the
+# machine would see the edge back that much later.
+CONNECT_TIMEOUT = 2.0
 # A cluster has 10 machines at most; a /relayed list longer than this is not from a machine.
 MAX_RELAYED = 256
 # TCP keepalive on the coordination connection: after a roam (new public address) the
@@ -159,7 +163,8 @@ class Client:
     def peers(self, since: int = 0, wait: float = LONG_POLL) -> dict:
         try:
             resp = self.http.get(f"{self.base}/peers", params={"since": since, "wait": wait},
-                                 headers=self.identity.headers("peers"), timeout=wait + HTTP_TIMEOUT)
+                                 headers=self.identity.headers("peers"),
+                                 timeout=(CONNECT_TIMEOUT, wait + HTTP_TIMEOUT))
         except requests.RequestException as e:
             raise CoordError(f"cannot reach the edge at {self.base}: {e}") from None
         return self._check(resp)

@@ -30,6 +30,9 @@ from mesh import coord, keys, paths, probe, relay, status, wg
 RECONCILE_INTERVAL = 1.0
 # The edge did not answer: try again soon; the mesh keeps running on what it knew.
 COORD_RETRY = 2.0
+# The peer list's long poll failed: asked again this soon, so a restarted edge is seen (and
+# its new WireGuard session made) within about this long of its coming back.
+POLL_RETRY = 0.5
 # How often round-trip times are measured for `mesh status`.
 RTT_INTERVAL = 5.0
 # Listen ports are picked at random once per machine (then kept): two machines behind one
@@ -129,6 +132,7 @@ class Agent:
         self.wg_proc: subprocess.Popen | None = None
         self.relayed_own: list[str] | None = None  # peers not heard directly, for publish_relayed
         self.relayed_changed = threading.Event()
+        self.view_changed = threading.Event()
 
     # ---- registration and the peer list --------------------------------------------------
 
@@ -153,7 +157,7 @@ class Agent:
                 self.stop.wait(COORD_RETRY)
 
     def poll_peers(self) -> None:
-        since = 0
+        since, problem = 0, ""
         while not self.stop.is_set():
             try:
                 lan = lan_endpoints(self.port, self.cfg.interface, self.cidr)
@@ -164,17 +168,23 @@ class Agent:
                 view = self.client.peers(since, coord.LONG_POLL)
             except coord.CoordError as e:
                 self.need_register = e.status == 404  # the edge forgot us: register again
-                log.warning("peer list: %s", e)
+                if str(e) != problem:  # said once, not at every retry
+                    log.warning("peer list: %s", e)
+                problem = str(e)
                 since = 0  # the edge may have restarted: its first answer then comes at once
-                self.stop.wait(COORD_RETRY)
+                self.stop.wait(POLL_RETRY)
                 continue
             except MeshAuthError as e:
                 log.error("%s", e)
                 self.stop.wait(COORD_RETRY)
                 continue
+            if problem:
+                log.info("peer list: the edge answers again")
+                problem = ""
             with self.lock:
                 self.view = view
             since = view["version"]
+            self.view_changed.set()  # reconcile now (a restarted edge: a new session at once)
 
     def publish_relayed(self) -> None:
         """Post whom this machine relays whenever the edge's record of it (our own entry in the
@@ -373,12 +383,14 @@ class Agent:
                     self.reconcile()
                 except wg.WgError as e:
                     log.error("%s", e)
-                self.stop.wait(RECONCILE_INTERVAL)
+                self.view_changed.wait(RECONCILE_INTERVAL)
+                self.view_changed.clear()
         finally:
             self.close()
 
     def close(self) -> None:
         self.stop.set()
+        self.view_changed.set()
         if self.shim:
             self.shim.close()
         if self.wg_proc and self.wg_proc.poll() is None:
