@@ -93,3 +93,16 @@ def test_removed_machine_loses_its_member():
     members = [MemberView(n, i, False) for i, n in enumerate("abc")]
     plan = plan_members([up("a"), up("b")], members, 60)
     assert [(x.kind, x.node) for x in plan] == [("remove", "c")]
+
+
+def test_the_membership_is_converged_when_machines_come_or_go_and_otherwise_every_two_seconds():
+    from vcapp.node.controller import MEMBERSHIP_EVERY_S, membership_due
+
+    three = (frozenset({"home-1", "home-2", "office-1"}), frozenset({"home-1", "home-2", "office-1"}))
+    assert membership_due(three, None, 0.0, 100.0)  # a new controller's first tick
+    assert not membership_due(three, three, 100.0, 100.5)  # idle: not on every tick
+    assert membership_due(three, three, 100.0, 100.0 + MEMBERSHIP_EVERY_S)  # a learner catching up
+    office_down = (three[0], frozenset({"home-1", "home-2"}))
+    assert membership_due(office_down, three, 100.0, 100.5)  # at once
+    joined = (three[0] | {"office-2"}, three[1])
+    assert membership_due(joined, three, 100.0, 100.5)

@@ -2,7 +2,8 @@
 /vc/election/controller, a key bound to that machine's liveness lease).
 
 Each tick: read the node records and the live leases, write up/down transitions (with
-events), and converge the etcd membership (etcd_members.plan_members). Everything is derived
+events); and, when those changed or every MEMBERSHIP_EVERY_S, converge the etcd membership
+(etcd_members.plan_members). Everything is derived
 from etcd, so a newly elected controller simply carries on.
 """
 
@@ -18,6 +19,15 @@ from vcapp.state.store import Store, StoreUnavailable
 log = logging.getLogger("vcapp.controller")
 
 PRUNE_EVERY = 300.0  # s: events are pruned now and then, not on every tick
+# The etcd membership is converged at once when the machines or the live ones change, and
+# otherwise this often (a learner catching up, a dead member's replace_after running out):
+# each pass is a MemberList (a Raft round) and a read, twice a second on an idle cluster.
+MEMBERSHIP_EVERY_S = 2.0
+
+
+def membership_due(inputs: tuple, last_inputs: tuple | None, last_at: float, now: float) -> bool:
+    """Whether the controller converges the etcd membership this tick."""
+    return inputs != last_inputs or now - last_at >= MEMBERSHIP_EVERY_S
 
 
 class Controller:
@@ -25,6 +35,8 @@ class Controller:
         self.store = store
         self.replace_after = replace_after
         self._last_prune = 0.0
+        self._membership_seen: tuple | None = None  # (machines, live ones) at the last convergence
+        self._membership_at = 0.0
 
     def tick(self, now: float | None = None) -> None:
         now = now or time.time()
@@ -32,7 +44,10 @@ class Controller:
         alive = membership.alive_machines(self.store)
         states = membership.node_states(self.store)
         self._transitions(nodes, alive, states, now)
-        self._membership(nodes, alive, states, now)
+        inputs = (frozenset(nodes), frozenset(alive))
+        if membership_due(inputs, self._membership_seen, self._membership_at, now):
+            self._membership(nodes, alive, states, now)
+            self._membership_seen, self._membership_at = inputs, now
         if now - self._last_prune > PRUNE_EVERY:
             events.prune(self.store)
             self._last_prune = now
