@@ -13,39 +13,31 @@ from __future__ import annotations
 import http.client
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from router import caddyjson
 from router.caddy import CaddyProcess
 
-from .test_cutoff import free_port
+from .test_cutoff import Answering, free_port
 
 ANSWERED_WITHIN_S = 1.0  # a local round trip; a rested router makes the request wait 3 s
 
 
-class Router(BaseHTTPRequestHandler):
+class Router(Answering):
     """A node router whose reload races the edge's POST to /race: the connection closes with
     the request unanswered, as the old server does when its shutdown begins."""
 
-    protocol_version = "HTTP/1.1"
+    protocol_version = "HTTP/1.1"  # keep-alive, as between the edge and the routers
 
     def _answer(self) -> None:
+        if self.path != "/race":
+            return super()._answer()
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path == "/race":
-            self.close_connection = True
-            return
-        body = b"from the app\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.close_connection = True
 
     do_GET = do_POST = _answer
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture
