@@ -47,6 +47,18 @@ ADOPT_FRESH = 180.0
 log = logging.getLogger("mesh.meshd")
 
 
+class _Stop(threading.Event):
+    """The agent's stop, whoever sets it: also wakes the reconcile's wait (`wake`) at once."""
+
+    def __init__(self, wake: threading.Event) -> None:
+        super().__init__()
+        self.wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self.wake.set()
+
+
 class MeshAuthError(RuntimeError):
     """The edge refused this machine's registration; retrying will not help."""
 
@@ -117,7 +129,8 @@ class Agent:
         self.edge_host = socket.gethostbyname(url.hostname)
         self.coord_port = url.port or (443 if url.scheme == "https" else 80)
         self.lock = threading.Lock()
-        self.stop = threading.Event()
+        self.view_changed = threading.Event()  # wakes the reconcile: a new peer list, or a stop
+        self.stop = _Stop(self.view_changed)
         self.view: dict | None = None
         self.edge: dict = {}
         self.cidr = "100.96.0.0/16"
@@ -132,7 +145,6 @@ class Agent:
         self.wg_proc: subprocess.Popen | None = None
         self.relayed_own: list[str] | None = None  # peers not heard directly, for publish_relayed
         self.relayed_changed = threading.Event()
-        self.view_changed = threading.Event()
 
     # ---- registration and the peer list --------------------------------------------------
 
@@ -390,7 +402,6 @@ class Agent:
 
     def close(self) -> None:
         self.stop.set()
-        self.view_changed.set()
         if self.shim:
             self.shim.close()
         if self.wg_proc and self.wg_proc.poll() is None:

@@ -3,8 +3,8 @@
 
 Each tick: read the node records and the live leases, write up/down transitions (with
 events); and, when those changed or every MEMBERSHIP_EVERY_S, converge the etcd membership
-(etcd_members.plan_members). Everything is derived
-from etcd, so a newly elected controller simply carries on.
+(etcd_members.plan_members). Everything is derived from etcd, so a newly elected controller
+simply carries on.
 """
 
 from __future__ import annotations
