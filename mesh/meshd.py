@@ -129,7 +129,7 @@ class Agent:
         self.edge_host = socket.gethostbyname(url.hostname)
         self.coord_port = url.port or (443 if url.scheme == "https" else 80)
         self.lock = threading.Lock()
-        self.view_changed = threading.Event()  # wakes the reconcile: a new peer list, or a stop
+        self.view_changed = threading.Event()  # wakes the reconcile: a restarted edge, or a stop
         self.stop = _Stop(self.view_changed)
         self.view: dict | None = None
         self.edge: dict = {}
@@ -194,9 +194,12 @@ class Agent:
                 log.info("peer list: the edge answers again")
                 problem = ""
             with self.lock:
-                self.view = view
+                before, self.view = self.view, view
             since = view["version"]
-            self.view_changed.set()  # reconcile now (a restarted edge: a new session at once)
+            if before and (before.get("edge") or {}).get("epoch") != (view.get("edge") or {}).get("epoch"):
+                # A restarted edge: the reconcile makes the new session now, not at its next turn.
+                # Only then: the path state machines count their turns (mesh/paths.py).
+                self.view_changed.set()
 
     def publish_relayed(self) -> None:
         """Post whom this machine relays whenever the edge's record of it (our own entry in the
