@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vcapp.dev.cluster import DevCluster, list_clusters
+from vcapp.dev.cluster import DevCluster, forget_stale_addresses, list_clusters
 from vcapp.dev.rigs.sim import Sim
 from vcapp.dev.topology import default
 
@@ -68,6 +68,7 @@ def _clean_stale_test_clusters():
             dc = DevCluster(name)
             if TEST_CLUSTER.match(name) and not _owner_alive(dc):
                 dc.down()
+        forget_stale_addresses()  # what earlier runs' powered-off machines left allocated
     yield
 
 

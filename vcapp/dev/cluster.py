@@ -141,6 +141,8 @@ class DevCluster:
             unmount_below(RUN_ROOT / self.name)
             shutil.rmtree(RUN_ROOT / self.name, ignore_errors=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+        with host_lock():  # not while another cluster comes up
+            forget_stale_addresses()
 
     @property
     def egress_dir(self) -> Path:
@@ -425,6 +427,28 @@ def host_lock() -> Iterator[None]:
     with open(root_dir() / ".host.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield
+
+
+# Podman as root keeps every network's address allocations in this one host-wide file, by
+# network name (its netavark backend; podman 4.3 has no setting to move it). The simulated
+# machines share it, and a simulated power-off, unlike a real reboot that empties /run, leaves
+# their containers' addresses allocated: after enough runs an app name's subnet has no
+# address left ("IPAM error: failed to find free IP in range").
+PODMAN_IPAM_DB = Path("/run/containers/networks/ipam.db")
+
+
+def forget_stale_addresses(ipam_db: Path = PODMAN_IPAM_DB) -> bool:
+    """With no simulated cluster on this host and no container of the host's own podman,
+    nothing holds an address: remove the allocations file (podman makes it again). True if it
+    did."""
+    if not ipam_db.exists() or list_clusters():
+        return False
+    own = subprocess.run(["podman", "ps", "-aq"], capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "CONTAINERS_CONF"})
+    if own.returncode != 0 or own.stdout.strip():
+        return False
+    ipam_db.unlink(missing_ok=True)
+    return True
 
 
 def list_clusters(root: Path | None = None) -> list[str]:
