@@ -31,10 +31,11 @@ HEALTH_INTERVAL = "1s"
 HEALTH_TIMEOUT = "1s"
 # Passive health: a node router is out for FAIL_DURATION after MAX_FAILS failed requests within
 # it (an active check's success does not bring it back sooner). One failure is not enough: a
-# router reloads at every placement change in the cluster, and a request the edge sends on a
-# keep-alive connection the reload is closing fails once, on a live router (a lost POST: Go's
-# server closes the connection unanswered). A dead router fails every dial, so it still rests
-# after two, until the cluster has seen the death (router/edge_dns.py answers without it).
+# router reloads at every placement change in the cluster, and a request its old server reads
+# after the reload began fails once, on a live router (Go's server closes the connection
+# unanswered; a POST is lost: bench/router_reload_bench.py). A dead router fails every dial, so
+# it still rests after two, until the cluster has seen the death (router/edge_dns.py answers
+# without it).
 FAIL_DURATION = "5s"
 MAX_FAILS = 2
 # An app's instance is out after three failed requests, and only for a moment: one slow

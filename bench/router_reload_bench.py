@@ -1,0 +1,216 @@
+"""Router reload benchmark: requests lost between the edge and a node router while the router
+loads new configs, as it does at every placement change in the cluster.
+
+    .venv/bin/python bench/router_reload_bench.py [--reloads 60] [--every 0.3] [--clients 4] [--rounds 4]
+
+In a network namespace of its own (loopback only, the kernel handing queued connections to the
+new listeners as the daemons set it: router/caddy.py): a small app; a real node router
+(router/node.py) in front of it, given a new table every `--every` s (one more app placed, a
+reload each); and a Caddy in front of the router with the edge's proxy settings
+(router/caddyjson.py), one of three transports per run: "kept alive" (the edge's), "fresh
+writes" (requests the proxy does not resend, POST and the like, each on a new connection; the
+others kept alive) and "new connections" (keep-alive off). `--clients` keep-alive clients send
+GET and POST in turn, each POST a new order; "lost" counts answers other than 200 (503: the
+router was resting after failures), "twice" orders the app got more than once. First a
+baseline run of each without reloads (must lose nothing), then `--rounds` runs of each with
+reloads, the transports in turn.
+
+What it shows: every transport loses requests to reloads. Caddy replaces its servers at each
+load, and Go's HTTP/1 server drops a request it reads after its shutdown began (it closes the
+connection unanswered): the old server still owns the connections it accepted, kept alive or
+just opened (while both configs' listeners exist, the kernel spreads new connections over
+them). The request never reached a handler, but the edge cannot tell that from a router that
+died with it, so only idempotent requests are sent again; two failures within the passive
+health window then rest the router (503s). The cure is a router that does not reload when
+placements change."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from tempfile import TemporaryDirectory
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DOMAIN = "reload.test"
+TRANSPORTS = ("kept alive", "fresh writes", "new connections")
+
+
+class _App(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    orders: Counter = Counter()
+    lock = threading.Lock()
+
+    def _answer(self) -> None:
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.command == "POST":
+            with self.lock:
+                _App.orders[data] += 1
+        body = b"ok\n"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _client(port: int, transport: str, n: int, stop: threading.Event, out: list) -> None:
+    """GET and POST in turn on one kept-alive connection (a new one after an error)."""
+    conn = None
+    i = 0
+    while not stop.is_set():
+        method = "POST" if i % 2 else "GET"
+        body = f"{transport}/{n}/{i}".encode() if method == "POST" else None
+        i += 1
+        try:
+            conn = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            conn.request(method, "/orders", body=body, headers={"Host": f"shop.{DOMAIN}"})
+            resp = conn.getresponse()
+            resp.read()
+            out.append((transport, method, resp.status))
+        except (OSError, http.client.HTTPException) as e:
+            out.append((transport, method, type(e).__name__))
+            conn = None
+        time.sleep(0.01)
+
+
+def one_run(args, transport: str, reloads: bool, workdir: Path) -> dict:
+    """One transport before one router, reloaded `--reloads` times (or never: the baseline)."""
+    from router import caddyjson
+    from router.caddy import CaddyProcess
+    from router.node import NodeRouter
+    from router.routes import AppRoute, NodeRoutes
+
+    _App.orders = Counter()
+    app = ThreadingHTTPServer(("127.0.0.1", 0), _App)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    backend = f"127.0.0.1:{app.server_port}"
+    router_port = _free_port()
+    router = NodeRouter(workdir / "router", f"127.0.0.1:{router_port}", lookup=lambda token: None, key=b"k" * 32)
+    front = CaddyProcess(workdir / "front")
+
+    def table(n: int) -> NodeRoutes:
+        apps = {"shop": AppRoute((backend,), local=(backend,))}
+        apps.update({f"a{j}": AppRoute((f"127.0.0.1:{30000 + j}",)) for j in range(n)})
+        return NodeRoutes.build(DOMAIN, apps)
+
+    router.start()
+    front.start()
+    try:
+        router.update(table(0))
+        proxy = caddyjson.reverse_proxy([f"127.0.0.1:{router_port}"], None,
+                                        try_duration=caddyjson.PREFERRED_TRY_DURATION)
+        port = _free_port()
+        if transport == "new connections":
+            proxy["transport"]["keep_alive"] = {"enabled": False}
+        elif transport == "fresh writes":  # only requests that are not resent: a connection each
+            fresh = json.loads(json.dumps(proxy))
+            fresh["transport"]["keep_alive"] = {"enabled": False}
+            proxy = {"handler": "subroute", "routes": [
+                {"match": [{"method": list(caddyjson.RETRY_METHODS)}], "handle": [proxy]}, {"handle": [fresh]}]}
+        config = caddyjson.base_document(str(front.admin_socket), str(front.storage_dir))
+        config["apps"]["http"] = {"servers": {"front": {"listen": [f"127.0.0.1:{port}"],
+                                                        "routes": [{"handle": [proxy]}]}}}
+        front.admin.load(config)
+        time.sleep(0.5)
+        out: list = []
+        stop = threading.Event()
+        clients = [threading.Thread(target=_client, args=(port, transport, n, stop, out)) for n in range(args.clients)]
+        for c in clients:
+            c.start()
+        loads = 0
+        for i in range(args.reloads):
+            time.sleep(args.every)
+            if reloads:
+                loads += router.update(table(i + 1))
+        stop.set()
+        for c in clients:
+            c.join()
+    finally:
+        front.stop()
+        router.stop()
+        app.shutdown()
+    return {"transport": transport, "reloads": loads, "sent": len(out),
+            "lost GET": sum(1 for o in out if o[1] == "GET" and o[2] != 200),
+            "lost POST": sum(1 for o in out if o[1] == "POST" and o[2] != 200),
+            "twice": sum(1 for k in _App.orders.values() if k > 1),
+            "answers": dict(Counter(str(o[2]) for o in out if o[2] != 200))}
+
+
+def inside(args) -> None:
+    """A baseline per transport, then `--rounds` rounds of reloads, the transports in turn."""
+    rows = []
+    with TemporaryDirectory(prefix="router-reload-") as tmp:
+        work = Path(args.keep or tmp)
+        for reloads in [False] + [True] * args.rounds:
+            for transport in TRANSPORTS:
+                row = one_run(args, transport, reloads, work / f"run{len(rows)}")
+                print(json.dumps(row), file=sys.stderr, flush=True)
+                rows.append(row)
+    print(json.dumps(rows))
+
+
+def total(rows: list[dict], transport: str, reloaded: bool) -> dict:
+    mine = [r for r in rows if r["transport"] == transport and bool(r["reloads"]) == reloaded]
+    out = {k: sum(r[k] for r in mine) for k in ("reloads", "sent", "lost GET", "lost POST", "twice")}
+    out["answers"] = dict(sum((Counter(r["answers"]) for r in mine), Counter()))
+    out["lost POST per run"] = [r["lost POST"] for r in mine]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reloads", type=int, default=60)
+    parser.add_argument("--every", type=float, default=0.3, help="seconds between reloads")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=4, help="runs with reloads per transport")
+    parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument("--keep", help="keep the Caddy logs in this directory")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inside:
+        return inside(args)
+    if os.geteuid() != 0:
+        raise SystemExit("run as root: the routers run in a network namespace of their own")
+    argv = [sys.executable, __file__, "--inside", "--reloads", str(args.reloads), "--every", str(args.every),
+            "--clients", str(args.clients), "--rounds", str(args.rounds), *(["--keep", str(Path(args.keep).resolve())] if args.keep else [])]
+    script = "ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1 && " + " ".join(argv)
+    done = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if done.returncode != 0:
+        raise SystemExit(f"the run in a namespace failed:\n{done.stderr[-2000:]}")
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{'transport':15} {'reloads':>7} {'sent':>6} {'lost GET':>8} {'lost POST':>9} {'twice':>5}  "
+          f"lost POST per run, answers")
+    for reloaded in (False, True):
+        for h in TRANSPORTS:
+            t = total(rows, h, reloaded)
+            print(f"{h:15} {t['reloads']:7d} {t['sent']:6d} {t['lost GET']:8d} {t['lost POST']:9d} {t['twice']:5d}  "
+                  f"{t['lost POST per run']} {json.dumps(t['answers'])}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
