@@ -32,6 +32,8 @@ from tempfile import TemporaryDirectory
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.loopback_ns import run_inside  # noqa: E402 - after the path set-up, as the other benches
+
 DOMAIN = "reload.test"
 HTTPS_PORT, HTTP_PORT = 18443, 18080
 KEEPALIVE_BATCH = 100  # requests per curl run of a keep-alive client, at KEEPALIVE_RATE
@@ -129,13 +131,7 @@ def run_in_namespace(args, handoff: bool) -> list[dict]:
     """This script again, in a new network namespace with loopback up and the switch set."""
     argv = [sys.executable, __file__, "--inside", "--changes", str(args.changes), "--every", str(args.every),
             "--clients", str(args.clients), *(["--reloads-only"] if not handoff else [])]
-    script = (f"ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req={int(handoff)} && "
-              + " ".join(argv))
-    done = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if done.returncode != 0:
-        raise SystemExit(f"the run in a namespace failed:\n{done.stderr[-2000:]}")
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    rows = run_inside(argv, migrate=handoff)
     for row in rows:
         row["handoff"] = handoff
     return rows

@@ -31,7 +31,6 @@ import http.client
 import json
 import os
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -42,6 +41,8 @@ from tempfile import TemporaryDirectory
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.loopback_ns import run_inside  # noqa: E402 - after the path set-up, as the other benches
 
 DOMAIN = "reload.test"
 TRANSPORTS = ("kept alive", "fresh writes", "new connections")
@@ -194,13 +195,9 @@ def main() -> None:
     if os.geteuid() != 0:
         raise SystemExit("run as root: the routers run in a network namespace of their own")
     argv = [sys.executable, __file__, "--inside", "--reloads", str(args.reloads), "--every", str(args.every),
-            "--clients", str(args.clients), "--rounds", str(args.rounds), *(["--keep", str(Path(args.keep).resolve())] if args.keep else [])]
-    script = "ip link set lo up && sysctl -qw net.ipv4.tcp_migrate_req=1 && " + " ".join(argv)
-    done = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
-    if done.returncode != 0:
-        raise SystemExit(f"the run in a namespace failed:\n{done.stderr[-2000:]}")
-    rows = json.loads(done.stdout.strip().splitlines()[-1])
+            "--clients", str(args.clients), "--rounds", str(args.rounds),
+            *(["--keep", str(Path(args.keep).resolve())] if args.keep else [])]
+    rows = run_inside(argv, migrate=True)
     print(f"{'transport':15} {'reloads':>7} {'sent':>6} {'lost GET':>8} {'lost POST':>9} {'twice':>5}  "
           f"lost POST per run, answers")
     for reloaded in (False, True):
