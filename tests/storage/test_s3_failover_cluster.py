@@ -146,4 +146,5 @@ def test_survivors_s3_answers_within_seconds_when_a_machine_behind_a_black_hole_
         late = late_answers(rows, killed)
         assert not late, (f"{n}: {len(late)} S3 operations stalled or failed too long after {victim} died, "
                           f"e.g. {[dict(r, at=round(r['at'] - killed, 1)) for r in late[:5]]}")
-        assert rows[-1]["at"] > killed + WATCH_S - 5, f"{n}: the watcher stopped early"
+        # rows are in the order operations ended: a write pending since the lease expiry ends last
+        assert max(r["at"] for r in rows) > killed + WATCH_S - 5, f"{n}: the watcher stopped early"
