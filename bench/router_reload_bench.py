@@ -27,6 +27,7 @@ placements change."""
 from __future__ import annotations
 
 import argparse
+import copy
 import http.client
 import json
 import os
@@ -126,7 +127,7 @@ def one_run(args, transport: str, reloads: bool, workdir: Path) -> dict:
         if transport == "new connections":
             proxy["transport"]["keep_alive"] = {"enabled": False}
         elif transport == "fresh writes":  # only requests that are not resent: a connection each
-            fresh = json.loads(json.dumps(proxy))
+            fresh = copy.deepcopy(proxy)
             fresh["transport"]["keep_alive"] = {"enabled": False}
             proxy = {"handler": "subroute", "routes": [
                 {"match": [{"method": list(caddyjson.RETRY_METHODS)}], "handle": [proxy]}, {"handle": [fresh]}]}
