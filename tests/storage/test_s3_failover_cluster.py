@@ -50,6 +50,12 @@ WRITES_WORK_AGAIN_S = 20
 # writes pending around the lease expiry answer by then.
 WRITES_ANSWERED_WITHIN_S = LEASE_EXPIRY_S + 30 + 8
 QUICK_S = 3  # an answer in this long is no stall, even on a loaded machine
+# A survivor's SeaweedFS process may crash on its own around the kill (a full run of the suite:
+# home-1's filer panicked in CreateEntry 7 s after the kill, a nil pointer in SeaweedFS 4.48's
+# chunk cleanup of a cancelled write). The rig starts it again as the daemon's storage loop does
+# (within 2 s); the machine's S3 answers again this long after that restart: the filer starts,
+# finds the master leader and opens its S3 port.
+RESTARTED_ANSWERS_WITHIN_S = 12
 
 
 # The watchers' first answers may come this far apart; each watches this much longer.
@@ -82,15 +88,20 @@ def master_leader(sc: StorageCluster) -> str | None:
     return None
 
 
-def late_answers(rows: list[dict], killed: float) -> list[dict]:
-    """Operations pending at the kill or started after it that broke the bounds above."""
+def late_answers(rows: list[dict], killed: float, restarted: float | None = None) -> list[dict]:
+    """Operations pending at the kill or started after it that broke the bounds above; with a
+    survivor's own storage process restarted at `restarted` (epoch s), no earlier than
+    RESTARTED_ANSWERS_WITHIN_S after that."""
+    def after(bound: float) -> float:
+        return max(killed + bound, restarted + RESTARTED_ANSWERS_WITHIN_S) if restarted else killed + bound
+
     def late(r: dict) -> bool:
-        answered = r["at"] + r["took"] - killed
-        if answered < 0 or (r["took"] <= QUICK_S and not r["err"]):
+        answered = r["at"] + r["took"]
+        if answered < killed or (r["took"] <= QUICK_S and not r["err"]):
             return False
         if r["op"] != "put":
-            return answered > ANSWERED_WITHIN_S
-        return r["at"] - killed > WRITES_WORK_AGAIN_S or answered > WRITES_ANSWERED_WITHIN_S
+            return answered > after(ANSWERED_WITHIN_S)
+        return r["at"] > after(WRITES_WORK_AGAIN_S) or answered > after(WRITES_ANSWERED_WITHIN_S)
     return [r for r in rows if late(r)]
 
 
@@ -121,16 +132,17 @@ def test_survivors_s3_answers_within_seconds_when_a_machine_behind_a_black_hole_
         assert not firsts or max(firsts) - min(firsts) < WATCHERS_APART_S, \
             f"the watchers' first answers came {max(firsts) - min(firsts):.0f}s apart: one would stop watching early"
         time.sleep(WARM_S)
-        killed = time.time()
-        sc.dc.partition(victim, cut=True)
-        sc.dc.kill(victim)
-        time.sleep(LEASE_EXPIRY_S)
-        for n in survivors:
-            fastfail.mark_dead(sc.host(n), sc.addr(victim), abort_also=(ETCD_CLIENT_PORT,))
-        live = [sc.plan.machine(n).site for n in survivors]
-        assert volumes.converge_replication(sc.plan, sc.host(survivors[0]), live, sc.weed)["state"] == "degraded"
-        for n in survivors:
-            watchers[n].wait(WARM_S + WATCH_S + WATCHERS_APART_S + 90)  # its last operations end within 65 s
+        with sc.supervised(survivors) as restarts:
+            killed = time.time()
+            sc.dc.partition(victim, cut=True)
+            sc.dc.kill(victim)
+            time.sleep(LEASE_EXPIRY_S)
+            for n in survivors:
+                fastfail.mark_dead(sc.host(n), sc.addr(victim), abort_also=(ETCD_CLIENT_PORT,))
+            live = [sc.plan.machine(n).site for n in survivors]
+            assert volumes.converge_replication(sc.plan, sc.host(survivors[0]), live, sc.weed)["state"] == "degraded"
+            for n in survivors:
+                watchers[n].wait(WARM_S + WATCH_S + WATCHERS_APART_S + 90)  # its last operations end within 65 s
     finally:
         for w in watchers.values():
             if w.poll() is None:
@@ -143,7 +155,11 @@ def test_survivors_s3_answers_within_seconds_when_a_machine_behind_a_black_hole_
         last = max((r["at"] + r["took"] - killed for r in stalls), default=0.0)
         print(f"\n{n}: {len(stalls)} of {len(rows)} S3 operations stalled or failed after killing {victim} "
               f"(master leader {leader}); the last answered {last:.1f}s after the kill")
-        late = late_answers(rows, killed)
+        restarted = max((at for at, m, _ in restarts if m == n), default=None)
+        for at, m, names in restarts:
+            if m == n:
+                print(f"{n}: its {', '.join(names)} died and started again {at - killed:.1f}s after the kill")
+        late = late_answers(rows, killed, restarted)
         assert not late, (f"{n}: {len(late)} S3 operations stalled or failed too long after {victim} died, "
                           f"e.g. {[dict(r, at=round(r['at'] - killed, 1)) for r in late[:5]]}")
         # rows are in the order operations ended: a write pending since the lease expiry ends last

@@ -20,9 +20,13 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 APP = "ledger"
 RECORDS = 300
-# Writes RECORDS lines once, fsynced, then serves their count and checksum.
-LEDGER = ("mkdir -p /www; f=/data/ledger.txt; "
-          f"[ -f $f ] || {{ i=1; while [ $i -le {RECORDS} ]; do echo \"entry $i\" >> $f; i=$((i+1)); done; sync $f; }}; "
+# Writes RECORDS lines once, fsynced, then serves their count and checksum. The lines reach the
+# volume whole, as a crash-safe app writes them (a part file renamed once complete): an instance
+# stopped while writing (its start grace run out on a loaded machine, or moved) leaves no short file
+# for the next one to serve.
+LEDGER = ("mkdir -p /www /tmp; f=/data/ledger.txt; "
+          f"[ -f $f ] || {{ i=1; while [ $i -le {RECORDS} ]; do echo \"entry $i\"; i=$((i+1)); done > /tmp/ledger; "
+          "cp /tmp/ledger $f.part && sync $f.part && mv $f.part $f && sync $f; }; "
           "echo \"records=$(wc -l < $f) md5=$(md5sum < $f | cut -d' ' -f1)\" > /www/index.html; "
           "exec httpd -f -p 8080 -h /www")
 PAGE_WAIT_S = 180     # placement, the storage cluster's first start, the mount, the records

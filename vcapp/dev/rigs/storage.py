@@ -5,6 +5,10 @@ returns when the machine is revived) and the storage daemon's processes on every
 from __future__ import annotations
 
 import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +17,7 @@ from storage.host import weed_binary
 from storage.plan import ClusterPlan, Machine, plan_cluster
 from vcapp.dev.cluster import DevCluster
 from vcapp.dev.rigs.waiting import wait_for
+from vcapp.node.storage_loop import CONVERGE_EVERY_S
 from vcapp.state import keys
 
 ETCD_CLIENT_PORT = 2379
@@ -83,6 +88,30 @@ class StorageCluster:
 
     def addr(self, name: str) -> str:
         return self.plan.machine(name).addr
+
+    @contextmanager
+    def supervised(self, names: list[str]) -> Iterator[list[tuple[float, str, list[str]]]]:
+        """Within the block, every CONVERGE_EVERY_S, start again each storage process of
+        machines `names` that died, as the daemon's storage loop does (a SeaweedFS process
+        may crash on its own: a filer panicked in CreateEntry seconds after a machine died).
+        Yields the restarts as they happen: (epoch s, machine, process names)."""
+        restarts: list[tuple[float, str, list[str]]] = []
+        done = threading.Event()
+
+        def supervise() -> None:
+            while not done.wait(CONVERGE_EVERY_S):
+                for name in names:
+                    h = self.hosts[name]
+                    if started := storaged.converge(self.plan, h, h.data_dir, h.run_dir, self.weed):
+                        restarts.append((time.time(), name, started))
+
+        thread = threading.Thread(target=supervise, name="storage-supervisor", daemon=True)
+        thread.start()
+        try:
+            yield restarts
+        finally:
+            done.set()
+            thread.join()
 
 
 def start_storage_cluster(dc: DevCluster, names: list[str], sites: dict[str, str] | None = None) -> StorageCluster:
