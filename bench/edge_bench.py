@@ -138,7 +138,7 @@ def run(requests: int, rate: float, mb: int) -> dict:
         with path_to_home_lan(dc, "edge"), path_to_home_lan(dc, "client"):
             node.start()
             edge.start()
-            node.update(NodeRoutes.build(DOMAIN, {"bench": AppRoute((f"{node_ip}:{APP_PORT}",), "public", "/health")},
+            node.update(NodeRoutes.build(DOMAIN, {"bench": AppRoute((f"{node_ip}:{APP_PORT}",), "public")},
                                          trusted_proxies=[f"{edge_ip}/32"]))
             edge.update(EdgeRoutes.build(DOMAIN, ["bench"], [f"{node_ip}:{NODE_PORT}"]))
             ca = work / "root.crt"

@@ -1,28 +1,30 @@
-"""Router reload benchmark: requests lost between the edge and a node router while the router
-loads new configs, as it does at every placement change in the cluster.
+"""Router reload benchmark: requests lost between the edge and a node router while the
+cluster changes: an app created (the router loads a new config) or an app's instance replaced
+(a deploy, a move: only the router's answers change, router/node_dns.py).
 
     .venv/bin/python bench/router_reload_bench.py [--reloads 60] [--every 0.3] [--clients 4] [--rounds 4]
 
 In a network namespace of its own (loopback only, the kernel handing queued connections to the
 new listeners as the daemons set it: router/caddy.py): a small app; a real node router
-(router/node.py) in front of it, given a new table every `--every` s (one more app placed, a
-reload each); and a Caddy in front of the router with the edge's proxy settings
-(router/caddyjson.py), one of three transports per run: "kept alive" (the edge's), "fresh
-writes" (requests the proxy does not resend, POST and the like, each on a new connection; the
-others kept alive) and "new connections" (keep-alive off). `--clients` keep-alive clients send
-GET and POST in turn, each POST a new order; "lost" counts answers other than 200 (503: the
-router was resting after failures), "twice" orders the app got more than once. First a
-baseline run of each without reloads (must lose nothing), then `--rounds` runs of each with
-reloads, the transports in turn.
+(router/node.py) in front of it; and a Caddy in front of the router with the edge's proxy
+settings (router/caddyjson.py). Each run makes `--reloads` changes, one every `--every` s:
+"apps" runs place one more app each time (a reload each), with one of three edge->router
+transports: "kept alive" (the edge's), "fresh writes" (requests the proxy does not resend,
+POST and the like, each on a new connection; the others kept alive) and "new connections"
+(keep-alive off); the "moves" run (the edge's transport) starts a new instance of the app each
+time, routes to it, and once the router says the switch is in force (NodeRouter.settled)
+stops the old one, as a deploy does (vcapp/state/routeswitch.py). `--clients` keep-alive
+clients send GET and POST in turn, each POST a new order; "lost" counts answers other than 200
+(503: the router was resting after failures), "twice" orders the app got more than once. First
+a baseline run of each without changes (must lose nothing), then `--rounds` runs of each.
 
-What it shows: every transport loses requests to reloads. Caddy replaces its servers at each
+What it shows: reloads lose requests whatever the transport. Caddy replaces its servers at each
 load, and Go's HTTP/1 server drops a request it reads after its shutdown began (it closes the
 connection unanswered): the old server still owns the connections it accepted, kept alive or
 just opened (while both configs' listeners exist, the kernel spreads new connections over
 them). The request never reached a handler, but the edge cannot tell that from a router that
-died with it, so only idempotent requests are sent again; two failures within the passive
-health window then rest the router (503s). The cure is a router that does not reload when
-placements change."""
+died with it, so only idempotent requests are sent again. Moves reload nothing, and lose
+nothing."""
 
 from __future__ import annotations
 
@@ -47,6 +49,8 @@ from bench.loopback_ns import run_inside  # noqa: E402 - after the path set-up, 
 
 DOMAIN = "reload.test"
 TRANSPORTS = ("kept alive", "fresh writes", "new connections")
+# (transport, change) of each run: what the cluster changes while the clients send
+CASES = (*((t, "apps") for t in TRANSPORTS), ("kept alive", "moves"))
 
 
 class _App(BaseHTTPRequestHandler):
@@ -97,22 +101,33 @@ def _client(port: int, transport: str, n: int, stop: threading.Event, out: list)
         time.sleep(0.01)
 
 
-def one_run(args, transport: str, reloads: bool, workdir: Path) -> dict:
-    """One transport before one router, reloaded `--reloads` times (or never: the baseline)."""
+def _instance() -> ThreadingHTTPServer:
+    app = ThreadingHTTPServer(("127.0.0.1", 0), _App)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    return app
+
+
+def _retire(app: ThreadingHTTPServer) -> None:
+    """Stop taking connections, as a retired instance does; the requests it has finish."""
+    app.shutdown()
+    app.server_close()
+
+
+def one_run(args, transport: str, change: str, changing: bool, workdir: Path) -> dict:
+    """One transport before one router, changed `--reloads` times (or never: the baseline)."""
     from router import caddyjson
     from router.caddy import CaddyProcess
     from router.node import NodeRouter
     from router.routes import AppRoute, NodeRoutes
 
     _App.orders = Counter()
-    app = ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    threading.Thread(target=app.serve_forever, daemon=True).start()
-    backend = f"127.0.0.1:{app.server_port}"
+    instances = [_instance()]
     router_port = _free_port()
     router = NodeRouter(workdir / "router", f"127.0.0.1:{router_port}", lookup=lambda token: None, key=b"k" * 32)
     front = CaddyProcess(workdir / "front")
 
     def table(n: int) -> NodeRoutes:
+        backend = f"127.0.0.1:{instances[-1].server_port}"
         apps = {"shop": AppRoute((backend,), local=(backend,))}
         apps.update({f"a{j}": AppRoute((f"127.0.0.1:{30000 + j}",)) for j in range(n)})
         return NodeRoutes.build(DOMAIN, apps)
@@ -141,19 +156,29 @@ def one_run(args, transport: str, reloads: bool, workdir: Path) -> dict:
         clients = [threading.Thread(target=_client, args=(port, transport, n, stop, out)) for n in range(args.clients)]
         for c in clients:
             c.start()
-        loads = 0
+        loads = changes = 0
         for i in range(args.reloads):
             time.sleep(args.every)
-            if reloads:
+            if not changing:
+                continue
+            if change == "apps":
                 loads += router.update(table(i + 1))
+            else:
+                instances.append(_instance())
+                loads += router.update(table(0))
+                while not router.settled():
+                    time.sleep(0.05)
+                _retire(instances.pop(0))
+            changes += 1
         stop.set()
         for c in clients:
             c.join()
     finally:
         front.stop()
         router.stop()
-        app.shutdown()
-    return {"transport": transport, "reloads": loads, "sent": len(out),
+        for app in instances:
+            _retire(app)
+    return {"transport": transport, "change": change, "changes": changes, "reloads": loads, "sent": len(out),
             "lost GET": sum(1 for o in out if o[1] == "GET" and o[2] != 200),
             "lost POST": sum(1 for o in out if o[1] == "POST" and o[2] != 200),
             "twice": sum(1 for k in _App.orders.values() if k > 1),
@@ -161,21 +186,21 @@ def one_run(args, transport: str, reloads: bool, workdir: Path) -> dict:
 
 
 def inside(args) -> None:
-    """A baseline per transport, then `--rounds` rounds of reloads, the transports in turn."""
+    """A baseline per case, then `--rounds` rounds of changes, the cases in turn."""
     rows = []
     with TemporaryDirectory(prefix="router-reload-") as tmp:
         work = Path(args.keep or tmp)
-        for reloads in [False] + [True] * args.rounds:
-            for transport in TRANSPORTS:
-                row = one_run(args, transport, reloads, work / f"run{len(rows)}")
+        for changing in [False] + [True] * args.rounds:
+            for transport, change in CASES:
+                row = one_run(args, transport, change, changing, work / f"run{len(rows)}")
                 print(json.dumps(row), file=sys.stderr, flush=True)
                 rows.append(row)
     print(json.dumps(rows))
 
 
-def total(rows: list[dict], transport: str, reloaded: bool) -> dict:
-    mine = [r for r in rows if r["transport"] == transport and bool(r["reloads"]) == reloaded]
-    out = {k: sum(r[k] for r in mine) for k in ("reloads", "sent", "lost GET", "lost POST", "twice")}
+def total(rows: list[dict], transport: str, change: str, changed: bool) -> dict:
+    mine = [r for r in rows if (r["transport"], r["change"]) == (transport, change) and bool(r["changes"]) == changed]
+    out = {k: sum(r[k] for r in mine) for k in ("changes", "reloads", "sent", "lost GET", "lost POST", "twice")}
     out["answers"] = dict(sum((Counter(r["answers"]) for r in mine), Counter()))
     out["lost POST per run"] = [r["lost POST"] for r in mine]
     return out
@@ -199,13 +224,13 @@ def main() -> None:
             "--clients", str(args.clients), "--rounds", str(args.rounds),
             *(["--keep", str(Path(args.keep).resolve())] if args.keep else [])]
     rows = run_inside(argv, migrate=True)
-    print(f"{'transport':15} {'reloads':>7} {'sent':>6} {'lost GET':>8} {'lost POST':>9} {'twice':>5}  "
-          f"lost POST per run, answers")
-    for reloaded in (False, True):
-        for h in TRANSPORTS:
-            t = total(rows, h, reloaded)
-            print(f"{h:15} {t['reloads']:7d} {t['sent']:6d} {t['lost GET']:8d} {t['lost POST']:9d} {t['twice']:5d}  "
-                  f"{t['lost POST per run']} {json.dumps(t['answers'])}")
+    print(f"{'transport':15} {'change':6} {'changes':>7} {'reloads':>7} {'sent':>6} {'lost GET':>8} {'lost POST':>9} "
+          f"{'twice':>5}  lost POST per run, answers")
+    for changed in (False, True):
+        for h, change in CASES:
+            t = total(rows, h, change, changed)
+            print(f"{h:15} {change:6} {t['changes']:7d} {t['reloads']:7d} {t['sent']:6d} {t['lost GET']:8d} "
+                  f"{t['lost POST']:9d} {t['twice']:5d}  {t['lost POST per run']} {json.dumps(t['answers'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

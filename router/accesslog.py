@@ -7,7 +7,8 @@ stripped of headers and of the access-token query parameter by its filter encode
      "status": 200, "duration": 0.0031, "size": 193, "upstream": "127.0.0.1:40123"}
 `logger` ends with the server that took it: "node" (from an edge or a client) or "hop" (from
 another machine's router, which logged it too). `upstream` is where it went: one of this
-machine's instances (loopback), or another machine's hop server.
+machine's instances (loopback), or another machine's hop server; Caddy logs it by the name its
+answers gave (router/answers.py target), read back as the address.
 
 `parse` and `shown` are pure; `read` reads the file as `podman logs` reads a container's:
 the last lines, lines since a time, and following as Caddy appends (also across a roll).
@@ -21,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
+
+from router.answers import dial_address
 
 FOLLOW_POLL_S = 0.25
 # The proxy's own failures to reach an upstream: the hop never logged these requests.
@@ -56,7 +59,7 @@ def parse(line: str) -> Access | None:
                       path=str(req.get("uri", "")), status=int(doc.get("status") or 0),
                       seconds=float(doc.get("duration") or 0), size=int(doc.get("size") or 0),
                       client=str(req.get("client_ip") or req.get("remote_ip") or ""),
-                      upstream=str(doc.get("upstream") or ""))
+                      upstream=dial_address(str(doc.get("upstream") or "")))
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 

@@ -31,7 +31,7 @@ HEALTH_INTERVAL = "1s"
 HEALTH_TIMEOUT = "1s"
 # Passive health: a node router is out for FAIL_DURATION after MAX_FAILS failed requests within
 # it (an active check's success does not bring it back sooner). One failure is not enough: a
-# router reloads at every placement change in the cluster, and a request its old server reads
+# router reloads when an app or a machine comes or goes, and a request its old server reads
 # after the reload began fails once, on a live router (Go's server closes the connection
 # unanswered; a POST is lost: bench/router_reload_bench.py). A dead router fails every dial, so
 # it still rests after two, until the cluster has seen the death (router/edge_dns.py answers
@@ -42,7 +42,7 @@ MAX_FAILS = 2
 # connect under load (an app whose accept queue overflowed drops a SYN, resent 1 s later,
 # when the 1 s dial has already failed) must not leave a one-instance app with no upstream.
 # While none is available, requests wait for one (TRY_DURATION) instead of failing; the
-# active check keeps a dead instance out.
+# router's answers keep a dead instance out (only serving ones are named: router/node_dns.py).
 BACKEND_FAIL_DURATION = "2s"
 BACKEND_MAX_FAILS = 3
 # An app may take a while to answer; a stuck upstream must not hold a connection forever.
@@ -52,15 +52,10 @@ RESPONSE_HEADER_TIMEOUT = "60s"
 # On a config change or stop, requests in flight get this long to finish before Caddy cuts
 # them; keep-alive idle connections close at once.
 SHUTDOWN_GRACE = "5s"
-# WebSockets outlive config reloads (routes change on every placement change) this long.
+# WebSockets outlive config reloads (an app or a machine that comes or goes) this long.
 STREAM_CLOSE_DELAY = "5m"
 NODE_HEALTH_HOST = "health.vcapp.invalid"
-# Active health checks carry it: a peer router's hop server keeps them out of its access log.
-CHECK_HEADER = "X-Vcapp-Check"
 NODE_HEALTH_PATH = "/.vcapp/health"
-# A node router sends an app's requests to an instance on its own machine this many times
-# more often than to one elsewhere (kept at weight 1, so a dying local one costs a retry).
-LOCAL_WEIGHT = 100
 
 
 def base_document(admin_socket: str, storage_dir: str) -> dict:
@@ -78,27 +73,24 @@ def upstreams(addresses: tuple[str, ...] | list[str]) -> list[dict]:
 
 
 def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | None,
-                  health_host: str | None = None, weights: list[int] | None = None,
+                  health_host: str | None = None,
                   try_duration: str = TRY_DURATION, to_apps: bool = False, streaming: bool = False) -> dict:
     """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept.
-    `weights` (one per address): weighted round robin instead of plain round robin.
     `to_apps`: the upstreams are app instances (BACKEND_MAX_FAILS). `streaming`: every piece of
     an answer goes on at once (the admin API's logs, builds and terminal sessions)."""
     max_fails, rest = (BACKEND_MAX_FAILS, BACKEND_FAIL_DURATION) if to_apps else (MAX_FAILS, FAIL_DURATION)
     checks: dict = {"passive": {"fail_duration": rest, "max_fails": max_fails}}
     if health_path:
-        active: dict = {"uri": health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT,
-                        "headers": {CHECK_HEADER: ["1"]}}
+        active: dict = {"uri": health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT}
         if health_host:
-            active["headers"]["Host"] = [health_host]
+            active["headers"] = {"Host": [health_host]}
         checks["active"] = active
     return {
         "handler": "reverse_proxy",
         **({"flush_interval": -1} if streaming else {}),
         "upstreams": upstreams(addresses),
         "load_balancing": {
-            "selection_policy": ({"policy": "weighted_round_robin", "weights": list(weights)} if weights
-                                 else {"policy": "round_robin"}),
+            "selection_policy": {"policy": "round_robin"},
             "try_duration": try_duration,
             "try_interval": TRY_INTERVAL,
             "retry_match": [{"method": list(RETRY_METHODS)}],
@@ -120,6 +112,11 @@ def html_page(status: int, title: str, text: str) -> dict:
         "<body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\">"
         "<h1>{t}</h1><p>{x}</p></body></html>"
     ).format(t=html.escape(title), x=html.escape(text))
+    return html_response(status, body)
+
+
+def html_response(status: int, body: str) -> dict:
+    """A static_response handler answering `body` (HTML, or a placeholder that reads it)."""
     return {
         "handler": "static_response",
         "status_code": status,

@@ -1,5 +1,5 @@
 """An edge: one Caddy serving the public hostnames, kept in step with an EdgeRoutes table,
-and the DNS answers that tell it where each app runs (router/edge_dns.py).
+and the DNS answers that tell it where each app runs (router/edge_dns.py, router/answers.py).
 
     edge = Edge(workdir, EdgeSettings-like options)   # nothing runs yet
     edge.start()                                      # answers server and caddy up
@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from router import edge_config, edge_dns
+from router import answers, edge_config, edge_dns
 from router.caddy import CaddyError, CaddyProcess, Launcher
 from router.config_sync import ConfigSync
 from router.routes import EdgeRoutes
@@ -31,7 +31,7 @@ class Edge:
                  launcher: Launcher | None = None, acme_directory: str | None = None,
                  acme_ca_root: str | None = None, ask_url: str | None = None):
         self.caddy = CaddyProcess(workdir, launcher)
-        self.dns = edge_dns.DnsProcess(Path(workdir) / "dns", launcher)
+        self.dns = answers.DnsProcess(Path(workdir) / "dns", launcher)
         self.cert_log = Path(workdir) / CERT_LOG
         self.settings = edge_config.EdgeSettings(
             admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),

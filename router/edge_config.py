@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from router import edge_dns
+from router import answers, edge_dns
 from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, PREFERRED_TRY_DURATION, RETRY_METHODS,
                               base_document, host_route, html_page, reverse_proxy)
 from router.routes import EdgeRoutes, api_host
@@ -131,8 +131,8 @@ def _app_routers(routes: EdgeRoutes, s: EdgeSettings) -> dict:
     port = edge_dns.router_port(routes.nodes)
     if s.resolver and port:
         proxy["dynamic_upstreams"] = {
-            "source": "a", "name": edge_dns.lookup_name(), "port": str(port), "refresh": edge_dns.REFRESH,
-            "resolver": {"addresses": [f"udp/{s.resolver}"]}, "dial_timeout": edge_dns.LOOKUP_TIMEOUT,
+            "source": "a", "name": edge_dns.lookup_name(), "port": str(port), "refresh": answers.REFRESH,
+            "resolver": {"addresses": [f"udp/{s.resolver}"]}, "dial_timeout": answers.LOOKUP_TIMEOUT,
             "versions": {"ipv4": True}}
     return proxy
 

@@ -12,10 +12,15 @@ every request, and the Authorization header when it carried the vcapp token (the
 service says so in X-Vcapp-Token-Via); the app gets the token's id and name instead
 (X-Vcapp-Token-Id, X-Vcapp-Token-Name), which a client can never set itself.
 
-An app's instances on this machine get most of its requests (LOCAL_WEIGHT), and the edges
-bring an app's requests to the routers of the machines running it (router/edge_dns.py), so a
-request normally crosses the mesh once: edge -> the router of a machine running the app -> its
-container.
+The config names no instance: each app's proxy asks the router's DNS answers where to send
+(router/node_dns.py), and an app with nowhere to send gets its "not running" page, read from
+a file the router writes (`pages`, one per app and server, present only while the app has no
+instance there). So a deploy, a scale, a failover or a health change reloads no router; only
+a new app, a policy, a custom domain, the API's or the machines' addresses do.
+The node server sends an app's requests to its instances on this machine while any serves,
+and the edges bring an app's requests to the routers of the machines running it
+(router/edge_dns.py), so a request normally crosses the mesh once: edge -> the router of a
+machine running the app -> its container.
 Instances elsewhere are reached through their machine's router, on its hop server
 (`hop_listen`): it answers only the cluster's machines (remote_ip), serves each app's
 instances on its own machine only (no second hop, no loop), and takes the requests as the
@@ -27,13 +32,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from router.caddyjson import (CHECK_HEADER, LOCAL_WEIGHT, NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE,
-                              base_document, host_route, html_page, reverse_proxy)
+from router import answers, node_dns
+from router.caddyjson import (NODE_HEALTH_HOST, NODE_HEALTH_PATH, SHUTDOWN_GRACE, base_document, host_route,
+                              html_page, html_response, reverse_proxy)
 from router.auth import TOKEN_PARAM
 from router.routes import AppRoute, NodeRoutes, api_host, app_host
 
-SERVER = "node"
-HOP_SERVER = "hop"
+SERVER = node_dns.NODE
+HOP_SERVER = node_dns.HOP
 AUTH_CHECK_PATH = "/check"
 TOKEN_ID_HEADER = "X-Vcapp-Token-Id"
 TOKEN_NAME_HEADER = "X-Vcapp-Token-Name"
@@ -43,6 +49,10 @@ TOKEN_VIA_HEADER = "X-Vcapp-Token-Via"
 # Drops the session cookie (and its separator) from a Cookie header, keeping the app's own.
 SESSION_COOKIE_RE = "__Host-vcapp-session=[^;]*(;[ ]*)?"
 ACCESS_LOGGER = "http.log.access"
+# A lookup of the answers that fails (the answers server restarting, an app's records gone a
+# moment before its page is read) uses the last answer this long, then asks again; a try that
+# fails asks again at once.
+STALE_ANSWERS_FOR = "2s"
 # The access log rolls at this size, keeping this many old files: bounded on every machine.
 ACCESS_LOG_ROLL_MB = 10
 ACCESS_LOG_KEEP = 2
@@ -51,12 +61,16 @@ ACCESS_LOG_KEEP = 2
 @dataclass(frozen=True)
 class NodeSettings:
     """How this node router runs. listen: "addr:port" (the machine's mesh address in
-    production). auth: where the auth service listens ("unix//path" or "127.0.0.1:port")."""
+    production). auth: where the auth service listens ("unix//path" or "127.0.0.1:port").
+    resolver: "127.0.0.1:PORT" of the router's DNS answers (router/answers.py). pages: the
+    directory of the "not running" pages (`page_file`)."""
 
     admin_socket: str
     storage_dir: str
     listen: str
     auth: str
+    resolver: str
+    pages: str
     hop_listen: str | None = None
     access_log: str | None = None  # the file of its access lines (router/accesslog.py); None: none kept
 
@@ -110,36 +124,52 @@ UNKNOWN_DOWN = ("{name} is not running", "This app has no running instance right
                                          "or its machine went down, it should be back within a minute.")
 
 
-def _not_running(name: str, app: AppRoute) -> dict:
+def not_running_page(name: str, app: AppRoute) -> str:
+    """The HTML page a visitor of `name` gets while it has no instance to send to."""
     title, text = DOWN_PAGES.get(app.down or "", UNKNOWN_DOWN)
-    return html_page(503, title.format(name=name), " ".join(filter(None, (text, app.down_detail))))
+    return html_page(503, title.format(name=name), " ".join(filter(None, (text, app.down_detail))))["body"]
 
 
-def _app_handlers(name: str, host: str, app: AppRoute, settings: NodeSettings) -> list[dict]:
+def page_file(server: str, name: str) -> str:
+    """Where, under `pages`, `server`'s "not running" page of app `name` is (relative)."""
+    return f"/{server}/{name}.html"
+
+
+def _app_or_page(name: str, server: str, settings: NodeSettings) -> dict:
+    """The app's instances as the answers name them, or its page while its file is there."""
+    page = html_response(503, f"{{file.{settings.pages}{page_file(server, name)}}}")
+    return {"handler": "subroute", "routes": [
+        {"match": [{"file": {"root": settings.pages, "try_files": [page_file(server, name)]}}],
+         "handle": [page], "terminal": True},
+        {"handle": [_log_upstream(), _dynamic_proxy(name, server, settings)]},
+    ]}
+
+
+def _dynamic_proxy(name: str, server: str, settings: NodeSettings) -> dict:
+    """A proxy to the instances that "APP.SERVER" answers (router/node_dns.py): asked again
+    every answers.REFRESH and after each failed try; a lookup that fails uses the last answer."""
+    proxy = reverse_proxy((), None, to_apps=True)
+    del proxy["upstreams"]
+    resolver = {"addresses": [f"udp/{settings.resolver}"]}
+    proxy["dynamic_upstreams"] = {
+        "source": "srv", "name": node_dns.lookup_name(name, server), "refresh": answers.REFRESH,
+        "resolver": resolver, "dial_timeout": answers.LOOKUP_TIMEOUT, "grace_period": STALE_ANSWERS_FOR}
+    proxy["transport"]["resolver"] = resolver  # the records' targets: names of addresses
+    return proxy
+
+
+def _app_handlers(name: str, app: AppRoute, settings: NodeSettings) -> list[dict]:
     handlers = [_strip_identity()]
     if app.policy == "token":
         handlers.append(_forward_auth(name, settings.auth))
     handlers.append(_strip_session())
-    if app.backends:
-        handlers.append(_log_upstream())
-        handlers.append(reverse_proxy(app.backends, app.health_path, health_host=host,
-                                      weights=_local_first(app), to_apps=True))
-    else:
-        handlers.append(_not_running(name, app))
+    handlers.append(_app_or_page(name, SERVER, settings))
     return handlers
 
 
 def _log_upstream() -> dict:
     """The access line names where the request went (an instance here, or another router)."""
     return {"handler": "log_append", "key": "upstream", "value": "{http.reverse_proxy.upstream.hostport}"}
-
-
-def _local_first(app: AppRoute) -> list[int] | None:
-    """Weights that keep requests on this machine's instances while they answer (None: no
-    instance here, or only here: plain round robin)."""
-    if not app.local or len(app.local) == len(app.backends):
-        return None
-    return [LOCAL_WEIGHT if b in app.local else 1 for b in app.backends]
 
 
 def _health_routes() -> list[dict]:
@@ -159,7 +189,7 @@ def _routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
     out = _health_routes()
     for name, app in routes.apps:
         hosts = [app_host(name, routes.domain), *app.domains]
-        out.append(host_route(hosts, _app_handlers(name, hosts[0], app, settings)))
+        out.append(host_route(hosts, _app_handlers(name, app, settings)))
     if routes.api:
         out.append(host_route([api_host(routes.domain)], [reverse_proxy(routes.api, None, streaming=True)]))
     out.append({"handle": [html_page(404, "No app here",
@@ -168,21 +198,17 @@ def _routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
     return out
 
 
-def _hop_routes(routes: NodeRoutes) -> list[dict]:
+def _hop_routes(routes: NodeRoutes, settings: NodeSettings) -> list[dict]:
     """The hop server's routes: machines only; each app's instances on this machine only, its
-    retiring ones included (other routers may still send to them)."""
+    retiring ones included (other routers may still send to them: router/node_dns.py)."""
     refuse: dict = {"handle": [html_page(403, "Not for you", "This port serves the cluster's machines only.")],
                     "terminal": True}
     if routes.machines:
         refuse["match"] = [{"not": [{"remote_ip": {"ranges": list(routes.machines)}}]}]
-    # peers' health checks of this machine's instances, each second: not access lines
-    out = [refuse, {"match": [{"header": {CHECK_HEADER: ["1"]}}], "handle": [{"handler": "vars", "log_skip": True}]}]
+    out = [refuse]
     for name, app in routes.apps:
         hosts = [app_host(name, routes.domain), *app.domains]
-        here = app.local + tuple(b for b in app.retiring if b not in app.local)
-        handlers = ([_log_upstream(), reverse_proxy(here, app.health_path, to_apps=True)] if here
-                    else [_not_running(name, app)])
-        out.append(host_route(hosts, handlers))
+        out.append(host_route(hosts, [_app_or_page(name, HOP_SERVER, settings)]))
     out.append({"handle": [html_page(404, "No app here", "Nothing is deployed at this address.")],
                 "terminal": True})
     return out
@@ -203,7 +229,7 @@ def render(routes: NodeRoutes, settings: NodeSettings) -> dict:
     # per-host request counts for the dashboard's request rate (router/requestcount.py)
     servers = {SERVER: server}
     if settings.hop_listen:
-        servers[HOP_SERVER] = {"listen": [settings.hop_listen], "routes": _hop_routes(routes),
+        servers[HOP_SERVER] = {"listen": [settings.hop_listen], "routes": _hop_routes(routes, settings),
                                "automatic_https": {"disable": True}, "protocols": ["h1", "h2c"]}
         if routes.machines:
             servers[HOP_SERVER]["trusted_proxies"] = {"source": "static", "ranges": list(routes.machines)}

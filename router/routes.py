@@ -6,13 +6,14 @@ Caddy JSON. Both tables are frozen values, so "did anything change" is an equali
 
     EdgeRoutes   domain, apps (names), nodes (node-router addresses), custom domains,
                  placed (app -> the routers running it), down (routers)
-    NodeRoutes   domain, apps: name -> AppRoute(backends, policy, health_path, domains, local,
-                 down, down_detail),
-                 api backends, trusted proxies (the edges), machines (hop clients)
+    NodeRoutes   domain, apps: name -> AppRoute(backends, policy, domains, local,
+                 down, down_detail, retiring),
+                 api backends, trusted proxies (the edges), machines (hop clients), down machines
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 
@@ -51,6 +52,17 @@ def check_address(addr: str) -> None:
     host, _, port = addr.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise RoutesError(f"address {addr!r}: write it as host:port")
+
+
+def check_instance(addr: str) -> None:
+    """IPv4:port: where a node router dials an app (a container's port on this machine's
+    loopback, another machine's hop server); a router's answers carry addresses only."""
+    host, _, port = addr.rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise RoutesError(f"backend {addr!r}: write it as an IPv4 address and port, like 127.0.0.1:20001") from None
+    check_address(addr)
 
 
 def app_host(app: str, domain: str) -> str:
@@ -119,9 +131,9 @@ class EdgeRoutes:
 class AppRoute:
     """One app as a node router sees it.
 
-    backends: "addr:port" of where the app is served: its instances on this machine
-    (containers' ports, published on loopback) and the hop ports of the other machines'
-    routers that run it. health_path: polled on each backend; None = passive only.
+    backends: "IPv4:port" of where the app is served: its serving (running, healthy)
+    instances on this machine (containers' ports, published on loopback) and the hop ports
+    of the other machines' routers that run one.
     local: the backends on this node's own machine, preferred over the others.
     retiring: containers of the app leaving this machine ("127.0.0.1:port"): no longer
     backends here, but its hop server still serves them to the routers that have not
@@ -131,7 +143,6 @@ class AppRoute:
 
     backends: tuple[str, ...] = ()
     policy: str = "public"
-    health_path: str | None = None
     domains: tuple[str, ...] = ()
     local: tuple[str, ...] = ()
     down: str | None = None
@@ -142,9 +153,7 @@ class AppRoute:
         if self.policy not in POLICIES:
             raise RoutesError(f"access policy {self.policy!r}: use one of {', '.join(POLICIES)}")
         for backend in self.backends + self.retiring:
-            check_address(backend)
-        if self.health_path is not None and not self.health_path.startswith("/"):
-            raise RoutesError(f"health path {self.health_path!r} must start with '/'")
+            check_instance(backend)
         for host in self.domains:
             check_domain(host)
         if not set(self.local) <= set(self.backends):
@@ -161,15 +170,17 @@ class NodeRoutes:
 
     api: "addr:port" of the admin API / git server instances reachable from this node.
     trusted_proxies: CIDRs of the edges, whose X-Forwarded-* headers are believed.
-    machines: addresses of the cluster's machines, whose routers may use this router's hop
-    server (the local instances of each app, already past the access check of the router
-    that sends them)."""
+    machines: addresses of the cluster's machines, up or down, whose routers may use this
+    router's hop server (the local instances of each app, already past the access check of
+    the router that sends them). down: those of them the cluster sees dead or unreachable:
+    this router cuts its connections to them (router/cutoff.py)."""
 
     domain: str
     apps: tuple[tuple[str, AppRoute], ...] = ()
     api: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     machines: tuple[str, ...] = ()
+    down: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_domain(self.domain)
@@ -181,7 +192,7 @@ class NodeRoutes:
     @classmethod
     def build(cls, domain: str, apps: dict[str, AppRoute] | None = None, api: list[str] | tuple[str, ...] = (),
               trusted_proxies: list[str] | tuple[str, ...] = (),
-              machines: list[str] | tuple[str, ...] = ()) -> NodeRoutes:
+              machines: list[str] | tuple[str, ...] = (), down: list[str] | tuple[str, ...] = ()) -> NodeRoutes:
         """From ordinary lists and dicts (order does not matter)."""
         return cls(domain, tuple(sorted((apps or {}).items())), tuple(sorted(set(api))),
-                   tuple(sorted(set(trusted_proxies))), tuple(sorted(set(machines))))
+                   tuple(sorted(set(trusted_proxies))), tuple(sorted(set(machines))), tuple(sorted(set(down))))

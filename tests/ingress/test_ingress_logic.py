@@ -92,11 +92,10 @@ def test_a_container_leaving_a_machine_stays_on_its_hop_only_while_its_switch_is
     assert node_routes(still, "home-1", leaving) == node_routes(still, "home-1")
 
 
-def test_policy_health_path_and_custom_domains_come_from_the_spec():
+def test_policy_and_custom_domains_come_from_the_spec():
     spec = {"policy": "token", "health": {"type": "http", "path": "/healthz"}, "domains": ["www.example.org", "bad_name"]}
     r = route(view({"vault": spec}, []), "vault")
-    assert (r.policy, r.health_path, r.domains, r.backends) == ("token", "/healthz", ("www.example.org",), ())
-    assert route(view({"blog": {"health": {"type": "tcp"}}}, []), "blog").health_path is None
+    assert (r.policy, r.domains, r.backends) == ("token", ("www.example.org",), ())
     assert route(view({"blog": {}}, []), "blog").policy == "public"
 
 

@@ -14,6 +14,7 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -120,8 +121,10 @@ class Stack:
     def node_addr(self, host: str) -> str:
         return f"{self.sim.addr(host)}:{NODE_PORT}"
 
-    def publish(self, live: list[str] | None = None, placed: bool = False) -> bool:
-        """Push the current apps to every node router and the edge (nodes: `live` hosts).
+    def publish(self, live: list[str] | None = None, placed: bool = False, settle: bool = True) -> bool:
+        """Push the current apps to every node router and the edge (nodes: `live` hosts), and
+        unless `settle` is false, wait until the routers' new answers are in force (as the
+        cluster's route switch does before it retires an instance).
         placed: each router knows its own machine's instances, and the edge which routers run
         each app, as in the cluster (otherwise every router takes every app). True when the
         edge loaded a new config."""
@@ -133,7 +136,10 @@ class Stack:
             self.node_routes[host] = NodeRoutes.build(
                 DOMAIN, mine, self.api, trusted_proxies=[f"{self.sim.addr(e)}/32" for e in ("edge", "client")])
             self.nodes[host].update(self.node_routes[host])
-        return self.edge.update(self.edge_routes(live, placed))
+        loaded = self.edge.update(self.edge_routes(live, placed))
+        while settle and not all(self.nodes[host].settled() for host in live):
+            time.sleep(0.05)
+        return loaded
 
     def edge_routes(self, live: list[str] | None = None, placed: bool = False,
                     where: dict[str, list[str]] | None = None) -> EdgeRoutes:
@@ -167,7 +173,7 @@ def stack(sim, stand_in_mesh, tmp_path_factory):
             part.start()
             started.append(part)
         s = Stack(sim, edge, nodes, tokens, work / "root.crt")
-        s.apps["blog"] = AppRoute((f"{sim.addr('home-1')}:{APP_PORT}",), "public", "/health")
+        s.apps["blog"] = AppRoute((f"{sim.addr('home-1')}:{APP_PORT}",), "public")
         s.publish()
         s.ca_file.write_text(edge.root_ca_pem())
         # The edge issues its wildcard certificate in the background after its first load

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from router import caddyjson, edge_config, node_config
+from router import caddyjson, edge_config, node_config, node_dns
 from router.caddy import CaddyProcess
 from router.config_sync import ConfigSync
 from router.edge import Edge
@@ -16,7 +16,8 @@ pytestmark = pytest.mark.unit
 
 D = "apps.example.com"
 EDGE = edge_config.EdgeSettings("/run/e/admin.sock", "/var/lib/e", dev=True, resolver="127.0.0.1:5353")
-NODE = node_config.NodeSettings("/run/n/admin.sock", "/var/lib/n", "100.96.0.5:7080", "unix//run/n/auth.sock")
+NODE = node_config.NodeSettings("/run/n/admin.sock", "/var/lib/n", "100.96.0.5:7080", "unix//run/n/auth.sock",
+                                "127.0.0.1:5353", "/var/lib/n/pages")
 
 
 def host_matches(host: str, pattern: str) -> bool:
@@ -126,36 +127,43 @@ def test_edge_without_live_nodes_answers_503_page():
     assert page["status_code"] == 503 and "No machine is serving" in page["body"]
 
 
+def page_and_proxy(handlers: list[dict]) -> tuple[dict, dict]:
+    """The app's "not running" page (read from its file while the file is there) and its proxy."""
+    (subroute,) = [h for h in handlers if h["handler"] == "subroute"]
+    page_route, proxy_route = subroute["routes"]
+    assert page_route["terminal"] and "match" not in proxy_route
+    (page,) = page_route["handle"]
+    return page_route["match"][0]["file"] | {"page": page}, proxy_route["handle"][-1]
+
+
 def test_node_router_checks_tokens_only_for_token_apps():
     routes = NodeRoutes.build(D, {
-        "blog": AppRoute(("10.0.0.1:9001", "100.96.0.6:9001"), "public", "/health"),
-        "vault": AppRoute(("10.0.0.1:9002",), "token", None, ("vault.example.org",)),
+        "blog": AppRoute(("10.0.0.1:9001", "100.96.0.6:9001"), "public"),
+        "vault": AppRoute(("10.0.0.1:9002",), "token", ("vault.example.org",)),
     })
     doc = node_config.render(routes, NODE)
     blog = handlers_for(doc, "node", f"blog.{D}")
-    assert [h["handler"] for h in blog] == ["headers", "headers", "log_append", "reverse_proxy"]
+    assert [h["handler"] for h in blog] == ["headers", "headers", "subroute"]
     assert blog[0]["request"]["delete"] == [node_config.TOKEN_ID_HEADER, node_config.TOKEN_NAME_HEADER]
-    assert blog[3]["health_checks"]["active"]["uri"] == "/health"
-    # Peer routers' hop servers route the check by Host, like a request.
-    assert blog[3]["health_checks"]["active"]["headers"] == {"Host": [f"blog.{D}"], caddyjson.CHECK_HEADER: ["1"]}
+    _, proxy = page_and_proxy(blog)
     # An app's instances: one slow connect (a dropped SYN) is not a death, and a burst of them
     # rests the only instance for a moment, not for a node router's 10 s.
-    assert blog[3]["health_checks"]["passive"]["max_fails"] == caddyjson.BACKEND_MAX_FAILS > 1
-    assert blog[3]["health_checks"]["passive"]["fail_duration"] == caddyjson.BACKEND_FAIL_DURATION == "2s"
+    assert proxy["health_checks"]["passive"]["max_fails"] == caddyjson.BACKEND_MAX_FAILS > 1
+    assert proxy["health_checks"]["passive"]["fail_duration"] == caddyjson.BACKEND_FAIL_DURATION == "2s"
+    assert "active" not in proxy["health_checks"]  # the answers name serving instances only
     vault = handlers_for(doc, "node", "vault.example.org")
     assert vault == handlers_for(doc, "node", f"vault.{D}")
-    assert [h["handler"] for h in vault] == ["headers", "reverse_proxy", "headers", "log_append", "reverse_proxy"]
+    assert [h["handler"] for h in vault] == ["headers", "reverse_proxy", "headers", "subroute"]
     auth = vault[1]
     assert auth["upstreams"] == [{"dial": "unix//run/n/auth.sock"}]
     assert auth["rewrite"] == {"method": "GET", "uri": "/check?app=vault"}
-    assert "active" not in vault[4]["health_checks"]
 
 
 def test_the_app_never_sees_the_visitors_vcapp_credential():
     import re
 
     doc = node_config.render(NodeRoutes.build(D, {"vault": AppRoute(("10.0.0.1:9002",), "token")}), NODE)
-    _, auth, cookie, _, _ = handlers_for(doc, "node", f"vault.{D}")
+    _, auth, cookie, _ = handlers_for(doc, "node", f"vault.{D}")
     bearer, any_token = auth["handle_response"]
     # A bearer token is taken off the request; id and name are passed instead.
     assert bearer["match"]["headers"] == {node_config.TOKEN_VIA_HEADER: ["bearer"]}
@@ -170,9 +178,46 @@ def test_the_app_never_sees_the_visitors_vcapp_credential():
     assert strip("theme=dark") == "theme=dark"
 
 
+def test_an_apps_proxy_asks_the_routers_answers_and_names_no_instance():
+    doc = node_config.render(NodeRoutes.build(D, {"blog": AppRoute(("127.0.0.1:20001",), local=("127.0.0.1:20001",))}),
+                             replace(NODE, hop_listen="100.96.0.5:7081"))
+    for server in ("node", "hop"):
+        page, proxy = page_and_proxy(handlers_for(doc, server, f"blog.{D}"))
+        assert "upstreams" not in proxy
+        source = proxy["dynamic_upstreams"]
+        assert source["source"] == "srv" and source["name"] == f"blog.{server}.routes.vcapp.invalid."
+        assert source["resolver"] == proxy["transport"]["resolver"] == {"addresses": ["udp/127.0.0.1:5353"]}
+        assert source["refresh"] == "1s" and source["grace_period"] == node_config.STALE_ANSWERS_FOR
+        assert page["root"] == "/var/lib/n/pages" and page["try_files"] == [f"/{server}/blog.html"]
+        assert page["page"]["status_code"] == 503
+        assert page["page"]["body"] == f"{{file./var/lib/n/pages/{server}/blog.html}}"
+
+
+def test_deploys_moves_health_and_down_reasons_leave_the_node_config_as_it_is():
+    hop = replace(NODE, hop_listen="100.96.0.5:7081")
+    machines = ["100.96.0.5", "100.96.0.6"]
+    here = AppRoute(("127.0.0.1:20001", "100.96.0.6:7081"), local=("127.0.0.1:20001",))
+    before = node_config.render(NodeRoutes.build(D, {"blog": here, "shop": AppRoute()}, machines=machines), hop)
+    for blog, shop in [
+        (replace(here, backends=("127.0.0.1:20002",), local=("127.0.0.1:20002",), retiring=("127.0.0.1:20001",)),
+         AppRoute(("100.96.0.6:7081",))),  # a deploy here, shop started elsewhere
+        (AppRoute(("100.96.0.6:7081",)), AppRoute(down="crashed", down_detail="see vcapp ps shop")),  # a move
+        (AppRoute(down="unhealthy"), AppRoute(down="stopped")),
+    ]:
+        after = NodeRoutes.build(D, {"blog": blog, "shop": shop}, machines=machines, down=["100.96.0.6"])
+        assert node_config.render(after, hop) == before
+    # what does change it: a new app, a policy, a custom domain, the machines
+    for changed in [NodeRoutes.build(D, {"blog": here}, machines=machines),
+                    NodeRoutes.build(D, {"blog": replace(here, policy="token"), "shop": AppRoute()}, machines=machines),
+                    NodeRoutes.build(D, {"blog": replace(here, domains=("blog.org",)), "shop": AppRoute()},
+                                     machines=machines),
+                    NodeRoutes.build(D, {"blog": here, "shop": AppRoute()}, machines=machines[:1])]:
+        assert node_config.render(changed, hop) != before
+
+
 def test_other_machines_reach_an_apps_local_instances_only_through_the_hop_server():
     hop = replace(NODE, hop_listen="100.96.0.5:7081")
-    routes = NodeRoutes.build(D, {"blog": AppRoute(("127.0.0.1:20001", "100.96.0.6:7081"), "token", "/health",
+    routes = NodeRoutes.build(D, {"blog": AppRoute(("127.0.0.1:20001", "100.96.0.6:7081"), "token",
                                                    local=("127.0.0.1:20001",)),
                                   "shop": AppRoute(("100.96.0.6:7081",))},
                               machines=["100.96.0.5", "100.96.0.6"])
@@ -183,11 +228,10 @@ def test_other_machines_reach_an_apps_local_instances_only_through_the_hop_serve
     assert refuse["match"] == [{"not": [{"remote_ip": {"ranges": ["100.96.0.5", "100.96.0.6"]}}]}]
     assert refuse["handle"][0]["status_code"] == 403
     # Only this machine's instances, no second hop; the sending router checked the token.
-    (upstream, proxy) = handlers_for(doc, "hop", f"blog.{D}")
-    assert upstream["handler"] == "log_append"
-    assert proxy["upstreams"] == [{"dial": "127.0.0.1:20001"}]
-    (page,) = handlers_for(doc, "hop", f"shop.{D}")
-    assert page["status_code"] == 503
+    assert [h["handler"] for h in handlers_for(doc, "hop", f"blog.{D}")] == ["subroute"]
+    srv = node_dns.answers(routes)["srv"]
+    assert srv["blog.hop"] == [[20001, "ip-127-0-0-1"]]
+    assert "shop.hop" not in srv  # no instance here: its page
     # No machines known: the hop server refuses everyone.
     lonely = node_config.render(NodeRoutes.build(D, {"shop": AppRoute()}), hop)
     assert "match" not in lonely["apps"]["http"]["servers"]["hop"]["routes"][0]
@@ -195,22 +239,20 @@ def test_other_machines_reach_an_apps_local_instances_only_through_the_hop_serve
 
 
 def test_a_container_leaving_the_machine_is_served_by_the_hop_only_until_its_switch_closes():
-    hop = replace(NODE, hop_listen="100.96.0.5:7081")
     # blog's last instance here is leaving (its report is gone): the node server sends to the
     # other machine, the hop still answers the routers that have not switched yet.
-    leaving = AppRoute(("100.96.0.6:7081",), "public", "/health", retiring=("127.0.0.1:20001",))
-    doc = node_config.render(NodeRoutes.build(D, {"blog": leaving}, machines=["100.96.0.5", "100.96.0.6"]), hop)
-    (_, proxy) = handlers_for(doc, "hop", f"blog.{D}")
-    assert proxy["upstreams"] == [{"dial": "127.0.0.1:20001"}]
-    node_proxy = [h for h in handlers_for(doc, "node", f"blog.{D}") if h.get("handler") == "reverse_proxy"]
-    assert [u["dial"] for p in node_proxy for u in p["upstreams"]] == ["100.96.0.6:7081"]
+    leaving = AppRoute(("100.96.0.6:7081",), "public", retiring=("127.0.0.1:20001",))
+    srv = node_dns.answers(NodeRoutes.build(D, {"blog": leaving}))["srv"]
+    assert srv == {"blog.node": [[7081, "ip-100-96-0-6"]], "blog.hop": [[20001, "ip-127-0-0-1"]]}
     # beside an instance that stays: both, once each
     both = replace(leaving, backends=("127.0.0.1:20002", "100.96.0.6:7081"), local=("127.0.0.1:20002",),
                    retiring=("127.0.0.1:20001", "127.0.0.1:20002"))
-    (_, proxy) = handlers_for(node_config.render(NodeRoutes.build(D, {"blog": both}), hop), "hop", f"blog.{D}")
-    assert proxy["upstreams"] == [{"dial": "127.0.0.1:20002"}, {"dial": "127.0.0.1:20001"}]
-    with pytest.raises(RoutesError, match="host:port"):
+    srv = node_dns.answers(NodeRoutes.build(D, {"blog": both}))["srv"]
+    assert srv["blog.hop"] == [[20002, "ip-127-0-0-1"], [20001, "ip-127-0-0-1"]]
+    with pytest.raises(RoutesError, match="IPv4 address and port"):
         AppRoute(retiring=("nowhere",))
+    with pytest.raises(RoutesError, match="IPv4 address and port"):
+        AppRoute(("blog.internal:80",))
 
 
 def test_node_router_trusts_the_edges_and_answers_health_and_unknown_hosts():
@@ -221,8 +263,6 @@ def test_node_router_trusts_the_edges_and_answers_health_and_unknown_hosts():
     assert server["listen"] == ["100.96.0.5:7080"]
     health = server["routes"][0]
     assert health["match"][0]["host"] == [caddyjson.NODE_HEALTH_HOST]
-    (no_instance,) = [h for h in handlers_for(doc, "node", f"blog.{D}") if h["handler"] == "static_response"]
-    assert no_instance["status_code"] == 503
     assert handlers_for(doc, "node", f"api.{D}")[0]["upstreams"] == [{"dial": "127.0.0.1:8000"}]
     assert server["routes"][-1]["handle"][0]["status_code"] == 404
 
@@ -246,14 +286,12 @@ def test_node_router_tells_the_edges_it_is_up_and_nothing_else():
 
 
 def test_node_router_keeps_requests_on_its_own_machines_instances():
-    both = AppRoute(("10.0.0.1:9001", "10.0.0.2:9001"), local=("10.0.0.2:9001",))
-    doc = node_config.render(NodeRoutes.build(D, {"blog": both}), NODE)
-    proxy = handlers_for(doc, "node", f"blog.{D}")[-1]
-    assert proxy["load_balancing"]["selection_policy"] == {"policy": "weighted_round_robin",
-                                                           "weights": [1, caddyjson.LOCAL_WEIGHT]}
-    elsewhere = node_config.render(NodeRoutes.build(D, {"blog": replace(both, local=())}), NODE)
-    assert handlers_for(elsewhere, "node", f"blog.{D}")[-1]["load_balancing"]["selection_policy"] == {
-        "policy": "round_robin"}
+    both = AppRoute(("10.0.0.1:9001", "10.0.0.2:9001", "10.0.0.3:9001"), local=("10.0.0.2:9001", "10.0.0.3:9001"))
+    assert node_dns.answers(NodeRoutes.build(D, {"blog": both}))["srv"]["blog.node"] == [
+        [9001, "ip-10-0-0-2"], [9001, "ip-10-0-0-3"]]
+    elsewhere = replace(both, local=())
+    assert node_dns.answers(NodeRoutes.build(D, {"blog": elsewhere}))["srv"]["blog.node"] == [
+        [9001, "ip-10-0-0-1"], [9001, "ip-10-0-0-2"], [9001, "ip-10-0-0-3"]]
     with pytest.raises(RoutesError, match="not backends"):
         AppRoute(("10.0.0.1:9001",), local=("10.0.0.9:9001",))
 
@@ -337,13 +375,11 @@ def test_the_dev_ca_given_to_clients_is_the_one_that_signs_the_edges_sites(tmp_p
     ("deploying", "", "blog is being deployed", "try again in a minute"),
 ])
 def test_the_not_running_page_says_why_escaped(down, detail, title, words):
-    routes = NodeRoutes.build(D, {"blog": AppRoute(down=down, down_detail=detail)})
-    for server in ("node", "hop"):
-        doc = node_config.render(routes, replace(NODE, hop_listen="100.96.0.5:7081"))
-        page = handlers_for(doc, server, f"blog.{D}")[-1]
-        assert page["status_code"] == 503
-        assert f"<title>{title}</title>" in page["body"] and words in page["body"], page["body"]
-        assert "<b>" not in page["body"]
+    app = AppRoute(down=down, down_detail=detail)
+    page = node_config.not_running_page("blog", app)
+    assert f"<title>{title}</title>" in page and words in page, page
+    assert "<b>" not in page
+    assert node_dns.answers(NodeRoutes.build(D, {"blog": app})) == {"srv": {}}  # its page, on both servers
 
 
 def test_a_down_reason_must_be_known_and_short():
@@ -370,8 +406,4 @@ def test_access_lines_go_to_their_own_file_without_headers_or_the_token():
     health = [r for r in servers["node"]["routes"]
               if caddyjson.NODE_HEALTH_HOST in (r.get("match") or [{}])[0].get("host", [])]
     assert health and all(r["handle"][0] == {"handler": "vars", "log_skip": True} for r in health)
-    # nor are the peers' checks of this machine's instances through its hop server
-    skip = servers["hop"]["routes"][1]
-    assert skip == {"match": [{"header": {caddyjson.CHECK_HEADER: ["1"]}}],
-                    "handle": [{"handler": "vars", "log_skip": True}]}
     assert "logging" not in node_config.render(NodeRoutes.build(D, {}), NODE)

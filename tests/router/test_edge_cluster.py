@@ -61,7 +61,7 @@ def test_unknown_app_gets_a_404_page(stack):
 @pytest.fixture(scope="module")
 def vault(stack):
     """A token-protected app with one valid token."""
-    stack.apps["vault"] = AppRoute((f"{stack.sim.addr('home-1')}:{APP_PORT}",), "token", "/health")
+    stack.apps["vault"] = AppRoute((f"{stack.sim.addr('home-1')}:{APP_PORT}",), "token")
     stack.publish()
     token = generate()
     stack.tokens.records[hash_token(token)] = TokenRecord("tok_1", "vault", "alice-phone", time.time() + 3600)
@@ -162,10 +162,10 @@ def test_expired_token_gets_401_saying_so(stack, vault):
 
 def test_new_app_is_reachable_within_a_second_of_the_route_change(stack):
     start_webapp(stack.sim, "home-2", "shop", APP_PORT + 1)
-    stack.apps["shop"] = AppRoute((f"{stack.sim.addr('home-2')}:{APP_PORT + 1}",), "public", "/health")
+    stack.apps["shop"] = AppRoute((f"{stack.sim.addr('home-2')}:{APP_PORT + 1}",), "public")
     stack.domains["shop"] = ["www.shop.example.org"]
     t0 = time.monotonic()
-    stack.publish()
+    stack.publish(settle=False)
     while True:
         status, body = status_and_body(stack.curl(f"shop.{DOMAIN}", "/", "-w", "\n%{http_code}", timeout=2))
         elapsed = time.monotonic() - t0
@@ -198,10 +198,10 @@ def test_an_apps_requests_go_to_the_router_running_it_and_follow_a_move_without_
         return served_by(h) - before == n
 
     try:
-        stack.apps["where"] = AppRoute((at["home-1"],), "public", "/health")
+        stack.apps["where"] = AppRoute((at["home-1"],), "public")
         stack.publish(placed=True)
         wait_for(lambda: all_through("home-1"), 3 * ROUTE_DEADLINE, "where's requests all through home-1's router")
-        stack.apps["where"] = AppRoute((at["home-2"],), "public", "/health")
+        stack.apps["where"] = AppRoute((at["home-2"],), "public")
         reloaded = stack.publish(placed=True)
         assert not reloaded, "the edge reloaded its config for a move"
         wait_for(lambda: all_through("home-2"), 3 * ROUTE_DEADLINE, "where's requests all through home-2's router")
@@ -231,7 +231,7 @@ def test_a_new_app_is_served_without_an_edge_reload_or_a_word_in_its_log(stack):
     log = stack.edge.caddy.log
     try:
         before = log.read_text(errors="replace")
-        stack.apps["elsewhere"] = AppRoute((f"{stack.sim.addr('home-2')}:{APP_PORT + 4}",), "public", "/health")
+        stack.apps["elsewhere"] = AppRoute((f"{stack.sim.addr('home-2')}:{APP_PORT + 4}",), "public")
         assert not stack.publish(placed=True), "the edge reloaded its config for a new app"
         wait_for(lambda: "Hello from elsewhere" in stack.curl(host, "/").stdout, 3 * ROUTE_DEADLINE, "the app served")
         time.sleep(3)

@@ -24,6 +24,9 @@ KILL_AT = 4.0
 # Issue 7: <= 1 % of requests fail and none after 5 s.
 MAX_FAILED_SHARE = 0.01
 QUIET_AFTER = 5.0
+# The cluster confirms a machine dead this long after it went silent (vcapp/state/peerwatch.py:
+# 1.5 s of silence, then a second machine's word), and the routers' answers follow.
+DEATH_SEEN_S = 2.0
 # Chromium renders one small page in a couple of seconds; 60 s means it hung.
 BROWSER_TIMEOUT = 60
 MIN_PNG_BYTES = 5000
@@ -40,7 +43,7 @@ def test_browser_loads_an_app_page_through_the_edge(stack, artifacts, tmp_path):
 
 def test_killing_one_of_two_machines_costs_at_most_a_few_requests(stack):
     stack.apps["blog"] = AppRoute(tuple(f"{stack.sim.addr(h)}:{APP_PORT}" for h in ("home-1", "home-2")),
-                                  "public", "/health")
+                                  "public")
     stack.publish()
     served_by = {stack.curl(BLOG, "/").stdout.split("served by ")[1][:6] for _ in range(6)}
     assert served_by == {"home-1", "home-2"}
@@ -51,6 +54,12 @@ def test_killing_one_of_two_machines_costs_at_most_a_few_requests(stack):
     time.sleep(KILL_AT)  # let the loop run steadily before the power-off
     killed_at = KILL_AT
     stack.sim.dc.kill("home-2")
+    # Until the cluster sees the death, the routers step over the dead machine's instance and
+    # router (a failed dial is tried elsewhere, and rests the upstream); then its answers are
+    # without them, and nothing dials it any more.
+    time.sleep(DEATH_SEEN_S)
+    stack.apps["blog"] = AppRoute((f"{stack.sim.addr('home-1')}:{APP_PORT}",), "public")
+    stack.publish(live=["home-1"])
     out, _ = load.communicate(timeout=LOAD_SECONDS + 30)
     results = [(float(t), r) for t, r in (line.split() for line in out.splitlines())]
     failed = [(t, r) for t, r in results if r != "200"]

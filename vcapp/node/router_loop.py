@@ -4,17 +4,18 @@ sends each request to a healthy instance of its app, on this machine or another.
 
 `step` (every daemon tick) reads cluster state and computes the desired NodeRoutes
 (vcapp/views/ingress.py); a worker thread owns the NodeRouter (router/node.py): it starts Caddy and
-the token auth service, loads a new config only when the routes changed (or Caddy was
-restarted), and restarts Caddy if it dies. When a machine leaves the routes (its death seen),
-the worker cuts this machine's open connections to that machine's hop server
-(router/cutoff.py) before and after it loads the routes without it. Token checks look records
+the token auth service, writes the routes' answers (a placement change reloads nothing) and
+loads a new config only when the config changed (or Caddy was restarted), and restarts Caddy if
+it dies. When a machine goes down (its death seen), the worker cuts this machine's open
+connections to that machine's hop server (router/cutoff.py) once the answers are without it. Token checks look records
 up in etcd (vcapp/state/apptokens.py) and sessions are signed with the cluster's derived
 "sessions" key.
 While a runtime waits to retire a container (vcapp/state/routeswitch.py), `step` reads the open
-switch requests before the cluster state, and once the worker has loaded routes computed from
-that state it acknowledges the newest request, so the runtime stops the old container only
-after this router stopped sending to it; it reads them again after the cluster state for the
-containers leaving this machine, which its hop server serves until their request closes.
+switch requests before the cluster state, and once the worker has applied routes computed from
+that state and Caddy asks only their answers (NodeRouter.settled) it acknowledges the newest
+request, so the runtime stops the old container only after this router stopped sending to it;
+it reads them again after the cluster state for the containers leaving this machine, which its
+hop server serves until their request closes.
 Every COUNT_EVERY_S the worker reads Caddy's per-host request counters and `step` publishes
 them at /vc/requests/<node> (bound to the lease) for the controller's request-rate history.
 """
@@ -96,7 +97,7 @@ class RouterLoop:
         if routes != self.desired:
             self.desired = routes
             self.worker.wake()
-        if routes == self.applied:
+        if routes == self.applied and self.router is not None and self.router.settled():
             self._acknowledge(ctx, asked)
         self._publish_counts(ctx, view.domain)
         self.worker.start()
@@ -124,7 +125,7 @@ class RouterLoop:
     def _start(self) -> NodeRouter:
         self.workdir.mkdir(parents=True, exist_ok=True)
         kill_stale_caddy(self.workdir)
-        hand_over_accept_queues()  # this router reloads at every placement change
+        hand_over_accept_queues()  # this router reloads when an app or a machine comes or goes
         stores = per_thread_store(lambda: self.endpoints)
         lookup = lambda token_hash: apptokens.lookup(stores(), token_hash)  # noqa: E731
         router = NodeRouter(self.workdir, self.listen, lookup, derived_key("sessions"), hop_listen=self.hop_listen)
@@ -146,15 +147,18 @@ class RouterLoop:
         if self.router is None or self.router.caddy.proc.poll() is not None:
             if self.router is not None:
                 log.warning("node router caddy exited (%s); restarting", self.router.caddy.proc.returncode)
-                self.router.auth.stop()
+                self.router.stop()  # its auth service and answers server
             self.applied = None
             self.router = self._start()
         desired, before = self.desired, self.applied
         if desired is not None and (desired != self.applied or self.resync.ready()):
-            # requests in flight to a machine that left the routes fail, and are retried
-            leaving = cutoff.only_in(before.machines, desired.machines) if before else []
-            if cutoff.around_load(leaving, (ingress.NODE_HOP_PORT,), lambda: self.router.update(desired)):
+            if self.router.update(desired):
                 log.info("node router: %d app(s) routed", len(desired.apps))
+            # requests in flight to a machine gone down fail, and are retried with the new answers
+            gone = cutoff.only_in(desired.down, before.down) + cutoff.only_in(before.machines, desired.machines) \
+                if before else []
+            for addr in gone:
+                cutoff.abort(addr, (ingress.NODE_HOP_PORT,))
             self.applied = desired
             self.resync.mark()
         if self.count.ready():

@@ -57,7 +57,8 @@ class ClusterView:
     apps: name -> spec; reports: runtime status values; nodes: live machine -> address;
     api: live machine -> "addr:port" of its admin API; edges: addresses of the edges;
     pending: app -> its /vc/pending record; builds: app -> its newest build record, for the
-    apps never deployed (vcapp/state/builds.py): both only say why an app is down."""
+    apps never deployed (vcapp/state/builds.py): both only say why an app is down.
+    members: every machine of the cluster, live or not -> address (None: the live ones)."""
 
     domain: str
     apps: dict[str, dict] = field(default_factory=dict)
@@ -67,6 +68,7 @@ class ClusterView:
     edges: tuple[str, ...] = ()
     pending: dict[str, dict] = field(default_factory=dict)
     builds: dict[str, dict] = field(default_factory=dict)
+    members: dict[str, str] | None = None
 
 
 def serving(report: dict) -> bool:
@@ -95,13 +97,6 @@ def peer_routers(app: str, reports: list[dict], nodes: dict[str, str], besides: 
     return tuple(sorted(f"{addr}:{NODE_HOP_PORT}" for addr in serving_machines(app, reports, nodes, besides)))
 
 
-def health_path(spec: dict) -> str | None:
-    """The HTTP path the runtime checks, polled by the node router too (None: no HTTP check)."""
-    check = spec.get("health") or {}
-    path = check.get("path") if check.get("type", "http") == "http" else None
-    return path if isinstance(path, str) and path.startswith("/") else None
-
-
 def valid_domains(app: str, spec: dict) -> tuple[str, ...]:
     good = []
     for host in spec.get("domains") or ():
@@ -122,16 +117,16 @@ def app_route(name: str, spec: dict, view: ClusterView, node: str | None = None,
     backends = local + peer_routers(name, view.reports, view.nodes, node)
     down, detail = (None, "") if backends else down_reason(name, spec, view)
     leaving = tuple(b for port in retiring if (b := f"{LOCAL_ADDR}:{port}") not in local) if node else ()
-    return AppRoute(backends, policy, health_path(spec), valid_domains(name, spec), local, down,
+    return AppRoute(backends, policy, valid_domains(name, spec), local, down,
                     short(detail), leaving)
 
 
 def down_reason(name: str, spec: dict, view: ClusterView) -> tuple[str | None, str]:
     """Why `name` has no serving instance (router/routes.py DOWN_REASONS) and what to do,
     from what the cluster records; (None, "") when nothing says (it is starting, or its
-    machine just died). Only stable words: a change reloads every router. The page is public,
-    so the words name the admin command that tells more, never the error itself (a config
-    parse error, a health check's answer, machines' free memory)."""
+    machine just died). Only stable words: a change rewrites the page on every router. The page
+    is public, so the words name the admin command that tells more, never the error itself (a
+    config parse error, a health check's answer, machines' free memory)."""
     if not spec.get("image"):
         build = view.builds.get(name) or {}
         if build.get("result") in (builds.FAILED, builds.REFUSED):
@@ -197,8 +192,10 @@ def node_routes(view: ClusterView, node: str | None = None,
     without a machine of its own. `retiring`: app -> host ports of its containers leaving
     `node`, which only its hop server still serves."""
     apps = routable_apps(view, node, retiring)
+    members = view.nodes if view.members is None else view.members
+    live = set(view.nodes.values())
     return NodeRoutes.build(view.domain, apps, list(view.api.values()), trusted_proxies(view.edges),
-                            machines=list(view.nodes.values()))
+                            machines=[*members.values(), *live], down=[a for a in members.values() if a not in live])
 
 
 def edge_routes(view: ClusterView, node_routers: list[str], down: list[str] | tuple[str, ...] = ()) -> EdgeRoutes:
@@ -234,4 +231,5 @@ def read_view(store: Store) -> ClusterView:
     last_builds = {name: b for name, spec in apps.items() if not spec.get("image")
                    if (b := builds.latest(store, name))}
     return ClusterView(cluster.get("domain", ""), apps, reports, {n: r["addr"] for n, r in live.items()},
-                       api, edge_hosts(cluster), pending, last_builds)
+                       api, edge_hosts(cluster), pending, last_builds,
+                       {n: r["addr"] for n, r in records.items() if r.get("addr")})

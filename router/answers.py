@@ -1,0 +1,209 @@
+"""The DNS answers server: where a router's Caddy finds the upstreams of a request, told to it
+as DNS answers instead of in its config.
+
+A router's Caddy config names no placement: its dynamic upstreams ask this server on loopback
+(cached REFRESH), and the router's owner writes the answers to a file (`DnsProcess.write`). A
+deploy or a move then changes an answer, never Caddy's config: no reload, and no request lost
+to one (each reload closes a few requests in flight: bench/edge_reload_bench.py,
+bench/router_reload_bench.py). The edge asks A records of hostnames (router/edge_dns.py); a
+node router asks SRV records of its apps' instances (router/node_dns.py).
+
+    respond(query bytes, table) -> reply bytes                                     pure
+    target(ip) -> name, dial_address("name:port") -> "ip:port"                     pure
+    python -m router.answers ANSWERS PORT_FILE [--port N]                          the server
+    DnsProcess(workdir, launcher)                                                  runs it
+
+A table is {"hosts": {name: [ip, ...]}, "default": [ip, ...], "srv": {name: [[port, target],
+...]}}, names relative to ZONE. An A query gets the name's hosts (else `default`); a name
+`target(ip)` is that address (an SRV record must name its target: Go drops numeric targets).
+The server runs as its own process, started like Caddy (the same launcher: in the simulator,
+inside the router's network namespace), and exits when its parent does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from dnslib import QTYPE, RCODE, RR, SRV, A, DNSRecord
+
+from router.caddy import Launcher, default_launcher, stop_process
+
+ZONE = "routes.vcapp.invalid"  # RFC 2606: never a real name
+# Caddy asks again for a name's answers this often while it serves it (and at once after a
+# failed try): a move reaches the requests within a second of the router's table.
+REFRESH_S = 1.0
+REFRESH = f"{REFRESH_S:g}s"
+# The answers are read from loopback: a reply takes well under a millisecond.
+LOOKUP_TIMEOUT = "1s"
+TTL = 1
+ANSWERS_FILE, PORT_FILE = "dns-answers.json", "dns-port"
+START_TIMEOUT = 10.0  # a python process binds a UDP port in well under a second
+_TARGET = re.compile(r"ip-(\d{1,3})-(\d{1,3})-(\d{1,3})-(\d{1,3})")
+
+
+def target(ip: str) -> str:
+    """The name an SRV record gives for address `ip` (relative to ZONE)."""
+    return "ip-" + str(ipaddress.IPv4Address(ip)).replace(".", "-")
+
+
+def _target_ip(name: str) -> str | None:
+    match = _TARGET.fullmatch(name)
+    if not match:
+        return None
+    try:
+        return str(ipaddress.IPv4Address(".".join(match.groups())))
+    except ValueError:
+        return None
+
+
+def dial_address(hostport: str) -> str:
+    """"ip:port" of an upstream Caddy dialled by an SRV target's name; anything else as given."""
+    host, sep, port = hostport.rpartition(":")
+    host, suffix = host.rstrip("."), "." + ZONE  # Go's SRV targets are absolute names
+    if sep and host.endswith(suffix) and (ip := _target_ip(host[:-len(suffix)])):
+        return f"{ip}:{port}"
+    return hostport
+
+
+def respond(query: bytes, table: dict) -> bytes | None:
+    """The reply to one DNS query (see the module's docstring), REFUSED for a name outside the
+    zone, no record for AAAA; None for bytes that are no DNS query."""
+    try:
+        request = DNSRecord.parse(query)
+    except Exception:  # dnslib raises its own DNSError and struct errors alike
+        return None
+    reply = request.reply()
+    if not request.questions:
+        reply.header.rcode = RCODE.FORMERR
+        return reply.pack()
+    question = request.questions[0]
+    name = str(question.qname).rstrip(".").lower()
+    suffix = "." + ZONE
+    if not name.endswith(suffix):
+        reply.header.rcode = RCODE.REFUSED
+        return reply.pack()
+    host = name[:-len(suffix)]
+    if question.qtype in (QTYPE.A, QTYPE.ANY):
+        ip = _target_ip(host)
+        for addr in [ip] if ip else table.get("hosts", {}).get(host) or table.get("default") or ():
+            reply.add_answer(RR(question.qname, QTYPE.A, rdata=A(addr), ttl=TTL))
+    if question.qtype in (QTYPE.SRV, QTYPE.ANY):
+        for port, name_of in table.get("srv", {}).get(host, ()):
+            reply.add_answer(RR(question.qname, QTYPE.SRV, ttl=TTL,
+                                rdata=SRV(priority=0, weight=1, port=int(port), target=f"{name_of}.{ZONE}.")))
+    return reply.pack()
+
+
+class _Table:
+    """The answers file, read again when it changes (the owner replaces it whole)."""
+
+    def __init__(self, path: Path):
+        self.path, self.stamp, self.table = path, None, {}
+
+    def current(self) -> dict:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_ino, st.st_size)
+            if stamp != self.stamp:
+                self.table, self.stamp = json.loads(self.path.read_text()), stamp
+        except (OSError, ValueError):
+            pass  # keep answering from the last good table
+        return self.table
+
+
+def serve(answers_path: Path, port_file: Path, port: int = 0) -> None:
+    """Answer on 127.0.0.1 until the parent process goes."""
+    parent = os.getppid()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.bind(("127.0.0.1", 0))  # the old port is taken: the router's config follows the new one
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(sock.getsockname()[1]))
+    os.replace(tmp, port_file)
+    sock.settimeout(1.0)
+    table = _Table(answers_path)
+    while os.getppid() == parent:
+        try:
+            data, peer = sock.recvfrom(4096)
+        except socket.timeout:
+            continue
+        reply = respond(data, table.current())
+        if reply is not None:
+            sock.sendto(reply, peer)
+
+
+class DnsProcess:
+    """The answers server of one router, its files in `workdir`."""
+
+    def __init__(self, workdir: str | Path, launcher: Launcher | None = None):
+        self.workdir = Path(workdir)
+        self.launcher = launcher or default_launcher
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self.written: dict | None = None
+
+    @property
+    def answers_file(self) -> Path:
+        return self.workdir / ANSWERS_FILE
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> str:
+        """Start the server (again on the same port when it ran before); its address."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        port_file = self.workdir / PORT_FILE
+        port_file.unlink(missing_ok=True)
+        if not self.answers_file.exists():
+            self.write({})
+        argv = [sys.executable, "-m", "router.answers", str(self.answers_file.resolve()), str(port_file.resolve()),
+                "--port", str(self.port)]
+        self.proc = self.launcher(argv, self.workdir / "dns.log")
+        deadline = time.monotonic() + START_TIMEOUT
+        while not port_file.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the router's DNS answers server did not start; see {self.workdir / 'dns.log'}")
+            time.sleep(0.02)
+        self.port = int(port_file.read_text())
+        return self.address
+
+    def write(self, table: dict) -> bool:
+        """Replace the answers (the server reads them at its next query). True when they changed."""
+        if table == self.written:
+            return False
+        tmp = self.answers_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(table, sort_keys=True))
+        os.replace(tmp, self.answers_file)
+        self.written = table
+        return True
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A router's DNS answers server (router/answers.py)")
+    parser.add_argument("answers", type=Path)
+    parser.add_argument("port_file", type=Path)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    serve(args.answers, args.port_file, args.port)
+
+
+if __name__ == "__main__":
+    main()
