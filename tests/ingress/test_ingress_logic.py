@@ -162,3 +162,13 @@ def test_a_serving_app_has_no_down_reason_and_the_public_page_tells_no_secret():
                     dict(NODES), dict(API), (), {"blog": {"instances": {"0": "needs 900 MB; " + secret}}})
     assert secret not in route(v, "blog").down_detail
     assert ingress.short("why " * 200).endswith("…") and len(ingress.short("why " * 200)) == 300
+
+
+def test_a_dead_machine_stays_a_hop_client_and_is_named_down():
+    members = {**NODES, "home-3": "100.96.0.13"}
+    v = ClusterView("apps.example.com", {"blog": {}}, [report("home-3", "blog")], nodes=NODES, members=members)
+    routes = node_routes(v, "home-1")
+    assert routes.machines == tuple(sorted(members.values()))  # its hop allow list does not change
+    assert routes.down == ("100.96.0.13",)  # its connections are cut
+    assert dict(routes.apps)["blog"].backends == ()  # and nothing is sent to its instance
+    assert node_routes(ClusterView("apps.example.com", nodes=NODES), "home-1").down == ()
