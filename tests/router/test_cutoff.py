@@ -13,13 +13,13 @@ import json
 import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from router import caddyjson, cutoff, edge_config
 from router.caddy import CaddyProcess
 from router.routes import EdgeRoutes
+from tests.router.standins import Orders, free_port, serve
 
 ANSWER_WITHIN_S = 3.0  # after the cut: the retry is one more local round trip
 
@@ -63,28 +63,8 @@ class Silent:
             c.close()
 
 
-class Answering(BaseHTTPRequestHandler):
+class Answering(Orders):
     seen: list[str] = []
-
-    def _answer(self) -> None:
-        Answering.seen.append(self.command)
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        body = b"from the live instance\n"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proxy_to(tmp_path, edge: bool, reload: list | None = None):
@@ -92,8 +72,7 @@ def proxy_to(tmp_path, edge: bool, reload: list | None = None):
     the app's handler's only upstream, tried for 1 s, and the live one is behind the edge's
     error route (any node router), else both are the handler's, the silent one first."""
     silent = Silent()
-    live = ThreadingHTTPServer(("127.0.0.1", 0), Answering)
-    threading.Thread(target=live.serve_forever, daemon=True).start()
+    live = serve(Answering)
     Answering.seen = []
     caddy = CaddyProcess(tmp_path / "caddy")
     caddy.start()

@@ -6,58 +6,31 @@ an instance is back; the access log names the instance a request went to."""
 from __future__ import annotations
 
 import http.client
-import socket
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from router import accesslog
 from router.node import NodeRouter
 from router.routes import AppRoute, NodeRoutes
+from tests.router.standins import Orders, free_port, retire, serve
 
 D = "apps.example.com"
 HOST = f"blog.{D}"
 MOVES = 8
 
 
-class _App(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _App(Orders):
     orders: Counter = Counter()
-    lock = threading.Lock()
+    seen: list[str] = []
 
-    def _answer(self) -> None:
-        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.command == "POST":
-            with self.lock:
-                _App.orders[data] += 1
-        body = f"{self.server.server_port}\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = _answer
-
-    def log_message(self, *args) -> None:
-        pass
+    def answer(self) -> bytes:
+        return f"{self.server.server_port}\n".encode()
 
 
 def instance() -> ThreadingHTTPServer:
-    app = ThreadingHTTPServer(("127.0.0.1", 0), _App)
-    threading.Thread(target=app.serve_forever, daemon=True).start()
-    return app
-
-
-def retire(app: ThreadingHTTPServer) -> None:
-    app.shutdown()
-    app.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return serve(_App)
 
 
 def table(app: ThreadingHTTPServer | None, down: str | None = None) -> NodeRoutes:
