@@ -6,7 +6,8 @@ first writes the instance's new status (the new container, or none), then asks f
 (`ask`: /vc/routes/switch/<node>/<app>/<inst>); the key's mod revision is the request. Each
 node router, on its tick, reads the open requests *before* it reads the cluster state its
 routes come from, so routes computed after that read reflect the new status; once its Caddy
-runs exactly those routes it acknowledges the newest request it saw (`acknowledge`:
+routes by exactly those routes (their answers written and Caddy's cached ones expired:
+router/node.py `settled`) it acknowledges the newest request it saw (`acknowledge`:
 /vc/routes/applied/<node>). `wait` returns when every live machine's router (but those confirmed
 unreachable) has acknowledged the request, or after `SWITCH_TIMEOUT_S` with the routers that did
 not (a stuck or cut-off router must not hold a deploy forever; the drain that follows still
@@ -27,8 +28,9 @@ import time
 from vcapp.state import keys, peerwatch
 from vcapp.state.store import Store
 
-# A router acknowledges on its next tick after loading the new routes: ~1 s on an idle
-# machine, a few under load. Past this a router is taken to be stuck or cut off.
+# A router acknowledges on its first tick once the new routes are in force (a second after
+# their answers are written): ~1.5 s on an idle machine, a few under load. Past this a router
+# is taken to be stuck or cut off.
 SWITCH_TIMEOUT_S = 10.0
 POLL_S = 0.1
 
