@@ -234,8 +234,10 @@ def test_node_router_reloads_caddy_for_a_new_app_and_not_for_a_move(edge, cc):
     assert loads() == before, "a move reloaded the node router"
     cc.vcapp("home-1", "apps", "create", "newcomer", "--count", "0")  # a new hostname: one load
     wait_for(lambda: loads() == before + 1, MOVE_DEADLINE + 1, "one config load for one new app")
-    status, body = edge.curl(f"newcomer.{DOMAIN}")
-    assert status == "503" and "newcomer is not deployed yet" in body, (status, body)
+    # home-1's router serves it now; the edge may ask home-2's, loading it in the same second
+    status, body = wait_for(lambda: (out := edge.curl(f"newcomer.{DOMAIN}"))[0] == "503" and out,
+                            MOVE_DEADLINE + 1, "every router serving the new app's page")
+    assert "newcomer is not deployed yet" in body, body
 
 
 def test_requests_through_the_edge_become_the_apps_request_rate(edge, cc):
