@@ -11,13 +11,14 @@ node router asks SRV records of its apps' instances (router/node_dns.py).
     respond(query bytes, table) -> reply bytes                                     pure
     target(ip) -> name, dial_address("name:port") -> "ip:port"                     pure
     python -m router.answers ANSWERS PORT_FILE [--port N]                          the server
-    DnsProcess(workdir, launcher)                                                  runs it
+    router/dnsprocess.py DnsProcess(workdir, launcher)                             runs it
 
 A table is {"hosts": {name: [ip, ...]}, "default": [ip, ...], "srv": {name: [[port, target],
 ...]}}, names relative to ZONE. An A query gets the name's hosts (else `default`); a name
 `target(ip)` is that address (an SRV record must name its target: Go drops numeric targets).
 The server runs as its own process, started like Caddy (the same launcher: in the simulator,
-inside the router's network namespace), and exits when its parent does.
+inside the router's network namespace), and exits when its parent does; it imports only what
+answering needs (a process on every machine).
 """
 
 from __future__ import annotations
@@ -28,14 +29,9 @@ import json
 import os
 import re
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from dnslib import QTYPE, RCODE, RR, SRV, A, DNSRecord
-
-from router.caddy import Launcher, default_launcher, stop_process
 
 ZONE = "routes.vcapp.invalid"  # RFC 2606: never a real name
 # Caddy asks again for a name's answers this often while it serves it (and at once after a
@@ -45,8 +41,6 @@ REFRESH = f"{REFRESH_S:g}s"
 # The answers are read from loopback: a reply takes well under a millisecond.
 LOOKUP_TIMEOUT = "1s"
 TTL = 1
-ANSWERS_FILE, PORT_FILE = "dns-answers.json", "dns-port"
-START_TIMEOUT = 10.0  # a python process binds a UDP port in well under a second
 _TARGET = re.compile(r"ip-(\d{1,3})-(\d{1,3})-(\d{1,3})-(\d{1,3})")
 
 
@@ -141,59 +135,6 @@ def serve(answers_path: Path, port_file: Path, port: int = 0) -> None:
         reply = respond(data, table.current())
         if reply is not None:
             sock.sendto(reply, peer)
-
-
-class DnsProcess:
-    """The answers server of one router, its files in `workdir`."""
-
-    def __init__(self, workdir: str | Path, launcher: Launcher | None = None):
-        self.workdir = Path(workdir)
-        self.launcher = launcher or default_launcher
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.written: dict | None = None
-
-    @property
-    def answers_file(self) -> Path:
-        return self.workdir / ANSWERS_FILE
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> str:
-        """Start the server (again on the same port when it ran before); its address."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        port_file = self.workdir / PORT_FILE
-        port_file.unlink(missing_ok=True)
-        if not self.answers_file.exists():
-            self.write({})
-        argv = [sys.executable, "-m", "router.answers", str(self.answers_file.resolve()), str(port_file.resolve()),
-                "--port", str(self.port)]
-        self.proc = self.launcher(argv, self.workdir / "dns.log")
-        deadline = time.monotonic() + START_TIMEOUT
-        while not port_file.exists():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the router's DNS answers server did not start; see {self.workdir / 'dns.log'}")
-            time.sleep(0.02)
-        self.port = int(port_file.read_text())
-        return self.address
-
-    def write(self, table: dict) -> bool:
-        """Replace the answers (the server reads them at its next query). True when they changed."""
-        if table == self.written:
-            return False
-        tmp = self.answers_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(table, sort_keys=True))
-        os.replace(tmp, self.answers_file)
-        self.written = table
-        return True
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 def main() -> None:

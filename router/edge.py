@@ -15,9 +15,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from router import answers, edge_config, edge_dns
+from router import edge_config, edge_dns
 from router.caddy import CaddyError, CaddyProcess, Launcher
 from router.config_sync import ConfigSync
+from router.dnsprocess import DnsProcess
 from router.routes import EdgeRoutes
 
 # The internal CA is created when the first config with a tls/pki app loads: milliseconds.
@@ -31,7 +32,7 @@ class Edge:
                  launcher: Launcher | None = None, acme_directory: str | None = None,
                  acme_ca_root: str | None = None, ask_url: str | None = None):
         self.caddy = CaddyProcess(workdir, launcher)
-        self.dns = answers.DnsProcess(Path(workdir) / "dns", launcher)
+        self.dns = DnsProcess(Path(workdir) / "dns", launcher)
         self.cert_log = Path(workdir) / CERT_LOG
         self.settings = edge_config.EdgeSettings(
             admin_socket=str(self.caddy.admin_socket), storage_dir=str(self.caddy.storage_dir),

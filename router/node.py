@@ -24,6 +24,7 @@ from router import answers, node_config, node_dns, requestcount
 from router.authserver import AuthServer
 from router.caddy import CaddyError, CaddyProcess, Launcher
 from router.config_sync import ConfigSync
+from router.dnsprocess import DnsProcess
 from router.routes import NodeRoutes
 from router.tokencheck import Lookup
 
@@ -49,7 +50,7 @@ class NodeRouter:
                  hop_listen: str | None = None):
         workdir = Path(workdir).resolve()
         self.caddy = CaddyProcess(workdir, launcher)
-        self.dns = answers.DnsProcess(workdir / "dns", launcher)
+        self.dns = DnsProcess(workdir / "dns", launcher)
         self.pages = workdir / PAGES
         auth_listen = auth_listen or f"unix/{workdir / 'auth.sock'}"
         self.auth = AuthServer(auth_listen, lookup, key)

@@ -7,6 +7,7 @@ import pytest
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from router import answers
+from router.dnsprocess import DnsProcess
 
 D = "apps.example.com"
 pytestmark = pytest.mark.unit
@@ -60,7 +61,7 @@ def ask(port: int, name: str) -> list[str]:
 
 
 def test_the_server_answers_what_its_router_wrote_last_and_comes_back_on_its_port(tmp_path):
-    dns = answers.DnsProcess(tmp_path)
+    dns = DnsProcess(tmp_path)
     dns.start()
     try:
         name = f"blog.{D}.{answers.ZONE}."
