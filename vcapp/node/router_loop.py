@@ -7,9 +7,9 @@ sends each request to a healthy instance of its app, on this machine or another.
 the token auth service, writes the routes' answers (a placement change reloads nothing) and
 loads a new config only when the config changed (or Caddy was restarted), and restarts Caddy if
 it dies. When a machine goes down (its death seen), the worker cuts this machine's open
-connections to that machine's hop server (router/cutoff.py) once the answers are without it. Token checks look records
-up in etcd (vcapp/state/apptokens.py) and sessions are signed with the cluster's derived
-"sessions" key.
+connections to that machine's hop server (router/cutoff.py) once the answers are without it.
+Token checks look records up in etcd (vcapp/state/apptokens.py) and sessions are signed with
+the cluster's derived "sessions" key.
 While a runtime waits to retire a container (vcapp/state/routeswitch.py), `step` reads the open
 switch requests before the cluster state, and once the worker has applied routes computed from
 that state and Caddy asks only their answers (NodeRouter.settled) it acknowledges the newest
