@@ -88,7 +88,7 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
     return {
         "handler": "reverse_proxy",
         **({"flush_interval": -1} if streaming else {}),
-        "upstreams": upstreams(addresses),
+        **({"upstreams": upstreams(addresses)} if addresses else {}),  # none: dynamic ones, set by the caller
         "load_balancing": {
             "selection_policy": {"policy": "round_robin"},
             "try_duration": try_duration,

@@ -149,7 +149,6 @@ def _dynamic_proxy(name: str, server: str, settings: NodeSettings) -> dict:
     """A proxy to the instances that "APP.SERVER" answers (router/node_dns.py): asked again
     every answers.REFRESH and after each failed try; a lookup that fails uses the last answer."""
     proxy = reverse_proxy((), None, to_apps=True)
-    del proxy["upstreams"]
     resolver = {"addresses": [f"udp/{settings.resolver}"]}
     proxy["dynamic_upstreams"] = {
         "source": "srv", "name": node_dns.lookup_name(name, server), "refresh": answers.REFRESH,
