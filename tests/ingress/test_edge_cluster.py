@@ -4,8 +4,10 @@ A make_sim(home=2, office=1) cluster gets vcapp the way `vcapp dev up` installs 
 (platform.install: node daemons, the mesh with its edge, `vcapp edge run --dev`). Apps are
 the tiny busybox image run by the runtime in podman; the client host on the backbone reaches
 them only through the edge at https://APP.apps.test, trusting the edge's dev CA, as a user
-would. Restarts, secret changes and a scale-down run under an open-loop client and lose no
-request (issue 16: a retired container leaves the routers before it stops, then drains). One
+would. A git-pushed app (a Dockerfile FROM the tiny image) is redeployed by a second push
+and rolled back; those, restarts, secret changes, a scale-down and a drain run under an
+open-loop client through the edge and lose no request (issue 16: a retired container leaves
+the routers before it stops, then drains). One
 machine is powered off last: it runs an instance of a two-instance app (which must keep
 answering) and the only instance of another app (which must answer again elsewhere).
 """
@@ -30,7 +32,20 @@ from vcapp.dev.rigs.waiting import wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 DOMAIN = platform.DOMAIN
-DUO, SOLO = "duo", "solo"
+DUO, SOLO, PUSHED = "duo", "solo", "pushed"
+# The git-pushed app: a Dockerfile on the tiny image (on every machine, never pulled), a page
+# naming the version, held to the office site so the home machines' drain and kill leave it be.
+PUSHED_FILES = {
+    "Dockerfile": (f"FROM {TINY_IMAGE}\n"
+                   'RUN mkdir -p /www && echo "pushed {version}" > /www/index.html\n'
+                   "EXPOSE 8080\n"
+                   'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'),
+    "vcapp.toml": '[health]\npath = "/"\n',
+}
+PUSH_TIMEOUT = 300.0  # a Dockerfile of one RUN on a local image: seconds; minutes on a loaded host
+# A push builds, pushes to the registry, and the office machine pulls and starts the release:
+# ~15 s idle, several times that on the loaded CI host, so its loop runs longer.
+PUSH_SECONDS = 120.0
 # A busybox web server whose page names the app and the instance (its container hostname).
 SERVE = ('mkdir -p /www && echo "<html><body><h1>Hello from {app}</h1><p>served by instance $HOSTNAME</p>'
          '</body></html>" > /www/index.html && exec httpd -f -p 8080 -h /www')
@@ -146,16 +161,17 @@ def containers(cl, app: str) -> set[str]:
     return {r["container"] for r in cl.healthy(app, "home-1")}
 
 
-def lose_nothing_while(cl, app: str | tuple[str, ...], what: str, act, done) -> None:
+def lose_nothing_while(cl, app: str | tuple[str, ...], what: str, act, done,
+                       seconds: float = SWITCH_SECONDS) -> None:
     """Run `act` SWITCH_AT s into an open loop on each app; `done()` must hold before the
     loops end (the operation really happened under load), and no request may fail."""
     loads = {a: openloop.start(cl.sim.dc, "client", openloop.Target(cl.edge_addr, 443, f"{a}.{DOMAIN}", cl.ca),
-                               SWITCH_RATE, SWITCH_SECONDS) for a in ((app,) if isinstance(app, str) else app)}
+                               SWITCH_RATE, seconds) for a in ((app,) if isinstance(app, str) else app)}
     started = time.monotonic()
     time.sleep(SWITCH_AT)
     act()
     finished = None
-    while time.monotonic() - started < SWITCH_SECONDS - 1:
+    while time.monotonic() - started < seconds - 1:
         if done():
             finished = round(time.monotonic() - started - SWITCH_AT, 1)
             break
@@ -166,14 +182,14 @@ def lose_nothing_while(cl, app: str | tuple[str, ...], what: str, act, done) -> 
         for load in loads.values():
             openloop.stop(load)
     for name, load in loads.items():
-        results = openloop.outcomes(load, SWITCH_SECONDS)
+        results = openloop.outcomes(load, seconds)
         failed = openloop.failures(results)
         print(f"\n{what}: done {finished}s after it began; {name}: {len(failed)} of {len(results)} requests "
               f"failed {failed}")
         assert len(results) >= ISSUE_REQUESTS, f"the request loop sent {len(results)} requests, not {ISSUE_REQUESTS}"
         assert not failed, f"{what}: {name}: {len(failed)} of {len(results)} requests failed: {failed}"
-    assert finished is not None and finished + SWITCH_AT <= SWITCH_SECONDS, \
-        f"{what} did not finish within the {SWITCH_SECONDS:.0f}s loop (done after {finished}s)"
+    assert finished is not None and finished + SWITCH_AT <= seconds, \
+        f"{what} did not finish within the {seconds:.0f}s loop (done after {finished}s)"
 
 
 def test_a_restart_loses_no_request(cl):
@@ -193,6 +209,58 @@ def test_a_scale_down_loses_no_request(cl):
     two = wait("two healthy solo instances", lambda: len(r := containers(cl, SOLO)) == 2 and r, PLACE_WAIT)
     lose_nothing_while(cl, SOLO, "vcapp scale solo --count 1", lambda: cl.vcapp("home-1", "scale", SOLO, "--count", "1"),
                        lambda: len(now := containers(cl, SOLO)) == 1 and now < two)
+
+
+def git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=Alice", "-c", "user.email=alice@example.com", *args],
+                   check=True, capture_output=True)
+
+
+def push_version(cl, repo: Path, version: str) -> None:
+    """Commit `version` of the pushed app and `git push` it from the first machine, where
+    `cluster init` logged the admin in (git asks `vcapp git-credential`)."""
+    for name, text in PUSHED_FILES.items():
+        (repo / name).write_text(text.format(version=version))
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", version)
+    remote = f"{cl.found.api_url}/git/{PUSHED}.git"
+    proc = cl.sim.run(cl.found.first, "git", "-C", str(repo), "push", remote, "main", check=False,
+                      timeout=PUSH_TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def serves(cl, app: str, text: str) -> bool:
+    status, body = cl.curl(app)
+    return status == "200" and text in body
+
+
+@pytest.fixture(scope="module")
+def pushed(cl, tmp_path_factory) -> Path:
+    """The pushed app at v1, answering through the edge; its repository on the admin's disk."""
+    cl.vcapp("home-1", "apps", "create", PUSHED, "--memory", "64M", "--constraint", "site=office")
+    repo = tmp_path_factory.mktemp("laptop") / PUSHED
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    push_version(cl, repo, "v1")
+    wait("pushed v1 through the edge", lambda: serves(cl, PUSHED, "pushed v1"), PLACE_WAIT + ROUTE_WAIT)
+    return repo
+
+
+def test_a_git_push_of_a_new_release_loses_no_request(cl, pushed):
+    before = wait("pushed healthy", lambda: containers(cl, PUSHED), PLACE_WAIT)
+    lose_nothing_while(cl, PUSHED, "git push of v2", lambda: push_version(cl, pushed, "v2"),
+                       lambda: (now := containers(cl, PUSHED)) and not now & before, seconds=PUSH_SECONDS)
+    assert serves(cl, PUSHED, "pushed v2")
+
+
+def test_a_rollback_loses_no_request(cl, pushed):
+    before = wait("pushed v2 healthy", lambda: serves(cl, PUSHED, "pushed v2") and containers(cl, PUSHED), PLACE_WAIT)
+    out: list[str] = []
+    lose_nothing_while(cl, PUSHED, f"vcapp rollback {PUSHED} 1",
+                       lambda: out.append(cl.vcapp("home-1", "rollback", PUSHED, "1")),
+                       lambda: (now := containers(cl, PUSHED)) and not now & before)
+    assert "rolled back from v2 to v1's code as v3" in out[0]
+    assert serves(cl, PUSHED, "pushed v1")
 
 
 def test_a_drain_moves_every_instance_off_without_losing_a_request_and_undrain_takes_it_back(cl):
