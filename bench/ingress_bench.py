@@ -22,9 +22,11 @@ killed one: seconds to the first success after the outage, and requests lost. Pr
     .venv/bin/python bench/ingress_bench.py --operations 5 [--op-rate 50]
 
 instead measures the operations that must lose nothing (issue 16), each run under open loops
-on both apps through the edge: `vcapp restart`, `vcapp secrets set`, a scale-down from two
-instances to one, `vcapp node drain` (then undrain); per operation and app: requests sent,
-failed, the longest gap between two answered requests, and p99 latency.
+through the edge on the app operated on and on duo: `vcapp restart`, `vcapp secrets set`, a
+scale-down from two instances to one, `vcapp node drain` (then undrain), all on solo; a `git
+push` of a new version and a `vcapp rollback` (to the release before), of `pushed` (a Dockerfile
+on the tiny image, one instance); per operation and app: requests sent, failed, the longest gap
+between two answered requests, and p99 latency.
     .venv/bin/python bench/ingress_bench.py --failovers 5
 
 instead loses a machine under a two-instance app (`trio`, free to use any machine) at 50 req/s
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import secrets
 import signal
@@ -52,6 +55,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+TICK = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat's CPU times are in these
 # A request slower than this counts as failed: a user would have given up.
 REQUEST_TIMEOUT = 5.0
 # Keep-alive connections of the closed loop: enough to keep 2 cores busy, few enough that
@@ -243,12 +247,31 @@ class Bench:
         ctx = tiny_context(self.dc.host_dir("home-1") / "tiny")
         for m in self.dc.topology.machines():
             self.must(m.name, tiny_build_command(ctx), 300)
-        platform.install(self.dc, say=lambda line: print(f"  {line}", flush=True))
+        self.platform = platform.install(self.dc, say=lambda line: print(f"  {line}", flush=True))
         self.ca = str(platform.edge_ca(self.dc))
+        self.pushes = 0
         for app, count in (("duo", 2), ("solo", 1)):
             self.must("home-1", ["vcapp", "apps", "create", app, "--image", TINY_IMAGE, "--port", "8080",
                                  "--command", SERVE.format(app=app), "--health-path", "/", "--count", str(count),
                                  "--memory", "64M", "--constraint", "site=home"])
+
+    def push(self) -> None:
+        """Commit a new version of `pushed` (a Dockerfile on the tiny image, held to the home
+        site, created at its first push) and `git push` it from the first machine, where
+        `cluster init` logged the admin in."""
+        from builder.baseimage import tiny_web_dockerfile
+        repo = self.dc.host_dir(self.platform.first) / "data" / "bench" / PUSHED
+        if not (repo / ".git").exists():
+            self.must("home-1", ["vcapp", "apps", "create", PUSHED, "--memory", "64M", "--constraint", "site=home"])
+            repo.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+        self.pushes += 1
+        (repo / "Dockerfile").write_text(tiny_web_dockerfile(f"{PUSHED} v{self.pushes}"))
+        for args in (["add", "."], ["commit", "-q", "-m", f"v{self.pushes}"]):
+            subprocess.run(["git", "-C", str(repo), "-c", "user.name=bench", "-c", "user.email=bench@vcapp.test",
+                            *args], check=True)
+        self.must(self.platform.first, ["git", "-C", str(repo), "push", f"{self.platform.api_url}/git/{PUSHED}.git",
+                                        "main"], PUSH_TIMEOUT)
 
     def must(self, host: str, cmd: list[str], timeout: float = 60) -> str:
         proc = self.dc.run(host, cmd, timeout=timeout)
@@ -304,6 +327,19 @@ class Bench:
             raise SystemExit(f"the client on {host} did not start")
         return proc
 
+    def cpu_ticks(self) -> dict[tuple[str, str], int]:
+        """CPU ticks used so far by every process of the cluster's hosts, summed per (host, role):
+        the client programs, the edge's and the machines' processes, the apps' containers."""
+        from bench.footprint import role, sample
+        hosts = ["client", "edge", *(m.name for m in self.dc.topology.machines())]
+        ticks: dict[tuple[str, str], int] = {}
+        for host in hosts:
+            for pid in self.dc.host_pids(host):
+                name, got = role(pid), sample(pid)
+                if name and got:
+                    ticks[(host, name)] = ticks.get((host, name), 0) + got[1]
+        return ticks
+
     def measure(self, host: str, target: dict, mode: str, rate: float, seconds: float) -> list[tuple]:
         proc = self.client(host, target, mode, rate, seconds)
         out, _ = proc.communicate(timeout=seconds + 120)
@@ -358,10 +394,14 @@ def clock() -> str:
 
 
 OP_SECONDS, OP_AT = 30.0, 3.0  # each operation's loop, and when in it the operation begins
+# The git-pushed app, and how long its push may take (a one-line Dockerfile on a local image).
+PUSHED, PUSH_TIMEOUT = "pushed", 300.0
+OPERATIONS = ("restart", "secrets set", "scale 2 -> 1", "node drain", "git push", "rollback")
 
 
 def operations(b: Bench, rate: float, only: set[str] | None = None) -> list[tuple[str, str, dict]]:
-    """One run of each zero-loss operation (or of those named in `only`); (operation, app, figures) rows."""
+    """One run of each zero-loss operation (or of those named in `only`); (operation, app, figures)
+    rows: the app operated on, and duo (two instances) beside it."""
     def solo_at_two() -> None:
         b.must("home-1", ["vcapp", "scale", "solo", "--count", "2"])
         b.wait_healthy("solo", 2)
@@ -371,25 +411,35 @@ def operations(b: Bench, rate: float, only: set[str] | None = None) -> list[tupl
         b.must("home-1", ["vcapp", "node", "drain", victim])
         b.drained = victim
 
-    ops = [("restart", None, lambda: b.must("home-1", ["vcapp", "restart", "solo"])),
-           ("secrets set", None, lambda: b.must("home-1", ["vcapp", "secrets", "set", "solo",
-                                                          f"RUN={secrets.token_hex(4)}"])),
-           ("scale 2 -> 1", solo_at_two, lambda: b.must("home-1", ["vcapp", "scale", "solo", "--count", "1"])),
-           ("node drain", None, drain)]
+    def pushed_twice() -> None:  # a rollback needs a release before the current one
+        while b.pushes < 2:
+            b.push()
+        b.wait_healthy(PUSHED, 1)
+
+    ops = [("restart", "solo", None, lambda: b.must("home-1", ["vcapp", "restart", "solo"])),
+           ("secrets set", "solo", None, lambda: b.must("home-1", ["vcapp", "secrets", "set", "solo",
+                                                                  f"RUN={secrets.token_hex(4)}"])),
+           ("scale 2 -> 1", "solo", solo_at_two,
+            lambda: b.must("home-1", ["vcapp", "scale", "solo", "--count", "1"])),
+           ("node drain", "solo", None, drain),
+           ("git push", PUSHED, pushed_twice, b.push),
+           # the newest release before the current one with other code
+           ("rollback", PUSHED, pushed_twice, lambda: b.must("home-1", ["vcapp", "rollback", PUSHED]))]
+    assert [op[0] for op in ops] == list(OPERATIONS)
     rows = []
-    for name, before, act in ops:
+    for name, app, before, act in ops:
         if only and name not in only:
             continue
         if before:
             before()
-        b.wait_healthy("solo", 1)
-        clients = {app: b.client("client", b.edge_target(app), "open", rate, OP_SECONDS) for app in ("solo", "duo")}
+        b.wait_healthy(app, 1)
+        clients = {a: b.client("client", b.edge_target(a), "open", rate, OP_SECONDS) for a in (app, "duo")}
         time.sleep(OP_AT)
         print(f"  {name} at {clock()}", flush=True)
         act()
-        for app, proc in clients.items():
+        for a, proc in clients.items():
             out, _ = proc.communicate(timeout=OP_SECONDS + 120)
-            rows.append((name, app, loss(json.loads(line) for line in out.splitlines() if line.startswith("["))))
+            rows.append((name, a, loss(json.loads(line) for line in out.splitlines() if line.startswith("["))))
         if getattr(b, "drained", None):
             b.must("home-1", ["vcapp", "node", "undrain", b.drained])
             b.drained = None
@@ -467,7 +517,7 @@ def main() -> None:
     ap.add_argument("--operations", type=int, default=0, help="runs of the zero-loss operations, instead of the rest")
     ap.add_argument("--op-rate", type=float, default=50.0, help="req/s per app during the operations")
     ap.add_argument("--only", default="", help="with --operations: those operations only, comma-separated "
-                    "(restart, secrets set, scale 2 -> 1, node drain)")
+                    f"({', '.join(OPERATIONS)})")
     ap.add_argument("--failovers", type=int, default=0, help="runs of each machine loss under trio, instead of the rest")
     args = ap.parse_args()
     b = Bench("ib" + secrets.token_hex(2))
@@ -493,11 +543,16 @@ def main() -> None:
         while not b.measure("client", b.edge_target("solo"), "open", 2, 1)[0][1].startswith("200"):
             if time.monotonic() > deadline:
                 raise SystemExit("solo never answered through the edge")
-        table = []
+        table, cpu = [], {}
         for label, mode, rate in [("max req/s (closed, keep-alive)", "closed", 0.0)] + \
                 [(f"open loop {r} req/s", "open", float(r)) for r in args.rates.split(",")]:
-            d = summarize(b.measure(lan, direct, mode, rate, args.seconds), args.seconds)
-            e = summarize(b.measure("client", b.edge_target("solo"), mode, rate, args.seconds), args.seconds)
+            got = {}
+            for path, host, target in (("direct", lan, direct), ("edge", "client", b.edge_target("solo"))):
+                before = b.cpu_ticks() if mode == "closed" else {}
+                got[path] = summarize(b.measure(host, target, mode, rate, args.seconds), args.seconds)
+                if mode == "closed":
+                    cpu[path] = cpu_spent(before, b.cpu_ticks(), got[path]["ok"])
+            d, e = got["direct"], got["edge"]
             table.append((label, d, e))
             print(f"  {label}: direct {d} edge {e}", flush=True)
         rate = float(args.rates.split(",")[0])
@@ -507,6 +562,7 @@ def main() -> None:
         fo = []
         if args.no_failover:
             print_tables(b, solo, lan, args, table, legs, rate, fo)
+            print_cpu(cpu)
             return
         fo.append(("black hole", failover(b, "blackhole", ("solo", "duo"))))
         time.sleep(SETTLE)
@@ -522,6 +578,7 @@ def main() -> None:
               flush=True)
         fo.append(("kill", failover(b, "kill", ("solo", "duo"))))
         print_tables(b, solo, lan, args, table, legs, rate, fo)
+        print_cpu(cpu)
     finally:
         if not args.keep:
             b.dc.down()
@@ -529,13 +586,36 @@ def main() -> None:
 
 def print_operations(rows: list[tuple[str, str, dict]], rate: float, runs: int) -> None:
     print(f"\nzero-loss operations through the edge, {rate:.0f} req/s per app for {OP_SECONDS:.0f} s, "
-          f"the operation {OP_AT:.0f} s in; {runs} runs (solo: 1 instance, duo: 2)")
-    print(f"{'operation':14} {'app':5} {'sent':>6} {'failed':>7} {'max gap s (worst)':>18} {'p99 ms (worst)':>15}")
-    for op in dict.fromkeys(r[0] for r in rows):
-        for app in ("solo", "duo"):
-            mine = [f for o, a, f in rows if o == op and a == app]
-            print(f"{op:14} {app:5} {sum(f['sent'] for f in mine):6} {sum(f['failed'] for f in mine):7} "
-                  f"{max(f['max_gap'] for f in mine):18.2f} {max(f['p99'] for f in mine):15.1f}")
+          f"the operation {OP_AT:.0f} s in; {runs} runs (solo and {PUSHED}: 1 instance, duo: 2)")
+    print(f"{'operation':14} {'app':6} {'sent':>6} {'failed':>7} {'max gap s (worst)':>18} {'p99 ms (worst)':>15}")
+    for op, app in dict.fromkeys((o, a) for o, a, _ in rows):
+        mine = [f for o, a, f in rows if o == op and a == app]
+        print(f"{op:14} {app:6} {sum(f['sent'] for f in mine):6} {sum(f['failed'] for f in mine):7} "
+              f"{max(f['max_gap'] for f in mine):18.2f} {max(f['p99'] for f in mine):15.1f}")
+
+
+def cpu_spent(before: dict, after: dict, answered: int) -> dict[tuple[str, str], float]:
+    """CPU ms per answered request of each (host, role) between two `Bench.cpu_ticks`; a
+    process born in between counts from zero (the run's client program)."""
+    tick_ms = 1000 / TICK
+    return {k: (v - before.get(k, 0)) * tick_ms / max(answered, 1) for k, v in after.items()
+            if v - before.get(k, 0) > 0}
+
+
+def print_cpu(cpu: dict[str, dict[tuple[str, str], float]]) -> None:
+    """Where the closed loop's CPU goes, per answered request: on a host whose cores are all
+    busy, throughput is the cores' time over this total, so the edge's ratio to direct is
+    (about) direct's total over the edge's."""
+    if not cpu:
+        return
+    print("\nCPU per answered request in the closed loops (ms of one core; every process of the cluster)")
+    keys = sorted({k for run in cpu.values() for k in run}, key=lambda k: -max(r.get(k, 0) for r in cpu.values()))
+    print(f"{'host':10} {'process':34} " + " ".join(f"{p:>8}" for p in cpu))
+    for host, name in keys:
+        vals = [cpu[p].get((host, name), 0.0) for p in cpu]
+        if max(vals) >= 0.005:
+            print(f"{host:10} {name[:34]:34} " + " ".join(f"{v:8.3f}" for v in vals))
+    print(f"{'total':45} " + " ".join(f"{sum(run.values()):8.3f}" for run in cpu.values()))
 
 
 def print_tables(b: Bench, solo: dict, lan: str, args, table: list, legs: list, rate: float, fo: list) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
+from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context, tiny_web_dockerfile
 from tests.helpers import openloop
 from tests.helpers.browser import screenshot, spki_sha256
 from tests.ingress.diagnose import edge_report
@@ -34,17 +34,12 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 DOMAIN = platform.DOMAIN
 DUO, SOLO, PUSHED = "duo", "solo", "pushed"
 # The git-pushed app: a Dockerfile on the tiny image (on every machine, never pulled), a page
-# naming the version, held to the office site so the home machines' drain and kill leave it be.
-PUSHED_FILES = {
-    "Dockerfile": (f"FROM {TINY_IMAGE}\n"
-                   'RUN mkdir -p /www && echo "pushed {version}" > /www/index.html\n'
-                   "EXPOSE 8080\n"
-                   'CMD ["httpd", "-f", "-p", "8080", "-h", "/www"]\n'),
-    "vcapp.toml": '[health]\npath = "/"\n',
-}
+# naming the version, an HTTP check, held to the office site so the home machines' drain and
+# kill leave it be.
+PUSHED_TOML = '[health]\npath = "/"\n'
 PUSH_TIMEOUT = 300.0  # a Dockerfile of one RUN on a local image: seconds; minutes on a loaded host
 # A push builds, pushes to the registry, and the office machine pulls and starts the release:
-# ~15 s idle, several times that on the loaded CI host, so its loop runs longer.
+# ~5 s on an idle host, many times that on a loaded one, so its loop runs longer.
 PUSH_SECONDS = 120.0
 # A busybox web server whose page names the app and the instance (its container hostname).
 SERVE = ('mkdir -p /www && echo "<html><body><h1>Hello from {app}</h1><p>served by instance $HOSTNAME</p>'
@@ -219,8 +214,8 @@ def git(repo: Path, *args: str) -> None:
 def push_version(cl, repo: Path, version: str) -> None:
     """Commit `version` of the pushed app and `git push` it from the first machine, where
     `cluster init` logged the admin in (git asks `vcapp git-credential`)."""
-    for name, text in PUSHED_FILES.items():
-        (repo / name).write_text(text.format(version=version))
+    (repo / "Dockerfile").write_text(tiny_web_dockerfile(f"{PUSHED} {version}"))
+    (repo / "vcapp.toml").write_text(PUSHED_TOML)
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", version)
     remote = f"{cl.found.api_url}/git/{PUSHED}.git"
