@@ -15,7 +15,8 @@ Closed loop (CONNS keep-alive connections as fast as they go) gives the maximum 
 open loop (requests sent on a fixed schedule, latency counted from the scheduled time, so a
 stall is not hidden) gives p50/p99 at fixed offered rates. The same open loop from the edge
 host over the mesh through solo's node router, and from the other home machine through its
-own router (which hops to solo's), shows where the edge's added latency goes. Then (unless --no-failover) failover at a constant rate
+own router (which hops to solo's), shows where the edge's added latency goes, and the closed
+loops' CPU per request, per process. Then (unless --no-failover) failover at a constant rate
 through the edge, for a black-holed machine (iptables DROP inside its namespace) and for a
 killed one: seconds to the first success after the outage, and requests lost. Prints a table.
 
@@ -279,6 +280,9 @@ class Bench:
             raise SystemExit(f"on {host}: {' '.join(cmd)}: {proc.stderr or proc.stdout}")
         return proc.stdout
 
+    def containers(self, app: str) -> set[str]:
+        return {r["container"] for r in self.healthy(app, "home-1")}
+
     def healthy(self, app: str, on: str) -> list[dict]:
         try:
             proc = self.dc.run(on, ["vcapp", "ps", app, "--json"], timeout=30)
@@ -416,30 +420,53 @@ def operations(b: Bench, rate: float, only: set[str] | None = None) -> list[tupl
             b.push()
         b.wait_healthy(PUSHED, 1)
 
-    ops = [("restart", "solo", None, lambda: b.must("home-1", ["vcapp", "restart", "solo"])),
+    def replaced(app: str, before: set[str]) -> bool:
+        now = b.containers(app)
+        return bool(now) and not now & before
+
+    def one_left(app: str, before: set[str]) -> bool:
+        now = b.containers(app)
+        return len(now) == 1 and now < before
+
+    def moved_off(app: str, before: set[str]) -> bool:  # the drained machine runs none of solo's and duo's
+        rows = {a: b.healthy(a, "home-1") for a in (app, "duo")}
+        return bool(rows[app]) and len(rows["duo"]) == 2 and all(
+            r["node"] != b.drained for found in rows.values() for r in found)
+
+    # (name, app operated on, before the loops, the operation, done(app, containers before))
+    ops = [("restart", "solo", None, lambda: b.must("home-1", ["vcapp", "restart", "solo"]), replaced),
            ("secrets set", "solo", None, lambda: b.must("home-1", ["vcapp", "secrets", "set", "solo",
-                                                                  f"RUN={secrets.token_hex(4)}"])),
+                                                                  f"RUN={secrets.token_hex(4)}"]), replaced),
            ("scale 2 -> 1", "solo", solo_at_two,
-            lambda: b.must("home-1", ["vcapp", "scale", "solo", "--count", "1"])),
-           ("node drain", "solo", None, drain),
-           ("git push", PUSHED, pushed_twice, b.push),
+            lambda: b.must("home-1", ["vcapp", "scale", "solo", "--count", "1"]), one_left),
+           ("node drain", "solo", None, drain, moved_off),
+           ("git push", PUSHED, pushed_twice, b.push, replaced),
            # the newest release before the current one with other code
-           ("rollback", PUSHED, pushed_twice, lambda: b.must("home-1", ["vcapp", "rollback", PUSHED]))]
+           ("rollback", PUSHED, pushed_twice, lambda: b.must("home-1", ["vcapp", "rollback", PUSHED]), replaced)]
     assert [op[0] for op in ops] == list(OPERATIONS)
     rows = []
-    for name, app, before, act in ops:
+    for name, app, before, act, done in ops:
         if only and name not in only:
             continue
         if before:
             before()
         b.wait_healthy(app, 1)
+        had = b.containers(app)
         clients = {a: b.client("client", b.edge_target(a), "open", rate, OP_SECONDS) for a in (app, "duo")}
         time.sleep(OP_AT)
         print(f"  {name} at {clock()}", flush=True)
+        began = time.monotonic()
         act()
+        took = None  # s from the operation's start until it is done: it must fall inside the loops
+        while time.monotonic() - began < OP_SECONDS - OP_AT:
+            if done(app, had):
+                took = time.monotonic() - began
+                break
+            time.sleep(0.25)
         for a, proc in clients.items():
             out, _ = proc.communicate(timeout=OP_SECONDS + 120)
-            rows.append((name, a, loss(json.loads(line) for line in out.splitlines() if line.startswith("["))))
+            figures = loss(json.loads(line) for line in out.splitlines() if line.startswith("["))
+            rows.append((name, a, {**figures, "done": took}))
         if getattr(b, "drained", None):
             b.must("home-1", ["vcapp", "node", "undrain", b.drained])
             b.drained = None
@@ -586,12 +613,16 @@ def main() -> None:
 
 def print_operations(rows: list[tuple[str, str, dict]], rate: float, runs: int) -> None:
     print(f"\nzero-loss operations through the edge, {rate:.0f} req/s per app for {OP_SECONDS:.0f} s, "
-          f"the operation {OP_AT:.0f} s in; {runs} runs (solo and {PUSHED}: 1 instance, duo: 2)")
-    print(f"{'operation':14} {'app':6} {'sent':>6} {'failed':>7} {'max gap s (worst)':>18} {'p99 ms (worst)':>15}")
+          f"the operation {OP_AT:.0f} s in; {runs} runs (solo and {PUSHED}: 1 instance, duo: 2); done: "
+          f"from the operation's start until every old instance of the app is gone (- : not within the loop)")
+    print(f"{'operation':14} {'app':6} {'sent':>6} {'failed':>7} {'max gap s (worst)':>18} {'p99 ms (worst)':>15} "
+          f"{'done s (median, worst)':>23}")
     for op, app in dict.fromkeys((o, a) for o, a, _ in rows):
         mine = [f for o, a, f in rows if o == op and a == app]
+        done = sorted(f["done"] for f in mine if f["done"] is not None)
+        took = f"{done[len(done) // 2]:.1f}, {done[-1]:.1f}" if len(done) == len(mine) else f"- in {len(mine) - len(done)}"
         print(f"{op:14} {app:6} {sum(f['sent'] for f in mine):6} {sum(f['failed'] for f in mine):7} "
-              f"{max(f['max_gap'] for f in mine):18.2f} {max(f['p99'] for f in mine):15.1f}")
+              f"{max(f['max_gap'] for f in mine):18.2f} {max(f['p99'] for f in mine):15.1f} {took:>23}")
 
 
 def cpu_spent(before: dict, after: dict, answered: int) -> dict[tuple[str, str], float]:
