@@ -152,7 +152,9 @@ def _dynamic_proxy(name: str, server: str, settings: NodeSettings) -> dict:
     resolver = {"addresses": [f"udp/{settings.resolver}"]}
     proxy["dynamic_upstreams"] = {
         "source": "srv", "name": node_dns.lookup_name(name, server), "refresh": answers.REFRESH,
-        "resolver": resolver, "dial_timeout": answers.LOOKUP_TIMEOUT, "grace_period": STALE_ANSWERS_FOR}
+        "resolver": resolver, "dial_timeout": answers.LOOKUP_TIMEOUT, "grace_period": STALE_ANSWERS_FOR,
+        # The targets name IPv4 addresses: a new connection asks for A only, not A and AAAA.
+        "dial_network": "tcp4"}
     proxy["transport"]["resolver"] = resolver  # the records' targets: names of addresses
     return proxy
 

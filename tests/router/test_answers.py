@@ -77,3 +77,18 @@ def test_the_server_answers_what_its_router_wrote_last_and_comes_back_on_its_por
         assert ask(dns.port, name) == ["100.96.0.7"]
     finally:
         dns.stop()
+
+
+def test_a_remembered_reply_is_the_reply_with_the_querys_id_until_the_table_changes():
+    replies, table = answers.Replies(), {"srv": {"blog.node": [[20001, answers.target("100.96.0.5")]]}}
+    first = DNSRecord.question(f"blog.node.{answers.ZONE}.", "SRV")
+    again = DNSRecord.question(f"blog.node.{answers.ZONE}.", "SRV")
+    assert first.header.id != again.header.id
+    for q in (first, again):
+        got = replies.answer(q.pack(), table)
+        assert got == answers.respond(q.pack(), table)
+        assert DNSRecord.parse(got).header.id == q.header.id
+    moved = {"srv": {"blog.node": [[20002, answers.target("100.96.0.6")]]}}
+    reply = DNSRecord.parse(replies.answer(again.pack(), moved))
+    assert [(rr.rdata.port, str(rr.rdata.target)) for rr in reply.rr] == [(20002, f"ip-100-96-0-6.{answers.ZONE}.")]
+    assert replies.answer(b"\x00\x01junk", moved) is None
