@@ -102,8 +102,8 @@ class Replies:
     """`respond`, remembered: the same question under the same table gets the same reply but
     for the query's ID. A node router asks for an instance's address at every new connection
     to it (an app that closes each connection, like busybox httpd or gunicorn's sync workers:
-    one lookup per request), so most queries are repeats; parsing and packing each one made
-    this server ~7 % of the edge path's CPU per request (bench/ingress_bench.py)."""
+    one lookup per request), so most queries are repeats, and parsing and packing each one
+    is most of this server's CPU."""
 
     MAX = 4096  # distinct questions remembered (each a few hundred bytes); more start afresh
 

@@ -211,6 +211,10 @@ def _filer(plan: ClusterPlan, me: Machine, weed: str) -> ProcessSpec:
         f"-defaultReplicaPlacement={plan.default_replication}",
         f"-dataCenter={me.site}", f"-rack={me.name}",
         "-s3", f"-s3.port={S3_PORT}",
+        # Its local sockets in its own directory, not /tmp/seaweedfs-{filer,s3}-PORT.sock: a
+        # path shared by every filer of a host (the simulator's machines) lets one filer's
+        # start remove another's socket, and the loser exits ("bind: address already in use").
+        "-localSocket=filer.sock", "-s3.localSocket=s3.sock",
     ), cwd="filer", files={"filer.toml": filer_toml(plan.etcd, plan.etcd_prefix, plan.etcd_tls, plan.etcd_login)})
 
 

@@ -174,8 +174,8 @@ def test_a_flapping_link_settles_instead_of_flapping_the_path(mesh):
 
 def test_port_randomizing_nat_falls_back_to_relay_udp(mesh):
     # Both sites port-randomizing: each side's punch leaves from a port the other never
-    # learns, so no direct path can exist. (With one side port-preserving a punch may well
-    # succeed, as it does on real networks, and the path rightly returns to direct.)
+    # learns, so no direct path can exist. (With one side port-preserving, the agents find a
+    # direct path again after the fallback, so that case is no test of the relay.)
     for site in ("home", "office"):
         mesh.sim.dc.set_nat(site, "hard")
     try:
