@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import queue
 import secrets
 import signal
@@ -56,7 +55,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-TICK = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat's CPU times are in these
 # A request slower than this counts as failed: a user would have given up.
 REQUEST_TIMEOUT = 5.0
 # Keep-alive connections of the closed loop: enough to keep 2 cores busy, few enough that
@@ -332,8 +330,9 @@ class Bench:
         return proc
 
     def cpu_ticks(self) -> dict[tuple[str, str], int]:
-        """CPU ticks used so far by every process of the cluster's hosts, summed per (host, role):
-        the client programs, the edge's and the machines' processes, the apps' containers."""
+        """CPU ticks used so far by every live process of the cluster's hosts, summed per (host,
+        role): the edge's and the machines' processes and the apps' containers. A client program
+        of `measure` has exited by the second sample, so it is not among them."""
         from bench.footprint import role, sample
         hosts = ["client", "edge", *(m.name for m in self.dc.topology.machines())]
         ticks: dict[tuple[str, str], int] = {}
@@ -627,7 +626,8 @@ def print_operations(rows: list[tuple[str, str, dict]], rate: float, runs: int) 
 
 def cpu_spent(before: dict, after: dict, answered: int) -> dict[tuple[str, str], float]:
     """CPU ms per answered request of each (host, role) between two `Bench.cpu_ticks`; a
-    process born in between counts from zero (the run's client program)."""
+    process born in between counts from zero."""
+    from bench.footprint import TICK
     tick_ms = 1000 / TICK
     return {k: (v - before.get(k, 0)) * tick_ms / max(answered, 1) for k, v in after.items()
             if v - before.get(k, 0) > 0}
@@ -639,7 +639,8 @@ def print_cpu(cpu: dict[str, dict[tuple[str, str], float]]) -> None:
     (about) direct's total over the edge's."""
     if not cpu:
         return
-    print("\nCPU per answered request in the closed loops (ms of one core; every process of the cluster)")
+    print("\nCPU per answered request in the closed loops (ms of one core; every process of the cluster "
+          "but the client programs)")
     keys = sorted({k for run in cpu.values() for k in run}, key=lambda k: -max(r.get(k, 0) for r in cpu.values()))
     print(f"{'host':10} {'process':34} " + " ".join(f"{p:>8}" for p in cpu))
     for host, name in keys:

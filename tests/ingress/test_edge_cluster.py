@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context, tiny_web_dockerfile
+from tests.deploy.test_git_push_deploy import commit, git
 from tests.helpers import openloop
 from tests.helpers.browser import screenshot, spki_sha256
 from tests.ingress.diagnose import edge_report
@@ -206,18 +207,10 @@ def test_a_scale_down_loses_no_request(cl):
                        lambda: len(now := containers(cl, SOLO)) == 1 and now < two)
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=Alice", "-c", "user.email=alice@example.com", *args],
-                   check=True, capture_output=True)
-
-
 def push_version(cl, repo: Path, version: str) -> None:
     """Commit `version` of the pushed app and `git push` it from the first machine, where
     `cluster init` logged the admin in (git asks `vcapp git-credential`)."""
-    (repo / "Dockerfile").write_text(tiny_web_dockerfile(f"{PUSHED} {version}"))
-    (repo / "vcapp.toml").write_text(PUSHED_TOML)
-    git(repo, "add", ".")
-    git(repo, "commit", "-q", "-m", version)
+    commit(repo, {"Dockerfile": tiny_web_dockerfile(f"{PUSHED} {version}"), "vcapp.toml": PUSHED_TOML}, version)
     remote = f"{cl.found.api_url}/git/{PUSHED}.git"
     proc = cl.sim.run(cl.found.first, "git", "-C", str(repo), "push", remote, "main", check=False,
                       timeout=PUSH_TIMEOUT)
