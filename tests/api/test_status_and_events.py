@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from storage.host import StorageError
 from tests.api.conftest import bearer, client_post, sealed_join
 from vcapp.api.validate import format_duration, parse_duration, parse_uses
+from vcapp.cli.status import storage_line
 from vcapp.errors import BadRequest
+from vcapp.node.storage_loop import ReplicationLoop
 from vcapp.state import events, keys
 
 pytestmark = pytest.mark.cluster
@@ -37,6 +41,27 @@ def test_status_reports_machines_up_and_down_with_counts(api, cluster):
     assert nodes["office-1"]["up"] is False
     after = api.get("/v1/nodes", headers=bearer(cluster.admin)).json["nodes"]
     assert not any(n["up"] for n in after)  # the liveness key went with its lease
+
+
+def test_status_says_which_machines_app_data_counts_and_why_it_is_not_restored(api, cluster):
+    controller = ReplicationLoop(SimpleNamespace(cfg=SimpleNamespace(store_endpoints=lambda: [cluster.etcd_url])))
+    degraded = {"code": "010", "state": "degraded", "live": 2, "counted": ["home-1", "home-2"], "healed": []}
+    controller._publish(cluster.store, {}, degraded)
+    controller._record_failure(StorageError("weed shell on home-1 failed (lock; volume.fix.replication -apply): "
+                                            "no master leader yet"))
+    storage = api.get("/v1/status", headers=bearer(cluster.admin)).json["storage"]
+    assert storage["state"] == "degraded" and storage["counted"] == ["home-1", "home-2"]
+    assert storage["error"].endswith("no master leader yet")
+    line = storage_line(storage)
+    assert "DEGRADED" in line and "copies on home-1, home-2" in line
+    assert "the last try to restore them failed: weed shell on home-1 failed" in line
+
+    before = cluster.store.value(keys.STORAGE_STATE)
+    controller._publish(cluster.store, before, dict(degraded, code="020", state="healthy", live=3,
+                                                    counted=["home-1", "home-2", "office-1"]))
+    storage = api.get("/v1/status", headers=bearer(cluster.admin)).json["storage"]
+    assert storage["state"] == "healthy" and storage["error"] is None  # a pass that finished
+    assert storage_line(storage).startswith("storage   3 copies of app data") and "failed" not in storage_line(storage)
 
 
 def test_events_latest_then_after_an_id(api, cluster):

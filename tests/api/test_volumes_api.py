@@ -28,7 +28,8 @@ def test_a_cluster_without_volumes_runs_no_storage(api, cluster):
     listed = api.get("/v1/volumes", headers=bearer(cluster.admin)).json
     assert listed == {"volumes": [], "storage": {"state": "off"}}
     assert api.get("/v1/status", headers=bearer(cluster.admin)).json["storage"] == {
-        "state": "off", "volumes": 0, "replication": None, "evacuated": [], "evacuating": {}}
+        "state": "off", "volumes": 0, "replication": None, "counted": [], "error": None, "evacuated": [],
+        "evacuating": {}}
 
 
 @pytest.mark.parametrize("path, body, status, message", [

@@ -44,6 +44,19 @@ RATE = 20.0  # requests/s through the edge, whatever the latency
 LOAD_SECONDS = 900.0  # longer than three upgrades take; stopped when they are done
 UPGRADE_TIMEOUT = 900
 MAX_FAILED_SHARE = 0.01
+STORY_WORDS = ("vcapp.storage", "vcapp.controller", "vcapp.peerwatch", "elected", "lease", "WARNING", "ERROR")
+STORY_LINES = 200
+
+
+def control_story(sim, machines: list[str]) -> str:
+    """What each machine's daemon said about the controller, storage and its peers: a failed
+    upgrade's story, as CI keeps no machine's logs."""
+    lines = []
+    for m in machines:
+        for log in sorted(sim.dc.host_dir(m).glob("**/vcapp-node.log")):
+            lines += [f"{m} {line}" for line in log.read_text(errors="replace").splitlines()
+                      if any(word in line for word in STORY_WORDS)]
+    return "\n".join(sorted(lines, key=lambda line: line.split(" ", 1)[1])[-STORY_LINES:])
 
 
 def git(*args: str) -> str:
@@ -158,7 +171,11 @@ def test_a_cluster_of_the_previous_version_upgraded_machine_by_machine_keeps_ser
     try:
         for i, m in enumerate(machines):
             started = time.monotonic()
-            out = sim.run(m, NEW_CLI, "node", "upgrade", str(new_wheel), timeout=UPGRADE_TIMEOUT).stdout
+            try:
+                out = sim.run(m, NEW_CLI, "node", "upgrade", str(new_wheel), timeout=UPGRADE_TIMEOUT).stdout
+            except AssertionError:
+                print(control_story(sim, machines))
+                raise
             print(f"{m} upgraded in {time.monotonic() - started:.1f} s:\n{out}")
             assert f"{m} runs build {new_build[:7]}" in out, out
             now = wait_for(lambda: (b := builds(sim, m)) and len(b) == len(machines) and b, 60, "every machine up")

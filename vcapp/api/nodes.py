@@ -179,11 +179,13 @@ def status():
 
 def storage_summary(store) -> dict:
     """App data: off (no volume yet), starting, healthy (3 copies) or degraded (2), the volume
-    count, and the storage drains: machines whose copies moved off, and volumes still moving."""
+    count, the machines the copy count counts as up, why the controller's last pass failed (if
+    it did), and the storage drains: machines whose copies moved off, and volumes still moving."""
     state = store.value(keys.STORAGE_STATE) or {}
     enabled = store.get(keys.STORAGE_ENABLED) is not None
     return {"state": state.get("state") or ("starting" if enabled else "off"),
             "volumes": store.count(keys.VOLUMES), "replication": state.get("code"),
+            "counted": state.get("counted") or [], "error": state.get("error"),
             "evacuated": state.get("evacuated") or [], "evacuating": state.get("evacuating") or {}}
 
 

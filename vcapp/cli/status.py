@@ -32,7 +32,16 @@ def storage_line(st: dict) -> str:
     moving = "; ".join(f"{name}'s data moving off ({count} volume(s) left)"
                        for name, count in sorted((st.get("evacuating") or {}).items()))
     moved = ", ".join(st.get("evacuated") or [])
-    return line + (f"; {moving}" if moving else "") + (f"; no data on {moved} (storage drained)" if moved else "")
+    return (line + (f"; {moving}" if moving else "") + (f"; no data on {moved} (storage drained)" if moved else "")
+            + storage_why(st))
+
+
+def storage_why(st: dict) -> str:
+    """Why app data is not healthy: the machines its copies count on, and the last failed pass."""
+    if st.get("state") != "degraded":
+        return ""
+    counted = f"; copies on {', '.join(st['counted'])}" if st.get("counted") else ""
+    return counted + (f"; the last try to restore them failed: {st['error']}" if st.get("error") else "")
 
 
 @click.command("status")

@@ -17,6 +17,7 @@ import click
 
 from vcapp.cli.client import Client, ClientError
 from vcapp.cli.output import api_errors
+from vcapp.cli.status import storage_why
 from vcapp.errors import Conflict, Unavailable, VcError
 from vcapp.machine import NodeConfig
 from vcapp.node import upgrade as local
@@ -112,12 +113,16 @@ def upgrade(source: str, no_drain: bool) -> None:
 
 
 def _storage_state(client: Client) -> str:
-    return (client.get("/v1/status").get("storage") or {}).get("state") or "unknown"
+    return _storage(client).get("state") or "unknown"
+
+
+def _storage(client: Client) -> dict:
+    return client.get("/v1/status").get("storage") or {}
 
 
 def _storage_healthy(client: Client) -> bool | str:
-    state = _storage_state(client)
-    return True if state == "healthy" else f"app data {state}"
+    st = _storage(client)
+    return True if st.get("state") == "healthy" else f"app data {st.get('state') or 'unknown'}{storage_why(st)}"
 
 
 def _roll(client: Client, name: str, target: local.Source, argv: list[str], python: str, drain: bool,

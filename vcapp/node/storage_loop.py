@@ -43,6 +43,7 @@ FASTFAIL_FOR_S = 30.0  # after a failed weed shell (no master leader yet, say)
 # A lone master can only be joined by a retired master in the seconds before that one's machine
 # stops it: it is asked for stray Raft peers this long after it (or the daemon) started.
 STRAY_WATCH_S = 60.0
+ERROR_CHARS = 400  # of a failed pass's message kept in the state (a weed shell's tail)
 
 
 class StorageLoop:
@@ -171,9 +172,9 @@ class ReplicationLoop:
             # What the last copies job found of the drains stays true until the next one; the code
             # is always the rules' own (an instance moved here waits for it: volumes.wait_writable).
             if result["state"] == "degraded":
-                self._publish(store, before, dict(before, **result, healed=[], live=len(live)))
+                self._publish(store, before, dict(before, **result, healed=[], live=len(live), counted=sorted(live)))
             elif before and before.get("code") != result["code"]:  # raised: degraded until the copies are made
-                self._publish(store, before, dict(before, code=result["code"], live=len(live)))
+                self._publish(store, before, dict(before, code=result["code"], live=len(live), counted=sorted(live)))
             if (result["state"] == "healthy" or drained) and not self.copies.start(self._copy, result, live, drained):
                 self.seen = None  # the copies of an earlier pass are still being made: again later
                 self.hold.mark()
@@ -181,6 +182,7 @@ class ReplicationLoop:
             self.seen = None
             self.hold.mark()
             log.warning("storage replication: %s", e)
+            self._record_failure(e)
 
     def _copy(self, rules: dict, live: frozenset[str], drained: frozenset[str]) -> None:
         try:
@@ -190,7 +192,7 @@ class ReplicationLoop:
             healed = engine.heal(plan, host, rules["code"], weed) if rules["state"] == "healthy" else []
             left = {name: evacuate.evacuate(plan, host, name, weed)
                     for name in sorted(drained) if name in {m.name for m in plan.machines}}
-            result = dict(rules, healed=healed, live=len(live))
+            result = dict(rules, healed=healed, live=len(live), counted=sorted(live))
             result["evacuated"] = sorted(name for name, ids in left.items() if not ids)
             result["evacuating"] = {name: len(ids) for name, ids in left.items() if ids}
             if self.code != rules["code"]:
@@ -207,9 +209,23 @@ class ReplicationLoop:
             self.seen = None
             self.hold.mark()
             log.warning("storage replication: %s", e)
+            self._record_failure(e)
+
+    def _record_failure(self, e: Exception) -> None:
+        """Say in the state why the last pass failed (`vcapp status`, an upgrade waiting for the
+        copies): the state itself stays what the last finished pass found. Best effort: etcd
+        may be what failed."""
+        try:
+            store = Store(self.cfg.store_endpoints())
+            before = store.value(volumes.STATE) or {}
+            if before and before.get("error") != (error := str(e)[-ERROR_CHARS:]):
+                store.put(volumes.STATE, dict(before, error=error, failed_at=time.time()))
+        except Exception as again:
+            log.warning("storage replication: could not record the failure: %s", again)
 
     @staticmethod
     def _publish(store: Store, before: dict, result: dict) -> None:
+        result = {k: v for k, v in result.items() if k not in ("error", "failed_at")}  # a pass finished
         store.put(volumes.STATE, dict(result, at=time.time()))
         if before.get("state") != result.get("state"):
             events.record(store, "storage", _message(result, result["live"]))

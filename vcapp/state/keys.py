@@ -46,7 +46,7 @@
     /vc/health/summary           {"apps": {app: {uptime_24h, uptime_7d, failovers_24h, failovers_7d}},
                                   "at": t} (vcapp/node/metrics_loop.py, every minute)
     /vc/storage/enabled          {since}: the cluster has volumes; every machine runs SeaweedFS
-    /vc/storage/state            {code, state: healthy|degraded, live, at} (vcapp/node/storage_loop.py)
+    /vc/storage/state            {code, state: healthy|degraded, live, counted, at, error} (vcapp/node/storage_loop.py)
     /vc/storage/writer/<app>/<v> the one machine writing a volume, bound to its lease (storage/guard.py)
     /vc/seaweedfs/...            the SeaweedFS filers' metadata (their etcd filer store: storage/plan.py
                                  filer_toml), written and read by the filers alone

@@ -4,12 +4,15 @@ members, and the glue the runtime uses to mount a volume for one instance.
     /vc/storage/enabled        {"since": t}: set by the first volume; from then on every machine
                                runs its SeaweedFS processes (vcapp/node/storage_loop.py). A
                                cluster without volumes spends nothing on storage.
-    /vc/storage/state          {"code", "state": healthy|degraded, "live", "at", "evacuated",
-                               "evacuating"}: written by the controller whenever the live
-                               machines or the storage drains change; "evacuated" lists the
-                               storage-drained machines with no copy left, which then run no
-                               volume server (storage/evacuate.py), "evacuating" the others
-                               with the count of volumes still on each
+    /vc/storage/state          {"code", "state": healthy|degraded, "live", "counted", "at",
+                               "evacuated", "evacuating", "error", "failed_at"}: written by
+                               the controller whenever the live machines or the storage drains
+                               change; "counted" names the machines the rules count as up,
+                               "error" says why the last pass failed (gone once one
+                               finishes); "evacuated" lists the storage-drained machines with
+                               no copy left, which then run no volume server
+                               (storage/evacuate.py), "evacuating" the others with the count
+                               of volumes still on each
     /vc/volumes/<app>/<name>   {app, name, size_mb, created_at}
     /vc/storage/writer/...     at most one writer machine per volume (storage/guard.py)
     /vc/buckets/<app>          {app, bucket, backend, endpoint?, kind?, created_at}: the app's S3
