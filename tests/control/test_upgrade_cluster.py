@@ -44,7 +44,8 @@ RATE = 20.0  # requests/s through the edge, whatever the latency
 LOAD_SECONDS = 900.0  # longer than three upgrades take; stopped when they are done
 UPGRADE_TIMEOUT = 900
 MAX_FAILED_SHARE = 0.01
-STORY_WORDS = ("vcapp.storage", "vcapp.controller", "vcapp.peerwatch", "elected", "lease", "WARNING", "ERROR")
+STORY_WORDS = ("vcapp.storage", "vcapp.controller", "vcapp.peerwatch", "mesh.meshd", "elected", "lease", "starting",
+               "WARNING", "ERROR")
 STORY_LINES = 200
 
 
@@ -53,7 +54,7 @@ def control_story(sim, machines: list[str]) -> str:
     upgrade's story, as CI keeps no machine's logs."""
     lines = []
     for m in machines:
-        for log in sorted(sim.dc.host_dir(m).glob("**/vcapp-node.log")):
+        for log in sorted(sim.dc.host_dir(m).glob("**/*node.log")):  # the daemon's, before and after a restart
             lines += [f"{m} {line}" for line in log.read_text(errors="replace").splitlines()
                       if any(word in line for word in STORY_WORDS)]
     return "\n".join(sorted(lines, key=lambda line: line.split(" ", 1)[1])[-STORY_LINES:])
