@@ -46,12 +46,12 @@ LOOP_INTERVAL_S = 1.0
 # ends), on a thread of its own, so that its first healthy report waits for no pass: `on_ready`
 # asks the loop for one at once. Replacing one already does this (runtime/replace.py).
 FIRST_CHECK_EVERY_S = 0.1
-# A `podman ps` costs ~60 ms of CPU (most of an idle machine's runtime share). A pass trusts
-# the last answer for this long while it still holds: nothing done since, no retirement
-# ended, and every container it saw running still has its process (so a crash is seen at
-# the next pass, as before). Anything else (a container started or removed outside vcapp)
-# is seen within this long.
-FULL_LOOK_EVERY_S = 5.0
+# A `podman ps` costs ~60 ms of CPU (every 5 s, 1.2 % of a core: most of an idle machine's
+# runtime share). A pass trusts the last answer for this long while it still holds: nothing
+# done since, no retirement ended, and every container it saw running still has its process
+# (so a crash, a kill or a `podman rm` of one is seen at the next pass). What else happens
+# outside vcapp (a container with its labels started by hand) is seen within this long.
+FULL_LOOK_EVERY_S = 30.0
 
 
 class PrepareError(RuntimeError):
