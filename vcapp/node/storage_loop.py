@@ -28,7 +28,7 @@ from storage.host import LocalHost, weed_binary
 from vcapp.machine import ETCD_CLIENT_PORT, run_dir
 from vcapp.node.harness import Every, Job, Worker
 from vcapp.state import events, membership, peerwatch, volumes
-from vcapp.state.store import Store, per_thread_store
+from vcapp.state.store import Store, per_thread_store, put_op, unchanged
 
 log = logging.getLogger("vcapp.storage")
 
@@ -217,9 +217,12 @@ class ReplicationLoop:
         may be what failed."""
         try:
             store = Store(self.cfg.store_endpoints())
-            before = store.value(volumes.STATE) or {}
+            entry = store.get(volumes.STATE)
+            before = entry.value if entry and isinstance(entry.value, dict) else {}
             if before and before.get("error") != (error := str(e)[-ERROR_CHARS:]):
-                store.put(volumes.STATE, dict(before, error=error, failed_at=time.time()))
+                # Only onto the state it read: the other job may publish a finished pass meanwhile.
+                store.txn([unchanged(volumes.STATE, entry.mod_revision)],
+                          [put_op(volumes.STATE, dict(before, error=error, failed_at=time.time()))])
         except Exception as again:
             log.warning("storage replication: could not record the failure: %s", again)
 
