@@ -35,6 +35,15 @@ def _new_name() -> str:
 OWNER_FILE = "owner.pid"
 
 
+def claim(name: str) -> DevCluster:
+    """A test cluster's directory, marked as this test process's: the clean-up of another test
+    session started meanwhile (_clean_stale_test_clusters) leaves it alone."""
+    dc = DevCluster(name)
+    dc.dir.mkdir(parents=True)
+    (dc.dir / OWNER_FILE).write_text(str(os.getpid()))
+    return dc
+
+
 def _owner_alive(dc: DevCluster) -> bool:
     try:
         pid = int((dc.dir / OWNER_FILE).read_text())
@@ -79,10 +88,8 @@ def make_sim():
 
     def make(home: int = 2, office: int = 1, office_nat: str = "easy") -> Sim:
         _require_root()
-        dc = DevCluster(_new_name())
+        dc = claim(_new_name())
         made.append(dc)
-        dc.dir.mkdir(parents=True)
-        (dc.dir / OWNER_FILE).write_text(str(os.getpid()))
         dc.up(default(dc.name, home, office, office_nat))
         return Sim(dc)
 

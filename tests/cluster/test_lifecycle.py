@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from builder.baseimage import TINY_IMAGE, tiny_build_command, tiny_context
-from tests.conftest import OWNER_FILE, _new_name
+from tests.conftest import _new_name, claim
 from vcapp.dev import egress, netns
 from vcapp.dev.cluster import DevCluster
 
@@ -49,9 +49,7 @@ def host_snapshot() -> dict:
 
 @pytest.fixture
 def name():
-    n = _new_name()
-    DevCluster(n).dir.mkdir(parents=True)
-    (DevCluster(n).dir / OWNER_FILE).write_text(str(os.getpid()))
+    n = claim(_new_name()).name
     yield n
     DevCluster(n).down()
 

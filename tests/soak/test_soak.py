@@ -17,7 +17,6 @@ that the apps were serving and the faults really hit them."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OWNER_FILE
+from tests.conftest import claim
 from vcapp.dev.cluster import DevCluster, list_clusters
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -46,9 +45,7 @@ MIN_SERVED_PCT = {"web": 97.0, "jobs": 85.0, "gate": 85.0}
 def test_a_short_soak_loses_no_acknowledged_write_and_moves_nothing_falsely(tmp_path):
     name = "t" + secrets.token_hex(2)
     out = tmp_path / "soak.json"
-    # This test owns the soak's cluster: another test session's clean-up leaves it alone.
-    DevCluster(name).dir.mkdir(parents=True)
-    (DevCluster(name).dir / OWNER_FILE).write_text(str(os.getpid()))
+    claim(name)  # bench/soak.py makes the cluster; this test owns it
     try:
         proc = subprocess.run([sys.executable, SOAK, "--minutes", str(MINUTES), "--every", str(EVERY),
                                "--seed", str(SEED), "--aim-ledger", "--json", str(out), "--name", name],
