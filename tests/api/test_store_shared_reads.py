@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from etcd3gw import exceptions as etcd_errors
 
 from tests.api.conftest import CountingStore
 from vcapp.state import store as store_module
@@ -103,7 +104,7 @@ def test_the_next_tick_of_an_idle_cluster_asks_etcd_once_and_sees_any_write_sinc
         assert mine.value(KEY) == {"n": 1}
         other.put(KEY, {"n": 2})  # within the tick: the view holds
         assert mine.value(KEY) == {"n": 1}
-    assert mine.sent == ["/kv/range", "/kv/range"]  # the revision, then the read at it
+    assert mine.sent == ["/kv/range", "/kv/txn"]  # the revision, then the last tick's reads at it, at once
     with mine.shared_reads():
         assert mine.value(KEY) == {"n": 2}
     other.delete("/vc/test/elsewhere")
@@ -143,5 +144,98 @@ def test_the_revision_asked_in_a_tick_is_the_one_its_first_read_saw(pair):
         seen = mine.revision()
         other.put(KEY, {"n": 3})
         assert mine.revision() == seen and mine.value(KEY) == {"n": 2}
-    assert mine.sent == ["/kv/range", "/kv/range"]  # the tick's first read answered revision()
+    assert mine.sent == ["/kv/range", "/kv/txn"]  # the tick's first read answered revision()
     assert mine.revision() == seen + 1
+
+
+class GateRecordingStore(CountingStore):
+    """Also records whether each range request was linearizable."""
+
+    def __init__(self, endpoints):
+        super().__init__(endpoints)
+        self.linearizable: list[bool] = []
+
+    def _call(self, path, payload):
+        if path == "/kv/range":
+            self.linearizable.append(not payload.get("serializable"))
+        return super()._call(path, payload)
+
+
+def test_a_daemons_idle_ticks_ask_the_leader_once_in_a_while_and_still_see_every_write(etcd_url, pair):
+    other, _ = pair
+    mine = GateRecordingStore([etcd_url])
+    with mine.shared_reads(gate_on_member=True):
+        assert mine.value(KEY) == {"n": 1}
+    mine.linearizable.clear()
+    for _ in range(3):  # idle ticks within GATE_TRUSTS_MEMBER_S: the member's own copy answers
+        with mine.shared_reads(gate_on_member=True):
+            assert mine.value(KEY) == {"n": 1}
+    assert mine.linearizable == [False, False, False]
+    other.put(KEY, {"n": 2})  # written by another machine: the next tick sees it
+    with mine.shared_reads(gate_on_member=True):
+        assert mine.value(KEY) == {"n": 2}
+    assert not any(mine.linearizable[3:])
+    mine._linearized_at -= store_module.GATE_TRUSTS_MEMBER_S  # as when the last one is that old
+    mine.linearizable.clear()
+    with mine.shared_reads(gate_on_member=True):
+        assert mine.value(KEY) == {"n": 2}
+    assert mine.linearizable == [True]
+    with mine.shared_reads():  # any other Store's user (the API) asks the leader every time
+        assert mine.value(KEY) == {"n": 2}
+    assert mine.linearizable == [True, True]
+
+
+def test_a_member_whose_copy_is_behind_a_view_already_seen_is_not_trusted(etcd_url, pair):
+    other, _ = pair
+    mine = GateRecordingStore([etcd_url])
+    with mine.shared_reads(gate_on_member=True):
+        assert mine.value(KEY) == {"n": 1}
+    # as when the last view came from another member, or this one restarted and catches up
+    mine._newest_view = other.revision() + 1000
+    mine.linearizable.clear()
+    with mine.shared_reads(gate_on_member=True):
+        assert mine.value(KEY) == {"n": 1}
+    assert mine.linearizable == [False, True]  # its copy, found behind; then the leader's answer
+
+
+def test_after_a_write_the_next_tick_reads_what_the_last_one_read_in_one_request_and_sees_it_all(pair):
+    other, mine = pair
+    other.put(LATER, "first")
+
+    def tick():
+        return (mine.value(KEY), [e.value for e in mine.list(PREFIX)], mine.count(PREFIX),
+                mine.newest_change(PREFIX), mine.value(PREFIX + "never"))
+
+    with mine.shared_reads():
+        before = tick()
+    other.put(KEY, {"n": 2})
+    other.delete(LATER)  # a deletion, which no key's revision shows
+    other.put(PREFIX + "never", "now")
+    mine.sent.clear()
+    with mine.shared_reads():
+        after = tick()
+        assert mine.value(PREFIX + "other") is None  # a read the last tick did not make: asked
+    assert after == ({"n": 2}, [{"n": 2}, "now"], 2, other.revision(), "now") != before
+    assert mine.sent == ["/kv/range", "/kv/txn", "/kv/range"]
+
+
+class RefusingTxnStore(CountingStore):
+    """etcd refuses its transactions, as when the last view's revision was compacted meanwhile."""
+
+    def _call(self, path, payload):
+        if path == "/kv/txn":
+            self.sent.append(path)
+            raise etcd_errors.Etcd3Exception("etcdserver: mvcc: required revision has been compacted")
+        return super()._call(path, payload)
+
+
+def test_a_tick_whose_reads_cannot_be_fetched_at_once_reads_them_one_by_one(etcd_url, pair):
+    other, _ = pair
+    mine = RefusingTxnStore([etcd_url])
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 1} and mine.list(PREFIX)[0].value == {"n": 1}
+    other.put(KEY, {"n": 2})
+    mine.sent.clear()
+    with mine.shared_reads():
+        assert mine.value(KEY) == {"n": 2} and mine.list(PREFIX)[0].value == {"n": 2}
+    assert mine.sent == ["/kv/range", "/kv/txn", "/kv/range", "/kv/range"]

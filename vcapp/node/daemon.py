@@ -116,7 +116,7 @@ class Daemon:
             self._accept_invite(cfg, store)
             if time.monotonic() - self._last_refresh > REFRESH_EVERY:
                 self._refresh(cfg, store)
-            with store.shared_reads():  # the loops read the same machines and liveness: once a tick
+            with store.shared_reads(gate_on_member=True):  # the loops read the same machines and liveness once
                 self._lead(cfg.name, store)
                 self._run_loops(cfg, store)
         except StoreUnavailable as e:

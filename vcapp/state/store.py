@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 from contextlib import contextmanager
@@ -53,6 +54,17 @@ SHAREABLE = ("/kv/range", "/cluster/member/list")  # reads; any other request is
 # revision (the root: etcd checks the permission of even an absent key, and a machine may read it).
 GATE_READ = {"key": base64.b64encode(keys.ROOT.encode()).decode(), "limit": "1"}
 GATE_KEY = json.dumps(GATE_READ, sort_keys=True)
+# The gate read of a block that carries answers over may be this member's own copy (serializable:
+# no round through the Raft leader) while a linearizable read of this Store was answered less
+# than this long ago (Store.shared_reads). Each linearizable read makes the leader confirm its
+# leadership with every member over the mesh: the gate of each machine's tick, twice a second,
+# was most of an idle cluster's Raft traffic beside the heartbeats. A member cut off from its
+# leader still answers serializable reads, with a state that stops moving: its daemon sees so
+# within this long, as it did at its next tick before.
+GATE_TRUSTS_MEMBER_S = 2.0
+SERIALIZABLE_GATE_READ = dict(GATE_READ, serializable=True)
+# etcd refuses a transaction of more operations than its --max-txn-ops (128 by default).
+PREFETCH_MAX_RANGES = 100
 # A member that has not applied a view's revision yet (another member answered its first read),
 # or compacted it away: the read is made linearizable again, and starts a new view.
 VIEW_GONE = ("future revision", "compacted")
@@ -177,6 +189,8 @@ class Store:
         self._shared_thread = 0
         self._view: tuple[float, int] | None = None  # (monotonic time, revision) of this tick's first read
         self._carried: tuple[int, dict[str, dict]] = (0, {})  # the last block's answers at its last view
+        self._linearized_at = -math.inf  # monotonic time the last linearizable range was sent
+        self._newest_view = 0  # the highest revision a view of this Store was at: views never go back
 
     def with_auth(self, auth: etcdauth.Credentials) -> Store:
         """The same endpoints and certificate, another etcd user."""
@@ -217,7 +231,7 @@ class Store:
         client.session.headers["Authorization"] = answer["token"]
 
     @contextmanager
-    def shared_reads(self):
+    def shared_reads(self, gate_on_member: bool = False):
         """Within the block, this thread's reads are one view of the cluster: the first range
         request is linearizable and gives the view's revision; the next ones read this
         member's copy at that revision (serializable, no round through the Raft leader), and
@@ -234,16 +248,21 @@ class Store:
         revision is still the view's (nothing was written meanwhile, no lease ended) the answers
         are the cluster's state now, and serve its reads without asking etcd. An idle cluster's
         tick is then one request instead of one per distinct read (~14 per tick on each machine:
-        ~85 range requests a second on the etcd member every daemon asked first)."""
+        ~85 range requests a second on the etcd member every daemon asked first).
+
+        With `gate_on_member` (the daemon's tick), that read is the member's own copy while this
+        Store's last linearizable read is recent (GATE_TRUSTS_MEMBER_S, `_gate_read`)."""
         self._shared, self._shared_thread, self._view = {}, threading.get_ident(), None
         revision, answers = self._carried
         self._carried = (0, {})
         if answers:
             now = time.monotonic()
-            gate = self._call("/kv/range", GATE_READ)
+            gate = self._gate_read(now, gate_on_member)
             self._view = (now, int(gate["header"]["revision"]))
             if self._view[1] == revision:
                 self._shared = {key: (now, answer, revision) for key, answer in answers.items()}
+            else:
+                self._shared = self._prefetch(answers, self._view[1], now)
             self._shared[GATE_KEY] = (now, gate, self._view[1])  # Store.revision() asks the same
         try:
             yield self
@@ -252,6 +271,45 @@ class Store:
             self._shared, self._view = None, None
             if shared and view:
                 self._carried = (view[1], {key: hit[1] for key, hit in shared.items() if hit[2] == view[1]})
+            if view:
+                self._newest_view = max(self._newest_view, view[1])
+
+    def _prefetch(self, answers: dict[str, dict], revision: int, now: float) -> dict[str, tuple[float, dict, int]]:
+        """The ranges the last block read (the keys of `answers`), read again at `revision` in one
+        read-only transaction: a block reads what the one before it read, and each request through
+        etcd's JSON gateway costs a few ms of CPU in etcd and as much here (bench/footprint.py:
+        after each of an idle cluster's ~20 writes a minute, every daemon's tick asked ~14 ranges
+        one by one). Nothing when the member cannot serve it: the block's reads then ask for
+        themselves."""
+        wanted = [key for key in answers if '"key"' in key and key != GATE_KEY][:PREFETCH_MAX_RANGES]  # not members
+        if not wanted:
+            return {}
+        ops = [{"request_range": dict(json.loads(key), revision=str(revision), serializable=True)} for key in wanted]
+        try:
+            result = self._call("/kv/txn", {"compare": [], "success": ops, "failure": []})
+        except etcd_errors.Etcd3Exception:  # the revision compacted, a range it may not read...
+            return {}
+        responses = result.get("responses") or []
+        if len(responses) != len(wanted):
+            return {}
+        out = {}
+        for key, response in zip(wanted, responses):
+            answer = response.get("response_range") or {}
+            out[key] = (now, dict(answer, header=result.get("header", {})), revision)
+        return out
+
+    def _gate_read(self, now: float, on_member: bool) -> dict:
+        """The cluster's revision for a block that carries answers over: `on_member`, this member's
+        copy of it while a linearizable read was answered within GATE_TRUSTS_MEMBER_S and the copy is not
+        behind a view this Store had (a member that restarted and catches up, or another member
+        than the last one), else a linearizable read."""
+        if on_member and now - self._linearized_at < GATE_TRUSTS_MEMBER_S:
+            gate = self._call("/kv/range", SERIALIZABLE_GATE_READ)
+            if int(gate["header"]["revision"]) >= self._newest_view:
+                return gate
+        gate = self._call("/kv/range", GATE_READ)
+        self._linearized_at = now
+        return gate
 
     def call(self, path: str, payload: dict) -> dict:
         shared = self._shared
@@ -283,6 +341,7 @@ class Store:
                     raise
         result = self._call(path, payload)
         if path == "/kv/range" and "revision" not in payload:
+            self._linearized_at = now
             self._view = (now, int(result["header"]["revision"]))
             return result, self._view[1]
         return result, 0
