@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -37,6 +38,23 @@ STOP_GRACE_S = 5
 
 class PodmanError(RuntimeError):
     """A podman command failed; the message carries podman's own words and what was asked."""
+
+
+# A container that drains is renamed <its name><RETIRING_MARK><6 hex digits> first
+# (runtime/supervisor.py Agent._retire), so that the same instance of the same release may start
+# again on this machine at once under its own name: an instance moved away and back (a machine cut
+# off for seconds, then chosen again by the next failover) otherwise waited out its old
+# container's whole stop timeout, its start failing on "the container name is already in use".
+RETIRING_MARK = "-retiring-"
+
+
+def retiring_name(name: str) -> str:
+    return f"{name}{RETIRING_MARK}{secrets.token_hex(3)}"
+
+
+def named_before(name: str) -> str:
+    """A container's name before its retirement renamed it."""
+    return name.split(RETIRING_MARK, 1)[0]
 
 
 @dataclass(frozen=True)
@@ -159,6 +177,9 @@ class PodmanDriver:
             self._keep_logs(name)
         self._podman("rm", "-f", "-t", str(STOP_GRACE_S), name, what=f"remove {name}")
 
+    def rename(self, name: str, new_name: str) -> None:
+        self._podman("rename", name, new_name, what=f"rename {name}")
+
     def retire(self, name: str) -> None:
         """SIGTERM, up to the container's own stop timeout (its spec's kill_timeout) for the
         requests in flight to finish, SIGKILL; then remove it."""
@@ -175,7 +196,7 @@ class PodmanDriver:
             labels = json.loads(proc.stdout or "null") or {} if proc.returncode == 0 else {}
             app, instance = labels.get(f"{LABEL}.app"), labels.get(f"{LABEL}.instance")
             if app and instance:
-                keptlogs.save(self.kept_logs, app, instance, labels.get(f"{LABEL}.release", ""), name,
+                keptlogs.save(self.kept_logs, app, instance, labels.get(f"{LABEL}.release", ""), named_before(name),
                               self.logs(name, tail=keptlogs.KEEP_LINES))
         except (ValueError, AttributeError, OSError):
             pass

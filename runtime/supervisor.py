@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 
 from runtime import health, usage
 from runtime.book import Book
-from runtime.podman import Container, PodmanDriver, PodmanError
+from runtime.podman import RETIRING_MARK, Container, PodmanDriver, PodmanError, retiring_name
 from runtime.reconcile import Action, Create, Observed, Reforward, Remove, Replace, Restart, Wait, reconcile
 from runtime.replace import Promotion, replace
 from runtime.spec import InstanceSpec, SpecError
@@ -98,7 +98,10 @@ class Agent:
                              if k in self.last_specs and k not in {s.key for s in desired}]
         self.last_specs = {s.key: s for s in desired}
         specs = {s.key: s for s in desired}
-        containers = self._visible(every := self._look())
+        every = self._look()
+        for leftover in [c for c in self._visible(every) if RETIRING_MARK in c.name]:
+            self._retire(leftover)  # a retirement the last daemon did not finish: never this instance
+        containers = self._visible(every)
         self.ports_held = {c.host_port for c in every if c.host_port}
         observed = [self._observe(c, specs.get(c.key), now) for c in containers]
         book = Book.load(self.book_path)
@@ -241,22 +244,31 @@ class Agent:
             self.handoff(spec.key, self._report(spec, self._visible(containers), book, None, now), None)
 
     def _retire(self, old: Container) -> None:
-        """Stop `old` on a thread of its own: SIGTERM, its drain time, SIGKILL, remove."""
+        """Stop `old` on a thread of its own: SIGTERM, its drain time, SIGKILL, remove. Renamed
+        first (podman.RETIRING_MARK), so its name is free for a successor of the same release."""
+        name = old.name
+        if RETIRING_MARK not in name:
+            try:
+                self.driver.rename(name, new := retiring_name(name))
+                name = new
+                self.looked = None  # podman's last answer names it as it was
+            except PodmanError as e:  # it drains under its name; a successor waits for that
+                log.warning("%s: %s; it drains under its own name", name, e)
         with self.retiring_lock:
-            self.retiring.add(old.name)
+            self.retiring.add(name)
 
         def work() -> None:
             try:
-                self.driver.retire(old.name)
+                self.driver.retire(name)
             except PodmanError as e:
-                log.warning("%s: %s; the next pass removes it", old.name, e)
+                log.warning("%s: %s; the next pass removes it", name, e)
             finally:
                 with self.retiring_lock:
-                    self.retiring.discard(old.name)
+                    self.retiring.discard(name)
                     self.retired += 1
                 self.swept = False  # its app's network may be unused now
 
-        threading.Thread(target=work, name=f"retire-{old.name}", daemon=True).start()
+        threading.Thread(target=work, name=f"retire-{name}", daemon=True).start()
 
     def _binds(self, spec: InstanceSpec) -> dict[str, str]:
         if not spec.volumes:

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from runtime import keptlogs
-from runtime.podman import PodmanDriver
+from runtime.podman import RETIRING_MARK, PodmanDriver
 from runtime.reconcile import backoff_s
 from runtime.spec import DEFAULT_KILL_TIMEOUT_S
 from runtime.supervisor import Agent
@@ -111,8 +111,46 @@ def test_failing_release_is_not_promoted_and_good_one_is(agent, machine):
     new = agent.wait(DKEY, lambda r: healthy(r) and r["release"] == "3", "release 3 healthy")
     assert get(machine, "home-1", new["host_port"]) == "three"
     # The old one drains first (busybox ignores SIGTERM: the whole kill_timeout), then goes.
-    wait_for(lambda: "vc-deploy-0-r1" not in agent.podman("ps", "-a", "--format", "{{.Names}}").stdout.split(),
-             DEFAULT_KILL_TIMEOUT_S + 20, "release 1's container drained and removed", interval=0.5)
+    wait_for(lambda: not names_of(agent, "vc-deploy-0-r1"), DEFAULT_KILL_TIMEOUT_S + 20,
+             "release 1's container drained and removed", interval=0.5)
+
+
+def names_of(agent, container: str) -> list[str]:
+    """The names of `container` and of its retiring predecessors (renamed while they drain)."""
+    names = agent.podman("ps", "-a", "--format", "{{.Names}}").stdout.split()
+    return [n for n in names if n == container or n.startswith(container + RETIRING_MARK)]
+
+
+def test_an_instance_sent_back_while_its_old_container_drains_starts_at_once(agent, machine):
+    """Moved away and back (a failover onto a machine that was cut off a moment ago): its new
+    container does not wait for the old one's stop timeout to take its name."""
+    agent.want([web(app="bounce", page="first")])
+    first = agent.wait("bounce/0", healthy, "healthy")
+    agent.want([])
+    wait_for(lambda: "bounce/0" not in agent.status().get("instances", {}), 10, "the instance gone from the "
+             "reports (its container draining)", interval=0.1)
+    sent_back = time.monotonic()
+    agent.want([web(app="bounce", page="again")])
+    rep = agent.wait("bounce/0", lambda r: healthy(r) and r["started_at"] != first["started_at"], "started again")
+    took = time.monotonic() - sent_back
+    assert took < DEFAULT_KILL_TIMEOUT_S - 2, f"{took:.1f}s: it waited for the old one to drain"
+    draining = [n for n in names_of(agent, "vc-bounce-0-r1") if RETIRING_MARK in n]
+    assert draining, "the old container (busybox ignores SIGTERM) still drains, under another name"
+    assert rep["container"] == "vc-bounce-0-r1" and get(machine, "home-1", rep["host_port"]) == "again"
+    wait_for(lambda: names_of(agent, "vc-bounce-0-r1") == ["vc-bounce-0-r1"], DEFAULT_KILL_TIMEOUT_S + 20,
+             "the old one drained and removed", interval=0.5)
+
+
+def test_a_retiring_container_a_restarted_agent_finds_is_retired_not_served(agent, machine):
+    """A daemon that stopped while a container drained leaves it renamed: the next one finishes
+    its retirement and starts the instance afresh under its own name."""
+    agent.want([web(app="orphan")])
+    rep = agent.wait("orphan/0", healthy, "healthy")
+    agent.podman("rename", "vc-orphan-0-r1", "vc-orphan-0-r1" + RETIRING_MARK + "abc123")
+    again = agent.wait("orphan/0", lambda r: healthy(r) and r["started_at"] != rep["started_at"], "started afresh")
+    assert again["container"] == "vc-orphan-0-r1"
+    wait_for(lambda: names_of(agent, "vc-orphan-0-r1") == ["vc-orphan-0-r1"], DEFAULT_KILL_TIMEOUT_S + 20,
+             "the leftover retired", interval=0.5)
 
 
 def test_a_port_that_stops_forwarding_is_noticed_and_restored_without_restarting_the_app(agent, machine):
