@@ -12,14 +12,15 @@ import time
 from dataclasses import replace as copy
 
 from runtime.supervisor import Agent
-from runtime.podman import Container
+from runtime.podman import Container, named_before
 from runtime.spec import HealthCheck, InstanceSpec, SpecError
 
 import pytest
 
 
 class FakeDriver:
-    """Containers in a dict; `retire` blocks until the test lets it finish (a drain)."""
+    """Containers in a dict; `retire` blocks until the test lets it finish (a drain), under the
+    name `rename` gave the container."""
 
     def __init__(self):
         self.containers: dict[str, Container] = {}
@@ -47,8 +48,12 @@ class FakeDriver:
         self.calls.append(("remove", name))
         self.containers.pop(name, None)
 
+    def rename(self, name: str, new_name: str) -> None:
+        self.calls.append(("rename", name))
+        self.containers[new_name] = copy(self.containers.pop(name), name=new_name)
+
     def retire(self, name: str) -> None:
-        self.calls.append(("stop", name))
+        self.calls.append(("stop", named_before(name)))  # in the names the instance served under
         self.drained.wait(5)
         self.containers.pop(name, None)
         self.retired.set()
@@ -87,12 +92,14 @@ def test_a_new_release_is_handed_off_healthy_before_the_old_one_is_told_to_stop(
     assert rep["release"] == "2" and rep["state"] == "running" and rep["health"] == "healthy"
     assert rep["host_port"] != old_port
     assert ("stop", "vc-blog-0-r1") not in calls_then, "the old container was stopped before the routers switched"
-    assert driver.retired.wait(0) is False  # draining: still there, beside the new one
-    assert set(driver.containers) == {"vc-blog-0-r1", "vc-blog-0-r2"}
+    assert driver.retired.wait(0) is False  # draining: still there, beside the new one, renamed
+    assert {named_before(n) for n in driver.containers} == {"vc-blog-0-r1", "vc-blog-0-r2"}
+    assert "vc-blog-0-r1" not in driver.containers
     assert reports["blog/0"]["release"] == "2" and reports["blog/0"]["health"] == "healthy"
     # passes during the drain leave the retiring container alone
     agent.step([spec("2")])
-    assert [c for c in driver.calls if c[1] == "vc-blog-0-r1"] == [("run", "vc-blog-0-r1"), ("stop", "vc-blog-0-r1")]
+    assert [c for c in driver.calls if c[1] == "vc-blog-0-r1"] == [("run", "vc-blog-0-r1"), ("rename", "vc-blog-0-r1"),
+                                                                 ("stop", "vc-blog-0-r1")]
     driver.drained.set()
     assert driver.retired.wait(5)
     agent.step([spec("2")])
