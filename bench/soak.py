@@ -222,13 +222,18 @@ def ledger_check(rows: list[dict], log: list[str]) -> dict:
     acked = {r["id"]: r for r in rows if r["ok"] and r.get("id") is not None}
     sent = {r["id"]: r for r in rows if r.get("id") is not None}
     seen: dict[str, int] = {}
-    order, garbled = [], []
+    order, garbled, holes = [], [], 0
     for line in log:
-        wid = line.strip().removeprefix("id=")
-        if not wid.isdigit():  # NUL bytes where a chunk could not be read, a torn append
-            if line.strip():
+        text = line.strip()
+        # Zeros before a whole write: the size of an append that never got its data (a mount
+        # killed mid-write; never acknowledged, or its own id would be missing and counted lost).
+        # The write after them is whole: its id counts. Zeros anywhere else garble the line.
+        wid = text.lstrip("\0").removeprefix("id=")
+        if not wid.isdigit() or not text.lstrip("\0").startswith("id="):  # a chunk read as NULs, a torn append
+            if text:
                 garbled.append(line)
             continue
+        holes += text.startswith("\0")
         seen[wid] = seen.get(wid, 0) + 1
         order.append(wid)
     lost = sorted((w for w in acked if w not in seen), key=int)
@@ -245,7 +250,7 @@ def ledger_check(rows: list[dict], log: list[str]) -> dict:
     return {"acked": len(acked), "in_log": len(set(order)), "lost": lost, "duplicates": dupes,
             "out_of_order": sorted(set(out_of_order), key=int),
             "unacked_but_written": len([w for w in seen if w not in acked]),
-            "garbled": len(garbled), "garbled_sample": [repr(g[:60]) for g in garbled[:3]]}
+            "garbled": len(garbled), "garbled_sample": [repr(g[:60]) for g in garbled[:3]], "holes": holes}
 
 
 def false_downs(events: list[dict], faults: list[Fault], machines: list[str]) -> dict[str, list[float]]:
@@ -640,7 +645,8 @@ def report(run: Run, seed: int, args, rows: list[dict], log: list[str] | None, e
     print(f"\nledger: {ledger['acked']} writes acknowledged, {len(ledger['lost'])} lost {ledger['lost'][:20]}, "
           f"{len(ledger['duplicates'])} applied twice, {len(ledger['out_of_order'])} out of order, "
           f"{ledger['unacked_but_written']} written without an acknowledgement (allowed), "
-          f"{ledger['garbled']} lines that are no write {ledger['garbled_sample']}"
+          f"{ledger['garbled']} lines that are no write {ledger['garbled_sample']}, "
+          f"{ledger['holes']} runs of zeros before a write (an unacknowledged append's size without its data)"
           + (" -- THE LEDGER WAS NOT READABLE AT THE END" if log is None else ""))
     print(f"jobs' worker running in {worker}% of {len(run.worker)} samples")
     print(f"false failovers (node.down with no fault on the machine): "
