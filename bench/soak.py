@@ -228,12 +228,13 @@ def ledger_check(rows: list[dict], log: list[str]) -> dict:
         # Zeros before a whole write: the size of an append that never got its data (a mount
         # killed mid-write; never acknowledged, or its own id would be missing and counted lost).
         # The write after them is whole: its id counts. Zeros anywhere else garble the line.
-        wid = text.lstrip("\0").removeprefix("id=")
-        if not wid.isdigit() or not text.lstrip("\0").startswith("id="):  # a chunk read as NULs, a torn append
+        write = text.lstrip("\0")
+        wid = write.removeprefix("id=")
+        if write == wid or not wid.isdigit():  # a chunk read as NULs, a torn append
             if text:
                 garbled.append(line)
             continue
-        holes += text.startswith("\0")
+        holes += write != text
         seen[wid] = seen.get(wid, 0) + 1
         order.append(wid)
     lost = sorted((w for w in acked if w not in seen), key=int)

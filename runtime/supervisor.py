@@ -98,10 +98,10 @@ class Agent:
                              if k in self.last_specs and k not in {s.key for s in desired}]
         self.last_specs = {s.key: s for s in desired}
         specs = {s.key: s for s in desired}
-        every = self._look()
-        for leftover in [c for c in self._visible(every) if RETIRING_MARK in c.name]:
+        containers = self._visible(every := self._look())
+        for leftover in [c for c in containers if RETIRING_MARK in c.name]:
             self._retire(leftover)  # a retirement the last daemon did not finish: never this instance
-        containers = self._visible(every)
+            containers.remove(leftover)
         self.ports_held = {c.host_port for c in every if c.host_port}
         observed = [self._observe(c, specs.get(c.key), now) for c in containers]
         book = Book.load(self.book_path)

@@ -281,10 +281,11 @@ class Store:
         after each of an idle cluster's ~20 writes a minute, every daemon's tick asked ~14 ranges
         one by one). Nothing when the member cannot serve it: the block's reads then ask for
         themselves."""
-        wanted = [key for key in answers if '"key"' in key and key != GATE_KEY][:PREFETCH_MAX_RANGES]  # not members
+        payloads = {key: json.loads(key) for key in answers if key != GATE_KEY}
+        wanted = [key for key, payload in payloads.items() if "key" in payload][:PREFETCH_MAX_RANGES]  # not members
         if not wanted:
             return {}
-        ops = [{"request_range": dict(json.loads(key), revision=str(revision), serializable=True)} for key in wanted]
+        ops = [{"request_range": dict(payloads[key], revision=str(revision), serializable=True)} for key in wanted]
         try:
             result = self._call("/kv/txn", {"compare": [], "success": ops, "failure": []})
         except etcd_errors.Etcd3Exception:  # the revision compacted, a range it may not read...
