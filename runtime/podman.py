@@ -180,6 +180,14 @@ class PodmanDriver:
     def rename(self, name: str, new_name: str) -> None:
         self._podman("rename", name, new_name, what=f"rename {name}")
 
+    def pause(self, name: str) -> None:
+        """Freeze every process of `name` (the cgroup freezer) until `unpause`: a write it was
+        making completes first, no new one starts; its connections wait."""
+        self._podman("pause", name, what=f"pause {name}")
+
+    def unpause(self, name: str) -> None:
+        self._podman("unpause", name, what=f"resume {name}")
+
     def retire(self, name: str) -> None:
         """SIGTERM, up to the container's own stop timeout (its spec's kill_timeout) for the
         requests in flight to finish, SIGKILL; then remove it."""

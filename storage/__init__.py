@@ -13,6 +13,7 @@ Modules, one concern each:
     shell        `weed shell` from Python; volume.list parsing
     volumes      create volumes (path rule per volume), degrade and heal
     mount        weed mount of a volume + the check that the mount is real
+    compaction   a volume file's many small chunks (one per fsync) rewritten into few
     buckets      per-app bucket + identity allowed only on it
     guard        at most one writer machine per volume (etcd lease semantics)
     fastfail     unreachable routes to dead machines so SeaweedFS clients fail over fast

@@ -249,6 +249,49 @@ def test_a_destroyed_apps_volume_bucket_tokens_and_images_do_not_reach_an_app_ma
     assert "destroyed" in cc.vcapp(on, "apps", "destroy", app, "--confirm", app).stdout
 
 
+APPENDS = 500
+# A log written one record at a time, each through the descriptor that wrote it with an fsync
+# (dd conv=fsync), as a database's journal is; it goes on from the records already there.
+APPENDER = ("mkdir -p /www && echo writing > /www/index.html && httpd -p 8080 -h /www && "
+            "i=$(( $(cat /data/log 2>/dev/null | wc -l) + 1 )); "
+            f"while [ $i -le {APPENDS} ]; do echo id=$i | dd of=/data/log oflag=append conv=notrunc,fsync 2>/dev/null "
+            "|| exit 1; i=$((i+1)); done; echo done > /www/index.html; exec sleep 1000000")
+
+
+def chunks_of(cc, on: str, path: str) -> int | None:
+    """How many chunks the filer lists for a volume file (each fsync'd append adds one)."""
+    out = cc.sim.run(on, "curl", "-s", "-H", "Accept: application/json",
+                     f"http://{cc.sim.addr(on)}:8888{path}?metadata=true", check=False, timeout=20)
+    try:
+        return len(json.loads(out.stdout).get("chunks") or [])
+    except ValueError:
+        return None
+
+
+def test_a_log_fsynced_one_record_at_a_time_stays_few_chunked_and_keeps_every_record(cc):
+    """Each fsync'd append is a chunk of its own, and every fsync sends the file's whole chunk
+    list to the filer and etcd: unchecked, the 500th append costs several times the first. The
+    machine running the app compacts the file in place while the app is paused (storage/
+    compaction.py); the app goes on appending across it and loses nothing."""
+    on, app = "home-2", "journal"
+    cc.vcapp(on, "apps", "create", app, "--image", TINY_IMAGE, "--port", "8080", "--command", APPENDER,
+             "--health-path", "/index.html", "--memory", "32M", "--volume", "data:/data")
+    assert "ready" in cc.vcapp(on, "volumes", "create", app, "data", "--size", "64M").stdout
+
+    def finished():
+        rows = healthy(cc, app, on)
+        return rows and page(cc, rows[0]) == "done" and rows[0]
+
+    row = cc.wait(finished, PAGE_WAIT_S + 120, f"{app} wrote its {APPENDS} records", interval=2)
+    path = f"/volumes/{app}/data/log"
+    # Past COMPACT_AT_CHUNKS (200) the next look (every 30 s) rewrites it into one chunk.
+    cc.wait(lambda: (chunks_of(cc, row["node"], path) or APPENDS) < 50, 90,
+            f"the {APPENDS} appends' chunks compacted", interval=3)
+    text = cc.sim.run(row["node"], "podman", "exec", row["container"], "cat", "/data/log").stdout
+    assert text.splitlines() == [f"id={i}" for i in range(1, APPENDS + 1)]
+    assert [r["restarts"] for r in healthy(cc, app, on)] == [0]  # paused, never restarted
+
+
 def s3(cc, on: str, app: str, gateway: str, action: str, bucket: str, name: str = "hello.txt") -> str:
     out = cc.sim.run(on, sys.executable, "-c", S3_CLIENT, app, f"{cc.sim.addr(gateway)}:8333", action, bucket,
                      name, check=False, timeout=60)

@@ -59,6 +59,9 @@ PULL_TIMEOUT_S = 300.0  # the image is in the cluster's registries, on the LAN
 # The lease a release phase holds volumes' writer keys on: renewed every third of it, so a
 # machine that dies mid-command frees the volumes within this long.
 WRITER_LEASE_S = 15
+# Every container of a release command or a one-off carries it (the volume compactor waits for them:
+# vcapp/node/volume_compaction.py).
+LABEL = "vcapp.release-phase=true"
 
 
 # Runs a podman argv on a person's terminal (vcapp/deploy/console.py); answers the exit status.
@@ -123,7 +126,7 @@ def command_args(app: str, number: int, image: str, command: str, env_file: str,
     `binds`: host path -> path in the container, for the app's volumes; `tty`: on a terminal."""
     argv = ["podman", "run", "--rm", *(["-i", "-t"] if tty else []), "--pull", "never",
             "--name", name or f"vc-release-{app}-{number}",
-            "--env-file", env_file, "--label", "vcapp.release-phase=true",
+            "--env-file", env_file, "--label", LABEL,
             "--pids-limit", str(spec.get("pids") or apps.DEFAULT_PIDS)]
     for host, inside in (binds or {}).items():
         argv += ["-v", f"{host}:{inside}"]
