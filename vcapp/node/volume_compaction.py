@@ -8,6 +8,12 @@ containers on this machine, rewrites through the mount and resumes them (act). I
 runtime pass's thread, so no health check, start or stop of the agent meets a paused container,
 and not at all while a release command or a one-off (`vcapp run`) runs here: those write the
 volume from a container of their own.
+
+Self-fencing (runtime_loop.py's watchdog, on its own thread) may fire during a compaction:
+it kills the volume's weed mount first, which fails the rewrite (the content is the file's own
+either way); podman refuses to kill a paused container, but a paused one writes nothing, and
+the watchdog kills it at its next look once the compaction has resumed it (0.2 s), its mount
+already gone.
 """
 
 from __future__ import annotations
