@@ -103,10 +103,10 @@ def plan(entries: list[dict], root: str, at_chunks: int = COMPACT_AT_CHUNKS,
     prefix = root.rstrip("/") + "/"
     for e in entries:
         chunks, full = e.get("chunks") or [], str(e.get("FullPath") or "")
-        if len(chunks) < at_chunks or not full.startswith(prefix) or not stat.S_ISREG(_posix_mode(e.get("Mode"))):
+        if len(chunks) < at_chunks or not full.startswith(prefix) or not _regular(e.get("Mode")):
             continue
-        if e.get("SymlinkTarget") or any(c.get("is_chunk_manifest") for c in chunks):
-            continue  # a manifest already bundles a thousand chunks: not what this fixes
+        if any(c.get("is_chunk_manifest") for c in chunks):
+            continue  # a manifest already bundles 10 000 chunks: not what this fixes
         ranges = plan_file(chunks, int(e.get("FileSize") or 0), at_chunks, budget)
         if ranges:
             found.append(Rewrite(full[len(prefix):], ranges, len(chunks)))
@@ -120,14 +120,10 @@ def plan(entries: list[dict], root: str, at_chunks: int = COMPACT_AT_CHUNKS,
     return out
 
 
-def _posix_mode(mode) -> int:
-    """A Go FileMode (the filer's JSON) as st_mode's file type bits: regular, directory, other."""
-    mode = int(mode or 0)
-    if mode & DIR_MODE:
-        return stat.S_IFDIR | (mode & 0o777)
-    if mode & ~0o7777 & 0xFFFFFFFF:  # symlink, device, pipe, socket...: Go keeps them in high bits
-        return 0
-    return stat.S_IFREG | (mode & 0o777)
+def _regular(mode) -> bool:
+    """Whether a Go FileMode (the filer's JSON) is a plain file's: Go keeps every type (directory,
+    symlink, device, pipe, socket) and setuid/setgid/sticky above the permission bits."""
+    return int(mode or 0) & ~0o777 == 0
 
 
 # ---- observe ---------------------------------------------------------------------------------
