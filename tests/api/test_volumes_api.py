@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.api.conftest import bearer
-from vcapp.state import apps, keys
+from vcapp.errors import BadRequest
+from vcapp.state import apps, keys, volumes
 
 pytestmark = pytest.mark.cluster
 
@@ -44,3 +45,42 @@ def test_bad_volume_requests_are_refused_and_start_nothing(api, cluster, path, b
     assert answer.status_code == status and message in answer.json["error"], answer.json
     assert cluster.store.get(keys.STORAGE_ENABLED) is None  # the storage cluster was not started
     assert cluster.store.list(keys.VOLUMES) == []
+
+
+def test_a_size_given_with_the_apps_volume_is_the_one_its_first_instance_creates(api, cluster):
+    made = api.post("/v1/apps", json={"name": "notes", "image": "localhost/notes:1",
+                                      "volumes": [{"source": "data", "destination": "/data", "size": "64M"}]},
+                    headers=bearer(cluster.admin))
+    assert made.status_code == 201, made.json
+    assert apps.get_app(cluster.store, "notes")["volumes"] == [{"source": "data", "destination": "/data",
+                                                               "size_mb": 64}]
+    bad = api.post("/v1/apps", json={"name": "other", "volumes": [{"source": "data", "destination": "/data",
+                                                                   "size": "lots"}]}, headers=bearer(cluster.admin))
+    assert bad.status_code == 400 and "not a size" in bad.json["error"]
+    assert cluster.store.get(keys.app("other")) is None
+
+
+def test_a_volume_its_first_instance_made_at_the_default_size_takes_the_size_given_after(cluster):
+    """`apps create --volume data:/data` then `volumes create --size 64M`: the instance may need
+    the volume before the admin's request lands. Its default size yields, the instance rolls
+    onto the new quota; a size someone gave only grows."""
+    store = cluster.store
+    apps.create_app(store, "notes", {"image": "localhost/notes:1",
+                                     "volumes": [{"source": "data", "destination": "/data"}]})
+    revision = apps.get_app(store, "notes").get("revision", 0)
+    made = volumes.save_record(store, "notes", "data", volumes.DEFAULT_SIZE_MB, True, "the first instance")
+    assert made["size_mb"] == volumes.DEFAULT_SIZE_MB and made["default_size"]
+
+    sized = volumes.save_record(store, "notes", "data", 64, False, "admin")
+    assert sized["size_mb"] == 64 and sized["rolled"]
+    assert volumes.get_volume(store, "notes", "data")["size_mb"] == 64
+    assert apps.get_app(store, "notes")["revision"] == revision + 1  # the instance restarts on 64 MB
+    # the first instance's own create, finishing after the admin's, leaves the admin's size alone
+    assert volumes.save_record(store, "notes", "data", volumes.DEFAULT_SIZE_MB, True, "late")["size_mb"] == 64
+
+    with pytest.raises(BadRequest, match="can grow, not shrink"):
+        volumes.check_request(store, "notes", "data", 32)
+    assert volumes.get_volume(store, "notes", "data")["size_mb"] == 64
+    assert apps.get_app(store, "notes")["revision"] == revision + 1
+    assert not volumes.save_record(store, "notes", "data", 64, False, "admin").get("rolled")  # the same size: no roll
+    assert apps.get_app(store, "notes")["revision"] == revision + 1

@@ -149,7 +149,7 @@ def _ledger_log(cc, host: str, container: str) -> list[str]:
 
 
 def test_partitioned_machine_stops_its_volume_owner_before_it_may_start_elsewhere(cc):
-    create(cc, "ledger", LEDGER, "--memory", "64M", "--volume", "data:/data")
+    create(cc, "ledger", LEDGER, "--memory", "64M", "--volume", "data:/data:64M")
     cc.vcapp("home-1", "volumes", "create", "ledger", "data", "--size", "64M")
     row = cc.wait(lambda: healthy(cc, "ledger"), PLACE_WAIT_S + STORAGE_START_S, "ledger healthy")[0]
     assert _assignment(cc, "ledger").get("volumes") == VOLUMES

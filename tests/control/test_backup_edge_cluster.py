@@ -41,7 +41,7 @@ def test_a_cluster_behind_an_edge_restored_on_new_hosts_serves_through_the_edge(
         old.run(m.name, *tiny_build_command(ctx), timeout=300)
     platform.install(old.dc, say=lambda line: None)
     old.run("home-1", "vcapp", "apps", "create", APP, "--image", TINY_IMAGE, "--port", "8080", "--command", SERVE,
-            "--health-path", "/", "--memory", "64M", "--volume", "data:/data", timeout=60)
+            "--health-path", "/", "--memory", "64M", "--volume", "data:/data:64M", timeout=60)
     old.run("home-1", "vcapp", "volumes", "create", APP, "data", "--size", "64M", timeout=300)
     before = wait_for(lambda: through_edge(old), SERVE_TIMEOUT,
                       f"https://{APP}.{platform.DOMAIN}/ through the edge").splitlines()

@@ -70,7 +70,7 @@ def journal_code(cc, on: str) -> str | None:
 
 def test_a_machine_lost_while_copies_are_being_made_does_not_stop_the_writes(cc, tmp_path):
     cc.vcapp("home-1", "apps", "create", "journal", "--image", TINY_IMAGE, "--port", "8080", "--command", SERVE,
-             "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data")
+             "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data:64M")
     cc.vcapp("home-1", "volumes", "create", "journal", "data", "--size", "64M")
     row = cc.wait(lambda: healthy(cc, "journal", "home-1"), PAGE_WAIT_S, "journal healthy", interval=1)[0]
     owner = row["node"]

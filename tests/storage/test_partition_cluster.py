@@ -79,7 +79,7 @@ def lead_from(cc, victim: str) -> None:
 
 def test_cut_off_volume_owner_on_the_master_leaders_machine_comes_back_elsewhere_with_its_data(cc):
     cc.vcapp("home-1", "apps", "create", "notes", "--image", TINY_IMAGE, "--port", "8080", "--command", NOTES,
-             "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data")
+             "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data:64M")
     cc.vcapp("home-1", "volumes", "create", "notes", "data", "--size", "64M")
     row = cc.wait(lambda: healthy(cc, "notes", "home-1"), PAGE_WAIT_S, "notes healthy", interval=1)[0]
     first = page(cc, row)

@@ -78,7 +78,7 @@ def page(cc, row: dict) -> str:
 
 def test_a_storage_drain_moves_every_copy_off_and_undrain_takes_the_machine_back(cc):
     cc.vcapp("home-1", "apps", "create", APP, "--image", TINY_IMAGE, "--port", "8080", "--command", LEDGER,
-             "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data")
+             "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data:64M")
     cc.sim.run("home-1", "vcapp", "volumes", "create", APP, "data", "--size", "64M", timeout=300)
     row = cc.wait(lambda: healthy(cc, "home-1"), PAGE_WAIT_S, f"{APP} healthy on its volume", interval=1)[0]
     before = page(cc, row)

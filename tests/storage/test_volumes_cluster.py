@@ -89,6 +89,17 @@ def page(cc, row: dict, path: str = "/index.html") -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
+def volume_story(cc, on: str, app: str, volume: str = "data") -> str:
+    """What machine `on` said of the app's volume: its weed mount's warnings and errors, and the
+    daemon's lines on the app (for a failed assertion: a volume the app could not write)."""
+    log = mount.log_path(storage_dir(cc.sim.dc.host_dir(on) / "data") / "log", app, volume)
+    weed = [line for line in (log.read_text(errors="replace") if log.exists() else "").splitlines()
+            if line[:1] in "EW"]
+    node = cc.sim.dc.host_dir(on) / "log" / "vcapp-node.log"
+    daemon = [line for line in node.read_text(errors="replace").splitlines() if app in line]
+    return "\n".join([f"{on}'s weed mount of {app}/{volume}:", *weed[-20:], "its daemon:", *daemon[-20:]])
+
+
 def storage_state(cc, on: str) -> str | None:
     answer = vcapp_json(cc, on, "volumes", "list")
     return answer["storage"].get("state") if answer else None
@@ -109,12 +120,14 @@ def test_bad_volume_requests_are_refused_and_change_nothing(cc):
 
 def test_app_data_on_its_volume_follows_the_app_to_another_machine(cc):
     cc.vcapp("home-1", "apps", "create", "notes", "--image", TINY_IMAGE, "--port", "8080", "--command", NOTES,
-             "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data")
+             "--health-path", "/index.html", "--memory", "64M", "--volume", "data:/data:64M")
+    # The instance may create the volume first, at the size its app gives: the same request then changes nothing.
     out = cc.vcapp("home-1", "volumes", "create", "notes", "data", "--size", "64M").stdout
-    assert "ready: 64 MB" in out
+    assert "ready: 64 MB" in out and "restarts" not in out
     row = cc.wait(lambda: healthy(cc, "notes", "home-1"), PAGE_WAIT_S, "notes healthy on its volume", interval=1)[0]
     first = page(cc, row)
-    assert first.startswith(f"records={RECORDS} md5=") and first.endswith("fresh=yes"), first
+    assert first.startswith(f"records={RECORDS} md5=") and first.endswith("fresh=yes"), \
+        f"{first}\n{volume_story(cc, row['node'], 'notes')}"
     victim = row["node"]
     # The volume is a FUSE mount of the replicated storage on the instance's machine, not a local directory.
     mounts = cc.sim.run(victim, "cat", "/proc/self/mountinfo").stdout
@@ -277,8 +290,7 @@ def test_a_log_fsynced_one_record_at_a_time_stays_few_chunked_and_keeps_every_re
     compaction.py); the app goes on appending across it and loses nothing."""
     on, app = "home-2", "journal"
     cc.vcapp(on, "apps", "create", app, "--image", TINY_IMAGE, "--port", "8080", "--command", APPENDER,
-             "--health-path", "/index.html", "--memory", "32M", "--volume", "data:/data")
-    assert "ready" in cc.vcapp(on, "volumes", "create", app, "data", "--size", "64M").stdout
+             "--health-path", "/index.html", "--memory", "32M", "--volume", "data:/data:64M")
 
     def finished():
         rows = healthy(cc, app, on)

@@ -6,7 +6,6 @@ import pytest
 
 from runtime.podman import PodmanDriver, PodmanError
 from runtime.spec import InstanceSpec, SpecError
-from vcapp.api.volumes import parse_size
 from vcapp.errors import BadRequest
 from vcapp.state import apps
 
@@ -48,12 +47,12 @@ def test_apps_with_volumes_run_one_instance_and_name_each_volume_once():
 
 @pytest.mark.parametrize("text, mb", [("64M", 64), ("1G", 1024), ("1.5GiB", 1536), (512, 512)])
 def test_volume_sizes(text, mb):
-    assert parse_size(text) == mb
+    assert apps.parse_volume_size(text) == mb
 
 
 def test_a_size_that_is_not_one_is_refused():
     with pytest.raises(BadRequest, match="not a size"):
-        parse_size("lots")
+        apps.parse_volume_size("lots")
 
 
 def test_degraded_storage_is_a_warning_until_it_heals():

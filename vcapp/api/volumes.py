@@ -15,36 +15,22 @@
 
 from __future__ import annotations
 
-import re
-
 from flask import Blueprint, g, jsonify, request
 
 from vcapp.api import context
 from vcapp.api.body import json_body
-from vcapp.errors import BadRequest, Unavailable
+from vcapp.errors import Unavailable
 from vcapp.machine import NodeConfig
 from vcapp.state import apps, bucketbackend, volumes
 
 bp = Blueprint("volumes", __name__)
-SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(m|mb|mib|g|gb|gib)?")  # matched whole
-
-
-def parse_size(value) -> int:
-    """Megabytes from 512, "512M", "1G", "1.5GiB"."""
-    match = SIZE.fullmatch(str(value).strip().lower()) if not isinstance(value, bool) and value is not None else None
-    if not match:
-        raise BadRequest(f"size: {value!r} is not a size; use megabytes or gigabytes like 512M or 1G")
-    mb = float(match.group(1)) * (1024 if (match.group(2) or "m").startswith("g") else 1)
-    if not mb <= volumes.MAX_SIZE_MB:  # also a number too long to be finite
-        raise BadRequest(f"size: at most {volumes.MAX_SIZE_MB // 1024}G")
-    return int(mb)
 
 
 @bp.post("/v1/apps/<app>/volumes")
 def create_volume(app: str):
     """Create or grow a volume of APP (its data is kept on 3 machines)."""
     body = json_body()
-    size = parse_size(body.get("size", volumes.DEFAULT_SIZE_MB))
+    size = apps.parse_volume_size(body.get("size", volumes.DEFAULT_SIZE_MB))
     name, store = str(body.get("name") or ""), context.store()
     volumes.check_request(store, apps.app_name(app), name, size)
     record = volumes.create(store, _node_config(), app, name, size)

@@ -53,7 +53,8 @@ def apps(ctx: click.Context, as_json: bool) -> None:
 @click.option("--constraint", "constraints", multiple=True, help="KEY=VALUE a machine must have (site=home).")
 @click.option("--env", "env", multiple=True, help="KEY=VALUE environment (not secret; use `vcapp secrets`).")
 @click.option("--volume", "volumes", multiple=True,
-              help="NAME:/PATH: mount the app's replicated volume NAME at PATH (`vcapp volumes create`).")
+              help="NAME:/PATH[:SIZE]: mount the app's replicated volume NAME at PATH; its first instance "
+                   "creates it with SIZE (default 1G) unless `vcapp volumes create` did.")
 @click.option("--process", "processes", multiple=True,
               help="TYPE=COMMAND: a process type besides web (worker=\"python worker.py\"), one instance, "
                    "no HTTP; `vcapp scale APP TYPE=N` scales it.")
@@ -82,7 +83,7 @@ def create(name: str, image: str | None, port: int | None, command: str | None, 
     if health_path:
         body["health"] = {"type": "http", "path": health_path}
     if volumes:
-        body["volumes"] = [dict(zip(("source", "destination"), v.split(":", 1))) for v in volumes]
+        body["volumes"] = [_volume(v) for v in volumes]
     if processes:
         body["processes"] = {k: {"command": ["sh", "-c", v]} for k, v in _pairs(processes, "--process").items()}
     app_model.new_spec(name, body)  # the API's own checks, before anything is sent
@@ -96,6 +97,18 @@ def create(name: str, image: str | None, port: int | None, command: str | None, 
         click.echo(message)
     if not spec.get("image"):
         click.echo(f"deploy it: git push {remote if ready else url} main")
+
+
+def _volume(text: str) -> dict:
+    """NAME:/PATH or NAME:/PATH:SIZE as an API volume entry."""
+    parts = text.split(":")
+    entry = dict(zip(("source", "destination"), parts[:2]))
+    if len(parts) == 3:
+        entry["size"] = parts[2]
+    elif len(parts) > 3:
+        raise click.BadParameter(f"{text!r}: give NAME:/PATH or NAME:/PATH:SIZE, like data:/data:1G",
+                                 param_hint="--volume")
+    return entry
 
 
 def _pairs(items: tuple[str, ...], what: str) -> dict[str, str]:

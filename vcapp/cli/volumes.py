@@ -8,11 +8,10 @@ import sys
 
 import click
 
-from vcapp.api.volumes import parse_size
 from vcapp.cli.client import Client
 from vcapp.cli.output import ago, api_errors, print_json, table
 from vcapp.errors import BadRequest
-from vcapp.state.apps import app_name
+from vcapp.state.apps import app_name, parse_volume_size
 from vcapp.state.bucketbackend import check_body
 
 # The cluster's first volume starts the storage cluster on every machine: up to ~90 s.
@@ -32,11 +31,13 @@ def volumes() -> None:
 @api_errors
 def create(app: str, name: str, size: str) -> None:
     """Create volume NAME of APP; mount it with `[[mounts]]` in vcapp.toml or --volume NAME:/path."""
-    body = {"name": name, "size": parse_size(size)}
+    body = {"name": name, "size": parse_volume_size(size)}
     click.echo(f"creating volume {name} of {app} (the first volume also starts the storage cluster)...")
     rec = Client.from_config().request("POST", f"/v1/apps/{app_name(app)}/volumes", body, timeout=CREATE_TIMEOUT)
     click.echo(f"volume {rec['app']}/{rec['name']} ready: {rec['size_mb']} MB, kept on 3 machines "
                f"(2 while only 2 are up)")
+    if rec.get("rolled"):
+        click.echo(f"{rec['app']} restarts to take the new size (`vcapp ps {rec['app']}`)")
 
 
 @volumes.command("list")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from placer.model import instance_name, process_of
-from vcapp.appconfig import ENV_NAME, env_problem
+from vcapp.appconfig import ENV_NAME, VOLUME_RANGE_MB, env_problem
 from vcapp.errors import BadRequest, Conflict, NotFound
 from vcapp.state import builds, events, keys, releases
 from vcapp.state.instances import app_reports, assignments
@@ -34,6 +34,7 @@ VOLUME_NAME = re.compile(r"[a-z][a-z0-9-]{0,40}")
 
 APP_NAME = re.compile(r"[a-z][a-z0-9-]{0,29}")  # a DNS label: the app's subdomain
 MEMORY = re.compile(r"(\d+(?:\.\d+)?)\s*([mg]?)i?b?")
+VOLUME_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(m|mb|mib|g|gb|gib|t|tb|tib)?")
 HEALTH_SECONDS = (0.0, 3600.0)  # start grace and check timeout: an hour is already a typo
 MAX_COUNT = 100
 MAX_CPUS = 64.0
@@ -73,6 +74,19 @@ def parse_memory(value: Any) -> int:
     mb = float(match.group(1)) * (1024 if match.group(2) == "g" else 1)
     if not MIN_MEMORY_MB <= mb <= MAX_MEMORY_MB:  # also refuses a number too long to be finite
         raise BadRequest(f"memory: must be between {MIN_MEMORY_MB}M and {MAX_MEMORY_MB // 1024}G")
+    return int(mb)
+
+
+def parse_volume_size(value: Any) -> int:
+    """Megabytes from 512, "512M", "1G", "1.5GiB", "1T" (a volume's quota)."""
+    match = VOLUME_SIZE.fullmatch(str(value).strip().lower()) if not isinstance(value, bool) and value is not None \
+        else None
+    if not match:
+        raise BadRequest(f"size: {value!r} is not a size; use megabytes or gigabytes like 512M or 1G")
+    mb = float(match.group(1)) * {"m": 1, "g": 1024, "t": 1024 * 1024}[(match.group(2) or "m")[0]]
+    low, high = VOLUME_RANGE_MB
+    if not low <= mb <= high:  # also refuses a number too long to be finite
+        raise BadRequest(f"size: must be between {low}M and {high // 1024}G, got {value!r}")
     return int(mb)
 
 
@@ -213,10 +227,11 @@ def parse_env(value: Any) -> dict[str, str]:
 
 
 def parse_volumes(value: Any) -> list[dict]:
-    """[{"source": volume name, "destination": "/path"}, ...] (the same shape vcapp.toml's
-    [[mounts]] produce); a name or a path may appear once."""
+    """[{"source": volume name, "destination": "/path", "size": "1G" (optional)}, ...] as
+    [{"source", "destination", "size_mb"?}] (the shape vcapp.toml's [[mounts]] produce: the size
+    the first instance creates the volume with); a name or a path may appear once."""
     if not isinstance(value, list):
-        raise BadRequest("volumes must be a list of {source, destination}")
+        raise BadRequest("volumes must be a list of {source, destination, size?}")
     found: list[dict] = []
     for v in value:
         source, dest = (v.get("source"), v.get("destination")) if isinstance(v, dict) else (None, None)
@@ -226,7 +241,9 @@ def parse_volumes(value: Any) -> list[dict]:
             raise BadRequest(f"volume {source}: mount path {dest!r} must be an absolute path like /data")
         if any(f["source"] == source or f["destination"] == dest for f in found):
             raise BadRequest(f"volume {source} or path {dest} is given twice")
-        found.append({"source": source, "destination": dest})
+        size = v.get("size", v.get("size_mb"))
+        found.append({"source": source, "destination": dest,
+                      **({} if size is None else {"size_mb": parse_volume_size(size)})})
     return found
 
 

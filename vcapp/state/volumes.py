@@ -54,10 +54,10 @@ ENABLED, STATE, VOLUMES, BUCKETS = keys.STORAGE_ENABLED, keys.STORAGE_STATE, key
 WRITABLE_WAIT_S = 30.0
 WRITABLE_POLL_S = 0.5
 DEFAULT_SIZE_MB = 1024
-MAX_SIZE_MB = 1024 * 1024
 # The first volume starts the storage cluster: masters elect a leader (~5 s), volume servers
 # and filers register. A minute covers a loaded 2-core machine; beyond it something is wrong.
 FIRST_START_TIMEOUT = 90.0
+RECORD_ATTEMPTS = 5  # a volume's record raced by the admin and its app's first instance
 UNREACHABLE_RETRY_S = 2.0  # the storage agent restarts a dead weed process within ~2 s
 T = TypeVar("T")
 
@@ -144,32 +144,79 @@ def check_request(store: Store, app: str, name: str, size_mb: int) -> dict | Non
         engine.check_names(app, name)
     except StorageError as e:
         raise BadRequest(str(e)) from None
-    if not isinstance(size_mb, int) or not 16 <= size_mb <= MAX_SIZE_MB:
-        raise BadRequest(f"volume size must be between 16M and {MAX_SIZE_MB // 1024}G, got {size_mb!r} MB")
+    apps.parse_volume_size(size_mb)
     if store.get(keys.app(app)) is None:
         raise NotFound(f"no app {app}; create it first (`vcapp apps create {app}` or a git push)")
     old = get_volume(store, app, name)
-    if old and old["size_mb"] > size_mb:
-        raise BadRequest(f"volume {app}/{name} is {old['size_mb']} MB; it can grow, not shrink "
-                         f"(data beyond {size_mb} MB would be lost)")
+    _check_size(old, app, name, size_mb)
     return old
 
 
-def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int, who: str = "admin") -> dict:
-    """Create (or grow) volume NAME of APP on the replicated storage, starting the storage
-    cluster first if this is the cluster's first volume. Idempotent."""
-    old = check_request(store, app, name, size_mb)
+def _check_size(old: dict | None, app: str, name: str, size_mb: int) -> None:
+    """A volume grows, never shrinks, once someone gave its size: one its first instance made
+    at the default size (the app named no size) takes any size given later."""
+    if old and old["size_mb"] > size_mb and not old.get("default_size"):
+        raise BadRequest(f"volume {app}/{name} is {old['size_mb']} MB; it can grow, not shrink "
+                         f"(data beyond {size_mb} MB would be lost)")
+
+
+def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int | None, who: str = "admin") -> dict:
+    """Create (or resize) volume NAME of APP on the replicated storage, starting the storage
+    cluster first if this is the cluster's first volume; idempotent. `size_mb` None: the first
+    instance needs a volume nobody created, made at DEFAULT_SIZE_MB unless someone sizes it
+    meanwhile. A new size of an existing volume rolls the app's instances, in the transaction
+    that records it: a weed mount takes its quota when it starts."""
+    default = size_mb is None
+    size_mb = DEFAULT_SIZE_MB if default else size_mb
+    check_request(store, app, name, size_mb)
     try:
         _on_storage(store, cfg, lambda plan: engine.create_volume(plan, LocalHost(cfg.name), app, name, size_mb,
                                                                   live_sites(store), weed_binary()))
     except StorageError as e:
         raise Unavailable(f"could not create volume {app}/{name}: {e}") from None
-    record = {"app": app, "name": name, "size_mb": size_mb,
-              "created_at": (old or {}).get("created_at") or time.time()}
-    store.put(keys.volume(app, name), record)
-    what = "resized" if old else "created"
-    events.record(store, "volume", f"volume {app}/{name} {what} ({size_mb} MB) by {who}", app=app)
-    return record
+    return save_record(store, app, name, size_mb, default, who)
+
+
+def save_record(store: Store, app: str, name: str, size_mb: int, default: bool, who: str) -> dict:
+    """Record volume NAME of APP at `size_mb` once the storage holds it (`default`: the size
+    nobody gave, which yields to any record made meanwhile); a new size rolls the app."""
+    key = keys.volume(app, name)
+    for _ in range(RECORD_ATTEMPTS):
+        entry = store.get(key)
+        old = entry.value if entry else None
+        if old and default:
+            return old  # sized (or made) by someone else while the storage was readied
+        _check_size(old, app, name, size_mb)
+        record = {"app": app, "name": name, "size_mb": size_mb, "default_size": default,
+                  "created_at": (old or {}).get("created_at") or time.time()}
+        guard = unchanged(key, entry.mod_revision) if entry else absent(key)
+        if old and old["size_mb"] != size_mb:
+            return dict(record, rolled=_record_resize(store, app, name, old["size_mb"], record, guard, who))
+        if old == record or store.txn([guard], [put_op(key, record)]):
+            if not old:
+                events.record(store, "volume", f"volume {app}/{name} created ({size_mb} MB) by {who}", app=app)
+            return record
+    raise Conflict(f"volume {app}/{name} kept changing while being created; try again")
+
+
+def _record_resize(store: Store, app: str, name: str, was_mb: int, record: dict, guard: dict, who: str) -> bool:
+    """Put the resized record and, when the app mounts the volume, roll its instances with it;
+    whether they roll."""
+    said = f"Resize volume {name} from {was_mb} MB to {record['size_mb']} MB"
+    mounted = False
+
+    def roll(old: dict, new: dict) -> tuple[dict, list[dict], list[dict]]:
+        nonlocal mounted
+        mounted = any(v.get("source") == name for v in old.get("volumes") or [])
+        if not mounted:
+            return new, [guard], []
+        new, guards, ops = apps.rolled(store, app, old, new, said, who)
+        return new, [guard, *guards], ops
+
+    apps.update_app(store, app, lambda spec: spec, extra_ops=[put_op(keys.volume(app, name), record)], roll=roll)
+    events.record(store, "volume", f"volume {app}/{name} resized to {record['size_mb']} MB by {who} "
+                                   f"(it was {was_mb} MB)", app=app)
+    return mounted
 
 
 def _on_storage(store: Store, cfg: NodeConfig, act: Callable[[ClusterPlan], T]) -> T:
@@ -336,7 +383,7 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
     size vcapp.toml gives) and return the host path to bind-mount. Raises StorageError."""
     record = get_volume(store, app, source)
     if record is None:
-        record = create(store, cfg, app, source, size_mb or DEFAULT_SIZE_MB, who=f"the first instance on {cfg.name}")
+        record = create(store, cfg, app, source, size_mb, who=f"the first instance on {cfg.name}")
     alive = membership.alive_machines(store)
     plan = storage_plan(store, cfg, alive)
     host = LocalHost(cfg.name)
