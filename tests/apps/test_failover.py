@@ -32,7 +32,7 @@ OOM_RESTARTS = 2    # two OOM kills and restarts show a loop, not a one-off
 OOM_WAIT_S = 60     # each cycle: start, 3 s of serving, seconds of doubling, 1-2 s back-off
 FAILOVER_WAIT_S = 60  # lease TTL 5 s + placement + container start, with margin for slowness
 HEAL_WAIT_S = 60    # the cut machine renews its lease again once its cable is back
-VOLUMES = [{"source": "data", "destination": "/data"}]
+VOLUMES = [{"source": "data", "destination": "/data", "size_mb": 64}]
 # The ledger appends a line to its volume at every start, then serves, and keeps appending
 # "<its host name> <n>" to /data/log ten times a second (each close() flushes it to the filer).
 LEDGER = ("mkdir -p /www && echo ledger > /www/index.html && echo \"started $(date +%s)\" >> /data/starts && "
