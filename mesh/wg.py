@@ -31,6 +31,12 @@ UAPI_DIR = Path("/var/run/wireguard")
 START_TIMEOUT = 10.0
 UAPI_TIMEOUT = 5.0
 MAX_IFNAME = 15
+# The Go scheduler threads wireguard-go runs on (GOMAXPROCS). Idle, a mesh carries a steady
+# trickle of small packets (Raft heartbeats, lease renewals, peer probes): each one woke an
+# idle scheduler thread on another core to hand it between goroutines. One thread carries
+# that trickle at about half the CPU (bench/wg_procs.py) and still moves what a home link
+# moves; a machine that replicates over a faster one can set VCAPP_WG_GOMAXPROCS.
+GOMAXPROCS = os.environ.get("VCAPP_WG_GOMAXPROCS", "1")
 
 
 class WgError(RuntimeError):
@@ -160,7 +166,7 @@ def start(ifname: str, log: Path | None = None) -> subprocess.Popen | None:
     check_ifname(ifname)
     if alive(ifname):
         return None
-    env = dict(os.environ, WG_PROCESS_FOREGROUND="1", LOG_LEVEL="error")
+    env = dict(os.environ, WG_PROCESS_FOREGROUND="1", LOG_LEVEL="error", GOMAXPROCS=GOMAXPROCS)
     out = open(log, "ab") if log else subprocess.DEVNULL
     try:
         proc = subprocess.Popen(["wireguard-go", "-f", ifname], env=env, stdin=subprocess.DEVNULL,
