@@ -162,7 +162,7 @@ class Daemon:
             tls = etcdtls.paths(self.base)
             if tls.complete() and not tls.crl.exists():  # etcd refuses every handshake without it
                 etcdtls.write_crl(self.base, cluster_key(), [])  # crl_loop fills it
-            self.etcd.ensure(etcd.command(cfg, self.base))
+            self.etcd.ensure(etcd.command(cfg, self.base), env=etcd.environment())
         else:
             self.etcd.stop()
         self._serve_api([f"{cfg.addr}:{cfg.api_port}", f"127.0.0.1:{cfg.api_port}"])

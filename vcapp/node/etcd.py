@@ -7,6 +7,7 @@ Auth is on from `cluster init` (vcapp/state/etcdauth.py): a certificate without 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from vcapp import etcdtls
@@ -23,6 +24,11 @@ ETCD_BIN = "/usr/bin/etcd"
 # (runtime_loop.FENCE_AFTER_S, 3 s): healthy machines cannot renew during an election.
 HEARTBEAT_MS = 150
 ELECTION_MS = 1200
+# The Go scheduler threads etcd runs on (GOMAXPROCS). Idle, a member's work is Raft's ticks and
+# a few requests a second, each handed between goroutines: on more threads each hand-off woke an
+# idle one on another core. One thread idles at 0.75x the CPU and answers a write and a read at
+# 50 a second as fast (bench/etcd_procs.py); an idle cluster's leader answers ~13 a second.
+GOMAXPROCS = os.environ.get("VCAPP_ETCD_GOMAXPROCS", "1")
 # Revisions older than this are compacted away (nothing here reads history: no watches). The
 # filers keep file metadata in etcd and rewrite a file's whole entry, every chunk listed, on
 # each fsync: an app appending a line and fsyncing twice a second grew every member's database
@@ -44,6 +50,10 @@ def data_dir(base: Path) -> Path:
 
 def has_data(base: Path) -> bool:
     return (data_dir(base) / "member").is_dir()
+
+
+def environment() -> dict[str, str]:
+    return dict(os.environ, GOMAXPROCS=GOMAXPROCS)
 
 
 def command(cfg: NodeConfig, base: Path) -> list[str]:
