@@ -85,8 +85,10 @@ def parse_volume_size(value: Any) -> int:
         raise BadRequest(f"size: {value!r} is not a size; use megabytes or gigabytes like 512M or 1G")
     mb = float(match.group(1)) * {"m": 1, "g": 1024, "t": 1024 * 1024}[(match.group(2) or "m")[0]]
     low, high = VOLUME_RANGE_MB
-    if not low <= mb <= high:  # also refuses a number too long to be finite
-        raise BadRequest(f"size: must be between {low}M and {high // 1024}G, got {value!r}")
+    if not mb <= high:  # also a number too long to be finite, which is not said back
+        raise BadRequest(f"size: at most {high // 1024}G")
+    if mb < low:
+        raise BadRequest(f"size: must be between {low}M and {high // 1024}G")
     return int(mb)
 
 
