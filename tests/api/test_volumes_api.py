@@ -68,15 +68,19 @@ def test_a_volume_its_first_instance_made_at_the_default_size_takes_the_size_giv
     apps.create_app(store, "notes", {"image": "localhost/notes:1",
                                      "volumes": [{"source": "data", "destination": "/data"}]})
     revision = apps.get_app(store, "notes").get("revision", 0)
-    made = volumes.save_record(store, "notes", "data", volumes.DEFAULT_SIZE_MB, True, "the first instance")
+    made = volumes.save_record(store, "notes", "data", volumes.DEFAULT_SIZE_MB, True, "the first instance",
+                               first_use=True)
     assert made["size_mb"] == volumes.DEFAULT_SIZE_MB and made["default_size"]
 
     sized = volumes.save_record(store, "notes", "data", 64, False, "admin")
     assert sized["size_mb"] == 64 and sized["rolled"]
     assert volumes.get_volume(store, "notes", "data")["size_mb"] == 64
     assert apps.get_app(store, "notes")["revision"] == revision + 1  # the instance restarts on 64 MB
-    # the first instance's own create, finishing after the admin's, leaves the admin's size alone
-    assert volumes.save_record(store, "notes", "data", volumes.DEFAULT_SIZE_MB, True, "late")["size_mb"] == 64
+    # a first instance's own create, finishing after the admin's, leaves the admin's size alone,
+    # whether its app gives no size or one smaller than the admin's
+    assert volumes.save_record(store, "notes", "data", volumes.DEFAULT_SIZE_MB, True, "late",
+                               first_use=True)["size_mb"] == 64
+    assert volumes.save_record(store, "notes", "data", 32, False, "late", first_use=True)["size_mb"] == 64
 
     with pytest.raises(BadRequest, match="can grow, not shrink"):
         volumes.check_request(store, "notes", "data", 32)

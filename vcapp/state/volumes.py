@@ -160,32 +160,37 @@ def _check_size(old: dict | None, app: str, name: str, size_mb: int) -> None:
                          f"(data beyond {size_mb} MB would be lost)")
 
 
-def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int | None, who: str = "admin") -> dict:
+def create(store: Store, cfg: NodeConfig, app: str, name: str, size_mb: int | None, who: str = "admin",
+           first_use: bool = False) -> dict:
     """Create (or resize) volume NAME of APP on the replicated storage, starting the storage
-    cluster first if this is the cluster's first volume; idempotent. `size_mb` None: the first
-    instance needs a volume nobody created, made at DEFAULT_SIZE_MB unless someone sizes it
-    meanwhile. A new size of an existing volume rolls the app's instances, in the transaction
-    that records it: a weed mount takes its quota when it starts."""
+    cluster first if this is the cluster's first volume; idempotent. A new size of an existing
+    volume rolls the app's instances, in the transaction that records it: a weed mount takes its
+    quota when it starts. `first_use`: an instance needs the volume and nobody created it; a
+    record made meanwhile is the one it gets. `size_mb` None: the size nobody gave
+    (DEFAULT_SIZE_MB), which a size given later replaces."""
     default = size_mb is None
     size_mb = DEFAULT_SIZE_MB if default else size_mb
+    if first_use and (old := get_volume(store, app, name)):
+        return old
     check_request(store, app, name, size_mb)
     try:
         _on_storage(store, cfg, lambda plan: engine.create_volume(plan, LocalHost(cfg.name), app, name, size_mb,
                                                                   live_sites(store), weed_binary()))
     except StorageError as e:
         raise Unavailable(f"could not create volume {app}/{name}: {e}") from None
-    return save_record(store, app, name, size_mb, default, who)
+    return save_record(store, app, name, size_mb, default, who, first_use)
 
 
-def save_record(store: Store, app: str, name: str, size_mb: int, default: bool, who: str) -> dict:
+def save_record(store: Store, app: str, name: str, size_mb: int, default: bool, who: str,
+                first_use: bool = False) -> dict:
     """Record volume NAME of APP at `size_mb` once the storage holds it (`default`: the size
-    nobody gave, which yields to any record made meanwhile); a new size rolls the app."""
+    nobody gave; `first_use`: yield to any record made meanwhile); a new size rolls the app."""
     key = keys.volume(app, name)
     for _ in range(RECORD_ATTEMPTS):
         entry = store.get(key)
         old = entry.value if entry else None
-        if old and default:
-            return old  # sized (or made) by someone else while the storage was readied
+        if old and first_use:
+            return old  # made (or sized) by someone else while the storage was readied
         _check_size(old, app, name, size_mb)
         record = {"app": app, "name": name, "size_mb": size_mb, "default_size": default,
                   "created_at": (old or {}).get("created_at") or time.time()}
@@ -383,7 +388,7 @@ def mount_for_instance(store: Store, cfg: NodeConfig, lease: int, base: Path, ap
     size vcapp.toml gives) and return the host path to bind-mount. Raises StorageError."""
     record = get_volume(store, app, source)
     if record is None:
-        record = create(store, cfg, app, source, size_mb, who=f"the first instance on {cfg.name}")
+        record = create(store, cfg, app, source, size_mb, who=f"the first instance on {cfg.name}", first_use=True)
     alive = membership.alive_machines(store)
     plan = storage_plan(store, cfg, alive)
     host = LocalHost(cfg.name)
