@@ -208,20 +208,20 @@ def _record_resize(store: Store, app: str, name: str, was_mb: int, record: dict,
     """Put the resized record and, when the app mounts the volume, roll its instances with it;
     whether they roll."""
     said = f"Resize volume {name} from {was_mb} MB to {record['size_mb']} MB"
-    mounted = False
+
+    def mounts(spec: dict) -> bool:
+        return any(v.get("source") == name for v in spec.get("volumes") or [])
 
     def roll(old: dict, new: dict) -> tuple[dict, list[dict], list[dict]]:
-        nonlocal mounted
-        mounted = any(v.get("source") == name for v in old.get("volumes") or [])
-        if not mounted:
+        if not mounts(old):
             return new, [guard], []
         new, guards, ops = apps.rolled(store, app, old, new, said, who)
         return new, [guard, *guards], ops
 
-    apps.update_app(store, app, lambda spec: spec, extra_ops=[put_op(keys.volume(app, name), record)], roll=roll)
+    spec = apps.update_app(store, app, lambda spec: spec, extra_ops=[put_op(keys.volume(app, name), record)], roll=roll)
     events.record(store, "volume", f"volume {app}/{name} resized to {record['size_mb']} MB by {who} "
                                    f"(it was {was_mb} MB)", app=app)
-    return mounted
+    return mounts(spec)
 
 
 def _on_storage(store: Store, cfg: NodeConfig, act: Callable[[ClusterPlan], T]) -> T:
