@@ -34,6 +34,7 @@ from vcapp.state import etcd_members, etcdauth, keys, membership
 from vcapp.state.store import Store, StoreUnavailable, wait_healthy
 
 START_TIMEOUT = 60.0  # s: etcd's first start plus the daemon's; seconds normally, slow disks more
+ALIVE_POLL_TIMEOUT = 1.0  # s: one read of the alive key while a join waits for it
 # s: a join is answered in well under a second when idle and in many on a loaded machine; an
 # edge relaying it waits up to 30 s (mesh/joinproxy.py ANSWER_TIMEOUT), so wait longer than
 # that. A retry of the same join is answered again (membership.admit_node), never refused.
@@ -291,7 +292,9 @@ def join_cluster(token_text: str, *, node_name: str, site: str, addr: str, label
     etcdauth.save(etcdtls.paths(data_dir()).auth, etcdauth.machine(cluster_key(), node_name))
     cfg.save()
     ensure_daemon()
-    _wait_alive(Store(cfg.endpoints), node_name)
+    # Short requests: the first ones go out before the mesh has a path to the cluster's etcd,
+    # and one that waits out the store's usual timeout held every join 4 s longer.
+    _wait_alive(Store(cfg.endpoints, timeout=ALIVE_POLL_TIMEOUT), node_name)
     return answer
 
 

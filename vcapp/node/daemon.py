@@ -46,7 +46,7 @@ log = logging.getLogger("vcapp.node")
 
 TICK = 0.5  # s: how often the lease is renewed and the controller looks; cheap at 10 nodes
 REFRESH_EVERY = 10.0  # s: node record (resources) and etcd endpoint list
-CONFIG_POLL = 1.0  # s: waiting for `cluster init` / `node join` to write node.json
+CONFIG_POLL = 0.25  # s: waiting for `cluster init` / `node join` to write node.json
 
 
 @dataclass
@@ -109,7 +109,10 @@ class Daemon:
         self.shutdown()
 
     def step(self, cfg: NodeConfig) -> None:
-        self._children(cfg)
+        if not self._children(cfg) and not self.lease:
+            # Before its first lease a machine waits for its mesh address: its etcd endpoints are
+            # on the mesh, and a step asking them first waits out their timeouts (5 s a join).
+            return
         store = self._store(cfg)
         try:
             self._liveness(cfg, store)
@@ -145,7 +148,8 @@ class Daemon:
 
     # ---- pieces --------------------------------------------------------------------------
 
-    def _children(self, cfg: NodeConfig) -> None:
+    def _children(self, cfg: NodeConfig) -> bool:
+        """Keep the mesh, etcd and the API running; False while the mesh address is not up."""
         if cfg.mesh:
             try:
                 self.mesh.ensure(mesh_config(cfg))
@@ -155,9 +159,9 @@ class Daemon:
                     log.error("cannot start the mesh agent: %s; if the join did not finish, join this machine "
                               "again (vcapp node join)", e)
                 self._mesh_problem = str(e)
-                return
+                return False
             if not address_present(cfg.addr):
-                return  # etcd and the API listen on the overlay address: wait for the mesh
+                return False  # etcd and the API listen on the overlay address: wait for the mesh
         if cfg.etcd.member:
             tls = etcdtls.paths(self.base)
             if tls.complete() and not tls.crl.exists():  # etcd refuses every handshake without it
@@ -166,6 +170,7 @@ class Daemon:
         else:
             self.etcd.stop()
         self._serve_api([f"{cfg.addr}:{cfg.api_port}", f"127.0.0.1:{cfg.api_port}"])
+        return True
 
     def _serve_api(self, binds: list[str]) -> None:
         """Serve the admin API in this process; a bind that fails is tried again with back-off
