@@ -1,7 +1,11 @@
 """etcd's CPU idle and under a small load, and its request latency, by the number of Go
-scheduler threads it runs on (GOMAXPROCS), measured in one run.
+scheduler threads it runs on (GOMAXPROCS) and by its Raft heartbeat, measured in one run.
 
     .venv/bin/python bench/etcd_procs.py [--rounds 2] [--idle 40] [--rate 50] [--procs 2,1]
+                                         [--heartbeats 150,240]
+
+Each setting is a pair of the two (every --procs with every --heartbeats; the election timeout
+stays the cluster's).
 
 Per round and per setting, in turn, in a network namespace of its own (loopback only): three
 etcd members with the cluster's Raft timers (vcapp/node/etcd.py), plain HTTP (the TLS the
@@ -52,8 +56,9 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def measure(procs: str, idle: float, rate: float) -> dict:
-    """One cluster with GOMAXPROCS `procs` (run inside the namespace)."""
+def measure(setting: str, idle: float, rate: float) -> dict:
+    """One cluster with `setting`, "GOMAXPROCS/heartbeat ms" (run inside the namespace)."""
+    procs, heartbeat = setting.split("/")
     data = tempfile.mkdtemp(prefix="etcd-procs-")
     peers = ",".join(f"{n}=http://127.0.0.1:{2380 + i * 10}" for i, n in enumerate(MEMBERS))
     members = []
@@ -62,7 +67,7 @@ def measure(procs: str, idle: float, rate: float) -> dict:
         members.append(subprocess.Popen(
             [ETCD_BIN, "--name", name, "--data-dir", f"{data}/{name}", "--listen-client-urls", client,
              "--advertise-client-urls", client, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-             "--initial-cluster", peers, "--heartbeat-interval", str(HEARTBEAT_MS),
+             "--initial-cluster", peers, "--heartbeat-interval", heartbeat,
              "--election-timeout", str(ELECTION_MS), "--log-level", "error"],
             env=dict(os.environ, GOMAXPROCS=procs), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     try:
@@ -105,27 +110,28 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=40.0, help="seconds with no client")
     ap.add_argument("--rate", type=float, default=50.0, help="write+read pairs a second under load")
     ap.add_argument("--procs", default="2,1", help="GOMAXPROCS settings, the first is the baseline")
+    ap.add_argument("--heartbeats", default=str(HEARTBEAT_MS), help="Raft heartbeat intervals (ms)")
     ap.add_argument("--inside", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inside:
         print(json.dumps(measure(args.inside, args.idle, args.rate)))
         return
-    settings = args.procs.split(",")
+    settings = [f"{p}/{h}" for p in args.procs.split(",") for h in args.heartbeats.split(",")]
     rows: dict[str, list[dict]] = {s: [] for s in settings}
     for r in range(args.rounds):
         for s in settings:
             got = run_inside([sys.executable, __file__, "--inside", s, "--idle", str(args.idle), "--rate",
                               str(args.rate)], migrate=False)
             rows[s].append(got)
-            print(f"round {r + 1} GOMAXPROCS={s}: idle {got['idle']:.2f} % of a core (3 members), "
+            print(f"round {r + 1} GOMAXPROCS/heartbeat={s}: idle {got['idle']:.2f} % of a core (3 members), "
                   f"under load {got['load']:.2f} %, p50 {got['p50']:.2f} ms p99 {got['p99']:.2f} ms", flush=True)
 
     def med(s: str, key: str) -> float:
         return statistics.median(row[key] for row in rows[s])
 
     base = settings[0]
-    print(f"\netcd, 3 members (heartbeat {HEARTBEAT_MS} ms); medians of {args.rounds} rounds ({os.cpu_count()} cores)")
-    print(f"{'GOMAXPROCS':>10}  {'idle %core':>10}  {'vs ' + base:>7}  {f'{args.rate:g}/s %core':>12}  "
+    print(f"\netcd, 3 members (election {ELECTION_MS} ms); medians of {args.rounds} rounds ({os.cpu_count()} cores)")
+    print(f"{'procs/hb ms':>10}  {'idle %core':>10}  {'vs ' + base:>7}  {f'{args.rate:g}/s %core':>12}  "
           f"{'vs ' + base:>7}  {'p50 ms':>7}  {'p99 ms':>7}")
     for s in settings:
         print(f"{s:>10}  {med(s, 'idle'):>10.2f}  {med(s, 'idle') / med(base, 'idle'):>6.2f}x  "
