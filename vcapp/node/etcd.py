@@ -16,13 +16,16 @@ from vcapp.state import etcdauth
 
 ETCD_BIN = "/usr/bin/etcd"
 # Raft timers. etcd's defaults (100 ms heartbeat, 1 s election) assume a LAN; links between
-# homes over the mesh have tens of ms of RTT and more jitter, so the heartbeat is 1.5x.
+# homes over the mesh have tens of ms of RTT and more jitter. The heartbeat is the longest etcd
+# accepts under this election timeout (a fifth of it): idle, the leader's heartbeats and their
+# answers are most of what a member does and most of the packets wireguard-go carries, and a
+# longer one costs a dead leader nothing (followers wait out the election timeout either way).
 # The election timeout is what a dead leader costs twice: followers wait 1-2x it before
 # electing, and the new leader extends every lease by it on promotion, so a machine that was
 # the leader is declared down about TTL + 2-3x this after it dies (2500 ms made that 11-12 s
 # in bench/failover_bench.py). It must also stay well under the runtime's fencing delay
 # (runtime_loop.FENCE_AFTER_S, 3 s): healthy machines cannot renew during an election.
-HEARTBEAT_MS = 150
+HEARTBEAT_MS = 240
 ELECTION_MS = 1200
 # The Go scheduler threads etcd runs on (GOMAXPROCS). Idle, a member's work is Raft's ticks and
 # a few requests a second, each handed between goroutines: on more threads each hand-off woke an
