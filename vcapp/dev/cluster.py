@@ -18,6 +18,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -29,6 +30,7 @@ DEFAULT_ROOT = Path(os.environ.get("VCAPP_DEV_ROOT", "/var/lib/vcapp-dev"))
 # attach socket) under its run root, and a socket path longer than ~108 bytes makes
 # `podman run` hang for 20 s waiting for an exit it can never hear about.
 RUN_ROOT = Path("/run/vc")
+TRASH = ".trash"  # beside the clusters: directories of removed ones, deleted in the background
 RUNC = "/usr/sbin/runc"
 # Explicit limits: runc cannot raise a limit above the caller's hard limit here (no
 # CAP_SYS_RESOURCE), and a fork bomb in one simulated machine must not take the host down.
@@ -140,7 +142,7 @@ class DevCluster:
             unmount_below(self.dir)
             unmount_below(RUN_ROOT / self.name)
             shutil.rmtree(RUN_ROOT / self.name, ignore_errors=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        discard(self.dir)
         with host_lock():  # not while another cluster comes up
             forget_stale_addresses()
 
@@ -449,6 +451,29 @@ def forget_stale_addresses(ipam_db: Path = PODMAN_IPAM_DB) -> bool:
         return False
     ipam_db.unlink(missing_ok=True)
     return True
+
+
+def discard(path: Path) -> None:
+    """Take the directory `path` away at once (a cluster of the same name may be made next) and
+    delete its files in the background: renamed into TRASH beside it, then removed by an `rm`
+    of its own that outlives this process (with whatever an earlier one left there).
+
+    A cluster that built and ran apps holds hundreds of thousands of files (stack images, build
+    layers, storage): deleting them took a minute, disk-bound, and `vcapp dev down` (and every
+    cluster test's teardown) waited for it. Nothing is mounted below `path` any more: the caller
+    unmounted it, and `rm --one-file-system` stays off anything that was left."""
+    if not path.is_dir():
+        return
+    trash = path.parent / TRASH
+    trash.mkdir(exist_ok=True)
+    try:
+        path.rename(trash / f"{path.name}.{os.getpid()}.{time.time_ns()}")
+    except OSError:  # another filesystem below the root: delete it here, as before
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    # sh forks the rm off and exits: the rm is nobody's child to reap
+    subprocess.run(["sh", "-c", 'nice -n 10 rm -rf --one-file-system -- "$@" >/dev/null 2>&1 &', "discard",
+                    *map(str, trash.iterdir())], check=False)
 
 
 def list_clusters(root: Path | None = None) -> list[str]:
