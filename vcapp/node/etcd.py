@@ -17,9 +17,10 @@ from vcapp.state import etcdauth
 ETCD_BIN = "/usr/bin/etcd"
 # Raft timers. etcd's defaults (100 ms heartbeat, 1 s election) assume a LAN; links between
 # homes over the mesh have tens of ms of RTT and more jitter. The heartbeat is the longest etcd
-# accepts under this election timeout (a fifth of it): idle, the leader's heartbeats and their
-# answers are most of what a member does and most of the packets wireguard-go carries, and a
-# longer one costs a dead leader nothing (followers wait out the election timeout either way).
+# accepts under this election timeout (a fifth of it): the leader's heartbeats and their answers
+# are about half of what an idle follower does (three members with no client: 0.75x the CPU of a
+# 150 ms heartbeat, bench/etcd_procs.py), and a longer one costs a dead leader nothing
+# (followers wait out the election timeout whatever the heartbeat).
 # The election timeout is what a dead leader costs twice: followers wait 1-2x it before
 # electing, and the new leader extends every lease by it on promotion, so a machine that was
 # the leader is declared down about TTL + 2-3x this after it dies (2500 ms made that 11-12 s
