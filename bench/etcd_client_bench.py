@@ -27,9 +27,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.etcd_tls_bench import CLUSTER_KEY, START_TIMEOUT, start  # noqa: E402
+from bench.etcd_tls_bench import CLUSTER_KEY, START_TIMEOUT, machine_tls, start  # noqa: E402
 from etcd3gw.client import Etcd3Client  # noqa: E402
-from vcapp import etcdtls  # noqa: E402
 from vcapp.state import etcdauth  # noqa: E402
 from vcapp.state.store import Store, wait_healthy  # noqa: E402
 
@@ -52,11 +51,7 @@ class RequestsStore(Store):
 
 def run(count: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="etcd-client-bench-"))
-    key = etcdtls.new_key()
-    ca_pem = etcdtls.make_ca(CLUSTER_KEY, "bench")
-    tls = etcdtls.save_machine(work / "m", ca_pem, etcdtls.sign(ca_pem, CLUSTER_KEY, key.public_key(), "m",
-                                                                "127.0.0.1"), key)
-    etcdtls.write_crl(work / "m", CLUSTER_KEY, [])
+    tls = machine_tls(work, revoked=[])
     proc, url = start(work, "e", tls, auth=True)
     try:
         wait_healthy(Store([url], tls=tls), START_TIMEOUT)

@@ -59,6 +59,17 @@ def start(work: Path, name: str, tls: etcdtls.Paths | None, auth: bool = False) 
     return proc, url
 
 
+def machine_tls(work: Path, revoked: list[str]) -> etcdtls.Paths:
+    """Machine "m"'s etcd certificate (for 127.0.0.1), its CA and a revocation list of `revoked`
+    serials, in `work`/m, as a machine of the cluster keeps them."""
+    key = etcdtls.new_key()
+    ca_pem = etcdtls.make_ca(CLUSTER_KEY, "bench")
+    tls = etcdtls.save_machine(work / "m", ca_pem, etcdtls.sign(ca_pem, CLUSTER_KEY, key.public_key(), "m",
+                                                                "127.0.0.1"), key)
+    etcdtls.write_crl(work / "m", CLUSTER_KEY, revoked)
+    return tls
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -94,11 +105,7 @@ def api_times(urls: dict[str, str], tls: etcdtls.Paths, requests: int) -> dict[s
 
 def run(writes: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="etcd-tls-bench-"))
-    key = etcdtls.new_key()
-    ca_pem = etcdtls.make_ca(CLUSTER_KEY, "bench")
-    tls = etcdtls.save_machine(work / "m", ca_pem, etcdtls.sign(ca_pem, CLUSTER_KEY, key.public_key(), "m",
-                                                                "127.0.0.1"), key)
-    etcdtls.write_crl(work / "m", CLUSTER_KEY, [format(n, "x") for n in range(1, 11)])  # ten removed machines
+    tls = machine_tls(work, revoked=[format(n, "x") for n in range(1, 11)])  # ten removed machines
     procs = []
     try:
         plain_proc, plain_url = start(work, "plain", None)

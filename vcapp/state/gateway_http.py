@@ -44,8 +44,8 @@ class Answer:
 
 class GatewaySession:
     def __init__(self, url: str, ca: str | None = None, cert: tuple[str, str] | None = None):
-        """`url`: the member's base URL (http or https); `ca`, `cert` (certificate, key):
-        for https."""
+        """`url`: the member's base URL (http or https); `ca`, `cert` (certificate, key): what
+        an https one is reached with (an http one needs neither)."""
         parts = urlsplit(url)
         host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
         self.headers: dict[str, str] = {}
@@ -68,9 +68,7 @@ class GatewaySession:
             raise requests.exceptions.ConnectionError(str(e)) from None
         except TimeoutError as e:
             raise requests.exceptions.Timeout(str(e)) from None
-        except HTTPError as e:  # reset, TLS refused, a connection dropped mid-answer
-            raise requests.exceptions.ConnectionError(str(e)) from None
-        except OSError as e:
+        except (HTTPError, OSError) as e:  # reset, TLS refused, a connection dropped mid-answer
             raise requests.exceptions.ConnectionError(str(e)) from None
         return Answer(r.status, r.reason, r.data)
 

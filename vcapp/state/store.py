@@ -206,8 +206,7 @@ class Store:
         host, port = rest.rsplit(":", 1)
         # Not requests': its session costs twice the CPU a request (vcapp/state/gateway_http.py),
         # and lets REQUESTS_CA_BUNDLE override a session's CA.
-        session = GatewaySession(url, ca=str(self.tls.ca), cert=(str(self.tls.cert), str(self.tls.key))) \
-            if scheme == "https" else GatewaySession(url)
+        session = GatewaySession(url, ca=str(self.tls.ca), cert=(str(self.tls.cert), str(self.tls.key)))
         return Etcd3Client(host=host, port=int(port), protocol=scheme, timeout=self.timeout, api_path="/v3/",
                            session=session)
 
