@@ -111,7 +111,7 @@ class Guide:
             proc = self.sim.run(host, *cmd, check=False, timeout=BLOCK_TIMEOUT, input=stdin)
         self.log.append(f"# on {where}\n{script}\n--- exit {proc.returncode}\n{proc.stdout[-3000:]}"
                         f"{proc.stderr[-3000:]}")
-        assert proc.returncode == 0, "\n\n".join(self.log[-3:]) + self.edge_log()
+        assert proc.returncode == 0, "\n\n".join(self.log[-3:]) + self.edge_log() + self.machine_errors()
         self.outputs.append(proc.stdout + proc.stderr)
         if where == "the edge":
             self.boot_services(proc.stdout)
@@ -122,6 +122,22 @@ class Guide:
         path = platform.edge_caddy_dir(self.sim.dc) / "caddy.log"
         lines = path.read_text(errors="replace").splitlines()[-25:] if path.exists() else []
         return "\n\nedge Caddy log:\n" + "\n".join(line[:400] for line in lines)
+
+    def machine_errors(self) -> str:
+        """Each machine's router errors and daemon warnings (a 502 at the edge may be a node
+        router's answer, logged only there), for failure messages."""
+        out = []
+        for host in sorted(p.name for p in (self.sim.dc.dir / "hosts").iterdir()):
+            for log in sorted([*self.sim.dc.host_dir(host).glob("**/router/caddy.log"),
+                               *self.sim.dc.host_dir(host).glob("**/router/access.log")]):
+                lines = [l for l in log.read_text(errors="replace").splitlines()
+                         if '"level":"error"' in l and '"status":503' not in l]
+                out += [f"{host} {log.name}: {l[:600]}" for l in lines[-8:]]
+            for log in sorted(self.sim.dc.host_dir(host).glob("**/node.log")):
+                lines = [l for l in log.read_text(errors="replace").splitlines()
+                         if " WARNING " in l or " ERROR " in l or "Traceback" in l]
+                out += [f"{host} daemon: {l[:400]}" for l in lines[-8:]]
+        return "\n\nmachines' errors:\n" + "\n".join(out)
 
     def boot_services(self, out: str) -> None:
         """What systemd would start at boot (the edge has no systemd here): the printed units,
