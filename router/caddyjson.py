@@ -20,6 +20,12 @@ TRY_INTERVAL = "100ms"
 # request in flight: router/cutoff.py) is sent to another only when sending it twice is safe.
 # A failed dial is always retried, whatever the method: the request never reached an app.
 RETRY_METHODS = ("GET", "HEAD", "OPTIONS")
+# A node router answers 502 itself when its own tries of a request end early: a config load
+# ends the old config's retries with it (router/cutoff.py), e.g. a GET of the admin API in
+# flight on every router while `vcapp apps create` adds a route (a `git push` right after it
+# failed so). The edge sends such an idempotent request again, to a router, when the upstream
+# behind it never answers 502 itself (the admin API's GETs; an app's 502 is its own answer).
+ROUTER_FAILED = "{http.reverse_proxy.status_code} == 502"
 # The edge tries the node routers running an app this long before any node router will do
 # (router/edge_config.py): a dial that times out (DIAL_TIMEOUT) and a retry on the app's other
 # router fit, and so does a health interval, so a move is seen; a router running the app that
@@ -74,11 +80,16 @@ def upstreams(addresses: tuple[str, ...] | list[str]) -> list[dict]:
 
 def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | None,
                   health_host: str | None = None,
-                  try_duration: str = TRY_DURATION, to_apps: bool = False, streaming: bool = False) -> dict:
+                  try_duration: str = TRY_DURATION, to_apps: bool = False, streaming: bool = False,
+                  resend_router_failures: bool = False) -> dict:
     """A health-aware, retrying reverse proxy to `addresses`; Host and X-Forwarded-* kept.
     `to_apps`: the upstreams are app instances (BACKEND_MAX_FAILS). `streaming`: every piece of
-    an answer goes on at once (the admin API's logs, builds and terminal sessions)."""
+    an answer goes on at once (the admin API's logs, builds and terminal sessions).
+    `resend_router_failures`: an idempotent request answered 502 is tried again (ROUTER_FAILED)."""
     max_fails, rest = (BACKEND_MAX_FAILS, BACKEND_FAIL_DURATION) if to_apps else (MAX_FAILS, FAIL_DURATION)
+    retry: list[dict] = [{"method": list(RETRY_METHODS)}]
+    if resend_router_failures:  # the first set decides transport errors, this one answers
+        retry.append({"method": list(RETRY_METHODS), "expression": ROUTER_FAILED})
     checks: dict = {"passive": {"fail_duration": rest, "max_fails": max_fails}}
     if health_path:
         active: dict = {"uri": health_path, "interval": HEALTH_INTERVAL, "timeout": HEALTH_TIMEOUT}
@@ -93,7 +104,7 @@ def reverse_proxy(addresses: tuple[str, ...] | list[str], health_path: str | Non
             "selection_policy": {"policy": "round_robin"},
             "try_duration": try_duration,
             "try_interval": TRY_INTERVAL,
-            "retry_match": [{"method": list(RETRY_METHODS)}],
+            "retry_match": retry,
         },
         "health_checks": checks,
         "stream_close_delay": STREAM_CLOSE_DELAY,
