@@ -31,16 +31,23 @@ def test_kill_leaves_no_process_alive_and_revive_boots_with_the_disk(sim, tiny_o
     (dc.run_dir("home-1") / "lost.txt").write_text("in /run")
     sim.run("home-1", "podman", "run", "-d", "--name", "sleeper",
             "--cgroup-parent", dc.host_env("home-1")["VCAPP_CGROUP_PARENT"], tiny_on_home1, "sleep", "600")
+    # A paused container (the node's volume compaction pauses its app a moment) is frozen in a
+    # cgroup of its own: it dies with the machine too, and its pause is gone after the boot.
+    sim.run("home-1", "podman", "run", "-d", "--name", "paused",
+            "--cgroup-parent", dc.host_env("home-1")["VCAPP_CGROUP_PARENT"], tiny_on_home1, "sleep", "600")
+    sim.run("home-1", "podman", "pause", "paused")
     background = sim.spawn("home-1", "sleep", "600")
     container_pid = int(sim.run("home-1", "podman", "inspect", "-f", "{{.State.Pid}}", "sleeper").stdout)
+    paused_pid = int(sim.run("home-1", "podman", "inspect", "-f", "{{.State.Pid}}", "paused").stdout)
     assert dc.host_pids("home-1")
 
     killed = dc.kill("home-1")
 
-    assert killed >= 3  # init, the background sleep, the container (and its conmon)
+    assert killed >= 4  # init, the background sleep, the two containers (and their conmons)
     assert dc.host_pids("home-1") == set()
     background.wait(timeout=5)
     assert not alive(container_pid)
+    assert not alive(paused_pid)
     assert not sim.ping("home-2", sim.addr("home-1"))  # its link is down
     with pytest.raises(Exception, match="powered off"):
         sim.run("home-1", "true")
@@ -56,7 +63,7 @@ def test_kill_leaves_no_process_alive_and_revive_boots_with_the_disk(sim, tiny_o
     assert state in ("exited", "stopped", "created", "configured")
     sim.run("home-1", "podman", "start", "sleeper")
     assert sim.run("home-1", "podman", "inspect", "-f", "{{.State.Running}}", "sleeper").stdout.strip() == "true"
-    sim.run("home-1", "podman", "rm", "-f", "-t", "0", "sleeper")
+    sim.run("home-1", "podman", "rm", "-f", "-t", "0", "sleeper", "paused")
 
 
 def test_services_start_at_every_boot(sim):

@@ -6,7 +6,10 @@ A host's processes are found two ways, so nothing it started survives a power-of
 - its network namespace: any process living in it belongs to the host.
 
 Power-off freezes the cgroup tree (so nothing forks while we kill), SIGKILLs every member,
-thaws, and waits until the tree is empty. A booted host has one `init` process that owns its
+thaws the whole tree, and waits until it is empty. A cgroup below the host's may be frozen on
+its own, a container `podman pause`d (the node's volume compaction pauses its app for a
+moment): a frozen task takes no signal, so it is thawed too, as a machine losing its power
+loses that container's pause with it. A booted host has one `init` process that owns its
 UTS namespace (its own hostname); commands run "on" the host enter that namespace and its
 network namespace.
 """
@@ -71,20 +74,33 @@ def cgroup_pids(rel: str) -> set[int]:
     return pids
 
 
-def _set_frozen(rel: str, frozen: bool) -> None:
+def _freeze(rel: str) -> None:
     path = _freezer(rel)
     if not path.is_dir():
         return
     if cgroup_v1():
-        (path / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
-        if frozen:
-            deadline = time.monotonic() + 2.0
-            while (path / "freezer.state").read_text().strip() != "FROZEN":
-                if time.monotonic() > deadline:
-                    break  # kill anyway: SIGKILL reaches frozen and freezing tasks alike
-                time.sleep(0.01)
+        (path / "freezer.state").write_text("FROZEN")
+        deadline = time.monotonic() + 2.0
+        while (path / "freezer.state").read_text().strip() != "FROZEN":
+            if time.monotonic() > deadline:
+                break  # kill anyway: the tree is thawed after the SIGKILLs
+            time.sleep(0.01)
     else:
-        (path / "cgroup.freeze").write_text("1" if frozen else "0")
+        (path / "cgroup.freeze").write_text("1")
+
+
+def _thaw_tree(rel: str) -> None:
+    """Thaw cgroup `rel` and every cgroup below it, parents first."""
+    base = _freezer(rel)
+    if not base.is_dir():
+        return
+    name = "freezer.state" if cgroup_v1() else "cgroup.freeze"
+    for dirpath, _, files in os.walk(base):
+        if name in files:
+            try:
+                Path(dirpath, name).write_text("THAWED" if cgroup_v1() else "0")
+            except OSError:  # removed meanwhile (its last task exited)
+                pass
 
 
 def namespace_pids(ns: str) -> set[int]:
@@ -110,7 +126,7 @@ def alive(pid: int) -> bool:
 
 def kill_all(rel: str, ns: str | None) -> int:
     """SIGKILL every process of a host (its cgroup tree and its namespace). Returns how many."""
-    _set_frozen(rel, True)
+    _freeze(rel)
     victims = cgroup_pids(rel) | (namespace_pids(ns) if ns else set())
     victims.discard(os.getpid())
     for pid in victims:
@@ -118,7 +134,7 @@ def kill_all(rel: str, ns: str | None) -> int:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    _set_frozen(rel, False)
+    _thaw_tree(rel)
     deadline = time.monotonic() + KILL_TIMEOUT
     while any(alive(p) for p in victims):
         if time.monotonic() > deadline:
@@ -150,7 +166,7 @@ def boot_init(rel: str, ns: str, hostname: str, log: Path) -> int:
     It runs in a new session so it outlives the command that booted it."""
     make_cgroup(rel)
     cmd = netns.enter(ns) + [
-        "unshare", "--uts", "--", "sh", "-c", f'hostname "$1" && exec sleep infinity', "init", hostname
+        "unshare", "--uts", "--", "sh", "-c", 'hostname "$1" && exec sleep infinity', "init", hostname
     ]
     with open(log, "ab") as out:
         proc = subprocess.Popen(
