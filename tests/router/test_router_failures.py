@@ -67,8 +67,8 @@ def edge(tmp_path):
     caddy.start()
     listen = free_port()
     routes = EdgeRoutes(D, nodes=(f"127.0.0.1:{router.server_address[1]}",))
-    (api_route,) = [r for r in edge_config._routes(routes, edge_config.EdgeSettings(str(caddy.admin_socket), str(caddy.storage_dir)))
-                    if r.get("match") == [{"host": [api_host(D)]}]]
+    settings = edge_config.EdgeSettings(str(caddy.admin_socket), str(caddy.storage_dir))
+    (api_route,) = [r for r in edge_config._routes(routes, settings) if r.get("match") == [{"host": [api_host(D)]}]]
     config = caddyjson.base_document(str(caddy.admin_socket), str(caddy.storage_dir))
     config["apps"]["http"] = {"servers": {"s": {"listen": [f"127.0.0.1:{listen}"], "routes": [api_route],
                                                 "automatic_https": {"disable": True}}}}
