@@ -118,7 +118,8 @@ def _routes(routes: EdgeRoutes, s: EdgeSettings) -> list[dict]:
                            "The cluster has no live machine behind this edge. Try again in a minute; "
                            "if it lasts, the cluster admin should run `vcapp status`.")
         return [host_route([api_host(routes.domain), *served], [nobody]), unknown]
-    api = reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST, streaming=True, resend_router_failures=True)
+    api = reverse_proxy(routes.nodes, NODE_HEALTH_PATH, NODE_HEALTH_HOST, streaming=True,
+                        resend_router_failures=True)
     return [host_route([api_host(routes.domain)], [api]), host_route(served, [_app_routers(routes, s)]), unknown]
 
 

@@ -313,8 +313,8 @@ def test_a_log_fsynced_one_record_at_a_time_stays_few_chunked_and_keeps_every_re
              f"the {APPENDS} appends' chunks compacted", interval=3, detail=said)
     # The machine says so once it has resumed the app: a podman unpause later, seconds on a
     # loaded host (a pass whose pause failed, the app frozen mid-write, says that and retries).
-    wait_for(lambda: any("compacted from" in line for line in logged()), LOG_WAIT_S, "the compaction in the machine's log", interval=1,
-             detail=said)
+    wait_for(lambda: any("compacted from" in line for line in logged()), LOG_WAIT_S,
+             "the compaction in the machine's log", interval=1, detail=said)
     text = cc.sim.run(row["node"], "podman", "exec", row["container"], "cat", "/data/log").stdout
     assert text.splitlines() == [f"id={i}" for i in range(1, APPENDS + 1)]
     assert [r["restarts"] for r in healthy(cc, app, on)] == [0]  # paused, never restarted
